@@ -1,0 +1,74 @@
+/* The wire contract: message type numbers, error codes and default limits.
+ *
+ * This header is the single source of truth for every number that crosses the
+ * client and peer ports. docs/wire-format.md describes the fields of each
+ * message; a change here is a protocol change and must be reflected there.
+ *
+ * A frame is a 4-byte big-endian length followed by that many bytes holding one
+ * msgpack array: [type, lamport, request_id, ...fields]. */
+#ifndef DDKV_WIRE_H
+#define DDKV_WIRE_H
+
+#include <stdint.h>
+
+#define DDKV_PROTOCOL_VERSION 1
+
+/* Message types. Numbers are allocated in ranges so modules stay apart:
+ *   1..63    client protocol (kv, admin, coordination)
+ *   64..95   peer protocol (Raft, snapshots)
+ *   96..127  job queue module
+ *   128..255 reserved
+ * Types are < DDKV_MSG_TYPE_MAX so the dispatcher can be a flat table. */
+enum ddkv_msg_type {
+    DDKV_MSG_ERROR = 1,          /* [code, message, leader_client_addr|nil] */
+    DDKV_MSG_PING = 2,           /* [] */
+    DDKV_MSG_PONG = 3,           /* [node_name, leader_name|nil, term] */
+    DDKV_MSG_READ = 4,           /* [key, consistency, after_lamport] */
+    DDKV_MSG_VALUE = 5,          /* [key, value, create_rev, mod_rev, version, lamport] */
+    DDKV_MSG_WRITE = 6,          /* [key, value, lease_id, client_id, seq] */
+    DDKV_MSG_WRITTEN_AT = 7,     /* [lamport, revision] */
+    DDKV_MSG_DELETE = 8,         /* [key, client_id, seq] */
+    DDKV_MSG_DELETED = 9,        /* [lamport, revision] */
+    DDKV_MSG_LIST = 10,          /* [prefix, start_after, limit] */
+    DDKV_MSG_LIST_RESULT = 11,   /* [[[key, value, create_rev, mod_rev, version, lamport]...], more, revision] */
+    DDKV_MSG_STATUS = 12,        /* [] */
+    DDKV_MSG_STATUS_RESULT = 13, /* [{string: value...}] */
+};
+
+#define DDKV_MSG_TYPE_MAX 256
+
+/* Error codes carried by DDKV_MSG_ERROR. */
+enum ddkv_wire_error {
+    DDKV_WERR_NOT_LEADER = 1,  /* message field: leader's client address, when known */
+    DDKV_WERR_NOT_FOUND = 2,
+    DDKV_WERR_TOO_LARGE = 3,   /* frame, key or value over its limit */
+    DDKV_WERR_BAD_REQUEST = 4, /* malformed message, unknown type, bad field */
+    DDKV_WERR_UNAVAILABLE = 5, /* no quorum, storage failure (disk full), shutting down */
+    DDKV_WERR_TIMEOUT = 6,
+    DDKV_WERR_COMPACTED = 7,   /* revision older than the history kept */
+    DDKV_WERR_PERMISSION_DENIED = 8,
+    DDKV_WERR_INTERNAL = 9,
+};
+
+/* READ consistency levels. */
+enum ddkv_consistency {
+    DDKV_CONSISTENCY_LINEARIZABLE = 0,
+    DDKV_CONSISTENCY_CAUSAL = 1,
+    DDKV_CONSISTENCY_STALE = 2,
+};
+
+/* Default limits; each is configurable on the node (--max-frame-bytes, ...). */
+#define DDKV_DEFAULT_MAX_FRAME_BYTES (4u * 1024 * 1024)
+#define DDKV_DEFAULT_MAX_KEY_BYTES (4u * 1024)
+#define DDKV_DEFAULT_MAX_VALUE_BYTES (1024u * 1024)
+#define DDKV_DEFAULT_LIST_LIMIT 1000u
+#define DDKV_MAX_LIST_LIMIT 10000u
+
+/* Frame header: 4-byte big-endian body length. */
+#define DDKV_FRAME_HEADER_BYTES 4u
+
+/* Lamport times at or above this are refused as bad input, so that
+ * max(local, received) + 1 can never wrap (see src/proto/lamport.c). */
+#define DDKV_LAMPORT_MAX (UINT64_C(1) << 62)
+
+#endif

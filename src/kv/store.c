@@ -1,0 +1,272 @@
+/* RocksDB behind the store interface (the one file that includes rocksdb/c.h). */
+#include "kv/store.h"
+
+#include <rocksdb/c.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/buf.h"
+
+static const char *const cf_names[STORE_CF__COUNT] = {
+    [STORE_CF_DEFAULT] = "default",
+    [STORE_CF_META] = "meta",
+    [STORE_CF_DATA] = "data",
+    [STORE_CF_RAFT_LOG] = "raft_log",
+    [STORE_CF_RAFT_STATE] = "raft_state",
+};
+
+struct store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_column_family_handle_t *cf[STORE_CF__COUNT];
+    rocksdb_readoptions_t *ro;
+    rocksdb_writeoptions_t *wo_sync;
+    rocksdb_writeoptions_t *wo_nosync;
+};
+
+struct store_batch {
+    rocksdb_writebatch_wi_t *wb;
+    struct store *s; /* for column family handles */
+};
+
+struct store_iter {
+    rocksdb_iterator_t *it;
+    rocksdb_readoptions_t *ro;
+    uint8_t *upper; /* RocksDB references the bound; we own the copy */
+};
+
+/* Translate a RocksDB error string (which we free) into our code. */
+static int store_err(char *rerr, struct errbuf *eb, const char *what)
+{
+    int code = ERR_IO;
+    if (strstr(rerr, "No space left") || strstr(rerr, "NoSpace"))
+        code = ERR_NOSPACE;
+    else if (strstr(rerr, "Corruption"))
+        code = ERR_CORRUPT;
+    errf(eb, code, "%s: %s", what, rerr);
+    rocksdb_free(rerr);
+    return code;
+}
+
+int store_open(struct store **out, const char *dir, const struct store_options *opt,
+               struct errbuf *eb)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s)
+        return errf(eb, ERR_NOMEM, "out of memory");
+    s->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(s->opts, 1);
+    rocksdb_options_set_create_missing_column_families(s->opts, 1);
+    size_t wbs = opt && opt->write_buffer_bytes ? opt->write_buffer_bytes : 8u << 20;
+    rocksdb_options_set_write_buffer_size(s->opts, wbs);
+    rocksdb_options_set_max_open_files(s->opts, opt && opt->max_open_files ? opt->max_open_files : 256);
+    rocksdb_options_set_keep_log_file_num(s->opts, 3);
+    rocksdb_options_set_max_log_file_size(s->opts, 4u << 20);
+    rocksdb_options_set_max_background_jobs(s->opts, 2);
+
+    const rocksdb_options_t *cf_opts[STORE_CF__COUNT];
+    for (int i = 0; i < STORE_CF__COUNT; i++)
+        cf_opts[i] = s->opts;
+    char *rerr = NULL;
+    s->db = rocksdb_open_column_families(s->opts, dir, STORE_CF__COUNT, cf_names, cf_opts, s->cf, &rerr);
+    if (rerr) {
+        int code;
+        if (strstr(rerr, "lock") || strstr(rerr, "LOCK")) {
+            code = errf(eb, ERR_IO, "data dir %s is in use by another process (%s)", dir, rerr);
+            rocksdb_free(rerr);
+        } else {
+            code = store_err(rerr, eb, "open");
+        }
+        rocksdb_options_destroy(s->opts);
+        free(s);
+        return code;
+    }
+    s->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(s->ro, 1);
+    s->wo_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wo_sync, 1);
+    s->wo_nosync = rocksdb_writeoptions_create();
+    *out = s;
+    return ERR_OK;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < STORE_CF__COUNT; i++)
+        rocksdb_column_family_handle_destroy(s->cf[i]);
+    rocksdb_close(s->db);
+    rocksdb_readoptions_destroy(s->ro);
+    rocksdb_writeoptions_destroy(s->wo_sync);
+    rocksdb_writeoptions_destroy(s->wo_nosync);
+    rocksdb_options_destroy(s->opts);
+    free(s);
+}
+
+void store_val_release(struct store_val *v)
+{
+    if (v->handle == NULL) {
+        /* nothing pinned */
+    } else if ((uintptr_t)v->p == (uintptr_t)v->handle) {
+        rocksdb_free(v->handle); /* a malloc'd copy (read through a batch) */
+    } else {
+        rocksdb_pinnableslice_destroy(v->handle);
+    }
+    v->handle = NULL;
+    v->p = NULL;
+    v->n = 0;
+}
+
+int store_get(struct store *s, enum store_cf cf, const void *k, size_t kn,
+              struct store_batch *overlay, struct store_val *out, struct errbuf *eb)
+{
+    char *rerr = NULL;
+    memset(out, 0, sizeof *out);
+    if (overlay) {
+        size_t n = 0;
+        char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(overlay->wb, s->db, s->ro, s->cf[cf],
+                                                                  k, kn, &n, &rerr);
+        if (rerr)
+            return store_err(rerr, eb, "get");
+        if (!v)
+            return ERR_NOT_FOUND;
+        out->p = (const uint8_t *)v;
+        out->n = n;
+        out->handle = v;
+        return ERR_OK;
+    }
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], k, kn, &rerr);
+    if (rerr)
+        return store_err(rerr, eb, "get");
+    if (!ps)
+        return ERR_NOT_FOUND;
+    size_t n = 0;
+    const char *p = rocksdb_pinnableslice_value(ps, &n);
+    if (!p) {
+        rocksdb_pinnableslice_destroy(ps);
+        return ERR_NOT_FOUND;
+    }
+    out->p = (const uint8_t *)p;
+    out->n = n;
+    out->handle = ps;
+    return ERR_OK;
+}
+
+struct store_batch *store_batch_new(struct store *s)
+{
+    struct store_batch *b = calloc(1, sizeof *b);
+    ASSERT(b != NULL);
+    b->s = s;
+    b->wb = rocksdb_writebatch_wi_create(0, 1 /* overwrite_keys: reads see the last write */);
+    return b;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+    if (!b)
+        return;
+    rocksdb_writebatch_wi_destroy(b->wb);
+    free(b);
+}
+
+void store_batch_clear(struct store_batch *b)
+{
+    rocksdb_writebatch_wi_clear(b->wb);
+}
+
+int store_batch_count(struct store_batch *b)
+{
+    return rocksdb_writebatch_wi_count(b->wb);
+}
+
+
+void store_batch_put(struct store_batch *b, enum store_cf cf, const void *k, size_t kn,
+                     const void *v, size_t vn)
+{
+    rocksdb_writebatch_wi_put_cf(b->wb, b->s->cf[cf], k, kn, v, vn);
+}
+
+void store_batch_put2(struct store_batch *b, enum store_cf cf, const void *k, size_t kn,
+                      const void *v1, size_t n1, const void *v2, size_t n2)
+{
+    const char *parts[2] = {v1, v2};
+    size_t sizes[2] = {n1, n2};
+    const char *kp = k;
+    rocksdb_writebatch_wi_putv_cf(b->wb, b->s->cf[cf], 1, &kp, &kn, 2, parts, sizes);
+}
+
+void store_batch_delete(struct store_batch *b, enum store_cf cf, const void *k, size_t kn)
+{
+    rocksdb_writebatch_wi_delete_cf(b->wb, b->s->cf[cf], k, kn);
+}
+
+int store_write(struct store *s, struct store_batch *b, bool sync, struct errbuf *eb)
+{
+    ASSERT(b->s == s);
+    char *rerr = NULL;
+    rocksdb_write_writebatch_wi(s->db, sync ? s->wo_sync : s->wo_nosync, b->wb, &rerr);
+    if (rerr)
+        return store_err(rerr, eb, "write");
+    return ERR_OK;
+}
+
+struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *upper, size_t upper_n)
+{
+    struct store_iter *it = calloc(1, sizeof *it);
+    ASSERT(it != NULL);
+    it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(it->ro, 1);
+    if (upper) {
+        it->upper = malloc(upper_n ? upper_n : 1);
+        ASSERT(it->upper != NULL);
+        memcpy(it->upper, upper, upper_n);
+        rocksdb_readoptions_set_iterate_upper_bound(it->ro, (const char *)it->upper, upper_n);
+    }
+    it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
+    return it;
+}
+
+void store_iter_seek(struct store_iter *it, const void *k, size_t kn)
+{
+    rocksdb_iter_seek(it->it, k, kn);
+}
+
+bool store_iter_valid(struct store_iter *it)
+{
+    return rocksdb_iter_valid(it->it);
+}
+
+void store_iter_next(struct store_iter *it)
+{
+    rocksdb_iter_next(it->it);
+}
+
+const uint8_t *store_iter_key(struct store_iter *it, size_t *n)
+{
+    return (const uint8_t *)rocksdb_iter_key(it->it, n);
+}
+
+const uint8_t *store_iter_value(struct store_iter *it, size_t *n)
+{
+    return (const uint8_t *)rocksdb_iter_value(it->it, n);
+}
+
+int store_iter_status(struct store_iter *it, struct errbuf *eb)
+{
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr)
+        return store_err(rerr, eb, "iterate");
+    return ERR_OK;
+}
+
+void store_iter_free(struct store_iter *it)
+{
+    if (!it)
+        return;
+    rocksdb_iter_destroy(it->it);
+    rocksdb_readoptions_destroy(it->ro);
+    free(it->upper);
+    free(it);
+}

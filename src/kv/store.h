@@ -1,0 +1,76 @@
+/* The storage engine boundary: the only interface to RocksDB.
+ *
+ * One RocksDB database per node, with a column family per kind of data so that
+ * one atomic, optionally synced write batch can span them (they share one WAL):
+ *   meta        node metadata: format version, applied index and Lamport time
+ *   data        user keys -> record (see sm.h)
+ *   raft_log    Raft log entries, big-endian uint64 index keys (consensus issue)
+ *   raft_state  Raft hard state and snapshot metadata (consensus issue)
+ * RocksDB's char **errptr strings become err codes here and nowhere else. */
+#ifndef DDKV_KV_STORE_H
+#define DDKV_KV_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+enum store_cf { STORE_CF_DEFAULT = 0, STORE_CF_META, STORE_CF_DATA, STORE_CF_RAFT_LOG,
+                STORE_CF_RAFT_STATE, STORE_CF__COUNT };
+
+struct store;
+struct store_batch;
+struct store_iter;
+
+struct store_options {
+    size_t write_buffer_bytes; /* per column family memtable; small when several nodes share a host */
+    int max_open_files;
+};
+
+/* Open (creating if missing) the database in dir. Fails with a clear message if
+ * another process holds it. */
+int store_open(struct store **out, const char *dir, const struct store_options *opt,
+               struct errbuf *eb);
+void store_close(struct store *s);
+
+/* A value read from the store, pinned in RocksDB's cache: borrowed until
+ * store_val_release. */
+struct store_val {
+    const uint8_t *p;
+    size_t n;
+    void *handle;
+};
+void store_val_release(struct store_val *v);
+
+/* Point read. If overlay is non-NULL the read sees the batch's pending writes
+ * first. Returns ERR_OK, ERR_NOT_FOUND, or an I/O error. */
+int store_get(struct store *s, enum store_cf cf, const void *k, size_t kn,
+              struct store_batch *overlay, struct store_val *out, struct errbuf *eb);
+
+/* Write batches: atomic across column families, readable before commit. */
+struct store_batch *store_batch_new(struct store *s);
+void store_batch_free(struct store_batch *b);
+void store_batch_clear(struct store_batch *b);
+int store_batch_count(struct store_batch *b);
+void store_batch_put(struct store_batch *b, enum store_cf cf, const void *k, size_t kn,
+                     const void *v, size_t vn);
+/* Put a value made of two parts (a header and a payload) without joining them. */
+void store_batch_put2(struct store_batch *b, enum store_cf cf, const void *k, size_t kn,
+                      const void *v1, size_t n1, const void *v2, size_t n2);
+void store_batch_delete(struct store_batch *b, enum store_cf cf, const void *k, size_t kn);
+/* Commit the batch; sync = fsync the WAL before returning (the batch is durable
+ * once this returns ERR_OK). A full disk is ERR_NOSPACE. */
+int store_write(struct store *s, struct store_batch *b, bool sync, struct errbuf *eb);
+
+/* Forward iteration over keys >= start within [lower, upper) (bounds optional). */
+struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *upper, size_t upper_n);
+void store_iter_seek(struct store_iter *it, const void *k, size_t kn);
+bool store_iter_valid(struct store_iter *it);
+void store_iter_next(struct store_iter *it);
+const uint8_t *store_iter_key(struct store_iter *it, size_t *n);
+const uint8_t *store_iter_value(struct store_iter *it, size_t *n);
+int store_iter_status(struct store_iter *it, struct errbuf *eb);
+void store_iter_free(struct store_iter *it);
+
+#endif

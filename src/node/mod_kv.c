@@ -1,0 +1,202 @@
+/* The kv module: READ, WRITE, DELETE and LIST on the state machine. */
+#include "node/server.h"
+
+/* Check a key against the node's limits; answers the error itself. */
+static bool kv_key_ok(struct node *n, struct conn *c, uint64_t rid, size_t klen)
+{
+    if (klen == 0) {
+        conn_reply_error(c, rid, DDKV_WERR_BAD_REQUEST, "key must not be empty");
+        return false;
+    }
+    if (klen > n->cfg.max_key_bytes) {
+        conn_reply_error(c, rid, DDKV_WERR_TOO_LARGE, "key of %zu bytes is over the limit of %u",
+                         klen, n->cfg.max_key_bytes);
+        return false;
+    }
+    return true;
+}
+
+static void kv_storage_error(struct conn *c, uint64_t rid, int rc, const struct errbuf *eb)
+{
+    conn_reply_error(c, rid, rc == ERR_NOSPACE ? DDKV_WERR_UNAVAILABLE : DDKV_WERR_INTERNAL,
+                     "storage: %s", eb->msg);
+}
+
+/* READ [key, consistency, after_lamport]. With one member every read is served
+ * from the committed state, which is linearizable: writes are acknowledged only
+ * after they are committed there. */
+static void kv_read(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    const uint8_t *key;
+    size_t klen;
+    uint64_t consistency, after;
+    if (msg_bytes(m, 0, &key, &klen) || msg_u64_opt(m, 1, DDKV_CONSISTENCY_LINEARIZABLE, &consistency) ||
+        msg_u64_opt(m, 2, 0, &after) || consistency > DDKV_CONSISTENCY_STALE) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "READ wants [key, consistency, after_lamport]");
+        return;
+    }
+    if (!kv_key_ok(n, c, m->request_id, klen))
+        return;
+    n->stats.reads++;
+    struct kv_record r;
+    struct store_val hold;
+    struct errbuf eb;
+    int rc = sm_get(&n->sm, key, klen, &r, &hold, &eb);
+    if (rc == ERR_NOT_FOUND) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "key not found");
+        return;
+    }
+    if (rc) {
+        kv_storage_error(c, m->request_id, rc, &eb);
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_VALUE, m->request_id, 6);
+    mw_bin(&w, key, klen);
+    mw_bin(&w, r.value, r.vlen);
+    mw_u64(&w, r.create_rev);
+    mw_u64(&w, r.mod_rev);
+    mw_u64(&w, r.version);
+    mw_u64(&w, r.lamport);
+    store_val_release(&hold);
+    conn_reply_end(c, &w);
+}
+
+/* Stage a change for this loop turn's group commit; the reply waits for it. */
+static void kv_stage(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
+                     const struct sm_op *op)
+{
+    struct sm_result res;
+    struct errbuf eb;
+    uint64_t lamport = lamport_tick(&n->clock);
+    int rc = sm_stage(&n->sm, n->sm.st_index + 1, lamport, op, &res, &eb);
+    if (rc) {
+        kv_storage_error(c, rid, rc, &eb);
+        return;
+    }
+    node_defer_reply(n, c, rid, reply_kind, &res);
+}
+
+/* WRITE [key, value, lease_id, client_id, seq] */
+static void kv_write(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    struct sm_op op = {.kind = SM_OP_PUT};
+    uint64_t client_id, seq;
+    if (msg_bytes(m, 0, &op.key, &op.klen) || msg_bytes(m, 1, &op.val, &op.vlen) ||
+        msg_u64_opt(m, 2, 0, &op.lease) || msg_u64_opt(m, 3, 0, &client_id) ||
+        msg_u64_opt(m, 4, 0, &seq)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "WRITE wants [key, value, lease_id, client_id, seq]");
+        return;
+    }
+    if (!kv_key_ok(n, c, m->request_id, op.klen))
+        return;
+    if (op.vlen > n->cfg.max_value_bytes) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE,
+                         "value of %zu bytes is over the limit of %u", op.vlen, n->cfg.max_value_bytes);
+        return;
+    }
+    if (op.lease != 0) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "leases are not supported yet");
+        return;
+    }
+    n->stats.writes++;
+    kv_stage(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
+}
+
+/* DELETE [key, client_id, seq] */
+static void kv_delete(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    struct sm_op op = {.kind = SM_OP_DELETE};
+    if (msg_bytes(m, 0, &op.key, &op.klen)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "DELETE wants [key, client_id, seq]");
+        return;
+    }
+    if (!kv_key_ok(n, c, m->request_id, op.klen))
+        return;
+    n->stats.deletes++;
+    kv_stage(n, c, m->request_id, DDKV_MSG_DELETED, &op);
+}
+
+struct list_ctx {
+    struct msg_writer *w;
+    uint32_t count;
+};
+
+static int kv_list_entry(void *arg, const uint8_t *key, size_t klen, const struct kv_record *r)
+{
+    struct list_ctx *lc = arg;
+    mw_array(lc->w, 6);
+    mw_bin(lc->w, key, klen);
+    mw_bin(lc->w, r->value, r->vlen);
+    mw_u64(lc->w, r->create_rev);
+    mw_u64(lc->w, r->mod_rev);
+    mw_u64(lc->w, r->version);
+    mw_u64(lc->w, r->lamport);
+    lc->count++;
+    return 0;
+}
+
+/* LIST [prefix, start_after, limit] -> [[entries...], more, revision]. The page
+ * is cut at limit entries or at what fits in a frame, whichever comes first;
+ * `more` tells the client to ask again from its last key. */
+static void kv_list(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    const uint8_t *prefix, *after;
+    size_t plen, alen;
+    uint64_t limit;
+    if (msg_bytes_opt(m, 0, &prefix, &plen) || msg_bytes_opt(m, 1, &after, &alen) ||
+        msg_u64_opt(m, 2, DDKV_DEFAULT_LIST_LIMIT, &limit)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LIST wants [prefix, start_after, limit]");
+        return;
+    }
+    if (plen > n->cfg.max_key_bytes || alen > n->cfg.max_key_bytes) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE, "prefix or start key over the key limit");
+        return;
+    }
+    if (limit == 0 || limit > DDKV_MAX_LIST_LIMIT)
+        limit = limit == 0 ? DDKV_DEFAULT_LIST_LIMIT : DDKV_MAX_LIST_LIMIT;
+    n->stats.lists++;
+    /* Entries are packed first, into their own buffer, because the array
+     * header needs the count; then the reply is assembled around them. */
+    struct buf entries = BUF_INIT;
+    struct msg_writer ew;
+    msg_writer_raw(&ew, &entries);
+    struct list_ctx lc = {.w = &ew};
+    bool more = false;
+    struct errbuf eb;
+    /* Leave room for the header and per-entry overhead within one frame. */
+    size_t max_bytes = n->cfg.max_frame_bytes / 2;
+    int rc = sm_list(&n->sm, prefix, plen, after, alen, (uint32_t)limit, max_bytes, kv_list_entry, &lc,
+                     &more, &eb);
+    if (rc || ew.failed) {
+        buf_free(&entries);
+        kv_storage_error(c, m->request_id, rc ? rc : ERR_NOMEM, &eb);
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_LIST_RESULT, m->request_id, 3);
+    mw_array(&w, lc.count);
+    mw_raw(&w, entries.data, entries.len);
+    mw_bool(&w, more);
+    mw_u64(&w, n->sm.revision);
+    buf_free(&entries);
+    conn_reply_end(c, &w);
+}
+
+static int kv_init(struct node *n, struct errbuf *eb)
+{
+    int rc;
+    if ((rc = dispatcher_register(&n->disp, DDKV_MSG_READ, "kv", kv_read, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_WRITE, "kv", kv_write, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_DELETE, "kv", kv_delete, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_LIST, "kv", kv_list, n, eb)))
+        return rc;
+    return ERR_OK;
+}
+
+const struct module mod_kv = {"kv", kv_init};

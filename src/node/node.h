@@ -1,0 +1,29 @@
+/* The node daemon's entry point and configuration.
+ *
+ * The CLI (src/cli) parses flags, env and config file into a node_config and
+ * calls node_run, which owns the process until SIGTERM/SIGINT. */
+#ifndef DDKV_NODE_NODE_H
+#define DDKV_NODE_NODE_H
+
+#include <stdint.h>
+
+struct node_config {
+    const char *name;          /* node name, for logs and status ("n1") */
+    const char *data_dir;      /* RocksDB directory, created if missing */
+    const char *client_addr;   /* "host:port"; port 0 picks a free port (logged) */
+    const char *http_addr;     /* ops HTTP "host:port", or NULL for none */
+    uint32_t max_frame_bytes;
+    uint32_t max_key_bytes;
+    uint32_t max_value_bytes;
+    uint32_t max_connections;
+    const char *log_level;     /* debug|info|warn|error */
+};
+
+/* Defaults for every field (data_dir stays NULL: the caller must set it). */
+void node_config_defaults(struct node_config *cfg);
+
+/* Run the node until SIGTERM/SIGINT. Returns a process exit code: 0 on a clean
+ * stop, 2 for a bad configuration, 1 for a runtime failure (message logged). */
+int node_run(const struct node_config *cfg);
+
+#endif

@@ -1,0 +1,136 @@
+/* The ops HTTP endpoints of a node: /health, /status, /metrics. */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "node/server.h"
+#include "util/log.h"
+#include "util/net.h"
+
+static void http_reply(struct evhttp_request *req, int code, const char *type, const char *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", type);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evbuffer_add(b, body, strlen(body));
+    evhttp_send_reply(req, code, code == 200 ? "OK" : "Service Unavailable", b);
+    evbuffer_free(b);
+}
+
+static void http_health(struct evhttp_request *req, void *arg)
+{
+    struct node *n = arg;
+    /* A single member always sees itself as leader. */
+    char body[256];
+    snprintf(body, sizeof body, "{\"healthy\":true,\"name\":\"%s\",\"leader\":\"%s\"}", n->cfg.name,
+             n->cfg.name);
+    http_reply(req, 200, "application/json", body);
+}
+
+static void http_status(struct evhttp_request *req, void *arg)
+{
+    char *s = node_status_json(arg);
+    if (!s) {
+        evhttp_send_error(req, 500, "status unavailable");
+        return;
+    }
+    http_reply(req, 200, "application/json", s);
+    free(s);
+}
+
+static void metric(struct evbuffer *b, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
+}
+
+static void http_metrics(struct evhttp_request *req, void *arg)
+{
+    struct node *n = arg;
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    const struct node_stats *s = &n->stats;
+    metric(b, "ddkv_connections", "gauge", "Open client connections.", n->nconns);
+    metric(b, "ddkv_connections_accepted_total", "counter", "Client connections accepted.", s->conns_accepted);
+    metric(b, "ddkv_connections_refused_total", "counter", "Connections refused over the limit.", s->conns_refused);
+    metric(b, "ddkv_frames_received_total", "counter", "Frames received.", s->frames_in);
+    metric(b, "ddkv_frames_bad_total", "counter", "Frames refused as malformed.", s->frames_bad);
+    metric(b, "ddkv_frames_too_large_total", "counter", "Frames refused over the size limit.", s->frames_too_large);
+    metric(b, "ddkv_unknown_types_total", "counter", "Messages of an unknown type.", s->unknown_types);
+    metric(b, "ddkv_writes_total", "counter", "WRITE requests accepted.", s->writes);
+    metric(b, "ddkv_deletes_total", "counter", "DELETE requests accepted.", s->deletes);
+    metric(b, "ddkv_reads_total", "counter", "READ requests served.", s->reads);
+    metric(b, "ddkv_lists_total", "counter", "LIST requests served.", s->lists);
+    metric(b, "ddkv_commits_total", "counter", "Synced group commits.", s->commits);
+    metric(b, "ddkv_commit_entries_total", "counter", "Entries written by group commits.", s->commit_entries);
+    metric(b, "ddkv_commit_errors_total", "counter", "Group commits that failed.", s->commit_errors);
+    metric(b, "ddkv_applied_index", "gauge", "Last applied index.", n->sm.applied_index);
+    metric(b, "ddkv_revision", "gauge", "Current revision.", n->sm.revision);
+    metric(b, "ddkv_lamport", "gauge", "Lamport clock.", n->clock.now);
+    metric(b, "ddkv_keys", "gauge", "Live keys.", n->sm.keys);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+int ops_http_start(struct node *n, struct errbuf *eb)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (net_parse_addr(n->cfg.http_addr, &ss, &sl) != ERR_OK)
+        return errf(eb, ERR_BAD_INPUT, "bad --http-addr '%s' (want host:port)", n->cfg.http_addr);
+    n->http = evhttp_new(n->base);
+    if (!n->http)
+        return errf(eb, ERR_NOMEM, "cannot create the HTTP server");
+    evhttp_set_allowed_methods(n->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_timeout(n->http, 30);
+    evhttp_set_max_headers_size(n->http, 16384);
+    evhttp_set_max_body_size(n->http, 4096);
+    evhttp_set_cb(n->http, "/health", http_health, n);
+    evhttp_set_cb(n->http, "/status", http_status, n);
+    evhttp_set_cb(n->http, "/metrics", http_metrics, n);
+    /* Bind ourselves (evhttp's own binder refuses port 0), then hand it over. */
+    evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 128) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return errf(eb, ERR_IO, "cannot listen for HTTP on %s: %s", n->cfg.http_addr, strerror(e));
+    }
+    if (!evhttp_accept_socket_with_handle(n->http, fd)) {
+        close(fd);
+        return errf(eb, ERR_IO, "cannot serve HTTP on %s", n->cfg.http_addr);
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+    char where[80];
+    net_format_addr((struct sockaddr *)&bound, where, sizeof where);
+    log_info("http listening on %s", where);
+    return ERR_OK;
+}
+
+void ops_http_stop(struct node *n)
+{
+    if (n->http)
+        evhttp_free(n->http);
+    n->http = NULL;
+}
