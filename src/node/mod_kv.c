@@ -67,6 +67,12 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
 static void kv_stage(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
                      const struct sm_op *op)
 {
+    if (n->storage_failed) {
+        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                         "writes refused since a storage failure (%s); free space and restart the node",
+                         n->storage_failed == ERR_NOSPACE ? "disk full" : err_str(n->storage_failed));
+        return;
+    }
     struct sm_result res;
     struct errbuf eb;
     uint64_t lamport = lamport_tick(&n->clock);

@@ -343,13 +343,19 @@ static void node_flush(struct node *n)
     n->stats.commit_entries += n->npend;
     if (rc) {
         n->stats.commit_errors++;
-        log_error("commit of %zu writes failed: %s", n->npend, eb.msg);
+        n->storage_failed = rc;
+        log_error("commit of %zu writes failed: %s; refusing writes until restart "
+                  "(free space, then restart the node)", n->npend, eb.msg);
     }
     for (size_t i = 0; i < n->npend; i++) {
         struct pending *p = &n->pend[i];
         if (conn_is_open(p->c)) {
             if (rc) {
-                conn_reply_error(p->c, p->request_id, DDKV_WERR_UNAVAILABLE, "storage failure: %s",
+                /* The batch may or may not have reached the disk (an fsync can
+                 * fail after the bytes were written): not UNAVAILABLE, which
+                 * promises the write was not applied. */
+                conn_reply_error(p->c, p->request_id, DDKV_WERR_INTERNAL,
+                                 "storage failure (%s)",
                                  rc == ERR_NOSPACE ? "disk full" : err_str(rc));
             } else if (p->kind == DDKV_MSG_DELETED && !p->res.found) {
                 conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");

@@ -69,6 +69,10 @@ struct node {
     struct buf scratch; /* reply encoding */
     struct node_stats stats;
     uint64_t started_ms;
+    /* Set when a group commit failed: the store may hold a torn or unsynced
+     * batch, so no further write is accepted until an operator restarts the
+     * node (fail-stop for writes; reads keep being served). */
+    int storage_failed;
     bool stopping;
 };
 

@@ -62,8 +62,12 @@ int frame_decoder_feed(struct frame_decoder *d, const void *p, size_t n)
     }
     size_t keep = frame_scan(d, p, n);
     int rc = buf_append(&d->in, p, keep);
-    if (rc)
+    if (rc) {
+        /* frame_scan already stepped over the headers in the bytes just lost, so
+         * the stream can no longer be framed: the error must be sticky. */
+        d->error = rc;
         return rc;
+    }
     return d->error;
 }
 

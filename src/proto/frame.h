@@ -25,8 +25,8 @@ void frame_decoder_init(struct frame_decoder *d, uint32_t max_frame_bytes);
 void frame_decoder_free(struct frame_decoder *d);
 
 /* Append received bytes. Returns ERR_OK, ERR_TOO_LARGE if a frame header
- * announces more than the limit (sticky), or ERR_NOMEM. Bytes after the refused
- * header are not buffered. */
+ * announces more than the limit, or ERR_NOMEM (both sticky). Bytes after the
+ * refused header are not buffered. */
 int frame_decoder_feed(struct frame_decoder *d, const void *p, size_t n);
 
 /* Take the next complete frame. Returns ERR_OK with body and len pointing into the

@@ -86,8 +86,9 @@ const msgpack_object *mpo_map_get(const msgpack_object *o, const char *key)
     size_t klen = strlen(key);
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key;
+        /* msgpack-c may give an empty string a NULL ptr: memcmp(NULL, .., 0) is UB. */
         if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-            memcmp(k->via.str.ptr, key, klen) == 0)
+            (klen == 0 || memcmp(k->via.str.ptr, key, klen) == 0))
             return &o->via.map.ptr[i].val;
     }
     return NULL;

@@ -1,0 +1,229 @@
+/* libddkv: the blocking client library for a ddkv cluster.
+ *
+ * One ddkv_client talks to one node at a time over one TCP connection, which it
+ * keeps open across operations and reopens when it breaks. Every operation is
+ * blocking, bounded by the client's timeout_ms, and follows the cluster on its
+ * own: a refused or broken connection moves it to the next endpoint, NOT_LEADER
+ * moves it to the leader the node names, UNAVAILABLE (no quorum, an election,
+ * a node shutting down) is retried with a small exponential backoff until the
+ * deadline.
+ *
+ * Writes and deletes are never sent twice once a request has fully left the
+ * client: if the connection dies or the deadline passes before the reply, the
+ * call returns DDKV_ERR_UNKNOWN_OUTCOME, because the change may or may not have
+ * been applied. (Each write carries (client_id, seq) so that servers can later
+ * make retries exactly-once; until they do, the client does not retry.)
+ *
+ * Threads: a ddkv_client is not thread-safe; use one per thread, or lock.
+ * Signals: sockets are written with MSG_NOSIGNAL, so a dead peer never raises
+ * SIGPIPE in the caller's process.
+ *
+ * Ownership, in one place: every pointer a function returns inside a result
+ * struct is owned by that struct and released by its _free function (or by
+ * ddkv_free for a bare buffer); strings returned directly by a ddkv_client_*
+ * accessor are borrowed from the client until the next call on it. Inputs are
+ * only borrowed for the duration of the call. */
+#ifndef DDKV_DDKV_H
+#define DDKV_DDKV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddkv/wire.h" /* enum ddkv_consistency */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DDKV_API __attribute__((visibility("default")))
+
+/* Defaults for struct ddkv_options. */
+#define DDKV_DEFAULT_ENDPOINTS "127.0.0.1:7001"
+#define DDKV_DEFAULT_TIMEOUT_MS 5000u
+#define DDKV_DEFAULT_CONNECT_TIMEOUT_MS 1000u
+/* Largest reply frame accepted: a value (1 MiB by default) or a LIST page, with
+ * room for nodes configured with larger limits. Above this the reply is treated
+ * as garbled rather than buffered. */
+#define DDKV_DEFAULT_MAX_REPLY_BYTES (64u * 1024 * 1024)
+
+typedef enum ddkv_err {
+    DDKV_OK = 0,
+    DDKV_ERR_NOT_FOUND,       /* the key does not exist */
+    DDKV_ERR_BAD_REQUEST,     /* the node refused the request as malformed */
+    DDKV_ERR_TOO_LARGE,       /* key, value or frame over the node's limit */
+    DDKV_ERR_UNAVAILABLE,     /* no endpoint reachable, no quorum, or node storage failure */
+    DDKV_ERR_TIMEOUT,         /* a read-only operation ran out of time */
+    DDKV_ERR_UNKNOWN_OUTCOME, /* a write was sent but no answer came: it may or may not be applied */
+    DDKV_ERR_PROTOCOL,        /* the node's reply was garbled */
+    DDKV_ERR_NOMEM,
+    DDKV_ERR_USAGE,           /* bad argument to the library (e.g. an unparsable endpoint) */
+    DDKV_ERR__COUNT
+} ddkv_err;
+
+/* A static description of the code ("key not found"). Never NULL. */
+DDKV_API const char *ddkv_strerror(ddkv_err err);
+
+typedef struct ddkv_client ddkv_client;
+
+struct ddkv_options {
+    /* "host:port[,host:port...]"; IPv6 hosts in brackets ("[::1]:7001").
+     * Borrowed by ddkv_client_new (which copies it). */
+    const char *endpoints;
+    /* Deadline of one whole operation, retries and redirects included. */
+    uint32_t timeout_ms;
+    /* Deadline of one connection attempt (never past the operation's). */
+    uint32_t connect_timeout_ms;
+    /* Largest reply frame accepted. */
+    uint32_t max_reply_bytes;
+    /* A NULL endpoints or a 0 number means that field's default. */
+};
+
+/* Fill o with the defaults above. Call it before setting fields, so that fields
+ * added in later versions get their defaults too. */
+DDKV_API void ddkv_options_init(struct ddkv_options *o);
+
+/* Create a client (no connection is made until the first operation). opts may
+ * be NULL for all defaults. On success *out owns the client: release it with
+ * ddkv_client_free. On failure *out is NULL and, if errbuf is non-NULL, it holds
+ * a NUL-terminated explanation (at most errlen bytes). */
+DDKV_API ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out,
+                                  char *errbuf, size_t errlen);
+/* Close the connection and free the client. NULL is a no-op. */
+DDKV_API void ddkv_client_free(ddkv_client *c);
+
+/* The detail of the last failed operation ("server: key over 4096 bytes",
+ * "connect 127.0.0.1:7001: Connection refused"), or "" after a success.
+ * Borrowed until the next call on c. */
+DDKV_API const char *ddkv_client_errmsg(const ddkv_client *c);
+/* "host:port" of the node that answered the last operation, or NULL if none has.
+ * Borrowed until the next call on c. */
+DDKV_API const char *ddkv_client_endpoint(const ddkv_client *c);
+/* The client's Lamport clock: ticked on every send, max(clock, reply) + 1 on
+ * every reply. */
+DDKV_API uint64_t ddkv_client_lamport(const ddkv_client *c);
+/* The highest Lamport time of a committed change this client has written or
+ * read. A DDKV_CONSISTENCY_CAUSAL read with after_lamport 0 waits for this, so
+ * a client always reads its own writes, even from a follower. */
+DDKV_API uint64_t ddkv_client_seen_lamport(const ddkv_client *c);
+/* The random 64-bit id this client sends with writes (for exactly-once). */
+DDKV_API uint64_t ddkv_client_id(const ddkv_client *c);
+
+/* Free a buffer returned by the library (a read's value). NULL is a no-op. */
+DDKV_API void ddkv_free(void *p);
+
+/* --- ping --- */
+
+struct ddkv_pong {
+    char *node;       /* name of the node that answered; owned, see ddkv_pong_free */
+    char *leader;     /* name of the leader it knows, or NULL if none; owned */
+    uint64_t term;
+    uint64_t rtt_ns;  /* from sending the PING to receiving the PONG */
+};
+
+DDKV_API ddkv_err ddkv_ping(ddkv_client *c, struct ddkv_pong *out);
+/* Free the strings in p (not p itself) and zero it. */
+DDKV_API void ddkv_pong_free(struct ddkv_pong *p);
+
+/* --- single keys --- */
+
+struct ddkv_value {
+    /* The value's bytes, followed by a NUL that is not counted in len (so text
+     * values can be used as C strings). Never NULL on success. Caller frees with
+     * ddkv_free. */
+    void *value;
+    size_t len;
+    uint64_t create_rev; /* revision that created the key */
+    uint64_t mod_rev;    /* revision of the last change */
+    uint64_t version;    /* number of changes since creation */
+    uint64_t lamport;    /* Lamport time the leader gave the last change */
+};
+
+/* Read a key. consistency is one of enum ddkv_consistency (wire.h); a node
+ * answering a CAUSAL read waits until it has applied after_lamport (0 means
+ * ddkv_client_seen_lamport). Returns DDKV_ERR_NOT_FOUND if the key does not
+ * exist (out is then zeroed). */
+DDKV_API ddkv_err ddkv_read(ddkv_client *c, const void *key, size_t key_len,
+                            enum ddkv_consistency consistency, uint64_t after_lamport,
+                            struct ddkv_value *out);
+
+struct ddkv_write_result {
+    uint64_t lamport;  /* Lamport time of the change */
+    uint64_t revision; /* revision (log index) that made it */
+};
+
+/* Set key to value. lease_id 0 means no lease. On DDKV_ERR_UNKNOWN_OUTCOME the
+ * write may or may not have been applied: read the key to find out. */
+DDKV_API ddkv_err ddkv_write(ddkv_client *c, const void *key, size_t key_len, const void *value,
+                             size_t value_len, uint64_t lease_id, struct ddkv_write_result *out);
+/* Delete key; DDKV_ERR_NOT_FOUND if it did not exist. Same outcome rules as
+ * ddkv_write. */
+DDKV_API ddkv_err ddkv_delete(ddkv_client *c, const void *key, size_t key_len,
+                              struct ddkv_write_result *out);
+
+/* --- ranges --- */
+
+struct ddkv_entry {
+    /* key and value are each followed by an uncounted NUL; both owned by the
+     * ddkv_list that holds the entry. */
+    uint8_t *key;
+    size_t key_len;
+    uint8_t *value;
+    size_t value_len;
+    uint64_t create_rev, mod_rev, version, lamport;
+};
+
+struct ddkv_list {
+    struct ddkv_entry *entries; /* sorted by key; owned, see ddkv_list_free */
+    size_t n;
+    bool more;         /* keys with the prefix remain after the last entry */
+    uint64_t revision; /* the node's revision when it answered the (last) page */
+};
+
+/* One page: keys starting with prefix, strictly after start_after (empty: from
+ * the first), at most limit of them (0: the node's default). The node may
+ * return fewer than limit and set more (it also bounds a page by bytes). */
+DDKV_API ddkv_err ddkv_list(ddkv_client *c, const void *prefix, size_t prefix_len,
+                            const void *start_after, size_t start_after_len, uint32_t limit,
+                            struct ddkv_list *out);
+/* Page through every key with the prefix, stopping after max_entries (0: no
+ * bound); out->more then says whether keys were left. Each page is its own
+ * operation with its own deadline, and pages are not one snapshot: a key
+ * written during the walk may or may not appear. On failure out is empty. */
+DDKV_API ddkv_err ddkv_list_all(ddkv_client *c, const void *prefix, size_t prefix_len,
+                                uint64_t max_entries, struct ddkv_list *out);
+/* Free every entry and zero l (not l itself). */
+DDKV_API void ddkv_list_free(struct ddkv_list *l);
+
+/* --- cluster status --- */
+
+struct ddkv_member {
+    char *name;        /* owned by the ddkv_status holding it; NULL if not reported */
+    char *client_addr; /* where clients reach it, or NULL */
+    char *peer_addr;   /* where peers reach it, or NULL */
+    char *role;        /* "leader", "follower", ... as the answering node sees it, or NULL */
+    bool healthy;      /* the answering node's view */
+};
+
+/* The answering node's own state, and the members it knows. Fields the node did
+ * not report are 0 or NULL. ddkv status prints a row per member by asking each
+ * member's client_addr for its own ddkv_status. */
+struct ddkv_status {
+    char *name;        /* all strings owned, see ddkv_status_free */
+    char *role;
+    char *leader;      /* leader's name, or NULL if none known */
+    char *client_addr;
+    uint64_t term, commit, applied, lamport, revision, keys;
+    struct ddkv_member *members;
+    size_t n_members;
+};
+
+DDKV_API ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out);
+/* Free everything in s (not s itself) and zero it. */
+DDKV_API void ddkv_status_free(struct ddkv_status *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,47 @@
+/* Subcommands of the one ddkv binary, as data.
+ *
+ * main.c looks a subcommand up in the tables, builds its options (the global
+ * client flags when it talks to a cluster, then its own), parses and resolves
+ * them, checks the positional count and calls run. A later feature adds a row
+ * to a table (and an options table), not a case to a switch. */
+#ifndef DDKV_CLI_CMD_H
+#define DDKV_CLI_CMD_H
+
+#include <stddef.h>
+
+#include "cli/opts.h"
+#include "cli/output.h"
+#include "ddkv/ddkv.h"
+
+struct cli_command;
+
+struct cli_ctx {
+    const struct cli_command *cmd;
+    struct opts *opts;
+    enum out_format fmt;         /* -o; text for non-client commands */
+    struct ddkv_options client;  /* from --endpoints and --timeout-ms (client commands) */
+};
+
+enum cli_command_flag {
+    CMD_CLIENT = 1 << 0, /* talks to a cluster: takes --endpoints, --timeout-ms, -o */
+};
+
+struct cli_command {
+    const char *name;
+    const char *args;    /* positional arguments for the usage line: "KEY VALUE|-" */
+    const char *summary; /* one line for ddkv --help */
+    const struct opt_def *opts;
+    size_t nopts;
+    unsigned flags;      /* enum cli_command_flag */
+    unsigned min_args, max_args;
+    const char *config_opt; /* option naming a key = value config file, or NULL */
+    /* Returns the process exit code. NULL: the SPEC names the command but this
+     * version does not have it. */
+    int (*run)(struct cli_ctx *ctx);
+};
+
+/* ping, read, write, delete, list, status (cmd_kv.c). */
+extern const struct cli_command cmd_kv_commands[];
+extern const size_t cmd_kv_count;
+
+#endif

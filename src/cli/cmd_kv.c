@@ -1,0 +1,517 @@
+/* The client subcommands (ping, read, write, delete, list, status): libddkv calls and their output. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cmd.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+/* Bound on a value read from stdin. The node enforces its own (smaller) value
+ * limit; this only stops `ddkv write k - < /dev/zero` from eating the memory. */
+#define KV_STDIN_MAX_BYTES (64u * 1024 * 1024)
+/* Members are asked for their own status with at most this timeout each, so one
+ * dead member does not hold the table for the whole --timeout-ms. */
+#define KV_MEMBER_PROBE_MS 1000u
+
+static int kv_client(struct cli_ctx *ctx, ddkv_client **c)
+{
+    char why[256];
+    ddkv_err rc = ddkv_client_new(&ctx->client, c, why, sizeof why);
+    if (rc != DDKV_OK) {
+        out_error("%s", why);
+        return out_exit_code(rc);
+    }
+    return EXIT_DONE;
+}
+
+/* Report a failed call: "ddkv: read 'k': <detail>". */
+static int kv_fail(ddkv_client *c, ddkv_err rc, const char *what, const void *key, size_t klen)
+{
+    char esc[160];
+    const char *detail = ddkv_client_errmsg(c);
+    if (!*detail)
+        detail = ddkv_strerror(rc);
+    if (key)
+        out_error("%s '%s': %s", what, out_escape(key, klen, esc, sizeof esc), detail);
+    else
+        out_error("%s: %s", what, detail);
+    return out_exit_code(rc);
+}
+
+/* NOT_FOUND is an answer, not an error: JSON mode says so on stdout. */
+static int kv_not_found(struct cli_ctx *ctx, const char *key, size_t klen)
+{
+    if (ctx->fmt == OUT_JSON) {
+        json_t *o = json_object();
+        if (!o || out_json_set_bytes(o, "key", "key_encoding", key, klen) != 0 ||
+            json_object_set_new(o, "found", json_false()) != 0) {
+            json_decref(o);
+            out_error("out of memory");
+            return EXIT_UNAVAILABLE;
+        }
+        return out_json_line(o) == 0 ? EXIT_NO : EXIT_UNAVAILABLE;
+    }
+    char esc[160];
+    out_error("key not found: '%s'", out_escape(key, klen, esc, sizeof esc));
+    return EXIT_NO;
+}
+
+/* --- ping --- */
+
+static int kv_ping(struct cli_ctx *ctx)
+{
+    ddkv_client *c = NULL;
+    struct ddkv_pong p = {0};
+    int rc = kv_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    ddkv_err e = ddkv_ping(c, &p);
+    if (e != DDKV_OK) {
+        rc = kv_fail(c, e, "ping", NULL, 0);
+        goto fail;
+    }
+    const char *ep = ddkv_client_endpoint(c);
+    if (ctx->fmt == OUT_JSON) {
+        json_t *o = json_pack("{s:b, s:s, s:s, s:o, s:I, s:f, s:I}", "pong", 1, "node", p.node,
+                              "endpoint", ep ? ep : "", "leader",
+                              p.leader ? json_string(p.leader) : json_null(), "term",
+                              (json_int_t)p.term, "rtt_ms", (double)p.rtt_ns / 1e6, "rtt_ns",
+                              (json_int_t)p.rtt_ns);
+        rc = out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
+    } else {
+        printf("pong from %s at %s: leader %s, term %llu, rtt %.3f ms\n", p.node, ep ? ep : "?",
+               p.leader ? p.leader : "(none)", (unsigned long long)p.term, (double)p.rtt_ns / 1e6);
+    }
+
+fail:
+    ddkv_pong_free(&p);
+    ddkv_client_free(c);
+    return rc;
+}
+
+/* --- read --- */
+
+static const struct opt_def kv_read_opts[] = {
+    {"consistency", 0, OPT_ARG, "linearizable", "LEVEL",
+     "linearizable | causal (any member that has applied --after) | stale (whatever the member has)"},
+    {"after", 0, OPT_ARG, "0", "LAMPORT", "causal reads: wait until the member has applied this Lamport time"},
+};
+
+static const char *const kv_consistency_names[] = {"linearizable", "causal", "stale", NULL};
+
+static int kv_read(struct cli_ctx *ctx)
+{
+    const char *key = ctx->opts->pos[0];
+    size_t klen = strlen(key);
+    int level = DDKV_CONSISTENCY_LINEARIZABLE;
+    uint64_t after = 0;
+    ddkv_client *c = NULL;
+    struct ddkv_value v = {0};
+    if (opts_get_choice(ctx->opts, "consistency", kv_consistency_names, &level) != 0 ||
+        opts_get_u64(ctx->opts, "after", 0, DDKV_LAMPORT_MAX - 1, &after) != 0) {
+        out_error("%s", ctx->opts->err);
+        return EXIT_USAGE;
+    }
+    int rc = kv_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    /* The names are listed in wire order, so the index is the wire value. */
+    ddkv_err e = ddkv_read(c, key, klen, (enum ddkv_consistency)level, after, &v);
+    if (e == DDKV_ERR_NOT_FOUND) {
+        rc = kv_not_found(ctx, key, klen);
+        goto fail;
+    }
+    if (e != DDKV_OK) {
+        rc = kv_fail(c, e, "read", key, klen);
+        goto fail;
+    }
+    if (ctx->fmt == OUT_JSON) {
+        json_t *o = json_object();
+        if (!o || out_json_set_bytes(o, "key", "key_encoding", key, klen) != 0 ||
+            out_json_set_bytes(o, "value", "encoding", v.value, v.len) != 0 ||
+            json_object_set_new(o, "revision", json_integer((json_int_t)v.mod_rev)) != 0 ||
+            json_object_set_new(o, "lamport", json_integer((json_int_t)v.lamport)) != 0 ||
+            json_object_set_new(o, "found", json_true()) != 0 ||
+            json_object_set_new(o, "create_revision", json_integer((json_int_t)v.create_rev)) != 0 ||
+            json_object_set_new(o, "version", json_integer((json_int_t)v.version)) != 0) {
+            json_decref(o);
+            out_error("out of memory");
+            rc = EXIT_UNAVAILABLE;
+            goto fail;
+        }
+        rc = out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
+    } else {
+        /* Raw, so `ddkv read k > file` gives back exactly the bytes written; a
+         * newline only for a person at a terminal. */
+        out_raw(v.value, v.len);
+        if (isatty(STDOUT_FILENO))
+            putchar('\n');
+    }
+
+fail:
+    ddkv_free(v.value);
+    ddkv_client_free(c);
+    return rc;
+}
+
+/* --- write / delete --- */
+
+static const struct opt_def kv_write_opts[] = {
+    {"ttl", 0, OPT_ARG, NULL, "SECONDS", "expire the key after SECONDS (leases: not available in this version)"},
+};
+
+/* Read all of stdin, binary safe, refusing more than KV_STDIN_MAX_BYTES. */
+static int kv_read_stdin(struct buf *b)
+{
+    for (;;) {
+        if (buf_reserve(b, 64 * 1024) != ERR_OK) {
+            out_error("out of memory reading the value from stdin");
+            return EXIT_UNAVAILABLE;
+        }
+        size_t room = b->cap - b->len;
+        size_t n = fread(b->data + b->len, 1, room, stdin);
+        b->len += n;
+        if (b->len > KV_STDIN_MAX_BYTES) {
+            out_error("the value on stdin is over %u MiB", KV_STDIN_MAX_BYTES >> 20);
+            return EXIT_USAGE;
+        }
+        if (n < room) {
+            if (ferror(stdin)) {
+                out_error("reading the value from stdin failed");
+                return EXIT_USAGE;
+            }
+            return EXIT_DONE;
+        }
+    }
+}
+
+/* Print a WRITTEN_AT / DELETED result. */
+static int kv_print_change(struct cli_ctx *ctx, const char *verb, const char *key, size_t klen,
+                           const struct ddkv_write_result *r)
+{
+    if (ctx->fmt == OUT_TEXT) {
+        printf("%s at %llu rev %llu\n", verb, (unsigned long long)r->lamport,
+               (unsigned long long)r->revision);
+        return EXIT_DONE;
+    }
+    json_t *o = json_object();
+    if (!o || out_json_set_bytes(o, "key", "key_encoding", key, klen) != 0 ||
+        json_object_set_new(o, verb, json_true()) != 0 ||
+        json_object_set_new(o, "lamport", json_integer((json_int_t)r->lamport)) != 0 ||
+        json_object_set_new(o, "revision", json_integer((json_int_t)r->revision)) != 0) {
+        json_decref(o);
+        out_error("out of memory");
+        return EXIT_UNAVAILABLE;
+    }
+    return out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
+}
+
+static int kv_write(struct cli_ctx *ctx)
+{
+    const char *key = ctx->opts->pos[0];
+    const char *arg = ctx->opts->pos[1];
+    size_t klen = strlen(key);
+    struct buf in = BUF_INIT;
+    ddkv_client *c = NULL;
+    int rc;
+    if (opts_get(ctx->opts, "ttl")) {
+        out_error("--ttl: leases are not available in this version");
+        return EXIT_USAGE;
+    }
+    const void *val = arg;
+    size_t vlen = strlen(arg);
+    if (strcmp(arg, "-") == 0) {
+        rc = kv_read_stdin(&in);
+        if (rc != EXIT_DONE)
+            goto fail;
+        val = in.data ? (const void *)in.data : "";
+        vlen = in.len;
+    }
+    rc = kv_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        goto fail;
+    struct ddkv_write_result r;
+    ddkv_err e = ddkv_write(c, key, klen, val, vlen, 0, &r);
+    if (e != DDKV_OK) {
+        rc = kv_fail(c, e, "write", key, klen);
+        goto fail;
+    }
+    rc = kv_print_change(ctx, "written", key, klen, &r);
+
+fail:
+    buf_free(&in);
+    ddkv_client_free(c);
+    return rc;
+}
+
+static int kv_delete(struct cli_ctx *ctx)
+{
+    const char *key = ctx->opts->pos[0];
+    size_t klen = strlen(key);
+    ddkv_client *c = NULL;
+    int rc = kv_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    struct ddkv_write_result r;
+    ddkv_err e = ddkv_delete(c, key, klen, &r);
+    if (e == DDKV_ERR_NOT_FOUND)
+        rc = kv_not_found(ctx, key, klen);
+    else if (e != DDKV_OK)
+        rc = kv_fail(c, e, "delete", key, klen);
+    else
+        rc = kv_print_change(ctx, "deleted", key, klen, &r);
+    ddkv_client_free(c);
+    return rc;
+}
+
+/* --- list --- */
+
+static const struct opt_def kv_list_opts[] = {
+    {"limit", 0, OPT_ARG, NULL, "N", "print at most N keys (default: all of them, fetched page by page)"},
+};
+
+static int kv_print_entry(struct cli_ctx *ctx, const struct ddkv_entry *e)
+{
+    if (ctx->fmt == OUT_TEXT) {
+        if (out_raw(e->key, e->key_len) != 0 || putchar('\t') == EOF ||
+            out_raw(e->value, e->value_len) != 0 || putchar('\n') == EOF)
+            return -1;
+        return 0;
+    }
+    json_t *o = json_object();
+    if (!o || out_json_set_bytes(o, "key", "key_encoding", e->key, e->key_len) != 0 ||
+        out_json_set_bytes(o, "value", "encoding", e->value, e->value_len) != 0 ||
+        json_object_set_new(o, "revision", json_integer((json_int_t)e->mod_rev)) != 0 ||
+        json_object_set_new(o, "lamport", json_integer((json_int_t)e->lamport)) != 0 ||
+        json_object_set_new(o, "create_revision", json_integer((json_int_t)e->create_rev)) != 0 ||
+        json_object_set_new(o, "version", json_integer((json_int_t)e->version)) != 0) {
+        json_decref(o);
+        out_error("out of memory");
+        return -1;
+    }
+    return out_json_line(o);
+}
+
+/* Pages are printed as they arrive, so listing a large keyspace needs the
+ * memory of one page, not of the whole answer. */
+static int kv_list(struct cli_ctx *ctx)
+{
+    const char *prefix = ctx->opts->npos ? ctx->opts->pos[0] : "";
+    size_t plen = strlen(prefix);
+    uint64_t limit = 0; /* 0: everything */
+    if (opts_get_u64(ctx->opts, "limit", 1, UINT64_MAX, &limit) != 0) {
+        out_error("%s", ctx->opts->err);
+        return EXIT_USAGE;
+    }
+    ddkv_client *c = NULL;
+    struct ddkv_list page = {0};
+    uint8_t *after = NULL;
+    size_t after_len = 0;
+    uint64_t printed = 0;
+    int rc = kv_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    for (;;) {
+        uint64_t want = DDKV_DEFAULT_LIST_LIMIT;
+        if (limit && limit - printed < want)
+            want = limit - printed;
+        ddkv_err e = ddkv_list(c, prefix, plen, after, after_len, (uint32_t)want, &page);
+        if (e != DDKV_OK) {
+            rc = kv_fail(c, e, "list", prefix, plen);
+            goto fail;
+        }
+        for (size_t i = 0; i < page.n && (!limit || printed < limit); i++, printed++) {
+            if (kv_print_entry(ctx, &page.entries[i]) != 0) {
+                rc = EXIT_UNAVAILABLE;
+                goto fail;
+            }
+        }
+        if (!page.more || (limit && printed >= limit))
+            break;
+        if (page.n == 0) {
+            /* Asking again from the same key would loop for ever. */
+            out_error("list: %s returned an empty page that says more keys follow",
+                      ddkv_client_endpoint(c) ? ddkv_client_endpoint(c) : "the node");
+            rc = EXIT_UNAVAILABLE;
+            goto fail;
+        }
+        /* Continue after this page's last key: copied, since the page goes. */
+        const struct ddkv_entry *last = &page.entries[page.n - 1];
+        free(after);
+        after = malloc(last->key_len ? last->key_len : 1);
+        if (!after) {
+            out_error("out of memory");
+            rc = EXIT_UNAVAILABLE;
+            goto fail;
+        }
+        memcpy(after, last->key, last->key_len);
+        after_len = last->key_len;
+        ddkv_list_free(&page);
+    }
+    rc = EXIT_DONE;
+
+fail:
+    free(after);
+    ddkv_list_free(&page);
+    ddkv_client_free(c);
+    return rc;
+}
+
+/* --- status --- */
+
+/* One row of the status table; strings borrowed from a ddkv_status or cell. */
+struct kv_row {
+    const char *name, *address, *role;
+    bool known; /* term..lamport came from the member itself */
+    uint64_t term, commit, applied, lamport;
+    bool healthy;
+};
+
+enum { KV_STATUS_COLS = 8 };
+
+static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t n)
+{
+    if (ctx->fmt == OUT_JSON) {
+        for (size_t i = 0; i < n; i++) {
+            const struct kv_row *r = &rows[i];
+            json_t *o = json_pack("{s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b}", "name", r->name,
+                                  "address", r->address, "role", r->role, "term",
+                                  r->known ? json_integer((json_int_t)r->term) : json_null(), "commit",
+                                  r->known ? json_integer((json_int_t)r->commit) : json_null(),
+                                  "applied", r->known ? json_integer((json_int_t)r->applied) : json_null(),
+                                  "lamport", r->known ? json_integer((json_int_t)r->lamport) : json_null(),
+                                  "healthy", r->healthy);
+            if (out_json_line(o) != 0)
+                return EXIT_UNAVAILABLE;
+        }
+        return EXIT_DONE;
+    }
+    static const char *const header[KV_STATUS_COLS] = {"NAME",   "ADDRESS", "ROLE",    "TERM",
+                                                       "COMMIT", "APPLIED", "LAMPORT", "HEALTHY"};
+    const char **cells = calloc(n * KV_STATUS_COLS + 1, sizeof *cells);
+    char (*num)[4][24] = calloc(n + 1, sizeof *num);
+    if (!cells || !num) {
+        free(cells);
+        free(num);
+        out_error("out of memory");
+        return EXIT_UNAVAILABLE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct kv_row *r = &rows[i];
+        const char **row = cells + i * KV_STATUS_COLS;
+        uint64_t v[4] = {r->term, r->commit, r->applied, r->lamport};
+        for (int k = 0; k < 4; k++) {
+            if (r->known)
+                snprintf(num[i][k], sizeof num[i][k], "%llu", (unsigned long long)v[k]);
+            else
+                snprintf(num[i][k], sizeof num[i][k], "-");
+            row[3 + k] = num[i][k];
+        }
+        row[0] = r->name ? r->name : "-";
+        row[1] = r->address ? r->address : "-";
+        row[2] = r->role ? r->role : "-";
+        row[7] = r->healthy ? "yes" : "no";
+    }
+    out_table(stdout, KV_STATUS_COLS, header, cells, n);
+    free(cells);
+    free(num);
+    return EXIT_DONE;
+}
+
+/* Ask one member for its own status (term, commit, applied and Lamport time are
+ * per member; the answering node only knows its own). */
+static bool kv_probe(struct cli_ctx *ctx, const char *addr, struct ddkv_status *out)
+{
+    struct ddkv_options o = ctx->client;
+    ddkv_client *c = NULL;
+    o.endpoints = addr;
+    if (o.timeout_ms > KV_MEMBER_PROBE_MS)
+        o.timeout_ms = KV_MEMBER_PROBE_MS;
+    if (ddkv_client_new(&o, &c, NULL, 0) != DDKV_OK)
+        return false;
+    bool ok = ddkv_status(c, out) == DDKV_OK;
+    ddkv_client_free(c);
+    return ok;
+}
+
+static int kv_status(struct cli_ctx *ctx)
+{
+    ddkv_client *c = NULL;
+    struct ddkv_status s = {0};
+    struct ddkv_status *probes = NULL;
+    struct kv_row *rows = NULL;
+    size_t n = 0;
+    int rc = kv_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    ddkv_err e = ddkv_status(c, &s);
+    if (e != DDKV_OK) {
+        rc = kv_fail(c, e, "status", NULL, 0);
+        goto fail;
+    }
+    /* A node that lists no members is a cluster of itself. */
+    n = s.n_members ? s.n_members : 1;
+    probes = calloc(n, sizeof *probes);
+    rows = calloc(n, sizeof *rows);
+    if (!probes || !rows) {
+        n = probes ? n : 0;
+        out_error("out of memory");
+        rc = EXIT_UNAVAILABLE;
+        goto fail;
+    }
+    const char *self_addr = s.client_addr ? s.client_addr : ddkv_client_endpoint(c);
+    for (size_t i = 0; i < n; i++) {
+        struct kv_row *r = &rows[i];
+        const struct ddkv_member *m = s.n_members ? &s.members[i] : NULL;
+        bool self = !m || (m->name && s.name && strcmp(m->name, s.name) == 0);
+        const struct ddkv_status *st = NULL;
+        if (self)
+            st = &s;
+        else if (m->client_addr && kv_probe(ctx, m->client_addr, &probes[i]))
+            st = &probes[i];
+        r->name = m ? m->name : s.name;
+        r->address = m && m->client_addr ? m->client_addr : self ? self_addr : NULL;
+        /* A member's own word on its role is fresher than another's view. */
+        r->role = st && st->role ? st->role : m ? m->role : NULL;
+        r->healthy = st != NULL && (!m || m->healthy);
+        if (st) {
+            r->known = true;
+            r->term = st->term;
+            r->commit = st->commit;
+            r->applied = st->applied;
+            r->lamport = st->lamport;
+        }
+    }
+    rc = kv_print_rows(ctx, rows, n);
+
+fail:
+    for (size_t i = 0; probes && i < n; i++)
+        ddkv_status_free(&probes[i]);
+    free(probes);
+    free(rows);
+    ddkv_status_free(&s);
+    ddkv_client_free(c);
+    return rc;
+}
+
+/* --- the table --- */
+
+#define KV_OPTS(t) (t), sizeof(t) / sizeof((t)[0])
+
+const struct cli_command cmd_kv_commands[] = {
+    {"ping", "", "ask a node for the leader, term and round-trip time", NULL, 0, CMD_CLIENT, 0, 0,
+     NULL, kv_ping},
+    {"read", "KEY", "print a key's value (exit 1 if not found)", KV_OPTS(kv_read_opts), CMD_CLIENT,
+     1, 1, NULL, kv_read},
+    {"write", "KEY VALUE|-", "set a key (VALUE - reads it from stdin, binary safe)",
+     KV_OPTS(kv_write_opts), CMD_CLIENT, 2, 2, NULL, kv_write},
+    {"delete", "KEY", "delete a key (exit 1 if not found)", NULL, 0, CMD_CLIENT, 1, 1, NULL,
+     kv_delete},
+    {"list", "[PREFIX]", "print key<TAB>value for keys with the prefix, sorted",
+     KV_OPTS(kv_list_opts), CMD_CLIENT, 0, 1, NULL, kv_list},
+    {"status", "", "one row per member: name, address, role, term, commit, applied, lamport, healthy",
+     NULL, 0, CMD_CLIENT, 0, 0, NULL, kv_status},
+};
+
+const size_t cmd_kv_count = sizeof cmd_kv_commands / sizeof cmd_kv_commands[0];

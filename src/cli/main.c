@@ -1,0 +1,302 @@
+/* The ddkv binary's entry point: the subcommand tables, global flags, dispatch, and the serve command. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cmd.h"
+#include "node/node.h"
+
+#ifndef DDKV_VERSION_STRING
+#define DDKV_VERSION_STRING "dev"
+#endif
+
+#define MAIN_OPTS(t) (t), sizeof(t) / sizeof((t)[0])
+
+/* Flags of every command that talks to a cluster, accepted before or after the
+ * command name ("ddkv --endpoints h:p write k v" and "ddkv write k v --endpoints h:p"). */
+static const struct opt_def main_client_opts[] = {
+    {"endpoints", 0, OPT_ARG, DDKV_DEFAULT_ENDPOINTS, "HOST:PORT[,...]", "nodes to talk to"},
+    {"timeout-ms", 0, OPT_ARG, "5000", "MS",
+     "deadline of each operation, retries included"},
+    {"output", 'o', OPT_ARG, "text", "FORMAT", "text | json (one JSON object per result line)"},
+};
+
+static const char *const main_output_names[] = {"text", "json", NULL};
+
+/* --- serve --- */
+
+/* Not const: the numeric defaults are filled from node_config_defaults() at
+ * start-up, so `ddkv serve --help` shows exactly what node_run would use. */
+static struct opt_def serve_opts[] = {
+    {"name", 0, OPT_ARG, NULL, "NAME", "node name, in logs and status"},
+    {"data-dir", 0, OPT_ARG | OPT_REQUIRED, NULL, "DIR", "where the node keeps its data (created if missing)"},
+    {"client-addr", 0, OPT_ARG, NULL, "HOST:PORT", "client port (port 0: any free port, logged)"},
+    {"http-addr", 0, OPT_ARG, NULL, "HOST:PORT", "ops HTTP port for /health, /status, /metrics (default: none)"},
+    {"max-frame-bytes", 0, OPT_ARG, NULL, "N", "largest frame accepted"},
+    {"max-key-bytes", 0, OPT_ARG, NULL, "N", "largest key accepted"},
+    {"max-value-bytes", 0, OPT_ARG, NULL, "N", "largest value accepted"},
+    {"max-connections", 0, OPT_ARG, NULL, "N", "client connections served at once"},
+    {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
+    {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
+};
+
+static char serve_dflt_num[4][16];
+
+/* In enum log_level order (util/log.h). */
+static const char *const serve_log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+static void serve_fill_defaults(void)
+{
+    struct node_config cfg;
+    node_config_defaults(&cfg);
+    const uint32_t nums[4] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
+                              cfg.max_connections};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
+        serve_opts[4 + i].dflt = serve_dflt_num[i];
+    }
+    serve_opts[0].dflt = cfg.name;
+    serve_opts[2].dflt = cfg.client_addr;
+    serve_opts[8].dflt = cfg.log_level;
+}
+
+static int serve_run(struct cli_ctx *ctx)
+{
+    struct opts *o = ctx->opts;
+    struct node_config cfg;
+    node_config_defaults(&cfg);
+    cfg.name = opts_get(o, "name");
+    cfg.data_dir = opts_get(o, "data-dir");
+    cfg.client_addr = opts_get(o, "client-addr");
+    cfg.http_addr = opts_get(o, "http-addr");
+    int level = -1;
+    if (opts_get_u32(o, "max-frame-bytes", 1, UINT32_MAX, &cfg.max_frame_bytes) != 0 ||
+        opts_get_u32(o, "max-key-bytes", 1, UINT32_MAX, &cfg.max_key_bytes) != 0 ||
+        opts_get_u32(o, "max-value-bytes", 1, UINT32_MAX, &cfg.max_value_bytes) != 0 ||
+        opts_get_u32(o, "max-connections", 1, UINT32_MAX, &cfg.max_connections) != 0 ||
+        opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
+        out_error("serve: %s", o->err);
+        return EXIT_USAGE;
+    }
+    if (!cfg.name || !*cfg.name) {
+        out_error("serve: --name must not be empty");
+        return EXIT_USAGE;
+    }
+    if (!*cfg.data_dir) {
+        out_error("serve: --data-dir must not be empty");
+        return EXIT_USAGE;
+    }
+    if (cfg.http_addr && !*cfg.http_addr)
+        cfg.http_addr = NULL;
+    if (level >= 0)
+        cfg.log_level = serve_log_levels[level];
+    return node_run(&cfg);
+}
+
+/* --- the tables --- */
+
+static const struct cli_command main_commands[] = {
+    {"serve", "", "run a node (one-node cluster without --cluster)", MAIN_OPTS(serve_opts), 0, 0, 0,
+     "config", serve_run},
+};
+
+/* Named by the SPEC, not in this version: they answer so, instead of "unknown". */
+static const struct cli_command main_later_commands[] = {
+    {"cas", "KEY EXPECTED NEW", "compare-and-swap", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
+    {"watch", "PREFIX", "print changes under a prefix", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
+    {"lease", "grant|keepalive|revoke", "manage leases", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
+    {"members", "add|remove", "change the cluster's members", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
+    {"snapshot", "save|restore", "back up or restore", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
+    {"hub", "", "run the dashboard hub", NULL, 0, 0, 0, 0, NULL, NULL},
+    {"agent", "", "run a metrics agent", NULL, 0, 0, 0, 0, NULL, NULL},
+    {"job", "submit|list|get", "manage jobs", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
+    {"bench", "", "benchmark a cluster", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
+};
+
+struct main_table {
+    const struct cli_command *cmds;
+    const size_t *n;
+};
+
+static const size_t main_commands_n = sizeof main_commands / sizeof main_commands[0];
+static const size_t main_later_n = sizeof main_later_commands / sizeof main_later_commands[0];
+
+static const struct main_table main_tables[] = {
+    {main_commands, &main_commands_n},
+    {cmd_kv_commands, &cmd_kv_count},
+    {main_later_commands, &main_later_n},
+};
+
+static const struct cli_command *main_find(const char *name)
+{
+    for (size_t t = 0; t < sizeof main_tables / sizeof main_tables[0]; t++)
+        for (size_t i = 0; i < *main_tables[t].n; i++)
+            if (strcmp(main_tables[t].cmds[i].name, name) == 0)
+                return &main_tables[t].cmds[i];
+    return NULL;
+}
+
+/* --- help --- */
+
+static void main_help(FILE *f)
+{
+    fprintf(f, "usage: ddkv [global options] COMMAND [ARGS] [options]\n\n"
+               "ddkv %s: a replicated key-value service.\n\nCommands:\n",
+            DDKV_VERSION_STRING);
+    for (size_t t = 0; t < sizeof main_tables / sizeof main_tables[0]; t++)
+        for (size_t i = 0; i < *main_tables[t].n; i++) {
+            const struct cli_command *c = &main_tables[t].cmds[i];
+            fprintf(f, "  %-9s %s%s\n", c->name, c->summary,
+                    c->run ? "" : " (not available in this version)");
+        }
+    fprintf(f, "\nGlobal options (commands that talk to a cluster; before or after COMMAND):\n");
+    opts_print_help(f, MAIN_OPTS(main_client_opts));
+    fprintf(f, "\nEvery option can also be set in the environment as DDKV_<OPTION> (upper case,\n"
+               "'-' as '_'); a flag beats the environment, which beats serve's --config file.\n"
+               "Run 'ddkv COMMAND --help' for a command's options.\n\n"
+               "Exit codes: 0 success, 1 not found, 2 usage or bad input, 3 cluster unreachable,\n"
+               "unavailable or timed out (for a write the message then says its outcome is unknown).\n");
+}
+
+static void main_command_usage(FILE *f, const struct cli_command *c)
+{
+    fprintf(f, "usage: ddkv %s%s%s [options]\n", c->name, *c->args ? " " : "", c->args);
+}
+
+static void main_command_help(FILE *f, const struct cli_command *c)
+{
+    main_command_usage(f, c);
+    fprintf(f, "\n%s\n", c->summary);
+    if (c->nopts) {
+        fprintf(f, "\nOptions:\n");
+        opts_print_help(f, c->opts, c->nopts);
+    }
+    if (c->flags & CMD_CLIENT) {
+        fprintf(f, "\nGlobal options:\n");
+        opts_print_help(f, MAIN_OPTS(main_client_opts));
+    }
+}
+
+/* A usage error: the message, then how to get help; exit 2. */
+static int main_usage_error(const struct cli_command *c, const char *msg)
+{
+    out_error("%s", msg);
+    if (c) {
+        main_command_usage(stderr, c);
+        fprintf(stderr, "Run 'ddkv %s --help' for its options.\n", c->name);
+    } else {
+        fprintf(stderr, "usage: ddkv [global options] COMMAND [ARGS] [options]\n"
+                        "Run 'ddkv --help' for the commands.\n");
+    }
+    return EXIT_USAGE;
+}
+
+/* --- dispatch --- */
+
+/* Client commands: --endpoints, --timeout-ms and -o into ctx. */
+static int main_client_ctx(struct cli_ctx *ctx)
+{
+    int fmt = OUT_TEXT;
+    ddkv_options_init(&ctx->client);
+    ctx->client.endpoints = opts_get(ctx->opts, "endpoints");
+    if (opts_get_u32(ctx->opts, "timeout-ms", 1, UINT32_MAX, &ctx->client.timeout_ms) != 0 ||
+        opts_get_choice(ctx->opts, "output", main_output_names, &fmt) != 0)
+        return main_usage_error(ctx->cmd, ctx->opts->err);
+    ctx->fmt = (enum out_format)fmt;
+    /* A connection attempt never outlasts the operation it serves. */
+    if (ctx->client.connect_timeout_ms > ctx->client.timeout_ms)
+        ctx->client.connect_timeout_ms = ctx->client.timeout_ms;
+    return EXIT_DONE;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    struct cli_ctx ctx;
+    int rc;
+    serve_fill_defaults();
+    opts_init(&o);
+    memset(&ctx, 0, sizeof ctx);
+    ctx.opts = &o;
+    /* Before the command name only the global flags are known. */
+    if (opts_add(&o, MAIN_OPTS(main_client_opts)) != 0) {
+        rc = main_usage_error(NULL, o.err);
+        goto done;
+    }
+    int at = argc > 1 ? opts_parse(&o, argc - 1, argv + 1, true) : 0;
+    if (at < 0) {
+        rc = main_usage_error(NULL, o.err);
+        goto done;
+    }
+    if (at >= argc - 1) {
+        if (o.help) {
+            main_help(stdout);
+            rc = EXIT_DONE;
+        } else {
+            rc = main_usage_error(NULL, "no command given");
+        }
+        goto done;
+    }
+    const char *name = argv[1 + at];
+    const struct cli_command *cmd = main_find(name);
+    ctx.cmd = cmd;
+    if (!cmd) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "unknown command '%.64s'", name);
+        rc = main_usage_error(NULL, msg);
+        goto done;
+    }
+    if (!cmd->run) {
+        out_error("'%s' is not available in this version", cmd->name);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    if (!(cmd->flags & CMD_CLIENT)) {
+        for (size_t i = 0; i < o.n; i++)
+            if (o.src[i] == OPT_SRC_FLAG) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "--%s does not apply to '%s'", o.defs[i]->name, cmd->name);
+                rc = main_usage_error(cmd, msg);
+                goto done;
+            }
+        bool help = o.help;
+        opts_free(&o);
+        opts_init(&o);
+        o.help = help;
+    }
+    if (opts_add(&o, cmd->opts, cmd->nopts) != 0 ||
+        opts_parse(&o, argc - 2 - at, argv + 2 + at, false) < 0) {
+        rc = main_usage_error(cmd, o.err);
+        goto done;
+    }
+    if (o.help) {
+        main_command_help(stdout, cmd);
+        rc = EXIT_DONE;
+        goto done;
+    }
+    if (opts_resolve(&o, cmd->config_opt) != 0) {
+        rc = main_usage_error(cmd, o.err);
+        goto done;
+    }
+    if (o.npos < cmd->min_args || o.npos > cmd->max_args) {
+        char msg[160];
+        if (o.npos > cmd->max_args)
+            snprintf(msg, sizeof msg, "%s: unexpected argument '%.64s'", cmd->name, o.pos[cmd->max_args]);
+        else
+            snprintf(msg, sizeof msg, "%s: expected %s", cmd->name, cmd->args);
+        rc = main_usage_error(cmd, msg);
+        goto done;
+    }
+    if ((cmd->flags & CMD_CLIENT) && (rc = main_client_ctx(&ctx)) != EXIT_DONE)
+        goto done;
+    rc = cmd->run(&ctx);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        out_error("writing the output failed");
+        if (rc == EXIT_DONE)
+            rc = EXIT_USAGE;
+    }
+
+done:
+    opts_free(&o);
+    return rc;
+}

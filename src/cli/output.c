@@ -1,0 +1,129 @@
+/* The CLI's output: exit codes, "ddkv: ..." error lines, binary-safe JSON and text tables. */
+#include "cli/output.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/text.h"
+
+int out_exit_code(ddkv_err e)
+{
+    switch (e) {
+    case DDKV_OK:
+        return EXIT_DONE;
+    case DDKV_ERR_NOT_FOUND:
+        return EXIT_NO;
+    case DDKV_ERR_BAD_REQUEST:
+    case DDKV_ERR_TOO_LARGE:
+    case DDKV_ERR_USAGE:
+        return EXIT_USAGE;
+    case DDKV_ERR_UNAVAILABLE:
+    case DDKV_ERR_TIMEOUT:
+    case DDKV_ERR_UNKNOWN_OUTCOME:
+    case DDKV_ERR_PROTOCOL:
+    case DDKV_ERR_NOMEM:
+    case DDKV_ERR__COUNT:
+        break;
+    }
+    /* The operation did not complete: for a script the same as "the cluster did
+     * not answer", which is what 3 means. */
+    return EXIT_UNAVAILABLE;
+}
+
+void out_error(const char *fmt, ...)
+{
+    /* Built in one buffer and written at once, so it stays one line even when
+     * several processes share stderr. */
+    char line[1024];
+    int n = snprintf(line, sizeof line, "ddkv: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(line);
+    line[len++] = '\n';
+    fflush(stdout);
+    fwrite(line, 1, len, stderr);
+}
+
+const char *out_escape(const void *p, size_t n, char *buf, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o + 8 >= len) { /* room for \xNN, "..." and the NUL */
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
+            buf[o++] = (char)s[i];
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[s[i] >> 4];
+            buf[o++] = hex[s[i] & 15];
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+int out_json_set_bytes(json_t *obj, const char *field, const char *enc_field, const void *p, size_t n)
+{
+    if (utf8_valid(p, n))
+        return json_object_set_new(obj, field, json_stringn(p, n));
+    char *b64 = base64_encode(p, n);
+    if (!b64)
+        return -1;
+    int rc = json_object_set_new(obj, field, json_string(b64));
+    free(b64);
+    if (rc == 0)
+        rc = json_object_set_new(obj, enc_field, json_string("base64"));
+    return rc;
+}
+
+int out_json_line(json_t *obj)
+{
+    char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(obj);
+    if (!s) {
+        out_error("out of memory formatting JSON");
+        return -1;
+    }
+    fputs(s, stdout);
+    fputc('\n', stdout);
+    free(s);
+    return 0;
+}
+
+int out_raw(const void *p, size_t n)
+{
+    return n && fwrite(p, 1, n, stdout) != n ? -1 : 0;
+}
+
+void out_table(FILE *f, size_t ncols, const char *const *header, const char *const *cells, size_t nrows)
+{
+    size_t width[16] = {0};
+    if (ncols > 16)
+        ncols = 16;
+    for (size_t c = 0; c < ncols; c++) {
+        width[c] = strlen(header[c]);
+        for (size_t r = 0; r < nrows; r++) {
+            size_t w = strlen(cells[r * ncols + c]);
+            if (w > width[c])
+                width[c] = w;
+        }
+    }
+    for (size_t r = 0; r <= nrows; r++) {
+        const char *const *row = r == 0 ? header : cells + (r - 1) * ncols;
+        for (size_t c = 0; c < ncols; c++) {
+            if (c + 1 < ncols)
+                fprintf(f, "%-*s  ", (int)width[c], row[c]);
+            else
+                fprintf(f, "%s\n", row[c]);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+/* What the CLI prints: exit codes, error lines, JSON objects and tables.
+ *
+ * Every result goes to stdout (text, or one JSON object per line with -o json);
+ * every error goes to stderr as one line "ddkv: <what>". Exit codes are the
+ * SPEC's, the same for every subcommand. */
+#ifndef DDKV_CLI_OUTPUT_H
+#define DDKV_CLI_OUTPUT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "ddkv/ddkv.h"
+
+enum out_format { OUT_TEXT = 0, OUT_JSON = 1 };
+
+enum {
+    EXIT_DONE = 0,        /* success */
+    EXIT_NO = 1,          /* the answer is "no": key not found */
+    EXIT_USAGE = 2,       /* usage or bad input, including TOO_LARGE and BAD_REQUEST */
+    EXIT_UNAVAILABLE = 3, /* unreachable, no quorum, timed out, or a write's outcome unknown */
+};
+
+/* The exit code for a library result. */
+int out_exit_code(ddkv_err e);
+
+/* "ddkv: <message>\n" on stderr. */
+void out_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Bytes made safe for a one-line message: printable ASCII as is, the rest as
+ * \xNN, cut at about len bytes with "...". Returns buf. */
+const char *out_escape(const void *p, size_t n, char *buf, size_t len);
+
+/* Set field to p[0..n) as a JSON string if it is valid UTF-8, otherwise as
+ * base64 with enc_field set to "base64". Returns 0, or -1 out of memory. */
+int out_json_set_bytes(json_t *obj, const char *field, const char *enc_field, const void *p, size_t n);
+
+/* Print obj compactly on one line of stdout and drop the reference (obj may be
+ * NULL after a failed json_object(): reported as out of memory). */
+int out_json_line(json_t *obj);
+
+/* Raw bytes to stdout. Returns 0 or -1 (errno set). */
+int out_raw(const void *p, size_t n);
+
+/* A text table with a header row, columns padded to their widest cell.
+ * cells is row-major, nrows * ncols strings (borrowed). */
+void out_table(FILE *f, size_t ncols, const char *const *header, const char *const *cells, size_t nrows);
+
+#endif

@@ -1,0 +1,1238 @@
+/* libddkv: endpoints, the connection, the retry policy and the request/reply codec of the client. */
+#include "ddkv/ddkv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "proto/frame.h"
+#include "proto/lamport.h"
+#include "proto/msg.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+/* Endpoints given in the options plus leaders learned from NOT_LEADER. A cluster
+ * has a handful of members; the cap only stops a confused node from growing the
+ * list without bound. */
+#define CLIENT_MAX_ENDPOINTS 64
+#define CLIENT_BACKOFF_MIN_MS 10u
+#define CLIENT_BACKOFF_MAX_MS 500u
+/* Redirects in a row that are followed at once; after that each one waits a
+ * backoff, so two nodes that each name the other cannot spin the client. */
+#define CLIENT_FREE_REDIRECTS 3u
+#define CLIENT_RECV_CHUNK (64u * 1024)
+
+struct endpoint {
+    char *text; /* "host:port" as written, for messages and comparisons */
+    char *host; /* without IPv6 brackets */
+    char *port;
+};
+
+struct ddkv_client {
+    struct endpoint eps[CLIENT_MAX_ENDPOINTS];
+    size_t n_eps;
+    size_t n_given; /* eps[0..n_given) came from the options; the rest were learned */
+    size_t cur;     /* endpoint of the open connection, or the next to try */
+    int fd;         /* -1 when not connected */
+    int answered;   /* endpoint that sent the last reply, or -1 */
+    struct frame_decoder dec;
+    struct buf out;
+    struct lamport clock;
+    uint64_t seen_lamport;
+    uint64_t next_rid; /* 0 is never used: an ERROR with request id 0 is about the connection */
+    uint64_t client_id;
+    uint64_t seq;
+    uint64_t rng; /* backoff jitter only */
+    uint32_t timeout_ms;
+    uint32_t connect_timeout_ms;
+    uint32_t max_reply_bytes;
+    char errmsg[256];
+};
+
+/* One request field. Requests are described as data so that every attempt can
+ * be re-encoded with a fresh Lamport time and request id. */
+enum field_kind { FIELD_U64, FIELD_BIN };
+
+struct field {
+    enum field_kind kind;
+    uint64_t u;
+    const void *p;
+    size_t n;
+};
+
+struct call {
+    uint32_t type;
+    uint32_t reply_type;
+    bool mutates; /* a write: never resent once it has fully left the client */
+    const struct field *f;
+    uint32_t nf;
+    uint64_t rid;    /* of the attempt in flight */
+    uint64_t rtt_ns; /* of the attempt that was answered */
+    struct msg reply; /* on DDKV_OK: the reply, borrowed from the decoder; caller msg_frees */
+};
+
+/* How one attempt on one connection ended. */
+enum attempt {
+    ATTEMPT_REPLY,   /* a reply to this request is in call->reply */
+    ATTEMPT_BROKEN,  /* the connection failed */
+    ATTEMPT_TIMEOUT, /* the deadline passed */
+    ATTEMPT_GARBLED, /* the node sent bytes that are not a valid reply */
+    ATTEMPT_NOMEM,
+};
+
+static const char *const client_err_names[DDKV_ERR__COUNT] = {
+    [DDKV_OK] = "ok",
+    [DDKV_ERR_NOT_FOUND] = "key not found",
+    [DDKV_ERR_BAD_REQUEST] = "bad request",
+    [DDKV_ERR_TOO_LARGE] = "too large",
+    [DDKV_ERR_UNAVAILABLE] = "cluster unavailable",
+    [DDKV_ERR_TIMEOUT] = "timed out",
+    [DDKV_ERR_UNKNOWN_OUTCOME] = "outcome unknown: the write may or may not have been applied",
+    [DDKV_ERR_PROTOCOL] = "protocol error (garbled reply)",
+    [DDKV_ERR_NOMEM] = "out of memory",
+    [DDKV_ERR_USAGE] = "invalid argument",
+};
+
+const char *ddkv_strerror(ddkv_err err)
+{
+    if ((int)err < 0 || err >= DDKV_ERR__COUNT)
+        return "unknown error";
+    return client_err_names[err];
+}
+
+static ddkv_err client_fail(struct ddkv_client *c, ddkv_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static ddkv_err client_fail(struct ddkv_client *c, ddkv_err code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void ddkv_free(void *p)
+{
+    free(p);
+}
+
+/* A copy of n bytes with a NUL after them (so text can be used as a C string). */
+static void *dup_bytes(const void *p, size_t n)
+{
+    if (n == SIZE_MAX)
+        return NULL;
+    uint8_t *q = malloc(n + 1);
+    if (!q)
+        return NULL;
+    if (n)
+        memcpy(q, p, n);
+    q[n] = 0;
+    return q;
+}
+
+/* --- endpoints --- */
+
+static void endpoint_free(struct endpoint *e)
+{
+    free(e->text);
+    free(e->host);
+    free(e->port);
+    memset(e, 0, sizeof *e);
+}
+
+/* Parse "host:port" or "[v6]:port" (s[0..n), surrounding blanks allowed). */
+static int endpoint_parse(struct endpoint *e, const char *s, size_t n, char *why, size_t why_len)
+{
+    memset(e, 0, sizeof *e);
+    while (n && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    const char *host = s, *colon;
+    size_t host_len;
+    if (n && s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (!close || close + 1 == s + n || close[1] != ':') {
+            snprintf(why, why_len, "'%.*s': expected [ipv6]:port", (int)n, s);
+            return -1;
+        }
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (s[i] == ':') {
+                if (colon) {
+                    snprintf(why, why_len, "'%.*s': an IPv6 host needs brackets, [::1]:7001",
+                             (int)n, s);
+                    return -1;
+                }
+                colon = s + i;
+            }
+        if (!colon) {
+            snprintf(why, why_len, "'%.*s': expected host:port", (int)n, s);
+            return -1;
+        }
+        host_len = (size_t)(colon - s);
+    }
+    const char *port = colon + 1;
+    size_t port_len = (size_t)(s + n - port);
+    unsigned long pv = 0;
+    for (size_t i = 0; i < port_len && pv <= 65535; i++) {
+        if (port[i] < '0' || port[i] > '9') {
+            pv = 0;
+            break;
+        }
+        pv = pv * 10 + (unsigned long)(port[i] - '0');
+    }
+    if (host_len == 0 || port_len == 0 || pv == 0 || pv > 65535) {
+        snprintf(why, why_len, "'%.*s': expected host:port with a port in 1..65535", (int)n, s);
+        return -1;
+    }
+    e->text = dup_bytes(s, n);
+    e->host = dup_bytes(host, host_len);
+    e->port = dup_bytes(port, port_len);
+    if (!e->text || !e->host || !e->port) {
+        endpoint_free(e);
+        snprintf(why, why_len, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int endpoint_find(const struct ddkv_client *c, const char *text)
+{
+    for (size_t i = 0; i < c->n_eps; i++)
+        if (strcmp(c->eps[i].text, text) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* --- lifecycle --- */
+
+static uint64_t random_u64(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) == (ssize_t)sizeof v)
+        return v;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, &v, sizeof v);
+        close(fd);
+        if (n == (ssize_t)sizeof v)
+            return v;
+    }
+    /* No kernel randomness at all: the time and pid still keep the ids of
+     * processes on one host apart. */
+    return clock_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&v;
+}
+
+/* splitmix64: only spreads backoff sleeps of clients that failed together. */
+static uint64_t client_rand(struct ddkv_client *c)
+{
+    uint64_t z = (c->rng += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+void ddkv_options_init(struct ddkv_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->endpoints = DDKV_DEFAULT_ENDPOINTS;
+    o->timeout_ms = DDKV_DEFAULT_TIMEOUT_MS;
+    o->connect_timeout_ms = DDKV_DEFAULT_CONNECT_TIMEOUT_MS;
+    o->max_reply_bytes = DDKV_DEFAULT_MAX_REPLY_BYTES;
+}
+
+ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out, char *errbuf,
+                         size_t errlen)
+{
+    char why[200] = "";
+    ddkv_err rc = DDKV_ERR_NOMEM;
+    struct ddkv_options dflt;
+    ddkv_options_init(&dflt);
+    if (!opts)
+        opts = &dflt;
+    *out = NULL;
+    struct ddkv_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(why, sizeof why, "out of memory");
+        goto fail;
+    }
+    c->fd = -1;
+    c->answered = -1;
+    c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DDKV_DEFAULT_TIMEOUT_MS;
+    c->connect_timeout_ms =
+        opts->connect_timeout_ms ? opts->connect_timeout_ms : DDKV_DEFAULT_CONNECT_TIMEOUT_MS;
+    c->max_reply_bytes = opts->max_reply_bytes ? opts->max_reply_bytes : DDKV_DEFAULT_MAX_REPLY_BYTES;
+    frame_decoder_init(&c->dec, c->max_reply_bytes);
+    c->client_id = random_u64();
+    if (c->client_id == 0) /* 0 reads as "no session" on the wire */
+        c->client_id = 1;
+    c->rng = c->client_id;
+
+    const char *s = opts->endpoints ? opts->endpoints : DDKV_DEFAULT_ENDPOINTS;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        if (c->n_eps == CLIENT_MAX_ENDPOINTS) {
+            rc = DDKV_ERR_USAGE;
+            snprintf(why, sizeof why, "more than %d endpoints", CLIENT_MAX_ENDPOINTS);
+            goto fail;
+        }
+        if (endpoint_parse(&c->eps[c->n_eps], s, n, why, sizeof why) != 0) {
+            rc = strcmp(why, "out of memory") == 0 ? DDKV_ERR_NOMEM : DDKV_ERR_USAGE;
+            goto fail;
+        }
+        c->n_eps++;
+        if (!comma)
+            break;
+        s = comma + 1;
+    }
+    c->n_given = c->n_eps;
+    *out = c;
+    return DDKV_OK;
+
+fail:
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "endpoints: %s", why);
+    ddkv_client_free(c);
+    return rc;
+}
+
+static void client_disconnect(struct ddkv_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    /* Bytes of the old connection must never be read as replies on the next. */
+    frame_decoder_free(&c->dec);
+    frame_decoder_init(&c->dec, c->max_reply_bytes);
+}
+
+void ddkv_client_free(ddkv_client *c)
+{
+    if (!c)
+        return;
+    client_disconnect(c);
+    frame_decoder_free(&c->dec);
+    buf_free(&c->out);
+    for (size_t i = 0; i < c->n_eps; i++)
+        endpoint_free(&c->eps[i]);
+    free(c);
+}
+
+const char *ddkv_client_errmsg(const ddkv_client *c)
+{
+    return c->errmsg;
+}
+
+const char *ddkv_client_endpoint(const ddkv_client *c)
+{
+    return c->answered >= 0 ? c->eps[c->answered].text : NULL;
+}
+
+uint64_t ddkv_client_lamport(const ddkv_client *c)
+{
+    return c->clock.now;
+}
+
+uint64_t ddkv_client_seen_lamport(const ddkv_client *c)
+{
+    return c->seen_lamport;
+}
+
+uint64_t ddkv_client_id(const ddkv_client *c)
+{
+    return c->client_id;
+}
+
+/* --- the connection --- */
+
+static uint64_t ms_left(uint64_t deadline_ms)
+{
+    uint64_t now = clock_mono_ms();
+    return now < deadline_ms ? deadline_ms - now : 0;
+}
+
+static int poll_ms(uint64_t ms)
+{
+    return ms > 60000 ? 60000 : (int)ms;
+}
+
+static void client_sleep(struct ddkv_client *c, uint32_t backoff_ms, uint64_t deadline_ms)
+{
+    /* Half fixed, half random: spreads clients that failed at the same moment. */
+    uint64_t ms = backoff_ms / 2 + client_rand(c) % (backoff_ms / 2 + 1);
+    uint64_t left = ms_left(deadline_ms);
+    if (ms > left)
+        ms = left;
+    if (ms)
+        poll(NULL, 0, poll_ms(ms));
+}
+
+/* One connection attempt to eps[i], bounded by the connect timeout and the
+ * deadline. On failure errmsg says why. */
+static int client_connect_one(struct ddkv_client *c, size_t i, uint64_t deadline_ms)
+{
+    const struct endpoint *e = &c->eps[i];
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int grc = getaddrinfo(e->host, e->port, &hints, &res);
+    if (grc != 0) {
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "resolve %s: %s", e->text, gai_strerror(grc));
+        return -1;
+    }
+    uint64_t until = clock_mono_ms() + c->connect_timeout_ms;
+    if (until > deadline_ms)
+        until = deadline_ms;
+    int fd = -1;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "socket for %s: %s", e->text, strerror(errno));
+            continue;
+        }
+        int err = 0;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            err = errno;
+            if (err == EINPROGRESS) {
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                int pr;
+                do
+                    pr = poll(&p, 1, poll_ms(ms_left(until)));
+                while (pr < 0 && errno == EINTR && ms_left(until) > 0);
+                socklen_t len = sizeof err;
+                if (pr <= 0)
+                    err = ETIMEDOUT;
+                else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                    err = errno;
+            }
+        }
+        if (err == 0)
+            break;
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "connect %s: %s", e->text, strerror(err));
+        close(fd);
+        fd = -1;
+        if (ms_left(until) == 0)
+            break;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return -1;
+    /* Requests are single small frames that wait for their reply: Nagle would
+     * only add delay. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    client_disconnect(c);
+    c->fd = fd;
+    c->cur = i;
+    return 0;
+}
+
+/* Try every endpoint once, starting with the current one. */
+static int client_connect_any(struct ddkv_client *c, uint64_t deadline_ms)
+{
+    for (size_t k = 0; k < c->n_eps && ms_left(deadline_ms) > 0; k++) {
+        size_t i = (c->cur + k) % c->n_eps;
+        if (client_connect_one(c, i, deadline_ms) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Move on to the next endpoint after a failure of this one. */
+static void client_rotate(struct ddkv_client *c)
+{
+    client_disconnect(c);
+    c->cur = (c->cur + 1) % c->n_eps;
+}
+
+/* Take the next complete message off the decoder: ERR_OK (m filled, caller
+ * frees), ERR_AGAIN, or ATTEMPT_GARBLED/NOMEM via *how. */
+static int client_next_msg(struct ddkv_client *c, struct msg *m, enum attempt *how)
+{
+    const uint8_t *body;
+    size_t len;
+    int rc = frame_decoder_next(&c->dec, &body, &len);
+    if (rc == ERR_AGAIN)
+        return ERR_AGAIN;
+    if (rc == ERR_TOO_LARGE) {
+        client_fail(c, DDKV_ERR_PROTOCOL, "%s sent a %u-byte frame, over the client's %u-byte limit",
+                    c->eps[c->cur].text, (unsigned)c->dec.bad_len, (unsigned)c->max_reply_bytes);
+        *how = ATTEMPT_GARBLED;
+        return rc;
+    }
+    if (rc != ERR_OK) {
+        *how = rc == ERR_NOMEM ? ATTEMPT_NOMEM : ATTEMPT_GARBLED;
+        client_fail(c, DDKV_ERR_PROTOCOL, "reading from %s: %s", c->eps[c->cur].text, err_str(rc));
+        return rc;
+    }
+    struct errbuf eb;
+    rc = msg_decode(m, body, len, &msg_limits_reply, &eb);
+    if (rc != ERR_OK) {
+        client_fail(c, DDKV_ERR_PROTOCOL, "garbled reply from %s: %s", c->eps[c->cur].text, eb.msg);
+        *how = ATTEMPT_GARBLED;
+        return rc;
+    }
+    rc = lamport_observe(&c->clock, m->lamport, 0);
+    if (rc != ERR_OK) {
+        client_fail(c, DDKV_ERR_PROTOCOL, "garbled reply from %s: Lamport time %llu out of range",
+                    c->eps[c->cur].text, (unsigned long long)m->lamport);
+        msg_free(m);
+        *how = ATTEMPT_GARBLED;
+        return rc;
+    }
+    return ERR_OK;
+}
+
+/* Read what the socket has into the decoder, waiting at most wait_ms.
+ * Returns 1 if bytes arrived, 0 if none did in time, -1 if the connection is
+ * gone or the bytes were refused (errmsg set, *how says which). */
+static int client_fill(struct ddkv_client *c, uint64_t wait_ms, enum attempt *how)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int pr = poll(&p, 1, poll_ms(wait_ms));
+    if (pr < 0 && errno != EINTR) {
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "poll: %s", strerror(errno));
+        *how = ATTEMPT_BROKEN;
+        return -1;
+    }
+    if (pr <= 0)
+        return 0;
+    uint8_t chunk[CLIENT_RECV_CHUNK];
+    ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        if (n == 0)
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "%s closed the connection%s", c->eps[c->cur].text,
+                        frame_decoder_pending(&c->dec) ? " in the middle of a reply" : "");
+        else
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "reading from %s: %s", c->eps[c->cur].text,
+                        strerror(errno));
+        *how = ATTEMPT_BROKEN;
+        return -1;
+    }
+    int rc = frame_decoder_feed(&c->dec, chunk, (size_t)n);
+    if (rc == ERR_OK)
+        return 1;
+    if (rc == ERR_TOO_LARGE)
+        client_fail(c, DDKV_ERR_PROTOCOL, "%s sent a %u-byte frame, over the client's %u-byte limit",
+                    c->eps[c->cur].text, (unsigned)c->dec.bad_len, (unsigned)c->max_reply_bytes);
+    *how = rc == ERR_NOMEM ? ATTEMPT_NOMEM : ATTEMPT_GARBLED;
+    return -1;
+}
+
+/* A kept-open connection may have been closed by the node while idle (restart,
+ * idle timeout). Find out before sending, so a write is not sent into a dead
+ * socket and reported as of unknown outcome when it was never received.
+ * Anything else that arrived meanwhile answers nothing in flight: dropped. */
+static bool client_conn_alive(struct ddkv_client *c)
+{
+    enum attempt how;
+    for (;;) {
+        int r = client_fill(c, 0, &how);
+        if (r < 0)
+            return false;
+        struct msg m;
+        int rc;
+        while ((rc = client_next_msg(c, &m, &how)) == ERR_OK)
+            msg_free(&m);
+        if (rc != ERR_AGAIN)
+            return false;
+        if (r == 0)
+            return true;
+    }
+}
+
+static int client_encode(struct ddkv_client *c, struct call *k)
+{
+    buf_reset(&c->out);
+    k->rid = ++c->next_rid;
+    struct msg_writer w;
+    msg_begin(&w, &c->out, k->type, lamport_tick(&c->clock), k->rid, k->nf);
+    for (uint32_t i = 0; i < k->nf; i++) {
+        if (k->f[i].kind == FIELD_U64)
+            mw_u64(&w, k->f[i].u);
+        else
+            mw_bin(&w, k->f[i].p, k->f[i].n);
+    }
+    return msg_end(&w);
+}
+
+/* Send the encoded request. Returns ATTEMPT_REPLY when every byte has been
+ * handed to the kernel: from then on the node may act on it. */
+static enum attempt client_send(struct ddkv_client *c, uint64_t deadline_ms)
+{
+    size_t off = 0;
+    while (off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "sending to %s: %s", c->eps[c->cur].text,
+                        strerror(errno));
+            return ATTEMPT_BROKEN;
+        }
+        uint64_t left = ms_left(deadline_ms);
+        if (left == 0) {
+            client_fail(c, DDKV_ERR_TIMEOUT, "timed out sending to %s", c->eps[c->cur].text);
+            return ATTEMPT_TIMEOUT;
+        }
+        struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+        poll(&p, 1, poll_ms(left));
+    }
+    return ATTEMPT_REPLY;
+}
+
+/* Wait for the reply to k->rid. Replies to other ids are stale (an attempt this
+ * connection gave up on) and dropped. An ERROR with id 0 is the node refusing
+ * the connection's last frame before it could read an id: with one request in
+ * flight, that frame was ours. */
+static enum attempt client_recv(struct ddkv_client *c, struct call *k, uint64_t deadline_ms)
+{
+    enum attempt how = ATTEMPT_GARBLED;
+    for (;;) {
+        int rc = client_next_msg(c, &k->reply, &how);
+        if (rc == ERR_OK) {
+            if (k->reply.request_id == k->rid ||
+                (k->reply.request_id == 0 && k->reply.type == DDKV_MSG_ERROR))
+                return ATTEMPT_REPLY;
+            msg_free(&k->reply);
+            continue;
+        }
+        if (rc != ERR_AGAIN)
+            return how;
+        uint64_t left = ms_left(deadline_ms);
+        if (left == 0) {
+            client_fail(c, DDKV_ERR_TIMEOUT, "no reply from %s within %u ms", c->eps[c->cur].text,
+                        (unsigned)c->timeout_ms);
+            return ATTEMPT_TIMEOUT;
+        }
+        if (client_fill(c, left, &how) < 0)
+            return how;
+    }
+}
+
+/* Follow NOT_LEADER to the address the node named. Returns false if there is
+ * nothing to follow (no address, unparsable, or the node named itself). The
+ * address is copied before the connection (whose buffer holds it) is closed. */
+static bool client_redirect(struct ddkv_client *c, const uint8_t *addr, size_t n)
+{
+    char why[128];
+    struct endpoint e;
+    if (n == 0 || endpoint_parse(&e, (const char *)addr, n, why, sizeof why) != 0)
+        return false;
+    int i = endpoint_find(c, e.text);
+    if (i == (int)c->cur) {
+        endpoint_free(&e);
+        return false;
+    }
+    if (i >= 0) {
+        endpoint_free(&e);
+    } else {
+        /* Learned leaders go after the given endpoints; when the table is full
+         * the first learned slot is reused. */
+        size_t slot;
+        if (c->n_eps < CLIENT_MAX_ENDPOINTS) {
+            slot = c->n_eps++;
+        } else if (c->n_given < CLIENT_MAX_ENDPOINTS && c->n_given != c->cur) {
+            slot = c->n_given;
+            endpoint_free(&c->eps[slot]);
+        } else {
+            endpoint_free(&e);
+            return false;
+        }
+        c->eps[slot] = e;
+        if (c->answered == (int)slot)
+            c->answered = -1;
+        i = (int)slot;
+    }
+    client_disconnect(c);
+    c->cur = (size_t)i;
+    return true;
+}
+
+static void client_backoff(struct ddkv_client *c, uint32_t *backoff_ms, uint64_t deadline_ms)
+{
+    client_sleep(c, *backoff_ms, deadline_ms);
+    *backoff_ms = *backoff_ms * 2 > CLIENT_BACKOFF_MAX_MS ? CLIENT_BACKOFF_MAX_MS : *backoff_ms * 2;
+}
+
+/* Replace errmsg with a prefix and the old errmsg, for a write whose outcome
+ * became unknown. */
+static ddkv_err client_unknown_outcome(struct ddkv_client *c)
+{
+    char detail[sizeof c->errmsg];
+    memcpy(detail, c->errmsg, sizeof detail);
+    return client_fail(c, DDKV_ERR_UNKNOWN_OUTCOME,
+                       "the write's outcome is unknown (it may or may not have been applied): %.150s",
+                       detail);
+}
+
+/* Run one request to completion: connect, send, wait, follow the leader,
+ * retry what is safe to retry, until the deadline. On DDKV_OK k->reply holds
+ * the reply (type k->reply_type); the caller msg_frees it. */
+static ddkv_err client_call(struct ddkv_client *c, struct call *k)
+{
+    uint64_t deadline_ms = clock_mono_ms() + c->timeout_ms;
+    uint32_t backoff_ms = CLIENT_BACKOFF_MIN_MS;
+    unsigned redirects = 0;
+    bool reached = false; /* some endpoint accepted a connection */
+    char detail[sizeof c->errmsg];
+    c->errmsg[0] = 0;
+    c->answered = -1;
+    for (;;) {
+        /* Every attempt that led back here ended with the node not acting on
+         * the request, so running out of time now is "unavailable", never
+         * "unknown outcome". */
+        if (ms_left(deadline_ms) == 0) {
+            memcpy(detail, c->errmsg, sizeof detail);
+            if (!reached)
+                return client_fail(c, DDKV_ERR_UNAVAILABLE,
+                                   "no endpoint reachable within %u ms (last error: %.150s)",
+                                   (unsigned)c->timeout_ms, detail[0] ? detail : "none");
+            return client_fail(c, DDKV_ERR_UNAVAILABLE, "cluster unavailable for %u ms (last error: %.150s)",
+                               (unsigned)c->timeout_ms, detail);
+        }
+        if (c->fd >= 0 && !client_conn_alive(c))
+            client_disconnect(c);
+        if (c->fd < 0 && client_connect_any(c, deadline_ms) != 0) {
+            client_backoff(c, &backoff_ms, deadline_ms);
+            continue;
+        }
+        reached = true;
+        if (client_encode(c, k) != ERR_OK)
+            return client_fail(c, DDKV_ERR_NOMEM, "out of memory encoding the request");
+        uint64_t t0 = clock_mono_ns();
+        enum attempt a = client_send(c, deadline_ms);
+        if (a == ATTEMPT_BROKEN) {
+            /* Not fully sent: a node never acts on a partial frame. */
+            client_rotate(c);
+            client_backoff(c, &backoff_ms, deadline_ms);
+            continue;
+        }
+        if (a == ATTEMPT_TIMEOUT) {
+            client_disconnect(c);
+            return DDKV_ERR_TIMEOUT; /* likewise not fully sent; errmsg says so */
+        }
+        a = client_recv(c, k, deadline_ms);
+        if (a != ATTEMPT_REPLY) {
+            client_disconnect(c);
+            if (a == ATTEMPT_NOMEM)
+                return client_fail(c, DDKV_ERR_NOMEM, "out of memory reading the reply");
+            if (k->mutates)
+                return client_unknown_outcome(c);
+            if (a == ATTEMPT_TIMEOUT)
+                return DDKV_ERR_TIMEOUT;
+            if (a == ATTEMPT_GARBLED)
+                return DDKV_ERR_PROTOCOL;
+            /* A read that lost its connection is safe to ask elsewhere. */
+            c->cur = (c->cur + 1) % c->n_eps;
+            client_backoff(c, &backoff_ms, deadline_ms);
+            continue;
+        }
+        k->rtt_ns = clock_mono_ns() - t0;
+        c->answered = (int)c->cur;
+        struct msg *m = &k->reply;
+        if (m->type != DDKV_MSG_ERROR) {
+            if (m->type == k->reply_type) {
+                c->errmsg[0] = 0; /* the failures on the way here were handled */
+                return DDKV_OK;
+            }
+            uint32_t got = m->type;
+            msg_free(m);
+            client_disconnect(c);
+            client_fail(c, DDKV_ERR_PROTOCOL, "%s answered %s with %s", c->eps[c->cur].text,
+                        msg_type_name(k->type), msg_type_name(got));
+            return k->mutates ? client_unknown_outcome(c) : DDKV_ERR_PROTOCOL;
+        }
+
+        uint64_t code = 0;
+        const uint8_t *text = NULL, *leader = NULL;
+        size_t text_len = 0, leader_len = 0;
+        if (msg_u64(m, 0, &code) != ERR_OK || msg_bytes_opt(m, 1, &text, &text_len) != ERR_OK ||
+            msg_bytes_opt(m, 2, &leader, &leader_len) != ERR_OK) {
+            msg_free(m);
+            client_disconnect(c);
+            client_fail(c, DDKV_ERR_PROTOCOL, "garbled ERROR from %s", c->eps[c->cur].text);
+            return k->mutates ? client_unknown_outcome(c) : DDKV_ERR_PROTOCOL;
+        }
+        bool conn_level = m->request_id == 0;
+        if (text_len)
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %.*s", c->eps[c->cur].text,
+                        (int)(text_len > 180 ? 180 : text_len), (const char *)text);
+        else
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %s", c->eps[c->cur].text,
+                        wire_error_name((uint32_t)code));
+        ddkv_err result;
+        switch (code) {
+        case DDKV_WERR_NOT_LEADER:
+            /* Refused before it was proposed: safe to send again, writes included. */
+            if (client_redirect(c, leader, leader_len)) {
+                msg_free(m);
+                if (++redirects > CLIENT_FREE_REDIRECTS)
+                    client_backoff(c, &backoff_ms, deadline_ms);
+            } else {
+                /* No leader known yet (an election): try another member later. */
+                msg_free(m);
+                client_rotate(c);
+                client_backoff(c, &backoff_ms, deadline_ms);
+            }
+            continue;
+        case DDKV_WERR_UNAVAILABLE:
+            /* The node refused without proposing (no quorum, shutting down,
+             * storage failure): safe to retry. Another member may do better. */
+            msg_free(m);
+            if (c->n_eps > 1 || conn_level)
+                client_rotate(c);
+            client_backoff(c, &backoff_ms, deadline_ms);
+            continue;
+        case DDKV_WERR_NOT_FOUND:
+            result = DDKV_ERR_NOT_FOUND;
+            break;
+        case DDKV_WERR_TOO_LARGE:
+            result = DDKV_ERR_TOO_LARGE;
+            break;
+        case DDKV_WERR_BAD_REQUEST:
+        case DDKV_WERR_COMPACTED:
+        case DDKV_WERR_PERMISSION_DENIED:
+            result = DDKV_ERR_BAD_REQUEST;
+            break;
+        case DDKV_WERR_TIMEOUT:
+            /* The node proposed but could not confirm the commit in time. */
+            result = k->mutates ? DDKV_ERR_UNKNOWN_OUTCOME : DDKV_ERR_TIMEOUT;
+            break;
+        default:
+            /* INTERNAL or a code newer than this client: the node failed in a
+             * way that says nothing about whether a write took effect. */
+            result = k->mutates ? DDKV_ERR_UNKNOWN_OUTCOME : DDKV_ERR_UNAVAILABLE;
+            break;
+        }
+        msg_free(m);
+        if (conn_level)
+            client_disconnect(c); /* the node closes after refusing a frame */
+        return result == DDKV_ERR_UNKNOWN_OUTCOME ? client_unknown_outcome(c) : result;
+    }
+}
+
+/* Fail an operation whose reply could not be understood. */
+static ddkv_err client_bad_reply(struct ddkv_client *c, const struct call *k, const char *what)
+{
+    client_disconnect(c);
+    if (k->mutates)
+        return client_fail(c, DDKV_ERR_UNKNOWN_OUTCOME,
+                           "garbled %s from %s (%s); the write's outcome is unknown",
+                           msg_type_name(k->reply_type), c->eps[c->cur].text, what);
+    return client_fail(c, DDKV_ERR_PROTOCOL, "garbled %s from %s (%s)", msg_type_name(k->reply_type),
+                       c->eps[c->cur].text, what);
+}
+
+static void client_saw(struct ddkv_client *c, uint64_t lamport)
+{
+    if (lamport > c->seen_lamport && lamport < DDKV_LAMPORT_MAX)
+        c->seen_lamport = lamport;
+}
+
+/* --- operations --- */
+
+void ddkv_pong_free(struct ddkv_pong *p)
+{
+    free(p->node);
+    free(p->leader);
+    memset(p, 0, sizeof *p);
+}
+
+ddkv_err ddkv_ping(ddkv_client *c, struct ddkv_pong *out)
+{
+    memset(out, 0, sizeof *out);
+    struct call k = {.type = DDKV_MSG_PING, .reply_type = DDKV_MSG_PONG};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const uint8_t *node, *leader = NULL;
+    size_t node_len, leader_len = 0;
+    if (msg_bytes(&k.reply, 0, &node, &node_len) != ERR_OK ||
+        (!msg_is_nil(&k.reply, 1) && msg_bytes(&k.reply, 1, &leader, &leader_len) != ERR_OK) ||
+        msg_u64(&k.reply, 2, &out->term) != ERR_OK) {
+        rc = client_bad_reply(c, &k, "expected [node, leader|nil, term]");
+        goto fail;
+    }
+    out->node = dup_bytes(node, node_len);
+    out->leader = leader ? dup_bytes(leader, leader_len) : NULL;
+    if (!out->node || (leader && !out->leader)) {
+        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    out->rtt_ns = k.rtt_ns;
+    msg_free(&k.reply);
+    return DDKV_OK;
+
+fail:
+    msg_free(&k.reply);
+    ddkv_pong_free(out);
+    return rc;
+}
+
+ddkv_err ddkv_read(ddkv_client *c, const void *key, size_t key_len,
+                   enum ddkv_consistency consistency, uint64_t after_lamport, struct ddkv_value *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!key && key_len)
+        return client_fail(c, DDKV_ERR_USAGE, "key is NULL");
+    if (consistency != DDKV_CONSISTENCY_LINEARIZABLE && consistency != DDKV_CONSISTENCY_CAUSAL &&
+        consistency != DDKV_CONSISTENCY_STALE)
+        return client_fail(c, DDKV_ERR_USAGE, "unknown consistency %d", (int)consistency);
+    if (consistency == DDKV_CONSISTENCY_CAUSAL && after_lamport == 0)
+        after_lamport = c->seen_lamport;
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = key, .n = key_len},
+        {.kind = FIELD_U64, .u = (uint64_t)consistency},
+        {.kind = FIELD_U64, .u = after_lamport},
+    };
+    struct call k = {.type = DDKV_MSG_READ, .reply_type = DDKV_MSG_VALUE, .f = f, .nf = 3};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const uint8_t *v;
+    size_t vlen;
+    if (msg_bytes(&k.reply, 1, &v, &vlen) != ERR_OK ||
+        msg_u64(&k.reply, 2, &out->create_rev) != ERR_OK ||
+        msg_u64(&k.reply, 3, &out->mod_rev) != ERR_OK ||
+        msg_u64(&k.reply, 4, &out->version) != ERR_OK ||
+        msg_u64(&k.reply, 5, &out->lamport) != ERR_OK) {
+        rc = client_bad_reply(c, &k, "expected [key, value, create_rev, mod_rev, version, lamport]");
+        goto fail;
+    }
+    out->value = dup_bytes(v, vlen);
+    if (!out->value) {
+        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory for a %zu-byte value", vlen);
+        goto fail;
+    }
+    out->len = vlen;
+    client_saw(c, out->lamport);
+    msg_free(&k.reply);
+    return DDKV_OK;
+
+fail:
+    msg_free(&k.reply);
+    memset(out, 0, sizeof *out);
+    return rc;
+}
+
+/* WRITTEN_AT and DELETED share their fields: [lamport, revision]. */
+static ddkv_err client_change(struct ddkv_client *c, struct call *k, struct ddkv_write_result *out)
+{
+    ddkv_err rc = client_call(c, k);
+    if (rc != DDKV_OK)
+        return rc;
+    if (msg_u64(&k->reply, 0, &out->lamport) != ERR_OK ||
+        msg_u64(&k->reply, 1, &out->revision) != ERR_OK) {
+        rc = client_bad_reply(c, k, "expected [lamport, revision]");
+        msg_free(&k->reply);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    client_saw(c, out->lamport);
+    msg_free(&k->reply);
+    return DDKV_OK;
+}
+
+ddkv_err ddkv_write(ddkv_client *c, const void *key, size_t key_len, const void *value,
+                    size_t value_len, uint64_t lease_id, struct ddkv_write_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if ((!key && key_len) || (!value && value_len))
+        return client_fail(c, DDKV_ERR_USAGE, "key or value is NULL");
+    /* One seq per logical write, kept across its retries: that is what lets a
+     * node recognise a retry as the same write. */
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = key, .n = key_len},
+        {.kind = FIELD_BIN, .p = value, .n = value_len},
+        {.kind = FIELD_U64, .u = lease_id},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_WRITE, .reply_type = DDKV_MSG_WRITTEN_AT, .mutates = true,
+                     .f = f, .nf = 5};
+    return client_change(c, &k, out);
+}
+
+ddkv_err ddkv_delete(ddkv_client *c, const void *key, size_t key_len, struct ddkv_write_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!key && key_len)
+        return client_fail(c, DDKV_ERR_USAGE, "key is NULL");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = key, .n = key_len},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_DELETE, .reply_type = DDKV_MSG_DELETED, .mutates = true,
+                     .f = f, .nf = 3};
+    return client_change(c, &k, out);
+}
+
+void ddkv_list_free(struct ddkv_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->entries[i].key); /* the value shares the key's allocation */
+    free(l->entries);
+    memset(l, 0, sizeof *l);
+}
+
+/* Copy one [key, value, create_rev, mod_rev, version, lamport] entry. */
+static int list_entry_decode(const msgpack_object *o, struct ddkv_entry *e)
+{
+    const uint8_t *kp, *vp;
+    size_t kn, vn;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 6)
+        return ERR_BAD_INPUT;
+    const msgpack_object *a = o->via.array.ptr;
+    if (mpo_bytes(&a[0], &kp, &kn) || mpo_bytes(&a[1], &vp, &vn) || mpo_u64(&a[2], &e->create_rev) ||
+        mpo_u64(&a[3], &e->mod_rev) || mpo_u64(&a[4], &e->version) || mpo_u64(&a[5], &e->lamport))
+        return ERR_BAD_INPUT;
+    /* Both are bounded by the reply frame, so kn + vn + 2 cannot overflow. */
+    uint8_t *mem = malloc(kn + vn + 2);
+    if (!mem)
+        return ERR_NOMEM;
+    memcpy(mem, kp, kn);
+    mem[kn] = 0;
+    memcpy(mem + kn + 1, vp, vn);
+    mem[kn + 1 + vn] = 0;
+    e->key = mem;
+    e->key_len = kn;
+    e->value = mem + kn + 1;
+    e->value_len = vn;
+    return ERR_OK;
+}
+
+ddkv_err ddkv_list(ddkv_client *c, const void *prefix, size_t prefix_len, const void *start_after,
+                   size_t start_after_len, uint32_t limit, struct ddkv_list *out)
+{
+    memset(out, 0, sizeof *out);
+    if ((!prefix && prefix_len) || (!start_after && start_after_len))
+        return client_fail(c, DDKV_ERR_USAGE, "prefix or start_after is NULL");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = prefix, .n = prefix_len},
+        {.kind = FIELD_BIN, .p = start_after, .n = start_after_len},
+        {.kind = FIELD_U64, .u = limit},
+    };
+    struct call k = {.type = DDKV_MSG_LIST, .reply_type = DDKV_MSG_LIST_RESULT, .f = f, .nf = 3};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const struct msg *m = &k.reply;
+    if (m->nf < 3 || m->f[0].type != MSGPACK_OBJECT_ARRAY || m->f[1].type != MSGPACK_OBJECT_BOOLEAN ||
+        msg_u64(m, 2, &out->revision) != ERR_OK) {
+        rc = client_bad_reply(c, &k, "expected [entries, more, revision]");
+        goto fail;
+    }
+    uint32_t n = m->f[0].via.array.size;
+    if (n) {
+        out->entries = calloc(n, sizeof *out->entries);
+        if (!out->entries) {
+            rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory for %u entries", (unsigned)n);
+            goto fail;
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int erc = list_entry_decode(&m->f[0].via.array.ptr[i], &out->entries[i]);
+        if (erc == ERR_NOMEM) {
+            rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        if (erc != ERR_OK) {
+            rc = client_bad_reply(c, &k, "an entry is not [key, value, create_rev, mod_rev, version, lamport]");
+            goto fail;
+        }
+        out->n++;
+        client_saw(c, out->entries[i].lamport);
+    }
+    out->more = mpo_bool(&m->f[1]);
+    msg_free(&k.reply);
+    return DDKV_OK;
+
+fail:
+    msg_free(&k.reply);
+    ddkv_list_free(out);
+    return rc;
+}
+
+ddkv_err ddkv_list_all(ddkv_client *c, const void *prefix, size_t prefix_len, uint64_t max_entries,
+                       struct ddkv_list *out)
+{
+    memset(out, 0, sizeof *out);
+    struct ddkv_list page = {0};
+    ddkv_err rc;
+    for (;;) {
+        uint64_t want = DDKV_DEFAULT_LIST_LIMIT;
+        if (max_entries && max_entries - out->n < want)
+            want = max_entries - out->n;
+        const struct ddkv_entry *last = out->n ? &out->entries[out->n - 1] : NULL;
+        rc = ddkv_list(c, prefix, prefix_len, last ? last->key : NULL, last ? last->key_len : 0,
+                       (uint32_t)want, &page);
+        if (rc != DDKV_OK)
+            goto fail;
+        if (page.n == 0 && page.more) {
+            rc = client_fail(c, DDKV_ERR_PROTOCOL, "%s returned an empty LIST page with more set",
+                             c->eps[c->cur].text);
+            goto fail;
+        }
+        /* A node that ignores the limit: keep what was asked for. */
+        bool cut = page.n > want;
+        size_t take = cut ? (size_t)want : page.n;
+        bool more = page.more || cut;
+        uint64_t revision = page.revision;
+        if (take) {
+            struct ddkv_entry *grown = realloc(out->entries, (out->n + take) * sizeof *grown);
+            if (!grown) {
+                rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory for %zu entries", out->n + take);
+                goto fail;
+            }
+            out->entries = grown;
+            memcpy(out->entries + out->n, page.entries, take * sizeof *grown);
+            out->n += take;
+            /* The moved entries now belong to out: only the rest is freed. */
+            for (size_t i = take; i < page.n; i++)
+                free(page.entries[i].key);
+            free(page.entries);
+            memset(&page, 0, sizeof page);
+        } else {
+            ddkv_list_free(&page);
+        }
+        out->more = more;
+        out->revision = revision;
+        if (!out->more || (max_entries && out->n >= max_entries))
+            return DDKV_OK;
+    }
+
+fail:
+    ddkv_list_free(&page);
+    ddkv_list_free(out);
+    return rc;
+}
+
+/* Status maps are read leniently: a missing field is 0 or NULL, so a newer or
+ * older node still gives a status; a field of the wrong type is garbled. */
+static int status_str(const msgpack_object *map, const char *key, char **out)
+{
+    const msgpack_object *o = mpo_map_get(map, key);
+    const uint8_t *p;
+    size_t n;
+    if (!o || o->type == MSGPACK_OBJECT_NIL)
+        return ERR_OK;
+    if (mpo_bytes(o, &p, &n) != ERR_OK)
+        return ERR_BAD_INPUT;
+    *out = dup_bytes(p, n);
+    return *out ? ERR_OK : ERR_NOMEM;
+}
+
+static int status_u64(const msgpack_object *map, const char *key, uint64_t *out)
+{
+    const msgpack_object *o = mpo_map_get(map, key);
+    if (!o || o->type == MSGPACK_OBJECT_NIL)
+        return ERR_OK;
+    return mpo_u64(o, out);
+}
+
+void ddkv_status_free(struct ddkv_status *s)
+{
+    free(s->name);
+    free(s->role);
+    free(s->leader);
+    free(s->client_addr);
+    for (size_t i = 0; i < s->n_members; i++) {
+        free(s->members[i].name);
+        free(s->members[i].client_addr);
+        free(s->members[i].peer_addr);
+        free(s->members[i].role);
+    }
+    free(s->members);
+    memset(s, 0, sizeof *s);
+}
+
+static int status_decode(const msgpack_object *map, struct ddkv_status *s)
+{
+    int rc;
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return ERR_BAD_INPUT;
+    if ((rc = status_str(map, "name", &s->name)) || (rc = status_str(map, "role", &s->role)) ||
+        (rc = status_str(map, "leader", &s->leader)) ||
+        (rc = status_str(map, "client_addr", &s->client_addr)) ||
+        (rc = status_u64(map, "term", &s->term)) || (rc = status_u64(map, "commit", &s->commit)) ||
+        (rc = status_u64(map, "applied", &s->applied)) ||
+        (rc = status_u64(map, "lamport", &s->lamport)) ||
+        (rc = status_u64(map, "revision", &s->revision)) || (rc = status_u64(map, "keys", &s->keys)))
+        return rc;
+    const msgpack_object *mem = mpo_map_get(map, "members");
+    if (!mem || mem->type == MSGPACK_OBJECT_NIL)
+        return ERR_OK;
+    if (mem->type != MSGPACK_OBJECT_ARRAY)
+        return ERR_BAD_INPUT;
+    uint32_t n = mem->via.array.size;
+    if (n == 0)
+        return ERR_OK;
+    s->members = calloc(n, sizeof *s->members);
+    if (!s->members)
+        return ERR_NOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *o = &mem->via.array.ptr[i];
+        struct ddkv_member *m = &s->members[i];
+        s->n_members++;
+        if (o->type != MSGPACK_OBJECT_MAP)
+            return ERR_BAD_INPUT;
+        if ((rc = status_str(o, "name", &m->name)) ||
+            (rc = status_str(o, "client_addr", &m->client_addr)) ||
+            (rc = status_str(o, "peer_addr", &m->peer_addr)) || (rc = status_str(o, "role", &m->role)))
+            return rc;
+        const msgpack_object *h = mpo_map_get(o, "healthy");
+        m->healthy = h && mpo_bool(h);
+    }
+    return ERR_OK;
+}
+
+ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out)
+{
+    memset(out, 0, sizeof *out);
+    struct call k = {.type = DDKV_MSG_STATUS, .reply_type = DDKV_MSG_STATUS_RESULT};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    int drc = k.reply.nf >= 1 ? status_decode(&k.reply.f[0], out) : ERR_BAD_INPUT;
+    if (drc == ERR_NOMEM) {
+        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (drc != ERR_OK) {
+        rc = client_bad_reply(c, &k, "expected one map of status fields");
+        goto fail;
+    }
+    msg_free(&k.reply);
+    return DDKV_OK;
+
+fail:
+    msg_free(&k.reply);
+    ddkv_status_free(out);
+    return rc;
+}

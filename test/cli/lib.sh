@@ -1,0 +1,55 @@
+# Shared by the CLI tests: start ddkv nodes on 127.0.0.1 with kernel-picked
+# ports, stop them by PID on exit whatever happens, and assert helpers.
+set -euo pipefail
+DDKV=${DDKV_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/ddkv}
+[ -x "$DDKV" ] || { echo "ddkv binary not found at $DDKV (set DDKV_BIN)" >&2; exit 1; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ddkv-cli-XXXXXX")
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if declare -F cleanup_extra >/dev/null; then cleanup_extra || true; fi
+  if [ $rc -ne 0 ]; then
+    echo "--- node logs (test failed) ---" >&2
+    tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok - $*"; PASSED=$((${PASSED:-0} + 1)); }
+
+# start_node NAME DATA_DIR [extra flags...]: sets PID_<NAME> and PORT_<NAME>.
+start_node() {
+  local name=$1 dir=$2; shift 2
+  local log="$WORK/$name.log"
+  : >"$log"
+  local name_flag=(--name "$name")
+  [ "${NONAME:-}" = 1 ] && name_flag=()   # let env or a config file name the node
+  "$DDKV" serve "${name_flag[@]}" --data-dir "$dir" --client-addr 127.0.0.1:0 "$@" 2>>"$log" &
+  local pid=$!
+  PIDS+=("$pid")
+  local port=
+  for _ in $(seq 300); do
+    port=$(grep -o 'client listening on 127.0.0.1:[0-9]*' "$log" | tail -1 | cut -d: -f2 || true)
+    [ -n "$port" ] && break
+    kill -0 "$pid" 2>/dev/null || fail "node $name exited at start: $(tail -3 "$log")"
+    sleep 0.1
+  done
+  [ -n "$port" ] || fail "node $name did not start"
+  printf -v "PID_$name" '%s' "$pid"
+  printf -v "PORT_$name" '%s' "$port"
+}
+
+# expect_exit CODE cmd...: run, check the exit code, keep stdout in $OUT.
+expect_exit() {
+  local want=$1; shift
+  set +e
+  OUT=$("$@" 2>"$WORK/stderr")
+  local got=$?
+  set -e
+  ERR=$(cat "$WORK/stderr")
+  [ "$got" -eq "$want" ] || fail "'$*' exited $got, want $want (stderr: $ERR)"
+}
