@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The node's ops HTTP endpoints: /health, /status, /metrics.
+source "$(dirname "$0")/lib.sh"
+start_node n1 "$WORK/d" --http-addr 127.0.0.1:0
+HTTP=$(grep -o 'http listening on 127.0.0.1:[0-9]*' "$WORK/n1.log" | cut -d' ' -f4)
+[ -n "$HTTP" ] || fail "no http port logged"
+"$DDKV" --endpoints "127.0.0.1:$PORT_n1" write a 1 >/dev/null
+"$DDKV" --endpoints "127.0.0.1:$PORT_n1" write b 2 >/dev/null
+python3 - "$HTTP" <<'PY' || fail "ops HTTP"
+import json, sys, urllib.request, urllib.error
+base = "http://" + sys.argv[1]
+r = urllib.request.urlopen(base + "/health", timeout=5)
+assert r.status == 200, r.status
+h = json.load(r)
+assert h["healthy"] is True and h["leader"] == "n1", h
+s = json.load(urllib.request.urlopen(base + "/status", timeout=5))
+for k in ("name", "role", "term", "leader", "commit", "applied", "lamport", "members"):
+    assert k in s, (k, s)
+assert s["name"] == "n1" and s["applied"] == 2 and s["keys"] == 2 and s["members"][0]["name"] == "n1", s
+m = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+assert "# TYPE ddkv_writes_total counter" in m and "\nddkv_writes_total 2\n" in m, m
+try:
+    urllib.request.urlopen(base + "/nosuch", timeout=5)
+    raise AssertionError("404 expected")
+except urllib.error.HTTPError as e:
+    assert e.code == 404, e.code
+PY
+pass "/health, /status and /metrics answer with the node's state"
+echo "${PASSED} passed, 0 failed"
