@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 struct mpcheck_limits {
-    uint32_t max_depth;   /* containers inside containers */
+    uint32_t max_depth;   /* containers open at once; the outermost counts as 1 */
     uint32_t max_objects; /* every value counts, containers included */
 };
 
