@@ -22,4 +22,5 @@ echo "deps: installing ${missing[*]}" >&2
 SUDO=()
 [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
 "${SUDO[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+  || { echo "deps: apt-get install failed for: ${missing[*]}" >&2; exit 1; }
