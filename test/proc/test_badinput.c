@@ -338,3 +338,41 @@ Test(badinput, pipelined_requests_in_one_write_are_each_answered_once)
     }
     assert_still_serving();
 }
+
+static void start_limited(void)
+{
+    memset(&node, 0, sizeof node);
+    nwritten = 0;
+    static const char *const extra[] = {"--max-connections", "8", NULL};
+    cr_assert_eq(pn_start(&node, NULL, extra), 0, "node did not start (see %s)", node.log);
+}
+
+Test(badinput, connections_over_the_limit_are_told_why_and_the_rest_are_served,
+     .init = start_limited, .fini = stop)
+{
+    write_witnesses();
+    int held[8];
+    for (int i = 0; i < 8; i++) {
+        held[i] = tcp_connect_port(node.port);
+        cr_assert_geq(held[i], 0);
+    }
+    usleep(200 * 1000);
+    int extra = tcp_connect_port(node.port);
+    cr_assert_geq(extra, 0, "the kernel accepts; the node answers and hangs up");
+    expect_error(extra, DDKV_WERR_UNAVAILABLE);
+    cr_assert(wait_closed(extra, 5000));
+    close(extra);
+    /* The held connections still work. */
+    struct buf req = BUF_INIT, hold = BUF_INIT;
+    req_ping(&req, 99);
+    struct msg m;
+    cr_assert_eq(rpc(held[3], &req, &hold, &m), 0);
+    cr_assert_eq(m.type, DDKV_MSG_PONG);
+    msg_free(&m);
+    buf_free(&req);
+    buf_free(&hold);
+    for (int i = 0; i < 8; i++)
+        close(held[i]);
+    usleep(200 * 1000);
+    assert_still_serving();
+}
