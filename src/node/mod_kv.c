@@ -61,6 +61,7 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
     mw_u64(&w, r.lamport);
     store_val_release(&hold);
     conn_reply_end(c, &w);
+    node_observe(n, DDKV_MSG_READ, n->req_t0_ns);
 }
 
 /* Stage a change for this loop turn's group commit; the reply waits for it. */
@@ -192,6 +193,7 @@ static void kv_list(void *ctx, struct conn *c, const struct msg *m)
     mw_u64(&w, n->sm.revision);
     buf_free(&entries);
     conn_reply_end(c, &w);
+    node_observe(n, DDKV_MSG_LIST, n->req_t0_ns);
 }
 
 static int kv_init(struct node *n, struct errbuf *eb)

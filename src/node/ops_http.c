@@ -4,6 +4,8 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
 #include <string.h>
@@ -56,6 +58,28 @@ static void metric(struct evbuffer *b, const char *name, const char *type, const
     evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
+/* A Prometheus histogram in seconds from a histogram in nanoseconds. Counts
+ * at each bound are exact to the histogram's bucket width (3%). */
+static void metric_hist(struct evbuffer *b, const char *name, const char *help, const char *label,
+                        const struct hist *h, bool header)
+{
+    static const double bounds_s[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                      0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    if (header)
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    const char *sep = label && *label ? "," : "";
+    for (size_t i = 0; i < sizeof bounds_s / sizeof bounds_s[0]; i++)
+        evbuffer_add_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, label ? label : "", sep,
+                            bounds_s[i], (unsigned long long)hist_count_le(h, (uint64_t)(bounds_s[i] * 1e9)));
+    evbuffer_add_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, label ? label : "", sep,
+                        (unsigned long long)h->total);
+    const char *open = label && *label ? "{" : "";
+    const char *close = label && *label ? "}" : "";
+    evbuffer_add_printf(b, "%s_sum%s%s%s %.9f\n", name, open, label ? label : "", close, (double)h->sum / 1e9);
+    evbuffer_add_printf(b, "%s_count%s%s%s %llu\n", name, open, label ? label : "", close,
+                        (unsigned long long)h->total);
+}
+
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
     struct node *n = arg;
@@ -83,6 +107,14 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_revision", "gauge", "Current revision.", n->sm.revision);
     metric(b, "ddkv_lamport", "gauge", "Lamport clock.", n->clock.now);
     metric(b, "ddkv_keys", "gauge", "Live keys.", n->sm.keys);
+    metric_hist(b, "ddkv_commit_fsync_seconds", "Synced group commit duration.", NULL, &n->h_commit, true);
+    static const uint32_t req_types[] = {DDKV_MSG_READ, DDKV_MSG_WRITE, DDKV_MSG_DELETE, DDKV_MSG_LIST};
+    for (size_t i = 0; i < sizeof req_types / sizeof req_types[0]; i++) {
+        char label[48];
+        snprintf(label, sizeof label, "type=\"%s\"", msg_type_name(req_types[i]));
+        metric_hist(b, "ddkv_request_seconds", "Request arrival to reply, by request type.", label,
+                    &n->h_req[req_types[i]], i == 0);
+    }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);

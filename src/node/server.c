@@ -162,6 +162,7 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
         msg_free(&m);
         return;
     }
+    n->req_t0_ns = clock_mono_ns();
     const struct dispatch_entry *e = dispatcher_lookup(&n->disp, m.type);
     if (!e) {
         /* A well-formed frame of a type we do not know: answer and keep the
@@ -327,7 +328,8 @@ void node_defer_reply(struct node *n, struct conn *c, uint64_t request_id, uint3
         n->cappend = cap;
     }
     conn_ref(c);
-    n->pend[n->npend++] = (struct pending){.c = c, .request_id = request_id, .kind = kind, .res = *res};
+    n->pend[n->npend++] = (struct pending){.c = c, .request_id = request_id, .kind = kind,
+                                           .t0_ns = n->req_t0_ns, .res = *res};
 }
 
 /* Persist everything this loop turn staged with one synced write, then answer.
@@ -338,7 +340,9 @@ static void node_flush(struct node *n)
     if (n->npend == 0)
         return;
     struct errbuf eb;
+    uint64_t t0 = clock_mono_ns();
     int rc = sm_commit(&n->sm, true, &eb);
+    hist_record(&n->h_commit, clock_mono_ns() - t0);
     n->stats.commits++;
     n->stats.commit_entries += n->npend;
     if (rc) {
@@ -367,9 +371,16 @@ static void node_flush(struct node *n)
                 conn_reply_end(p->c, &w);
             }
         }
+        node_observe(n, p->kind == DDKV_MSG_DELETED ? DDKV_MSG_DELETE : DDKV_MSG_WRITE, p->t0_ns);
         conn_unref(p->c);
     }
     n->npend = 0;
+}
+
+void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns)
+{
+    ASSERT(req_type < DDKV_MSG_TYPE_MAX);
+    hist_record(&n->h_req[req_type], clock_mono_ns() - t0_ns);
 }
 
 /* --- start and stop --- */
@@ -437,11 +448,14 @@ static void node_teardown(struct node *n)
 
 int node_run(const struct node_config *cfg)
 {
-    struct node node;
-    struct node *n = &node;
+    /* Heap, not stack: the latency histograms make the node a few MiB. */
+    struct node *n = calloc(1, sizeof *n);
     struct errbuf eb = {{0}};
     int exit_code = 1;
-    memset(n, 0, sizeof *n);
+    if (!n) {
+        log_error("out of memory");
+        return 1;
+    }
     n->cfg = *cfg;
     log_set_name(cfg->name);
     int lvl = log_level_parse(cfg->log_level ? cfg->log_level : "info");
@@ -462,6 +476,9 @@ int node_run(const struct node_config *cfg)
     }
     signal(SIGPIPE, SIG_IGN);
     n->started_ms = clock_wall_ms();
+    hist_init(&n->h_commit);
+    for (int i = 0; i < DDKV_MSG_TYPE_MAX; i++)
+        hist_init(&n->h_req[i]);
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         log_error("cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
         return 1;
@@ -524,5 +541,6 @@ int node_run(const struct node_config *cfg)
     log_info("stopped cleanly");
 out:
     node_teardown(n);
+    free(n);
     return exit_code;
 }

@@ -17,6 +17,7 @@
 #include "proto/frame.h"
 #include "proto/lamport.h"
 #include "util/buf.h"
+#include "util/hist.h"
 
 struct event_base;
 struct bufferevent;
@@ -41,6 +42,7 @@ struct pending {
     struct conn *c;     /* referenced */
     uint64_t request_id;
     uint32_t kind;      /* DDKV_MSG_WRITTEN_AT / DDKV_MSG_DELETED */
+    uint64_t t0_ns;     /* when the request arrived */
     struct sm_result res;
 };
 
@@ -68,6 +70,9 @@ struct node {
     size_t npend, cappend;
     struct buf scratch; /* reply encoding */
     struct node_stats stats;
+    struct hist h_commit;                  /* synced group commit, ns */
+    struct hist h_req[DDKV_MSG_TYPE_MAX];  /* request arrival to reply, by request type, ns */
+    uint64_t req_t0_ns;                    /* arrival of the request being handled */
     uint64_t started_ms;
     /* Set when a group commit failed: the store may hold a torn or unsynced
      * batch, so no further write is accepted until an operator restarts the
@@ -98,6 +103,9 @@ bool conn_is_open(const struct conn *c);
 /* Queue a reply to be sent after the next group commit. */
 void node_defer_reply(struct node *n, struct conn *c, uint64_t request_id, uint32_t kind,
                       const struct sm_result *res);
+
+/* Record a request's latency from n->req_t0_ns (or t0_ns) to now. */
+void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns);
 
 /* Status as a msgpack map (STATUS_RESULT) and as JSON text (ops HTTP). */
 void node_pack_status(struct node *n, struct msg_writer *w);

@@ -19,6 +19,17 @@ for k in ("name", "role", "term", "leader", "commit", "applied", "lamport", "mem
 assert s["name"] == "n1" and s["applied"] == 2 and s["keys"] == 2 and s["members"][0]["name"] == "n1", s
 m = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
 assert "# TYPE ddkv_writes_total counter" in m and "\nddkv_writes_total 2\n" in m, m
+# Histograms: two synced commits and two WRITE requests were observed; buckets
+# are cumulative and end at +Inf == count; every line parses as exposition text.
+import re
+line_re = re.compile(r'^(# (HELP|TYPE) .*|[a-z_]+(\{[^}]*\})? [0-9.e+-]+)$')
+for ln in m.strip().split("\n"):
+    assert line_re.match(ln), ln
+assert "\nddkv_commit_fsync_seconds_count 2\n" in m, m
+assert '\nddkv_request_seconds_count{type="WRITE"} 2\n' in m, m
+for series in ('ddkv_commit_fsync_seconds_bucket{', 'ddkv_request_seconds_bucket{type="WRITE",'):
+    vals = [int(l.rsplit(" ", 1)[1]) for l in m.split("\n") if l.startswith(series)]
+    assert len(vals) == 15 and vals == sorted(vals) and vals[-1] == 2, (series, vals)
 try:
     urllib.request.urlopen(base + "/nosuch", timeout=5)
     raise AssertionError("404 expected")
