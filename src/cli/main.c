@@ -36,11 +36,12 @@ static struct opt_def serve_opts[] = {
     {"max-key-bytes", 0, OPT_ARG, NULL, "N", "largest key accepted"},
     {"max-value-bytes", 0, OPT_ARG, NULL, "N", "largest value accepted"},
     {"max-connections", 0, OPT_ARG, NULL, "N", "client connections served at once"},
+    {"frame-timeout-ms", 0, OPT_ARG, NULL, "MS", "a frame that has begun arriving must complete within this"},
     {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
-static char serve_dflt_num[4][16];
+static char serve_dflt_num[5][16];
 
 /* In enum log_level order (util/log.h). */
 static const char *const serve_log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -49,15 +50,15 @@ static void serve_fill_defaults(void)
 {
     struct node_config cfg;
     node_config_defaults(&cfg);
-    const uint32_t nums[4] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
-                              cfg.max_connections};
-    for (size_t i = 0; i < 4; i++) {
+    const uint32_t nums[5] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
+                              cfg.max_connections, cfg.frame_timeout_ms};
+    for (size_t i = 0; i < 5; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
         serve_opts[4 + i].dflt = serve_dflt_num[i];
     }
     serve_opts[0].dflt = cfg.name;
     serve_opts[2].dflt = cfg.client_addr;
-    serve_opts[8].dflt = cfg.log_level;
+    serve_opts[9].dflt = cfg.log_level;
 }
 
 static int serve_run(struct cli_ctx *ctx)
@@ -74,6 +75,7 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "max-key-bytes", 1, UINT32_MAX, &cfg.max_key_bytes) != 0 ||
         opts_get_u32(o, "max-value-bytes", 1, UINT32_MAX, &cfg.max_value_bytes) != 0 ||
         opts_get_u32(o, "max-connections", 1, UINT32_MAX, &cfg.max_connections) != 0 ||
+        opts_get_u32(o, "frame-timeout-ms", 1, UINT32_MAX, &cfg.frame_timeout_ms) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;

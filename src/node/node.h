@@ -16,6 +16,7 @@ struct node_config {
     uint32_t max_key_bytes;
     uint32_t max_value_bytes;
     uint32_t max_connections;
+    uint32_t frame_timeout_ms; /* a started frame must complete within this */
     const char *log_level;     /* debug|info|warn|error */
 };
 

@@ -25,6 +25,8 @@
  * backlog drains below the low mark. Bounds memory per connection. */
 #define CONN_OUT_HIGH (8u << 20)
 #define CONN_OUT_LOW (1u << 20)
+/* How long an error reply may take to drain before the connection is cut. */
+#define CONN_CLOSE_DRAIN_TIMEOUT_S 5
 /* Bytes taken from one connection per read callback, so one busy client cannot
  * starve the others within a loop turn. */
 #define CONN_READ_CHUNK (256u << 10)
@@ -40,6 +42,11 @@ void node_config_defaults(struct node_config *cfg)
     cfg->max_key_bytes = DDKV_DEFAULT_MAX_KEY_BYTES;
     cfg->max_value_bytes = DDKV_DEFAULT_MAX_VALUE_BYTES;
     cfg->max_connections = 10000;
+    /* A frame that has started arriving must finish within this, or the
+     * connection is closed: a client cannot pin a partial frame's memory
+     * forever. An idle connection between frames has no deadline (clients
+     * pool them). */
+    cfg->frame_timeout_ms = 30000;
     cfg->log_level = "info";
 }
 
@@ -138,8 +145,11 @@ static void conn_fail(struct conn *c, uint64_t request_id, uint32_t code, const 
 {
     conn_reply_error(c, request_id, code, "%s", text);
     c->close_after_flush = true;
-    if (c->bev)
+    if (c->bev) {
         bufferevent_disable(c->bev, EV_READ);
+        struct timeval drain = {CONN_CLOSE_DRAIN_TIMEOUT_S, 0};
+        bufferevent_set_timeouts(c->bev, NULL, &drain);
+    }
 }
 
 static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
@@ -199,8 +209,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         size_t len;
         int frc;
         while (c->bev && !c->close_after_flush &&
-               (frc = frame_decoder_next(&c->dec, &body, &len)) == ERR_OK)
+               (frc = frame_decoder_next(&c->dec, &body, &len)) == ERR_OK) {
+            c->partial_since_ms = 0; /* progress: the next frame gets its own deadline */
             conn_handle_frame(c, body, len);
+        }
         if (!c->bev || c->close_after_flush)
             break;
         if (rc == ERR_TOO_LARGE) {
@@ -212,6 +224,22 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             conn_fail(c, 0, DDKV_WERR_TOO_LARGE, text);
         } else if (rc != ERR_OK) {
             conn_close(c, err_str(rc));
+        }
+    }
+    /* A frame left incomplete has a deadline from when it began: the
+     * inactivity timeout catches a silent client, the check here one that
+     * drips bytes to keep a large partial frame alive. */
+    if (c->bev && !c->close_after_flush) {
+        if (frame_decoder_pending(&c->dec) == 0) {
+            c->partial_since_ms = 0;
+            bufferevent_set_timeouts(c->bev, NULL, NULL);
+        } else if (c->partial_since_ms == 0) {
+            c->partial_since_ms = clock_mono_ms();
+            uint32_t ms = c->node->cfg.frame_timeout_ms;
+            struct timeval partial = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+            bufferevent_set_timeouts(c->bev, &partial, NULL);
+        } else if (clock_mono_ms() - c->partial_since_ms > c->node->cfg.frame_timeout_ms) {
+            conn_close(c, "partial frame not completed in time");
         }
     }
     /* More input left for the next turn: libevent will not call us again for
@@ -242,7 +270,10 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
-    if (what & BEV_EVENT_EOF)
+    if (what & BEV_EVENT_TIMEOUT)
+        conn_close(c, what & BEV_EVENT_READING ? "partial frame not completed in time"
+                                               : "error reply not read in time");
+    else if (what & BEV_EVENT_EOF)
         conn_close(c, "peer closed");
     else if (what & BEV_EVENT_ERROR)
         conn_close(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

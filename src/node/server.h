@@ -34,6 +34,7 @@ struct conn {
     uint32_t refs;     /* the node's list holds one; each pending reply one more */
     bool close_after_flush;
     bool read_paused;  /* output backlog over the limit: stop reading until it drains */
+    uint64_t partial_since_ms; /* when the incomplete frame now buffered began, 0 if none */
     char peer[64];
 };
 

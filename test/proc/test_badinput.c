@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ddkv/wire.h"
@@ -374,5 +375,59 @@ Test(badinput, connections_over_the_limit_are_told_why_and_the_rest_are_served,
     for (int i = 0; i < 8; i++)
         close(held[i]);
     usleep(200 * 1000);
+    assert_still_serving();
+}
+
+static void start_short_frame_timeout(void)
+{
+    memset(&node, 0, sizeof node);
+    nwritten = 0;
+    static const char *const extra[] = {"--frame-timeout-ms", "1500", NULL};
+    cr_assert_eq(pn_start(&node, NULL, extra), 0, "node did not start (see %s)", node.log);
+}
+
+Test(badinput, a_partial_frame_must_complete_in_time_even_when_dripped,
+     .init = start_short_frame_timeout, .fini = stop)
+{
+    write_witnesses();
+    struct buf req = BUF_INIT;
+    req_write(&req, 1, "slow", 4, "loris", 5);
+    /* Silent after half a frame: cut by the inactivity timer. */
+    int silent = tcp_connect_port(node.port);
+    cr_assert_eq(send_all(silent, req.data, 6), 0);
+    /* Dripping a byte every 400 ms never goes quiet for long, but the frame
+     * misses its deadline: cut all the same. */
+    int drip = tcp_connect_port(node.port);
+    bool drip_cut = false;
+    for (size_t i = 0; i < req.len - 1 && !drip_cut; i++) {
+        if (send(drip, req.data + i, 1, MSG_NOSIGNAL) != 1)
+            drip_cut = true;
+        else
+            usleep(400 * 1000);
+        struct pollfd pfd = {.fd = drip, .events = POLLIN};
+        if (poll(&pfd, 1, 0) == 1) {
+            char b;
+            drip_cut = recv(drip, &b, 1, MSG_DONTWAIT) <= 0;
+        }
+    }
+    cr_assert(drip_cut, "a dripped frame outlived its deadline");
+    cr_assert(wait_closed(silent, 3000), "a silent partial frame was not cut");
+    /* An idle connection between frames is not cut. */
+    int idle = tcp_connect_port(node.port);
+    usleep(2500 * 1000);
+    struct buf hold = BUF_INIT;
+    struct msg m;
+    buf_reset(&req);
+    req_ping(&req, 5);
+    cr_assert_eq(rpc(idle, &req, &hold, &m), 0, "an idle pooled connection was cut");
+    msg_free(&m);
+    buf_free(&hold);
+    buf_free(&req);
+    close(idle);
+    close(drip);
+    close(silent);
+    struct buf v = BUF_INIT;
+    cr_assert_eq(pn_read(node.port, "slow", &v), 1, "the incomplete write was applied");
+    buf_free(&v);
     assert_still_serving();
 }
