@@ -33,6 +33,21 @@ enum ddkv_msg_type {
     DDKV_MSG_LIST_RESULT = 11,   /* [[[key, value, create_rev, mod_rev, version, lamport]...], more, revision] */
     DDKV_MSG_STATUS = 12,        /* [] */
     DDKV_MSG_STATUS_RESULT = 13, /* [{string: value...}] */
+
+    /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
+    DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
+    DDKV_MSG_RAFT_APP_RESP = 65,
+    DDKV_MSG_RAFT_VOTE = 66,
+    DDKV_MSG_RAFT_VOTE_RESP = 67,
+    DDKV_MSG_RAFT_PREVOTE = 68,
+    DDKV_MSG_RAFT_PREVOTE_RESP = 69,
+    DDKV_MSG_RAFT_HEARTBEAT = 70,
+    DDKV_MSG_RAFT_HEARTBEAT_RESP = 71,
+    DDKV_MSG_RAFT_SNAP = 72,            /* one InstallSnapshot chunk */
+    DDKV_MSG_RAFT_SNAP_RESP = 73,
+    DDKV_MSG_RAFT_TIMEOUT_NOW = 74,     /* leadership transfer */
+    DDKV_MSG_RAFT_READ_INDEX = 75,
+    DDKV_MSG_RAFT_READ_INDEX_RESP = 76,
 };
 
 #define DDKV_MSG_TYPE_MAX 256

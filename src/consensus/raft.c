@@ -84,6 +84,7 @@ struct raft {
     /* Snapshot receiving (follower). */
     bool recv_active;
     struct raft_snap_meta recv_meta;
+    uint64_t recv_from, recv_term; /* two leaders' images of one index may differ */
     uint64_t recv_off;
     bool chunk_pending;            /* chunk not yet handed out in a ready */
     struct raft_snap_chunk chunk;
@@ -772,7 +773,7 @@ static void raft_handle_app_resp(struct raft *r, struct progress *pr, const stru
     if (raft_maybe_commit(r))
         r->bcast_pending = true;
     else if (was_paused)
-        raft_send_append(r, pr, false);
+        raft_send_append(r, pr, true); /* at least tell it the commit index */
     /* Pipelining: fill the window. */
     while (raft_send_append(r, pr, false)) {
     }
@@ -917,12 +918,18 @@ static int raft_handle_snapshot(struct raft *r, const struct raft_msg *m)
     }
     if (r->chunk_pending || r->rd_has_chunk || r->install_pending || r->rd_has_install)
         return ERR_OK; /* one chunk at a time: the leader resends */
-    bool same = r->recv_active && r->recv_meta.index == m->index && r->recv_meta.term == m->log_term;
+    /* Chunks are only ever joined to chunks of the same image: same
+     * snapshot, same sender, same sender term. */
+    bool same = r->recv_active && r->recv_meta.index == m->index &&
+                r->recv_meta.term == m->log_term && r->recv_from == m->from &&
+                r->recv_term == m->term;
     if (!same && m->offset == 0) {
         r->recv_active = true;
         r->recv_meta.index = m->index;
         r->recv_meta.term = m->log_term;
         r->recv_meta.conf = m->conf;
+        r->recv_from = m->from;
+        r->recv_term = m->term;
         r->recv_off = 0;
         same = true;
     }
@@ -1080,6 +1087,11 @@ static bool raft_msg_valid(const struct raft *r, const struct raft_msg *m)
         return false;
     if (m->to != r->id || m->from == 0 || m->from == r->id)
         return false;
+    if (m->term >= RAFT_NUM_MAX || m->index >= RAFT_NUM_MAX || m->log_term >= RAFT_NUM_MAX ||
+        m->hint_index >= RAFT_NUM_MAX || m->hint_term >= RAFT_NUM_MAX ||
+        m->n_entries >= RAFT_NUM_MAX - m->index || m->offset >= RAFT_NUM_MAX ||
+        m->len >= RAFT_NUM_MAX - m->offset)
+        return false;
     if (m->n_entries && m->type != RAFT_MSG_APP)
         return false;
     if (m->type == RAFT_MSG_APP) {
@@ -1133,6 +1145,7 @@ void raft_config_defaults(struct raft_config *cfg, uint64_t id)
     cfg->max_msg_bytes = 1u << 20;
     cfg->snap_chunk_bytes = 1u << 20;
     cfg->promote_lag = 64;
+    cfg->max_uncommitted = 4096;
 }
 
 int raft_create(const struct raft_config *cfg, const struct raft_persisted *p, struct raft **out,
@@ -1257,8 +1270,10 @@ void raft_destroy(struct raft *r)
 /* A leader removed by a committed configuration steps down (thesis 4.2.2). */
 static void raft_after_event(struct raft *r)
 {
-    if (r->role == RAFT_LEADER && !raft_promotable(r) && r->conf_index <= r->commit)
+    if (r->role == RAFT_LEADER && !raft_promotable(r) && r->conf_index <= r->commit) {
+        raft_flush(r); /* tell the followers the removal committed */
         raft_become_follower(r, r->term, 0);
+    }
 }
 
 void raft_tick(struct raft *r)
@@ -1359,6 +1374,8 @@ int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index, 
 {
     if (r->role != RAFT_LEADER || r->transferee)
         return ERR_UNAVAILABLE;
+    if (r->cfg.max_uncommitted && rlog_last(&r->log) - r->commit >= r->cfg.max_uncommitted)
+        return ERR_AGAIN; /* let the followers catch up before taking more */
     struct raft_entry e = {.term = r->term, .type = RAFT_ENTRY_NORMAL, .data = data, .len = len};
     raft_append_entry(r, &e);
     r->bcast_pending = true;
@@ -1554,7 +1571,7 @@ void raft_ready(struct raft *r, struct raft_ready *rd)
         ASSERT(old->state[i] == OB_WAIT_READY);
         /* Move the message and its entry references (no count change). */
         struct raft_msg mv = *m;
-        mv.entries = old->ents + old->ent_off[i];
+        mv.entries = m->n_entries ? old->ents + old->ent_off[i] : NULL;
         ob_push(r, &mv, OB_WAIT_ADVANCE);
         rblob_unref(m->blob);
         for (uint32_t k = 0; k < m->n_entries; k++) {

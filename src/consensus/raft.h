@@ -45,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ddkv/wire.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -52,6 +53,9 @@ struct msg;
 
 /* Voters plus learners of one configuration, at most this many. */
 #define RAFT_MAX_NODES 16
+/* Terms and indexes from the network at or above this are refused, so that
+ * term + 1 and index + n can never wrap. */
+#define RAFT_NUM_MAX (UINT64_C(1) << 62)
 /* Upper bound for raft_config.max_inflight. */
 #define RAFT_MAX_INFLIGHT 64
 
@@ -113,21 +117,21 @@ struct raft_hard_state {
     uint64_t commit;
 };
 
-/* Peer message kinds. The wire numbers are the enum values (see raft_wire.h). */
+/* Peer message kinds: the wire numbers, defined once in include/ddkv/wire.h. */
 enum raft_msg_type {
-    RAFT_MSG_APP = 64,            /* AppendEntries: index/log_term = previous entry */
-    RAFT_MSG_APP_RESP = 65,       /* index = last matching index, or rejected prev index */
-    RAFT_MSG_VOTE = 66,           /* index/log_term = candidate's last entry */
-    RAFT_MSG_VOTE_RESP = 67,
-    RAFT_MSG_PREVOTE = 68,        /* term = the term the sender would campaign in */
-    RAFT_MSG_PREVOTE_RESP = 69,
-    RAFT_MSG_HEARTBEAT = 70,      /* commit, ctx = read-index round */
-    RAFT_MSG_HEARTBEAT_RESP = 71, /* ctx echoed */
-    RAFT_MSG_SNAP = 72,           /* one InstallSnapshot chunk */
-    RAFT_MSG_SNAP_RESP = 73,      /* offset = bytes the follower has made durable */
-    RAFT_MSG_TIMEOUT_NOW = 74,    /* leadership transfer: campaign now */
-    RAFT_MSG_READ_INDEX = 75,     /* follower -> leader: ctx */
-    RAFT_MSG_READ_INDEX_RESP = 76,/* leader -> follower: ctx, index (reject: no leader) */
+    RAFT_MSG_APP = DDKV_MSG_RAFT_APP,                 /* AppendEntries: index/log_term = previous entry */
+    RAFT_MSG_APP_RESP = DDKV_MSG_RAFT_APP_RESP,       /* index = last matching index, or rejected prev index */
+    RAFT_MSG_VOTE = DDKV_MSG_RAFT_VOTE,               /* index/log_term = candidate's last entry */
+    RAFT_MSG_VOTE_RESP = DDKV_MSG_RAFT_VOTE_RESP,
+    RAFT_MSG_PREVOTE = DDKV_MSG_RAFT_PREVOTE,         /* term = the term the sender would campaign in */
+    RAFT_MSG_PREVOTE_RESP = DDKV_MSG_RAFT_PREVOTE_RESP,
+    RAFT_MSG_HEARTBEAT = DDKV_MSG_RAFT_HEARTBEAT,     /* commit, ctx = read-index round */
+    RAFT_MSG_HEARTBEAT_RESP = DDKV_MSG_RAFT_HEARTBEAT_RESP, /* ctx echoed */
+    RAFT_MSG_SNAP = DDKV_MSG_RAFT_SNAP,               /* one InstallSnapshot chunk */
+    RAFT_MSG_SNAP_RESP = DDKV_MSG_RAFT_SNAP_RESP,     /* offset = bytes the follower has made durable */
+    RAFT_MSG_TIMEOUT_NOW = DDKV_MSG_RAFT_TIMEOUT_NOW, /* leadership transfer: campaign now */
+    RAFT_MSG_READ_INDEX = DDKV_MSG_RAFT_READ_INDEX,   /* follower -> leader: ctx */
+    RAFT_MSG_READ_INDEX_RESP = DDKV_MSG_RAFT_READ_INDEX_RESP, /* leader -> follower: ctx, index (reject: no leader) */
 };
 #define RAFT_MSG_TYPE_FIRST RAFT_MSG_APP
 #define RAFT_MSG_TYPE_LAST RAFT_MSG_READ_INDEX_RESP
@@ -182,6 +186,8 @@ struct raft_config {
     size_t max_msg_bytes;      /* payload bytes per AppendEntries (at least one entry) */
     size_t snap_chunk_bytes;   /* InstallSnapshot chunk size */
     uint64_t promote_lag;      /* a learner may be promoted when match + lag >= last index */
+    uint64_t max_uncommitted;  /* proposals refused (ERR_AGAIN) while this many entries
+                                  wait for commit: backpressure; 0 = no limit */
     struct raft_snapshot_source snap_src;
 };
 
@@ -212,6 +218,9 @@ struct raft_bootstrap_buf {
 int raft_bootstrap(const struct raft_conf *conf, struct raft_bootstrap_buf *b,
                    struct raft_persisted *p);
 
+/* Snapshot bytes to store. Chunks of one image arrive in order; a chunk at
+ * offset 0 starts a new image (drop any partial one). When `last` is set the
+ * image is complete and rd.install names it. */
 struct raft_snap_chunk {
     struct raft_snap_meta meta; /* which snapshot these bytes belong to */
     uint64_t offset;
@@ -234,7 +243,9 @@ struct raft_ready {
     size_t n_entries;
     const struct raft_msg *msgs;            /* to send (any time, see above) */
     size_t n_msgs;
-    const struct raft_entry *committed;     /* to apply, in order */
+    const struct raft_entry *committed;     /* to apply, in order; CONF entries are
+                                               already in force (raft_get_conf), the
+                                               state machine may skip them */
     size_t n_committed;
     const struct raft_read_state *reads;    /* linearizable reads that may be answered */
     size_t n_reads;
@@ -266,7 +277,8 @@ void raft_tick(struct raft *r);
 int raft_step(struct raft *r, const struct raft_msg *m);
 
 /* Append data (copied) to the log. Only a leader accepts (ERR_UNAVAILABLE
- * otherwise, or while a leadership transfer runs). *index and *term (either may
+ * otherwise, or while a leadership transfer runs); ERR_AGAIN when
+ * max_uncommitted entries already wait for commit. *index and *term (either may
  * be NULL) identify the entry: it is committed if an entry with that index and
  * term is ever handed out in rd.committed. */
 int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index, uint64_t *term);

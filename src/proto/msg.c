@@ -236,6 +236,19 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_LIST_RESULT: return "LIST_RESULT";
     case DDKV_MSG_STATUS: return "STATUS";
     case DDKV_MSG_STATUS_RESULT: return "STATUS_RESULT";
+    case DDKV_MSG_RAFT_APP: return "APP";
+    case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
+    case DDKV_MSG_RAFT_VOTE: return "VOTE";
+    case DDKV_MSG_RAFT_VOTE_RESP: return "VOTE_RESP";
+    case DDKV_MSG_RAFT_PREVOTE: return "PREVOTE";
+    case DDKV_MSG_RAFT_PREVOTE_RESP: return "PREVOTE_RESP";
+    case DDKV_MSG_RAFT_HEARTBEAT: return "HEARTBEAT";
+    case DDKV_MSG_RAFT_HEARTBEAT_RESP: return "HEARTBEAT_RESP";
+    case DDKV_MSG_RAFT_SNAP: return "SNAP";
+    case DDKV_MSG_RAFT_SNAP_RESP: return "SNAP_RESP";
+    case DDKV_MSG_RAFT_TIMEOUT_NOW: return "TIMEOUT_NOW";
+    case DDKV_MSG_RAFT_READ_INDEX: return "READ_INDEX";
+    case DDKV_MSG_RAFT_READ_INDEX_RESP: return "READ_INDEX_RESP";
     default: return "UNKNOWN";
     }
 }
