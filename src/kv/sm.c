@@ -101,6 +101,10 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
 {
     ASSERT(index == sm->st_index + 1);
     memset(res, 0, sizeof *res);
+    if (op->kind == SM_OP_NOOP) {
+        sm->st_index = index;
+        return ERR_OK;
+    }
     struct store_val old;
     int rc = store_get(sm->st, STORE_CF_DATA, op->key, op->klen, sm->batch, &old, eb);
     if (rc && rc != ERR_NOT_FOUND)

@@ -32,7 +32,9 @@ struct kv_record {
 
 int kv_record_decode(const uint8_t *p, size_t n, struct kv_record *r);
 
-enum sm_op_kind { SM_OP_PUT = 1, SM_OP_DELETE = 2 };
+/* NOOP: an entry that consumes an index but changes no key (a leader's empty
+ * entry, a configuration change). */
+enum sm_op_kind { SM_OP_PUT = 1, SM_OP_DELETE = 2, SM_OP_NOOP = 3 };
 
 struct sm_op {
     enum sm_op_kind kind;
