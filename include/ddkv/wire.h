@@ -48,6 +48,8 @@ enum ddkv_msg_type {
     DDKV_MSG_RAFT_TIMEOUT_NOW = 74,     /* leadership transfer */
     DDKV_MSG_RAFT_READ_INDEX = 75,
     DDKV_MSG_RAFT_READ_INDEX_RESP = 76,
+    /* First frame on a peer connection: [cluster_id, from_id, protocol_version]. */
+    DDKV_MSG_PEER_HELLO = 77,
 };
 
 #define DDKV_MSG_TYPE_MAX 256

@@ -37,11 +37,13 @@ static struct opt_def serve_opts[] = {
     {"max-value-bytes", 0, OPT_ARG, NULL, "N", "largest value accepted"},
     {"max-connections", 0, OPT_ARG, NULL, "N", "client connections served at once"},
     {"frame-timeout-ms", 0, OPT_ARG, NULL, "MS", "a frame that has begun arriving must complete within this"},
+    {"heartbeat-ms", 0, OPT_ARG, NULL, "MS", "Raft heartbeat interval (one tick)"},
+    {"election-timeout-ms", 0, OPT_ARG, NULL, "MS", "Raft election timeout (at least 2 heartbeats)"},
     {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
-static char serve_dflt_num[5][16];
+static char serve_dflt_num[7][16];
 
 /* In enum log_level order (util/log.h). */
 static const char *const serve_log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -50,15 +52,16 @@ static void serve_fill_defaults(void)
 {
     struct node_config cfg;
     node_config_defaults(&cfg);
-    const uint32_t nums[5] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
-                              cfg.max_connections, cfg.frame_timeout_ms};
-    for (size_t i = 0; i < 5; i++) {
+    const uint32_t nums[7] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
+                              cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
+                              cfg.election_timeout_ms};
+    for (size_t i = 0; i < 7; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
         serve_opts[4 + i].dflt = serve_dflt_num[i];
     }
     serve_opts[0].dflt = cfg.name;
     serve_opts[2].dflt = cfg.client_addr;
-    serve_opts[9].dflt = cfg.log_level;
+    serve_opts[11].dflt = cfg.log_level;
 }
 
 static int serve_run(struct cli_ctx *ctx)
@@ -76,6 +79,8 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "max-value-bytes", 1, UINT32_MAX, &cfg.max_value_bytes) != 0 ||
         opts_get_u32(o, "max-connections", 1, UINT32_MAX, &cfg.max_connections) != 0 ||
         opts_get_u32(o, "frame-timeout-ms", 1, UINT32_MAX, &cfg.frame_timeout_ms) != 0 ||
+        opts_get_u32(o, "heartbeat-ms", 1, 60000, &cfg.heartbeat_ms) != 0 ||
+        opts_get_u32(o, "election-timeout-ms", 2, 600000, &cfg.election_timeout_ms) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;

@@ -64,7 +64,7 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
     node_observe(n, DDKV_MSG_READ, n->req_t0_ns);
 }
 
-/* Stage a change for this loop turn's group commit; the reply waits for it. */
+/* Propose a change; the reply waits until its entry commits and applies. */
 static void kv_stage(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
                      const struct sm_op *op)
 {
@@ -74,15 +74,13 @@ static void kv_stage(struct node *n, struct conn *c, uint64_t rid, uint32_t repl
                          n->storage_failed == ERR_NOSPACE ? "disk full" : err_str(n->storage_failed));
         return;
     }
-    struct sm_result res;
-    struct errbuf eb;
-    uint64_t lamport = lamport_tick(&n->clock);
-    int rc = sm_stage(&n->sm, n->sm.st_index + 1, lamport, op, &res, &eb);
-    if (rc) {
-        kv_storage_error(c, rid, rc, &eb);
-        return;
-    }
-    node_defer_reply(n, c, rid, reply_kind, &res);
+    int rc = replica_propose(n, c, rid, reply_kind, op);
+    if (rc == ERR_UNAVAILABLE)
+        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+    else if (rc == ERR_AGAIN)
+        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many writes waiting to commit; retry");
+    else if (rc)
+        conn_reply_error(c, rid, DDKV_WERR_INTERNAL, "cannot propose: %s", err_str(rc));
 }
 
 /* WRITE [key, value, lease_id, client_id, seq] */

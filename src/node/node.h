@@ -17,6 +17,8 @@ struct node_config {
     uint32_t max_value_bytes;
     uint32_t max_connections;
     uint32_t frame_timeout_ms; /* a started frame must complete within this */
+    uint32_t heartbeat_ms;        /* Raft tick */
+    uint32_t election_timeout_ms; /* a multiple of heartbeat_ms, at least 2x */
     const char *log_level;     /* debug|info|warn|error */
 };
 

@@ -34,11 +34,12 @@ static void http_reply(struct evhttp_request *req, int code, const char *type, c
 static void http_health(struct evhttp_request *req, void *arg)
 {
     struct node *n = arg;
-    /* A single member always sees itself as leader. */
+    /* 200 when this node sees a leader and can store writes, 503 otherwise. */
+    bool ok = node_has_leader(n) && !n->storage_failed;
     char body[256];
-    snprintf(body, sizeof body, "{\"healthy\":true,\"name\":\"%s\",\"leader\":\"%s\"}", n->cfg.name,
-             n->cfg.name);
-    http_reply(req, 200, "application/json", body);
+    snprintf(body, sizeof body, "{\"healthy\":%s,\"name\":\"%s\",\"storage_failed\":%s}",
+             ok ? "true" : "false", n->cfg.name, n->storage_failed ? "true" : "false");
+    http_reply(req, ok ? 200 : 503, "application/json", body);
 }
 
 static void http_status(struct evhttp_request *req, void *arg)

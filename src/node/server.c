@@ -47,6 +47,8 @@ void node_config_defaults(struct node_config *cfg)
      * forever. An idle connection between frames has no deadline (clients
      * pool them). */
     cfg->frame_timeout_ms = 30000;
+    cfg->heartbeat_ms = 100;
+    cfg->election_timeout_ms = 1000;
     cfg->log_level = "info";
 }
 
@@ -346,68 +348,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     evtimer_add(n->accept_retry, &tv);
 }
 
-/* --- group commit --- */
-
-void node_defer_reply(struct node *n, struct conn *c, uint64_t request_id, uint32_t kind,
-                      const struct sm_result *res)
-{
-    if (n->npend == n->cappend) {
-        size_t cap = n->cappend ? n->cappend * 2 : 64;
-        struct pending *p = realloc(n->pend, cap * sizeof *p);
-        ASSERT(p != NULL);
-        n->pend = p;
-        n->cappend = cap;
-    }
-    conn_ref(c);
-    n->pend[n->npend++] = (struct pending){.c = c, .request_id = request_id, .kind = kind,
-                                           .t0_ns = n->req_t0_ns, .res = *res};
-}
-
-/* Persist everything this loop turn staged with one synced write, then answer.
- * This is the only place replies to writes are sent, and it sends them only
- * after the batch is durable. */
-static void node_flush(struct node *n)
-{
-    if (n->npend == 0)
-        return;
-    struct errbuf eb;
-    uint64_t t0 = clock_mono_ns();
-    int rc = sm_commit(&n->sm, true, &eb);
-    hist_record(&n->h_commit, clock_mono_ns() - t0);
-    n->stats.commits++;
-    n->stats.commit_entries += n->npend;
-    if (rc) {
-        n->stats.commit_errors++;
-        n->storage_failed = rc;
-        log_error("commit of %zu writes failed: %s; refusing writes until restart "
-                  "(free space, then restart the node)", n->npend, eb.msg);
-    }
-    for (size_t i = 0; i < n->npend; i++) {
-        struct pending *p = &n->pend[i];
-        if (conn_is_open(p->c)) {
-            if (rc) {
-                /* The batch may or may not have reached the disk (an fsync can
-                 * fail after the bytes were written): not UNAVAILABLE, which
-                 * promises the write was not applied. */
-                conn_reply_error(p->c, p->request_id, DDKV_WERR_INTERNAL,
-                                 "storage failure (%s)",
-                                 rc == ERR_NOSPACE ? "disk full" : err_str(rc));
-            } else if (p->kind == DDKV_MSG_DELETED && !p->res.found) {
-                conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
-            } else {
-                struct msg_writer w;
-                conn_reply_begin(p->c, &w, p->kind, p->request_id, 2);
-                mw_u64(&w, p->res.lamport);
-                mw_u64(&w, p->res.revision);
-                conn_reply_end(p->c, &w);
-            }
-        }
-        node_observe(n, p->kind == DDKV_MSG_DELETED ? DDKV_MSG_DELETE : DDKV_MSG_WRITE, p->t0_ns);
-        conn_unref(p->c);
-    }
-    n->npend = 0;
-}
-
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns)
 {
     ASSERT(req_type < DDKV_MSG_TYPE_MAX);
@@ -452,7 +392,8 @@ static void node_teardown(struct node *n)
     if (n->listener)
         evconnlistener_free(n->listener);
     n->listener = NULL;
-    node_flush(n);
+    if (n->raft)
+        replica_drive(n);
     ops_http_stop(n);
     while (n->conns) {
         struct conn *c = n->conns;
@@ -467,11 +408,15 @@ static void node_teardown(struct node *n)
         event_free(n->sig_int);
     if (n->accept_retry)
         event_free(n->accept_retry);
+    for (size_t i = 0; i < n->nprop; i++)
+        conn_unref(n->prop[i].c); /* their connections closed above */
+    free(n->prop);
+    buf_free(&n->cmdbuf);
+    replica_stop(n);
     if (n->sm.batch)
         sm_close(&n->sm);
     store_close(n->st);
     n->st = NULL;
-    free(n->pend);
     buf_free(&n->scratch);
     if (n->base)
         event_base_free(n->base);
@@ -497,6 +442,11 @@ int node_run(const struct node_config *cfg)
     log_set_level((enum log_level)lvl);
     if (!cfg->data_dir || !*cfg->data_dir) {
         log_error("--data-dir is required");
+        return 2;
+    }
+    if (cfg->heartbeat_ms == 0 || cfg->election_timeout_ms < 2 * cfg->heartbeat_ms) {
+        log_error("--election-timeout-ms (%u) must be at least twice --heartbeat-ms (%u)",
+                  cfg->election_timeout_ms, cfg->heartbeat_ms);
         return 2;
     }
     if (cfg->max_frame_bytes < 1024 || cfg->max_key_bytes == 0 || cfg->max_value_bytes == 0 ||
@@ -538,6 +488,10 @@ int node_run(const struct node_config *cfg)
             goto out;
         }
     }
+    if ((rc = replica_start(n, &eb))) {
+        log_error("cannot start Raft from %s: %s", cfg->data_dir, eb.msg);
+        goto out;
+    }
     n->accept_retry = evtimer_new(n->base, accept_retry_cb, n);
     n->sig_term = evsignal_new(n->base, SIGTERM, signal_cb, n);
     n->sig_int = evsignal_new(n->base, SIGINT, signal_cb, n);
@@ -553,10 +507,11 @@ int node_run(const struct node_config *cfg)
         exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
         goto out;
     }
-    log_info("data dir %s: applied index %llu, revision %llu, lamport %llu, %llu keys",
+    log_info("data dir %s: applied index %llu, revision %llu, lamport %llu, %llu keys, "
+             "raft log to %llu",
              cfg->data_dir, (unsigned long long)n->sm.applied_index,
              (unsigned long long)n->sm.revision, (unsigned long long)n->sm.applied_lamport,
-             (unsigned long long)n->sm.keys);
+             (unsigned long long)n->sm.keys, (unsigned long long)n->log_last);
     log_info("client listening on %s", n->client_addr);
 
     /* One loop turn, then one group commit: the libevent 2.1 stand-in for a
@@ -566,7 +521,7 @@ int node_run(const struct node_config *cfg)
             log_error("event loop failed");
             goto out;
         }
-        node_flush(n);
+        replica_drive(n);
     }
     exit_code = 0;
     log_info("stopped cleanly");

@@ -1,15 +1,17 @@
 /* Node internals shared by the server core and its modules.
  *
  * One thread owns everything here. The loop runs one libevent turn, then
- * node_flush: everything that turn produced is persisted with one synced write
- * (group commit), then answered. That function is the one place that orders
- * persist -> reply, so no acknowledgement can leave before its data is durable. */
+ * replica_drive: every proposal that turn produced is persisted in the Raft log
+ * with one synced write (group commit), applied once committed, then answered.
+ * That function is the one place that orders persist -> send -> apply ->
+ * reply, so no acknowledgement can leave before its data is durable. */
 #ifndef DDKV_NODE_SERVER_H
 #define DDKV_NODE_SERVER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "consensus/raft.h"
 #include "kv/sm.h"
 #include "kv/store.h"
 #include "node/dispatch.h"
@@ -38,13 +40,15 @@ struct conn {
     char peer[64];
 };
 
-/* A module's reply waiting for node_flush. */
-struct pending {
+/* A client's write waiting for its log entry to commit and apply. */
+struct proposal {
     struct conn *c;     /* referenced */
     uint64_t request_id;
-    uint32_t kind;      /* DDKV_MSG_WRITTEN_AT / DDKV_MSG_DELETED */
+    uint32_t kind;      /* reply: DDKV_MSG_WRITTEN_AT / DDKV_MSG_DELETED */
+    uint64_t index, term; /* the entry; committed only if that index applies with that term */
     uint64_t t0_ns;     /* when the request arrived */
     struct sm_result res;
+    bool lost;
 };
 
 struct node_stats {
@@ -67,17 +71,22 @@ struct node {
     struct conn *conns;
     uint32_t nconns;
     uint64_t next_conn_id;
-    struct pending *pend;
-    size_t npend, cappend;
+    struct raft *raft;
+    struct event *tick;           /* raft_tick every heartbeat_ms */
+    struct store_batch *logb;     /* Raft log writes */
+    uint64_t log_last;            /* last index stored in the raft_log column family */
+    struct raft_hard_state hs_synced; /* the hard state last written with an fsync */
+    struct buf cmdbuf;            /* proposal encoding */
+    struct proposal *prop;        /* in index order */
+    size_t nprop, capprop;
     struct buf scratch; /* reply encoding */
     struct node_stats stats;
     struct hist h_commit;                  /* synced group commit, ns */
     struct hist h_req[DDKV_MSG_TYPE_MAX];  /* request arrival to reply, by request type, ns */
     uint64_t req_t0_ns;                    /* arrival of the request being handled */
     uint64_t started_ms;
-    /* Set when a group commit failed: the store may hold a torn or unsynced
-     * batch, so no further write is accepted until an operator restarts the
-     * node (fail-stop for writes; reads keep being served). */
+    /* Set when a storage write failed: the node stops driving Raft and
+     * refuses writes until an operator restarts it; reads keep being served. */
     int storage_failed;
     bool stopping;
 };
@@ -101,12 +110,23 @@ void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 bool conn_is_open(const struct conn *c);
 
-/* Queue a reply to be sent after the next group commit. */
-void node_defer_reply(struct node *n, struct conn *c, uint64_t request_id, uint32_t kind,
-                      const struct sm_result *res);
+/* The Raft driver (replica.c). */
+int replica_start(struct node *n, struct errbuf *eb);
+void replica_stop(struct node *n);
+/* Run the core's ready batches: persist (one synced write), send, apply,
+ * answer. Called after every loop turn: the group commit. */
+void replica_drive(struct node *n);
+bool replica_is_leader(struct node *n);
+/* Propose a write for c; answered when it commits and applies. ERR_UNAVAILABLE
+ * not the leader, ERR_AGAIN too many writes in flight, ERR_NOMEM. */
+int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
+                    const struct sm_op *op);
 
 /* Record a request's latency from n->req_t0_ns (or t0_ns) to now. */
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns);
+
+/* True when this node knows a leader (for /health). */
+bool node_has_leader(struct node *n);
 
 /* Status as a msgpack map (STATUS_RESULT) and as JSON text (ops HTTP). */
 void node_pack_status(struct node *n, struct msg_writer *w);

@@ -249,6 +249,7 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_RAFT_TIMEOUT_NOW: return "TIMEOUT_NOW";
     case DDKV_MSG_RAFT_READ_INDEX: return "READ_INDEX";
     case DDKV_MSG_RAFT_READ_INDEX_RESP: return "READ_INDEX_RESP";
+    case DDKV_MSG_PEER_HELLO: return "PEER_HELLO";
     default: return "UNKNOWN";
     }
 }

@@ -1,0 +1,765 @@
+/* Owns the peer connections: dialling, hellos, priority send queues, backoff, Raft frame intake. */
+#include "node/peer.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ddkv/wire.h"
+#include "proto/frame.h"
+#include "proto/msg.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/net.h"
+
+/* An AppendEntries may carry up to 65536 entries of 4 objects each
+ * (raft_msg.c); the request limits of the client port are far too small. */
+static const struct mpcheck_limits peer_msg_limits = {.max_depth = 8, .max_objects = 1u << 19};
+
+/* Bytes fed to one inbound connection's decoder per read callback, so one busy
+ * peer cannot starve the others within a loop turn. */
+#define PEER_READ_CHUNK (256u << 10)
+/* An accepted connection must send its hello, and a started frame must finish,
+ * within this; an idle connection between frames has no deadline. */
+#define PEER_IN_TIMEOUT_S 30
+/* A dial that has not connected, or a connection that has not taken a byte of
+ * pending output, within this is cut and redialled: covers black-holed peers. */
+#define PEER_WRITE_TIMEOUT_S 10
+/* Accepted connections at once; beyond it new ones are closed at once. */
+#define PEER_MAX_INBOUND 256u
+
+/* One encoded frame (header included) waiting for the socket. */
+struct peer_frame {
+    struct peer_frame *next;
+    size_t len;
+    uint8_t data[];
+};
+
+struct peer_queue {
+    struct peer_frame *head, *tail;
+    size_t bytes;
+};
+
+enum peer_state {
+    PEER_IDLE,        /* no connection and no retry pending: the next send dials */
+    PEER_BACKOFF,     /* waiting for the retry timer */
+    PEER_CONNECTING,  /* dial in progress */
+    PEER_CONNECTED,   /* hello written, frames flowing */
+};
+
+/* An outbound target. */
+struct peer {
+    struct peer_transport *t;
+    uint64_t id;
+    char addr[128];
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    enum peer_state state;
+    struct bufferevent *bev;   /* while CONNECTING or CONNECTED */
+    struct event *retry;       /* backoff timer */
+    uint32_t backoff_ms;       /* the next delay's upper bound */
+    uint64_t up_since_ms;      /* when the current connection was established */
+    struct peer_queue hi, lo;
+    struct peer_stats stats;
+    struct peer *next;
+};
+
+/* An accepted connection (receive only). */
+struct peer_in {
+    struct peer_transport *t;
+    struct bufferevent *bev;
+    struct frame_decoder dec;
+    uint64_t from;             /* the hello's id; 0 until the hello arrived */
+    bool closing;              /* closed inside its own read loop: free after it */
+    char addr[64];
+    struct peer_in *prev, *next;
+};
+
+struct peer_transport {
+    struct event_base *base;
+    struct peer_config cfg;
+    struct lamport *clock;
+    peer_deliver_fn deliver;
+    void *ud;
+    struct evconnlistener *listener;
+    struct event *accept_retry;
+    struct peer *peers;
+    struct peer_in *ins;
+    uint32_t nins;
+    uint64_t rng;              /* xorshift64 state for backoff jitter */
+    struct buf scratch;        /* encoding */
+    struct peer_stats tot;
+};
+
+/* Bump a counter in the totals and, when known, in the peer's own stats. */
+#define PEER_COUNT(t, p, field)          \
+    do {                                 \
+        (t)->tot.field++;                \
+        if (p)                           \
+            (p)->stats.field++;          \
+    } while (0)
+
+static void peer_connect(struct peer *p);
+static void peer_pump(struct peer *p);
+
+void peer_config_defaults(struct peer_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->max_frame_bytes = DDKV_DEFAULT_MAX_FRAME_BYTES;
+    cfg->queue_bytes_max = 16u << 20;
+    cfg->reconnect_min_ms = 50;
+    cfg->reconnect_max_ms = 2000;
+}
+
+static struct peer *peer_find(const struct peer_transport *t, uint64_t id)
+{
+    for (struct peer *p = t->peers; p; p = p->next)
+        if (p->id == id)
+            return p;
+    return NULL;
+}
+
+static uint64_t peer_rand(struct peer_transport *t)
+{
+    uint64_t x = t->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return t->rng = x;
+}
+
+/* --- queues --- */
+
+static void peer_queue_push(struct peer_queue *q, struct peer_frame *f)
+{
+    f->next = NULL;
+    if (q->tail)
+        q->tail->next = f;
+    else
+        q->head = f;
+    q->tail = f;
+    q->bytes += f->len;
+}
+
+static struct peer_frame *peer_queue_pop(struct peer_queue *q)
+{
+    struct peer_frame *f = q->head;
+    if (f) {
+        q->head = f->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->bytes -= f->len;
+    }
+    return f;
+}
+
+static uint64_t peer_queue_clear(struct peer_queue *q)
+{
+    uint64_t n = 0;
+    struct peer_frame *f;
+    while ((f = peer_queue_pop(q))) {
+        free(f);
+        n++;
+    }
+    return n;
+}
+
+/* --- outbound --- */
+
+static void peer_frame_cleanup(const void *data, size_t len, void *extra)
+{
+    (void)data;
+    (void)len;
+    free(extra);
+}
+
+static void peer_close(struct peer *p, const char *why)
+{
+    if (!p->bev)
+        return;
+    if (p->state == PEER_CONNECTED) {
+        PEER_COUNT(p->t, p, disconnects);
+        log_info("peer %llu at %s: connection lost (%s)", (unsigned long long)p->id, p->addr, why);
+    } else {
+        log_debug("peer %llu at %s: connect failed (%s)", (unsigned long long)p->id, p->addr, why);
+    }
+    bufferevent_free(p->bev);
+    p->bev = NULL;
+    p->state = PEER_IDLE;
+}
+
+/* Close and arm the retry timer. A connection that stayed up PEER_STABLE_MS
+ * starts the backoff over; any other failure doubles it. The delay is drawn
+ * from [backoff/2, backoff] so that nodes restarted together do not redial in
+ * lockstep. */
+static void peer_fail(struct peer *p, const char *why)
+{
+    struct peer_transport *t = p->t;
+    bool was_up = p->state == PEER_CONNECTED;
+    uint64_t now = clock_mono_ms();
+    peer_close(p, why);
+    if (was_up && now - p->up_since_ms >= PEER_STABLE_MS)
+        p->backoff_ms = t->cfg.reconnect_min_ms;
+    uint32_t b = p->backoff_ms;
+    uint32_t delay = b / 2 + (uint32_t)(peer_rand(t) % (b - b / 2 + 1));
+    uint64_t next = (uint64_t)b * 2;
+    p->backoff_ms = next > t->cfg.reconnect_max_ms ? t->cfg.reconnect_max_ms : (uint32_t)next;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    evtimer_add(p->retry, &tv);
+    p->state = PEER_BACKOFF;
+}
+
+static void peer_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct peer *p = arg;
+    (void)fd;
+    (void)what;
+    ASSERT(p->state == PEER_BACKOFF);
+    p->state = PEER_IDLE;
+    /* Lazy: dial again only if there is something to say. */
+    if (p->hi.head || p->lo.head)
+        peer_connect(p);
+}
+
+/* Move queued frames into the socket's output buffer: every high-priority frame
+ * while it holds less than PEER_OUT_HIGH, then snapshot frames only while it
+ * holds less than PEER_SNAP_WATERMARK, so a heartbeat queued later never waits
+ * behind a pile of snapshot bytes. The write callback calls this again whenever
+ * the buffer drains below PEER_SNAP_WATERMARK. References, not copies: the
+ * evbuffer frees each frame once written. */
+static void peer_pump(struct peer *p)
+{
+    if (p->state != PEER_CONNECTED)
+        return;
+    struct evbuffer *out = bufferevent_get_output(p->bev);
+    for (;;) {
+        size_t have = evbuffer_get_length(out);
+        struct peer_queue *q;
+        if (p->hi.head && have < PEER_OUT_HIGH)
+            q = &p->hi;
+        else if (!p->hi.head && p->lo.head && have < PEER_SNAP_WATERMARK)
+            q = &p->lo;
+        else
+            return;
+        struct peer_frame *f = peer_queue_pop(q);
+        if (evbuffer_add_reference(out, f->data, f->len, peer_frame_cleanup, f) != 0) {
+            free(f);
+            peer_fail(p, "out of memory");
+            return;
+        }
+        PEER_COUNT(p->t, p, sent);
+    }
+}
+
+static void peer_out_read_cb(struct bufferevent *bev, void *arg)
+{
+    /* The acceptor never writes on our outbound connection; reading only
+     * serves to notice its close. Discard anything that arrives. */
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void peer_out_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    peer_pump(arg);
+}
+
+static int peer_write_hello(struct peer *p)
+{
+    struct peer_transport *t = p->t;
+    struct msg_writer w;
+    buf_reset(&t->scratch);
+    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, 3);
+    mw_u64(&w, t->cfg.cluster_id);
+    mw_u64(&w, t->cfg.self_id);
+    mw_u64(&w, DDKV_PROTOCOL_VERSION);
+    int rc = msg_end(&w);
+    if (rc == ERR_OK &&
+        bufferevent_write(p->bev, t->scratch.data + w.start, t->scratch.len - w.start) != 0)
+        rc = ERR_NOMEM;
+    return rc;
+}
+
+static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct peer *p = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (peer_write_hello(p) != ERR_OK) {
+            peer_fail(p, "out of memory");
+            return;
+        }
+        p->state = PEER_CONNECTED;
+        p->up_since_ms = clock_mono_ms();
+        PEER_COUNT(p->t, p, connects);
+        log_info("peer %llu at %s: connected", (unsigned long long)p->id, p->addr);
+        peer_pump(p);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT)
+        peer_fail(p, p->state == PEER_CONNECTED ? "write stalled" : "connect timed out");
+    else if (what & BEV_EVENT_EOF)
+        peer_fail(p, "peer closed");
+    else if (what & BEV_EVENT_ERROR)
+        peer_fail(p, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void peer_connect(struct peer *p)
+{
+    ASSERT(p->state == PEER_IDLE && p->bev == NULL);
+    struct bufferevent *bev = bufferevent_socket_new(p->t->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        log_error("peer %llu: out of memory dialling", (unsigned long long)p->id);
+        p->state = PEER_CONNECTING; /* so peer_fail arms the timer the same way */
+        peer_fail(p, "out of memory");
+        return;
+    }
+    p->bev = bev;
+    p->state = PEER_CONNECTING;
+    bufferevent_setcb(bev, peer_out_read_cb, peer_out_write_cb, peer_out_event_cb, p);
+    bufferevent_setwatermark(bev, EV_WRITE, PEER_SNAP_WATERMARK, 0);
+    /* The write timeout covers the connect itself and, later, a peer that stops
+     * taking bytes (SIGSTOP, black hole): both end in a redial. */
+    struct timeval wt = {PEER_WRITE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(bev, NULL, &wt);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* An immediate refusal is reported through the event callback on a later
+     * turn; -1 here means the socket could not even be created. */
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&p->ss, (int)p->sslen) != 0)
+        peer_fail(p, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+int peer_add(struct peer_transport *t, uint64_t id, const char *addr)
+{
+    if (id == 0 || id == t->cfg.self_id || !addr || strlen(addr) >= sizeof ((struct peer *)0)->addr)
+        return ERR_BAD_INPUT;
+    if (peer_find(t, id))
+        return ERR_EXISTS;
+    struct peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return ERR_NOMEM;
+    if (net_parse_addr(addr, &p->ss, &p->sslen) != ERR_OK) {
+        free(p);
+        return ERR_BAD_INPUT;
+    }
+    p->retry = evtimer_new(t->base, peer_retry_cb, p);
+    if (!p->retry) {
+        free(p);
+        return ERR_NOMEM;
+    }
+    p->t = t;
+    p->id = id;
+    snprintf(p->addr, sizeof p->addr, "%s", addr);
+    p->state = PEER_IDLE;
+    p->backoff_ms = t->cfg.reconnect_min_ms;
+    p->next = t->peers;
+    t->peers = p;
+    return ERR_OK;
+}
+
+static void peer_destroy(struct peer *p)
+{
+    if (p->bev) {
+        bufferevent_free(p->bev);
+        p->bev = NULL;
+    }
+    event_free(p->retry);
+    peer_queue_clear(&p->hi);
+    peer_queue_clear(&p->lo);
+    free(p);
+}
+
+void peer_remove(struct peer_transport *t, uint64_t id)
+{
+    for (struct peer **pp = &t->peers; *pp; pp = &(*pp)->next) {
+        struct peer *p = *pp;
+        if (p->id != id)
+            continue;
+        *pp = p->next;
+        t->tot.dropped += peer_queue_clear(&p->hi) + peer_queue_clear(&p->lo);
+        peer_destroy(p);
+        return;
+    }
+}
+
+int peer_send(struct peer_transport *t, const struct raft_msg *m)
+{
+    ASSERT(m->from == t->cfg.self_id);
+    struct peer *p = peer_find(t, m->to);
+    if (!p)
+        return ERR_NOT_FOUND;
+    buf_reset(&t->scratch);
+    int rc = raft_msg_encode(m, lamport_tick(t->clock), &t->scratch);
+    if (rc != ERR_OK)
+        return rc;
+    size_t len = t->scratch.len;
+    if (p->hi.bytes + p->lo.bytes + len > t->cfg.queue_bytes_max) {
+        PEER_COUNT(t, p, dropped);
+        return ERR_AGAIN;
+    }
+    struct peer_frame *f = malloc(sizeof *f + len);
+    if (!f)
+        return ERR_NOMEM;
+    f->len = len;
+    memcpy(f->data, t->scratch.data, len);
+    peer_queue_push(m->type == RAFT_MSG_SNAP ? &p->lo : &p->hi, f);
+    if (p->state == PEER_IDLE)
+        peer_connect(p);
+    else
+        peer_pump(p);
+    return ERR_OK;
+}
+
+/* --- inbound --- */
+
+static void peer_in_free(struct peer_in *c)
+{
+    struct peer_transport *t = c->t;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->ins = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    t->nins--;
+    bufferevent_free(c->bev);
+    frame_decoder_free(&c->dec);
+    free(c);
+}
+
+/* Close an inbound connection. Inside its own read loop only mark it, so the
+ * loop does not touch freed memory; the loop frees it on the way out. */
+static void peer_in_close(struct peer_in *c, bool in_read_loop, const char *why)
+{
+    log_debug("peer conn from %s (id %llu) closed (%s)", c->addr, (unsigned long long)c->from, why);
+    if (in_read_loop)
+        c->closing = true;
+    else
+        peer_in_free(c);
+}
+
+/* Bad input: count it, say so once, close this connection only. */
+static void peer_in_bad(struct peer_in *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void peer_in_bad(struct peer_in *c, const char *fmt, ...)
+{
+    struct peer_transport *t = c->t;
+    PEER_COUNT(t, c->from ? peer_find(t, c->from) : NULL, bad_frames);
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    log_warn("peer conn from %s (id %llu): %s; closing", c->addr, (unsigned long long)c->from, text);
+    peer_in_close(c, true, "bad frame");
+}
+
+static void peer_in_hello(struct peer_in *c, const struct msg *m)
+{
+    struct peer_transport *t = c->t;
+    uint64_t cluster, from, version;
+    if (m->type != DDKV_MSG_PEER_HELLO || msg_u64(m, 0, &cluster) || msg_u64(m, 1, &from) ||
+        msg_u64(m, 2, &version)) {
+        peer_in_bad(c, "first frame is %s, not a valid hello", msg_type_name(m->type));
+        return;
+    }
+    if (cluster != t->cfg.cluster_id || version != DDKV_PROTOCOL_VERSION) {
+        PEER_COUNT(t, peer_find(t, from), refused_hellos);
+        log_error("peer conn from %s: refusing hello of node %llu: cluster id %llu, protocol %llu "
+                  "(this node %llu: cluster id %llu, protocol %u); check --cluster settings",
+                  c->addr, (unsigned long long)from, (unsigned long long)cluster,
+                  (unsigned long long)version, (unsigned long long)t->cfg.self_id,
+                  (unsigned long long)t->cfg.cluster_id, DDKV_PROTOCOL_VERSION);
+        peer_in_close(c, true, "hello refused");
+        return;
+    }
+    if (from == 0 || from == t->cfg.self_id) {
+        peer_in_bad(c, "hello with invalid node id %llu", (unsigned long long)from);
+        return;
+    }
+    if (lamport_observe(t->clock, m->lamport, 0) != ERR_OK) {
+        peer_in_bad(c, "hello lamport time %llu out of range", (unsigned long long)m->lamport);
+        return;
+    }
+    c->from = from;
+    /* A dialer keeps one connection to us; a new hello from the same id means
+     * any older one from it is dead (its FIN may never come). */
+    for (struct peer_in *o = t->ins, *next; o; o = next) {
+        next = o->next;
+        if (o != c && o->from == from && !o->closing)
+            peer_in_close(o, false, "superseded by a new connection");
+    }
+    log_info("peer conn from %s: node %llu", c->addr, (unsigned long long)from);
+}
+
+static void peer_in_frame(struct peer_in *c, const uint8_t *body, size_t len)
+{
+    struct peer_transport *t = c->t;
+    struct msg m;
+    struct errbuf eb;
+    if (msg_decode(&m, body, len, &peer_msg_limits, &eb) != ERR_OK) {
+        peer_in_bad(c, "undecodable frame: %s", eb.msg);
+        return;
+    }
+    if (!c->from) {
+        peer_in_hello(c, &m);
+        msg_free(&m);
+        return;
+    }
+    struct raft_msg rm;
+    if (raft_msg_decode(&m, &rm) != ERR_OK) {
+        peer_in_bad(c, "bad Raft message (type %s)", msg_type_name(m.type));
+        msg_free(&m);
+        return;
+    }
+    /* Check before observing: a refused frame must not move the clock. */
+    if (rm.from != c->from || rm.to != t->cfg.self_id) {
+        peer_in_bad(c, "misaddressed %s %llu -> %llu on the connection of %llu to %llu",
+                    msg_type_name(m.type), (unsigned long long)rm.from, (unsigned long long)rm.to,
+                    (unsigned long long)c->from, (unsigned long long)t->cfg.self_id);
+    } else if (lamport_observe(t->clock, m.lamport, 0) != ERR_OK) {
+        peer_in_bad(c, "lamport time %llu out of range", (unsigned long long)m.lamport);
+    } else {
+        PEER_COUNT(t, peer_find(t, c->from), received);
+        t->deliver(t->ud, &rm);
+    }
+    raft_msg_release(&rm);
+    msg_free(&m);
+}
+
+/* A read deadline while the hello is missing or a frame is half in; none while
+ * an identified connection sits idle between frames. */
+static void peer_in_arm_timeout(struct peer_in *c)
+{
+    if (!c->from || frame_decoder_pending(&c->dec) > 0) {
+        struct timeval tv = {PEER_IN_TIMEOUT_S, 0};
+        bufferevent_set_timeouts(c->bev, &tv, NULL);
+    } else {
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+    }
+}
+
+static void peer_in_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct peer_in *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t budget = PEER_READ_CHUNK;
+    while (!c->closing && budget > 0 && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v[8];
+        int nv = evbuffer_peek(in, (ev_ssize_t)budget, NULL, v, 8);
+        size_t took = 0;
+        int rc = ERR_OK;
+        for (int i = 0; i < nv && i < 8 && rc == ERR_OK && took < budget; i++) {
+            size_t k = v[i].iov_len < budget - took ? v[i].iov_len : budget - took;
+            rc = frame_decoder_feed(&c->dec, v[i].iov_base, k);
+            took += k;
+        }
+        evbuffer_drain(in, took);
+        budget -= took;
+        const uint8_t *body;
+        size_t len;
+        while (!c->closing && frame_decoder_next(&c->dec, &body, &len) == ERR_OK)
+            peer_in_frame(c, body, len);
+        if (c->closing)
+            break;
+        if (rc == ERR_TOO_LARGE) {
+            peer_in_bad(c, "frame of %u bytes is over the limit of %u", c->dec.bad_len,
+                        c->dec.max_frame);
+        } else if (rc != ERR_OK) {
+            peer_in_close(c, true, err_str(rc));
+        }
+    }
+    if (c->closing) {
+        peer_in_free(c);
+        return;
+    }
+    peer_in_arm_timeout(c);
+    /* Input left over: libevent will not call again for bytes already
+     * buffered, so schedule ourselves for a later turn. */
+    if (evbuffer_get_length(in) > 0)
+        bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void peer_in_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct peer_in *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_TIMEOUT) {
+        log_info("peer conn from %s (id %llu): %s in %d s; closing", c->addr,
+                 (unsigned long long)c->from, c->from ? "frame not completed" : "no hello",
+                 PEER_IN_TIMEOUT_S);
+        peer_in_close(c, false, "timeout");
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (frame_decoder_pending(&c->dec))
+            log_info("peer conn from %s (id %llu): closed mid-frame", c->addr,
+                     (unsigned long long)c->from);
+        peer_in_close(c, false, what & BEV_EVENT_EOF ? "peer closed" : "socket error");
+    }
+}
+
+static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int salen, void *arg)
+{
+    struct peer_transport *t = arg;
+    (void)l;
+    (void)salen;
+    char addr[64];
+    net_format_addr(sa, addr, sizeof addr);
+    if (t->nins >= PEER_MAX_INBOUND) {
+        log_warn("peer conn from %s refused: %u peer connections open", addr, t->nins);
+        evutil_closesocket(fd);
+        return;
+    }
+    struct peer_in *c = calloc(1, sizeof *c);
+    struct bufferevent *bev = c ? bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        free(c);
+        evutil_closesocket(fd);
+        log_error("out of memory accepting a peer connection");
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->t = t;
+    c->bev = bev;
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    frame_decoder_init(&c->dec, t->cfg.max_frame_bytes);
+    c->next = t->ins;
+    if (t->ins)
+        t->ins->prev = c;
+    t->ins = c;
+    t->nins++;
+    bufferevent_setcb(bev, peer_in_read_cb, NULL, peer_in_event_cb, c);
+    peer_in_arm_timeout(c);
+    bufferevent_enable(bev, EV_READ);
+}
+
+static void peer_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct peer_transport *t = arg;
+    (void)fd;
+    (void)what;
+    if (t->listener)
+        evconnlistener_enable(t->listener);
+}
+
+static void peer_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct peer_transport *t = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    /* Out of descriptors: pause instead of spinning; live connections go on. */
+    log_warn("peer accept failed: %s; pausing accepts for 100 ms", evutil_socket_error_to_string(e));
+    evconnlistener_disable(l);
+    struct timeval tv = {0, 100000};
+    evtimer_add(t->accept_retry, &tv);
+}
+
+int peer_listen(struct peer_transport *t, const char *addr, char *bound, size_t n,
+                struct errbuf *eb)
+{
+    if (t->listener)
+        return errf(eb, ERR_EXISTS, "peer transport already listening");
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (net_parse_addr(addr, &ss, &len) != ERR_OK)
+        return errf(eb, ERR_BAD_INPUT, "bad peer address '%s' (want host:port)", addr);
+    t->listener = evconnlistener_new_bind(t->base, peer_accept_cb, t,
+                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
+                                          (struct sockaddr *)&ss, (int)len);
+    if (!t->listener)
+        return errf(eb, ERR_IO, "cannot listen on peer address %s: %s", addr,
+                    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    evconnlistener_set_error_cb(t->listener, peer_accept_error_cb);
+    if (bound && n) {
+        struct sockaddr_storage got;
+        socklen_t gl = sizeof got;
+        if (getsockname(evconnlistener_get_fd(t->listener), (struct sockaddr *)&got, &gl) == 0)
+            net_format_addr((struct sockaddr *)&got, bound, n);
+        else
+            snprintf(bound, n, "%s", addr);
+    }
+    return ERR_OK;
+}
+
+int peer_transport_new(struct event_base *base, const struct peer_config *cfg,
+                       struct lamport *clock, peer_deliver_fn deliver, void *ud,
+                       struct peer_transport **out, struct errbuf *eb)
+{
+    *out = NULL;
+    if (cfg->self_id == 0 || cfg->max_frame_bytes == 0 || cfg->reconnect_min_ms == 0 ||
+        cfg->reconnect_max_ms < cfg->reconnect_min_ms)
+        return errf(eb, ERR_BAD_INPUT, "peer config: need self_id, max_frame_bytes and "
+                                       "0 < reconnect_min_ms <= reconnect_max_ms");
+    struct peer_transport *t = calloc(1, sizeof *t);
+    if (!t)
+        return errf(eb, ERR_NOMEM, "out of memory");
+    t->accept_retry = evtimer_new(base, peer_accept_retry_cb, t);
+    if (!t->accept_retry) {
+        free(t);
+        return errf(eb, ERR_NOMEM, "out of memory");
+    }
+    t->base = base;
+    t->cfg = *cfg;
+    t->clock = clock;
+    t->deliver = deliver;
+    t->ud = ud;
+    /* Seeded from the node id (splitmix64 step) so members draw different
+     * jitter without touching rand(); never zero, which xorshift cannot leave. */
+    uint64_t z = cfg->self_id + UINT64_C(0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    z ^= z >> 31;
+    t->rng = z ? z : 1;
+    *out = t;
+    return ERR_OK;
+}
+
+void peer_transport_free(struct peer_transport *t)
+{
+    if (!t)
+        return;
+    if (t->listener)
+        evconnlistener_free(t->listener);
+    event_free(t->accept_retry);
+    while (t->ins)
+        peer_in_free(t->ins);
+    while (t->peers) {
+        struct peer *p = t->peers;
+        t->peers = p->next;
+        peer_destroy(p);
+    }
+    buf_free(&t->scratch);
+    free(t);
+}
+
+void peer_get_stats(const struct peer_transport *t, uint64_t id, struct peer_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (id == 0) {
+        *out = t->tot;
+        out->queued_bytes = 0;
+        for (const struct peer *p = t->peers; p; p = p->next)
+            out->queued_bytes += p->hi.bytes + p->lo.bytes;
+        return;
+    }
+    const struct peer *p = peer_find(t, id);
+    if (p) {
+        *out = p->stats;
+        out->queued_bytes = p->hi.bytes + p->lo.bytes;
+    }
+}

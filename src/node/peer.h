@@ -1,0 +1,130 @@
+/* The peer transport: framed msgpack Raft messages between the members of one
+ * cluster, over TCP, on the node's event loop.
+ *
+ * Shape. Each member dials one outbound connection to every peer it sends to
+ * and uses it only for sending; connections it accepts are only for receiving.
+ * So A -> B traffic always rides A's connection to B, there is never a pair of
+ * simultaneous connects to deduplicate, and both directions behave alike.
+ *
+ * Handshake. The dialer's first frame is a hello:
+ *   [DDKV_MSG_PEER_HELLO, lamport, 0, cluster_id, from_id, protocol_version]
+ * The acceptor refuses (logs both cluster ids, closes) a hello of another
+ * cluster or protocol version. Every later frame on that connection must be a
+ * Raft message (src/consensus/raft_msg.c) from that id to this node; anything
+ * else is a bad frame and closes that connection only.
+ *
+ * Sending never blocks and memory is bounded. Messages wait in two queues per
+ * peer: InstallSnapshot chunks (SNAP) in a low-priority one, everything else
+ * (heartbeats, AppendEntries, votes, responses) in a high-priority one. The
+ * writer moves high-priority frames into the socket's output buffer first, and
+ * a snapshot frame only while that buffer holds less than PEER_SNAP_WATERMARK,
+ * so a heartbeat waits behind at most that many bytes plus the one snapshot
+ * chunk already started on the wire (frames are not interleaved). Keep Raft's
+ * snapshot chunk size modest for that reason. When the queued bytes of a peer
+ * (both classes) would pass queue_bytes_max the new message is dropped and
+ * counted: Raft retransmits, and a stale backlog is worth nothing.
+ *
+ * Reconnects use exponential backoff with jitter between reconnect_min_ms and
+ * reconnect_max_ms. The backoff resets once a connection has stayed up for
+ * PEER_STABLE_MS: a dialer cannot see its hello accepted (the acceptor never
+ * answers), and a completed connect or a drained write only proves the kernel
+ * took the bytes, so a peer of another cluster that hangs up at once would
+ * otherwise be redialled at the minimum interval forever.
+ *
+ * Threading: single-threaded, everything runs on the event_base given to
+ * peer_transport_new; no function may be called from another thread. */
+#ifndef DDKV_NODE_PEER_H
+#define DDKV_NODE_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "consensus/raft.h"
+#include "ddkv/wire.h"
+#include "proto/lamport.h"
+#include "util/err.h"
+
+/* A snapshot frame enters the socket's output buffer only below this. */
+#define PEER_SNAP_WATERMARK (64u << 10)
+/* High-priority frames enter it only below this; the rest wait in the queue,
+ * where they count against queue_bytes_max and can be dropped. */
+#define PEER_OUT_HIGH (256u << 10)
+/* A connection that lived this long resets the reconnect backoff. */
+#define PEER_STABLE_MS 1000u
+
+struct event_base;
+struct peer_transport;
+
+struct peer_config {
+    uint64_t self_id;            /* this node's Raft id, nonzero */
+    uint64_t cluster_id;         /* sent in the hello; another cluster's hello is refused */
+    uint32_t max_frame_bytes;    /* largest inbound frame body; bigger closes the connection */
+    size_t queue_bytes_max;      /* per peer, both queues; messages beyond it are dropped */
+    uint32_t reconnect_min_ms;   /* first backoff; nonzero */
+    uint32_t reconnect_max_ms;   /* backoff cap; >= reconnect_min_ms */
+};
+
+/* Fills cfg with defaults (4 MiB frames, 16 MiB queues, 50..2000 ms backoff);
+ * the caller sets self_id and cluster_id. */
+void peer_config_defaults(struct peer_config *cfg);
+
+/* Called for every valid inbound Raft message, after its Lamport time has been
+ * observed on the clock. m and everything it points to are borrowed for the
+ * call only (copy what must outlive it). The callback may call peer_send,
+ * peer_add and peer_remove, but not peer_transport_free. */
+typedef void (*peer_deliver_fn)(void *ud, const struct raft_msg *m);
+
+/* Create a transport on base. cfg is copied; base and clock are borrowed and
+ * must outlive the transport (clock is ticked on every send and observed on
+ * every accepted receive). Returns ERR_OK and *out (free with
+ * peer_transport_free), or ERR_BAD_INPUT / ERR_NOMEM with eb filled. */
+int peer_transport_new(struct event_base *base, const struct peer_config *cfg,
+                       struct lamport *clock, peer_deliver_fn deliver, void *ud,
+                       struct peer_transport **out, struct errbuf *eb);
+
+/* Start accepting peer connections on addr ("host:port", port 0 lets the kernel
+ * pick). Writes the bound address, with its real port, into bound[0..n) if
+ * bound is non-NULL. Returns ERR_OK, ERR_BAD_INPUT (bad address), ERR_EXISTS
+ * (already listening) or ERR_IO (bind/listen failed), with eb filled. */
+int peer_listen(struct peer_transport *t, const char *addr, char *bound, size_t n,
+                struct errbuf *eb);
+
+/* Add an outbound target. addr is resolved now and copied. Nothing is dialled
+ * until the first message for id is queued. Returns ERR_OK, ERR_BAD_INPUT (id 0,
+ * id == self_id, or addr unparsable), ERR_EXISTS (id already added) or
+ * ERR_NOMEM. */
+int peer_add(struct peer_transport *t, uint64_t id, const char *addr);
+
+/* Forget an outbound target: its connection is closed and its queued messages
+ * are dropped. Inbound connections from id are left alone (that peer decides
+ * when to hang up). Unknown id: nothing happens. */
+void peer_remove(struct peer_transport *t, uint64_t id);
+
+/* Queue m for m->to, stamped with a Lamport tick of the clock. m is borrowed for
+ * the call (it is encoded at once). m->from must be self_id. Never blocks.
+ * Returns ERR_OK (queued or written), ERR_NOT_FOUND (m->to was never added),
+ * ERR_AGAIN (dropped: the peer's queue is full, connected or not), ERR_NOMEM, or
+ * ERR_BAD_INPUT (m->type is not a Raft message type). */
+int peer_send(struct peer_transport *t, const struct raft_msg *m);
+
+/* Close every connection, drop every queued message and free t. NULL is fine. */
+void peer_transport_free(struct peer_transport *t);
+
+struct peer_stats {
+    uint64_t sent;           /* frames handed to the socket (lost if it dies after) */
+    uint64_t dropped;        /* peer_send refused for a full queue, plus queued frames
+                                discarded by peer_remove */
+    uint64_t received;       /* Raft messages delivered */
+    uint64_t bad_frames;     /* inbound connections closed for bad input */
+    uint64_t refused_hellos; /* hellos of another cluster or protocol version */
+    uint64_t connects;       /* outbound connections established */
+    uint64_t disconnects;    /* established outbound connections lost */
+    uint64_t queued_bytes;   /* now waiting in the queues (not yet in the socket buffer) */
+};
+
+/* Counters for peer id, or for the whole transport when id is 0 (the totals
+ * also count inbound traffic from ids that were never added, and hellos
+ * refused before an id was known). An unknown id gives zeros. */
+void peer_get_stats(const struct peer_transport *t, uint64_t id, struct peer_stats *out);
+
+#endif
