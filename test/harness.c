@@ -301,6 +301,16 @@ int rpc(int fd, const struct buf *req, struct buf *hold, struct msg *m)
     return msg_decode(m, hold->data, hold->len, &msg_limits_reply, &eb) == ERR_OK ? 0 : -1;
 }
 
+uint64_t test_rng(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * UINT64_C(2685821657736338717);
+}
+
 void req_ping(struct buf *b, uint64_t rid)
 {
     struct msg_writer w;

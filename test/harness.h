@@ -60,6 +60,10 @@ int pn_write(int port, const char *key, const void *val, size_t vlen);
 /* 0 and the value in out; 1 if not found; -1 on failure. */
 int pn_read(int port, const char *key, struct buf *out);
 
+/* xorshift64*: a deterministic generator for tests, so a failure replays
+ * from its seed. */
+uint64_t test_rng(uint64_t *state);
+
 /* Build request frames. */
 void req_ping(struct buf *b, uint64_t rid);
 void req_write(struct buf *b, uint64_t rid, const void *key, size_t klen, const void *val, size_t vlen);

@@ -359,3 +359,11 @@ const struct raft_msg *h_find(const struct hnet *h, uint32_t type, uint64_t from
             return &h->q[k].m;
     return NULL;
 }
+
+const struct raft_msg *h_find_to(const struct hnet *h, uint32_t type, uint64_t from, uint64_t to)
+{
+    for (size_t k = 0; k < h->nq; k++)
+        if (h->q[k].m.type == type && h->q[k].m.from == from && h->q[k].m.to == to)
+            return &h->q[k].m;
+    return NULL;
+}

@@ -68,6 +68,8 @@ struct hnet {
  * (up to n) are spares outside the configuration (empty disks). */
 void h_init(struct hnet *h, int n, int voters, int learners, const struct raft_config *tmpl);
 void h_free(struct hnet *h);
+/* The first queued message of this type from -> to, or NULL. */
+const struct raft_msg *h_find_to(const struct hnet *h, uint32_t type, uint64_t from, uint64_t to);
 struct raft_config h_default_cfg(void);
 
 void h_start(struct hnet *h, int i);

@@ -25,15 +25,6 @@ static struct raft_msg vote_req(uint32_t type, uint64_t from, uint64_t to, uint6
     return m;
 }
 
-static const struct raft_msg *find_to(const struct hnet *h, uint32_t type, uint64_t from,
-                                      uint64_t to)
-{
-    for (size_t k = 0; k < h->nq; k++)
-        if (h->q[k].m.type == type && h->q[k].m.from == from && h->q[k].m.to == to)
-            return &h->q[k].m;
-    return NULL;
-}
-
 Test(election, follower_without_leader_starts_election,
      .description = "a follower that hears nothing for an election timeout starts an election")
 {
@@ -135,7 +126,7 @@ Test(election, lower_term_vote_is_not_granted,
     h_drop_all(&net);
     struct raft_msg m = vote_req(RAFT_MSG_VOTE, 1, 3, 2, 10, 2);
     h_step(&net, 3, &m);
-    const struct raft_msg *r = find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
+    const struct raft_msg *r = h_find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
     cr_assert(r == NULL || r->reject);
     cr_assert_eq(h_status(&net, 3).vote, 3);
 }
@@ -148,8 +139,8 @@ Test(election, one_vote_per_term,
     struct raft_msg b = vote_req(RAFT_MSG_VOTE, 2, 3, 2, 3, 1);
     h_step(&net, 3, &a);
     h_step(&net, 3, &b);
-    const struct raft_msg *ra = find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
-    const struct raft_msg *rb = find_to(&net, RAFT_MSG_VOTE_RESP, 3, 2);
+    const struct raft_msg *ra = h_find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
+    const struct raft_msg *rb = h_find_to(&net, RAFT_MSG_VOTE_RESP, 3, 2);
     cr_assert(ra && !ra->reject, "first candidate gets the vote");
     cr_assert(rb && rb->reject, "second candidate of the same term is refused");
 }
@@ -160,7 +151,7 @@ Test(election, stale_log_refused,
     h_init(&net, 3, 3, 0, NULL); /* every log: 3 entries of term 1 */
     struct raft_msg m = vote_req(RAFT_MSG_VOTE, 1, 3, 2, 2, 1);
     h_step(&net, 3, &m);
-    const struct raft_msg *r = find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
+    const struct raft_msg *r = h_find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
     cr_assert(r && r->reject);
     cr_assert_eq(h_status(&net, 3).vote, 0);
 }
@@ -172,7 +163,7 @@ Test(election, older_last_term_refused,
     cr_assert_eq(h_elect(&net, 2), RAFT_LEADER); /* term-2 no-op on every log */
     struct raft_msg m = vote_req(RAFT_MSG_VOTE, 1, 3, 5, 50, 1);
     h_step(&net, 3, &m);
-    const struct raft_msg *r = find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
+    const struct raft_msg *r = h_find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
     cr_assert(r && r->reject);
 }
 
@@ -182,7 +173,7 @@ Test(election, up_to_date_log_granted,
     h_init(&net, 3, 3, 0, NULL);
     struct raft_msg m = vote_req(RAFT_MSG_VOTE, 1, 3, 2, 3, 1);
     h_step(&net, 3, &m);
-    const struct raft_msg *r = find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
+    const struct raft_msg *r = h_find_to(&net, RAFT_MSG_VOTE_RESP, 3, 1);
     cr_assert(r && !r->reject);
     cr_assert_eq(r->term, 2);
 }
@@ -240,7 +231,7 @@ Test(election, restart_keeps_term_and_vote,
     h_drop_all(&net);
     struct raft_msg b = vote_req(RAFT_MSG_VOTE, 2, 3, 2, 3, 1);
     h_step(&net, 3, &b);
-    const struct raft_msg *r = find_to(&net, RAFT_MSG_VOTE_RESP, 3, 2);
+    const struct raft_msg *r = h_find_to(&net, RAFT_MSG_VOTE_RESP, 3, 2);
     cr_assert(r && r->reject);
 }
 

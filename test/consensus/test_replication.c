@@ -29,15 +29,6 @@ static struct raft_msg app(uint64_t from, uint64_t to, uint64_t term, uint64_t p
     return m;
 }
 
-static const struct raft_msg *find_to(const struct hnet *h, uint32_t type, uint64_t from,
-                                      uint64_t to)
-{
-    for (size_t k = 0; k < h->nq; k++)
-        if (h->q[k].m.type == type && h->q[k].m.from == from && h->q[k].m.to == to)
-            return &h->q[k].m;
-    return NULL;
-}
-
 static size_t count_to(const struct hnet *h, uint32_t type, uint64_t from, uint64_t to)
 {
     size_t c = 0;
@@ -55,7 +46,7 @@ Test(replication, mismatched_previous_entry_rejected,
     struct raft_entry e = {.term = 2, .type = RAFT_ENTRY_NORMAL};
     struct raft_msg m = app(1, 2, 2, 10, 2, 4, &e, 1);
     h_step(&net, 2, &m);
-    const struct raft_msg *r = find_to(&net, RAFT_MSG_APP_RESP, 2, 1);
+    const struct raft_msg *r = h_find_to(&net, RAFT_MSG_APP_RESP, 2, 1);
     cr_assert(r && r->reject);
     cr_assert_eq(h_status(&net, 2).last_index, 4, "nothing appended");
 }
@@ -329,7 +320,7 @@ Test(replication, follower_hint_names_last_possible_match,
     h_drop_all(&net);
     struct raft_msg m = app(1, 3, 5, 20, 4, 4, NULL, 0);
     h_step(&net, 3, &m);
-    const struct raft_msg *r = find_to(&net, RAFT_MSG_APP_RESP, 3, 1);
+    const struct raft_msg *r = h_find_to(&net, RAFT_MSG_APP_RESP, 3, 1);
     cr_assert(r && r->reject);
     cr_assert_eq(r->index, 20);
     cr_assert_eq(r->hint_index, 14);

@@ -8,6 +8,7 @@
 #include "proto/frame.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "harness.h"
 
 /* A stream of frames built in memory, with the bodies remembered for comparison. */
 struct stream {
@@ -60,17 +61,6 @@ static void drain_expect(struct frame_decoder *d, const struct stream *s, size_t
             cr_assert_eq(memcmp(body, stream_body(s, k), len), 0, "frame %zu: body differs", k);
     }
     cr_assert_eq(rc, ERR_AGAIN);
-}
-
-static uint64_t rng_next(uint64_t *st)
-{
-    /* xorshift64*: deterministic, so a failure replays. */
-    uint64_t x = *st;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *st = x;
-    return x * UINT64_C(2685821657736338717);
 }
 
 static void build_mixed_stream(struct stream *s)
@@ -519,22 +509,22 @@ Test(frame, random_reads_and_takes_match_the_sent_frames)
     for (int round = 0; round < 200; round++) {
         struct stream s;
         memset(&s, 0, sizeof s);
-        size_t nf = 1 + rng_next(&seed) % 40;
+        size_t nf = 1 + test_rng(&seed) % 40;
         for (size_t i = 0; i < nf; i++) {
-            uint32_t n = (uint32_t)(rng_next(&seed) % 4 == 0 ? rng_next(&seed) % 2000 : rng_next(&seed) % 16);
+            uint32_t n = (uint32_t)(test_rng(&seed) % 4 == 0 ? test_rng(&seed) % 2000 : test_rng(&seed) % 16);
             stream_add_pattern(&s, n, (uint8_t)i);
         }
         struct frame_decoder d;
         frame_decoder_init(&d, 2000);
         size_t off = 0, got = 0;
         while (off < s.bytes.len) {
-            size_t n = 1 + rng_next(&seed) % 700;
+            size_t n = 1 + test_rng(&seed) % 700;
             if (n > s.bytes.len - off)
                 n = s.bytes.len - off;
             cr_assert_eq(frame_decoder_feed(&d, s.bytes.data + off, n), ERR_OK);
             off += n;
             /* Sometimes leave frames queued across reads. */
-            if (rng_next(&seed) % 3)
+            if (test_rng(&seed) % 3)
                 drain_expect(&d, &s, &got);
         }
         drain_expect(&d, &s, &got);

@@ -7,6 +7,7 @@
 #include "ddkv/wire.h"
 #include "proto/lamport.h"
 #include "util/err.h"
+#include "harness.h"
 
 Test(lamport, tick_is_strictly_monotonic)
 {
@@ -177,16 +178,6 @@ struct message {
     uint32_t vc[NPROC];
 };
 
-static uint64_t rng_next(uint64_t *st)
-{
-    uint64_t x = *st;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *st = x;
-    return x * UINT64_C(2685821657736338717);
-}
-
 /* a happened before b iff a's vector clock is <= b's everywhere and they differ. */
 static bool happened_before(const struct event *a, const struct event *b)
 {
@@ -212,8 +203,8 @@ Test(lamport, happened_before_implies_smaller_time)
         size_t ne = 0, nm = 0;
         size_t sends = 0, receives = 0;
         while (ne < NEVENTS) {
-            int p = (int)(rng_next(&seed) % NPROC);
-            uint64_t r = rng_next(&seed) % 10;
+            int p = (int)(test_rng(&seed) % NPROC);
+            uint64_t r = test_rng(&seed) % 10;
             struct event *e = &events[ne];
             e->proc = p;
             /* Receive the oldest message for p (channels may reorder across senders). */
@@ -241,7 +232,7 @@ Test(lamport, happened_before_implies_smaller_time)
                 vc[p][p]++;
                 if (r >= 6 && nm < NEVENTS) {
                     struct message *msg = &inflight[nm++];
-                    msg->to = (p + 1 + (int)(rng_next(&seed) % (NPROC - 1))) % NPROC;
+                    msg->to = (p + 1 + (int)(test_rng(&seed) % (NPROC - 1))) % NPROC;
                     msg->lamport = e->lamport;
                     memcpy(msg->vc, vc[p], sizeof msg->vc);
                     sends++;

@@ -8,6 +8,7 @@
 #include "proto/mpcheck.h"
 #include "proto/msg.h"
 #include "util/err.h"
+#include "harness.h"
 
 /* Wide limits, for tests about something other than depth and count. */
 static const struct mpcheck_limits lim_wide = {.max_depth = 16, .max_objects = 1u << 24};
@@ -561,16 +562,6 @@ Test(mpcheck, why_may_be_null)
     cr_assert_eq(mpcheck((const uint8_t *)"\xc0", 1, &lim_wide, NULL), ERR_OK);
 }
 
-static uint64_t rng_next(uint64_t *st)
-{
-    uint64_t x = *st;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *st = x;
-    return x * UINT64_C(2685821657736338717);
-}
-
 Test(mpcheck, accepted_random_bytes_always_unpack_whole)
 {
     /* Random short inputs biased toward headers and small lengths: whatever mpcheck
@@ -583,9 +574,9 @@ Test(mpcheck, accepted_random_bytes_always_unpack_whole)
     int accepted = 0;
     for (int iter = 0; iter < 300000; iter++) {
         uint8_t b[24];
-        size_t n = 1 + rng_next(&seed) % sizeof b;
+        size_t n = 1 + test_rng(&seed) % sizeof b;
         for (size_t i = 0; i < n; i++) {
-            uint64_t r = rng_next(&seed);
+            uint64_t r = test_rng(&seed);
             b[i] = r % 4 == 0 ? (uint8_t)(r >> 8) : pool[(r >> 8) % sizeof pool];
         }
         if (mpcheck(b, n, &lim_wide, NULL) != ERR_OK)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "util/text.h"
+#include "harness.h"
 
 #define VALID(s) utf8_valid((s), sizeof(s) - 1)
 
@@ -80,16 +81,6 @@ static size_t encode_cp(uint32_t cp, uint8_t *out)
     out[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
     out[3] = (uint8_t)(0x80 | (cp & 0x3f));
     return 4;
-}
-
-static uint64_t rng_next(uint64_t *st)
-{
-    uint64_t x = *st;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *st = x;
-    return x * UINT64_C(2685821657736338717);
 }
 
 Test(utf8, valid_text)
@@ -222,9 +213,9 @@ Test(utf8, random_strings_match_the_reference)
     size_t valid = 0;
     for (int iter = 0; iter < 400000; iter++) {
         uint8_t b[12];
-        size_t n = rng_next(&seed) % (sizeof b + 1);
+        size_t n = test_rng(&seed) % (sizeof b + 1);
         for (size_t i = 0; i < n; i++) {
-            uint64_t r = rng_next(&seed);
+            uint64_t r = test_rng(&seed);
             b[i] = r % 3 ? pool[(r >> 8) % sizeof pool] : (uint8_t)(r >> 16);
         }
         bool want = ref_utf8_valid(b, n);
@@ -292,7 +283,7 @@ Test(base64, random_binary_round_trips)
     for (size_t len = 0; len <= 300; len++) {
         for (int rep = 0; rep < 4; rep++) {
             for (size_t i = 0; i < len; i++) {
-                uint64_t r = rng_next(&seed);
+                uint64_t r = test_rng(&seed);
                 /* rep 0: all bits set, rep 1: zeros, else random (NUL and high bytes included). */
                 buf[i] = rep == 0 ? 0xff : rep == 1 ? 0x00 : (uint8_t)(r >> 24);
             }
