@@ -175,11 +175,6 @@ void store_batch_clear(struct store_batch *b)
     rocksdb_writebatch_wi_clear(b->wb);
 }
 
-int store_batch_count(struct store_batch *b)
-{
-    return rocksdb_writebatch_wi_count(b->wb);
-}
-
 
 void store_batch_put(struct store_batch *b, enum store_cf cf, const void *k, size_t kn,
                      const void *v, size_t vn)

@@ -52,7 +52,6 @@ int store_get(struct store *s, enum store_cf cf, const void *k, size_t kn,
 struct store_batch *store_batch_new(struct store *s);
 void store_batch_free(struct store_batch *b);
 void store_batch_clear(struct store_batch *b);
-int store_batch_count(struct store_batch *b);
 void store_batch_put(struct store_batch *b, enum store_cf cf, const void *k, size_t kn,
                      const void *v, size_t vn);
 /* Put a value made of two parts (a header and a payload) without joining them. */

@@ -65,21 +65,54 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "healthy"); mw_bool(w, v.leader != NULL && !n->storage_failed);
 }
 
+/* msgpack -> JSON for the value shapes node_pack_status uses. Strings in a
+ * status are node names and addresses: valid UTF-8 (jansson checks). */
+static json_t *admin_to_json(const msgpack_object *o)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: return json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_STR: return json_stringn(o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_ARRAY: {
+        json_t *a = json_array();
+        for (uint32_t i = 0; a && i < o->via.array.size; i++)
+            json_array_append_new(a, admin_to_json(&o->via.array.ptr[i]));
+        return a;
+    }
+    case MSGPACK_OBJECT_MAP: {
+        json_t *m = json_object();
+        for (uint32_t i = 0; m && i < o->via.map.size; i++) {
+            const msgpack_object *k = &o->via.map.ptr[i].key;
+            ASSERT(k->type == MSGPACK_OBJECT_STR);
+            json_object_setn_new(m, k->via.str.ptr, k->via.str.size, admin_to_json(&o->via.map.ptr[i].val));
+        }
+        return m;
+    }
+    default: ASSERT(!"status holds only nil, bool, uint, str, array, map"); return NULL;
+    }
+}
+
+/* The same status as STATUS_RESULT, as JSON: converted from the one packed
+ * map, so the two can never disagree. */
 char *node_status_json(struct node *n)
 {
-    struct admin_view v = admin_view(n);
-    json_t *member = json_pack("{s:s, s:s, s:n, s:s, s:b}", "name", n->cfg.name, "client_addr",
-                               n->client_addr, "peer_addr", "role", v.role, "healthy",
-                               v.leader != NULL && !n->storage_failed);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s?, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:[o]}",
-                          "name", n->cfg.name, "role", v.role, "term", (json_int_t)v.term, "leader",
-                          v.leader, "client_addr", n->client_addr, "commit",
-                          (json_int_t)v.commit, "applied", (json_int_t)n->sm.applied_index,
-                          "lamport", (json_int_t)n->clock.now, "revision", (json_int_t)n->sm.revision,
-                          "keys", (json_int_t)n->sm.keys, "connections", (json_int_t)n->nconns,
-                          "version", DDKV_VERSION_STRING, "members", member);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    struct buf b = BUF_INIT;
+    struct msg_writer w;
+    msg_writer_raw(&w, &b);
+    node_pack_status(n, &w);
+    char *s = NULL;
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    if (!w.failed &&
+        msgpack_unpack_next(&up, (const char *)b.data, b.len, &off) == MSGPACK_UNPACK_SUCCESS) {
+        json_t *o = admin_to_json(&up.data);
+        s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+    }
+    msgpack_unpacked_destroy(&up);
+    buf_free(&b);
     return s;
 }
 

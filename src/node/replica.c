@@ -120,13 +120,6 @@ void replica_stop(struct node *n)
     n->raft = NULL;
 }
 
-bool replica_is_leader(struct node *n)
-{
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    return st.role == RAFT_LEADER;
-}
-
 int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
                     const struct sm_op *op)
 {

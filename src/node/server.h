@@ -116,7 +116,6 @@ void replica_stop(struct node *n);
 /* Run the core's ready batches: persist (one synced write), send, apply,
  * answer. Called after every loop turn: the group commit. */
 void replica_drive(struct node *n);
-bool replica_is_leader(struct node *n);
 /* Propose a write for c; answered when it commits and applies. ERR_UNAVAILABLE
  * not the leader, ERR_AGAIN too many writes in flight, ERR_NOMEM. */
 int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,

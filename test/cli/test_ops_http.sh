@@ -14,7 +14,7 @@ assert r.status == 200, r.status
 h = json.load(r)
 assert h["healthy"] is True and h["name"] == "n1", h
 s = json.load(urllib.request.urlopen(base + "/status", timeout=5))
-for k in ("name", "role", "term", "leader", "commit", "applied", "lamport", "members"):
+for k in ("name", "role", "term", "leader", "commit", "applied", "lamport", "members", "uptime_ms", "connections", "version", "revision", "keys"):
     assert k in s, (k, s)
 rev = int(sys.argv[2])
 assert s["name"] == "n1" and s["role"] == "leader" and s["leader"] == "n1", s
