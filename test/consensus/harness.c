@@ -367,3 +367,17 @@ const struct raft_msg *h_find_to(const struct hnet *h, uint32_t type, uint64_t f
             return &h->q[k].m;
     return NULL;
 }
+
+void h_elect_votes_only(struct hnet *h, int i)
+{
+    raft_campaign(h->nd[i].r);
+    h_ready(h, i);
+    while (h_status(h, i).role != RAFT_LEADER) {
+        if (h->nq == 0)
+            h_die("ran out of vote traffic before the node led");
+        if (h->q[0].m.type == RAFT_MSG_VOTE || h->q[0].m.type == RAFT_MSG_VOTE_RESP)
+            h_deliver_one(h);
+        else
+            memmove(h->q, h->q + 1, --h->nq * sizeof *h->q);
+    }
+}

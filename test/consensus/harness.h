@@ -86,6 +86,10 @@ void h_isolate(struct hnet *h, int i);
 void h_heal(struct hnet *h);
 /* Make i leader (campaign + settle); returns its role afterwards. */
 enum raft_role h_elect(struct hnet *h, int i);
+/* Make node i leader by delivering vote traffic only and dropping the rest,
+ * so the new leader has sent nothing else (its followers stay in probe and
+ * its no-op is not committed). */
+void h_elect_votes_only(struct hnet *h, int i);
 uint64_t h_propose(struct hnet *h, int i, const char *data);
 int h_compact(struct hnet *h, int i, uint64_t index);
 

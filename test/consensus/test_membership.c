@@ -57,14 +57,7 @@ Test(membership, change_waits_for_commit_in_term,
      .description = "a new leader changes the configuration only after committing an entry of its term")
 {
     h_init(&net, 4, 3, 0, NULL);
-    raft_campaign(net.nd[1].r);
-    h_ready(&net, 1);
-    while (h_status(&net, 1).role != RAFT_LEADER) {
-        if (net.q[0].m.type == RAFT_MSG_VOTE || net.q[0].m.type == RAFT_MSG_VOTE_RESP)
-            h_deliver_one(&net);
-        else
-            memmove(net.q, net.q + 1, --net.nq * sizeof *net.q);
-    }
+    h_elect_votes_only(&net, 1);
     cr_assert_eq(raft_propose_conf_change(net.nd[1].r, RAFT_CC_ADD_LEARNER, 4, NULL, NULL), ERR_AGAIN);
     h_settle(&net);
     cr_assert_eq(raft_propose_conf_change(net.nd[1].r, RAFT_CC_ADD_LEARNER, 4, NULL, NULL), ERR_OK);

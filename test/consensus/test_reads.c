@@ -50,14 +50,7 @@ Test(reads, new_leader_defers_reads,
      .description = "a new leader answers reads only after it committed an entry of its term")
 {
     h_init(&net, 3, 3, 0, NULL);
-    raft_campaign(net.nd[1].r);
-    h_ready(&net, 1);
-    while (h_status(&net, 1).role != RAFT_LEADER) {
-        if (net.q[0].m.type == RAFT_MSG_VOTE || net.q[0].m.type == RAFT_MSG_VOTE_RESP)
-            h_deliver_one(&net);
-        else
-            memmove(net.q, net.q + 1, --net.nq * sizeof *net.q);
-    }
+    h_elect_votes_only(&net, 1);
     cr_assert_eq(h_status(&net, 1).commit, 3, "the no-op is not committed yet");
     cr_assert_eq(raft_read_index(net.nd[1].r, 9), ERR_OK);
     h_ready(&net, 1);

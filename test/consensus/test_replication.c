@@ -266,15 +266,8 @@ Test(replication, probe_sends_one_append,
      .description = "a leader probing a follower sends one append at a time until it matches")
 {
     h_init(&net, 3, 3, 0, NULL);
-    raft_campaign(net.nd[1].r);
-    h_ready(&net, 1);
-    /* deliver votes only: progress stays in probe */
-    while (h_status(&net, 1).role != RAFT_LEADER) {
-        if (net.q[0].m.type == RAFT_MSG_VOTE || net.q[0].m.type == RAFT_MSG_VOTE_RESP)
-            h_deliver_one(&net);
-        else
-            memmove(net.q, net.q + 1, --net.nq * sizeof *net.q);
-    }
+    /* votes only: progress stays in probe */
+    h_elect_votes_only(&net, 1);
     h_drop_all(&net);
     h_ready(&net, 1);
     h_propose(&net, 1, "a");
