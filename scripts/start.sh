@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build, and run a local ddkv node in the
-# foreground with its data under var/. Ctrl-C stops it cleanly; data survives.
+# The main job: install what is missing, build, and start a local 3-node ddkv
+# cluster on loopback (data, logs and PIDs under var/cluster/), then print how
+# to talk to it. The nodes keep running in the background; stop them with
+# `deploy/cluster.sh stop`. Running this again is harmless (running members are
+# left alone, stopped ones are started).
+#
+#   DDKV_MEMBERS=5 scripts/start.sh     a 5-node cluster instead
+#   DDKV_PORT_BASE=9000 scripts/start.sh  clients on 9001.., peers 9101.., HTTP 9201..
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh release
-mkdir -p var
-CLIENT=${DDKV_CLIENT_ADDR:-127.0.0.1:7001}
-HTTP=${DDKV_HTTP_ADDR:-127.0.0.1:7201}
+N=${DDKV_MEMBERS:-3}
+deploy/cluster.sh start "$N"
+EP=$(deploy/cluster.sh endpoints)
+BASE=${DDKV_PORT_BASE:-7000}
 cat <<MSG
 
-ddkv is starting: one node, data in var/n1, client port $CLIENT, ops HTTP $HTTP.
-Talk to it from another shell:
-  build/ddkv --endpoints $CLIENT write greeting hello
-  build/ddkv --endpoints $CLIENT read greeting
-  build/ddkv --endpoints $CLIENT list ''
-  build/ddkv --endpoints $CLIENT status
-  curl -s http://$HTTP/status
-Ctrl-C stops the node; start it again and everything acknowledged is still there.
+ddkv is running: $N nodes on 127.0.0.1 (data in var/cluster/). Try:
+  export DDKV_ENDPOINTS=$EP
+  build/ddkv write greeting hello
+  build/ddkv read greeting
+  build/ddkv status
+  curl -s http://127.0.0.1:$((BASE + 201))/status; curl -s http://127.0.0.1:$((BASE + 201))/metrics | head
+  deploy/cluster.sh kill n1        # a crash: the others elect a leader and carry on
+  deploy/cluster.sh restart n1     # it comes back and catches up
+  deploy/cluster.sh stop           # stop every node; data survives in var/cluster/
 
 MSG
-exec build/ddkv serve --name n1 --data-dir var/n1 --client-addr "$CLIENT" --http-addr "$HTTP"

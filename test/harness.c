@@ -405,3 +405,171 @@ int pn_read(int port, const char *key, struct buf *out)
     buf_free(&hold);
     return rc;
 }
+
+/* --- clusters --- */
+
+static int pick_ports(int *ports, int n)
+{
+    int fds[PC_MAX];
+    for (int i = 0; i < n; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t al = sizeof a;
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) != 0 ||
+            getsockname(fds[i], (struct sockaddr *)&a, &al) != 0) {
+            for (int j = 0; j <= i; j++)
+                if (fds[j] >= 0)
+                    close(fds[j]);
+            return -1;
+        }
+        ports[i] = ntohs(a.sin_port);
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return 0;
+}
+
+int pc_start_node(struct proc_cluster *pc, int i)
+{
+    char name[16], peer[32];
+    snprintf(name, sizeof name, "n%d", i + 1);
+    snprintf(peer, sizeof peer, "127.0.0.1:%d", pc->peer_port[i]);
+    const char *argv[48];
+    int k = 0;
+    argv[k++] = "--name";
+    argv[k++] = name;
+    argv[k++] = "--peer-addr";
+    argv[k++] = peer;
+    if (pc->joiner[i]) {
+        argv[k++] = "--join";
+    } else {
+        argv[k++] = "--cluster";
+        argv[k++] = pc->spec;
+    }
+    for (int j = 0; pc->extra && pc->extra[j] && k < 46; j++)
+        argv[k++] = pc->extra[j];
+    argv[k] = NULL;
+    return pn_start(&pc->nodes[i], NULL, argv);
+}
+
+int pc_start_joiner(struct proc_cluster *pc)
+{
+    if (pc->n >= PC_MAX)
+        return -1;
+    int i = pc->n;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (pick_ports(&pc->peer_port[i], 1) != 0)
+            return -1;
+        memset(&pc->nodes[i], 0, sizeof pc->nodes[i]);
+        pc->joiner[i] = true;
+        if (pc_start_node(pc, i) == 0) {
+            pc->n++;
+            return i;
+        }
+        pn_cleanup(&pc->nodes[i]);
+    }
+    return -1;
+}
+
+int pc_start(struct proc_cluster *pc, int n, const char *const *extra)
+{
+    if (n < 1 || n > PC_MAX)
+        return -1;
+    memset(pc, 0, sizeof *pc);
+    pc->n = n;
+    pc->extra = extra;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (pick_ports(pc->peer_port, n) != 0)
+            return -1;
+        size_t off = 0;
+        for (int i = 0; i < n; i++)
+            off += (size_t)snprintf(pc->spec + off, sizeof pc->spec - off, "%sn%d=127.0.0.1:%d",
+                                    i ? "," : "", i + 1, pc->peer_port[i]);
+        int ok = 0;
+        for (int i = 0; i < n; i++)
+            if (pc_start_node(pc, i) == 0)
+                ok++;
+        if (ok == n)
+            return 0;
+        /* A port was taken between picking and binding: start over. */
+        for (int i = 0; i < n; i++) {
+            pn_cleanup(&pc->nodes[i]);
+            memset(&pc->nodes[i], 0, sizeof pc->nodes[i]);
+        }
+    }
+    return -1;
+}
+
+int pn_pong(int port, char *leader, size_t n, uint64_t *term)
+{
+    int fd = tcp_connect_port(port);
+    if (fd < 0)
+        return -1;
+    struct buf req = BUF_INIT, hold = BUF_INIT;
+    struct msg m;
+    req_ping(&req, 1);
+    int rc = rpc(fd, &req, &hold, &m);
+    close(fd);
+    buf_free(&req);
+    if (rc != 0) {
+        buf_free(&hold);
+        return -1;
+    }
+    const uint8_t *p;
+    size_t len;
+    leader[0] = 0;
+    rc = -1;
+    if (m.type == DDKV_MSG_PONG && msg_u64(&m, 2, term) == ERR_OK) {
+        rc = 0;
+        if (!msg_is_nil(&m, 1) && msg_bytes(&m, 1, &p, &len) == ERR_OK && len < n) {
+            memcpy(leader, p, len);
+            leader[len] = 0;
+        }
+    }
+    msg_free(&m);
+    buf_free(&hold);
+    return rc;
+}
+
+int pc_leader(struct proc_cluster *pc, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 50) {
+        int votes[PC_MAX] = {0}, live = 0;
+        for (int i = 0; i < pc->n; i++) {
+            if (pc->nodes[i].pid <= 0)
+                continue;
+            live++;
+            char leader[64];
+            uint64_t term;
+            if (pn_pong(pc->nodes[i].port, leader, sizeof leader, &term) != 0)
+                continue;
+            for (int j = 0; j < pc->n; j++) {
+                char name[16];
+                snprintf(name, sizeof name, "n%d", j + 1);
+                if (strcmp(leader, name) == 0)
+                    votes[j]++;
+            }
+        }
+        for (int j = 0; j < pc->n; j++)
+            if (pc->nodes[j].pid > 0 && votes[j] * 2 > pc->n && live > 0)
+                return j;
+        sleep_ms(50);
+    }
+    return -1;
+}
+
+void pc_endpoints(struct proc_cluster *pc, char *out, size_t n)
+{
+    size_t off = 0;
+    out[0] = 0;
+    for (int i = 0; i < pc->n && off < n; i++)
+        if (pc->nodes[i].pid > 0)
+            off += (size_t)snprintf(out + off, n - off, "%s127.0.0.1:%d", off ? "," : "",
+                                    pc->nodes[i].port);
+}
+
+void pc_cleanup(struct proc_cluster *pc)
+{
+    for (int i = 0; i < pc->n; i++)
+        pn_cleanup(&pc->nodes[i]);
+}

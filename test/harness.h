@@ -41,6 +41,36 @@ void pn_cleanup(struct proc_node *pn);
 /* Resident set size of the node in KiB (from /proc), or -1. */
 long pn_rss_kb(struct proc_node *pn);
 
+/* A cluster of real nodes on 127.0.0.1: names n1..nN, peer ports picked
+ * free up front (the members must know each other's addresses before they
+ * start), client ports picked by each node. */
+#define PC_MAX 7
+struct proc_cluster {
+    int n;
+    struct proc_node nodes[PC_MAX];
+    int peer_port[PC_MAX];
+    char spec[512];             /* the --cluster value */
+    bool joiner[PC_MAX];        /* started with --join instead of --cluster */
+    const char *const *extra;   /* extra serve flags for every node (borrowed) */
+};
+/* Start n nodes (3 or 5 usually) with election timeout 1000 ms unless extra
+ * says otherwise. Returns 0 once all logged their client port. */
+int pc_start(struct proc_cluster *pc, int n, const char *const *extra);
+/* (Re)start member i with its data dir. */
+int pc_start_node(struct proc_cluster *pc, int i);
+/* Start one more node, n<pc->n+1>, with --join (it waits to be added with
+ * ddkv members add). Returns its index, or -1. */
+int pc_start_joiner(struct proc_cluster *pc);
+/* Index of the member the live members agree is leader (each live member is
+ * asked; a majority naming the same leader, which must itself be live), or -1
+ * after timeout_ms. */
+int pc_leader(struct proc_cluster *pc, int timeout_ms);
+/* "127.0.0.1:p1,127.0.0.1:p2,..." of the live members' client ports. */
+void pc_endpoints(struct proc_cluster *pc, char *out, size_t n);
+void pc_cleanup(struct proc_cluster *pc);
+/* Ask member i's PING: leader name (or "" if none) and term. 0 or -1. */
+int pn_pong(int port, char *leader, size_t n, uint64_t *term);
+
 /* Raw client side. */
 int tcp_connect_port(int port);          /* blocking socket, -1 on failure */
 int send_all(int fd, const void *p, size_t n);

@@ -8,11 +8,15 @@
  * a node shutting down) is retried with a small exponential backoff until the
  * deadline.
  *
- * Writes and deletes are never sent twice once a request has fully left the
- * client: if the connection dies or the deadline passes before the reply, the
- * call returns DDKV_ERR_UNKNOWN_OUTCOME, because the change may or may not have
- * been applied. (Each write carries (client_id, seq) so that servers can later
- * make retries exactly-once; until they do, the client does not retry.)
+ * Writes and deletes carry (client_id, seq): seq grows by one per logical write
+ * and stays the same across that write's retries. The cluster keeps a session
+ * per client id and applies a (client_id, seq) once, answering a retry with the
+ * original result. So when a connection dies after a write left, or the node
+ * answers TIMEOUT, the client sends the same write to another member until the
+ * deadline; only if the deadline passes with the write still in doubt does the
+ * call return DDKV_ERR_UNKNOWN_OUTCOME (read the key to find out). Sessions
+ * idle for more than 10 minutes are forgotten, so a client should not sit on
+ * an unanswered write that long.
  *
  * Threads: a ddkv_client is not thread-safe; use one per thread, or lock.
  * Signals: sockets are written with MSG_NOSIGNAL, so a dead peer never raises
@@ -221,6 +225,19 @@ struct ddkv_status {
 DDKV_API ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out);
 /* Free everything in s (not s itself) and zero it. */
 DDKV_API void ddkv_status_free(struct ddkv_status *s);
+
+/* --- membership --- */
+
+/* Add a member (ddkv serve --join started with that name and peer address):
+ * the leader adds it as a learner, which receives the log without voting, and
+ * promotes it to voter by itself once it has caught up. Returns once the
+ * addition committed; *index is its log index (0: it was already a member
+ * with that address). */
+DDKV_API ddkv_err ddkv_member_add(ddkv_client *c, const char *name, const char *peer_addr,
+                                  uint64_t *index);
+/* Remove a member; DDKV_ERR_NOT_FOUND if it is not one. Removing the leader
+ * makes it step down once the removal committed. */
+DDKV_API ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t *index);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,9 @@ enum ddkv_msg_type {
     DDKV_MSG_LIST_RESULT = 11,   /* [[[key, value, create_rev, mod_rev, version, lamport]...], more, revision] */
     DDKV_MSG_STATUS = 12,        /* [] */
     DDKV_MSG_STATUS_RESULT = 13, /* [{string: value...}] */
+    DDKV_MSG_MEMBER_ADD = 14,    /* [name, peer_addr]: add as a learner, promoted once caught up */
+    DDKV_MSG_MEMBER_REMOVE = 15, /* [name] */
+    DDKV_MSG_MEMBER_CHANGED = 16, /* [index]: the change committed at index */
 
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
@@ -48,7 +51,8 @@ enum ddkv_msg_type {
     DDKV_MSG_RAFT_TIMEOUT_NOW = 74,     /* leadership transfer */
     DDKV_MSG_RAFT_READ_INDEX = 75,
     DDKV_MSG_RAFT_READ_INDEX_RESP = 76,
-    /* First frame on a peer connection: [cluster_id, from_id, protocol_version]. */
+    /* First frame on a peer connection:
+     * [cluster_id, from_id, protocol_version, name, client_addr, peer_addr]. */
     DDKV_MSG_PEER_HELLO = 77,
 };
 

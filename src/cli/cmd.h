@@ -40,7 +40,7 @@ struct cli_command {
     int (*run)(struct cli_ctx *ctx);
 };
 
-/* ping, read, write, delete, list, status (cmd_kv.c). */
+/* ping, read, write, delete, list, status, members (cmd_kv.c). */
 extern const struct cli_command cmd_kv_commands[];
 extern const size_t cmd_kv_count;
 

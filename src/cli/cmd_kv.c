@@ -474,7 +474,7 @@ static int kv_status(struct cli_ctx *ctx)
         r->address = m && m->client_addr ? m->client_addr : self ? self_addr : NULL;
         /* A member's own word on its role is fresher than another's view. */
         r->role = st && st->role ? st->role : m ? m->role : NULL;
-        r->healthy = st != NULL && (!m || m->healthy);
+        r->healthy = st != NULL && st->leader != NULL; /* it answers and sees a leader */
         if (st) {
             r->known = true;
             r->term = st->term;
@@ -491,6 +491,48 @@ fail:
     free(probes);
     free(rows);
     ddkv_status_free(&s);
+    ddkv_client_free(c);
+    return rc;
+}
+
+/* --- members --- */
+
+static int kv_members(struct cli_ctx *ctx)
+{
+    const char *verb = ctx->opts->pos[0];
+    bool add = strcmp(verb, "add") == 0;
+    if (!add && strcmp(verb, "remove") != 0) {
+        out_error("members: unknown action '%s' (add NAME PEER_ADDR | remove NAME)", verb);
+        return EXIT_USAGE;
+    }
+    if ((add && ctx->opts->npos != 3) || (!add && ctx->opts->npos != 2)) {
+        out_error("usage: ddkv members add NAME PEER_ADDR | ddkv members remove NAME");
+        return EXIT_USAGE;
+    }
+    const char *name = ctx->opts->pos[1];
+    ddkv_client *c = NULL;
+    int rc = kv_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    uint64_t index = 0;
+    ddkv_err e = add ? ddkv_member_add(c, name, ctx->opts->pos[2], &index)
+                     : ddkv_member_remove(c, name, &index);
+    if (e == DDKV_ERR_NOT_FOUND) {
+        out_error("%s is not a member", name);
+        rc = EXIT_NO;
+    } else if (e != DDKV_OK) {
+        rc = kv_fail(c, e, add ? "members add" : "members remove", name, strlen(name));
+    } else if (ctx->fmt == OUT_JSON) {
+        json_t *o = json_pack("{s:s, s:s, s:I}", "member", name, "change", verb, "index", (json_int_t)index);
+        rc = o && out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
+    } else {
+        if (add)
+            printf("%s added as a learner at %s (index %llu); the leader promotes it to voter once it "
+                   "has caught up\n", name, ctx->opts->pos[2], (unsigned long long)index);
+        else
+            printf("%s removed (index %llu)\n", name, (unsigned long long)index);
+        rc = EXIT_DONE;
+    }
     ddkv_client_free(c);
     return rc;
 }
@@ -512,6 +554,8 @@ const struct cli_command cmd_kv_commands[] = {
      KV_OPTS(kv_list_opts), CMD_CLIENT, 0, 1, NULL, kv_list},
     {"status", "", "one row per member: name, address, role, term, commit, applied, lamport, healthy",
      NULL, 0, CMD_CLIENT, 0, 0, NULL, kv_status},
+    {"members", "add NAME PEER_ADDR | remove NAME", "change the cluster's members (one at a time)", NULL,
+     0, CMD_CLIENT, 2, 3, NULL, kv_members},
 };
 
 const size_t cmd_kv_count = sizeof cmd_kv_commands / sizeof cmd_kv_commands[0];

@@ -32,6 +32,9 @@ static struct opt_def serve_opts[] = {
     {"data-dir", 0, OPT_ARG | OPT_REQUIRED, NULL, "DIR", "where the node keeps its data (created if missing)"},
     {"client-addr", 0, OPT_ARG, NULL, "HOST:PORT", "client port (port 0: any free port, logged)"},
     {"http-addr", 0, OPT_ARG, NULL, "HOST:PORT", "ops HTTP port for /health, /status, /metrics (default: none)"},
+    {"peer-addr", 0, OPT_ARG, NULL, "HOST:PORT", "peer port (default: this node's address in --cluster)"},
+    {"cluster", 0, OPT_ARG, NULL, "N=HOST:PORT,...", "founding members and their peer addresses (default: one-node cluster)"},
+    {"join", 0, 0, NULL, NULL, "an empty data dir waits to be added by 'ddkv members add' instead of founding"},
     {"max-frame-bytes", 0, OPT_ARG, NULL, "N", "largest frame accepted"},
     {"max-key-bytes", 0, OPT_ARG, NULL, "N", "largest key accepted"},
     {"max-value-bytes", 0, OPT_ARG, NULL, "N", "largest value accepted"},
@@ -39,11 +42,14 @@ static struct opt_def serve_opts[] = {
     {"frame-timeout-ms", 0, OPT_ARG, NULL, "MS", "a frame that has begun arriving must complete within this"},
     {"heartbeat-ms", 0, OPT_ARG, NULL, "MS", "Raft heartbeat interval (one tick)"},
     {"election-timeout-ms", 0, OPT_ARG, NULL, "MS", "Raft election timeout (at least 2 heartbeats)"},
+    {"snapshot-entries", 0, OPT_ARG, NULL, "N", "snapshot and compact the Raft log every N applied entries"},
     {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
-static char serve_dflt_num[7][16];
+#define SERVE_NUM_FIRST 7 /* index of max-frame-bytes, the first numeric option */
+#define SERVE_NUM_COUNT 8
+static char serve_dflt_num[SERVE_NUM_COUNT][16];
 
 /* In enum log_level order (util/log.h). */
 static const char *const serve_log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -52,16 +58,16 @@ static void serve_fill_defaults(void)
 {
     struct node_config cfg;
     node_config_defaults(&cfg);
-    const uint32_t nums[7] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
-                              cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
-                              cfg.election_timeout_ms};
-    for (size_t i = 0; i < 7; i++) {
+    const uint32_t nums[SERVE_NUM_COUNT] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
+                                            cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
+                                            cfg.election_timeout_ms, cfg.snapshot_entries};
+    for (size_t i = 0; i < SERVE_NUM_COUNT; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
-        serve_opts[4 + i].dflt = serve_dflt_num[i];
+        serve_opts[SERVE_NUM_FIRST + i].dflt = serve_dflt_num[i];
     }
     serve_opts[0].dflt = cfg.name;
     serve_opts[2].dflt = cfg.client_addr;
-    serve_opts[11].dflt = cfg.log_level;
+    serve_opts[SERVE_NUM_FIRST + SERVE_NUM_COUNT].dflt = cfg.log_level;
 }
 
 static int serve_run(struct cli_ctx *ctx)
@@ -73,6 +79,9 @@ static int serve_run(struct cli_ctx *ctx)
     cfg.data_dir = opts_get(o, "data-dir");
     cfg.client_addr = opts_get(o, "client-addr");
     cfg.http_addr = opts_get(o, "http-addr");
+    cfg.peer_addr = opts_get(o, "peer-addr");
+    cfg.cluster = opts_get(o, "cluster");
+    cfg.join = opts_is_set(o, "join");
     int level = -1;
     if (opts_get_u32(o, "max-frame-bytes", 1, UINT32_MAX, &cfg.max_frame_bytes) != 0 ||
         opts_get_u32(o, "max-key-bytes", 1, UINT32_MAX, &cfg.max_key_bytes) != 0 ||
@@ -81,6 +90,7 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "frame-timeout-ms", 1, UINT32_MAX, &cfg.frame_timeout_ms) != 0 ||
         opts_get_u32(o, "heartbeat-ms", 1, 60000, &cfg.heartbeat_ms) != 0 ||
         opts_get_u32(o, "election-timeout-ms", 2, 600000, &cfg.election_timeout_ms) != 0 ||
+        opts_get_u32(o, "snapshot-entries", 100, UINT32_MAX, &cfg.snapshot_entries) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;
@@ -95,6 +105,10 @@ static int serve_run(struct cli_ctx *ctx)
     }
     if (cfg.http_addr && !*cfg.http_addr)
         cfg.http_addr = NULL;
+    if (cfg.peer_addr && !*cfg.peer_addr)
+        cfg.peer_addr = NULL;
+    if (cfg.cluster && !*cfg.cluster)
+        cfg.cluster = NULL;
     if (level >= 0)
         cfg.log_level = serve_log_levels[level];
     return node_run(&cfg);
@@ -112,7 +126,6 @@ static const struct cli_command main_later_commands[] = {
     {"cas", "KEY EXPECTED NEW", "compare-and-swap", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
     {"watch", "PREFIX", "print changes under a prefix", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
     {"lease", "grant|keepalive|revoke", "manage leases", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
-    {"members", "add|remove", "change the cluster's members", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
     {"snapshot", "save|restore", "back up or restore", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
     {"hub", "", "run the dashboard hub", NULL, 0, 0, 0, 0, NULL, NULL},
     {"agent", "", "run a metrics agent", NULL, 0, 0, 0, 0, NULL, NULL},

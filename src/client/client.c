@@ -699,13 +699,16 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
     uint32_t backoff_ms = CLIENT_BACKOFF_MIN_MS;
     unsigned redirects = 0;
     bool reached = false; /* some endpoint accepted a connection */
+    bool in_doubt = false; /* a write was fully sent and its fate never learned */
     char detail[sizeof c->errmsg];
     c->errmsg[0] = 0;
     c->answered = -1;
     for (;;) {
-        /* Every attempt that led back here ended with the node not acting on
-         * the request, so running out of time now is "unavailable", never
-         * "unknown outcome". */
+        /* Attempts that led back here either ended with the node not acting
+         * on the request (then running out of time is "unavailable"), or
+         * left a write in doubt: then it is "unknown outcome". */
+        if (ms_left(deadline_ms) == 0 && in_doubt)
+            return client_unknown_outcome(c);
         if (ms_left(deadline_ms) == 0) {
             memcpy(detail, c->errmsg, sizeof detail);
             if (!reached)
@@ -741,6 +744,17 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
             client_disconnect(c);
             if (a == ATTEMPT_NOMEM)
                 return client_fail(c, DDKV_ERR_NOMEM, "out of memory reading the reply");
+            if (k->mutates && a == ATTEMPT_BROKEN) {
+                /* The node died or cut us off after the write left: it may
+                 * have been applied. Sending it again, with the same
+                 * (client_id, seq), is safe: the cluster's session table
+                 * applies it once and answers the retry with the original
+                 * result. Ask another member. */
+                in_doubt = true;
+                client_rotate(c);
+                client_backoff(c, &backoff_ms, deadline_ms);
+                continue;
+            }
             if (k->mutates)
                 return client_unknown_outcome(c);
             if (a == ATTEMPT_TIMEOUT)
@@ -820,8 +834,16 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
             result = DDKV_ERR_BAD_REQUEST;
             break;
         case DDKV_WERR_TIMEOUT:
-            /* The node proposed but could not confirm the commit in time. */
-            result = k->mutates ? DDKV_ERR_UNKNOWN_OUTCOME : DDKV_ERR_TIMEOUT;
+            /* The node proposed but could not confirm the commit in time. A
+             * write is retried under its session (applied at most once). */
+            if (k->mutates) {
+                msg_free(m);
+                in_doubt = true;
+                client_rotate(c);
+                client_backoff(c, &backoff_ms, deadline_ms);
+                continue;
+            }
+            result = DDKV_ERR_TIMEOUT;
             break;
         default:
             /* INTERNAL or a code newer than this client: the node failed in a
@@ -1235,4 +1257,43 @@ fail:
     msg_free(&k.reply);
     ddkv_status_free(out);
     return rc;
+}
+
+/* --- membership --- */
+
+static ddkv_err client_member_change(struct ddkv_client *c, struct call *k, uint64_t *index)
+{
+    *index = 0;
+    ddkv_err rc = client_call(c, k);
+    if (rc != DDKV_OK)
+        return rc;
+    if (msg_u64(&k->reply, 0, index) != ERR_OK)
+        rc = client_bad_reply(c, k, "expected [index]");
+    msg_free(&k->reply);
+    return rc;
+}
+
+ddkv_err ddkv_member_add(ddkv_client *c, const char *name, const char *peer_addr, uint64_t *index)
+{
+    if (!name || !*name || !peer_addr || !*peer_addr)
+        return client_fail(c, DDKV_ERR_USAGE, "a member needs a name and a peer address");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = name, .n = strlen(name)},
+        {.kind = FIELD_BIN, .p = peer_addr, .n = strlen(peer_addr)},
+    };
+    /* Adding the same name and address again is answered as done, so a retry
+     * after a lost reply is harmless. */
+    struct call k = {.type = DDKV_MSG_MEMBER_ADD, .reply_type = DDKV_MSG_MEMBER_CHANGED,
+                     .mutates = true, .f = f, .nf = 2};
+    return client_member_change(c, &k, index);
+}
+
+ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t *index)
+{
+    if (!name || !*name)
+        return client_fail(c, DDKV_ERR_USAGE, "a member needs a name");
+    struct field f[] = {{.kind = FIELD_BIN, .p = name, .n = strlen(name)}};
+    struct call k = {.type = DDKV_MSG_MEMBER_REMOVE, .reply_type = DDKV_MSG_MEMBER_CHANGED,
+                     .mutates = true, .f = f, .nf = 1};
+    return client_member_change(c, &k, index);
 }

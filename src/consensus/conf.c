@@ -82,7 +82,8 @@ void raft_cc_encode(uint8_t out[RAFT_CC_BYTES], enum raft_cc_type type, uint64_t
 
 int raft_cc_decode(const uint8_t *p, size_t n, enum raft_cc_type *type, uint64_t *id)
 {
-    if (n != RAFT_CC_BYTES || p[0] < RAFT_CC_ADD_VOTER || p[0] > RAFT_CC_REMOVE)
+    if (n < RAFT_CC_BYTES || n > RAFT_CC_BYTES + RAFT_CC_CTX_MAX || p[0] < RAFT_CC_ADD_VOTER ||
+        p[0] > RAFT_CC_REMOVE)
         return ERR_BAD_INPUT;
     *type = (enum raft_cc_type)p[0];
     *id = get_be64(p + 1);

@@ -1389,6 +1389,14 @@ int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index, 
 int raft_propose_conf_change(struct raft *r, enum raft_cc_type type, uint64_t node,
                              uint64_t *index, uint64_t *term)
 {
+    return raft_propose_conf_change_ctx(r, type, node, NULL, 0, index, term);
+}
+
+int raft_propose_conf_change_ctx(struct raft *r, enum raft_cc_type type, uint64_t node,
+                                 const void *ctx, size_t ctx_len, uint64_t *index, uint64_t *term)
+{
+    if (ctx_len > RAFT_CC_CTX_MAX || (ctx_len && !ctx))
+        return ERR_BAD_INPUT;
     if (r->role != RAFT_LEADER || r->transferee)
         return ERR_UNAVAILABLE;
     /* One change at a time (thesis 4.1), and only after an entry of this term
@@ -1403,9 +1411,12 @@ int raft_propose_conf_change(struct raft *r, enum raft_cc_type type, uint64_t no
         if (!pr || pr->match + r->cfg.promote_lag < rlog_last(&r->log))
             return ERR_AGAIN; /* thesis 4.2.1: catch up before voting */
     }
-    uint8_t data[RAFT_CC_BYTES];
+    uint8_t data[RAFT_CC_BYTES + RAFT_CC_CTX_MAX];
     raft_cc_encode(data, type, node);
-    struct raft_entry e = {.term = r->term, .type = RAFT_ENTRY_CONF, .data = data, .len = sizeof data};
+    if (ctx_len)
+        memcpy(data + RAFT_CC_BYTES, ctx, ctx_len);
+    struct raft_entry e = {.term = r->term, .type = RAFT_ENTRY_CONF, .data = data,
+                           .len = RAFT_CC_BYTES + ctx_len};
     raft_append_entry(r, &e);
     r->bcast_pending = true;
     if (index)

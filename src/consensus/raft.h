@@ -78,6 +78,10 @@ enum raft_cc_type {
     RAFT_CC_REMOVE = 4,      /* voter or learner leaves */
 };
 #define RAFT_CC_BYTES 9 /* a CONF entry's data: type byte + big-endian node id */
+/* ... optionally followed by this many bytes at most of the caller's context
+ * (say, the new member's name and address), which the core carries but never
+ * reads: it reaches every member with the entry. */
+#define RAFT_CC_CTX_MAX 512
 
 /* Entry payloads are reference counted so a ready batch, an outgoing message
  * and the log can share one copy. */
@@ -290,6 +294,10 @@ int raft_propose(struct raft *r, const void *data, size_t len, uint64_t *index, 
  * removing the last voter). */
 int raft_propose_conf_change(struct raft *r, enum raft_cc_type type, uint64_t node,
                              uint64_t *index, uint64_t *term);
+/* The same with a context (at most RAFT_CC_CTX_MAX bytes, else ERR_BAD_INPUT)
+ * stored after the change in the entry's data. */
+int raft_propose_conf_change_ctx(struct raft *r, enum raft_cc_type type, uint64_t node,
+                                 const void *ctx, size_t ctx_len, uint64_t *index, uint64_t *term);
 
 /* Ask for a linearizable read (thesis 6.4). ctx comes back in a ready's reads
  * once it is safe to answer at the given index. Reads asked for in the same
@@ -331,6 +339,8 @@ uint32_t raft_conf_voters(const struct raft_conf *c);
 /* Apply a change to c; returns ERR_BAD_INPUT (c unchanged) when it does not fit. */
 int raft_conf_apply(struct raft_conf *c, enum raft_cc_type type, uint64_t id);
 void raft_cc_encode(uint8_t out[RAFT_CC_BYTES], enum raft_cc_type type, uint64_t id);
+/* Decodes the change of a CONF entry's data; its context, if any, is
+ * p[RAFT_CC_BYTES..n). */
 int raft_cc_decode(const uint8_t *p, size_t n, enum raft_cc_type *type, uint64_t *id);
 
 /* Wire codec (raft_msg.c). Encode appends one frame with the Lamport time in

@@ -35,6 +35,12 @@ struct store_iter {
     uint8_t *upper; /* RocksDB references the bound; we own the copy */
 };
 
+struct store_snapshot {
+    struct store *s;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro; /* reads as of snap */
+};
+
 /* Translate a RocksDB error string (which we free) into our code. */
 static int store_err(char *rerr, struct errbuf *eb, const char *what)
 {
@@ -118,6 +124,28 @@ void store_val_release(struct store_val *v)
     v->n = 0;
 }
 
+/* A point read pinned in RocksDB's cache (no copy), through read options ro. */
+static int store_get_pinned(struct store *s, const rocksdb_readoptions_t *ro, enum store_cf cf,
+                            const void *k, size_t kn, struct store_val *out, struct errbuf *eb)
+{
+    char *rerr = NULL;
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(s->db, ro, s->cf[cf], k, kn, &rerr);
+    if (rerr)
+        return store_err(rerr, eb, "get");
+    if (!ps)
+        return ERR_NOT_FOUND;
+    size_t n = 0;
+    const char *p = rocksdb_pinnableslice_value(ps, &n);
+    if (!p) {
+        rocksdb_pinnableslice_destroy(ps);
+        return ERR_NOT_FOUND;
+    }
+    out->p = (const uint8_t *)p;
+    out->n = n;
+    out->handle = ps;
+    return ERR_OK;
+}
+
 int store_get(struct store *s, enum store_cf cf, const void *k, size_t kn,
               struct store_batch *overlay, struct store_val *out, struct errbuf *eb)
 {
@@ -136,21 +164,7 @@ int store_get(struct store *s, enum store_cf cf, const void *k, size_t kn,
         out->handle = v;
         return ERR_OK;
     }
-    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], k, kn, &rerr);
-    if (rerr)
-        return store_err(rerr, eb, "get");
-    if (!ps)
-        return ERR_NOT_FOUND;
-    size_t n = 0;
-    const char *p = rocksdb_pinnableslice_value(ps, &n);
-    if (!p) {
-        rocksdb_pinnableslice_destroy(ps);
-        return ERR_NOT_FOUND;
-    }
-    out->p = (const uint8_t *)p;
-    out->n = n;
-    out->handle = ps;
-    return ERR_OK;
+    return store_get_pinned(s, s->ro, cf, k, kn, out, eb);
 }
 
 struct store_batch *store_batch_new(struct store *s)
@@ -206,12 +220,19 @@ int store_write(struct store *s, struct store_batch *b, bool sync, struct errbuf
     return ERR_OK;
 }
 
-struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *upper, size_t upper_n)
+static struct store_iter *iter_make(struct store *s, enum store_cf cf, const struct store_snapshot *snap,
+                                    bool fill_cache, const void *upper, size_t upper_n)
 {
     struct store_iter *it = calloc(1, sizeof *it);
     ASSERT(it != NULL);
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_verify_checksums(it->ro, 1);
+    if (!fill_cache)
+        rocksdb_readoptions_set_fill_cache(it->ro, 0);
+    if (snap) {
+        ASSERT(snap->s == s);
+        rocksdb_readoptions_set_snapshot(it->ro, snap->snap);
+    }
     if (upper) {
         it->upper = malloc(upper_n ? upper_n : 1);
         ASSERT(it->upper != NULL);
@@ -220,6 +241,18 @@ struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void 
     }
     it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
     return it;
+}
+
+struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *upper, size_t upper_n)
+{
+    return iter_make(s, cf, NULL, true, upper, upper_n);
+}
+
+struct store_iter *store_iter_new_at(struct store *s, enum store_cf cf,
+                                     const struct store_snapshot *snap, const void *upper,
+                                     size_t upper_n)
+{
+    return iter_make(s, cf, snap, false, upper, upper_n);
 }
 
 void store_iter_seek(struct store_iter *it, const void *k, size_t kn)
@@ -264,4 +297,63 @@ void store_iter_free(struct store_iter *it)
     rocksdb_readoptions_destroy(it->ro);
     free(it->upper);
     free(it);
+}
+
+struct store_snapshot *store_snapshot_new(struct store *s)
+{
+    struct store_snapshot *snap = calloc(1, sizeof *snap);
+    ASSERT(snap != NULL);
+    snap->s = s;
+    snap->snap = rocksdb_create_snapshot(s->db);
+    ASSERT(snap->snap != NULL);
+    snap->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(snap->ro, 1);
+    rocksdb_readoptions_set_snapshot(snap->ro, snap->snap);
+    return snap;
+}
+
+void store_snapshot_free(struct store_snapshot *snap)
+{
+    if (!snap)
+        return;
+    rocksdb_readoptions_destroy(snap->ro);
+    rocksdb_release_snapshot(snap->s->db, snap->snap);
+    free(snap);
+}
+
+int store_get_at(struct store *s, enum store_cf cf, const struct store_snapshot *snap,
+                 const void *k, size_t kn, struct store_val *out, struct errbuf *eb)
+{
+    if (!snap)
+        return store_get(s, cf, k, kn, NULL, out, eb);
+    ASSERT(snap->s == s);
+    memset(out, 0, sizeof *out);
+    return store_get_pinned(s, snap->ro, cf, k, kn, out, eb);
+}
+
+int store_wipe_cf(struct store *s, enum store_cf cf, bool sync, struct errbuf *eb)
+{
+    /* Keys are arbitrary bytes, so there is no key above them all to end a
+     * range with: delete ["", last) as a range and the last key itself. */
+    struct store_iter *it = iter_make(s, cf, NULL, false, NULL, 0);
+    rocksdb_iter_seek_to_last(it->it);
+    int rc = ERR_OK;
+    if (!rocksdb_iter_valid(it->it)) {
+        rc = store_iter_status(it, eb);
+        store_iter_free(it);
+        return rc;
+    }
+    size_t lastn = 0;
+    const char *last = rocksdb_iter_key(it->it, &lastn);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    if (lastn > 0)
+        rocksdb_writebatch_delete_range_cf(wb, s->cf[cf], "", 0, last, lastn);
+    rocksdb_writebatch_delete_cf(wb, s->cf[cf], last, lastn);
+    store_iter_free(it); /* the batch holds its own copies of the keys */
+    char *rerr = NULL;
+    rocksdb_write(s->db, sync ? s->wo_sync : s->wo_nosync, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr)
+        rc = store_err(rerr, eb, "wipe");
+    return rc;
 }

@@ -22,6 +22,7 @@ enum store_cf { STORE_CF_DEFAULT = 0, STORE_CF_META, STORE_CF_DATA, STORE_CF_RAF
 struct store;
 struct store_batch;
 struct store_iter;
+struct store_snapshot;
 
 struct store_options {
     size_t write_buffer_bytes; /* per column family memtable; small when several nodes share a host */
@@ -71,5 +72,30 @@ const uint8_t *store_iter_key(struct store_iter *it, size_t *n);
 const uint8_t *store_iter_value(struct store_iter *it, size_t *n);
 int store_iter_status(struct store_iter *it, struct errbuf *eb);
 void store_iter_free(struct store_iter *it);
+
+/* A consistent point-in-time view of every column family (a RocksDB snapshot):
+ * reads through it see exactly the writes committed before store_snapshot_new
+ * returned, whatever is written afterwards. Cheap to take; while held, RocksDB
+ * keeps the versions it needs (compaction cannot drop them), so release it
+ * once done. The handle may be used and released from any thread, but by one
+ * thread at a time; release it before store_close. */
+struct store_snapshot *store_snapshot_new(struct store *s);
+void store_snapshot_free(struct store_snapshot *snap);
+
+/* Point read as of the snapshot (NULL: the current state). */
+int store_get_at(struct store *s, enum store_cf cf, const struct store_snapshot *snap,
+                 const void *k, size_t kn, struct store_val *out, struct errbuf *eb);
+
+/* An iterator as of the snapshot (NULL: the current state), for bulk scans:
+ * the blocks it reads do not fill the block cache. Otherwise as store_iter_new. */
+struct store_iter *store_iter_new_at(struct store *s, enum store_cf cf,
+                                     const struct store_snapshot *snap, const void *upper,
+                                     size_t upper_n);
+
+/* Delete every key of the column family in one write (a range deletion, so
+ * the cost does not grow with the number of keys); sync as in store_write.
+ * Keys written concurrently by another thread may survive: the caller keeps
+ * other writers off the column family meanwhile. */
+int store_wipe_cf(struct store *s, enum store_cf cf, bool sync, struct errbuf *eb);
 
 #endif

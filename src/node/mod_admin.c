@@ -2,6 +2,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 
+#include "node/peer.h"
 #include "node/server.h"
 #include "util/clock.h"
 
@@ -10,15 +11,16 @@ struct admin_view {
     const char *role;
     uint64_t term, commit;
     const char *leader; /* name, or NULL when no leader is known */
+    uint64_t leader_id;
 };
 
 static struct admin_view admin_view(struct node *n)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
-    /* One voter until the peer transport lands: the leader, if any, is us. */
+    const struct member *m = st.leader ? cluster_member(n, st.leader) : NULL;
     return (struct admin_view){.role = raft_role_name(st.role), .term = st.term, .commit = st.commit,
-                               .leader = st.leader ? n->cfg.name : NULL};
+                               .leader = m ? m->name : NULL, .leader_id = st.leader};
 }
 
 bool node_has_leader(struct node *n)
@@ -41,28 +43,47 @@ static void admin_ping(void *ctx, struct conn *c, const struct msg *m)
 void node_pack_status(struct node *n, struct msg_writer *w)
 {
     struct admin_view v = admin_view(n);
-    mw_map(w, 14);
+    const char *leader_addr = cluster_leader_client_addr(n);
+    mw_map(w, 17);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
     mw_str(w, "role"); mw_str(w, v.role);
     mw_str(w, "term"); mw_u64(w, v.term);
     mw_str(w, "leader"); mw_str(w, v.leader);
+    mw_str(w, "leader_client_addr"); mw_str(w, leader_addr);
     mw_str(w, "client_addr"); mw_str(w, n->client_addr);
+    mw_str(w, "peer_addr"); mw_str(w, n->peer_addr[0] ? n->peer_addr : NULL);
     mw_str(w, "commit"); mw_u64(w, v.commit);
     mw_str(w, "applied"); mw_u64(w, n->sm.applied_index);
     mw_str(w, "lamport"); mw_u64(w, n->clock.now);
+    mw_str(w, "applied_lamport"); mw_u64(w, n->sm.applied_lamport);
     mw_str(w, "revision"); mw_u64(w, n->sm.revision);
     mw_str(w, "keys"); mw_u64(w, n->sm.keys);
     mw_str(w, "connections"); mw_u64(w, n->nconns);
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
     mw_str(w, "version"); mw_str(w, DDKV_VERSION_STRING);
+    /* Every member of the configuration in force, as this node sees it. */
+    const struct raft_conf *conf = raft_get_conf(n->raft);
     mw_str(w, "members");
-    mw_array(w, 1);
-    mw_map(w, 5);
-    mw_str(w, "name"); mw_str(w, n->cfg.name);
-    mw_str(w, "client_addr"); mw_str(w, n->client_addr);
-    mw_str(w, "peer_addr"); mw_nil(w);
-    mw_str(w, "role"); mw_str(w, v.role);
-    mw_str(w, "healthy"); mw_bool(w, v.leader != NULL && !n->storage_failed);
+    mw_array(w, conf->n);
+    for (uint32_t i = 0; i < conf->n; i++) {
+        uint64_t id = conf->ids[i];
+        const struct member *m = cluster_member(n, id);
+        bool learner = (conf->learners >> i) & 1u;
+        bool self = id == n->self_id;
+        bool reachable = self;
+        if (!self && n->peers) {
+            struct peer_stats ps;
+            peer_get_stats(n->peers, id, &ps);
+            reachable = ps.connects > ps.disconnects;
+        }
+        mw_map(w, 6);
+        mw_str(w, "name"); mw_str(w, m ? m->name : NULL);
+        mw_str(w, "client_addr"); mw_str(w, m && m->client_addr[0] ? m->client_addr : NULL);
+        mw_str(w, "peer_addr"); mw_str(w, m && m->peer_addr[0] ? m->peer_addr : NULL);
+        mw_str(w, "role"); mw_str(w, self ? v.role : id == v.leader_id ? "leader" : learner ? "learner" : "follower");
+        mw_str(w, "voter"); mw_bool(w, !learner);
+        mw_str(w, "healthy"); mw_bool(w, self ? (v.leader != NULL && !n->storage_failed) : reachable);
+    }
 }
 
 /* msgpack -> JSON for the value shapes node_pack_status uses. Strings in a

@@ -22,9 +22,34 @@ static void kv_storage_error(struct conn *c, uint64_t rid, int rc, const struct 
                      "storage: %s", eb->msg);
 }
 
-/* READ [key, consistency, after_lamport]. With one member every read is served
- * from the committed state, which is linearizable: writes are acknowledged only
- * after they are committed there. */
+void kv_reply_value(struct node *n, struct conn *c, uint64_t rid, const uint8_t *key, size_t klen)
+{
+    struct kv_record r;
+    struct store_val hold;
+    struct errbuf eb;
+    int rc = sm_get(&n->sm, key, klen, &r, &hold, &eb);
+    if (rc == ERR_NOT_FOUND) {
+        conn_reply_error(c, rid, DDKV_WERR_NOT_FOUND, "key not found");
+        return;
+    }
+    if (rc) {
+        kv_storage_error(c, rid, rc, &eb);
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_VALUE, rid, 6);
+    mw_bin(&w, key, klen);
+    mw_bin(&w, r.value, r.vlen);
+    mw_u64(&w, r.create_rev);
+    mw_u64(&w, r.mod_rev);
+    mw_u64(&w, r.version);
+    mw_u64(&w, r.lamport);
+    store_val_release(&hold);
+    conn_reply_end(c, &w);
+}
+
+/* READ [key, consistency, after_lamport]: the replica decides when it may be
+ * answered (see replica_read). */
 static void kv_read(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
@@ -39,29 +64,7 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
     if (!kv_key_ok(n, c, m->request_id, klen))
         return;
     n->stats.reads++;
-    struct kv_record r;
-    struct store_val hold;
-    struct errbuf eb;
-    int rc = sm_get(&n->sm, key, klen, &r, &hold, &eb);
-    if (rc == ERR_NOT_FOUND) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "key not found");
-        return;
-    }
-    if (rc) {
-        kv_storage_error(c, m->request_id, rc, &eb);
-        return;
-    }
-    struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_VALUE, m->request_id, 6);
-    mw_bin(&w, key, klen);
-    mw_bin(&w, r.value, r.vlen);
-    mw_u64(&w, r.create_rev);
-    mw_u64(&w, r.mod_rev);
-    mw_u64(&w, r.version);
-    mw_u64(&w, r.lamport);
-    store_val_release(&hold);
-    conn_reply_end(c, &w);
-    node_observe(n, DDKV_MSG_READ, n->req_t0_ns);
+    replica_read(n, c, m->request_id, key, klen, (uint32_t)consistency, after);
 }
 
 /* Propose a change; the reply waits until its entry commits and applies. */
@@ -83,15 +86,15 @@ static void kv_stage(struct node *n, struct conn *c, uint64_t rid, uint32_t repl
         conn_reply_error(c, rid, DDKV_WERR_INTERNAL, "cannot propose: %s", err_str(rc));
 }
 
-/* WRITE [key, value, lease_id, client_id, seq] */
+/* WRITE [key, value, lease_id, client_id, seq]. (client_id, seq) make a retry
+ * exactly-once (kv/sm.h); client_id 0 or absent: no session. */
 static void kv_write(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
     struct sm_op op = {.kind = SM_OP_PUT};
-    uint64_t client_id, seq;
     if (msg_bytes(m, 0, &op.key, &op.klen) || msg_bytes(m, 1, &op.val, &op.vlen) ||
-        msg_u64_opt(m, 2, 0, &op.lease) || msg_u64_opt(m, 3, 0, &client_id) ||
-        msg_u64_opt(m, 4, 0, &seq)) {
+        msg_u64_opt(m, 2, 0, &op.lease) || msg_u64_opt(m, 3, 0, &op.client_id) ||
+        msg_u64_opt(m, 4, 0, &op.seq)) {
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
                          "WRITE wants [key, value, lease_id, client_id, seq]");
         return;
@@ -111,12 +114,13 @@ static void kv_write(void *ctx, struct conn *c, const struct msg *m)
     kv_stage(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
 }
 
-/* DELETE [key, client_id, seq] */
+/* DELETE [key, client_id, seq], with a session like WRITE. */
 static void kv_delete(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
     struct sm_op op = {.kind = SM_OP_DELETE};
-    if (msg_bytes(m, 0, &op.key, &op.klen)) {
+    if (msg_bytes(m, 0, &op.key, &op.klen) || msg_u64_opt(m, 1, 0, &op.client_id) ||
+        msg_u64_opt(m, 2, 0, &op.seq)) {
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "DELETE wants [key, client_id, seq]");
         return;
     }
@@ -161,6 +165,11 @@ static void kv_list(void *ctx, struct conn *c, const struct msg *m)
     }
     if (plen > n->cfg.max_key_bytes || alen > n->cfg.max_key_bytes) {
         conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE, "prefix or start key over the key limit");
+        return;
+    }
+    if (n->installing) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE,
+                         "this member is installing a snapshot; ask another or retry");
         return;
     }
     if (limit == 0 || limit > DDKV_MAX_LIST_LIMIT)

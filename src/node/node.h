@@ -12,6 +12,12 @@ struct node_config {
     const char *data_dir;      /* RocksDB directory, created if missing */
     const char *client_addr;   /* "host:port"; port 0 picks a free port (logged) */
     const char *http_addr;     /* ops HTTP "host:port", or NULL for none */
+    const char *peer_addr;     /* peer "host:port"; NULL: taken from cluster's entry for name */
+    const char *cluster;       /* "n1=host:port,n2=host:port,..." founding members' peer
+                                  addresses; NULL: a one-node cluster */
+    bool join;                 /* an empty data dir waits to be added (ddkv members add)
+                                  instead of founding a cluster */
+    uint32_t snapshot_entries; /* snapshot and compact the log every this many applied entries */
     uint32_t max_frame_bytes;
     uint32_t max_key_bytes;
     uint32_t max_value_bytes;

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "node/peer.h"
 #include "node/server.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -105,6 +106,40 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_commit_entries_total", "counter", "Entries written by group commits.", s->commit_entries);
     metric(b, "ddkv_commit_errors_total", "counter", "Group commits that failed.", s->commit_errors);
     metric(b, "ddkv_applied_index", "gauge", "Last applied index.", n->sm.applied_index);
+    struct raft_status rs;
+    raft_status(n->raft, &rs);
+    metric(b, "ddkv_raft_term", "gauge", "Current Raft term.", rs.term);
+    metric(b, "ddkv_raft_commit_index", "gauge", "Raft commit index.", rs.commit);
+    metric(b, "ddkv_raft_last_index", "gauge", "Last index in the Raft log.", rs.last_index);
+    metric(b, "ddkv_raft_snapshot_index", "gauge", "Index of the latest snapshot.", rs.snap_index);
+    metric(b, "ddkv_raft_is_leader", "gauge", "1 if this member is the leader.", rs.role == RAFT_LEADER);
+    metric(b, "ddkv_raft_has_leader", "gauge", "1 if this member knows a leader.", rs.leader != 0);
+    metric(b, "ddkv_raft_leader_changes_total", "counter", "Leaders seen by this member.", s->leader_changes);
+    metric(b, "ddkv_raft_proposals_total", "counter", "Entries this member proposed as leader.", s->proposals);
+    metric(b, "ddkv_raft_proposals_refused_total", "counter", "Proposals refused (not leader, backpressure).",
+           s->proposals_refused);
+    metric(b, "ddkv_raft_peer_messages_rejected_total", "counter", "Peer messages the Raft core refused.",
+           s->peer_rejected);
+    metric(b, "ddkv_reads_linearizable_total", "counter", "Linearizable reads (ReadIndex).", s->reads_linearizable);
+    metric(b, "ddkv_reads_causal_total", "counter", "Causal reads.", s->reads_causal);
+    metric(b, "ddkv_reads_stale_total", "counter", "Stale reads.", s->reads_stale);
+    metric(b, "ddkv_reads_timed_out_total", "counter", "Reads that timed out waiting.", s->reads_timed_out);
+    metric(b, "ddkv_write_retries_deduplicated_total", "counter",
+           "Retried writes answered from their client session instead of applied again.", s->duplicates);
+    metric(b, "ddkv_sessions", "gauge", "Client sessions held by the state machine.", n->sm.sessions);
+    metric(b, "ddkv_snapshots_taken_total", "counter", "Snapshots written.", s->snapshots_taken);
+    metric(b, "ddkv_snapshots_installed_total", "counter", "Snapshots received and installed.",
+           s->snapshots_installed);
+    if (n->peers) {
+        struct peer_stats ps;
+        peer_get_stats(n->peers, 0, &ps);
+        metric(b, "ddkv_peer_frames_sent_total", "counter", "Peer frames sent.", ps.sent);
+        metric(b, "ddkv_peer_frames_received_total", "counter", "Peer frames received.", ps.received);
+        metric(b, "ddkv_peer_frames_dropped_total", "counter", "Peer frames dropped (queue full).", ps.dropped);
+        metric(b, "ddkv_peer_bad_frames_total", "counter", "Peer connections closed for bad input.", ps.bad_frames);
+        metric(b, "ddkv_peer_refused_hellos_total", "counter", "Peer hellos of another cluster.", ps.refused_hellos);
+        metric(b, "ddkv_peer_queued_bytes", "gauge", "Bytes waiting in peer send queues.", ps.queued_bytes);
+    }
     metric(b, "ddkv_revision", "gauge", "Current revision.", n->sm.revision);
     metric(b, "ddkv_lamport", "gauge", "Lamport clock.", n->clock.now);
     metric(b, "ddkv_keys", "gauge", "Live keys.", n->sm.keys);

@@ -92,6 +92,7 @@ struct peer_transport {
     struct peer_config cfg;
     struct lamport *clock;
     peer_deliver_fn deliver;
+    peer_hello_fn hello;
     void *ud;
     struct evconnlistener *listener;
     struct event *accept_retry;
@@ -283,10 +284,13 @@ static int peer_write_hello(struct peer *p)
     struct peer_transport *t = p->t;
     struct msg_writer w;
     buf_reset(&t->scratch);
-    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, 3);
+    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, 6);
     mw_u64(&w, t->cfg.cluster_id);
     mw_u64(&w, t->cfg.self_id);
     mw_u64(&w, DDKV_PROTOCOL_VERSION);
+    mw_str(&w, t->cfg.self_name);
+    mw_str(&w, t->cfg.self_client_addr);
+    mw_str(&w, t->cfg.self_peer_addr);
     int rc = msg_end(&w);
     if (rc == ERR_OK &&
         bufferevent_write(p->bev, t->scratch.data + w.start, t->scratch.len - w.start) != 0)
@@ -478,7 +482,8 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
         peer_in_bad(c, "first frame is %s, not a valid hello", msg_type_name(m->type));
         return;
     }
-    if (cluster != t->cfg.cluster_id || version != DDKV_PROTOCOL_VERSION) {
+    if ((cluster != t->cfg.cluster_id && t->cfg.cluster_id != 0) || cluster == 0 ||
+        version != DDKV_PROTOCOL_VERSION) {
         PEER_COUNT(t, peer_find(t, from), refused_hellos);
         log_error("peer conn from %s: refusing hello of node %llu: cluster id %llu, protocol %llu "
                   "(this node %llu: cluster id %llu, protocol %u); check --cluster settings",
@@ -497,6 +502,24 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
         return;
     }
     c->from = from;
+    if (t->cfg.cluster_id == 0) {
+        log_info("joining cluster %llx (first hello, from node %llx)", (unsigned long long)cluster,
+                 (unsigned long long)from);
+        t->cfg.cluster_id = cluster;
+    }
+    if (t->hello) {
+        /* Optional strings: older dialers send three fields. */
+        struct peer_hello h = {.cluster_id = cluster, .from = from};
+        char *dst[3] = {h.name, h.client_addr, h.peer_addr};
+        for (uint32_t i = 0; i < 3; i++) {
+            const uint8_t *p = NULL;
+            size_t l = 0;
+            if (msg_bytes_opt(m, 3 + i, &p, &l) == ERR_OK && l > 0 && l < sizeof h.name &&
+                !memchr(p, 0, l))
+                memcpy(dst[i], p, l);
+        }
+        t->hello(t->ud, &h);
+    }
     /* A dialer keeps one connection to us; a new hello from the same id means
      * any older one from it is dead (its FIN may never come). */
     for (struct peer_in *o = t->ins, *next; o; o = next) {
@@ -727,6 +750,40 @@ int peer_transport_new(struct event_base *base, const struct peer_config *cfg,
     t->rng = z ? z : 1;
     *out = t;
     return ERR_OK;
+}
+
+int peer_dial(struct peer_transport *t, uint64_t id)
+{
+    struct peer *p = peer_find(t, id);
+    if (!p)
+        return ERR_NOT_FOUND;
+    if (p->state == PEER_IDLE)
+        peer_connect(p);
+    return ERR_OK;
+}
+
+void peer_flush(struct peer_transport *t)
+{
+    for (struct peer *p = t->peers; p; p = p->next) {
+        if (p->state != PEER_CONNECTED)
+            continue;
+        struct evbuffer *out = bufferevent_get_output(p->bev);
+        if (evbuffer_get_length(out) == 0)
+            continue;
+        /* Errors (EAGAIN, a reset) are left for the bufferevent to find. */
+        (void)evbuffer_write(out, bufferevent_getfd(p->bev));
+        peer_pump(p);
+    }
+}
+
+void peer_set_self_peer_addr(struct peer_transport *t, const char *addr)
+{
+    snprintf(t->cfg.self_peer_addr, sizeof t->cfg.self_peer_addr, "%s", addr);
+}
+
+void peer_set_hello_cb(struct peer_transport *t, peer_hello_fn fn)
+{
+    t->hello = fn;
 }
 
 void peer_transport_free(struct peer_transport *t)

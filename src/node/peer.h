@@ -7,9 +7,14 @@
  * simultaneous connects to deduplicate, and both directions behave alike.
  *
  * Handshake. The dialer's first frame is a hello:
- *   [DDKV_MSG_PEER_HELLO, lamport, 0, cluster_id, from_id, protocol_version]
+ *   [DDKV_MSG_PEER_HELLO, lamport, 0, cluster_id, from_id, protocol_version,
+ *    name, client_addr, peer_addr]
  * The acceptor refuses (logs both cluster ids, closes) a hello of another
- * cluster or protocol version. Every later frame on that connection must be a
+ * cluster or protocol version; a transport whose cluster_id is 0 (a node
+ * joining an existing cluster) adopts the first one it hears. name,
+ * client_addr and peer_addr (optional strings) tell the acceptor who the
+ * dialer is, where its clients connect (how a follower learns the client
+ * address of a leader to name in NOT_LEADER) and where to answer it. Every later frame on that connection must be a
  * Raft message (src/consensus/raft_msg.c) from that id to this node; anything
  * else is a bad frame and closes that connection only.
  *
@@ -62,6 +67,9 @@ struct peer_config {
     size_t queue_bytes_max;      /* per peer, both queues; messages beyond it are dropped */
     uint32_t reconnect_min_ms;   /* first backoff; nonzero */
     uint32_t reconnect_max_ms;   /* backoff cap; >= reconnect_min_ms */
+    char self_name[64];          /* sent in the hello (may be empty) */
+    char self_client_addr[64];   /* sent in the hello (may be empty) */
+    char self_peer_addr[64];     /* sent in the hello (may be empty) */
 };
 
 /* Fills cfg with defaults (4 MiB frames, 16 MiB queues, 50..2000 ms backoff);
@@ -73,6 +81,18 @@ void peer_config_defaults(struct peer_config *cfg);
  * call only (copy what must outlive it). The callback may call peer_send,
  * peer_add and peer_remove, but not peer_transport_free. */
 typedef void (*peer_deliver_fn)(void *ud, const struct raft_msg *m);
+
+/* Called for every accepted hello, with the cluster id (adopted, if this
+ * transport had none), the dialer's name, client and peer address ("" when it
+ * sent none; strings NUL-terminated, borrowed for the call). */
+struct peer_hello {
+    uint64_t cluster_id, from;
+    char name[64], client_addr[64], peer_addr[64];
+};
+typedef void (*peer_hello_fn)(void *ud, const struct peer_hello *h);
+void peer_set_hello_cb(struct peer_transport *t, peer_hello_fn fn);
+/* The peer address our hello announces (known once listening). */
+void peer_set_self_peer_addr(struct peer_transport *t, const char *addr);
 
 /* Create a transport on base. cfg is copied; base and clock are borrowed and
  * must outlive the transport (clock is ticked on every send and observed on
@@ -95,6 +115,10 @@ int peer_listen(struct peer_transport *t, const char *addr, char *bound, size_t 
  * ERR_NOMEM. */
 int peer_add(struct peer_transport *t, uint64_t id, const char *addr);
 
+/* Connect to id now, before any message is queued (so it learns our hello:
+ * name and client address). ERR_NOT_FOUND if id was never added. */
+int peer_dial(struct peer_transport *t, uint64_t id);
+
 /* Forget an outbound target: its connection is closed and its queued messages
  * are dropped. Inbound connections from id are left alone (that peer decides
  * when to hang up). Unknown id: nothing happens. */
@@ -106,6 +130,12 @@ void peer_remove(struct peer_transport *t, uint64_t id);
  * ERR_AGAIN (dropped: the peer's queue is full, connected or not), ERR_NOMEM, or
  * ERR_BAD_INPUT (m->type is not a Raft message type). */
 int peer_send(struct peer_transport *t, const struct raft_msg *m);
+
+/* Write what the connected peers' output buffers hold to their sockets now,
+ * without waiting for the event loop: the driver calls this after queueing a
+ * turn's messages and before its fsync, so followers receive AppendEntries
+ * while the leader's disk works (thesis 10.2.1). Never blocks. */
+void peer_flush(struct peer_transport *t);
 
 /* Close every connection, drop every queued message and free t. NULL is fine. */
 void peer_transport_free(struct peer_transport *t);

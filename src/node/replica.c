@@ -3,16 +3,33 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kv/cmd.h"
 #include "kv/raftlog.h"
+#include "kv/snapshot.h"
+#include "node/peer.h"
 #include "node/server.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-/* Until the peer transport lands, a node is a one-voter cluster with this id. */
-#define REPLICA_SELF_ID 1
+static void replica_sweep(struct node *n);
+
+/* Double a queue's capacity (64 to start); running out of memory is fail-stop. */
+static void *replica_grow(void *p, size_t *cap, size_t elem)
+{
+    size_t want = *cap ? *cap * 2 : 64;
+    void *q = realloc(p, want * elem);
+    ASSERT(q != NULL);
+    *cap = want;
+    return q;
+}
+static void replica_snap_tick(struct node *n);
+static void replica_snap_dir(struct node *n, char *out, size_t cap);
+static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64_t offset, uint8_t *buf,
+                             size_t cap, size_t *len, bool *last);
 
 /* The highest Lamport time among committed-but-unapplied commands, so the
  * clock restarts above every time the log has ever handed out. */
@@ -34,8 +51,12 @@ static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
     struct node *n = arg;
     (void)fd;
     (void)what;
-    if (!n->storage_failed)
+    if (!n->storage_failed) {
         raft_tick(n->raft);
+        cluster_tick(n);
+        replica_snap_tick(n);
+    }
+    replica_sweep(n);
 }
 
 int replica_start(struct node *n, struct errbuf *eb)
@@ -55,11 +76,33 @@ int replica_start(struct node *n, struct errbuf *eb)
                         "(made by a pre-release ddkv): start from an empty data dir",
                         (unsigned long long)n->sm.applied_index);
         }
+        if (!n->founding) {
+            /* Joining: an empty log and configuration; the leader that adds
+             * us sends the log (or a snapshot) with the configuration in it. */
+            log_info("waiting to be added to a cluster (ddkv members add %s %s)", n->cfg.name,
+                     n->peer_addr[0] ? n->peer_addr : "PEER_ADDR");
+            goto create;
+        }
         /* A founding member: its configuration is the first entries of its
-         * log, made durable before the core is created. */
-        struct raft_conf conf = {.n = 1, .ids = {REPLICA_SELF_ID}};
+         * log, made durable before the core is created. Each carries the
+         * member's "name=peer_addr", so the address book is in the log too. */
+        struct raft_conf conf = {.n = (uint32_t)n->nmembers};
+        for (size_t i = 0; i < n->nmembers; i++)
+            conf.ids[i] = n->members[i].id;
         rc = raft_bootstrap(&conf, &bb, &p);
         ASSERT(rc == ERR_OK);
+        static char ctxbuf[RAFT_MAX_NODES][RAFT_CC_BYTES + 130];
+        for (size_t i = 0; i < p.n_entries; i++) {
+            struct raft_entry *e = &bb.ents[i];
+            enum raft_cc_type t;
+            uint64_t id;
+            ASSERT(raft_cc_decode(e->data, e->len, &t, &id) == ERR_OK);
+            const struct member *m = cluster_member(n, id);
+            memcpy(ctxbuf[i], e->data, RAFT_CC_BYTES);
+            size_t cl = cluster_ctx_encode(ctxbuf[i] + RAFT_CC_BYTES, 130, m->name, m->peer_addr);
+            e->data = (const uint8_t *)ctxbuf[i];
+            e->len = RAFT_CC_BYTES + cl;
+        }
         struct store_batch *b = store_batch_new(n->st);
         raftlog_stage_entries(b, p.entries, p.n_entries, 0);
         raftlog_stage_hard_state(b, &p.hs);
@@ -70,7 +113,7 @@ int replica_start(struct node *n, struct errbuf *eb)
             return rc;
         }
         n->log_last = p.entries[p.n_entries - 1].index;
-        log_info("bootstrapped a new one-node cluster");
+        log_info("bootstrapped a new %zu-member cluster", n->nmembers);
     } else {
         p.hs = l.hs;
         p.snap = l.snap;
@@ -78,6 +121,8 @@ int replica_start(struct node *n, struct errbuf *eb)
         p.n_entries = l.n_entries;
         n->log_last = l.n_entries ? l.entries[l.n_entries - 1].index : l.snap.index;
     }
+    n->log_first = l.snap.index + 1;
+create:
     p.applied = n->sm.applied_index;
     n->hs_synced = p.hs;
     uint64_t log_lamport = replica_log_lamport(&l, p.applied);
@@ -85,12 +130,22 @@ int replica_start(struct node *n, struct errbuf *eb)
         n->clock.now = log_lamport;
 
     struct raft_config rc_cfg;
-    raft_config_defaults(&rc_cfg, REPLICA_SELF_ID);
+    raft_config_defaults(&rc_cfg, n->self_id);
     rc_cfg.heartbeat_ticks = 1;
     rc_cfg.election_ticks = n->cfg.election_timeout_ms / n->cfg.heartbeat_ms;
     /* Election jitter only; nothing about safety depends on this seed. */
     rc_cfg.seed = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
     rc_cfg.max_uncommitted = 65536;
+    rc_cfg.snap_src = (struct raft_snapshot_source){.read = replica_snap_read, .ud = n};
+    /* Chunks small enough that a heartbeat never waits long behind one. */
+    rc_cfg.snap_chunk_bytes = 256u << 10;
+    snap_recv_init(&n->srecv);
+    char sdir[512];
+    replica_snap_dir(n, sdir, sizeof sdir);
+    if (mkdir(sdir, 0700) != 0 && errno != EEXIST) {
+        raftlog_loaded_free(&l);
+        return errf(eb, ERR_IO, "cannot create %s: %s", sdir, strerror(errno));
+    }
     rc = raft_create(&rc_cfg, &p, &n->raft, eb);
     raftlog_loaded_free(&l);
     if (rc)
@@ -102,7 +157,7 @@ int replica_start(struct node *n, struct errbuf *eb)
     event_add(n->tick, &tv);
     /* The only voter need not wait out an election timeout. */
     if (raft_conf_voters(raft_get_conf(n->raft)) == 1 &&
-        raft_conf_is_voter(raft_get_conf(n->raft), REPLICA_SELF_ID))
+        raft_conf_is_voter(raft_get_conf(n->raft), n->self_id))
         raft_campaign(n->raft);
     replica_drive(n);
     return ERR_OK;
@@ -110,6 +165,17 @@ int replica_start(struct node *n, struct errbuf *eb)
 
 void replica_stop(struct node *n)
 {
+    if (n->snap_job)
+        snap_job_free(n->snap_job); /* cancels a running write */
+    n->snap_job = NULL;
+    if (n->install_job)
+        snap_job_free(n->install_job); /* waits: an install is finished, or recovered at start */
+    n->install_job = NULL;
+    store_batch_free(n->install_batch);
+    n->install_batch = NULL;
+    char sdir[512];
+    replica_snap_dir(n, sdir, sizeof sdir);
+    snap_recv_reset(&n->srecv, sdir);
     if (n->tick)
         event_free(n->tick);
     n->tick = NULL;
@@ -124,26 +190,33 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
                     const struct sm_op *op)
 {
     struct cmd cmd = {.op = *op, .lamport = lamport_tick(&n->clock)};
+    /* The leader's clock, for session expiry; members use the entry's time,
+     * never their own (src/kv/sm.h). */
+    cmd.op.time_ms = clock_wall_ms();
     buf_reset(&n->cmdbuf);
     if (cmd_encode(&cmd, &n->cmdbuf) != ERR_OK)
         return ERR_NOMEM;
     uint64_t index, term;
     int rc = raft_propose(n->raft, n->cmdbuf.data, n->cmdbuf.len, &index, &term);
-    if (rc)
+    if (rc) {
+        n->stats.proposals_refused++;
         return rc;
-    if (n->nprop == n->capprop) {
-        size_t cap = n->capprop ? n->capprop * 2 : 64;
-        struct proposal *p = realloc(n->prop, cap * sizeof *p);
-        ASSERT(p != NULL);
-        n->prop = p;
-        n->capprop = cap;
     }
+    n->stats.proposals++;
+    replica_track(n, c, request_id, reply_kind, index, term);
+    return ERR_OK;
+}
+
+void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
+                   uint64_t index, uint64_t term)
+{
+    if (n->nprop == n->capprop)
+        n->prop = replica_grow(n->prop, &n->capprop, sizeof *n->prop);
     /* Proposals are appended in index order; the queue stays sorted. */
     ASSERT(n->nprop == 0 || n->prop[n->nprop - 1].index < index);
     conn_ref(c);
     n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind,
                                             .index = index, .term = term, .t0_ns = n->req_t0_ns};
-    return ERR_OK;
 }
 
 static void replica_answer(struct node *n, struct proposal *p, const struct sm_result *res,
@@ -152,8 +225,16 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
     if (conn_is_open(p->c)) {
         if (err_code) {
             conn_reply_error(p->c, p->request_id, err_code, "%s", err_text);
+        } else if (res->stale) {
+            conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST,
+                             "stale retry: a newer write of this client was already applied");
         } else if (p->kind == DDKV_MSG_DELETED && !res->found) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
+        } else if (p->kind == DDKV_MSG_MEMBER_CHANGED) {
+            struct msg_writer w;
+            conn_reply_begin(p->c, &w, p->kind, p->request_id, 1);
+            mw_u64(&w, p->index);
+            conn_reply_end(p->c, &w);
         } else {
             struct msg_writer w;
             conn_reply_begin(p->c, &w, p->kind, p->request_id, 2);
@@ -162,7 +243,11 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
             conn_reply_end(p->c, &w);
         }
     }
-    node_observe(n, p->kind == DDKV_MSG_DELETED ? DDKV_MSG_DELETE : DDKV_MSG_WRITE, p->t0_ns);
+    if (res->duplicate)
+        n->stats.duplicates++;
+    node_observe(n, p->kind == DDKV_MSG_DELETED ? DDKV_MSG_DELETE
+                    : p->kind == DDKV_MSG_MEMBER_CHANGED ? DDKV_MSG_MEMBER_ADD : DDKV_MSG_WRITE,
+                 p->t0_ns);
     conn_unref(p->c);
 }
 
@@ -194,6 +279,8 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         struct sm_op op = {.kind = SM_OP_NOOP};
         uint64_t lamport = 0;
         struct cmd c;
+        if (e->type == RAFT_ENTRY_CONF)
+            cluster_on_applied(n, e, n->sm.batch);
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
             if (cmd_decode(e->data, e->len, &c) != ERR_OK) {
                 /* Every member holds the same bytes: applying them differently
@@ -249,54 +336,428 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
     return ERR_OK;
 }
 
+/* --- reads --- */
+
+static void replica_read_answer(struct node *n, struct pending_read *r)
+{
+    if (conn_is_open(r->c))
+        kv_reply_value(n, r->c, r->request_id, r->key, r->klen);
+    node_observe(n, DDKV_MSG_READ, r->t0_ns);
+}
+
+static void replica_read_fail(struct node *n, struct pending_read *r, uint32_t code, const char *text)
+{
+    if (conn_is_open(r->c))
+        conn_reply_error(r->c, r->request_id, code, "%s", text);
+    (void)n;
+}
+
+/* Answer every parked read that may be answered now, and those past their
+ * deadline with an error; keep the rest in order. */
+static void replica_reads_settle(struct node *n, bool expire)
+{
+    uint64_t now = expire ? clock_mono_ms() : 0;
+    size_t keep = 0;
+    for (size_t i = 0; i < n->nreads; i++) {
+        struct pending_read *r = &n->reads[i];
+        bool done = true;
+        if (r->ctx == 0 && n->sm.applied_lamport >= r->after_lamport) {
+            replica_read_answer(n, r);
+        } else if (n->installing && !expire) {
+            done = false; /* the state machine is being replaced */
+        } else if (r->ctx != 0 && r->ready && n->sm.applied_index >= r->index) {
+            replica_read_answer(n, r);
+        } else if (expire && now >= r->deadline_ms) {
+            n->stats.reads_timed_out++;
+            replica_read_fail(n, r, DDKV_WERR_UNAVAILABLE,
+                              r->ctx ? "no leader confirmed this read in time (an election?); retry"
+                                     : "this member has not caught up to the requested Lamport time; "
+                                       "retry or ask another member");
+        } else {
+            done = false;
+        }
+        if (done) {
+            conn_unref(r->c);
+            free(r->key);
+        } else {
+            n->reads[keep++] = *r;
+        }
+    }
+    n->nreads = keep;
+}
+
+void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
+                  size_t klen, uint32_t consistency, uint64_t after_lamport)
+{
+    if (n->installing) {
+        conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
+                         "this member is installing a snapshot; ask another or retry");
+        return;
+    }
+    if (consistency == DDKV_CONSISTENCY_STALE ||
+        (consistency == DDKV_CONSISTENCY_CAUSAL && n->sm.applied_lamport >= after_lamport)) {
+        if (consistency == DDKV_CONSISTENCY_STALE)
+            n->stats.reads_stale++;
+        else
+            n->stats.reads_causal++;
+        kv_reply_value(n, c, request_id, key, klen);
+        node_observe(n, DDKV_MSG_READ, n->req_t0_ns);
+        return;
+    }
+    uint64_t ctx = 0;
+    if (consistency == DDKV_CONSISTENCY_LINEARIZABLE) {
+        if (n->storage_failed) {
+            /* Fenced: alone in its configuration, nobody else can have
+             * committed anything, so its state is the latest; with peers, a
+             * newer leader may have, and another member must answer. */
+            const struct raft_conf *conf = raft_get_conf(n->raft);
+            if (raft_conf_voters(conf) == 1 && raft_conf_is_voter(conf, n->self_id)) {
+                n->stats.reads_linearizable++;
+                kv_reply_value(n, c, request_id, key, klen);
+                node_observe(n, DDKV_MSG_READ, n->req_t0_ns);
+            } else {
+                conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
+                                 "this member stopped taking part in consensus after a storage failure");
+            }
+            return;
+        }
+        ctx = ++n->read_ctx;
+        if (raft_read_index(n->raft, ctx) != ERR_OK) {
+            conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE, "no leader known (an election?); retry");
+            return;
+        }
+        n->stats.reads_linearizable++;
+    } else {
+        n->stats.reads_causal++;
+    }
+    if (n->nreads == n->capreads)
+        n->reads = replica_grow(n->reads, &n->capreads, sizeof *n->reads);
+    uint8_t *k = malloc(klen);
+    ASSERT(k != NULL);
+    memcpy(k, key, klen);
+    conn_ref(c);
+    n->reads[n->nreads++] = (struct pending_read){
+        .c = c, .request_id = request_id, .ctx = ctx, .after_lamport = after_lamport,
+        .deadline_ms = clock_mono_ms() + 2 * (uint64_t)n->cfg.election_timeout_ms,
+        .t0_ns = n->req_t0_ns, .key = k, .klen = klen};
+}
+
+/* Every tick: time out reads and writes that can no longer be settled here
+ * (this member lost its leader, or its leadership), and count leader changes. */
+static void replica_sweep(struct node *n)
+{
+    replica_reads_settle(n, true);
+    if (!n->raft)
+        return;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.leader && st.leader != n->last_leader) {
+        n->stats.leader_changes++;
+        const struct member *m = cluster_member(n, st.leader);
+        log_info("leader is now %s (term %llu)", m ? m->name : "an unknown member",
+                 (unsigned long long)st.term);
+    }
+    if (st.leader)
+        n->last_leader = st.leader;
+    /* A write waits for its entry to apply here; if this member is cut off
+     * it may never learn the outcome. Give up on it after a long while:
+     * outcome unknown (the client's session makes its retry safe). */
+    uint64_t limit_ns = (uint64_t)n->cfg.election_timeout_ms * 10 * 1000000u;
+    uint64_t now = clock_mono_ns();
+    size_t k = 0;
+    while (k < n->nprop && now - n->prop[k].t0_ns > limit_ns)
+        k++;
+    if (k) {
+        struct sm_result none = {0};
+        for (size_t i = 0; i < k; i++)
+            replica_answer(n, &n->prop[i], &none, DDKV_WERR_TIMEOUT,
+                           "the write was not seen to commit in time; its outcome is unknown");
+        memmove(n->prop, n->prop + k, (n->nprop - k) * sizeof *n->prop);
+        n->nprop -= k;
+    }
+}
+
+/* Keep the clock above every Lamport time in the log, so a member that becomes
+ * leader hands out times above those of entries it holds but has not applied:
+ * committed entries' times never go down across leader changes. */
+static void replica_observe_entries(struct node *n, const struct raft_entry *e, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        struct cmd c;
+        if (e[i].type == RAFT_ENTRY_NORMAL && e[i].len > 0 &&
+            cmd_decode(e[i].data, e[i].len, &c) == ERR_OK)
+            (void)lamport_observe(&n->clock, c.lamport, 0);
+    }
+}
+
+/* --- snapshots --- */
+
+static void replica_snap_dir(struct node *n, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/snap", n->cfg.data_dir);
+}
+
+/* The core reads the image it sends to a follower from here. A node that
+ * installed a received image may lead later and send that one on. */
+static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64_t offset, uint8_t *buf,
+                             size_t cap, size_t *len, bool *last)
+{
+    struct node *n = ud;
+    char dir[512], path[600];
+    struct errbuf eb;
+    replica_snap_dir(n, dir, sizeof dir);
+    static const char *const exts[] = {"snap", "recv"};
+    for (int i = 0; i < 2; i++) {
+        if (snap_path(path, sizeof path, dir, meta->index, meta->term, exts[i], &eb) != ERR_OK)
+            return ERR_NOT_FOUND;
+        int rc = snap_read(path, offset, buf, cap, len, last, &eb);
+        if (rc != ERR_NOT_FOUND)
+            return rc;
+    }
+    return ERR_NOT_FOUND;
+}
+
+/* Every tick: start a snapshot when the log grew past the threshold since the
+ * last one; when one finished, compact the log up to it. */
+static void replica_snap_tick(struct node *n)
+{
+    struct errbuf eb;
+    if (n->snap_job) {
+        int rc;
+        if (!snap_job_done(n->snap_job, &rc, &eb))
+            return;
+        snap_job_free(n->snap_job);
+        n->snap_job = NULL;
+        if (rc) {
+            log_error("snapshot at %llu failed: %s", (unsigned long long)n->snap_index_taking, eb.msg);
+            return;
+        }
+        uint64_t first = raft_get_snap(n->raft)->index + 1;
+        if (raft_compact(n->raft, n->snap_index_taking) != ERR_OK)
+            return;
+        /* The image is durable (fsynced, renamed) before its metadata is
+         * written: a crash in between leaves the log as it was. */
+        struct store_batch *b = store_batch_new(n->st);
+        raftlog_stage_snapshot(b, raft_get_snap(n->raft));
+        raftlog_stage_compact(b, first, n->snap_index_taking);
+        rc = store_write(n->st, b, false, &eb);
+        store_batch_free(b);
+        if (rc) {
+            replica_fence(n, rc, "recording a snapshot", eb.msg);
+            return;
+        }
+        n->stats.snapshots_taken++;
+        char dir[512];
+        replica_snap_dir(n, dir, sizeof dir);
+        (void)snap_prune(dir, n->snap_taking, &eb);
+        log_info("snapshot at index %llu written; log compacted up to it",
+                 (unsigned long long)n->snap_index_taking);
+        return;
+    }
+    uint64_t applied = n->sm.applied_index;
+    const struct raft_snap_meta *have = raft_get_snap(n->raft);
+    if (n->installing || applied < have->index + n->cfg.snapshot_entries)
+        return;
+    uint64_t term;
+    if (!raft_log_term(n->raft, applied, &term))
+        return;
+    char dir[512];
+    replica_snap_dir(n, dir, sizeof dir);
+    if (snap_path(n->snap_taking, sizeof n->snap_taking, dir, applied, term, "snap", &eb) != ERR_OK ||
+        snap_write_start(n->st, n->snap_taking, applied, term, &n->snap_job, &eb) != ERR_OK) {
+        log_error("cannot start a snapshot at %llu: %s", (unsigned long long)applied, eb.msg);
+        return;
+    }
+    n->snap_index_taking = applied;
+}
+
+/* A snapshot image arrived: install it in the background, keeping the ready
+ * batch open (no raft_advance) until it is in. */
+static bool replica_install_begin(struct node *n, const struct raft_ready *rd)
+{
+    struct errbuf eb;
+    const struct raft_snap_meta *m = rd->install;
+    if (!n->recv_done[0]) {
+        replica_fence(n, ERR_IO, "installing a snapshot", "the image for it was not received");
+        return false;
+    }
+    struct store_batch *b = store_batch_new(n->st);
+    raftlog_stage_snapshot(b, m);
+    if (n->log_last >= n->log_first)
+        raftlog_stage_compact(b, n->log_first, n->log_last);
+    if (rd->hs_changed)
+        raftlog_stage_hard_state(b, &rd->hs);
+    int rc = snap_install_start(n->st, n->recv_done, b, &n->install_job, &eb);
+    if (rc) {
+        store_batch_free(b);
+        replica_fence(n, rc, "installing a snapshot", eb.msg);
+        return false;
+    }
+    n->install_batch = b;
+    n->installing = true;
+    n->pending = *rd;
+    log_info("installing snapshot at index %llu (term %llu) from %s", (unsigned long long)m->index,
+             (unsigned long long)m->term, n->recv_done);
+    return true;
+}
+
+/* Finish an install once its job is done. Returns false while it runs. */
+static bool replica_install_end(struct node *n)
+{
+    struct errbuf eb;
+    int rc;
+    if (!snap_job_done(n->install_job, &rc, &eb))
+        return false;
+    snap_job_free(n->install_job);
+    n->install_job = NULL;
+    store_batch_free(n->install_batch);
+    n->install_batch = NULL;
+    n->installing = false;
+    if (rc) {
+        replica_fence(n, rc, "installing a snapshot", eb.msg);
+        return true;
+    }
+    const struct raft_snap_meta *m = n->pending.install;
+    sm_close(&n->sm);
+    if ((rc = sm_open(&n->sm, n->st, &eb)) || (rc = cluster_reload(n, &eb))) {
+        replica_fence(n, rc, "reopening the state machine after a snapshot", eb.msg);
+        return true;
+    }
+    if (n->sm.applied_lamport > n->clock.now)
+        n->clock.now = n->sm.applied_lamport;
+    n->log_first = m->index + 1;
+    n->log_last = m->index;
+    if (n->pending.hs_changed)
+        n->hs_synced = n->pending.hs;
+    n->stats.snapshots_installed++;
+    log_info("installed snapshot at index %llu: %llu keys", (unsigned long long)m->index,
+             (unsigned long long)n->sm.keys);
+    /* Writes this member proposed as leader that the image covers: their
+     * fate is not known here (the client's session makes a retry safe). */
+    size_t k = 0;
+    struct sm_result none = {0};
+    while (k < n->nprop && n->prop[k].index <= m->index)
+        replica_answer(n, &n->prop[k++], &none, DDKV_WERR_TIMEOUT,
+                       "a snapshot replaced this member's log; the write's outcome is unknown");
+    if (k) {
+        memmove(n->prop, n->prop + k, (n->nprop - k) * sizeof *n->prop);
+        n->nprop -= k;
+    }
+    char dir[512];
+    replica_snap_dir(n, dir, sizeof dir);
+    (void)snap_prune(dir, n->recv_done, &eb);
+    n->recv_done[0] = 0;
+    return true;
+}
+
+/* Steps 2-5 of a ready batch: persist entries and hard state, apply, settle
+ * reads, advance. */
+static void replica_finish(struct node *n, const struct raft_ready *rd_in)
+{
+    struct raft_ready rdc = *rd_in;
+    struct raft_ready *rdp = &rdc;
+#define rd (*rdp)
+    /* 2. persist: the new entries (replacing a conflicting suffix) and the
+     * hard state, in one synced batch. Entries, term and vote must be on
+     * disk before anything that depends on them is said; a commit index
+     * alone need not be (it is learned again, and raft_create takes
+     * max(commit, applied)), so when only it moved it rides along,
+     * unsynced, in the batch that applies the entries it commits. */
+    bool sync = rd.n_entries > 0 || rd.hs.term != n->hs_synced.term ||
+                rd.hs.vote != n->hs_synced.vote;
+    if (sync || (rd.hs_changed && rd.n_committed == 0)) {
+        struct errbuf eb;
+        store_batch_clear(n->logb);
+        raftlog_stage_entries(n->logb, rd.entries, rd.n_entries, n->log_last);
+        if (rd.hs_changed)
+            raftlog_stage_hard_state(n->logb, &rd.hs);
+        uint64_t t0 = clock_mono_ns();
+        int rc = store_write(n->st, n->logb, sync, &eb);
+        if (sync) {
+            hist_record(&n->h_commit, clock_mono_ns() - t0);
+            n->stats.commits++;
+            n->stats.commit_entries += rd.n_entries;
+        }
+        if (rc) {
+            replica_fence(n, rc, "writing the Raft log", eb.msg);
+            return;
+        }
+        if (rd.n_entries) {
+            n->log_last = rd.entries[rd.n_entries - 1].index;
+            replica_observe_entries(n, rd.entries, rd.n_entries);
+            for (size_t i = 0; i < rd.n_entries; i++)
+                if (rd.entries[i].type == RAFT_ENTRY_CONF)
+                    cluster_on_appended(n, &rd.entries[i]);
+        }
+        if (rd.hs_changed && sync)
+            n->hs_synced = rd.hs;
+    } else if (rd.hs_changed) {
+        raftlog_stage_hard_state(n->sm.batch, &rd.hs);
+    }
+    /* 3. apply, and answer the writes it settles. */
+    if (rd.n_committed && replica_apply(n, rd.committed, rd.n_committed) != ERR_OK)
+        return;
+    /* 4. reads whose ReadIndex round completed wait for that index. */
+    for (size_t i = 0; i < rd.n_reads; i++) {
+        for (size_t j = 0; j < n->nreads; j++) {
+            if (n->reads[j].ctx == rd.reads[i].ctx) {
+                n->reads[j].ready = true;
+                n->reads[j].index = rd.reads[i].index;
+                break;
+            }
+        }
+    }
+    if (n->nreads)
+        replica_reads_settle(n, false);
+#undef rd
+    raft_advance(n->raft, rd_in);
+}
+
 void replica_drive(struct node *n)
 {
+    if (n->installing) {
+        if (!replica_install_end(n))
+            return;
+        if (n->storage_failed)
+            return;
+        struct raft_ready rd = n->pending;
+        replica_finish(n, &rd);
+    }
     while (!n->storage_failed && raft_has_ready(n->raft)) {
         struct raft_ready rd;
         raft_ready(n->raft, &rd);
-        if (rd.chunk || rd.install) {
-            /* Snapshots arrive with the replicated cluster; a one-voter node
-             * never receives one. */
-            replica_fence(n, ERR_IO, "installing a snapshot", "not supported by this version");
-            return;
+        /* 1. send: messages that need durable state are held by the core
+         * until the advance that made it durable, so sending before the
+         * fsync is safe; flushing now lets followers write while we do. */
+        for (size_t i = 0; i < rd.n_msgs; i++) {
+            int rc = n->peers ? peer_send(n->peers, &rd.msgs[i]) : ERR_NOT_FOUND;
+            if (rc != ERR_OK && rc != ERR_AGAIN)
+                log_debug("cannot send %s to %llx: %s", raft_msg_type_name(rd.msgs[i].type),
+                          (unsigned long long)rd.msgs[i].to, err_str(rc));
         }
-        /* 1. persist: the new entries (replacing a conflicting suffix) and the
-         * hard state, in one synced batch. Entries, term and vote must be on
-         * disk before anything that depends on them is said; a commit index
-         * alone need not be (it is learned again, and raft_create takes
-         * max(commit, applied)), so when only it moved it rides along,
-         * unsynced, in the batch that applies the entries it commits. */
-        bool sync = rd.n_entries > 0 || rd.hs.term != n->hs_synced.term ||
-                    rd.hs.vote != n->hs_synced.vote;
-        if (sync || (rd.hs_changed && rd.n_committed == 0)) {
+        if (rd.n_msgs && n->peers)
+            peer_flush(n->peers);
+        /* Snapshot bytes, then the install (in the background: the ready
+         * stays open and the rest of it is done when the install is). */
+        if (rd.chunk) {
+            const struct raft_snap_chunk *ch = rd.chunk;
+            char dir[512];
             struct errbuf eb;
-            store_batch_clear(n->logb);
-            raftlog_stage_entries(n->logb, rd.entries, rd.n_entries, n->log_last);
-            if (rd.hs_changed)
-                raftlog_stage_hard_state(n->logb, &rd.hs);
-            uint64_t t0 = clock_mono_ns();
-            int rc = store_write(n->st, n->logb, sync, &eb);
-            if (sync) {
-                hist_record(&n->h_commit, clock_mono_ns() - t0);
-                n->stats.commits++;
-                n->stats.commit_entries += rd.n_entries;
-            }
+            replica_snap_dir(n, dir, sizeof dir);
+            if (ch->offset == 0)
+                n->recv_done[0] = 0;
+            int rc = snap_recv_chunk(&n->srecv, dir, ch->meta.index, ch->meta.term, ch->offset, ch->data,
+                                     ch->len, ch->last, n->recv_done, sizeof n->recv_done, &eb);
             if (rc) {
-                replica_fence(n, rc, "writing the Raft log", eb.msg);
+                replica_fence(n, rc, "receiving a snapshot", eb.msg);
                 return;
             }
-            if (rd.n_entries)
-                n->log_last = rd.entries[rd.n_entries - 1].index;
-            if (rd.hs_changed && sync)
-                n->hs_synced = rd.hs;
-        } else if (rd.hs_changed) {
-            raftlog_stage_hard_state(n->sm.batch, &rd.hs);
         }
-        /* 2. send: a one-voter cluster has no one to send to. */
-        ASSERT(rd.n_msgs == 0);
-        /* 3. apply, and answer the writes it settles. */
-        if (rd.n_committed && replica_apply(n, rd.committed, rd.n_committed) != ERR_OK)
-            return;
-        raft_advance(n->raft, &rd);
+        if (rd.install) {
+            if (replica_install_begin(n, &rd))
+                return;
+            return; /* fenced */
+        }
+        replica_finish(n, &rd);
     }
 }

@@ -31,7 +31,7 @@
  * starve the others within a loop turn. */
 #define CONN_READ_CHUNK (256u << 10)
 
-static const struct module *const node_modules[] = {&mod_admin, &mod_kv};
+static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members};
 
 void node_config_defaults(struct node_config *cfg)
 {
@@ -49,6 +49,7 @@ void node_config_defaults(struct node_config *cfg)
     cfg->frame_timeout_ms = 30000;
     cfg->heartbeat_ms = 100;
     cfg->election_timeout_ms = 1000;
+    cfg->snapshot_entries = 10000;
     cfg->log_level = "info";
 }
 
@@ -138,7 +139,12 @@ void conn_reply_error(struct conn *c, uint64_t request_id, uint32_t code, const 
     conn_reply_begin(c, &w, DDKV_MSG_ERROR, request_id, 3);
     mw_u64(&w, code);
     mw_str(&w, text);
-    mw_nil(&w); /* leader address: this node is the only member */
+    /* NOT_LEADER names the leader's client address when this node knows it. */
+    const char *leader = code == DDKV_WERR_NOT_LEADER ? cluster_leader_client_addr(c->node) : NULL;
+    if (leader && strcmp(leader, c->node->client_addr) != 0)
+        mw_str(&w, leader);
+    else
+        mw_nil(&w);
     conn_reply_end(c, &w);
 }
 
@@ -181,6 +187,11 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
          * connection, so a newer client can probe an older node. */
         n->stats.unknown_types++;
         conn_reply_error(c, m.request_id, DDKV_WERR_BAD_REQUEST, "unknown message type %u", m.type);
+    } else if (!e->fn) {
+        n->stats.unknown_types++;
+        conn_reply_error(c, m.request_id, DDKV_WERR_BAD_REQUEST,
+                         "message type %u (%s) belongs on the peer port, not the client port",
+                         m.type, msg_type_name(m.type));
     } else {
         e->fn(e->ctx, c, &m);
     }
@@ -411,6 +422,12 @@ static void node_teardown(struct node *n)
     for (size_t i = 0; i < n->nprop; i++)
         conn_unref(n->prop[i].c); /* their connections closed above */
     free(n->prop);
+    for (size_t i = 0; i < n->nreads; i++) {
+        conn_unref(n->reads[i].c);
+        free(n->reads[i].key);
+    }
+    free(n->reads);
+    cluster_stop(n);
     buf_free(&n->cmdbuf);
     replica_stop(n);
     if (n->sm.batch)
@@ -470,6 +487,13 @@ int node_run(const struct node_config *cfg)
         log_error("cannot open data dir %s: %s", cfg->data_dir, eb.msg);
         return 1;
     }
+    /* An install a crash interrupted is finished before anything reads the
+     * state machine (its image is durable; see src/kv/snapshot.h). */
+    if ((rc = snap_install_recover(n->st, &eb))) {
+        log_error("cannot finish the snapshot install a crash interrupted in %s: %s", cfg->data_dir,
+                  eb.msg);
+        goto out;
+    }
     if ((rc = sm_open(&n->sm, n->st, &eb))) {
         log_error("cannot load state from %s: %s", cfg->data_dir, eb.msg);
         goto out;
@@ -488,8 +512,9 @@ int node_run(const struct node_config *cfg)
             goto out;
         }
     }
-    if ((rc = replica_start(n, &eb))) {
-        log_error("cannot start Raft from %s: %s", cfg->data_dir, eb.msg);
+    if ((rc = cluster_load(n, &eb))) {
+        log_error("%s", eb.msg);
+        exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
         goto out;
     }
     n->accept_retry = evtimer_new(n->base, accept_retry_cb, n);
@@ -497,9 +522,15 @@ int node_run(const struct node_config *cfg)
     n->sig_int = evsignal_new(n->base, SIGINT, signal_cb, n);
     event_add(n->sig_term, NULL);
     event_add(n->sig_int, NULL);
-    if ((rc = node_listen(n, &eb))) {
+    /* Listeners first (nothing is served before the loop runs): the peer
+     * hello carries the client address as bound. */
+    if ((rc = node_listen(n, &eb)) || (rc = cluster_start(n, &eb))) {
         log_error("%s", eb.msg);
         exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
+        goto out;
+    }
+    if ((rc = replica_start(n, &eb))) {
+        log_error("cannot start Raft from %s: %s", cfg->data_dir, eb.msg);
         goto out;
     }
     if (cfg->http_addr && *cfg->http_addr && (rc = ops_http_start(n, &eb))) {

@@ -13,6 +13,7 @@
 
 #include "consensus/raft.h"
 #include "kv/sm.h"
+#include "kv/snapshot.h"
 #include "kv/store.h"
 #include "node/dispatch.h"
 #include "node/node.h"
@@ -51,11 +52,39 @@ struct proposal {
     bool lost;
 };
 
+/* A read waiting for its turn: a linearizable one for its ReadIndex round and
+ * then for the state machine to reach that index, a causal one for the applied
+ * Lamport time to reach the client's. */
+struct pending_read {
+    struct conn *c;       /* referenced */
+    uint64_t request_id;
+    uint64_t ctx;         /* linearizable: the raft_read_index ctx; 0 for causal */
+    uint64_t index;       /* linearizable: answer once applied >= index (set when ready) */
+    bool ready;
+    uint64_t after_lamport; /* causal: answer once applied_lamport >= this */
+    uint64_t deadline_ms;
+    uint64_t t0_ns;
+    uint8_t *key;         /* owned copy */
+    size_t klen;
+};
+
+/* A member of the cluster as this node knows it. */
+struct member {
+    uint64_t id;
+    char name[64];
+    char peer_addr[64];
+    char client_addr[64]; /* learned from its peer hello; "" until then */
+};
+
 struct node_stats {
     uint64_t conns_accepted, conns_refused, frames_in, frames_bad, frames_too_large;
     uint64_t unknown_types, writes, deletes, reads, lists, commits, commit_errors;
-    uint64_t commit_entries;
+    uint64_t commit_entries, peer_rejected, reads_linearizable, reads_causal, reads_stale;
+    uint64_t reads_timed_out, leader_changes, proposals, proposals_refused, snapshots_taken,
+        snapshots_installed, duplicates;
 };
+
+struct peer_transport;
 
 struct node {
     struct node_config cfg;
@@ -72,9 +101,29 @@ struct node {
     uint32_t nconns;
     uint64_t next_conn_id;
     struct raft *raft;
+    uint64_t self_id, cluster_id;
+    struct member members[RAFT_MAX_NODES * 2]; /* the configuration's, plus addresses learned */
+    size_t nmembers;
+    bool founding;                /* bootstrapped this run: the log starts with our --cluster */
+    struct peer_transport *peers; /* NULL for a one-node cluster without --peer-addr */
+    char peer_addr[64];           /* as bound */
+    uint64_t last_leader;         /* to count leader changes */
+    struct pending_read *reads;   /* in arrival order */
+    size_t nreads, capreads;
+    uint64_t read_ctx;            /* last ctx handed to raft_read_index */
     struct event *tick;           /* raft_tick every heartbeat_ms */
     struct store_batch *logb;     /* Raft log writes */
-    uint64_t log_last;            /* last index stored in the raft_log column family */
+    uint64_t log_first, log_last; /* indexes stored in the raft_log column family */
+    /* Snapshots (replica.c): one being written, one being received/installed. */
+    struct snap_job *snap_job;
+    uint64_t snap_index_taking;
+    char snap_taking[600];
+    struct snap_recv srecv;
+    char recv_done[600];          /* the last fully received image, "" if none */
+    struct snap_job *install_job;
+    struct store_batch *install_batch;
+    bool installing;              /* an image is being installed: the state machine is off limits */
+    struct raft_ready pending;    /* the ready batch the install holds open */
     struct raft_hard_state hs_synced; /* the hard state last written with an fsync */
     struct buf cmdbuf;            /* proposal encoding */
     struct proposal *prop;        /* in index order */
@@ -98,6 +147,30 @@ struct module {
 };
 extern const struct module mod_admin;
 extern const struct module mod_kv;
+extern const struct module mod_raft;
+extern const struct module mod_members;
+
+/* Cluster identity and peers (cluster.c). */
+uint64_t cluster_node_id(const char *name);
+int cluster_parse(const char *spec, struct member *out, size_t *n, struct errbuf *eb);
+/* Members, self id and cluster id from the config and the data dir. */
+int cluster_load(struct node *n, struct errbuf *eb);
+/* Peer transport: listen and add every other member. After the client listener. */
+int cluster_start(struct node *n, struct errbuf *eb);
+void cluster_stop(struct node *n);
+struct member *cluster_member(struct node *n, uint64_t id);
+/* The leader's client address, NULL when no leader or its address is unknown. */
+const char *cluster_leader_client_addr(struct node *n);
+/* "NAME=PEER_ADDR", the context of a CONF entry that adds a member; 0 if too long. */
+size_t cluster_ctx_encode(char *out, size_t cap, const char *name, const char *peer_addr);
+/* A CONF entry was appended to the log (the member becomes reachable), or
+ * applied (the address book in META is updated in the apply batch b). */
+void cluster_on_appended(struct node *n, const struct raft_entry *e);
+void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store_batch *b);
+/* Reload the address book after a snapshot replaced the state machine. */
+int cluster_reload(struct node *n, struct errbuf *eb);
+/* Leader housekeeping every tick: promote caught-up learners. */
+void cluster_tick(struct node *n);
 
 /* Replies. conn_reply_begin stamps the Lamport time; conn_reply_end queues the
  * frame on the connection (dropped silently if it has closed). */
@@ -120,6 +193,18 @@ void replica_drive(struct node *n);
  * not the leader, ERR_AGAIN too many writes in flight, ERR_NOMEM. */
 int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
                     const struct sm_op *op);
+/* Answer c with reply_kind once the entry (index, term) applies (or say it
+ * was lost). For MEMBER_CHANGED the reply is [index]. */
+void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
+                   uint64_t index, uint64_t term);
+
+/* Reads (replica.c): answered now, or parked until their ReadIndex round
+ * completes (linearizable) or the state machine catches up (causal). */
+void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
+                  size_t klen, uint32_t consistency, uint64_t after_lamport);
+/* Answer READ with the key's committed value (mod_kv.c). */
+void kv_reply_value(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
+                    size_t klen);
 
 /* Record a request's latency from n->req_t0_ns (or t0_ns) to now. */
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns);

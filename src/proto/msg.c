@@ -236,6 +236,9 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_LIST_RESULT: return "LIST_RESULT";
     case DDKV_MSG_STATUS: return "STATUS";
     case DDKV_MSG_STATUS_RESULT: return "STATUS_RESULT";
+    case DDKV_MSG_MEMBER_ADD: return "MEMBER_ADD";
+    case DDKV_MSG_MEMBER_REMOVE: return "MEMBER_REMOVE";
+    case DDKV_MSG_MEMBER_CHANGED: return "MEMBER_CHANGED";
     case DDKV_MSG_RAFT_APP: return "APP";
     case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
     case DDKV_MSG_RAFT_VOTE: return "VOTE";

@@ -269,3 +269,27 @@ Test(membership, transfer_target_must_vote,
     cr_assert_eq(raft_transfer_leadership(net.nd[1].r, 1), ERR_BAD_INPUT, "itself");
     cr_assert_eq(raft_transfer_leadership(net.nd[2].r, 3), ERR_UNAVAILABLE, "not the leader");
 }
+
+Test(membership, conf_context_travels_with_the_entry,
+     .description = "a configuration change's context reaches every member in the CONF entry, unread by the core")
+{
+    h_init(&net, 4, 3, 0, NULL);
+    cr_assert_eq(h_elect(&net, 1), RAFT_LEADER);
+    static const char ctx[] = "n4=127.0.0.1:7104";
+    uint64_t idx;
+    cr_assert_eq(raft_propose_conf_change_ctx(net.nd[1].r, RAFT_CC_ADD_LEARNER, 4, ctx, sizeof ctx - 1,
+                                              &idx, NULL), ERR_OK);
+    h_ready(&net, 1);
+    h_settle(&net);
+    for (int i = 1; i <= 3; i++) {
+        const struct raft_entry *e = raft_log_entry(net.nd[i].r, idx);
+        cr_assert_not_null(e, "member %d holds the entry", i);
+        cr_assert_eq(e->type, RAFT_ENTRY_CONF);
+        cr_assert_eq(e->len, RAFT_CC_BYTES + sizeof ctx - 1);
+        cr_assert_eq(memcmp(e->data + RAFT_CC_BYTES, ctx, sizeof ctx - 1), 0);
+        cr_assert(raft_conf_has(raft_get_conf(net.nd[i].r), 4), "member %d applied the change", i);
+    }
+    uint8_t big[RAFT_CC_CTX_MAX + 1] = {0};
+    cr_assert_eq(raft_propose_conf_change_ctx(net.nd[1].r, RAFT_CC_ADD_LEARNER, 5, big, sizeof big, NULL,
+                                              NULL), ERR_BAD_INPUT, "an oversized context is refused");
+}

@@ -9,8 +9,9 @@
 static struct cmd put_cmd(const char *k, const char *v)
 {
     struct cmd c = {.op = {.kind = SM_OP_PUT, .key = (const uint8_t *)k, .klen = strlen(k),
-                           .val = (const uint8_t *)v, .vlen = strlen(v), .lease = 77},
-                    .lamport = 1234567, .client_id = UINT64_MAX, .seq = 42};
+                           .val = (const uint8_t *)v, .vlen = strlen(v), .lease = 77,
+                           .client_id = UINT64_MAX, .seq = 42, .time_ms = 1700000000123},
+                    .lamport = 1234567};
     return c;
 }
 
@@ -24,8 +25,9 @@ Test(cmd, a_put_round_trips_every_field)
     cr_assert_eq(out.op.kind, SM_OP_PUT);
     cr_assert_eq(out.lamport, 1234567);
     cr_assert_eq(out.op.lease, 77);
-    cr_assert_eq(out.client_id, UINT64_MAX);
-    cr_assert_eq(out.seq, 42);
+    cr_assert_eq(out.op.client_id, UINT64_MAX);
+    cr_assert_eq(out.op.seq, 42);
+    cr_assert_eq(out.op.time_ms, 1700000000123);
     cr_assert(out.op.klen == 3 && memcmp(out.op.key, "key", 3) == 0);
     cr_assert(out.op.vlen == 11 && memcmp(out.op.val, "value bytes", 11) == 0);
     buf_free(&b);
@@ -57,19 +59,44 @@ Test(cmd, malformed_commands_are_refused)
         cr_assert_eq(cmd_decode(b.data, n, &out), ERR_CORRUPT, "truncated to %zu accepted", n);
     uint8_t copy[64];
     memcpy(copy, b.data, b.len);
-    copy[0] = 2; /* unknown format */
+    copy[0] = 3; /* unknown format */
+    cr_assert_eq(cmd_decode(copy, b.len, &out), ERR_CORRUPT);
+    copy[0] = 1; /* format 1 (never released) */
     cr_assert_eq(cmd_decode(copy, b.len, &out), ERR_CORRUPT);
     memcpy(copy, b.data, b.len);
     copy[1] = 3; /* unknown op */
     cr_assert_eq(cmd_decode(copy, b.len, &out), ERR_CORRUPT);
     memcpy(copy, b.data, b.len);
-    put_be32(copy + 34, 0xffffffffu); /* key longer than the entry */
+    put_be32(copy + 42, 0xffffffffu); /* key longer than the entry */
     cr_assert_eq(cmd_decode(copy, b.len, &out), ERR_CORRUPT);
-    put_be32(copy + 34, 0); /* empty key */
+    put_be32(copy + 42, 0); /* empty key */
     cr_assert_eq(cmd_decode(copy, b.len, &out), ERR_CORRUPT);
     memcpy(copy, b.data, b.len);
     copy[1] = SM_OP_DELETE; /* a delete carrying a value */
     cr_assert_eq(cmd_decode(copy, b.len, &out), ERR_CORRUPT);
+    buf_free(&b);
+}
+
+Test(cmd, the_format_2_layout_is_fixed)
+{
+    /* The bytes every member decodes: a change here is a log format change. */
+    struct buf b = BUF_INIT;
+    struct cmd in = {.op = {.kind = SM_OP_DELETE, .key = (const uint8_t *)"k", .klen = 1,
+                            .lease = 0x0303030303030303, .client_id = 0x0404040404040404,
+                            .seq = 0x0505050505050505, .time_ms = 0x0202020202020202},
+                     .lamport = 0x0101010101010101};
+    cr_assert_eq(cmd_encode(&in, &b), ERR_OK);
+    static const uint8_t want[] = {
+        2, 2,                                           /* format, op */
+        1, 1, 1, 1, 1, 1, 1, 1,                         /* lamport */
+        2, 2, 2, 2, 2, 2, 2, 2,                         /* time_ms */
+        3, 3, 3, 3, 3, 3, 3, 3,                         /* lease */
+        4, 4, 4, 4, 4, 4, 4, 4,                         /* client_id */
+        5, 5, 5, 5, 5, 5, 5, 5,                         /* seq */
+        0, 0, 0, 1,                                     /* key length */
+        'k'};
+    cr_assert_eq(b.len, sizeof want);
+    cr_assert_eq(memcmp(b.data, want, sizeof want), 0);
     buf_free(&b);
 }
 

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# A local ddkv cluster on loopback, for trying it and for tests by hand.
+#
+#   deploy/cluster.sh start [3|5]     start n1..nN in the background (idempotent)
+#   deploy/cluster.sh status          one row per member (ddkv status) and their PIDs
+#   deploy/cluster.sh stop            SIGTERM every member, wait for each to exit
+#   deploy/cluster.sh kill NAME       SIGKILL one member (a crash)
+#   deploy/cluster.sh pause NAME      SIGSTOP one member; resume NAME sends SIGCONT
+#   deploy/cluster.sh restart NAME    start a stopped or killed member again
+#   deploy/cluster.sh endpoints       the client endpoints, for --endpoints
+#   deploy/cluster.sh logs NAME       follow a member's log
+#
+# Member i (1-based) listens on 127.0.0.1: client 7000+i, peer 7100+i, ops
+# HTTP 7200+i (DDKV_PORT_BASE moves the block: client BASE+i, peer BASE+100+i,
+# HTTP BASE+200+i). Data, logs and PIDs live under var/cluster/ (DDKV_CLUSTER_DIR).
+# The member count is remembered there, so stop/status/restart need no N.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DDKV=${DDKV_BIN:-$ROOT/build/ddkv}
+DIR=${DDKV_CLUSTER_DIR:-$ROOT/var/cluster}
+BASE=${DDKV_PORT_BASE:-7000}
+
+die() { echo "cluster.sh: $*" >&2; exit 2; }
+
+members() { cat "$DIR/size" 2>/dev/null || echo 0; }
+client_addr() { echo "127.0.0.1:$((BASE + $1))"; }
+peer_addr() { echo "127.0.0.1:$((BASE + 100 + $1))"; }
+http_addr() { echo "127.0.0.1:$((BASE + 200 + $1))"; }
+
+spec() {
+    local n=$1 s="" i
+    for ((i = 1; i <= n; i++)); do s+="${s:+,}n$i=$(peer_addr "$i")"; done
+    echo "$s"
+}
+
+endpoints() {
+    local n s="" i
+    n=$(members)
+    for ((i = 1; i <= n; i++)); do s+="${s:+,}$(client_addr "$i")"; done
+    echo "$s"
+}
+
+pid_of() {
+    local f="$DIR/$1.pid"
+    [[ -f $f ]] || return 1
+    local pid
+    pid=$(cat "$f")
+    kill -0 "$pid" 2>/dev/null || return 1
+    # The PID must still be our node, not a recycled number.
+    grep -q "ddkv" "/proc/$pid/cmdline" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+index_of() {
+    [[ $1 =~ ^n([0-9]+)$ ]] || die "no member named '$1' (names are n1..nN)"
+    local i=${BASH_REMATCH[1]}
+    ((i >= 1 && i <= $(members))) || die "no member named '$1' in this ${DIR##*/} of $(members)"
+    echo "$i"
+}
+
+start_one() {
+    local i=$1 n
+    n=$(members)
+    if pid_of "n$i" >/dev/null; then
+        echo "n$i already running (pid $(pid_of "n$i"))"
+        return 0
+    fi
+    mkdir -p "$DIR"
+    "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
+        --client-addr "$(client_addr "$i")" --peer-addr "$(peer_addr "$i")" \
+        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" \
+        >>"$DIR/n$i.log" 2>&1 </dev/null &
+    echo $! >"$DIR/n$i.pid"
+    # Up when it logs its client port (or gone if it refused to start).
+    local t
+    for ((t = 0; t < 100; t++)); do
+        if grep -q "client listening on" "$DIR/n$i.log" 2>/dev/null &&
+            [[ $(grep -c "client listening on" "$DIR/n$i.log") -ge $(grep -c "^=== start" "$DIR/n$i.log") ]]; then
+            echo "n$i started (pid $!, client $(client_addr "$i"), http $(http_addr "$i"))"
+            return 0
+        fi
+        kill -0 $! 2>/dev/null || { tail -5 "$DIR/n$i.log" >&2; die "n$i did not start"; }
+        sleep 0.1
+    done
+    die "n$i did not report its port within 10 s (see $DIR/n$i.log)"
+}
+
+mark_start() { echo "=== start $(date -u +%FT%TZ)" >>"$DIR/n$1.log"; }
+
+cmd=${1:-}
+case $cmd in
+start)
+    n=${2:-3}
+    [[ $n == 3 || $n == 5 || $n == 1 ]] || die "start takes 1, 3 or 5 members"
+    [[ -x $DDKV ]] || die "no ddkv binary at $DDKV (build first: scripts/build.sh release)"
+    mkdir -p "$DIR"
+    old=$(members)
+    if ((old != 0 && old != n)); then
+        die "$DIR holds a cluster of $old; stop it and remove $DIR to start one of $n"
+    fi
+    echo "$n" >"$DIR/size"
+    for ((i = 1; i <= n; i++)); do mark_start "$i"; start_one "$i"; done
+    # Wait for a leader, so the first command a user types just works.
+    for ((t = 0; t < 100; t++)); do
+        if "$DDKV" ping --endpoints "$(endpoints)" --timeout-ms 500 2>/dev/null | grep -q "leader n"; then
+            "$DDKV" ping --endpoints "$(endpoints)" --timeout-ms 1000
+            exit 0
+        fi
+        sleep 0.1
+    done
+    die "no leader after 10 s; see the logs in $DIR"
+    ;;
+stop)
+    n=$(members)
+    for ((i = 1; i <= n; i++)); do
+        if pid=$(pid_of "n$i"); then
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -TERM "$pid"
+        fi
+    done
+    for ((i = 1; i <= n; i++)); do
+        f="$DIR/n$i.pid"
+        [[ -f $f ]] || continue
+        pid=$(cat "$f")
+        for ((t = 0; t < 100; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "n$i killed (did not stop in 10 s)"; fi
+        rm -f "$f"
+        echo "n$i stopped"
+    done
+    ;;
+status)
+    n=$(members)
+    ((n > 0)) || die "no cluster in $DIR (start one: deploy/cluster.sh start 3)"
+    for ((i = 1; i <= n; i++)); do
+        if pid=$(pid_of "n$i"); then
+            state=$(awk '/^State:/ {print $2}' "/proc/$pid/status")
+            echo "n$i pid $pid ($( [[ $state == T ]] && echo paused || echo running ))"
+        else
+            echo "n$i down"
+        fi
+    done
+    "$DDKV" status --endpoints "$(endpoints)" --timeout-ms 2000 || true
+    ;;
+kill)
+    i=$(index_of "${2:-}")
+    pid=$(pid_of "n$i") || die "n$i is not running"
+    kill -KILL "$pid"
+    rm -f "$DIR/n$i.pid"
+    echo "n$i killed (pid $pid)"
+    ;;
+pause | resume)
+    i=$(index_of "${2:-}")
+    pid=$(pid_of "n$i") || die "n$i is not running"
+    kill "-$([[ $cmd == pause ]] && echo STOP || echo CONT)" "$pid"
+    echo "n$i ${cmd}d (pid $pid)"
+    ;;
+restart)
+    i=$(index_of "${2:-}")
+    if pid=$(pid_of "n$i"); then
+        kill -TERM "$pid"
+        for ((t = 0; t < 100; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    mark_start "$i"
+    start_one "$i"
+    ;;
+endpoints)
+    endpoints
+    ;;
+logs)
+    i=$(index_of "${2:-}")
+    exec tail -f "$DIR/n$i.log"
+    ;;
+*)
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    [[ -z $cmd || $cmd == help || $cmd == -h || $cmd == --help ]] && exit 0
+    exit 2
+    ;;
+esac

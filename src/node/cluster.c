@@ -1,0 +1,604 @@
+/* Cluster identity and the peer side of a node: member ids and addresses, the
+ * cluster id, the peer transport, and the "raft" module that owns the peer
+ * message types in the dispatcher.
+ *
+ * Ids. A member's Raft id is a 64-bit FNV-1a hash of its name, so every member
+ * computes the same id for "n2" from the same --cluster flag, with nothing to
+ * exchange. The founding node writes its own id and the cluster id into the
+ * raft_state column family; a restart under another --name is refused (the
+ * data dir belongs to the member it was created for).
+ *
+ * Cluster id. A hash of the founding --cluster list (sorted), persisted at
+ * bootstrap: a node from another cluster, or started with a different list,
+ * is refused at the peer hello, before any Raft message is read. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv/store.h"
+#include "node/peer.h"
+#include "node/server.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/net.h"
+
+static const char RS_SELF_ID[] = "self_id";
+static const char RS_CLUSTER_ID[] = "cluster_id";
+static const char RS_JOINING[] = "joining"; /* started with --join: never bootstrap */
+
+uint64_t cluster_node_id(const char *name)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= *p;
+        h *= UINT64_C(0x100000001b3);
+    }
+    /* Ids travel as Raft numbers, which must stay below 2^62; 0 means none. */
+    h &= (UINT64_C(1) << 62) - 1;
+    return h ? h : 1;
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct member *)a)->name, ((const struct member *)b)->name);
+}
+
+int cluster_parse(const char *spec, struct member *out, size_t *n, struct errbuf *eb)
+{
+    *n = 0;
+    const char *p = spec;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (!eq || eq == p || eq == p + len - 1)
+            return errf(eb, ERR_BAD_INPUT, "--cluster entry '%.*s' is not NAME=HOST:PORT", (int)len, p);
+        if (*n == RAFT_MAX_NODES)
+            return errf(eb, ERR_BAD_INPUT, "--cluster names more than %d members", RAFT_MAX_NODES);
+        struct member *m = &out[*n];
+        memset(m, 0, sizeof *m);
+        size_t nl = (size_t)(eq - p), al = len - nl - 1;
+        if (nl >= sizeof m->name || al >= sizeof m->peer_addr)
+            return errf(eb, ERR_BAD_INPUT, "--cluster entry '%.*s' is too long", (int)len, p);
+        memcpy(m->name, p, nl);
+        memcpy(m->peer_addr, eq + 1, al);
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        if (net_parse_addr(m->peer_addr, &ss, &sl) != ERR_OK)
+            return errf(eb, ERR_BAD_INPUT, "--cluster: bad address '%s' for %s (want host:port)",
+                        m->peer_addr, m->name);
+        m->id = cluster_node_id(m->name);
+        for (size_t i = 0; i < *n; i++) {
+            if (out[i].id == m->id)
+                return errf(eb, ERR_BAD_INPUT, "--cluster names %s twice (or two names share an id)",
+                            m->name);
+            if (strcmp(out[i].peer_addr, m->peer_addr) == 0)
+                return errf(eb, ERR_BAD_INPUT, "--cluster gives %s and %s the same address %s",
+                            out[i].name, m->name, m->peer_addr);
+        }
+        (*n)++;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    if (*n == 0)
+        return errf(eb, ERR_BAD_INPUT, "--cluster is empty");
+    qsort(out, *n, sizeof *out, member_cmp);
+    return ERR_OK;
+}
+
+static uint64_t cluster_hash_members(const struct member *m, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++) {
+        const char *parts[2] = {m[i].name, m[i].peer_addr};
+        for (int j = 0; j < 2; j++) {
+            for (const unsigned char *p = (const unsigned char *)parts[j]; *p; p++) {
+                h ^= *p;
+                h *= UINT64_C(0x100000001b3);
+            }
+            h ^= (uint64_t)(j ? ',' : '=');
+            h *= UINT64_C(0x100000001b3);
+        }
+    }
+    return h ? h : 1;
+}
+
+struct member *cluster_member(struct node *n, uint64_t id)
+{
+    for (size_t i = 0; i < n->nmembers; i++)
+        if (n->members[i].id == id)
+            return &n->members[i];
+    return NULL;
+}
+
+const char *cluster_leader_client_addr(struct node *n)
+{
+    if (!n->raft)
+        return NULL;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (!st.leader)
+        return NULL;
+    if (st.leader == n->self_id)
+        return n->client_addr;
+    const struct member *m = cluster_member(n, st.leader);
+    return m && m->client_addr[0] ? m->client_addr : NULL;
+}
+
+static int rs_get_u64(struct node *n, const char *key, uint64_t *v, struct errbuf *eb)
+{
+    struct store_val val;
+    int rc = store_get(n->st, STORE_CF_RAFT_STATE, key, strlen(key), NULL, &val, eb);
+    if (rc)
+        return rc;
+    if (val.n != 8) {
+        store_val_release(&val);
+        return errf(eb, ERR_CORRUPT, "raft_state %s has %zu bytes, want 8", key, val.n);
+    }
+    *v = get_be64(val.p);
+    store_val_release(&val);
+    return ERR_OK;
+}
+
+static int rs_put_u64(struct node *n, const char *key, uint64_t v, struct errbuf *eb)
+{
+    struct store_batch *b = store_batch_new(n->st);
+    uint8_t be[8];
+    put_be64(be, v);
+    store_batch_put(b, STORE_CF_RAFT_STATE, key, strlen(key), be, 8);
+    int rc = store_write(n->st, b, true, eb);
+    store_batch_free(b);
+    return rc;
+}
+
+/* --- the member table --- */
+
+/* Add or update a member's name and peer address; a new one becomes a peer
+ * target at once (and is dialled, so it learns our hello). */
+static struct member *cluster_learn(struct node *n, uint64_t id, const char *name, const char *peer_addr)
+{
+    struct member *m = cluster_member(n, id);
+    if (!m) {
+        if (n->nmembers == RAFT_MAX_NODES * 2) {
+            log_warn("member table full; ignoring %s", name);
+            return NULL;
+        }
+        m = &n->members[n->nmembers++];
+        memset(m, 0, sizeof *m);
+        m->id = id;
+    }
+    if (name && name[0])
+        snprintf(m->name, sizeof m->name, "%s", name);
+    if (peer_addr && peer_addr[0] && strcmp(m->peer_addr, peer_addr) != 0) {
+        snprintf(m->peer_addr, sizeof m->peer_addr, "%s", peer_addr);
+        if (n->peers && id != n->self_id) {
+            peer_remove(n->peers, id);
+            if (peer_add(n->peers, id, m->peer_addr) == ERR_OK)
+                peer_dial(n->peers, id);
+            else
+                log_warn("member %s: cannot use peer address %s", m->name, m->peer_addr);
+        }
+    }
+    if (id == n->self_id)
+        snprintf(m->client_addr, sizeof m->client_addr, "%s", n->client_addr);
+    return m;
+}
+
+static void cluster_forget(struct node *n, uint64_t id)
+{
+    for (size_t i = 0; i < n->nmembers; i++) {
+        if (n->members[i].id != id)
+            continue;
+        log_info("member %s left the cluster", n->members[i].name);
+        n->members[i] = n->members[--n->nmembers];
+        if (n->peers)
+            peer_remove(n->peers, id);
+        return;
+    }
+}
+
+/* A CONF entry's context is "NAME=HOST:PORT". */
+static bool cluster_ctx_parse(const struct raft_entry *e, enum raft_cc_type *type, uint64_t *id,
+                              char *name, size_t nn, char *addr, size_t an)
+{
+    if (e->type != RAFT_ENTRY_CONF || raft_cc_decode(e->data, e->len, type, id) != ERR_OK)
+        return false;
+    name[0] = addr[0] = 0;
+    const char *ctx = (const char *)e->data + RAFT_CC_BYTES;
+    size_t len = e->len - RAFT_CC_BYTES;
+    const char *eq = len ? memchr(ctx, '=', len) : NULL;
+    if (eq) {
+        size_t nl = (size_t)(eq - ctx), al = len - nl - 1;
+        if (nl < nn && al < an && !memchr(ctx, 0, len)) {
+            memcpy(name, ctx, nl);
+            name[nl] = 0;
+            memcpy(addr, eq + 1, al);
+            addr[al] = 0;
+        }
+    }
+    return true;
+}
+
+size_t cluster_ctx_encode(char *out, size_t cap, const char *name, const char *peer_addr)
+{
+    int k = snprintf(out, cap, "%s=%s", name, peer_addr);
+    return k < 0 || (size_t)k >= cap ? 0 : (size_t)k;
+}
+
+void cluster_on_appended(struct node *n, const struct raft_entry *e)
+{
+    enum raft_cc_type type;
+    uint64_t id;
+    char name[64], addr[64];
+    if (!cluster_ctx_parse(e, &type, &id, name, sizeof name, addr, sizeof addr))
+        return;
+    /* A change takes effect on append: the new member must be reachable now.
+     * A removal waits for its commit (cluster_on_applied): an appended one
+     * may still be overwritten, and an address kept too long costs nothing. */
+    if ((type == RAFT_CC_ADD_LEARNER || type == RAFT_CC_ADD_VOTER) && name[0])
+        cluster_learn(n, id, name, addr);
+}
+
+void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store_batch *b)
+{
+    enum raft_cc_type type;
+    uint64_t id;
+    char name[64], addr[64];
+    if (!cluster_ctx_parse(e, &type, &id, name, sizeof name, addr, sizeof addr))
+        return;
+    uint8_t key[10] = {'m', '/'};
+    put_be64(key + 2, id);
+    if ((type == RAFT_CC_ADD_LEARNER || type == RAFT_CC_ADD_VOTER) && name[0]) {
+        /* The address book lives in the state machine (META), a function of
+         * the log, so it travels in snapshots and survives restarts. */
+        char v[130];
+        size_t vl = cluster_ctx_encode(v, sizeof v, name, addr);
+        store_batch_put(b, STORE_CF_META, key, sizeof key, v, vl);
+        cluster_learn(n, id, name, addr);
+    } else if (type == RAFT_CC_REMOVE) {
+        store_batch_delete(b, STORE_CF_META, key, sizeof key);
+        if (id != n->self_id)
+            cluster_forget(n, id);
+        else
+            log_warn("this member was removed from the cluster: it takes no part until it is "
+                     "added again (ddkv members add %s %s) or stopped", n->cfg.name, n->peer_addr);
+    }
+}
+
+/* Load the address book from the state machine. */
+static int cluster_load_book(struct node *n, struct errbuf *eb)
+{
+    static const uint8_t upper[] = {'m', '/' + 1};
+    struct store_iter *it = store_iter_new(n->st, STORE_CF_META, upper, sizeof upper);
+    store_iter_seek(it, "m/", 2);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = store_iter_key(it, &kn);
+        const uint8_t *v = store_iter_value(it, &vn);
+        const uint8_t *eq = vn ? memchr(v, '=', vn) : NULL;
+        if (kn != 10 || !eq || (size_t)(eq - v) >= 64 || vn - (size_t)(eq - v) - 1 >= 64)
+            continue;
+        char name[64], addr[64];
+        memcpy(name, v, (size_t)(eq - v));
+        name[eq - v] = 0;
+        memcpy(addr, eq + 1, vn - (size_t)(eq - v) - 1);
+        addr[vn - (size_t)(eq - v) - 1] = 0;
+        cluster_learn(n, get_be64(k + 2), name, addr);
+    }
+    int rc = store_iter_status(it, eb);
+    store_iter_free(it);
+    return rc;
+}
+
+int cluster_reload(struct node *n, struct errbuf *eb)
+{
+    return cluster_load_book(n, eb);
+}
+
+/* The peer transport hands over a Raft message: route it by type. */
+static void cluster_deliver(void *ud, const struct raft_msg *m)
+{
+    struct node *n = ud;
+    const struct dispatch_entry *e = dispatcher_lookup(&n->disp, m->type);
+    if (!e || !e->peer_fn) {
+        log_warn("peer message type %u from %llx has no handler; dropped", m->type,
+                 (unsigned long long)m->from);
+        return;
+    }
+    e->peer_fn(e->ctx, m);
+}
+
+static void cluster_hello(void *ud, const struct peer_hello *h)
+{
+    struct node *n = ud;
+    if (n->cluster_id == 0) {
+        struct errbuf eb;
+        n->cluster_id = h->cluster_id;
+        if (rs_put_u64(n, RS_CLUSTER_ID, n->cluster_id, &eb) != ERR_OK)
+            log_error("cannot record the cluster id: %s", eb.msg);
+    }
+    struct member *m = cluster_member(n, h->from);
+    if (!m) {
+        if (!h->name[0] || !h->peer_addr[0]) {
+            log_info("hello from node %llx without a name and address", (unsigned long long)h->from);
+            return;
+        }
+        m = cluster_learn(n, h->from, h->name, h->peer_addr);
+        if (!m)
+            return;
+        log_info("learned member %s at %s from its hello", m->name, m->peer_addr);
+    }
+    if (h->client_addr[0] && strcmp(m->client_addr, h->client_addr) != 0) {
+        snprintf(m->client_addr, sizeof m->client_addr, "%s", h->client_addr);
+        log_info("member %s serves clients on %s", m->name, m->client_addr);
+    }
+}
+
+int cluster_load(struct node *n, struct errbuf *eb)
+{
+    n->self_id = cluster_node_id(n->cfg.name);
+    n->nmembers = 0;
+    uint64_t self = 0;
+    int rc = rs_get_u64(n, RS_SELF_ID, &self, eb);
+    if (rc && rc != ERR_NOT_FOUND)
+        return rc;
+    bool fresh = rc == ERR_NOT_FOUND;
+    if (!fresh && self != n->self_id)
+        return errf(eb, ERR_BAD_INPUT,
+                    "data dir %s belongs to another member (id %llx), not to --name %s (id %llx)",
+                    n->cfg.data_dir, (unsigned long long)self, n->cfg.name,
+                    (unsigned long long)n->self_id);
+    if (fresh && n->cfg.join) {
+        /* Joining: no members, no cluster id until the leader's hello. */
+        n->founding = false;
+        n->cluster_id = 0;
+        cluster_learn(n, n->self_id, n->cfg.name, n->cfg.peer_addr);
+        if ((rc = rs_put_u64(n, RS_JOINING, 1, eb)))
+            return rc;
+        return rs_put_u64(n, RS_SELF_ID, n->self_id, eb);
+    }
+    if (fresh) {
+        struct member tmp[RAFT_MAX_NODES];
+        size_t nm = 0;
+        if (n->cfg.cluster) {
+            if ((rc = cluster_parse(n->cfg.cluster, tmp, &nm, eb)))
+                return rc;
+        } else {
+            memset(&tmp[0], 0, sizeof tmp[0]);
+            snprintf(tmp[0].name, sizeof tmp[0].name, "%s", n->cfg.name);
+            tmp[0].id = n->self_id;
+            if (n->cfg.peer_addr)
+                snprintf(tmp[0].peer_addr, sizeof tmp[0].peer_addr, "%s", n->cfg.peer_addr);
+            nm = 1;
+        }
+        bool found = false;
+        for (size_t i = 0; i < nm; i++)
+            found |= tmp[i].id == n->self_id;
+        if (!found)
+            return errf(eb, ERR_BAD_INPUT, "--name %s is not one of the --cluster members", n->cfg.name);
+        for (size_t i = 0; i < nm; i++)
+            cluster_learn(n, tmp[i].id, tmp[i].name, tmp[i].peer_addr);
+        n->cluster_id = cluster_hash_members(tmp, nm);
+        n->founding = true;
+        struct store_batch *b = store_batch_new(n->st);
+        uint8_t be[8];
+        put_be64(be, n->self_id);
+        store_batch_put(b, STORE_CF_RAFT_STATE, RS_SELF_ID, strlen(RS_SELF_ID), be, 8);
+        put_be64(be, n->cluster_id);
+        store_batch_put(b, STORE_CF_RAFT_STATE, RS_CLUSTER_ID, strlen(RS_CLUSTER_ID), be, 8);
+        rc = store_write(n->st, b, true, eb);
+        store_batch_free(b);
+        return rc;
+    }
+    /* A restart: who is in the cluster is what the log says; --cluster was
+     * only for the founding. A founder whose log is still empty (it crashed
+     * before bootstrapping) founds again; a joiner never does. */
+    uint64_t joining = 0;
+    rc = rs_get_u64(n, RS_JOINING, &joining, eb);
+    if (rc && rc != ERR_NOT_FOUND)
+        return rc;
+    n->founding = !joining;
+    rc = rs_get_u64(n, RS_CLUSTER_ID, &n->cluster_id, eb);
+    if (rc == ERR_NOT_FOUND)
+        n->cluster_id = 0; /* joined, but never heard from the cluster */
+    else if (rc)
+        return rc;
+    if ((rc = cluster_load_book(n, eb)))
+        return rc;
+    if (!cluster_member(n, n->self_id))
+        cluster_learn(n, n->self_id, n->cfg.name, n->cfg.peer_addr);
+    if (n->cfg.cluster) {
+        /* Still useful before the log is replayed: the founding addresses. */
+        struct member tmp[RAFT_MAX_NODES];
+        size_t nm = 0;
+        if (cluster_parse(n->cfg.cluster, tmp, &nm, eb) == ERR_OK)
+            for (size_t i = 0; i < nm; i++)
+                if (!cluster_member(n, tmp[i].id))
+                    cluster_learn(n, tmp[i].id, tmp[i].name, tmp[i].peer_addr);
+    }
+    return ERR_OK;
+}
+
+int cluster_start(struct node *n, struct errbuf *eb)
+{
+    struct member *self = cluster_member(n, n->self_id);
+    const char *listen = n->cfg.peer_addr ? n->cfg.peer_addr : self->peer_addr;
+    if (n->nmembers == 1 && !listen[0])
+        return ERR_OK; /* one node, no peer port */
+    struct peer_config pc;
+    peer_config_defaults(&pc);
+    pc.self_id = n->self_id;
+    pc.cluster_id = n->cluster_id;
+    pc.max_frame_bytes = n->cfg.max_frame_bytes + (64u << 10);
+    snprintf(pc.self_name, sizeof pc.self_name, "%s", n->cfg.name);
+    snprintf(pc.self_client_addr, sizeof pc.self_client_addr, "%s", n->client_addr);
+    int rc = peer_transport_new(n->base, &pc, &n->clock, cluster_deliver, n, &n->peers, eb);
+    if (rc)
+        return rc;
+    peer_set_hello_cb(n->peers, cluster_hello);
+    char bound[64];
+    if ((rc = peer_listen(n->peers, listen, bound, sizeof bound, eb)))
+        return rc;
+    snprintf(n->peer_addr, sizeof n->peer_addr, "%s", bound);
+    peer_set_self_peer_addr(n->peers, n->peer_addr);
+    snprintf(self->peer_addr, sizeof self->peer_addr, "%s", n->peer_addr);
+    for (size_t i = 0; i < n->nmembers; i++) {
+        struct member *m = &n->members[i];
+        if (m->id == n->self_id || !m->peer_addr[0])
+            continue;
+        if ((rc = peer_add(n->peers, m->id, m->peer_addr)) != ERR_OK)
+            return errf(eb, rc, "cannot add peer %s at %s", m->name, m->peer_addr);
+        /* Dial at once: our hello tells every member where our clients
+         * connect, so any of them can name us in NOT_LEADER. */
+        peer_dial(n->peers, m->id);
+    }
+    log_info("peer listening on %s, cluster id %llx, %zu members known", n->peer_addr,
+             (unsigned long long)n->cluster_id, n->nmembers);
+    return ERR_OK;
+}
+
+void cluster_stop(struct node *n)
+{
+    peer_transport_free(n->peers);
+    n->peers = NULL;
+}
+
+/* Every tick on the leader: promote a learner that has caught up. */
+void cluster_tick(struct node *n)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.role != RAFT_LEADER)
+        return;
+    const struct raft_conf *c = raft_get_conf(n->raft);
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (!((c->learners >> i) & 1u))
+            continue;
+        uint64_t index;
+        if (raft_propose_conf_change(n->raft, RAFT_CC_PROMOTE, c->ids[i], &index, NULL) == ERR_OK) {
+            const struct member *m = cluster_member(n, c->ids[i]);
+            log_info("learner %s caught up: promoting it to voter (entry %llu)", m ? m->name : "?",
+                     (unsigned long long)index);
+            return; /* one change at a time */
+        }
+    }
+}
+
+/* --- the members module: MEMBER_ADD, MEMBER_REMOVE --- */
+
+static bool member_str(const struct msg *m, uint32_t i, char *out, size_t cap)
+{
+    const uint8_t *p;
+    size_t len;
+    if (msg_bytes(m, i, &p, &len) != ERR_OK || len == 0 || len >= cap || memchr(p, 0, len))
+        return false;
+    memcpy(out, p, len);
+    out[len] = 0;
+    return true;
+}
+
+static void members_change(struct node *n, struct conn *c, uint64_t rid, enum raft_cc_type type,
+                           uint64_t id, const char *ctx, size_t ctx_len)
+{
+    uint64_t index, term;
+    int rc = raft_propose_conf_change_ctx(n->raft, type, id, ctx, ctx_len, &index, &term);
+    if (rc == ERR_UNAVAILABLE) {
+        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+        return;
+    }
+    if (rc == ERR_AGAIN) {
+        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                         "another membership change is in progress (or the leader is new); retry");
+        return;
+    }
+    if (rc) {
+        conn_reply_error(c, rid, DDKV_WERR_BAD_REQUEST, "the change does not fit the configuration");
+        return;
+    }
+    replica_track(n, c, rid, DDKV_MSG_MEMBER_CHANGED, index, term);
+}
+
+static void members_add(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    char name[64], addr[64];
+    if (!member_str(m, 0, name, sizeof name) || !member_str(m, 1, addr, sizeof addr) ||
+        strchr(name, '=') || strchr(name, ',')) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "MEMBER_ADD wants [name, peer_addr] (name without '=' or ',', each < 64 bytes)");
+        return;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (net_parse_addr(addr, &ss, &sl) != ERR_OK) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad peer address '%s' (want host:port)", addr);
+        return;
+    }
+    uint64_t id = cluster_node_id(name);
+    if (raft_conf_has(raft_get_conf(n->raft), id)) {
+        const struct member *have = cluster_member(n, id);
+        if (have && strcmp(have->peer_addr, addr) == 0) {
+            /* Asked again (a retry): it is done. */
+            struct msg_writer w;
+            conn_reply_begin(c, &w, DDKV_MSG_MEMBER_CHANGED, m->request_id, 1);
+            mw_u64(&w, 0);
+            conn_reply_end(c, &w);
+        } else {
+            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "%s is already a member", name);
+        }
+        return;
+    }
+    char cctx[130];
+    size_t cl = cluster_ctx_encode(cctx, sizeof cctx, name, addr);
+    members_change(n, c, m->request_id, RAFT_CC_ADD_LEARNER, id, cctx, cl);
+}
+
+static void members_remove(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    char name[64];
+    if (!member_str(m, 0, name, sizeof name)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "MEMBER_REMOVE wants [name]");
+        return;
+    }
+    uint64_t id = cluster_node_id(name);
+    if (!raft_conf_has(raft_get_conf(n->raft), id)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "%s is not a member", name);
+        return;
+    }
+    members_change(n, c, m->request_id, RAFT_CC_REMOVE, id, NULL, 0);
+}
+
+static int members_init(struct node *n, struct errbuf *eb)
+{
+    int rc;
+    if ((rc = dispatcher_register(&n->disp, DDKV_MSG_MEMBER_ADD, "members", members_add, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_MEMBER_REMOVE, "members", members_remove, n, eb)))
+        return rc;
+    return ERR_OK;
+}
+
+const struct module mod_members = {"members", members_init};
+
+/* --- the raft module: owns the peer message types --- */
+
+static void raft_peer_step(void *ctx, const struct raft_msg *m)
+{
+    struct node *n = ctx;
+    if (!n->raft || n->storage_failed)
+        return; /* a fenced node takes no part (ARCHITECTURE.md) */
+    if (raft_step(n->raft, m) != ERR_OK)
+        n->stats.peer_rejected++;
+}
+
+static int raft_mod_init(struct node *n, struct errbuf *eb)
+{
+    for (uint32_t t = RAFT_MSG_TYPE_FIRST; t <= RAFT_MSG_TYPE_LAST; t++) {
+        int rc = dispatcher_register_peer(&n->disp, t, "raft", raft_peer_step, n, eb);
+        if (rc)
+            return rc;
+    }
+    return ERR_OK;
+}
+
+const struct module mod_raft = {"raft", raft_mod_init};
