@@ -332,6 +332,11 @@ static void cluster_hello(void *ud, const struct peer_hello *h)
         snprintf(m->client_addr, sizeof m->client_addr, "%s", h->client_addr);
         log_info("member %s serves clients on %s", m->name, m->client_addr);
     }
+    /* Answer with our own hello (a no-op when our connection to it is up):
+     * a member that restarted learns where every other member's clients
+     * connect, not only the leader's. */
+    if (n->peers)
+        peer_dial(n->peers, h->from);
 }
 
 int cluster_load(struct node *n, struct errbuf *eb)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# deploy/cluster.sh end to end: start 3 on loopback, write, kill -9 a member,
+# keep writing, restart it, status shows every member healthy, pause/resume,
+# stop by PID. Ports: a random block checked free first.
+source "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
+cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 50); do
+  base=$((20000 + (RANDOM % 300) * 100))
+  ok=1
+  for off in 1 2 3 101 102 103 201 202 203; do port_free $((base + off)) || { ok=0; break; }; done
+  [ $ok = 1 ] && break
+done
+[ $ok = 1 ] || fail "no free port block"
+export DDKV_PORT_BASE=$base
+CL="$ROOT/deploy/cluster.sh"
+
+expect_exit 0 "$CL" start 3
+echo "$OUT" | grep -q "leader n" || fail "start did not wait for a leader: $OUT"
+EP=$("$CL" endpoints)
+[ "$EP" = "127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3))" ] || fail "endpoints: $EP"
+expect_exit 0 "$DDKV" write --endpoints "$EP" k1 v1
+pass "a 3-node cluster starts, elects a leader and takes a write"
+
+leader=$("$DDKV" ping --endpoints "$EP" | sed -n 's/.*leader \(n[0-9]\).*/\1/p')
+[ -n "$leader" ] || fail "no leader in ping"
+expect_exit 0 "$CL" kill "$leader"
+expect_exit 0 "$DDKV" write --endpoints "$EP" --timeout-ms 10000 k2 v2
+pass "kill -9 of the leader ($leader): the next write goes through"
+
+expect_exit 0 "$CL" restart "$leader"
+for _ in $(seq 100); do
+  "$DDKV" status --endpoints "$EP" >"$WORK/status" 2>/dev/null || true
+  [ "$(grep -c ' yes$' "$WORK/status")" = 3 ] && break
+  sleep 0.1
+done
+[ "$(grep -c ' yes$' "$WORK/status")" = 3 ] || fail "not all healthy after restart: $(cat "$WORK/status")"
+expect_exit 0 "$DDKV" read --endpoints "127.0.0.1:$((base + ${leader#n}))" --consistency linearizable k2
+[ "$OUT" = v2 ] || fail "restarted member reads '$OUT'"
+pass "the killed member restarts, catches up and serves"
+
+expect_exit 0 "$CL" pause n1
+expect_exit 0 "$CL" status
+echo "$OUT" | grep -q "n1 pid [0-9]* (paused)" || fail "status does not show n1 paused: $OUT"
+expect_exit 0 "$CL" resume n1
+expect_exit 2 "$CL" kill n9
+pass "pause/resume show in status; an unknown member is a usage error"
+
+pids=$(cat "$DDKV_CLUSTER_DIR"/n*.pid)
+expect_exit 0 "$CL" stop
+for p in $pids; do kill -0 "$p" 2>/dev/null && fail "pid $p still running after stop"; done
+grep -q "stopped cleanly" "$DDKV_CLUSTER_DIR/n1.log" || fail "n1 did not stop cleanly"
+pass "stop ends every member by PID, cleanly"
+echo "all $PASSED cluster.sh checks passed"
