@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -297,6 +300,31 @@ static void wait_converged(void)
                       (unsigned long long)commit);
 }
 
+static int cmp_mod_rev(const void *a, const void *b)
+{
+    uint64_t x = ((const struct ddkv_entry *)a)->mod_rev, y = ((const struct ddkv_entry *)b)->mod_rev;
+    return x < y ? -1 : x > y;
+}
+
+/* The invariant behind causal reads: a committed write's Lamport time is
+ * above every earlier entry's, across leader changes. Order member i's keys
+ * by the revision that last changed them: their times must grow strictly. */
+static void check_lamport_order(int i)
+{
+    ddkv_client *c = client_node(i, 20000);
+    struct ddkv_list l = {0};
+    cr_assert_eq(ddkv_list_all(c, "", 0, 0, &l), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    qsort(l.entries, l.n, sizeof l.entries[0], cmp_mod_rev);
+    for (size_t k = 1; k < l.n; k++)
+        cr_assert_gt(l.entries[k].lamport, l.entries[k - 1].lamport,
+                     "revision %llu has Lamport time %llu, not above revision %llu's %llu",
+                     (unsigned long long)l.entries[k].mod_rev, (unsigned long long)l.entries[k].lamport,
+                     (unsigned long long)l.entries[k - 1].mod_rev,
+                     (unsigned long long)l.entries[k - 1].lamport);
+    ddkv_list_free(&l);
+    ddkv_client_free(c);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -345,6 +373,7 @@ Test(cluster, kill_9_the_leader_under_load_loses_no_acknowledged_write)
         int total = 0;
         for (int i = 0; i < pc.n; i++)
             total = verify_writes_on(i, ws, NW);
+        check_lamport_order(leader == 0 ? 1 : 0);
         cr_log_info("round %d: %d acknowledged writes all present on 3 members; unavailable for %.0f ms",
                     round, total, (double)windows[round] / 1e6);
         writers_free(ws, NW);
@@ -735,4 +764,77 @@ Test(cluster, a_write_retried_after_failover_is_applied_once)
     cr_assert_eq(raw_write(pc.nodes[now].port, "once", "third", 777, 2, &rev2, &lam2), 0);
     cr_assert_gt(rev2, rev1);
     ddkv_client_free(c);
+}
+
+static bool log_has(const struct proc_node *pn, const char *what)
+{
+    FILE *f = fopen(pn->log, "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+Test(cluster, a_peer_of_another_cluster_and_garbage_on_the_peer_port_change_nothing)
+{
+    start_cluster(3);
+    int leader = pc_leader(&pc, 5000);
+    char lname[64];
+    uint64_t term0, term1;
+    cr_assert_eq(pn_pong(pc.nodes[leader].port, lname, sizeof lname, &term0), 0);
+    /* Another cluster whose member list names n1's peer address. */
+    int foreign_port;
+    int ports[1];
+    {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t al = sizeof a;
+        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+        getsockname(fd, (struct sockaddr *)&a, &al);
+        ports[0] = ntohs(a.sin_port);
+        close(fd);
+    }
+    foreign_port = ports[0];
+    char spec[128], peer[32];
+    snprintf(spec, sizeof spec, "x1=127.0.0.1:%d,n1=127.0.0.1:%d", foreign_port, pc.peer_port[0]);
+    snprintf(peer, sizeof peer, "127.0.0.1:%d", foreign_port);
+    const char *argv[] = {"--name", "x1", "--peer-addr", peer, "--cluster", spec,
+                          "--election-timeout-ms", "300", "--heartbeat-ms", "50", NULL};
+    struct proc_node foreign;
+    memset(&foreign, 0, sizeof foreign);
+    cr_assert_eq(pn_start(&foreign, NULL, argv), 0, "foreign node did not start");
+    /* Garbage and an oversized frame on n1's peer port. */
+    for (int k = 0; k < 3; k++) {
+        int fd = tcp_connect_port(pc.peer_port[0]);
+        cr_assert_geq(fd, 0);
+        static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7};
+        static const uint8_t notmsgpack[] = {0, 0, 0, 3, 0xc1, 0xc1, 0xc1};
+        if (k == 0)
+            send_all(fd, junk, sizeof junk);
+        else if (k == 1)
+            send_all(fd, notmsgpack, sizeof notmsgpack);
+        else
+            send_all(fd, "hello, is this the peer port?\r\n", 31);
+        cr_assert(wait_closed(fd, 5000), "n1 closes a peer connection that sends garbage (case %d)", k);
+        close(fd);
+    }
+    usleep(1500 * 1000); /* the foreign node campaigns several times meanwhile */
+    cr_assert(log_has(&pc.nodes[0], "refusing hello"), "n1 logged no refused hello (see %s)",
+              pc.nodes[0].log);
+    /* The cluster did not notice: same leader, same term, writes go on. */
+    cr_assert_eq(pc_leader(&pc, 5000), leader);
+    cr_assert_eq(pn_pong(pc.nodes[leader].port, lname, sizeof lname, &term1), 0);
+    cr_assert_eq(term1, term0, "the term moved from %llu to %llu", (unsigned long long)term0,
+                 (unsigned long long)term1);
+    ddkv_client *c = client_all(5000);
+    struct ddkv_write_result wr;
+    cr_assert_eq(ddkv_write(c, "still", 5, "ok", 2, 0, &wr), DDKV_OK);
+    ddkv_client_free(c);
+    for (int i = 0; i < 3; i++)
+        cr_assert(pn_alive(&pc.nodes[i]), "n%d died", i + 1);
+    pn_cleanup(&foreign);
 }
