@@ -34,7 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ddkv/wire.h" /* enum ddkv_consistency */
+#include "ddkv/wire.h" /* enum ddkv_consistency, ddkv_cmp_field, ddkv_cmp_op, ddkv_op_kind */
 
 #ifdef __cplusplus
 extern "C" {
@@ -62,6 +62,7 @@ typedef enum ddkv_err {
     DDKV_ERR_PROTOCOL,        /* the node's reply was garbled */
     DDKV_ERR_NOMEM,
     DDKV_ERR_USAGE,           /* bad argument to the library (e.g. an unparsable endpoint) */
+    DDKV_ERR_COMPACTED,       /* the revision asked for is older than the history kept */
     DDKV_ERR__COUNT
 } ddkv_err;
 
@@ -238,6 +239,139 @@ DDKV_API ddkv_err ddkv_member_add(ddkv_client *c, const char *name, const char *
 /* Remove a member; DDKV_ERR_NOT_FOUND if it is not one. Removing the leader
  * makes it step down once the removal committed. */
 DDKV_API ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t *index);
+
+/* --- transactions --- */
+
+/* Most compares, and most operations in each of on_success and on_failure. */
+#define DDKV_TXN_MAX 128u
+
+/* One condition of a transaction: the key's field compared with an operand.
+ * field DDKV_CMP_VALUE compares the value's bytes with value[0..value_len);
+ * the other fields compare numbers with `number`. A key that does not exist
+ * has version, create_rev and mod_rev 0 (so "must not exist" is VERSION EQ 0)
+ * and never equals any VALUE. */
+struct ddkv_compare {
+    const void *key;
+    size_t key_len;
+    enum ddkv_cmp_field field;
+    enum ddkv_cmp_op cmp;
+    const void *value; /* operand of DDKV_CMP_VALUE */
+    size_t value_len;
+    uint64_t number;   /* operand of the other fields */
+};
+
+/* One operation of a transaction. A DDKV_OP_PUT sets key to value (attached to
+ * lease_id, 0: none); a DDKV_OP_DELETE removes key (value and lease_id are not
+ * sent). */
+struct ddkv_op {
+    enum ddkv_op_kind kind;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    uint64_t lease_id;
+};
+
+struct ddkv_txn_result {
+    bool succeeded;    /* every compare held: on_success ran (else on_failure) */
+    uint64_t lamport;  /* Lamport time the leader gave the transaction */
+    uint64_t revision; /* its revision (log index): the mod_rev of every key it changed */
+};
+
+/* Apply a transaction atomically (one log entry): if every compare holds, the
+ * on_success operations, else the on_failure ones. A NULL list is allowed
+ * with a count of 0. At most DDKV_TXN_MAX compares and DDKV_TXN_MAX
+ * operations per list (DDKV_ERR_USAGE otherwise). A transaction is a write:
+ * it carries (client_id, seq), is retried exactly-once, and on
+ * DDKV_ERR_UNKNOWN_OUTCOME it may or may not have been applied. A compare that
+ * does not hold is not an error: DDKV_OK with out->succeeded false. */
+DDKV_API ddkv_err ddkv_txn(ddkv_client *c, const struct ddkv_compare *cmps, size_t ncmp,
+                           const struct ddkv_op *on_success, size_t nsucc,
+                           const struct ddkv_op *on_failure, size_t nfail,
+                           struct ddkv_txn_result *out);
+
+/* Compare-and-swap: set key to value (with lease_id, 0: none) if its value is
+ * expected[0..elen), or, with expect_absent, if it does not exist (expected is
+ * then ignored). out->succeeded says whether it swapped. */
+DDKV_API ddkv_err ddkv_cas(ddkv_client *c, const void *key, size_t klen, const void *expected,
+                           size_t elen, bool expect_absent, const void *value, size_t vlen,
+                           uint64_t lease_id, struct ddkv_txn_result *out);
+
+/* --- leases --- */
+
+/* Grant a lease of ttl_ms (the node accepts 100 ms to one year). Keys written
+ * with its id are deleted when it expires or is revoked; it expires unless kept
+ * alive within each ttl. *lease_id and *granted_ttl_ms say what was granted.
+ * A write: exactly-once retries, DDKV_ERR_UNKNOWN_OUTCOME if in doubt. */
+DDKV_API ddkv_err ddkv_lease_grant(ddkv_client *c, uint64_t ttl_ms, uint64_t *lease_id,
+                                   uint64_t *granted_ttl_ms);
+/* Restart the lease's countdown; *ttl_ms (may be NULL) is the time it now has.
+ * Not a write (nothing is logged), so it is safely resent. DDKV_ERR_NOT_FOUND
+ * if the lease expired or was revoked. */
+DDKV_API ddkv_err ddkv_lease_keepalive(ddkv_client *c, uint64_t lease_id, uint64_t *ttl_ms);
+/* Revoke the lease: it and every key attached to it are deleted at one
+ * revision. DDKV_ERR_NOT_FOUND if the lease is unknown (expired or revoked).
+ * A write, with the same outcome rules as ddkv_write. */
+DDKV_API ddkv_err ddkv_lease_revoke(ddkv_client *c, uint64_t lease_id);
+
+/* --- watch --- */
+
+/* A stream of the changes to keys with a prefix, on its own connection. It
+ * follows the cluster like a client does: when its member fails (the
+ * connection breaks, or the member answers UNAVAILABLE or NOT_LEADER) it
+ * reconnects to another endpoint, with backoff, and asks again from the last
+ * revision it delivered, skipping the events of that revision it already
+ * delivered, so the caller sees every change once, in revision order, with no
+ * gap, across failovers. Not thread-safe; one thread per watch. */
+typedef struct ddkv_watch ddkv_watch;
+
+/* One change. key and value are each followed by an uncounted NUL; both are
+ * owned by the event: release them with ddkv_event_free. */
+struct ddkv_event {
+    enum ddkv_op_kind kind; /* DDKV_OP_PUT or DDKV_OP_DELETE */
+    uint8_t *key;
+    size_t key_len;
+    uint8_t *value;         /* empty for a delete */
+    size_t value_len;
+    uint64_t create_rev;    /* revision that created the key */
+    uint64_t mod_rev;       /* revision of this change (of the delete, for a delete) */
+    uint64_t version;       /* changes since creation; 0 for a delete */
+    uint64_t lamport;       /* Lamport time the leader gave the change */
+};
+
+/* Start watching keys with the prefix (empty: every key) from revision
+ * from_rev on (every change at a revision >= from_rev); from_rev 0 means the
+ * changes after the answering member's applied index when the watch opens.
+ * Connects and sends the request within opts->timeout_ms; events and errors
+ * come from ddkv_watch_next. opts may be NULL for the defaults. On failure
+ * *out is NULL and errbuf (if non-NULL) explains. */
+DDKV_API ddkv_err ddkv_watch_open(const struct ddkv_options *opts, const void *prefix, size_t plen,
+                                  uint64_t from_rev, ddkv_watch **out, char *errbuf, size_t errlen);
+/* Wait at most wait_ms for the next event. Returns
+ *   DDKV_OK: *ev holds one event (release it with ddkv_event_free);
+ *   DDKV_ERR_TIMEOUT: none arrived in time; the watch goes on;
+ *   DDKV_ERR_UNAVAILABLE: no member has served the watch for opts->timeout_ms;
+ *       the watch goes on trying at the next call;
+ *   DDKV_ERR_PROTOCOL: a member sent something garbled or inconsistent; the
+ *       next call reconnects (to another endpoint);
+ *   DDKV_ERR_COMPACTED: the revision to resume from is older than every
+ *       member's history (ddkv_watch_compacted_rev says what is left): read the
+ *       current state again and open a new watch; final;
+ *   DDKV_ERR_BAD_REQUEST, DDKV_ERR_TOO_LARGE: the node refused the watch; final.
+ * On anything but DDKV_OK *ev is zeroed and ddkv_watch_errmsg says why. */
+DDKV_API ddkv_err ddkv_watch_next(ddkv_watch *w, struct ddkv_event *ev, uint32_t wait_ms);
+/* The revision of the last event delivered (0: none yet). */
+DDKV_API uint64_t ddkv_watch_revision(const ddkv_watch *w);
+/* After DDKV_ERR_COMPACTED: the oldest revision a member still has (a new
+ * watch may start there); 0 before. */
+DDKV_API uint64_t ddkv_watch_compacted_rev(const ddkv_watch *w);
+/* The detail of the last failed ddkv_watch_next, or "". Borrowed until the
+ * next call on w. */
+DDKV_API const char *ddkv_watch_errmsg(const ddkv_watch *w);
+/* Close the connection and free the watch. NULL is a no-op. */
+DDKV_API void ddkv_watch_close(ddkv_watch *w);
+/* Free the event's bytes (not ev itself) and zero it. */
+DDKV_API void ddkv_event_free(struct ddkv_event *ev);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,15 @@ enum ddkv_msg_type {
     DDKV_MSG_MEMBER_ADD = 14,    /* [name, peer_addr]: add as a learner, promoted once caught up */
     DDKV_MSG_MEMBER_REMOVE = 15, /* [name] */
     DDKV_MSG_MEMBER_CHANGED = 16, /* [index]: the change committed at index */
+    /* Coordination (docs/wire-format.md has the field layouts). */
+    DDKV_MSG_TXN = 17,           /* [compares, on_success, on_failure, client_id, seq] */
+    DDKV_MSG_TXN_RESULT = 18,    /* [succeeded, lamport, revision] */
+    DDKV_MSG_LEASE_GRANT = 19,   /* [ttl_ms, client_id, seq] */
+    DDKV_MSG_LEASE = 20,         /* [lease_id, ttl_ms] (ttl 0: revoked) */
+    DDKV_MSG_LEASE_KEEPALIVE = 21, /* [lease_id] -> LEASE with the full ttl again */
+    DDKV_MSG_LEASE_REVOKE = 22,  /* [lease_id, client_id, seq] -> LEASE [id, 0] */
+    DDKV_MSG_WATCH = 23,         /* [prefix, from_rev] -> EVENT... until the connection closes */
+    DDKV_MSG_EVENT = 24,         /* [kind, key, value, create_rev, mod_rev, version, lamport] */
 
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
@@ -70,6 +79,19 @@ enum ddkv_wire_error {
     DDKV_WERR_PERMISSION_DENIED = 8,
     DDKV_WERR_INTERNAL = 9,
 };
+
+/* TXN compares: [key, field, cmp, operand]. field VALUE compares bytes,
+ * the others numbers; an absent key has version, create_rev and mod_rev 0
+ * (so "must not exist" is VERSION EQ 0) and never equals any VALUE. */
+enum ddkv_cmp_field {
+    DDKV_CMP_VALUE = 0,
+    DDKV_CMP_VERSION = 1,
+    DDKV_CMP_CREATE_REV = 2,
+    DDKV_CMP_MOD_REV = 3,
+};
+enum ddkv_cmp_op { DDKV_CMP_EQ = 0, DDKV_CMP_NE = 1, DDKV_CMP_LT = 2, DDKV_CMP_GT = 3 };
+/* TXN operations: [kind, key, value, lease_id]; EVENT kinds. */
+enum ddkv_op_kind { DDKV_OP_PUT = 1, DDKV_OP_DELETE = 2 };
 
 /* READ consistency levels. */
 enum ddkv_consistency {

@@ -40,8 +40,22 @@ struct cli_command {
     int (*run)(struct cli_ctx *ctx);
 };
 
+/* A client from the command's --endpoints/--timeout-ms: EXIT_DONE, or the
+ * exit code after printing why not. */
+int cli_client(struct cli_ctx *ctx, ddkv_client **c);
+/* Report a failed call ("ddkv: WHAT 'KEY': detail") and return its exit code. */
+int cli_fail(ddkv_client *c, ddkv_err rc, const char *what, const void *key, size_t klen);
+
 /* ping, read, write, delete, list, status, members (cmd_kv.c). */
 extern const struct cli_command cmd_kv_commands[];
 extern const size_t cmd_kv_count;
+
+/* cas, lease, watch (cmd_coord.c). */
+extern const struct cli_command cmd_coord_commands[];
+extern const size_t cmd_coord_count;
+
+/* A TTL in seconds, whole or with up to 3 decimals ("30", "0.5"), above 0 and
+ * at most a year, into milliseconds. Returns 0, or -1 if s is not one. */
+int coord_parse_seconds(const char *s, uint64_t *ms);
 
 #endif

@@ -1,4 +1,4 @@
-/* The client subcommands (ping, read, write, delete, list, status): libddkv calls and their output. */
+/* The client subcommands (ping, read, write, delete, list, status, members): libddkv calls and their output. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,7 +14,7 @@
  * dead member does not hold the table for the whole --timeout-ms. */
 #define KV_MEMBER_PROBE_MS 1000u
 
-static int kv_client(struct cli_ctx *ctx, ddkv_client **c)
+int cli_client(struct cli_ctx *ctx, ddkv_client **c)
 {
     char why[256];
     ddkv_err rc = ddkv_client_new(&ctx->client, c, why, sizeof why);
@@ -26,7 +26,7 @@ static int kv_client(struct cli_ctx *ctx, ddkv_client **c)
 }
 
 /* Report a failed call: "ddkv: read 'k': <detail>". */
-static int kv_fail(ddkv_client *c, ddkv_err rc, const char *what, const void *key, size_t klen)
+int cli_fail(ddkv_client *c, ddkv_err rc, const char *what, const void *key, size_t klen)
 {
     char esc[160];
     const char *detail = ddkv_client_errmsg(c);
@@ -63,12 +63,12 @@ static int kv_ping(struct cli_ctx *ctx)
 {
     ddkv_client *c = NULL;
     struct ddkv_pong p = {0};
-    int rc = kv_client(ctx, &c);
+    int rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         return rc;
     ddkv_err e = ddkv_ping(c, &p);
     if (e != DDKV_OK) {
-        rc = kv_fail(c, e, "ping", NULL, 0);
+        rc = cli_fail(c, e, "ping", NULL, 0);
         goto fail;
     }
     const char *ep = ddkv_client_endpoint(c);
@@ -113,7 +113,7 @@ static int kv_read(struct cli_ctx *ctx)
         out_error("%s", ctx->opts->err);
         return EXIT_USAGE;
     }
-    int rc = kv_client(ctx, &c);
+    int rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         return rc;
     /* The names are listed in wire order, so the index is the wire value. */
@@ -123,7 +123,7 @@ static int kv_read(struct cli_ctx *ctx)
         goto fail;
     }
     if (e != DDKV_OK) {
-        rc = kv_fail(c, e, "read", key, klen);
+        rc = cli_fail(c, e, "read", key, klen);
         goto fail;
     }
     if (ctx->fmt == OUT_JSON) {
@@ -158,7 +158,9 @@ fail:
 /* --- write / delete --- */
 
 static const struct opt_def kv_write_opts[] = {
-    {"ttl", 0, OPT_ARG, NULL, "SECONDS", "expire the key after SECONDS (leases: not available in this version)"},
+    {"ttl", 0, OPT_ARG, NULL, "SECONDS",
+     "grant a lease of SECONDS and write with it: the key goes when the lease expires"},
+    {"lease", 0, OPT_ARG, NULL, "ID", "attach the key to an existing lease (ddkv lease grant)"},
 };
 
 /* Read all of stdin, binary safe, refusing more than KV_STDIN_MAX_BYTES. */
@@ -186,20 +188,25 @@ static int kv_read_stdin(struct buf *b)
     }
 }
 
-/* Print a WRITTEN_AT / DELETED result. */
+/* Print a WRITTEN_AT / DELETED result; lease_id (0: none) is the lease the
+ * key was written with. */
 static int kv_print_change(struct cli_ctx *ctx, const char *verb, const char *key, size_t klen,
-                           const struct ddkv_write_result *r)
+                           const struct ddkv_write_result *r, uint64_t lease_id)
 {
     if (ctx->fmt == OUT_TEXT) {
-        printf("%s at %llu rev %llu\n", verb, (unsigned long long)r->lamport,
+        printf("%s at %llu rev %llu", verb, (unsigned long long)r->lamport,
                (unsigned long long)r->revision);
+        if (lease_id)
+            printf(" lease %llu", (unsigned long long)lease_id);
+        putchar('\n');
         return EXIT_DONE;
     }
     json_t *o = json_object();
     if (!o || out_json_set_bytes(o, "key", "key_encoding", key, klen) != 0 ||
         json_object_set_new(o, verb, json_true()) != 0 ||
         json_object_set_new(o, "lamport", json_integer((json_int_t)r->lamport)) != 0 ||
-        json_object_set_new(o, "revision", json_integer((json_int_t)r->revision)) != 0) {
+        json_object_set_new(o, "revision", json_integer((json_int_t)r->revision)) != 0 ||
+        (lease_id && json_object_set_new(o, "lease", json_integer((json_int_t)lease_id)) != 0)) {
         json_decref(o);
         out_error("out of memory");
         return EXIT_UNAVAILABLE;
@@ -215,8 +222,18 @@ static int kv_write(struct cli_ctx *ctx)
     struct buf in = BUF_INIT;
     ddkv_client *c = NULL;
     int rc;
-    if (opts_get(ctx->opts, "ttl")) {
-        out_error("--ttl: leases are not available in this version");
+    const char *ttl_arg = opts_get(ctx->opts, "ttl");
+    uint64_t ttl_ms = 0, lease = 0;
+    if (ttl_arg && coord_parse_seconds(ttl_arg, &ttl_ms) != 0) {
+        out_error("--ttl: '%.64s' is not a number of seconds (above 0, at most a year, 3 decimals)", ttl_arg);
+        return EXIT_USAGE;
+    }
+    if (opts_get_u64(ctx->opts, "lease", 1, UINT64_MAX, &lease) != 0) {
+        out_error("%s", ctx->opts->err);
+        return EXIT_USAGE;
+    }
+    if (ttl_arg && lease) {
+        out_error("--ttl grants a new lease: it does not go with --lease");
         return EXIT_USAGE;
     }
     const void *val = arg;
@@ -228,16 +245,30 @@ static int kv_write(struct cli_ctx *ctx)
         val = in.data ? (const void *)in.data : "";
         vlen = in.len;
     }
-    rc = kv_client(ctx, &c);
+    rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         goto fail;
+    if (ttl_ms) {
+        ddkv_err e = ddkv_lease_grant(c, ttl_ms, &lease, NULL);
+        if (e != DDKV_OK) {
+            rc = cli_fail(c, e, "write --ttl: lease grant for", key, klen);
+            goto fail;
+        }
+    }
     struct ddkv_write_result r;
-    ddkv_err e = ddkv_write(c, key, klen, val, vlen, 0, &r);
-    if (e != DDKV_OK) {
-        rc = kv_fail(c, e, "write", key, klen);
+    ddkv_err e = ddkv_write(c, key, klen, val, vlen, lease, &r);
+    if (e == DDKV_ERR_NOT_FOUND && lease && !ttl_ms) {
+        out_error("write: lease %llu not found (expired or revoked)", (unsigned long long)lease);
+        rc = EXIT_NO;
         goto fail;
     }
-    rc = kv_print_change(ctx, "written", key, klen, &r);
+    if (e != DDKV_OK) {
+        rc = cli_fail(c, e, "write", key, klen);
+        if (ttl_ms) /* never used, or attached to a key in doubt: either way it expires */
+            out_error("lease %llu, granted for this write, expires on its own", (unsigned long long)lease);
+        goto fail;
+    }
+    rc = kv_print_change(ctx, "written", key, klen, &r, lease);
 
 fail:
     buf_free(&in);
@@ -250,7 +281,7 @@ static int kv_delete(struct cli_ctx *ctx)
     const char *key = ctx->opts->pos[0];
     size_t klen = strlen(key);
     ddkv_client *c = NULL;
-    int rc = kv_client(ctx, &c);
+    int rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         return rc;
     struct ddkv_write_result r;
@@ -258,9 +289,9 @@ static int kv_delete(struct cli_ctx *ctx)
     if (e == DDKV_ERR_NOT_FOUND)
         rc = kv_not_found(ctx, key, klen);
     else if (e != DDKV_OK)
-        rc = kv_fail(c, e, "delete", key, klen);
+        rc = cli_fail(c, e, "delete", key, klen);
     else
-        rc = kv_print_change(ctx, "deleted", key, klen, &r);
+        rc = kv_print_change(ctx, "deleted", key, klen, &r, 0);
     ddkv_client_free(c);
     return rc;
 }
@@ -309,7 +340,7 @@ static int kv_list(struct cli_ctx *ctx)
     uint8_t *after = NULL;
     size_t after_len = 0;
     uint64_t printed = 0;
-    int rc = kv_client(ctx, &c);
+    int rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         return rc;
     for (;;) {
@@ -318,7 +349,7 @@ static int kv_list(struct cli_ctx *ctx)
             want = limit - printed;
         ddkv_err e = ddkv_list(c, prefix, plen, after, after_len, (uint32_t)want, &page);
         if (e != DDKV_OK) {
-            rc = kv_fail(c, e, "list", prefix, plen);
+            rc = cli_fail(c, e, "list", prefix, plen);
             goto fail;
         }
         for (size_t i = 0; i < page.n && (!limit || printed < limit); i++, printed++) {
@@ -442,12 +473,12 @@ static int kv_status(struct cli_ctx *ctx)
     struct ddkv_status *probes = NULL;
     struct kv_row *rows = NULL;
     size_t n = 0;
-    int rc = kv_client(ctx, &c);
+    int rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         return rc;
     ddkv_err e = ddkv_status(c, &s);
     if (e != DDKV_OK) {
-        rc = kv_fail(c, e, "status", NULL, 0);
+        rc = cli_fail(c, e, "status", NULL, 0);
         goto fail;
     }
     /* A node that lists no members is a cluster of itself. */
@@ -511,7 +542,7 @@ static int kv_members(struct cli_ctx *ctx)
     }
     const char *name = ctx->opts->pos[1];
     ddkv_client *c = NULL;
-    int rc = kv_client(ctx, &c);
+    int rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         return rc;
     uint64_t index = 0;
@@ -521,7 +552,7 @@ static int kv_members(struct cli_ctx *ctx)
         out_error("%s is not a member", name);
         rc = EXIT_NO;
     } else if (e != DDKV_OK) {
-        rc = kv_fail(c, e, add ? "members add" : "members remove", name, strlen(name));
+        rc = cli_fail(c, e, add ? "members add" : "members remove", name, strlen(name));
     } else if (ctx->fmt == OUT_JSON) {
         json_t *o = json_pack("{s:s, s:s, s:I}", "member", name, "change", verb, "index", (json_int_t)index);
         rc = o && out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
@@ -546,7 +577,7 @@ const struct cli_command cmd_kv_commands[] = {
      NULL, kv_ping},
     {"read", "KEY", "print a key's value (exit 1 if not found)", KV_OPTS(kv_read_opts), CMD_CLIENT,
      1, 1, NULL, kv_read},
-    {"write", "KEY VALUE|-", "set a key (VALUE - reads it from stdin, binary safe)",
+    {"write", "KEY VALUE|-", "set a key (VALUE - reads it from stdin, binary safe; --ttl S: expires)",
      KV_OPTS(kv_write_opts), CMD_CLIENT, 2, 2, NULL, kv_write},
     {"delete", "KEY", "delete a key (exit 1 if not found)", NULL, 0, CMD_CLIENT, 1, 1, NULL,
      kv_delete},

@@ -43,12 +43,13 @@ static struct opt_def serve_opts[] = {
     {"heartbeat-ms", 0, OPT_ARG, NULL, "MS", "Raft heartbeat interval (one tick)"},
     {"election-timeout-ms", 0, OPT_ARG, NULL, "MS", "Raft election timeout (at least 2 heartbeats)"},
     {"snapshot-entries", 0, OPT_ARG, NULL, "N", "snapshot and compact the Raft log every N applied entries"},
+    {"watch-history-bytes", 0, OPT_ARG, NULL, "N", "bytes of recent changes kept for watchers to resume from"},
     {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
 #define SERVE_NUM_FIRST 7 /* index of max-frame-bytes, the first numeric option */
-#define SERVE_NUM_COUNT 8
+#define SERVE_NUM_COUNT 9
 static char serve_dflt_num[SERVE_NUM_COUNT][16];
 
 /* In enum log_level order (util/log.h). */
@@ -60,7 +61,8 @@ static void serve_fill_defaults(void)
     node_config_defaults(&cfg);
     const uint32_t nums[SERVE_NUM_COUNT] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
                                             cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
-                                            cfg.election_timeout_ms, cfg.snapshot_entries};
+                                            cfg.election_timeout_ms, cfg.snapshot_entries,
+                                            cfg.watch_history_bytes};
     for (size_t i = 0; i < SERVE_NUM_COUNT; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
         serve_opts[SERVE_NUM_FIRST + i].dflt = serve_dflt_num[i];
@@ -91,6 +93,7 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "heartbeat-ms", 1, 60000, &cfg.heartbeat_ms) != 0 ||
         opts_get_u32(o, "election-timeout-ms", 2, 600000, &cfg.election_timeout_ms) != 0 ||
         opts_get_u32(o, "snapshot-entries", 100, UINT32_MAX, &cfg.snapshot_entries) != 0 ||
+        opts_get_u32(o, "watch-history-bytes", 1u << 20, UINT32_MAX, &cfg.watch_history_bytes) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;
@@ -123,9 +126,6 @@ static const struct cli_command main_commands[] = {
 
 /* Named by the SPEC, not in this version: they answer so, instead of "unknown". */
 static const struct cli_command main_later_commands[] = {
-    {"cas", "KEY EXPECTED NEW", "compare-and-swap", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
-    {"watch", "PREFIX", "print changes under a prefix", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
-    {"lease", "grant|keepalive|revoke", "manage leases", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
     {"snapshot", "save|restore", "back up or restore", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
     {"hub", "", "run the dashboard hub", NULL, 0, 0, 0, 0, NULL, NULL},
     {"agent", "", "run a metrics agent", NULL, 0, 0, 0, 0, NULL, NULL},
@@ -144,6 +144,7 @@ static const size_t main_later_n = sizeof main_later_commands / sizeof main_late
 static const struct main_table main_tables[] = {
     {main_commands, &main_commands_n},
     {cmd_kv_commands, &cmd_kv_count},
+    {cmd_coord_commands, &cmd_coord_count},
     {main_later_commands, &main_later_n},
 };
 
@@ -174,7 +175,8 @@ static void main_help(FILE *f)
     fprintf(f, "\nEvery option can also be set in the environment as DDKV_<OPTION> (upper case,\n"
                "'-' as '_'); a flag beats the environment, which beats serve's --config file.\n"
                "Run 'ddkv COMMAND --help' for a command's options.\n\n"
-               "Exit codes: 0 success, 1 not found, 2 usage or bad input, 3 cluster unreachable,\n"
+               "Exit codes: 0 success, 1 the answer is no (not found, cas lost, history compacted),\n"
+               "2 usage or bad input, 3 cluster unreachable,\n"
                "unavailable or timed out (for a write the message then says its outcome is unknown).\n");
 }
 

@@ -13,6 +13,7 @@ int out_exit_code(ddkv_err e)
     case DDKV_OK:
         return EXIT_DONE;
     case DDKV_ERR_NOT_FOUND:
+    case DDKV_ERR_COMPACTED:
         return EXIT_NO;
     case DDKV_ERR_BAD_REQUEST:
     case DDKV_ERR_TOO_LARGE:

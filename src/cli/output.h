@@ -16,7 +16,9 @@ enum out_format { OUT_TEXT = 0, OUT_JSON = 1 };
 
 enum {
     EXIT_DONE = 0,        /* success */
-    EXIT_NO = 1,          /* the answer is "no": key not found */
+    EXIT_NO = 1,          /* the answer is "no": key not found, cas lost, lease unknown, history
+                           * compacted (the revision asked for is no longer kept: a fact
+                           * about the cluster, not a usage error or an outage) */
     EXIT_USAGE = 2,       /* usage or bad input, including TOO_LARGE and BAD_REQUEST */
     EXIT_UNAVAILABLE = 3, /* unreachable, no quorum, timed out, or a write's outcome unknown */
 };

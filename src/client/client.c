@@ -1,4 +1,5 @@
-/* libddkv: endpoints, the connection, the retry policy and the request/reply codec of the client. */
+/* libddkv: endpoints, the connection, the retry policy and the request/reply codec of the client;
+ * transactions, leases, and the watch stream that resumes across members. */
 #include "ddkv/ddkv.h"
 
 #include <errno.h>
@@ -61,8 +62,11 @@ struct ddkv_client {
 };
 
 /* One request field. Requests are described as data so that every attempt can
- * be re-encoded with a fresh Lamport time and request id. */
-enum field_kind { FIELD_U64, FIELD_BIN };
+ * be re-encoded with a fresh Lamport time and request id. FIELD_CMPS and
+ * FIELD_OPS are nested arrays: p points at n struct ddkv_compare or struct
+ * ddkv_op (the caller's, borrowed), encoded as [[key, field, cmp, operand]...]
+ * and [[kind, key, value, lease_id]...]. */
+enum field_kind { FIELD_U64, FIELD_BIN, FIELD_CMPS, FIELD_OPS };
 
 struct field {
     enum field_kind kind;
@@ -102,6 +106,7 @@ static const char *const client_err_names[DDKV_ERR__COUNT] = {
     [DDKV_ERR_PROTOCOL] = "protocol error (garbled reply)",
     [DDKV_ERR_NOMEM] = "out of memory",
     [DDKV_ERR_USAGE] = "invalid argument",
+    [DDKV_ERR_COMPACTED] = "revision compacted: older than the history kept",
 };
 
 const char *ddkv_strerror(ddkv_err err)
@@ -570,10 +575,41 @@ static int client_encode(struct ddkv_client *c, struct call *k)
     struct msg_writer w;
     msg_begin(&w, &c->out, k->type, lamport_tick(&c->clock), k->rid, k->nf);
     for (uint32_t i = 0; i < k->nf; i++) {
-        if (k->f[i].kind == FIELD_U64)
-            mw_u64(&w, k->f[i].u);
-        else
-            mw_bin(&w, k->f[i].p, k->f[i].n);
+        const struct field *f = &k->f[i];
+        switch (f->kind) {
+        case FIELD_U64:
+            mw_u64(&w, f->u);
+            break;
+        case FIELD_BIN:
+            mw_bin(&w, f->p, f->n);
+            break;
+        case FIELD_CMPS:
+            mw_array(&w, (uint32_t)f->n);
+            for (size_t j = 0; j < f->n; j++) {
+                const struct ddkv_compare *cm = (const struct ddkv_compare *)f->p + j;
+                mw_array(&w, 4);
+                mw_bin(&w, cm->key, cm->key_len);
+                mw_u64(&w, (uint64_t)cm->field);
+                mw_u64(&w, (uint64_t)cm->cmp);
+                if (cm->field == DDKV_CMP_VALUE)
+                    mw_bin(&w, cm->value, cm->value_len);
+                else
+                    mw_u64(&w, cm->number);
+            }
+            break;
+        case FIELD_OPS:
+            mw_array(&w, (uint32_t)f->n);
+            for (size_t j = 0; j < f->n; j++) {
+                const struct ddkv_op *op = (const struct ddkv_op *)f->p + j;
+                bool put = op->kind == DDKV_OP_PUT;
+                mw_array(&w, 4);
+                mw_u64(&w, (uint64_t)op->kind);
+                mw_bin(&w, op->key, op->key_len);
+                mw_bin(&w, put ? op->value : NULL, put ? op->value_len : 0);
+                mw_u64(&w, put ? op->lease_id : 0);
+            }
+            break;
+        }
     }
     return msg_end(&w);
 }
@@ -828,8 +864,10 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
         case DDKV_WERR_TOO_LARGE:
             result = DDKV_ERR_TOO_LARGE;
             break;
-        case DDKV_WERR_BAD_REQUEST:
         case DDKV_WERR_COMPACTED:
+            result = DDKV_ERR_COMPACTED;
+            break;
+        case DDKV_WERR_BAD_REQUEST:
         case DDKV_WERR_PERMISSION_DENIED:
             result = DDKV_ERR_BAD_REQUEST;
             break;
@@ -1296,4 +1334,618 @@ ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t *index)
     struct call k = {.type = DDKV_MSG_MEMBER_REMOVE, .reply_type = DDKV_MSG_MEMBER_CHANGED,
                      .mutates = true, .f = f, .nf = 1};
     return client_member_change(c, &k, index);
+}
+
+/* --- transactions --- */
+
+static ddkv_err txn_check_ops(struct ddkv_client *c, const char *which, const struct ddkv_op *ops,
+                              size_t n)
+{
+    if (n > DDKV_TXN_MAX)
+        return client_fail(c, DDKV_ERR_USAGE, "%zu %s operations: at most %u", n, which, DDKV_TXN_MAX);
+    if (n && !ops)
+        return client_fail(c, DDKV_ERR_USAGE, "%s operations are NULL", which);
+    for (size_t i = 0; i < n; i++) {
+        const struct ddkv_op *op = &ops[i];
+        if (op->kind != DDKV_OP_PUT && op->kind != DDKV_OP_DELETE)
+            return client_fail(c, DDKV_ERR_USAGE, "%s operation %zu: unknown kind %d", which, i,
+                               (int)op->kind);
+        if ((!op->key && op->key_len) || (op->kind == DDKV_OP_PUT && !op->value && op->value_len))
+            return client_fail(c, DDKV_ERR_USAGE, "%s operation %zu: key or value is NULL", which, i);
+    }
+    return DDKV_OK;
+}
+
+ddkv_err ddkv_txn(ddkv_client *c, const struct ddkv_compare *cmps, size_t ncmp,
+                  const struct ddkv_op *on_success, size_t nsucc, const struct ddkv_op *on_failure,
+                  size_t nfail, struct ddkv_txn_result *out)
+{
+    memset(out, 0, sizeof *out);
+    c->errmsg[0] = 0;
+    if (ncmp > DDKV_TXN_MAX)
+        return client_fail(c, DDKV_ERR_USAGE, "%zu compares: at most %u", ncmp, DDKV_TXN_MAX);
+    if (ncmp && !cmps)
+        return client_fail(c, DDKV_ERR_USAGE, "compares are NULL");
+    for (size_t i = 0; i < ncmp; i++) {
+        const struct ddkv_compare *cm = &cmps[i];
+        if ((unsigned)cm->field > DDKV_CMP_MOD_REV || (unsigned)cm->cmp > DDKV_CMP_GT)
+            return client_fail(c, DDKV_ERR_USAGE, "compare %zu: unknown field %d or cmp %d", i,
+                               (int)cm->field, (int)cm->cmp);
+        if ((!cm->key && cm->key_len) ||
+            (cm->field == DDKV_CMP_VALUE && !cm->value && cm->value_len))
+            return client_fail(c, DDKV_ERR_USAGE, "compare %zu: key or value is NULL", i);
+    }
+    ddkv_err rc;
+    if ((rc = txn_check_ops(c, "on_success", on_success, nsucc)) != DDKV_OK ||
+        (rc = txn_check_ops(c, "on_failure", on_failure, nfail)) != DDKV_OK)
+        return rc;
+    struct field f[] = {
+        {.kind = FIELD_CMPS, .p = cmps, .n = ncmp},
+        {.kind = FIELD_OPS, .p = on_success, .n = nsucc},
+        {.kind = FIELD_OPS, .p = on_failure, .n = nfail},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_TXN, .reply_type = DDKV_MSG_TXN_RESULT, .mutates = true,
+                     .f = f, .nf = 5};
+    rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    if (k.reply.nf < 3 || k.reply.f[0].type != MSGPACK_OBJECT_BOOLEAN ||
+        msg_u64(&k.reply, 1, &out->lamport) != ERR_OK ||
+        msg_u64(&k.reply, 2, &out->revision) != ERR_OK) {
+        rc = client_bad_reply(c, &k, "expected [succeeded, lamport, revision]");
+        msg_free(&k.reply);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    out->succeeded = mpo_bool(&k.reply.f[0]);
+    client_saw(c, out->lamport);
+    msg_free(&k.reply);
+    return DDKV_OK;
+}
+
+ddkv_err ddkv_cas(ddkv_client *c, const void *key, size_t klen, const void *expected, size_t elen,
+                  bool expect_absent, const void *value, size_t vlen, uint64_t lease_id,
+                  struct ddkv_txn_result *out)
+{
+    struct ddkv_compare cmp = {.key = key, .key_len = klen, .cmp = DDKV_CMP_EQ};
+    if (expect_absent) {
+        cmp.field = DDKV_CMP_VERSION;
+        cmp.number = 0;
+    } else {
+        cmp.field = DDKV_CMP_VALUE;
+        cmp.value = expected;
+        cmp.value_len = elen;
+    }
+    struct ddkv_op put = {.kind = DDKV_OP_PUT, .key = key, .key_len = klen, .value = value,
+                          .value_len = vlen, .lease_id = lease_id};
+    return ddkv_txn(c, &cmp, 1, &put, 1, NULL, 0, out);
+}
+
+/* --- leases --- */
+
+/* LEASE: [lease_id, ttl_ms]. */
+static ddkv_err lease_call(struct ddkv_client *c, struct call *k, uint64_t *id, uint64_t *ttl_ms)
+{
+    ddkv_err rc = client_call(c, k);
+    if (rc != DDKV_OK)
+        return rc;
+    if (msg_u64(&k->reply, 0, id) != ERR_OK || msg_u64(&k->reply, 1, ttl_ms) != ERR_OK)
+        rc = client_bad_reply(c, k, "expected [lease_id, ttl_ms]");
+    msg_free(&k->reply);
+    return rc;
+}
+
+ddkv_err ddkv_lease_grant(ddkv_client *c, uint64_t ttl_ms, uint64_t *lease_id, uint64_t *granted_ttl_ms)
+{
+    uint64_t id = 0, ttl = 0;
+    *lease_id = 0;
+    if (granted_ttl_ms)
+        *granted_ttl_ms = 0;
+    c->errmsg[0] = 0;
+    if (ttl_ms == 0)
+        return client_fail(c, DDKV_ERR_USAGE, "a lease needs a ttl above 0 ms");
+    struct field f[] = {
+        {.kind = FIELD_U64, .u = ttl_ms},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_LEASE_GRANT, .reply_type = DDKV_MSG_LEASE, .mutates = true,
+                     .f = f, .nf = 3};
+    ddkv_err rc = lease_call(c, &k, &id, &ttl);
+    if (rc != DDKV_OK)
+        return rc;
+    if (id == 0) {
+        client_disconnect(c);
+        return client_fail(c, DDKV_ERR_UNKNOWN_OUTCOME,
+                           "%s granted lease 0 (garbled LEASE); the grant's outcome is unknown",
+                           c->eps[c->cur].text);
+    }
+    *lease_id = id;
+    if (granted_ttl_ms)
+        *granted_ttl_ms = ttl;
+    return DDKV_OK;
+}
+
+ddkv_err ddkv_lease_keepalive(ddkv_client *c, uint64_t lease_id, uint64_t *ttl_ms)
+{
+    uint64_t id = 0, ttl = 0;
+    if (ttl_ms)
+        *ttl_ms = 0;
+    c->errmsg[0] = 0;
+    if (lease_id == 0)
+        return client_fail(c, DDKV_ERR_USAGE, "lease id 0 is no lease");
+    struct field f[] = {{.kind = FIELD_U64, .u = lease_id}};
+    struct call k = {.type = DDKV_MSG_LEASE_KEEPALIVE, .reply_type = DDKV_MSG_LEASE, .f = f, .nf = 1};
+    ddkv_err rc = lease_call(c, &k, &id, &ttl);
+    if (rc != DDKV_OK)
+        return rc;
+    if (id != lease_id) {
+        client_disconnect(c);
+        return client_fail(c, DDKV_ERR_PROTOCOL, "%s answered a keepalive of lease %llu about lease %llu",
+                           c->eps[c->cur].text, (unsigned long long)lease_id, (unsigned long long)id);
+    }
+    /* ttl 0 is how LEASE says "revoked". */
+    if (ttl == 0)
+        return client_fail(c, DDKV_ERR_NOT_FOUND, "lease %llu is revoked", (unsigned long long)lease_id);
+    if (ttl_ms)
+        *ttl_ms = ttl;
+    return DDKV_OK;
+}
+
+ddkv_err ddkv_lease_revoke(ddkv_client *c, uint64_t lease_id)
+{
+    uint64_t id = 0, ttl = 0;
+    c->errmsg[0] = 0;
+    if (lease_id == 0)
+        return client_fail(c, DDKV_ERR_USAGE, "lease id 0 is no lease");
+    struct field f[] = {
+        {.kind = FIELD_U64, .u = lease_id},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_LEASE_REVOKE, .reply_type = DDKV_MSG_LEASE, .mutates = true,
+                     .f = f, .nf = 3};
+    return lease_call(c, &k, &id, &ttl);
+}
+
+/* --- watch --- */
+
+/* The stream's position is (last_rev, n_at_last): the revision of the last
+ * event delivered and how many of that revision's events were delivered.
+ * Every member emits a revision's events in the same order, so a WATCH sent
+ * again from last_rev is answered with those n_at_last events first (skipped)
+ * and then the ones the caller has not seen. */
+struct ddkv_watch {
+    struct ddkv_client *c; /* its own connection, endpoints, clock and errmsg */
+    uint8_t *prefix;
+    size_t plen;
+    uint64_t start_rev;    /* from_rev of the first WATCH (0: the member's next change) */
+    uint64_t last_rev;     /* revision of the last event delivered; 0: none yet */
+    uint64_t n_at_last;    /* events of last_rev delivered */
+    /* The WATCH on the current connection (sent implies connected). */
+    bool sent;
+    uint64_t rid;
+    uint64_t sent_from;    /* its from_rev */
+    uint64_t skip;         /* events of last_rev this member has still to replay */
+    uint64_t sent_at_ms;
+    uint64_t conn_events;  /* events received on this connection */
+    /* Failures. */
+    uint64_t down_since_ms;   /* no member has served the watch since then; 0: served */
+    uint32_t backoff_ms;
+    size_t compacted_answers; /* members in a row that answered COMPACTED */
+    uint64_t compacted_min;   /* the lowest oldest revision they named */
+    uint64_t compacted_rev;   /* set with failed == DDKV_ERR_COMPACTED */
+    ddkv_err failed;          /* a final error, repeated by every later call; DDKV_OK while usable */
+};
+
+/* The connection is gone (closed by the caller): the next call reconnects. An
+ * outage starts now unless this connection never worked, in which case it
+ * continues the one that led to it (so members that accept and at once refuse
+ * cannot keep the watch "up" for ever). */
+static void watch_lost(struct ddkv_watch *w)
+{
+    uint64_t now = clock_mono_ms();
+    if (!w->down_since_ms || w->conn_events || (w->sent && now - w->sent_at_ms >= w->c->timeout_ms))
+        w->down_since_ms = now;
+    w->sent = false;
+    w->conn_events = 0;
+    w->skip = 0;
+}
+
+/* Drop the connection and move on to the next endpoint. */
+static void watch_drop(struct ddkv_watch *w)
+{
+    client_rotate(w->c);
+    watch_lost(w);
+}
+
+static ddkv_err watch_garbled(struct ddkv_watch *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A member sent something garbled or inconsistent: report it, and reconnect
+ * elsewhere at the next call. */
+static ddkv_err watch_garbled(struct ddkv_watch *w, const char *fmt, ...)
+{
+    struct ddkv_client *c = w->c;
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    client_fail(c, DDKV_ERR_PROTOCOL, "watch: %s %s", c->eps[c->cur].text, what);
+    watch_drop(w);
+    return DDKV_ERR_PROTOCOL;
+}
+
+/* Connect if needed and send WATCH from where the stream stands, within
+ * until_ms. DDKV_OK once sent; DDKV_ERR_TIMEOUT if no member took it in time
+ * (errmsg says why); DDKV_ERR_NOMEM. */
+static ddkv_err watch_send(struct ddkv_watch *w, uint64_t until_ms)
+{
+    struct ddkv_client *c = w->c;
+    for (;;) {
+        if (ms_left(until_ms) == 0)
+            return DDKV_ERR_TIMEOUT;
+        if (c->fd >= 0 && !client_conn_alive(c))
+            client_disconnect(c);
+        if (c->fd < 0 && client_connect_any(c, until_ms) != 0) {
+            client_backoff(c, &w->backoff_ms, until_ms);
+            continue;
+        }
+        uint64_t from = w->last_rev ? w->last_rev : w->start_rev;
+        struct field f[] = {
+            {.kind = FIELD_BIN, .p = w->prefix, .n = w->plen},
+            {.kind = FIELD_U64, .u = from},
+        };
+        struct call k = {.type = DDKV_MSG_WATCH, .reply_type = DDKV_MSG_EVENT, .f = f, .nf = 2};
+        if (client_encode(c, &k) != ERR_OK)
+            return client_fail(c, DDKV_ERR_NOMEM, "out of memory encoding WATCH");
+        if (client_send(c, until_ms) != ATTEMPT_REPLY) {
+            client_rotate(c);
+            client_backoff(c, &w->backoff_ms, until_ms);
+            continue;
+        }
+        w->sent = true;
+        w->rid = k.rid;
+        w->sent_from = from;
+        w->skip = w->last_rev ? w->n_at_last : 0;
+        w->sent_at_ms = clock_mono_ms();
+        w->conn_events = 0;
+        return DDKV_OK;
+    }
+}
+
+/* The oldest revision named in a COMPACTED message: its last number
+ * ("... oldest revision available 120"), or 0 if it names none. */
+static uint64_t watch_compacted_rev(const uint8_t *text, size_t n)
+{
+    size_t end = n;
+    while (end && (text[end - 1] < '0' || text[end - 1] > '9'))
+        end--;
+    size_t start = end;
+    while (start && text[start - 1] >= '0' && text[start - 1] <= '9')
+        start--;
+    uint64_t v = 0;
+    for (size_t i = start; i < end; i++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(text[i] - '0');
+    }
+    return v;
+}
+
+/* An ERROR on the watch's connection. Returns 0 to go on reading (after a
+ * reconnect), -1 with *err to return. */
+static int watch_error(struct ddkv_watch *w, const struct msg *m, uint64_t deadline_ms, ddkv_err *err)
+{
+    struct ddkv_client *c = w->c;
+    uint64_t code = 0;
+    const uint8_t *text = NULL, *leader = NULL;
+    size_t text_len = 0, leader_len = 0;
+    if (msg_u64(m, 0, &code) != ERR_OK || msg_bytes_opt(m, 1, &text, &text_len) != ERR_OK ||
+        msg_bytes_opt(m, 2, &leader, &leader_len) != ERR_OK) {
+        *err = watch_garbled(w, "sent a garbled ERROR");
+        return -1;
+    }
+    if (text_len)
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %.*s", c->eps[c->cur].text,
+                    (int)(text_len > 180 ? 180 : text_len), (const char *)text);
+    else
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %s", c->eps[c->cur].text,
+                    wire_error_name((uint32_t)code));
+    switch (code) {
+    case DDKV_WERR_NOT_LEADER:
+        /* A member that will not serve watches: go where it points. */
+        if (client_redirect(c, leader, leader_len))
+            watch_lost(w);
+        else
+            watch_drop(w);
+        client_backoff(c, &w->backoff_ms, deadline_ms);
+        return 0;
+    case DDKV_WERR_COMPACTED: {
+        /* A member keeps only what it applied since it started: another may
+         * still hold the revision. Final once every endpoint has said so. */
+        uint64_t oldest = watch_compacted_rev(text, text_len);
+        if (oldest && (!w->compacted_min || oldest < w->compacted_min))
+            w->compacted_min = oldest;
+        if (++w->compacted_answers < c->n_eps) {
+            watch_drop(w);
+            return 0;
+        }
+        uint64_t from = w->sent_from;
+        client_disconnect(c);
+        watch_lost(w);
+        w->compacted_rev = w->compacted_min;
+        w->failed = DDKV_ERR_COMPACTED;
+        *err = client_fail(c, DDKV_ERR_COMPACTED,
+                           "watch: revision %llu is older than every member's history; oldest "
+                           "revision available %llu", (unsigned long long)from,
+                           (unsigned long long)w->compacted_rev);
+        return -1;
+    }
+    case DDKV_WERR_NOT_FOUND:
+    case DDKV_WERR_BAD_REQUEST:
+    case DDKV_WERR_PERMISSION_DENIED:
+    case DDKV_WERR_TOO_LARGE:
+        /* The request itself is refused: asking again changes nothing. */
+        client_disconnect(c);
+        watch_lost(w);
+        w->failed = code == DDKV_WERR_TOO_LARGE ? DDKV_ERR_TOO_LARGE
+                    : code == DDKV_WERR_NOT_FOUND ? DDKV_ERR_NOT_FOUND
+                                                  : DDKV_ERR_BAD_REQUEST;
+        *err = w->failed;
+        return -1;
+    default:
+        /* UNAVAILABLE, TIMEOUT, INTERNAL, newer codes: this member cannot
+         * serve the watch now; another may. */
+        watch_drop(w);
+        client_backoff(c, &w->backoff_ms, deadline_ms);
+        return 0;
+    }
+}
+
+/* One frame on the watch's connection. Returns 1 with an event in *ev, 0 to go
+ * on reading, -1 with *err to return. */
+static int watch_frame(struct ddkv_watch *w, const struct msg *m, struct ddkv_event *ev,
+                       uint64_t deadline_ms, ddkv_err *err)
+{
+    struct ddkv_client *c = w->c;
+    bool conn_level = m->request_id == 0 && m->type == DDKV_MSG_ERROR;
+    if (m->request_id != w->rid && !conn_level) {
+        *err = watch_garbled(w, "sent a %s for request %llu on the connection of watch request %llu",
+                             msg_type_name(m->type), (unsigned long long)m->request_id,
+                             (unsigned long long)w->rid);
+        return -1;
+    }
+    if (m->type == DDKV_MSG_ERROR)
+        return watch_error(w, m, deadline_ms, err);
+    if (m->type != DDKV_MSG_EVENT) {
+        *err = watch_garbled(w, "answered WATCH with %s", msg_type_name(m->type));
+        return -1;
+    }
+    uint64_t kind = 0, create_rev, mod_rev, version, lamport;
+    const uint8_t *kp, *vp;
+    size_t kn, vn;
+    if (msg_u64(m, 0, &kind) != ERR_OK || msg_bytes(m, 1, &kp, &kn) != ERR_OK ||
+        msg_bytes(m, 2, &vp, &vn) != ERR_OK || msg_u64(m, 3, &create_rev) != ERR_OK ||
+        msg_u64(m, 4, &mod_rev) != ERR_OK || msg_u64(m, 5, &version) != ERR_OK ||
+        msg_u64(m, 6, &lamport) != ERR_OK || (kind != DDKV_OP_PUT && kind != DDKV_OP_DELETE) ||
+        mod_rev == 0) {
+        *err = watch_garbled(w, "sent a garbled EVENT (expected [kind (1 put, 2 delete), key, value, "
+                                "create_rev, mod_rev > 0, version, lamport])");
+        return -1;
+    }
+    if (kn < w->plen || (w->plen && memcmp(kp, w->prefix, w->plen) != 0)) {
+        *err = watch_garbled(w, "sent an event of a key outside the watched prefix");
+        return -1;
+    }
+    if (mod_rev < w->sent_from || mod_rev < w->last_rev) {
+        *err = watch_garbled(w, "sent an event of revision %llu, before revision %llu",
+                             (unsigned long long)mod_rev,
+                             (unsigned long long)(w->sent_from > w->last_rev ? w->sent_from : w->last_rev));
+        return -1;
+    }
+    w->conn_events++;
+    if (mod_rev == w->last_rev && w->skip) {
+        w->skip--; /* delivered before the reconnect */
+        return 0;
+    }
+    if (mod_rev != w->last_rev && w->skip) {
+        *err = watch_garbled(w, "replayed %llu of the %llu events of revision %llu, then revision %llu",
+                             (unsigned long long)(w->n_at_last - w->skip),
+                             (unsigned long long)w->n_at_last, (unsigned long long)w->last_rev,
+                             (unsigned long long)mod_rev);
+        return -1;
+    }
+    /* Both are bounded by the frame, so kn + vn + 2 cannot overflow. */
+    uint8_t *mem = malloc(kn + vn + 2);
+    if (!mem) {
+        /* Not delivered, so not counted: the reconnect asks for it again. */
+        client_disconnect(c);
+        watch_lost(w);
+        *err = client_fail(c, DDKV_ERR_NOMEM, "out of memory for a %zu-byte event", kn + vn);
+        return -1;
+    }
+    memcpy(mem, kp, kn);
+    mem[kn] = 0;
+    memcpy(mem + kn + 1, vp, vn);
+    mem[kn + 1 + vn] = 0;
+    *ev = (struct ddkv_event){.kind = (enum ddkv_op_kind)kind, .key = mem, .key_len = kn,
+                              .value = mem + kn + 1, .value_len = vn, .create_rev = create_rev,
+                              .mod_rev = mod_rev, .version = version, .lamport = lamport};
+    if (mod_rev == w->last_rev) {
+        w->n_at_last++;
+    } else {
+        w->last_rev = mod_rev;
+        w->n_at_last = 1;
+    }
+    client_saw(c, lamport);
+    c->answered = (int)c->cur;
+    w->down_since_ms = 0;
+    w->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+    w->compacted_answers = 0;
+    w->compacted_min = 0;
+    c->errmsg[0] = 0;
+    return 1;
+}
+
+ddkv_err ddkv_watch_open(const struct ddkv_options *opts, const void *prefix, size_t plen,
+                         uint64_t from_rev, ddkv_watch **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    if (errbuf && errlen)
+        errbuf[0] = 0;
+    if (!prefix && plen) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "watch: prefix is NULL");
+        return DDKV_ERR_USAGE;
+    }
+    struct ddkv_watch *w = calloc(1, sizeof *w);
+    if (!w) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "out of memory");
+        return DDKV_ERR_NOMEM;
+    }
+    ddkv_err rc = ddkv_client_new(opts, &w->c, errbuf, errlen);
+    if (rc != DDKV_OK) {
+        free(w);
+        return rc;
+    }
+    struct ddkv_client *c = w->c;
+    w->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+    w->prefix = dup_bytes(plen ? prefix : "", plen);
+    if (!w->prefix) {
+        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    w->plen = plen;
+    w->start_rev = from_rev;
+    if (from_rev == 0) {
+        /* "From the next change" is pinned to a revision now, so a reconnect
+         * before the first event cannot skip the changes made meanwhile. A
+         * member's history always reaches back to its applied index + 1. */
+        struct ddkv_status st;
+        rc = ddkv_status(c, &st);
+        if (rc != DDKV_OK)
+            goto fail;
+        w->start_rev = st.applied ? st.applied + 1 : 0;
+        ddkv_status_free(&st);
+    }
+    uint64_t now = clock_mono_ms();
+    w->down_since_ms = now;
+    rc = watch_send(w, now + c->timeout_ms);
+    if (rc == DDKV_ERR_TIMEOUT) {
+        char detail[sizeof c->errmsg];
+        memcpy(detail, c->errmsg, sizeof detail);
+        rc = client_fail(c, DDKV_ERR_UNAVAILABLE, "no endpoint took the watch within %u ms (last error: %.150s)",
+                         (unsigned)c->timeout_ms, detail[0] ? detail : "none");
+    }
+    if (rc != DDKV_OK)
+        goto fail;
+    c->errmsg[0] = 0;
+    *out = w;
+    return DDKV_OK;
+
+fail:
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", c->errmsg[0] ? c->errmsg : ddkv_strerror(rc));
+    ddkv_watch_close(w);
+    return rc;
+}
+
+ddkv_err ddkv_watch_next(ddkv_watch *w, struct ddkv_event *ev, uint32_t wait_ms)
+{
+    struct ddkv_client *c = w->c;
+    memset(ev, 0, sizeof *ev);
+    if (w->failed != DDKV_OK)
+        return w->failed;
+    uint64_t deadline_ms = clock_mono_ms() + wait_ms;
+    for (;;) {
+        if (!w->sent) {
+            uint64_t now = clock_mono_ms();
+            if (!w->down_since_ms)
+                w->down_since_ms = now;
+            uint64_t give_up = w->down_since_ms + c->timeout_ms;
+            if (now >= give_up) {
+                char detail[sizeof c->errmsg];
+                memcpy(detail, c->errmsg, sizeof detail);
+                w->down_since_ms = now; /* the next call tries for another period */
+                return client_fail(c, DDKV_ERR_UNAVAILABLE,
+                                   "watch: no member served it for %u ms (last error: %.150s)",
+                                   (unsigned)c->timeout_ms, detail[0] ? detail : "none");
+            }
+            ddkv_err rc = watch_send(w, give_up < deadline_ms ? give_up : deadline_ms);
+            if (rc == DDKV_ERR_NOMEM)
+                return rc;
+            if (rc != DDKV_OK) {
+                if (ms_left(deadline_ms) == 0)
+                    break;
+                continue; /* the outage ran its time: reported above */
+            }
+        }
+        struct msg m;
+        enum attempt how = ATTEMPT_GARBLED;
+        int rc = client_next_msg(c, &m, &how);
+        if (rc == ERR_OK) {
+            ddkv_err err = DDKV_OK;
+            int r = watch_frame(w, &m, ev, deadline_ms, &err);
+            msg_free(&m);
+            if (r > 0)
+                return DDKV_OK;
+            if (r < 0)
+                return err;
+            continue;
+        }
+        if (rc != ERR_AGAIN) {
+            watch_drop(w); /* errmsg set by client_next_msg */
+            return how == ATTEMPT_NOMEM ? DDKV_ERR_NOMEM : DDKV_ERR_PROTOCOL;
+        }
+        uint64_t left = ms_left(deadline_ms);
+        if (left == 0)
+            break;
+        if (client_fill(c, left, &how) < 0) {
+            watch_drop(w);
+            if (how != ATTEMPT_BROKEN)
+                return how == ATTEMPT_NOMEM ? DDKV_ERR_NOMEM : DDKV_ERR_PROTOCOL;
+            client_backoff(c, &w->backoff_ms, deadline_ms);
+        }
+    }
+    if (w->sent)
+        return client_fail(c, DDKV_ERR_TIMEOUT, "no change within %u ms", (unsigned)wait_ms);
+    char detail[sizeof c->errmsg];
+    memcpy(detail, c->errmsg, sizeof detail);
+    return client_fail(c, DDKV_ERR_TIMEOUT, "no change within %u ms; reconnecting (last error: %.150s)",
+                       (unsigned)wait_ms, detail[0] ? detail : "none");
+}
+
+uint64_t ddkv_watch_revision(const ddkv_watch *w)
+{
+    return w->last_rev;
+}
+
+uint64_t ddkv_watch_compacted_rev(const ddkv_watch *w)
+{
+    return w->compacted_rev;
+}
+
+const char *ddkv_watch_errmsg(const ddkv_watch *w)
+{
+    return w->c->errmsg;
+}
+
+void ddkv_watch_close(ddkv_watch *w)
+{
+    if (!w)
+        return;
+    ddkv_client_free(w->c);
+    free(w->prefix);
+    free(w);
+}
+
+void ddkv_event_free(struct ddkv_event *ev)
+{
+    free(ev->key); /* the value shares the key's allocation */
+    memset(ev, 0, sizeof *ev);
 }

@@ -1,20 +1,38 @@
 /* Commands: what a kv write becomes inside a Raft log entry.
  *
- * The leader encodes a client's WRITE or DELETE, with the Lamport time it gave
- * it and its wall-clock time, into a NORMAL entry; every member decodes the
- * same bytes at apply time, so the state machine is a pure function of the log.
- * Layout (format 2, big-endian):
+ * The leader encodes a client's write (PUT, DELETE, TXN, LEASE_GRANT,
+ * LEASE_REVOKE; also its own lease expiry, a LEASE_REVOKE), with the Lamport
+ * time it gave it and its wall-clock time, into a NORMAL entry; every member
+ * decodes the same bytes at apply time, so the state machine is a pure
+ * function of the log. Layout (format 2, big-endian):
  *   0   u8   format (2)
- *   1   u8   op: 1 put, 2 delete
+ *   1   u8   op: 1 put, 2 delete, 4 txn, 5 lease grant, 6 lease revoke
+ *            (the values of enum sm_op_kind; 3, a no-op, is never a command)
  *   2   u64  lamport   time the leader gave the change
  *   10  u64  time_ms   the leader's wall clock (ms since the epoch) at proposal;
  *                      drives client-session expiry (sm.h)
- *   18  u64  lease     lease id, 0 for none
+ *   18  u64  arg       put, delete: lease id, 0 for none; txn: 0;
+ *                      lease grant: ttl_ms; lease revoke: the lease id
  *   26  u64  client_id (client, seq) identify a retried write (exactly once);
  *   34  u64  seq       client_id 0 means no session
+ * then, for put and delete:
  *   42  u32  key length k (> 0)
  *   46  k    key
  *   46+k     value (the rest; empty for delete)
+ * for lease grant and lease revoke: nothing (42 bytes in all);
+ * for txn:
+ *   42  u16  compares       (each count at most SM_TXN_MAX)
+ *   44  u16  on_success operations
+ *   46  u16  on_failure operations
+ *   48       the compares, then the on_success operations, then the
+ *            on_failure ones, and nothing after them:
+ *     compare:   u8 field (enum ddkv_cmp_field), u8 cmp (enum ddkv_cmp_op),
+ *                u32 key length (> 0), key, then for field VALUE
+ *                u32 value length, value; for the others u64 operand
+ *     operation: u8 kind (1 put, 2 delete), u32 key length (> 0), key, then
+ *                for a put u64 lease (0 none), u32 value length, value
+ * Every command has exactly one encoding: cmd_decode refuses anything
+ * cmd_encode would not write.
  * Format 1 (no time_ms) was never released and is refused as corrupt.
  * An empty entry is a leader's no-op; CONF entries are not commands. */
 #ifndef DDKV_KV_CMD_H
@@ -27,15 +45,29 @@
 #include "util/buf.h"
 
 #define CMD_FORMAT 2
-#define CMD_HEADER 46
+#define CMD_PREFIX 42       /* the part every command has */
+#define CMD_HEADER 46       /* put and delete: the prefix and the key length */
+#define CMD_TXN_HEADER 48   /* txn: the prefix and the three counts */
 
+/* A decoded command. For a TXN, op.txn points at txn, whose lists point into
+ * cmps and ops, whose keys and values point into the decoded bytes: keep
+ * both alive (and do not copy the struct) while op is in use. The arrays
+ * make it large (about 18.6 KB on LP64): keep it static or on the heap. */
 struct cmd {
     struct sm_op op; /* key and val borrowed from the decoded bytes; client_id,
                         seq and time_ms travel in op too */
     uint64_t lamport;
+    struct sm_txn txn;
+    struct sm_cmp cmps[SM_TXN_MAX];
+    struct sm_txn_op ops[2][SM_TXN_MAX];
 };
 
-/* Append the encoding of c to b. ERR_NOMEM or ERR_OK. */
+/* Append the encoding of op (with the Lamport time the leader gave it) to b.
+ * op->kind is not NOOP. ERR_BAD_INPUT, leaving b as it was, if op could not
+ * be decoded again (an empty key, a TXN over SM_TXN_MAX or with an unknown
+ * operation kind, field or cmp, a length over u32); else ERR_NOMEM or ERR_OK. */
+int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b);
+/* cmd_encode_op(&c->op, c->lamport, b). */
 int cmd_encode(const struct cmd *c, struct buf *b);
 /* Decode p[0..n); ERR_CORRUPT if the bytes are not a well-formed command of
  * this format. */

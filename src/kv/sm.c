@@ -1,10 +1,12 @@
-/* Key-value state machine: staged apply, client sessions and their expiry,
- * atomic commit, reads and prefix scans. */
+/* Key-value state machine: staged apply of puts, deletes, transactions and
+ * leases, client sessions and their expiry, change events, atomic commit,
+ * reads and prefix scans. */
 #include "kv/sm.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "ddkv/wire.h"
 #include "util/buf.h"
 
 static const char META_FORMAT[] = "format_version";
@@ -14,11 +16,20 @@ static const char META_REVISION[] = "revision";
 static const char META_KEYS[] = "keys";
 static const char META_TIME_MS[] = "applied_time_ms";
 static const char META_SESSIONS[] = "sessions";
+static const char META_LEASES[] = "leases";
 
 /* Session keys: "s/" + be64 client_id; expiry index keys: "e/" + be64
- * last_used_ms + be64 client_id. No other meta key contains a '/'. */
+ * last_used_ms + be64 client_id; lease keys "l/" + be64 id; attachment keys
+ * "k/" + be64 lease + user key. The address book (src/node/cluster.c) has
+ * "m/"; no other meta key contains a '/'. */
 #define SESS_KEY_LEN 10
 #define EXP_KEY_LEN 18
+#define LEASE_KEY_LEN 10
+#define ATT_PREFIX_LEN 10
+
+/* The flags byte of a session record (offset 17; layout in sm.h). */
+#define SESS_FLAG_FOUND 1u
+#define SESS_FLAG_SUCCEEDED 2u
 
 int kv_record_decode(const uint8_t *p, size_t n, struct kv_record *r)
 {
@@ -104,17 +115,34 @@ static int sess_read(struct sm *sm, uint64_t client_id, struct store_batch *over
     int rc = store_get(sm->st, STORE_CF_META, k, sizeof k, overlay, &v, eb);
     if (rc)
         return rc;
-    if (v.n != SM_SESSION_RECORD || (v.p[16] != SM_OP_PUT && v.p[16] != SM_OP_DELETE) || v.p[17] > 1) {
+    bool ok;
+    if (v.n == SM_SESSION_RECORD) {
+        uint8_t kind = v.p[16];
+        ok = kind != SM_OP_NOOP && kind >= SM_OP_PUT && kind <= SM_OP_LEASE_REVOKE &&
+             v.p[17] <= (SESS_FLAG_FOUND | SESS_FLAG_SUCCEEDED) && v.p[34] <= SM_ERR_NO_LEASE;
+    } else {
+        /* format 1: puts and deletes only, byte 17 is found */
+        ok = v.n == SM_SESSION_RECORD_V1 && (v.p[16] == SM_OP_PUT || v.p[16] == SM_OP_DELETE) &&
+             v.p[17] <= 1;
+    }
+    if (!ok) {
         store_val_release(&v);
         return errf(eb, ERR_CORRUPT, "session record of client %llx is malformed",
                     (unsigned long long)client_id);
     }
+    memset(s, 0, sizeof *s);
     s->last_seq = get_be64(v.p);
     s->last_used_ms = get_be64(v.p + 8);
     s->kind = (enum sm_op_kind)v.p[16];
-    s->found = v.p[17] == 1;
+    s->found = (v.p[17] & SESS_FLAG_FOUND) != 0;
+    s->succeeded = (v.p[17] & SESS_FLAG_SUCCEEDED) != 0;
     s->revision = get_be64(v.p + 18);
     s->lamport = get_be64(v.p + 26);
+    if (v.n == SM_SESSION_RECORD) {
+        s->error = v.p[34];
+        s->lease_id = get_be64(v.p + 35);
+        s->lease_ttl_ms = get_be64(v.p + 43);
+    }
     store_val_release(&v);
     return ERR_OK;
 }
@@ -292,9 +320,13 @@ static void sess_record(struct sm *sm, const struct sm_op *op, const struct sm_r
     put_be64(rec, op->seq);
     put_be64(rec + 8, now);
     rec[16] = (uint8_t)op->kind;
-    rec[17] = res->found ? 1 : 0;
+    rec[17] = (uint8_t)((res->found ? SESS_FLAG_FOUND : 0) | (res->succeeded ? SESS_FLAG_SUCCEEDED : 0));
     put_be64(rec + 18, res->revision);
     put_be64(rec + 26, res->lamport);
+    ASSERT(res->error >= 0 && res->error <= SM_ERR_NO_LEASE);
+    rec[34] = (uint8_t)res->error;
+    put_be64(rec + 35, res->lease_id);
+    put_be64(rec + 43, res->lease_ttl_ms);
     sess_key(sk, op->client_id);
     store_batch_put(sm->batch, STORE_CF_META, sk, sizeof sk, rec, sizeof rec);
     struct sm_exp_key e = {.ms = now, .client_id = op->client_id, .removed = false};
@@ -354,11 +386,15 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb)
         (rc = meta_get_u64(sm, META_KEYS, &sm->keys, eb)) ||
         (rc = meta_get_u64(sm, META_TIME_MS, &sm->applied_time_ms, eb)) ||
         (rc = meta_get_u64(sm, META_SESSIONS, &sm->sessions, eb)) ||
+        (rc = meta_get_u64(sm, META_LEASES, &sm->leases, eb)) ||
         (rc = exp_floor_load(sm, &sm->exp_floor, eb)))
         return rc;
     sm->batch = store_batch_new(st);
-    if (format == 0) {
-        /* A new data dir: stamp the format before anything else is written. */
+    if (format < SM_FORMAT_VERSION) {
+        /* A new data dir: stamp the format before anything else is written.
+         * A format 1 dir is read as it is (its session records are the short
+         * kind) and stamped, so an older ddkv will not read what this one
+         * writes next. */
         meta_put_u64(sm->batch, META_FORMAT, SM_FORMAT_VERSION);
         rc = store_write(st, sm->batch, true, eb);
         store_batch_clear(sm->batch);
@@ -376,6 +412,11 @@ void sm_close(struct sm *sm)
     free(sm->st_new);
     sm->st_new = NULL;
     sm->st_new_head = sm->st_new_n = sm->st_new_cap = 0;
+    free(sm->st_att);
+    sm->st_att = NULL;
+    sm->st_att_n = sm->st_att_cap = 0;
+    buf_free(&sm->st_att_keys);
+    buf_free(&sm->scratch);
 }
 
 void sm_discard(struct sm *sm)
@@ -390,45 +431,434 @@ void sm_discard(struct sm *sm)
     sm->st_exp_floor = sm->exp_floor;
     sm->st_cursor_set = false;
     sm->st_new_head = sm->st_new_n = 0;
+    sm->st_leases_delta = 0;
+    sm->st_att_n = 0;
+    buf_reset(&sm->st_att_keys);
 }
 
-/* Apply a PUT or DELETE to the data column family. */
-static int kv_apply(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
-                    struct sm_result *res, struct errbuf *eb)
+/* --- leases and their attached keys --- */
+
+static void lease_key(uint8_t k[LEASE_KEY_LEN], uint64_t id)
 {
-    struct store_val old;
-    int rc = store_get(sm->st, STORE_CF_DATA, op->key, op->klen, sm->batch, &old, eb);
+    k[0] = 'l';
+    k[1] = '/';
+    put_be64(k + 2, id);
+}
+
+/* Whether lease id exists, through overlay if non-NULL; its ttl if so. */
+static int lease_read(struct sm *sm, uint64_t id, struct store_batch *overlay, bool *exists,
+                      uint64_t *ttl_ms, struct errbuf *eb)
+{
+    uint8_t k[LEASE_KEY_LEN];
+    lease_key(k, id);
+    struct store_val v;
+    int rc = store_get(sm->st, STORE_CF_META, k, sizeof k, overlay, &v, eb);
+    *exists = false;
+    if (rc == ERR_NOT_FOUND)
+        return ERR_OK;
+    if (rc)
+        return rc;
+    if (v.n != 8) {
+        store_val_release(&v);
+        return errf(eb, ERR_CORRUPT, "lease record %llu has %zu bytes, want 8", (unsigned long long)id, v.n);
+    }
+    *exists = true;
+    if (ttl_ms)
+        *ttl_ms = get_be64(v.p);
+    store_val_release(&v);
+    return ERR_OK;
+}
+
+/* sm->scratch = the attachment key "k/" + be64 lease + key. */
+static int att_key(struct sm *sm, uint64_t lease, const uint8_t *key, size_t klen, struct errbuf *eb)
+{
+    uint8_t p[ATT_PREFIX_LEN] = {'k', '/'};
+    put_be64(p + 2, lease);
+    buf_reset(&sm->scratch);
+    if (buf_append(&sm->scratch, p, sizeof p) || buf_append(&sm->scratch, key, klen))
+        return errf(eb, ERR_NOMEM, "out of memory staging a lease attachment");
+    return ERR_OK;
+}
+
+/* Attach key to lease: the index key, and the in-memory list of the batch. */
+static int att_add(struct sm *sm, uint64_t lease, const uint8_t *key, size_t klen, struct errbuf *eb)
+{
+    int rc = att_key(sm, lease, key, klen, eb);
+    if (rc)
+        return rc;
+    if (sm->st_att_n == sm->st_att_cap) {
+        size_t cap = sm->st_att_cap ? sm->st_att_cap * 2 : 16;
+        struct sm_attach *p = realloc(sm->st_att, cap * sizeof *p);
+        if (!p)
+            return errf(eb, ERR_NOMEM, "out of memory staging a lease attachment");
+        sm->st_att = p;
+        sm->st_att_cap = cap;
+    }
+    size_t off = sm->st_att_keys.len;
+    if (buf_append(&sm->st_att_keys, key, klen))
+        return errf(eb, ERR_NOMEM, "out of memory staging a lease attachment");
+    sm->st_att[sm->st_att_n++] = (struct sm_attach){.lease = lease, .off = off, .len = klen};
+    store_batch_put(sm->batch, STORE_CF_META, sm->scratch.data, sm->scratch.len, "", 0);
+    return ERR_OK;
+}
+
+/* Detach key from lease. A stale entry may stay in st_att: whoever reads it
+ * checks the key's record. */
+static int att_del(struct sm *sm, uint64_t lease, const uint8_t *key, size_t klen, struct errbuf *eb)
+{
+    int rc = att_key(sm, lease, key, klen, eb);
+    if (rc)
+        return rc;
+    store_batch_delete(sm->batch, STORE_CF_META, sm->scratch.data, sm->scratch.len);
+    return ERR_OK;
+}
+
+/* --- key changes --- */
+
+/* A key's record in the staged view; *exists false if absent. The value is
+ * not kept (r->value NULL). */
+static int rec_read(struct sm *sm, const uint8_t *key, size_t klen, bool *exists, struct kv_record *r,
+                    struct errbuf *eb)
+{
+    struct store_val v;
+    memset(r, 0, sizeof *r);
+    int rc = store_get(sm->st, STORE_CF_DATA, key, klen, sm->batch, &v, eb);
+    *exists = false;
+    if (rc == ERR_NOT_FOUND)
+        return ERR_OK;
+    if (rc)
+        return rc;
+    rc = kv_record_decode(v.p, v.n, r);
+    store_val_release(&v);
+    if (rc)
+        return errf(eb, rc, "stored record for a key is corrupt");
+    r->value = NULL;
+    r->vlen = 0;
+    *exists = true;
+    return ERR_OK;
+}
+
+static void emit(struct sm *sm, const struct sm_event *ev)
+{
+    if (sm->on_event)
+        sm->on_event(sm->event_ctx, ev);
+}
+
+/* Put key at index with lease (which the caller has checked exists): the
+ * record, the lease attachment, the counts, the event. *existed: the key was
+ * there before. */
+static int key_put(struct sm *sm, uint64_t index, uint64_t lamport, const uint8_t *key, size_t klen,
+                   const uint8_t *val, size_t vlen, uint64_t lease, bool *existed, struct errbuf *eb)
+{
+    bool exists;
+    struct kv_record prev;
+    int rc = rec_read(sm, key, klen, &exists, &prev, eb);
+    if (rc)
+        return rc;
+    if (exists && prev.lease != 0 && prev.lease != lease && (rc = att_del(sm, prev.lease, key, klen, eb)))
+        return rc;
+    if (lease != 0 && (!exists || prev.lease != lease) && (rc = att_add(sm, lease, key, klen, eb)))
+        return rc;
+    struct sm_event ev = {.kind = DDKV_OP_PUT, .key = key, .klen = klen, .val = val, .vlen = vlen,
+                          .create_rev = exists ? prev.create_rev : index, .mod_rev = index,
+                          .version = exists ? prev.version + 1 : 1, .lamport = lamport, .lease = lease};
+    uint8_t hdr[KV_RECORD_HEADER];
+    hdr[0] = 1;
+    put_be64(hdr + 1, ev.create_rev);
+    put_be64(hdr + 9, ev.mod_rev);
+    put_be64(hdr + 17, ev.version);
+    put_be64(hdr + 25, ev.lamport);
+    put_be64(hdr + 33, ev.lease);
+    store_batch_put2(sm->batch, STORE_CF_DATA, key, klen, hdr, sizeof hdr, val, vlen);
+    if (!exists)
+        sm->st_keys_delta++;
+    sm->st_revision = index;
+    *existed = exists;
+    emit(sm, &ev);
+    return ERR_OK;
+}
+
+/* Delete key at index if it exists and, when only_lease is nonzero, is
+ * attached to that lease. *deleted says whether it was. */
+static int key_delete(struct sm *sm, uint64_t index, uint64_t lamport, const uint8_t *key, size_t klen,
+                      uint64_t only_lease, bool *deleted, struct errbuf *eb)
+{
+    bool exists;
+    struct kv_record prev;
+    int rc = rec_read(sm, key, klen, &exists, &prev, eb);
+    *deleted = false;
+    if (rc || !exists || (only_lease != 0 && prev.lease != only_lease))
+        return rc;
+    if (prev.lease != 0 && (rc = att_del(sm, prev.lease, key, klen, eb)))
+        return rc;
+    store_batch_delete(sm->batch, STORE_CF_DATA, key, klen);
+    sm->st_keys_delta--;
+    sm->st_revision = index;
+    *deleted = true;
+    struct sm_event ev = {.kind = DDKV_OP_DELETE, .key = key, .klen = klen, .val = NULL, .vlen = 0,
+                          .create_rev = 0, .mod_rev = index, .version = 0, .lamport = lamport,
+                          .lease = prev.lease};
+    emit(sm, &ev);
+    return ERR_OK;
+}
+
+/* Whether lease (nonzero) exists in the staged view. */
+static int lease_exists(struct sm *sm, uint64_t lease, bool *exists, struct errbuf *eb)
+{
+    return lease_read(sm, lease, sm->batch, exists, NULL, eb);
+}
+
+/* --- the operations --- */
+
+static int apply_put_delete(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
+                            struct sm_result *res, struct errbuf *eb)
+{
+    int rc;
+    res->lamport = lamport;
+    if (op->kind == SM_OP_PUT) {
+        if (op->lease != 0) {
+            bool exists;
+            if ((rc = lease_exists(sm, op->lease, &exists, eb)))
+                return rc;
+            if (!exists) {
+                res->error = SM_ERR_NO_LEASE;
+                return ERR_OK;
+            }
+        }
+        if ((rc = key_put(sm, index, lamport, op->key, op->klen, op->val, op->vlen, op->lease, &res->found,
+                          eb)))
+            return rc;
+        res->revision = index;
+        return ERR_OK;
+    }
+    if ((rc = key_delete(sm, index, lamport, op->key, op->klen, 0, &res->found, eb)))
+        return rc;
+    res->revision = res->found ? index : 0;
+    return ERR_OK;
+}
+
+/* Bytewise order: memcmp, then the shorter first. */
+static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c)
+        return c < 0 ? -1 : 1;
+    return an == bn ? 0 : an < bn ? -1 : 1;
+}
+
+/* Whether compare c holds in the staged view. */
+static int cmp_eval(struct sm *sm, const struct sm_cmp *c, bool *holds, struct errbuf *eb)
+{
+    struct store_val v;
+    struct kv_record r = {0};
+    int rc = store_get(sm->st, STORE_CF_DATA, c->key, c->klen, sm->batch, &v, eb);
     if (rc && rc != ERR_NOT_FOUND)
         return rc;
-    struct kv_record prev = {0};
     bool exists = rc == ERR_OK;
-    if (exists) {
-        rc = kv_record_decode(old.p, old.n, &prev);
-        store_val_release(&old);
-        if (rc)
-            return errf(eb, rc, "stored record for a key is corrupt");
+    if (exists && (rc = kv_record_decode(v.p, v.n, &r))) {
+        store_val_release(&v);
+        return errf(eb, rc, "stored record for a key is corrupt");
     }
-    res->found = exists;
-    if (op->kind == SM_OP_PUT) {
-        uint8_t hdr[KV_RECORD_HEADER];
-        hdr[0] = 1;
-        put_be64(hdr + 1, exists ? prev.create_rev : index);
-        put_be64(hdr + 9, index);
-        put_be64(hdr + 17, exists ? prev.version + 1 : 1);
-        put_be64(hdr + 25, lamport);
-        put_be64(hdr + 33, op->lease);
-        store_batch_put2(sm->batch, STORE_CF_DATA, op->key, op->klen, hdr, sizeof hdr, op->val, op->vlen);
-        if (!exists)
-            sm->st_keys_delta++;
-        sm->st_revision = index;
-        res->revision = index;
-    } else if (exists) {
-        store_batch_delete(sm->batch, STORE_CF_DATA, op->key, op->klen);
-        sm->st_keys_delta--;
-        sm->st_revision = index;
-        res->revision = index;
+    int order; /* the key's field against the operand */
+    if (c->field == DDKV_CMP_VALUE) {
+        if (!exists) {
+            /* an absent value equals nothing and is neither below nor above anything */
+            *holds = c->cmp == DDKV_CMP_NE;
+            return ERR_OK;
+        }
+        order = bytes_cmp(r.value, r.vlen, c->val, c->vlen);
+    } else {
+        uint64_t x = c->field == DDKV_CMP_VERSION ? r.version
+                     : c->field == DDKV_CMP_CREATE_REV ? r.create_rev : r.mod_rev;
+        order = x == c->num ? 0 : x < c->num ? -1 : 1;
     }
+    if (exists)
+        store_val_release(&v);
+    switch (c->cmp) {
+    case DDKV_CMP_EQ: *holds = order == 0; break;
+    case DDKV_CMP_NE: *holds = order != 0; break;
+    case DDKV_CMP_LT: *holds = order < 0; break;
+    default: *holds = order > 0; break;
+    }
+    return ERR_OK;
+}
+
+static int apply_txn(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_txn *t,
+                     struct sm_result *res, struct errbuf *eb)
+{
+    ASSERT(t != NULL && t->ncmp <= SM_TXN_MAX && t->nops[0] <= SM_TXN_MAX && t->nops[1] <= SM_TXN_MAX);
+    ASSERT(t->ncmp == 0 || t->cmps != NULL);
+    int rc;
+    bool ok = true;
     res->lamport = lamport;
+    for (size_t i = 0; i < t->ncmp && ok; i++) {
+        const struct sm_cmp *c = &t->cmps[i];
+        ASSERT(c->field <= DDKV_CMP_MOD_REV && c->cmp <= DDKV_CMP_GT);
+        if ((rc = cmp_eval(sm, c, &ok, eb)))
+            return rc;
+    }
+    const struct sm_txn_op *ops = t->ops[ok ? 0 : 1];
+    size_t n = t->nops[ok ? 0 : 1];
+    ASSERT(n == 0 || ops != NULL);
+    /* Every lease the branch names must exist before anything changes. */
+    for (size_t i = 0; i < n; i++) {
+        ASSERT(ops[i].kind == DDKV_OP_PUT || ops[i].kind == DDKV_OP_DELETE);
+        if (ops[i].kind != DDKV_OP_PUT || ops[i].lease == 0)
+            continue;
+        bool exists;
+        if ((rc = lease_exists(sm, ops[i].lease, &exists, eb)))
+            return rc;
+        if (!exists) {
+            res->error = SM_ERR_NO_LEASE;
+            return ERR_OK;
+        }
+    }
+    res->succeeded = ok;
+    bool changed = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct sm_txn_op *o = &ops[i];
+        bool existed, deleted = false;
+        if (o->kind == DDKV_OP_PUT)
+            rc = key_put(sm, index, lamport, o->key, o->klen, o->val, o->vlen, o->lease, &existed, eb);
+        else
+            rc = key_delete(sm, index, lamport, o->key, o->klen, 0, &deleted, eb);
+        if (rc)
+            return rc;
+        changed = changed || o->kind == DDKV_OP_PUT || deleted;
+    }
+    res->revision = changed ? index : sm->st_revision;
+    return ERR_OK;
+}
+
+static int apply_grant(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
+                       struct sm_result *res)
+{
+    uint8_t k[LEASE_KEY_LEN], v[8];
+    lease_key(k, index);
+    put_be64(v, op->lease_ttl_ms);
+    store_batch_put(sm->batch, STORE_CF_META, k, sizeof k, v, sizeof v);
+    sm->st_leases_delta++;
+    res->lease_id = index;
+    res->lease_ttl_ms = op->lease_ttl_ms;
+    res->lamport = lamport;
+    return ERR_OK;
+}
+
+/* A key attached to the lease being revoked, staged by the open batch. */
+struct att_ref {
+    const uint8_t *key;
+    size_t klen;
+};
+
+static int att_ref_cmp(const void *a, const void *b)
+{
+    const struct att_ref *x = a, *y = b;
+    return bytes_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* The keys the open batch attached to lease, sorted, without repeats (the
+ * caller frees *out). Their bytes stay in st_att_keys, which a revoke does
+ * not grow. */
+static int att_staged(struct sm *sm, uint64_t lease, struct att_ref **out, size_t *n, struct errbuf *eb)
+{
+    size_t m = 0;
+    *out = NULL;
+    *n = 0;
+    for (size_t i = 0; i < sm->st_att_n; i++)
+        m += sm->st_att[i].lease == lease;
+    if (m == 0)
+        return ERR_OK;
+    struct att_ref *r = malloc(m * sizeof *r);
+    if (!r)
+        return errf(eb, ERR_NOMEM, "out of memory revoking a lease");
+    m = 0;
+    for (size_t i = 0; i < sm->st_att_n; i++)
+        if (sm->st_att[i].lease == lease)
+            r[m++] = (struct att_ref){.key = sm->st_att_keys.data + sm->st_att[i].off, .klen = sm->st_att[i].len};
+    qsort(r, m, sizeof *r, att_ref_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++)
+        if (u == 0 || att_ref_cmp(&r[u - 1], &r[i]) != 0)
+            r[u++] = r[i];
+    *out = r;
+    *n = u;
+    return ERR_OK;
+}
+
+/* Delete the lease and every key attached to it, in key order: the stored
+ * attachment index merged with the batch's own attachments, each checked
+ * against the key's staged record (the batch may have moved it on). */
+static int apply_revoke(struct sm *sm, uint64_t index, uint64_t lamport, uint64_t lease,
+                        struct sm_result *res, struct errbuf *eb)
+{
+    bool exists;
+    res->lamport = lamport;
+    int rc = lease_exists(sm, lease, &exists, eb);
+    if (rc || !exists)
+        return rc;
+    res->found = true;
+    res->lease_id = lease;
+    struct att_ref *staged;
+    size_t ns, si = 0;
+    if ((rc = att_staged(sm, lease, &staged, &ns, eb)))
+        return rc;
+    uint8_t prefix[ATT_PREFIX_LEN] = {'k', '/'}, upper[ATT_PREFIX_LEN] = {'k', '/'};
+    put_be64(prefix + 2, lease);
+    size_t upper_n = ATT_PREFIX_LEN;
+    if (lease == UINT64_MAX) {
+        upper[1] = '/' + 1;
+        upper_n = 2;
+    } else {
+        put_be64(upper + 2, lease + 1);
+    }
+    struct store_iter *it = store_iter_new(sm->st, STORE_CF_META, upper, upper_n);
+    store_iter_seek(it, prefix, sizeof prefix);
+    bool changed = false;
+    for (;;) {
+        const uint8_t *key = NULL;
+        size_t klen = 0;
+        bool stored = store_iter_valid(it), from_iter = false;
+        if (stored) {
+            size_t kn;
+            const uint8_t *k = store_iter_key(it, &kn);
+            if (kn < ATT_PREFIX_LEN || memcmp(k, prefix, ATT_PREFIX_LEN) != 0) {
+                rc = errf(eb, ERR_CORRUPT, "lease attachment key of %zu bytes is malformed", kn);
+                break;
+            }
+            key = k + ATT_PREFIX_LEN;
+            klen = kn - ATT_PREFIX_LEN;
+        }
+        if (!stored && si == ns)
+            break;
+        int c = !stored ? 1 : si == ns ? -1 : bytes_cmp(key, klen, staged[si].key, staged[si].klen);
+        if (c <= 0) {
+            from_iter = true;
+            if (c == 0)
+                si++;
+        } else {
+            key = staged[si].key;
+            klen = staged[si].klen;
+            si++;
+        }
+        bool deleted;
+        if ((rc = key_delete(sm, index, lamport, key, klen, lease, &deleted, eb)))
+            break;
+        changed = changed || deleted;
+        if (from_iter)
+            store_iter_next(it);
+    }
+    if (!rc)
+        rc = store_iter_status(it, eb);
+    store_iter_free(it);
+    free(staged);
+    if (rc)
+        return rc;
+    uint8_t k[LEASE_KEY_LEN];
+    lease_key(k, lease);
+    store_batch_delete(sm->batch, STORE_CF_META, k, sizeof k);
+    sm->st_leases_delta--;
+    res->revision = changed ? index : 0;
     return ERR_OK;
 }
 
@@ -436,6 +866,7 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
              struct sm_result *res, struct errbuf *eb)
 {
     ASSERT(index == sm->st_index + 1);
+    ASSERT(op->kind >= SM_OP_PUT && op->kind <= SM_OP_LEASE_REVOKE);
     memset(res, 0, sizeof *res);
     if (op->kind == SM_OP_NOOP) {
         sm->st_index = index;
@@ -463,15 +894,26 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
             if (op->seq == sess.last_seq) {
                 res->duplicate = true;
                 res->found = sess.found;
+                res->succeeded = sess.succeeded;
+                res->error = sess.error;
                 res->revision = sess.revision;
                 res->lamport = sess.lamport;
+                res->lease_id = sess.lease_id;
+                res->lease_ttl_ms = sess.lease_ttl_ms;
             } else {
                 res->stale = true;
             }
         }
     }
     if (apply) {
-        if ((rc = kv_apply(sm, index, lamport, op, res, eb)))
+        switch (op->kind) {
+        case SM_OP_PUT:
+        case SM_OP_DELETE: rc = apply_put_delete(sm, index, lamport, op, res, eb); break;
+        case SM_OP_TXN: rc = apply_txn(sm, index, lamport, op->txn, res, eb); break;
+        case SM_OP_LEASE_GRANT: rc = apply_grant(sm, index, lamport, op, res); break;
+        default: rc = apply_revoke(sm, index, lamport, op->lease, res, eb); break;
+        }
+        if (rc)
             return rc;
         if (op->client_id != 0)
             sess_record(sm, op, res, now, had_session ? &sess : NULL);
@@ -495,8 +937,10 @@ int sm_commit(struct sm *sm, bool sync, struct errbuf *eb)
     meta_put_u64(sm->batch, META_REVISION, sm->st_revision);
     meta_put_u64(sm->batch, META_KEYS, keys);
     uint64_t sessions = (uint64_t)((int64_t)sm->sessions + sm->st_sessions_delta);
+    uint64_t leases = (uint64_t)((int64_t)sm->leases + sm->st_leases_delta);
     meta_put_u64(sm->batch, META_TIME_MS, sm->st_time_ms);
     meta_put_u64(sm->batch, META_SESSIONS, sessions);
+    meta_put_u64(sm->batch, META_LEASES, leases);
     int rc = store_write(sm->st, sm->batch, sync, eb);
     if (rc) {
         sm_discard(sm);
@@ -508,6 +952,7 @@ int sm_commit(struct sm *sm, bool sync, struct errbuf *eb)
     sm->keys = keys;
     sm->applied_time_ms = sm->st_time_ms;
     sm->sessions = sessions;
+    sm->leases = leases;
     sm->exp_floor = sm->st_exp_floor;
     sm_discard(sm); /* the staged state now equals the durable state */
     return ERR_OK;
@@ -530,6 +975,37 @@ int sm_get(struct sm *sm, const uint8_t *key, size_t klen, struct kv_record *r,
 int sm_session_get(struct sm *sm, uint64_t client_id, struct sm_session *s, struct errbuf *eb)
 {
     return sess_read(sm, client_id, NULL, s, eb);
+}
+
+int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t ttl_ms), void *ctx,
+                     struct errbuf *eb)
+{
+    struct store_iter *it = store_iter_new(sm->st, STORE_CF_META, "l0", 2); /* '0' follows '/' */
+    int rc = ERR_OK;
+    for (store_iter_seek(it, "l/", 2); store_iter_valid(it); store_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = store_iter_key(it, &kn);
+        const uint8_t *v = store_iter_value(it, &vn);
+        if (kn != LEASE_KEY_LEN || vn != 8) {
+            rc = errf(eb, ERR_CORRUPT, "lease record (key %zu bytes, value %zu) is malformed", kn, vn);
+            break;
+        }
+        if ((rc = cb(ctx, get_be64(k + 2), get_be64(v))))
+            break;
+    }
+    if (!rc)
+        rc = store_iter_status(it, eb);
+    store_iter_free(it);
+    return rc;
+}
+
+int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, struct errbuf *eb)
+{
+    bool exists;
+    int rc = lease_read(sm, id, NULL, &exists, ttl_ms, eb);
+    if (rc)
+        return rc;
+    return exists ? ERR_OK : ERR_NOT_FOUND;
 }
 
 /* The smallest key greater than every key with this prefix; false if none

@@ -3,7 +3,9 @@
  * Entries are applied in index order. Applying stages the data changes, the
  * applied index, the applied Lamport time and the revision into one write batch,
  * and sm_commit writes it atomically, so a crash never leaves them apart and a
- * restart resumes exactly after the last committed index.
+ * restart resumes exactly after the last committed index. Everything here is a
+ * function of the log: no clock, no randomness, and every iteration is in the
+ * stored keys' byte order.
  *
  * A user key maps to a record in the data column family:
  *   byte 0       record format (1)
@@ -11,14 +13,43 @@
  *   bytes 41..   the value
  * create_rev/mod_rev are the indexes of the key's creation and last change;
  * version counts changes since creation; lamport is the time the change was
- * given by the leader.
+ * given by the leader; lease is the lease the key is attached to (0: none).
  *
- * Client sessions make writes exactly-once (Raft thesis 6.3). A PUT or DELETE
- * carries (client_id, seq); the meta column family keeps, per client, the last
- * seq applied and its result:
+ * Transactions (SM_OP_TXN, like etcd's): every compare is evaluated against
+ * the state as staged so far (committed plus the open batch); if all hold, the
+ * on_success operations are applied in order, else the on_failure ones, all
+ * at the entry's index (every key changed gets mod_rev = index). Operations
+ * apply one after the other: a key put twice ends with the last value and its
+ * version bumped once per put (create_rev stays the first put's if it was
+ * new); deleting an absent key is a no-op; a put after a delete of the same
+ * key creates it afresh. An absent key has version, create_rev and mod_rev 0
+ * and its VALUE never compares equal (EQ false, NE true, LT and GT false);
+ * LT/GT on a present VALUE compare bytes (memcmp, then the shorter first).
+ *
+ * Leases: LEASE_GRANT stores a lease whose id is the entry's index (unique,
+ * the same on every member) and its ttl, which the state machine only keeps:
+ * expiry is decided by the leader, which proposes a LEASE_REVOKE, so no clock
+ * is read here. A key put with a lease is attached to it; overwriting the key
+ * with another lease (or none) or deleting it detaches it. LEASE_REVOKE
+ * deletes the lease and every key attached to it, in key order, at its index.
+ * A PUT (plain or in the chosen branch of a TXN) naming a lease that does not
+ * exist makes the whole entry change nothing, with result error
+ * SM_ERR_NO_LEASE. Meta column family keys:
+ *   "l/" + be64 lease_id                   -> [u64 ttl_ms]
+ *   "k/" + be64 lease_id + user key        -> empty (the keys attached to it)
+ *   "leases"                               -> u64 live leases (for status)
+ *
+ * Client sessions make writes exactly-once (Raft thesis 6.3). Every command
+ * but NOOP (PUT, DELETE, TXN, LEASE_GRANT, LEASE_REVOKE) carries (client_id,
+ * seq); the meta column family keeps, per client, the last seq applied and its
+ * result:
  *   "s/" + be64 client_id                  -> [u64 last_seq][u64 last_used_ms]
- *                                             [u8 op kind][u8 found]
- *                                             [u64 revision][u64 lamport]
+ *                                             [u8 op kind][u8 flags: 1 found,
+ *                                             2 succeeded][u64 revision]
+ *                                             [u64 lamport][u8 error]
+ *                                             [u64 lease_id][u64 lease_ttl_ms]
+ *                                             (51 bytes; format 1 wrote the
+ *                                             first 34 only, still read)
  *   "e/" + be64 last_used_ms + be64 client_id -> empty (the expiry index)
  * A write with the session's last seq is a retry of a write already applied:
  * nothing changes and the original result comes back, flagged duplicate. An
@@ -29,9 +60,15 @@
  * bytes: an entry's "now" is max(its time_ms, every time_ms applied before),
  * the high-water mark being persisted with the applied index; a session whose
  * last_used_ms + session_ttl_ms < now is expired (a lookup treats it as
- * absent at once) and each PUT/DELETE removes at most SM_SESSION_EXPIRE_BATCH
+ * absent at once) and each command removes at most SM_SESSION_EXPIRE_BATCH
  * expired sessions, oldest first in (last_used_ms, client_id) order. Which
- * entries a caller groups into one commit never changes the outcome. */
+ * entries a caller groups into one commit never changes the outcome.
+ *
+ * Change events (for watch): if on_event is set, sm_stage reports every key
+ * change as it stages it, in application order (see struct sm_event). They
+ * describe staged state: the caller buffers them and publishes them only
+ * after sm_commit succeeds, and drops them when it discards the batch (or
+ * sm_stage or sm_commit fails). */
 #ifndef DDKV_KV_SM_H
 #define DDKV_KV_SM_H
 
@@ -40,16 +77,22 @@
 #include <stdint.h>
 
 #include "kv/store.h"
+#include "util/buf.h"
 
-#define SM_FORMAT_VERSION 1
+/* 2: session records grew to 51 bytes, leases. A format 1 data dir is read
+ * (and stamped 2 when opened). */
+#define SM_FORMAT_VERSION 2
 #define KV_RECORD_HEADER 41
 
 /* How long a client session outlives its last write, by entry time. Every
  * member must use the same value (tests shorten sm.session_ttl_ms). */
 #define SM_SESSION_TTL_MS (10u * 60 * 1000)
-/* At most this many expired sessions are removed per applied PUT/DELETE. */
+/* At most this many expired sessions are removed per applied command. */
 #define SM_SESSION_EXPIRE_BATCH 64
-#define SM_SESSION_RECORD 34
+#define SM_SESSION_RECORD 51
+#define SM_SESSION_RECORD_V1 34 /* format 1's, without the fields after lamport */
+/* At most this many compares, and operations per list, in a TXN. */
+#define SM_TXN_MAX 128
 
 struct kv_record {
     uint64_t create_rev, mod_rev, version, lamport, lease;
@@ -61,37 +104,110 @@ int kv_record_decode(const uint8_t *p, size_t n, struct kv_record *r);
 
 /* NOOP: an entry that consumes an index but changes no key (a leader's empty
  * entry, a configuration change). */
-enum sm_op_kind { SM_OP_PUT = 1, SM_OP_DELETE = 2, SM_OP_NOOP = 3 };
+enum sm_op_kind {
+    SM_OP_PUT = 1,
+    SM_OP_DELETE = 2,
+    SM_OP_NOOP = 3,
+    SM_OP_TXN = 4,
+    SM_OP_LEASE_GRANT = 5,
+    SM_OP_LEASE_REVOKE = 6,
+};
 
-struct sm_op {
-    enum sm_op_kind kind;
+/* Result errors: the entry changed nothing and the client gets an error. */
+enum sm_error {
+    SM_ERR_NONE = 0,
+    SM_ERR_NO_LEASE = 1, /* a PUT named a lease that does not exist */
+};
+
+/* One TXN compare: key's field (enum ddkv_cmp_field) cmp (enum ddkv_cmp_op)
+ * the operand: val/vlen for DDKV_CMP_VALUE, num for the others. */
+struct sm_cmp {
+    const uint8_t *key;
+    size_t klen;
+    uint8_t field;
+    uint8_t cmp;
+    const uint8_t *val;
+    size_t vlen;
+    uint64_t num;
+};
+
+/* One TXN operation: kind DDKV_OP_PUT (val, lease: 0 none) or DDKV_OP_DELETE. */
+struct sm_txn_op {
+    uint8_t kind;
     const uint8_t *key;
     size_t klen;
     const uint8_t *val;
     size_t vlen;
     uint64_t lease;
+};
+
+/* A transaction: if every compare holds, ops[0] (on success), else ops[1]
+ * (on failure). Counts are at most SM_TXN_MAX each. */
+struct sm_txn {
+    const struct sm_cmp *cmps;
+    size_t ncmp;
+    const struct sm_txn_op *ops[2];
+    size_t nops[2];
+};
+
+struct sm_op {
+    enum sm_op_kind kind;
+    const uint8_t *key; /* PUT, DELETE */
+    size_t klen;
+    const uint8_t *val; /* PUT */
+    size_t vlen;
+    uint64_t lease;          /* PUT: lease to attach the key to (0: none); LEASE_REVOKE: the lease */
+    uint64_t lease_ttl_ms;   /* LEASE_GRANT */
+    const struct sm_txn *txn; /* TXN */
     uint64_t client_id, seq; /* the client's session and write number; client_id 0: none */
     uint64_t time_ms;        /* the leader's wall clock (ms) when it proposed the entry */
 };
 
 struct sm_result {
-    bool found;        /* DELETE: the key existed */
-    uint64_t revision; /* the index that made the change (0 if nothing changed) */
+    bool found;        /* PUT, DELETE: the key existed; LEASE_REVOKE: the lease existed */
+    bool succeeded;    /* TXN: every compare held (on_success was applied) */
+    int error;         /* enum sm_error; nonzero: nothing changed, the fields below but
+                          lamport are 0 (and so is succeeded) */
+    /* The index that made the change; 0 if nothing changed, except for a TXN
+     * that changed nothing: the (unchanged) revision of the store. */
+    uint64_t revision;
     uint64_t lamport;
-    /* A retry of the session's last write: nothing changed, and found,
-     * revision and lamport are those of the original write. */
+    uint64_t lease_id;     /* LEASE_GRANT: the new lease (the entry's index); LEASE_REVOKE: the lease if found */
+    uint64_t lease_ttl_ms; /* LEASE_GRANT: its ttl; 0 after a revoke */
+    /* A retry of the session's last write: nothing changed, and every field
+     * above is that of the original write. */
     bool duplicate;
     /* A retry of a write older than the session's last: nothing changed and
      * the other fields are 0; the client gets an error. */
     bool stale;
 };
 
+/* One key change, reported while staging (pointers borrowed for the call).
+ * kind DDKV_OP_PUT: the key's new record. DDKV_OP_DELETE: val empty, version
+ * and create_rev 0, mod_rev the deleting index, lease the lease the key had. */
+struct sm_event {
+    uint8_t kind;
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *val;
+    size_t vlen;
+    uint64_t create_rev, mod_rev, version, lamport, lease;
+};
+
 /* A client session as stored (see the top of this file). */
 struct sm_session {
     uint64_t last_seq, last_used_ms;
     enum sm_op_kind kind; /* of the last write */
-    bool found;
+    bool found, succeeded;
+    int error;
     uint64_t revision, lamport;
+    uint64_t lease_id, lease_ttl_ms;
+};
+
+/* A lease attachment staged in the open batch: key bytes at off in st_att_keys. */
+struct sm_attach {
+    uint64_t lease;
+    size_t off, len;
 };
 
 /* An expiry index key, in memory. */
@@ -128,6 +244,19 @@ struct sm {
     struct sm_exp_key st_cursor;
     struct sm_exp_key *st_new;
     size_t st_new_head, st_new_n, st_new_cap;
+    /* leases */
+    uint64_t leases; /* live leases (for status) */
+    int64_t st_leases_delta;
+    /* Store iterators do not see the open batch either: the attachments it
+     * made are listed here (in memory, cleared with the batch) so a revoke
+     * in the same batch finds them. */
+    struct sm_attach *st_att;
+    size_t st_att_n, st_att_cap;
+    struct buf st_att_keys;
+    struct buf scratch; /* for building meta keys */
+    /* Change events (see the top of this file); set after sm_open. */
+    void (*on_event)(void *ctx, const struct sm_event *ev);
+    void *event_ctx;
 };
 
 /* Load the applied index, Lamport time, revision and session state; refuses a
@@ -137,8 +266,10 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb);
 void sm_close(struct sm *sm);
 
 /* Stage entry `index` (must be st_index + 1) into the open batch: apply op
- * with its client session (see the top of this file), and expire sessions. On
- * failure the caller must sm_discard (or stop applying altogether). */
+ * with its client session (see the top of this file), expire sessions, and
+ * report each key change to on_event. A TXN's contents must be well formed
+ * (as cmd_decode guarantees). On failure the caller must sm_discard (or stop
+ * applying altogether), and drop the events of the batch. */
 int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
              struct sm_result *res, struct errbuf *eb);
 /* Write everything staged in one atomic batch (synced if asked). On failure the
@@ -154,6 +285,13 @@ int sm_get(struct sm *sm, const uint8_t *key, size_t klen, struct kv_record *r,
 /* Read a client's committed session. ERR_NOT_FOUND if it has none (an expired
  * session may still be returned until it is removed). */
 int sm_session_get(struct sm *sm, uint64_t client_id, struct sm_session *s, struct errbuf *eb);
+
+/* Every committed lease, in id order. The callback returns nonzero to stop
+ * with that error. */
+int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t ttl_ms), void *ctx,
+                     struct errbuf *eb);
+/* A committed lease's ttl; ERR_NOT_FOUND if there is no such lease. */
+int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, struct errbuf *eb);
 
 /* Keys with the prefix, strictly after start_after (if non-empty), in order, at
  * most limit of them and at most max_bytes of keys and values together (at

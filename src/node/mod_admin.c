@@ -44,7 +44,7 @@ void node_pack_status(struct node *n, struct msg_writer *w)
 {
     struct admin_view v = admin_view(n);
     const char *leader_addr = cluster_leader_client_addr(n);
-    mw_map(w, 17);
+    mw_map(w, 18);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
     mw_str(w, "role"); mw_str(w, v.role);
     mw_str(w, "term"); mw_u64(w, v.term);
@@ -58,6 +58,7 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "applied_lamport"); mw_u64(w, n->sm.applied_lamport);
     mw_str(w, "revision"); mw_u64(w, n->sm.revision);
     mw_str(w, "keys"); mw_u64(w, n->sm.keys);
+    mw_str(w, "leases"); mw_u64(w, n->sm.leases);
     mw_str(w, "connections"); mw_u64(w, n->nconns);
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
     mw_str(w, "version"); mw_str(w, DDKV_VERSION_STRING);

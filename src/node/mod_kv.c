@@ -1,4 +1,6 @@
 /* The kv module: READ, WRITE, DELETE and LIST on the state machine. */
+#include <string.h>
+
 #include "node/server.h"
 
 /* Check a key against the node's limits; answers the error itself. */
@@ -68,8 +70,7 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
 }
 
 /* Propose a change; the reply waits until its entry commits and applies. */
-static void kv_stage(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
-                     const struct sm_op *op)
+void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op)
 {
     if (n->storage_failed) {
         conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
@@ -82,6 +83,8 @@ static void kv_stage(struct node *n, struct conn *c, uint64_t rid, uint32_t repl
         conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
     else if (rc == ERR_AGAIN)
         conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many writes waiting to commit; retry");
+    else if (rc == ERR_BAD_INPUT)
+        conn_reply_error(c, rid, DDKV_WERR_BAD_REQUEST, "the request cannot be encoded as a command");
     else if (rc)
         conn_reply_error(c, rid, DDKV_WERR_INTERNAL, "cannot propose: %s", err_str(rc));
 }
@@ -106,12 +109,8 @@ static void kv_write(void *ctx, struct conn *c, const struct msg *m)
                          "value of %zu bytes is over the limit of %u", op.vlen, n->cfg.max_value_bytes);
         return;
     }
-    if (op.lease != 0) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "leases are not supported yet");
-        return;
-    }
     n->stats.writes++;
-    kv_stage(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
+    kv_propose(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
 }
 
 /* DELETE [key, client_id, seq], with a session like WRITE. */
@@ -127,7 +126,7 @@ static void kv_delete(void *ctx, struct conn *c, const struct msg *m)
     if (!kv_key_ok(n, c, m->request_id, op.klen))
         return;
     n->stats.deletes++;
-    kv_stage(n, c, m->request_id, DDKV_MSG_DELETED, &op);
+    kv_propose(n, c, m->request_id, DDKV_MSG_DELETED, &op);
 }
 
 struct list_ctx {
@@ -203,13 +202,102 @@ static void kv_list(void *ctx, struct conn *c, const struct msg *m)
     node_observe(n, DDKV_MSG_LIST, n->req_t0_ns);
 }
 
+/* Parse one TXN operation list [[kind, key, value, lease]...] into ops. */
+static bool kv_txn_ops(struct node *n, const msgpack_object *o, struct sm_txn_op *ops, size_t *nops,
+                       const char **why)
+{
+    if (o->type == MSGPACK_OBJECT_NIL) {
+        *nops = 0;
+        return true;
+    }
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > SM_TXN_MAX) {
+        *why = "an operation list must be an array of at most 128";
+        return false;
+    }
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        struct sm_txn_op *op = &ops[i];
+        uint64_t kind;
+        memset(op, 0, sizeof *op);
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size < 2 || e->via.array.size > 4 ||
+            mpo_u64(&e->via.array.ptr[0], &kind) || (kind != DDKV_OP_PUT && kind != DDKV_OP_DELETE) ||
+            mpo_bytes(&e->via.array.ptr[1], &op->key, &op->klen) ||
+            (e->via.array.size > 2 && e->via.array.ptr[2].type != MSGPACK_OBJECT_NIL &&
+             mpo_bytes(&e->via.array.ptr[2], &op->val, &op->vlen)) ||
+            (e->via.array.size > 3 && e->via.array.ptr[3].type != MSGPACK_OBJECT_NIL &&
+             mpo_u64(&e->via.array.ptr[3], &op->lease))) {
+            *why = "an operation is [kind (1 put, 2 delete), key, value, lease_id]";
+            return false;
+        }
+        op->kind = (uint8_t)kind;
+        if (op->klen == 0 || op->klen > n->cfg.max_key_bytes || op->vlen > n->cfg.max_value_bytes) {
+            *why = "an operation's key is empty or a key or value is over its limit";
+            return false;
+        }
+        if (kind == DDKV_OP_DELETE)
+            op->vlen = 0;
+    }
+    *nops = o->via.array.size;
+    return true;
+}
+
+/* TXN [compares, on_success, on_failure, client_id, seq] */
+static void kv_txn(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    /* One at a time on the loop thread: the parsed form lives here. */
+    static struct sm_cmp cmps[SM_TXN_MAX];
+    static struct sm_txn_op ops[2][SM_TXN_MAX];
+    struct sm_txn txn = {.cmps = cmps, .ops = {ops[0], ops[1]}};
+    struct sm_op op = {.kind = SM_OP_TXN, .txn = &txn};
+    const char *why = "TXN wants [compares, on_success, on_failure, client_id, seq]";
+    if (m->nf < 3 || msg_u64_opt(m, 3, 0, &op.client_id) || msg_u64_opt(m, 4, 0, &op.seq))
+        goto bad;
+    const msgpack_object *co = &m->f[0];
+    if (co->type != MSGPACK_OBJECT_ARRAY || co->via.array.size > SM_TXN_MAX) {
+        why = "compares must be an array of at most 128";
+        goto bad;
+    }
+    for (uint32_t i = 0; i < co->via.array.size; i++) {
+        const msgpack_object *e = &co->via.array.ptr[i];
+        struct sm_cmp *cm = &cmps[i];
+        uint64_t field, cmp;
+        memset(cm, 0, sizeof *cm);
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 4 ||
+            mpo_bytes(&e->via.array.ptr[0], &cm->key, &cm->klen) || mpo_u64(&e->via.array.ptr[1], &field) ||
+            mpo_u64(&e->via.array.ptr[2], &cmp) || field > DDKV_CMP_MOD_REV || cmp > DDKV_CMP_GT ||
+            (field == DDKV_CMP_VALUE ? mpo_bytes(&e->via.array.ptr[3], &cm->val, &cm->vlen)
+                                     : mpo_u64(&e->via.array.ptr[3], &cm->num))) {
+            why = "a compare is [key, field (0 value, 1 version, 2 create_rev, 3 mod_rev), "
+                  "cmp (0 eq, 1 ne, 2 lt, 3 gt), operand]";
+            goto bad;
+        }
+        if (cm->klen == 0 || cm->klen > n->cfg.max_key_bytes) {
+            why = "a compare's key is empty or over the key limit";
+            goto bad;
+        }
+        cm->field = (uint8_t)field;
+        cm->cmp = (uint8_t)cmp;
+    }
+    txn.ncmp = co->via.array.size;
+    if (!kv_txn_ops(n, &m->f[1], ops[0], &txn.nops[0], &why) ||
+        !kv_txn_ops(n, &m->f[2], ops[1], &txn.nops[1], &why))
+        goto bad;
+    n->stats.txns++;
+    kv_propose(n, c, m->request_id, DDKV_MSG_TXN_RESULT, &op);
+    return;
+bad:
+    conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "%s", why);
+}
+
 static int kv_init(struct node *n, struct errbuf *eb)
 {
     int rc;
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_READ, "kv", kv_read, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_WRITE, "kv", kv_write, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_DELETE, "kv", kv_delete, n, eb)) ||
-        (rc = dispatcher_register(&n->disp, DDKV_MSG_LIST, "kv", kv_list, n, eb)))
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_LIST, "kv", kv_list, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_TXN, "kv", kv_txn, n, eb)))
         return rc;
     return ERR_OK;
 }

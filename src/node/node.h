@@ -18,6 +18,7 @@ struct node_config {
     bool join;                 /* an empty data dir waits to be added (ddkv members add)
                                   instead of founding a cluster */
     uint32_t snapshot_entries; /* snapshot and compact the log every this many applied entries */
+    uint32_t watch_history_bytes; /* keys and values of recent changes kept for watchers */
     uint32_t max_frame_bytes;
     uint32_t max_key_bytes;
     uint32_t max_value_bytes;

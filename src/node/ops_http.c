@@ -127,6 +127,20 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_write_retries_deduplicated_total", "counter",
            "Retried writes answered from their client session instead of applied again.", s->duplicates);
     metric(b, "ddkv_sessions", "gauge", "Client sessions held by the state machine.", n->sm.sessions);
+    size_t watchers = 0;
+    for (const struct watcher *w = n->watch.watchers; w; w = w->next)
+        watchers++;
+    metric(b, "ddkv_watchers", "gauge", "Open watch streams.", watchers);
+    metric(b, "ddkv_watch_events_sent_total", "counter", "Events written to watchers.", n->watch.delivered);
+    metric(b, "ddkv_watch_cut_off_total", "counter", "Watchers cut off for falling behind the history.",
+           n->watch.cut_off);
+    metric(b, "ddkv_watch_history_bytes", "gauge", "Keys and values held in the watch history.", n->watch.bytes);
+    metric(b, "ddkv_watch_oldest_revision", "gauge", "Oldest revision a watch can start from.",
+           n->watch.oldest_rev);
+    metric(b, "ddkv_txns_total", "counter", "TXN requests proposed.", s->txns);
+    metric(b, "ddkv_leases", "gauge", "Live leases in the state machine.", n->sm.leases);
+    metric(b, "ddkv_leases_expired_total", "counter", "Lease expiries this member proposed as leader.",
+           s->leases_expired);
     metric(b, "ddkv_snapshots_taken_total", "counter", "Snapshots written.", s->snapshots_taken);
     metric(b, "ddkv_snapshots_installed_total", "counter", "Snapshots received and installed.",
            s->snapshots_installed);

@@ -17,6 +17,11 @@
 
 static void replica_sweep(struct node *n);
 
+/* Where commands are decoded: 18 KiB with a transaction's room, too big for
+ * the stack; the loop thread is the only user, and a decoded command is done
+ * with before the next decode. */
+static struct cmd replica_cmd;
+
 /* Double a queue's capacity (64 to start); running out of memory is fail-stop. */
 static void *replica_grow(void *p, size_t *cap, size_t elem)
 {
@@ -38,10 +43,10 @@ static uint64_t replica_log_lamport(const struct raftlog_loaded *l, uint64_t app
     uint64_t max = 0;
     for (size_t i = 0; i < l->n_entries; i++) {
         const struct raft_entry *e = &l->entries[i];
-        struct cmd c;
+        struct cmd *c = &replica_cmd;
         if (e->index > applied && e->type == RAFT_ENTRY_NORMAL && e->len > 0 &&
-            cmd_decode(e->data, e->len, &c) == ERR_OK && c.lamport > max)
-            max = c.lamport;
+            cmd_decode(e->data, e->len, c) == ERR_OK && c->lamport > max)
+            max = c->lamport;
     }
     return max;
 }
@@ -54,6 +59,7 @@ static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
     if (!n->storage_failed) {
         raft_tick(n->raft);
         cluster_tick(n);
+        lease_tick(n);
         replica_snap_tick(n);
     }
     replica_sweep(n);
@@ -189,13 +195,14 @@ void replica_stop(struct node *n)
 int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
                     const struct sm_op *op)
 {
-    struct cmd cmd = {.op = *op, .lamport = lamport_tick(&n->clock)};
+    struct sm_op o = *op;
     /* The leader's clock, for session expiry; members use the entry's time,
      * never their own (src/kv/sm.h). */
-    cmd.op.time_ms = clock_wall_ms();
+    o.time_ms = clock_wall_ms();
     buf_reset(&n->cmdbuf);
-    if (cmd_encode(&cmd, &n->cmdbuf) != ERR_OK)
-        return ERR_NOMEM;
+    int erc = cmd_encode_op(&o, lamport_tick(&n->clock), &n->cmdbuf);
+    if (erc != ERR_OK)
+        return erc;
     uint64_t index, term;
     int rc = raft_propose(n->raft, n->cmdbuf.data, n->cmdbuf.len, &index, &term);
     if (rc) {
@@ -203,8 +210,29 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
         return rc;
     }
     n->stats.proposals++;
-    replica_track(n, c, request_id, reply_kind, index, term);
+    if (c)
+        replica_track(n, c, request_id, reply_kind, index, term);
     return ERR_OK;
+}
+
+int replica_propose_internal(struct node *n, const struct sm_op *op)
+{
+    return replica_propose(n, NULL, 0, 0, op);
+}
+
+/* The state machine reports each key change while it stages an entry; the
+ * watch history takes it once the batch is committed. */
+static void replica_on_event(void *ctx, const struct sm_event *ev)
+{
+    struct node *n = ctx;
+    watch_stage(&n->watch, ev->kind, ev->key, ev->klen, ev->val, ev->vlen, ev->create_rev, ev->mod_rev,
+                ev->version, ev->lamport);
+}
+
+void replica_sm_hooks(struct node *n)
+{
+    n->sm.on_event = replica_on_event;
+    n->sm.event_ctx = n;
 }
 
 void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
@@ -228,8 +256,28 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
         } else if (res->stale) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST,
                              "stale retry: a newer write of this client was already applied");
+        } else if (res->error == SM_ERR_NO_LEASE) {
+            conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST,
+                             "the lease does not exist (expired or revoked)");
         } else if (p->kind == DDKV_MSG_DELETED && !res->found) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
+        } else if (p->kind == DDKV_MSG_TXN_RESULT) {
+            struct msg_writer w;
+            conn_reply_begin(p->c, &w, p->kind, p->request_id, 3);
+            mw_bool(&w, res->succeeded);
+            mw_u64(&w, res->lamport);
+            mw_u64(&w, res->revision);
+            conn_reply_end(p->c, &w);
+        } else if (p->kind == DDKV_MSG_LEASE) {
+            if (res->lease_id == 0 && !res->found) {
+                conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "lease not found (expired or revoked)");
+            } else {
+                struct msg_writer w;
+                conn_reply_begin(p->c, &w, p->kind, p->request_id, 2);
+                mw_u64(&w, res->lease_id);
+                mw_u64(&w, res->lease_ttl_ms);
+                conn_reply_end(p->c, &w);
+            }
         } else if (p->kind == DDKV_MSG_MEMBER_CHANGED) {
             struct msg_writer w;
             conn_reply_begin(p->c, &w, p->kind, p->request_id, 1);
@@ -278,25 +326,32 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         const struct raft_entry *e = &ents[i];
         struct sm_op op = {.kind = SM_OP_NOOP};
         uint64_t lamport = 0;
-        struct cmd c;
+        struct cmd *c = &replica_cmd;
         if (e->type == RAFT_ENTRY_CONF)
             cluster_on_applied(n, e, n->sm.batch);
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
-            if (cmd_decode(e->data, e->len, &c) != ERR_OK) {
+            if (cmd_decode(e->data, e->len, c) != ERR_OK) {
                 /* Every member holds the same bytes: applying them differently
                  * or skipping them would fork the state. Stop. */
                 log_error("committed entry %llu is not a valid command: the log is corrupt",
                           (unsigned long long)e->index);
                 abort();
             }
-            op = c.op;
-            lamport = c.lamport;
+            op = c->op;
+            lamport = c->lamport;
         }
         struct sm_result res;
         int rc = sm_stage(&n->sm, e->index, lamport, &op, &res, &eb);
         if (rc) {
+            watch_discard(&n->watch);
             replica_fence(n, rc, "applying committed entries", eb.msg);
             return rc;
+        }
+        if (!res.duplicate && !res.stale && !res.error) {
+            if (op.kind == SM_OP_LEASE_GRANT && res.lease_id)
+                lease_on_granted(n, res.lease_id, res.lease_ttl_ms);
+            else if (op.kind == SM_OP_LEASE_REVOKE && res.found)
+                lease_on_revoked(n, op.lease);
         }
         if (lamport_observe(&n->clock, lamport, 0) != ERR_OK) {
             log_error("committed entry %llu carries Lamport time %llu, out of range",
@@ -321,9 +376,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
     }
     int rc = sm_commit(&n->sm, false, &eb);
     if (rc) {
+        watch_discard(&n->watch);
         replica_fence(n, rc, "applying committed entries", eb.msg);
         return rc;
     }
+    watch_publish(n);
     for (size_t i = 0; i < settled; i++) {
         struct proposal *p = &n->prop[i];
         replica_answer(n, p, &p->res, p->lost ? DDKV_WERR_UNAVAILABLE : 0,
@@ -483,10 +540,10 @@ static void replica_sweep(struct node *n)
 static void replica_observe_entries(struct node *n, const struct raft_entry *e, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
-        struct cmd c;
+        struct cmd *c = &replica_cmd;
         if (e[i].type == RAFT_ENTRY_NORMAL && e[i].len > 0 &&
-            cmd_decode(e[i].data, e[i].len, &c) == ERR_OK)
-            (void)lamport_observe(&n->clock, c.lamport, 0);
+            cmd_decode(e[i].data, e[i].len, c) == ERR_OK)
+            (void)lamport_observe(&n->clock, c->lamport, 0);
     }
 }
 
@@ -519,9 +576,17 @@ static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64
 
 /* Every tick: start a snapshot when the log grew past the threshold since the
  * last one; when one finished, compact the log up to it. */
+/* Every tick: start a snapshot when the log grew past the threshold since the
+ * last one; when one finished, compact the log -- up to the *previous* image,
+ * not this one. The log thus keeps at least --snapshot-entries entries past
+ * the image followers are sent, so a follower a little behind (entries in
+ * flight, a short pause) catches up from the log instead of being sent a
+ * whole image (etcd keeps a catch-up tail for the same reason). */
 static void replica_snap_tick(struct node *n)
 {
     struct errbuf eb;
+    char dir[512];
+    replica_snap_dir(n, dir, sizeof dir);
     if (n->snap_job) {
         int rc;
         if (!snap_job_done(n->snap_job, &rc, &eb))
@@ -532,37 +597,43 @@ static void replica_snap_tick(struct node *n)
             log_error("snapshot at %llu failed: %s", (unsigned long long)n->snap_index_taking, eb.msg);
             return;
         }
+        n->stats.snapshots_taken++;
+        uint64_t prev = n->snap_newest;
+        char prev_path[600];
+        snprintf(prev_path, sizeof prev_path, "%s", n->snap_newest_path);
+        n->snap_newest = n->snap_index_taking;
+        snprintf(n->snap_newest_path, sizeof n->snap_newest_path, "%s", n->snap_taking);
         uint64_t first = raft_get_snap(n->raft)->index + 1;
-        if (raft_compact(n->raft, n->snap_index_taking) != ERR_OK)
+        if (prev < first || raft_compact(n->raft, prev) != ERR_OK) {
+            log_info("snapshot at index %llu written", (unsigned long long)n->snap_newest);
             return;
+        }
         /* The image is durable (fsynced, renamed) before its metadata is
          * written: a crash in between leaves the log as it was. */
         struct store_batch *b = store_batch_new(n->st);
         raftlog_stage_snapshot(b, raft_get_snap(n->raft));
-        raftlog_stage_compact(b, first, n->snap_index_taking);
+        raftlog_stage_compact(b, first, prev);
         rc = store_write(n->st, b, false, &eb);
         store_batch_free(b);
         if (rc) {
             replica_fence(n, rc, "recording a snapshot", eb.msg);
             return;
         }
-        n->stats.snapshots_taken++;
-        char dir[512];
-        replica_snap_dir(n, dir, sizeof dir);
-        (void)snap_prune(dir, n->snap_taking, &eb);
-        log_info("snapshot at index %llu written; log compacted up to it",
-                 (unsigned long long)n->snap_index_taking);
+        n->log_first = prev + 1;
+        (void)snap_prune(dir, prev_path, &eb);
+        log_info("snapshot at index %llu written; log compacted up to the one before, at %llu",
+                 (unsigned long long)n->snap_newest, (unsigned long long)prev);
         return;
     }
     uint64_t applied = n->sm.applied_index;
-    const struct raft_snap_meta *have = raft_get_snap(n->raft);
-    if (n->installing || applied < have->index + n->cfg.snapshot_entries)
+    uint64_t base = raft_get_snap(n->raft)->index;
+    if (n->snap_newest > base)
+        base = n->snap_newest;
+    if (n->installing || applied < base + n->cfg.snapshot_entries)
         return;
     uint64_t term;
     if (!raft_log_term(n->raft, applied, &term))
         return;
-    char dir[512];
-    replica_snap_dir(n, dir, sizeof dir);
     if (snap_path(n->snap_taking, sizeof n->snap_taking, dir, applied, term, "snap", &eb) != ERR_OK ||
         snap_write_start(n->st, n->snap_taking, applied, term, &n->snap_job, &eb) != ERR_OK) {
         log_error("cannot start a snapshot at %llu: %s", (unsigned long long)applied, eb.msg);
@@ -623,10 +694,14 @@ static bool replica_install_end(struct node *n)
         replica_fence(n, rc, "reopening the state machine after a snapshot", eb.msg);
         return true;
     }
+    replica_sm_hooks(n);
+    watch_reset(n, n->sm.applied_index);
     if (n->sm.applied_lamport > n->clock.now)
         n->clock.now = n->sm.applied_lamport;
     n->log_first = m->index + 1;
     n->log_last = m->index;
+    n->snap_newest = 0; /* the received image is the base now */
+    n->snap_newest_path[0] = 0;
     if (n->pending.hs_changed)
         n->hs_synced = n->pending.hs;
     n->stats.snapshots_installed++;

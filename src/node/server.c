@@ -31,7 +31,8 @@
  * starve the others within a loop turn. */
 #define CONN_READ_CHUNK (256u << 10)
 
-static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members};
+static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch,
+                                                     &mod_lease};
 
 void node_config_defaults(struct node_config *cfg)
 {
@@ -50,6 +51,7 @@ void node_config_defaults(struct node_config *cfg)
     cfg->heartbeat_ms = 100;
     cfg->election_timeout_ms = 1000;
     cfg->snapshot_entries = 10000;
+    cfg->watch_history_bytes = WATCH_HISTORY_BYTES;
     cfg->log_level = "info";
 }
 
@@ -97,6 +99,7 @@ static void conn_close(struct conn *c, const char *why)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     n->nconns--;
+    watch_conn_closed(n, c);
     conn_unref(c);
 }
 
@@ -277,6 +280,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
             conn_read_cb(bev, c);
     }
+    if (c->bev && left < WATCH_OUT_HIGH)
+        watch_conn_writable(c->node, c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -427,6 +432,8 @@ static void node_teardown(struct node *n)
         free(n->reads[i].key);
     }
     free(n->reads);
+    watch_free(&n->watch);
+    lease_free(n);
     cluster_stop(n);
     buf_free(&n->cmdbuf);
     replica_stop(n);
@@ -496,6 +503,11 @@ int node_run(const struct node_config *cfg)
     }
     if ((rc = sm_open(&n->sm, n->st, &eb))) {
         log_error("cannot load state from %s: %s", cfg->data_dir, eb.msg);
+        goto out;
+    }
+    replica_sm_hooks(n);
+    if ((rc = watch_init(&n->watch, n->sm.applied_index, cfg->watch_history_bytes))) {
+        log_error("out of memory for the watch history");
         goto out;
     }
     /* The clock never goes below what was already handed out. */

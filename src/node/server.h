@@ -17,6 +17,7 @@
 #include "kv/store.h"
 #include "node/dispatch.h"
 #include "node/node.h"
+#include "node/watch.h"
 #include "proto/frame.h"
 #include "proto/lamport.h"
 #include "util/buf.h"
@@ -81,7 +82,7 @@ struct node_stats {
     uint64_t unknown_types, writes, deletes, reads, lists, commits, commit_errors;
     uint64_t commit_entries, peer_rejected, reads_linearizable, reads_causal, reads_stale;
     uint64_t reads_timed_out, leader_changes, proposals, proposals_refused, snapshots_taken,
-        snapshots_installed, duplicates;
+        snapshots_installed, duplicates, watches, txns, leases_expired;
 };
 
 struct peer_transport;
@@ -108,6 +109,9 @@ struct node {
     struct peer_transport *peers; /* NULL for a one-node cluster without --peer-addr */
     char peer_addr[64];           /* as bound */
     uint64_t last_leader;         /* to count leader changes */
+    struct watch_hub watch;       /* history of applied changes, watchers (watch.c) */
+    struct lease_table *leases;   /* leader only: lease deadlines (lease.c) */
+    uint64_t leases_term;         /* the term the lease table was built for, 0: none */
     struct pending_read *reads;   /* in arrival order */
     size_t nreads, capreads;
     uint64_t read_ctx;            /* last ctx handed to raft_read_index */
@@ -118,6 +122,8 @@ struct node {
     struct snap_job *snap_job;
     uint64_t snap_index_taking;
     char snap_taking[600];
+    uint64_t snap_newest;         /* the newest image written (the log is compacted to the one before) */
+    char snap_newest_path[600];
     struct snap_recv srecv;
     char recv_done[600];          /* the last fully received image, "" if none */
     struct snap_job *install_job;
@@ -149,6 +155,15 @@ extern const struct module mod_admin;
 extern const struct module mod_kv;
 extern const struct module mod_raft;
 extern const struct module mod_members;
+extern const struct module mod_watch;
+extern const struct module mod_lease;
+
+/* Leases (lease.c): the leader's countdowns. */
+struct lease_table;
+void lease_tick(struct node *n);
+void lease_on_granted(struct node *n, uint64_t id, uint64_t ttl_ms);
+void lease_on_revoked(struct node *n, uint64_t id);
+void lease_free(struct node *n);
 
 /* Cluster identity and peers (cluster.c). */
 uint64_t cluster_node_id(const char *name);
@@ -202,6 +217,13 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
  * completes (linearizable) or the state machine catches up (causal). */
 void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
                   size_t klen, uint32_t consistency, uint64_t after_lamport);
+/* Propose a change for c, answering refusals (not leader, backpressure,
+ * fenced) at once (mod_kv.c). */
+void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op);
+/* Propose a change of the node's own (a lease expiry): nobody waits for it. */
+int replica_propose_internal(struct node *n, const struct sm_op *op);
+/* Point the state machine's change events at the watch history. */
+void replica_sm_hooks(struct node *n);
 /* Answer READ with the key's committed value (mod_kv.c). */
 void kv_reply_value(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
                     size_t klen);

@@ -239,6 +239,14 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_MEMBER_ADD: return "MEMBER_ADD";
     case DDKV_MSG_MEMBER_REMOVE: return "MEMBER_REMOVE";
     case DDKV_MSG_MEMBER_CHANGED: return "MEMBER_CHANGED";
+    case DDKV_MSG_TXN: return "TXN";
+    case DDKV_MSG_TXN_RESULT: return "TXN_RESULT";
+    case DDKV_MSG_LEASE_GRANT: return "LEASE_GRANT";
+    case DDKV_MSG_LEASE: return "LEASE";
+    case DDKV_MSG_LEASE_KEEPALIVE: return "LEASE_KEEPALIVE";
+    case DDKV_MSG_LEASE_REVOKE: return "LEASE_REVOKE";
+    case DDKV_MSG_WATCH: return "WATCH";
+    case DDKV_MSG_EVENT: return "EVENT";
     case DDKV_MSG_RAFT_APP: return "APP";
     case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
     case DDKV_MSG_RAFT_VOTE: return "VOTE";

@@ -53,3 +53,21 @@ expect_exit() {
   ERR=$(cat "$WORK/stderr")
   [ "$got" -eq "$want" ] || fail "'$*' exited $got, want $want (stderr: $ERR)"
 }
+
+# free_port_block: set DDKV_PORT_BASE to a random base whose cluster ports
+# (client BASE+1..3, peer BASE+101..103, HTTP BASE+201..203, as
+# deploy/cluster.sh uses them) are all free on 127.0.0.1. Bases stay below
+# the kernel's ephemeral range (32768..), where outgoing connections of
+# parallel tests would take ports from under us.
+free_port_block() {
+  local base ok off
+  for _ in $(seq 50); do
+    base=$((20000 + (RANDOM % 120) * 100))
+    ok=1
+    for off in 1 2 3 101 102 103 201 202 203; do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$((base + off))") 2>/dev/null; then ok=0; break; fi
+    done
+    [ $ok = 1 ] && { export DDKV_PORT_BASE=$base; return 0; }
+  done
+  fail "no free port block"
+}

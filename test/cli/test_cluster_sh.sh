@@ -7,15 +7,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
 cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 50); do
-  base=$((20000 + (RANDOM % 300) * 100))
-  ok=1
-  for off in 1 2 3 101 102 103 201 202 203; do port_free $((base + off)) || { ok=0; break; }; done
-  [ $ok = 1 ] && break
-done
-[ $ok = 1 ] || fail "no free port block"
-export DDKV_PORT_BASE=$base
+free_port_block
+base=$DDKV_PORT_BASE
 CL="$ROOT/deploy/cluster.sh"
 
 expect_exit 0 "$CL" start 3

@@ -628,3 +628,55 @@ Test(sessions, members_grouping_entries_differently_end_with_identical_bytes)
     cr_assert_eq(m0.sm.applied_index, N);
     cr_assert_eq(m1.sm.applied_time_ms, m0.sm.applied_time_ms);
 }
+
+Test(sessions, a_format_1_data_dir_is_read_and_stamped)
+{
+    /* A data dir as format 1 left it: 34-byte session records. */
+    struct sm_result first = put("k", "v", 21, 3, 100);
+    del("k", 22, 1, 100);
+    commit();
+    member_close(&m0);
+    struct errbuf eb;
+    cr_assert_eq(store_open(&m0.st, m0.dir, NULL, &eb), ERR_OK, "%s", eb.msg);
+    struct store_batch *b = store_batch_new(m0.st);
+    uint8_t be[8];
+    put_be64(be, 1);
+    store_batch_put(b, STORE_CF_META, "format_version", 14, be, 8);
+    for (uint64_t c = 21; c <= 22; c++) {
+        uint8_t k[10] = {'s', '/'};
+        put_be64(k + 2, c);
+        struct store_val v;
+        cr_assert_eq(store_get(m0.st, STORE_CF_META, k, sizeof k, NULL, &v, &eb), ERR_OK);
+        cr_assert_eq(v.n, SM_SESSION_RECORD);
+        uint8_t old[SM_SESSION_RECORD_V1];
+        memcpy(old, v.p, sizeof old);
+        store_val_release(&v);
+        store_batch_put(b, STORE_CF_META, k, sizeof k, old, sizeof old);
+    }
+    cr_assert_eq(store_write(m0.st, b, true, &eb), ERR_OK, "%s", eb.msg);
+    store_batch_free(b);
+    store_close(m0.st);
+    member_open(&m0, 0);
+    struct store_val v;
+    cr_assert_eq(store_get(m0.st, STORE_CF_META, "format_version", 14, NULL, &v, &eb), ERR_OK);
+    cr_assert(v.n == 8 && get_be64(v.p) == SM_FORMAT_VERSION, "opened format 1 dirs are stamped");
+    store_val_release(&v);
+    struct sm_session s;
+    cr_assert(has_session(&m0, 22, &s));
+    cr_assert_eq(s.kind, SM_OP_DELETE);
+    cr_assert(s.found);
+    cr_assert_eq(s.lease_id, 0);
+    /* Short records still answer retries, and are rewritten in full. */
+    struct sm_result again = put("k", "other", 21, 3, 101);
+    cr_assert(again.duplicate);
+    cr_assert_eq(again.revision, first.revision);
+    cr_assert(del("k", 22, 1, 101).found);
+    put("k", "next", 21, 4, 102);
+    commit();
+    uint8_t k[10] = {'s', '/'};
+    put_be64(k + 2, 21);
+    cr_assert_eq(store_get(m0.st, STORE_CF_META, k, sizeof k, NULL, &v, &eb), ERR_OK);
+    cr_assert_eq(v.n, SM_SESSION_RECORD);
+    store_val_release(&v);
+    check_session_counts(&m0);
+}

@@ -17,36 +17,11 @@
 #include <unistd.h>
 
 #include "ddkv/ddkv.h"
+#include "cluster_client.h"
 #include "harness.h"
 #include "util/clock.h"
 
-static struct proc_cluster pc;
-
-static void stop_all(void)
-{
-    pc_cleanup(&pc);
-}
-
 TestSuite(cluster, .fini = stop_all, .timeout = 600);
-
-static ddkv_client *client_for(const char *endpoints, uint32_t timeout_ms)
-{
-    struct ddkv_options o;
-    ddkv_options_init(&o);
-    o.endpoints = endpoints;
-    o.timeout_ms = timeout_ms;
-    ddkv_client *c = NULL;
-    char err[256];
-    cr_assert_eq(ddkv_client_new(&o, &c, err, sizeof err), DDKV_OK, "%s", err);
-    return c;
-}
-
-static ddkv_client *client_node(int i, uint32_t timeout_ms)
-{
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", pc.nodes[i].port);
-    return client_for(ep, timeout_ms);
-}
 
 static ddkv_client *client_all(uint32_t timeout_ms)
 {
