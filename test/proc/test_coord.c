@@ -414,3 +414,61 @@ Test(coord, a_watcher_that_stops_reading_is_cut_off_and_memory_stays_bounded)
     cr_assert(compacted, "the stalled watcher was not cut off (%d events read)", events);
     cr_assert_lt(events, 1536, "it could not have kept up");
 }
+
+/* Paging by key (start_after) stays correct while keys change between pages:
+ * every key present throughout is listed exactly once, in order. */
+Test(coord, list_pages_stay_correct_while_keys_change_between_pages)
+{
+    start_cluster(NULL);
+    char eps[512];
+    pc_endpoints(&pc, eps, sizeof eps);
+    ddkv_client *c = client_for(eps, 10000);
+    struct ddkv_write_result wr;
+    for (int k = 0; k < 200; k += 2) { /* even keys stay; odd keys come and go */
+        char key[32];
+        snprintf(key, sizeof key, "p/%04d", k);
+        cr_assert_eq(ddkv_write(c, key, strlen(key), "s", 1, 0, &wr), DDKV_OK);
+    }
+    /* Read pages from a follower after each change is applied there. */
+    int leader = pc_leader(&pc, 5000);
+    ddkv_client *r = client_node((leader + 1) % 3, 10000);
+    static unsigned char seen[200];
+    memset(seen, 0, sizeof seen);
+    char after[32] = "";
+    int pages = 0, last = -1;
+    for (;;) {
+        struct ddkv_list l = {0};
+        cr_assert_eq(ddkv_list(r, "p/", 2, after, strlen(after), 7, &l), DDKV_OK, "%s", ddkv_client_errmsg(r));
+        for (size_t i = 0; i < l.n; i++) {
+            int k = atoi((const char *)l.entries[i].key + 2);
+            cr_assert_gt(k, last, "p/%04d listed after p/%04d", k, last);
+            last = k;
+            seen[k]++;
+        }
+        bool more = l.more;
+        if (l.n)
+            snprintf(after, sizeof after, "%.*s", (int)l.entries[l.n - 1].key_len, (const char *)l.entries[l.n - 1].key);
+        ddkv_list_free(&l);
+        pages++;
+        if (!more)
+            break;
+        /* Between pages: insert odd keys behind and ahead of the cursor,
+         * delete some of the odd keys written earlier. */
+        for (int j = 0; j < 3; j++) {
+            char key[32];
+            int k = (pages * 37 + j * 61) % 200 | 1;
+            snprintf(key, sizeof key, "p/%04d", k);
+            if (j == 2)
+                ddkv_delete(c, key, strlen(key), &wr);
+            else
+                cr_assert_eq(ddkv_write(c, key, strlen(key), "o", 1, 0, &wr), DDKV_OK);
+        }
+    }
+    for (int k = 0; k < 200; k += 2)
+        cr_assert_eq(seen[k], 1, "p/%04d listed %d times", k, seen[k]);
+    for (int k = 1; k < 200; k += 2)
+        cr_assert_leq(seen[k], 1, "p/%04d listed %d times", k, seen[k]);
+    cr_assert_gt(pages, 14);
+    ddkv_client_free(r);
+    ddkv_client_free(c);
+}
