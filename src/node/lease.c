@@ -130,8 +130,13 @@ void lease_tick(struct node *n)
         return;
     }
     if (n->leases_term != st.term) {
-        if (n->sm.applied_index < st.commit || st.commit == 0)
-            return; /* not caught up with its own log yet */
+        /* Only once it committed an entry of its own term (so its commit
+         * index covers every entry an earlier leader committed, every grant
+         * included) and applied up to there. */
+        uint64_t cterm = 0;
+        if (st.commit == 0 || !raft_log_term(n->raft, st.commit, &cterm) || cterm != st.term ||
+            n->sm.applied_index < st.commit)
+            return;
         lease_free(n);
         n->leases = calloc(1, sizeof *n->leases);
         ASSERT(n->leases != NULL);
