@@ -71,6 +71,11 @@ void pc_cleanup(struct proc_cluster *pc);
 /* Ask member i's PING: leader name (or "" if none) and term. 0 or -1. */
 int pn_pong(int port, char *leader, size_t n, uint64_t *term);
 
+/* A listening socket on 127.0.0.1 with a kernel-picked port (written to
+ * *port) whose accept() returns after at most accept_wait_ms with nothing, so
+ * a fake member's thread can look at its stop flag. -1 on failure. */
+int listen_loopback(int *port, int accept_wait_ms);
+
 /* Raw client side. */
 int tcp_connect_port(int port);          /* blocking socket, -1 on failure */
 int send_all(int fd, const void *p, size_t n);

@@ -92,15 +92,8 @@ static void fake_start(struct fake *f, enum script s)
 {
     memset(f, 0, sizeof *f);
     f->script = s;
-    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    cr_assert_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(f->lfd, 16), 0);
-    getsockname(f->lfd, (struct sockaddr *)&a, &al);
-    f->port = ntohs(a.sin_port);
-    struct timeval tv = {0, 100 * 1000};
-    setsockopt(f->lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv); /* accept wakes to see stop */
+    f->lfd = listen_loopback(&f->port, 100); /* accept wakes to see stop */
+    cr_assert_geq(f->lfd, 0);
     cr_assert_eq(pthread_create(&f->th, NULL, fake_main, f), 0);
 }
 
