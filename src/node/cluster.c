@@ -25,13 +25,38 @@ static const char RS_SELF_ID[] = "self_id";
 static const char RS_CLUSTER_ID[] = "cluster_id";
 static const char RS_JOINING[] = "joining"; /* started with --join: never bootstrap */
 
-uint64_t cluster_node_id(const char *name)
+#define FNV_BASIS UINT64_C(0xcbf29ce484222325)
+
+/* 64-bit FNV-1a over n bytes, continuing from h. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= *p;
+    for (const unsigned char *b = p; n--; b++) {
+        h ^= *b;
         h *= UINT64_C(0x100000001b3);
     }
+    return h;
+}
+
+/* "NAME=HOST:PORT" (len bytes, no NUL inside) into name and addr (64 bytes
+ * each); false if it is not that shape or a part is too long. */
+static bool split_name_addr(const void *p, size_t len, char name[64], char addr[64])
+{
+    const char *s = p, *eq = len ? memchr(s, '=', len) : NULL;
+    if (!eq || memchr(s, 0, len))
+        return false;
+    size_t nl = (size_t)(eq - s), al = len - nl - 1;
+    if (nl >= 64 || al >= 64)
+        return false;
+    memcpy(name, s, nl);
+    name[nl] = 0;
+    memcpy(addr, eq + 1, al);
+    addr[al] = 0;
+    return true;
+}
+
+uint64_t cluster_node_id(const char *name)
+{
+    uint64_t h = fnv1a(FNV_BASIS, name, strlen(name));
     /* Ids travel as Raft numbers, which must stay below 2^62; 0 means none. */
     h &= (UINT64_C(1) << 62) - 1;
     return h ? h : 1;
@@ -88,17 +113,12 @@ int cluster_parse(const char *spec, struct member *out, size_t *n, struct errbuf
 
 static uint64_t cluster_hash_members(const struct member *m, size_t n)
 {
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    uint64_t h = FNV_BASIS;
     for (size_t i = 0; i < n; i++) {
-        const char *parts[2] = {m[i].name, m[i].peer_addr};
-        for (int j = 0; j < 2; j++) {
-            for (const unsigned char *p = (const unsigned char *)parts[j]; *p; p++) {
-                h ^= *p;
-                h *= UINT64_C(0x100000001b3);
-            }
-            h ^= (uint64_t)(j ? ',' : '=');
-            h *= UINT64_C(0x100000001b3);
-        }
+        h = fnv1a(h, m[i].name, strlen(m[i].name));
+        h = fnv1a(h, "=", 1);
+        h = fnv1a(h, m[i].peer_addr, strlen(m[i].peer_addr));
+        h = fnv1a(h, ",", 1);
     }
     return h ? h : 1;
 }
@@ -199,23 +219,12 @@ static void cluster_forget(struct node *n, uint64_t id)
 
 /* A CONF entry's context is "NAME=HOST:PORT". */
 static bool cluster_ctx_parse(const struct raft_entry *e, enum raft_cc_type *type, uint64_t *id,
-                              char *name, size_t nn, char *addr, size_t an)
+                              char name[64], char addr[64])
 {
     if (e->type != RAFT_ENTRY_CONF || raft_cc_decode(e->data, e->len, type, id) != ERR_OK)
         return false;
-    name[0] = addr[0] = 0;
-    const char *ctx = (const char *)e->data + RAFT_CC_BYTES;
-    size_t len = e->len - RAFT_CC_BYTES;
-    const char *eq = len ? memchr(ctx, '=', len) : NULL;
-    if (eq) {
-        size_t nl = (size_t)(eq - ctx), al = len - nl - 1;
-        if (nl < nn && al < an && !memchr(ctx, 0, len)) {
-            memcpy(name, ctx, nl);
-            name[nl] = 0;
-            memcpy(addr, eq + 1, al);
-            addr[al] = 0;
-        }
-    }
+    if (!split_name_addr(e->data + RAFT_CC_BYTES, e->len - RAFT_CC_BYTES, name, addr))
+        name[0] = addr[0] = 0;
     return true;
 }
 
@@ -230,7 +239,7 @@ void cluster_on_appended(struct node *n, const struct raft_entry *e)
     enum raft_cc_type type;
     uint64_t id;
     char name[64], addr[64];
-    if (!cluster_ctx_parse(e, &type, &id, name, sizeof name, addr, sizeof addr))
+    if (!cluster_ctx_parse(e, &type, &id, name, addr))
         return;
     /* A change takes effect on append: the new member must be reachable now.
      * A removal waits for its commit (cluster_on_applied): an appended one
@@ -244,7 +253,7 @@ void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store
     enum raft_cc_type type;
     uint64_t id;
     char name[64], addr[64];
-    if (!cluster_ctx_parse(e, &type, &id, name, sizeof name, addr, sizeof addr))
+    if (!cluster_ctx_parse(e, &type, &id, name, addr))
         return;
     uint8_t key[10] = {'m', '/'};
     put_be64(key + 2, id);
@@ -275,15 +284,9 @@ static int cluster_load_book(struct node *n, struct errbuf *eb)
         size_t kn, vn;
         const uint8_t *k = store_iter_key(it, &kn);
         const uint8_t *v = store_iter_value(it, &vn);
-        const uint8_t *eq = vn ? memchr(v, '=', vn) : NULL;
-        if (kn != 10 || !eq || (size_t)(eq - v) >= 64 || vn - (size_t)(eq - v) - 1 >= 64)
-            continue;
         char name[64], addr[64];
-        memcpy(name, v, (size_t)(eq - v));
-        name[eq - v] = 0;
-        memcpy(addr, eq + 1, vn - (size_t)(eq - v) - 1);
-        addr[vn - (size_t)(eq - v) - 1] = 0;
-        cluster_learn(n, get_be64(k + 2), name, addr);
+        if (kn == 10 && split_name_addr(v, vn, name, addr))
+            cluster_learn(n, get_be64(k + 2), name, addr);
     }
     int rc = store_iter_status(it, eb);
     store_iter_free(it);
