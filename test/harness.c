@@ -1,5 +1,5 @@
 /* Process-test harness: node processes by PID, raw frames over loopback. */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _GNU_SOURCE /* close_range; includes nftw (XOPEN 700) */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -97,8 +97,13 @@ int pn_start(struct proc_node *pn, const char *dir, const char *const *extra)
     argv[argc++] = "serve";
     argv[argc++] = "--data-dir";
     argv[argc++] = pn->dir;
-    argv[argc++] = "--client-addr";
-    argv[argc++] = "127.0.0.1:0";
+    bool own_client_addr = false;
+    for (int i = 0; extra && extra[i]; i++)
+        own_client_addr |= strcmp(extra[i], "--client-addr") == 0;
+    if (!own_client_addr) {
+        argv[argc++] = "--client-addr";
+        argv[argc++] = "127.0.0.1:0";
+    }
     for (int i = 0; extra && extra[i] && argc < 62; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -119,6 +124,9 @@ int pn_start(struct proc_node *pn, const char *dir, const char *const *extra)
             dup2(devnull, 0);
             dup2(devnull, 1);
         }
+        /* Nothing else of the test's: an inherited socket (say, one end of
+         * a proxied connection) would outlive its close in the test. */
+        close_range(3, ~0u, 0);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }

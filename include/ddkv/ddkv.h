@@ -239,6 +239,14 @@ DDKV_API ddkv_err ddkv_member_add(ddkv_client *c, const char *name, const char *
 /* Remove a member; DDKV_ERR_NOT_FOUND if it is not one. Removing the leader
  * makes it step down once the removal committed. */
 DDKV_API ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t *index);
+/* Hand leadership to the voter `name` (NULL or "": one the leader picks) and
+ * wait, within the client's timeout, until a member names it leader. The
+ * leader first brings it up to date, so no acknowledged write is at risk;
+ * writes pause for about one round trip. On DDKV_OK *new_leader (if not NULL)
+ * is its name, to ddkv_free. DDKV_ERR_NOT_FOUND: not a voter; DDKV_ERR_TIMEOUT:
+ * the transfer did not complete (the old leader resumes after an election
+ * timeout, or another election happened). */
+DDKV_API ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leader);
 
 /* --- transactions --- */
 

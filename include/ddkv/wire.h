@@ -45,6 +45,8 @@ enum ddkv_msg_type {
     DDKV_MSG_LEASE_REVOKE = 22,  /* [lease_id, client_id, seq] -> LEASE [id, 0] */
     DDKV_MSG_WATCH = 23,         /* [prefix, from_rev] -> EVENT... until the connection closes */
     DDKV_MSG_EVENT = 24,         /* [kind, key, value, create_rev, mod_rev, version, lamport] */
+    DDKV_MSG_LEADER_TRANSFER = 25, /* [name] ("": the leader picks a voter) -> LEADER_TRANSFERRING */
+    DDKV_MSG_LEADER_TRANSFERRING = 26, /* [name, term]: handing leadership to name has begun */
 
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */

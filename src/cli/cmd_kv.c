@@ -528,16 +528,49 @@ fail:
 
 /* --- members --- */
 
+static int kv_transfer(struct cli_ctx *ctx)
+{
+    const char *name = ctx->opts->npos == 2 ? ctx->opts->pos[1] : "";
+    ddkv_client *c = NULL;
+    int rc = cli_client(ctx, &c);
+    if (rc != EXIT_DONE)
+        return rc;
+    char *leader = NULL;
+    ddkv_err e = ddkv_leader_transfer(c, name, &leader);
+    if (e == DDKV_ERR_NOT_FOUND) {
+        out_error("%s is not a voting member", name);
+        rc = EXIT_NO;
+    } else if (e != DDKV_OK) {
+        rc = cli_fail(c, e, "members transfer", name, strlen(name));
+    } else if (ctx->fmt == OUT_JSON) {
+        json_t *o = json_pack("{s:s}", "leader", leader);
+        rc = o && out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
+    } else {
+        printf("%s is the leader\n", leader);
+        rc = EXIT_DONE;
+    }
+    ddkv_free(leader);
+    ddkv_client_free(c);
+    return rc;
+}
+
 static int kv_members(struct cli_ctx *ctx)
 {
     const char *verb = ctx->opts->pos[0];
+    if (strcmp(verb, "transfer") == 0) {
+        if (ctx->opts->npos > 2) {
+            out_error("usage: ddkv members transfer [NAME]");
+            return EXIT_USAGE;
+        }
+        return kv_transfer(ctx);
+    }
     bool add = strcmp(verb, "add") == 0;
     if (!add && strcmp(verb, "remove") != 0) {
-        out_error("members: unknown action '%s' (add NAME PEER_ADDR | remove NAME)", verb);
+        out_error("members: unknown action '%s' (add NAME PEER_ADDR | remove NAME | transfer [NAME])", verb);
         return EXIT_USAGE;
     }
     if ((add && ctx->opts->npos != 3) || (!add && ctx->opts->npos != 2)) {
-        out_error("usage: ddkv members add NAME PEER_ADDR | ddkv members remove NAME");
+        out_error("usage: ddkv members add NAME PEER_ADDR | ddkv members remove NAME | ddkv members transfer [NAME]");
         return EXIT_USAGE;
     }
     const char *name = ctx->opts->pos[1];
@@ -585,8 +618,9 @@ const struct cli_command cmd_kv_commands[] = {
      KV_OPTS(kv_list_opts), CMD_CLIENT, 0, 1, NULL, kv_list},
     {"status", "", "one row per member: name, address, role, term, commit, applied, lamport, healthy",
      NULL, 0, CMD_CLIENT, 0, 0, NULL, kv_status},
-    {"members", "add NAME PEER_ADDR | remove NAME", "change the cluster's members (one at a time)", NULL,
-     0, CMD_CLIENT, 2, 3, NULL, kv_members},
+    {"members", "add NAME PEER_ADDR | remove NAME | transfer [NAME]",
+     "change the cluster's members (one at a time), or hand leadership to a member", NULL, 0, CMD_CLIENT,
+     1, 3, NULL, kv_members},
 };
 
 const size_t cmd_kv_count = sizeof cmd_kv_commands / sizeof cmd_kv_commands[0];

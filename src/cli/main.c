@@ -33,6 +33,8 @@ static struct opt_def serve_opts[] = {
     {"client-addr", 0, OPT_ARG, NULL, "HOST:PORT", "client port (port 0: any free port, logged)"},
     {"http-addr", 0, OPT_ARG, NULL, "HOST:PORT", "ops HTTP port for /health, /status, /metrics (default: none)"},
     {"peer-addr", 0, OPT_ARG, NULL, "HOST:PORT", "peer port (default: this node's address in --cluster)"},
+    {"listen-peer-addr", 0, OPT_ARG, NULL, "HOST:PORT",
+     "bind the peer port here when peers reach it at another address (--peer-addr is then what they dial)"},
     {"cluster", 0, OPT_ARG, NULL, "N=HOST:PORT,...", "founding members and their peer addresses (default: one-node cluster)"},
     {"join", 0, 0, NULL, NULL, "an empty data dir waits to be added by 'ddkv members add' instead of founding"},
     {"max-frame-bytes", 0, OPT_ARG, NULL, "N", "largest frame accepted"},
@@ -48,9 +50,16 @@ static struct opt_def serve_opts[] = {
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
-#define SERVE_NUM_FIRST 7 /* index of max-frame-bytes, the first numeric option */
 #define SERVE_NUM_COUNT 9
 static char serve_dflt_num[SERVE_NUM_COUNT][16];
+
+static struct opt_def *serve_opt(const char *name)
+{
+    for (size_t i = 0; i < sizeof serve_opts / sizeof serve_opts[0]; i++)
+        if (strcmp(serve_opts[i].name, name) == 0)
+            return &serve_opts[i];
+    abort(); /* a name below that the table lacks: a bug caught by any test */
+}
 
 /* In enum log_level order (util/log.h). */
 static const char *const serve_log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -59,17 +68,20 @@ static void serve_fill_defaults(void)
 {
     struct node_config cfg;
     node_config_defaults(&cfg);
+    static const char *const names[SERVE_NUM_COUNT] = {
+        "max-frame-bytes", "max-key-bytes", "max-value-bytes", "max-connections", "frame-timeout-ms",
+        "heartbeat-ms", "election-timeout-ms", "snapshot-entries", "watch-history-bytes"};
     const uint32_t nums[SERVE_NUM_COUNT] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
                                             cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
                                             cfg.election_timeout_ms, cfg.snapshot_entries,
                                             cfg.watch_history_bytes};
     for (size_t i = 0; i < SERVE_NUM_COUNT; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
-        serve_opts[SERVE_NUM_FIRST + i].dflt = serve_dflt_num[i];
+        serve_opt(names[i])->dflt = serve_dflt_num[i];
     }
-    serve_opts[0].dflt = cfg.name;
-    serve_opts[2].dflt = cfg.client_addr;
-    serve_opts[SERVE_NUM_FIRST + SERVE_NUM_COUNT].dflt = cfg.log_level;
+    serve_opt("name")->dflt = cfg.name;
+    serve_opt("client-addr")->dflt = cfg.client_addr;
+    serve_opt("log-level")->dflt = cfg.log_level;
 }
 
 static int serve_run(struct cli_ctx *ctx)
@@ -82,6 +94,7 @@ static int serve_run(struct cli_ctx *ctx)
     cfg.client_addr = opts_get(o, "client-addr");
     cfg.http_addr = opts_get(o, "http-addr");
     cfg.peer_addr = opts_get(o, "peer-addr");
+    cfg.listen_peer_addr = opts_get(o, "listen-peer-addr");
     cfg.cluster = opts_get(o, "cluster");
     cfg.join = opts_is_set(o, "join");
     int level = -1;
@@ -110,6 +123,8 @@ static int serve_run(struct cli_ctx *ctx)
         cfg.http_addr = NULL;
     if (cfg.peer_addr && !*cfg.peer_addr)
         cfg.peer_addr = NULL;
+    if (cfg.listen_peer_addr && !*cfg.listen_peer_addr)
+        cfg.listen_peer_addr = NULL;
     if (cfg.cluster && !*cfg.cluster)
         cfg.cluster = NULL;
     if (level >= 0)

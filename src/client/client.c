@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proto/frame.h"
@@ -1334,6 +1335,55 @@ ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t *index)
     struct call k = {.type = DDKV_MSG_MEMBER_REMOVE, .reply_type = DDKV_MSG_MEMBER_CHANGED,
                      .mutates = true, .f = f, .nf = 1};
     return client_member_change(c, &k, index);
+}
+
+ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leader)
+{
+    if (new_leader)
+        *new_leader = NULL;
+    if (!name)
+        name = "";
+    uint64_t deadline_ms = clock_mono_ms() + c->timeout_ms;
+    struct field f[] = {{.kind = FIELD_BIN, .p = name, .n = strlen(name)}};
+    /* Asking twice is harmless (the second finds the transfer running, or a
+     * new leader that refers us on), so the call may be resent. */
+    struct call k = {.type = DDKV_MSG_LEADER_TRANSFER, .reply_type = DDKV_MSG_LEADER_TRANSFERRING,
+                     .f = f, .nf = 1};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const uint8_t *p;
+    size_t len;
+    uint64_t term = 0;
+    char target[64];
+    if (msg_bytes(&k.reply, 0, &p, &len) != ERR_OK || len == 0 || len >= sizeof target ||
+        msg_u64(&k.reply, 1, &term) != ERR_OK) {
+        rc = client_bad_reply(c, &k, "expected [name, term]");
+        msg_free(&k.reply);
+        return rc;
+    }
+    memcpy(target, p, len);
+    target[len] = 0;
+    msg_free(&k.reply);
+    /* Done when a member names the target leader in a later term (or the same
+     * term: the target was leader already). */
+    for (;;) {
+        struct ddkv_pong pong;
+        if (ddkv_ping(c, &pong) == DDKV_OK) {
+            bool done = pong.leader && strcmp(pong.leader, target) == 0 && pong.term >= term;
+            ddkv_pong_free(&pong);
+            if (done) {
+                if (new_leader && !(*new_leader = dup_bytes(target, len)))
+                    return client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+                return DDKV_OK;
+            }
+        }
+        if (clock_mono_ms() >= deadline_ms)
+            return client_fail(c, DDKV_ERR_TIMEOUT, "leadership did not move to %s within %u ms", target,
+                               (unsigned)c->timeout_ms);
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* --- transactions --- */

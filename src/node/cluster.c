@@ -430,7 +430,8 @@ int cluster_load(struct node *n, struct errbuf *eb)
 int cluster_start(struct node *n, struct errbuf *eb)
 {
     struct member *self = cluster_member(n, n->self_id);
-    const char *listen = n->cfg.peer_addr ? n->cfg.peer_addr : self->peer_addr;
+    const char *advertised = n->cfg.peer_addr ? n->cfg.peer_addr : self->peer_addr;
+    const char *listen = n->cfg.listen_peer_addr ? n->cfg.listen_peer_addr : advertised;
     if (n->nmembers == 1 && !listen[0])
         return ERR_OK; /* one node, no peer port */
     struct peer_config pc;
@@ -447,7 +448,9 @@ int cluster_start(struct node *n, struct errbuf *eb)
     char bound[64];
     if ((rc = peer_listen(n->peers, listen, bound, sizeof bound, eb)))
         return rc;
-    snprintf(n->peer_addr, sizeof n->peer_addr, "%s", bound);
+    /* What peers dial: the bound address (with the port the kernel picked),
+     * unless the node is reached elsewhere (--listen-peer-addr). */
+    snprintf(n->peer_addr, sizeof n->peer_addr, "%s", n->cfg.listen_peer_addr ? advertised : bound);
     peer_set_self_peer_addr(n->peers, n->peer_addr);
     snprintf(self->peer_addr, sizeof self->peer_addr, "%s", n->peer_addr);
     for (size_t i = 0; i < n->nmembers; i++) {
@@ -577,10 +580,77 @@ static void members_remove(void *ctx, struct conn *c, const struct msg *m)
     members_change(n, c, m->request_id, RAFT_CC_REMOVE, id, NULL, 0);
 }
 
+/* LEADER_TRANSFER [name]: the core brings the target up to date, then tells
+ * it to campaign at once (thesis 3.10); proposals wait meanwhile. Answered
+ * when the handing over has begun: the client watches for the new leader. */
+static void members_transfer(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    char name[64] = "";
+    const uint8_t *p;
+    size_t len;
+    if (msg_bytes(m, 0, &p, &len) != ERR_OK || len >= sizeof name || memchr(p, 0, len)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEADER_TRANSFER wants [name] (< 64 bytes)");
+        return;
+    }
+    memcpy(name, p, len);
+    name[len] = 0;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.role != RAFT_LEADER || n->storage_failed) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+        return;
+    }
+    const struct raft_conf *conf = raft_get_conf(n->raft);
+    uint64_t to = 0;
+    if (name[0]) {
+        to = cluster_node_id(name);
+        if (!raft_conf_is_voter(conf, to)) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "%s is not a voting member", name);
+            return;
+        }
+    } else {
+        /* The first other voter whose connection is up, in configuration order. */
+        for (uint32_t i = 0; i < conf->n && !to; i++) {
+            uint64_t id = conf->ids[i];
+            if (id == n->self_id || ((conf->learners >> i) & 1u))
+                continue;
+            struct peer_stats ps = {0};
+            if (n->peers)
+                peer_get_stats(n->peers, id, &ps);
+            if (ps.connects > ps.disconnects)
+                to = id;
+        }
+        if (!to) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "no other voter is reachable");
+            return;
+        }
+    }
+    if (to != n->self_id) {
+        int rc = raft_transfer_leadership(n->raft, to);
+        if (rc == ERR_UNAVAILABLE) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+            return;
+        }
+        if (rc) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "cannot hand leadership to that member");
+            return;
+        }
+    }
+    const struct member *target = cluster_member(n, to);
+    log_info("handing leadership to %s (term %llu)", target ? target->name : "?", (unsigned long long)st.term);
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_LEADER_TRANSFERRING, m->request_id, 2);
+    mw_str(&w, target ? target->name : name);
+    mw_u64(&w, st.term);
+    conn_reply_end(c, &w);
+}
+
 static int members_init(struct node *n, struct errbuf *eb)
 {
     int rc;
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_MEMBER_ADD, "members", members_add, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_LEADER_TRANSFER, "members", members_transfer, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_MEMBER_REMOVE, "members", members_remove, n, eb)))
         return rc;
     return ERR_OK;

@@ -13,6 +13,8 @@ struct node_config {
     const char *client_addr;   /* "host:port"; port 0 picks a free port (logged) */
     const char *http_addr;     /* ops HTTP "host:port", or NULL for none */
     const char *peer_addr;     /* peer "host:port"; NULL: taken from cluster's entry for name */
+    const char *listen_peer_addr; /* where to bind the peer port when it is not peer_addr
+                                     (behind NAT, a proxy, a container); NULL: peer_addr */
     const char *cluster;       /* "n1=host:port,n2=host:port,..." founding members' peer
                                   addresses; NULL: a one-node cluster */
     bool join;                 /* an empty data dir waits to be added (ddkv members add)

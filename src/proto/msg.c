@@ -247,6 +247,8 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_LEASE_REVOKE: return "LEASE_REVOKE";
     case DDKV_MSG_WATCH: return "WATCH";
     case DDKV_MSG_EVENT: return "EVENT";
+    case DDKV_MSG_LEADER_TRANSFER: return "LEADER_TRANSFER";
+    case DDKV_MSG_LEADER_TRANSFERRING: return "LEADER_TRANSFERRING";
     case DDKV_MSG_RAFT_APP: return "APP";
     case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
     case DDKV_MSG_RAFT_VOTE: return "VOTE";

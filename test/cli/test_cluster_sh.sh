@@ -35,6 +35,20 @@ expect_exit 0 "$DDKV" read --endpoints "127.0.0.1:$((base + ${leader#n}))" --con
 [ "$OUT" = v2 ] || fail "restarted member reads '$OUT'"
 pass "the killed member restarts, catches up and serves"
 
+# Hand leadership to each other member in turn, under the CLI.
+for _ in 1 2; do
+  cur=$("$DDKV" ping --endpoints "$EP" | sed -n 's/.*leader \(n[0-9]\).*/\1/p')
+  to=n$(( ${cur#n} % 3 + 1 ))
+  expect_exit 0 "$DDKV" members transfer --endpoints "$EP" "$to"
+  [ "$OUT" = "$to is the leader" ] || fail "transfer $cur -> $to said: $OUT"
+  now=$("$DDKV" ping --endpoints "127.0.0.1:$((base + ${cur#n}))" | sed -n 's/.*leader \(n[0-9]\).*/\1/p')
+  [ "$now" = "$to" ] || fail "after transfer to $to, $cur names $now leader"
+  expect_exit 0 "$DDKV" write --endpoints "$EP" "after-$to" x
+done
+expect_exit 1 "$DDKV" members transfer --endpoints "$EP" n9
+echo "$ERR" | grep -q "not a voting member" || fail "transfer to a stranger: $ERR"
+pass "members transfer hands leadership over (twice) and writes go on; a stranger is refused"
+
 expect_exit 0 "$CL" pause n1
 expect_exit 0 "$CL" status
 echo "$OUT" | grep -q "n1 pid [0-9]* (paused)" || fail "status does not show n1 paused: $OUT"

@@ -1,0 +1,1203 @@
+/* ddkv-faults: Jepsen-style fault schedules against a real ddkv cluster.
+ *
+ * One schedule: start a cluster (3 or 5 members) whose peer traffic all goes
+ * through the fault proxy (proxy.h); run concurrent clients doing linearizable
+ * reads, writes and compare-and-swaps on a few keys, recording every
+ * operation's call, return and outcome as JSON lines; run two watchers over
+ * the same keys; meanwhile a nemesis, on a schedule drawn from the seed, kills
+ * and restarts members, pauses them, partitions the network (halves, an
+ * isolated leader, a bridge, one-way cuts), restarts every member at once,
+ * adds and removes members and hands leadership over. At the end it heals
+ * everything and checks:
+ *   - the history is linearizable (linearize.h);
+ *   - no acknowledged write is lost: each appears in the watch streams at the
+ *     revision it was acknowledged with, and no key's final revision is older;
+ *   - no write was applied twice (every value written is unique);
+ *   - the watch streams have no gap: revisions increase, both watchers saw the
+ *     same change at each revision they both cover, and every acknowledged
+ *     write in a range a watcher covered is in it;
+ *   - every member's data is the same, and the cluster is healthy.
+ * Prints one line per schedule and a summary line; exit 0 only if all passed.
+ *
+ *   ddkv-faults [--seed S] [--schedules N] [--duration-s D] [--nodes 3|5]
+ *               [--out DIR] [--keep]
+ *
+ * The ddkv binary comes from $DDKV_BIN. Everything listens on 127.0.0.1;
+ * every node is killed by PID at the end (and dies with this process). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "ddkv/ddkv.h"
+#include "harness.h"
+#include "linearize.h"
+#include "proxy.h"
+#include "util/clock.h"
+
+#define SLOTS 8
+#define NCLIENTS 5
+#define NKEYS 6
+#define NWATCHERS 2
+#define CLIENT_TIMEOUT_MS 8000
+
+/* --- small helpers --- */
+
+static void msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static double now_s(uint64_t t0)
+{
+    return (double)(clock_mono_ns() - t0) / 1e9;
+}
+
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+static void append_file(const char *to, const char *from)
+{
+    FILE *in = fopen(from, "r");
+    if (!in)
+        return;
+    FILE *out = fopen(to, "a");
+    if (out) {
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+            fwrite(buf, 1, n, out);
+        fclose(out);
+    }
+    fclose(in);
+}
+
+/* --- the run --- */
+
+struct slot {
+    char name[16];
+    int client_port, peer_port, front_port;
+    bool member;   /* started and (meant to be) in the configuration */
+    bool joiner;   /* started with --join */
+    bool paused;
+    struct proc_node pn;
+    char dir[300], log_all[320];
+};
+
+/* A write or CAS whose outcome matters to the checks. */
+struct wrec {
+    char key[8];
+    char value[24];
+    uint64_t rev;  /* acknowledged revision; 0 if unknown */
+    bool acked;
+};
+
+struct wev {
+    char key[8];
+    char value[24];
+    uint64_t rev;
+    bool del;
+};
+
+struct segment {
+    uint64_t from, to; /* revisions covered: every change in [from, to] was delivered */
+};
+
+struct watcher {
+    pthread_t th;
+    int id;
+    struct run *r;
+    struct wev *ev;
+    size_t n, cap;
+    struct segment seg[64];
+    int nseg;
+    uint64_t last_rev;
+    int compactions;
+    char err[256];
+};
+
+struct client {
+    pthread_t th;
+    int id;
+    struct run *r;
+    uint64_t rng;
+    int ops;
+};
+
+struct run {
+    uint64_t seed, rng;
+    int duration_s, nstart, sched;
+    char dir[256];
+    struct fproxy *px;
+    struct slot s[SLOTS];
+    int nslots;
+    char spec[512], endpoints[512];
+    int base_port;
+    uint64_t t0;
+    FILE *nlog; /* the nemesis's log */
+    char faults[2048];
+    int nfaults;
+    /* History. */
+    pthread_mutex_t mu;
+    FILE *hist;
+    struct wrec *w;
+    size_t nw, capw;
+    char last_val[NKEYS][24]; /* a recent value of each key, for CAS */
+    volatile int stop_clients, stop_watchers;
+    volatile uint64_t watch_target;
+    struct client c[NCLIENTS];
+    struct watcher wt[NWATCHERS];
+    /* Results. */
+    int ops, unknown, failed_ops;
+};
+
+static void nlogf(struct run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(r->nlog, "%8.3f ", now_s(r->t0));
+    vfprintf(r->nlog, fmt, ap);
+    fputc('\n', r->nlog);
+    fflush(r->nlog);
+    va_end(ap);
+}
+
+static void note_fault(struct run *r, const char *what)
+{
+    size_t l = strlen(r->faults);
+    snprintf(r->faults + l, sizeof r->faults - l, "%s%s", l ? "," : "", what);
+    r->nfaults++;
+}
+
+static uint64_t rnd(struct run *r, uint64_t n)
+{
+    return n ? test_rng(&r->rng) % n : 0;
+}
+
+/* --- members --- */
+
+static int slot_start(struct run *r, int i)
+{
+    struct slot *s = &r->s[i];
+    char client[32], peer[32], listen[32];
+    snprintf(client, sizeof client, "127.0.0.1:%d", s->client_port);
+    snprintf(peer, sizeof peer, "127.0.0.1:%d", s->front_port);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->peer_port);
+    const char *argv[] = {"--name", s->name, "--client-addr", client, "--peer-addr", peer,
+                          "--listen-peer-addr", listen, "--snapshot-entries", "2000",
+                          s->joiner ? "--join" : "--cluster", s->joiner ? NULL : r->spec, NULL};
+    if (s->pn.log[0])
+        append_file(s->log_all, s->pn.log);
+    char parent[300];
+    snprintf(parent, sizeof parent, "%s/%s", r->dir, s->name);
+    mkdir(parent, 0755);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (pn_start(&s->pn, s->dir, argv) == 0) {
+            s->paused = false;
+            return 0;
+        }
+        append_file(s->log_all, s->pn.log);
+        msleep(500); /* a port still held by a dying process */
+    }
+    nlogf(r, "cannot start %s", s->name);
+    return -1;
+}
+
+static bool slot_running(const struct slot *s)
+{
+    return s->pn.pid > 0;
+}
+
+static void slot_kill(struct run *r, int i)
+{
+    struct slot *s = &r->s[i];
+    if (!slot_running(s))
+        return;
+    if (s->paused)
+        kill(s->pn.pid, SIGCONT);
+    pn_kill(&s->pn, SIGKILL);
+    s->paused = false;
+    (void)r;
+}
+
+static void slot_pause(struct run *r, int i, bool pause)
+{
+    struct slot *s = &r->s[i];
+    if (!slot_running(s) || s->paused == pause)
+        return;
+    kill(s->pn.pid, pause ? SIGSTOP : SIGCONT);
+    s->paused = pause;
+    (void)r;
+}
+
+/* Members meant to be in the configuration, as indexes. */
+static int members(struct run *r, int *out)
+{
+    int n = 0;
+    for (int i = 0; i < r->nslots; i++)
+        if (r->s[i].member)
+            out[n++] = i;
+    return n;
+}
+
+/* The member that says it leads, in the highest term; -1 if none. */
+static int leader(struct run *r)
+{
+    int best = -1;
+    uint64_t best_term = 0;
+    for (int i = 0; i < r->nslots; i++) {
+        struct slot *s = &r->s[i];
+        if (!s->member || !slot_running(s) || s->paused)
+            continue;
+        char name[64];
+        uint64_t term;
+        if (pn_pong(s->client_port, name, sizeof name, &term) == 0 && strcmp(name, s->name) == 0 &&
+            term >= best_term) {
+            best = i;
+            best_term = term;
+        }
+    }
+    return best;
+}
+
+static int wait_leader(struct run *r, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 100) {
+        int l = leader(r);
+        if (l >= 0)
+            return l;
+        msleep(100);
+    }
+    return -1;
+}
+
+static ddkv_client *new_client(const char *endpoints, uint32_t timeout_ms)
+{
+    struct ddkv_options o;
+    ddkv_options_init(&o);
+    o.endpoints = endpoints;
+    o.timeout_ms = timeout_ms;
+    o.connect_timeout_ms = 500;
+    ddkv_client *c = NULL;
+    char err[256];
+    if (ddkv_client_new(&o, &c, err, sizeof err) != DDKV_OK)
+        return NULL;
+    return c;
+}
+
+static ddkv_client *slot_client(struct run *r, int i, uint32_t timeout_ms)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", r->s[i].client_port);
+    return new_client(ep, timeout_ms);
+}
+
+/* --- the workload --- */
+
+static void record(struct run *r, int client, const char *op, const char *key, const char *value,
+                   const char *expected, uint64_t call, uint64_t ret, const char *ok)
+{
+    pthread_mutex_lock(&r->mu);
+    fprintf(r->hist, "{\"client\":%d,\"op\":\"%s\",\"key\":\"%s\",\"value\":", client, op, key);
+    if (value)
+        fprintf(r->hist, "\"%s\"", value);
+    else
+        fputs("null", r->hist);
+    fputs(",\"expected\":", r->hist);
+    if (expected)
+        fprintf(r->hist, "\"%s\"", expected);
+    else
+        fputs("null", r->hist);
+    fprintf(r->hist, ",\"call\":%" PRIu64 ",\"return\":%" PRIu64 ",\"ok\":%s}\n", call, ret, ok);
+    r->ops++;
+    if (strcmp(ok, "\"unknown\"") == 0)
+        r->unknown++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void note_write(struct run *r, const char *key, const char *value, uint64_t rev, bool acked)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->nw == r->capw) {
+        r->capw = r->capw ? 2 * r->capw : 1024;
+        r->w = realloc(r->w, r->capw * sizeof *r->w);
+        if (!r->w)
+            abort();
+    }
+    struct wrec *w = &r->w[r->nw++];
+    snprintf(w->key, sizeof w->key, "%s", key);
+    snprintf(w->value, sizeof w->value, "%s", value);
+    w->rev = rev;
+    w->acked = acked;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *client_main(void *arg)
+{
+    struct client *cl = arg;
+    struct run *r = cl->r;
+    /* One impatient client: its operations time out during faults, so the
+     * history has outcomes that are unknown (they may take effect later). */
+    ddkv_client *c = new_client(r->endpoints, cl->id == NCLIENTS - 1 ? 1200 : CLIENT_TIMEOUT_MS);
+    if (!c)
+        return NULL;
+    int seq = 0;
+    while (!r->stop_clients) {
+        int k = (int)(test_rng(&cl->rng) % NKEYS);
+        char key[8], val[24], exp[24];
+        snprintf(key, sizeof key, "k%d", k);
+        int what = (int)(test_rng(&cl->rng) % 10);
+        uint64_t call = clock_mono_ns();
+        if (what < 4) {
+            struct ddkv_value v;
+            ddkv_err e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
+            uint64_t ret = clock_mono_ns();
+            if (e == DDKV_OK) {
+                record(r, cl->id, "read", key, v.value, NULL, call, ret, "true");
+                pthread_mutex_lock(&r->mu);
+                snprintf(r->last_val[k], sizeof r->last_val[k], "%s", (const char *)v.value);
+                pthread_mutex_unlock(&r->mu);
+                ddkv_free(v.value);
+            } else if (e == DDKV_ERR_NOT_FOUND) {
+                record(r, cl->id, "read", key, NULL, NULL, call, ret, "true");
+            } else {
+                record(r, cl->id, "read", key, NULL, NULL, call, ret, "false");
+            }
+        } else if (what < 8) {
+            snprintf(val, sizeof val, "c%d-%d", cl->id, ++seq);
+            struct ddkv_write_result wr;
+            ddkv_err e = ddkv_write(c, key, strlen(key), val, strlen(val), 0, &wr);
+            uint64_t ret = clock_mono_ns();
+            /* Only an explicit refusal is a failure; anything else may have
+             * happened (libddkv retries under one session number, so it
+             * says UNKNOWN_OUTCOME only at its deadline). */
+            bool refused = e == DDKV_ERR_BAD_REQUEST || e == DDKV_ERR_TOO_LARGE;
+            record(r, cl->id, "write", key, val, NULL, call, ret,
+                   e == DDKV_OK ? "true" : refused ? "false" : "\"unknown\"");
+            if (e == DDKV_OK || !refused)
+                note_write(r, key, val, e == DDKV_OK ? wr.revision : 0, e == DDKV_OK);
+            if (e == DDKV_OK) {
+                pthread_mutex_lock(&r->mu);
+                snprintf(r->last_val[k], sizeof r->last_val[k], "%s", val);
+                pthread_mutex_unlock(&r->mu);
+            }
+        } else {
+            snprintf(val, sizeof val, "c%d-%d", cl->id, ++seq);
+            pthread_mutex_lock(&r->mu);
+            snprintf(exp, sizeof exp, "%s", r->last_val[k]);
+            pthread_mutex_unlock(&r->mu);
+            bool absent = exp[0] == 0;
+            struct ddkv_txn_result tr;
+            ddkv_err e = ddkv_cas(c, key, strlen(key), exp, strlen(exp), absent, val, strlen(val), 0, &tr);
+            uint64_t ret = clock_mono_ns();
+            record(r, cl->id, "cas", key, val, absent ? NULL : exp, call, ret,
+                   e == DDKV_OK ? (tr.succeeded ? "true" : "false") : "\"unknown\"");
+            if (e != DDKV_OK || tr.succeeded)
+                note_write(r, key, val, e == DDKV_OK ? tr.revision : 0, e == DDKV_OK);
+        }
+        cl->ops++;
+        msleep((int)(test_rng(&cl->rng) % 8));
+    }
+    ddkv_client_free(c);
+    return NULL;
+}
+
+/* --- watchers --- */
+
+static void watcher_push(struct watcher *w, const struct ddkv_event *ev)
+{
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 4096;
+        w->ev = realloc(w->ev, w->cap * sizeof *w->ev);
+        if (!w->ev)
+            abort();
+    }
+    struct wev *e = &w->ev[w->n++];
+    snprintf(e->key, sizeof e->key, "%.*s", (int)ev->key_len, (const char *)ev->key);
+    snprintf(e->value, sizeof e->value, "%.*s", (int)ev->value_len, (const char *)ev->value);
+    e->rev = ev->mod_rev;
+    e->del = ev->kind == DDKV_OP_DELETE;
+}
+
+static void *watcher_main(void *arg)
+{
+    struct watcher *w = arg;
+    struct run *r = w->r;
+    struct ddkv_options o;
+    ddkv_options_init(&o);
+    o.endpoints = r->endpoints;
+    o.timeout_ms = 3000;
+    o.connect_timeout_ms = 500;
+    uint64_t from = 1;
+    ddkv_watch *wa = NULL;
+    uint64_t stop_at = 0;
+    while (w->nseg < 64) {
+        if (!wa) {
+            char err[256];
+            if (ddkv_watch_open(&o, "k", 1, from, &wa, err, sizeof err) != DDKV_OK) {
+                if (r->stop_watchers && clock_mono_ms() > stop_at + 30000 && stop_at)
+                    break;
+                msleep(200);
+                continue;
+            }
+            w->seg[w->nseg].from = from;
+            w->seg[w->nseg].to = from - 1;
+            w->nseg++;
+        }
+        if (r->stop_watchers) {
+            if (!stop_at)
+                stop_at = clock_mono_ms();
+            if (w->last_rev >= r->watch_target || clock_mono_ms() > stop_at + 30000)
+                break;
+        }
+        struct ddkv_event ev;
+        ddkv_err e = ddkv_watch_next(wa, &ev, 300);
+        if (e == DDKV_OK) {
+            if (ev.mod_rev <= w->last_rev && w->n) {
+                snprintf(w->err, sizeof w->err, "revision went back from %" PRIu64 " to %" PRIu64,
+                         w->last_rev, ev.mod_rev);
+            }
+            watcher_push(w, &ev);
+            w->last_rev = ev.mod_rev;
+            w->seg[w->nseg - 1].to = ev.mod_rev;
+            ddkv_event_free(&ev);
+        } else if (e == DDKV_ERR_COMPACTED) {
+            /* Told, not silently skipped: start again where history begins. */
+            w->compactions++;
+            from = ddkv_watch_compacted_rev(wa);
+            if (from <= w->last_rev)
+                from = w->last_rev + 1;
+            ddkv_watch_close(wa);
+            wa = NULL;
+        } else if (e == DDKV_ERR_BAD_REQUEST || e == DDKV_ERR_TOO_LARGE) {
+            snprintf(w->err, sizeof w->err, "watch refused: %s", ddkv_watch_errmsg(wa));
+            break;
+        }
+        /* TIMEOUT, UNAVAILABLE, PROTOCOL: the watch goes on (it reconnects). */
+    }
+    /* The last segment covers up to what was asked to be reached, if reached. */
+    if (w->nseg && w->last_rev >= r->watch_target && r->watch_target)
+        w->seg[w->nseg - 1].to = r->watch_target;
+    ddkv_watch_close(wa);
+    return NULL;
+}
+
+/* --- the nemesis --- */
+
+static void cut_groups(struct run *r, const int *a, int na, const int *b, int nb, bool both)
+{
+    for (int i = 0; i < na; i++)
+        for (int j = 0; j < nb; j++) {
+            fproxy_cut(r->px, r->s[a[i]].name, r->s[b[j]].name, true);
+            if (both)
+                fproxy_cut(r->px, r->s[b[j]].name, r->s[a[i]].name, true);
+        }
+}
+
+static void shuffle(struct run *r, int *v, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)rnd(r, (uint64_t)i + 1), t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+static void names_of(struct run *r, const int *v, int n, char *out, size_t cap)
+{
+    size_t off = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && off < cap; i++)
+        off += (size_t)snprintf(out + off, cap - off, "%s%s", i ? "," : "", r->s[v[i]].name);
+}
+
+/* Add a member in a free slot; returns its index or -1. */
+static int grow(struct run *r)
+{
+    int i = -1;
+    for (int k = 0; k < r->nslots; k++)
+        if (!r->s[k].member && !slot_running(&r->s[k]) && r->s[k].pn.dir[0] == 0) {
+            i = k;
+            break;
+        }
+    if (i < 0)
+        return -1;
+    r->s[i].joiner = true;
+    if (slot_start(r, i) != 0)
+        return -1;
+    r->s[i].member = true; /* from now on it may be in the configuration */
+    ddkv_client *c = new_client(r->endpoints, 4000);
+    char peer[32];
+    snprintf(peer, sizeof peer, "127.0.0.1:%d", r->s[i].front_port);
+    uint64_t index = 0;
+    ddkv_err e = c ? ddkv_member_add(c, r->s[i].name, peer, &index) : DDKV_ERR_NOMEM;
+    nlogf(r, "members add %s: %s (index %" PRIu64 ")", r->s[i].name, ddkv_strerror(e), index);
+    ddkv_client_free(c);
+    return i;
+}
+
+static int shrink(struct run *r, int victim)
+{
+    ddkv_client *c = new_client(r->endpoints, 4000);
+    uint64_t index = 0;
+    ddkv_err e = c ? ddkv_member_remove(c, r->s[victim].name, &index) : DDKV_ERR_NOMEM;
+    nlogf(r, "members remove %s: %s (index %" PRIu64 ")", r->s[victim].name, ddkv_strerror(e), index);
+    ddkv_client_free(c);
+    if (e == DDKV_OK) {
+        r->s[victim].member = false;
+        slot_kill(r, victim);
+        return 0;
+    }
+    return -1;
+}
+
+static void heal(struct run *r)
+{
+    fproxy_heal(r->px);
+    for (int i = 0; i < r->nslots; i++)
+        slot_pause(r, i, false);
+}
+
+static void restart_dead(struct run *r)
+{
+    for (int i = 0; i < r->nslots; i++)
+        if (r->s[i].member && !slot_running(&r->s[i]))
+            slot_start(r, i);
+}
+
+/* One fault: applied, held, healed. */
+static void fault(struct run *r, int hold_ms)
+{
+    int m[SLOTS];
+    int nm = members(r, m);
+    int l = leader(r);
+    char a[128], b[128];
+    switch (rnd(r, 11)) {
+    case 0: /* kill -9 a member (the leader half the time), restart it later */
+    case 1: {
+        int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
+        nlogf(r, "kill -9 %s%s", r->s[v].name, v == l ? " (leader)" : "");
+        note_fault(r, v == l ? "kill-leader" : "kill");
+        slot_kill(r, v);
+        msleep(hold_ms);
+        slot_start(r, v);
+        nlogf(r, "restarted %s", r->s[v].name);
+        break;
+    }
+    case 2: { /* pause */
+        int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
+        nlogf(r, "SIGSTOP %s%s", r->s[v].name, v == l ? " (leader)" : "");
+        note_fault(r, v == l ? "pause-leader" : "pause");
+        slot_pause(r, v, true);
+        msleep(hold_ms);
+        slot_pause(r, v, false);
+        nlogf(r, "SIGCONT %s", r->s[v].name);
+        break;
+    }
+    case 3: /* majority / minority */
+    case 4: {
+        shuffle(r, m, nm);
+        int minority = (nm - 1) / 2;
+        names_of(r, m, minority, a, sizeof a);
+        names_of(r, m + minority, nm - minority, b, sizeof b);
+        nlogf(r, "partition {%s} | {%s}", a, b);
+        note_fault(r, "partition");
+        cut_groups(r, m, minority, m + minority, nm - minority, true);
+        msleep(hold_ms);
+        fproxy_heal(r->px);
+        nlogf(r, "healed");
+        break;
+    }
+    case 5: { /* the leader alone */
+        if (l < 0)
+            return;
+        int rest[SLOTS], nr = 0;
+        for (int i = 0; i < nm; i++)
+            if (m[i] != l)
+                rest[nr++] = m[i];
+        nlogf(r, "isolate leader %s", r->s[l].name);
+        note_fault(r, "isolate-leader");
+        cut_groups(r, &l, 1, rest, nr, true);
+        msleep(hold_ms);
+        fproxy_heal(r->px);
+        nlogf(r, "healed");
+        break;
+    }
+    case 6: { /* a bridge: two sides that only the bridge member joins */
+        shuffle(r, m, nm);
+        int bridge = m[0], na = (nm - 1) / 2;
+        names_of(r, m + 1, na, a, sizeof a);
+        names_of(r, m + 1 + na, nm - 1 - na, b, sizeof b);
+        nlogf(r, "bridge %s between {%s} and {%s}", r->s[bridge].name, a, b);
+        note_fault(r, "bridge");
+        cut_groups(r, m + 1, na, m + 1 + na, nm - 1 - na, true);
+        msleep(hold_ms);
+        fproxy_heal(r->px);
+        nlogf(r, "healed");
+        break;
+    }
+    case 7: { /* one way: a member (often the leader) can send but not hear, or the reverse */
+        int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
+        int rest[SLOTS], nr = 0;
+        for (int i = 0; i < nm; i++)
+            if (m[i] != v)
+                rest[nr++] = m[i];
+        bool deaf = rnd(r, 2);
+        nlogf(r, "one-way: %s %s", r->s[v].name, deaf ? "hears nobody" : "reaches nobody");
+        note_fault(r, deaf ? "one-way-in" : "one-way-out");
+        if (deaf)
+            cut_groups(r, rest, nr, &v, 1, false);
+        else
+            cut_groups(r, &v, 1, rest, nr, false);
+        msleep(hold_ms);
+        fproxy_heal(r->px);
+        nlogf(r, "healed");
+        break;
+    }
+    case 8: { /* every member at once */
+        nlogf(r, "kill -9 every member");
+        note_fault(r, "restart-all");
+        for (int i = 0; i < nm; i++)
+            slot_kill(r, m[i]);
+        msleep(hold_ms / 4);
+        for (int i = 0; i < nm; i++)
+            slot_start(r, m[i]);
+        nlogf(r, "restarted every member");
+        break;
+    }
+    case 9: { /* membership: grow by one, or shrink back (the leader half the time) */
+        if (nm > r->nstart) {
+            int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
+            note_fault(r, v == l ? "remove-leader" : "remove");
+            shrink(r, v);
+        } else {
+            note_fault(r, "add");
+            grow(r);
+        }
+        msleep(hold_ms / 2);
+        break;
+    }
+    case 10: { /* leadership transfer */
+        if (l < 0)
+            return;
+        int li = 0;
+        while (li < nm && m[li] != l)
+            li++;
+        int v = m[(li + 1 + (int)rnd(r, (uint64_t)nm - 1)) % nm];
+        ddkv_client *c = new_client(r->endpoints, 3000);
+        char *to = NULL;
+        ddkv_err e = c ? ddkv_leader_transfer(c, r->s[v].name, &to) : DDKV_ERR_NOMEM;
+        nlogf(r, "transfer leadership %s -> %s: %s", r->s[l].name, r->s[v].name, ddkv_strerror(e));
+        note_fault(r, "transfer");
+        ddkv_free(to);
+        ddkv_client_free(c);
+        msleep(hold_ms / 2);
+        break;
+    }
+    }
+}
+
+/* --- the checks --- */
+
+struct verdict {
+    bool linearizable, healthy, equal, lin_error;
+    int lost, dups, gaps, uncovered;
+    char why[1024];
+};
+
+static void why(struct verdict *v, const char *fmt, ...)
+{
+    size_t l = strlen(v->why);
+    if (l + 8 >= sizeof v->why)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (l)
+        v->why[l++] = ';', v->why[l++] = ' ';
+    vsnprintf(v->why + l, sizeof v->why - l, fmt, ap);
+    va_end(ap);
+}
+
+static const struct wev *find_rev(const struct watcher *w, uint64_t rev)
+{
+    size_t lo = 0, hi = w->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (w->ev[mid].rev < rev)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < w->n && w->ev[lo].rev == rev ? &w->ev[lo] : NULL;
+}
+
+static bool covers(const struct watcher *w, uint64_t rev)
+{
+    for (int i = 0; i < w->nseg; i++)
+        if (w->seg[i].from <= rev && rev <= w->seg[i].to)
+            return true;
+    return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+struct final_kv {
+    bool found;
+    char value[24];
+    uint64_t mod_rev, version;
+};
+
+static void check_watchers(struct run *r, struct verdict *v, const struct final_kv *fin)
+{
+    for (int k = 0; k < NWATCHERS; k++) {
+        struct watcher *w = &r->wt[k];
+        if (w->err[0]) {
+            v->gaps++;
+            why(v, "watcher %d: %s", k, w->err);
+        }
+        if (w->last_rev < r->watch_target) {
+            v->gaps++;
+            why(v, "watcher %d reached revision %" PRIu64 " of %" PRIu64, k, w->last_rev, r->watch_target);
+        }
+        for (size_t i = 1; i < w->n; i++)
+            if (w->ev[i].rev <= w->ev[i - 1].rev) {
+                v->gaps++;
+                why(v, "watcher %d: revision %" PRIu64 " after %" PRIu64, k, w->ev[i].rev, w->ev[i - 1].rev);
+                break;
+            }
+        /* Duplicates: a value written once must be applied once. */
+        const char **vals = malloc((w->n + 1) * sizeof *vals);
+        size_t nv = 0;
+        for (size_t i = 0; i < w->n; i++)
+            if (!w->ev[i].del)
+                vals[nv++] = w->ev[i].value;
+        qsort(vals, nv, sizeof *vals, cmp_str);
+        for (size_t i = 1; i < nv; i++)
+            if (strcmp(vals[i], vals[i - 1]) == 0) {
+                v->dups++;
+                why(v, "value %s applied twice (watcher %d)", vals[i], k);
+            }
+        free(vals);
+        /* The last change of each key seen in the final segment is the final state. */
+        if (v->equal && w->nseg && w->last_rev >= r->watch_target)
+            for (int key = 0; key < NKEYS; key++) {
+                char name[8];
+                snprintf(name, sizeof name, "k%d", key);
+                const struct wev *last = NULL;
+                for (size_t i = w->n; i-- > 0 && w->ev[i].rev >= w->seg[w->nseg - 1].from;)
+                    if (strcmp(w->ev[i].key, name) == 0) {
+                        last = &w->ev[i];
+                        break;
+                    }
+                if (last && (last->rev != fin[key].mod_rev || strcmp(last->value, fin[key].value) != 0)) {
+                    v->gaps++;
+                    why(v, "watcher %d: last change of %s is %s@%" PRIu64 ", the key holds %s@%" PRIu64, k, name,
+                        last->value, last->rev, fin[key].value, fin[key].mod_rev);
+                }
+            }
+    }
+    /* Both watchers agree wherever both cover. */
+    struct watcher *w0 = &r->wt[0], *w1 = &r->wt[1];
+    for (int pass = 0; pass < 2; pass++) {
+        struct watcher *x = pass ? w1 : w0, *y = pass ? w0 : w1;
+        for (size_t i = 0; i < x->n; i++) {
+            if (!covers(y, x->ev[i].rev))
+                continue;
+            const struct wev *o = find_rev(y, x->ev[i].rev);
+            if (!o || strcmp(o->key, x->ev[i].key) != 0 || strcmp(o->value, x->ev[i].value) != 0) {
+                v->gaps++;
+                why(v, "revision %" PRIu64 " (%s=%s) seen by one watcher only", x->ev[i].rev, x->ev[i].key,
+                    x->ev[i].value);
+                break;
+            }
+        }
+    }
+    /* Every acknowledged write: in each stream covering its revision, and not
+     * newer than its key's final revision. */
+    for (size_t i = 0; i < r->nw; i++) {
+        const struct wrec *wr = &r->w[i];
+        if (!wr->acked)
+            continue;
+        int key = atoi(wr->key + 1);
+        bool seen = false, lost = false;
+        for (int k = 0; k < NWATCHERS; k++) {
+            if (!covers(&r->wt[k], wr->rev))
+                continue;
+            const struct wev *e = find_rev(&r->wt[k], wr->rev);
+            if (e && strcmp(e->key, wr->key) == 0 && strcmp(e->value, wr->value) == 0)
+                seen = true;
+            else
+                lost = true;
+        }
+        if (v->equal && fin[key].mod_rev < wr->rev)
+            lost = true;
+        if (lost) {
+            v->lost++;
+            if (v->lost <= 3)
+                why(v, "acknowledged %s=%s at revision %" PRIu64 " is missing", wr->key, wr->value, wr->rev);
+        } else if (!seen) {
+            v->uncovered++;
+        }
+    }
+}
+
+/* Wait until every running member has applied the same index, then compare
+ * each key on each member (stale reads: its own state). */
+static void check_equal(struct run *r, struct verdict *v, struct final_kv *fin)
+{
+    int m[SLOTS];
+    int nm = members(r, m);
+    uint64_t applied[SLOTS];
+    bool same = false;
+    for (int waited = 0; waited < 30000 && !same; waited += 200) {
+        same = true;
+        for (int i = 0; i < nm; i++) {
+            ddkv_client *c = slot_client(r, m[i], 2000);
+            struct ddkv_status st;
+            applied[i] = 0;
+            if (c && ddkv_status(c, &st) == DDKV_OK) {
+                applied[i] = st.applied;
+                ddkv_status_free(&st);
+            }
+            ddkv_client_free(c);
+            if (!applied[i] || applied[i] != applied[0])
+                same = false;
+        }
+        if (!same)
+            msleep(200);
+    }
+    if (!same) {
+        v->equal = false;
+        char got[256];
+        size_t off = 0;
+        got[0] = 0;
+        for (int i = 0; i < nm && off < sizeof got; i++)
+            off += (size_t)snprintf(got + off, sizeof got - off, " %s:%" PRIu64, r->s[m[i]].name, applied[i]);
+        why(v, "members did not reach the same applied index in 30 s (applied:%s)", got);
+        return;
+    }
+    v->equal = true;
+    for (int i = 0; i < nm; i++) {
+        ddkv_client *c = slot_client(r, m[i], 2000);
+        for (int key = 0; key < NKEYS && c; key++) {
+            char name[8];
+            snprintf(name, sizeof name, "k%d", key);
+            struct ddkv_value val;
+            ddkv_err e = ddkv_read(c, name, strlen(name), DDKV_CONSISTENCY_STALE, 0, &val);
+            struct final_kv got = {0};
+            if (e == DDKV_OK) {
+                got.found = true;
+                snprintf(got.value, sizeof got.value, "%s", (const char *)val.value);
+                got.mod_rev = val.mod_rev;
+                got.version = val.version;
+                ddkv_free(val.value);
+            } else if (e != DDKV_ERR_NOT_FOUND) {
+                v->equal = false;
+                why(v, "%s: read %s: %s", r->s[m[i]].name, name, ddkv_client_errmsg(c));
+                continue;
+            }
+            if (i == 0) {
+                fin[key] = got;
+            } else if (got.found != fin[key].found || strcmp(got.value, fin[key].value) != 0 ||
+                       got.mod_rev != fin[key].mod_rev || got.version != fin[key].version) {
+                v->equal = false;
+                why(v, "%s has %s=%s@%" PRIu64 " v%" PRIu64 ", %s has %s@%" PRIu64 " v%" PRIu64, r->s[m[i]].name,
+                    name, got.value, got.mod_rev, got.version, r->s[m[0]].name, fin[key].value,
+                    fin[key].mod_rev, fin[key].version);
+            }
+        }
+        ddkv_client_free(c);
+    }
+}
+
+/* --- one schedule --- */
+
+static int setup(struct run *r, int nodes)
+{
+    /* Ports come from their own generator (the clock), so that the seed alone
+     * decides the schedule. */
+    uint64_t prng = clock_mono_ns() ^ ((uint64_t)getpid() << 20);
+    for (int attempt = 0; attempt < 50; attempt++) {
+        /* Below the kernel's ephemeral range, so no outgoing connection can
+         * sit on a port a member is restarted on. */
+        r->base_port = 12000 + (int)(test_rng(&prng) % 200) * 100 + (int)(test_rng(&prng) % 4) * 24;
+        bool ok = true;
+        for (int p = 0; p < SLOTS * 3 && ok; p++)
+            ok = port_free(r->base_port + p);
+        if (ok)
+            break;
+        r->base_port = 0;
+    }
+    if (!r->base_port)
+        return -1;
+    r->px = fproxy_new();
+    if (!r->px)
+        return -1;
+    r->nslots = SLOTS;
+    size_t off = 0, eoff = 0;
+    for (int i = 0; i < SLOTS; i++) {
+        struct slot *s = &r->s[i];
+        snprintf(s->name, sizeof s->name, "n%d", i + 1);
+        s->client_port = r->base_port + 3 * i;
+        s->peer_port = r->base_port + 3 * i + 1;
+        s->front_port = fproxy_front(r->px, s->name, r->base_port + 3 * i + 2, s->peer_port);
+        if (s->front_port < 0)
+            return -1;
+        snprintf(s->dir, sizeof s->dir, "%s/%s/data", r->dir, s->name);
+        snprintf(s->log_all, sizeof s->log_all, "%s/%s.log", r->dir, s->name);
+        if (i < nodes) {
+            s->member = true;
+            off += (size_t)snprintf(r->spec + off, sizeof r->spec - off, "%s%s=127.0.0.1:%d", i ? "," : "",
+                                    s->name, s->front_port);
+        }
+        eoff += (size_t)snprintf(r->endpoints + eoff, sizeof r->endpoints - eoff, "%s127.0.0.1:%d",
+                                 i ? "," : "", s->client_port);
+    }
+    r->nstart = nodes;
+    for (int i = 0; i < nodes; i++)
+        if (slot_start(r, i) != 0)
+            return -1;
+    return wait_leader(r, 20000) >= 0 ? 0 : -1;
+}
+
+static void teardown(struct run *r, bool keep)
+{
+    for (int i = 0; i < r->nslots; i++) {
+        slot_kill(r, i);
+        if (r->s[i].pn.log[0]) {
+            append_file(r->s[i].log_all, r->s[i].pn.log);
+            unlink(r->s[i].pn.log);
+        }
+        if (!keep && r->s[i].pn.dir[0]) {
+            char parent[300];
+            snprintf(parent, sizeof parent, "%s/%s", r->dir, r->s[i].name);
+            harness_rmrf(parent);
+            unlink(r->s[i].log_all);
+        }
+    }
+    fproxy_free(r->px);
+    r->px = NULL;
+}
+
+static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    mkdir(r->dir, 0755);
+    char path[400];
+    snprintf(path, sizeof path, "%s/nemesis.log", r->dir);
+    r->nlog = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/history.jsonl", r->dir);
+    r->hist = fopen(path, "w");
+    if (!r->nlog || !r->hist)
+        return -1;
+    pthread_mutex_init(&r->mu, NULL);
+    r->t0 = clock_mono_ns();
+    if (setup(r, nodes) != 0) {
+        why(v, "the cluster did not start");
+        teardown(r, true);
+        return -1;
+    }
+    nlogf(r, "cluster of %d up, ports from %d, seed %" PRIu64, nodes, r->base_port, r->seed);
+    for (int i = 0; i < NCLIENTS; i++) {
+        r->c[i].id = i;
+        r->c[i].r = r;
+        r->c[i].rng = r->seed * 0x9e3779b97f4a7c15ull + (uint64_t)i + 1;
+        pthread_create(&r->c[i].th, NULL, client_main, &r->c[i]);
+    }
+    for (int i = 0; i < NWATCHERS; i++) {
+        r->wt[i].id = i;
+        r->wt[i].r = r;
+        pthread_create(&r->wt[i].th, NULL, watcher_main, &r->wt[i]);
+    }
+    uint64_t end = r->t0 + (uint64_t)r->duration_s * 1000000000ull;
+    msleep(1000);
+    while (clock_mono_ns() + 4000000000ull < end) {
+        int hold = 1000 + (int)rnd(r, 3000);
+        fault(r, hold);
+        msleep(300 + (int)rnd(r, 1500));
+    }
+    /* Heal everything; the cluster must then be healthy. */
+    heal(r);
+    restart_dead(r);
+    nlogf(r, "final heal");
+    int l = wait_leader(r, 30000);
+    v->healthy = false;
+    if (l >= 0) {
+        ddkv_client *c = new_client(r->endpoints, 20000);
+        struct ddkv_write_result wr;
+        v->healthy = c && ddkv_write(c, "health", 6, "ok", 2, 0, &wr) == DDKV_OK;
+        ddkv_client_free(c);
+    }
+    if (!v->healthy)
+        why(v, "no healthy cluster 30 s after the final heal");
+    msleep(1500); /* clients keep going on the healed cluster */
+    r->stop_clients = 1;
+    for (int i = 0; i < NCLIENTS; i++)
+        pthread_join(r->c[i].th, NULL);
+    /* Final linearizable reads, part of the history. */
+    ddkv_client *c = new_client(r->endpoints, 10000);
+    for (int key = 0; key < NKEYS && c; key++) {
+        char name[8];
+        snprintf(name, sizeof name, "k%d", key);
+        uint64_t call = clock_mono_ns();
+        struct ddkv_value val;
+        ddkv_err e = ddkv_read(c, name, strlen(name), DDKV_CONSISTENCY_LINEARIZABLE, 0, &val);
+        uint64_t ret = clock_mono_ns();
+        if (e == DDKV_OK) {
+            record(r, NCLIENTS, "read", name, val.value, NULL, call, ret, "true");
+            ddkv_free(val.value);
+        } else {
+            record(r, NCLIENTS, "read", name, NULL, NULL, call, ret, e == DDKV_ERR_NOT_FOUND ? "true" : "false");
+        }
+    }
+    struct ddkv_status st;
+    if (c && ddkv_status(c, &st) == DDKV_OK) {
+        r->watch_target = st.revision;
+        ddkv_status_free(&st);
+    }
+    ddkv_client_free(c);
+    fclose(r->hist);
+    r->hist = NULL;
+    /* Members that are running but were never added (a failed add) or were
+     * removed (an answer lost): whoever the leader lists is a member. */
+    l = wait_leader(r, 10000);
+    if (l >= 0) {
+        ddkv_client *lc = slot_client(r, l, 3000);
+        struct ddkv_status ls;
+        if (lc && ddkv_status(lc, &ls) == DDKV_OK) {
+            for (int i = 0; i < r->nslots; i++) {
+                bool listed = false;
+                for (size_t j = 0; j < ls.n_members; j++)
+                    listed |= ls.members[j].name && strcmp(ls.members[j].name, r->s[i].name) == 0;
+                if (listed && !r->s[i].member && r->s[i].pn.dir[0]) {
+                    r->s[i].member = true;
+                    slot_start(r, i);
+                } else if (!listed && r->s[i].member) {
+                    r->s[i].member = false;
+                    slot_kill(r, i);
+                }
+            }
+            ddkv_status_free(&ls);
+        }
+        ddkv_client_free(lc);
+    }
+    struct final_kv fin[NKEYS];
+    memset(fin, 0, sizeof fin);
+    check_equal(r, v, fin);
+    r->stop_watchers = 1;
+    for (int i = 0; i < NWATCHERS; i++)
+        pthread_join(r->wt[i].th, NULL);
+    check_watchers(r, v, fin);
+    struct lin_report lr;
+    snprintf(path, sizeof path, "%s/history.jsonl", r->dir);
+    if (lin_check_file(path, &lr) != 0) {
+        v->lin_error = true;
+        why(v, "checker: %s", lr.why);
+    } else {
+        v->linearizable = lr.linearizable;
+        if (!lr.linearizable)
+            why(v, "not linearizable: %s", lr.why);
+    }
+    bool pass = v->linearizable && v->healthy && v->equal && !v->lost && !v->dups && !v->gaps;
+    teardown(r, keep || !pass);
+    nlogf(r, "%s: %s", pass ? "PASS" : "FAIL", v->why);
+    fclose(r->nlog);
+    for (int i = 0; i < NWATCHERS; i++)
+        free(r->wt[i].ev);
+    free(r->w);
+    pthread_mutex_destroy(&r->mu);
+    return pass ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = (uint64_t)time(NULL);
+    int schedules = 1, duration = 60, nodes = 0;
+    const char *out = "var/faults";
+    bool keep = false;
+    static const struct option lo[] = {
+        {"seed", 1, 0, 's'}, {"schedules", 1, 0, 'n'}, {"duration-s", 1, 0, 'd'},
+        {"nodes", 1, 0, 'N'}, {"out", 1, 0, 'o'}, {"keep", 0, 0, 'k'}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (ch) {
+        case 's': seed = strtoull(optarg, NULL, 0); break;
+        case 'n': schedules = atoi(optarg); break;
+        case 'd': duration = atoi(optarg); break;
+        case 'N': nodes = atoi(optarg); break;
+        case 'o': out = optarg; break;
+        case 'k': keep = true; break;
+        default:
+            fprintf(stderr, "usage: ddkv-faults [--seed S] [--schedules N] [--duration-s D] [--nodes 3|5] "
+                            "[--out DIR] [--keep]\n");
+            return 2;
+        }
+    }
+    if (schedules < 1 || duration < 8 || (nodes && nodes != 3 && nodes != 5)) {
+        fprintf(stderr, "ddkv-faults: want --schedules >= 1, --duration-s >= 8, --nodes 3 or 5\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    mkdir(out, 0755);
+    long ops = 0;
+    int failed = 0, violations = 0, lost = 0;
+    uint64_t t0 = clock_mono_ns();
+    for (int k = 0; k < schedules; k++) {
+        struct run *r = calloc(1, sizeof *r);
+        if (!r)
+            return 1;
+        r->seed = seed + (uint64_t)k;
+        r->rng = r->seed * 0x2545f4914f6cdd1dull + 0x9e3779b97f4a7c15ull;
+        r->duration_s = duration;
+        r->sched = k;
+        snprintf(r->dir, sizeof r->dir, "%s/seed-%" PRIu64, out, r->seed);
+        int n = nodes ? nodes : (rnd(r, 3) == 0 ? 5 : 3);
+        struct verdict v;
+        uint64_t t1 = clock_mono_ns();
+        int rc = run_schedule(r, n, keep, &v);
+        ops += r->ops;
+        violations += !v.linearizable;
+        lost += v.lost;
+        failed += rc != 0;
+        printf("schedule %d seed %" PRIu64 " nodes %d: %.0f s, %d ops (%d unknown), faults %d [%s], "
+               "%s, lost %d, duplicates %d, watch gaps %d (events %zu, compacted %d, uncovered %d), "
+               "equal %s, healthy %s -> %s%s%s\n",
+               k + 1, r->seed, n, now_s(t1), r->ops, r->unknown, r->nfaults, r->faults,
+               v.lin_error ? "checker error" : v.linearizable ? "linearizable" : "NOT LINEARIZABLE", v.lost,
+               v.dups, v.gaps, r->wt[0].n, r->wt[0].compactions + r->wt[1].compactions, v.uncovered, v.equal ? "yes" : "NO", v.healthy ? "yes" : "NO", rc ? "FAIL" : "pass",
+               rc ? " (" : "", rc ? v.why : "");
+        if (rc)
+            printf("   kept in %s\n", r->dir);
+        fflush(stdout);
+        free(r);
+    }
+    printf("schedules: %d, operations: %ld, violations: %d, lost: %d (failed schedules: %d, %.0f s)\n",
+           schedules, ops, violations, lost, failed, now_s(t0));
+    return failed ? 1 : 0;
+}
