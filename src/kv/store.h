@@ -63,6 +63,17 @@ void store_batch_delete(struct store_batch *b, enum store_cf cf, const void *k, 
  * once this returns ERR_OK). A full disk is ERR_NOSPACE. */
 int store_write(struct store *s, struct store_batch *b, bool sync, struct errbuf *eb);
 
+/* One small synced write that changes no data: ERR_OK once the store takes
+ * writes again after a failure (RocksDB holds a background error after a
+ * failed write, e.g. ERR_NOSPACE, and refuses every write until it has
+ * recovered from it by itself, which it does once space returns). */
+int store_probe(struct store *s, struct errbuf *eb);
+
+/* Bytes held in memtables, all column families (0 if unknown): about what a
+ * flush of them needs on disk, which RocksDB's recovery from a failed write
+ * does first. */
+uint64_t store_memtable_bytes(struct store *s);
+
 /* Forward iteration over keys >= start within [lower, upper) (bounds optional). */
 struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *upper, size_t upper_n);
 void store_iter_seek(struct store_iter *it, const void *k, size_t kn);

@@ -512,6 +512,10 @@ static void members_change(struct node *n, struct conn *c, uint64_t rid, enum ra
                            uint64_t id, const char *ctx, size_t ctx_len)
 {
     uint64_t index, term;
+    if (n->storage_failed) {
+        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "this member's storage failed; ask another");
+        return;
+    }
     int rc = raft_propose_conf_change_ctx(n->raft, type, id, ctx, ctx_len, &index, &term);
     if (rc == ERR_UNAVAILABLE) {
         conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");

@@ -73,9 +73,13 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
 void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op)
 {
     if (n->storage_failed) {
-        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                         "writes refused since a storage failure (%s); free space and restart the node",
-                         n->storage_failed == ERR_NOSPACE ? "disk full" : err_str(n->storage_failed));
+        if (n->storage_failed == ERR_NOSPACE)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: disk full on this member; it rejoins by itself once space returns");
+        else
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused since a storage failure (%s); restart the node",
+                             err_str(n->storage_failed));
         return;
     }
     int rc = replica_propose(n, c, rid, reply_kind, op);

@@ -105,6 +105,10 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_commits_total", "counter", "Synced group commits.", s->commits);
     metric(b, "ddkv_commit_entries_total", "counter", "Entries written by group commits.", s->commit_entries);
     metric(b, "ddkv_commit_errors_total", "counter", "Group commits that failed.", s->commit_errors);
+    metric(b, "ddkv_storage_failed", "gauge", "1 while a storage failure fences this member.",
+           n->storage_failed != 0);
+    metric(b, "ddkv_storage_recoveries_total", "counter",
+           "Times this member rejoined after its disk took writes again.", n->storage_recoveries);
     metric(b, "ddkv_applied_index", "gauge", "Last applied index.", n->sm.applied_index);
     struct raft_status rs;
     raft_status(n->raft, &rs);

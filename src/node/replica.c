@@ -5,12 +5,14 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "kv/cmd.h"
 #include "kv/raftlog.h"
 #include "kv/snapshot.h"
 #include "node/peer.h"
+#include "node/replica.h"
 #include "node/server.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -65,7 +67,38 @@ static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
     replica_sweep(n);
 }
 
-int replica_start(struct node *n, struct errbuf *eb)
+/* The state machine as the store holds it, the way start-up loads it: an
+ * install a crash (or a storage failure) interrupted is finished first, then
+ * the applied index, Lamport time, revision and sessions are read. The
+ * struct sm is replaced only on success. */
+int replica_load_state(struct node *n, struct errbuf *eb)
+{
+    struct errbuf e2;
+    int rc = snap_install_recover(n->st, &e2);
+    if (rc)
+        return errf(eb, rc, "cannot finish the snapshot install a crash interrupted in %s: %s",
+                    n->cfg.data_dir, e2.msg);
+    struct sm fresh;
+    if ((rc = sm_open(&fresh, n->st, &e2))) {
+        sm_close(&fresh);
+        return errf(eb, rc, "cannot load state from %s: %s", n->cfg.data_dir, e2.msg);
+    }
+    if (n->sm.batch)
+        sm_close(&n->sm);
+    n->sm = fresh;
+    replica_sm_hooks(n);
+    /* The clock never goes below what was already handed out. */
+    if (n->sm.applied_lamport > n->clock.now)
+        n->clock.now = n->sm.applied_lamport;
+    return ERR_OK;
+}
+
+/* The durable Raft state (hard state, log bounds and entries, snapshot
+ * metadata, and the configuration they carry) loaded from the store, and a
+ * core created from it above the state machine's applied index: at start,
+ * and again when a fenced node rejoins. A founding member with an empty log
+ * bootstraps it first. *out is set only on success. */
+static int replica_core_open(struct node *n, struct raft **out, struct errbuf *eb)
 {
     struct raftlog_loaded l;
     int rc = raftlog_load(n->st, &l, eb);
@@ -87,6 +120,7 @@ int replica_start(struct node *n, struct errbuf *eb)
              * us sends the log (or a snapshot) with the configuration in it. */
             log_info("waiting to be added to a cluster (ddkv members add %s %s)", n->cfg.name,
                      n->peer_addr[0] ? n->peer_addr : "PEER_ADDR");
+            n->log_first = n->log_last = 0;
             goto create;
         }
         /* A founding member: its configuration is the first entries of its
@@ -145,15 +179,27 @@ create:
     rc_cfg.snap_src = (struct raft_snapshot_source){.read = replica_snap_read, .ud = n};
     /* Chunks small enough that a heartbeat never waits long behind one. */
     rc_cfg.snap_chunk_bytes = 256u << 10;
+    rc = raft_create(&rc_cfg, &p, out, eb);
+    raftlog_loaded_free(&l);
+    return rc;
+}
+
+/* The only voter need not wait out an election timeout. */
+static void replica_campaign_if_alone(struct node *n)
+{
+    if (raft_conf_voters(raft_get_conf(n->raft)) == 1 &&
+        raft_conf_is_voter(raft_get_conf(n->raft), n->self_id))
+        raft_campaign(n->raft);
+}
+
+int replica_start(struct node *n, struct errbuf *eb)
+{
     snap_recv_init(&n->srecv);
     char sdir[512];
     replica_snap_dir(n, sdir, sizeof sdir);
-    if (mkdir(sdir, 0700) != 0 && errno != EEXIST) {
-        raftlog_loaded_free(&l);
+    if (mkdir(sdir, 0700) != 0 && errno != EEXIST)
         return errf(eb, ERR_IO, "cannot create %s: %s", sdir, strerror(errno));
-    }
-    rc = raft_create(&rc_cfg, &p, &n->raft, eb);
-    raftlog_loaded_free(&l);
+    int rc = replica_core_open(n, &n->raft, eb);
     if (rc)
         return rc;
     n->logb = store_batch_new(n->st);
@@ -161,10 +207,7 @@ create:
     uint32_t ms = n->cfg.heartbeat_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     event_add(n->tick, &tv);
-    /* The only voter need not wait out an election timeout. */
-    if (raft_conf_voters(raft_get_conf(n->raft)) == 1 &&
-        raft_conf_is_voter(raft_get_conf(n->raft), n->self_id))
-        raft_campaign(n->raft);
+    replica_campaign_if_alone(n);
     replica_drive(n);
     return ERR_OK;
 }
@@ -185,6 +228,9 @@ void replica_stop(struct node *n)
     if (n->tick)
         event_free(n->tick);
     n->tick = NULL;
+    if (n->storage_retry)
+        event_free(n->storage_retry);
+    n->storage_retry = NULL;
     store_batch_free(n->logb);
     n->logb = NULL;
     if (n->raft)
@@ -299,21 +345,206 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
     conn_unref(p->c);
 }
 
+/* --- storage failure: fence, and rejoin when the disk takes writes again --- */
+
+/* How often a node fenced by a full disk checks whether it can rejoin. */
+#define REPLICA_RETRY_MS 1000
+/* How often, while it waits, it says why (the first time at once). */
+#define REPLICA_RETRY_NOTE_MS 30000
+
+static void replica_retry_cb(evutil_socket_t fd, short what, void *arg);
+static void replica_read_fail(struct node *n, struct pending_read *r, uint32_t code, const char *text);
+
 /* Storage failed: the core assumes what it handed out was persisted, so it
  * must not be driven again. Answer what is in flight as outcome unknown, and
- * refuse writes until an operator restarts the node (ARCHITECTURE.md). */
+ * refuse writes (ARCHITECTURE.md). A full disk is retried every second
+ * (replica_retry_cb) and the node rejoins by itself once the store takes
+ * writes again; any other failure (an I/O error, a damaged record) needs an
+ * operator: after a failed fsync the kernel may have dropped the dirty pages,
+ * so what a retry would read back is not known to be what was written. */
 static void replica_fence(struct node *n, int rc, const char *what, const char *detail)
 {
+    bool again = n->storage_failed != 0;
     n->storage_failed = rc;
     n->stats.commit_errors++;
-    log_error("%s failed: %s; this node stops taking part in consensus and refuses writes "
-              "(free space, then restart it)", what, detail);
+    if (!again)
+        n->storage_failed_ms = clock_mono_ms();
+    log_error("%s failed: %s; this node stops taking part in consensus and refuses writes %s", what,
+              detail,
+              rc == ERR_NOSPACE ? "until the disk takes writes again (checked every second; it then "
+                                  "rejoins by itself)"
+                                : "(fix the cause, then restart it)");
     char text[96];
     snprintf(text, sizeof text, "storage failure (%s)", rc == ERR_NOSPACE ? "disk full" : err_str(rc));
     struct sm_result none = {0};
     for (size_t i = 0; i < n->nprop; i++)
         replica_answer(n, &n->prop[i], &none, DDKV_WERR_INTERNAL, text);
     n->nprop = 0;
+    if (rc == ERR_NOSPACE && n->base) {
+        if (!n->storage_retry)
+            n->storage_retry = event_new(n->base, -1, EV_PERSIST, replica_retry_cb, n);
+        struct timeval tv = {REPLICA_RETRY_MS / 1000, (REPLICA_RETRY_MS % 1000) * 1000};
+        if (n->storage_retry && !event_pending(n->storage_retry, EV_TIMEOUT, NULL))
+            event_add(n->storage_retry, &tv);
+        n->storage_note_ms = 0;
+    } else if (n->storage_retry) {
+        event_del(n->storage_retry);
+    }
+}
+
+/* Free space the data dir's file system must have before a fenced node tries
+ * its store again, besides room to flush the memtables (RocksDB's recovery
+ * does that first): 5% of it, at least 4 MiB, at most 64 MiB. Rejoining with
+ * only a little free would only fence it again at the next write, and a
+ * flapping member answers every write in flight with an error each time. */
+static uint64_t replica_space_needed(uint64_t total)
+{
+    uint64_t need = total / 20;
+    if (need < (4u << 20))
+        need = 4u << 20;
+    if (need > (64u << 20))
+        need = 64u << 20;
+    return need;
+}
+
+/* Rejoin after a storage failure, as if the process had restarted.
+ *
+ * Safety. The core's memory may be ahead of the disk: the batch whose write
+ * failed held entries and maybe a term or vote, and the state machine batch
+ * that failed held applied entries. None of it was acknowledged: a
+ * follower's append or vote reply, and a leader's count of itself, are
+ * released by the core only at the raft_advance after the synced write that
+ * made them durable, and that advance never happened; a client is answered
+ * only after its entry was applied and that batch written. Messages the core
+ * had already released depend only on durable state. So the store holds
+ * every write that succeeded, in order, and nothing anybody was told depends
+ * on the failed ones: exactly the state a crash at the failing write would
+ * have left (RocksDB refuses every write after a failed one until it has
+ * recovered from it, so nothing later slipped in). Rebuilding everything from
+ * the store, as start-up does, is a crash-restart, which Raft tolerates.
+ * What is not rebuilt is what a restart would keep anyway: the peer
+ * connections (messages queued there are ones any restart could see arrive
+ * late), client connections, the watch history (the state machine's
+ * committed state did not change unless an interrupted install was
+ * finished), and the Lamport clock, which only moves up. */
+static int replica_rejoin(struct node *n, struct errbuf *eb)
+{
+    uint64_t applied_before = n->sm.applied_index;
+    /* A snapshot write in progress reads the old state through a RocksDB
+     * snapshot; a restart would not have it either. */
+    if (n->snap_job)
+        snap_job_free(n->snap_job); /* cancels it; its .tmp file goes */
+    n->snap_job = NULL;
+    int rc = replica_load_state(n, eb);
+    if (rc)
+        return rc;
+    /* The address book as the applied state holds it (start-up: cluster_load). */
+    if ((rc = cluster_reload(n, eb)))
+        return rc;
+    struct raft *fresh = NULL;
+    if ((rc = replica_core_open(n, &fresh, eb)))
+        return rc;
+    raft_destroy(n->raft);
+    n->raft = fresh;
+    /* What a restart starts without: a transfer being received, the newest
+     * image written this run, the leader's lease countdowns. */
+    char sdir[512];
+    replica_snap_dir(n, sdir, sizeof sdir);
+    snap_recv_reset(&n->srecv, sdir);
+    n->recv_done[0] = 0;
+    n->snap_newest = 0;
+    n->snap_newest_path[0] = 0;
+    n->installing = false;
+    memset(&n->pending, 0, sizeof n->pending);
+    store_batch_clear(n->logb);
+    lease_free(n);
+    if (n->sm.applied_index != applied_before)
+        watch_reset(n, n->sm.applied_index);
+    /* Linearizable reads wait for ReadIndex rounds of the old core, which
+     * will never complete: answer them now. Causal ones wait for the applied
+     * Lamport time and stay. */
+    size_t keep = 0;
+    for (size_t i = 0; i < n->nreads; i++) {
+        struct pending_read *r = &n->reads[i];
+        if (r->ctx == 0) {
+            n->reads[keep++] = *r;
+            continue;
+        }
+        replica_read_fail(n, r, DDKV_WERR_UNAVAILABLE,
+                          "this member restarted its Raft state after a storage failure; retry");
+        conn_unref(r->c);
+        free(r->key);
+    }
+    n->nreads = keep;
+    /* Writes proposed on the fenced core (a membership change) never reach
+     * the new one: their outcome is not known here. */
+    struct sm_result none = {0};
+    for (size_t i = 0; i < n->nprop; i++)
+        replica_answer(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE,
+                       "this member restarted its Raft state after a storage failure; the write's "
+                       "outcome is unknown");
+    n->nprop = 0;
+    uint64_t fenced_ms = clock_mono_ms() - n->storage_failed_ms;
+    n->storage_failed = 0;
+    n->storage_recoveries++;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    log_info("storage writable again: rejoining after %llu ms fenced, from the durable state "
+             "(term %llu, applied index %llu, raft log %llu..%llu)",
+             (unsigned long long)fenced_ms, (unsigned long long)st.term,
+             (unsigned long long)n->sm.applied_index, (unsigned long long)n->log_first,
+             (unsigned long long)n->log_last);
+    replica_campaign_if_alone(n);
+    return ERR_OK;
+}
+
+/* Every second while fenced by a full disk: enough free space, and a synced
+ * probe write that RocksDB takes (it refuses every write until it has
+ * recovered from its background error, which it does by itself a few seconds
+ * after space returns), and the node rejoins. */
+static void replica_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct node *n = arg;
+    (void)fd;
+    (void)what;
+    if (n->storage_failed != ERR_NOSPACE || n->stopping) {
+        event_del(n->storage_retry);
+        return;
+    }
+    if (n->installing)
+        return; /* replica_drive finishes the install first */
+    uint64_t now = clock_mono_ms();
+    bool note = n->storage_note_ms == 0 || now - n->storage_note_ms >= REPLICA_RETRY_NOTE_MS;
+    struct statvfs sv;
+    if (statvfs(n->cfg.data_dir, &sv) == 0) {
+        uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+        uint64_t need = replica_space_needed((uint64_t)sv.f_blocks * sv.f_frsize) +
+                        store_memtable_bytes(n->st);
+        if (avail < need) {
+            if (note) {
+                n->storage_note_ms = now;
+                log_warn("disk full: %llu KiB free in %s, waiting for %llu KiB before rejoining",
+                         (unsigned long long)(avail >> 10), n->cfg.data_dir,
+                         (unsigned long long)(need >> 10));
+            }
+            return;
+        }
+    }
+    struct errbuf eb;
+    int rc = store_probe(n->st, &eb);
+    if (rc != ERR_OK) {
+        if (note) {
+            n->storage_note_ms = now;
+            log_warn("the store does not take writes yet (%s); still fenced, retrying every second",
+                     eb.msg);
+        }
+        return;
+    }
+    if ((rc = replica_rejoin(n, &eb)) != ERR_OK && note) {
+        n->storage_note_ms = now;
+        log_error("the store takes writes again, but the node cannot reload its state from it: %s; "
+                  "still fenced, retrying every second", eb.msg);
+    }
 }
 
 /* Apply committed entries in order; answer the proposals they settle once the

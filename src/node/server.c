@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "node/replica.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -495,23 +496,17 @@ int node_run(const struct node_config *cfg)
         return 1;
     }
     /* An install a crash interrupted is finished before anything reads the
-     * state machine (its image is durable; see src/kv/snapshot.h). */
-    if ((rc = snap_install_recover(n->st, &eb))) {
-        log_error("cannot finish the snapshot install a crash interrupted in %s: %s", cfg->data_dir,
-                  eb.msg);
+     * state machine (its image is durable; see src/kv/snapshot.h); then the
+     * state machine is loaded and the clock set above its Lamport time. The
+     * same function reloads it when a node fenced by a full disk rejoins. */
+    if ((rc = replica_load_state(n, &eb))) {
+        log_error("%s", eb.msg);
         goto out;
     }
-    if ((rc = sm_open(&n->sm, n->st, &eb))) {
-        log_error("cannot load state from %s: %s", cfg->data_dir, eb.msg);
-        goto out;
-    }
-    replica_sm_hooks(n);
     if ((rc = watch_init(&n->watch, n->sm.applied_index, cfg->watch_history_bytes))) {
         log_error("out of memory for the watch history");
         goto out;
     }
-    /* The clock never goes below what was already handed out. */
-    n->clock.now = n->sm.applied_lamport;
     n->base = event_base_new();
     if (!n->base) {
         log_error("cannot create event loop");

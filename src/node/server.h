@@ -141,9 +141,18 @@ struct node {
     uint64_t req_t0_ns;                    /* arrival of the request being handled */
     uint64_t started_ms;
     /* Set when a storage write failed: the node stops driving Raft and
-     * refuses writes until an operator restarts it; reads keep being served. */
+     * refuses writes; reads keep being served. A full disk (ERR_NOSPACE)
+     * clears by itself when space returns (replica.c rejoins from the durable
+     * state); any other failure waits for an operator's restart. */
     int storage_failed;
     bool stopping;
+    /* A full disk (storage_failed == ERR_NOSPACE) is not final: every second
+     * a timer checks whether the store takes writes again, and the node then
+     * rejoins from its durable state as a restart would (replica.c). */
+    struct event *storage_retry;
+    uint64_t storage_failed_ms;  /* when the fence began (monotonic) */
+    uint64_t storage_note_ms;    /* when the wait was last logged */
+    uint64_t storage_recoveries; /* times it rejoined (/metrics) */
 };
 
 /* Modules: each registers its message types with the dispatcher at start-up. */

@@ -71,3 +71,32 @@ free_port_block() {
   done
   fail "no free port block"
 }
+
+# wait_log NAME PATTERN [SECONDS]: wait until node NAME's log has a line
+# matching the extended regex PATTERN; fail after SECONDS (default 30).
+wait_log() {
+  local name=$1 pat=$2 secs=${3:-30}
+  local i
+  for ((i = 0; i < secs * 10; i++)); do
+    grep -Eq "$pat" "$WORK/$name.log" && return 0
+    sleep 0.1
+  done
+  fail "node $name did not log /$pat/ within $secs s: $(tail -3 "$WORK/$name.log")"
+}
+
+# http_port NAME: the ops HTTP port node NAME logged (started with --http-addr 127.0.0.1:0).
+http_port() {
+  grep -o 'http listening on 127.0.0.1:[0-9]*' "$WORK/$1.log" | tail -1 | cut -d: -f2
+}
+
+# metric_value HOSTPORT NAME: one unlabelled series of /metrics ("" if absent).
+metric_value() {
+  python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+m = urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=5).read().decode()
+for ln in m.split("\n"):
+    if ln.startswith(sys.argv[2] + " "):
+        print(ln.split(" ", 1)[1])
+        break
+PY
+}
