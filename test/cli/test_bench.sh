@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# ddkv bench against a one-node cluster: each workload completes operations
+# with no error, the JSON has every figure, the cas workload's counter ends at
+# exactly the number of increments it reported, and a bad flag is a usage error.
+source "$(dirname "$0")/lib.sh"
+start_node n1 "$WORK/d1"
+EP="127.0.0.1:$PORT_n1"
+for wl in write read mixed cas; do
+  expect_exit 0 "$DDKV" bench --endpoints "$EP" --workload "$wl" --clients 4 --duration-s 0.5 \
+    --warmup-s 0 --keys 50 -o json
+  echo "$OUT" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+need = ["workload", "clients", "ops", "ops_per_s", "latency_ms", "errors", "unknown", "driver_cpu_pct"]
+missing = [k for k in need if k not in r]
+assert not missing, missing
+assert r["workload"] == sys.argv[1], r
+assert r["ops"] > 0 and r["ops_per_s"] > 0, r
+assert r["errors"] == 0 and r["unknown"] == 0, r
+l = r["latency_ms"]
+assert 0 < l["p50"] <= l["p90"] <= l["p99"] <= l["p99_9"] <= l["max"], l
+' "$wl" || fail "bench $wl: $OUT"
+done
+pass "write, read, mixed and cas each complete operations without error; the JSON is complete"
+
+# The counter: prefilled to 0, then one increment per reported op (no
+# warm-up, and the run settles every increment in flight before it ends).
+expect_exit 0 "$DDKV" bench --endpoints "$EP" --workload cas --clients 8 --ops 300 --warmup-s 0 -o json
+ops=$(echo "$OUT" | python3 -c 'import json,sys; r = json.load(sys.stdin); assert r["unknown"] == 0 and r["errors"] == 0, r; print(r["ops"])') ||
+  fail "cas run: $OUT"
+expect_exit 0 "$DDKV" read --endpoints "$EP" bench/counter
+[ "$OUT" = "$ops" ] || fail "counter is $OUT after $ops reported increments"
+pass "cas: 8 clients, the counter ends at exactly the $ops increments reported"
+
+expect_exit 2 "$DDKV" bench --endpoints "$EP" --workload nosuch
+expect_exit 2 "$DDKV" bench --endpoints "$EP" --read-ratio 2
+pass "bad flags are usage errors"
+echo "${PASSED} passed, 0 failed"
