@@ -1473,6 +1473,22 @@ int raft_transfer_leadership(struct raft *r, uint64_t to)
     return ERR_OK;
 }
 
+/* The leader's process is gone (its address refuses connections). Forget it
+ * as leader: this follower stops counting the leader's lease (thesis 4.2.3),
+ * so it grants votes at once, and the caller may campaign without waiting a
+ * whole election timeout. Only liveness changes: a vote still needs an
+ * up-to-date log, and a leader that is in fact alive wins its followers back
+ * with its next heartbeat (or is deposed by a higher term, as after any
+ * election). */
+int raft_leader_lost(struct raft *r, uint64_t leader)
+{
+    if (r->role != RAFT_FOLLOWER || leader == 0 || r->lead != leader)
+        return ERR_BAD_INPUT;
+    r->lead = 0;
+    r->election_elapsed = r->cfg.election_ticks; /* out of the lease, as if timed out */
+    return ERR_OK;
+}
+
 int raft_campaign(struct raft *r)
 {
     if (r->role == RAFT_LEADER || !raft_promotable(r))

@@ -314,6 +314,13 @@ int raft_transfer_leadership(struct raft *r, uint64_t to);
 /* Start an election now (as if the election timeout fired). */
 int raft_campaign(struct raft *r);
 
+/* The caller knows the leader `leader` is gone (its process refuses
+ * connections): a follower forgets it and leaves its leader lease, so it
+ * grants votes at once; the caller then campaigns (raft_campaign) after a
+ * short random delay rather than a whole election timeout. ERR_BAD_INPUT
+ * (nothing changes) unless this is a follower of that leader. */
+int raft_leader_lost(struct raft *r, uint64_t leader);
+
 /* The caller has a snapshot of its state machine at `index` (<= applied):
  * forget log entries up to it. ERR_BAD_INPUT when index is out of range. */
 int raft_compact(struct raft *r, uint64_t index);

@@ -11,6 +11,7 @@
  * Cluster id. A hash of the founding --cluster list (sorted), persisted at
  * bootstrap: a node from another cluster, or started with a different list,
  * is refused at the peer hello, before any Raft message is read. */
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@
 #include "node/peer.h"
 #include "node/server.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/net.h"
 
@@ -427,6 +429,42 @@ int cluster_load(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
+/* A follower whose leader's address refuses connections knows the leader's
+ * process is gone (a crash, kill -9, a stop): rather than wait out the
+ * election timeout (1-2 s by default), it leaves the leader's lease and
+ * campaigns after a short random delay, by which time the other followers,
+ * whose connections broke at the same moment, know it too and grant their
+ * votes. A machine that vanishes or a partition refuse nothing: those still
+ * take the timeout. Only liveness is at stake (raft_leader_lost). */
+static void cluster_campaign_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct node *n = arg;
+    if (n->raft && !n->storage_failed && !n->installing)
+        raft_campaign(n->raft);
+}
+
+static void cluster_refused(void *ud, uint64_t id)
+{
+    struct node *n = ud;
+    if (!n->raft || n->storage_failed || n->installing)
+        return;
+    if (raft_leader_lost(n->raft, id) != ERR_OK)
+        return; /* not our leader (or we are not a follower) */
+    n->leader_lost++;
+    uint32_t hb = n->cfg.heartbeat_ms ? n->cfg.heartbeat_ms : 100;
+    uint32_t delay = 20 + (uint32_t)((clock_mono_ns() ^ n->self_id) % hb);
+    const struct member *m = cluster_member(n, id);
+    log_info("leader %s refuses connections (its process is gone): campaigning in %u ms", m ? m->name : "?",
+             delay);
+    if (!n->campaign_soon)
+        n->campaign_soon = evtimer_new(n->base, cluster_campaign_cb, n);
+    struct timeval tv = {0, (suseconds_t)delay * 1000};
+    if (n->campaign_soon)
+        evtimer_add(n->campaign_soon, &tv);
+}
+
 int cluster_start(struct node *n, struct errbuf *eb)
 {
     struct member *self = cluster_member(n, n->self_id);
@@ -445,6 +483,7 @@ int cluster_start(struct node *n, struct errbuf *eb)
     if (rc)
         return rc;
     peer_set_hello_cb(n->peers, cluster_hello);
+    peer_set_refused_cb(n->peers, cluster_refused);
     char bound[64];
     if ((rc = peer_listen(n->peers, listen, bound, sizeof bound, eb)))
         return rc;
@@ -470,6 +509,10 @@ int cluster_start(struct node *n, struct errbuf *eb)
 
 void cluster_stop(struct node *n)
 {
+    if (n->campaign_soon) {
+        event_free(n->campaign_soon);
+        n->campaign_soon = NULL;
+    }
     peer_transport_free(n->peers);
     n->peers = NULL;
 }

@@ -109,6 +109,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
            n->storage_failed != 0);
     metric(b, "ddkv_storage_recoveries_total", "counter",
            "Times this member rejoined after its disk took writes again.", n->storage_recoveries);
+    metric(b, "ddkv_leader_lost_total", "counter",
+           "Times the leader's address refused a connection and this member campaigned early.", n->leader_lost);
     metric(b, "ddkv_applied_index", "gauge", "Last applied index.", n->sm.applied_index);
     struct raft_status rs;
     raft_status(n->raft, &rs);

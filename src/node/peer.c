@@ -71,6 +71,7 @@ struct peer {
     struct event *retry;       /* backoff timer */
     uint32_t backoff_ms;       /* the next delay's upper bound */
     uint64_t up_since_ms;      /* when the current connection was established */
+    bool probe;                /* lost while up: dial again even with nothing to say */
     struct peer_queue hi, lo;
     struct peer_stats stats;
     struct peer *next;
@@ -93,6 +94,7 @@ struct peer_transport {
     struct lamport *clock;
     peer_deliver_fn deliver;
     peer_hello_fn hello;
+    peer_refused_fn refused;
     void *ud;
     struct evconnlistener *listener;
     struct event *accept_retry;
@@ -210,6 +212,7 @@ static void peer_fail(struct peer *p, const char *why)
     struct peer_transport *t = p->t;
     bool was_up = p->state == PEER_CONNECTED;
     uint64_t now = clock_mono_ms();
+    p->probe = was_up;
     peer_close(p, why);
     if (was_up && now - p->up_since_ms >= PEER_STABLE_MS)
         p->backoff_ms = t->cfg.reconnect_min_ms;
@@ -229,9 +232,12 @@ static void peer_retry_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     ASSERT(p->state == PEER_BACKOFF);
     p->state = PEER_IDLE;
-    /* Lazy: dial again only if there is something to say. */
-    if (p->hi.head || p->lo.head)
+    /* Lazy: dial again only if there is something to say, or to learn
+     * whether a peer whose connection broke is still there. */
+    if (p->hi.head || p->lo.head || p->probe) {
+        p->probe = false;
         peer_connect(p);
+    }
 }
 
 /* Move queued frames into the socket's output buffer: every high-priority frame
@@ -319,8 +325,15 @@ static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg)
         peer_fail(p, p->state == PEER_CONNECTED ? "write stalled" : "connect timed out");
     else if (what & BEV_EVENT_EOF)
         peer_fail(p, "peer closed");
-    else if (what & BEV_EVENT_ERROR)
-        peer_fail(p, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else if (what & BEV_EVENT_ERROR) {
+        int err = EVUTIL_SOCKET_ERROR();
+        bool refused = p->state == PEER_CONNECTING && err == ECONNREFUSED;
+        uint64_t id = p->id;
+        struct peer_transport *t = p->t;
+        peer_fail(p, evutil_socket_error_to_string(err));
+        if (refused && t->refused)
+            t->refused(t->ud, id); /* last: it may act on the transport */
+    }
 }
 
 static void peer_connect(struct peer *p)
@@ -779,6 +792,11 @@ void peer_flush(struct peer_transport *t)
 void peer_set_self_peer_addr(struct peer_transport *t, const char *addr)
 {
     snprintf(t->cfg.self_peer_addr, sizeof t->cfg.self_peer_addr, "%s", addr);
+}
+
+void peer_set_refused_cb(struct peer_transport *t, peer_refused_fn fn)
+{
+    t->refused = fn;
 }
 
 void peer_set_hello_cb(struct peer_transport *t, peer_hello_fn fn)

@@ -91,6 +91,11 @@ struct peer_hello {
 };
 typedef void (*peer_hello_fn)(void *ud, const struct peer_hello *h);
 void peer_set_hello_cb(struct peer_transport *t, peer_hello_fn fn);
+/* Called when dialling peer `id` was refused (ECONNREFUSED): nothing listens
+ * at its address, so its process is not running there. A connection that was
+ * up and is lost is dialled again at once (after the backoff) to find out. */
+typedef void (*peer_refused_fn)(void *ud, uint64_t id);
+void peer_set_refused_cb(struct peer_transport *t, peer_refused_fn fn);
 /* The peer address our hello announces (known once listening). */
 void peer_set_self_peer_addr(struct peer_transport *t, const char *addr);
 

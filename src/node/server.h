@@ -153,6 +153,9 @@ struct node {
     uint64_t storage_failed_ms;  /* when the fence began (monotonic) */
     uint64_t storage_note_ms;    /* when the wait was last logged */
     uint64_t storage_recoveries; /* times it rejoined (/metrics) */
+    /* The leader's address refused a connection: campaign soon (cluster.c). */
+    struct event *campaign_soon;
+    uint64_t leader_lost;        /* times that happened (/metrics) */
 };
 
 /* Modules: each registers its message types with the dispatcher at start-up. */

@@ -369,3 +369,76 @@ Test(election, leader_with_quorum_stays,
     }
     cr_assert_eq(h_status(&net, 1).role, RAFT_LEADER);
 }
+
+/* --- a leader known to be gone --- */
+
+Test(election, followers_that_lost_the_leader_elect_a_new_one_without_waiting,
+     .description = "when every follower learns the leader's process is gone, a campaign wins at once")
+{
+    struct raft_config c = cfg_pv_cq();
+    h_init(&net, 3, 3, 0, &c);
+    cr_assert_eq(h_elect(&net, 1), RAFT_LEADER);
+    h_isolate(&net, 1); /* killed */
+    cr_assert_eq(raft_leader_lost(net.nd[2].r, 1), 0);
+    cr_assert_eq(raft_leader_lost(net.nd[3].r, 1), 0);
+    cr_assert_eq(h_status(&net, 2).leader, 0, "the lost leader is forgotten");
+    cr_assert_eq(raft_campaign(net.nd[2].r), 0);
+    h_ready(&net, 2);
+    h_settle(&net); /* no tick: no timeout elapsed */
+    cr_assert_eq(h_status(&net, 2).role, RAFT_LEADER);
+    cr_assert_eq(h_status(&net, 3).leader, 2);
+    cr_assert_eq(h_status(&net, 2).term, 3);
+}
+
+Test(election, a_follower_still_in_the_leaders_lease_refuses_the_early_campaign,
+     .description = "a follower that did not lose the leader keeps its lease: the early campaign fails")
+{
+    struct raft_config c = cfg_pv_cq();
+    h_init(&net, 3, 3, 0, &c);
+    cr_assert_eq(h_elect(&net, 1), RAFT_LEADER);
+    h_isolate(&net, 1);
+    cr_assert_eq(raft_leader_lost(net.nd[2].r, 1), 0);
+    cr_assert_eq(raft_campaign(net.nd[2].r), 0);
+    h_ready(&net, 2);
+    h_settle(&net);
+    cr_assert_neq(h_status(&net, 2).role, RAFT_LEADER);
+    cr_assert_eq(h_status(&net, 3).leader, 1, "node 3 still follows 1");
+    cr_assert_eq(h_status(&net, 3).term, 2, "and its term did not move");
+}
+
+Test(election, leader_lost_only_applies_to_a_follower_of_that_leader,
+     .description = "leader_lost naming another node, or on the leader itself, changes nothing")
+{
+    struct raft_config c = cfg_pv_cq();
+    h_init(&net, 3, 3, 0, &c);
+    cr_assert_eq(h_elect(&net, 1), RAFT_LEADER);
+    cr_assert_neq(raft_leader_lost(net.nd[2].r, 3), 0);
+    cr_assert_neq(raft_leader_lost(net.nd[1].r, 1), 0);
+    cr_assert_neq(raft_leader_lost(net.nd[2].r, 0), 0);
+    cr_assert_eq(h_status(&net, 2).leader, 1);
+    cr_assert_eq(h_status(&net, 1).role, RAFT_LEADER);
+}
+
+Test(election, a_live_leader_wrongly_declared_lost_keeps_or_regains_its_followers,
+     .description = "a false alarm costs at most an election: one leader per term, logs agree")
+{
+    struct raft_config c = cfg_pv_cq();
+    h_init(&net, 3, 3, 0, &c);
+    cr_assert_eq(h_elect(&net, 1), RAFT_LEADER);
+    cr_assert_eq(raft_leader_lost(net.nd[2].r, 1), 0);
+    cr_assert_eq(raft_leader_lost(net.nd[3].r, 1), 0);
+    raft_campaign(net.nd[2].r);
+    h_ready(&net, 2);
+    for (int t = 0; t < 40; t++) {
+        h_tick_all(&net, 1);
+        h_settle(&net);
+    }
+    int leaders = 0;
+    for (int i = 1; i <= 3; i++)
+        leaders += h_status(&net, i).role == RAFT_LEADER;
+    cr_assert_eq(leaders, 1);
+    uint64_t lead = h_status(&net, 1).leader;
+    cr_assert_neq(lead, 0);
+    for (int i = 2; i <= 3; i++)
+        cr_assert_eq(h_status(&net, i).leader, lead);
+}

@@ -214,6 +214,7 @@ static int slot_start(struct run *r, int i)
     char parent[300];
     snprintf(parent, sizeof parent, "%s/%s", r->dir, s->name);
     mkdir(parent, 0755);
+    fproxy_set_down(r->px, s->name, false);
     for (int attempt = 0; attempt < 3; attempt++) {
         if (pn_start(&s->pn, s->dir, argv) == 0) {
             s->paused = false;
@@ -240,7 +241,8 @@ static void slot_kill(struct run *r, int i)
         kill(s->pn.pid, SIGCONT);
     pn_kill(&s->pn, SIGKILL);
     s->paused = false;
-    (void)r;
+    if (r->px)
+        fproxy_set_down(r->px, s->name, true); /* dialling a dead member is refused */
 }
 
 static void slot_pause(struct run *r, int i, bool pause)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "ddkv/wire.h"
 #include "proto/msg.h"
@@ -27,6 +28,7 @@ struct front {
     struct fproxy *p;
     int to;           /* name index of the member behind it */
     int target_port;
+    int port;         /* the front's own */
     struct evconnlistener *l;
     struct front *next;
 };
@@ -355,6 +357,7 @@ int fproxy_front(struct fproxy *p, const char *name, int front_port, int target_
         evconnlistener_free(f->l);
         goto fail;
     }
+    f->port = ntohs(a.sin_port);
     pthread_mutex_lock(&p->mu);
     f->next = p->fronts;
     p->fronts = f;
@@ -363,6 +366,40 @@ int fproxy_front(struct fproxy *p, const char *name, int front_port, int target_
 fail:
     free(f);
     return -1;
+}
+
+static struct evconnlistener *front_listen(struct front *f)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    return evconnlistener_new_bind(f->p->base, accept_cb, f,
+                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_THREADSAFE, 64,
+                                   (struct sockaddr *)&a, sizeof a);
+}
+
+int fproxy_set_down(struct fproxy *p, const char *name, bool down)
+{
+    pthread_mutex_lock(&p->mu);
+    int to = name_index_locked(p, name, strlen(name));
+    struct front *f = p->fronts;
+    while (f && f->to != to)
+        f = f->next;
+    pthread_mutex_unlock(&p->mu);
+    if (!f)
+        return -1;
+    if (down && f->l) {
+        evconnlistener_free(f->l);
+        f->l = NULL;
+    } else if (!down && !f->l) {
+        /* The port was ours a moment ago; a TIME_WAIT leftover does not
+         * stop SO_REUSEADDR. Retry briefly in case of a race. */
+        for (int i = 0; i < 50 && !(f->l = front_listen(f)); i++)
+            usleep(20 * 1000);
+        if (!f->l)
+            return -1;
+    }
+    DBG(p, "front %d %s\n", to, down ? "down" : "up");
+    return 0;
 }
 
 void fproxy_cut(struct fproxy *p, const char *from, const char *to, bool cut)

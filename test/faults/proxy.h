@@ -32,6 +32,11 @@ void fproxy_free(struct fproxy *p);
  * returned), forwarding to 127.0.0.1:target_port. Returns the port or -1. */
 int fproxy_front(struct fproxy *p, const char *name, int front_port, int target_port);
 
+/* Member `name` is down (its process was killed): close its front so that
+ * dialling it is refused, as dialling a dead process's port is; up again
+ * reopens it on the same port. Returns 0 or -1. */
+int fproxy_set_down(struct fproxy *p, const char *name, bool down);
+
 /* Cut (or restore) the direction from -> to. */
 void fproxy_cut(struct fproxy *p, const char *from, const char *to, bool cut);
 /* Restore every direction. */

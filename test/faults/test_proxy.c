@@ -114,3 +114,21 @@ Test(proxy, a_dialler_that_goes_closes_the_member_connection)
     cr_assert(wait_closed(member, 2000), "the member never saw the dialler go");
     close(member);
 }
+
+Test(proxy, a_member_marked_down_refuses_connections_until_it_is_up_again)
+{
+    int target;
+    lfd = listen_loopback(&target, 2000);
+    cr_assert_geq(lfd, 0);
+    px = fproxy_new();
+    cr_assert_not_null(px);
+    int front = fproxy_front(px, "B", 0, target);
+    cr_assert_gt(front, 0);
+    cr_assert_eq(fproxy_set_down(px, "B", true), 0);
+    cr_assert_lt(tcp_connect_port(front), 0, "a down member's front still accepts");
+    cr_assert_eq(fproxy_set_down(px, "B", false), 0);
+    int fd = tcp_connect_port(front);
+    cr_assert_geq(fd, 0, "the front did not come back on its port");
+    close(fd);
+    cr_assert_neq(fproxy_set_down(px, "nobody", true), 0);
+}
