@@ -63,6 +63,7 @@ typedef enum ddkv_err {
     DDKV_ERR_NOMEM,
     DDKV_ERR_USAGE,           /* bad argument to the library (e.g. an unparsable endpoint) */
     DDKV_ERR_COMPACTED,       /* the revision asked for is older than the history kept */
+    DDKV_ERR_FENCED,          /* a job token that is no longer the claim's (claimed again, or settled) */
     DDKV_ERR__COUNT
 } ddkv_err;
 
@@ -247,6 +248,41 @@ DDKV_API ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t 
  * the transfer did not complete (the old leader resumes after an election
  * timeout, or another election happened). */
 DDKV_API ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leader);
+
+/* --- the job queue --- */
+
+/* A job lives in the cluster as jobs/<id> (JSON: id, state queued | claimed |
+ * done | dead, data, attempts, max_attempts, worker, deadline_ms, created_ms,
+ * result, error); its input is whatever data_key names (the CLI stores a
+ * file under a prefix in chunks). */
+
+/* Queue a job whose input is data_key, to be tried at most max_attempts
+ * times (1..100). *id (to ddkv_free) names it. A retried put is applied once. */
+DDKV_API ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, uint32_t max_attempts, char **id);
+
+struct ddkv_job_claim {
+    char *id;        /* owned, see ddkv_job_claim_free */
+    char *data_key;  /* owned */
+    uint64_t token;  /* fencing token: present it to ack, nack or extend */
+    uint64_t attempts;
+};
+/* Claim the oldest waiting job (or one whose previous worker let its claim
+ * expire) for visibility_ms (100 ms .. 24 h): until then no other worker gets
+ * it. DDKV_ERR_NOT_FOUND: no job waits. A claim whose answer was lost (UNKNOWN_OUTCOME)
+ * simply expires. */
+DDKV_API ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_ms,
+                                 struct ddkv_job_claim *out);
+DDKV_API void ddkv_job_claim_free(struct ddkv_job_claim *j);
+/* Complete the job with its result's key. DDKV_ERR_FENCED: the token is no
+ * longer the claim's (it expired and another worker claimed the job, or it
+ * was settled): the result must be thrown away. */
+DDKV_API ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key);
+/* Give the job back (it is queued again, or dead once its attempts are used
+ * up; *state, if not NULL, says which: "queued" or "dead", to ddkv_free). */
+DDKV_API ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, const char *reason,
+                                char **state);
+/* Keep the claim visibility_ms longer from now; *token becomes the new token. */
+DDKV_API ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms);
 
 /* --- transactions --- */
 

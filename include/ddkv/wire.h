@@ -48,6 +48,17 @@ enum ddkv_msg_type {
     DDKV_MSG_LEADER_TRANSFER = 25, /* [name] ("": the leader picks a voter) -> LEADER_TRANSFERRING */
     DDKV_MSG_LEADER_TRANSFERRING = 26, /* [name, term]: handing leadership to name has begun */
 
+    /* The job queue (src/node/mod_jobs.c): jobs live in ordinary keys
+     * (jobs/<id>, indexes jobq/ and jobc/), changed by transactions. */
+    DDKV_MSG_JOB_PUT = 27,       /* [data_key, max_attempts, client_id, seq] -> JOB */
+    DDKV_MSG_JOB = 28,           /* [id, revision] */
+    DDKV_MSG_JOB_CLAIM = 29,     /* [worker, visibility_ms] -> JOB_CLAIMED */
+    DDKV_MSG_JOB_CLAIMED = 30,   /* [id, token, data_key, attempts] ([] : no job waits) */
+    DDKV_MSG_JOB_ACK = 31,       /* [id, token, result_key] -> JOB_SETTLED, or ERROR FENCED */
+    DDKV_MSG_JOB_NACK = 32,      /* [id, token, reason] -> JOB_SETTLED, or ERROR FENCED */
+    DDKV_MSG_JOB_EXTEND = 33,    /* [id, token, visibility_ms] -> JOB_CLAIMED (a new token) */
+    DDKV_MSG_JOB_SETTLED = 34,   /* [state]: "done", "queued" (to retry) or "dead" */
+
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
     DDKV_MSG_RAFT_APP_RESP = 65,
@@ -80,6 +91,7 @@ enum ddkv_wire_error {
     DDKV_WERR_COMPACTED = 7,   /* revision older than the history kept */
     DDKV_WERR_PERMISSION_DENIED = 8,
     DDKV_WERR_INTERNAL = 9,
+    DDKV_WERR_FENCED = 10,     /* a job token that is no longer the claim's */
 };
 
 /* TXN compares: [key, field, cmp, operand]. field VALUE compares bytes,

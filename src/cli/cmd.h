@@ -58,6 +58,10 @@ extern const size_t cmd_coord_count;
 extern const struct cli_command cmd_bench_commands[];
 extern const size_t cmd_bench_count;
 
+/* job submit|list|get (cmd_job.c). */
+extern const struct cli_command cmd_job_commands[];
+extern const size_t cmd_job_count;
+
 /* A TTL in seconds, whole or with up to 3 decimals ("30", "0.5"), above 0 and
  * at most a year, into milliseconds. Returns 0, or -1 if s is not one. */
 int coord_parse_seconds(const char *s, uint64_t *ms);

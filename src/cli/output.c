@@ -14,6 +14,7 @@ int out_exit_code(ddkv_err e)
         return EXIT_DONE;
     case DDKV_ERR_NOT_FOUND:
     case DDKV_ERR_COMPACTED:
+    case DDKV_ERR_FENCED: /* the answer is no: the claim is not yours any more */
         return EXIT_NO;
     case DDKV_ERR_BAD_REQUEST:
     case DDKV_ERR_TOO_LARGE:

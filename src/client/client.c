@@ -108,6 +108,7 @@ static const char *const client_err_names[DDKV_ERR__COUNT] = {
     [DDKV_ERR_NOMEM] = "out of memory",
     [DDKV_ERR_USAGE] = "invalid argument",
     [DDKV_ERR_COMPACTED] = "revision compacted: older than the history kept",
+    [DDKV_ERR_FENCED] = "fenced: the job's token is no longer the claim's",
 };
 
 const char *ddkv_strerror(ddkv_err err)
@@ -868,6 +869,9 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
         case DDKV_WERR_COMPACTED:
             result = DDKV_ERR_COMPACTED;
             break;
+        case DDKV_WERR_FENCED:
+            result = DDKV_ERR_FENCED;
+            break;
         case DDKV_WERR_BAD_REQUEST:
         case DDKV_WERR_PERMISSION_DENIED:
             result = DDKV_ERR_BAD_REQUEST;
@@ -1384,6 +1388,148 @@ ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leade
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* --- the job queue --- */
+
+static bool job_str_ok(const char *s, size_t cap)
+{
+    return s && *s && strlen(s) < cap;
+}
+
+ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, uint32_t max_attempts, char **id)
+{
+    *id = NULL;
+    if (!job_str_ok(data_key, 256) || max_attempts < 1 || max_attempts > 100)
+        return client_fail(c, DDKV_ERR_USAGE, "a job needs a data key (< 256 bytes) and 1..100 attempts");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = data_key, .n = strlen(data_key)},
+        {.kind = FIELD_U64, .u = max_attempts},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_JOB_PUT, .reply_type = DDKV_MSG_JOB, .mutates = true, .f = f, .nf = 4};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const uint8_t *p;
+    size_t n;
+    if (msg_bytes(&k.reply, 0, &p, &n) != ERR_OK || n == 0)
+        rc = client_bad_reply(c, &k, "expected [id, revision]");
+    else if (!(*id = dup_bytes(p, n)))
+        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+    msg_free(&k.reply);
+    return rc;
+}
+
+void ddkv_job_claim_free(struct ddkv_job_claim *j)
+{
+    free(j->id);
+    free(j->data_key);
+    memset(j, 0, sizeof *j);
+}
+
+/* JOB_CLAIMED [id, token, data_key, attempts] into out. */
+static ddkv_err job_claimed(struct ddkv_client *c, struct call *k, struct ddkv_job_claim *out)
+{
+    const uint8_t *id, *data;
+    size_t idn, datan;
+    ddkv_err rc = DDKV_OK;
+    if (msg_bytes(&k->reply, 0, &id, &idn) != ERR_OK || msg_u64(&k->reply, 1, &out->token) != ERR_OK ||
+        msg_bytes(&k->reply, 2, &data, &datan) != ERR_OK || msg_u64(&k->reply, 3, &out->attempts) != ERR_OK) {
+        rc = client_bad_reply(c, k, "expected [id, token, data_key, attempts]");
+    } else {
+        out->id = dup_bytes(id, idn);
+        out->data_key = dup_bytes(data, datan);
+        if (!out->id || !out->data_key) {
+            ddkv_job_claim_free(out);
+            rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+        }
+    }
+    msg_free(&k->reply);
+    return rc;
+}
+
+ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_ms, struct ddkv_job_claim *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!job_str_ok(worker, 64))
+        return client_fail(c, DDKV_ERR_USAGE, "a worker needs a name (< 64 bytes)");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = worker, .n = strlen(worker)},
+        {.kind = FIELD_U64, .u = visibility_ms},
+    };
+    /* Never resent once sent: a claim whose answer is lost expires. */
+    struct call k = {.type = DDKV_MSG_JOB_CLAIM, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
+                     .f = f, .nf = 2};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    if (k.reply.nf == 0) {
+        msg_free(&k.reply);
+        return client_fail(c, DDKV_ERR_NOT_FOUND, "no job waits");
+    }
+    return job_claimed(c, &k, out);
+}
+
+static ddkv_err job_settle(ddkv_client *c, uint32_t type, const char *id, uint64_t token, const char *arg,
+                           char **state)
+{
+    if (state)
+        *state = NULL;
+    if (!job_str_ok(id, 64) || !arg || strlen(arg) >= 256)
+        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and an argument (< 256 bytes)");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
+        {.kind = FIELD_U64, .u = token},
+        {.kind = FIELD_BIN, .p = arg, .n = strlen(arg)},
+    };
+    struct call k = {.type = type, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f, .nf = 3};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const uint8_t *p;
+    size_t n;
+    if (msg_bytes(&k.reply, 0, &p, &n) != ERR_OK)
+        rc = client_bad_reply(c, &k, "expected [state]");
+    else if (state && !(*state = dup_bytes(p, n)))
+        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+    msg_free(&k.reply);
+    return rc;
+}
+
+ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key)
+{
+    if (!job_str_ok(result_key, 256))
+        return client_fail(c, DDKV_ERR_USAGE, "an ack needs the result's key (< 256 bytes)");
+    return job_settle(c, DDKV_MSG_JOB_ACK, id, token, result_key, NULL);
+}
+
+ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, const char *reason, char **state)
+{
+    return job_settle(c, DDKV_MSG_JOB_NACK, id, token, reason ? reason : "", state);
+}
+
+ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms)
+{
+    if (!job_str_ok(id, 64))
+        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes)");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
+        {.kind = FIELD_U64, .u = *token},
+        {.kind = FIELD_U64, .u = visibility_ms},
+    };
+    struct call k = {.type = DDKV_MSG_JOB_EXTEND, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
+                     .f = f, .nf = 3};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    struct ddkv_job_claim j = {0};
+    rc = job_claimed(c, &k, &j);
+    if (rc == DDKV_OK)
+        *token = j.token;
+    ddkv_job_claim_free(&j);
+    return rc;
 }
 
 /* --- transactions --- */

@@ -261,6 +261,19 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
     return ERR_OK;
 }
 
+int replica_propose_done(struct node *n, struct conn *c, uint64_t request_id, const struct sm_op *op,
+                         void (*done)(struct node *, const struct proposal *, const struct sm_result *,
+                                      uint32_t, const char *),
+                         void *done_ctx)
+{
+    int rc = replica_propose(n, c, request_id, 0, op);
+    if (rc == ERR_OK) {
+        n->prop[n->nprop - 1].done = done;
+        n->prop[n->nprop - 1].done_ctx = done_ctx;
+    }
+    return rc;
+}
+
 int replica_propose_internal(struct node *n, const struct sm_op *op)
 {
     return replica_propose(n, NULL, 0, 0, op);
@@ -296,6 +309,11 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
 static void replica_answer(struct node *n, struct proposal *p, const struct sm_result *res,
                            uint32_t err_code, const char *err_text)
 {
+    if (p->done) {
+        p->done(n, p, res, err_code, err_text);
+        conn_unref(p->c);
+        return;
+    }
     if (conn_is_open(p->c)) {
         if (err_code) {
             conn_reply_error(p->c, p->request_id, err_code, "%s", err_text);

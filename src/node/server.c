@@ -32,7 +32,7 @@
  * starve the others within a loop turn. */
 #define CONN_READ_CHUNK (256u << 10)
 
-static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch,
+static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch, &mod_jobs,
                                                      &mod_lease};
 
 void node_config_defaults(struct node_config *cfg)
@@ -425,9 +425,14 @@ static void node_teardown(struct node *n)
         event_free(n->sig_int);
     if (n->accept_retry)
         event_free(n->accept_retry);
-    for (size_t i = 0; i < n->nprop; i++)
+    struct sm_result none = {0};
+    for (size_t i = 0; i < n->nprop; i++) {
+        if (n->prop[i].done) /* a module's: it frees what it holds */
+            n->prop[i].done(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
         conn_unref(n->prop[i].c); /* their connections closed above */
+    }
     free(n->prop);
+    jobs_free(n);
     for (size_t i = 0; i < n->nreads; i++) {
         conn_unref(n->reads[i].c);
         free(n->reads[i].key);

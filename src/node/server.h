@@ -51,6 +51,12 @@ struct proposal {
     uint64_t t0_ns;     /* when the request arrived */
     struct sm_result res;
     bool lost;
+    /* A module's own completion (mod_jobs.c): called instead of the reply
+     * replica.c would send, with the result, or with the error the client
+     * would otherwise get (err_code nonzero). p->c is still referenced. */
+    void (*done)(struct node *n, const struct proposal *p, const struct sm_result *res, uint32_t err_code,
+                 const char *err_text);
+    void *done_ctx;
 };
 
 /* A read waiting for its turn: a linearizable one for its ReadIndex round and
@@ -156,6 +162,7 @@ struct node {
     /* The leader's address refused a connection: campaign soon (cluster.c). */
     struct event *campaign_soon;
     uint64_t leader_lost;        /* times that happened (/metrics) */
+    struct jobs *jobs;           /* the job queue module's state (mod_jobs.c) */
 };
 
 /* Modules: each registers its message types with the dispatcher at start-up. */
@@ -169,6 +176,9 @@ extern const struct module mod_raft;
 extern const struct module mod_members;
 extern const struct module mod_watch;
 extern const struct module mod_lease;
+extern const struct module mod_jobs;
+/* Answer the job module's waiting claims and free its state (mod_jobs.c). */
+void jobs_free(struct node *n);
 
 /* Leases (lease.c): the leader's countdowns. */
 struct lease_table;
@@ -232,6 +242,12 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uin
 /* Propose a change for c, answering refusals (not leader, backpressure,
  * fenced) at once (mod_kv.c). */
 void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op);
+/* Propose for c, and call done (see struct proposal) when the entry applies
+ * or is lost, instead of replying; refusals are returned (as replica_propose). */
+int replica_propose_done(struct node *n, struct conn *c, uint64_t request_id, const struct sm_op *op,
+                         void (*done)(struct node *, const struct proposal *, const struct sm_result *,
+                                      uint32_t, const char *),
+                         void *done_ctx);
 /* Propose a change of the node's own (a lease expiry): nobody waits for it. */
 int replica_propose_internal(struct node *n, const struct sm_op *op);
 /* Point the state machine's change events at the watch history. */

@@ -249,6 +249,14 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_EVENT: return "EVENT";
     case DDKV_MSG_LEADER_TRANSFER: return "LEADER_TRANSFER";
     case DDKV_MSG_LEADER_TRANSFERRING: return "LEADER_TRANSFERRING";
+    case DDKV_MSG_JOB_PUT: return "JOB_PUT";
+    case DDKV_MSG_JOB: return "JOB";
+    case DDKV_MSG_JOB_CLAIM: return "JOB_CLAIM";
+    case DDKV_MSG_JOB_CLAIMED: return "JOB_CLAIMED";
+    case DDKV_MSG_JOB_ACK: return "JOB_ACK";
+    case DDKV_MSG_JOB_NACK: return "JOB_NACK";
+    case DDKV_MSG_JOB_EXTEND: return "JOB_EXTEND";
+    case DDKV_MSG_JOB_SETTLED: return "JOB_SETTLED";
     case DDKV_MSG_RAFT_APP: return "APP";
     case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
     case DDKV_MSG_RAFT_VOTE: return "VOTE";
