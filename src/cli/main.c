@@ -143,7 +143,6 @@ static const struct cli_command main_commands[] = {
 static const struct cli_command main_later_commands[] = {
     {"snapshot", "save|restore", "back up or restore", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
     {"hub", "", "run the dashboard hub", NULL, 0, 0, 0, 0, NULL, NULL},
-    {"agent", "", "run a metrics agent", NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
 struct main_table {
@@ -160,6 +159,7 @@ static const struct main_table main_tables[] = {
     {cmd_coord_commands, &cmd_coord_count},
     {cmd_bench_commands, &cmd_bench_count},
     {cmd_job_commands, &cmd_job_count},
+    {cmd_agent_commands, &cmd_agent_count},
     {main_later_commands, &main_later_n},
 };
 

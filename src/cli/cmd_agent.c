@@ -1,0 +1,61 @@
+/* ddkv agent: report this machine to the cluster (src/agent/agent.h). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "cli/cmd.h"
+
+static volatile int agent_stop;
+
+static void agent_on_signal(int sig)
+{
+    (void)sig;
+    agent_stop = 1;
+}
+
+static const struct opt_def agent_opts[] = {
+    {"name", 0, OPT_ARG, NULL, "NAME", "how the hub lists this machine (default: the host name)"},
+    {"interval-ms", 0, OPT_ARG, "1000", "MS", "sampling period"},
+    {"retention-s", 0, OPT_ARG, "3600", "S", "how long metric points live in the cluster"},
+    {"presence-ttl-s", 0, OPT_ARG, "10", "S", "the machine leaves the hub's list this long after the agent dies"},
+    {"backlog", 0, OPT_ARG, "3600", "N", "samples kept while the cluster is unreachable (then flushed)"},
+    {"disks", 0, OPT_ARG, "/", "MOUNTS", "comma-separated mount points to report"},
+    {"root", 0, OPT_ARG, "/", "DIR", "where /proc and /etc are (for containers watching their host)"},
+    {"worker", 0, 0, NULL, NULL, "also claim and process jobs"},
+};
+
+static int agent_cmd(struct cli_ctx *ctx)
+{
+    struct agent_config cfg;
+    agent_config_defaults(&cfg);
+    struct opts *o = ctx->opts;
+    if (opts_get_u32(o, "interval-ms", 100, 3600000, &cfg.interval_ms) != 0 ||
+        opts_get_u32(o, "retention-s", 10, 86400 * 30, &cfg.retention_s) != 0 ||
+        opts_get_u32(o, "presence-ttl-s", 1, 3600, &cfg.presence_ttl_s) != 0 ||
+        opts_get_u32(o, "backlog", 1, 10000000, &cfg.backlog) != 0) {
+        out_error("agent: %s", o->err);
+        return EXIT_USAGE;
+    }
+    cfg.name = opts_get(o, "name");
+    cfg.disks = opts_get(o, "disks");
+    cfg.root = opts_get(o, "root");
+    cfg.worker = opts_is_set(o, "worker");
+    cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
+    cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = agent_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = agent_run(&cfg, &agent_stop);
+    return rc == 2 ? EXIT_USAGE : rc ? EXIT_UNAVAILABLE : EXIT_DONE;
+}
+
+const struct cli_command cmd_agent_commands[] = {
+    {"agent", "", "report this machine's CPU, memory and disks to the cluster (and, with --worker, run jobs)",
+     agent_opts, sizeof agent_opts / sizeof agent_opts[0], CMD_CLIENT, 0, 0, NULL, agent_cmd},
+};
+
+const size_t cmd_agent_count = sizeof cmd_agent_commands / sizeof cmd_agent_commands[0];
