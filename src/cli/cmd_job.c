@@ -1,11 +1,7 @@
 /* ddkv job submit FILE | list | get ID: the job queue from a shell.
  *
- * submit stores the file in the cluster under jobdata/<random>/ in chunks
- * (values are bounded; a 20 MB file is 40 chunks of 512 KiB), with a meta
- * record, then queues a job whose data key is that prefix:
- *   jobdata/<r>/meta        {"name","size","chunks","chunk_bytes","algorithm"}
- *   jobdata/<r>/c/<000000>  the bytes, in order
- * list prints every job; get prints one job's record and, once done, its
+ * submit stores the file in the cluster in chunks and queues a job for it
+ * (src/jobs/submit.h: a 20 MB file is 40 chunks of 512 KiB); list prints every job; get prints one job's record and, once done, its
  * result (the key the worker named in its ack). */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,101 +9,53 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "cli/cmd.h"
-#include "util/clock.h"
-
-#define JOB_CHUNK_BYTES (512u * 1024)
+#include "jobs/submit.h"
 
 static const struct opt_def job_opts[] = {
     {"algorithm", 0, OPT_ARG, "stats", "NAME", "submit: how the worker processes the file (stats: per-column statistics)"},
     {"max-attempts", 0, OPT_ARG, "3", "N", "submit: tries before the job is dead (1..100)"},
 };
 
-static int job_submit(struct cli_ctx *ctx, ddkv_client *c, const char *path)
+static long job_read_file(void *ctx, uint8_t *buf, size_t cap)
+{
+    FILE *f = ctx;
+    size_t n = fread(buf, 1, cap, f);
+    return n == 0 && ferror(f) ? -1 : (long)n;
+}
+
+static int job_submit_file(struct cli_ctx *ctx, ddkv_client *c, const char *path)
 {
     uint32_t attempts = 3;
     if (opts_get_u32(ctx->opts, "max-attempts", 1, 100, &attempts) != 0) {
         out_error("job submit: %s", ctx->opts->err);
         return EXIT_USAGE;
     }
-    const char *algo = opts_get(ctx->opts, "algorithm");
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
         out_error("job submit: cannot open %s: %s", path, strerror(errno));
         return EXIT_USAGE;
     }
-    uint8_t rnd[8];
-    uint64_t r = 0;
-    if (getrandom(rnd, sizeof rnd, 0) == (ssize_t)sizeof rnd)
-        memcpy(&r, rnd, sizeof r);
-    r ^= clock_mono_ns();
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "jobdata/%016" PRIx64 "/", r);
-    uint8_t *buf = malloc(JOB_CHUNK_BYTES);
-    if (!buf) {
-        if (f != stdin)
-            fclose(f);
-        out_error("job submit: out of memory");
-        return EXIT_UNAVAILABLE;
-    }
-    uint64_t size = 0, chunks = 0;
-    int rc = EXIT_DONE;
-    for (;;) {
-        size_t n = fread(buf, 1, JOB_CHUNK_BYTES, f);
-        if (n == 0)
-            break;
-        char key[96];
-        snprintf(key, sizeof key, "%sc/%06" PRIu64, prefix, chunks);
-        struct ddkv_write_result wr;
-        ddkv_err e = ddkv_write(c, key, strlen(key), buf, n, 0, &wr);
-        if (e != DDKV_OK) {
-            rc = cli_fail(c, e, "job submit: storing", key, strlen(key));
-            break;
-        }
-        size += n;
-        chunks++;
-    }
-    if (rc == EXIT_DONE && ferror(f)) {
-        out_error("job submit: reading %s: %s", path, strerror(errno));
-        rc = EXIT_USAGE;
-    }
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    struct job_submitted js;
+    char err[256];
+    ddkv_err e = job_submit(c, base, opts_get(ctx->opts, "algorithm"), attempts, job_read_file, f, &js, err,
+                            sizeof err);
     if (f != stdin)
         fclose(f);
-    free(buf);
-    if (rc != EXIT_DONE)
-        return rc;
-    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    json_t *meta = json_pack("{s:s, s:I, s:I, s:I, s:s}", "name", base, "size", (json_int_t)size, "chunks",
-                             (json_int_t)chunks, "chunk_bytes", (json_int_t)JOB_CHUNK_BYTES, "algorithm",
-                             algo ? algo : "stats");
-    char *ms = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(meta);
-    if (!ms) {
-        out_error("job submit: out of memory");
-        return EXIT_UNAVAILABLE;
+    if (e != DDKV_OK) {
+        out_error("job submit: %s", err);
+        return out_exit_code(e);
     }
-    char key[96];
-    snprintf(key, sizeof key, "%smeta", prefix);
-    struct ddkv_write_result wr;
-    ddkv_err e = ddkv_write(c, key, strlen(key), ms, strlen(ms), 0, &wr);
-    free(ms);
-    if (e != DDKV_OK)
-        return cli_fail(c, e, "job submit: storing", key, strlen(key));
-    char *id = NULL;
-    e = ddkv_job_put(c, prefix, attempts, &id);
-    if (e != DDKV_OK)
-        return cli_fail(c, e, "job submit", prefix, strlen(prefix));
     if (ctx->fmt == OUT_JSON) {
-        json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "data", prefix, "size", (json_int_t)size, "chunks",
-                              (json_int_t)chunks);
-        rc = o && out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
-    } else {
-        printf("job %s queued (%" PRIu64 " bytes in %" PRIu64 " chunks under %s)\n", id, size, chunks, prefix);
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "id", js.id, "data", js.prefix, "size", (json_int_t)js.size,
+                              "chunks", (json_int_t)js.chunks);
+        return o && out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
     }
-    ddkv_free(id);
-    return rc;
+    printf("job %s queued (%" PRIu64 " bytes in %" PRIu64 " chunks under %s)\n", js.id, js.size, js.chunks,
+           js.prefix);
+    return EXIT_DONE;
 }
 
 static int job_list(struct cli_ctx *ctx, ddkv_client *c)
@@ -198,7 +146,7 @@ static int job_run(struct cli_ctx *ctx)
     if (rc != EXIT_DONE)
         return rc;
     if (strcmp(verb, "submit") == 0)
-        rc = job_submit(ctx, c, ctx->opts->pos[1]);
+        rc = job_submit_file(ctx, c, ctx->opts->pos[1]);
     else if (strcmp(verb, "list") == 0)
         rc = job_list(ctx, c);
     else

@@ -366,6 +366,13 @@ static void *client_main(void *arg)
     ddkv_client *c = new_client(r->endpoints, cl->id == NCLIENTS - 1 ? 1200 : CLIENT_TIMEOUT_MS);
     if (!c)
         return NULL;
+    /* One client reads through a member picked at random for each read, so
+     * followers (ReadIndex through the leader) and deposed leaders answer
+     * linearizable reads too, not only the leader the others settle on. */
+    ddkv_client *member[SLOTS] = {0};
+    if (cl->id == NCLIENTS - 2)
+        for (int i = 0; i < SLOTS; i++)
+            member[i] = slot_client(r, i, 2000);
     int seq = 0;
     while (!r->stop_clients) {
         int k = (int)(test_rng(&cl->rng) % NKEYS);
@@ -375,7 +382,15 @@ static void *client_main(void *arg)
         uint64_t call = clock_mono_ns();
         if (what < 4) {
             struct ddkv_value v;
-            ddkv_err e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
+            ddkv_client *rc = c;
+            for (int t = 0; member[0] && t < 16; t++) {
+                int i = (int)(test_rng(&cl->rng) % SLOTS);
+                if (__atomic_load_n(&r->s[i].member, __ATOMIC_RELAXED)) { /* may be stale: a failed read */
+                    rc = member[i];
+                    break;
+                }
+            }
+            ddkv_err e = ddkv_read(rc, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
             uint64_t ret = clock_mono_ns();
             if (e == DDKV_OK) {
                 record(r, cl->id, "read", key, v.value, NULL, call, ret, "true");
@@ -423,6 +438,8 @@ static void *client_main(void *arg)
         cl->ops++;
         msleep((int)(test_rng(&cl->rng) % 8));
     }
+    for (int i = 0; i < SLOTS; i++)
+        ddkv_client_free(member[i]);
     ddkv_client_free(c);
     return NULL;
 }
