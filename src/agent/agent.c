@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agent/sample.h"
+#include "agent/worker.h"
 #include "ddkv/ddkv.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -323,6 +324,16 @@ static void *responder_main(void *arg)
     return NULL;
 }
 
+static void *worker_main(void *arg)
+{
+    struct agent *a = arg;
+    ddkv_client *c = agent_client(a);
+    if (c)
+        worker_loop(c, a->name, a->stop);
+    ddkv_client_free(c);
+    return NULL;
+}
+
 /* --- the sampling loop --- */
 
 int agent_run(const struct agent_config *cfg, volatile int *stop)
@@ -372,9 +383,11 @@ int agent_run(const struct agent_config *cfg, volatile int *stop)
         return 1;
     }
     pthread_mutex_init(&a->mu, NULL);
-    pthread_t sender, responder;
+    pthread_t sender, responder, worker;
     pthread_create(&sender, NULL, sender_main, a);
     pthread_create(&responder, NULL, responder_main, a);
+    if (cfg->worker)
+        pthread_create(&worker, NULL, worker_main, a);
     fprintf(stderr, "ddkv agent %s: sampling every %u ms into %s\n", a->name, cfg->interval_ms, cfg->endpoints);
     uint64_t next = clock_mono_ms() + cfg->interval_ms;
     nap(a, cfg->interval_ms); /* the first sample's CPU needs an interval behind it */
@@ -395,6 +408,8 @@ int agent_run(const struct agent_config *cfg, volatile int *stop)
     }
     pthread_join(sender, NULL);
     pthread_join(responder, NULL);
+    if (cfg->worker)
+        pthread_join(worker, NULL);
     sample_ring_free(&a->ring);
     sample_backlog_free(&a->backlog);
     pthread_mutex_destroy(&a->mu);

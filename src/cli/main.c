@@ -142,7 +142,6 @@ static const struct cli_command main_commands[] = {
 /* Named by the SPEC, not in this version: they answer so, instead of "unknown". */
 static const struct cli_command main_later_commands[] = {
     {"snapshot", "save|restore", "back up or restore", NULL, 0, CMD_CLIENT, 0, 0, NULL, NULL},
-    {"hub", "", "run the dashboard hub", NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
 struct main_table {
@@ -160,6 +159,7 @@ static const struct main_table main_tables[] = {
     {cmd_bench_commands, &cmd_bench_count},
     {cmd_job_commands, &cmd_job_count},
     {cmd_agent_commands, &cmd_agent_count},
+    {cmd_hub_commands, &cmd_hub_count},
     {main_later_commands, &main_later_n},
 };
 

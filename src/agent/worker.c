@@ -1,0 +1,161 @@
+/* ddkv agent --worker: claim jobs, compute their statistics, store the
+ * result, and complete them with the claim's fencing token.
+ *
+ * A job's input is the chunked file under its data key (src/jobs/submit.h).
+ * The worker reads the chunks in order into the statistics engine
+ * (src/jobs/csvstats.h), extending its claim as it goes so that a long job
+ * keeps it, writes the result JSON to jobresult/<id> and acks with that key.
+ * If another worker claimed the job meanwhile (our claim expired: we were
+ * paused, or cut off), the ack is FENCED and our result is thrown away: the
+ * job is completed by exactly one worker. An input that cannot be read or is
+ * not a CSV with a header is refused (nack), and retried up to the job's
+ * limit, then dead. */
+#include "agent/worker.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jobs/csvstats.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+#define WORKER_VISIBILITY_MS 30000u
+#define WORKER_EXTEND_EVERY_MS 10000u
+
+/* Process one claimed job. Returns what happened, for the log. */
+static const char *work(ddkv_client *c, const char *worker, struct ddkv_job_claim *j, char *why, size_t whylen)
+{
+    (void)worker;
+    why[0] = 0;
+    char key[320];
+    snprintf(key, sizeof key, "%smeta", j->data_key);
+    struct ddkv_value v;
+    ddkv_err e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
+    if (e != DDKV_OK) {
+        snprintf(why, whylen, "input %s unreadable: %s", key, ddkv_client_errmsg(c));
+        return e == DDKV_ERR_NOT_FOUND ? "refuse" : "retry";
+    }
+    json_error_t je;
+    json_t *meta = json_loadb(v.value, v.len, 0, &je);
+    ddkv_free(v.value);
+    json_int_t chunks = json_integer_value(json_object_get(meta, "chunks"));
+    const char *algo = json_string_value(json_object_get(meta, "algorithm"));
+    if (algo && strcmp(algo, "stats") != 0) {
+        snprintf(why, whylen, "unknown algorithm '%s'", algo);
+        json_decref(meta);
+        return "refuse";
+    }
+    json_t *name = json_incref(json_object_get(meta, "name"));
+    json_decref(meta);
+    struct csvstats *st = csvstats_new(NULL);
+    if (!st) {
+        json_decref(name);
+        snprintf(why, whylen, "out of memory");
+        return "retry";
+    }
+    uint64_t last_extend = clock_mono_ms();
+    const char *verdict = NULL;
+    for (json_int_t i = 0; i < chunks && !verdict; i++) {
+        snprintf(key, sizeof key, "%sc/%06" PRId64, j->data_key, (int64_t)i);
+        e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
+        if (e != DDKV_OK) {
+            snprintf(why, whylen, "chunk %s unreadable: %s", key, ddkv_client_errmsg(c));
+            verdict = e == DDKV_ERR_NOT_FOUND ? "refuse" : "retry";
+            break;
+        }
+        int rc = csvstats_feed(st, v.value, v.len);
+        ddkv_free(v.value);
+        if (rc && rc != ERR_OK) {
+            snprintf(why, whylen, "not a readings file: %s", csvstats_result(st)->error_msg ? csvstats_result(st)->error_msg : err_str(rc));
+            verdict = "refuse";
+            break;
+        }
+        if (clock_mono_ms() - last_extend >= WORKER_EXTEND_EVERY_MS) {
+            if (ddkv_job_extend(c, j->id, &j->token, WORKER_VISIBILITY_MS) == DDKV_ERR_FENCED) {
+                snprintf(why, whylen, "lost the claim while working");
+                verdict = "fenced";
+                break;
+            }
+            last_extend = clock_mono_ms();
+        }
+    }
+    int rc = verdict ? ERR_OK : csvstats_finish(st);
+    if (!verdict && rc != ERR_OK) {
+        snprintf(why, whylen, "not a readings file: %s",
+                 csvstats_result(st)->error_msg ? csvstats_result(st)->error_msg : err_str(rc));
+        verdict = "refuse";
+    }
+    json_t *res = NULL;
+    if (!verdict && csvstats_to_json(st, &res) != ERR_OK) {
+        snprintf(why, whylen, "out of memory");
+        verdict = "retry";
+    }
+    csvstats_free(st);
+    if (verdict) {
+        json_decref(name);
+        return verdict;
+    }
+    json_object_set_new(res, "job", json_string(j->id));
+    if (name)
+        json_object_set_new(res, "file", name);
+    json_object_set_new(res, "worker", json_string(worker));
+    char *out = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(res);
+    if (!out) {
+        snprintf(why, whylen, "out of memory");
+        return "retry";
+    }
+    char rkey[128];
+    snprintf(rkey, sizeof rkey, "jobresult/%s", j->id);
+    struct ddkv_write_result wr;
+    e = ddkv_write(c, rkey, strlen(rkey), out, strlen(out), 0, &wr);
+    free(out);
+    if (e != DDKV_OK) {
+        snprintf(why, whylen, "storing the result: %s", ddkv_client_errmsg(c));
+        return "retry";
+    }
+    e = ddkv_job_ack(c, j->id, j->token, rkey);
+    if (e == DDKV_ERR_FENCED) {
+        snprintf(why, whylen, "another worker holds the job now; result discarded");
+        return "fenced";
+    }
+    if (e != DDKV_OK) {
+        snprintf(why, whylen, "ack: %s", ddkv_client_errmsg(c));
+        return "unknown";
+    }
+    return "done";
+}
+
+void worker_loop(ddkv_client *c, const char *worker, volatile int *stop)
+{
+    uint64_t idle_ms = 200;
+    while (!*stop) {
+        struct ddkv_job_claim j;
+        ddkv_err e = ddkv_job_claim(c, worker, WORKER_VISIBILITY_MS, &j);
+        if (e != DDKV_OK) {
+            /* Nothing waits (or the cluster is away): look again soon. */
+            struct timespec ts = {0, (long)idle_ms * 1000000L};
+            nanosleep(&ts, NULL);
+            idle_ms = idle_ms * 2 > 2000 ? 2000 : idle_ms * 2;
+            continue;
+        }
+        idle_ms = 200;
+        char why[256];
+        uint64_t t0 = clock_mono_ms();
+        const char *what = work(c, worker, &j, why, sizeof why);
+        if (!strcmp(what, "refuse") || !strcmp(what, "retry")) {
+            char *state = NULL;
+            ddkv_job_nack(c, j.id, j.token, why, &state);
+            fprintf(stderr, "ddkv agent: job %s refused (%s): now %s\n", j.id, why, state ? state : "?");
+            ddkv_free(state);
+        } else {
+            fprintf(stderr, "ddkv agent: job %s %s in %" PRIu64 " ms%s%s\n", j.id, what, clock_mono_ms() - t0,
+                    why[0] ? ": " : "", why);
+        }
+        ddkv_job_claim_free(&j);
+    }
+}

@@ -1,0 +1,44 @@
+/* ddkv hub: the dashboard's HTTP server. Stateless: everything it shows is
+ * read from the cluster, and live updates come from watches, so any number
+ * of hubs can run and any can restart.
+ *
+ * One libevent loop serves HTTP; requests that talk to the cluster (libddkv
+ * calls block) run on a pool of worker threads, each with its own client, and
+ * their replies are sent back on the loop. Three watch threads (clients/,
+ * metrics/, jobs/) and a cluster poller feed /api/events, a server-sent
+ * event stream per browser.
+ *
+ *   GET  /                          the dashboard (web/index.html)
+ *   GET  /assets/NAME               web/NAME; /assets/vendor/chart.js is
+ *                                   Debian's libjs-chart.js, served in place
+ *   GET  /api/clients               [{id, host, os, ...static data}]
+ *   GET  /api/clients/ID/metrics?since=MS   [samples after MS] (default: 40 min)
+ *   GET  /api/proxy/ID?kind=now|history&minutes=N   fresh data from the agent
+ *   GET  /api/cluster               [{name, role, term, commit, applied, healthy, ...}]
+ *   GET  /api/jobs                  [jobs]
+ *   POST /api/jobs?name=FILE        body: the file; {"id": ...}
+ *   GET  /api/jobs/ID               the job, and its result once done
+ *   GET  /api/events                text/event-stream: client, metric, job,
+ *                                   cluster events (data: JSON)
+ *   GET  /health                    {"ok": true} when the cluster answers
+ * Errors are JSON {"error": "..."} with a 4xx/5xx status. */
+#ifndef DDKV_HUB_HUB_H
+#define DDKV_HUB_HUB_H
+
+#include <stdint.h>
+
+struct hub_config {
+    const char *endpoints;
+    const char *http_addr;  /* "127.0.0.1:8080" */
+    const char *web_dir;    /* the page and its assets */
+    const char *chart_js;   /* Chart.js, from Debian's libjs-chart.js */
+    uint32_t timeout_ms;    /* per cluster operation */
+    uint32_t workers;       /* threads for cluster calls */
+};
+
+void hub_config_defaults(struct hub_config *cfg);
+
+/* Serve until SIGINT/SIGTERM. Returns 0, or 2 (bad configuration, said on stderr). */
+int hub_run(const struct hub_config *cfg);
+
+#endif
