@@ -112,6 +112,17 @@ start)
     ;;
 stop)
     n=$(members)
+    # The hub and agent scripts/start.sh runs beside the nodes, first.
+    for p in agent hub; do
+        f="$DIR/$p.pid"
+        [[ -f $f ]] || continue
+        pid=$(cat "$f")
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((t = 0; t < 50; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        rm -f "$f"
+        echo "$p stopped"
+    done
     for ((i = 1; i <= n; i++)); do
         if pid=$(pid_of "n$i"); then
             kill -CONT "$pid" 2>/dev/null || true
