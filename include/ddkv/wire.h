@@ -54,9 +54,9 @@ enum ddkv_msg_type {
     DDKV_MSG_JOB = 28,           /* [id, revision] */
     DDKV_MSG_JOB_CLAIM = 29,     /* [worker, visibility_ms] -> JOB_CLAIMED */
     DDKV_MSG_JOB_CLAIMED = 30,   /* [id, token, data_key, attempts] ([] : no job waits) */
-    DDKV_MSG_JOB_ACK = 31,       /* [id, token, result_key] -> JOB_SETTLED, or ERROR FENCED */
-    DDKV_MSG_JOB_NACK = 32,      /* [id, token, reason] -> JOB_SETTLED, or ERROR FENCED */
-    DDKV_MSG_JOB_EXTEND = 33,    /* [id, token, visibility_ms] -> JOB_CLAIMED (a new token) */
+    DDKV_MSG_JOB_ACK = 31,       /* [id, token, result_key, client_id, seq] -> JOB_SETTLED, or ERROR FENCED */
+    DDKV_MSG_JOB_NACK = 32,      /* [id, token, reason, client_id, seq] -> JOB_SETTLED, or ERROR FENCED */
+    DDKV_MSG_JOB_EXTEND = 33,    /* [id, token, visibility_ms, client_id, seq] -> JOB_CLAIMED (a new token) */
     DDKV_MSG_JOB_SETTLED = 34,   /* [state]: "done", "queued" (to retry) or "dead" */
 
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */

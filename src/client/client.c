@@ -79,7 +79,8 @@ struct field {
 struct call {
     uint32_t type;
     uint32_t reply_type;
-    bool mutates; /* a write: never resent once it has fully left the client */
+    bool mutates; /* a write: resent after it left only under its session (client_id, seq) */
+    bool once;    /* a write without a session: never resent once it left (unknown outcome) */
     const struct field *f;
     uint32_t nf;
     uint64_t rid;    /* of the attempt in flight */
@@ -782,7 +783,7 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
             client_disconnect(c);
             if (a == ATTEMPT_NOMEM)
                 return client_fail(c, DDKV_ERR_NOMEM, "out of memory reading the reply");
-            if (k->mutates && a == ATTEMPT_BROKEN) {
+            if (k->mutates && !k->once && a == ATTEMPT_BROKEN) {
                 /* The node died or cut us off after the write left: it may
                  * have been applied. Sending it again, with the same
                  * (client_id, seq), is safe: the cluster's session table
@@ -879,7 +880,7 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
         case DDKV_WERR_TIMEOUT:
             /* The node proposed but could not confirm the commit in time. A
              * write is retried under its session (applied at most once). */
-            if (k->mutates) {
+            if (k->mutates && !k->once) {
                 msg_free(m);
                 in_doubt = true;
                 client_rotate(c);
@@ -1461,7 +1462,7 @@ ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_
     };
     /* Never resent once sent: a claim whose answer is lost expires. */
     struct call k = {.type = DDKV_MSG_JOB_CLAIM, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
-                     .f = f, .nf = 2};
+                     .once = true, .f = f, .nf = 2};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1479,12 +1480,16 @@ static ddkv_err job_settle(ddkv_client *c, uint32_t type, const char *id, uint64
         *state = NULL;
     if (!job_str_ok(id, 64) || !arg || strlen(arg) >= 256)
         return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and an argument (< 256 bytes)");
+    /* Under the client's session: a retry after a lost answer is answered
+     * with the first attempt's outcome, not refused as fenced. */
     struct field f[] = {
         {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
         {.kind = FIELD_U64, .u = token},
         {.kind = FIELD_BIN, .p = arg, .n = strlen(arg)},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
     };
-    struct call k = {.type = type, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f, .nf = 3};
+    struct call k = {.type = type, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f, .nf = 5};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1518,9 +1523,11 @@ ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64
         {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
         {.kind = FIELD_U64, .u = *token},
         {.kind = FIELD_U64, .u = visibility_ms},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
     };
     struct call k = {.type = DDKV_MSG_JOB_EXTEND, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
-                     .f = f, .nf = 3};
+                     .f = f, .nf = 5};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;

@@ -545,6 +545,8 @@ static void settle_done(struct node *n, const struct proposal *p, const struct s
     if (conn_is_open(p->c)) {
         if (err) {
             conn_reply_error(p->c, p->request_id, err, "%s", text);
+        } else if (res->stale) {
+            conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST, "stale retry");
         } else if (!res->succeeded) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_FENCED,
                              "job %s changed since this token: it was claimed again or settled", sc->id);
@@ -566,10 +568,38 @@ static void settle_done(struct node *n, const struct proposal *p, const struct s
     free(sc);
 }
 
+/* A settle the session says was applied already (a retry after a lost
+ * answer): answer with that outcome instead of deciding again. */
+static void settle_replay(struct node *n, struct conn *c, uint64_t rid, uint32_t kind, const char *id,
+                          const struct sm_session *s)
+{
+    if (!s->succeeded) {
+        conn_reply_error(c, rid, DDKV_WERR_FENCED, "job %s changed since this token", id);
+        return;
+    }
+    struct job j;
+    if (job_read(n, id, &j) != ERR_OK) {
+        conn_reply_error(c, rid, DDKV_WERR_NOT_FOUND, "no job %s", id);
+        return;
+    }
+    struct msg_writer w;
+    if (kind == DDKV_MSG_JOB_EXTEND) {
+        conn_reply_begin(c, &w, DDKV_MSG_JOB_CLAIMED, rid, 4);
+        mw_str(&w, id);
+        mw_u64(&w, s->revision);
+        mw_str(&w, j.data);
+        mw_u64(&w, j.attempts);
+    } else {
+        conn_reply_begin(c, &w, DDKV_MSG_JOB_SETTLED, rid, 1);
+        mw_str(&w, kind == DDKV_MSG_JOB_ACK ? "done" : j.state);
+    }
+    conn_reply_end(c, &w);
+}
+
 static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uint32_t kind)
 {
     char id[JOB_ID_LEN], arg[JOB_KEY_MAX] = "";
-    uint64_t token, vis = 0;
+    uint64_t token, vis = 0, client_id = 0, seq = 0;
     bool ok = arg_str(m, 0, id, sizeof id, false) && msg_u64(m, 1, &token) == ERR_OK;
     if (kind == DDKV_MSG_JOB_EXTEND)
         ok = ok && msg_u64(m, 2, &vis) == ERR_OK && vis >= JOB_VISIBILITY_MIN_MS && vis <= JOB_VISIBILITY_MAX_MS;
@@ -582,8 +612,24 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
                                                      : "JOB_EXTEND wants [id, token, visibility_ms]");
         return;
     }
+    ok = msg_u64_opt(m, 3, 0, &client_id) == ERR_OK && msg_u64_opt(m, 4, 0, &seq) == ERR_OK;
+    if (!ok) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad client_id or seq");
+        return;
+    }
     if (!jobs_leader(n, c, m->request_id))
         return;
+    if (client_id) {
+        struct sm_session ss;
+        struct errbuf eb;
+        if (sm_session_get(&n->sm, client_id, &ss, &eb) == ERR_OK && ss.last_seq >= seq) {
+            if (ss.last_seq == seq)
+                settle_replay(n, c, m->request_id, kind, id, &ss);
+            else
+                conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "stale retry");
+            return;
+        }
+    }
     struct job j;
     int rc = job_read(n, id, &j);
     if (rc == ERR_NOT_FOUND) {
@@ -595,7 +641,9 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
         return;
     }
     /* Decided here on the applied state; the transaction's guard (the token
-     * as mod_rev) makes it apply only if nothing changed since. */
+     * as mod_rev) makes it apply only if nothing changed since. (A retry of
+     * one still in flight passes this check and is then deduplicated by the
+     * session at apply time.) */
     if (j.mod_rev != token || strcmp(j.state, "claimed") != 0) {
         conn_reply_error(c, m->request_id, DDKV_WERR_FENCED,
                          "job %s is %s at revision %" PRIu64 ", not claimed with token %" PRIu64, id, j.state,
@@ -645,7 +693,7 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
         jt_queue_key(&t, 2, &j);
         jt_op(&t, DDKV_OP_PUT, 2, "", 0);
     }
-    jt_finish(&t, 0, 0);
+    jt_finish(&t, client_id, seq);
     rc = replica_propose_done(n, c, m->request_id, &t.op, settle_done, sc);
     jt_free(&t);
     if (rc)

@@ -13,6 +13,8 @@
 
 #include "cluster_client.h"
 #include "harness.h"
+#include "proto/msg.h"
+#include "util/buf.h"
 
 TestSuite(jobs, .fini = stop_all, .timeout = 600);
 
@@ -253,5 +255,65 @@ Test(jobs, six_workers_complete_every_job_exactly_once_across_a_leader_kill)
     }
     cr_log_info("%d jobs, each completed once by %d workers across a leader kill (%d stale acks fenced, %d acks "
                 "whose answer was lost)", NJOBS, NWORKERS, fenced, lost_answers);
+    ddkv_client_free(c);
+}
+
+/* JOB_ACK [id, token, result, client_id, seq] on a raw connection. */
+static uint32_t raw_ack(int port, const char *id, uint64_t token, uint64_t client_id, uint64_t seq, char *state,
+                        size_t n)
+{
+    int fd = tcp_connect_port(port);
+    cr_assert_geq(fd, 0);
+    struct buf req = BUF_INIT, hold = BUF_INIT;
+    struct msg_writer w;
+    msg_begin(&w, &req, DDKV_MSG_JOB_ACK, 1, 7, 5);
+    mw_str(&w, id);
+    mw_u64(&w, token);
+    mw_str(&w, "result/raw");
+    mw_u64(&w, client_id);
+    mw_u64(&w, seq);
+    cr_assert_eq(msg_end(&w), 0);
+    struct msg m;
+    cr_assert_eq(rpc(fd, &req, &hold, &m), 0);
+    close(fd);
+    uint32_t type = m.type;
+    uint64_t code = 0;
+    const uint8_t *p;
+    size_t len;
+    state[0] = 0;
+    if (type == DDKV_MSG_JOB_SETTLED && msg_bytes(&m, 0, &p, &len) == 0 && len < n) {
+        memcpy(state, p, len);
+        state[len] = 0;
+    } else if (type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == 0) {
+        snprintf(state, n, "error %llu", (unsigned long long)code);
+    }
+    msg_free(&m);
+    buf_free(&req);
+    buf_free(&hold);
+    return type;
+}
+
+Test(jobs, an_ack_retried_under_its_session_gets_the_first_answer_not_fenced)
+{
+    ddkv_client *c = start();
+    char *id;
+    cr_assert_eq(ddkv_job_put(c, "input/retry", 3, &id), DDKV_OK);
+    struct ddkv_job_claim j;
+    cr_assert_eq(ddkv_job_claim(c, "w", 10000, &j), DDKV_OK);
+    int leader = pc_leader(&pc, 10000);
+    cr_assert_geq(leader, 0);
+    char st[32];
+    raw_ack(pc.nodes[leader].port, j.id, j.token, 0xabc, 1, st, sizeof st);
+    cr_assert_str_eq(st, "done");
+    /* The answer was "lost": the same session write again. */
+    raw_ack(pc.nodes[leader].port, j.id, j.token, 0xabc, 1, st, sizeof st);
+    cr_assert_str_eq(st, "done", "a retried ack was answered '%s'", st);
+    /* Another session with the same stale token is fenced. */
+    raw_ack(pc.nodes[leader].port, j.id, j.token, 0xdef, 1, st, sizeof st);
+    char want[32];
+    snprintf(want, sizeof want, "error %d", DDKV_WERR_FENCED);
+    cr_assert_str_eq(st, want);
+    ddkv_job_claim_free(&j);
+    ddkv_free(id);
     ddkv_client_free(c);
 }
