@@ -11,17 +11,27 @@ PKGS=(
   libjs-chart.js                             # the dashboard's charts (served in place by the hub)
   libcriterion-dev                           # unit and process tests
   python3                                    # test helpers
+  chromium                                   # the dashboard's browser test (with playwright-core)
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
+if ((${#missing[@]} > 0)); then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=()
+  [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+    || { echo "deps: apt-get install failed for: ${missing[*]}" >&2; exit 1; }
+fi
 
-echo "deps: installing ${missing[*]}" >&2
-SUDO=()
-[ "$(id -u)" -eq 0 ] || SUDO=(sudo)
-"${SUDO[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
-  || { echo "deps: apt-get install failed for: ${missing[*]}" >&2; exit 1; }
+# playwright-core for the browser test, from the npm registry with the
+# machine's Node.js (the version pinned in test/browser/package-lock.json).
+cd "$(dirname "$0")/.."
+if [ ! -d test/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
+  echo "deps: npm ci in test/browser" >&2
+  (cd test/browser && npm ci --no-audit --no-fund >/dev/null 2>&1) \
+    || { echo "deps: npm ci failed in test/browser" >&2; exit 1; }
+fi

@@ -6,6 +6,7 @@
 const WINDOW_MS = 40 * 60 * 1000;  // the charts show the last 40 minutes
 const state = { clients: new Map(), selected: null, jobs: new Map(), charts: null, lastTs: 0 };
 const $ = (id) => document.getElementById(id);
+window.dashboard = state; // for the browser tests (test/browser)
 
 function text(el, s) { el.textContent = s; return el; }
 function fmtBytes(n) {
