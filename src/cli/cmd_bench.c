@@ -142,7 +142,9 @@ static bool bench_measuring(struct bench *b, uint64_t now)
 static void bench_maybe_stop(struct bench *b)
 {
     uint64_t now = clock_mono_ns();
-    if (!b->stopping && ((b->ops_target && b->ops >= b->ops_target) || (!b->ops_target && now >= b->end_ns)))
+    /* The clock starts when the prefill is done, however long it took. */
+    if (!b->stopping && !b->prefilling &&
+        ((b->ops_target && b->ops >= b->ops_target) || (!b->ops_target && now >= b->end_ns)))
         b->stopping = true;
     if (!b->stopping)
         return;

@@ -160,13 +160,21 @@ Test(coord, a_leased_key_is_gone_from_every_member_two_to_four_seconds_later)
     cr_assert_eq(on_members("nolease"), 0);
     uint64_t t0 = clock_mono_ms();
     put_with_lease(c, "ttl/short", 2000);
+    /* A member may not have the key yet (replication lags on a loaded
+     * machine); once one has it, it must keep it until the ttl has passed. */
     int gone_at = -1;
+    bool seen[PC_MAX] = {false};
     while (gone_at < 0 && clock_mono_ms() - t0 < 8000) {
-        int n = on_members("ttl/short");
+        int n = 0;
         uint64_t el = clock_mono_ms() - t0;
-        if (el < 1900)
-            cr_assert_eq(n, 3, "gone from %d members after only %llu ms", 3 - n, (unsigned long long)el);
-        if (n == 0)
+        for (int i = 0; i < pc.n; i++) {
+            int has = on_member(i, "ttl/short");
+            if (el < 1900)
+                cr_assert(has || !seen[i], "gone from n%d after only %llu ms", i + 1, (unsigned long long)el);
+            seen[i] |= has;
+            n += has;
+        }
+        if (n == 0 && seen[0] && seen[1] && seen[2])
             gone_at = (int)el;
         usleep(100 * 1000);
     }
