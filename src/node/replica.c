@@ -294,13 +294,28 @@ void replica_sm_hooks(struct node *n)
     n->sm.event_ctx = n;
 }
 
+static void replica_answer(struct node *n, struct proposal *p, const struct sm_result *res,
+                           uint32_t err_code, const char *err_text);
+
 void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
                    uint64_t index, uint64_t term)
 {
+    /* Proposals are appended in index order, so the queue stays sorted. One
+     * at or past this index is left from an earlier leadership of this node
+     * that it lost and won back before that proposal settled (found by the
+     * fault suite): the leader of a later term in between overwrote it, and
+     * now this leader has another entry at that index, so by leader
+     * completeness the old entry was never committed and never will be. It
+     * was not applied: say so (the client may retry; a session dedups). */
+    while (n->nprop > 0 && n->prop[n->nprop - 1].index >= index) {
+        struct proposal *old = &n->prop[--n->nprop];
+        ASSERT(old->term < term);
+        struct sm_result none = {0};
+        replica_answer(n, old, &none, DDKV_WERR_UNAVAILABLE,
+                       "leadership changed before this write committed; it was not applied");
+    }
     if (n->nprop == n->capprop)
         n->prop = replica_grow(n->prop, &n->capprop, sizeof *n->prop);
-    /* Proposals are appended in index order; the queue stays sorted. */
-    ASSERT(n->nprop == 0 || n->prop[n->nprop - 1].index < index);
     conn_ref(c);
     n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind,
                                             .index = index, .term = term, .t0_ns = n->req_t0_ns};
