@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -172,6 +173,8 @@ struct run {
     struct watcher wt[NWATCHERS];
     /* Results. */
     int ops, unknown, failed_ops;
+    int crashes;           /* members that exited without being killed */
+    char crash_msg[512];
 };
 
 static void nlogf(struct run *r, const char *fmt, ...)
@@ -232,11 +235,13 @@ static bool slot_running(const struct slot *s)
     return s->pn.pid > 0;
 }
 
+static bool reap_one(struct run *r, int i);
+
 static void slot_kill(struct run *r, int i)
 {
     struct slot *s = &r->s[i];
-    if (!slot_running(s))
-        return;
+    if (reap_one(r, i) || !slot_running(s))
+        return; /* it crashed by itself: noted */
     if (s->paused)
         kill(s->pn.pid, SIGCONT);
     pn_kill(&s->pn, SIGKILL);
@@ -743,7 +748,7 @@ static void fault(struct run *r, int hold_ms)
 
 struct verdict {
     bool linearizable, healthy, equal, lin_error;
-    int lost, dups, gaps, uncovered;
+    int lost, dups, gaps, uncovered, crashes;
     char why[1024];
 };
 
@@ -955,6 +960,47 @@ static void check_equal(struct run *r, struct verdict *v, struct final_kv *fin)
     }
 }
 
+/* A member that exited without being killed crashed: that is a failure
+ * whatever else holds. Note it with its last PANIC or ERROR line. Returns
+ * true if member i had exited. */
+static bool reap_one(struct run *r, int i)
+{
+    struct slot *s = &r->s[i];
+    int st;
+    if (s->pn.pid <= 0 || waitpid(s->pn.pid, &st, WNOHANG) != s->pn.pid)
+        return false;
+    s->pn.pid = 0;
+    s->paused = false;
+    r->crashes++;
+    char line[512] = "", buf[512];
+    FILE *f = fopen(s->pn.log, "r");
+    while (f && fgets(buf, sizeof buf, f))
+        if (strstr(buf, "PANIC") || strstr(buf, "ERROR"))
+            snprintf(line, sizeof line, "%s", buf);
+    if (f)
+        fclose(f);
+    line[strcspn(line, "\n")] = 0;
+    char how[32];
+    if (WIFSIGNALED(st))
+        snprintf(how, sizeof how, "signal %d", WTERMSIG(st));
+    else
+        snprintf(how, sizeof how, "exit %d", WEXITSTATUS(st));
+    if (!r->crash_msg[0])
+        snprintf(r->crash_msg, sizeof r->crash_msg, "%s crashed, %s (%s)", s->name, how,
+                 line[0] ? line : "nothing logged");
+    nlogf(r, "%s CRASHED, %s: %s", s->name, how, line);
+    return true;
+}
+
+/* Start again every member found crashed, so the rest of the schedule still
+ * means something. */
+static void reap(struct run *r)
+{
+    for (int i = 0; i < r->nslots; i++)
+        if (reap_one(r, i) && r->s[i].member)
+            slot_start(r, i);
+}
+
 /* --- one schedule --- */
 
 static int setup(struct run *r, int nodes)
@@ -1059,8 +1105,10 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
     while (clock_mono_ns() + 4000000000ull < end) {
         int hold = 1000 + (int)rnd(r, 3000);
         fault(r, hold);
+        reap(r);
         msleep(300 + (int)rnd(r, 1500));
     }
+    reap(r);
     /* Heal everything; the cluster must then be healthy. */
     heal(r);
     restart_dead(r);
@@ -1143,7 +1191,11 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
         if (!lr.linearizable)
             why(v, "not linearizable: %s", lr.why);
     }
-    bool pass = v->linearizable && v->healthy && v->equal && !v->lost && !v->dups && !v->gaps;
+    reap(r);
+    v->crashes = r->crashes;
+    if (r->crashes)
+        why(v, "%d crash(es), first: %s", r->crashes, r->crash_msg);
+    bool pass = v->linearizable && v->healthy && v->equal && !v->lost && !v->dups && !v->gaps && !v->crashes;
     teardown(r, keep || !pass);
     nlogf(r, "%s: %s", pass ? "PASS" : "FAIL", v->why);
     fclose(r->nlog);
@@ -1206,10 +1258,10 @@ int main(int argc, char **argv)
         failed += rc != 0;
         printf("schedule %d seed %" PRIu64 " nodes %d: %.0f s, %d ops (%d unknown), faults %d [%s], "
                "%s, lost %d, duplicates %d, watch gaps %d (events %zu, compacted %d, uncovered %d), "
-               "equal %s, healthy %s -> %s%s%s\n",
+               "crashes %d, equal %s, healthy %s -> %s%s%s\n",
                k + 1, r->seed, n, now_s(t1), r->ops, r->unknown, r->nfaults, r->faults,
                v.lin_error ? "checker error" : v.linearizable ? "linearizable" : "NOT LINEARIZABLE", v.lost,
-               v.dups, v.gaps, r->wt[0].n, r->wt[0].compactions + r->wt[1].compactions, v.uncovered, v.equal ? "yes" : "NO", v.healthy ? "yes" : "NO", rc ? "FAIL" : "pass",
+               v.dups, v.gaps, r->wt[0].n, r->wt[0].compactions + r->wt[1].compactions, v.uncovered, v.crashes, v.equal ? "yes" : "NO", v.healthy ? "yes" : "NO", rc ? "FAIL" : "pass",
                rc ? " (" : "", rc ? v.why : "");
         if (rc)
             printf("   kept in %s\n", r->dir);
