@@ -131,24 +131,34 @@ static json_t *value_json(const void *p, size_t n)
 
 /* --- the handlers (worker threads) --- */
 
-static void h_clients(struct task *t, ddkv_client *c)
+/* Every key under prefix as a JSON array of its values; with id_field, each
+ * object value also gets the key's rest after the prefix under that name. */
+static void list_json(struct task *t, ddkv_client *c, const char *prefix, uint64_t max, const char *id_field,
+                      const char *what)
 {
+    size_t plen = strlen(prefix);
     struct ddkv_list l;
-    ddkv_err e = ddkv_list_all(c, "clients/", 8, 10000, &l);
+    ddkv_err e = ddkv_list_all(c, prefix, plen, max, &l);
     if (e != DDKV_OK) {
-        task_fail(t, c, e, "listing clients");
+        task_fail(t, c, e, what);
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++) {
         json_t *o = value_json(l.entries[i].value, l.entries[i].value_len);
-        if (json_is_object(o))
-            json_object_set_new(o, "id", json_stringn((const char *)l.entries[i].key + 8, l.entries[i].key_len - 8));
+        if (id_field && json_is_object(o))
+            json_object_set_new(o, id_field,
+                                json_stringn((const char *)l.entries[i].key + plen, l.entries[i].key_len - plen));
         json_array_append_new(arr, o);
     }
     ddkv_list_free(&l);
     t->status = 200;
     t->out = dump(arr);
+}
+
+static void h_clients(struct task *t, ddkv_client *c)
+{
+    list_json(t, c, "clients/", 10000, "id", "listing clients");
 }
 
 static void h_metrics(struct task *t, ddkv_client *c)
@@ -275,18 +285,7 @@ static void h_cluster(struct task *t, ddkv_client *c)
 
 static void h_jobs(struct task *t, ddkv_client *c)
 {
-    struct ddkv_list l;
-    ddkv_err e = ddkv_list_all(c, "jobs/", 5, 100000, &l);
-    if (e != DDKV_OK) {
-        task_fail(t, c, e, "listing jobs");
-        return;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < l.n; i++)
-        json_array_append_new(arr, value_json(l.entries[i].value, l.entries[i].value_len));
-    ddkv_list_free(&l);
-    t->status = 200;
-    t->out = dump(arr);
+    list_json(t, c, "jobs/", 100000, NULL, "listing jobs");
 }
 
 static void h_job(struct task *t, ddkv_client *c)
