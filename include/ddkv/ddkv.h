@@ -252,13 +252,16 @@ DDKV_API ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **
 /* --- the job queue --- */
 
 /* A job lives in the cluster as jobs/<id> (JSON: id, state queued | claimed |
- * done | dead, data, attempts, max_attempts, worker, deadline_ms, created_ms,
- * result, error); its input is whatever data_key names (the CLI stores a
+ * done | dead, data, name, attempts, max_attempts, worker, deadline_ms,
+ * created_ms, result, error); its input is whatever data_key names (the CLI stores a
  * file under a prefix in chunks). */
 
 /* Queue a job whose input is data_key, to be tried at most max_attempts
- * times (1..100). *id (to ddkv_free) names it. A retried put is applied once. */
-DDKV_API ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, uint32_t max_attempts, char **id);
+ * times (1..100). name (NULL or < 128 bytes, e.g. the file's name) is kept in
+ * the job record for people to read. *id (to ddkv_free) names it. A retried
+ * put is applied once. */
+DDKV_API ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts,
+                               char **id);
 
 struct ddkv_job_claim {
     char *id;        /* owned, see ddkv_job_claim_free */
@@ -273,10 +276,16 @@ struct ddkv_job_claim {
 DDKV_API ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_ms,
                                  struct ddkv_job_claim *out);
 DDKV_API void ddkv_job_claim_free(struct ddkv_job_claim *j);
-/* Complete the job with its result's key. DDKV_ERR_FENCED: the token is no
- * longer the claim's (it expired and another worker claimed the job, or it
- * was settled): the result must be thrown away. */
-DDKV_API ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key);
+/* Complete the job with its result's key. With `result` (not NULL), the
+ * result itself (at most the value limit) is put at result_key by the same
+ * transaction, which applies only while the token is the claim's: a worker
+ * that lost its claim never overwrites the result of the one that holds it.
+ * result_key must then be outside jobs/, jobq/ and jobc/.
+ * DDKV_ERR_FENCED: the token is no longer the claim's (it expired and another
+ * worker claimed the job, or it was settled): nothing was written and the
+ * result must be thrown away. */
+DDKV_API ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key,
+                               const void *result, size_t rlen);
 /* Give the job back (it is queued again, or dead once its attempts are used
  * up; *state, if not NULL, says which: "queued" or "dead", to ddkv_free). */
 DDKV_API ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, const char *reason,

@@ -46,6 +46,7 @@ void agent_config_defaults(struct agent_config *cfg)
     cfg->presence_ttl_s = 10;
     cfg->backlog = 3600;
     cfg->timeout_ms = 3000;
+    cfg->claim_ttl_ms = 30000;
 }
 
 static void sleep_ms(uint64_t ms)
@@ -328,8 +329,12 @@ static void *worker_main(void *arg)
 {
     struct agent *a = arg;
     ddkv_client *c = agent_client(a);
+    struct worker_opts wo = {.visibility_ms = a->cfg->claim_ttl_ms ? a->cfg->claim_ttl_ms : 30000};
+    const char *delay = getenv("DDKV_WORKER_CHUNK_DELAY_MS");
+    if (delay)
+        wo.chunk_delay_ms = strtoull(delay, NULL, 10);
     if (c)
-        worker_loop(c, a->name, a->stop);
+        worker_loop(c, a->name, &wo, a->stop);
     ddkv_client_free(c);
     return NULL;
 }

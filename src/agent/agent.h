@@ -41,6 +41,7 @@ struct agent_config {
     uint32_t backlog;          /* samples kept while the cluster is unreachable (3600) */
     uint32_t timeout_ms;       /* per cluster operation (3000) */
     bool worker;               /* also process jobs */
+    uint32_t claim_ttl_ms;     /* a worker's claim (30000) */
 };
 
 void agent_config_defaults(struct agent_config *cfg);

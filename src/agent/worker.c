@@ -23,13 +23,11 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-#define WORKER_VISIBILITY_MS 30000u
-#define WORKER_EXTEND_EVERY_MS 10000u
 
 /* Process one claimed job. Returns what happened, for the log. */
-static const char *work(ddkv_client *c, const char *worker, struct ddkv_job_claim *j, char *why, size_t whylen)
+static const char *work(ddkv_client *c, const char *worker, const struct worker_opts *opt, struct ddkv_job_claim *j,
+                        char *why, size_t whylen)
 {
-    (void)worker;
     why[0] = 0;
     char key[320];
     snprintf(key, sizeof key, "%smeta", j->data_key);
@@ -67,6 +65,10 @@ static const char *work(ddkv_client *c, const char *worker, struct ddkv_job_clai
             verdict = e == DDKV_ERR_NOT_FOUND ? "refuse" : "retry";
             break;
         }
+        if (opt->chunk_delay_ms) {
+            struct timespec ts = {(time_t)(opt->chunk_delay_ms / 1000), (long)(opt->chunk_delay_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
         int rc = csvstats_feed(st, v.value, v.len);
         ddkv_free(v.value);
         if (rc && rc != ERR_OK) {
@@ -74,8 +76,8 @@ static const char *work(ddkv_client *c, const char *worker, struct ddkv_job_clai
             verdict = "refuse";
             break;
         }
-        if (clock_mono_ms() - last_extend >= WORKER_EXTEND_EVERY_MS) {
-            if (ddkv_job_extend(c, j->id, &j->token, WORKER_VISIBILITY_MS) == DDKV_ERR_FENCED) {
+        if (clock_mono_ms() - last_extend >= opt->visibility_ms / 3) {
+            if (ddkv_job_extend(c, j->id, &j->token, opt->visibility_ms) == DDKV_ERR_FENCED) {
                 snprintf(why, whylen, "lost the claim while working");
                 verdict = "fenced";
                 break;
@@ -109,16 +111,16 @@ static const char *work(ddkv_client *c, const char *worker, struct ddkv_job_clai
         snprintf(why, whylen, "out of memory");
         return "retry";
     }
+    /* The result goes with the ack, in its fenced transaction: written only
+     * if this worker still holds the claim. */
     char rkey[128];
     snprintf(rkey, sizeof rkey, "jobresult/%s", j->id);
-    struct ddkv_write_result wr;
-    e = ddkv_write(c, rkey, strlen(rkey), out, strlen(out), 0, &wr);
+    e = ddkv_job_ack(c, j->id, j->token, rkey, out, strlen(out));
     free(out);
-    if (e != DDKV_OK) {
-        snprintf(why, whylen, "storing the result: %s", ddkv_client_errmsg(c));
-        return "retry";
+    if (e == DDKV_ERR_TOO_LARGE) {
+        snprintf(why, whylen, "the result is over the value limit: %s", ddkv_client_errmsg(c));
+        return "refuse";
     }
-    e = ddkv_job_ack(c, j->id, j->token, rkey);
     if (e == DDKV_ERR_FENCED) {
         snprintf(why, whylen, "another worker holds the job now; result discarded");
         return "fenced";
@@ -130,12 +132,12 @@ static const char *work(ddkv_client *c, const char *worker, struct ddkv_job_clai
     return "done";
 }
 
-void worker_loop(ddkv_client *c, const char *worker, volatile int *stop)
+void worker_loop(ddkv_client *c, const char *worker, const struct worker_opts *opt, volatile int *stop)
 {
     uint64_t idle_ms = 200;
     while (!*stop) {
         struct ddkv_job_claim j;
-        ddkv_err e = ddkv_job_claim(c, worker, WORKER_VISIBILITY_MS, &j);
+        ddkv_err e = ddkv_job_claim(c, worker, opt->visibility_ms, &j);
         if (e != DDKV_OK) {
             /* Nothing waits (or the cluster is away): look again soon. */
             struct timespec ts = {0, (long)idle_ms * 1000000L};
@@ -146,7 +148,7 @@ void worker_loop(ddkv_client *c, const char *worker, volatile int *stop)
         idle_ms = 200;
         char why[256];
         uint64_t t0 = clock_mono_ms();
-        const char *what = work(c, worker, &j, why, sizeof why);
+        const char *what = work(c, worker, opt, &j, why, sizeof why);
         if (!strcmp(what, "refuse") || !strcmp(what, "retry")) {
             char *state = NULL;
             ddkv_job_nack(c, j.id, j.token, why, &state);

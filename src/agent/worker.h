@@ -2,9 +2,17 @@
 #ifndef DDKV_AGENT_WORKER_H
 #define DDKV_AGENT_WORKER_H
 
+#include <stdint.h>
+
 #include "ddkv/ddkv.h"
 
+struct worker_opts {
+    uint64_t visibility_ms;  /* a claim's lease; extended every third of it while working */
+    uint64_t chunk_delay_ms; /* test hook (env DDKV_WORKER_CHUNK_DELAY_MS): a pause per input chunk, to
+                                catch a worker mid-job */
+};
+
 /* Claim and process jobs until *stop becomes nonzero. c is this thread's own. */
-void worker_loop(ddkv_client *c, const char *worker, volatile int *stop);
+void worker_loop(ddkv_client *c, const char *worker, const struct worker_opts *opt, volatile int *stop);
 
 #endif

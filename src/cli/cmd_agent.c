@@ -23,6 +23,8 @@ static const struct opt_def agent_opts[] = {
     {"disks", 0, OPT_ARG, "/", "MOUNTS", "comma-separated mount points to report"},
     {"root", 0, OPT_ARG, "/", "DIR", "where /proc and /etc are (for containers watching their host)"},
     {"worker", 0, 0, NULL, NULL, "also claim and process jobs"},
+    {"claim-ttl-ms", 0, OPT_ARG, "30000", "MS",
+     "a worker's claim on a job: if the worker dies, the job goes back to the queue this long after"},
 };
 
 static int agent_cmd(struct cli_ctx *ctx)
@@ -33,7 +35,8 @@ static int agent_cmd(struct cli_ctx *ctx)
     if (opts_get_u32(o, "interval-ms", 100, 3600000, &cfg.interval_ms) != 0 ||
         opts_get_u32(o, "retention-s", 10, 86400 * 30, &cfg.retention_s) != 0 ||
         opts_get_u32(o, "presence-ttl-s", 1, 3600, &cfg.presence_ttl_s) != 0 ||
-        opts_get_u32(o, "backlog", 1, 10000000, &cfg.backlog) != 0) {
+        opts_get_u32(o, "backlog", 1, 10000000, &cfg.backlog) != 0 ||
+        opts_get_u32(o, "claim-ttl-ms", 300, 86400000, &cfg.claim_ttl_ms) != 0) {
         out_error("agent: %s", o->err);
         return EXIT_USAGE;
     }

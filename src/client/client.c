@@ -1398,18 +1398,21 @@ static bool job_str_ok(const char *s, size_t cap)
     return s && *s && strlen(s) < cap;
 }
 
-ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, uint32_t max_attempts, char **id)
+ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts, char **id)
 {
     *id = NULL;
-    if (!job_str_ok(data_key, 256) || max_attempts < 1 || max_attempts > 100)
-        return client_fail(c, DDKV_ERR_USAGE, "a job needs a data key (< 256 bytes) and 1..100 attempts");
+    if (!job_str_ok(data_key, 256) || max_attempts < 1 || max_attempts > 100 || (name && strlen(name) >= 128))
+        return client_fail(c, DDKV_ERR_USAGE,
+                           "a job needs a data key (< 256 bytes), a name < 128 bytes and 1..100 attempts");
     struct field f[] = {
         {.kind = FIELD_BIN, .p = data_key, .n = strlen(data_key)},
         {.kind = FIELD_U64, .u = max_attempts},
         {.kind = FIELD_U64, .u = c->client_id},
         {.kind = FIELD_U64, .u = ++c->seq},
+        {.kind = FIELD_BIN, .p = name, .n = name ? strlen(name) : 0},
     };
-    struct call k = {.type = DDKV_MSG_JOB_PUT, .reply_type = DDKV_MSG_JOB, .mutates = true, .f = f, .nf = 4};
+    struct call k = {.type = DDKV_MSG_JOB_PUT, .reply_type = DDKV_MSG_JOB, .mutates = true, .f = f,
+                     .nf = name ? 5 : 4};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1474,7 +1477,7 @@ ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_
 }
 
 static ddkv_err job_settle(ddkv_client *c, uint32_t type, const char *id, uint64_t token, const char *arg,
-                           char **state)
+                           const void *result, size_t rlen, char **state)
 {
     if (state)
         *state = NULL;
@@ -1488,8 +1491,10 @@ static ddkv_err job_settle(ddkv_client *c, uint32_t type, const char *id, uint64
         {.kind = FIELD_BIN, .p = arg, .n = strlen(arg)},
         {.kind = FIELD_U64, .u = c->client_id},
         {.kind = FIELD_U64, .u = ++c->seq},
+        {.kind = FIELD_BIN, .p = result, .n = rlen},
     };
-    struct call k = {.type = type, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f, .nf = 5};
+    struct call k = {.type = type, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f,
+                     .nf = result ? 6 : 5};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1503,16 +1508,17 @@ static ddkv_err job_settle(ddkv_client *c, uint32_t type, const char *id, uint64
     return rc;
 }
 
-ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key)
+ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key, const void *result,
+                      size_t rlen)
 {
     if (!job_str_ok(result_key, 256))
         return client_fail(c, DDKV_ERR_USAGE, "an ack needs the result's key (< 256 bytes)");
-    return job_settle(c, DDKV_MSG_JOB_ACK, id, token, result_key, NULL);
+    return job_settle(c, DDKV_MSG_JOB_ACK, id, token, result_key, result, rlen, NULL);
 }
 
 ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, const char *reason, char **state)
 {
-    return job_settle(c, DDKV_MSG_JOB_NACK, id, token, reason ? reason : "", state);
+    return job_settle(c, DDKV_MSG_JOB_NACK, id, token, reason ? reason : "", NULL, 0, state);
 }
 
 ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms)

@@ -251,11 +251,15 @@ static void h_proxy(struct task *t, ddkv_client *c)
     task_error(t, 504, "the agent of %s did not answer within %d ms", t->arg, HUB_PROXY_WAIT_MS);
 }
 
+/* Each endpoint's own status; a member that does not answer is named from
+ * the member list of one that does (matching its client address). */
 static json_t *cluster_json(const char *endpoints, uint32_t timeout_ms)
 {
     json_t *arr = json_array();
     char eps[1024];
     snprintf(eps, sizeof eps, "%s", endpoints);
+    struct ddkv_status known = {0}; /* the first answer's member list */
+    bool have_known = false;
     for (char *save = NULL, *ep = strtok_r(eps, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
         ddkv_client *c = hub_client(ep, timeout_ms < 1000 ? timeout_ms : 1000);
         struct ddkv_status st;
@@ -266,13 +270,32 @@ static json_t *cluster_json(const char *endpoints, uint32_t timeout_ms)
                                                  "applied", (json_int_t)st.applied, "revision",
                                                  (json_int_t)st.revision, "keys", (json_int_t)st.keys, "healthy",
                                                  st.leader != NULL));
-            ddkv_status_free(&st);
+            if (!have_known) {
+                known = st;
+                have_known = true;
+            } else {
+                ddkv_status_free(&st);
+            }
         } else {
             json_array_append_new(arr, json_pack("{s:s, s:b, s:s}", "endpoint", ep, "healthy", 0, "error",
                                                  c ? ddkv_client_errmsg(c) : "bad endpoint"));
         }
         ddkv_client_free(c);
     }
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o) {
+        if (json_object_get(o, "name"))
+            continue;
+        const char *ep = json_string_value(json_object_get(o, "endpoint"));
+        for (size_t m = 0; have_known && m < known.n_members; m++) {
+            const struct ddkv_member *mb = &known.members[m];
+            if (mb->name && mb->client_addr && ep && !strcmp(mb->client_addr, ep))
+                json_object_set_new(o, "name", json_string(mb->name));
+        }
+    }
+    if (have_known)
+        ddkv_status_free(&known);
     return arr;
 }
 

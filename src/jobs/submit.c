@@ -72,7 +72,7 @@ ddkv_err job_submit(ddkv_client *c, const char *name, const char *algorithm, uin
         return e;
     }
     char *id = NULL;
-    if ((e = ddkv_job_put(c, out->prefix, max_attempts, &id)) != DDKV_OK) {
+    if ((e = ddkv_job_put(c, out->prefix, name, max_attempts, &id)) != DDKV_OK) {
         snprintf(err, errlen, "queueing the job: %s", ddkv_client_errmsg(c));
         return e;
     }

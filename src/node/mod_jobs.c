@@ -5,8 +5,9 @@
  * A job is an ordinary key, so watches, snapshots, the CLI and the hub see
  * it like any other data:
  *   jobs/<id>    the job, a JSON object: id, state (queued | claimed | done |
- *                dead), data (the key prefix of its input), attempts,
- *                max_attempts, worker, deadline_ms, created_ms, result, error
+ *                dead), data (the key prefix of its input), name (the
+ *                submitter's, e.g. a file name), attempts, max_attempts,
+ *                worker, deadline_ms, created_ms, result, error
  *   jobq/<id>    in the queue (value empty); ids sort in submission order
  *   jobc/<id>    claimed (value: the claim's deadline, decimal ms)
  * Every change is one transaction guarded by the job's mod_rev, so it applies
@@ -19,6 +20,9 @@
  *           index). A job whose attempts are used up goes to dead instead.
  *   ack     done, with the result key, only if the token is still the job's
  *           mod_rev (else ERROR FENCED: another worker has claimed it since);
+ *           an ack may carry the result itself, put at the result key in the
+ *           same transaction, so that only the claim holder's result is ever
+ *           written (a late worker's result is refused with its ack);
  *   nack    back to the queue (or dead, attempts used up), same check;
  *   extend  a new deadline (and so a new token), same check.
  * Claims are decided on the leader's applied state, one at a time (the next
@@ -77,6 +81,7 @@ struct job {
     char worker[64];
     char result[JOB_KEY_MAX];
     char error[128];
+    char name[128]; /* what the submitter called it (a file name), may be empty */
     uint64_t attempts, max_attempts, deadline_ms, created_ms;
     uint64_t mod_rev; /* of jobs/<id> when read */
 };
@@ -94,6 +99,8 @@ static char *job_encode(const struct job *j)
         json_object_set_new(o, "result", json_string(j->result));
     if (j->error[0])
         json_object_set_new(o, "error", json_string(j->error));
+    if (j->name[0])
+        json_object_set_new(o, "name", json_string(j->name));
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -120,6 +127,7 @@ static bool job_decode(const uint8_t *p, size_t n, struct job *j)
     copy_str(j->worker, sizeof j->worker, o, "worker");
     copy_str(j->result, sizeof j->result, o, "result");
     copy_str(j->error, sizeof j->error, o, "error");
+    copy_str(j->name, sizeof j->name, o, "name");
     j->attempts = (uint64_t)json_integer_value(json_object_get(o, "attempts"));
     j->max_attempts = (uint64_t)json_integer_value(json_object_get(o, "max_attempts"));
     j->deadline_ms = (uint64_t)json_integer_value(json_object_get(o, "deadline_ms"));
@@ -156,7 +164,7 @@ struct job_txn {
     size_t nops;
     struct sm_txn txn;
     struct sm_op op;
-    char keys[4][96];
+    char keys[4][JOB_KEY_MAX];
     char *rec;
 };
 
@@ -292,9 +300,10 @@ static void jobs_put(void *ctx, struct conn *c, const struct msg *m)
     uint64_t client_id = 0, seq = 0;
     if (!arg_str(m, 0, j.data, sizeof j.data, false) || msg_u64(m, 1, &j.max_attempts) != ERR_OK ||
         j.max_attempts < 1 || j.max_attempts > 100 || msg_u64_opt(m, 2, 0, &client_id) != ERR_OK ||
-        msg_u64_opt(m, 3, 0, &seq) != ERR_OK) {
+        msg_u64_opt(m, 3, 0, &seq) != ERR_OK || (m->nf > 4 && !arg_str(m, 4, j.name, sizeof j.name, true))) {
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
-                         "JOB_PUT wants [data_key (< %d bytes), max_attempts 1..100, client_id, seq]", JOB_KEY_MAX);
+                         "JOB_PUT wants [data_key (< %d bytes), max_attempts 1..100, client_id, seq, name (< 128 bytes)]",
+                         JOB_KEY_MAX);
         return;
     }
     if (!jobs_leader(n, c, m->request_id))
@@ -617,6 +626,28 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad client_id or seq");
         return;
     }
+    /* JOB_ACK's optional result, stored at the result key by the ack's own
+     * (fenced) transaction. Not in the module's own key space. */
+    const uint8_t *result = NULL;
+    size_t rlen = 0;
+    if (kind == DDKV_MSG_JOB_ACK && m->nf > 5) {
+        size_t klen = strlen(arg);
+        if (msg_bytes(m, 5, &result, &rlen) != ERR_OK) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "JOB_ACK's result must be bytes");
+            return;
+        }
+        if (klen > n->cfg.max_key_bytes || rlen > n->cfg.max_value_bytes) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE,
+                             "result of %zu bytes (key %zu) is over the limit of %u (%u)", rlen, klen,
+                             n->cfg.max_value_bytes, n->cfg.max_key_bytes);
+            return;
+        }
+        if (!strncmp(arg, "jobs/", 5) || !strncmp(arg, "jobq/", 5) || !strncmp(arg, "jobc/", 5)) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                             "result key %s is in the job queue's own key space", arg);
+            return;
+        }
+    }
     if (!jobs_leader(n, c, m->request_id))
         return;
     if (client_id) {
@@ -692,6 +723,10 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
     if (requeue) {
         jt_queue_key(&t, 2, &j);
         jt_op(&t, DDKV_OP_PUT, 2, "", 0);
+    }
+    if (result) {
+        snprintf(t.keys[2], sizeof t.keys[2], "%s", arg);
+        jt_op(&t, DDKV_OP_PUT, 2, result, rlen);
     }
     jt_finish(&t, client_id, seq);
     rc = replica_propose_done(n, c, m->request_id, &t.op, settle_done, sc);
