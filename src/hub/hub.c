@@ -28,6 +28,7 @@
 
 #define HUB_SSE_MAX_QUEUED (8u << 20)  /* a browser this far behind is dropped */
 #define HUB_METRICS_DEFAULT_MS (40u * 60 * 1000)
+#define HUB_LAMPORT_MAX 1000000000000ull /* a `since` below it (2001-09-09 in ms) is a Lamport time */
 #define HUB_PROXY_WAIT_MS 5000
 #define HUB_MAX_BODY (64 << 20)
 
@@ -163,13 +164,21 @@ static void h_clients(struct task *t, ddkv_client *c)
 
 static void h_metrics(struct task *t, ddkv_client *c)
 {
+    /* since: a Unix time in ms (points sampled after it), or, below
+     * HUB_LAMPORT_MAX, a Lamport time (points written after it, whatever
+     * their sample time: a flushed backlog included). Default: the last 40
+     * minutes. */
     const char *s = evhttp_find_header(&t->query, "since");
-    uint64_t since = s ? strtoull(s, NULL, 10) : 0;
-    if (!since)
+    uint64_t since = s ? strtoull(s, NULL, 10) : 0, lamport = 0;
+    if (since && since < HUB_LAMPORT_MAX) {
+        lamport = since;
+        since = 0;
+    } else if (!since) {
         since = clock_wall_ms() - HUB_METRICS_DEFAULT_MS;
+    }
     char prefix[192], after[224];
     int pl = snprintf(prefix, sizeof prefix, "metrics/%s/", t->arg);
-    int al = snprintf(after, sizeof after, "%s%013" PRIu64, prefix, since);
+    int al = lamport ? 0 : snprintf(after, sizeof after, "%s%013" PRIu64, prefix, since);
     /* The points are JSON already: splice them into one array. */
     struct evbuffer *out = evbuffer_new();
     evbuffer_add(out, "[", 1);
@@ -183,6 +192,8 @@ static void h_metrics(struct task *t, ddkv_client *c)
             return;
         }
         for (size_t i = 0; i < l.n; i++) {
+            if (l.entries[i].lamport <= lamport && lamport)
+                continue;
             if (!first)
                 evbuffer_add(out, ",", 1);
             evbuffer_add(out, l.entries[i].value, l.entries[i].value_len);
