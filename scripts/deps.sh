@@ -11,8 +11,10 @@ PKGS=(
   libjs-chart.js                             # the dashboard's charts (served in place by the hub)
   libcriterion-dev                           # unit and process tests
   python3                                    # test helpers
-  chromium                                   # the dashboard's browser test (with playwright-core)
+  chromium nodejs                            # the dashboard's browser test (with playwright-core)
 )
+# npm comes with some Node.js builds (NodeSource's); Debian's own is a package.
+command -v npm >/dev/null || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -30,7 +32,7 @@ fi
 # playwright-core for the browser test, from the npm registry with the
 # machine's Node.js (the version pinned in test/browser/package-lock.json).
 cd "$(dirname "$0")/.."
-if [ ! -d test/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
+if [ ! -d test/browser/node_modules/playwright-core ]; then
   echo "deps: npm ci in test/browser" >&2
   (cd test/browser && npm ci --no-audit --no-fund >/dev/null 2>&1) \
     || { echo "deps: npm ci failed in test/browser" >&2; exit 1; }
