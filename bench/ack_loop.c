@@ -63,6 +63,7 @@
 #include <unistd.h>
 
 #include "ddkv/ddkv.h"
+#include "util/rng.h"
 
 #define MAX_EPS 16
 #define MAX_THREADS 256
@@ -125,11 +126,7 @@ static void fail(struct worker *w, const char *what, const char *detail)
 
 static uint64_t rnd(struct worker *w)
 {
-    uint64_t x = w->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return w->rng = x;
+    return rng_next(&w->rng);
 }
 
 static void sleep_ms(uint32_t ms)

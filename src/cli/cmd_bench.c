@@ -38,6 +38,7 @@
 #include "util/err.h"
 #include "util/hist.h"
 #include "util/net.h"
+#include "util/rng.h"
 
 enum workload { WL_WRITE, WL_READ, WL_MIXED, WL_CAS };
 static const char *const workload_names[] = {"write", "read", "mixed", "cas", NULL};
@@ -102,11 +103,7 @@ struct bench {
 
 static uint64_t bench_rand(struct bench *b)
 {
-    uint64_t x = b->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return b->rng = x;
+    return rng_next(&b->rng);
 }
 
 static void bench_key(struct bench *b, uint32_t k, char *out)

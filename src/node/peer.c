@@ -23,6 +23,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/net.h"
+#include "util/rng.h"
 
 /* An AppendEntries may carry up to 65536 entries of 4 objects each
  * (raft_msg.c); the request limits of the client port are far too small. */
@@ -136,11 +137,7 @@ static struct peer *peer_find(const struct peer_transport *t, uint64_t id)
 
 static uint64_t peer_rand(struct peer_transport *t)
 {
-    uint64_t x = t->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return t->rng = x;
+    return rng_next(&t->rng);
 }
 
 /* --- queues --- */
