@@ -64,6 +64,7 @@
 
 #include "ddkv/ddkv.h"
 #include "util/rng.h"
+#include "httpc.h"
 
 #define MAX_EPS 16
 #define MAX_THREADS 256
@@ -208,121 +209,16 @@ static size_t b64(const void *in, size_t n, char *out)
     return o;
 }
 
-struct hconn {
-    int fd;
-    char buf[65536];
-    size_t len; /* bytes in buf */
-};
-
-static int ms_left(uint64_t deadline_ns)
-{
-    uint64_t now = mono_ns();
-    return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
-}
-
-static void hclose(struct hconn *h)
-{
-    if (h->fd >= 0)
-        close(h->fd);
-    h->fd = -1;
-    h->len = 0;
-}
-
-static const char *hconnect(struct hconn *h, const char *ep, uint64_t deadline_ns)
-{
-    char host[128];
-    snprintf(host, sizeof host, "%s", ep);
-    char *colon = strrchr(host, ':');
-    if (!colon)
-        return "endpoint without a port";
-    *colon = 0;
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
-    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
-        return "cannot resolve the endpoint";
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        freeaddrinfo(ai);
-        return "socket failed";
-    }
-    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    freeaddrinfo(ai);
-    if (rc != 0 && errno != EINPROGRESS) {
-        close(fd);
-        return "connect refused";
-    }
-    if (rc != 0) {
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (poll(&p, 1, ms_left(deadline_ns)) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 ||
-            soerr != 0) {
-            close(fd);
-            return "connect failed or timed out";
-        }
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    h->fd = fd;
-    h->len = 0;
-    return NULL;
-}
-
-static const char *hsend(struct hconn *h, const char *p, size_t n, uint64_t deadline_ns)
-{
-    while (n) {
-        ssize_t k = send(h->fd, p, n, MSG_NOSIGNAL);
-        if (k > 0) {
-            p += k;
-            n -= (size_t)k;
-            continue;
-        }
-        if (k < 0 && errno != EAGAIN && errno != EINTR)
-            return "send failed";
-        struct pollfd pf = {.fd = h->fd, .events = POLLOUT};
-        if (poll(&pf, 1, ms_left(deadline_ns)) != 1)
-            return "send timed out";
-    }
-    return NULL;
-}
-
-/* Read more into h->buf; NULL on progress. */
-static const char *hfill(struct hconn *h, uint64_t deadline_ns)
-{
-    if (h->len == sizeof h->buf)
-        return "response too large";
-    for (;;) {
-        ssize_t k = recv(h->fd, h->buf + h->len, sizeof h->buf - h->len, 0);
-        if (k > 0) {
-            h->len += (size_t)k;
-            return NULL;
-        }
-        if (k == 0)
-            return "connection closed";
-        if (errno != EAGAIN && errno != EINTR)
-            return "connection broken";
-        struct pollfd pf = {.fd = h->fd, .events = POLLIN};
-        int left = ms_left(deadline_ns);
-        if (left == 0 || poll(&pf, 1, left) != 1)
-            return "no answer within the attempt timeout";
-    }
-}
-
-static void hconsume(struct hconn *h, size_t n)
-{
-    memmove(h->buf, h->buf + n, h->len - n);
-    h->len -= n;
-}
-
 /* One response: its status, whether its body names an error, and the
  * raft_term of its header (0 if none). Handles a Content-Length body and a
  * chunked one. */
-static const char *hresponse(struct hconn *h, int *status, bool *body_error, unsigned long long *term,
+static const char *hresponse(struct httpc *h, int *status, bool *body_error, unsigned long long *term,
                              uint64_t deadline_ns)
 {
     char *end;
     const char *e;
     while (!(end = memmem(h->buf, h->len, "\r\n\r\n", 4)))
-        if ((e = hfill(h, deadline_ns)))
+        if ((e = httpc_fill(h, deadline_ns)))
             return e;
     size_t hlen = (size_t)(end - h->buf) + 4;
     char head[4096];
@@ -341,38 +237,38 @@ static const char *hresponse(struct hconn *h, int *status, bool *body_error, uns
                  strcasestr(l, "chunked") < strstr(l, "\r\n"))
             chunked = true;
     }
-    hconsume(h, hlen);
+    httpc_consume(h, hlen);
     char body[4096];
     size_t blen = 0;
     if (chunked) {
         for (;;) {
             char *crlf;
             while (!(crlf = memmem(h->buf, h->len, "\r\n", 2)))
-                if ((e = hfill(h, deadline_ns)))
+                if ((e = httpc_fill(h, deadline_ns)))
                     return e;
             size_t sz = strtoul(h->buf, NULL, 16);
             size_t need = (size_t)(crlf - h->buf) + 2 + sz + 2;
-            if (need > sizeof h->buf)
+            if (need > HTTPC_MAX_BUFFER)
                 return "chunk too large";
             while (h->len < need)
-                if ((e = hfill(h, deadline_ns)))
+                if ((e = httpc_fill(h, deadline_ns)))
                     return e;
             size_t take = sz < sizeof body - 1 - blen ? sz : sizeof body - 1 - blen;
             memcpy(body + blen, crlf + 2, take);
             blen += take;
-            hconsume(h, need);
+            httpc_consume(h, need);
             if (sz == 0)
                 break; /* no trailers from this server */
         }
     } else {
-        if (content_length < 0 || (size_t)content_length > sizeof h->buf)
+        if (content_length < 0 || (size_t)content_length > HTTPC_MAX_BUFFER)
             return "response without a usable Content-Length";
         while (h->len < (size_t)content_length)
-            if ((e = hfill(h, deadline_ns)))
+            if ((e = httpc_fill(h, deadline_ns)))
                 return e;
         blen = (size_t)content_length < sizeof body - 1 ? (size_t)content_length : sizeof body - 1;
         memcpy(body, h->buf, blen);
-        hconsume(h, (size_t)content_length);
+        httpc_consume(h, (size_t)content_length);
     }
     body[blen] = 0;
     *body_error = strstr(body, "\"error\"") != NULL;
@@ -384,7 +280,7 @@ static const char *hresponse(struct hconn *h, int *status, bool *body_error, uns
 static void *run_etcd(void *arg)
 {
     struct worker *w = arg;
-    struct hconn *h = calloc(1, sizeof *h);
+    struct httpc *h = calloc(1, sizeof *h);
     h->fd = -1;
     char *val = malloc(cfg.value_size + 1), *val64 = malloc(cfg.value_size * 4 / 3 + 8);
     memset(val, 'v', cfg.value_size);
@@ -405,13 +301,13 @@ static void *run_etcd(void *arg)
             uint64_t deadline = mono_ns() + (uint64_t)attempt_ms * 1000000u;
             const char *e = NULL;
             if (h->fd < 0)
-                e = hconnect(h, cfg.eps[ep], deadline);
+                e = httpc_connect(h, cfg.eps[ep], deadline);
             int rl = snprintf(req, cap,
                               "POST /v3/kv/put HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                               "Content-Length: %d\r\n\r\n%s",
                               cfg.eps[ep], jl, json);
             if (!e)
-                e = hsend(h, req, (size_t)rl, deadline);
+                e = httpc_send(h, req, (size_t)rl, deadline);
             int status = 0;
             bool body_error = false;
             unsigned long long term = 0;
@@ -431,12 +327,12 @@ static void *run_etcd(void *arg)
                 snprintf(detail, sizeof detail, "%s: HTTP %d%s", cfg.eps[ep], status,
                          body_error ? " with an error body" : "");
             fail(w, "put failed", detail);
-            hclose(h);
+            httpc_close(h);
             ep = (ep + 1) % cfg.neps;
             backoff(w, &b);
         }
     }
-    hclose(h);
+    httpc_close(h);
     free(h);
     free(val);
     free(val64);

@@ -82,6 +82,10 @@ struct ddkv_options {
     uint32_t connect_timeout_ms;
     /* Largest reply frame accepted. */
     uint32_t max_reply_bytes;
+    /* What LIST pages (ddkv_list, ddkv_list_all) read: DDKV_CONSISTENCY_LINEARIZABLE
+     * (the default, 0), CAUSAL (any member that has applied what this client
+     * has seen) or STALE, as for ddkv_read. */
+    uint32_t list_consistency;
     /* A NULL endpoints or a 0 number means that field's default. */
 };
 
@@ -188,7 +192,8 @@ struct ddkv_list {
 
 /* One page: keys starting with prefix, strictly after start_after (empty: from
  * the first), at most limit of them (0: the node's default). The node may
- * return fewer than limit and set more (it also bounds a page by bytes). */
+ * return fewer than limit and set more (it also bounds a page by bytes). Each
+ * page is read with the client's list_consistency (linearizable by default). */
 DDKV_API ddkv_err ddkv_list(ddkv_client *c, const void *prefix, size_t prefix_len,
                             const void *start_after, size_t start_after_len, uint32_t limit,
                             struct ddkv_list *out);

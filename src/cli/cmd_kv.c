@@ -300,6 +300,8 @@ static int kv_delete(struct cli_ctx *ctx)
 
 static const struct opt_def kv_list_opts[] = {
     {"limit", 0, OPT_ARG, NULL, "N", "print at most N keys (default: all of them, fetched page by page)"},
+    {"consistency", 0, OPT_ARG, "linearizable", "LEVEL",
+     "each page: linearizable | causal (any member that has applied what this command saw) | stale"},
 };
 
 static int kv_print_entry(struct cli_ctx *ctx, const struct ddkv_entry *e)
@@ -331,10 +333,13 @@ static int kv_list(struct cli_ctx *ctx)
     const char *prefix = ctx->opts->npos ? ctx->opts->pos[0] : "";
     size_t plen = strlen(prefix);
     uint64_t limit = 0; /* 0: everything */
-    if (opts_get_u64(ctx->opts, "limit", 1, UINT64_MAX, &limit) != 0) {
+    int level = DDKV_CONSISTENCY_LINEARIZABLE;
+    if (opts_get_u64(ctx->opts, "limit", 1, UINT64_MAX, &limit) != 0 ||
+        opts_get_choice(ctx->opts, "consistency", kv_consistency_names, &level) != 0) {
         out_error("%s", ctx->opts->err);
         return EXIT_USAGE;
     }
+    ctx->client.list_consistency = (uint32_t)level;
     ddkv_client *c = NULL;
     struct ddkv_list page = {0};
     uint8_t *after = NULL;

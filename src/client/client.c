@@ -52,6 +52,7 @@ struct ddkv_client {
     struct buf out;
     struct lamport clock;
     uint64_t seen_lamport;
+    uint32_t list_consistency;
     uint64_t next_rid; /* 0 is never used: an ERROR with request id 0 is about the connection */
     uint64_t client_id;
     uint64_t seq;
@@ -287,6 +288,12 @@ ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out, cha
     c->connect_timeout_ms =
         opts->connect_timeout_ms ? opts->connect_timeout_ms : DDKV_DEFAULT_CONNECT_TIMEOUT_MS;
     c->max_reply_bytes = opts->max_reply_bytes ? opts->max_reply_bytes : DDKV_DEFAULT_MAX_REPLY_BYTES;
+    c->list_consistency = opts->list_consistency;
+    if (c->list_consistency > DDKV_CONSISTENCY_STALE) {
+        rc = DDKV_ERR_USAGE;
+        snprintf(why, sizeof why, "list_consistency %u is not a consistency level", (unsigned)c->list_consistency);
+        goto fail;
+    }
     frame_decoder_init(&c->dec, c->max_reply_bytes);
     c->client_id = random_u64();
     if (c->client_id == 0) /* 0 reads as "no session" on the wire */
@@ -1103,8 +1110,10 @@ ddkv_err ddkv_list(ddkv_client *c, const void *prefix, size_t prefix_len, const 
         {.kind = FIELD_BIN, .p = prefix, .n = prefix_len},
         {.kind = FIELD_BIN, .p = start_after, .n = start_after_len},
         {.kind = FIELD_U64, .u = limit},
+        {.kind = FIELD_U64, .u = c->list_consistency},
+        {.kind = FIELD_U64, .u = c->list_consistency == DDKV_CONSISTENCY_CAUSAL ? c->seen_lamport : 0},
     };
-    struct call k = {.type = DDKV_MSG_LIST, .reply_type = DDKV_MSG_LIST_RESULT, .f = f, .nf = 3};
+    struct call k = {.type = DDKV_MSG_LIST, .reply_type = DDKV_MSG_LIST_RESULT, .f = f, .nf = 5};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;

@@ -10,6 +10,7 @@
 #include <event2/thread.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -90,6 +91,10 @@ static ddkv_client *hub_client(const char *endpoints, uint32_t timeout_ms)
     o.endpoints = endpoints;
     o.timeout_ms = timeout_ms;
     o.connect_timeout_ms = 500;
+    /* What the hub lists (machines, metric points, jobs) is for display:
+     * any member that has applied what this hub has seen may answer, without
+     * a ReadIndex round through the leader per page. */
+    o.list_consistency = DDKV_CONSISTENCY_CAUSAL;
     ddkv_client *c = NULL;
     char err[256];
     return ddkv_client_new(&o, &c, err, sizeof err) == DDKV_OK ? c : NULL;
@@ -722,6 +727,15 @@ static void route_cb(struct evhttp_request *req, void *arg)
     if (!path) {
         send_json_error(req, 400, "bad request");
         return;
+    }
+    /* Answers go out in pieces (a metrics answer is about 1 MB): without
+     * TCP_NODELAY a piece can wait for the browser's delayed ACK, 40 ms. */
+    struct evhttp_connection *hc = evhttp_request_get_connection(req);
+    struct bufferevent *hbev = hc ? evhttp_connection_get_bufferevent(hc) : NULL;
+    evutil_socket_t hfd = hbev ? bufferevent_getfd(hbev) : -1;
+    if (hfd >= 0) {
+        int one = 1;
+        (void)setsockopt(hfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     char id[128];
     bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;

@@ -357,7 +357,7 @@ static int exp_floor_load(struct sm *sm, uint64_t *floor, struct errbuf *eb)
     if (store_iter_valid(it)) {
         size_t kn;
         const uint8_t *k = store_iter_key(it, &kn);
-        struct sm_exp_key e;
+        struct sm_exp_key e = {0};
         if ((rc = exp_key_decode(k, kn, &e, eb)) == ERR_OK)
             *floor = e.ms;
     }
@@ -372,7 +372,7 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb)
     memset(sm, 0, sizeof *sm);
     sm->st = st;
     sm->session_ttl_ms = SM_SESSION_TTL_MS;
-    uint64_t format;
+    uint64_t format = 0;
     int rc = meta_get_u64(sm, META_FORMAT, &format, eb);
     if (rc)
         return rc;

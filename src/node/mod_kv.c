@@ -66,7 +66,8 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
     if (!kv_key_ok(n, c, m->request_id, klen))
         return;
     n->stats.reads++;
-    replica_read(n, c, m->request_id, key, klen, (uint32_t)consistency, after);
+    struct read_target t = {.key = key, .klen = klen};
+    replica_read(n, c, m->request_id, &t, (uint32_t)consistency, after);
 }
 
 /* Propose a change; the reply waits until its entry commits and applies. */
@@ -152,32 +153,12 @@ static int kv_list_entry(void *arg, const uint8_t *key, size_t klen, const struc
     return 0;
 }
 
-/* LIST [prefix, start_after, limit] -> [[entries...], more, revision]. The page
- * is cut at limit entries or at what fits in a frame, whichever comes first;
- * `more` tells the client to ask again from its last key. */
-static void kv_list(void *ctx, struct conn *c, const struct msg *m)
+/* A LIST page from the applied state: cut at limit entries or at what fits in
+ * a frame, whichever comes first; `more` tells the client to ask again from
+ * its last key. */
+void kv_reply_list(struct node *n, struct conn *c, uint64_t rid, const uint8_t *prefix, size_t plen,
+                   const uint8_t *after, size_t alen, uint32_t limit)
 {
-    struct node *n = ctx;
-    const uint8_t *prefix, *after;
-    size_t plen, alen;
-    uint64_t limit;
-    if (msg_bytes_opt(m, 0, &prefix, &plen) || msg_bytes_opt(m, 1, &after, &alen) ||
-        msg_u64_opt(m, 2, DDKV_DEFAULT_LIST_LIMIT, &limit)) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LIST wants [prefix, start_after, limit]");
-        return;
-    }
-    if (plen > n->cfg.max_key_bytes || alen > n->cfg.max_key_bytes) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE, "prefix or start key over the key limit");
-        return;
-    }
-    if (n->installing) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE,
-                         "this member is installing a snapshot; ask another or retry");
-        return;
-    }
-    if (limit == 0 || limit > DDKV_MAX_LIST_LIMIT)
-        limit = limit == 0 ? DDKV_DEFAULT_LIST_LIMIT : DDKV_MAX_LIST_LIMIT;
-    n->stats.lists++;
     /* Entries are packed first, into their own buffer, because the array
      * header needs the count; then the reply is assembled around them. */
     struct buf entries = BUF_INIT;
@@ -188,22 +169,57 @@ static void kv_list(void *ctx, struct conn *c, const struct msg *m)
     struct errbuf eb;
     /* Leave room for the header and per-entry overhead within one frame. */
     size_t max_bytes = n->cfg.max_frame_bytes / 2;
-    int rc = sm_list(&n->sm, prefix, plen, after, alen, (uint32_t)limit, max_bytes, kv_list_entry, &lc,
-                     &more, &eb);
+    int rc = sm_list(&n->sm, prefix, plen, after, alen, limit, max_bytes, kv_list_entry, &lc, &more, &eb);
     if (rc || ew.failed) {
         buf_free(&entries);
-        kv_storage_error(c, m->request_id, rc ? rc : ERR_NOMEM, &eb);
+        kv_storage_error(c, rid, rc ? rc : ERR_NOMEM, &eb);
         return;
     }
     struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_LIST_RESULT, m->request_id, 3);
+    conn_reply_begin(c, &w, DDKV_MSG_LIST_RESULT, rid, 3);
     mw_array(&w, lc.count);
     mw_raw(&w, entries.data, entries.len);
     mw_bool(&w, more);
     mw_u64(&w, n->sm.revision);
     buf_free(&entries);
     conn_reply_end(c, &w);
-    node_observe(n, DDKV_MSG_LIST, n->req_t0_ns);
+}
+
+void kv_reply_target(struct node *n, struct conn *c, uint64_t rid, const struct read_target *t)
+{
+    if (t->list)
+        kv_reply_list(n, c, rid, t->key, t->klen, t->after, t->alen, t->limit);
+    else
+        kv_reply_value(n, c, rid, t->key, t->klen);
+}
+
+/* LIST [prefix, start_after, limit, consistency, after_lamport] ->
+ * [[entries...], more, revision]. Consistency as for READ, linearizable
+ * unless asked otherwise: each page is its own read. */
+static void kv_list(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    const uint8_t *prefix, *after;
+    size_t plen, alen;
+    uint64_t limit, consistency, after_lamport;
+    if (msg_bytes_opt(m, 0, &prefix, &plen) || msg_bytes_opt(m, 1, &after, &alen) ||
+        msg_u64_opt(m, 2, DDKV_DEFAULT_LIST_LIMIT, &limit) ||
+        msg_u64_opt(m, 3, DDKV_CONSISTENCY_LINEARIZABLE, &consistency) || msg_u64_opt(m, 4, 0, &after_lamport) ||
+        consistency > DDKV_CONSISTENCY_STALE) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "LIST wants [prefix, start_after, limit, consistency, after_lamport]");
+        return;
+    }
+    if (plen > n->cfg.max_key_bytes || alen > n->cfg.max_key_bytes) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE, "prefix or start key over the key limit");
+        return;
+    }
+    if (limit == 0 || limit > DDKV_MAX_LIST_LIMIT)
+        limit = limit == 0 ? DDKV_DEFAULT_LIST_LIMIT : DDKV_MAX_LIST_LIMIT;
+    n->stats.lists++;
+    struct read_target t = {.key = prefix, .klen = plen, .list = true, .after = after, .alen = alen,
+                            .limit = (uint32_t)limit};
+    replica_read(n, c, m->request_id, &t, (uint32_t)consistency, after_lamport);
 }
 
 /* Parse one TXN operation list [[kind, key, value, lease]...] into ops. */

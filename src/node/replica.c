@@ -661,9 +661,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
 
 static void replica_read_answer(struct node *n, struct pending_read *r)
 {
+    struct read_target t = {.key = r->key, .klen = r->klen, .list = r->list, .after = r->key + r->klen,
+                            .alen = r->alen, .limit = r->limit};
     if (conn_is_open(r->c))
-        kv_reply_value(n, r->c, r->request_id, r->key, r->klen);
-    node_observe(n, DDKV_MSG_READ, r->t0_ns);
+        kv_reply_target(n, r->c, r->request_id, &t);
+    node_observe(n, r->list ? DDKV_MSG_LIST : DDKV_MSG_READ, r->t0_ns);
 }
 
 static void replica_read_fail(struct node *n, struct pending_read *r, uint32_t code, const char *text)
@@ -707,9 +709,10 @@ static void replica_reads_settle(struct node *n, bool expire)
     n->nreads = keep;
 }
 
-void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
-                  size_t klen, uint32_t consistency, uint64_t after_lamport)
+void replica_read(struct node *n, struct conn *c, uint64_t request_id, const struct read_target *t,
+                  uint32_t consistency, uint64_t after_lamport)
 {
+    uint32_t type = t->list ? DDKV_MSG_LIST : DDKV_MSG_READ;
     if (n->installing) {
         conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
                          "this member is installing a snapshot; ask another or retry");
@@ -721,8 +724,8 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uin
             n->stats.reads_stale++;
         else
             n->stats.reads_causal++;
-        kv_reply_value(n, c, request_id, key, klen);
-        node_observe(n, DDKV_MSG_READ, n->req_t0_ns);
+        kv_reply_target(n, c, request_id, t);
+        node_observe(n, type, n->req_t0_ns);
         return;
     }
     uint64_t ctx = 0;
@@ -734,8 +737,8 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uin
             const struct raft_conf *conf = raft_get_conf(n->raft);
             if (raft_conf_voters(conf) == 1 && raft_conf_is_voter(conf, n->self_id)) {
                 n->stats.reads_linearizable++;
-                kv_reply_value(n, c, request_id, key, klen);
-                node_observe(n, DDKV_MSG_READ, n->req_t0_ns);
+                kv_reply_target(n, c, request_id, t);
+                node_observe(n, type, n->req_t0_ns);
             } else {
                 conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
                                  "this member stopped taking part in consensus after a storage failure");
@@ -753,14 +756,16 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uin
     }
     if (n->nreads == n->capreads)
         n->reads = replica_grow(n->reads, &n->capreads, sizeof *n->reads);
-    uint8_t *k = malloc(klen);
+    uint8_t *k = malloc(t->klen + t->alen + 1);
     ASSERT(k != NULL);
-    memcpy(k, key, klen);
+    memcpy(k, t->key, t->klen);
+    if (t->alen)
+        memcpy(k + t->klen, t->after, t->alen);
     conn_ref(c);
     n->reads[n->nreads++] = (struct pending_read){
         .c = c, .request_id = request_id, .ctx = ctx, .after_lamport = after_lamport,
         .deadline_ms = clock_mono_ms() + 2 * (uint64_t)n->cfg.election_timeout_ms,
-        .t0_ns = n->req_t0_ns, .key = k, .klen = klen};
+        .t0_ns = n->req_t0_ns, .key = k, .klen = t->klen, .list = t->list, .alen = t->alen, .limit = t->limit};
 }
 
 /* Every tick: time out reads and writes that can no longer be settled here

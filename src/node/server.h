@@ -71,8 +71,21 @@ struct pending_read {
     uint64_t after_lamport; /* causal: answer once applied_lamport >= this */
     uint64_t deadline_ms;
     uint64_t t0_ns;
-    uint8_t *key;         /* owned copy */
+    uint8_t *key;         /* owned copy (a LIST's prefix, then its start_after) */
     size_t klen;
+    bool list;            /* a LIST page rather than a READ */
+    size_t alen;          /* LIST: start_after, at key + klen */
+    uint32_t limit;       /* LIST: entries per page */
+};
+
+/* What a read asks for: one key, or a LIST page. */
+struct read_target {
+    const uint8_t *key; /* the key, or the LIST's prefix */
+    size_t klen;
+    bool list;
+    const uint8_t *after; /* LIST: start strictly after this key */
+    size_t alen;
+    uint32_t limit;
 };
 
 /* A member of the cluster as this node knows it. */
@@ -237,8 +250,8 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
 
 /* Reads (replica.c): answered now, or parked until their ReadIndex round
  * completes (linearizable) or the state machine catches up (causal). */
-void replica_read(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
-                  size_t klen, uint32_t consistency, uint64_t after_lamport);
+void replica_read(struct node *n, struct conn *c, uint64_t request_id, const struct read_target *t,
+                  uint32_t consistency, uint64_t after_lamport);
 /* Propose a change for c, answering refusals (not leader, backpressure,
  * fenced) at once (mod_kv.c). */
 void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op);
@@ -255,6 +268,11 @@ void replica_sm_hooks(struct node *n);
 /* Answer READ with the key's committed value (mod_kv.c). */
 void kv_reply_value(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *key,
                     size_t klen);
+/* Answer c with a LIST page from the applied state (mod_kv.c). */
+void kv_reply_list(struct node *n, struct conn *c, uint64_t request_id, const uint8_t *prefix, size_t plen,
+                   const uint8_t *after, size_t alen, uint32_t limit);
+/* Answer a read of either kind from the applied state. */
+void kv_reply_target(struct node *n, struct conn *c, uint64_t request_id, const struct read_target *t);
 
 /* Record a request's latency from n->req_t0_ns (or t0_ns) to now. */
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns);

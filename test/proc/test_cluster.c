@@ -396,6 +396,24 @@ Test(cluster, five_nodes_survive_two_failures_and_refuse_writes_without_quorum)
     uint64_t took = clock_mono_ms() - t0;
     cr_assert_lt(took, 3000 + 2000, "the CLI gave up after %llu ms, past its 3000 ms timeout",
                  (unsigned long long)took);
+    /* Lists too: a linearizable one needs a leader's ReadIndex round; a stale
+     * one is whatever the member has. */
+    struct ddkv_options lo;
+    ddkv_options_init(&lo);
+    lo.endpoints = eps;
+    lo.timeout_ms = 2000;
+    ddkv_client *lc;
+    char lerr[256];
+    struct ddkv_list l;
+    cr_assert_eq(ddkv_client_new(&lo, &lc, lerr, sizeof lerr), DDKV_OK, "%s", lerr);
+    cr_assert_neq(ddkv_list(lc, "q/", 2, NULL, 0, 0, &l), DDKV_OK, "a linearizable LIST answered without a quorum");
+    ddkv_client_free(lc);
+    lo.list_consistency = DDKV_CONSISTENCY_STALE;
+    cr_assert_eq(ddkv_client_new(&lo, &lc, lerr, sizeof lerr), DDKV_OK, "%s", lerr);
+    cr_assert_eq(ddkv_list(lc, "q/", 2, NULL, 0, 0, &l), DDKV_OK, "%s", ddkv_client_errmsg(lc));
+    cr_assert_eq(l.n, 2, "a stale LIST of the minority: %zu keys, want q/0 and q/1", l.n);
+    ddkv_list_free(&l);
+    ddkv_client_free(lc);
     /* One comes back: three of five again, and writes go through. */
     cr_assert_eq(pc_start_node(&pc, third), 0);
     pc_endpoints(&pc, eps, sizeof eps);
