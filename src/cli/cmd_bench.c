@@ -417,6 +417,9 @@ static void bconn_answer(struct bconn *c, const struct msg *m)
         c->counter = strtoull(num, NULL, 10);
         c->op = B_CAS_TXN;
         c->seq++;
+        /* Each request of an increment has its own deadline: losing races
+         * for longer than --timeout-ms is contention, not an unknown outcome. */
+        c->deadline_ns = clock_mono_ns() + (uint64_t)b->timeout_ms * 1000000u;
         if (bench_measuring(b, c->due_ns))
             b->cas_attempts++;
         bconn_send(c);
@@ -432,6 +435,7 @@ static void bconn_answer(struct bconn *c, const struct msg *m)
             bconn_done(c, true, false);
         } else {
             c->op = B_CAS_READ; /* someone else won: read again */
+            c->deadline_ns = clock_mono_ns() + (uint64_t)b->timeout_ms * 1000000u;
             bconn_send(c);
         }
         return;
