@@ -627,6 +627,23 @@ static void members_remove(void *ctx, struct conn *c, const struct msg *m)
     members_change(n, c, m->request_id, RAFT_CC_REMOVE, id, NULL, 0);
 }
 
+uint64_t cluster_transfer_target(struct node *n)
+{
+    /* The first other voter whose connection is up, in configuration order. */
+    const struct raft_conf *conf = raft_get_conf(n->raft);
+    for (uint32_t i = 0; i < conf->n; i++) {
+        uint64_t id = conf->ids[i];
+        if (id == n->self_id || ((conf->learners >> i) & 1u))
+            continue;
+        struct peer_stats ps = {0};
+        if (n->peers)
+            peer_get_stats(n->peers, id, &ps);
+        if (ps.connects > ps.disconnects)
+            return id;
+    }
+    return 0;
+}
+
 /* LEADER_TRANSFER [name]: the core brings the target up to date, then tells
  * it to campaign at once (thesis 3.10); proposals wait meanwhile. Answered
  * when the handing over has begun: the client watches for the new leader. */
@@ -657,17 +674,7 @@ static void members_transfer(void *ctx, struct conn *c, const struct msg *m)
             return;
         }
     } else {
-        /* The first other voter whose connection is up, in configuration order. */
-        for (uint32_t i = 0; i < conf->n && !to; i++) {
-            uint64_t id = conf->ids[i];
-            if (id == n->self_id || ((conf->learners >> i) & 1u))
-                continue;
-            struct peer_stats ps = {0};
-            if (n->peers)
-                peer_get_stats(n->peers, id, &ps);
-            if (ps.connects > ps.disconnects)
-                to = id;
-        }
+        to = cluster_transfer_target(n);
         if (!to) {
             conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "no other voter is reachable");
             return;

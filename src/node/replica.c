@@ -65,6 +65,7 @@ static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
         replica_snap_tick(n);
     }
     replica_sweep(n);
+    node_handoff_check(n);
 }
 
 /* The state machine as the store holds it, the way start-up loads it: an

@@ -373,11 +373,46 @@ void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns)
 
 /* --- start and stop --- */
 
+/* SIGTERM or SIGINT. A leader with a reachable voter hands leadership over
+ * first (the core brings it up to date, then tells it to campaign), so that
+ * writes pause for an election's round trip instead of an election timeout;
+ * the loop stops once another member leads, or after an election timeout.
+ * A second signal stops at once. */
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct node *n = arg;
     (void)what;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (!n->handoff_deadline_ms && st.role == RAFT_LEADER && !n->storage_failed) {
+        uint64_t to = cluster_transfer_target(n);
+        if (to && raft_transfer_leadership(n->raft, to) == ERR_OK) {
+            const struct member *m = cluster_member(n, to);
+            log_info("signal %d: handing leadership to %s before stopping", (int)sig, m ? m->name : "?");
+            n->handoff_deadline_ms = clock_mono_ms() + n->cfg.election_timeout_ms;
+            return;
+        }
+    }
     log_info("signal %d: stopping", (int)sig);
+    n->stopping = true;
+    event_base_loopbreak(n->base);
+}
+
+void node_handoff_check(struct node *n)
+{
+    if (!n->handoff_deadline_ms || n->stopping)
+        return;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    bool moved = st.role != RAFT_LEADER;
+    if (!moved && clock_mono_ms() < n->handoff_deadline_ms)
+        return;
+    const struct member *m = st.leader ? cluster_member(n, st.leader) : NULL;
+    if (moved)
+        log_info("leadership handed over (%s leads, term %llu): stopping", m ? m->name : "no one yet",
+                 (unsigned long long)st.term);
+    else
+        log_warn("leadership not handed over within the election timeout: stopping anyway");
     n->stopping = true;
     event_base_loopbreak(n->base);
 }

@@ -165,6 +165,9 @@ struct node {
      * state); any other failure waits for an operator's restart. */
     int storage_failed;
     bool stopping;
+    /* SIGTERM to a leader: leadership is handed over first, and the loop
+     * stops once another member leads or at this deadline (0: not stopping). */
+    uint64_t handoff_deadline_ms;
     /* A full disk (storage_failed == ERR_NOSPACE) is not final: every second
      * a timer checks whether the store takes writes again, and the node then
      * rejoins from its durable state as a restart would (replica.c). */
@@ -209,6 +212,11 @@ int cluster_load(struct node *n, struct errbuf *eb);
 int cluster_start(struct node *n, struct errbuf *eb);
 void cluster_stop(struct node *n);
 struct member *cluster_member(struct node *n, uint64_t id);
+/* A voter to hand leadership to: the first other one whose connection is up
+ * (0: none). */
+uint64_t cluster_transfer_target(struct node *n);
+/* Every tick while a SIGTERM'd leader hands over: stop once done (server.c). */
+void node_handoff_check(struct node *n);
 /* The leader's client address, NULL when no leader or its address is unknown. */
 const char *cluster_leader_client_addr(struct node *n);
 /* "NAME=PEER_ADDR", the context of a CONF entry that adds a member; 0 if too long. */
