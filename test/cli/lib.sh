@@ -100,3 +100,15 @@ for ln in m.split("\n"):
         break
 PY
 }
+
+# start_cluster N: a local N-node cluster by deploy/cluster.sh on a free port
+# block (DDKV_PORT_BASE), data and logs under $WORK/cluster, stopped at exit;
+# sets ROOT and EP (its client endpoints).
+start_cluster() {
+  ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
+  cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
+  free_port_block
+  "$ROOT/deploy/cluster.sh" start "$1" >/dev/null
+  EP=$("$ROOT/deploy/cluster.sh" endpoints)
+}

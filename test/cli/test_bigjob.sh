@@ -7,12 +7,7 @@
 # (test/cli/readings.py), malformed rows, duplicates and out-of-range
 # readings included.
 source "$(dirname "$0")/lib.sh"
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
-cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
-free_port_block
-"$ROOT/deploy/cluster.sh" start 3 >/dev/null
-EP=$("$ROOT/deploy/cluster.sh" endpoints)
+start_cluster 3
 export DDKV_ENDPOINTS=$EP DDKV_TIMEOUT_MS=20000
 
 python3 "$ROOT/test/cli/readings.py" make "$WORK/readings.csv" 20000000

@@ -10,12 +10,8 @@ source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 [ -x /usr/bin/chromium ] || { echo "SKIP: /usr/bin/chromium missing (scripts/deps.sh installs it)"; exit 77; }
 [ -d "$ROOT/test/browser/node_modules/playwright-core" ] || { echo "SKIP: playwright-core missing (scripts/deps.sh installs it)"; exit 77; }
-export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
-cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
-free_port_block
+start_cluster 3
 base=$DDKV_PORT_BASE
-"$ROOT/deploy/cluster.sh" start 3 >/dev/null
-EP=$("$ROOT/deploy/cluster.sh" endpoints)
 HUB=127.0.0.1:$((base + 80))
 "$DDKV" hub --endpoints "$EP" --http-addr "$HUB" --web-dir "$ROOT/web" 2>"$WORK/hub.log" &
 PIDS+=($!)

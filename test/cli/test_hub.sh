@@ -4,13 +4,8 @@
 # Lamport time, the cluster panel naming a dead member, a job posted and
 # listed, and JSON errors for what does not exist.
 source "$(dirname "$0")/lib.sh"
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
-cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
-free_port_block
+start_cluster 3
 base=$DDKV_PORT_BASE
-"$ROOT/deploy/cluster.sh" start 3 >/dev/null
-EP=$("$ROOT/deploy/cluster.sh" endpoints)
 export DDKV_ENDPOINTS=$EP
 HUB=127.0.0.1:$((base + 80))
 "$DDKV" hub --http-addr "$HUB" --web-dir "$ROOT/web" 2>"$WORK/hub.log" &

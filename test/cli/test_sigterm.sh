@@ -3,12 +3,7 @@
 # leadership to a follower before it stops, so no write fails, and the pause
 # the writers see is an election's round trip, not an election timeout.
 source "$(dirname "$0")/lib.sh"
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
-cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
-free_port_block
-"$ROOT/deploy/cluster.sh" start 3 >/dev/null
-EP=$("$ROOT/deploy/cluster.sh" endpoints)
+start_cluster 3
 leader() { "$DDKV" ping --endpoints "$EP" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'; }
 L=$(leader)
 PID=$(cat "$DDKV_CLUSTER_DIR/$L.pid")
