@@ -22,7 +22,7 @@ LOG=$DDKV_CLUSTER_DIR/$L.log
 grep -q "handing leadership to" "$LOG" || fail "$L did not hand leadership over: $(tail -5 "$LOG")"
 grep -q "leadership handed over" "$LOG" || fail "$L stopped before another member led: $(tail -5 "$LOG")"
 grep -E "handing|handed|stopp" "$LOG" | tail -4
-pass "SIGTERM: the leader $L handed leadership over and stopped, $took ms after the signal"
+pass "SIGTERM: the leader $L handed leadership over and stopped (gone from the process table $took ms after the signal, reaping included)"
 
 wait "$BENCH" || fail "bench failed: $(cat "$WORK/bench.err")"
 python3 - "$WORK/bench.json" <<'PY' || fail "writes failed across the handover: $(cat "$WORK/bench.json")"
