@@ -507,7 +507,7 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
         replica_read_fail(n, r, DDKV_WERR_UNAVAILABLE,
                           "this member restarted its Raft state after a storage failure; retry");
         conn_unref(r->c);
-        free(r->key);
+        free(r->buf);
     }
     n->nreads = keep;
     /* Writes proposed on the fenced core (a membership change) never reach
@@ -662,11 +662,9 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
 
 static void replica_read_answer(struct node *n, struct pending_read *r)
 {
-    struct read_target t = {.key = r->key, .klen = r->klen, .list = r->list, .after = r->key + r->klen,
-                            .alen = r->alen, .limit = r->limit};
     if (conn_is_open(r->c))
-        kv_reply_target(n, r->c, r->request_id, &t);
-    node_observe(n, r->list ? DDKV_MSG_LIST : DDKV_MSG_READ, r->t0_ns);
+        kv_reply_target(n, r->c, r->request_id, &r->t);
+    node_observe(n, r->t.list ? DDKV_MSG_LIST : DDKV_MSG_READ, r->t0_ns);
 }
 
 static void replica_read_fail(struct node *n, struct pending_read *r, uint32_t code, const char *text)
@@ -702,7 +700,7 @@ static void replica_reads_settle(struct node *n, bool expire)
         }
         if (done) {
             conn_unref(r->c);
-            free(r->key);
+            free(r->buf);
         } else {
             n->reads[keep++] = *r;
         }
@@ -762,11 +760,14 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
     memcpy(k, t->key, t->klen);
     if (t->alen)
         memcpy(k + t->klen, t->after, t->alen);
+    struct read_target own = *t;
+    own.key = k;
+    own.after = k + t->klen;
     conn_ref(c);
     n->reads[n->nreads++] = (struct pending_read){
         .c = c, .request_id = request_id, .ctx = ctx, .after_lamport = after_lamport,
         .deadline_ms = clock_mono_ms() + 2 * (uint64_t)n->cfg.election_timeout_ms,
-        .t0_ns = n->req_t0_ns, .key = k, .klen = t->klen, .list = t->list, .alen = t->alen, .limit = t->limit};
+        .t0_ns = n->req_t0_ns, .t = own, .buf = k};
 }
 
 /* Every tick: time out reads and writes that can no longer be settled here

@@ -470,7 +470,7 @@ static void node_teardown(struct node *n)
     jobs_free(n);
     for (size_t i = 0; i < n->nreads; i++) {
         conn_unref(n->reads[i].c);
-        free(n->reads[i].key);
+        free(n->reads[i].buf);
     }
     free(n->reads);
     watch_free(&n->watch);

@@ -59,6 +59,16 @@ struct proposal {
     void *done_ctx;
 };
 
+/* What a read asks for: one key, or a LIST page. */
+struct read_target {
+    const uint8_t *key; /* the key, or the LIST's prefix */
+    size_t klen;
+    bool list;
+    const uint8_t *after; /* LIST: start strictly after this key */
+    size_t alen;
+    uint32_t limit;
+};
+
 /* A read waiting for its turn: a linearizable one for its ReadIndex round and
  * then for the state machine to reach that index, a causal one for the applied
  * Lamport time to reach the client's. */
@@ -71,21 +81,8 @@ struct pending_read {
     uint64_t after_lamport; /* causal: answer once applied_lamport >= this */
     uint64_t deadline_ms;
     uint64_t t0_ns;
-    uint8_t *key;         /* owned copy (a LIST's prefix, then its start_after) */
-    size_t klen;
-    bool list;            /* a LIST page rather than a READ */
-    size_t alen;          /* LIST: start_after, at key + klen */
-    uint32_t limit;       /* LIST: entries per page */
-};
-
-/* What a read asks for: one key, or a LIST page. */
-struct read_target {
-    const uint8_t *key; /* the key, or the LIST's prefix */
-    size_t klen;
-    bool list;
-    const uint8_t *after; /* LIST: start strictly after this key */
-    size_t alen;
-    uint32_t limit;
+    struct read_target t; /* its key (and start_after) point into buf */
+    uint8_t *buf;         /* owned copy of the key, then a LIST's start_after */
 };
 
 /* A member of the cluster as this node knows it. */
