@@ -63,6 +63,7 @@
 #include <unistd.h>
 
 #include "ddkv/ddkv.h"
+#include "util/clock.h"
 #include "util/rng.h"
 #include "httpc.h"
 
@@ -70,13 +71,6 @@
 #define MAX_THREADS 256
 #define BACKOFF_MIN_MS 10u
 #define BACKOFF_MAX_MS 500u
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig)
@@ -117,7 +111,7 @@ static struct {
 static void fail(struct worker *w, const char *what, const char *detail)
 {
     atomic_fetch_add(&failures, 1);
-    uint64_t now = mono_ns();
+    uint64_t now = clock_mono_ns();
     if (now - w->last_err_ns < 1000000000u)
         return;
     w->last_err_ns = now;
@@ -173,7 +167,7 @@ static void *run_ddkv(void *arg)
         struct ddkv_write_result r;
         ddkv_err e = ddkv_write(c, key, (size_t)kl, val, cfg.value_size, 0, &r);
         if (e == DDKV_OK) {
-            uint64_t t = mono_ns();
+            uint64_t t = clock_mono_ns();
             const char *who = ddkv_client_endpoint(c);
             ack(t, who ? who : "?");
         } else
@@ -298,7 +292,7 @@ static void *run_etcd(void *arg)
         for (;;) { /* attempts of this write */
             if (stop_flag)
                 break;
-            uint64_t deadline = mono_ns() + (uint64_t)attempt_ms * 1000000u;
+            uint64_t deadline = clock_mono_ns() + (uint64_t)attempt_ms * 1000000u;
             const char *e = NULL;
             if (h->fd < 0)
                 e = httpc_connect(h, cfg.eps[ep], deadline);
@@ -314,7 +308,7 @@ static void *run_etcd(void *arg)
             if (!e)
                 e = hresponse(h, &status, &body_error, &term, deadline);
             if (!e && status == 200 && !body_error) {
-                uint64_t t = mono_ns();
+                uint64_t t = clock_mono_ns();
                 char who[24];
                 snprintf(who, sizeof who, "%llu", term);
                 ack(t, who);
@@ -353,7 +347,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "now") == 0) {
-        printf("%llu\n", (unsigned long long)mono_ns());
+        printf("%llu\n", (unsigned long long)clock_mono_ns());
         return 0;
     }
     if (argc == 3 && strcmp(argv[1], "kill") == 0) {
@@ -363,7 +357,7 @@ int main(int argc, char **argv)
             return usage();
         struct timespec real;
         clock_gettime(CLOCK_REALTIME, &real);
-        uint64_t t = mono_ns();
+        uint64_t t = clock_mono_ns();
         if (kill((pid_t)pid, SIGKILL) != 0) {
             perror("kill");
             return 1;
@@ -410,7 +404,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
 
     struct worker *ws = calloc((size_t)cfg.threads, sizeof *ws);
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = clock_mono_ns();
     for (int i = 0; i < cfg.threads; i++) {
         ws[i].id = i;
         ws[i].rng = (t0 ^ ((uint64_t)i * 0x9e3779b97f4a7c15u)) | 1;
@@ -418,7 +412,7 @@ int main(int argc, char **argv)
     }
     /* Flush every 20 ms, so the script can see writes resume as they do. */
     uint64_t end = t0 + (uint64_t)(cfg.max_s * 1e9);
-    while (!stop_flag && mono_ns() < end) {
+    while (!stop_flag && clock_mono_ns() < end) {
         sleep_ms(20);
         pthread_mutex_lock(&out_mu);
         fflush(stdout);
@@ -430,7 +424,7 @@ int main(int argc, char **argv)
     pthread_mutex_lock(&out_mu);
     fflush(stdout);
     fprintf(stderr, "ack_loop: %s, %d threads, %.1f s: %llu acknowledged writes, %llu failed attempts\n",
-            cfg.etcd ? "etcd" : "ddkv", cfg.threads, (double)(mono_ns() - t0) / 1e9,
+            cfg.etcd ? "etcd" : "ddkv", cfg.threads, (double)(clock_mono_ns() - t0) / 1e9,
             (unsigned long long)atomic_load(&acks), (unsigned long long)atomic_load(&failures));
     fflush(stderr);
     _exit(0);

@@ -9,19 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-uint64_t httpc_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+#include "util/clock.h"
 
 int httpc_ms_left(uint64_t deadline_ns)
 {
-    uint64_t now = httpc_now_ns();
+    uint64_t now = clock_mono_ns();
     return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
 }
 
@@ -114,7 +108,7 @@ const char *httpc_fill(struct httpc *h, uint64_t deadline_ns)
         ssize_t k = recv(h->fd, h->buf + h->len, h->cap - h->len, 0);
         if (k > 0) {
             if (!h->first_byte_ns)
-                h->first_byte_ns = httpc_now_ns();
+                h->first_byte_ns = clock_mono_ns();
             h->len += (size_t)k;
             return NULL;
         }

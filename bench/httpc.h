@@ -18,7 +18,6 @@ struct httpc {
 #define HTTPC_INIT {.fd = -1}
 #define HTTPC_MAX_BUFFER ((size_t)256 << 20)
 
-uint64_t httpc_now_ns(void);
 /* Milliseconds until deadline_ns (0 once passed), for poll. */
 int httpc_ms_left(uint64_t deadline_ns);
 /* Close the connection; the buffer is kept for the next one. */

@@ -72,6 +72,7 @@
 #include "agent/sample.h"
 #include "ddkv/ddkv.h"
 #include "httpc.h"
+#include "util/clock.h"
 #include "util/rng.h"
 
 #define AGENTS_MAX 1000
@@ -91,20 +92,6 @@ _Static_assert(BATCH <= DDKV_TXN_MAX, "a backfill batch is one transaction");
 
 /* --- clocks, randomness, growable latency arrays --- */
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void sleep_ns(uint64_t ns)
 {
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
@@ -112,15 +99,10 @@ static void sleep_ns(uint64_t ns)
     }
 }
 
-static uint64_t xorshift(uint64_t *s)
-{
-    return rng_next(s);
-}
-
 /* Uniform in [-1, 1). */
 static double unit(uint64_t *s)
 {
-    return (double)(xorshift(s) >> 11) / (double)(1ull << 52) - 1.0;
+    return (double)(rng_next(s) >> 11) / (double)(1ull << 52) - 1.0;
 }
 
 static double clampd(double v, double lo, double hi)
@@ -206,7 +188,7 @@ static void complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 static void complain(const char *fmt, ...)
 {
     static atomic_ullong last_ns;
-    unsigned long long now = mono_ns(), last = atomic_load(&last_ns);
+    unsigned long long now = clock_mono_ns(), last = atomic_load(&last_ns);
     if (now - last < 1000000000u || !atomic_compare_exchange_strong(&last_ns, &last, now))
         return;
     va_list ap;
@@ -263,7 +245,7 @@ static void agent_sample_init(struct agent_sim *a)
 {
     struct sample *s = &a->s;
     memset(s, 0, sizeof *s);
-    a->cpu_base = 5 + (double)(xorshift(&a->rng) % 50);
+    a->cpu_base = 5 + (double)(rng_next(&a->rng) % 50);
     s->n_cores = cfg.cores;
     for (uint32_t i = 0; i < s->n_cores; i++)
         s->cpu_core_pct[i] = (float)a->cpu_base;
@@ -276,7 +258,7 @@ static void agent_sample_init(struct agent_sim *a)
     struct disk_sample *d = &s->disks[0];
     snprintf(d->mount, sizeof d->mount, "/");
     d->total = 100ull << 30;
-    d->used = d->total / 4 + (xorshift(&a->rng) % (d->total / 4));
+    d->used = d->total / 4 + (rng_next(&a->rng) % (d->total / 4));
 }
 
 /* One step of the walk, as the sample at ts_ms. */
@@ -296,7 +278,7 @@ static void agent_sample_step(struct agent_sim *a, uint64_t ts_ms)
     s->mem_used = (uint64_t)clampd(used, 0.1 * (double)s->mem_total, 0.9 * (double)s->mem_total);
     s->mem_avail = s->mem_total - s->mem_used;
     s->mem_pct = (float)(100.0 * (double)s->mem_used / (double)s->mem_total);
-    s->swap_free = s->swap_total - (uint64_t)(s->swap_total / 100 * (xorshift(&a->rng) % 3));
+    s->swap_free = s->swap_total - (uint64_t)(s->swap_total / 100 * (rng_next(&a->rng) % 3));
     /* Load follows CPU, smoothed over 1, 5 and 15 minutes of samples. */
     double run = s->cpu_pct / 100.0 * s->n_cores * (1 + 0.2 * unit(&a->rng));
     double per_min = 60000.0 / cfg.interval_ms;
@@ -305,8 +287,8 @@ static void agent_sample_step(struct agent_sim *a, uint64_t ts_ms)
     s->load15 += (run - s->load15) / (15 * per_min);
     s->uptime_s = ts_ms / 1000 - (uint64_t)a->hi.boot_time_s;
     struct disk_sample *d = &s->disks[0];
-    if (xorshift(&a->rng) % 4 == 0 && d->used < d->total / 10 * 9)
-        d->used += 4096 * (xorshift(&a->rng) % 256);
+    if (rng_next(&a->rng) % 4 == 0 && d->used < d->total / 10 * 9)
+        d->used += 4096 * (rng_next(&a->rng) % 256);
     uint64_t reserved = d->total / 20; /* root's 5% */
     d->avail = d->total - d->used - reserved;
     d->pct = (float)(100.0 * (double)d->used / (double)(d->used + d->avail));
@@ -328,14 +310,7 @@ static ddkv_err agent_announce(struct agent_sim *a)
         a->presence = 0;
         return e;
     }
-    json_t *o = host_info_to_json(&a->hi);
-    if (o) {
-        json_object_set_new(o, "name", json_string(a->name));
-        json_object_set_new(o, "interval_ms", json_integer(cfg.interval_ms));
-        json_object_set_new(o, "started_ms", json_integer((json_int_t)a->started_ms));
-        json_object_set_new(o, "worker", json_false());
-    }
-    char *v = json_text(o);
+    char *v = json_text(client_record_json(&a->hi, a->name, cfg.interval_ms, a->started_ms, false));
     if (!v)
         return DDKV_ERR_NOMEM;
     char key[64];
@@ -343,7 +318,7 @@ static ddkv_err agent_announce(struct agent_sim *a)
     struct ddkv_write_result wr;
     e = ddkv_write(a->c, key, strlen(key), v, strlen(v), a->presence, &wr);
     free(v);
-    a->next_keepalive_ns = mono_ns() + (uint64_t)cfg.presence_ttl_s * 1000000000u / 3;
+    a->next_keepalive_ns = clock_mono_ns() + (uint64_t)cfg.presence_ttl_s * 1000000000u / 3;
     return e;
 }
 
@@ -351,11 +326,11 @@ static ddkv_err agent_announce(struct agent_sim *a)
  * is gone. Every failure here is a failure of the run. */
 static void agent_presence_tick(struct agent_sim *a)
 {
-    if (a->presence && mono_ns() < a->next_keepalive_ns)
+    if (a->presence && clock_mono_ns() < a->next_keepalive_ns)
         return;
     ddkv_err e = a->presence ? ddkv_lease_keepalive(a->c, a->presence, NULL) : DDKV_ERR_NOT_FOUND;
     if (e == DDKV_OK) {
-        a->next_keepalive_ns = mono_ns() + (uint64_t)cfg.presence_ttl_s * 1000000000u / 3;
+        a->next_keepalive_ns = clock_mono_ns() + (uint64_t)cfg.presence_ttl_s * 1000000000u / 3;
         return;
     }
     atomic_fetch_add(&keepalive_errors, 1);
@@ -363,7 +338,7 @@ static void agent_presence_tick(struct agent_sim *a)
     if (e == DDKV_ERR_NOT_FOUND && agent_announce(a) == DDKV_OK)
         return;
     /* Try again in a tenth of the ttl, as the agent does after a failure. */
-    a->next_keepalive_ns = mono_ns() + (uint64_t)cfg.presence_ttl_s * 1000000000u / 10;
+    a->next_keepalive_ns = clock_mono_ns() + (uint64_t)cfg.presence_ttl_s * 1000000000u / 10;
 }
 
 /* The retention lease of the backfill minute holding ts: it lives until a
@@ -388,7 +363,7 @@ static ddkv_err agent_backfill_lease(struct agent_sim *a, uint64_t ts, uint64_t 
  * the puts are idempotent, so a retry after UNKNOWN_OUTCOME is safe). */
 static size_t agent_backfill_batch(struct agent_sim *a)
 {
-    uint64_t now = wall_ms();
+    uint64_t now = clock_wall_ms();
     struct ddkv_op ops[BATCH];
     char keys[BATCH][48];
     char *vals[BATCH];
@@ -442,7 +417,7 @@ static size_t agent_backfill_batch(struct agent_sim *a)
  * lease (agent.c: the sender's drain loop). */
 static void agent_live_sample(struct agent_sim *a, struct lat *wl)
 {
-    uint64_t now = wall_ms();
+    uint64_t now = clock_wall_ms();
     if (!a->window_lease || now >= a->window_end_ms) {
         uint64_t ttl;
         ddkv_err e = ddkv_lease_grant(a->c, (uint64_t)cfg.retention_s * 1000 + WINDOW_MS, &a->window_lease, &ttl);
@@ -466,9 +441,9 @@ static void agent_live_sample(struct agent_sim *a, struct lat *wl)
         return;
     }
     struct ddkv_write_result wr;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = clock_mono_ns();
     ddkv_err e = ddkv_write(a->c, key, strlen(key), v, strlen(v), a->window_lease, &wr);
-    uint64_t took = mono_ns() - t0;
+    uint64_t took = clock_mono_ns() - t0;
     free(v);
     if (e != DDKV_OK) {
         a->s = saved;
@@ -526,7 +501,7 @@ static void *agent_thread_main(void *arg)
             if (!a->c)
                 continue;
             agent_presence_tick(a);
-            if (a->next_ts + cfg.interval_ms <= wall_ms()) {
+            if (a->next_ts + cfg.interval_ms <= clock_wall_ms()) {
                 agent_backfill_batch(a);
                 behind = true;
             }
@@ -548,7 +523,7 @@ static void *agent_thread_main(void *arg)
             sleep_ns(100000000u);
             continue;
         }
-        uint64_t now = wall_ms();
+        uint64_t now = clock_wall_ms();
         if (next->next_ts > now) {
             uint64_t wait = next->next_ts - now;
             sleep_ns((wait < 100 ? wait : 100) * 1000000u); /* short naps: keepalives and stop */
@@ -673,17 +648,17 @@ static void *query_thread_main(void *arg)
     for (uint64_t k = 0; !atomic_load(&stop_queries); k++) {
         /* Thread i takes the slots i, i + T, i + 2T... of the shared schedule. */
         uint64_t due = q->start_ns + (uint64_t)(period_ns * (double)k + 1e9 * q->id / cfg.query_rate);
-        for (uint64_t now; (now = mono_ns()) < due && !atomic_load(&stop_queries);)
+        for (uint64_t now; (now = clock_mono_ns()) < due && !atomic_load(&stop_queries);)
             sleep_ns(due - now < 100000000u ? due - now : 100000000u); /* short naps notice the stop */
         if (atomic_load(&stop_queries))
             break;
-        int sim = (int)(xorshift(&q->rng) % (uint64_t)cfg.agents);
+        int sim = (int)(rng_next(&q->rng) % (uint64_t)cfg.agents);
         char req[256];
         int rl = snprintf(req, sizeof req,
                           "GET /api/clients/sim-%03d/metrics HTTP/1.1\r\nHost: %s:%s\r\n"
                           "Accept: application/json\r\n\r\n",
                           sim, cfg.hub_host, cfg.hub_port);
-        uint64_t sent = mono_ns(), deadline = sent + (uint64_t)QUERY_TIMEOUT_MS * 1000000u;
+        uint64_t sent = clock_mono_ns(), deadline = sent + (uint64_t)QUERY_TIMEOUT_MS * 1000000u;
         h.first_byte_ns = 0;
         const char *e = NULL;
         if (h.fd < 0)
@@ -695,7 +670,7 @@ static void *query_thread_main(void *arg)
         bool keep = false;
         if (!e)
             e = hresponse(&h, &status, &hlen, &blen, &keep, deadline);
-        uint64_t done = mono_ns();
+        uint64_t done = clock_mono_ns();
         q->queries++;
         if (e) {
             q->errors++;
@@ -705,7 +680,7 @@ static void *query_thread_main(void *arg)
         }
         /* The points the window holds: it spans the last 40 minutes, or back
          * to the first sample if history is shorter. */
-        uint64_t wnow = wall_ms();
+        uint64_t wnow = clock_wall_ms();
         uint64_t from = wnow - HUB_DEFAULT_WINDOW_MS > data_start_ms ? wnow - HUB_DEFAULT_WINDOW_MS : data_start_ms;
         long want = (long)((wnow - from) / cfg.interval_ms) - WINDOW_SLACK_POINTS;
         long points = status == 200 ? json_array_count(h.buf + hlen, blen) : -1;
@@ -847,7 +822,7 @@ int main(int argc, char **argv)
 
     /* The agents, AGENTS_PER_THREAD to a thread; their samples start
      * --backfill-min minutes ago, spread over one interval. */
-    uint64_t t0_ms = wall_ms(), seed = mono_ns();
+    uint64_t t0_ms = clock_wall_ms(), seed = clock_mono_ns();
     uint64_t first_ms = t0_ms - (uint64_t)cfg.backfill_min * 60000;
     uint64_t spread_ms = (uint64_t)cfg.interval_ms / (uint64_t)cfg.agents;
     data_start_ms = first_ms + spread_ms * (uint64_t)(cfg.agents - 1); /* when the last agent's history starts */
@@ -876,16 +851,16 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "hub_agents: %d agents on %d threads, backfilling %u minutes of %u ms samples...\n", cfg.agents,
             nthreads, cfg.backfill_min, cfg.interval_ms);
-    uint64_t bf0 = mono_ns();
+    uint64_t bf0 = clock_mono_ns();
     while (atomic_load(&caught_up_threads) < nthreads) {
-        if (mono_ns() - bf0 > (uint64_t)BACKFILL_MAX_S * 1000000000u) {
+        if (clock_mono_ns() - bf0 > (uint64_t)BACKFILL_MAX_S * 1000000000u) {
             fprintf(stderr, "hub_agents: the backfill did not finish in %d s (%llu write errors)\n", BACKFILL_MAX_S,
                     (unsigned long long)atomic_load(&write_errors));
             return 1;
         }
         sleep_ns(50000000u);
     }
-    double backfill_s = (double)(mono_ns() - bf0) / 1e9;
+    double backfill_s = (double)(clock_mono_ns() - bf0) / 1e9;
     uint64_t bf_points = atomic_load(&backfill_points), bf_txns = atomic_load(&backfill_txns);
     fprintf(stderr, "hub_agents: backfill: %" PRIu64 " points in %" PRIu64 " transactions, %.1f s (%.0f points/s)\n",
             bf_points, bf_txns, backfill_s, backfill_s > 0 ? (double)bf_points / backfill_s : 0);
@@ -899,7 +874,7 @@ int main(int argc, char **argv)
     struct query_thread *qts = calloc((size_t)cfg.query_threads, sizeof *qts);
     if (!qts)
         return 1;
-    uint64_t p0 = mono_ns();
+    uint64_t p0 = clock_mono_ns();
     atomic_store(&timed, 1);
     for (int i = 0; i < cfg.query_threads; i++) {
         qts[i].id = i;
@@ -914,7 +889,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < cfg.query_threads; i++)
         pthread_join(qts[i].th, NULL);
     atomic_store(&timed, 0);
-    double phase_s = (double)(mono_ns() - p0) / 1e9;
+    double phase_s = (double)(clock_mono_ns() - p0) / 1e9;
     long long cpu1[PIDS_MAX];
     double rss[PIDS_MAX];
     for (int i = 0; i < cfg.npids; i++) {

@@ -49,18 +49,12 @@ void agent_config_defaults(struct agent_config *cfg)
     cfg->claim_ttl_ms = 30000;
 }
 
-static void sleep_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Sleep up to ms, waking early when asked to stop. */
 static void nap(struct agent *a, uint64_t ms)
 {
     while (ms && !*a->stop) {
         uint64_t step = ms < 100 ? ms : 100;
-        sleep_ms(step);
+        clock_sleep_ms(step);
         ms -= step;
     }
 }
@@ -95,14 +89,7 @@ static ddkv_err announce(struct agent *a, ddkv_client *c, uint64_t *lease)
     ddkv_err e = ddkv_lease_grant(c, (uint64_t)a->cfg->presence_ttl_s * 1000, lease, &ttl);
     if (e != DDKV_OK)
         return e;
-    json_t *o = host_info_to_json(&a->hi);
-    if (o) {
-        json_object_set_new(o, "name", json_string(a->name));
-        json_object_set_new(o, "interval_ms", json_integer(a->cfg->interval_ms));
-        json_object_set_new(o, "started_ms", json_integer((json_int_t)a->started_ms));
-        json_object_set_new(o, "worker", json_boolean(a->cfg->worker));
-    }
-    char *v = json_text(o);
+    char *v = json_text(client_record_json(&a->hi, a->name, a->cfg->interval_ms, a->started_ms, a->cfg->worker));
     if (!v)
         return DDKV_ERR_NOMEM;
     char key[96];
@@ -241,7 +228,7 @@ static json_t *answer(struct agent *a, struct sampler *fresh, const char *req, s
         struct sample s;
         struct errbuf eb;
         sampler_sample(fresh, &s, &eb);
-        sleep_ms(200);
+        clock_sleep_ms(200);
         if (sampler_sample(fresh, &s, &eb) == ERR_OK)
             out = json_pack("{s:s, s:o}", "kind", "now", "sample", sample_to_json(&s));
         else
@@ -329,7 +316,7 @@ static void *worker_main(void *arg)
 {
     struct agent *a = arg;
     ddkv_client *c = agent_client(a);
-    struct worker_opts wo = {.visibility_ms = a->cfg->claim_ttl_ms ? a->cfg->claim_ttl_ms : 30000};
+    struct worker_opts wo = {.visibility_ms = a->cfg->claim_ttl_ms};
     const char *delay = getenv("DDKV_WORKER_CHUNK_DELAY_MS");
     if (delay)
         wo.chunk_delay_ms = strtoull(delay, NULL, 10);

@@ -802,3 +802,16 @@ json_t *host_info_to_json(const struct host_info *hi)
     }
     return o;
 }
+
+json_t *client_record_json(const struct host_info *hi, const char *name, uint32_t interval_ms, uint64_t started_ms,
+                           bool worker)
+{
+    json_t *o = host_info_to_json(hi);
+    if (o) {
+        json_object_set_new(o, "name", json_string(name));
+        json_object_set_new(o, "interval_ms", json_integer(interval_ms));
+        json_object_set_new(o, "started_ms", json_integer((json_int_t)started_ms));
+        json_object_set_new(o, "worker", json_boolean(worker));
+    }
+    return o;
+}

@@ -223,5 +223,9 @@ uint64_t sample_backlog_dropped(const struct sample_backlog *b);
  */
 json_t *sample_to_json(const struct sample *s);
 json_t *host_info_to_json(const struct host_info *hi);
+/* What an agent announces as clients/<name>: host_info_to_json plus the
+ * agent's own name, interval_ms, started_ms and worker. */
+json_t *client_record_json(const struct host_info *hi, const char *name, uint32_t interval_ms, uint64_t started_ms,
+                           bool worker);
 
 #endif

@@ -17,12 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "jobs/csvstats.h"
 #include "util/clock.h"
 #include "util/err.h"
-
 
 /* Process one claimed job. Returns what happened, for the log. */
 static const char *work(ddkv_client *c, const char *worker, const struct worker_opts *opt, struct ddkv_job_claim *j,
@@ -65,10 +63,8 @@ static const char *work(ddkv_client *c, const char *worker, const struct worker_
             verdict = e == DDKV_ERR_NOT_FOUND ? "refuse" : "retry";
             break;
         }
-        if (opt->chunk_delay_ms) {
-            struct timespec ts = {(time_t)(opt->chunk_delay_ms / 1000), (long)(opt->chunk_delay_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+        if (opt->chunk_delay_ms)
+            clock_sleep_ms(opt->chunk_delay_ms);
         int rc = csvstats_feed(st, v.value, v.len);
         ddkv_free(v.value);
         if (rc && rc != ERR_OK) {
@@ -140,8 +136,7 @@ void worker_loop(ddkv_client *c, const char *worker, const struct worker_opts *o
         ddkv_err e = ddkv_job_claim(c, worker, opt->visibility_ms, &j);
         if (e != DDKV_OK) {
             /* Nothing waits (or the cluster is away): look again soon. */
-            struct timespec ts = {0, (long)idle_ms * 1000000L};
-            nanosleep(&ts, NULL);
+            clock_sleep_ms(idle_ms);
             idle_ms = idle_ms * 2 > 2000 ? 2000 : idle_ms * 2;
             continue;
         }

@@ -125,6 +125,12 @@ static int bench_add_ep(struct bench *b, const char *text)
 }
 
 static void bconn_start(struct bconn *c);
+
+/* A request sent now gets --timeout-ms for its answer. */
+static void bconn_arm_deadline(struct bconn *c)
+{
+    c->deadline_ns = clock_mono_ns() + (uint64_t)c->b->timeout_ms * 1000000u;
+}
 static void bconn_send(struct bconn *c);
 static void bconn_connect(struct bconn *c, int ep);
 
@@ -230,7 +236,7 @@ static void bconn_start(struct bconn *c)
     uint64_t now = clock_mono_ns();
     if (!c->due_ns || b->rate <= 0)
         c->due_ns = now;
-    c->deadline_ns = now + (uint64_t)b->timeout_ms * 1000000u;
+    bconn_arm_deadline(c);
     if (b->prefilling) {
         if (b->prefill_next >= b->keys + (b->wl == WL_CAS))
             return;
@@ -419,7 +425,7 @@ static void bconn_answer(struct bconn *c, const struct msg *m)
         c->seq++;
         /* Each request of an increment has its own deadline: losing races
          * for longer than --timeout-ms is contention, not an unknown outcome. */
-        c->deadline_ns = clock_mono_ns() + (uint64_t)b->timeout_ms * 1000000u;
+        bconn_arm_deadline(c);
         if (bench_measuring(b, c->due_ns))
             b->cas_attempts++;
         bconn_send(c);
@@ -435,7 +441,7 @@ static void bconn_answer(struct bconn *c, const struct msg *m)
             bconn_done(c, true, false);
         } else {
             c->op = B_CAS_READ; /* someone else won: read again */
-            c->deadline_ns = clock_mono_ns() + (uint64_t)b->timeout_ms * 1000000u;
+            bconn_arm_deadline(c);
             bconn_send(c);
         }
         return;

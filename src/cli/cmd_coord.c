@@ -3,9 +3,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cmd.h"
+#include "util/clock.h"
 
 /* How long one ddkv_watch_next waits before the loop looks at the signal flag:
  * the delay between Ctrl-C and a clean exit. */
@@ -216,8 +216,7 @@ static int coord_keepalive(struct cli_ctx *ctx, ddkv_client *c, uint64_t id)
         /* Sleep in short steps so a signal ends the loop promptly. */
         for (uint64_t slept = 0; slept < every && !coord_stop; slept += COORD_WATCH_POLL_MS) {
             uint64_t step = every - slept < COORD_WATCH_POLL_MS ? every - slept : COORD_WATCH_POLL_MS;
-            struct timespec ts = {(time_t)(step / 1000), (long)(step % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+            clock_sleep_ms(step);
         }
         if (coord_stop)
             return EXIT_DONE;

@@ -1395,8 +1395,7 @@ ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leade
         if (clock_mono_ms() >= deadline_ms)
             return client_fail(c, DDKV_ERR_TIMEOUT, "leadership did not move to %s within %u ms", target,
                                (unsigned)c->timeout_ms);
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        clock_sleep_ms(20);
     }
 }
 

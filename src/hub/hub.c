@@ -78,12 +78,6 @@ struct hub {
 
 /* --- small helpers --- */
 
-static void msleep(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static ddkv_client *hub_client(const char *endpoints, uint32_t timeout_ms)
 {
     struct ddkv_options o;
@@ -261,7 +255,7 @@ static void h_proxy(struct task *t, ddkv_client *c)
             t->status = t->out ? 200 : 500;
             return;
         }
-        msleep(30);
+        clock_sleep_ms(30);
     }
     ddkv_delete(c, req, strlen(req), &wr);
     task_error(t, 504, "the agent of %s did not answer within %d ms", t->arg, HUB_PROXY_WAIT_MS);
@@ -676,7 +670,7 @@ static void *watch_main(void *arg)
         ddkv_watch *w = NULL;
         char err[256];
         if (ddkv_watch_open(&o, wa->prefix, plen, 0, &w, err, sizeof err) != DDKV_OK) {
-            msleep(500);
+            clock_sleep_ms(500);
             continue;
         }
         while (!h->stopping) {
@@ -710,7 +704,7 @@ static void *poller_main(void *arg)
     while (!h->stopping) {
         feed_push(h, "cluster", cluster_json(h->cfg->endpoints, h->cfg->timeout_ms));
         for (int i = 0; i < 20 && !h->stopping; i++)
-            msleep(100);
+            clock_sleep_ms(100);
     }
     return NULL;
 }

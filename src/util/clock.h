@@ -7,5 +7,7 @@
 uint64_t clock_mono_ns(void);
 uint64_t clock_mono_ms(void);
 uint64_t clock_wall_ms(void);
+/* Sleep ms milliseconds (less if a signal interrupts it). */
+void clock_sleep_ms(uint64_t ms);
 
 #endif
