@@ -376,6 +376,15 @@ int store_write(struct store *s, struct store_batch *b, bool sync, struct errbuf
     return ERR_OK;
 }
 
+int store_sync_wal(struct store *s, struct errbuf *eb)
+{
+    char *rerr = NULL;
+    rocksdb_flush_wal(s->db, 1, &rerr);
+    if (rerr)
+        return store_err(rerr, eb, "WAL sync");
+    return ERR_OK;
+}
+
 int store_probe(struct store *s, struct errbuf *eb)
 {
     /* A synced write that changes nothing: a delete, in the unused default

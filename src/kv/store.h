@@ -62,6 +62,12 @@ void store_batch_delete(struct store_batch *b, enum store_cf cf, const void *k, 
 /* Commit the batch; sync = fsync the WAL before returning (the batch is durable
  * once this returns ERR_OK). A full disk is ERR_NOSPACE. */
 int store_write(struct store *s, struct store_batch *b, bool sync, struct errbuf *eb);
+/* Make every write that returned before this call durable (fsync of the WAL).
+ * Safe to call from another thread while the owner keeps writing unsynced:
+ * RocksDB syncs the WAL without holding up writers, so a batch written
+ * unsynced and then synced here costs the writer no wait (replica.c's log
+ * syncer). A full disk is ERR_NOSPACE. */
+int store_sync_wal(struct store *s, struct errbuf *eb);
 
 /* One small synced write that changes no data: ERR_OK once the store takes
  * writes again after a failure (RocksDB holds a background error after a

@@ -11,6 +11,7 @@
 #include "kv/cmd.h"
 #include "kv/raftlog.h"
 #include "kv/snapshot.h"
+#include "node/logsync.h"
 #include "node/peer.h"
 #include "node/replica.h"
 #include "node/server.h"
@@ -34,6 +35,7 @@ static void *replica_grow(void *p, size_t *cap, size_t elem)
     return q;
 }
 static void replica_snap_tick(struct node *n);
+static bool replica_sync_end(struct node *n, bool block);
 static void replica_snap_dir(struct node *n, char *out, size_t cap);
 static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64_t offset, uint8_t *buf,
                              size_t cap, size_t *len, bool *last);
@@ -204,6 +206,8 @@ int replica_start(struct node *n, struct errbuf *eb)
     if (rc)
         return rc;
     n->logb = store_batch_new(n->st);
+    if ((rc = logsync_start(n->base, n->st, &n->logsync, eb)))
+        return rc;
     n->tick = event_new(n->base, -1, EV_PERSIST, replica_tick_cb, n);
     uint32_t ms = n->cfg.heartbeat_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -213,8 +217,19 @@ int replica_start(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
+/* Finish the batch whose sync is in flight, if any, waiting for it: on the
+ * way out, so the writes it commits are answered. */
+void replica_flush(struct node *n)
+{
+    if (n->syncing)
+        (void)replica_sync_end(n, true);
+}
+
 void replica_stop(struct node *n)
 {
+    logsync_stop(n->logsync); /* waits for a sync in flight */
+    n->logsync = NULL;
+    n->syncing = false;
     if (n->snap_job)
         snap_job_free(n->snap_job); /* cancels a running write */
     n->snap_job = NULL;
@@ -464,6 +479,9 @@ static uint64_t replica_space_needed(uint64_t total)
 static int replica_rejoin(struct node *n, struct errbuf *eb)
 {
     uint64_t applied_before = n->sm.applied_index;
+    /* A sync in flight belongs to the fenced core: let it end (its outcome
+     * does not matter, the store is read back below). */
+    replica_flush(n);
     /* A snapshot write in progress reads the old state through a RocksDB
      * snapshot; a restart would not have it either. */
     if (n->snap_job)
@@ -996,71 +1014,148 @@ static bool replica_install_end(struct node *n)
     return true;
 }
 
-/* Steps 2-5 of a ready batch: persist entries and hard state, apply, settle
- * reads, advance. */
-static void replica_finish(struct node *n, const struct raft_ready *rd_in)
+/* Mark the reads whose ReadIndex round completed: they are answered once
+ * applied reaches their index. */
+static void replica_reads_ready(struct node *n, const struct raft_ready *rd)
 {
-    struct raft_ready rdc = *rd_in;
-    struct raft_ready *rdp = &rdc;
-#define rd (*rdp)
-    /* 2. persist: the new entries (replacing a conflicting suffix) and the
-     * hard state, in one synced batch. Entries, term and vote must be on
-     * disk before anything that depends on them is said; a commit index
-     * alone need not be (it is learned again, and raft_create takes
-     * max(commit, applied)), so when only it moved it rides along,
-     * unsynced, in the batch that applies the entries it commits. */
-    bool sync = rd.n_entries > 0 || rd.hs.term != n->hs_synced.term ||
-                rd.hs.vote != n->hs_synced.vote;
-    if (sync || (rd.hs_changed && rd.n_committed == 0)) {
-        struct errbuf eb;
-        store_batch_clear(n->logb);
-        raftlog_stage_entries(n->logb, rd.entries, rd.n_entries, n->log_last);
-        if (rd.hs_changed)
-            raftlog_stage_hard_state(n->logb, &rd.hs);
-        uint64_t t0 = clock_mono_ns();
-        int rc = store_write(n->st, n->logb, sync, &eb);
-        if (sync) {
-            hist_record(&n->h_commit, clock_mono_ns() - t0);
-            n->stats.commits++;
-            n->stats.commit_entries += rd.n_entries;
-        }
-        if (rc) {
-            replica_fence(n, rc, "writing the Raft log", eb.msg);
-            return;
-        }
-        if (rd.n_entries) {
-            n->log_last = rd.entries[rd.n_entries - 1].index;
-            replica_observe_entries(n, rd.entries, rd.n_entries);
-            for (size_t i = 0; i < rd.n_entries; i++)
-                if (rd.entries[i].type == RAFT_ENTRY_CONF)
-                    cluster_on_appended(n, &rd.entries[i]);
-        }
-        if (rd.hs_changed && sync)
-            n->hs_synced = rd.hs;
-    } else if (rd.hs_changed) {
-        raftlog_stage_hard_state(n->sm.batch, &rd.hs);
-    }
-    /* 3. apply, and answer the writes it settles. */
-    if (rd.n_committed && replica_apply(n, rd.committed, rd.n_committed) != ERR_OK)
-        return;
-    /* 4. reads whose ReadIndex round completed wait for that index. */
-    for (size_t i = 0; i < rd.n_reads; i++) {
+    for (size_t i = 0; i < rd->n_reads; i++) {
         for (size_t j = 0; j < n->nreads; j++) {
-            if (n->reads[j].ctx == rd.reads[i].ctx) {
+            if (n->reads[j].ctx == rd->reads[i].ctx) {
                 n->reads[j].ready = true;
-                n->reads[j].index = rd.reads[i].index;
+                n->reads[j].index = rd->reads[i].index;
                 break;
             }
         }
     }
+}
+
+/* Steps 3-5 once the batch's entries are durable: apply what is left of its
+ * committed entries (the first `done` were applied before the sync), settle
+ * reads, advance. */
+static void replica_complete(struct node *n, const struct raft_ready *rd, size_t done)
+{
+    if (rd->n_committed > done &&
+        replica_apply(n, rd->committed + done, rd->n_committed - done) != ERR_OK)
+        return;
+    replica_reads_ready(n, rd);
     if (n->nreads)
         replica_reads_settle(n, false);
-#undef rd
-    raft_advance(n->raft, rd_in);
+    raft_advance(n->raft, rd);
+}
+
+/* How many of rd's committed entries were durable before this batch: at or
+ * below the log written by earlier syncs, and below the first entry this
+ * batch (re)writes. Committed entries are never replaced, so these may be
+ * applied while the batch's own sync runs. */
+static size_t replica_durable_committed(const struct node *n, const struct raft_ready *rd)
+{
+    uint64_t bound = n->log_last;
+    if (rd->n_entries && rd->entries[0].index - 1 < bound)
+        bound = rd->entries[0].index - 1;
+    size_t k = 0;
+    while (k < rd->n_committed && rd->committed[k].index <= bound)
+        k++;
+    return k;
+}
+
+/* The sync of the pending batch finished (rc): its entries and hard state
+ * are durable; finish the batch. */
+static void replica_sync_done(struct node *n, int rc, uint64_t ns, const char *detail)
+{
+    const struct raft_ready *rd = &n->pending;
+    n->syncing = false;
+    if (n->storage_failed)
+        return; /* fenced meanwhile: rejoining rebuilds from the store */
+    hist_record(&n->h_commit, ns);
+    n->stats.commits++;
+    n->stats.commit_entries += rd->n_entries;
+    if (rc) {
+        replica_fence(n, rc, "syncing the Raft log", detail);
+        return;
+    }
+    if (rd->n_entries) {
+        n->log_last = rd->entries[rd->n_entries - 1].index;
+        for (size_t i = 0; i < rd->n_entries; i++)
+            if (rd->entries[i].type == RAFT_ENTRY_CONF)
+                cluster_on_appended(n, &rd->entries[i]);
+    }
+    if (rd->hs_changed)
+        n->hs_synced = rd->hs;
+    replica_complete(n, rd, n->sync_applied);
+}
+
+/* Wait for (block) or check the sync in flight; true once it is finished
+ * and its batch dealt with. */
+static bool replica_sync_end(struct node *n, bool block)
+{
+    int rc;
+    uint64_t ns;
+    struct errbuf eb = {0};
+    if (block)
+        logsync_wait(n->logsync, &rc, &ns, &eb);
+    else if (!logsync_poll(n->logsync, &rc, &ns, &eb))
+        return false;
+    replica_sync_done(n, rc, ns, eb.msg);
+    return true;
+}
+
+/* Steps 2-5 of a ready batch.
+ *
+ * 2. persist: the new entries (replacing a conflicting suffix) and the hard
+ * state. Entries, term and vote must be durable before anything that depends
+ * on them is said (the core holds those messages until the advance); a
+ * commit index alone need not be (it is learned again, and raft_create takes
+ * max(commit, applied)), so when only it moved it rides along, unsynced, in
+ * the batch that applies the entries it commits. A batch that must be
+ * durable is written unsynced here and synced by the log syncer thread while
+ * the loop goes on; committed entries that were already durable are applied
+ * (and their writes answered) at once, the rest when the sync is done. */
+static void replica_finish(struct node *n, const struct raft_ready *rd)
+{
+    struct errbuf eb;
+    bool sync = rd->n_entries > 0 || rd->hs.term != n->hs_synced.term ||
+                rd->hs.vote != n->hs_synced.vote;
+    if (!sync) {
+        if (rd->hs_changed && rd->n_committed == 0) {
+            store_batch_clear(n->logb);
+            raftlog_stage_hard_state(n->logb, &rd->hs);
+            int rc = store_write(n->st, n->logb, false, &eb);
+            if (rc) {
+                replica_fence(n, rc, "writing the Raft hard state", eb.msg);
+                return;
+            }
+        } else if (rd->hs_changed) {
+            raftlog_stage_hard_state(n->sm.batch, &rd->hs);
+        }
+        replica_complete(n, rd, 0);
+        return;
+    }
+    store_batch_clear(n->logb);
+    raftlog_stage_entries(n->logb, rd->entries, rd->n_entries, n->log_last);
+    if (rd->hs_changed)
+        raftlog_stage_hard_state(n->logb, &rd->hs);
+    int rc = store_write(n->st, n->logb, false, &eb);
+    if (rc) {
+        replica_fence(n, rc, "writing the Raft log", eb.msg);
+        return;
+    }
+    replica_observe_entries(n, rd->entries, rd->n_entries);
+    size_t k = replica_durable_committed(n, rd);
+    if (k && replica_apply(n, rd->committed, k) != ERR_OK)
+        return;
+    replica_reads_ready(n, rd);
+    if (n->nreads)
+        replica_reads_settle(n, false);
+    n->pending = *rd;
+    n->sync_applied = k;
+    n->syncing = true;
+    logsync_submit(n->logsync);
 }
 
 void replica_drive(struct node *n)
 {
+    if (n->syncing && !replica_sync_end(n, false))
+        return;
     if (n->installing) {
         if (!replica_install_end(n))
             return;
@@ -1069,7 +1164,7 @@ void replica_drive(struct node *n)
         struct raft_ready rd = n->pending;
         replica_finish(n, &rd);
     }
-    while (!n->storage_failed && raft_has_ready(n->raft)) {
+    while (!n->storage_failed && !n->syncing && raft_has_ready(n->raft)) {
         struct raft_ready rd;
         raft_ready(n->raft, &rd);
         /* 1. send: messages that need durable state are held by the core

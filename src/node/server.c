@@ -444,8 +444,11 @@ static void node_teardown(struct node *n)
     if (n->listener)
         evconnlistener_free(n->listener);
     n->listener = NULL;
-    if (n->raft)
+    if (n->raft) {
+        replica_flush(n);
         replica_drive(n);
+        replica_flush(n);
+    }
     ops_http_stop(n);
     while (n->conns) {
         struct conn *c = n->conns;

@@ -147,6 +147,9 @@ struct node {
     bool installing;              /* an image is being installed: the state machine is off limits */
     struct raft_ready pending;    /* the ready batch the install holds open */
     struct raft_hard_state hs_synced; /* the hard state last written with an fsync */
+    struct logsync *logsync;      /* the thread that fsyncs the log (logsync.h) */
+    bool syncing;                 /* the ready batch in pending waits for its sync */
+    size_t sync_applied;          /* of pending's committed entries, those applied already */
     struct buf cmdbuf;            /* proposal encoding */
     struct proposal *prop;        /* in index order */
     size_t nprop, capprop;
@@ -241,9 +244,12 @@ bool conn_is_open(const struct conn *c);
 /* The Raft driver (replica.c). */
 int replica_start(struct node *n, struct errbuf *eb);
 void replica_stop(struct node *n);
-/* Run the core's ready batches: persist (one synced write), send, apply,
- * answer. Called after every loop turn: the group commit. */
+/* Run the core's ready batches: send, persist (written at once, fsynced by
+ * the log syncer thread while the loop goes on), apply, answer. Called after
+ * every loop turn and when a sync finishes: the group commit. */
 void replica_drive(struct node *n);
+/* Wait for the log sync in flight and finish its batch (stopping, rejoining). */
+void replica_flush(struct node *n);
 /* Propose a write for c; answered when it commits and applies. ERR_UNAVAILABLE
  * not the leader, ERR_AGAIN too many writes in flight, ERR_NOMEM. */
 int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,

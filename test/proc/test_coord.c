@@ -193,6 +193,12 @@ Test(coord, keepalive_holds_a_lease_and_a_leader_kill_never_expires_one_early)
     uint64_t t0 = clock_mono_ms();
     uint64_t kept = put_with_lease(c, "ttl/kept", 2000);
     uint64_t through = put_with_lease(c, "ttl/failover", 3000);
+    /* The checks below read each member's own copy: wait until every member
+     * has applied both writes (followers learn the commit after the leader
+     * answered, later still on a loaded machine). */
+    while ((on_members("ttl/kept") < 3 || on_members("ttl/failover") < 3) &&
+           clock_mono_ms() - t0 < 900)
+        usleep(5 * 1000);
     /* Keep one alive every second for 10 s; kill the leader at 1 s. */
     bool killed = false;
     int failover_gone = -1;
@@ -292,7 +298,7 @@ Test(coord, a_watch_across_a_leader_kill_gets_every_change_once_in_order)
         ddkv_err e = ddkv_watch_next(w, &ev, 1000);
         if (e == DDKV_ERR_TIMEOUT)
             continue;
-        cr_assert_eq(e, DDKV_OK, "watch: %s", ddkv_strerror(e));
+        cr_assert_eq(e, DDKV_OK, "watch: %s (%s)", ddkv_strerror(e), ddkv_watch_errmsg(w));
         cr_assert_eq(ev.kind, DDKV_OP_PUT);
         cr_assert_geq(ev.mod_rev, from);
         cr_assert_gt(ev.mod_rev, last_rev, "revision %llu after %llu: out of order or repeated",
