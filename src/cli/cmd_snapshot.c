@@ -15,8 +15,9 @@
 
 static const struct opt_def snapshot_opts[] = {
     {"data-dir", 0, OPT_ARG, NULL, "DIR", "restore: the data dir to build (must not exist, or be empty)"},
-    {"name", 0, OPT_ARG, NULL, "NAME", "restore: this member's name in the new cluster"},
-    {"cluster", 0, OPT_ARG, NULL, "N=HOST:PORT,...", "restore: the new cluster's members (the same for every member)"},
+    {"name", 0, OPT_ARG, "n1", "NAME", "restore: this member's name in the new cluster"},
+    {"cluster", 0, OPT_ARG, NULL, "N=HOST:PORT,...",
+     "restore: the new cluster's members, the same for every member (default: a one-node cluster)"},
     {"cluster-token", 0, OPT_ARG, NULL, "TOKEN", "restore: the new cluster's token (give serve the same one)"},
 };
 
@@ -70,11 +71,21 @@ static int save_print(struct cli_ctx *ctx, const char *path, const struct ddkv_s
     return EXIT_DONE;
 }
 
+/* Given on the command line (not from the environment, which may hold what
+ * `ddkv serve` uses on this machine). */
+static bool snapshot_flag_given(const struct opts *o, const char *name)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (o->src[i] == OPT_SRC_FLAG && strcmp(o->defs[i]->name, name) == 0)
+            return true;
+    return false;
+}
+
 static int snapshot_save(struct cli_ctx *ctx, const char *path)
 {
     static const char *const restore_only[] = {"data-dir", "name", "cluster", "cluster-token"};
     for (size_t i = 0; i < sizeof restore_only / sizeof restore_only[0]; i++)
-        if (opts_is_set(ctx->opts, restore_only[i])) {
+        if (snapshot_flag_given(ctx->opts, restore_only[i])) {
             out_error("snapshot save: --%s is for restore", restore_only[i]);
             return EXIT_USAGE;
         }
@@ -134,9 +145,9 @@ static int restore_print(struct cli_ctx *ctx, const struct restore_config *rc, c
            rc->data_dir, (unsigned long long)r->index, (unsigned long long)r->revision,
            (unsigned long long)r->keys, r->sha256, src);
     printf("%s is a member of the new cluster %s; start it with:\n"
-           "  ddkv serve --name %s --data-dir %s --cluster %s%s%s\n",
-           rc->name, cid, rc->name, rc->data_dir, rc->cluster, rc->cluster_token ? " --cluster-token " : "",
-           rc->cluster_token ? rc->cluster_token : "");
+           "  ddkv serve --name %s --data-dir %s%s%s%s%s\n",
+           rc->name, cid, rc->name, rc->data_dir, rc->cluster ? " --cluster " : "", rc->cluster ? rc->cluster : "",
+           rc->cluster_token ? " --cluster-token " : "", rc->cluster_token ? rc->cluster_token : "");
     return EXIT_DONE;
 }
 
@@ -153,6 +164,8 @@ static int snapshot_restore(struct cli_ctx *ctx, const char *path)
     }
     if (rc.cluster_token && !*rc.cluster_token)
         rc.cluster_token = NULL;
+    if (rc.cluster && !*rc.cluster)
+        rc.cluster = NULL;
     struct restore_result res;
     struct errbuf eb;
     int r = node_restore(&rc, &res, &eb);
@@ -179,8 +192,8 @@ static int snapshot_run(struct cli_ctx *ctx)
 }
 
 const struct cli_command cmd_snapshot_commands[] = {
-    {"snapshot", "save FILE | restore FILE --data-dir DIR --name NAME --cluster N=HOST:PORT,...",
-     "save a consistent backup from the leader (SHA-256 checked), or build a new cluster's member from one",
+    {"snapshot", "save FILE | restore FILE --data-dir DIR [--name NAME --cluster N=HOST:PORT,...]",
+     "save a consistent backup from the leader (timeout 60 s), or build a new cluster's member from one",
      snapshot_opts, sizeof snapshot_opts / sizeof snapshot_opts[0], CMD_CLIENT, 2, 2, NULL, snapshot_run},
 };
 const size_t cmd_snapshot_count = sizeof cmd_snapshot_commands / sizeof cmd_snapshot_commands[0];

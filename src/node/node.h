@@ -44,7 +44,8 @@ struct restore_config {
     const char *file;          /* the backup (kv/backup.h) */
     const char *data_dir;      /* must be absent or empty */
     const char *name;          /* this member's name in the new cluster */
-    const char *cluster;       /* the new cluster's members, "n1=host:port,..." */
+    const char *cluster;       /* the new cluster's members, "n1=host:port,..."; NULL: a
+                                  one-node cluster of name (started without --cluster) */
     const char *cluster_token; /* NULL: none */
 };
 

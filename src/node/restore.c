@@ -110,14 +110,20 @@ int node_restore(const struct restore_config *rc, struct restore_result *out, st
     int r = backup_verify(rc->file, &h, sha, eb);
     if (r)
         return r;
-    if (!rc->name || !*rc->name)
-        return errf(eb, ERR_BAD_INPUT, "--name is required (this member's name in the new cluster)");
-    if (!rc->cluster || !*rc->cluster)
-        return errf(eb, ERR_BAD_INPUT, "--cluster is required (the new cluster's members, n1=HOST:PORT,...)");
+    if (!rc->name || !*rc->name || strchr(rc->name, '=') || strchr(rc->name, ',') || strlen(rc->name) >= 64)
+        return errf(eb, ERR_BAD_INPUT, "--name must be a member name (no '=' or ',', under 64 bytes)");
     struct member m[RAFT_MAX_NODES];
     size_t nm = 0;
-    if ((r = cluster_parse(rc->cluster, m, &nm, eb)))
-        return r;
+    if (rc->cluster && *rc->cluster) {
+        if ((r = cluster_parse(rc->cluster, m, &nm, eb)))
+            return r;
+    } else {
+        /* A one-node cluster, as `ddkv serve --data-dir DIR` without --cluster founds. */
+        memset(&m[0], 0, sizeof m[0]);
+        snprintf(m[0].name, sizeof m[0].name, "%s", rc->name);
+        m[0].id = cluster_node_id(rc->name);
+        nm = 1;
+    }
     uint64_t self = cluster_node_id(rc->name);
     bool found = false;
     for (size_t i = 0; i < nm; i++)
