@@ -13,7 +13,9 @@
 # Member i (1-based) listens on 127.0.0.1: client 7000+i, peer 7100+i, ops
 # HTTP 7200+i (DDKV_PORT_BASE moves the block: client BASE+i, peer BASE+100+i,
 # HTTP BASE+200+i). Data, logs and PIDs live under var/cluster/ (DDKV_CLUSTER_DIR).
-# The member count is remembered there, so stop/status/restart need no N.
+# The member count is remembered there, so stop/status/restart need no N, and so
+# is the cluster's --cluster-token (random, made when the cluster is created), so
+# two clusters made here never share a cluster id.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DDKV=${DDKV_BIN:-$ROOT/build/ddkv}
@@ -32,6 +34,11 @@ spec() {
     for ((i = 1; i <= n; i++)); do s+="${s:+,}n$i=$(peer_addr "$i")"; done
     echo "$s"
 }
+
+# The cluster's token: made when the cluster is created, kept with the data
+# (a cluster made before tokens existed has none, and keeps having none).
+new_token() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/token"; }
+token_flag() { [[ -s $DIR/token ]] && echo "--cluster-token=$(cat "$DIR/token")" || true; }
 
 endpoints() {
     local n s="" i
@@ -68,7 +75,7 @@ start_one() {
     mkdir -p "$DIR"
     "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
         --client-addr "$(client_addr "$i")" --peer-addr "$(peer_addr "$i")" \
-        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" \
+        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" $(token_flag) \
         >>"$DIR/n$i.log" 2>&1 </dev/null &
     echo $! >"$DIR/n$i.pid"
     # Up when it logs its client port (or gone if it refused to start).
@@ -98,6 +105,7 @@ start)
     if ((old != 0 && old != n)); then
         die "$DIR holds a cluster of $old; stop it and remove $DIR to start one of $n"
     fi
+    ((old != 0)) || new_token
     echo "$n" >"$DIR/size"
     for ((i = 1; i <= n; i++)); do mark_start "$i"; start_one "$i"; done
     # Wait for a leader, so the first command a user types just works.

@@ -227,6 +227,7 @@ struct ddkv_status {
     uint64_t term, commit, applied, lamport, revision, keys;
     struct ddkv_member *members;
     size_t n_members;
+    char *cluster_id;  /* the cluster's id, 16 hex digits, or NULL if not reported */
 };
 
 DDKV_API ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out);
@@ -253,6 +254,38 @@ DDKV_API ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t 
  * the transfer did not complete (the old leader resumes after an election
  * timeout, or another election happened). */
 DDKV_API ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leader);
+
+/* --- backups --- */
+
+/* What the leader imaged for a snapshot save. */
+struct ddkv_snapshot_meta {
+    uint64_t cluster_id;  /* of the cluster it comes from */
+    uint64_t index, term; /* the applied index the image is the state at, and its term */
+    uint64_t revision, lamport, keys;
+    uint64_t image_bytes; /* the image's length: the sink receives exactly this many bytes */
+    char *members;        /* "name=peer_addr,..." of the configuration; owned, see ddkv_snapshot_meta_free */
+};
+
+/* Receives the image: first once with data NULL and len 0 (meta is then
+ * known), then each piece in order (offset: where it starts in the image).
+ * meta is borrowed for the call. Return 0 to go on, anything else to stop
+ * the transfer (ddkv_snapshot_save then returns DDKV_ERR_USAGE). */
+typedef int (*ddkv_snapshot_sink)(void *ud, const struct ddkv_snapshot_meta *meta, uint64_t offset,
+                                  const void *data, size_t len);
+
+/* A consistent image of the cluster's state, from the leader: it confirms it
+ * still leads (as for a linearizable read) and images its state once it has
+ * applied everything committed before the call, so every write acknowledged
+ * before the call is in it. The image is in the format of
+ * docs/disk-format.md (a Raft snapshot image, with its own CRC-32C). The
+ * client's timeout bounds reaching the leader and the imaging, then each
+ * piece's arrival; a stream that breaks is not resumed (DDKV_ERR_UNAVAILABLE:
+ * call again). On DDKV_OK *out holds the meta (release with
+ * ddkv_snapshot_meta_free). */
+DDKV_API ddkv_err ddkv_snapshot_save(ddkv_client *c, ddkv_snapshot_sink sink, void *ud,
+                                     struct ddkv_snapshot_meta *out);
+/* Free the strings in m (not m itself) and zero it. */
+DDKV_API void ddkv_snapshot_meta_free(struct ddkv_snapshot_meta *m);
 
 /* --- the job queue --- */
 

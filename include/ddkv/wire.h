@@ -59,6 +59,14 @@ enum ddkv_msg_type {
     DDKV_MSG_JOB_EXTEND = 33,    /* [id, token, visibility_ms, client_id, seq] -> JOB_CLAIMED (a new token) */
     DDKV_MSG_JOB_SETTLED = 34,   /* [state]: "done", "queued" (to retry) or "dead" */
 
+    /* Backups (src/node/mod_backup.c): a consistent image of the state
+     * machine, streamed from the leader in order. The chunks are written as
+     * the client reads them (TCP backpressure): the node never holds more
+     * than about 1 MiB of one in memory. */
+    DDKV_MSG_SNAPSHOT_SAVE = 35,  /* [] -> SNAPSHOT_META, then SNAPSHOT_CHUNK... (same request id) */
+    DDKV_MSG_SNAPSHOT_META = 36,  /* [cluster_id, index, term, revision, lamport, keys, image_bytes, members] */
+    DDKV_MSG_SNAPSHOT_CHUNK = 37, /* [offset, data, last]: image bytes, in order, until last */
+
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
     DDKV_MSG_RAFT_APP_RESP = 65,

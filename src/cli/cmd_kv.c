@@ -399,6 +399,7 @@ fail:
 /* One row of the status table; strings borrowed from a ddkv_status or cell. */
 struct kv_row {
     const char *name, *address, *role;
+    const char *cluster_id; /* as the member itself reports it, or NULL */
     bool known; /* term..lamport came from the member itself */
     uint64_t term, commit, applied, lamport;
     bool healthy;
@@ -411,13 +412,13 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
     if (ctx->fmt == OUT_JSON) {
         for (size_t i = 0; i < n; i++) {
             const struct kv_row *r = &rows[i];
-            json_t *o = json_pack("{s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b}", "name", r->name,
+            json_t *o = json_pack("{s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:s?}", "name", r->name,
                                   "address", r->address, "role", r->role, "term",
                                   r->known ? json_integer((json_int_t)r->term) : json_null(), "commit",
                                   r->known ? json_integer((json_int_t)r->commit) : json_null(),
                                   "applied", r->known ? json_integer((json_int_t)r->applied) : json_null(),
                                   "lamport", r->known ? json_integer((json_int_t)r->lamport) : json_null(),
-                                  "healthy", r->healthy);
+                                  "healthy", r->healthy, "cluster_id", r->cluster_id);
             if (out_json_line(o) != 0)
                 return EXIT_UNAVAILABLE;
         }
@@ -517,6 +518,7 @@ static int kv_status(struct cli_ctx *ctx)
             r->commit = st->commit;
             r->applied = st->applied;
             r->lamport = st->lamport;
+            r->cluster_id = st->cluster_id;
         }
     }
     rc = kv_print_rows(ctx, rows, n);

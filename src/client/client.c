@@ -1244,6 +1244,7 @@ void ddkv_status_free(struct ddkv_status *s)
         free(s->members[i].role);
     }
     free(s->members);
+    free(s->cluster_id);
     memset(s, 0, sizeof *s);
 }
 
@@ -1258,7 +1259,8 @@ static int status_decode(const msgpack_object *map, struct ddkv_status *s)
         (rc = status_u64(map, "term", &s->term)) || (rc = status_u64(map, "commit", &s->commit)) ||
         (rc = status_u64(map, "applied", &s->applied)) ||
         (rc = status_u64(map, "lamport", &s->lamport)) ||
-        (rc = status_u64(map, "revision", &s->revision)) || (rc = status_u64(map, "keys", &s->keys)))
+        (rc = status_u64(map, "revision", &s->revision)) || (rc = status_u64(map, "keys", &s->keys)) ||
+        (rc = status_str(map, "cluster_id", &s->cluster_id)))
         return rc;
     const msgpack_object *mem = mpo_map_get(map, "members");
     if (!mem || mem->type == MSGPACK_OBJECT_NIL)
@@ -1309,6 +1311,111 @@ ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out)
 fail:
     msg_free(&k.reply);
     ddkv_status_free(out);
+    return rc;
+}
+
+/* --- backups --- */
+
+void ddkv_snapshot_meta_free(struct ddkv_snapshot_meta *m)
+{
+    free(m->members);
+    memset(m, 0, sizeof *m);
+}
+
+static ddkv_err snapshot_meta_decode(struct ddkv_client *c, struct call *k, struct ddkv_snapshot_meta *out)
+{
+    uint64_t *const nums[7] = {&out->cluster_id, &out->index, &out->term, &out->revision,
+                               &out->lamport, &out->keys, &out->image_bytes};
+    for (uint32_t i = 0; i < 7; i++)
+        if (msg_u64(&k->reply, i, nums[i]) != ERR_OK)
+            return client_bad_reply(c, k, "expected [cluster_id, index, term, revision, lamport, keys, "
+                                          "image_bytes, members]");
+    const uint8_t *p;
+    size_t n;
+    if (msg_bytes(&k->reply, 7, &p, &n) != ERR_OK)
+        return client_bad_reply(c, k, "members is not a string");
+    out->members = dup_bytes(p, n);
+    return out->members ? DDKV_OK : client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+}
+
+/* The stream broke or went wrong after the meta: the node is told by the
+ * connection closing (it drops the save). */
+static ddkv_err snapshot_broken(struct ddkv_client *c, ddkv_err code, uint64_t off, uint64_t total, const char *why)
+{
+    char detail[sizeof c->errmsg];
+    memcpy(detail, c->errmsg, sizeof detail);
+    client_disconnect(c);
+    return client_fail(c, code, "snapshot stream from %s broke after %llu of %llu bytes: %.120s",
+                       c->eps[c->cur].text, (unsigned long long)off, (unsigned long long)total,
+                       why ? why : detail);
+}
+
+/* One SNAPSHOT_CHUNK [offset, data, last] of the stream, checked against
+ * where the stream is, handed to the sink. */
+static ddkv_err snapshot_chunk(struct ddkv_client *c, const struct msg *m, struct ddkv_snapshot_meta *meta,
+                               uint64_t *off, bool *last, ddkv_snapshot_sink sink, void *ud)
+{
+    uint64_t at;
+    const uint8_t *p;
+    size_t n;
+    if (m->type == DDKV_MSG_ERROR) {
+        const uint8_t *text = NULL;
+        size_t tl = 0;
+        (void)msg_bytes_opt(m, 1, &text, &tl);
+        char why[160];
+        snprintf(why, sizeof why, "the node said: %.*s", (int)(tl > 120 ? 120 : tl), text ? (const char *)text : "");
+        return snapshot_broken(c, DDKV_ERR_UNAVAILABLE, *off, meta->image_bytes, why);
+    }
+    if (m->type != DDKV_MSG_SNAPSHOT_CHUNK || msg_u64(m, 0, &at) != ERR_OK ||
+        msg_bytes(m, 1, &p, &n) != ERR_OK || m->nf < 3 || m->f[2].type != MSGPACK_OBJECT_BOOLEAN)
+        return snapshot_broken(c, DDKV_ERR_PROTOCOL, *off, meta->image_bytes, "garbled SNAPSHOT_CHUNK");
+    *last = m->f[2].via.boolean;
+    if (at != *off || n > meta->image_bytes - *off || *last != (*off + n == meta->image_bytes))
+        return snapshot_broken(c, DDKV_ERR_PROTOCOL, *off, meta->image_bytes, "a chunk out of place");
+    if (sink(ud, meta, at, p, n) != 0) {
+        client_disconnect(c);
+        return client_fail(c, DDKV_ERR_USAGE, "the receiver stopped the transfer");
+    }
+    *off += n;
+    return DDKV_OK;
+}
+
+ddkv_err ddkv_snapshot_save(ddkv_client *c, ddkv_snapshot_sink sink, void *ud, struct ddkv_snapshot_meta *out)
+{
+    memset(out, 0, sizeof *out);
+    struct call k = {.type = DDKV_MSG_SNAPSHOT_SAVE, .reply_type = DDKV_MSG_SNAPSHOT_META};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    rc = snapshot_meta_decode(c, &k, out);
+    msg_free(&k.reply);
+    if (rc != DDKV_OK)
+        goto fail;
+    if (sink(ud, out, 0, NULL, 0) != 0) {
+        client_disconnect(c);
+        rc = client_fail(c, DDKV_ERR_USAGE, "the receiver stopped the transfer");
+        goto fail;
+    }
+    uint64_t off = 0;
+    for (bool last = out->image_bytes == 0; !last;) {
+        enum attempt a = client_recv(c, &k, clock_mono_ms() + c->timeout_ms);
+        if (a != ATTEMPT_REPLY) {
+            rc = snapshot_broken(c, a == ATTEMPT_TIMEOUT ? DDKV_ERR_TIMEOUT
+                                    : a == ATTEMPT_NOMEM ? DDKV_ERR_NOMEM
+                                    : a == ATTEMPT_GARBLED ? DDKV_ERR_PROTOCOL : DDKV_ERR_UNAVAILABLE,
+                                 off, out->image_bytes, NULL);
+            goto fail;
+        }
+        rc = snapshot_chunk(c, &k.reply, out, &off, &last, sink, ud);
+        msg_free(&k.reply);
+        if (rc != DDKV_OK)
+            goto fail;
+    }
+    c->errmsg[0] = 0;
+    return DDKV_OK;
+
+fail:
+    ddkv_snapshot_meta_free(out);
     return rc;
 }
 

@@ -8,9 +8,14 @@
  * raft_state column family; a restart under another --name is refused (the
  * data dir belongs to the member it was created for).
  *
- * Cluster id. A hash of the founding --cluster list (sorted), persisted at
- * bootstrap: a node from another cluster, or started with a different list,
- * is refused at the peer hello, before any Raft message is read. */
+ * Cluster id. A hash of the founding --cluster list (sorted), of the
+ * --cluster-token (so two clusters founded apart with the same names and
+ * addresses differ: deploy/cluster.sh passes a random one) and, for a cluster
+ * restored from a backup, of the backup's checksum (the "seed", stored in the
+ * data dir), persisted at bootstrap. A node from another cluster is refused at
+ * the peer hello, before any Raft message is read; a founding member whose
+ * flags derive another id than its data dir holds refuses to start
+ * (cluster_check_identity). Joined members learn the id from the first hello. */
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,8 @@
 static const char RS_SELF_ID[] = "self_id";
 static const char RS_CLUSTER_ID[] = "cluster_id";
 static const char RS_JOINING[] = "joining"; /* started with --join: never bootstrap */
+static const char RS_CLUSTER_SEED[] = "cluster_seed"; /* restored from a backup: its checksum's first 8 bytes */
+static const char RS_TOKEN_FP[] = "cluster_token_fp";  /* a hash of the founding --cluster-token (0: none) */
 
 #define FNV_BASIS UINT64_C(0xcbf29ce484222325)
 
@@ -113,7 +120,7 @@ int cluster_parse(const char *spec, struct member *out, size_t *n, struct errbuf
     return ERR_OK;
 }
 
-static uint64_t cluster_hash_members(const struct member *m, size_t n)
+uint64_t cluster_derive_id(const struct member *m, size_t n, const char *token, uint64_t seed)
 {
     uint64_t h = FNV_BASIS;
     for (size_t i = 0; i < n; i++) {
@@ -122,6 +129,27 @@ static uint64_t cluster_hash_members(const struct member *m, size_t n)
         h = fnv1a(h, m[i].peer_addr, strlen(m[i].peer_addr));
         h = fnv1a(h, ",", 1);
     }
+    /* Without a token or a seed the id is what it was before either existed,
+     * so data dirs made then still start. */
+    if (token && *token) {
+        h = fnv1a(h, "token:", 6);
+        h = fnv1a(h, token, strlen(token));
+    }
+    if (seed) {
+        uint8_t be[8];
+        put_be64(be, seed);
+        h = fnv1a(h, "seed:", 5);
+        h = fnv1a(h, be, sizeof be);
+    }
+    return h ? h : 1;
+}
+
+uint64_t cluster_token_fp(const char *token)
+{
+    if (!token || !*token)
+        return 0;
+    uint64_t h = fnv1a(FNV_BASIS, "ddkv cluster token:", 19);
+    h = fnv1a(h, token, strlen(token));
     return h ? h : 1;
 }
 
@@ -344,6 +372,109 @@ static void cluster_hello(void *ud, const struct peer_hello *h)
         peer_dial(n->peers, h->from);
 }
 
+void cluster_stage_identity(struct store_batch *b, uint64_t self_id, uint64_t cluster_id, uint64_t seed,
+                            uint64_t token_fp)
+{
+    const char *const keys[4] = {RS_SELF_ID, RS_CLUSTER_ID, RS_CLUSTER_SEED, RS_TOKEN_FP};
+    const uint64_t vals[4] = {self_id, cluster_id, seed, token_fp};
+    for (int i = 0; i < 4; i++) {
+        uint8_t be[8];
+        put_be64(be, vals[i]);
+        store_batch_put(b, STORE_CF_RAFT_STATE, keys[i], strlen(keys[i]), be, 8);
+    }
+}
+
+int cluster_replace_book(struct store *st, const struct member *m, size_t nm, struct errbuf *eb)
+{
+    static const uint8_t upper[] = {'m', '/' + 1};
+    struct store_batch *b = store_batch_new(st);
+    struct store_iter *it = store_iter_new(st, STORE_CF_META, upper, sizeof upper);
+    for (store_iter_seek(it, "m/", 2); store_iter_valid(it); store_iter_next(it)) {
+        size_t kn;
+        const uint8_t *k = store_iter_key(it, &kn);
+        store_batch_delete(b, STORE_CF_META, k, kn);
+    }
+    int rc = store_iter_status(it, eb);
+    store_iter_free(it);
+    for (size_t i = 0; !rc && i < nm; i++) {
+        uint8_t key[10] = {'m', '/'};
+        put_be64(key + 2, m[i].id);
+        char v[130];
+        size_t vl = cluster_ctx_encode(v, sizeof v, m[i].name, m[i].peer_addr);
+        store_batch_put(b, STORE_CF_META, key, sizeof key, v, vl);
+    }
+    if (!rc)
+        rc = store_write(st, b, true, eb);
+    store_batch_free(b);
+    return rc;
+}
+
+/* rs_get_u64, with 0 for a key that is not there. */
+static int rs_get_u64_or_0(struct node *n, const char *key, uint64_t *v, struct errbuf *eb)
+{
+    int rc = rs_get_u64(n, key, v, eb);
+    if (rc == ERR_NOT_FOUND) {
+        *v = 0;
+        return ERR_OK;
+    }
+    return rc;
+}
+
+/* Does the address book (the membership the log made) name every member of
+ * list at the same address? Then a --cluster that no longer matches the
+ * founding one describes this cluster as it is now (members were added or
+ * removed since), not another cluster. */
+static bool cluster_book_agrees(struct node *n, const struct member *list, size_t nm)
+{
+    for (size_t i = 0; i < nm; i++) {
+        const struct member *m = cluster_member(n, list[i].id);
+        if (!m || strcmp(m->peer_addr, list[i].peer_addr) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* A founding member's restart: the data dir must belong to the cluster the
+ * flags describe. The id its --cluster and --cluster-token derive (with the
+ * seed a restore left) must be the stored one, or --cluster must be this
+ * cluster's current membership with the same token. A joined member has no
+ * derivation: its id came from the cluster's first hello. */
+static int cluster_check_identity(struct node *n, struct errbuf *eb)
+{
+    if (!n->founding || n->cluster_id == 0)
+        return ERR_OK;
+    uint64_t seed, fp;
+    int rc;
+    if ((rc = rs_get_u64_or_0(n, RS_CLUSTER_SEED, &seed, eb)) || (rc = rs_get_u64_or_0(n, RS_TOKEN_FP, &fp, eb)))
+        return rc;
+    bool token_ok = fp == cluster_token_fp(n->cfg.cluster_token);
+    if (!n->cfg.cluster) {
+        if (!n->cfg.cluster_token || !*n->cfg.cluster_token || token_ok)
+            return ERR_OK;
+        return errf(eb, ERR_BAD_INPUT,
+                    "data dir %s belongs to cluster %016llx, which was founded with another --cluster-token: "
+                    "it holds another cluster's data (use the flags of its own cluster, or a fresh --data-dir)",
+                    n->cfg.data_dir, (unsigned long long)n->cluster_id);
+    }
+    struct member tmp[RAFT_MAX_NODES];
+    size_t nm = 0;
+    if ((rc = cluster_parse(n->cfg.cluster, tmp, &nm, eb)))
+        return rc;
+    uint64_t derived = cluster_derive_id(tmp, nm, n->cfg.cluster_token, seed);
+    if (derived == n->cluster_id)
+        return ERR_OK;
+    if (token_ok && cluster_book_agrees(n, tmp, nm)) {
+        log_info("--cluster is not the founding list of cluster %016llx but matches its current members; "
+                 "membership comes from the log", (unsigned long long)n->cluster_id);
+        return ERR_OK;
+    }
+    return errf(eb, ERR_BAD_INPUT,
+                "data dir %s belongs to cluster %016llx, but --cluster and --cluster-token describe cluster "
+                "%016llx: it holds another cluster's data (start it with the flags of its own cluster, "
+                "or use a fresh --data-dir)",
+                n->cfg.data_dir, (unsigned long long)n->cluster_id, (unsigned long long)derived);
+}
+
 int cluster_load(struct node *n, struct errbuf *eb)
 {
     n->self_id = cluster_node_id(n->cfg.name);
@@ -388,14 +519,10 @@ int cluster_load(struct node *n, struct errbuf *eb)
             return errf(eb, ERR_BAD_INPUT, "--name %s is not one of the --cluster members", n->cfg.name);
         for (size_t i = 0; i < nm; i++)
             cluster_learn(n, tmp[i].id, tmp[i].name, tmp[i].peer_addr);
-        n->cluster_id = cluster_hash_members(tmp, nm);
+        n->cluster_id = cluster_derive_id(tmp, nm, n->cfg.cluster_token, 0);
         n->founding = true;
         struct store_batch *b = store_batch_new(n->st);
-        uint8_t be[8];
-        put_be64(be, n->self_id);
-        store_batch_put(b, STORE_CF_RAFT_STATE, RS_SELF_ID, strlen(RS_SELF_ID), be, 8);
-        put_be64(be, n->cluster_id);
-        store_batch_put(b, STORE_CF_RAFT_STATE, RS_CLUSTER_ID, strlen(RS_CLUSTER_ID), be, 8);
+        cluster_stage_identity(b, n->self_id, n->cluster_id, 0, cluster_token_fp(n->cfg.cluster_token));
         rc = store_write(n->st, b, true, eb);
         store_batch_free(b);
         return rc;
@@ -413,7 +540,7 @@ int cluster_load(struct node *n, struct errbuf *eb)
         n->cluster_id = 0; /* joined, but never heard from the cluster */
     else if (rc)
         return rc;
-    if ((rc = cluster_load_book(n, eb)))
+    if ((rc = cluster_load_book(n, eb)) || (rc = cluster_check_identity(n, eb)))
         return rc;
     if (!cluster_member(n, n->self_id))
         cluster_learn(n, n->self_id, n->cfg.name, n->cfg.peer_addr);
@@ -502,7 +629,7 @@ int cluster_start(struct node *n, struct errbuf *eb)
          * connect, so any of them can name us in NOT_LEADER. */
         peer_dial(n->peers, m->id);
     }
-    log_info("peer listening on %s, cluster id %llx, %zu members known", n->peer_addr,
+    log_info("peer listening on %s, cluster id %016llx, %zu members known", n->peer_addr,
              (unsigned long long)n->cluster_id, n->nmembers);
     return ERR_OK;
 }

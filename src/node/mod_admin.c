@@ -1,5 +1,6 @@
 /* The admin module: PING and STATUS, and the node status shared with ops HTTP. */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "node/peer.h"
@@ -44,8 +45,11 @@ void node_pack_status(struct node *n, struct msg_writer *w)
 {
     struct admin_view v = admin_view(n);
     const char *leader_addr = cluster_leader_client_addr(n);
-    mw_map(w, 18);
+    char cluster_id[17];
+    snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->cluster_id);
+    mw_map(w, 19);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
+    mw_str(w, "cluster_id"); mw_str(w, n->cluster_id ? cluster_id : NULL);
     mw_str(w, "role"); mw_str(w, v.role);
     mw_str(w, "term"); mw_u64(w, v.term);
     mw_str(w, "leader"); mw_str(w, v.leader);

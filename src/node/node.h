@@ -5,7 +5,10 @@
 #ifndef DDKV_NODE_NODE_H
 #define DDKV_NODE_NODE_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+struct errbuf;
 
 struct node_config {
     const char *name;          /* node name, for logs and status ("n1") */
@@ -19,6 +22,8 @@ struct node_config {
                                   addresses; NULL: a one-node cluster */
     bool join;                 /* an empty data dir waits to be added (ddkv members add)
                                   instead of founding a cluster */
+    const char *cluster_token; /* mixed into the cluster id at founding (NULL: none), so
+                                  clusters founded apart never share an id */
     uint32_t snapshot_entries; /* snapshot and compact the log every this many applied entries */
     uint32_t watch_history_bytes; /* keys and values of recent changes kept for watchers */
     uint32_t max_frame_bytes;
@@ -33,6 +38,31 @@ struct node_config {
 
 /* Defaults for every field (data_dir stays NULL: the caller must set it). */
 void node_config_defaults(struct node_config *cfg);
+
+/* What `ddkv snapshot restore` builds a data dir from (restore.c). */
+struct restore_config {
+    const char *file;          /* the backup (kv/backup.h) */
+    const char *data_dir;      /* must be absent or empty */
+    const char *name;          /* this member's name in the new cluster */
+    const char *cluster;       /* the new cluster's members, "n1=host:port,..."; NULL: a
+                                  one-node cluster of name (started without --cluster) */
+    const char *cluster_token; /* NULL: none */
+};
+
+/* What restore did, for the CLI to print. */
+struct restore_result {
+    uint64_t index, term, revision, lamport, keys;
+    uint64_t source_cluster_id, cluster_id;
+    char sha256[65];
+};
+
+/* Verify the backup, then build a data dir from which `ddkv serve --name
+ * NAME --cluster ... --cluster-token ...` starts a member of a new cluster
+ * holding the backup's state (a new cluster id: the backup's checksum is mixed
+ * in). ERR_CORRUPT for a damaged file and ERR_BAD_INPUT for bad arguments or a
+ * data dir in use, both before anything is written; on any failure a data dir
+ * this call created is removed again. eb says why. */
+int node_restore(const struct restore_config *rc, struct restore_result *out, struct errbuf *eb);
 
 /* Run the node until SIGTERM/SIGINT. Returns a process exit code: 0 on a clean
  * stop, 2 for a bad configuration, 1 for a runtime failure (message logged). */

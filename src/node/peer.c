@@ -495,8 +495,9 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
     if ((cluster != t->cfg.cluster_id && t->cfg.cluster_id != 0) || cluster == 0 ||
         version != DDKV_PROTOCOL_VERSION) {
         PEER_COUNT(t, peer_find(t, from), refused_hellos);
-        log_error("peer conn from %s: refusing hello of node %llu: cluster id %llu, protocol %llu "
-                  "(this node %llu: cluster id %llu, protocol %u); check --cluster settings",
+        log_error("peer conn from %s: refusing hello of node %llx: cluster id %016llx, protocol %llu "
+                  "(this node %llx: cluster id %016llx, protocol %u): a member of another cluster; "
+                  "check --cluster and --cluster-token",
                   c->addr, (unsigned long long)from, (unsigned long long)cluster,
                   (unsigned long long)version, (unsigned long long)t->cfg.self_id,
                   (unsigned long long)t->cfg.cluster_id, DDKV_PROTOCOL_VERSION);
@@ -513,7 +514,7 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
     }
     c->from = from;
     if (t->cfg.cluster_id == 0) {
-        log_info("joining cluster %llx (first hello, from node %llx)", (unsigned long long)cluster,
+        log_info("joining cluster %016llx (first hello, from node %llx)", (unsigned long long)cluster,
                  (unsigned long long)from);
         t->cfg.cluster_id = cluster;
     }

@@ -680,6 +680,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
 
 static void replica_read_answer(struct node *n, struct pending_read *r)
 {
+    if (r->done) {
+        if (conn_is_open(r->c))
+            r->done(n, r->c, r->request_id);
+        return;
+    }
     if (conn_is_open(r->c))
         kv_reply_target(n, r->c, r->request_id, &r->t);
     node_observe(n, r->t.list ? DDKV_MSG_LIST : DDKV_MSG_READ, r->t0_ns);
@@ -775,7 +780,8 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
         n->reads = replica_grow(n->reads, &n->capreads, sizeof *n->reads);
     uint8_t *k = malloc(t->klen + t->alen + 1);
     ASSERT(k != NULL);
-    memcpy(k, t->key, t->klen);
+    if (t->klen)
+        memcpy(k, t->key, t->klen);
     if (t->alen)
         memcpy(k + t->klen, t->after, t->alen);
     struct read_target own = *t;
@@ -786,6 +792,18 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
         .c = c, .request_id = request_id, .ctx = ctx, .after_lamport = after_lamport,
         .deadline_ms = clock_mono_ms() + 2 * (uint64_t)n->cfg.election_timeout_ms,
         .t0_ns = n->req_t0_ns, .t = own, .buf = k};
+}
+
+void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
+                          void (*done)(struct node *n, struct conn *c, uint64_t request_id))
+{
+    ASSERT(!n->storage_failed && !n->installing);
+    static const struct read_target nothing = {0};
+    size_t before = n->nreads;
+    replica_read(n, c, request_id, &nothing, DDKV_CONSISTENCY_LINEARIZABLE, 0);
+    /* Parked (or refused with an error, and then there is nothing to do). */
+    if (n->nreads > before)
+        n->reads[n->nreads - 1].done = done;
 }
 
 /* Every tick: time out reads and writes that can no longer be settled here

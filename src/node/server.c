@@ -33,7 +33,7 @@
 #define CONN_READ_CHUNK (256u << 10)
 
 static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch, &mod_jobs,
-                                                     &mod_lease};
+                                                     &mod_lease, &mod_backup};
 
 void node_config_defaults(struct node_config *cfg)
 {
@@ -101,6 +101,7 @@ static void conn_close(struct conn *c, const char *why)
     c->prev = c->next = NULL;
     n->nconns--;
     watch_conn_closed(n, c);
+    backup_conn_closed(n, c);
     conn_unref(c);
 }
 
@@ -283,6 +284,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     }
     if (c->bev && left < WATCH_OUT_HIGH)
         watch_conn_writable(c->node, c);
+    if (c->bev)
+        backup_conn_writable(c->node, c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -471,6 +474,7 @@ static void node_teardown(struct node *n)
     }
     free(n->prop);
     jobs_free(n);
+    backup_free(n);
     for (size_t i = 0; i < n->nreads; i++) {
         conn_unref(n->reads[i].c);
         free(n->reads[i].buf);

@@ -83,6 +83,9 @@ struct pending_read {
     uint64_t t0_ns;
     struct read_target t; /* its key (and start_after) point into buf */
     uint8_t *buf;         /* owned copy of the key, then a LIST's start_after */
+    /* A barrier (replica_read_barrier): called instead of answering t, with
+     * the connection still open, once the read could be answered. */
+    void (*done)(struct node *n, struct conn *c, uint64_t request_id);
 };
 
 /* A member of the cluster as this node knows it. */
@@ -179,6 +182,7 @@ struct node {
     struct event *campaign_soon;
     uint64_t leader_lost;        /* times that happened (/metrics) */
     struct jobs *jobs;           /* the job queue module's state (mod_jobs.c) */
+    struct backups *backups;     /* snapshot saves in progress (mod_backup.c) */
 };
 
 /* Modules: each registers its message types with the dispatcher at start-up. */
@@ -193,6 +197,12 @@ extern const struct module mod_members;
 extern const struct module mod_watch;
 extern const struct module mod_lease;
 extern const struct module mod_jobs;
+extern const struct module mod_backup;
+/* Snapshot saves (mod_backup.c): a connection drained its output, or closed;
+ * free everything at stop (before the store closes). */
+void backup_conn_writable(struct node *n, struct conn *c);
+void backup_conn_closed(struct node *n, struct conn *c);
+void backup_free(struct node *n);
 /* Answer the job module's waiting claims and free its state (mod_jobs.c). */
 void jobs_free(struct node *n);
 
@@ -206,6 +216,21 @@ void lease_free(struct node *n);
 /* Cluster identity and peers (cluster.c). */
 uint64_t cluster_node_id(const char *name);
 int cluster_parse(const char *spec, struct member *out, size_t *n, struct errbuf *eb);
+/* The cluster id of a cluster founded by members m[0..n) (sorted, as
+ * cluster_parse leaves them), with --cluster-token token (NULL or "": none)
+ * and seed (0, or the first 8 bytes of the backup a cluster was restored
+ * from). Never 0. */
+uint64_t cluster_derive_id(const struct member *m, size_t n, const char *token, uint64_t seed);
+/* A hash of the token kept in the data dir (0 for none), to tell at a restart
+ * whether --cluster-token is the founding one without storing it. */
+uint64_t cluster_token_fp(const char *token);
+/* Stage the data dir's identity (raft_state): its member id, the cluster id,
+ * the restore seed and the token's hash. */
+void cluster_stage_identity(struct store_batch *b, uint64_t self_id, uint64_t cluster_id, uint64_t seed,
+                            uint64_t token_fp);
+/* Replace the address book in the state machine (meta m/ID) with m[0..nm),
+ * in one synced write (restore.c: a restored cluster has new members). */
+int cluster_replace_book(struct store *st, const struct member *m, size_t nm, struct errbuf *eb);
 /* Members, self id and cluster id from the config and the data dir. */
 int cluster_load(struct node *n, struct errbuf *eb);
 /* Peer transport: listen and add every other member. After the client listener. */
@@ -263,6 +288,14 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
  * completes (linearizable) or the state machine catches up (causal). */
 void replica_read(struct node *n, struct conn *c, uint64_t request_id, const struct read_target *t,
                   uint32_t consistency, uint64_t after_lamport);
+/* A linearizable read of nothing: done(n, c, request_id) runs once this
+ * member has confirmed with a quorum that it was leader (or heard from the
+ * leader) after the call, and has applied everything committed before it,
+ * the moment a read would be answered. Failures (no leader in time) are
+ * answered to c as a read's would be, and done is not called. Not while
+ * storage_failed or installing. */
+void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
+                          void (*done)(struct node *n, struct conn *c, uint64_t request_id));
 /* Propose a change for c, answering refusals (not leader, backpressure,
  * fenced) at once (mod_kv.c). */
 void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op);

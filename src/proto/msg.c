@@ -257,6 +257,9 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_JOB_NACK: return "JOB_NACK";
     case DDKV_MSG_JOB_EXTEND: return "JOB_EXTEND";
     case DDKV_MSG_JOB_SETTLED: return "JOB_SETTLED";
+    case DDKV_MSG_SNAPSHOT_SAVE: return "SNAPSHOT_SAVE";
+    case DDKV_MSG_SNAPSHOT_META: return "SNAPSHOT_META";
+    case DDKV_MSG_SNAPSHOT_CHUNK: return "SNAPSHOT_CHUNK";
     case DDKV_MSG_RAFT_APP: return "APP";
     case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
     case DDKV_MSG_RAFT_VOTE: return "VOTE";
