@@ -285,10 +285,32 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         watch_conn_writable(c->node, c);
 }
 
+/* A TLS handshake that failed: the reason is worth a line (a client without
+ * the CA, a certificate from elsewhere, plain TCP on a TLS port). */
+static void conn_tls_failed(struct conn *c, const char *why)
+{
+    c->node->stats.tls_handshake_failures++;
+    log_info("conn %llu from %s: TLS handshake failed: %s", (unsigned long long)c->id, c->peer, why);
+    conn_close(c, "TLS handshake failed");
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        node_tls_connected(c);
+        return;
+    }
+    if ((what & (BEV_EVENT_TIMEOUT | BEV_EVENT_ERROR)) && c->tls_pending) {
+        char why[200];
+        if (what & BEV_EVENT_TIMEOUT)
+            snprintf(why, sizeof why, "not completed within %u ms", (unsigned)c->node->cfg.frame_timeout_ms);
+        else
+            node_tls_error(c, why, sizeof why);
+        conn_tls_failed(c, why);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT)
         conn_close(c, what & BEV_EVENT_READING ? "partial frame not completed in time"
                                                : "error reply not read in time");
@@ -318,7 +340,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
-    struct bufferevent *bev = c ? bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct bufferevent *bev = c ? node_tls_accept(n, c, fd) : NULL;
     if (!bev) {
         free(c);
         evutil_closesocket(fd);
@@ -434,8 +456,10 @@ static int node_listen(struct node *n, struct errbuf *eb)
     socklen_t blen = sizeof bound;
     getsockname(evconnlistener_get_fd(n->listener), (struct sockaddr *)&bound, &blen);
     net_format_addr((struct sockaddr *)&bound, n->client_addr, sizeof n->client_addr);
-    if (!net_is_loopback((struct sockaddr *)&bound))
-        log_warn("listening beyond loopback (%s) without TLS or authentication", n->client_addr);
+    if (!net_is_loopback((struct sockaddr *)&bound) && !n->tls_client)
+        log_warn("client port %s is reachable beyond loopback without TLS: anyone who reaches it reads "
+                 "and writes in clear (see --tls-cert, --tls-key, --tls-ca)",
+                 n->client_addr);
     return ERR_OK;
 }
 
@@ -485,6 +509,7 @@ static void node_teardown(struct node *n)
     buf_free(&n->scratch);
     if (n->base)
         event_base_free(n->base);
+    node_tls_free(n);
 }
 
 int node_run(const struct node_config *cfg)
@@ -558,6 +583,11 @@ int node_run(const struct node_config *cfg)
             log_error("module %s: %s", node_modules[i]->name, eb.msg);
             goto out;
         }
+    }
+    if ((rc = node_tls_init(n, &eb))) {
+        log_error("%s", eb.msg);
+        exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
+        goto out;
     }
     if ((rc = cluster_load(n, &eb))) {
         log_error("%s", eb.msg);
