@@ -382,9 +382,11 @@ static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
         if (p->tls_started) {
-            /* Handshake done: from here only stalled output is timed. */
-            struct timeval wt = {PEER_WRITE_TIMEOUT_S, 0};
-            bufferevent_set_timeouts(bev, NULL, &wt);
+            /* Handshake done. Stalled output is timed by the socket's
+             * bufferevent underneath (armed while it holds bytes): the
+             * filter's own write timer would be re-armed by every write and
+             * fire on a connection that is merely idle. */
+            bufferevent_set_timeouts(bev, NULL, NULL);
             p->tls_started = false;
         }
         int one = 1;
