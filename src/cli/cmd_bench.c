@@ -533,7 +533,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             if (n < 4)
                 codes[n++] = e;
         char why[120];
-        tls_error_text(ssl, codes, n, "connection closed", why, sizeof why);
+        /* Before the handshake, a refused or reset connect shows as a bare
+         * syscall failure: say what the socket says. */
+        tls_error_text(ssl, codes, n, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), why, sizeof why);
         snprintf(b->last_error, sizeof b->last_error, "TLS handshake with %s failed: %s", b->eps[c->ep], why);
     }
     if (c->up)

@@ -100,7 +100,7 @@ void node_tls_connected(struct conn *c)
               ssl ? SSL_get_version(ssl) : "?", c->cert_cn[0] ? ", client certificate " : "", c->cert_cn);
 }
 
-void node_tls_error(struct conn *c, char *out, size_t cap)
+bool node_tls_error(struct conn *c, char *out, size_t cap)
 {
     unsigned long codes[8];
     size_t n = 0;
@@ -109,6 +109,7 @@ void node_tls_error(struct conn *c, char *out, size_t cap)
         if (n < sizeof codes / sizeof codes[0])
             codes[n++] = e;
     tls_error_text(bufferevent_openssl_get_ssl(c->bev), codes, n, "connection closed", out, cap);
+    return tls_codes_not_tls(codes, n);
 }
 
 const char *conn_cert_cn(const struct conn *c)

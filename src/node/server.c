@@ -285,12 +285,43 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         watch_conn_writable(c->node, c);
 }
 
-/* A TLS handshake that failed: the reason is worth a line (a client without
- * the CA, a certificate from elsewhere, plain TCP on a TLS port). */
-static void conn_tls_failed(struct conn *c, const char *why)
+/* Best effort, on a fresh socket: one plain ERROR frame, then what the client
+ * already sent is read away, so that the close is a FIN and the frame is not
+ * lost to a reset. */
+static void conn_say_plain(struct node *n, evutil_socket_t fd, uint32_t code, const char *text)
 {
-    c->node->stats.tls_handshake_failures++;
-    log_info("conn %llu from %s: TLS handshake failed: %s", (unsigned long long)c->id, c->peer, why);
+    struct buf b = BUF_INIT;
+    if (msg_encode_error(&b, lamport_tick(&n->clock), 0, code, text, NULL) == ERR_OK) {
+        ssize_t wr = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)wr;
+    }
+    buf_free(&b);
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
+/* A TLS handshake that failed: the reason is worth a line (a client without
+ * the CA, a certificate from elsewhere, plain TCP on a TLS port). A client
+ * that spoke plain TCP is told so in its own protocol: UNAVAILABLE, which a
+ * client takes as "not acted on" (a write is not left in doubt). */
+static void conn_tls_failed(struct conn *c, const char *why, bool plain)
+{
+    struct node *n = c->node;
+    n->stats.tls_handshake_failures++;
+    /* A misconfigured client retries in a loop: one line a second is enough. */
+    uint64_t now = clock_mono_ms();
+    if (n->tls_fail_logged_ms && now - n->tls_fail_logged_ms < 1000) {
+        n->tls_fail_unlogged++;
+    } else {
+        log_info("conn %llu from %s: TLS handshake failed: %s (%llu more failed since the last such line)",
+                 (unsigned long long)c->id, c->peer, why, (unsigned long long)n->tls_fail_unlogged);
+        n->tls_fail_logged_ms = now;
+        n->tls_fail_unlogged = 0;
+    }
+    if (plain)
+        conn_say_plain(c->node, bufferevent_getfd(c->bev), DDKV_WERR_UNAVAILABLE,
+                       "this port speaks TLS: connect with --tls-ca FILE (env DDKV_TLS_CA), the cluster's CA");
     conn_close(c, "TLS handshake failed");
 }
 
@@ -304,11 +335,12 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if ((what & (BEV_EVENT_TIMEOUT | BEV_EVENT_ERROR)) && c->tls_pending) {
         char why[200];
+        bool plain = false;
         if (what & BEV_EVENT_TIMEOUT)
             snprintf(why, sizeof why, "not completed within %u ms", (unsigned)c->node->cfg.frame_timeout_ms);
         else
-            node_tls_error(c, why, sizeof why);
-        conn_tls_failed(c, why);
+            plain = node_tls_error(c, why, sizeof why);
+        conn_tls_failed(c, why, plain);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT)

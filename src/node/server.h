@@ -115,6 +115,8 @@ struct node {
     struct evconnlistener *listener;
     SSL_CTX *tls_client;  /* the client port's TLS context, NULL: plain TCP (node_tls.c) */
     SSL_CTX *tls_peer;    /* the peer transport's (mutual TLS), NULL: plain TCP */
+    uint64_t tls_fail_logged_ms; /* client-port handshake failures: last logged, */
+    uint64_t tls_fail_unlogged;  /* and how many since were not (one line a second) */
     struct event *sig_term, *sig_int, *accept_retry;
     struct evhttp *http;
     char client_addr[64]; /* as bound, with the real port */
@@ -261,8 +263,9 @@ void node_tls_free(struct node *n);
 struct bufferevent *node_tls_accept(struct node *n, struct conn *c, int fd);
 /* The handshake of c completed: note the client certificate's name. */
 void node_tls_connected(struct conn *c);
-/* Why c's handshake or TLS stream failed, into out. */
-void node_tls_error(struct conn *c, char *out, size_t cap);
+/* Why c's handshake or TLS stream failed, into out. Returns true when the
+ * client did not speak TLS at all (plain TCP, garbage). */
+bool node_tls_error(struct conn *c, char *out, size_t cap);
 
 /* The Raft driver (replica.c). */
 int replica_start(struct node *n, struct errbuf *eb);

@@ -241,6 +241,26 @@ void tls_error_text(SSL *ssl, const unsigned long *codes, size_t ncodes, const c
         snprintf(out, cap, "%s", what);
 }
 
+bool tls_codes_not_tls(const unsigned long *codes, size_t ncodes)
+{
+    for (size_t i = 0; i < ncodes; i++) {
+        if (ERR_GET_LIB(codes[i]) != ERR_LIB_SSL)
+            continue;
+        switch (ERR_GET_REASON(codes[i])) {
+        case SSL_R_WRONG_VERSION_NUMBER:
+        case SSL_R_HTTP_REQUEST:
+        case SSL_R_HTTPS_PROXY_REQUEST:
+        case SSL_R_PACKET_LENGTH_TOO_LONG:
+        case SSL_R_UNKNOWN_PROTOCOL:
+        case SSL_R_RECORD_LENGTH_MISMATCH:
+            return true;
+        default:
+            break;
+        }
+    }
+    return false;
+}
+
 bool tls_looks_like_record(const uint8_t *p, size_t n)
 {
     /* ContentType alert (21) or handshake (22), then ProtocolVersion 3.x. */

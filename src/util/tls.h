@@ -73,6 +73,11 @@ size_t tls_peer_cn(SSL *ssl, char *out, size_t cap);
 void tls_error_text(SSL *ssl, const unsigned long *codes, size_t ncodes, const char *what, char *out,
                     size_t cap);
 
+/* True when one of the codes (bufferevent_get_openssl_error's) says the other
+ * side did not speak TLS at all (a plain frame, an HTTP request, garbage), as
+ * opposed to a TLS peer that failed a check. */
+bool tls_codes_not_tls(const unsigned long *codes, size_t ncodes);
+
 /* True when p[0..n) starts like a TLS record (handshake or alert, version
  * 3.x): what a TLS server sends a client that spoke plain TCP to it, and what
  * a TLS client sends a plain port. Needs 3 bytes. */
