@@ -55,6 +55,7 @@ struct ddkv_client {
     bool tls_check_name;
     short tls_want; /* POLLIN or POLLOUT: what the last TLS call waits for */
     bool heard;     /* bytes arrived on this connection */
+    bool io_refused; /* the last TLS failure was the node refusing this client */
     char io_why[160]; /* a TLS failure, when errno is EPROTO */
     int answered;   /* endpoint that sent the last reply, or -1 */
     struct frame_decoder dec;
@@ -611,6 +612,10 @@ static ssize_t client_io(struct ddkv_client *c, void *data, size_t n, bool writi
         return 0;
     if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
         return -1; /* errno says what */
+    /* An alert before the node said anything: it refused the handshake (TLS
+     * 1.3 tells a client whose certificate it refuses only now), so no
+     * request on this connection was read. */
+    c->io_refused = !c->heard && tls_queue_peer_alert();
     tls_error_text(c->ssl, NULL, 0, "TLS failure", c->io_why, sizeof c->io_why);
     errno = EPROTO;
     return -1;
@@ -642,6 +647,12 @@ static int client_fill(struct ddkv_client *c, uint64_t wait_ms, enum attempt *ho
     ssize_t n = client_io(c, chunk, sizeof chunk, false);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
+    if (n < 0 && errno == EPROTO && c->io_refused) {
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s refused the TLS connection: %s%s", c->eps[c->cur].text, c->io_why,
+                    strstr(c->io_why, "certificate required") ? " (give --tls-cert and --tls-key)" : "");
+        *how = ATTEMPT_REFUSED;
+        return -1;
+    }
     if (n <= 0) {
         if (n == 0)
             client_fail(c, DDKV_ERR_UNAVAILABLE, "%s closed the connection%s", c->eps[c->cur].text,

@@ -108,7 +108,8 @@ bool node_tls_error(struct conn *c, char *out, size_t cap)
     while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
         if (n < sizeof codes / sizeof codes[0])
             codes[n++] = e;
-    tls_error_text(bufferevent_openssl_get_ssl(c->bev), codes, n, "connection closed", out, cap);
+    tls_error_text(bufferevent_openssl_get_ssl(c->bev), codes, n,
+                   "closed by the client (does it trust this node's certificate?)", out, cap);
     return tls_codes_not_tls(codes, n);
 }
 

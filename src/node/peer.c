@@ -348,7 +348,8 @@ static void peer_tls_error(struct bufferevent *bev, char *out, size_t cap)
     while ((e = bufferevent_get_openssl_error(bev)) != 0)
         if (n < sizeof codes / sizeof codes[0])
             codes[n++] = e;
-    tls_error_text(bufferevent_openssl_get_ssl(bev), codes, n, "connection closed", out, cap);
+    tls_error_text(bufferevent_openssl_get_ssl(bev), codes, n,
+                   "closed by the other side (does it trust this node's certificate?)", out, cap);
 }
 
 /* The dialled member's certificate must name it; 0 or a reason to refuse. */

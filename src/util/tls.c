@@ -261,6 +261,12 @@ bool tls_codes_not_tls(const unsigned long *codes, size_t ncodes)
     return false;
 }
 
+bool tls_queue_peer_alert(void)
+{
+    unsigned long e = ERR_peek_error();
+    return e && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET;
+}
+
 bool tls_looks_like_record(const uint8_t *p, size_t n)
 {
     /* ContentType alert (21) or handshake (22), then ProtocolVersion 3.x. */

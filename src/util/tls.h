@@ -78,6 +78,12 @@ void tls_error_text(SSL *ssl, const unsigned long *codes, size_t ncodes, const c
  * opposed to a TLS peer that failed a check. */
 bool tls_codes_not_tls(const unsigned long *codes, size_t ncodes);
 
+/* True when OpenSSL's oldest queued error (not removed) is a fatal alert the
+ * other side sent: with TLS 1.3 a server that refuses the client's
+ * certificate says so after the client's handshake has completed, on the
+ * first read. */
+bool tls_queue_peer_alert(void);
+
 /* True when p[0..n) starts like a TLS record (handshake or alert, version
  * 3.x): what a TLS server sends a client that spoke plain TCP to it, and what
  * a TLS client sends a plain port. Needs 3 bytes. */
