@@ -9,6 +9,14 @@
 #   deploy/cluster.sh restart NAME    start a stopped or killed member again
 #   deploy/cluster.sh endpoints       the client endpoints, for --endpoints
 #   deploy/cluster.sh logs NAME       follow a member's log
+#   deploy/cluster.sh tls-env         the DDKV_TLS_* exports a client needs (TLS clusters)
+#
+# DDKV_TLS=1 with start makes a TLS cluster: deploy/certs.sh puts a cluster CA,
+# node and client certificates in the cluster dir's tls/ (kept across
+# restarts), every member serves its client port with TLS and talks mutual TLS
+# to its peers. The other commands see tls/ and follow. Clients then need
+# --tls-ca (eval "$(deploy/cluster.sh tls-env)" sets it and the root client
+# certificate for this shell).
 #
 # Member i (1-based) listens on 127.0.0.1: client 7000+i, peer 7100+i, ops
 # HTTP 7200+i (DDKV_PORT_BASE moves the block: client BASE+i, peer BASE+100+i,
@@ -21,6 +29,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DDKV=${DDKV_BIN:-$ROOT/build/ddkv}
 DIR=${DDKV_CLUSTER_DIR:-$ROOT/var/cluster}
 BASE=${DDKV_PORT_BASE:-7000}
+TLSDIR=$DIR/tls
 
 die() { echo "cluster.sh: $*" >&2; exit 2; }
 
@@ -45,6 +54,14 @@ endpoints() {
     n=$(members)
     for ((i = 1; i <= n; i++)); do s+="${s:+,}$(client_addr "$i")"; done
     echo "$s"
+}
+
+tls_on() { [[ -f $TLSDIR/ca.pem ]]; }
+
+# Flags of a client command run by this script.
+client_flags() {
+    tls_on && echo "--tls-ca $TLSDIR/ca.pem --tls-cert $TLSDIR/client-root.pem --tls-key $TLSDIR/client-root.key"
+    return 0
 }
 
 pid_of() {
@@ -73,9 +90,14 @@ start_one() {
         return 0
     fi
     mkdir -p "$DIR"
-    "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
+    local tls=()
+    tls_on && tls=(--tls-cert "$TLSDIR/n$i.pem" --tls-key "$TLSDIR/n$i.key" --tls-ca "$TLSDIR/ca.pem")
+    # A shell set up for a TLS client (DDKV_TLS_CERT is then the client's
+    # certificate) must not hand its settings to the nodes.
+    env -u DDKV_TLS_CERT -u DDKV_TLS_KEY -u DDKV_TLS_CA -u DDKV_PEER_TLS \
+        "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
         --client-addr "$(client_addr "$i")" --peer-addr "$(peer_addr "$i")" \
-        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" $(token_flag) \
+        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" $(token_flag) "${tls[@]}" \
         >>"$DIR/n$i.log" 2>&1 </dev/null &
     echo $! >"$DIR/n$i.pid"
     # Up when it logs its client port (or gone if it refused to start).
@@ -107,11 +129,21 @@ start)
     fi
     ((old != 0)) || new_token
     echo "$n" >"$DIR/size"
+    if [[ ${DDKV_TLS:-0} == 1 ]]; then
+        names=()
+        for ((i = 1; i <= n; i++)); do names+=("n$i"); done
+        "$ROOT/deploy/certs.sh" "$TLSDIR" "${names[@]}" >/dev/null
+        echo "TLS: certificates in $TLSDIR (clients: eval \"\$($0 tls-env)\")"
+    elif tls_on; then
+        die "$DIR holds a TLS cluster; start it with DDKV_TLS=1 (or remove $DIR)"
+    fi
     for ((i = 1; i <= n; i++)); do mark_start "$i"; start_one "$i"; done
     # Wait for a leader, so the first command a user types just works.
     for ((t = 0; t < 100; t++)); do
-        if "$DDKV" ping --endpoints "$(endpoints)" --timeout-ms 500 2>/dev/null | grep -q "leader n"; then
-            "$DDKV" ping --endpoints "$(endpoints)" --timeout-ms 1000
+        # shellcheck disable=SC2046
+        if "$DDKV" ping --endpoints "$(endpoints)" --timeout-ms 500 $(client_flags) 2>/dev/null | grep -q "leader n"; then
+            # shellcheck disable=SC2046
+            "$DDKV" ping --endpoints "$(endpoints)" --timeout-ms 1000 $(client_flags)
             exit 0
         fi
         sleep 0.1
@@ -158,7 +190,8 @@ status)
             echo "n$i down"
         fi
     done
-    "$DDKV" status --endpoints "$(endpoints)" --timeout-ms 2000 || true
+    # shellcheck disable=SC2046
+    "$DDKV" status --endpoints "$(endpoints)" --timeout-ms 2000 $(client_flags) || true
     ;;
 kill)
     i=$(index_of "${2:-}")
@@ -185,12 +218,16 @@ restart)
 endpoints)
     endpoints
     ;;
+tls-env)
+    tls_on || die "no TLS cluster in $DIR (start one: DDKV_TLS=1 deploy/cluster.sh start 3)"
+    echo "export DDKV_TLS_CA=$TLSDIR/ca.pem DDKV_TLS_CERT=$TLSDIR/client-root.pem DDKV_TLS_KEY=$TLSDIR/client-root.key"
+    ;;
 logs)
     i=$(index_of "${2:-}")
     exec tail -f "$DIR/n$i.log"
     ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
     [[ -z $cmd || $cmd == help || $cmd == -h || $cmd == --help ]] && exit 0
     exit 2
     ;;

@@ -20,7 +20,8 @@
  *
  * Threads: a ddkv_client is not thread-safe; use one per thread, or lock.
  * Signals: sockets are written with MSG_NOSIGNAL, so a dead peer never raises
- * SIGPIPE in the caller's process.
+ * SIGPIPE in the caller's process (TLS included: OpenSSL writes through a BIO
+ * the library gives it).
  *
  * Ownership, in one place: every pointer a function returns inside a result
  * struct is owned by that struct and released by its _free function (or by
@@ -86,6 +87,18 @@ struct ddkv_options {
      * (the default, 0), CAUSAL (any member that has applied what this client
      * has seen) or STALE, as for ddkv_read. */
     uint32_t list_consistency;
+    /* TLS. With tls_ca_file every connection speaks TLS and the node's
+     * certificate must chain to that CA (PEM) and, unless tls_skip_name_check,
+     * name the endpoint's host: a SAN IP entry for an address ("127.0.0.1:7001"),
+     * a SAN DNS entry for a name. The handshake is part of the connection
+     * attempt, bounded by connect_timeout_ms and the operation's deadline.
+     * tls_cert_file and tls_key_file (both or neither) are this client's
+     * certificate, for nodes that ask for one. Borrowed by ddkv_client_new
+     * (the files are read there). NULL: plain TCP. */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    bool tls_skip_name_check;
     /* A NULL endpoints or a 0 number means that field's default. */
 };
 

@@ -59,12 +59,22 @@ static void nap(struct agent *a, uint64_t ms)
     }
 }
 
+/* Client options from the agent's configuration (endpoints, timeout, TLS). */
+static void agent_options(const struct agent_config *cfg, struct ddkv_options *o)
+{
+    ddkv_options_init(o);
+    o->endpoints = cfg->endpoints;
+    o->timeout_ms = cfg->timeout_ms;
+    o->tls_ca_file = cfg->tls_ca;
+    o->tls_cert_file = cfg->tls_cert;
+    o->tls_key_file = cfg->tls_key;
+    o->tls_skip_name_check = cfg->tls_skip_name_check;
+}
+
 static ddkv_client *agent_client(struct agent *a)
 {
     struct ddkv_options o;
-    ddkv_options_init(&o);
-    o.endpoints = a->cfg->endpoints;
-    o.timeout_ms = a->cfg->timeout_ms;
+    agent_options(a->cfg, &o);
     ddkv_client *c = NULL;
     char err[256];
     if (ddkv_client_new(&o, &c, err, sizeof err) != DDKV_OK) {
@@ -274,9 +284,7 @@ static void *responder_main(void *arg)
     char prefix[96];
     snprintf(prefix, sizeof prefix, "req/%s/", a->name);
     struct ddkv_options o;
-    ddkv_options_init(&o);
-    o.endpoints = a->cfg->endpoints;
-    o.timeout_ms = a->cfg->timeout_ms;
+    agent_options(a->cfg, &o);
     while (!*a->stop) {
         /* Requests written while we were away first, then a watch from there. */
         struct ddkv_list l;

@@ -42,6 +42,9 @@ struct agent_config {
     uint32_t timeout_ms;       /* per cluster operation (3000) */
     bool worker;               /* also process jobs */
     uint32_t claim_ttl_ms;     /* a worker's claim (30000) */
+    /* TLS to the cluster, as in struct ddkv_options (NULL tls_ca: plain TCP). */
+    const char *tls_ca, *tls_cert, *tls_key;
+    bool tls_skip_name_check;
 };
 
 void agent_config_defaults(struct agent_config *cfg);

@@ -46,6 +46,10 @@ static int agent_cmd(struct cli_ctx *ctx)
     cfg.worker = opts_is_set(o, "worker");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
+    cfg.tls_ca = ctx->client.tls_ca_file;
+    cfg.tls_cert = ctx->client.tls_cert_file;
+    cfg.tls_key = ctx->client.tls_key_file;
+    cfg.tls_skip_name_check = ctx->client.tls_skip_name_check;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = agent_on_signal;

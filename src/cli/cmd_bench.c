@@ -17,10 +17,14 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,7 @@
 #include "util/hist.h"
 #include "util/net.h"
 #include "util/rng.h"
+#include "util/tls.h"
 
 enum workload { WL_WRITE, WL_READ, WL_MIXED, WL_CAS };
 static const char *const workload_names[] = {"write", "read", "mixed", "cas", NULL};
@@ -85,6 +90,8 @@ struct bench {
     struct sockaddr_storage ep_ss[BENCH_MAX_EPS];
     socklen_t ep_len[BENCH_MAX_EPS];
     int neps;
+    SSL_CTX *tls;            /* NULL: plain TCP */
+    bool tls_check_name;
     struct lamport clock;
     struct bconn *c;
     uint8_t *value;
@@ -347,12 +354,36 @@ static void bconn_close(struct bconn *c)
 static void read_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 
+/* A TLS client bufferevent for endpoint ep (the handshake runs once the
+ * connect completes), or NULL. */
+static struct bufferevent *bench_tls_bev(struct bench *b, int ep)
+{
+    char host[64];
+    snprintf(host, sizeof host, "%s", b->eps[ep][0] == '[' ? b->eps[ep] + 1 : b->eps[ep]);
+    char *end = b->eps[ep][0] == '[' ? strchr(host, ']') : strrchr(host, ':');
+    if (end)
+        *end = 0;
+    SSL *ssl = SSL_new(b->tls);
+    if (!ssl || (b->tls_check_name && tls_expect_host(ssl, host) != ERR_OK)) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(b->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 static void bconn_connect(struct bconn *c, int ep)
 {
     struct bench *b = c->b;
     bconn_close(c);
     c->ep = ep;
-    c->bev = bufferevent_socket_new(b->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = b->tls ? bench_tls_bev(b, ep) : bufferevent_socket_new(b->base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev)
         return;
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
@@ -493,6 +524,20 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     /* Broken or refused: the tick reconnects (to the next member) and resends. */
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (ssl && !c->up) {
+        unsigned long codes[4];
+        size_t n = 0;
+        unsigned long e;
+        while ((e = bufferevent_get_openssl_error(bev)) != 0)
+            if (n < 4)
+                codes[n++] = e;
+        char why[120];
+        /* Before the handshake, a refused or reset connect shows as a bare
+         * syscall failure: say what the socket says. */
+        tls_error_text(ssl, codes, n, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), why, sizeof why);
+        snprintf(b->last_error, sizeof b->last_error, "TLS handshake with %s failed: %s", b->eps[c->ep], why);
+    }
     if (c->up)
         b->reconnects++;
     bconn_close(c);
@@ -623,6 +668,17 @@ static int bench_run(struct cli_ctx *ctx)
             out_error("bench: bad endpoint '%s' (want host:port, at most %d)", t, BENCH_MAX_EPS);
             return EXIT_USAGE;
         }
+    if (ctx->client.tls_ca_file) {
+        struct errbuf eb;
+        if (tls_client_ctx(&b->tls, ctx->client.tls_ca_file, ctx->client.tls_cert_file, ctx->client.tls_key_file,
+                           &eb) != ERR_OK) {
+            out_error("bench: %s", eb.msg);
+            return EXIT_USAGE;
+        }
+        b->tls_check_name = !ctx->client.tls_skip_name_check;
+    }
+    /* A node that dies under load must not take the bench with it. */
+    signal(SIGPIPE, SIG_IGN);
     if (getrandom(&b->rng, sizeof b->rng, 0) != (ssize_t)sizeof b->rng || !b->rng)
         b->rng = clock_mono_ns() | 1;
     b->value = malloc(b->value_size + 1);
@@ -672,6 +728,7 @@ static int bench_run(struct cli_ctx *ctx)
     }
     event_free(b->tick);
     event_base_free(b->base);
+    SSL_CTX_free(b->tls);
     buf_free(&b->out);
     free(b->c);
     free(b->value);

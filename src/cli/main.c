@@ -19,7 +19,14 @@ static const struct opt_def main_client_opts[] = {
     {"timeout-ms", 0, OPT_ARG, "5000", "MS",
      "deadline of each operation, retries included"},
     {"output", 'o', OPT_ARG, "text", "FORMAT", "text | json (one JSON object per result line)"},
+    {"tls-ca", 0, OPT_ARG, NULL, "FILE", "speak TLS; the nodes' certificates must chain to this CA (PEM)"},
+    {"tls-cert", 0, OPT_ARG, NULL, "FILE", "with --tls-ca: this client's certificate (PEM), for nodes that ask"},
+    {"tls-key", 0, OPT_ARG, NULL, "FILE", "the key of --tls-cert (PEM)"},
+    {"tls-check-name", 0, OPT_ARG, "on", "on|off",
+     "the node's certificate must name the endpoint's host (SAN IP or DNS entry)"},
 };
+
+static const char *const main_on_off[] = {"off", "on", NULL};
 
 static const char *const main_output_names[] = {"text", "json", NULL};
 
@@ -50,6 +57,13 @@ static struct opt_def serve_opts[] = {
     {"snapshot-entries", 0, OPT_ARG, NULL, "N", "snapshot and compact the Raft log every N applied entries"},
     {"watch-history-bytes", 0, OPT_ARG, NULL, "N", "bytes of recent changes kept for watchers to resume from"},
     {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
+    {"tls-cert", 0, OPT_ARG, NULL, "FILE", "the node's certificate (PEM, chain allowed): the client port speaks TLS only"},
+    {"tls-key", 0, OPT_ARG, NULL, "FILE", "the key of --tls-cert (PEM)"},
+    {"tls-ca", 0, OPT_ARG, NULL, "FILE", "the cluster CA (PEM): peers' and clients' certificates must chain to it"},
+    {"peer-tls", 0, OPT_ARG, NULL, "on|off", "mutual TLS between members (default: on with --tls-cert)"},
+    {"tls-client-cert", 0, OPT_ARG, NULL, "MODE",
+     "none | optional | required: the client port's demand for client certificates "
+     "(default: optional with --tls-ca, else none)"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
@@ -101,7 +115,20 @@ static int serve_run(struct cli_ctx *ctx)
     cfg.cluster = opts_get(o, "cluster");
     cfg.join = opts_is_set(o, "join");
     cfg.cluster_token = opts_get(o, "cluster-token");
-    int level = -1;
+    int level = -1, peer_tls = -1, client_cert = -1;
+    static const char *const client_cert_modes[] = {"none", "optional", "required", NULL};
+    if (opts_get_choice(o, "peer-tls", main_on_off, &peer_tls) != 0 ||
+        opts_get_choice(o, "tls-client-cert", client_cert_modes, &client_cert) != 0) {
+        out_error("serve: %s", o->err);
+        return EXIT_USAGE;
+    }
+    if (peer_tls >= 0)
+        cfg.peer_tls = peer_tls ? NODE_PEER_TLS_ON : NODE_PEER_TLS_OFF;
+    if (client_cert >= 0)
+        cfg.tls_client_cert = (enum node_client_cert)(NODE_CLIENT_CERT_NONE + client_cert);
+    cfg.tls_cert = opts_get(o, "tls-cert");
+    cfg.tls_key = opts_get(o, "tls-key");
+    cfg.tls_ca = opts_get(o, "tls-ca");
     if (opts_get_u32(o, "max-frame-bytes", 1, UINT32_MAX, &cfg.max_frame_bytes) != 0 ||
         opts_get_u32(o, "max-key-bytes", 1, UINT32_MAX, &cfg.max_key_bytes) != 0 ||
         opts_get_u32(o, "max-value-bytes", 1, UINT32_MAX, &cfg.max_value_bytes) != 0 ||
@@ -240,6 +267,19 @@ static int main_client_ctx(struct cli_ctx *ctx)
         opts_get_choice(ctx->opts, "output", main_output_names, &fmt) != 0)
         return main_usage_error(ctx->cmd, ctx->opts->err);
     ctx->fmt = (enum out_format)fmt;
+    int check_name = 1;
+    if (opts_get_choice(ctx->opts, "tls-check-name", main_on_off, &check_name) != 0)
+        return main_usage_error(ctx->cmd, ctx->opts->err);
+    const char *ca = opts_get(ctx->opts, "tls-ca"), *cert = opts_get(ctx->opts, "tls-cert"),
+               *key = opts_get(ctx->opts, "tls-key");
+    if ((cert || key) && !ca)
+        return main_usage_error(ctx->cmd, "--tls-cert and --tls-key need --tls-ca (the CA of the nodes' certificates)");
+    if (!cert != !key)
+        return main_usage_error(ctx->cmd, "--tls-cert and --tls-key go together");
+    ctx->client.tls_ca_file = ca;
+    ctx->client.tls_cert_file = cert;
+    ctx->client.tls_key_file = key;
+    ctx->client.tls_skip_name_check = !check_name;
     /* A connection attempt never outlasts the operation it serves. */
     if (ctx->client.connect_timeout_ms > ctx->client.timeout_ms)
         ctx->client.connect_timeout_ms = ctx->client.timeout_ms;

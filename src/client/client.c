@@ -7,6 +7,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/tls.h"
 
 /* Endpoints given in the options plus leaders learned from NOT_LEADER. A cluster
  * has a handful of members; the cap only stops a confused node from growing the
@@ -47,6 +50,13 @@ struct ddkv_client {
     size_t n_given; /* eps[0..n_given) came from the options; the rest were learned */
     size_t cur;     /* endpoint of the open connection, or the next to try */
     int fd;         /* -1 when not connected */
+    SSL_CTX *tls;   /* NULL: plain TCP */
+    SSL *ssl;       /* the connection's TLS session (with tls, while fd >= 0) */
+    bool tls_check_name;
+    short tls_want; /* POLLIN or POLLOUT: what the last TLS call waits for */
+    bool heard;     /* bytes arrived on this connection */
+    bool io_refused; /* the last TLS failure was the node refusing this client */
+    char io_why[160]; /* a TLS failure, when errno is EPROTO */
     int answered;   /* endpoint that sent the last reply, or -1 */
     struct frame_decoder dec;
     struct buf out;
@@ -95,6 +105,7 @@ enum attempt {
     ATTEMPT_BROKEN,  /* the connection failed */
     ATTEMPT_TIMEOUT, /* the deadline passed */
     ATTEMPT_GARBLED, /* the node sent bytes that are not a valid reply */
+    ATTEMPT_REFUSED, /* the port speaks TLS to a plain client: nothing was read there */
     ATTEMPT_NOMEM,
 };
 
@@ -295,6 +306,15 @@ ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out, cha
         goto fail;
     }
     frame_decoder_init(&c->dec, c->max_reply_bytes);
+    if (opts->tls_ca_file) {
+        struct errbuf eb;
+        if (tls_client_ctx(&c->tls, opts->tls_ca_file, opts->tls_cert_file, opts->tls_key_file, &eb) != ERR_OK) {
+            rc = DDKV_ERR_USAGE;
+            snprintf(why, sizeof why, "tls: %.190s", eb.msg);
+            goto fail;
+        }
+        c->tls_check_name = !opts->tls_skip_name_check;
+    }
     c->client_id = random_u64();
     if (c->client_id == 0) /* 0 reads as "no session" on the wire */
         c->client_id = 1;
@@ -306,11 +326,13 @@ ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out, cha
         size_t n = comma ? (size_t)(comma - s) : strlen(s);
         if (c->n_eps == CLIENT_MAX_ENDPOINTS) {
             rc = DDKV_ERR_USAGE;
-            snprintf(why, sizeof why, "more than %d endpoints", CLIENT_MAX_ENDPOINTS);
+            snprintf(why, sizeof why, "endpoints: more than %d endpoints", CLIENT_MAX_ENDPOINTS);
             goto fail;
         }
-        if (endpoint_parse(&c->eps[c->n_eps], s, n, why, sizeof why) != 0) {
-            rc = strcmp(why, "out of memory") == 0 ? DDKV_ERR_NOMEM : DDKV_ERR_USAGE;
+        char ewhy[180];
+        if (endpoint_parse(&c->eps[c->n_eps], s, n, ewhy, sizeof ewhy) != 0) {
+            rc = strcmp(ewhy, "out of memory") == 0 ? DDKV_ERR_NOMEM : DDKV_ERR_USAGE;
+            snprintf(why, sizeof why, "endpoints: %s", ewhy);
             goto fail;
         }
         c->n_eps++;
@@ -324,13 +346,18 @@ ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out, cha
 
 fail:
     if (errbuf && errlen)
-        snprintf(errbuf, errlen, "endpoints: %s", why);
+        snprintf(errbuf, errlen, "%s", why);
     ddkv_client_free(c);
     return rc;
 }
 
 static void client_disconnect(struct ddkv_client *c)
 {
+    /* No close_notify: the node takes a plain close as the end (it is never
+     * mid-message when the client gives up on a connection that matters). */
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->heard = false;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -344,6 +371,7 @@ void ddkv_client_free(ddkv_client *c)
     if (!c)
         return;
     client_disconnect(c);
+    SSL_CTX_free(c->tls);
     frame_decoder_free(&c->dec);
     buf_free(&c->out);
     for (size_t i = 0; i < c->n_eps; i++)
@@ -398,6 +426,44 @@ static void client_sleep(struct ddkv_client *c, uint32_t backoff_ms, uint64_t de
         ms = left;
     if (ms)
         poll(NULL, 0, poll_ms(ms));
+}
+
+/* The TLS handshake on a fresh connection to e, bounded like the connect
+ * (until): a node that accepts and then says nothing cannot hold the client
+ * past it. Returns the session, or NULL with errmsg set. */
+static SSL *client_tls_handshake(struct ddkv_client *c, const struct endpoint *e, int fd, uint64_t until)
+{
+    SSL *ssl = SSL_new(c->tls);
+    if (!ssl || tls_set_socket(ssl, fd) != ERR_OK || (c->tls_check_name && tls_expect_host(ssl, e->host) != ERR_OK)) {
+        SSL_free(ssl);
+        client_fail(c, DDKV_ERR_NOMEM, "out of memory for a TLS session");
+        return NULL;
+    }
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(ssl);
+        if (r == 1)
+            return ssl;
+        int err = SSL_get_error(ssl, r);
+        short ev = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+        uint64_t left = ms_left(until);
+        if (ev && left == 0) {
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "TLS handshake with %s not completed in time", e->text);
+        } else if (!ev) {
+            char why[160];
+            bool cert = SSL_get_verify_result(ssl) != X509_V_OK;
+            tls_error_text(ssl, NULL, 0, "the node closed the connection", why, sizeof why);
+            /* A plain port answers a ClientHello with a frame, or hangs up. */
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "TLS handshake with %s failed: %s%s", e->text, why,
+                        cert || strstr(why, "alert") ? "" : " (is the node's client port plain TCP?)");
+        } else {
+            struct pollfd p = {.fd = fd, .events = ev};
+            poll(&p, 1, poll_ms(left));
+            continue;
+        }
+        SSL_free(ssl);
+        return NULL;
+    }
 }
 
 /* One connection attempt to eps[i], bounded by the connect timeout and the
@@ -456,8 +522,14 @@ static int client_connect_one(struct ddkv_client *c, size_t i, uint64_t deadline
      * only add delay. */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    SSL *ssl = NULL;
+    if (c->tls && !(ssl = client_tls_handshake(c, e, fd, until))) {
+        close(fd);
+        return -1;
+    }
     client_disconnect(c);
     c->fd = fd;
+    c->ssl = ssl;
     c->cur = i;
     return 0;
 }
@@ -518,34 +590,88 @@ static int client_next_msg(struct ddkv_client *c, struct msg *m, enum attempt *h
     return ERR_OK;
 }
 
+/* recv/send on the connection, through TLS when it has it: bytes moved, 0
+ * when the node closed (recv), or -1 with errno (EAGAIN: wait for
+ * c->tls_want; EPROTO: a TLS failure, c->io_why says which). */
+static ssize_t client_io(struct ddkv_client *c, void *data, size_t n, bool writing)
+{
+    c->tls_want = writing ? POLLOUT : POLLIN;
+    if (!c->ssl)
+        return writing ? send(c->fd, data, n, MSG_NOSIGNAL) : recv(c->fd, data, n, 0);
+    ERR_clear_error();
+    int r = writing ? SSL_write(c->ssl, data, (int)n) : SSL_read(c->ssl, data, (int)n);
+    if (r > 0)
+        return r;
+    int err = SSL_get_error(c->ssl, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        c->tls_want = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && r == 0 && ERR_peek_error() == 0))
+        return 0;
+    if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+        return -1; /* errno says what */
+    /* An alert before the node said anything: it refused the handshake (TLS
+     * 1.3 tells a client whose certificate it refuses only now), so no
+     * request on this connection was read. */
+    c->io_refused = !c->heard && tls_queue_peer_alert();
+    tls_error_text(c->ssl, NULL, 0, "TLS failure", c->io_why, sizeof c->io_why);
+    errno = EPROTO;
+    return -1;
+}
+
+static const char *client_io_error(const struct ddkv_client *c)
+{
+    return errno == EPROTO && c->ssl ? c->io_why : strerror(errno);
+}
+
 /* Read what the socket has into the decoder, waiting at most wait_ms.
  * Returns 1 if bytes arrived, 0 if none did in time, -1 if the connection is
  * gone or the bytes were refused (errmsg set, *how says which). */
 static int client_fill(struct ddkv_client *c, uint64_t wait_ms, enum attempt *how)
 {
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    int pr = poll(&p, 1, poll_ms(wait_ms));
-    if (pr < 0 && errno != EINTR) {
-        client_fail(c, DDKV_ERR_UNAVAILABLE, "poll: %s", strerror(errno));
-        *how = ATTEMPT_BROKEN;
-        return -1;
+    /* TLS may hold decrypted bytes the socket no longer shows. */
+    if (!c->ssl || SSL_pending(c->ssl) == 0) {
+        struct pollfd p = {.fd = c->fd, .events = c->ssl ? c->tls_want : POLLIN};
+        int pr = poll(&p, 1, poll_ms(wait_ms));
+        if (pr < 0 && errno != EINTR) {
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "poll: %s", strerror(errno));
+            *how = ATTEMPT_BROKEN;
+            return -1;
+        }
+        if (pr <= 0)
+            return 0;
     }
-    if (pr <= 0)
-        return 0;
     uint8_t chunk[CLIENT_RECV_CHUNK];
-    ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
+    ssize_t n = client_io(c, chunk, sizeof chunk, false);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
+    if (n < 0 && errno == EPROTO && c->io_refused) {
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s refused the TLS connection: %s%s", c->eps[c->cur].text, c->io_why,
+                    strstr(c->io_why, "certificate required") ? " (give --tls-cert and --tls-key)" : "");
+        *how = ATTEMPT_REFUSED;
+        return -1;
+    }
     if (n <= 0) {
         if (n == 0)
             client_fail(c, DDKV_ERR_UNAVAILABLE, "%s closed the connection%s", c->eps[c->cur].text,
                         frame_decoder_pending(&c->dec) ? " in the middle of a reply" : "");
         else
             client_fail(c, DDKV_ERR_UNAVAILABLE, "reading from %s: %s", c->eps[c->cur].text,
-                        strerror(errno));
+                        client_io_error(c));
         *how = ATTEMPT_BROKEN;
         return -1;
     }
+    if (!c->ssl && !c->heard && tls_looks_like_record(chunk, (size_t)n)) {
+        /* A TLS node's answer to a plain client is an alert record. */
+        client_fail(c, DDKV_ERR_UNAVAILABLE,
+                    "%s speaks TLS: connect with --tls-ca FILE (env DDKV_TLS_CA), the cluster's CA",
+                    c->eps[c->cur].text);
+        *how = ATTEMPT_REFUSED;
+        return -1;
+    }
+    c->heard = true;
     int rc = frame_decoder_feed(&c->dec, chunk, (size_t)n);
     if (rc == ERR_OK)
         return 1;
@@ -630,14 +756,14 @@ static enum attempt client_send(struct ddkv_client *c, uint64_t deadline_ms)
 {
     size_t off = 0;
     while (off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL);
+        ssize_t n = client_io(c, c->out.data + off, c->out.len - off, true);
         if (n > 0) {
             off += (size_t)n;
             continue;
         }
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             client_fail(c, DDKV_ERR_UNAVAILABLE, "sending to %s: %s", c->eps[c->cur].text,
-                        strerror(errno));
+                        n == 0 ? "the node closed the connection" : client_io_error(c));
             return ATTEMPT_BROKEN;
         }
         uint64_t left = ms_left(deadline_ms);
@@ -645,7 +771,7 @@ static enum attempt client_send(struct ddkv_client *c, uint64_t deadline_ms)
             client_fail(c, DDKV_ERR_TIMEOUT, "timed out sending to %s", c->eps[c->cur].text);
             return ATTEMPT_TIMEOUT;
         }
-        struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+        struct pollfd p = {.fd = c->fd, .events = c->tls_want};
         poll(&p, 1, poll_ms(left));
     }
     return ATTEMPT_REPLY;
@@ -788,6 +914,8 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
         a = client_recv(c, k, deadline_ms);
         if (a != ATTEMPT_REPLY) {
             client_disconnect(c);
+            if (a == ATTEMPT_REFUSED)
+                return DDKV_ERR_UNAVAILABLE; /* a TLS port never read the request; errmsg says so */
             if (a == ATTEMPT_NOMEM)
                 return client_fail(c, DDKV_ERR_NOMEM, "out of memory reading the reply");
             if (k->mutates && !k->once && a == ATTEMPT_BROKEN) {

@@ -25,6 +25,7 @@
 #ifndef DDKV_HUB_HUB_H
 #define DDKV_HUB_HUB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct hub_config {
@@ -34,6 +35,9 @@ struct hub_config {
     const char *chart_js;   /* Chart.js, from Debian's libjs-chart.js */
     uint32_t timeout_ms;    /* per cluster operation */
     uint32_t workers;       /* threads for cluster calls */
+    /* TLS to the cluster, as in struct ddkv_options (NULL tls_ca: plain TCP). */
+    const char *tls_ca, *tls_cert, *tls_key;
+    bool tls_skip_name_check;
 };
 
 void hub_config_defaults(struct hub_config *cfg);

@@ -606,6 +606,8 @@ int cluster_start(struct node *n, struct errbuf *eb)
     pc.max_frame_bytes = n->cfg.max_frame_bytes + (64u << 10);
     snprintf(pc.self_name, sizeof pc.self_name, "%s", n->cfg.name);
     snprintf(pc.self_client_addr, sizeof pc.self_client_addr, "%s", n->client_addr);
+    pc.tls = n->tls_peer;
+    pc.id_of_name = cluster_node_id;
     int rc = peer_transport_new(n->base, &pc, &n->clock, cluster_deliver, n, &n->peers, eb);
     if (rc)
         return rc;
@@ -614,6 +616,12 @@ int cluster_start(struct node *n, struct errbuf *eb)
     char bound[64];
     if ((rc = peer_listen(n->peers, listen, bound, sizeof bound, eb)))
         return rc;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (!n->tls_peer && net_parse_addr(bound, &ss, &sslen) == ERR_OK && !net_is_loopback((struct sockaddr *)&ss))
+        log_warn("peer port %s is reachable beyond loopback without TLS: anyone who reaches it can "
+                 "speak Raft to this node (see --tls-cert, --tls-key, --tls-ca)",
+                 bound);
     /* What peers dial: the bound address (with the port the kernel picked),
      * unless the node is reached elsewhere (--listen-peer-addr). */
     snprintf(n->peer_addr, sizeof n->peer_addr, "%s", n->cfg.listen_peer_addr ? advertised : bound);

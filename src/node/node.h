@@ -9,6 +9,16 @@
 #include <stdint.h>
 
 struct errbuf;
+/* --peer-tls: AUTO is on when the node has a certificate (tls_cert). */
+enum node_peer_tls { NODE_PEER_TLS_AUTO = 0, NODE_PEER_TLS_OFF, NODE_PEER_TLS_ON };
+/* --tls-client-cert: what the client port asks of a client's certificate. AUTO
+ * is OPTIONAL when there is a CA (tls_ca) to check one against, else NONE. */
+enum node_client_cert {
+    NODE_CLIENT_CERT_AUTO = 0,
+    NODE_CLIENT_CERT_NONE,     /* server certificate only */
+    NODE_CLIENT_CERT_OPTIONAL, /* asked for; a client without one is served, a bad one refused */
+    NODE_CLIENT_CERT_REQUIRED, /* a client without a certificate from the CA is refused */
+};
 
 struct node_config {
     const char *name;          /* node name, for logs and status ("n1") */
@@ -34,6 +44,14 @@ struct node_config {
     uint32_t heartbeat_ms;        /* Raft tick */
     uint32_t election_timeout_ms; /* a multiple of heartbeat_ms, at least 2x */
     const char *log_level;     /* debug|info|warn|error */
+    /* TLS (PEM files). With tls_cert and tls_key the client port speaks TLS
+     * only; tls_ca is the cluster CA that peers' and clients' certificates
+     * must chain to. NULL: plain TCP. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_ca;
+    enum node_peer_tls peer_tls;         /* mutual TLS between members */
+    enum node_client_cert tls_client_cert;
 };
 
 /* Defaults for every field (data_dir stays NULL: the caller must set it). */

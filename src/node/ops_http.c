@@ -94,6 +94,8 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_connections", "gauge", "Open client connections.", n->nconns);
     metric(b, "ddkv_connections_accepted_total", "counter", "Client connections accepted.", s->conns_accepted);
     metric(b, "ddkv_connections_refused_total", "counter", "Connections refused over the limit.", s->conns_refused);
+    metric(b, "ddkv_tls_handshake_failures_total", "counter",
+           "Client-port TLS handshakes that failed or timed out.", s->tls_handshake_failures);
     metric(b, "ddkv_frames_received_total", "counter", "Frames received.", s->frames_in);
     metric(b, "ddkv_frames_bad_total", "counter", "Frames refused as malformed.", s->frames_bad);
     metric(b, "ddkv_frames_too_large_total", "counter", "Frames refused over the size limit.", s->frames_too_large);

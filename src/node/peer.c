@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "util/log.h"
 #include "util/net.h"
 #include "util/rng.h"
+#include "util/tls.h"
 
 /* An AppendEntries may carry up to 65536 entries of 4 objects each
  * (raft_msg.c); the request limits of the client port are far too small. */
@@ -73,6 +76,7 @@ struct peer {
     uint32_t backoff_ms;       /* the next delay's upper bound */
     uint64_t up_since_ms;      /* when the current connection was established */
     bool probe;                /* lost while up: dial again even with nothing to say */
+    bool tls_started;          /* TCP connected, TLS handshake running (bev is the filter) */
     struct peer_queue hi, lo;
     struct peer_stats stats;
     struct peer *next;
@@ -85,6 +89,8 @@ struct peer_in {
     struct frame_decoder dec;
     uint64_t from;             /* the hello's id; 0 until the hello arrived */
     bool closing;              /* closed inside its own read loop: free after it */
+    bool tls_pending;          /* TLS handshake not completed */
+    char cert_cn[TLS_CN_MAX + 1]; /* the verified client certificate's common name */
     char addr[64];
     struct peer_in *prev, *next;
 };
@@ -192,11 +198,15 @@ static void peer_close(struct peer *p, const char *why)
     if (p->state == PEER_CONNECTED) {
         PEER_COUNT(p->t, p, disconnects);
         log_info("peer %llu at %s: connection lost (%s)", (unsigned long long)p->id, p->addr, why);
+    } else if (p->tls_started) {
+        /* Once per attempt, and attempts follow the backoff. */
+        log_warn("peer %llu at %s: TLS handshake failed: %s", (unsigned long long)p->id, p->addr, why);
     } else {
         log_debug("peer %llu at %s: connect failed (%s)", (unsigned long long)p->id, p->addr, why);
     }
     bufferevent_free(p->bev);
     p->bev = NULL;
+    p->tls_started = false;
     p->state = PEER_IDLE;
 }
 
@@ -301,10 +311,85 @@ static int peer_write_hello(struct peer *p)
     return rc;
 }
 
+static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* TCP is up: run the TLS handshake in a filter over the socket's bufferevent.
+ * The socket keeps at most PEER_SNAP_WATERMARK encrypted bytes; the rest of
+ * the output waits as frames in the filter, where peer_pump measures it. */
+static int peer_tls_start(struct peer *p)
+{
+    SSL *ssl = SSL_new(p->t->cfg.tls);
+    struct bufferevent *f =
+        ssl ? bufferevent_openssl_filter_new(p->t->base, p->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                             BEV_OPT_CLOSE_ON_FREE)
+            : NULL;
+    if (!f) {
+        SSL_free(ssl);
+        return ERR_NOMEM;
+    }
+    bufferevent_setwatermark(p->bev, EV_WRITE, 0, PEER_SNAP_WATERMARK);
+    p->bev = f; /* frees the socket's bufferevent with it */
+    p->tls_started = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+    bufferevent_setcb(f, peer_out_read_cb, peer_out_write_cb, peer_out_event_cb, p);
+    bufferevent_setwatermark(f, EV_WRITE, PEER_SNAP_WATERMARK, 0);
+    struct timeval tv = {PEER_WRITE_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(f, &tv, &tv); /* the handshake, both ways */
+    bufferevent_enable(f, EV_READ | EV_WRITE);
+    return ERR_OK;
+}
+
+/* OpenSSL's reason for the failure of p's TLS connection. */
+static void peer_tls_error(struct bufferevent *bev, char *out, size_t cap)
+{
+    unsigned long codes[8];
+    size_t n = 0;
+    unsigned long e;
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        if (n < sizeof codes / sizeof codes[0])
+            codes[n++] = e;
+    tls_error_text(bufferevent_openssl_get_ssl(bev), codes, n,
+                   "closed by the other side (does it trust this node's certificate?)", out, cap);
+}
+
+/* The dialled member's certificate must name it; 0 or a reason to refuse. */
+static int peer_tls_check_server(struct peer *p, char *why, size_t cap)
+{
+    char cn[TLS_CN_MAX + 1];
+    SSL *ssl = bufferevent_openssl_get_ssl(p->bev);
+    if (!ssl || tls_peer_cn(ssl, cn, sizeof cn) == 0) {
+        snprintf(why, cap, "its certificate has no usable common name");
+        return -1;
+    }
+    if (p->t->cfg.id_of_name && p->t->cfg.id_of_name(cn) != p->id) {
+        snprintf(why, cap, "its certificate is for '%s', not the member dialled", cn);
+        return -1;
+    }
+    return 0;
+}
+
 static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct peer *p = arg;
+    if ((what & BEV_EVENT_CONNECTED) && p->t->cfg.tls && !p->tls_started) {
+        if (peer_tls_start(p) != ERR_OK)
+            peer_fail(p, "out of memory");
+        return;
+    }
     if (what & BEV_EVENT_CONNECTED) {
+        char why[160];
+        if (p->tls_started && peer_tls_check_server(p, why, sizeof why) != 0) {
+            peer_fail(p, why);
+            return;
+        }
+        if (p->tls_started) {
+            /* Handshake done. Stalled output is timed by the socket's
+             * bufferevent underneath (armed while it holds bytes): the
+             * filter's own write timer would be re-armed by every write and
+             * fire on a connection that is merely idle. */
+            bufferevent_set_timeouts(bev, NULL, NULL);
+            p->tls_started = false;
+        }
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (peer_write_hello(p) != ERR_OK) {
@@ -319,8 +404,15 @@ static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_TIMEOUT)
-        peer_fail(p, p->state == PEER_CONNECTED ? "write stalled" : "connect timed out");
-    else if (what & BEV_EVENT_EOF)
+        peer_fail(p, p->state == PEER_CONNECTED ? "write stalled"
+                     : p->tls_started          ? "TLS handshake timed out"
+                                               : "connect timed out");
+    else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && bufferevent_openssl_get_ssl(bev)) {
+        /* A TLS error: a certificate refused by either side, or garbage. */
+        char why[200];
+        peer_tls_error(bev, why, sizeof why);
+        peer_fail(p, what & BEV_EVENT_EOF && p->state == PEER_CONNECTED ? "peer closed" : why);
+    } else if (what & BEV_EVENT_EOF)
         peer_fail(p, "peer closed");
     else if (what & BEV_EVENT_ERROR) {
         int err = EVUTIL_SOCKET_ERROR();
@@ -508,6 +600,14 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
         peer_in_bad(c, "hello with invalid node id %llu", (unsigned long long)from);
         return;
     }
+    if (t->cfg.tls && t->cfg.id_of_name && t->cfg.id_of_name(c->cert_cn) != from) {
+        PEER_COUNT(t, peer_find(t, from), refused_hellos);
+        log_error("peer conn from %s: refusing hello of node %llu: its certificate is for '%s' (node %llu)",
+                  c->addr, (unsigned long long)from, c->cert_cn,
+                  (unsigned long long)t->cfg.id_of_name(c->cert_cn));
+        peer_in_close(c, true, "hello refused");
+        return;
+    }
     if (lamport_observe(t->clock, m->lamport, 0) != ERR_OK) {
         peer_in_bad(c, "hello lamport time %llu out of range", (unsigned long long)m->lamport);
         return;
@@ -632,7 +732,24 @@ static void peer_in_read_cb(struct bufferevent *bev, void *arg)
 static void peer_in_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct peer_in *c = arg;
-    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        /* The handshake verified the certificate against the cluster CA; the
+         * hello must then come from the member it names. */
+        c->tls_pending = false;
+        if (tls_peer_cn(bufferevent_openssl_get_ssl(bev), c->cert_cn, sizeof c->cert_cn) == 0) {
+            log_warn("peer conn from %s: certificate without a usable common name; closing", c->addr);
+            peer_in_close(c, false, "no certificate name");
+        }
+        return;
+    }
+    if ((what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) && c->tls_pending) {
+        char why[200];
+        peer_tls_error(bev, why, sizeof why);
+        c->t->tot.bad_frames++;
+        log_warn("peer conn from %s: TLS handshake failed: %s; closing", c->addr, why);
+        peer_in_close(c, false, "TLS handshake failed");
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("peer conn from %s (id %llu): %s in %d s; closing", c->addr,
                  (unsigned long long)c->from, c->from ? "frame not completed" : "no hello",
@@ -644,6 +761,25 @@ static void peer_in_event_cb(struct bufferevent *bev, short what, void *arg)
                      (unsigned long long)c->from);
         peer_in_close(c, false, what & BEV_EVENT_EOF ? "peer closed" : "socket error");
     }
+}
+
+/* An accepted connection's bufferevent: plain, or a TLS server one that
+ * demands the dialer's certificate (the hello timeout bounds the handshake). */
+static struct bufferevent *peer_in_bev(struct peer_transport *t, struct peer_in *c, evutil_socket_t fd)
+{
+    if (!t->cfg.tls)
+        return bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(t->cfg.tls);
+    struct bufferevent *bev =
+        ssl ? bufferevent_openssl_socket_new(t->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+            : NULL;
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    c->tls_pending = true;
+    return bev;
 }
 
 static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -660,7 +796,7 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
         return;
     }
     struct peer_in *c = calloc(1, sizeof *c);
-    struct bufferevent *bev = c ? bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct bufferevent *bev = c ? peer_in_bev(t, c, fd) : NULL;
     if (!bev) {
         free(c);
         evutil_closesocket(fd);
@@ -778,7 +914,10 @@ void peer_flush(struct peer_transport *t)
     for (struct peer *p = t->peers; p; p = p->next) {
         if (p->state != PEER_CONNECTED)
             continue;
-        struct evbuffer *out = bufferevent_get_output(p->bev);
+        /* With TLS the filter has already encrypted what fits into the
+         * socket's bufferevent underneath: write that one. */
+        struct bufferevent *sock = bufferevent_get_underlying(p->bev);
+        struct evbuffer *out = bufferevent_get_output(sock ? sock : p->bev);
         if (evbuffer_get_length(out) == 0)
             continue;
         /* Errors (EAGAIN, a reset) are left for the bufferevent to find. */

@@ -29,6 +29,15 @@
  * (both classes) would pass queue_bytes_max the new message is dropped and
  * counted: Raft retransmits, and a stale backlog is worth nothing.
  *
+ * TLS (cfg.tls): the dialer connects TCP, then runs the TLS handshake in a
+ * filter bufferevent over that socket (so peer_flush can still push the
+ * encrypted bytes out before the driver's fsync), checks that the server's
+ * certificate names the member it dialled, and sends its hello. The acceptor
+ * demands a client certificate from the cluster CA and checks that the hello
+ * comes from the member the certificate names. A handshake that fails is
+ * logged with OpenSSL's reason, once per attempt: the dialer's backoff paces
+ * the attempts.
+ *
  * Reconnects use exponential backoff with jitter between reconnect_min_ms and
  * reconnect_max_ms. The backoff resets once a connection has stayed up for
  * PEER_STABLE_MS: a dialer cannot see its hello accepted (the acceptor never
@@ -70,6 +79,14 @@ struct peer_config {
     char self_name[64];          /* sent in the hello (may be empty) */
     char self_client_addr[64];   /* sent in the hello (may be empty) */
     char self_peer_addr[64];     /* sent in the hello (may be empty) */
+    /* Mutual TLS (NULL: plain TCP). The context must verify the other side
+     * and demand its certificate (tls_server_ctx with TLS_PEER_CERT_REQUIRED);
+     * borrowed, it must outlive the transport. A dialled member's certificate,
+     * and an accepted connection's, must then name the member: its common name
+     * is a member name whose id (id_of_name) is the one dialled, or the one
+     * the hello claims. */
+    struct ssl_ctx_st *tls;
+    uint64_t (*id_of_name)(const char *name);
 };
 
 /* Fills cfg with defaults (4 MiB frames, 16 MiB queues, 50..2000 ms backoff);

@@ -288,10 +288,64 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         backup_conn_writable(c->node, c);
 }
 
+/* Best effort, on a fresh socket: one plain ERROR frame, then what the client
+ * already sent is read away, so that the close is a FIN and the frame is not
+ * lost to a reset. */
+static void conn_say_plain(struct node *n, evutil_socket_t fd, uint32_t code, const char *text)
+{
+    struct buf b = BUF_INIT;
+    if (msg_encode_error(&b, lamport_tick(&n->clock), 0, code, text, NULL) == ERR_OK) {
+        ssize_t wr = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)wr;
+    }
+    buf_free(&b);
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
+}
+
+/* A TLS handshake that failed: the reason is worth a line (a client without
+ * the CA, a certificate from elsewhere, plain TCP on a TLS port). A client
+ * that spoke plain TCP is told so in its own protocol: UNAVAILABLE, which a
+ * client takes as "not acted on" (a write is not left in doubt). */
+static void conn_tls_failed(struct conn *c, const char *why, bool plain)
+{
+    struct node *n = c->node;
+    n->stats.tls_handshake_failures++;
+    /* A misconfigured client retries in a loop: one line a second is enough. */
+    uint64_t now = clock_mono_ms();
+    if (n->tls_fail_logged_ms && now - n->tls_fail_logged_ms < 1000) {
+        n->tls_fail_unlogged++;
+    } else {
+        log_info("conn %llu from %s: TLS handshake failed: %s (%llu more failed since the last such line)",
+                 (unsigned long long)c->id, c->peer, why, (unsigned long long)n->tls_fail_unlogged);
+        n->tls_fail_logged_ms = now;
+        n->tls_fail_unlogged = 0;
+    }
+    if (plain)
+        conn_say_plain(c->node, bufferevent_getfd(c->bev), DDKV_WERR_UNAVAILABLE,
+                       "this port speaks TLS: connect with --tls-ca FILE (env DDKV_TLS_CA), the cluster's CA");
+    conn_close(c, "TLS handshake failed");
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        node_tls_connected(c);
+        return;
+    }
+    if ((what & (BEV_EVENT_TIMEOUT | BEV_EVENT_ERROR)) && c->tls_pending) {
+        char why[200];
+        bool plain = false;
+        if (what & BEV_EVENT_TIMEOUT)
+            snprintf(why, sizeof why, "not completed within %u ms", (unsigned)c->node->cfg.frame_timeout_ms);
+        else
+            plain = node_tls_error(c, why, sizeof why);
+        conn_tls_failed(c, why, plain);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT)
         conn_close(c, what & BEV_EVENT_READING ? "partial frame not completed in time"
                                                : "error reply not read in time");
@@ -321,7 +375,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
-    struct bufferevent *bev = c ? bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct bufferevent *bev = c ? node_tls_accept(n, c, fd) : NULL;
     if (!bev) {
         free(c);
         evutil_closesocket(fd);
@@ -437,8 +491,10 @@ static int node_listen(struct node *n, struct errbuf *eb)
     socklen_t blen = sizeof bound;
     getsockname(evconnlistener_get_fd(n->listener), (struct sockaddr *)&bound, &blen);
     net_format_addr((struct sockaddr *)&bound, n->client_addr, sizeof n->client_addr);
-    if (!net_is_loopback((struct sockaddr *)&bound))
-        log_warn("listening beyond loopback (%s) without TLS or authentication", n->client_addr);
+    if (!net_is_loopback((struct sockaddr *)&bound) && !n->tls_client)
+        log_warn("client port %s is reachable beyond loopback without TLS: anyone who reaches it reads "
+                 "and writes in clear (see --tls-cert, --tls-key, --tls-ca)",
+                 n->client_addr);
     return ERR_OK;
 }
 
@@ -492,6 +548,7 @@ static void node_teardown(struct node *n)
     buf_free(&n->scratch);
     if (n->base)
         event_base_free(n->base);
+    node_tls_free(n);
 }
 
 int node_run(const struct node_config *cfg)
@@ -565,6 +622,11 @@ int node_run(const struct node_config *cfg)
             log_error("module %s: %s", node_modules[i]->name, eb.msg);
             goto out;
         }
+    }
+    if ((rc = node_tls_init(n, &eb))) {
+        log_error("%s", eb.msg);
+        exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
+        goto out;
     }
     if ((rc = cluster_load(n, &eb))) {
         log_error("%s", eb.msg);

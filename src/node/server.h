@@ -22,6 +22,7 @@
 #include "proto/lamport.h"
 #include "util/buf.h"
 #include "util/hist.h"
+#include "util/tls.h"
 
 struct event_base;
 struct bufferevent;
@@ -39,6 +40,10 @@ struct conn {
     bool close_after_flush;
     bool read_paused;  /* output backlog over the limit: stop reading until it drains */
     uint64_t partial_since_ms; /* when the incomplete frame now buffered began, 0 if none */
+    bool tls_pending;  /* a TLS connection whose handshake has not completed */
+    /* The common name of the client certificate verified in the TLS
+     * handshake ("" without one): read it with conn_cert_cn. */
+    char cert_cn[TLS_CN_MAX + 1];
     char peer[64];
 };
 
@@ -102,6 +107,7 @@ struct node_stats {
     uint64_t commit_entries, peer_rejected, reads_linearizable, reads_causal, reads_stale;
     uint64_t reads_timed_out, leader_changes, proposals, proposals_refused, snapshots_taken,
         snapshots_installed, duplicates, watches, txns, leases_expired;
+    uint64_t tls_handshake_failures; /* client port: handshakes refused or timed out */
 };
 
 struct peer_transport;
@@ -110,6 +116,10 @@ struct node {
     struct node_config cfg;
     struct event_base *base;
     struct evconnlistener *listener;
+    SSL_CTX *tls_client;  /* the client port's TLS context, NULL: plain TCP (node_tls.c) */
+    SSL_CTX *tls_peer;    /* the peer transport's (mutual TLS), NULL: plain TCP */
+    uint64_t tls_fail_logged_ms; /* client-port handshake failures: last logged, */
+    uint64_t tls_fail_unlogged;  /* and how many since were not (one line a second) */
     struct event *sig_term, *sig_int, *accept_retry;
     struct evhttp *http;
     char client_addr[64]; /* as bound, with the real port */
@@ -265,6 +275,25 @@ void conn_reply_error(struct conn *c, uint64_t request_id, uint32_t code, const 
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 bool conn_is_open(const struct conn *c);
+/* The common name of the certificate the client presented and the TLS
+ * handshake verified against --tls-ca, or NULL (plain TCP, no client
+ * certificate, or the handshake still running). Borrowed from c. */
+const char *conn_cert_cn(const struct conn *c);
+
+/* TLS on the node (node_tls.c). */
+/* Build the contexts from cfg (none when it names no certificate). ERR_BAD_INPUT
+ * for inconsistent flags or unreadable files, with eb filled. */
+int node_tls_init(struct node *n, struct errbuf *eb);
+void node_tls_free(struct node *n);
+/* A bufferevent for an accepted client connection: a TLS server one when the
+ * client port speaks TLS (c->tls_pending set, handshake bounded by
+ * --frame-timeout-ms), else a plain socket one. NULL on failure (fd closed). */
+struct bufferevent *node_tls_accept(struct node *n, struct conn *c, int fd);
+/* The handshake of c completed: note the client certificate's name. */
+void node_tls_connected(struct conn *c);
+/* Why c's handshake or TLS stream failed, into out. Returns true when the
+ * client did not speak TLS at all (plain TCP, garbage). */
+bool node_tls_error(struct conn *c, char *out, size_t cap);
 
 /* The Raft driver (replica.c). */
 int replica_start(struct node *n, struct errbuf *eb);
