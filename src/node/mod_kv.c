@@ -222,9 +222,10 @@ static void kv_list(void *ctx, struct conn *c, const struct msg *m)
     replica_read(n, c, m->request_id, &t, (uint32_t)consistency, after_lamport);
 }
 
-/* Parse one TXN operation list [[kind, key, value, lease]...] into ops. */
+/* Parse one TXN operation list [[kind, key, value, lease]...] into ops.
+ * False with *why, and *code the error to answer with. */
 static bool kv_txn_ops(struct node *n, const msgpack_object *o, struct sm_txn_op *ops, size_t *nops,
-                       const char **why)
+                       const char **why, uint32_t *code)
 {
     if (o->type == MSGPACK_OBJECT_NIL) {
         *nops = 0;
@@ -250,8 +251,13 @@ static bool kv_txn_ops(struct node *n, const msgpack_object *o, struct sm_txn_op
             return false;
         }
         op->kind = (uint8_t)kind;
-        if (op->klen == 0 || op->klen > n->cfg.max_key_bytes || op->vlen > n->cfg.max_value_bytes) {
-            *why = "an operation's key is empty or a key or value is over its limit";
+        if (op->klen == 0) {
+            *why = "an operation's key is empty";
+            return false;
+        }
+        if (op->klen > n->cfg.max_key_bytes || op->vlen > n->cfg.max_value_bytes) {
+            *why = "an operation's key or value is over its limit";
+            *code = DDKV_WERR_TOO_LARGE;
             return false;
         }
         if (kind == DDKV_OP_DELETE)
@@ -271,6 +277,7 @@ static void kv_txn(void *ctx, struct conn *c, const struct msg *m)
     struct sm_txn txn = {.cmps = cmps, .ops = {ops[0], ops[1]}};
     struct sm_op op = {.kind = SM_OP_TXN, .txn = &txn};
     const char *why = "TXN wants [compares, on_success, on_failure, client_id, seq]";
+    uint32_t code = DDKV_WERR_BAD_REQUEST;
     if (m->nf < 3 || msg_u64_opt(m, 3, 0, &op.client_id) || msg_u64_opt(m, 4, 0, &op.seq))
         goto bad;
     const msgpack_object *co = &m->f[0];
@@ -292,22 +299,27 @@ static void kv_txn(void *ctx, struct conn *c, const struct msg *m)
                   "cmp (0 eq, 1 ne, 2 lt, 3 gt), operand]";
             goto bad;
         }
-        if (cm->klen == 0 || cm->klen > n->cfg.max_key_bytes) {
-            why = "a compare's key is empty or over the key limit";
+        if (cm->klen == 0) {
+            why = "a compare's key is empty";
+            goto bad;
+        }
+        if (cm->klen > n->cfg.max_key_bytes) {
+            why = "a compare's key is over the key limit";
+            code = DDKV_WERR_TOO_LARGE;
             goto bad;
         }
         cm->field = (uint8_t)field;
         cm->cmp = (uint8_t)cmp;
     }
     txn.ncmp = co->via.array.size;
-    if (!kv_txn_ops(n, &m->f[1], ops[0], &txn.nops[0], &why) ||
-        !kv_txn_ops(n, &m->f[2], ops[1], &txn.nops[1], &why))
+    if (!kv_txn_ops(n, &m->f[1], ops[0], &txn.nops[0], &why, &code) ||
+        !kv_txn_ops(n, &m->f[2], ops[1], &txn.nops[1], &why, &code))
         goto bad;
     n->stats.txns++;
     kv_propose(n, c, m->request_id, DDKV_MSG_TXN_RESULT, &op);
     return;
 bad:
-    conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "%s", why);
+    conn_reply_error(c, m->request_id, code, "%s", why);
 }
 
 static int kv_init(struct node *n, struct errbuf *eb)

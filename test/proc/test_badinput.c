@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ddkv/ddkv.h"
 #include "ddkv/wire.h"
 #include "harness.h"
 
@@ -429,5 +430,97 @@ Test(badinput, a_partial_frame_must_complete_in_time_even_when_dripped,
     struct buf v = BUF_INIT;
     cr_assert_eq(pn_read(node.port, "slow", &v), 1, "the incomplete write was applied");
     buf_free(&v);
+    assert_still_serving();
+}
+
+/* --- limits set on the command line hold on every path --- */
+
+enum { SMALL_KEY = 64, SMALL_VALUE = 256 };
+
+static void start_small_limits(void)
+{
+    memset(&node, 0, sizeof node);
+    nwritten = 0;
+    static const char *const extra[] = {"--max-key-bytes", "64", "--max-value-bytes", "256", NULL};
+    cr_assert_eq(pn_start(&node, NULL, extra), 0, "node did not start (see %s)", node.log);
+}
+
+static ddkv_client *limits_client(void)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", node.port);
+    struct ddkv_options o;
+    ddkv_options_init(&o);
+    o.endpoints = ep;
+    o.timeout_ms = 10000;
+    ddkv_client *c = NULL;
+    char err[256];
+    cr_assert_eq(ddkv_client_new(&o, &c, err, sizeof err), DDKV_OK, "%s", err);
+    return c;
+}
+
+#define ASSERT_TOO_LARGE(call, what)                                                               \
+    do {                                                                                           \
+        ddkv_err e_ = (call);                                                                      \
+        cr_assert_eq(e_, DDKV_ERR_TOO_LARGE, "%s: %s (%s), want TOO_LARGE", what, ddkv_strerror(e_), \
+                     ddkv_client_errmsg(c));                                                       \
+    } while (0)
+
+Test(badinput, configured_key_and_value_limits_hold_on_every_path, .init = start_small_limits, .fini = stop)
+{
+    write_witnesses();
+    ddkv_client *c = limits_client();
+    char key[SMALL_KEY + 1], val[SMALL_VALUE + 1];
+    memset(key, 'k', sizeof key);
+    memcpy(key, "big/", 4);
+    memset(val, 'v', sizeof val);
+    struct ddkv_write_result wr;
+    struct ddkv_value v;
+    /* At the limits: taken. */
+    cr_assert_eq(ddkv_write(c, key, SMALL_KEY, val, SMALL_VALUE, 0, &wr), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    /* One byte over, on each path that carries a key or a value. */
+    ASSERT_TOO_LARGE(ddkv_write(c, key, SMALL_KEY + 1, "v", 1, 0, &wr), "WRITE key");
+    ASSERT_TOO_LARGE(ddkv_write(c, "big/v", 5, val, SMALL_VALUE + 1, 0, &wr), "WRITE value");
+    ASSERT_TOO_LARGE(ddkv_read(c, key, SMALL_KEY + 1, DDKV_CONSISTENCY_LINEARIZABLE, 0, &v), "READ key");
+    ASSERT_TOO_LARGE(ddkv_delete(c, key, SMALL_KEY + 1, &wr), "DELETE key");
+    struct ddkv_list l;
+    ASSERT_TOO_LARGE(ddkv_list(c, key, SMALL_KEY + 1, NULL, 0, 0, &l), "LIST prefix");
+    ASSERT_TOO_LARGE(ddkv_list(c, "big/", 4, key, SMALL_KEY + 1, 0, &l), "LIST start_after");
+    struct ddkv_txn_result tr;
+    struct ddkv_op put_long_key = {.kind = DDKV_OP_PUT, .key = key, .key_len = SMALL_KEY + 1, .value = "v", .value_len = 1};
+    struct ddkv_op put_long_val = {.kind = DDKV_OP_PUT, .key = "big/t", .key_len = 5, .value = val, .value_len = SMALL_VALUE + 1};
+    struct ddkv_op put_ok = {.kind = DDKV_OP_PUT, .key = "big/t", .key_len = 5, .value = "v", .value_len = 1};
+    struct ddkv_compare cmp_long = {.key = key, .key_len = SMALL_KEY + 1, .field = DDKV_CMP_VERSION, .cmp = DDKV_CMP_EQ};
+    ASSERT_TOO_LARGE(ddkv_txn(c, NULL, 0, &put_long_key, 1, NULL, 0, &tr), "TXN op key");
+    ASSERT_TOO_LARGE(ddkv_txn(c, NULL, 0, &put_ok, 1, &put_long_val, 1, &tr), "TXN on_failure value");
+    ASSERT_TOO_LARGE(ddkv_txn(c, &cmp_long, 1, &put_ok, 1, NULL, 0, &tr), "TXN compare key");
+    ASSERT_TOO_LARGE(ddkv_cas(c, "big/c", 5, NULL, 0, true, val, SMALL_VALUE + 1, 0, &tr), "CAS value");
+    /* A watch of a prefix over the key limit is refused, for good. */
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", node.port);
+    struct ddkv_options o;
+    ddkv_options_init(&o);
+    o.endpoints = ep;
+    ddkv_watch *w = NULL;
+    char err[256];
+    cr_assert_eq(ddkv_watch_open(&o, key, SMALL_KEY + 1, 0, &w, err, sizeof err), DDKV_OK, "%s", err);
+    struct ddkv_event ev;
+    cr_assert_eq(ddkv_watch_next(w, &ev, 5000), DDKV_ERR_TOO_LARGE, "WATCH prefix: %s", ddkv_watch_errmsg(w));
+    ddkv_watch_close(w);
+    /* A job's result goes through the same value limit. */
+    char *id = NULL;
+    cr_assert_eq(ddkv_job_put(c, "jobdata/1", "limits", 1, &id), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    struct ddkv_job_claim jc;
+    cr_assert_eq(ddkv_job_claim(c, "w1", 60000, &jc), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    ASSERT_TOO_LARGE(ddkv_job_ack(c, jc.id, jc.token, "big/result", val, SMALL_VALUE + 1), "JOB_ACK result");
+    cr_assert_eq(ddkv_job_ack(c, jc.id, jc.token, "big/result", val, SMALL_VALUE), DDKV_OK, "%s",
+                 ddkv_client_errmsg(c));
+    ddkv_job_claim_free(&jc);
+    ddkv_free(id);
+    /* Nothing refused was written: the only keys under big/ are the two taken. */
+    cr_assert_eq(ddkv_list_all(c, "big/", 4, 0, &l), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    cr_assert_eq(l.n, 2, "%zu keys under big/, want the key at the limit and the job's result", l.n);
+    ddkv_list_free(&l);
+    ddkv_client_free(c);
     assert_still_serving();
 }
