@@ -75,6 +75,8 @@ struct bconn {
     uint64_t counter;       /* cas: the value read */
     uint64_t seen;          /* Lamport time of the newest data this session saw (causal reads) */
     struct event *wait;     /* open loop: the next operation is not due yet */
+    uint64_t retry_ns;      /* a refused connection is tried again from then on */
+    uint32_t backoff_ms;    /* doubles with each refusal in a row, up to 1 s */
 };
 
 struct bench {
@@ -102,6 +104,8 @@ struct bench {
     bool prefilling;
     uint64_t start_ns, measure_ns, end_ns;
     bool stopping;
+    uint64_t progress_ns;    /* the start, or the last operation that succeeded */
+    bool gave_up;            /* nothing did for --timeout-ms */
     /* Results (measured phase only). */
     struct hist lat;
     uint64_t ops, errors, unknown, redirects, reconnects, cas_attempts, reads, writes;
@@ -173,6 +177,8 @@ static void bconn_done(struct bconn *c, bool ok, bool unknown)
     struct bench *b = c->b;
     uint64_t now = clock_mono_ns();
     bool prefill = c->prefill;
+    if (ok)
+        b->progress_ns = now;
     if (prefill) {
         b->prefill_done++;
         if (!ok)
@@ -517,6 +523,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->up = true;
+        c->backoff_ms = 0;
         if (c->op != B_IDLE)
             bconn_send(c); /* resend what was in flight, same session number */
         else if (!b->stopping)
@@ -538,8 +545,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         tls_error_text(ssl, codes, n, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), why, sizeof why);
         snprintf(b->last_error, sizeof b->last_error, "TLS handshake with %s failed: %s", b->eps[c->ep], why);
     }
-    if (c->up)
+    if (c->up) {
         b->reconnects++;
+    } else {
+        /* Refused: back off, so a cluster that is down is not hammered. */
+        c->backoff_ms = c->backoff_ms ? (c->backoff_ms >= 500 ? 1000 : c->backoff_ms * 2) : 50;
+        c->retry_ns = clock_mono_ns() + (uint64_t)c->backoff_ms * 1000000u;
+    }
     bconn_close(c);
     c->ep = (c->ep + 1) % b->neps;
 }
@@ -551,6 +563,15 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct bench *b = arg;
     uint64_t now = clock_mono_ns();
+    /* No operation succeeded for a whole --timeout-ms (every one refused,
+     * timed out or never sent): the cluster is unreachable or has no quorum;
+     * stop rather than wait for --ops forever. */
+    if (!b->stopping && now - b->progress_ns > (uint64_t)b->timeout_ms * 1000000u) {
+        b->stopping = b->gave_up = true;
+        for (uint32_t i = 0; i < b->clients; i++)
+            if (b->c[i].bev && !b->c[i].up)
+                bconn_close(&b->c[i]);
+    }
     bench_maybe_stop(b);
     for (uint32_t i = 0; i < b->clients; i++) {
         struct bconn *c = &b->c[i];
@@ -559,7 +580,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             bconn_done(c, false, c->op != B_READ && c->op != B_CAS_READ);
             continue;
         }
-        if (!c->bev && (c->op != B_IDLE || (!b->stopping && (!b->prefilling || b->prefill_next < b->keys))))
+        if (!c->bev && now >= c->retry_ns &&
+            (c->op != B_IDLE || (!b->stopping && (!b->prefilling || b->prefill_next < b->keys))))
             bconn_connect(c, c->ep);
     }
 }
@@ -693,7 +715,7 @@ static int bench_run(struct cli_ctx *ctx)
     hist_init(&b->lat);
     b->prefilling = b->wl != WL_WRITE;
     uint64_t now = clock_mono_ns();
-    b->start_ns = now;
+    b->start_ns = b->progress_ns = now;
     b->measure_ns = now + (uint64_t)(b->warmup_s * 1e9);
     b->end_ns = b->measure_ns + (uint64_t)(b->duration_s * 1e9);
     for (uint32_t i = 0; i < b->clients; i++) {
@@ -718,8 +740,11 @@ static int bench_run(struct cli_ctx *ctx)
                  (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
                  (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
     bench_print(b, ctx->fmt, cpu);
-    int rc = b->ops ? EXIT_DONE : EXIT_UNAVAILABLE;
-    if (!b->ops)
+    int rc = b->ops && !b->gave_up ? EXIT_DONE : EXIT_UNAVAILABLE;
+    if (b->gave_up)
+        out_error("bench: no operation succeeded for %u ms; stopped%s%s",
+                  b->timeout_ms, b->last_error[0] ? ": " : "", b->last_error);
+    else if (!b->ops)
         out_error("bench: no operation completed%s%s", b->last_error[0] ? ": " : "", b->last_error);
     for (uint32_t i = 0; i < b->clients; i++) {
         bconn_close(&b->c[i]);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ddkv bench against a one-node cluster: each workload completes operations
 # with no error, the JSON has every figure, the cas workload's counter ends at
-# exactly the number of increments it reported, and a bad flag is a usage error.
+# exactly the number of increments it reported, an unreachable cluster ends the run
+# with exit 3, and a bad flag is a usage error.
 source "$(dirname "$0")/lib.sh"
 start_node n1 "$WORK/d1"
 EP="127.0.0.1:$PORT_n1"
@@ -31,6 +32,15 @@ ops=$(echo "$OUT" | python3 -c 'import json,sys; r = json.load(sys.stdin); asser
 expect_exit 0 "$DDKV" read --endpoints "$EP" bench/counter
 [ "$OUT" = "$ops" ] || fail "counter is $OUT after $ops reported increments"
 pass "cas: 8 clients, the counter ends at exactly the $ops increments reported"
+
+# Nobody listens: --ops cannot be reached, and the bench gives up after
+# --timeout-ms with exit 3 instead of reconnecting forever.
+dead=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+t0=$(date +%s%N)
+expect_exit 3 "$DDKV" bench --endpoints "127.0.0.1:$dead" --workload write --clients 4 --ops 10 --timeout-ms 1000
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+(( ms < 5000 )) || fail "bench against nobody took $ms ms to give up"
+pass "against an unreachable endpoint the bench stops after --timeout-ms (${ms} ms) with exit 3"
 
 expect_exit 2 "$DDKV" bench --endpoints "$EP" --workload nosuch
 expect_exit 2 "$DDKV" bench --endpoints "$EP" --read-ratio 2
