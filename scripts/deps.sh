@@ -8,6 +8,7 @@ PKGS=(
   clang libclang-rt-14-dev                   # sanitizer build and libFuzzer
   libevent-dev libmsgpack-dev librocksdb-dev # runtime libraries
   libjansson-dev                             # JSON output (CLI, ops HTTP)
+  libssl-dev                                 # libcrypto: PBKDF2 password hashes (auth)
   libjs-chart.js                             # the dashboard's charts (served in place by the hub)
   libcriterion-dev                           # unit and process tests
   python3                                    # test helpers

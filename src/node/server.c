@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "node/access.h"
 #include "node/replica.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -33,7 +34,7 @@
 #define CONN_READ_CHUNK (256u << 10)
 
 static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch, &mod_jobs,
-                                                     &mod_lease};
+                                                     &mod_lease, &mod_auth};
 
 void node_config_defaults(struct node_config *cfg)
 {
@@ -74,6 +75,8 @@ void conn_unref(struct conn *c)
     if (--c->refs == 0) {
         ASSERT(c->bev == NULL);
         frame_decoder_free(&c->dec);
+        free(c->user);
+        free(c->cert_user);
         free(c);
     }
 }
@@ -196,7 +199,7 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
         conn_reply_error(c, m.request_id, DDKV_WERR_BAD_REQUEST,
                          "message type %u (%s) belongs on the peer port, not the client port",
                          m.type, msg_type_name(m.type));
-    } else {
+    } else if (auth_admit(n, c, &m)) {
         e->fn(e->ctx, c, &m);
     }
     msg_free(&m);
@@ -373,6 +376,17 @@ void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns)
 
 /* --- start and stop --- */
 
+/* Every client message type a module registered has a rule in the permission
+ * table (access.c): a type without one would be refused to all but root. */
+static int node_access_covered(struct node *n, struct errbuf *eb)
+{
+    for (uint32_t t = 1; t < DDKV_MSG_TYPE_MAX; t++)
+        if (n->disp.table[t].fn && !access_has_rule(t))
+            return errf(eb, ERR_BAD_INPUT, "message type %u (%s) of module %s has no rule in src/node/access.c", t,
+                        msg_type_name(t), n->disp.table[t].module);
+    return ERR_OK;
+}
+
 /* SIGTERM or SIGINT. A leader with a reachable voter hands leadership over
  * first (the core brings it up to date, then tells it to campaign), so that
  * writes pause for an election's round trip instead of an election timeout;
@@ -468,6 +482,7 @@ static void node_teardown(struct node *n)
     }
     free(n->prop);
     jobs_free(n);
+    auth_free(n);
     for (size_t i = 0; i < n->nreads; i++) {
         conn_unref(n->reads[i].c);
         free(n->reads[i].buf);
@@ -558,6 +573,10 @@ int node_run(const struct node_config *cfg)
             log_error("module %s: %s", node_modules[i]->name, eb.msg);
             goto out;
         }
+    }
+    if ((rc = node_access_covered(n, &eb))) {
+        log_error("%s", eb.msg);
+        goto out;
     }
     if ((rc = cluster_load(n, &eb))) {
         log_error("%s", eb.msg);

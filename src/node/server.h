@@ -40,6 +40,17 @@ struct conn {
     bool read_paused;  /* output backlog over the limit: stop reading until it drains */
     uint64_t partial_since_ms; /* when the incomplete frame now buffered began, 0 if none */
     char peer[64];
+    /* Identity (src/node/auth.c), checked against the applied auth state on
+     * every request (access.c). user: who AUTH verified (owned, NULL: none),
+     * valid while that user's rev is still user_rev. cert_user: the verified
+     * client certificate's common name, set by the TLS layer (owned, freed
+     * with the connection; NULL: none); used when no AUTH succeeded. */
+    char *user;
+    uint64_t user_rev;
+    char *cert_user;
+    bool auth_busy;          /* an AUTH is being verified off the loop */
+    uint32_t auth_failures;  /* failed AUTHs on this connection */
+    uint64_t auth_retry_ms;  /* no AUTH is taken before this (monotonic ms) after a failure */
 };
 
 /* A client's write waiting for its log entry to commit and apply. */
@@ -99,6 +110,7 @@ struct node_stats {
     uint64_t commit_entries, peer_rejected, reads_linearizable, reads_causal, reads_stale;
     uint64_t reads_timed_out, leader_changes, proposals, proposals_refused, snapshots_taken,
         snapshots_installed, duplicates, watches, txns, leases_expired;
+    uint64_t auth_ok, auth_failed, auth_denied; /* AUTHs verified and refused; requests refused */
 };
 
 struct peer_transport;
@@ -176,6 +188,7 @@ struct node {
     struct event *campaign_soon;
     uint64_t leader_lost;        /* times that happened (/metrics) */
     struct jobs *jobs;           /* the job queue module's state (mod_jobs.c) */
+    struct auth_worker *auth;    /* password hashing off the loop (auth.c) */
 };
 
 /* Modules: each registers its message types with the dispatcher at start-up. */
@@ -190,6 +203,12 @@ extern const struct module mod_members;
 extern const struct module mod_watch;
 extern const struct module mod_lease;
 extern const struct module mod_jobs;
+extern const struct module mod_auth;
+/* Stop the auth module's worker and answer nothing more (auth.c). */
+void auth_free(struct node *n);
+/* Check c's request m against the permission table when auth is enabled
+ * (access.h); on a refusal answer it and return false (auth.c). */
+bool auth_admit(struct node *n, struct conn *c, const struct msg *m);
 /* Answer the job module's waiting claims and free its state (mod_jobs.c). */
 void jobs_free(struct node *n);
 
