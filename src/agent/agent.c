@@ -65,6 +65,8 @@ static ddkv_client *agent_client(struct agent *a)
     ddkv_options_init(&o);
     o.endpoints = a->cfg->endpoints;
     o.timeout_ms = a->cfg->timeout_ms;
+    o.user = a->cfg->user;
+    o.password = a->cfg->password;
     ddkv_client *c = NULL;
     char err[256];
     if (ddkv_client_new(&o, &c, err, sizeof err) != DDKV_OK) {
@@ -277,6 +279,8 @@ static void *responder_main(void *arg)
     ddkv_options_init(&o);
     o.endpoints = a->cfg->endpoints;
     o.timeout_ms = a->cfg->timeout_ms;
+    o.user = a->cfg->user;
+    o.password = a->cfg->password;
     while (!*a->stop) {
         /* Requests written while we were away first, then a watch from there. */
         struct ddkv_list l;

@@ -42,6 +42,8 @@ struct agent_config {
     uint32_t timeout_ms;       /* per cluster operation (3000) */
     bool worker;               /* also process jobs */
     uint32_t claim_ttl_ms;     /* a worker's claim (30000) */
+    const char *user;          /* credentials for a cluster with auth enabled (NULL: none) */
+    const char *password;
 };
 
 void agent_config_defaults(struct agent_config *cfg);

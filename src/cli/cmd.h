@@ -70,6 +70,10 @@ extern const size_t cmd_agent_count;
 extern const struct cli_command cmd_hub_commands[];
 extern const size_t cmd_hub_count;
 
+/* auth, user, role (cmd_auth.c). */
+extern const struct cli_command cmd_auth_commands[];
+extern const size_t cmd_auth_count;
+
 /* A TTL in seconds, whole or with up to 3 decimals ("30", "0.5"), above 0 and
  * at most a year, into milliseconds. Returns 0, or -1 if s is not one. */
 int coord_parse_seconds(const char *s, uint64_t *ms);

@@ -46,6 +46,8 @@ static int agent_cmd(struct cli_ctx *ctx)
     cfg.worker = opts_is_set(o, "worker");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
+    cfg.user = ctx->client.user;
+    cfg.password = ctx->client.password;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = agent_on_signal;

@@ -51,6 +51,8 @@ static int hub_cmd(struct cli_ctx *ctx)
     cfg.chart_js = opts_get(o, "chart-js");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
+    cfg.user = ctx->client.user;
+    cfg.password = ctx->client.password;
     int rc = hub_run(&cfg);
     return rc == 2 ? EXIT_USAGE : rc ? EXIT_UNAVAILABLE : EXIT_DONE;
 }

@@ -19,6 +19,10 @@ static const struct opt_def main_client_opts[] = {
     {"timeout-ms", 0, OPT_ARG, "5000", "MS",
      "deadline of each operation, retries included"},
     {"output", 'o', OPT_ARG, "text", "FORMAT", "text | json (one JSON object per result line)"},
+    {"user", 0, OPT_ARG, NULL, "NAME", "authenticate as this user (clusters with auth enabled)"},
+    {"password", 0, OPT_ARG, NULL, "PASSWORD",
+     "the user's password (better DDKV_PASSWORD or --password-file: flags show in ps)"},
+    {"password-file", 0, OPT_ARG, NULL, "FILE", "read the user's password from the first line of FILE"},
 };
 
 static const char *const main_output_names[] = {"text", "json", NULL};
@@ -160,6 +164,7 @@ static const struct main_table main_tables[] = {
     {cmd_job_commands, &cmd_job_count},
     {cmd_agent_commands, &cmd_agent_count},
     {cmd_hub_commands, &cmd_hub_count},
+    {cmd_auth_commands, &cmd_auth_count},
     {main_later_commands, &main_later_n},
 };
 
@@ -191,7 +196,8 @@ static void main_help(FILE *f)
                "'-' as '_'); a flag beats the environment, which beats serve's --config file.\n"
                "Run 'ddkv COMMAND --help' for a command's options.\n\n"
                "Exit codes: 0 success, 1 the answer is no (not found, cas lost, history compacted),\n"
-               "2 usage or bad input, 3 cluster unreachable,\n"
+               "2 usage or bad input (permission denied included: wrong credentials or a request\n"
+               "the user may not make), 3 cluster unreachable,\n"
                "unavailable or timed out (for a write the message then says its outcome is unknown).\n");
 }
 
@@ -230,7 +236,54 @@ static int main_usage_error(const struct cli_command *c, const char *msg)
 
 /* --- dispatch --- */
 
-/* Client commands: --endpoints, --timeout-ms and -o into ctx. */
+/* The password of --user: --password, or the first line of --password-file
+ * (without its line end). Lives as long as the process. */
+static char main_password[DDKV_AUTH_PASSWORD_MAX + 2];
+
+static int main_password_file(struct cli_ctx *ctx, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "--password-file %.200s: cannot read it", path);
+        return main_usage_error(ctx->cmd, msg);
+    }
+    bool got = fgets(main_password, sizeof main_password, f) != NULL;
+    fclose(f);
+    main_password[got ? strcspn(main_password, "\r\n") : 0] = 0;
+    if (!main_password[0] || strlen(main_password) > DDKV_AUTH_PASSWORD_MAX)
+        return main_usage_error(ctx->cmd, "--password-file: the first line must hold the password (1..1024 bytes)");
+    return EXIT_DONE;
+}
+
+/* --user with --password or --password-file (or their DDKV_ variables). */
+static int main_credentials(struct cli_ctx *ctx)
+{
+    const char *user = opts_get(ctx->opts, "user"), *pw = opts_get(ctx->opts, "password");
+    const char *file = opts_get(ctx->opts, "password-file");
+    if (user && !*user)
+        user = NULL;
+    if (!user) {
+        if (pw || file)
+            return main_usage_error(ctx->cmd, "--password and --password-file need --user (or DDKV_USER)");
+        return EXIT_DONE;
+    }
+    if (pw && file)
+        return main_usage_error(ctx->cmd, "give either --password or --password-file, not both");
+    if (!pw && !file)
+        return main_usage_error(ctx->cmd, "--user needs a password: --password, DDKV_PASSWORD or --password-file");
+    if (file) {
+        int rc = main_password_file(ctx, file);
+        if (rc != EXIT_DONE)
+            return rc;
+        pw = main_password;
+    }
+    ctx->client.user = user;
+    ctx->client.password = pw;
+    return EXIT_DONE;
+}
+
+/* Client commands: --endpoints, --timeout-ms, -o and credentials into ctx. */
 static int main_client_ctx(struct cli_ctx *ctx)
 {
     int fmt = OUT_TEXT;
@@ -243,7 +296,7 @@ static int main_client_ctx(struct cli_ctx *ctx)
     /* A connection attempt never outlasts the operation it serves. */
     if (ctx->client.connect_timeout_ms > ctx->client.timeout_ms)
         ctx->client.connect_timeout_ms = ctx->client.timeout_ms;
-    return EXIT_DONE;
+    return main_credentials(ctx);
 }
 
 int main(int argc, char **argv)

@@ -78,12 +78,14 @@ struct hub {
 
 /* --- small helpers --- */
 
-static ddkv_client *hub_client(const char *endpoints, uint32_t timeout_ms)
+static ddkv_client *hub_client(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms)
 {
     struct ddkv_options o;
     ddkv_options_init(&o);
     o.endpoints = endpoints;
     o.timeout_ms = timeout_ms;
+    o.user = cfg->user;
+    o.password = cfg->password;
     o.connect_timeout_ms = 500;
     /* What the hub lists (machines, metric points, jobs) is for display:
      * any member that has applied what this hub has seen may answer, without
@@ -263,7 +265,7 @@ static void h_proxy(struct task *t, ddkv_client *c)
 
 /* Each endpoint's own status; a member that does not answer is named from
  * the member list of one that does (matching its client address). */
-static json_t *cluster_json(const char *endpoints, uint32_t timeout_ms)
+static json_t *cluster_json(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms)
 {
     json_t *arr = json_array();
     char eps[1024];
@@ -271,7 +273,7 @@ static json_t *cluster_json(const char *endpoints, uint32_t timeout_ms)
     struct ddkv_status known = {0}; /* the first answer's member list */
     bool have_known = false;
     for (char *save = NULL, *ep = strtok_r(eps, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
-        ddkv_client *c = hub_client(ep, timeout_ms < 1000 ? timeout_ms : 1000);
+        ddkv_client *c = hub_client(cfg, ep, timeout_ms < 1000 ? timeout_ms : 1000);
         struct ddkv_status st;
         if (c && ddkv_status(c, &st) == DDKV_OK) {
             json_array_append_new(arr, json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:I, s:b}", "endpoint", ep,
@@ -313,7 +315,7 @@ static void h_cluster(struct task *t, ddkv_client *c)
 {
     (void)c;
     t->status = 200;
-    t->out = dump(cluster_json(t->h->cfg->endpoints, t->h->cfg->timeout_ms));
+    t->out = dump(cluster_json(t->h->cfg, t->h->cfg->endpoints, t->h->cfg->timeout_ms));
 }
 
 static void h_jobs(struct task *t, ddkv_client *c)
@@ -387,7 +389,7 @@ static void reply_cb(evutil_socket_t fd, short what, void *arg);
 static void *worker_main(void *arg)
 {
     struct hub *h = arg;
-    ddkv_client *c = hub_client(h->cfg->endpoints, h->cfg->timeout_ms);
+    ddkv_client *c = hub_client(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms);
     for (;;) {
         pthread_mutex_lock(&h->mu);
         while (!h->qh && !h->stopping)
@@ -665,6 +667,8 @@ static void *watch_main(void *arg)
     ddkv_options_init(&o);
     o.endpoints = h->cfg->endpoints;
     o.timeout_ms = h->cfg->timeout_ms;
+    o.user = h->cfg->user;
+    o.password = h->cfg->password;
     size_t plen = strlen(wa->prefix);
     while (!h->stopping) {
         ddkv_watch *w = NULL;
@@ -702,7 +706,7 @@ static void *poller_main(void *arg)
 {
     struct hub *h = arg;
     while (!h->stopping) {
-        feed_push(h, "cluster", cluster_json(h->cfg->endpoints, h->cfg->timeout_ms));
+        feed_push(h, "cluster", cluster_json(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms));
         for (int i = 0; i < 20 && !h->stopping; i++)
             clock_sleep_ms(100);
     }

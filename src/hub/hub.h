@@ -34,6 +34,8 @@ struct hub_config {
     const char *chart_js;   /* Chart.js, from Debian's libjs-chart.js */
     uint32_t timeout_ms;    /* per cluster operation */
     uint32_t workers;       /* threads for cluster calls */
+    const char *user;       /* credentials for a cluster with auth enabled (NULL: none) */
+    const char *password;
 };
 
 void hub_config_defaults(struct hub_config *cfg);

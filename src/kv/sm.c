@@ -905,7 +905,8 @@ const char *sm_error_text(int error, uint32_t *wire_code)
         return "auth enable needs a user 'root' holding the role 'root' (ddkv user add root; "
                "ddkv user grant root root)";
     case SM_ERR_AUTH_ROOT_KEPT:
-        return "the role 'root' cannot be changed, and while auth is enabled the user 'root' keeps it";
+        return "while auth is enabled the user 'root' must exist and hold the role 'root'; the role 'root' "
+               "itself (built in, granting everything) cannot be added, removed or changed";
     case SM_ERR_AUTH_INVALID: return "bad name, prefix, permission or password hash";
     case SM_ERR_AUTH_LIMIT: return "too many users, roles or grants";
     default: *wire_code = DDKV_WERR_INTERNAL; return "unknown result error";
