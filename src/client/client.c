@@ -2026,7 +2026,8 @@ static int watch_error(struct ddkv_watch *w, const struct msg *m, uint64_t deadl
             client_backoff(c, &w->backoff_ms, deadline_ms);
             return 0;
         }
-        /* fall through: no credentials to give */
+        /* No credentials to give: final, like the refusals below. */
+        /* fall through */
     case DDKV_WERR_NOT_FOUND:
     case DDKV_WERR_BAD_REQUEST:
     case DDKV_WERR_PERMISSION_DENIED:
