@@ -51,10 +51,12 @@ static struct opt_def serve_opts[] = {
     {"snapshot-entries", 0, OPT_ARG, NULL, "N", "snapshot and compact the Raft log every N applied entries"},
     {"watch-history-bytes", 0, OPT_ARG, NULL, "N", "bytes of recent changes kept for watchers to resume from"},
     {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
+    {"auth-hash-iterations", 0, OPT_ARG, NULL, "N",
+     "PBKDF2 iterations of new password hashes (each hash keeps its count; checked off the event loop)"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
-#define SERVE_NUM_COUNT 9
+#define SERVE_NUM_COUNT 10
 static char serve_dflt_num[SERVE_NUM_COUNT][16];
 
 static struct opt_def *serve_opt(const char *name)
@@ -74,11 +76,11 @@ static void serve_fill_defaults(void)
     node_config_defaults(&cfg);
     static const char *const names[SERVE_NUM_COUNT] = {
         "max-frame-bytes", "max-key-bytes", "max-value-bytes", "max-connections", "frame-timeout-ms",
-        "heartbeat-ms", "election-timeout-ms", "snapshot-entries", "watch-history-bytes"};
+        "heartbeat-ms", "election-timeout-ms", "snapshot-entries", "watch-history-bytes", "auth-hash-iterations"};
     const uint32_t nums[SERVE_NUM_COUNT] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
                                             cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
                                             cfg.election_timeout_ms, cfg.snapshot_entries,
-                                            cfg.watch_history_bytes};
+                                            cfg.watch_history_bytes, cfg.auth_hash_iterations};
     for (size_t i = 0; i < SERVE_NUM_COUNT; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
         serve_opt(names[i])->dflt = serve_dflt_num[i];
@@ -111,6 +113,7 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "election-timeout-ms", 2, 600000, &cfg.election_timeout_ms) != 0 ||
         opts_get_u32(o, "snapshot-entries", 100, UINT32_MAX, &cfg.snapshot_entries) != 0 ||
         opts_get_u32(o, "watch-history-bytes", 1u << 20, UINT32_MAX, &cfg.watch_history_bytes) != 0 ||
+        opts_get_u32(o, "auth-hash-iterations", 1000, 10000000, &cfg.auth_hash_iterations) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;

@@ -42,7 +42,7 @@ struct auth_job {
     uint64_t rid;
     auth_name user;
     uint64_t rev;   /* VERIFY: the user's rev when it was looked up */
-    bool known;     /* VERIFY: the user exists (else rec is the dummy) */
+    bool known;     /* VERIFY: the user exists (else the worker's dummy is checked) */
     uint8_t rec[PASSWD_RECORD_BYTES];
     char *pw;       /* owned; wiped when freed */
     size_t pwlen;
@@ -62,7 +62,9 @@ struct auth_worker {
     size_t pending;  /* queued and not yet answered (loop thread only) */
     int fds[2];      /* the worker writes a byte to fds[1] per finished job */
     struct event *ev;
-    uint8_t dummy[PASSWD_RECORD_BYTES];
+    uint8_t dummy[PASSWD_RECORD_BYTES]; /* the worker thread's alone (auth_dummy) */
+    bool dummy_made;
+    uint32_t iterations;                /* of new hashes: --auth-hash-iterations */
 };
 
 static void job_free(struct auth_job *j)
@@ -87,6 +89,19 @@ static void job_push(struct auth_job **head, struct auth_job **tail, struct auth
     *tail = j;
 }
 
+/* Unknown users are checked against this, so they cost what a real user
+ * costs. Made by the worker the first time an unknown user logs in (a node
+ * with auth off, or never asked for one, spends nothing on it); only the
+ * worker reads it. If OpenSSL fails it stays malformed and matches nothing. */
+static const uint8_t *auth_dummy(struct auth_worker *w)
+{
+    static const char junk[] = "no user has this password: a dummy's";
+    if (!w->dummy_made && passwd_hash(junk, sizeof junk - 1, w->iterations, w->dummy) != ERR_OK)
+        memset(w->dummy, 0, sizeof w->dummy);
+    w->dummy_made = true;
+    return w->dummy;
+}
+
 static void *auth_worker_main(void *arg)
 {
     struct auth_worker *w = arg;
@@ -102,9 +117,9 @@ static void *auth_worker_main(void *arg)
             w->todo_tail = NULL;
         pthread_mutex_unlock(&w->mu);
         if (j->kind == AUTH_JOB_VERIFY)
-            j->ok = passwd_verify(j->pw, j->pwlen, j->rec, sizeof j->rec);
+            j->ok = passwd_verify(j->pw, j->pwlen, j->known ? j->rec : auth_dummy(w), sizeof j->rec);
         else
-            j->ok = passwd_hash(j->pw, j->pwlen, PASSWD_ITERATIONS, j->rec) == ERR_OK;
+            j->ok = passwd_hash(j->pw, j->pwlen, w->iterations, j->rec) == ERR_OK;
         pthread_mutex_lock(&w->mu);
         job_push(&w->done, &w->done_tail, j);
         ssize_t wr = write(w->fds[1], "x", 1); /* the pipe never fills: one byte per job, at most 64 */
@@ -300,7 +315,8 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
     const struct auth_user *u = auth_name_ok(user, ulen) ? auth_user_find(db, j->user) : NULL;
     j->known = u != NULL;
     j->rev = u ? u->rev : 0;
-    memcpy(j->rec, u ? u->hash : n->auth->dummy, sizeof j->rec);
+    if (u)
+        memcpy(j->rec, u->hash, sizeof j->rec);
     if (auth_enqueue(n, c, j))
         c->auth_busy = true;
 }
@@ -434,14 +450,10 @@ static int auth_init(struct node *n, struct errbuf *eb)
     if (!w)
         return errf(eb, ERR_NOMEM, "out of memory");
     w->fds[0] = w->fds[1] = -1;
+    w->iterations = n->cfg.auth_hash_iterations;
     n->auth = w;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    /* Unknown users are checked against this, so they cost what a real
-     * user costs (the password hashed is random and thrown away). */
-    static const char junk[] = "no user has this password: a dummy's";
-    if (passwd_hash(junk, sizeof junk - 1, PASSWD_ITERATIONS, w->dummy) != ERR_OK)
-        return errf(eb, ERR_IO, "cannot hash a password: OpenSSL failed");
     if (pipe(w->fds) != 0)
         return errf(eb, ERR_IO, "pipe: %s", strerror(errno));
     for (int i = 0; i < 2; i++) {

@@ -29,6 +29,9 @@ struct node_config {
     uint32_t heartbeat_ms;        /* Raft tick */
     uint32_t election_timeout_ms; /* a multiple of heartbeat_ms, at least 2x */
     const char *log_level;     /* debug|info|warn|error */
+    /* PBKDF2 iterations of the password hashes this node makes (each hash
+     * keeps its own count, so a change applies to new passwords). */
+    uint32_t auth_hash_iterations;
 };
 
 /* Defaults for every field (data_dir stays NULL: the caller must set it). */

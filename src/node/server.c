@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "kv/passwd.h"
 #include "node/access.h"
 #include "node/replica.h"
 #include "util/clock.h"
@@ -55,6 +56,7 @@ void node_config_defaults(struct node_config *cfg)
     cfg->snapshot_entries = 10000;
     cfg->watch_history_bytes = WATCH_HISTORY_BYTES;
     cfg->log_level = "info";
+    cfg->auth_hash_iterations = PASSWD_ITERATIONS;
 }
 
 /* --- connections --- */
@@ -527,6 +529,10 @@ int node_run(const struct node_config *cfg)
     if (cfg->heartbeat_ms == 0 || cfg->election_timeout_ms < 2 * cfg->heartbeat_ms) {
         log_error("--election-timeout-ms (%u) must be at least twice --heartbeat-ms (%u)",
                   cfg->election_timeout_ms, cfg->heartbeat_ms);
+        return 2;
+    }
+    if (cfg->auth_hash_iterations < PASSWD_ITERATIONS_MIN || cfg->auth_hash_iterations > PASSWD_ITERATIONS_MAX) {
+        log_error("--auth-hash-iterations must be %u..%u", PASSWD_ITERATIONS_MIN, PASSWD_ITERATIONS_MAX);
         return 2;
     }
     if (cfg->max_frame_bytes < 1024 || cfg->max_key_bytes == 0 || cfg->max_value_bytes == 0 ||
