@@ -2,6 +2,7 @@
  * changes, and the permission tests (layout and rules in auth.h). */
 #include "kv/auth.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,33 +135,35 @@ fail:
     return ERR_NOMEM;
 }
 
-/* Binary search by name: the index of name, or where it would go. */
-#define AUTH_FIND(arr, n, key, found)                                                                          \
-    do {                                                                                                       \
-        size_t lo_ = 0, hi_ = (n);                                                                             \
-        while (lo_ < hi_) {                                                                                    \
-            size_t mid_ = lo_ + (hi_ - lo_) / 2;                                                               \
-            if (strcmp((arr)[mid_].name, (key)) < 0)                                                           \
-                lo_ = mid_ + 1;                                                                                \
-            else                                                                                               \
-                hi_ = mid_;                                                                                    \
-        }                                                                                                      \
-        *(found) = lo_ < (n) && strcmp((arr)[lo_].name, (key)) == 0;                                           \
-        at = lo_;                                                                                              \
-    } while (0)
+/* Binary search by name in a sorted array of n elements of sz bytes each,
+ * whose first member is their auth_name (struct auth_user, struct
+ * auth_role): the index of name, or where it would go. */
+static size_t name_pos(const void *arr, size_t n, size_t sz, const char *name, bool *found)
+{
+    const char *base = arr;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(base + mid * sz, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < n && strcmp(base + lo * sz, name) == 0;
+    return lo;
+}
+
+_Static_assert(offsetof(struct auth_user, name) == 0, "name_pos reads a user's name first");
+_Static_assert(offsetof(struct auth_role, name) == 0, "name_pos reads a role's name first");
 
 static size_t user_pos(const struct auth_db *db, const char *name, bool *found)
 {
-    size_t at;
-    AUTH_FIND(db->users, db->nusers, name, found);
-    return at;
+    return name_pos(db->users, db->nusers, sizeof *db->users, name, found);
 }
 
 static size_t role_pos(const struct auth_db *db, const char *name, bool *found)
 {
-    size_t at;
-    AUTH_FIND(db->roles, db->nroles, name, found);
-    return at;
+    return name_pos(db->roles, db->nroles, sizeof *db->roles, name, found);
 }
 
 const struct auth_user *auth_user_find(const struct auth_db *db, const char *name)
@@ -180,16 +183,7 @@ const struct auth_role *auth_role_find(const struct auth_db *db, const char *nam
 /* The position of role in the user's sorted list, or where it would go. */
 static size_t user_role_pos(const struct auth_user *u, const char *role, bool *found)
 {
-    size_t lo = 0, hi = u->nroles;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(u->roles[mid], role) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = lo < u->nroles && strcmp(u->roles[lo], role) == 0;
-    return lo;
+    return name_pos(u->roles, u->nroles, sizeof *u->roles, role, found);
 }
 
 static size_t perm_pos(const struct auth_role *r, const uint8_t *p, size_t n, bool *found)

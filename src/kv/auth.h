@@ -49,6 +49,7 @@ struct auth_perm {
     uint8_t perm;    /* enum ddkv_perm */
 };
 
+/* name comes first in both records: kv/auth.c searches them by it. */
 struct auth_role {
     auth_name name;
     struct auth_perm *perms; /* sorted by prefix */
