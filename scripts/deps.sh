@@ -8,7 +8,7 @@ PKGS=(
   clang libclang-rt-14-dev                   # sanitizer build and libFuzzer
   libevent-dev libmsgpack-dev librocksdb-dev # runtime libraries
   libjansson-dev                             # JSON output (CLI, ops HTTP)
-  libssl-dev openssl                         # TLS (OpenSSL 3 with libevent_openssl), SHA-256 of backups; deploy/certs.sh
+  libssl-dev openssl                         # OpenSSL 3: TLS (with libevent_openssl), SHA-256 of backups, PBKDF2 password hashes; deploy/certs.sh
   libjs-chart.js                             # the dashboard's charts (served in place by the hub)
   libcriterion-dev                           # unit and process tests
   python3                                    # test helpers

@@ -65,6 +65,8 @@ typedef enum ddkv_err {
     DDKV_ERR_USAGE,           /* bad argument to the library (e.g. an unparsable endpoint) */
     DDKV_ERR_COMPACTED,       /* the revision asked for is older than the history kept */
     DDKV_ERR_FENCED,          /* a job token that is no longer the claim's (claimed again, or settled) */
+    DDKV_ERR_PERMISSION_DENIED, /* auth: wrong user or password, no credentials, or the user may not
+                                 * do this; nothing was changed */
     DDKV_ERR__COUNT
 } ddkv_err;
 
@@ -99,6 +101,14 @@ struct ddkv_options {
     const char *tls_cert_file;
     const char *tls_key_file;
     bool tls_skip_name_check;
+    /* Credentials for a cluster with auth enabled (NULL user: none). Every
+     * connection the client opens (after a failover or a redirect too)
+     * authenticates with them before its first request, and again if the
+     * node says the connection's identity is no longer valid. Copied by
+     * ddkv_client_new; the password is wiped from the client's memory when
+     * it is freed. */
+    const char *user;
+    const char *password;
     /* A NULL endpoints or a 0 number means that field's default. */
 };
 
@@ -476,6 +486,72 @@ DDKV_API const char *ddkv_watch_errmsg(const ddkv_watch *w);
 DDKV_API void ddkv_watch_close(ddkv_watch *w);
 /* Free the event's bytes (not ev itself) and zero it. */
 DDKV_API void ddkv_event_free(struct ddkv_event *ev);
+
+/* --- authentication and permissions --- */
+
+/* Auth is off until ddkv_auth_enable; then every request needs a user (see
+ * struct ddkv_options), and users get what their roles grant: read or
+ * readwrite on key prefixes, or everything with the built-in role "root".
+ * A refused request returns DDKV_ERR_PERMISSION_DENIED and changed nothing.
+ * Every change below is a write through the log (exactly-once retries,
+ * DDKV_ERR_UNKNOWN_OUTCOME if in doubt) and needs the root role once auth is
+ * enabled. Changes refused by the cluster's state: DDKV_ERR_NOT_FOUND (no
+ * such user, role or grant), DDKV_ERR_BAD_REQUEST (exists already, a bad
+ * name, or a rule about root; ddkv_client_errmsg says which). */
+
+/* Turn auth on; refused unless the user "root" exists and holds the role "root". */
+DDKV_API ddkv_err ddkv_auth_enable(ddkv_client *c);
+DDKV_API ddkv_err ddkv_auth_disable(ddkv_client *c);
+
+struct ddkv_auth_status {
+    bool enabled;  /* as the answering member has applied it */
+    char *user;    /* this connection's user, or NULL; owned, see ddkv_auth_status_free */
+    bool root;     /* the user holds the root role */
+};
+DDKV_API ddkv_err ddkv_auth_status(ddkv_client *c, struct ddkv_auth_status *out);
+DDKV_API void ddkv_auth_status_free(struct ddkv_auth_status *s);
+
+/* Users: names are 1..64 of [A-Za-z0-9_.@-]; passwords 1..1024 bytes, sent to
+ * the node, which stores only a salted PBKDF2 hash. */
+DDKV_API ddkv_err ddkv_user_add(ddkv_client *c, const char *name, const char *password);
+DDKV_API ddkv_err ddkv_user_passwd(ddkv_client *c, const char *name, const char *password);
+DDKV_API ddkv_err ddkv_user_remove(ddkv_client *c, const char *name);
+DDKV_API ddkv_err ddkv_user_grant(ddkv_client *c, const char *name, const char *role);
+DDKV_API ddkv_err ddkv_user_revoke(ddkv_client *c, const char *name, const char *role);
+/* Roles: a grant gives perm on every key starting with prefix ("" : all);
+ * granting a prefix again replaces its perm. Removing a role takes it from
+ * every user. */
+DDKV_API ddkv_err ddkv_role_add(ddkv_client *c, const char *name);
+DDKV_API ddkv_err ddkv_role_remove(ddkv_client *c, const char *name);
+DDKV_API ddkv_err ddkv_role_grant(ddkv_client *c, const char *name, const void *prefix, size_t plen,
+                                  enum ddkv_perm perm);
+DDKV_API ddkv_err ddkv_role_revoke(ddkv_client *c, const char *name, const void *prefix, size_t plen);
+
+struct ddkv_grant {
+    uint8_t *prefix; /* followed by an uncounted NUL; owned by the list */
+    size_t prefix_len;
+    enum ddkv_perm perm;
+};
+struct ddkv_role {
+    char *name;
+    struct ddkv_grant *grants; /* sorted by prefix */
+    size_t n_grants;
+};
+struct ddkv_user {
+    char *name;
+    char **roles; /* sorted */
+    size_t n_roles;
+};
+struct ddkv_auth_list {
+    bool enabled;
+    struct ddkv_user *users; /* sorted by name; everything owned, see ddkv_auth_list_free */
+    size_t n_users;
+    struct ddkv_role *roles; /* sorted by name; the built-in "root" is not listed */
+    size_t n_roles;
+};
+/* Every user and role, as the answering member has applied them. */
+DDKV_API ddkv_err ddkv_auth_list(ddkv_client *c, struct ddkv_auth_list *out);
+DDKV_API void ddkv_auth_list_free(struct ddkv_auth_list *l);
 
 #ifdef __cplusplus
 }

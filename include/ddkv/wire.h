@@ -66,6 +66,15 @@ enum ddkv_msg_type {
     DDKV_MSG_SNAPSHOT_SAVE = 35,  /* [] -> SNAPSHOT_META, then SNAPSHOT_CHUNK... (same request id) */
     DDKV_MSG_SNAPSHOT_META = 36,  /* [cluster_id, index, term, revision, lamport, keys, image_bytes, members] */
     DDKV_MSG_SNAPSHOT_CHUNK = 37, /* [offset, data, last]: image bytes, in order, until last */
+    /* Authentication and permissions (src/node/auth.c; docs/wire-format.md). */
+    DDKV_MSG_AUTH = 40,          /* [user, password] -> AUTHED: this connection's identity */
+    DDKV_MSG_AUTHED = 41,        /* [user, root, auth_enabled] */
+    DDKV_MSG_AUTH_CHANGE = 42,   /* [op (enum ddkv_auth_op), name, arg, perm, client_id, seq] -> AUTH_CHANGED */
+    DDKV_MSG_AUTH_CHANGED = 43,  /* [lamport, revision] */
+    DDKV_MSG_AUTH_STATUS = 44,   /* [] -> AUTH_INFO */
+    DDKV_MSG_AUTH_INFO = 45,     /* [auth_enabled, user|nil, root]: as the answering member sees this connection */
+    DDKV_MSG_AUTH_LIST = 46,     /* [] -> AUTH_LIST_RESULT (root only when auth is enabled) */
+    DDKV_MSG_AUTH_LIST_RESULT = 47, /* [[[user, [role...]]...], [[role, [[prefix, perm]...]]...], auth_enabled] */
 
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
@@ -100,7 +109,41 @@ enum ddkv_wire_error {
     DDKV_WERR_PERMISSION_DENIED = 8,
     DDKV_WERR_INTERNAL = 9,
     DDKV_WERR_FENCED = 10,     /* a job token that is no longer the claim's */
+    /* Auth is enabled and this connection has no valid identity (it never
+     * sent AUTH, authenticated while auth was off, or its user was removed or
+     * given a new password since): send AUTH, then the request again. A
+     * refused AUTH (wrong user or password) and a request the identity may
+     * not make are PERMISSION_DENIED. Neither request changed anything. */
+    DDKV_WERR_UNAUTHENTICATED = 11,
 };
+
+/* AUTH_CHANGE operations: [op, name, arg, perm]. name is a user or role name
+ * ("" for ENABLE and DISABLE); arg is the password (USER_ADD, USER_PASSWD:
+ * the node stores only a salted hash), a role (USER_GRANT, USER_REVOKE) or a
+ * key prefix (ROLE_GRANT, ROLE_REVOKE; "" is every key); perm is an enum
+ * ddkv_perm (ROLE_GRANT) or 0. */
+enum ddkv_auth_op {
+    DDKV_AUTH_ENABLE = 1,
+    DDKV_AUTH_DISABLE = 2,
+    DDKV_AUTH_USER_ADD = 3,
+    DDKV_AUTH_USER_REMOVE = 4,
+    DDKV_AUTH_USER_PASSWD = 5,
+    DDKV_AUTH_USER_GRANT = 6,
+    DDKV_AUTH_USER_REVOKE = 7,
+    DDKV_AUTH_ROLE_ADD = 8,
+    DDKV_AUTH_ROLE_REMOVE = 9,
+    DDKV_AUTH_ROLE_GRANT = 10,
+    DDKV_AUTH_ROLE_REVOKE = 11,
+};
+/* What a role grants on a key prefix. */
+enum ddkv_perm { DDKV_PERM_READ = 1, DDKV_PERM_READWRITE = 2 };
+/* The built-in role that may do everything, and the user `ddkv auth enable`
+ * requires (holding that role). */
+#define DDKV_ROOT_ROLE "root"
+#define DDKV_ROOT_USER "root"
+/* User and role names: 1..64 bytes of [A-Za-z0-9_.@-]. Passwords: 1..1024 bytes. */
+#define DDKV_AUTH_NAME_MAX 64u
+#define DDKV_AUTH_PASSWORD_MAX 1024u
 
 /* TXN compares: [key, field, cmp, operand]. field VALUE compares bytes,
  * the others numbers; an absent key has version, create_rev and mod_rev 0

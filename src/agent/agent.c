@@ -69,6 +69,8 @@ static void agent_options(const struct agent_config *cfg, struct ddkv_options *o
     o->tls_cert_file = cfg->tls_cert;
     o->tls_key_file = cfg->tls_key;
     o->tls_skip_name_check = cfg->tls_skip_name_check;
+    o->user = cfg->user;
+    o->password = cfg->password;
 }
 
 static ddkv_client *agent_client(struct agent *a)

@@ -45,6 +45,8 @@ struct agent_config {
     /* TLS to the cluster, as in struct ddkv_options (NULL tls_ca: plain TCP). */
     const char *tls_ca, *tls_cert, *tls_key;
     bool tls_skip_name_check;
+    const char *user;          /* credentials for a cluster with auth enabled (NULL: none) */
+    const char *password;
 };
 
 void agent_config_defaults(struct agent_config *cfg);

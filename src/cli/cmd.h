@@ -73,6 +73,9 @@ extern const size_t cmd_hub_count;
 /* snapshot save|restore (cmd_snapshot.c). */
 extern const struct cli_command cmd_snapshot_commands[];
 extern const size_t cmd_snapshot_count;
+/* auth, user, role (cmd_auth.c). */
+extern const struct cli_command cmd_auth_commands[];
+extern const size_t cmd_auth_count;
 
 /* A TTL in seconds, whole or with up to 3 decimals ("30", "0.5"), above 0 and
  * at most a year, into milliseconds. Returns 0, or -1 if s is not one. */

@@ -50,6 +50,8 @@ static int agent_cmd(struct cli_ctx *ctx)
     cfg.tls_cert = ctx->client.tls_cert_file;
     cfg.tls_key = ctx->client.tls_key_file;
     cfg.tls_skip_name_check = ctx->client.tls_skip_name_check;
+    cfg.user = ctx->client.user;
+    cfg.password = ctx->client.password;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = agent_on_signal;

@@ -7,7 +7,9 @@
  * when each was due (so a stall is not hidden by the operations it delayed).
  * It follows NOT_LEADER to the leader and resends a write whose connection
  * broke under the same session number, like libddkv; what has no answer after
- * --timeout-ms counts as an unknown outcome.
+ * --timeout-ms counts as an unknown outcome. With --user, each connection
+ * sends AUTH first and starts its operations once answered AUTHED; a refused
+ * login stops the run (exit 2).
  *
  * Workloads: write; read (at --consistency); mixed (--read-ratio of reads);
  * cas (every client increments one counter: a linearizable read, then a
@@ -74,6 +76,8 @@ struct bconn {
     uint32_t key;
     uint64_t counter;       /* cas: the value read */
     uint64_t seen;          /* Lamport time of the newest data this session saw (causal reads) */
+    bool authing;           /* connected, AUTH sent, not answered yet */
+    uint64_t auth_rid;
     struct event *wait;     /* open loop: the next operation is not due yet */
     uint64_t retry_ns;      /* a refused connection is tried again from then on */
     uint32_t backoff_ms;    /* doubles with each refusal in a row, up to 1 s */
@@ -110,6 +114,8 @@ struct bench {
     struct hist lat;
     uint64_t ops, errors, unknown, redirects, reconnects, cas_attempts, reads, writes;
     char last_error[160];
+    const char *user, *password; /* credentials (NULL user: none) */
+    bool auth_refused;           /* a login was refused: the run stops */
 };
 
 static uint64_t bench_rand(struct bench *b)
@@ -353,6 +359,7 @@ static void bconn_close(struct bconn *c)
         bufferevent_free(c->bev);
     c->bev = NULL;
     c->up = false;
+    c->authing = false;
     frame_decoder_free(&c->dec);
     frame_decoder_init(&c->dec, DDKV_DEFAULT_MAX_FRAME_BYTES);
 }
@@ -488,6 +495,55 @@ static void bconn_answer(struct bconn *c, const struct msg *m)
     }
 }
 
+/* The connection may carry operations: resend what was in flight (same
+ * session number), or start the next. */
+static void bconn_ready(struct bconn *c)
+{
+    c->up = true;
+    if (c->op != B_IDLE)
+        bconn_send(c);
+    else if (!c->b->stopping)
+        bconn_start(c);
+}
+
+/* Log the new connection in before its first operation. */
+static void bconn_auth(struct bconn *c)
+{
+    struct bench *b = c->b;
+    struct msg_writer w;
+    buf_reset(&b->out);
+    c->auth_rid = ++c->rid;
+    msg_begin(&w, &b->out, DDKV_MSG_AUTH, lamport_tick(&b->clock), c->auth_rid, 2);
+    mw_str(&w, b->user);
+    mw_str(&w, b->password);
+    c->authing = true;
+    if (msg_end(&w) != ERR_OK || bufferevent_write(c->bev, b->out.data, b->out.len) != 0)
+        bconn_close(c); /* the tick reconnects */
+}
+
+static void bconn_authed(struct bconn *c, const struct msg *m)
+{
+    struct bench *b = c->b;
+    c->authing = false;
+    if (m->type == DDKV_MSG_AUTHED) {
+        bconn_ready(c);
+        return;
+    }
+    uint64_t code = 0;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    msg_u64(m, 0, &code);
+    if (code == DDKV_WERR_UNAVAILABLE) { /* the member is busy checking passwords: try another */
+        bconn_connect(c, (c->ep + 1) % b->neps);
+        return;
+    }
+    msg_bytes_opt(m, 1, &p, &n);
+    snprintf(b->last_error, sizeof b->last_error, "authenticating as '%s': %.*s", b->user, (int)(n < 100 ? n : 100),
+             p ? (const char *)p : "refused");
+    b->auth_refused = true;
+    event_base_loopexit(b->base, NULL);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct bconn *c = arg;
@@ -509,7 +565,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         lamport_observe(&b->clock, m.lamport, UINT64_MAX / 2);
-        if (m.request_id == c->rid && c->op != B_IDLE)
+        if (c->authing && m.request_id == c->auth_rid)
+            bconn_authed(c, &m);
+        else if (m.request_id == c->rid && c->op != B_IDLE)
             bconn_answer(c, &m);
         msg_free(&m);
     }
@@ -522,12 +580,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c->up = true;
         c->backoff_ms = 0;
-        if (c->op != B_IDLE)
-            bconn_send(c); /* resend what was in flight, same session number */
-        else if (!b->stopping)
-            bconn_start(c);
+        if (b->user)
+            bconn_auth(c);
+        else
+            bconn_ready(c);
         return;
     }
     /* Broken or refused: the tick reconnects (to the next member) and resends. */
@@ -683,6 +740,8 @@ static int bench_run(struct cli_ctx *ctx)
     if (ops)
         b->duration_s = 86400;
     b->timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 5000;
+    b->user = ctx->client.user;
+    b->password = ctx->client.password;
     char eps[1024];
     snprintf(eps, sizeof eps, "%s", ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001");
     for (char *save = NULL, *t = strtok_r(eps, ",", &save); t; t = strtok_r(NULL, ",", &save))
@@ -739,13 +798,19 @@ static int bench_run(struct cli_ctx *ctx)
                  (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6 +
                  (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
                  (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
-    bench_print(b, ctx->fmt, cpu);
-    int rc = b->ops && !b->gave_up ? EXIT_DONE : EXIT_UNAVAILABLE;
-    if (b->gave_up)
-        out_error("bench: no operation succeeded for %u ms; stopped%s%s",
-                  b->timeout_ms, b->last_error[0] ? ": " : "", b->last_error);
-    else if (!b->ops)
-        out_error("bench: no operation completed%s%s", b->last_error[0] ? ": " : "", b->last_error);
+    int rc;
+    if (b->auth_refused) {
+        out_error("bench: %s", b->last_error);
+        rc = EXIT_USAGE;
+    } else {
+        bench_print(b, ctx->fmt, cpu);
+        rc = b->ops && !b->gave_up ? EXIT_DONE : EXIT_UNAVAILABLE;
+        if (b->gave_up)
+            out_error("bench: no operation succeeded for %u ms; stopped%s%s", b->timeout_ms,
+                      b->last_error[0] ? ": " : "", b->last_error);
+        else if (!b->ops)
+            out_error("bench: no operation completed%s%s", b->last_error[0] ? ": " : "", b->last_error);
+    }
     for (uint32_t i = 0; i < b->clients; i++) {
         bconn_close(&b->c[i]);
         frame_decoder_free(&b->c[i].dec);

@@ -55,6 +55,8 @@ static int hub_cmd(struct cli_ctx *ctx)
     cfg.tls_cert = ctx->client.tls_cert_file;
     cfg.tls_key = ctx->client.tls_key_file;
     cfg.tls_skip_name_check = ctx->client.tls_skip_name_check;
+    cfg.user = ctx->client.user;
+    cfg.password = ctx->client.password;
     int rc = hub_run(&cfg);
     return rc == 2 ? EXIT_USAGE : rc ? EXIT_UNAVAILABLE : EXIT_DONE;
 }

@@ -24,6 +24,10 @@ static const struct opt_def main_client_opts[] = {
     {"tls-key", 0, OPT_ARG, NULL, "FILE", "the key of --tls-cert (PEM)"},
     {"tls-check-name", 0, OPT_ARG, "on", "on|off",
      "the node's certificate must name the endpoint's host (SAN IP or DNS entry)"},
+    {"user", 0, OPT_ARG, NULL, "NAME", "authenticate as this user (clusters with auth enabled)"},
+    {"password", 0, OPT_ARG, NULL, "PASSWORD",
+     "the user's password (better DDKV_PASSWORD or --password-file: flags show in ps)"},
+    {"password-file", 0, OPT_ARG, NULL, "FILE", "read the user's password from the first line of FILE"},
 };
 
 static const char *const main_on_off[] = {"off", "on", NULL};
@@ -64,10 +68,12 @@ static struct opt_def serve_opts[] = {
     {"tls-client-cert", 0, OPT_ARG, NULL, "MODE",
      "none | optional | required: the client port's demand for client certificates "
      "(default: optional with --tls-ca, else none)"},
+    {"auth-hash-iterations", 0, OPT_ARG, NULL, "N",
+     "PBKDF2 iterations of new password hashes (each hash keeps its count; checked off the event loop)"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
-#define SERVE_NUM_COUNT 9
+#define SERVE_NUM_COUNT 10
 static char serve_dflt_num[SERVE_NUM_COUNT][16];
 
 static struct opt_def *serve_opt(const char *name)
@@ -87,11 +93,11 @@ static void serve_fill_defaults(void)
     node_config_defaults(&cfg);
     static const char *const names[SERVE_NUM_COUNT] = {
         "max-frame-bytes", "max-key-bytes", "max-value-bytes", "max-connections", "frame-timeout-ms",
-        "heartbeat-ms", "election-timeout-ms", "snapshot-entries", "watch-history-bytes"};
+        "heartbeat-ms", "election-timeout-ms", "snapshot-entries", "watch-history-bytes", "auth-hash-iterations"};
     const uint32_t nums[SERVE_NUM_COUNT] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
                                             cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
                                             cfg.election_timeout_ms, cfg.snapshot_entries,
-                                            cfg.watch_history_bytes};
+                                            cfg.watch_history_bytes, cfg.auth_hash_iterations};
     for (size_t i = 0; i < SERVE_NUM_COUNT; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
         serve_opt(names[i])->dflt = serve_dflt_num[i];
@@ -138,6 +144,7 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "election-timeout-ms", 2, 600000, &cfg.election_timeout_ms) != 0 ||
         opts_get_u32(o, "snapshot-entries", 100, UINT32_MAX, &cfg.snapshot_entries) != 0 ||
         opts_get_u32(o, "watch-history-bytes", 1u << 20, UINT32_MAX, &cfg.watch_history_bytes) != 0 ||
+        opts_get_u32(o, "auth-hash-iterations", 1000, 10000000, &cfg.auth_hash_iterations) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;
@@ -188,6 +195,7 @@ static const struct main_table main_tables[] = {
     {cmd_agent_commands, &cmd_agent_count},
     {cmd_hub_commands, &cmd_hub_count},
     {cmd_snapshot_commands, &cmd_snapshot_count},
+    {cmd_auth_commands, &cmd_auth_count},
 };
 
 static const struct cli_command *main_find(const char *name)
@@ -218,7 +226,8 @@ static void main_help(FILE *f)
                "'-' as '_'); a flag beats the environment, which beats serve's --config file.\n"
                "Run 'ddkv COMMAND --help' for a command's options.\n\n"
                "Exit codes: 0 success, 1 the answer is no (not found, cas lost, history compacted),\n"
-               "2 usage or bad input, 3 cluster unreachable,\n"
+               "2 usage or bad input (permission denied included: wrong credentials or a request\n"
+               "the user may not make), 3 cluster unreachable,\n"
                "unavailable or timed out (for a write the message then says its outcome is unknown).\n");
 }
 
@@ -257,7 +266,54 @@ static int main_usage_error(const struct cli_command *c, const char *msg)
 
 /* --- dispatch --- */
 
-/* Client commands: --endpoints, --timeout-ms and -o into ctx. */
+/* The password of --user: --password, or the first line of --password-file
+ * (without its line end). Lives as long as the process. */
+static char main_password[DDKV_AUTH_PASSWORD_MAX + 2];
+
+static int main_password_file(struct cli_ctx *ctx, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "--password-file %.200s: cannot read it", path);
+        return main_usage_error(ctx->cmd, msg);
+    }
+    bool got = fgets(main_password, sizeof main_password, f) != NULL;
+    fclose(f);
+    main_password[got ? strcspn(main_password, "\r\n") : 0] = 0;
+    if (!main_password[0] || strlen(main_password) > DDKV_AUTH_PASSWORD_MAX)
+        return main_usage_error(ctx->cmd, "--password-file: the first line must hold the password (1..1024 bytes)");
+    return EXIT_DONE;
+}
+
+/* --user with --password or --password-file (or their DDKV_ variables). */
+static int main_credentials(struct cli_ctx *ctx)
+{
+    const char *user = opts_get(ctx->opts, "user"), *pw = opts_get(ctx->opts, "password");
+    const char *file = opts_get(ctx->opts, "password-file");
+    if (user && !*user)
+        user = NULL;
+    if (!user) {
+        if (pw || file)
+            return main_usage_error(ctx->cmd, "--password and --password-file need --user (or DDKV_USER)");
+        return EXIT_DONE;
+    }
+    if (pw && file)
+        return main_usage_error(ctx->cmd, "give either --password or --password-file, not both");
+    if (!pw && !file)
+        return main_usage_error(ctx->cmd, "--user needs a password: --password, DDKV_PASSWORD or --password-file");
+    if (file) {
+        int rc = main_password_file(ctx, file);
+        if (rc != EXIT_DONE)
+            return rc;
+        pw = main_password;
+    }
+    ctx->client.user = user;
+    ctx->client.password = pw;
+    return EXIT_DONE;
+}
+
+/* Client commands: --endpoints, --timeout-ms, -o and credentials into ctx. */
 static int main_client_ctx(struct cli_ctx *ctx)
 {
     int fmt = OUT_TEXT;
@@ -283,7 +339,7 @@ static int main_client_ctx(struct cli_ctx *ctx)
     /* A connection attempt never outlasts the operation it serves. */
     if (ctx->client.connect_timeout_ms > ctx->client.timeout_ms)
         ctx->client.connect_timeout_ms = ctx->client.timeout_ms;
-    return EXIT_DONE;
+    return main_credentials(ctx);
 }
 
 int main(int argc, char **argv)

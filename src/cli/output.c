@@ -19,6 +19,7 @@ int out_exit_code(ddkv_err e)
     case DDKV_ERR_BAD_REQUEST:
     case DDKV_ERR_TOO_LARGE:
     case DDKV_ERR_USAGE:
+    case DDKV_ERR_PERMISSION_DENIED: /* the request as given (credentials, key) must change */
         return EXIT_USAGE;
     case DDKV_ERR_UNAVAILABLE:
     case DDKV_ERR_TIMEOUT:

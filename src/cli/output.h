@@ -19,7 +19,10 @@ enum {
     EXIT_NO = 1,          /* the answer is "no": key not found, cas lost, lease unknown, history
                            * compacted (the revision asked for is no longer kept: a fact
                            * about the cluster, not a usage error or an outage) */
-    EXIT_USAGE = 2,       /* usage or bad input, including TOO_LARGE and BAD_REQUEST */
+    EXIT_USAGE = 2,       /* usage or bad input, including TOO_LARGE, BAD_REQUEST and
+                           * PERMISSION_DENIED (wrong credentials, or a request the user may
+                           * not make: not "no" about the data, which a denial must not
+                           * reveal, and not worth retrying) */
     EXIT_UNAVAILABLE = 3, /* unreachable, no quorum, timed out, or a write's outcome unknown */
 };
 

@@ -70,6 +70,9 @@ struct ddkv_client {
     uint32_t timeout_ms;
     uint32_t connect_timeout_ms;
     uint32_t max_reply_bytes;
+    char *user;      /* credentials (NULL: none); owned, the password wiped when freed */
+    char *password;
+    bool authed;     /* the open connection has been answered AUTHED */
     char errmsg[256];
 };
 
@@ -122,6 +125,7 @@ static const char *const client_err_names[DDKV_ERR__COUNT] = {
     [DDKV_ERR_USAGE] = "invalid argument",
     [DDKV_ERR_COMPACTED] = "revision compacted: older than the history kept",
     [DDKV_ERR_FENCED] = "fenced: the job's token is no longer the claim's",
+    [DDKV_ERR_PERMISSION_DENIED] = "permission denied",
 };
 
 const char *ddkv_strerror(ddkv_err err)
@@ -341,6 +345,21 @@ ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out, cha
         s = comma + 1;
     }
     c->n_given = c->n_eps;
+    if (opts->user) {
+        size_t ul = strlen(opts->user), pl = opts->password ? strlen(opts->password) : 0;
+        if (ul == 0 || ul > DDKV_AUTH_NAME_MAX || pl > DDKV_AUTH_PASSWORD_MAX) {
+            rc = DDKV_ERR_USAGE;
+            snprintf(why, sizeof why, "credentials: a user name is 1..%u bytes and a password at most %u", DDKV_AUTH_NAME_MAX,
+                     DDKV_AUTH_PASSWORD_MAX);
+            goto fail;
+        }
+        c->user = dup_bytes(opts->user, ul);
+        c->password = dup_bytes(opts->password ? opts->password : "", pl);
+        if (!c->user || !c->password) {
+            snprintf(why, sizeof why, "out of memory");
+            goto fail;
+        }
+    }
     *out = c;
     return DDKV_OK;
 
@@ -361,6 +380,7 @@ static void client_disconnect(struct ddkv_client *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    c->authed = false; /* a new connection has no identity yet */
     /* Bytes of the old connection must never be read as replies on the next. */
     frame_decoder_free(&c->dec);
     frame_decoder_init(&c->dec, c->max_reply_bytes);
@@ -376,6 +396,13 @@ void ddkv_client_free(ddkv_client *c)
     buf_free(&c->out);
     for (size_t i = 0; i < c->n_eps; i++)
         endpoint_free(&c->eps[i]);
+    free(c->user);
+    if (c->password) {
+        volatile char *p = c->password;
+        while (*p)
+            *p++ = 0;
+        free(c->password);
+    }
     free(c);
 }
 
@@ -862,6 +889,58 @@ static ddkv_err client_unknown_outcome(struct ddkv_client *c)
                        detail);
 }
 
+/* How logging in on the open connection went. */
+enum login { LOGIN_OK, LOGIN_RETRY, LOGIN_REFUSED };
+
+/* Authenticate the open connection with the client's credentials, if it has
+ * any and the connection has not been yet. LOGIN_RETRY: the connection or
+ * the member failed (it is closed; try another); LOGIN_REFUSED: the cluster
+ * refused the credentials, *err says how (final: asking again changes
+ * nothing). Nothing of the caller's request has been sent. */
+static enum login client_login(struct ddkv_client *c, uint64_t deadline_ms, ddkv_err *err)
+{
+    if (!c->user || c->authed)
+        return LOGIN_OK;
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = c->user, .n = strlen(c->user)},
+        {.kind = FIELD_BIN, .p = c->password, .n = strlen(c->password)},
+    };
+    struct call k = {.type = DDKV_MSG_AUTH, .reply_type = DDKV_MSG_AUTHED, .f = f, .nf = 2};
+    if (client_encode(c, &k) != ERR_OK) {
+        *err = client_fail(c, DDKV_ERR_NOMEM, "out of memory encoding AUTH");
+        return LOGIN_REFUSED;
+    }
+    if (client_send(c, deadline_ms) != ATTEMPT_REPLY || client_recv(c, &k, deadline_ms) != ATTEMPT_REPLY) {
+        client_disconnect(c);
+        return LOGIN_RETRY;
+    }
+    struct msg *m = &k.reply;
+    uint64_t code = 0;
+    const uint8_t *text = NULL;
+    size_t tlen = 0;
+    enum login how = LOGIN_RETRY;
+    if (m->type == DDKV_MSG_AUTHED) {
+        c->authed = true;
+        how = LOGIN_OK;
+    } else if (m->type == DDKV_MSG_ERROR && msg_u64(m, 0, &code) == ERR_OK &&
+               msg_bytes_opt(m, 1, &text, &tlen) == ERR_OK && code != DDKV_WERR_UNAVAILABLE &&
+               code != DDKV_WERR_NOT_LEADER && code != DDKV_WERR_TIMEOUT) {
+        /* PERMISSION_DENIED (wrong user or password), or a node that does
+         * not know AUTH (BAD_REQUEST): either way, not for another try. */
+        *err = client_fail(c, code == DDKV_WERR_BAD_REQUEST ? DDKV_ERR_BAD_REQUEST : DDKV_ERR_PERMISSION_DENIED,
+                           "%s: authenticating as '%.64s': %.*s", c->eps[c->cur].text, c->user,
+                           (int)(tlen > 150 ? 150 : tlen), text ? (const char *)text : "");
+        how = LOGIN_REFUSED;
+    } else {
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s did not authenticate the connection (%s)", c->eps[c->cur].text,
+                    msg_type_name(m->type));
+    }
+    msg_free(m);
+    if (how != LOGIN_OK)
+        client_disconnect(c);
+    return how;
+}
+
 /* Run one request to completion: connect, send, wait, follow the leader,
  * retry what is safe to retry, until the deadline. On DDKV_OK k->reply holds
  * the reply (type k->reply_type); the caller msg_frees it. */
@@ -872,6 +951,7 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
     unsigned redirects = 0;
     bool reached = false; /* some endpoint accepted a connection */
     bool in_doubt = false; /* a write was fully sent and its fate never learned */
+    bool relogged = false; /* the node said the identity was gone and it was given again */
     char detail[sizeof c->errmsg];
     c->errmsg[0] = 0;
     c->answered = -1;
@@ -897,6 +977,15 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
             continue;
         }
         reached = true;
+        ddkv_err refused;
+        enum login lg = client_login(c, deadline_ms, &refused);
+        if (lg == LOGIN_REFUSED)
+            return in_doubt ? client_unknown_outcome(c) : refused;
+        if (lg == LOGIN_RETRY) {
+            client_rotate(c);
+            client_backoff(c, &backoff_ms, deadline_ms);
+            continue;
+        }
         if (client_encode(c, k) != ERR_OK)
             return client_fail(c, DDKV_ERR_NOMEM, "out of memory encoding the request");
         uint64_t t0 = clock_mono_ns();
@@ -1009,8 +1098,22 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
             result = DDKV_ERR_FENCED;
             break;
         case DDKV_WERR_BAD_REQUEST:
-        case DDKV_WERR_PERMISSION_DENIED:
             result = DDKV_ERR_BAD_REQUEST;
+            break;
+        case DDKV_WERR_UNAUTHENTICATED:
+            /* Refused before it was acted on. With credentials, the identity
+             * lapsed (auth was enabled after this connection logged in, or the
+             * user's password changed): log in again once and resend. */
+            if (c->user && !relogged && !conn_level) {
+                relogged = true;
+                c->authed = false;
+                msg_free(m);
+                continue;
+            }
+            result = DDKV_ERR_PERMISSION_DENIED;
+            break;
+        case DDKV_WERR_PERMISSION_DENIED:
+            result = DDKV_ERR_PERMISSION_DENIED;
             break;
         case DDKV_WERR_TIMEOUT:
             /* The node proposed but could not confirm the commit in time. A
@@ -2031,9 +2134,10 @@ static ddkv_err watch_garbled(struct ddkv_watch *w, const char *fmt, ...)
     return DDKV_ERR_PROTOCOL;
 }
 
-/* Connect if needed and send WATCH from where the stream stands, within
- * until_ms. DDKV_OK once sent; DDKV_ERR_TIMEOUT if no member took it in time
- * (errmsg says why); DDKV_ERR_NOMEM. */
+/* Connect (and log in) if needed and send WATCH from where the stream
+ * stands, within until_ms. DDKV_OK once sent; DDKV_ERR_TIMEOUT if no member
+ * took it in time (errmsg says why); DDKV_ERR_NOMEM; the final error of a
+ * refused login (DDKV_ERR_PERMISSION_DENIED, DDKV_ERR_BAD_REQUEST). */
 static ddkv_err watch_send(struct ddkv_watch *w, uint64_t until_ms)
 {
     struct ddkv_client *c = w->c;
@@ -2043,6 +2147,15 @@ static ddkv_err watch_send(struct ddkv_watch *w, uint64_t until_ms)
         if (c->fd >= 0 && !client_conn_alive(c))
             client_disconnect(c);
         if (c->fd < 0 && client_connect_any(c, until_ms) != 0) {
+            client_backoff(c, &w->backoff_ms, until_ms);
+            continue;
+        }
+        ddkv_err refused;
+        enum login lg = client_login(c, until_ms, &refused);
+        if (lg == LOGIN_REFUSED)
+            return refused;
+        if (lg == LOGIN_RETRY) {
+            client_rotate(c);
             client_backoff(c, &w->backoff_ms, until_ms);
             continue;
         }
@@ -2137,6 +2250,17 @@ static int watch_error(struct ddkv_watch *w, const struct msg *m, uint64_t deadl
                            (unsigned long long)w->compacted_rev);
         return -1;
     }
+    case DDKV_WERR_UNAUTHENTICATED:
+        if (c->user) {
+            /* The identity lapsed (auth enabled since, a new password): the
+             * next send logs in again; a refused login is final there. */
+            client_disconnect(c);
+            watch_lost(w);
+            client_backoff(c, &w->backoff_ms, deadline_ms);
+            return 0;
+        }
+        /* No credentials to give: final, like the refusals below. */
+        /* fall through */
     case DDKV_WERR_NOT_FOUND:
     case DDKV_WERR_BAD_REQUEST:
     case DDKV_WERR_PERMISSION_DENIED:
@@ -2144,9 +2268,10 @@ static int watch_error(struct ddkv_watch *w, const struct msg *m, uint64_t deadl
         /* The request itself is refused: asking again changes nothing. */
         client_disconnect(c);
         watch_lost(w);
-        w->failed = code == DDKV_WERR_TOO_LARGE ? DDKV_ERR_TOO_LARGE
+        w->failed = code == DDKV_WERR_TOO_LARGE  ? DDKV_ERR_TOO_LARGE
                     : code == DDKV_WERR_NOT_FOUND ? DDKV_ERR_NOT_FOUND
-                                                  : DDKV_ERR_BAD_REQUEST;
+                    : code == DDKV_WERR_BAD_REQUEST ? DDKV_ERR_BAD_REQUEST
+                                                    : DDKV_ERR_PERMISSION_DENIED;
         *err = w->failed;
         return -1;
     default:
@@ -2331,6 +2456,10 @@ ddkv_err ddkv_watch_next(ddkv_watch *w, struct ddkv_event *ev, uint32_t wait_ms)
             ddkv_err rc = watch_send(w, give_up < deadline_ms ? give_up : deadline_ms);
             if (rc == DDKV_ERR_NOMEM)
                 return rc;
+            if (rc == DDKV_ERR_PERMISSION_DENIED || rc == DDKV_ERR_BAD_REQUEST) {
+                w->failed = rc;
+                return rc;
+            }
             if (rc != DDKV_OK) {
                 if (ms_left(deadline_ms) == 0)
                     break;
@@ -2400,4 +2529,225 @@ void ddkv_event_free(struct ddkv_event *ev)
 {
     free(ev->key); /* the value shares the key's allocation */
     memset(ev, 0, sizeof *ev);
+}
+
+/* --- authentication and permissions --- */
+
+/* One AUTH_CHANGE, a write under the client's session. */
+static ddkv_err auth_change(ddkv_client *c, enum ddkv_auth_op op, const char *name, const void *arg, size_t alen,
+                            uint64_t perm)
+{
+    if ((!arg && alen) || (op != DDKV_AUTH_ENABLE && op != DDKV_AUTH_DISABLE && (!name || !*name)))
+        return client_fail(c, DDKV_ERR_USAGE, "a user or role name is required");
+    struct field f[] = {
+        {.kind = FIELD_U64, .u = (uint64_t)op},
+        {.kind = FIELD_BIN, .p = name ? name : "", .n = name ? strlen(name) : 0},
+        {.kind = FIELD_BIN, .p = arg, .n = alen},
+        {.kind = FIELD_U64, .u = perm},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_AUTH_CHANGE, .reply_type = DDKV_MSG_AUTH_CHANGED, .mutates = true,
+                     .f = f, .nf = 6};
+    struct ddkv_write_result r;
+    return client_change(c, &k, &r);
+}
+
+ddkv_err ddkv_auth_enable(ddkv_client *c)
+{
+    return auth_change(c, DDKV_AUTH_ENABLE, NULL, NULL, 0, 0);
+}
+
+ddkv_err ddkv_auth_disable(ddkv_client *c)
+{
+    return auth_change(c, DDKV_AUTH_DISABLE, NULL, NULL, 0, 0);
+}
+
+ddkv_err ddkv_user_add(ddkv_client *c, const char *name, const char *password)
+{
+    if (!password || !*password)
+        return client_fail(c, DDKV_ERR_USAGE, "a password must not be empty");
+    return auth_change(c, DDKV_AUTH_USER_ADD, name, password, strlen(password), 0);
+}
+
+ddkv_err ddkv_user_passwd(ddkv_client *c, const char *name, const char *password)
+{
+    if (!password || !*password)
+        return client_fail(c, DDKV_ERR_USAGE, "a password must not be empty");
+    return auth_change(c, DDKV_AUTH_USER_PASSWD, name, password, strlen(password), 0);
+}
+
+ddkv_err ddkv_user_remove(ddkv_client *c, const char *name)
+{
+    return auth_change(c, DDKV_AUTH_USER_REMOVE, name, NULL, 0, 0);
+}
+
+ddkv_err ddkv_user_grant(ddkv_client *c, const char *name, const char *role)
+{
+    if (!role || !*role)
+        return client_fail(c, DDKV_ERR_USAGE, "a role name is required");
+    return auth_change(c, DDKV_AUTH_USER_GRANT, name, role, strlen(role), 0);
+}
+
+ddkv_err ddkv_user_revoke(ddkv_client *c, const char *name, const char *role)
+{
+    if (!role || !*role)
+        return client_fail(c, DDKV_ERR_USAGE, "a role name is required");
+    return auth_change(c, DDKV_AUTH_USER_REVOKE, name, role, strlen(role), 0);
+}
+
+ddkv_err ddkv_role_add(ddkv_client *c, const char *name)
+{
+    return auth_change(c, DDKV_AUTH_ROLE_ADD, name, NULL, 0, 0);
+}
+
+ddkv_err ddkv_role_remove(ddkv_client *c, const char *name)
+{
+    return auth_change(c, DDKV_AUTH_ROLE_REMOVE, name, NULL, 0, 0);
+}
+
+ddkv_err ddkv_role_grant(ddkv_client *c, const char *name, const void *prefix, size_t plen, enum ddkv_perm perm)
+{
+    if (perm != DDKV_PERM_READ && perm != DDKV_PERM_READWRITE)
+        return client_fail(c, DDKV_ERR_USAGE, "perm is DDKV_PERM_READ or DDKV_PERM_READWRITE");
+    return auth_change(c, DDKV_AUTH_ROLE_GRANT, name, prefix, plen, (uint64_t)perm);
+}
+
+ddkv_err ddkv_role_revoke(ddkv_client *c, const char *name, const void *prefix, size_t plen)
+{
+    return auth_change(c, DDKV_AUTH_ROLE_REVOKE, name, prefix, plen, 0);
+}
+
+void ddkv_auth_status_free(struct ddkv_auth_status *s)
+{
+    free(s->user);
+    memset(s, 0, sizeof *s);
+}
+
+ddkv_err ddkv_auth_status(ddkv_client *c, struct ddkv_auth_status *out)
+{
+    memset(out, 0, sizeof *out);
+    struct call k = {.type = DDKV_MSG_AUTH_STATUS, .reply_type = DDKV_MSG_AUTH_INFO, .f = NULL, .nf = 0};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const msgpack_object *f = k.reply.f;
+    const uint8_t *u = NULL;
+    size_t ulen = 0;
+    if (k.reply.nf < 3 || f[0].type != MSGPACK_OBJECT_BOOLEAN || f[2].type != MSGPACK_OBJECT_BOOLEAN ||
+        msg_bytes_opt(&k.reply, 1, &u, &ulen) != ERR_OK) {
+        rc = client_bad_reply(c, &k, "expected [enabled, user, root]");
+    } else {
+        out->enabled = f[0].via.boolean;
+        out->root = f[2].via.boolean;
+        if (!msg_is_nil(&k.reply, 1) && !(out->user = dup_bytes(u, ulen)))
+            rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+    }
+    msg_free(&k.reply);
+    return rc;
+}
+
+void ddkv_auth_list_free(struct ddkv_auth_list *l)
+{
+    for (size_t i = 0; i < l->n_users; i++) {
+        for (size_t r = 0; r < l->users[i].n_roles; r++)
+            free(l->users[i].roles[r]);
+        free(l->users[i].roles);
+        free(l->users[i].name);
+    }
+    for (size_t i = 0; i < l->n_roles; i++) {
+        for (size_t g = 0; g < l->roles[i].n_grants; g++)
+            free(l->roles[i].grants[g].prefix);
+        free(l->roles[i].grants);
+        free(l->roles[i].name);
+    }
+    free(l->users);
+    free(l->roles);
+    memset(l, 0, sizeof *l);
+}
+
+/* A msgpack string or bin as an owned NUL-terminated copy (NULL if neither). */
+static char *mpo_dup(const msgpack_object *o, size_t *len)
+{
+    const uint8_t *p;
+    size_t n;
+    if (mpo_bytes(o, &p, &n) != ERR_OK)
+        return NULL;
+    if (len)
+        *len = n;
+    return dup_bytes(p, n);
+}
+
+/* [name, [role...]] */
+static bool user_decode(const msgpack_object *o, struct ddkv_user *u)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+        o->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY || !(u->name = mpo_dup(&o->via.array.ptr[0], NULL)))
+        return false;
+    const msgpack_object *roles = &o->via.array.ptr[1];
+    if (roles->via.array.size && !(u->roles = calloc(roles->via.array.size, sizeof *u->roles)))
+        return false;
+    for (uint32_t i = 0; i < roles->via.array.size; i++) {
+        if (!(u->roles[i] = mpo_dup(&roles->via.array.ptr[i], NULL)))
+            return false;
+        u->n_roles++;
+    }
+    return true;
+}
+
+/* [name, [[prefix, perm]...]] */
+static bool role_decode(const msgpack_object *o, struct ddkv_role *r)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+        o->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY || !(r->name = mpo_dup(&o->via.array.ptr[0], NULL)))
+        return false;
+    const msgpack_object *gs = &o->via.array.ptr[1];
+    if (gs->via.array.size && !(r->grants = calloc(gs->via.array.size, sizeof *r->grants)))
+        return false;
+    for (uint32_t i = 0; i < gs->via.array.size; i++) {
+        const msgpack_object *g = &gs->via.array.ptr[i];
+        uint64_t perm;
+        if (g->type != MSGPACK_OBJECT_ARRAY || g->via.array.size != 2 || mpo_u64(&g->via.array.ptr[1], &perm) ||
+            (perm != DDKV_PERM_READ && perm != DDKV_PERM_READWRITE))
+            return false;
+        struct ddkv_grant *d = &r->grants[i];
+        if (!(d->prefix = (uint8_t *)mpo_dup(&g->via.array.ptr[0], &d->prefix_len)))
+            return false;
+        d->perm = (enum ddkv_perm)perm;
+        r->n_grants++;
+    }
+    return true;
+}
+
+ddkv_err ddkv_auth_list(ddkv_client *c, struct ddkv_auth_list *out)
+{
+    memset(out, 0, sizeof *out);
+    struct call k = {.type = DDKV_MSG_AUTH_LIST, .reply_type = DDKV_MSG_AUTH_LIST_RESULT, .f = NULL, .nf = 0};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const msgpack_object *f = k.reply.f;
+    bool ok = k.reply.nf >= 3 && f[0].type == MSGPACK_OBJECT_ARRAY && f[1].type == MSGPACK_OBJECT_ARRAY &&
+              f[2].type == MSGPACK_OBJECT_BOOLEAN;
+    if (ok) {
+        out->enabled = f[2].via.boolean;
+        uint32_t nu = f[0].via.array.size, nr = f[1].via.array.size;
+        out->users = nu ? calloc(nu, sizeof *out->users) : NULL;
+        out->roles = nr ? calloc(nr, sizeof *out->roles) : NULL;
+        ok = (!nu || out->users) && (!nr || out->roles);
+        for (uint32_t i = 0; ok && i < nu; i++) {
+            out->n_users++;
+            ok = user_decode(&f[0].via.array.ptr[i], &out->users[i]);
+        }
+        for (uint32_t i = 0; ok && i < nr; i++) {
+            out->n_roles++;
+            ok = role_decode(&f[1].via.array.ptr[i], &out->roles[i]);
+        }
+    }
+    if (!ok) {
+        rc = client_bad_reply(c, &k, "expected [users, roles, enabled]");
+        ddkv_auth_list_free(out);
+    }
+    msg_free(&k.reply);
+    return rc;
 }

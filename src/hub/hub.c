@@ -89,6 +89,8 @@ static void hub_options(const struct hub_config *cfg, const char *endpoints, uin
     o->tls_cert_file = cfg->tls_cert;
     o->tls_key_file = cfg->tls_key;
     o->tls_skip_name_check = cfg->tls_skip_name_check;
+    o->user = cfg->user;
+    o->password = cfg->password;
 }
 
 static ddkv_client *hub_client(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms)

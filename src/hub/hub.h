@@ -38,6 +38,8 @@ struct hub_config {
     /* TLS to the cluster, as in struct ddkv_options (NULL tls_ca: plain TCP). */
     const char *tls_ca, *tls_cert, *tls_key;
     bool tls_skip_name_check;
+    const char *user;       /* credentials for a cluster with auth enabled (NULL: none) */
+    const char *password;
 };
 
 void hub_config_defaults(struct hub_config *cfg);

@@ -94,10 +94,20 @@ static void txn_append(const struct sm_txn *t, struct buf *b)
     }
 }
 
+/* An auth change's fields after the prefix; room is reserved. */
+static void auth_append(const struct sm_auth *a, struct buf *b)
+{
+    buf_append(b, &a->perm, 1);
+    append_u32(b, a->nlen);
+    buf_append(b, a->name, a->nlen);
+    append_u32(b, a->alen);
+    buf_append(b, a->arg, a->alen);
+}
+
 int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
 {
     ASSERT(op->kind == SM_OP_PUT || op->kind == SM_OP_DELETE || op->kind == SM_OP_TXN ||
-           op->kind == SM_OP_LEASE_GRANT || op->kind == SM_OP_LEASE_REVOKE);
+           op->kind == SM_OP_LEASE_GRANT || op->kind == SM_OP_LEASE_REVOKE || op->kind == SM_OP_AUTH);
     uint8_t h[CMD_HEADER];
     uint64_t arg = 0;
     size_t size = CMD_PREFIX, vlen = 0;
@@ -116,6 +126,13 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
             return ERR_BAD_INPUT;
         break;
     case SM_OP_LEASE_GRANT: arg = op->lease_ttl_ms; break;
+    case SM_OP_AUTH:
+        if (!op->auth || op->auth->op < DDKV_AUTH_ENABLE || op->auth->op > DDKV_AUTH_ROLE_REVOKE ||
+            op->auth->nlen > UINT32_MAX || op->auth->alen > UINT32_MAX)
+            return ERR_BAD_INPUT;
+        arg = op->auth->op;
+        size = CMD_AUTH_HEADER + op->auth->nlen + 4 + op->auth->alen;
+        break;
     default: arg = op->lease; break;
     }
     h[0] = CMD_FORMAT;
@@ -136,6 +153,8 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
         buf_append(b, h, CMD_PREFIX);
         if (op->kind == SM_OP_TXN)
             txn_append(op->txn, b);
+        else if (op->kind == SM_OP_AUTH)
+            auth_append(op->auth, b);
     }
     return ERR_OK;
 }
@@ -230,6 +249,19 @@ static int txn_decode(const uint8_t *p, size_t n, struct cmd *c)
     return ERR_OK;
 }
 
+static int auth_decode(const uint8_t *p, size_t n, uint64_t arg, struct cmd *c)
+{
+    struct sm_auth *a = &c->auth;
+    memset(a, 0, sizeof *a);
+    struct rd r = {.p = p, .n = n, .at = CMD_PREFIX};
+    if (arg < DDKV_AUTH_ENABLE || arg > DDKV_AUTH_ROLE_REVOKE || !rd_u8(&r, &a->perm) ||
+        !rd_str(&r, false, &a->name, &a->nlen) || !rd_str(&r, false, &a->arg, &a->alen) || r.at != n)
+        return ERR_CORRUPT;
+    a->op = (uint8_t)arg;
+    c->op.auth = a;
+    return ERR_OK;
+}
+
 int cmd_decode(const uint8_t *p, size_t n, struct cmd *c)
 {
     /* Not the arrays: only their first counts are ever read. */
@@ -275,6 +307,8 @@ int cmd_decode(const uint8_t *p, size_t n, struct cmd *c)
         else
             c->op.lease = arg;
         return ERR_OK;
+    case SM_OP_AUTH:
+        return auth_decode(p, n, arg, c);
     default:
         return ERR_CORRUPT;
     }

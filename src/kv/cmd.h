@@ -6,13 +6,14 @@
  * decodes the same bytes at apply time, so the state machine is a pure
  * function of the log. Layout (format 2, big-endian):
  *   0   u8   format (2)
- *   1   u8   op: 1 put, 2 delete, 4 txn, 5 lease grant, 6 lease revoke
+ *   1   u8   op: 1 put, 2 delete, 4 txn, 5 lease grant, 6 lease revoke, 7 auth
  *            (the values of enum sm_op_kind; 3, a no-op, is never a command)
  *   2   u64  lamport   time the leader gave the change
  *   10  u64  time_ms   the leader's wall clock (ms since the epoch) at proposal;
  *                      drives client-session expiry (sm.h)
  *   18  u64  arg       put, delete: lease id, 0 for none; txn: 0;
- *                      lease grant: ttl_ms; lease revoke: the lease id
+ *                      lease grant: ttl_ms; lease revoke: the lease id;
+ *                      auth: the change (enum ddkv_auth_op, 1..11)
  *   26  u64  client_id (client, seq) identify a retried write (exactly once);
  *   34  u64  seq       client_id 0 means no session
  * then, for put and delete:
@@ -20,6 +21,10 @@
  *   46  k    key
  *   46+k     value (the rest; empty for delete)
  * for lease grant and lease revoke: nothing (42 bytes in all);
+ * for auth (kv/auth.h; a password is never in the log, only its hash):
+ *   42  u8   perm (enum ddkv_perm, or 0)
+ *   43  u32  name length n, then the name
+ *   47+n u32 arg length, then the arg, and nothing after it
  * for txn:
  *   42  u16  compares       (each count at most SM_TXN_MAX)
  *   44  u16  on_success operations
@@ -48,6 +53,7 @@
 #define CMD_PREFIX 42       /* the part every command has */
 #define CMD_HEADER 46       /* put and delete: the prefix and the key length */
 #define CMD_TXN_HEADER 48   /* txn: the prefix and the three counts */
+#define CMD_AUTH_HEADER 47  /* auth: the prefix, perm and the name length */
 
 /* A decoded command. For a TXN, op.txn points at txn, whose lists point into
  * cmps and ops, whose keys and values point into the decoded bytes: keep
@@ -58,6 +64,7 @@ struct cmd {
                         seq and time_ms travel in op too */
     uint64_t lamport;
     struct sm_txn txn;
+    struct sm_auth auth;
     struct sm_cmp cmps[SM_TXN_MAX];
     struct sm_txn_op ops[2][SM_TXN_MAX];
 };

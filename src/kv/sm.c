@@ -21,7 +21,8 @@ static const char META_LEASES[] = "leases";
 /* Session keys: "s/" + be64 client_id; expiry index keys: "e/" + be64
  * last_used_ms + be64 client_id; lease keys "l/" + be64 id; attachment keys
  * "k/" + be64 lease + user key. The address book (src/node/cluster.c) has
- * "m/"; no other meta key contains a '/'. */
+ * "m/", users and roles (kv/auth.c) "u/" and "r/"; no other meta key
+ * contains a '/'. */
 #define SESS_KEY_LEN 10
 #define EXP_KEY_LEN 18
 #define LEASE_KEY_LEN 10
@@ -118,8 +119,8 @@ static int sess_read(struct sm *sm, uint64_t client_id, struct store_batch *over
     bool ok;
     if (v.n == SM_SESSION_RECORD) {
         uint8_t kind = v.p[16];
-        ok = kind != SM_OP_NOOP && kind >= SM_OP_PUT && kind <= SM_OP_LEASE_REVOKE &&
-             v.p[17] <= (SESS_FLAG_FOUND | SESS_FLAG_SUCCEEDED) && v.p[34] <= SM_ERR_NO_LEASE;
+        ok = kind != SM_OP_NOOP && kind >= SM_OP_PUT && kind <= SM_OP_AUTH &&
+             v.p[17] <= (SESS_FLAG_FOUND | SESS_FLAG_SUCCEEDED) && v.p[34] <= SM_ERR__MAX;
     } else {
         /* format 1: puts and deletes only, byte 17 is found */
         ok = v.n == SM_SESSION_RECORD_V1 && (v.p[16] == SM_OP_PUT || v.p[16] == SM_OP_DELETE) &&
@@ -323,7 +324,7 @@ static void sess_record(struct sm *sm, const struct sm_op *op, const struct sm_r
     rec[17] = (uint8_t)((res->found ? SESS_FLAG_FOUND : 0) | (res->succeeded ? SESS_FLAG_SUCCEEDED : 0));
     put_be64(rec + 18, res->revision);
     put_be64(rec + 26, res->lamport);
-    ASSERT(res->error >= 0 && res->error <= SM_ERR_NO_LEASE);
+    ASSERT(res->error >= 0 && res->error <= SM_ERR__MAX);
     rec[34] = (uint8_t)res->error;
     put_be64(rec + 35, res->lease_id);
     put_be64(rec + 43, res->lease_ttl_ms);
@@ -387,7 +388,7 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb)
         (rc = meta_get_u64(sm, META_TIME_MS, &sm->applied_time_ms, eb)) ||
         (rc = meta_get_u64(sm, META_SESSIONS, &sm->sessions, eb)) ||
         (rc = meta_get_u64(sm, META_LEASES, &sm->leases, eb)) ||
-        (rc = exp_floor_load(sm, &sm->exp_floor, eb)))
+        (rc = exp_floor_load(sm, &sm->exp_floor, eb)) || (rc = auth_db_load(&sm->auth, st, eb)))
         return rc;
     sm->batch = store_batch_new(st);
     if (format < SM_FORMAT_VERSION) {
@@ -417,6 +418,10 @@ void sm_close(struct sm *sm)
     sm->st_att_n = sm->st_att_cap = 0;
     buf_free(&sm->st_att_keys);
     buf_free(&sm->scratch);
+    auth_db_free(&sm->auth);
+    if (sm->st_auth_open)
+        auth_db_free(&sm->st_auth);
+    sm->st_auth_open = false;
 }
 
 void sm_discard(struct sm *sm)
@@ -434,6 +439,9 @@ void sm_discard(struct sm *sm)
     sm->st_leases_delta = 0;
     sm->st_att_n = 0;
     buf_reset(&sm->st_att_keys);
+    if (sm->st_auth_open)
+        auth_db_free(&sm->st_auth);
+    sm->st_auth_open = false;
 }
 
 /* --- leases and their attached keys --- */
@@ -862,11 +870,54 @@ static int apply_revoke(struct sm *sm, uint64_t index, uint64_t lamport, uint64_
     return ERR_OK;
 }
 
+/* A change of the auth state, on the batch's own copy of it (made at the
+ * first change of the batch), so that the committed copy permission checks
+ * read never shows a change before it is durable. */
+static int apply_auth(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_auth *a,
+                      struct sm_result *res, struct errbuf *eb)
+{
+    ASSERT(a != NULL);
+    res->lamport = lamport;
+    if (!sm->st_auth_open) {
+        if (auth_db_clone(&sm->st_auth, &sm->auth))
+            return errf(eb, ERR_NOMEM, "out of memory staging an auth change");
+        sm->st_auth_open = true;
+    }
+    int refused;
+    int rc = auth_apply(&sm->st_auth, sm->batch, index, a, &refused, eb);
+    if (rc)
+        return rc;
+    res->error = refused;
+    res->revision = refused ? 0 : index;
+    return ERR_OK;
+}
+
+const char *sm_error_text(int error, uint32_t *wire_code)
+{
+    *wire_code = DDKV_WERR_BAD_REQUEST;
+    switch (error) {
+    case SM_ERR_NO_LEASE: return "the lease does not exist (expired or revoked)";
+    case SM_ERR_AUTH_EXISTS: return "it exists already";
+    case SM_ERR_AUTH_NO_USER: *wire_code = DDKV_WERR_NOT_FOUND; return "no such user";
+    case SM_ERR_AUTH_NO_ROLE: *wire_code = DDKV_WERR_NOT_FOUND; return "no such role";
+    case SM_ERR_AUTH_NO_GRANT: *wire_code = DDKV_WERR_NOT_FOUND; return "not granted";
+    case SM_ERR_AUTH_NO_ROOT:
+        return "auth enable needs a user 'root' holding the role 'root' (ddkv user add root; "
+               "ddkv user grant root root)";
+    case SM_ERR_AUTH_ROOT_KEPT:
+        return "while auth is enabled the user 'root' must exist and hold the role 'root'; the role 'root' "
+               "itself (built in, granting everything) cannot be added, removed or changed";
+    case SM_ERR_AUTH_INVALID: return "bad name, prefix, permission or password hash";
+    case SM_ERR_AUTH_LIMIT: return "too many users, roles or grants";
+    default: *wire_code = DDKV_WERR_INTERNAL; return "unknown result error";
+    }
+}
+
 int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
              struct sm_result *res, struct errbuf *eb)
 {
     ASSERT(index == sm->st_index + 1);
-    ASSERT(op->kind >= SM_OP_PUT && op->kind <= SM_OP_LEASE_REVOKE);
+    ASSERT(op->kind >= SM_OP_PUT && op->kind <= SM_OP_AUTH);
     memset(res, 0, sizeof *res);
     if (op->kind == SM_OP_NOOP) {
         sm->st_index = index;
@@ -911,6 +962,7 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
         case SM_OP_DELETE: rc = apply_put_delete(sm, index, lamport, op, res, eb); break;
         case SM_OP_TXN: rc = apply_txn(sm, index, lamport, op->txn, res, eb); break;
         case SM_OP_LEASE_GRANT: rc = apply_grant(sm, index, lamport, op, res); break;
+        case SM_OP_AUTH: rc = apply_auth(sm, index, lamport, op->auth, res, eb); break;
         default: rc = apply_revoke(sm, index, lamport, op->lease, res, eb); break;
         }
         if (rc)
@@ -954,6 +1006,12 @@ int sm_commit(struct sm *sm, bool sync, struct errbuf *eb)
     sm->sessions = sessions;
     sm->leases = leases;
     sm->exp_floor = sm->st_exp_floor;
+    if (sm->st_auth_open) {
+        auth_db_free(&sm->auth);
+        sm->auth = sm->st_auth;
+        memset(&sm->st_auth, 0, sizeof sm->st_auth);
+        sm->st_auth_open = false;
+    }
     sm_discard(sm); /* the staged state now equals the durable state */
     return ERR_OK;
 }
@@ -991,6 +1049,36 @@ int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t t
             break;
         }
         if ((rc = cb(ctx, get_be64(k + 2), get_be64(v))))
+            break;
+    }
+    if (!rc)
+        rc = store_iter_status(it, eb);
+    store_iter_free(it);
+    return rc;
+}
+
+int sm_lease_keys_foreach(struct sm *sm, uint64_t lease, int (*cb)(void *ctx, const uint8_t *key, size_t klen),
+                          void *ctx, struct errbuf *eb)
+{
+    uint8_t prefix[ATT_PREFIX_LEN] = {'k', '/'}, upper[ATT_PREFIX_LEN] = {'k', '/'};
+    put_be64(prefix + 2, lease);
+    size_t upper_n = ATT_PREFIX_LEN;
+    if (lease == UINT64_MAX) {
+        upper[1] = '/' + 1;
+        upper_n = 2;
+    } else {
+        put_be64(upper + 2, lease + 1);
+    }
+    struct store_iter *it = store_iter_new(sm->st, STORE_CF_META, upper, upper_n);
+    int rc = ERR_OK;
+    for (store_iter_seek(it, prefix, sizeof prefix); store_iter_valid(it); store_iter_next(it)) {
+        size_t kn;
+        const uint8_t *k = store_iter_key(it, &kn);
+        if (kn <= ATT_PREFIX_LEN || memcmp(k, prefix, ATT_PREFIX_LEN) != 0) {
+            rc = errf(eb, ERR_CORRUPT, "lease attachment key of %zu bytes is malformed", kn);
+            break;
+        }
+        if ((rc = cb(ctx, k + ATT_PREFIX_LEN, kn - ATT_PREFIX_LEN)))
             break;
     }
     if (!rc)

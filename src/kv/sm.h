@@ -76,10 +76,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv/auth.h"
 #include "kv/store.h"
 #include "util/buf.h"
 
-/* 2: session records grew to 51 bytes, leases. A format 1 data dir is read
+/* Auth changes (SM_OP_AUTH) carry a session like every write; their records
+ * (users, roles, the switch) are described in kv/auth.h.
+ *
+ * 2: session records grew to 51 bytes, leases. A format 1 data dir is read
  * (and stamped 2 when opened). */
 #define SM_FORMAT_VERSION 2
 #define KV_RECORD_HEADER 41
@@ -111,13 +115,27 @@ enum sm_op_kind {
     SM_OP_TXN = 4,
     SM_OP_LEASE_GRANT = 5,
     SM_OP_LEASE_REVOKE = 6,
+    SM_OP_AUTH = 7, /* a change of users, roles or the auth switch (kv/auth.h) */
 };
 
 /* Result errors: the entry changed nothing and the client gets an error. */
 enum sm_error {
     SM_ERR_NONE = 0,
     SM_ERR_NO_LEASE = 1, /* a PUT named a lease that does not exist */
+    /* An AUTH change refused (kv/auth.c): */
+    SM_ERR_AUTH_EXISTS = 2,    /* the user or role exists already */
+    SM_ERR_AUTH_NO_USER = 3,
+    SM_ERR_AUTH_NO_ROLE = 4,
+    SM_ERR_AUTH_NO_GRANT = 5,  /* revoking what was not granted */
+    SM_ERR_AUTH_NO_ROOT = 6,   /* enabling without a user root holding the role root */
+    SM_ERR_AUTH_ROOT_KEPT = 7, /* the root role, or (while enabled) root's user or role, stays */
+    SM_ERR_AUTH_INVALID = 8,   /* a bad name, prefix, permission or hash */
+    SM_ERR_AUTH_LIMIT = 9,     /* too many users, roles, grants */
+    SM_ERR__MAX = 9,
 };
+
+/* The wire error code and message for a refused entry's result error. */
+const char *sm_error_text(int error, uint32_t *wire_code);
 
 /* One TXN compare: key's field (enum ddkv_cmp_field) cmp (enum ddkv_cmp_op)
  * the operand: val/vlen for DDKV_CMP_VALUE, num for the others. */
@@ -159,6 +177,7 @@ struct sm_op {
     uint64_t lease;          /* PUT: lease to attach the key to (0: none); LEASE_REVOKE: the lease */
     uint64_t lease_ttl_ms;   /* LEASE_GRANT */
     const struct sm_txn *txn; /* TXN */
+    const struct sm_auth *auth; /* AUTH */
     uint64_t client_id, seq; /* the client's session and write number; client_id 0: none */
     uint64_t time_ms;        /* the leader's wall clock (ms) when it proposed the entry */
 };
@@ -254,6 +273,11 @@ struct sm {
     size_t st_att_n, st_att_cap;
     struct buf st_att_keys;
     struct buf scratch; /* for building meta keys */
+    /* Users, roles and the auth switch: as committed (what permission checks
+     * read), and the open batch's changed copy (valid while st_auth_open). */
+    struct auth_db auth;
+    struct auth_db st_auth;
+    bool st_auth_open;
     /* Change events (see the top of this file); set after sm_open. */
     void (*on_event)(void *ctx, const struct sm_event *ev);
     void *event_ctx;
@@ -292,6 +316,11 @@ int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t t
                      struct errbuf *eb);
 /* A committed lease's ttl; ERR_NOT_FOUND if there is no such lease. */
 int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, struct errbuf *eb);
+
+/* The keys attached to a committed lease, in key order (borrowed for the
+ * call). The callback returns nonzero to stop with that error. */
+int sm_lease_keys_foreach(struct sm *sm, uint64_t lease, int (*cb)(void *ctx, const uint8_t *key, size_t klen),
+                          void *ctx, struct errbuf *eb);
 
 /* Keys with the prefix, strictly after start_after (if non-empty), in order, at
  * most limit of them and at most max_bytes of keys and values together (at

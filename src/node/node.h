@@ -52,6 +52,9 @@ struct node_config {
     const char *tls_ca;
     enum node_peer_tls peer_tls;         /* mutual TLS between members */
     enum node_client_cert tls_client_cert;
+    /* PBKDF2 iterations of the password hashes this node makes (each hash
+     * keeps its own count, so a change applies to new passwords). */
+    uint32_t auth_hash_iterations;
 };
 
 /* Defaults for every field (data_dir stays NULL: the caller must set it). */

@@ -149,6 +149,12 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_leases", "gauge", "Live leases in the state machine.", n->sm.leases);
     metric(b, "ddkv_leases_expired_total", "counter", "Lease expiries this member proposed as leader.",
            s->leases_expired);
+    metric(b, "ddkv_auth_enabled", "gauge", "1 when authentication is enabled (as applied here).",
+           n->sm.auth.enabled);
+    metric(b, "ddkv_auth_logins_total", "counter", "AUTH requests that verified a password.", s->auth_ok);
+    metric(b, "ddkv_auth_login_failures_total", "counter", "AUTH requests refused (wrong user or password).",
+           s->auth_failed);
+    metric(b, "ddkv_auth_denied_total", "counter", "Requests refused by the permission check.", s->auth_denied);
     metric(b, "ddkv_snapshots_taken_total", "counter", "Snapshots written.", s->snapshots_taken);
     metric(b, "ddkv_snapshots_installed_total", "counter", "Snapshots received and installed.",
            s->snapshots_installed);

@@ -351,9 +351,10 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
         } else if (res->stale) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST,
                              "stale retry: a newer write of this client was already applied");
-        } else if (res->error == SM_ERR_NO_LEASE) {
-            conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST,
-                             "the lease does not exist (expired or revoked)");
+        } else if (res->error) {
+            uint32_t code;
+            const char *text = sm_error_text(res->error, &code);
+            conn_reply_error(p->c, p->request_id, code, "%s", text);
         } else if (p->kind == DDKV_MSG_DELETED && !res->found) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
         } else if (p->kind == DDKV_MSG_TXN_RESULT) {

@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "kv/passwd.h"
+#include "node/access.h"
 #include "node/replica.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -33,7 +35,8 @@
 #define CONN_READ_CHUNK (256u << 10)
 
 static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch, &mod_jobs,
-                                                     &mod_lease, &mod_backup};
+                                                     &mod_lease, &mod_backup,
+                                                     &mod_auth};
 
 void node_config_defaults(struct node_config *cfg)
 {
@@ -54,6 +57,7 @@ void node_config_defaults(struct node_config *cfg)
     cfg->snapshot_entries = 10000;
     cfg->watch_history_bytes = WATCH_HISTORY_BYTES;
     cfg->log_level = "info";
+    cfg->auth_hash_iterations = PASSWD_ITERATIONS;
 }
 
 /* --- connections --- */
@@ -74,6 +78,7 @@ void conn_unref(struct conn *c)
     if (--c->refs == 0) {
         ASSERT(c->bev == NULL);
         frame_decoder_free(&c->dec);
+        free(c->user);
         free(c);
     }
 }
@@ -197,7 +202,7 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
         conn_reply_error(c, m.request_id, DDKV_WERR_BAD_REQUEST,
                          "message type %u (%s) belongs on the peer port, not the client port",
                          m.type, msg_type_name(m.type));
-    } else {
+    } else if (auth_admit(n, c, &m)) {
         e->fn(e->ctx, c, &m);
     }
     msg_free(&m);
@@ -430,6 +435,17 @@ void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns)
 
 /* --- start and stop --- */
 
+/* Every client message type a module registered has a rule in the permission
+ * table (access.c): a type without one would be refused to all but root. */
+static int node_access_covered(struct node *n, struct errbuf *eb)
+{
+    for (uint32_t t = 1; t < DDKV_MSG_TYPE_MAX; t++)
+        if (n->disp.table[t].fn && !access_has_rule(t))
+            return errf(eb, ERR_BAD_INPUT, "message type %u (%s) of module %s has no rule in src/node/access.c", t,
+                        msg_type_name(t), n->disp.table[t].module);
+    return ERR_OK;
+}
+
 /* SIGTERM or SIGINT. A leader with a reachable voter hands leadership over
  * first (the core brings it up to date, then tells it to campaign), so that
  * writes pause for an election's round trip instead of an election timeout;
@@ -531,6 +547,7 @@ static void node_teardown(struct node *n)
     free(n->prop);
     jobs_free(n);
     backup_free(n);
+    auth_free(n);
     for (size_t i = 0; i < n->nreads; i++) {
         conn_unref(n->reads[i].c);
         free(n->reads[i].buf);
@@ -576,6 +593,10 @@ int node_run(const struct node_config *cfg)
     if (cfg->heartbeat_ms == 0 || cfg->election_timeout_ms < 2 * cfg->heartbeat_ms) {
         log_error("--election-timeout-ms (%u) must be at least twice --heartbeat-ms (%u)",
                   cfg->election_timeout_ms, cfg->heartbeat_ms);
+        return 2;
+    }
+    if (cfg->auth_hash_iterations < PASSWD_ITERATIONS_MIN || cfg->auth_hash_iterations > PASSWD_ITERATIONS_MAX) {
+        log_error("--auth-hash-iterations must be %u..%u", PASSWD_ITERATIONS_MIN, PASSWD_ITERATIONS_MAX);
         return 2;
     }
     if (cfg->max_frame_bytes < 1024 || cfg->max_key_bytes == 0 || cfg->max_value_bytes == 0 ||
@@ -626,6 +647,10 @@ int node_run(const struct node_config *cfg)
     if ((rc = node_tls_init(n, &eb))) {
         log_error("%s", eb.msg);
         exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
+        goto out;
+    }
+    if ((rc = node_access_covered(n, &eb))) {
+        log_error("%s", eb.msg);
         goto out;
     }
     if ((rc = cluster_load(n, &eb))) {

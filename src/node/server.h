@@ -45,6 +45,15 @@ struct conn {
      * handshake ("" without one): read it with conn_cert_cn. */
     char cert_cn[TLS_CN_MAX + 1];
     char peer[64];
+    /* Identity (src/node/auth.c), checked against the applied auth state on
+     * every request (access.c). user: who AUTH verified (owned, NULL: none),
+     * valid while that user's rev is still user_rev. Without one, the user
+     * named by the verified client certificate (cert_cn), if it exists. */
+    char *user;
+    uint64_t user_rev;
+    bool auth_busy;          /* an AUTH is being verified off the loop */
+    uint32_t auth_failures;  /* failed AUTHs on this connection */
+    uint64_t auth_retry_ms;  /* no AUTH is taken before this (monotonic ms) after a failure */
 };
 
 /* A client's write waiting for its log entry to commit and apply. */
@@ -108,6 +117,7 @@ struct node_stats {
     uint64_t reads_timed_out, leader_changes, proposals, proposals_refused, snapshots_taken,
         snapshots_installed, duplicates, watches, txns, leases_expired;
     uint64_t tls_handshake_failures; /* client port: handshakes refused or timed out */
+    uint64_t auth_ok, auth_failed, auth_denied; /* AUTHs verified and refused; requests refused */
 };
 
 struct peer_transport;
@@ -193,6 +203,7 @@ struct node {
     uint64_t leader_lost;        /* times that happened (/metrics) */
     struct jobs *jobs;           /* the job queue module's state (mod_jobs.c) */
     struct backups *backups;     /* snapshot saves in progress (mod_backup.c) */
+    struct auth_worker *auth;    /* password hashing off the loop (auth.c) */
 };
 
 /* Modules: each registers its message types with the dispatcher at start-up. */
@@ -213,6 +224,12 @@ extern const struct module mod_backup;
 void backup_conn_writable(struct node *n, struct conn *c);
 void backup_conn_closed(struct node *n, struct conn *c);
 void backup_free(struct node *n);
+extern const struct module mod_auth;
+/* Stop the auth module's worker and answer nothing more (auth.c). */
+void auth_free(struct node *n);
+/* Check c's request m against the permission table when auth is enabled
+ * (access.h); on a refusal answer it and return false (auth.c). */
+bool auth_admit(struct node *n, struct conn *c, const struct msg *m);
 /* Answer the job module's waiting claims and free its state (mod_jobs.c). */
 void jobs_free(struct node *n);
 

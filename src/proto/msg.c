@@ -260,6 +260,14 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_SNAPSHOT_SAVE: return "SNAPSHOT_SAVE";
     case DDKV_MSG_SNAPSHOT_META: return "SNAPSHOT_META";
     case DDKV_MSG_SNAPSHOT_CHUNK: return "SNAPSHOT_CHUNK";
+    case DDKV_MSG_AUTH: return "AUTH";
+    case DDKV_MSG_AUTHED: return "AUTHED";
+    case DDKV_MSG_AUTH_CHANGE: return "AUTH_CHANGE";
+    case DDKV_MSG_AUTH_CHANGED: return "AUTH_CHANGED";
+    case DDKV_MSG_AUTH_STATUS: return "AUTH_STATUS";
+    case DDKV_MSG_AUTH_INFO: return "AUTH_INFO";
+    case DDKV_MSG_AUTH_LIST: return "AUTH_LIST";
+    case DDKV_MSG_AUTH_LIST_RESULT: return "AUTH_LIST_RESULT";
     case DDKV_MSG_RAFT_APP: return "APP";
     case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
     case DDKV_MSG_RAFT_VOTE: return "VOTE";
@@ -290,6 +298,8 @@ const char *wire_error_name(uint32_t code)
     case DDKV_WERR_COMPACTED: return "COMPACTED";
     case DDKV_WERR_PERMISSION_DENIED: return "PERMISSION_DENIED";
     case DDKV_WERR_INTERNAL: return "INTERNAL";
+    case DDKV_WERR_FENCED: return "FENCED";
+    case DDKV_WERR_UNAUTHENTICATED: return "UNAUTHENTICATED";
     default: return "UNKNOWN_ERROR";
     }
 }

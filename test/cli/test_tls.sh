@@ -136,4 +136,17 @@ PY
 grep -q "TLS handshake failed: not completed within 1000 ms" "$WORK/req.log" || fail "the silent connection's drop was not logged"
 pass "client certificates required: none and another CA's refused, the cluster CA's accepted; silence dropped after ${ms} ms"
 
+# --- with auth enabled, a client certificate logs its connection in as the
+# user its common name names (client-root: user root), with no password ---
+RC=(--tls-cert "$TLSDIR/client-root.pem" --tls-key "$TLSDIR/client-root.key")
+expect_exit 0 "$DDKV" user add root --new-password "root-pw-$$" --endpoints "$EP" "${T[@]}"
+expect_exit 0 "$DDKV" user grant root root --endpoints "$EP" "${T[@]}"
+expect_exit 0 "$DDKV" auth enable --endpoints "$EP" "${T[@]}"
+expect_exit 2 "$DDKV" read greeting --endpoints "$EP" "${T[@]}"
+expect_exit 0 "$DDKV" read greeting --endpoints "$EP" "${T[@]}" "${RC[@]}"
+[ "$OUT" = hello ] || fail "read as the certificate's user gave '$OUT'"
+expect_exit 0 "$DDKV" write by-cert yes --endpoints "$EP" "${T[@]}" "${RC[@]}"
+expect_exit 0 "$DDKV" auth disable --endpoints "$EP" "${T[@]}" "${RC[@]}"
+pass "auth enabled: no certificate and no password refused (exit 2); the client-root certificate acts as root"
+
 echo "all $PASSED TLS checks passed"

@@ -1,0 +1,514 @@
+/* The auth module: AUTH (a connection's identity), AUTH_CHANGE (users, roles
+ * and the switch, through the log), AUTH_STATUS, AUTH_LIST; the permission
+ * check of every client request (the rules are in access.c); and the worker
+ * thread that hashes and verifies passwords off the event loop.
+ *
+ * PBKDF2 with 100,000 iterations takes 40-80 ms here: on the loop it would
+ * stall every other client of the node for that long per AUTH. One worker
+ * thread does it instead, and hands results back through a pipe the loop
+ * watches. One thread also bounds what password guessing can cost the node
+ * (and gain an attacker) to one core's worth of hashes, and the queue is
+ * bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused UNAVAILABLE). A failed
+ * AUTH makes its connection wait before it may try again (doubling, up to
+ * AUTH_BACKOFF_MAX_MS); an unknown user is verified against a dummy hash, so
+ * it takes as long and gets the same answer as a wrong password. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kv/passwd.h"
+#include "node/access.h"
+#include "node/server.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define AUTH_QUEUE_MAX 64
+#define AUTH_BACKOFF_MIN_MS 250u
+#define AUTH_BACKOFF_MAX_MS 8000u
+
+enum auth_job_kind { AUTH_JOB_VERIFY, AUTH_JOB_HASH };
+
+/* One password to verify (AUTH) or hash (USER_ADD, USER_PASSWD). The loop
+ * fills it and queues it; the worker reads pw and rec and writes ok (and rec,
+ * when hashing); the loop takes it back and answers. */
+struct auth_job {
+    enum auth_job_kind kind;
+    struct conn *c; /* referenced */
+    uint64_t rid;
+    auth_name user;
+    uint64_t rev;   /* VERIFY: the user's rev when it was looked up */
+    bool known;     /* VERIFY: the user exists (else the worker's dummy is checked) */
+    uint8_t rec[PASSWD_RECORD_BYTES];
+    char *pw;       /* owned; wiped when freed */
+    size_t pwlen;
+    bool ok;
+    uint8_t op, perm; /* HASH: the change to propose with the hash */
+    uint64_t client_id, seq;
+    struct auth_job *next;
+};
+
+struct auth_worker {
+    pthread_t th;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct auth_job *todo, *todo_tail, *done, *done_tail; /* under mu */
+    bool stop;                                            /* under mu */
+    size_t pending;  /* queued and not yet answered (loop thread only) */
+    int fds[2];      /* the worker writes a byte to fds[1] per finished job */
+    struct event *ev;
+    uint8_t dummy[PASSWD_RECORD_BYTES]; /* the worker thread's alone (auth_dummy) */
+    bool dummy_made;
+    uint32_t iterations;                /* of new hashes: --auth-hash-iterations */
+};
+
+static void job_free(struct auth_job *j)
+{
+    if (j->pw) {
+        OPENSSL_cleanse(j->pw, j->pwlen);
+        free(j->pw);
+    }
+    if (j->c)
+        conn_unref(j->c);
+    OPENSSL_cleanse(j, sizeof *j);
+    free(j);
+}
+
+static void job_push(struct auth_job **head, struct auth_job **tail, struct auth_job *j)
+{
+    j->next = NULL;
+    if (*tail)
+        (*tail)->next = j;
+    else
+        *head = j;
+    *tail = j;
+}
+
+/* Unknown users are checked against this, so they cost what a real user
+ * costs. Made by the worker the first time an unknown user logs in (a node
+ * with auth off, or never asked for one, spends nothing on it); only the
+ * worker reads it. If OpenSSL fails it stays malformed and matches nothing. */
+static const uint8_t *auth_dummy(struct auth_worker *w)
+{
+    static const char junk[] = "no user has this password: a dummy's";
+    if (!w->dummy_made && passwd_hash(junk, sizeof junk - 1, w->iterations, w->dummy) != ERR_OK)
+        memset(w->dummy, 0, sizeof w->dummy);
+    w->dummy_made = true;
+    return w->dummy;
+}
+
+static void *auth_worker_main(void *arg)
+{
+    struct auth_worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->stop && !w->todo)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->stop)
+            break;
+        struct auth_job *j = w->todo;
+        w->todo = j->next;
+        if (!w->todo)
+            w->todo_tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        if (j->kind == AUTH_JOB_VERIFY)
+            j->ok = passwd_verify(j->pw, j->pwlen, j->known ? j->rec : auth_dummy(w), sizeof j->rec);
+        else
+            j->ok = passwd_hash(j->pw, j->pwlen, w->iterations, j->rec) == ERR_OK;
+        pthread_mutex_lock(&w->mu);
+        job_push(&w->done, &w->done_tail, j);
+        ssize_t wr = write(w->fds[1], "x", 1); /* the pipe never fills: one byte per job, at most 64 */
+        (void)wr;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* --- identity --- */
+
+/* The user this connection acts as, or NULL: the one AUTH verified while
+ * that user still exists with the same password (rev), else the client
+ * certificate's, if such a user exists. */
+static const struct auth_user *auth_identity(struct node *n, const struct conn *c)
+{
+    const struct auth_db *db = &n->sm.auth;
+    if (c->user) {
+        const struct auth_user *u = auth_user_find(db, c->user);
+        if (u && u->rev == c->user_rev)
+            return u;
+    }
+    const char *cn = conn_cert_cn(c);
+    return cn ? auth_user_find(db, cn) : NULL;
+}
+
+bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
+{
+    if (!n->sm.auth.enabled)
+        return true;
+    const struct auth_user *u = auth_identity(n, c);
+    char why[256];
+    uint32_t code = access_check(&n->sm.auth, &n->sm, u ? u->name : NULL, m, why, sizeof why);
+    if (code == 0)
+        return true;
+    n->stats.auth_denied++;
+    log_debug("conn %llu from %s: %s refused: %s", (unsigned long long)c->id, c->peer, msg_type_name(m->type), why);
+    conn_reply_error(c, m->request_id, code, "%s", why);
+    return false;
+}
+
+/* --- the worker's results, on the loop --- */
+
+static void auth_verified(struct node *n, struct auth_job *j)
+{
+    struct conn *c = j->c;
+    c->auth_busy = false;
+    if (!conn_is_open(c))
+        return;
+    const struct auth_db *db = &n->sm.auth;
+    const struct auth_user *u = auth_user_find(db, j->user);
+    /* The user may have been removed or given a new password meanwhile. */
+    if (j->ok && j->known && u && u->rev == j->rev) {
+        free(c->user);
+        c->user = strdup(u->name);
+        c->user_rev = u->rev;
+        c->auth_failures = 0;
+        n->stats.auth_ok++;
+        struct msg_writer w;
+        conn_reply_begin(c, &w, DDKV_MSG_AUTHED, j->rid, 3);
+        mw_str(&w, c->user);
+        mw_bool(&w, auth_is_root(db, u));
+        mw_bool(&w, db->enabled);
+        conn_reply_end(c, &w);
+        return;
+    }
+    n->stats.auth_failed++;
+    uint32_t shift = c->auth_failures < 5 ? c->auth_failures : 5;
+    uint64_t wait_ms = (uint64_t)AUTH_BACKOFF_MIN_MS << shift;
+    c->auth_failures++;
+    c->auth_retry_ms = clock_mono_ms() + (wait_ms < AUTH_BACKOFF_MAX_MS ? wait_ms : AUTH_BACKOFF_MAX_MS);
+    log_info("conn %llu from %s: authentication as '%s' failed", (unsigned long long)c->id, c->peer, j->user);
+    conn_reply_error(c, j->rid, DDKV_WERR_PERMISSION_DENIED, "wrong user or password");
+}
+
+static void auth_hashed(struct node *n, struct auth_job *j)
+{
+    if (!conn_is_open(j->c))
+        return;
+    if (!j->ok) {
+        conn_reply_error(j->c, j->rid, DDKV_WERR_INTERNAL, "cannot hash the password (OpenSSL failed)");
+        return;
+    }
+    struct sm_auth a = {.op = j->op, .name = (const uint8_t *)j->user, .nlen = strlen(j->user),
+                        .arg = j->rec, .alen = sizeof j->rec, .perm = 0};
+    struct sm_op op = {.kind = SM_OP_AUTH, .auth = &a, .client_id = j->client_id, .seq = j->seq};
+    kv_propose(n, j->c, j->rid, DDKV_MSG_AUTH_CHANGED, &op);
+}
+
+static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct node *n = arg;
+    struct auth_worker *w = n->auth;
+    (void)what;
+    char drain[128];
+    while (read(fd, drain, sizeof drain) > 0)
+        ;
+    pthread_mutex_lock(&w->mu);
+    struct auth_job *j = w->done;
+    w->done = w->done_tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    while (j) {
+        struct auth_job *next = j->next;
+        ASSERT(w->pending > 0);
+        w->pending--;
+        if (j->kind == AUTH_JOB_VERIFY)
+            auth_verified(n, j);
+        else
+            auth_hashed(n, j);
+        job_free(j);
+        j = next;
+    }
+}
+
+/* Queue j (taking a reference on its connection), or refuse it. */
+static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
+{
+    struct auth_worker *w = n->auth;
+    if (w->pending >= AUTH_QUEUE_MAX) {
+        conn_reply_error(c, j->rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
+        job_free(j);
+        return false;
+    }
+    conn_ref(c);
+    j->c = c;
+    w->pending++;
+    pthread_mutex_lock(&w->mu);
+    job_push(&w->todo, &w->todo_tail, j);
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return true;
+}
+
+static struct auth_job *auth_job_new(enum auth_job_kind kind, uint64_t rid, const uint8_t *pw, size_t pwlen)
+{
+    struct auth_job *j = calloc(1, sizeof *j);
+    if (j && !(j->pw = malloc(pwlen ? pwlen : 1))) {
+        free(j);
+        j = NULL;
+    }
+    if (!j)
+        return NULL;
+    j->kind = kind;
+    j->rid = rid;
+    memcpy(j->pw, pw, pwlen);
+    j->pwlen = pwlen;
+    return j;
+}
+
+/* --- handlers --- */
+
+/* AUTH [user, password] -> AUTHED [user, root, auth_enabled]. With auth off
+ * nothing is checked and the connection gets no identity (it needs none). */
+static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    const uint8_t *user, *pw;
+    size_t ulen, pwlen;
+    if (msg_bytes(m, 0, &user, &ulen) || msg_bytes(m, 1, &pw, &pwlen) || ulen > DDKV_AUTH_NAME_MAX ||
+        pwlen > DDKV_AUTH_PASSWORD_MAX) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "AUTH wants [user (<= %u bytes), password (<= %u bytes)]", DDKV_AUTH_NAME_MAX,
+                         DDKV_AUTH_PASSWORD_MAX);
+        return;
+    }
+    if (c->auth_busy) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "an AUTH is already in progress on this connection");
+        return;
+    }
+    uint64_t now = clock_mono_ms();
+    if (now < c->auth_retry_ms) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_PERMISSION_DENIED,
+                         "wrong user or password; after failed attempts wait %llu ms before the next",
+                         (unsigned long long)(c->auth_retry_ms - now));
+        return;
+    }
+    const struct auth_db *db = &n->sm.auth;
+    if (!db->enabled) {
+        struct msg_writer w;
+        conn_reply_begin(c, &w, DDKV_MSG_AUTHED, m->request_id, 3);
+        mw_strn(&w, (const char *)user, ulen);
+        mw_bool(&w, false);
+        mw_bool(&w, false);
+        conn_reply_end(c, &w);
+        return;
+    }
+    struct auth_job *j = auth_job_new(AUTH_JOB_VERIFY, m->request_id, pw, pwlen);
+    if (!j) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_INTERNAL, "out of memory");
+        return;
+    }
+    memcpy(j->user, user, ulen);
+    j->user[ulen] = 0;
+    const struct auth_user *u = auth_name_ok(user, ulen) ? auth_user_find(db, j->user) : NULL;
+    j->known = u != NULL;
+    j->rev = u ? u->rev : 0;
+    if (u)
+        memcpy(j->rec, u->hash, sizeof j->rec);
+    if (auth_enqueue(n, c, j))
+        c->auth_busy = true;
+}
+
+/* What AUTH_CHANGE's arg must be for op; NULL if it is fine. */
+static const char *auth_change_arg_bad(struct node *n, uint8_t op, size_t nlen, const uint8_t *name,
+                                       const uint8_t *arg, size_t alen, uint64_t perm)
+{
+    bool named = op != DDKV_AUTH_ENABLE && op != DDKV_AUTH_DISABLE;
+    if (named ? !auth_name_ok(name, nlen) : nlen != 0)
+        return "a user or role name is 1..64 of [A-Za-z0-9_.@-] (none for enable and disable)";
+    switch (op) {
+    case DDKV_AUTH_USER_ADD:
+    case DDKV_AUTH_USER_PASSWD:
+        return alen == 0 || alen > DDKV_AUTH_PASSWORD_MAX ? "a password is 1..1024 bytes" : NULL;
+    case DDKV_AUTH_USER_GRANT:
+    case DDKV_AUTH_USER_REVOKE:
+        return auth_name_ok(arg, alen) ? NULL : "a role name is 1..64 of [A-Za-z0-9_.@-]";
+    case DDKV_AUTH_ROLE_GRANT:
+        if (perm != DDKV_PERM_READ && perm != DDKV_PERM_READWRITE)
+            return "perm is 1 (read) or 2 (readwrite)";
+        /* fall through */
+    case DDKV_AUTH_ROLE_REVOKE:
+        return alen > AUTH_PREFIX_MAX || alen > n->cfg.max_key_bytes ? "the prefix is over the limit" : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* AUTH_CHANGE [op, name, arg, perm, client_id, seq] -> AUTH_CHANGED
+ * [lamport, revision] once the change applied. A password is hashed here,
+ * off the loop, and only its hash goes into the log. */
+static void auth_change(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    uint64_t op, perm, client_id, seq;
+    const uint8_t *name, *arg;
+    size_t nlen, alen;
+    if (msg_u64(m, 0, &op) || op < DDKV_AUTH_ENABLE || op > DDKV_AUTH_ROLE_REVOKE ||
+        msg_bytes_opt(m, 1, &name, &nlen) || msg_bytes_opt(m, 2, &arg, &alen) || msg_u64_opt(m, 3, 0, &perm) ||
+        msg_u64_opt(m, 4, 0, &client_id) || msg_u64_opt(m, 5, 0, &seq)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "AUTH_CHANGE wants [op 1..11, name, arg, perm, client_id, seq]");
+        return;
+    }
+    const char *bad = auth_change_arg_bad(n, (uint8_t)op, nlen, name, arg, alen, perm);
+    if (bad) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "%s", bad);
+        return;
+    }
+    bool uses_arg = op >= DDKV_AUTH_USER_ADD && op != DDKV_AUTH_USER_REMOVE && op != DDKV_AUTH_ROLE_ADD &&
+                    op != DDKV_AUTH_ROLE_REMOVE;
+    if (op != DDKV_AUTH_USER_ADD && op != DDKV_AUTH_USER_PASSWD) {
+        struct sm_auth a = {.op = (uint8_t)op, .name = name, .nlen = nlen, .arg = uses_arg ? arg : NULL,
+                            .alen = uses_arg ? alen : 0, .perm = op == DDKV_AUTH_ROLE_GRANT ? (uint8_t)perm : 0};
+        struct sm_op sop = {.kind = SM_OP_AUTH, .auth = &a, .client_id = client_id, .seq = seq};
+        kv_propose(n, c, m->request_id, DDKV_MSG_AUTH_CHANGED, &sop);
+        return;
+    }
+    /* Only the leader proposes: say so before spending a hash on it. */
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.role != RAFT_LEADER) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+        return;
+    }
+    struct auth_job *j = auth_job_new(AUTH_JOB_HASH, m->request_id, arg, alen);
+    if (!j) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_INTERNAL, "out of memory");
+        return;
+    }
+    memcpy(j->user, name, nlen);
+    j->user[nlen] = 0;
+    j->op = (uint8_t)op;
+    j->client_id = client_id;
+    j->seq = seq;
+    auth_enqueue(n, c, j);
+}
+
+/* AUTH_STATUS [] -> AUTH_INFO [auth_enabled, user|nil, root]. */
+static void auth_status(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    const struct auth_user *u = auth_identity(n, c);
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_AUTH_INFO, m->request_id, 3);
+    mw_bool(&w, n->sm.auth.enabled);
+    mw_str(&w, u ? u->name : NULL);
+    mw_bool(&w, u && auth_is_root(&n->sm.auth, u));
+    conn_reply_end(c, &w);
+}
+
+/* AUTH_LIST [] -> AUTH_LIST_RESULT [users, roles, auth_enabled] from this
+ * member's applied state. */
+static void auth_list(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    const struct auth_db *db = &n->sm.auth;
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_AUTH_LIST_RESULT, m->request_id, 3);
+    mw_array(&w, (uint32_t)db->nusers);
+    for (size_t i = 0; i < db->nusers; i++) {
+        const struct auth_user *u = &db->users[i];
+        mw_array(&w, 2);
+        mw_str(&w, u->name);
+        mw_array(&w, (uint32_t)u->nroles);
+        for (size_t r = 0; r < u->nroles; r++)
+            mw_str(&w, u->roles[r]);
+    }
+    mw_array(&w, (uint32_t)db->nroles);
+    for (size_t i = 0; i < db->nroles; i++) {
+        const struct auth_role *r = &db->roles[i];
+        mw_array(&w, 2);
+        mw_str(&w, r->name);
+        mw_array(&w, (uint32_t)r->nperms);
+        for (size_t p = 0; p < r->nperms; p++) {
+            mw_array(&w, 2);
+            mw_bin(&w, r->perms[p].prefix, r->perms[p].plen);
+            mw_u64(&w, r->perms[p].perm);
+        }
+    }
+    mw_bool(&w, db->enabled);
+    conn_reply_end(c, &w);
+}
+
+/* --- start and stop --- */
+
+static int auth_init(struct node *n, struct errbuf *eb)
+{
+    struct auth_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return errf(eb, ERR_NOMEM, "out of memory");
+    w->fds[0] = w->fds[1] = -1;
+    w->iterations = n->cfg.auth_hash_iterations;
+    n->auth = w;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pipe(w->fds) != 0)
+        return errf(eb, ERR_IO, "pipe: %s", strerror(errno));
+    for (int i = 0; i < 2; i++) {
+        fcntl(w->fds[i], F_SETFL, fcntl(w->fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(w->fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    w->ev = event_new(n->base, w->fds[0], EV_READ | EV_PERSIST, auth_pipe_cb, n);
+    if (!w->ev || event_add(w->ev, NULL) != 0)
+        return errf(eb, ERR_NOMEM, "cannot watch the auth worker's pipe");
+    if (pthread_create(&w->th, NULL, auth_worker_main, w) != 0)
+        return errf(eb, ERR_IO, "cannot start the auth worker thread");
+    w->started = true;
+    int rc;
+    if ((rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH, "auth", auth_handle, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH_CHANGE, "auth", auth_change, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH_STATUS, "auth", auth_status, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH_LIST, "auth", auth_list, n, eb)))
+        return rc;
+    return ERR_OK;
+}
+
+static void job_list_free(struct auth_job *j)
+{
+    while (j) {
+        struct auth_job *next = j->next;
+        job_free(j);
+        j = next;
+    }
+}
+
+void auth_free(struct node *n)
+{
+    struct auth_worker *w = n->auth;
+    if (!w)
+        return;
+    if (w->started) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = true;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->th, NULL);
+    }
+    job_list_free(w->todo);
+    job_list_free(w->done);
+    if (w->ev)
+        event_free(w->ev);
+    for (int i = 0; i < 2; i++)
+        if (w->fds[i] >= 0)
+            close(w->fds[i]);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    OPENSSL_cleanse(w->dummy, sizeof w->dummy);
+    free(w);
+    n->auth = NULL;
+}
+
+const struct module mod_auth = {"auth", auth_init};
