@@ -2,8 +2,10 @@
  *
  * One schedule: start a cluster (3 or 5 members) whose peer traffic all goes
  * through the fault proxy (proxy.h); run concurrent clients doing linearizable
- * reads, writes and compare-and-swaps on a few keys, recording every
- * operation's call, return and outcome as JSON lines; run two watchers over
+ * reads, writes, compare-and-swaps and LISTs on a few keys, recording every
+ * operation's call, return and outcome as JSON lines (a LIST walks the keys
+ * PAGE_LIMIT at a time, and each page, its own linearizable read, is recorded
+ * as its own operation: linearize.h); run two watchers over
  * the same keys; meanwhile a nemesis, on a schedule drawn from the seed, kills
  * and restarts members, pauses them, partitions the network (halves, an
  * isolated leader, a bridge, one-way cuts), restarts every member at once,
@@ -21,6 +23,7 @@
  *
  *   ddkv-faults [--seed S] [--schedules N] [--duration-s D] [--nodes 3|5]
  *               [--out DIR] [--keep]
+ *   ddkv-faults --check HISTORY.jsonl...   (check kept histories again)
  *
  * The ddkv binary comes from $DDKV_BIN. Everything listens on 127.0.0.1;
  * every node is killed by PID at the end (and dies with this process). */
@@ -51,6 +54,7 @@
 #define SLOTS 8
 #define NCLIENTS 5
 #define NKEYS 6
+#define PAGE_LIMIT 2 /* keys per LIST page: a LIST over NKEYS keys takes several pages */
 #define NWATCHERS 2
 #define CLIENT_TIMEOUT_MS 8000
 
@@ -172,7 +176,7 @@ struct run {
     struct client c[NCLIENTS];
     struct watcher wt[NWATCHERS];
     /* Results. */
-    int ops, unknown, failed_ops;
+    int ops, unknown, failed_ops, pages; /* pages: LIST pages recorded (in ops too) */
     int crashes;           /* members that exited without being killed */
     char crash_msg[512];
 };
@@ -308,6 +312,7 @@ static ddkv_client *new_client(const char *endpoints, uint32_t timeout_ms)
     o.endpoints = endpoints;
     o.timeout_ms = timeout_ms;
     o.connect_timeout_ms = 500;
+    o.list_consistency = DDKV_CONSISTENCY_LINEARIZABLE;
     ddkv_client *c = NULL;
     char err[256];
     if (ddkv_client_new(&o, &c, err, sizeof err) != DDKV_OK)
@@ -345,6 +350,28 @@ static void record(struct run *r, int client, const char *op, const char *key, c
     pthread_mutex_unlock(&r->mu);
 }
 
+/* One LIST page (l NULL: it failed, and constrains nothing), in the format of
+ * lin_check_file. Keys and values are the workload's, plain ASCII. */
+static void record_page(struct run *r, int client, const char *prefix, const char *after,
+                        const struct ddkv_list *l, uint64_t call, uint64_t ret)
+{
+    pthread_mutex_lock(&r->mu);
+    fprintf(r->hist, "{\"client\":%d,\"op\":\"list\",\"prefix\":\"%s\",\"after\":", client, prefix);
+    if (after[0])
+        fprintf(r->hist, "\"%s\"", after);
+    else
+        fputs("null", r->hist);
+    fputs(",\"entries\":[", r->hist);
+    for (size_t i = 0; l && i < l->n; i++)
+        fprintf(r->hist, "%s[\"%.*s\",\"%.*s\"]", i ? "," : "", (int)l->entries[i].key_len,
+                (const char *)l->entries[i].key, (int)l->entries[i].value_len, (const char *)l->entries[i].value);
+    fprintf(r->hist, "],\"more\":%s,\"call\":%" PRIu64 ",\"return\":%" PRIu64 ",\"ok\":%s}\n",
+            l && l->more ? "true" : "false", call, ret, l ? "true" : "false");
+    r->ops++;
+    r->pages++;
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void note_write(struct run *r, const char *key, const char *value, uint64_t rev, bool acked)
 {
     pthread_mutex_lock(&r->mu);
@@ -362,6 +389,43 @@ static void note_write(struct run *r, const char *key, const char *value, uint64
     pthread_mutex_unlock(&r->mu);
 }
 
+/* The client a read goes through: for the client that has one per member
+ * (member[0] set), a member picked at random; else c. */
+static ddkv_client *pick_reader(struct run *r, struct client *cl, ddkv_client *const *member, ddkv_client *c)
+{
+    for (int t = 0; member[0] && t < 16; t++) {
+        int i = (int)(test_rng(&cl->rng) % SLOTS);
+        if (__atomic_load_n(&r->s[i].member, __ATOMIC_RELAXED)) /* may be stale: a failed read */
+            return member[i];
+    }
+    return c;
+}
+
+/* A LIST of the workload's keys (prefix "k"), page by page: each page is its
+ * own linearizable read, through its own pick of reader, recorded as its own
+ * operation. A failed page ends the walk, as in ddkv_list_all. */
+static void list_walk(struct run *r, struct client *cl, ddkv_client *const *member, ddkv_client *c)
+{
+    char after[8] = "";
+    for (int page = 0; page <= NKEYS && !r->stop_clients; page++) {
+        ddkv_client *lc = pick_reader(r, cl, member, c);
+        struct ddkv_list l;
+        uint64_t call = clock_mono_ns();
+        ddkv_err e = ddkv_list(lc, "k", 1, after, strlen(after), PAGE_LIMIT, &l);
+        uint64_t ret = clock_mono_ns();
+        record_page(r, cl->id, "k", after, e == DDKV_OK ? &l : NULL, call, ret);
+        if (e != DDKV_OK)
+            return;
+        bool more = l.more && l.n > 0;
+        if (more)
+            snprintf(after, sizeof after, "%.*s", (int)l.entries[l.n - 1].key_len,
+                     (const char *)l.entries[l.n - 1].key);
+        ddkv_list_free(&l);
+        if (!more)
+            return;
+    }
+}
+
 static void *client_main(void *arg)
 {
     struct client *cl = arg;
@@ -371,9 +435,10 @@ static void *client_main(void *arg)
     ddkv_client *c = new_client(r->endpoints, cl->id == NCLIENTS - 1 ? 1200 : CLIENT_TIMEOUT_MS);
     if (!c)
         return NULL;
-    /* One client reads through a member picked at random for each read, so
-     * followers (ReadIndex through the leader) and deposed leaders answer
-     * linearizable reads too, not only the leader the others settle on. */
+    /* One client reads (and lists) through a member picked at random for each
+     * read (page), so followers (ReadIndex through the leader) and deposed
+     * leaders answer linearizable reads too, not only the leader the others
+     * settle on. */
     ddkv_client *member[SLOTS] = {0};
     if (cl->id == NCLIENTS - 2)
         for (int i = 0; i < SLOTS; i++)
@@ -383,18 +448,14 @@ static void *client_main(void *arg)
         int k = (int)(test_rng(&cl->rng) % NKEYS);
         char key[8], val[24], exp[24];
         snprintf(key, sizeof key, "k%d", k);
+        /* 30% reads, 10% LISTs, 40% writes, 20% CAS. */
         int what = (int)(test_rng(&cl->rng) % 10);
         uint64_t call = clock_mono_ns();
-        if (what < 4) {
+        if (what == 3) {
+            list_walk(r, cl, member, c);
+        } else if (what < 3) {
             struct ddkv_value v;
-            ddkv_client *rc = c;
-            for (int t = 0; member[0] && t < 16; t++) {
-                int i = (int)(test_rng(&cl->rng) % SLOTS);
-                if (__atomic_load_n(&r->s[i].member, __ATOMIC_RELAXED)) { /* may be stale: a failed read */
-                    rc = member[i];
-                    break;
-                }
-            }
+            ddkv_client *rc = pick_reader(r, cl, member, c);
             ddkv_err e = ddkv_read(rc, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
             uint64_t ret = clock_mono_ns();
             if (e == DDKV_OK) {
@@ -1206,6 +1267,22 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
     return pass ? 0 : 1;
 }
 
+/* --check: each history file checked again, one line each; 0 if all pass. */
+static int check_files(int n, char **paths)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        struct lin_report lr;
+        int rc = lin_check_file(paths[i], &lr);
+        printf("%s: %zu keys, %zu reads/writes/cas checked (%zu list pages): %s%s%s\n", paths[i], lr.keys,
+               lr.ops_checked, lr.pages,
+               rc != 0 ? "checker error" : lr.linearizable ? "linearizable" : "NOT LINEARIZABLE",
+               rc != 0 || !lr.linearizable ? ": " : "", rc != 0 || !lr.linearizable ? lr.why : "");
+        bad += rc != 0 || !lr.linearizable;
+    }
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = (uint64_t)time(NULL);
@@ -1214,7 +1291,8 @@ int main(int argc, char **argv)
     bool keep = false;
     static const struct option lo[] = {
         {"seed", 1, 0, 's'}, {"schedules", 1, 0, 'n'}, {"duration-s", 1, 0, 'd'},
-        {"nodes", 1, 0, 'N'}, {"out", 1, 0, 'o'}, {"keep", 0, 0, 'k'}, {0, 0, 0, 0}};
+        {"nodes", 1, 0, 'N'}, {"out", 1, 0, 'o'}, {"keep", 0, 0, 'k'}, {"check", 0, 0, 'c'}, {0, 0, 0, 0}};
+    bool check = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
@@ -1224,19 +1302,22 @@ int main(int argc, char **argv)
         case 'N': nodes = atoi(optarg); break;
         case 'o': out = optarg; break;
         case 'k': keep = true; break;
+        case 'c': check = true; break;
         default:
             fprintf(stderr, "usage: ddkv-faults [--seed S] [--schedules N] [--duration-s D] [--nodes 3|5] "
-                            "[--out DIR] [--keep]\n");
+                            "[--out DIR] [--keep]\n       ddkv-faults --check HISTORY.jsonl...\n");
             return 2;
         }
     }
+    if (check)
+        return optind < argc ? check_files(argc - optind, argv + optind) : 2;
     if (schedules < 1 || duration < 8 || (nodes && nodes != 3 && nodes != 5)) {
         fprintf(stderr, "ddkv-faults: want --schedules >= 1, --duration-s >= 8, --nodes 3 or 5\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     mkdir(out, 0755);
-    long ops = 0;
+    long ops = 0, pages = 0;
     int failed = 0, violations = 0, lost = 0;
     uint64_t t0 = clock_mono_ns();
     for (int k = 0; k < schedules; k++) {
@@ -1253,13 +1334,14 @@ int main(int argc, char **argv)
         uint64_t t1 = clock_mono_ns();
         int rc = run_schedule(r, n, keep, &v);
         ops += r->ops;
+        pages += r->pages;
         violations += !v.linearizable;
         lost += v.lost;
         failed += rc != 0;
-        printf("schedule %d seed %" PRIu64 " nodes %d: %.0f s, %d ops (%d unknown), faults %d [%s], "
+        printf("schedule %d seed %" PRIu64 " nodes %d: %.0f s, %d ops (%d unknown, %d list pages), faults %d [%s], "
                "%s, lost %d, duplicates %d, watch gaps %d (events %zu, compacted %d, uncovered %d), "
                "crashes %d, equal %s, healthy %s -> %s%s%s\n",
-               k + 1, r->seed, n, now_s(t1), r->ops, r->unknown, r->nfaults, r->faults,
+               k + 1, r->seed, n, now_s(t1), r->ops, r->unknown, r->pages, r->nfaults, r->faults,
                v.lin_error ? "checker error" : v.linearizable ? "linearizable" : "NOT LINEARIZABLE", v.lost,
                v.dups, v.gaps, r->wt[0].n, r->wt[0].compactions + r->wt[1].compactions, v.uncovered, v.crashes, v.equal ? "yes" : "NO", v.healthy ? "yes" : "NO", rc ? "FAIL" : "pass",
                rc ? " (" : "", rc ? v.why : "");
@@ -1268,7 +1350,7 @@ int main(int argc, char **argv)
         fflush(stdout);
         free(r);
     }
-    printf("schedules: %d, operations: %ld, violations: %d, lost: %d (failed schedules: %d, %.0f s)\n",
-           schedules, ops, violations, lost, failed, now_s(t0));
+    printf("schedules: %d, operations: %ld, violations: %d, lost: %d (failed schedules: %d, %.0f s, "
+           "list pages %ld)\n", schedules, ops, violations, lost, failed, now_s(t0), pages);
     return failed ? 1 : 0;
 }

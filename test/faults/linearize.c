@@ -69,6 +69,8 @@ static bool step(const struct kop *k, int state, int *next)
         }
         *next = state;
         return state != k->expected;
+    case LIN_LIST: /* turned into reads before the search */
+        break;
     }
     return false;
 }
@@ -258,9 +260,15 @@ static int check_key(const struct lin_op *const *ops, size_t n, struct lin_repor
         if (stuck)
             r->stuck = *stuck;
         r->prefix = best;
-        snprintf(r->why, sizeof r->why,
-                 "key %s: no order of its %zu operations is legal; at most %zu could be placed, "
-                 "then the operation from line %zu could not", ops[0]->key, n, best, stuck ? stuck->line : 0);
+        if (stuck && stuck->from_list)
+            snprintf(r->why, sizeof r->why,
+                     "key %s: no order of its %zu operations is legal; at most %zu could be placed, "
+                     "then the list page from line %zu (which saw %s %s) could not", ops[0]->key, n, best,
+                     stuck->line, ops[0]->key, stuck->value ? stuck->value : "absent");
+        else
+            snprintf(r->why, sizeof r->why,
+                     "key %s: no order of its %zu operations is legal; at most %zu could be placed, "
+                     "then the operation from line %zu could not", ops[0]->key, n, best, stuck ? stuck->line : 0);
     }
     free(stack);
     free(bits);
@@ -280,24 +288,160 @@ static int cmp_key(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
+/* --- LIST pages: reads of every key in the range they cover --- */
+
+static bool answered_page(const struct lin_op *o)
+{
+    return o->kind == LIN_LIST && o->outcome == LIN_OK;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys the history names (operations, and entries of answered pages),
+ * sorted and unique, borrowed from ops; *nk of them. NULL when out of memory. */
+static const char **history_keys(const struct lin_op *ops, size_t n, size_t *nk)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++)
+        cap += ops[i].kind == LIN_LIST ? (answered_page(&ops[i]) ? ops[i].nentries : 0) : 1;
+    const char **k = malloc(cap * sizeof *k);
+    if (!k)
+        return NULL;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].kind != LIN_LIST)
+            k[m++] = ops[i].key;
+        else if (answered_page(&ops[i]))
+            for (size_t e = 0; e < ops[i].nentries; e++)
+                k[m++] = ops[i].entries[e].key;
+    }
+    qsort(k, m, sizeof *k, cmp_strp);
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++)
+        if (u == 0 || strcmp(k[u - 1], k[i]) != 0)
+            k[u++] = k[i];
+    *nk = u;
+    return k;
+}
+
+/* Whether key is in the range page p covers: its prefix, after p->after, and
+ * (when more keys remain) not after its last entry. */
+static bool page_covers(const struct lin_op *p, const char *key)
+{
+    if (strncmp(key, p->key, strlen(p->key)) != 0)
+        return false;
+    if (p->after && strcmp(key, p->after) <= 0)
+        return false;
+    if (p->more)
+        return p->nentries > 0 && strcmp(key, p->entries[p->nentries - 1].key) <= 0;
+    return true;
+}
+
+/* A page's entries must be in its range, in strictly increasing key order. */
+static bool page_well_formed(const struct lin_op *p, const char **bad_key)
+{
+    for (size_t e = 0; e < p->nentries; e++) {
+        const char *k = p->entries[e].key;
+        if (!k || !p->entries[e].value || !page_covers(p, k) ||
+            (e > 0 && strcmp(p->entries[e - 1].key, k) >= 0)) {
+            *bad_key = k ? k : "(null)";
+            return false;
+        }
+    }
+    return true;
+}
+
+/* What page p saw of a key it covers: the value returned, or NULL (absent). */
+static const char *page_value(const struct lin_op *p, const char *key)
+{
+    for (size_t e = 0; e < p->nentries; e++)
+        if (strcmp(p->entries[e].key, key) == 0)
+            return p->entries[e].value;
+    return NULL;
+}
+
+/* Turn the answered pages into reads: *out (caller frees) holds them, *nout of
+ * them. -1 out of memory; 1 when a page is malformed (r says which). */
+static int derive_page_reads(const struct lin_op *ops, size_t n, struct lin_op **out, size_t *nout,
+                             struct lin_report *r)
+{
+    size_t nk = 0, nd = 0;
+    const char **keys = history_keys(ops, n, &nk);
+    if (!keys)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (answered_page(&ops[i]))
+            for (size_t k = 0; k < nk; k++)
+                nd += page_covers(&ops[i], keys[k]);
+    struct lin_op *d = calloc(nd ? nd : 1, sizeof *d);
+    if (!d) {
+        free(keys);
+        return -1;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct lin_op *p = &ops[i];
+        if (!answered_page(p))
+            continue;
+        r->pages++;
+        const char *bad = NULL;
+        if (!page_well_formed(p, &bad)) {
+            r->linearizable = false;
+            snprintf(r->key, sizeof r->key, "%s", bad);
+            r->stuck = *p;
+            snprintf(r->why, sizeof r->why,
+                     "the list page from line %zu (prefix %s, after %s) returned %s out of its range or order",
+                     p->line, p->key, p->after ? p->after : "none", bad);
+            free(d);
+            free(keys);
+            return 1;
+        }
+        for (size_t k = 0; k < nk; k++) {
+            if (!page_covers(p, keys[k]))
+                continue;
+            d[m] = (struct lin_op){.client = p->client, .kind = LIN_READ, .key = keys[k],
+                                   .value = page_value(p, keys[k]), .call = p->call, .ret = p->ret,
+                                   .outcome = LIN_OK, .line = p->line, .from_list = true};
+            m++;
+        }
+    }
+    free(keys);
+    *out = d;
+    *nout = m;
+    return 0;
+}
+
 int lin_check(const struct lin_op *ops, size_t n, struct lin_report *r)
 {
     memset(r, 0, sizeof *r);
     r->linearizable = true;
-    const struct lin_op **keep = calloc(n ? n : 1, sizeof *keep);
+    struct lin_op *derived = NULL;
+    size_t nd = 0;
+    int rc = derive_page_reads(ops, n, &derived, &nd, r);
+    if (rc != 0) {
+        if (rc < 0)
+            snprintf(r->why, sizeof r->why, "out of memory");
+        return rc < 0 ? -1 : 0;
+    }
+    const struct lin_op **keep = calloc(n + nd + 1, sizeof *keep);
     if (!keep) {
+        free(derived);
         snprintf(r->why, sizeof r->why, "out of memory");
         return -1;
     }
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         const struct lin_op *o = &ops[i];
-        if (o->outcome == LIN_FAILED || (o->outcome == LIN_UNKNOWN && o->kind == LIN_READ))
-            continue; /* never took effect, or says nothing */
+        if (o->kind == LIN_LIST || o->outcome == LIN_FAILED || (o->outcome == LIN_UNKNOWN && o->kind == LIN_READ))
+            continue; /* a page (its reads come next), never took effect, or says nothing */
         keep[m++] = o;
     }
+    for (size_t i = 0; i < nd; i++)
+        keep[m++] = &derived[i];
     qsort(keep, m, sizeof *keep, cmp_key);
-    int rc = 0;
     for (size_t i = 0; i < m && rc == 0 && r->linearizable;) {
         size_t j = i;
         while (j < m && strcmp(keep[j]->key, keep[i]->key) == 0)
@@ -308,6 +452,7 @@ int lin_check(const struct lin_op *ops, size_t n, struct lin_report *r)
         i = j;
     }
     free(keep);
+    free(derived);
     return rc;
 }
 
@@ -323,6 +468,33 @@ static const char *json_str_or_null(json_t *o, const char *name, bool *bad)
         return NULL;
     }
     return json_string_value(v);
+}
+
+/* A list line's "after", "entries" and "more" into op (strings borrowed from
+ * o; op->entries allocated, the caller frees). False if malformed. */
+static bool parse_page(json_t *o, struct lin_op *op)
+{
+    bool bad = false;
+    op->after = json_str_or_null(o, "after", &bad);
+    json_t *more = json_object_get(o, "more"), *ents = json_object_get(o, "entries");
+    if (bad || (more && !json_is_boolean(more)) || (ents && !json_is_array(ents)))
+        return false;
+    op->more = json_is_true(more);
+    size_t n = json_array_size(ents);
+    struct lin_entry *e = calloc(n ? n : 1, sizeof *e);
+    if (!e)
+        return false;
+    op->entries = e;
+    op->nentries = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *kv = json_array_get(ents, i);
+        json_t *k = json_array_get(kv, 0), *v = json_array_get(kv, 1);
+        if (!json_is_array(kv) || json_array_size(kv) != 2 || !json_is_string(k) || !json_is_string(v))
+            return false;
+        e[i].key = json_string_value(k);
+        e[i].value = json_string_value(v);
+    }
+    return true;
 }
 
 int lin_check_file(const char *path, struct lin_report *r)
@@ -360,7 +532,8 @@ int lin_check_file(const char *path, struct lin_report *r)
         op->line = line;
         bool bad = false;
         const char *kind = json_str_or_null(o, "op", &bad);
-        op->key = json_str_or_null(o, "key", &bad);
+        bool page = kind && strcmp(kind, "list") == 0;
+        op->key = json_str_or_null(o, page ? "prefix" : "key", &bad);
         op->value = json_str_or_null(o, "value", &bad);
         op->expected = json_str_or_null(o, "expected", &bad);
         json_t *okv = json_object_get(o, "ok");
@@ -370,7 +543,10 @@ int lin_check_file(const char *path, struct lin_report *r)
         op->kind = kind && strcmp(kind, "read") == 0    ? LIN_READ
                    : kind && strcmp(kind, "write") == 0 ? LIN_WRITE
                    : kind && strcmp(kind, "cas") == 0   ? LIN_CAS
+                   : page                               ? LIN_LIST
                                                         : (bad = true, LIN_READ);
+        if (page && !parse_page(o, op))
+            bad = true;
         if (json_is_true(okv)) {
             op->outcome = LIN_OK;
             op->succeeded = true;
@@ -385,7 +561,9 @@ int lin_check_file(const char *path, struct lin_report *r)
             bad = true;
         }
         if (bad || !op->key) {
-            snprintf(r->why, sizeof r->why, "%s:%zu: want op, key, ok (true|false|\"unknown\")", path, line);
+            snprintf(r->why, sizeof r->why,
+                     "%s:%zu: want op, key (list: prefix, after, entries [[key, value], ...], more), "
+                     "ok (true|false|\"unknown\")", path, line);
             rc = -1;
             n++;
             break;
@@ -396,8 +574,10 @@ int lin_check_file(const char *path, struct lin_report *r)
     fclose(f);
     if (rc == 0)
         rc = lin_check(ops, n, r);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        free((void *)ops[i].entries);
         json_decref(keep[i]);
+    }
     free(keep);
     free(ops);
     return rc;

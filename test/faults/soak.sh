@@ -3,6 +3,7 @@
 # clusters, several at once, every history kept under var/faults/ for anyone to
 # check again. One line per schedule, then
 #   schedules: N, operations: M, violations: V, lost: L
+# (operations count each LIST page as one).
 # Exit 0 only if every schedule passed. Re-running with the same --run resumes
 # it: schedules with a result are not run again.
 #
@@ -50,10 +51,11 @@ for p in "${pids[@]}"; do wait "$p" || true; done
 pids=()
 # The summary over every schedule of the run (resumed ones included).
 cat "$out"/result-* 2>/dev/null | awk -v want="$n" -v secs=$(( $(date +%s) - start )) '
-  /^schedules:/ { sched++; ops += $4; gsub(",", "", $6); viol += $6; gsub(/[^0-9]/, "", $8); lost += $8 }
+  /^schedules:/ { sched++; ops += $4; gsub(",", "", $6); viol += $6; gsub(/[^0-9]/, "", $8); lost += $8
+                  if (match($0, /list pages [0-9]+/)) pages += substr($0, RSTART + 11, RLENGTH - 11) }
   / -> FAIL/ { failed++ }
   END {
     printf "schedules: %d, operations: %d, violations: %d, lost: %d\n", sched, ops, viol, lost
-    printf "(failed schedules: %d of %d wanted, %d s this invocation)\n", failed, want, secs
+    printf "(failed schedules: %d of %d wanted, %d s this invocation; list pages among the operations: %d)\n", failed, want, secs, pages
     exit (failed || sched < want) ? 1 : 0
   }'
