@@ -14,37 +14,11 @@
 #include "kv/snapshot.h"
 #include "util/buf.h"
 #include "util/crc32c.h"
+#include "util/file.h"
 
 #define BACKUP_IO_BYTES (256u << 10)
 
 /* ---- helpers ---- */
-
-static int backup_io_err(struct errbuf *eb, int e, const char *what, const char *path)
-{
-    int code = ERR_IO;
-    if (e == ENOSPC || e == EDQUOT)
-        code = ERR_NOSPACE;
-    else if (e == ENOENT)
-        code = ERR_NOT_FOUND;
-    return errf(eb, code, "%s %s: %s", what, path, strerror(e));
-}
-
-/* 0 or an errno. */
-static int backup_write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *s = p;
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* Up to n bytes; *got < n only at the end of the file. 0 or an errno. */
 static int backup_read_full(int fd, void *p, size_t n, size_t *got)
@@ -77,8 +51,8 @@ static int backup_fsync_parent(const char *path, struct errbuf *eb)
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return backup_io_err(eb, errno, "open directory", dir);
-    int rc = fsync(fd) == 0 ? ERR_OK : backup_io_err(eb, errno, "fsync directory", dir);
+        return file_io_err(eb, errno, "open directory", dir);
+    int rc = fsync(fd) == 0 ? ERR_OK : file_io_err(eb, errno, "fsync directory", dir);
     close(fd);
     return rc;
 }
@@ -234,16 +208,16 @@ int backup_writer_open(const char *path, const struct backup_header *h, struct b
     }
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (w->fd < 0) {
-        int rc = backup_io_err(eb, errno, "create", w->tmp);
+        int rc = file_io_err(eb, errno, "create", w->tmp);
         EVP_MD_CTX_free(w->md);
         free(w);
         return rc;
     }
     uint8_t head[BACKUP_FIXED_BYTES + BACKUP_MAX_MEMBERS];
     size_t hn = backup_header_encode(&w->h, head);
-    int e = backup_write_all(w->fd, head, hn);
+    int e = file_write_all(w->fd, head, hn);
     if (e) {
-        int rc = backup_io_err(eb, e, "write", w->tmp);
+        int rc = file_io_err(eb, e, "write", w->tmp);
         backup_writer_abort(w);
         return rc;
     }
@@ -256,9 +230,9 @@ int backup_writer_append(struct backup_writer *w, const void *p, size_t n, struc
 {
     if (w->ic.seen + n > w->ic.bytes)
         return errf(eb, ERR_CORRUPT, "more image bytes than the %llu announced", (unsigned long long)w->ic.bytes);
-    int e = backup_write_all(w->fd, p, n);
+    int e = file_write_all(w->fd, p, n);
     if (e)
-        return backup_io_err(eb, e, "write", w->tmp);
+        return file_io_err(eb, e, "write", w->tmp);
     EVP_DigestUpdate(w->md, p, n);
     image_check_feed(&w->ic, p, n);
     return ERR_OK;
@@ -291,19 +265,19 @@ int backup_writer_finish(struct backup_writer *w, uint8_t sha[BACKUP_SHA_BYTES],
         rc = errf(eb, ERR_IO, "SHA-256 failed");
         goto fail;
     }
-    int e = backup_write_all(w->fd, digest, BACKUP_SHA_BYTES);
+    int e = file_write_all(w->fd, digest, BACKUP_SHA_BYTES);
     if (e || fsync(w->fd) != 0) {
-        rc = backup_io_err(eb, e ? e : errno, e ? "write" : "fsync", w->tmp);
+        rc = file_io_err(eb, e ? e : errno, e ? "write" : "fsync", w->tmp);
         goto fail;
     }
     if (close(w->fd) != 0) {
         w->fd = -1;
-        rc = backup_io_err(eb, errno, "close", w->tmp);
+        rc = file_io_err(eb, errno, "close", w->tmp);
         goto fail;
     }
     w->fd = -1;
     if (rename(w->tmp, w->path) != 0) {
-        rc = backup_io_err(eb, errno, "rename to", w->path);
+        rc = file_io_err(eb, errno, "rename to", w->path);
         goto fail;
     }
     if ((rc = backup_fsync_parent(w->path, eb))) {
@@ -326,7 +300,7 @@ int backup_verify(const char *path, struct backup_header *h, uint8_t sha[BACKUP_
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return backup_io_err(eb, errno, "open", path);
+        return file_io_err(eb, errno, "open", path);
     uint8_t *buf = malloc(BACKUP_IO_BYTES);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     int rc = ERR_OK;
@@ -337,12 +311,12 @@ int backup_verify(const char *path, struct backup_header *h, uint8_t sha[BACKUP_
         goto out;
     }
     if (fstat(fd, &sb) != 0) {
-        rc = backup_io_err(eb, errno, "stat", path);
+        rc = file_io_err(eb, errno, "stat", path);
         goto out;
     }
     int e = backup_read_full(fd, buf, BACKUP_FIXED_BYTES, &got);
     if (e) {
-        rc = backup_io_err(eb, e, "read", path);
+        rc = file_io_err(eb, e, "read", path);
         goto out;
     }
     if (got < BACKUP_FIXED_BYTES) {
@@ -360,7 +334,7 @@ int backup_verify(const char *path, struct backup_header *h, uint8_t sha[BACKUP_
     }
     EVP_DigestUpdate(md, buf, BACKUP_FIXED_BYTES);
     if ((e = backup_read_full(fd, buf, m, &got)) || got != m) {
-        rc = e ? backup_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
+        rc = e ? file_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
         goto out;
     }
     if (memchr(buf, 0, m)) {
@@ -374,7 +348,7 @@ int backup_verify(const char *path, struct backup_header *h, uint8_t sha[BACKUP_
     for (uint64_t left = h->image_bytes; left > 0;) {
         size_t n = left < BACKUP_IO_BYTES ? (size_t)left : BACKUP_IO_BYTES;
         if ((e = backup_read_full(fd, buf, n, &got)) || got != n) {
-            rc = e ? backup_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
+            rc = e ? file_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
             goto out;
         }
         EVP_DigestUpdate(md, buf, n);
@@ -384,7 +358,7 @@ int backup_verify(const char *path, struct backup_header *h, uint8_t sha[BACKUP_
     uint8_t digest[EVP_MAX_MD_SIZE], stored[BACKUP_SHA_BYTES];
     unsigned dn = 0;
     if ((e = backup_read_full(fd, stored, BACKUP_SHA_BYTES, &got)) || got != BACKUP_SHA_BYTES) {
-        rc = e ? backup_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
+        rc = e ? file_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
         goto out;
     }
     if (EVP_DigestFinal_ex(md, digest, &dn) != 1 || dn != BACKUP_SHA_BYTES) {
@@ -411,32 +385,32 @@ int backup_extract_image(const char *path, const struct backup_header *h, const 
 {
     int in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0)
-        return backup_io_err(eb, errno, "open", path);
+        return file_io_err(eb, errno, "open", path);
     int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (out < 0) {
-        int rc = backup_io_err(eb, errno, "create", out_path);
+        int rc = file_io_err(eb, errno, "create", out_path);
         close(in);
         return rc;
     }
     uint8_t *buf = malloc(BACKUP_IO_BYTES);
     int rc = buf ? ERR_OK : errf(eb, ERR_NOMEM, "out of memory");
     if (!rc && lseek(in, (off_t)h->header_bytes, SEEK_SET) < 0)
-        rc = backup_io_err(eb, errno, "seek in", path);
+        rc = file_io_err(eb, errno, "seek in", path);
     for (uint64_t left = h->image_bytes; !rc && left > 0;) {
         size_t n = left < BACKUP_IO_BYTES ? (size_t)left : BACKUP_IO_BYTES, got = 0;
         int e = backup_read_full(in, buf, n, &got);
         if (e || got != n)
-            rc = e ? backup_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
-        else if ((e = backup_write_all(out, buf, n)))
-            rc = backup_io_err(eb, e, "write", out_path);
+            rc = e ? file_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "%s is truncated", path);
+        else if ((e = file_write_all(out, buf, n)))
+            rc = file_io_err(eb, e, "write", out_path);
         left -= n;
     }
     if (!rc && fsync(out) != 0)
-        rc = backup_io_err(eb, errno, "fsync", out_path);
+        rc = file_io_err(eb, errno, "fsync", out_path);
     free(buf);
     close(in);
     if (close(out) != 0 && !rc)
-        rc = backup_io_err(eb, errno, "close", out_path);
+        rc = file_io_err(eb, errno, "close", out_path);
     if (rc)
         unlink(out_path);
     return rc;

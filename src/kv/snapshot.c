@@ -17,6 +17,7 @@
 
 #include "util/buf.h"
 #include "util/crc32c.h"
+#include "util/file.h"
 
 /* The state machine's applied index in meta (written by sm_commit, sm.c). */
 static const char META_APPLIED_INDEX[] = "applied_index";
@@ -31,33 +32,6 @@ static size_t min_sz(size_t a, uint64_t b)
 }
 
 /* ---- files ---- */
-
-static int io_err(struct errbuf *eb, int e, const char *what, const char *path)
-{
-    int code = ERR_IO;
-    if (e == ENOSPC || e == EDQUOT)
-        code = ERR_NOSPACE;
-    else if (e == ENOENT)
-        code = ERR_NOT_FOUND;
-    return errf(eb, code, "%s %s: %s", what, path, strerror(e));
-}
-
-/* 0 or an errno. */
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *s = p;
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* Read n bytes at off; *got < n only at the end of the file. 0 or an errno. */
 static int pread_full(int fd, void *p, size_t n, uint64_t off, size_t *got)
@@ -101,10 +75,10 @@ static int fsync_dir(const char *dir, struct errbuf *eb)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return io_err(eb, errno, "open directory", dir);
+        return file_io_err(eb, errno, "open directory", dir);
     int rc = ERR_OK;
     if (fsync(fd) != 0)
-        rc = io_err(eb, errno, "fsync directory", dir);
+        rc = file_io_err(eb, errno, "fsync directory", dir);
     close(fd);
     return rc;
 }
@@ -131,9 +105,9 @@ struct img_writer {
 
 static int w_flush(struct img_writer *w, struct errbuf *eb)
 {
-    int e = write_all(w->fd, w->buf, w->len);
+    int e = file_write_all(w->fd, w->buf, w->len);
     w->len = 0;
-    return e ? io_err(eb, e, "write", w->path) : ERR_OK;
+    return e ? file_io_err(eb, e, "write", w->path) : ERR_OK;
 }
 
 static int w_put(struct img_writer *w, const void *p, size_t n, struct errbuf *eb)
@@ -202,7 +176,7 @@ static int image_write(struct store *st, const struct store_snapshot *snap, cons
     struct img_writer w = {.fd = -1, .path = tmp};
     w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w.fd < 0)
-        return io_err(eb, errno, "create", tmp);
+        return file_io_err(eb, errno, "create", tmp);
     w.buf = malloc(IO_BUF_BYTES);
     ASSERT(w.buf != NULL);
 
@@ -226,14 +200,14 @@ static int image_write(struct store *st, const struct store_snapshot *snap, cons
     if (!rc)
         rc = w_flush(&w, eb);
     if (!rc && fsync(w.fd) != 0)
-        rc = io_err(eb, errno, "fsync", tmp);
+        rc = file_io_err(eb, errno, "fsync", tmp);
     int fd = w.fd;
     w.fd = -1;
     if (close(fd) != 0 && !rc)
-        rc = io_err(eb, errno, "close", tmp);
+        rc = file_io_err(eb, errno, "close", tmp);
     free(w.buf);
     if (!rc && rename(tmp, path) != 0)
-        rc = io_err(eb, errno, "rename to", path);
+        rc = file_io_err(eb, errno, "rename to", path);
     if (rc) {
         unlink(tmp);
         return rc;
@@ -301,7 +275,7 @@ static int r_take(struct img_reader *r, uint8_t *dst, size_t n, struct errbuf *e
             size_t want = min_sz(IO_BUF_BYTES, r->end - r->pos), got;
             int e = pread_full(r->fd, r->buf, want, r->pos, &got);
             if (e)
-                return io_err(eb, e, "read", r->path);
+                return file_io_err(eb, e, "read", r->path);
             if (got < want)
                 return errf(eb, ERR_CORRUPT, "snapshot %s shrank while being read", r->path);
             r->crc = crc32c_update(r->crc, r->buf, got);
@@ -343,13 +317,13 @@ static int image_walk(const char *path, struct img_info *info, rec_fn fn, void *
     struct img_reader r = {.fd = -1, .path = path};
     r.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r.fd < 0)
-        return io_err(eb, errno, "open", path);
+        return file_io_err(eb, errno, "open", path);
     struct buf keys[2] = {BUF_INIT, BUF_INIT}, val = BUF_INIT;
     struct buf *prev = &keys[0], *cur = &keys[1];
     int rc = ERR_OK;
     struct stat sb;
     if (fstat(r.fd, &sb) != 0) {
-        rc = io_err(eb, errno, "stat", path);
+        rc = file_io_err(eb, errno, "stat", path);
         goto out;
     }
     uint64_t size = (uint64_t)sb.st_size;
@@ -362,7 +336,7 @@ static int image_walk(const char *path, struct img_info *info, rec_fn fn, void *
     size_t got;
     int e = pread_full(r.fd, trl, sizeof trl, size - SNAP_TRAILER_BYTES, &got);
     if (e || got != sizeof trl) {
-        rc = e ? io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "snapshot %s shrank while being read", path);
+        rc = e ? file_io_err(eb, e, "read", path) : errf(eb, ERR_CORRUPT, "snapshot %s shrank while being read", path);
         goto out;
     }
     if (trl[0] != 0) {
@@ -484,11 +458,11 @@ int snap_read(const char *path, uint64_t offset, uint8_t *buf, size_t cap, size_
     *last = false;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return io_err(eb, errno, "open", path);
+        return file_io_err(eb, errno, "open", path);
     struct stat sb;
     int rc = ERR_OK;
     if (fstat(fd, &sb) != 0) {
-        rc = io_err(eb, errno, "stat", path);
+        rc = file_io_err(eb, errno, "stat", path);
     } else if (offset > (uint64_t)sb.st_size) {
         rc = errf(eb, ERR_BAD_INPUT, "offset %llu is past the end of %s (%lld bytes)", (unsigned long long)offset,
                   path, (long long)sb.st_size);
@@ -496,7 +470,7 @@ int snap_read(const char *path, uint64_t offset, uint8_t *buf, size_t cap, size_
         size_t got;
         int e = pread_full(fd, buf, min_sz(cap, (uint64_t)sb.st_size - offset), offset, &got);
         if (e) {
-            rc = io_err(eb, e, "read", path);
+            rc = file_io_err(eb, e, "read", path);
         } else {
             *n = got;
             *last = offset + got >= (uint64_t)sb.st_size;
@@ -510,15 +484,15 @@ int snap_file_info(const char *path, uint64_t *index, uint64_t *term, uint64_t *
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return io_err(eb, errno, "open", path);
+        return file_io_err(eb, errno, "open", path);
     struct stat sb;
     uint8_t hdr[SNAP_HEADER_BYTES];
     size_t got = 0;
     int rc = ERR_OK, e;
     if (fstat(fd, &sb) != 0)
-        rc = io_err(eb, errno, "stat", path);
+        rc = file_io_err(eb, errno, "stat", path);
     else if ((e = pread_full(fd, hdr, sizeof hdr, 0, &got)))
-        rc = io_err(eb, e, "read", path);
+        rc = file_io_err(eb, e, "read", path);
     else if (got < sizeof hdr || memcmp(hdr, SNAP_MAGIC, 8) != 0)
         rc = errf(eb, ERR_CORRUPT, "%s is not a ddkv snapshot image", path);
     close(fd);
@@ -565,7 +539,7 @@ int snap_recv_chunk(struct snap_recv *r, const char *dir, uint64_t index, uint64
         recv_close(r);
         int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0)
-            return io_err(eb, errno, "create", tmp);
+            return file_io_err(eb, errno, "create", tmp);
         r->fd = fd;
         r->index = index;
         r->term = term;
@@ -584,9 +558,9 @@ int snap_recv_chunk(struct snap_recv *r, const char *dir, uint64_t index, uint64
         goto abandon;
     }
     if (len > 0) {
-        int e = write_all(r->fd, data, len);
+        int e = file_write_all(r->fd, data, len);
         if (e) {
-            rc = io_err(eb, e, "write", tmp);
+            rc = file_io_err(eb, e, "write", tmp);
             goto abandon;
         }
         r->next += len;
@@ -604,7 +578,7 @@ int snap_recv_chunk(struct snap_recv *r, const char *dir, uint64_t index, uint64
     size_t got;
     int e = pread_full(r->fd, hdr, sizeof hdr, 0, &got);
     if (e) {
-        rc = io_err(eb, e, "read", tmp);
+        rc = file_io_err(eb, e, "read", tmp);
         goto abandon;
     }
     if (got < sizeof hdr || memcmp(hdr, SNAP_MAGIC, 8) != 0 || get_be64(hdr + 8) != index ||
@@ -614,17 +588,17 @@ int snap_recv_chunk(struct snap_recv *r, const char *dir, uint64_t index, uint64
         goto abandon;
     }
     if (fsync(r->fd) != 0) {
-        rc = io_err(eb, errno, "fsync", tmp);
+        rc = file_io_err(eb, errno, "fsync", tmp);
         goto abandon;
     }
     int fd = r->fd;
     r->fd = -1;
     if (close(fd) != 0) {
-        rc = io_err(eb, errno, "close", tmp);
+        rc = file_io_err(eb, errno, "close", tmp);
         goto abandon;
     }
     if (rename(tmp, fin) != 0) {
-        rc = io_err(eb, errno, "rename to", fin);
+        rc = file_io_err(eb, errno, "rename to", fin);
         goto abandon;
     }
     recv_close(r);
@@ -647,7 +621,7 @@ int snap_install_mark(struct store *st, const char *path, struct store_batch *ra
         int e = errno;
         if (raft_side)
             store_batch_clear(raft_side);
-        return io_err(eb, e, "resolve", path);
+        return file_io_err(eb, e, "resolve", path);
     }
     struct store_batch *b = raft_side ? raft_side : store_batch_new(st);
     store_batch_put(b, STORE_CF_RAFT_STATE, SNAP_INSTALL_MARKER, strlen(SNAP_INSTALL_MARKER), abs, strlen(abs));
@@ -919,7 +893,7 @@ int snap_prune(const char *dir, const char *keep_path, struct errbuf *eb)
         return errf(eb, ERR_BAD_INPUT, "%s is not a snapshot file name", keep_path);
     DIR *d = opendir(dir);
     if (!d)
-        return io_err(eb, errno, "open directory", dir);
+        return file_io_err(eb, errno, "open directory", dir);
     int rc = ERR_OK;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
@@ -930,7 +904,7 @@ int snap_prune(const char *dir, const char *keep_path, struct errbuf *eb)
         if (!join_path(p, sizeof p, dir, de->d_name))
             continue;
         if (unlink(p) != 0 && errno != ENOENT && rc == ERR_OK)
-            rc = io_err(eb, errno, "remove", p);
+            rc = file_io_err(eb, errno, "remove", p);
     }
     closedir(d);
     return rc;
