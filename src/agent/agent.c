@@ -47,6 +47,7 @@ void agent_config_defaults(struct agent_config *cfg)
     cfg->backlog = 3600;
     cfg->timeout_ms = 3000;
     cfg->claim_ttl_ms = 30000;
+    ddkv_options_init(&cfg->cluster);
 }
 
 /* Sleep up to ms, waking early when asked to stop. */
@@ -59,18 +60,12 @@ static void nap(struct agent *a, uint64_t ms)
     }
 }
 
-/* Client options from the agent's configuration (endpoints, timeout, TLS). */
+/* Client options from the agent's configuration. */
 static void agent_options(const struct agent_config *cfg, struct ddkv_options *o)
 {
-    ddkv_options_init(o);
+    *o = cfg->cluster;
     o->endpoints = cfg->endpoints;
     o->timeout_ms = cfg->timeout_ms;
-    o->tls_ca_file = cfg->tls_ca;
-    o->tls_cert_file = cfg->tls_cert;
-    o->tls_key_file = cfg->tls_key;
-    o->tls_skip_name_check = cfg->tls_skip_name_check;
-    o->user = cfg->user;
-    o->password = cfg->password;
 }
 
 static ddkv_client *agent_client(struct agent *a)

@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ddkv/ddkv.h"
+
 struct agent_config {
     const char *endpoints;
     const char *name;          /* default: the host name */
@@ -42,11 +44,9 @@ struct agent_config {
     uint32_t timeout_ms;       /* per cluster operation (3000) */
     bool worker;               /* also process jobs */
     uint32_t claim_ttl_ms;     /* a worker's claim (30000) */
-    /* TLS to the cluster, as in struct ddkv_options (NULL tls_ca: plain TCP). */
-    const char *tls_ca, *tls_cert, *tls_key;
-    bool tls_skip_name_check;
-    const char *user;          /* credentials for a cluster with auth enabled (NULL: none) */
-    const char *password;
+    /* Everything else about reaching the cluster (TLS, credentials): the
+     * CLI's client options as given; endpoints and timeout_ms above win. */
+    struct ddkv_options cluster;
 };
 
 void agent_config_defaults(struct agent_config *cfg);

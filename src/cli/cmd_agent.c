@@ -46,12 +46,7 @@ static int agent_cmd(struct cli_ctx *ctx)
     cfg.worker = opts_is_set(o, "worker");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
-    cfg.tls_ca = ctx->client.tls_ca_file;
-    cfg.tls_cert = ctx->client.tls_cert_file;
-    cfg.tls_key = ctx->client.tls_key_file;
-    cfg.tls_skip_name_check = ctx->client.tls_skip_name_check;
-    cfg.user = ctx->client.user;
-    cfg.password = ctx->client.password;
+    cfg.cluster = ctx->client; /* TLS and credentials */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = agent_on_signal;

@@ -51,12 +51,7 @@ static int hub_cmd(struct cli_ctx *ctx)
     cfg.chart_js = opts_get(o, "chart-js");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
-    cfg.tls_ca = ctx->client.tls_ca_file;
-    cfg.tls_cert = ctx->client.tls_cert_file;
-    cfg.tls_key = ctx->client.tls_key_file;
-    cfg.tls_skip_name_check = ctx->client.tls_skip_name_check;
-    cfg.user = ctx->client.user;
-    cfg.password = ctx->client.password;
+    cfg.cluster = ctx->client; /* TLS and credentials */
     int rc = hub_run(&cfg);
     return rc == 2 ? EXIT_USAGE : rc ? EXIT_UNAVAILABLE : EXIT_DONE;
 }

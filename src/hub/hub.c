@@ -78,19 +78,13 @@ struct hub {
 
 /* --- small helpers --- */
 
-/* Client options for endpoints: the hub's timeout and TLS settings. */
+/* Client options for endpoints: the hub's timeout, TLS and credentials. */
 static void hub_options(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms,
                         struct ddkv_options *o)
 {
-    ddkv_options_init(o);
+    *o = cfg->cluster;
     o->endpoints = endpoints;
     o->timeout_ms = timeout_ms;
-    o->tls_ca_file = cfg->tls_ca;
-    o->tls_cert_file = cfg->tls_cert;
-    o->tls_key_file = cfg->tls_key;
-    o->tls_skip_name_check = cfg->tls_skip_name_check;
-    o->user = cfg->user;
-    o->password = cfg->password;
 }
 
 static ddkv_client *hub_client(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms)
@@ -799,6 +793,7 @@ void hub_config_defaults(struct hub_config *cfg)
     cfg->chart_js = "/usr/share/javascript/chart.js/chart.min.js";
     cfg->timeout_ms = 3000;
     cfg->workers = 4;
+    ddkv_options_init(&cfg->cluster);
 }
 
 int hub_run(const struct hub_config *cfg)

@@ -28,6 +28,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ddkv/ddkv.h"
+
 struct hub_config {
     const char *endpoints;
     const char *http_addr;  /* "127.0.0.1:8080" */
@@ -35,11 +37,9 @@ struct hub_config {
     const char *chart_js;   /* Chart.js, from Debian's libjs-chart.js */
     uint32_t timeout_ms;    /* per cluster operation */
     uint32_t workers;       /* threads for cluster calls */
-    /* TLS to the cluster, as in struct ddkv_options (NULL tls_ca: plain TCP). */
-    const char *tls_ca, *tls_cert, *tls_key;
-    bool tls_skip_name_check;
-    const char *user;       /* credentials for a cluster with auth enabled (NULL: none) */
-    const char *password;
+    /* Everything else about reaching the cluster (TLS, credentials): the
+     * CLI's client options as given; endpoints and timeout_ms above win. */
+    struct ddkv_options cluster;
 };
 
 void hub_config_defaults(struct hub_config *cfg);
