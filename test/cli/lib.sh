@@ -101,13 +101,29 @@ for ln in m.split("\n"):
 PY
 }
 
+# Stop the cluster start_cluster made; any member still alive after that (a
+# stop that could not run) is killed by the PID in its pid file.
+stop_cluster_members() {
+  "$_LIB_CLUSTER_SH" stop >/dev/null 2>&1 || true
+  local f p
+  for f in "$DDKV_CLUSTER_DIR"/*.pid; do
+    [ -f "$f" ] || continue
+    p=$(cat "$f")
+    if grep -q ddkv "/proc/$p/cmdline" 2>/dev/null; then
+      echo "warning: $(basename "$f" .pid) (pid $p) outlived cluster.sh stop; killed" >&2
+      kill -9 "$p" 2>/dev/null || true
+    fi
+  done
+}
+
 # start_cluster N: a local N-node cluster by deploy/cluster.sh on a free port
 # block (DDKV_PORT_BASE), data and logs under $WORK/cluster, stopped at exit;
 # sets ROOT and EP (its client endpoints).
 start_cluster() {
   ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  _LIB_CLUSTER_SH=$ROOT/deploy/cluster.sh # kept apart: a test may reuse ROOT
   export DDKV_BIN=$DDKV DDKV_CLUSTER_DIR=$WORK/cluster
-  cleanup_extra() { "$ROOT/deploy/cluster.sh" stop >/dev/null 2>&1 || true; }
+  cleanup_extra() { stop_cluster_members; }
   free_port_block
   "$ROOT/deploy/cluster.sh" start "$1" >/dev/null
   EP=$("$ROOT/deploy/cluster.sh" endpoints)

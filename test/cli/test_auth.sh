@@ -15,7 +15,7 @@ start_cluster 3
 D() { "$DDKV" "$@" --endpoints "$EP"; }
 ROOTPW=r00t-pw-1
 VIEWPW=view-pw-2
-ROOT=(--user root --password "$ROOTPW")
+AS_ROOT=(--user root --password "$ROOTPW")
 VIEW=(--user viewer --password "$VIEWPW")
 
 # eventually CODE cmd...: like expect_exit, but retried for up to 5 s (a
@@ -69,9 +69,9 @@ expect_exit 2 D write other/z new "${VIEW[@]}"
 expect_exit 2 D lease grant 30 "${VIEW[@]}"
 expect_exit 2 D user add mallory --new-password x "${VIEW[@]}"
 expect_exit 2 D auth disable "${VIEW[@]}"
-expect_exit 0 D read metrics/x "${ROOT[@]}"
+expect_exit 0 D read metrics/x "${AS_ROOT[@]}"
 [ "$OUT" = v1 ] || fail "metrics/x changed by refused requests: '$OUT'"
-expect_exit 1 D read other/z "${ROOT[@]}"
+expect_exit 1 D read other/z "${AS_ROOT[@]}"
 expect_exit 0 D auth status "${VIEW[@]}"
 [ "$OUT" = "$(printf 'auth: enabled\nuser: viewer')" ] || fail "auth status as viewer: $OUT"
 pass "viewer cannot read other/, list beyond metrics/, write, delete, cas, lease or administer; nothing changed"
@@ -97,22 +97,22 @@ expect_exit 2 D read metrics/x --password "$VIEWPW"
 pass "credentials from --password-file and DDKV_USER/DDKV_PASSWORD"
 
 # --- root can do everything ---
-expect_exit 0 D write other/y y2 "${ROOT[@]}"
-expect_exit 0 D cas other/y y2 y3 "${ROOT[@]}"
-expect_exit 0 D delete metrics/cpu "${ROOT[@]}"
-expect_exit 0 D list "" "${ROOT[@]}"
-expect_exit 0 D status "${ROOT[@]}"
-expect_exit 0 D role add app-rw "${ROOT[@]}"
-expect_exit 0 D role grant app-rw app/ readwrite "${ROOT[@]}"
-expect_exit 0 D user add writer --new-password w-pw "${ROOT[@]}"
-expect_exit 0 D user grant writer app-rw "${ROOT[@]}"
-expect_exit 0 D user list "${ROOT[@]}"
+expect_exit 0 D write other/y y2 "${AS_ROOT[@]}"
+expect_exit 0 D cas other/y y2 y3 "${AS_ROOT[@]}"
+expect_exit 0 D delete metrics/cpu "${AS_ROOT[@]}"
+expect_exit 0 D list "" "${AS_ROOT[@]}"
+expect_exit 0 D status "${AS_ROOT[@]}"
+expect_exit 0 D role add app-rw "${AS_ROOT[@]}"
+expect_exit 0 D role grant app-rw app/ readwrite "${AS_ROOT[@]}"
+expect_exit 0 D user add writer --new-password w-pw "${AS_ROOT[@]}"
+expect_exit 0 D user grant writer app-rw "${AS_ROOT[@]}"
+expect_exit 0 D user list "${AS_ROOT[@]}"
 printf '%s\n' "$OUT" | grep -qx $'writer\tapp-rw' || fail "user list: $OUT"
-expect_exit 0 D role get app-rw "${ROOT[@]}" -o json
+expect_exit 0 D role get app-rw "${AS_ROOT[@]}" -o json
 [ "$OUT" = '{"role":"app-rw","grants":[{"perm":"readwrite","prefix":"app/"}]}' ] || fail "role get: $OUT"
 expect_exit 0 D write app/k 1 --user writer --password w-pw
 expect_exit 2 D write other/k 1 --user writer --password w-pw
-expect_exit 2 D user remove root "${ROOT[@]}"
+expect_exit 2 D user remove root "${AS_ROOT[@]}"
 pass "root writes, deletes, lists everything and administers users and roles; a readwrite grant works"
 
 # --- a follower checks the same ---
@@ -125,26 +125,26 @@ expect_exit 2 "$DDKV" write metrics/x via-follower --endpoints "$F" "${VIEW[@]}"
 pass "follower $F: the same answers"
 
 # --- a revoke takes effect, on the leader and the follower ---
-expect_exit 0 D role revoke metrics-read metrics/ "${ROOT[@]}"
+expect_exit 0 D role revoke metrics-read metrics/ "${AS_ROOT[@]}"
 expect_exit 2 D read metrics/x "${VIEW[@]}"
 eventually 2 "$DDKV" read metrics/x --endpoints "$F" --consistency stale "${VIEW[@]}"
-expect_exit 0 D role grant metrics-read metrics/ read "${ROOT[@]}"
+expect_exit 0 D role grant metrics-read metrics/ read "${AS_ROOT[@]}"
 eventually 0 "$DDKV" read metrics/x --endpoints "$F" --consistency stale "${VIEW[@]}"
-expect_exit 0 D user passwd viewer --new-password new-view-pw "${ROOT[@]}"
+expect_exit 0 D user passwd viewer --new-password new-view-pw "${AS_ROOT[@]}"
 expect_exit 2 D read metrics/x "${VIEW[@]}"
 expect_exit 0 D read metrics/x --user viewer --password new-view-pw
 pass "revoking a grant and changing a password take effect (leader and follower)"
 
 # --- the agent takes its credentials from the environment ---
-expect_exit 0 D role add agents "${ROOT[@]}"
-for p in clients/ metrics/ req/ resp/; do expect_exit 0 D role grant agents "$p" readwrite "${ROOT[@]}"; done
-expect_exit 0 D user add agent1 --new-password a-pw "${ROOT[@]}"
-expect_exit 0 D user grant agent1 agents "${ROOT[@]}"
+expect_exit 0 D role add agents "${AS_ROOT[@]}"
+for p in clients/ metrics/ req/ resp/; do expect_exit 0 D role grant agents "$p" readwrite "${AS_ROOT[@]}"; done
+expect_exit 0 D user add agent1 --new-password a-pw "${AS_ROOT[@]}"
+expect_exit 0 D user grant agent1 agents "${AS_ROOT[@]}"
 DDKV_USER=agent1 DDKV_PASSWORD=a-pw "$DDKV" agent --endpoints "$EP" --name authbox --interval-ms 200 \
   2>"$WORK/agent.log" &
 AGENT=$!
 PIDS+=("$AGENT")
-eventually 0 D read clients/authbox "${ROOT[@]}"
+eventually 0 D read clients/authbox "${AS_ROOT[@]}"
 kill -TERM "$AGENT"; wait "$AGENT" 2>/dev/null || true
 pass "the agent logs in from DDKV_USER/DDKV_PASSWORD and reports"
 
@@ -156,7 +156,7 @@ pass "no password is stored in the data dirs or logs"
 
 # --- disable: open again ---
 expect_exit 2 D auth disable
-expect_exit 0 D auth disable "${ROOT[@]}"
+expect_exit 0 D auth disable "${AS_ROOT[@]}"
 eventually 0 D write other/open 1
 eventually 0 "$DDKV" read other/y --endpoints "$F" --consistency stale
 pass "auth disable (root only) restores open access"
