@@ -793,6 +793,22 @@ static int att_staged(struct sm *sm, uint64_t lease, struct att_ref **out, size_
     *n = u;
     return ERR_OK;
 }
+/* The stored attachments of a lease: keys from prefix (k/<lease>) up to
+ * upper (k/<lease+1>, or past every k/ key for the last lease id); returns
+ * upper's length. */
+static size_t att_range(uint64_t lease, uint8_t prefix[ATT_PREFIX_LEN], uint8_t upper[ATT_PREFIX_LEN])
+{
+    prefix[0] = upper[0] = 'k';
+    prefix[1] = upper[1] = '/';
+    put_be64(prefix + 2, lease);
+    if (lease == UINT64_MAX) {
+        upper[1] = '/' + 1;
+        return 2;
+    }
+    put_be64(upper + 2, lease + 1);
+    return ATT_PREFIX_LEN;
+}
+
 
 /* Delete the lease and every key attached to it, in key order: the stored
  * attachment index merged with the batch's own attachments, each checked
@@ -811,15 +827,8 @@ static int apply_revoke(struct sm *sm, uint64_t index, uint64_t lamport, uint64_
     size_t ns, si = 0;
     if ((rc = att_staged(sm, lease, &staged, &ns, eb)))
         return rc;
-    uint8_t prefix[ATT_PREFIX_LEN] = {'k', '/'}, upper[ATT_PREFIX_LEN] = {'k', '/'};
-    put_be64(prefix + 2, lease);
-    size_t upper_n = ATT_PREFIX_LEN;
-    if (lease == UINT64_MAX) {
-        upper[1] = '/' + 1;
-        upper_n = 2;
-    } else {
-        put_be64(upper + 2, lease + 1);
-    }
+    uint8_t prefix[ATT_PREFIX_LEN], upper[ATT_PREFIX_LEN];
+    size_t upper_n = att_range(lease, prefix, upper);
     struct store_iter *it = store_iter_new(sm->st, STORE_CF_META, upper, upper_n);
     store_iter_seek(it, prefix, sizeof prefix);
     bool changed = false;
@@ -1060,15 +1069,8 @@ int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t t
 int sm_lease_keys_foreach(struct sm *sm, uint64_t lease, int (*cb)(void *ctx, const uint8_t *key, size_t klen),
                           void *ctx, struct errbuf *eb)
 {
-    uint8_t prefix[ATT_PREFIX_LEN] = {'k', '/'}, upper[ATT_PREFIX_LEN] = {'k', '/'};
-    put_be64(prefix + 2, lease);
-    size_t upper_n = ATT_PREFIX_LEN;
-    if (lease == UINT64_MAX) {
-        upper[1] = '/' + 1;
-        upper_n = 2;
-    } else {
-        put_be64(upper + 2, lease + 1);
-    }
+    uint8_t prefix[ATT_PREFIX_LEN], upper[ATT_PREFIX_LEN];
+    size_t upper_n = att_range(lease, prefix, upper);
     struct store_iter *it = store_iter_new(sm->st, STORE_CF_META, upper, upper_n);
     int rc = ERR_OK;
     for (store_iter_seek(it, prefix, sizeof prefix); store_iter_valid(it); store_iter_next(it)) {
