@@ -237,6 +237,10 @@ struct ddkv_member {
     char *peer_addr;   /* where peers reach it, or NULL */
     char *role;        /* "leader", "follower", ... as the answering node sees it, or NULL */
     bool healthy;      /* the answering node's view */
+    bool lag_known;    /* the answering node leads, and so knows the three below */
+    uint64_t match;        /* highest log index the leader knows the member stores */
+    uint64_t lag_entries;  /* committed entries it does not hold yet */
+    uint64_t lag_ms;       /* age of the oldest of them */
 };
 
 /* The answering node's own state, and the members it knows. Fields the node did
@@ -251,6 +255,9 @@ struct ddkv_status {
     struct ddkv_member *members;
     size_t n_members;
     char *cluster_id;  /* the cluster's id, 16 hex digits, or NULL if not reported */
+    bool healthy_known;    /* the node reported its own health (older nodes do not) */
+    bool healthy;          /* sees a leader, storage works, within the lag bounds */
+    uint64_t lag_entries, lag_ms; /* its own lag behind the commit index it knows */
 };
 
 DDKV_API ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out);

@@ -403,31 +403,38 @@ struct kv_row {
     bool known; /* term..lamport came from the member itself */
     uint64_t term, commit, applied, lamport;
     bool healthy;
+    bool lag_known; /* the leader's view of it: match index and lag */
+    uint64_t match, lag_entries, lag_ms;
 };
 
-enum { KV_STATUS_COLS = 8 };
+enum { KV_STATUS_COLS = 11 };
 
 static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t n)
 {
     if (ctx->fmt == OUT_JSON) {
         for (size_t i = 0; i < n; i++) {
             const struct kv_row *r = &rows[i];
-            json_t *o = json_pack("{s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:s?}", "name", r->name,
-                                  "address", r->address, "role", r->role, "term",
+            json_t *o = json_pack("{s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:s?, s:o, s:o, s:o}", "name",
+                                  r->name, "address", r->address, "role", r->role, "term",
                                   r->known ? json_integer((json_int_t)r->term) : json_null(), "commit",
                                   r->known ? json_integer((json_int_t)r->commit) : json_null(),
                                   "applied", r->known ? json_integer((json_int_t)r->applied) : json_null(),
                                   "lamport", r->known ? json_integer((json_int_t)r->lamport) : json_null(),
-                                  "healthy", r->healthy, "cluster_id", r->cluster_id);
+                                  "healthy", r->healthy, "cluster_id", r->cluster_id, "match",
+                                  r->lag_known ? json_integer((json_int_t)r->match) : json_null(), "lag_entries",
+                                  r->lag_known ? json_integer((json_int_t)r->lag_entries) : json_null(), "lag_ms",
+                                  r->lag_known ? json_integer((json_int_t)r->lag_ms) : json_null());
             if (out_json_line(o) != 0)
                 return EXIT_UNAVAILABLE;
         }
         return EXIT_DONE;
     }
-    static const char *const header[KV_STATUS_COLS] = {"NAME",   "ADDRESS", "ROLE",    "TERM",
-                                                       "COMMIT", "APPLIED", "LAMPORT", "HEALTHY"};
+    /* HEALTHY stays last (scripts look for " yes$"). */
+    static const char *const header[KV_STATUS_COLS] = {"NAME",    "ADDRESS", "ROLE",   "TERM",
+                                                       "COMMIT",  "APPLIED", "LAMPORT", "MATCH",
+                                                       "LAG",     "LAG_MS",  "HEALTHY"};
     const char **cells = calloc(n * KV_STATUS_COLS + 1, sizeof *cells);
-    char (*num)[4][24] = calloc(n + 1, sizeof *num);
+    char (*num)[7][24] = calloc(n + 1, sizeof *num);
     if (!cells || !num) {
         free(cells);
         free(num);
@@ -448,7 +455,15 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
         row[0] = r->name ? r->name : "-";
         row[1] = r->address ? r->address : "-";
         row[2] = r->role ? r->role : "-";
-        row[7] = r->healthy ? "yes" : "no";
+        uint64_t lv[3] = {r->match, r->lag_entries, r->lag_ms};
+        for (int k = 0; k < 3; k++) {
+            if (r->lag_known)
+                snprintf(num[i][4 + k], sizeof num[i][4 + k], "%llu", (unsigned long long)lv[k]);
+            else
+                snprintf(num[i][4 + k], sizeof num[i][4 + k], "-");
+            row[7 + k] = num[i][4 + k];
+        }
+        row[10] = r->healthy ? "yes" : "no";
     }
     out_table(stdout, KV_STATUS_COLS, header, cells, n);
     free(cells);
@@ -499,19 +514,43 @@ static int kv_status(struct cli_ctx *ctx)
     }
     const char *self_addr = s.client_addr ? s.client_addr : ddkv_client_endpoint(c);
     for (size_t i = 0; i < n; i++) {
+        const struct ddkv_member *m = s.n_members ? &s.members[i] : NULL;
+        bool self = !m || (m->name && s.name && strcmp(m->name, s.name) == 0);
+        if (!self && m->client_addr)
+            (void)kv_probe(ctx, m->client_addr, &probes[i]);
+    }
+    /* The leader's status (the answering node's, or a probed member's)
+     * knows how far behind each member is. */
+    const struct ddkv_status *lead = s.role && strcmp(s.role, "leader") == 0 ? &s : NULL;
+    for (size_t i = 0; !lead && i < n; i++)
+        if (probes[i].role && strcmp(probes[i].role, "leader") == 0)
+            lead = &probes[i];
+    for (size_t i = 0; i < n; i++) {
         struct kv_row *r = &rows[i];
         const struct ddkv_member *m = s.n_members ? &s.members[i] : NULL;
         bool self = !m || (m->name && s.name && strcmp(m->name, s.name) == 0);
         const struct ddkv_status *st = NULL;
         if (self)
             st = &s;
-        else if (m->client_addr && kv_probe(ctx, m->client_addr, &probes[i]))
+        else if (probes[i].name)
             st = &probes[i];
         r->name = m ? m->name : s.name;
         r->address = m && m->client_addr ? m->client_addr : self ? self_addr : NULL;
         /* A member's own word on its role is fresher than another's view. */
         r->role = st && st->role ? st->role : m ? m->role : NULL;
-        r->healthy = st != NULL && st->leader != NULL; /* it answers and sees a leader */
+        /* Healthy: it answers, sees a leader, says it is healthy itself
+         * (storage, lag) and the leader finds it within the lag bounds. */
+        r->healthy = st != NULL && st->leader != NULL && (!st->healthy_known || st->healthy);
+        for (size_t k = 0; lead && r->name && k < lead->n_members; k++) {
+            const struct ddkv_member *lm = &lead->members[k];
+            if (!lm->name || strcmp(lm->name, r->name) != 0)
+                continue;
+            r->healthy = r->healthy && lm->healthy;
+            r->lag_known = lm->lag_known;
+            r->match = lm->match;
+            r->lag_entries = lm->lag_entries;
+            r->lag_ms = lm->lag_ms;
+        }
         if (st) {
             r->known = true;
             r->term = st->term;

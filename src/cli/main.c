@@ -70,10 +70,14 @@ static struct opt_def serve_opts[] = {
      "(default: optional with --tls-ca, else none)"},
     {"auth-hash-iterations", 0, OPT_ARG, NULL, "N",
      "PBKDF2 iterations of new password hashes (each hash keeps its count; checked off the event loop)"},
+    {"health-max-lag-entries", 0, OPT_ARG, NULL, "N",
+     "a member is healthy only if it lacks at most N committed entries ..."},
+    {"health-max-lag-ms", 0, OPT_ARG, NULL, "MS",
+     "... and the oldest committed entry it lacks is at most MS old (/health, status, metrics)"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
 };
 
-#define SERVE_NUM_COUNT 10
+#define SERVE_NUM_COUNT 12
 static char serve_dflt_num[SERVE_NUM_COUNT][16];
 
 static struct opt_def *serve_opt(const char *name)
@@ -93,11 +97,13 @@ static void serve_fill_defaults(void)
     node_config_defaults(&cfg);
     static const char *const names[SERVE_NUM_COUNT] = {
         "max-frame-bytes", "max-key-bytes", "max-value-bytes", "max-connections", "frame-timeout-ms",
-        "heartbeat-ms", "election-timeout-ms", "snapshot-entries", "watch-history-bytes", "auth-hash-iterations"};
+        "heartbeat-ms", "election-timeout-ms", "snapshot-entries", "watch-history-bytes", "auth-hash-iterations",
+        "health-max-lag-entries", "health-max-lag-ms"};
     const uint32_t nums[SERVE_NUM_COUNT] = {cfg.max_frame_bytes, cfg.max_key_bytes, cfg.max_value_bytes,
                                             cfg.max_connections, cfg.frame_timeout_ms, cfg.heartbeat_ms,
                                             cfg.election_timeout_ms, cfg.snapshot_entries,
-                                            cfg.watch_history_bytes, cfg.auth_hash_iterations};
+                                            cfg.watch_history_bytes, cfg.auth_hash_iterations,
+                                            cfg.health_max_lag_entries, cfg.health_max_lag_ms};
     for (size_t i = 0; i < SERVE_NUM_COUNT; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
         serve_opt(names[i])->dflt = serve_dflt_num[i];
@@ -145,6 +151,8 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "snapshot-entries", 100, UINT32_MAX, &cfg.snapshot_entries) != 0 ||
         opts_get_u32(o, "watch-history-bytes", 1u << 20, UINT32_MAX, &cfg.watch_history_bytes) != 0 ||
         opts_get_u32(o, "auth-hash-iterations", 1000, 10000000, &cfg.auth_hash_iterations) != 0 ||
+        opts_get_u32(o, "health-max-lag-entries", 0, UINT32_MAX, &cfg.health_max_lag_entries) != 0 ||
+        opts_get_u32(o, "health-max-lag-ms", 0, UINT32_MAX, &cfg.health_max_lag_ms) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;

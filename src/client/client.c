@@ -1491,8 +1491,14 @@ static int status_decode(const msgpack_object *map, struct ddkv_status *s)
         (rc = status_u64(map, "applied", &s->applied)) ||
         (rc = status_u64(map, "lamport", &s->lamport)) ||
         (rc = status_u64(map, "revision", &s->revision)) || (rc = status_u64(map, "keys", &s->keys)) ||
-        (rc = status_str(map, "cluster_id", &s->cluster_id)))
+        (rc = status_str(map, "cluster_id", &s->cluster_id)) ||
+        (rc = status_u64(map, "lag_entries", &s->lag_entries)) || (rc = status_u64(map, "lag_ms", &s->lag_ms)))
         return rc;
+    const msgpack_object *sh = mpo_map_get(map, "healthy");
+    if (sh && sh->type == MSGPACK_OBJECT_BOOLEAN) {
+        s->healthy_known = true;
+        s->healthy = sh->via.boolean;
+    }
     const msgpack_object *mem = mpo_map_get(map, "members");
     if (!mem || mem->type == MSGPACK_OBJECT_NIL)
         return ERR_OK;
@@ -1516,6 +1522,13 @@ static int status_decode(const msgpack_object *map, struct ddkv_status *s)
             return rc;
         const msgpack_object *h = mpo_map_get(o, "healthy");
         m->healthy = h && mpo_bool(h);
+        const msgpack_object *mt = mpo_map_get(o, "match");
+        if (mt && mt->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            m->lag_known = true;
+            if ((rc = status_u64(o, "match", &m->match)) || (rc = status_u64(o, "lag_entries", &m->lag_entries)) ||
+                (rc = status_u64(o, "lag_ms", &m->lag_ms)))
+                return rc;
+        }
     }
     return ERR_OK;
 }

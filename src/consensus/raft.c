@@ -57,6 +57,8 @@ struct raft {
     enum raft_role role;
     uint64_t lead;
     uint64_t applied;
+    uint64_t leader_commit; /* highest commit index a leader told us of (ours, when leading) */
+    uint64_t regressions;   /* followers found holding less than they had acknowledged */
     uint64_t ticks;
     uint32_t election_elapsed, heartbeat_elapsed, rand_timeout;
 
@@ -591,6 +593,7 @@ static void raft_bcast_heartbeat(struct raft *r)
         raft_msg_init(r, &m, RAFT_MSG_HEARTBEAT, pr->id);
         /* Never tell a follower to commit past what it is known to hold. */
         m.commit = pr->match < r->commit ? pr->match : r->commit;
+        m.index = r->commit; /* the real commit index: followers learn how far behind they are */
         m.ctx = r->read_round;
         raft_send(r, &m, false);
     }
@@ -815,6 +818,15 @@ static int raft_step_leader(struct raft *r, const struct raft_msg *m)
             inflights_free_first(&pr->infl);
         if (m->ctx > pr->read_round && m->ctx <= r->read_round)
             pr->read_round = m->ctx;
+        if (m->index > 0 && m->index - 1 < pr->match && pr->state != PROGRESS_SNAPSHOT) {
+            /* The follower holds less than it acknowledged: its disk lost
+             * entries (or it came back empty). Replicating from what it
+             * has is the only way forward; commit never moves back, so a
+             * lower match only makes the leader more careful. */
+            pr->match = m->index - 1;
+            progress_become_probe(pr);
+            r->regressions++;
+        }
         if (pr->match < rlog_last(&r->log))
             raft_send_append(r, pr, true);
         raft_release_reads(r);
@@ -895,9 +907,14 @@ static void raft_handle_heartbeat(struct raft *r, const struct raft_msg *m)
     uint64_t c = m->commit < rlog_last(&r->log) ? m->commit : rlog_last(&r->log);
     if (c > r->commit)
         r->commit = c;
+    if (m->index > r->leader_commit)
+        r->leader_commit = m->index;
     struct raft_msg resp;
     raft_msg_init(r, &resp, RAFT_MSG_HEARTBEAT_RESP, m->from);
     resp.ctx = m->ctx;
+    /* Our last index + 1 (0 would mean "not told", as from an older member):
+     * lets the leader see a follower that lost entries it had acknowledged. */
+    resp.index = rlog_last(&r->log) + 1;
     raft_send(r, &resp, false);
 }
 
@@ -1682,6 +1699,32 @@ void raft_status(const struct raft *r, struct raft_status *st)
     st->snap_index = r->snap.index;
     st->snap_term = r->snap.term;
     st->transferee = r->transferee;
+    st->leader_commit = r->role == RAFT_LEADER ? r->commit : r->leader_commit;
+    if (st->leader_commit < r->commit)
+        st->leader_commit = r->commit;
+    st->regressions = r->regressions;
+}
+
+int raft_progress_get(const struct raft *r, uint64_t id, struct raft_progress_info *out)
+{
+    memset(out, 0, sizeof *out);
+    if (r->role != RAFT_LEADER || !raft_conf_has(&r->conf, id))
+        return ERR_NOT_FOUND;
+    if (id == r->id) {
+        out->match = r->log.stable;
+        out->next = rlog_last(&r->log) + 1;
+        out->state = PROGRESS_REPLICATE;
+        out->recent_active = true;
+        return ERR_OK;
+    }
+    const struct progress *pr = raft_progress((struct raft *)r, id);
+    if (!pr)
+        return ERR_NOT_FOUND;
+    out->match = pr->match;
+    out->next = pr->next;
+    out->state = pr->state;
+    out->recent_active = pr->recent_active;
+    return ERR_OK;
 }
 
 const struct raft_conf *raft_get_conf(const struct raft *r) { return &r->conf; }

@@ -262,6 +262,15 @@ struct raft_status {
     uint64_t first_index, last_index, stable_index;
     uint64_t snap_index, snap_term;
     uint64_t transferee;    /* leadership transfer in progress to this id, or 0 */
+    uint64_t leader_commit; /* the cluster's commit index as last heard (a leader: its own) */
+    uint64_t regressions;   /* followers seen holding less than they had acknowledged */
+};
+
+/* A leader's view of one member (itself included: match = its durable log). */
+struct raft_progress_info {
+    uint64_t match, next;
+    uint32_t state;          /* 0 probe, 1 replicate, 2 snapshot */
+    bool recent_active;
 };
 
 struct raft;
@@ -330,6 +339,9 @@ void raft_ready(struct raft *r, struct raft_ready *rd);
 void raft_advance(struct raft *r, const struct raft_ready *rd);
 
 void raft_status(const struct raft *r, struct raft_status *st);
+/* On a leader: what it knows of member id. ERR_NOT_FOUND when not leading or
+ * id is not in the configuration. */
+int raft_progress_get(const struct raft *r, uint64_t id, struct raft_progress_info *out);
 const struct raft_conf *raft_get_conf(const struct raft *r);
 /* The latest snapshot metadata the core knows (index 0: none). */
 const struct raft_snap_meta *raft_get_snap(const struct raft *r);

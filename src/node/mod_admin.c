@@ -29,6 +29,33 @@ bool node_has_leader(struct node *n)
     return admin_view(n).leader != NULL;
 }
 
+/* This member's own health: it sees a leader, its storage takes writes, and
+ * it has applied the cluster's commit index to within the configured lag. */
+struct node_health node_health(struct node *n)
+{
+    struct node_health h;
+    uint64_t now = clock_mono_ms();
+    uint64_t have = n->sm.applied_index;
+    h.lag_entries = lag_entries(&n->lag, have);
+    h.lag_ms = lag_age_ms(&n->lag, have, now);
+    h.sees_leader = node_has_leader(n);
+    h.healthy = h.sees_leader && !n->storage_failed && h.lag_entries <= n->cfg.health_max_lag_entries &&
+                h.lag_ms <= n->cfg.health_max_lag_ms;
+    return h;
+}
+
+/* On a leader, its view of member id: false when it has none. */
+bool node_member_lag(struct node *n, uint64_t id, uint64_t *match, uint64_t *entries, uint64_t *ms)
+{
+    struct raft_progress_info pi;
+    if (raft_progress_get(n->raft, id, &pi) != ERR_OK)
+        return false;
+    *match = pi.match;
+    *entries = lag_entries(&n->lag, pi.match);
+    *ms = lag_age_ms(&n->lag, pi.match, clock_mono_ms());
+    return true;
+}
+
 static void admin_ping(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
@@ -47,7 +74,8 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     const char *leader_addr = cluster_leader_client_addr(n);
     char cluster_id[17];
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->cluster_id);
-    mw_map(w, 19);
+    struct node_health health = node_health(n);
+    mw_map(w, 22);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
     mw_str(w, "cluster_id"); mw_str(w, n->cluster_id ? cluster_id : NULL);
     mw_str(w, "role"); mw_str(w, v.role);
@@ -66,6 +94,9 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "connections"); mw_u64(w, n->nconns);
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
     mw_str(w, "version"); mw_str(w, DDKV_VERSION_STRING);
+    mw_str(w, "healthy"); mw_bool(w, health.healthy);
+    mw_str(w, "lag_entries"); mw_u64(w, health.lag_entries);
+    mw_str(w, "lag_ms"); mw_u64(w, health.lag_ms);
     /* Every member of the configuration in force, as this node sees it. */
     const struct raft_conf *conf = raft_get_conf(n->raft);
     mw_str(w, "members");
@@ -81,13 +112,23 @@ void node_pack_status(struct node *n, struct msg_writer *w)
             peer_get_stats(n->peers, id, &ps);
             reachable = ps.connects > ps.disconnects;
         }
-        mw_map(w, 6);
+        /* A leader knows how far each member is behind; others say nil. */
+        uint64_t match = 0, lag_n = 0, lag_t = 0;
+        bool lag_known = node_member_lag(n, id, &match, &lag_n, &lag_t);
+        bool within = !lag_known || (lag_n <= n->cfg.health_max_lag_entries && lag_t <= n->cfg.health_max_lag_ms);
+        mw_map(w, 9);
         mw_str(w, "name"); mw_str(w, m ? m->name : NULL);
         mw_str(w, "client_addr"); mw_str(w, m && m->client_addr[0] ? m->client_addr : NULL);
         mw_str(w, "peer_addr"); mw_str(w, m && m->peer_addr[0] ? m->peer_addr : NULL);
         mw_str(w, "role"); mw_str(w, self ? v.role : id == v.leader_id ? "leader" : learner ? "learner" : "follower");
         mw_str(w, "voter"); mw_bool(w, !learner);
-        mw_str(w, "healthy"); mw_bool(w, self ? (v.leader != NULL && !n->storage_failed) : reachable);
+        mw_str(w, "healthy"); mw_bool(w, (self ? health.healthy : reachable) && within);
+        mw_str(w, "match");
+        if (lag_known) mw_u64(w, match); else mw_nil(w);
+        mw_str(w, "lag_entries");
+        if (lag_known) mw_u64(w, lag_n); else mw_nil(w);
+        mw_str(w, "lag_ms");
+        if (lag_known) mw_u64(w, lag_t); else mw_nil(w);
     }
 }
 

@@ -55,6 +55,10 @@ struct node_config {
     /* PBKDF2 iterations of the password hashes this node makes (each hash
      * keeps its own count, so a change applies to new passwords). */
     uint32_t auth_hash_iterations;
+    /* A member is healthy only within both of these of the cluster's commit
+     * index (node/lag.h): entries it lacks, and the age of the oldest one. */
+    uint32_t health_max_lag_entries;
+    uint32_t health_max_lag_ms;
 };
 
 /* Defaults for every field (data_dir stays NULL: the caller must set it). */

@@ -35,11 +35,16 @@ static void http_reply(struct evhttp_request *req, int code, const char *type, c
 static void http_health(struct evhttp_request *req, void *arg)
 {
     struct node *n = arg;
-    /* 200 when this node sees a leader and can store writes, 503 otherwise. */
-    bool ok = node_has_leader(n) && !n->storage_failed;
-    char body[256];
-    snprintf(body, sizeof body, "{\"healthy\":%s,\"name\":\"%s\",\"storage_failed\":%s}",
-             ok ? "true" : "false", n->cfg.name, n->storage_failed ? "true" : "false");
+    /* 200 when this node sees a leader, can store writes and is within the
+     * configured lag of the commit index; 503 otherwise. */
+    struct node_health h = node_health(n);
+    bool ok = h.healthy;
+    char body[320];
+    snprintf(body, sizeof body,
+             "{\"healthy\":%s,\"name\":\"%s\",\"storage_failed\":%s,\"sees_leader\":%s,"
+             "\"lag_entries\":%llu,\"lag_ms\":%llu}",
+             ok ? "true" : "false", n->cfg.name, n->storage_failed ? "true" : "false",
+             h.sees_leader ? "true" : "false", (unsigned long long)h.lag_entries, (unsigned long long)h.lag_ms);
     http_reply(req, ok ? 200 : 503, "application/json", body);
 }
 
@@ -158,6 +163,40 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_snapshots_taken_total", "counter", "Snapshots written.", s->snapshots_taken);
     metric(b, "ddkv_snapshots_installed_total", "counter", "Snapshots received and installed.",
            s->snapshots_installed);
+    metric(b, "ddkv_snapshot_image_errors_total", "counter",
+           "Snapshot images a follower needed that could not be read (each replaced by a fresh one).",
+           s->snap_image_errors);
+    metric(b, "ddkv_raft_follower_regressions_total", "counter",
+           "Followers found holding less of the log than they had acknowledged.", rs.regressions);
+    struct node_health nh = node_health(n);
+    metric(b, "ddkv_healthy", "gauge", "1 when this member is healthy (as /health says).", nh.healthy);
+    metric(b, "ddkv_lag_entries", "gauge", "Committed entries this member has not applied.", nh.lag_entries);
+    evbuffer_add_printf(b, "# HELP ddkv_lag_seconds Age of the oldest committed entry this member has not applied.\n"
+                           "# TYPE ddkv_lag_seconds gauge\nddkv_lag_seconds %.3f\n", (double)nh.lag_ms / 1e3);
+    if (rs.role == RAFT_LEADER) {
+        /* The leader's view of every member: match index and lag. */
+        const struct raft_conf *conf = raft_get_conf(n->raft);
+        static const char *const names[3] = {"ddkv_member_match_index", "ddkv_member_lag_entries",
+                                             "ddkv_member_lag_seconds"};
+        static const char *const helps[3] = {
+            "Highest log index the leader knows is stored on the member.",
+            "Committed entries the member does not hold yet (leader's view).",
+            "Age of the oldest committed entry the member does not hold (leader's view)."};
+        for (int k = 0; k < 3; k++) {
+            evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", names[k], helps[k], names[k]);
+            for (uint32_t i = 0; i < conf->n; i++) {
+                uint64_t match, entries, ms;
+                const struct member *m = cluster_member(n, conf->ids[i]);
+                if (!m || !node_member_lag(n, conf->ids[i], &match, &entries, &ms))
+                    continue;
+                if (k == 2)
+                    evbuffer_add_printf(b, "%s{member=\"%s\"} %.3f\n", names[k], m->name, (double)ms / 1e3);
+                else
+                    evbuffer_add_printf(b, "%s{member=\"%s\"} %llu\n", names[k], m->name,
+                                        (unsigned long long)(k == 0 ? match : entries));
+            }
+        }
+    }
     if (n->peers) {
         struct peer_stats ps;
         peer_get_stats(n->peers, 0, &ps);

@@ -55,12 +55,27 @@ static uint64_t replica_log_lamport(const struct raftlog_loaded *l, uint64_t app
     return max;
 }
 
+/* What the node knows of the cluster's commit index, for lag (lag.h); and a
+ * follower found holding less than it had acknowledged, logged. */
+void replica_note_commit(struct node *n)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    lag_note(&n->lag, st.leader_commit > st.commit ? st.leader_commit : st.commit, clock_mono_ms());
+    if (st.regressions > n->regressions_seen) {
+        n->regressions_seen = st.regressions;
+        log_warn("a follower holds less of the log than it had acknowledged (its disk lost entries, or it "
+                 "came back empty): replicating to it again from what it holds");
+    }
+}
+
 static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct node *n = arg;
     (void)fd;
     (void)what;
     if (!n->storage_failed) {
+        replica_note_commit(n);
         raft_tick(n->raft);
         cluster_tick(n);
         lease_tick(n);
@@ -872,13 +887,39 @@ static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64
     struct errbuf eb;
     replica_snap_dir(n, dir, sizeof dir);
     static const char *const exts[] = {"snap", "recv"};
-    for (int i = 0; i < 2; i++) {
+    int rc = ERR_NOT_FOUND;
+    errf(&eb, ERR_NOT_FOUND, "no image file for index %llu term %llu in %s", (unsigned long long)meta->index,
+         (unsigned long long)meta->term, dir);
+    for (int i = 0; i < 2 && rc == ERR_NOT_FOUND; i++) {
         if (snap_path(path, sizeof path, dir, meta->index, meta->term, exts[i], &eb) != ERR_OK)
-            return ERR_NOT_FOUND;
-        int rc = snap_read(path, offset, buf, cap, len, last, &eb);
-        if (rc != ERR_NOT_FOUND)
-            return rc;
+            break;
+        /* A send starts at offset 0: check the whole image once (its CRCs
+         * and length) so a damaged one is replaced instead of being sent
+         * again and again to a follower that refuses it. */
+        if (offset == 0 && (n->snap_verified_index != meta->index || n->snap_verified_term != meta->term)) {
+            rc = snap_verify(path, NULL, NULL, NULL, &eb);
+            if (rc == ERR_NOT_FOUND)
+                continue;
+            if (rc != ERR_OK)
+                break;
+            n->snap_verified_index = meta->index;
+            n->snap_verified_term = meta->term;
+        }
+        rc = snap_read(path, offset, buf, cap, len, last, &eb);
     }
+    if (rc == ERR_OK)
+        return ERR_OK;
+    /* The image a follower needs cannot be read: say so once, count it,
+     * and take a fresh snapshot to send instead (replica_snap_tick). */
+    if (n->snap_bad_index != meta->index || !n->snap_force) {
+        n->snap_bad_index = meta->index;
+        n->stats.snap_image_errors++;
+        n->snap_verified_index = 0;
+        log_error("snapshot image for index %llu (term %llu) cannot be sent: %s; taking a fresh snapshot "
+                  "to send instead",
+                  (unsigned long long)meta->index, (unsigned long long)meta->term, eb.msg);
+    }
+    n->snap_force = true;
     return ERR_NOT_FOUND;
 }
 
@@ -912,6 +953,20 @@ static void replica_snap_tick(struct node *n)
         n->snap_newest = n->snap_index_taking;
         snprintf(n->snap_newest_path, sizeof n->snap_newest_path, "%s", n->snap_taking);
         uint64_t first = raft_get_snap(n->raft)->index + 1;
+        if (n->snap_forcing) {
+            /* Taken to replace an image that could not be read: compact to
+             * this one, so it is what followers are sent from now on. */
+            n->snap_forcing = false;
+            n->snap_verified_index = 0;
+            prev = n->snap_newest;
+            snprintf(prev_path, sizeof prev_path, "%s", n->snap_newest_path);
+            if (prev < first) { /* the same index: its file was rewritten in place */
+                (void)snap_prune(dir, prev_path, &eb);
+                log_info("snapshot at index %llu written again, replacing the unreadable image",
+                         (unsigned long long)prev);
+                return;
+            }
+        }
         if (prev < first || raft_compact(n->raft, prev) != ERR_OK) {
             log_info("snapshot at index %llu written", (unsigned long long)n->snap_newest);
             return;
@@ -937,14 +992,24 @@ static void replica_snap_tick(struct node *n)
     uint64_t base = raft_get_snap(n->raft)->index;
     if (n->snap_newest > base)
         base = n->snap_newest;
-    if (n->installing || applied < base + n->cfg.snapshot_entries)
+    bool force = n->snap_force && !n->installing && applied > 0;
+    if (force) {
+        n->snap_force = false;
+        n->snap_forcing = true;
+    } else if (n->installing || applied < base + n->cfg.snapshot_entries) {
         return;
+    }
     uint64_t term;
-    if (!raft_log_term(n->raft, applied, &term))
+    if (!raft_log_term(n->raft, applied, &term)) {
+        n->snap_force |= force;
+        n->snap_forcing = false;
         return;
+    }
     if (snap_path(n->snap_taking, sizeof n->snap_taking, dir, applied, term, "snap", &eb) != ERR_OK ||
         snap_write_start(n->st, n->snap_taking, applied, term, &n->snap_job, &eb) != ERR_OK) {
         log_error("cannot start a snapshot at %llu: %s", (unsigned long long)applied, eb.msg);
+        n->snap_force |= force;
+        n->snap_forcing = false;
         return;
     }
     n->snap_index_taking = applied;
@@ -1173,6 +1238,8 @@ static void replica_finish(struct node *n, const struct raft_ready *rd)
 
 void replica_drive(struct node *n)
 {
+    if (!n->storage_failed)
+        replica_note_commit(n);
     if (n->syncing && !replica_sync_end(n, false))
         return;
     if (n->installing) {

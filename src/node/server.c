@@ -58,6 +58,8 @@ void node_config_defaults(struct node_config *cfg)
     cfg->watch_history_bytes = WATCH_HISTORY_BYTES;
     cfg->log_level = "info";
     cfg->auth_hash_iterations = PASSWD_ITERATIONS;
+    cfg->health_max_lag_entries = 10000;
+    cfg->health_max_lag_ms = 3000;
 }
 
 /* --- connections --- */

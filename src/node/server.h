@@ -16,6 +16,7 @@
 #include "kv/snapshot.h"
 #include "kv/store.h"
 #include "node/dispatch.h"
+#include "node/lag.h"
 #include "node/node.h"
 #include "node/watch.h"
 #include "proto/frame.h"
@@ -118,6 +119,7 @@ struct node_stats {
         snapshots_installed, duplicates, watches, txns, leases_expired;
     uint64_t tls_handshake_failures; /* client port: handshakes refused or timed out */
     uint64_t auth_ok, auth_failed, auth_denied; /* AUTHs verified and refused; requests refused */
+    uint64_t snap_image_errors; /* images a follower needed that could not be read (replaced) */
 };
 
 struct peer_transport;
@@ -204,6 +206,14 @@ struct node {
     struct jobs *jobs;           /* the job queue module's state (mod_jobs.c) */
     struct backups *backups;     /* snapshot saves in progress (mod_backup.c) */
     struct auth_worker *auth;    /* password hashing off the loop (auth.c) */
+    struct lag lag;              /* when each commit index was first known (lag.h) */
+    /* An image a follower needs could not be read: take a fresh one now and
+     * compact the log to it (replica.c), instead of retrying the bad one. */
+    bool snap_force;
+    bool snap_forcing;           /* the snapshot being taken replaces an unreadable image */
+    uint64_t snap_bad_index;     /* the last image reported unreadable (logged once) */
+    uint64_t snap_verified_index, snap_verified_term; /* the image last checked whole */
+    uint64_t regressions_seen;   /* followers found behind what they acknowledged, logged */
 };
 
 /* Modules: each registers its message types with the dispatcher at start-up. */
@@ -319,6 +329,16 @@ void replica_stop(struct node *n);
  * the log syncer thread while the loop goes on), apply, answer. Called after
  * every loop turn and when a sync finishes: the group commit. */
 void replica_drive(struct node *n);
+/* A member's health (mod_admin.c): healthy = sees a leader, storage takes
+ * writes, and within --health-max-lag-entries/-ms of the commit index. */
+struct node_health {
+    bool healthy, sees_leader;
+    uint64_t lag_entries, lag_ms;
+};
+struct node_health node_health(struct node *n);
+bool node_member_lag(struct node *n, uint64_t id, uint64_t *match, uint64_t *entries, uint64_t *ms);
+/* Record what the node knows of the cluster's commit index (lag.h). */
+void replica_note_commit(struct node *n);
 /* Wait for the log sync in flight and finish its batch (stopping, rejoining). */
 void replica_flush(struct node *n);
 /* Propose a write for c; answered when it commits and applies. ERR_UNAVAILABLE

@@ -357,3 +357,46 @@ Test(replication, stale_ack_ignored,
     h_step(&net, 1, &m);
     cr_assert_eq(h_status(&net, 1).commit, 4);
 }
+
+Test(replication, follower_that_lost_its_tail_is_caught_up_by_heartbeats,
+     .description = "a follower whose disk lost entries it had acknowledged says so in its heartbeat "
+                    "reply; the leader replicates again from what it holds, with no new proposal")
+{
+    h_init(&net, 3, 3, 0, NULL);
+    cr_assert_eq(h_elect(&net, 1), RAFT_LEADER);
+    uint64_t last = 0;
+    for (int k = 0; k < 6; k++)
+        last = h_propose(&net, 1, "v");
+    h_settle(&net);
+    cr_assert_eq(h_status(&net, 3).last_index, last);
+    struct raft_progress_info pi;
+    cr_assert_eq(raft_progress_get(net.nd[1].r, 3, &pi), ERR_OK);
+    cr_assert_eq(pi.match, last);
+
+    /* n3 loses the tail of its log (a disk that dropped acknowledged writes). */
+    h_crash(&net, 3);
+    struct hnode *n3 = &net.nd[3];
+    size_t keep = 2;
+    cr_assert(n3->n_log > keep);
+    n3->n_log = keep;
+    uint64_t kept = n3->log[keep - 1].index;
+    if (n3->hs.commit > kept)
+        n3->hs.commit = kept;
+    if (n3->applied > kept)
+        n3->applied = kept;
+    h_start(&net, 3);
+    cr_assert_eq(h_status(&net, 3).last_index, kept);
+
+    /* Heartbeats alone (no proposal) must bring it back. */
+    for (int round = 0; round < 5 && h_status(&net, 3).last_index < last; round++) {
+        h_tick(&net, 1, (int)net.tmpl.heartbeat_ticks);
+        h_settle(&net);
+    }
+    cr_assert_eq(h_status(&net, 3).last_index, last, "n3 at %llu, leader at %llu",
+                 (unsigned long long)h_status(&net, 3).last_index, (unsigned long long)last);
+    cr_assert_eq(h_status(&net, 1).regressions, 1);
+    cr_assert_eq(raft_progress_get(net.nd[1].r, 3, &pi), ERR_OK);
+    cr_assert_eq(pi.match, last);
+    cr_assert_eq(h_status(&net, 3).leader_commit, h_status(&net, 1).commit,
+                 "heartbeats tell the follower the real commit index");
+}
