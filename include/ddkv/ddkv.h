@@ -337,11 +337,13 @@ struct ddkv_job_claim {
 DDKV_API ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_ms,
                                  struct ddkv_job_claim *out);
 DDKV_API void ddkv_job_claim_free(struct ddkv_job_claim *j);
-/* Complete the job with its result's key. With `result` (not NULL), the
- * result itself (at most the value limit) is put at result_key by the same
- * transaction, which applies only while the token is the claim's: a worker
- * that lost its claim never overwrites the result of the one that holds it.
- * result_key must then be outside jobs/, jobq/ and jobc/.
+/* Complete the job. Its result lives at jobresult/<id>: result_key is that
+ * key, or NULL or "" (the same); any other key is refused (BAD_REQUEST).
+ * With `result` (not NULL), the result itself (at most the value limit) is
+ * put there by the same transaction, which applies only while the token is
+ * the claim's: a worker that lost its claim never overwrites the result of
+ * the one that holds it. With auth enabled the worker must be able to write
+ * jobresult/<id> (PERMISSION_DENIED otherwise, and nothing changes).
  * DDKV_ERR_FENCED: the token is no longer the claim's (it expired and another
  * worker claimed the job, or it was settled): nothing was written and the
  * result must be thrown away. */

@@ -60,13 +60,13 @@ Test(leases, a_grant_is_identified_by_its_index)
     /* Not visible to the leader until committed. */
     uint64_t ttl;
     struct errbuf eb;
-    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, &eb), ERR_NOT_FOUND);
+    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, NULL, &eb), ERR_NOT_FOUND);
     fx_commit(&m0);
-    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, &eb), ERR_OK);
+    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, NULL, &eb), ERR_OK);
     cr_assert_eq(ttl, 5000);
-    cr_assert_eq(sm_lease_get(&m0.sm, 3, &ttl, &eb), ERR_OK);
+    cr_assert_eq(sm_lease_get(&m0.sm, 3, &ttl, NULL, &eb), ERR_OK);
     cr_assert_eq(ttl, 7000);
-    cr_assert_eq(sm_lease_get(&m0.sm, 1, &ttl, &eb), ERR_NOT_FOUND);
+    cr_assert_eq(sm_lease_get(&m0.sm, 1, &ttl, NULL, &eb), ERR_NOT_FOUND);
     cr_assert_eq(m0.sm.leases, 2);
     cr_assert_eq(m0.sm.revision, 1);
     cr_assert_eq(m0.ev->n, 1, "grants report no event");
