@@ -131,6 +131,50 @@ class Conn:
         self.s.close()
 
 
+class Cluster:
+    """Requests as user to whichever member leads: a NOT_LEADER answer names
+    the leader's client address; UNAVAILABLE (an election) is retried for a
+    few seconds."""
+
+    def __init__(self, endpoints, user=None, password=None):
+        self.eps = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+        self.user, self.password = user, password
+        self.conns = {}
+
+    def conn(self, ep):
+        if ep not in self.conns:
+            c = Conn(ep)
+            if self.user:
+                c.login(self.user, self.password)
+            self.conns[ep] = c
+        return self.conns[ep]
+
+    def call(self, mtype, *fields):
+        import time
+        deadline = time.time() + 10
+        ep = self.eps[0]
+        while True:
+            try:
+                r = self.conn(ep).call(mtype, *fields)
+            except (OSError, ConnectionError):
+                self.conns.pop(ep, None)
+                r = None
+            if r is not None and not (r[0] == 1 and r[3] in (1, 5)):
+                return r
+            if time.time() > deadline:
+                return r
+            if r is not None and r[3] == 1 and len(r) > 5 and r[5]:
+                ep = text(r[5])
+            else:
+                ep = self.eps[(self.eps.index(ep) + 1) % len(self.eps)] if ep in self.eps else self.eps[0]
+                time.sleep(0.2)
+
+    def close(self):
+        for c in self.conns.values():
+            c.close()
+        self.conns = {}
+
+
 ERRORS = {1: "NOT_LEADER", 2: "NOT_FOUND", 3: "TOO_LARGE", 4: "BAD_REQUEST", 5: "UNAVAILABLE", 6: "TIMEOUT",
           7: "COMPACTED", 8: "PERMISSION_DENIED", 9: "INTERNAL", 10: "FENCED", 11: "UNAUTHENTICATED"}
 
