@@ -158,8 +158,8 @@ Test(jobs, extending_a_claim_keeps_it_and_replaces_the_token)
     }
     cr_assert_gt(tok, old);
     cr_assert_eq(ddkv_job_claim(c, "thief", 400, &other), DDKV_ERR_NOT_FOUND, "an extended claim was taken");
-    cr_assert_eq(ddkv_job_ack(c, j.id, old, "r", NULL, 0), DDKV_ERR_FENCED, "the old token still works");
-    cr_assert_eq(ddkv_job_ack(c, j.id, tok, "r", NULL, 0), DDKV_OK);
+    cr_assert_eq(ddkv_job_ack(c, j.id, old, "", NULL, 0), DDKV_ERR_FENCED, "the old token still works");
+    cr_assert_eq(ddkv_job_ack(c, j.id, tok, "", NULL, 0), DDKV_OK);
     ddkv_job_claim_free(&j);
     ddkv_free(id);
     ddkv_client_free(c);
