@@ -122,10 +122,14 @@ static int job_get(struct cli_ctx *ctx, ddkv_client *c, const char *id)
         out_error("%s is not a job record", key);
         return EXIT_UNAVAILABLE;
     }
+    /* The result of job ID lives at jobresult/ID (src/node/mod_jobs.c); a
+     * record naming any other key (written by hand) is not followed. */
+    char rkey[160];
+    snprintf(rkey, sizeof rkey, "jobresult/%s", id);
     const char *result = json_string_value(json_object_get(job, "result"));
-    if (result) {
+    if (result && strcmp(result, rkey) == 0) {
         struct ddkv_value rv;
-        if (ddkv_read(c, result, strlen(result), DDKV_CONSISTENCY_LINEARIZABLE, 0, &rv) == DDKV_OK) {
+        if (ddkv_read(c, rkey, strlen(rkey), DDKV_CONSISTENCY_LINEARIZABLE, 0, &rv) == DDKV_OK) {
             json_t *r = json_loadb(rv.value, rv.len, 0, &err);
             json_object_set_new(job, "result_value", r ? r : json_stringn(rv.value, rv.len));
             ddkv_free(rv.value);

@@ -140,3 +140,22 @@ expect_exit 0 D read secret/token "${AS_ROOT[@]}"
 [ "$OUT" = s3cret-value ] || fail "secret/token: $OUT"
 for i in 1 2 3; do expect_exit 0 "$DDKV" ping --endpoints "127.0.0.1:$((DDKV_PORT_BASE + i))"; done
 pass "acks naming keys outside jobresult/<id> refused, the secret unchanged; a worker without write on jobresult/ cannot complete a job; bad numbers and texts are BAD_REQUEST, every member serving"
+
+# --- where the secret was served: a hub running as root, and `ddkv job get`
+# as root, follow a job record's "result" only to that job's own result key.
+# (A worker may write job records by hand: it has readwrite on jobs/.) ---
+HUB=127.0.0.1:$((DDKV_PORT_BASE + 80))
+DDKV_USER=root DDKV_PASSWORD=rootpw "$DDKV" hub --endpoints "$EP" --http-addr "$HUB" --web-dir "$ROOT/web" \
+  2>"$WORK/hub.log" &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf "http://$HUB/health" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sf "http://$HUB/health" >/dev/null || fail "the hub does not answer: $(cat "$WORK/hub.log")"
+expect_exit 0 D write jobs/forged1 \
+  '{"id":"forged1","state":"done","attempts":1,"max_attempts":1,"data":"jobdata/x/","result":"secret/token"}' \
+  --user worker --password workerpw
+BODY=$(curl -s "http://$HUB/api/jobs/forged1")
+echo "hub GET /api/jobs/forged1 (no credentials): ${BODY:0:200}"
+[[ $BODY != *s3cret* ]] || fail "the hub served the secret: $BODY"
+expect_exit 0 D job get forged1 "${AS_ROOT[@]}"
+[[ $OUT != *s3cret* ]] || fail "job get followed the forged result key: $OUT"
+pass "a forged job record naming secret/token: neither the hub (as root) nor job get (as root) shows the secret"
