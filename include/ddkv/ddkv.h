@@ -315,11 +315,12 @@ DDKV_API void ddkv_snapshot_meta_free(struct ddkv_snapshot_meta *m);
 /* A job lives in the cluster as jobs/<id> (JSON: id, state queued | claimed |
  * done | dead, data, name, attempts, max_attempts, worker, deadline_ms,
  * created_ms, result, error); its input is whatever data_key names (the CLI stores a
- * file under a prefix in chunks). */
+ * file under a prefix in chunks), its result is at jobresult/<id>. */
 
-/* Queue a job whose input is data_key, to be tried at most max_attempts
- * times (1..100). name (NULL or < 128 bytes, e.g. the file's name) is kept in
- * the job record for people to read. *id (to ddkv_free) names it. A retried
+/* Queue a job whose input is data_key (under jobdata/, < 256 bytes), to be
+ * tried at most max_attempts times (1..100). name (NULL or < 128 bytes, e.g.
+ * the file's name) is kept in the job record for people to read. Both are
+ * UTF-8 text without control characters (DDKV_ERR_BAD_REQUEST otherwise). *id (to ddkv_free) names it. A retried
  * put is applied once. */
 DDKV_API ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts,
                                char **id);
