@@ -272,7 +272,8 @@ static bool jobs_leader(struct node *n, struct conn *c, uint64_t rid)
 }
 
 /* Field i as a C string of fewer than cap bytes: text that goes into the
- * job record (JSON), so well-formed UTF-8 without control characters. */
+ * job record (JSON) and before people (job list, the dashboard), so
+ * well-formed UTF-8 without control characters. */
 static bool arg_str(const struct msg *m, uint32_t i, char *out, size_t cap, bool may_be_empty)
 {
     const uint8_t *p;
@@ -280,8 +281,8 @@ static bool arg_str(const struct msg *m, uint32_t i, char *out, size_t cap, bool
     if (msg_bytes(m, i, &p, &len) != ERR_OK || len >= cap || (!len && !may_be_empty) || !utf8_valid(p, len))
         return false;
     for (size_t k = 0; k < len; k++)
-        if (p[k] < 0x20 || p[k] == 0x7f)
-            return false;
+        if (p[k] < 0x20 || p[k] == 0x7f || (p[k] == 0xc2 && k + 1 < len && p[k + 1] < 0xa0))
+            return false; /* C0 and C1 controls (U+0080..U+009F are 0xc2 0x80..0x9f) */
     memcpy(out, p, len);
     out[len] = 0;
     return true;

@@ -112,6 +112,7 @@ for what, fields in [
         ("data key not UTF-8", [b"jobdata/\xff\xfe/", 3, 7, 1]),
         ("name not UTF-8", [b"jobdata/n/", 3, 7, 2, b"\xff\xfe"]),
         ("name with an escape sequence", [b"jobdata/n/", 3, 7, 3, b"\x1b[2J\x1b]0;owned\x07"]),
+        ("name with a C1 control (CSI)", [b"jobdata/n/", 3, 7, 9, "\u009b31m".encode()]),
         ("max_attempts 2^64-1", [b"jobdata/n/", (1 << 64) - 1, 7, 4]),
         ("max_attempts 0", [b"jobdata/n/", 0, 7, 5]),
         ("client id -1", [b"jobdata/n/", 3, -1, 6]),
