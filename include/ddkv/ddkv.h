@@ -322,11 +322,12 @@ DDKV_API void ddkv_snapshot_meta_free(struct ddkv_snapshot_meta *m);
 /* A job lives in the cluster as jobs/<id> (JSON: id, state queued | claimed |
  * done | dead, data, name, attempts, max_attempts, worker, deadline_ms,
  * created_ms, result, error); its input is whatever data_key names (the CLI stores a
- * file under a prefix in chunks). */
+ * file under a prefix in chunks), its result is at jobresult/<id>. */
 
-/* Queue a job whose input is data_key, to be tried at most max_attempts
- * times (1..100). name (NULL or < 128 bytes, e.g. the file's name) is kept in
- * the job record for people to read. *id (to ddkv_free) names it. A retried
+/* Queue a job whose input is data_key (under jobdata/, < 256 bytes), to be
+ * tried at most max_attempts times (1..100). name (NULL or < 128 bytes, e.g.
+ * the file's name) is kept in the job record for people to read. Both are
+ * UTF-8 text without control characters (DDKV_ERR_BAD_REQUEST otherwise). *id (to ddkv_free) names it. A retried
  * put is applied once. */
 DDKV_API ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts,
                                char **id);
@@ -344,11 +345,13 @@ struct ddkv_job_claim {
 DDKV_API ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_ms,
                                  struct ddkv_job_claim *out);
 DDKV_API void ddkv_job_claim_free(struct ddkv_job_claim *j);
-/* Complete the job with its result's key. With `result` (not NULL), the
- * result itself (at most the value limit) is put at result_key by the same
- * transaction, which applies only while the token is the claim's: a worker
- * that lost its claim never overwrites the result of the one that holds it.
- * result_key must then be outside jobs/, jobq/ and jobc/.
+/* Complete the job. Its result lives at jobresult/<id>: result_key is that
+ * key, or NULL or "" (the same); any other key is refused (BAD_REQUEST).
+ * With `result` (not NULL), the result itself (at most the value limit) is
+ * put there by the same transaction, which applies only while the token is
+ * the claim's: a worker that lost its claim never overwrites the result of
+ * the one that holds it. With auth enabled the worker must be able to write
+ * jobresult/<id> (PERMISSION_DENIED otherwise, and nothing changes).
  * DDKV_ERR_FENCED: the token is no longer the claim's (it expired and another
  * worker claimed the job, or it was settled): nothing was written and the
  * result must be thrown away. */

@@ -40,6 +40,10 @@ struct cli_command {
     int (*run)(struct cli_ctx *ctx);
 };
 
+/* More for `ddkv read --help` and `ddkv list --help`, after the summary: how
+ * their text output escapes user data (cmd_kv.c). */
+extern const char cmd_kv_read_help[], cmd_kv_list_help[];
+
 /* A client from the command's --endpoints/--timeout-ms: EXIT_DONE, or the
  * exit code after printing why not. */
 int cli_client(struct cli_ctx *ctx, ddkv_client **c);

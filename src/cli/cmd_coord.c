@@ -301,18 +301,14 @@ static int coord_print_event(struct cli_ctx *ctx, const struct ddkv_event *ev)
         }
         return out_json_line(o);
     }
-    /* Escaped in full (4 bytes per input byte at most): a watch line is data. */
-    size_t cap = 4 * (ev->key_len > ev->value_len ? ev->key_len : ev->value_len) + 16;
-    char *buf = malloc(cap);
-    if (!buf) {
-        out_error("out of memory");
-        return -1;
+    /* Escaped (output.h): one line per change, safe on a terminal. */
+    fputs(put ? "PUT " : "DELETE ", stdout);
+    out_text(stdout, ev->key, ev->key_len, 0);
+    if (put) {
+        putchar(' ');
+        out_text(stdout, ev->value, ev->value_len, 0);
     }
-    printf("%s %s", put ? "PUT" : "DELETE", out_escape(ev->key, ev->key_len, buf, cap));
-    if (put)
-        printf(" %s", out_escape(ev->value, ev->value_len, buf, cap));
     printf(" rev %llu\n", (unsigned long long)ev->mod_rev);
-    free(buf);
     return ferror(stdout) ? -1 : 0;
 }
 

@@ -58,6 +58,15 @@ static int job_submit_file(struct cli_ctx *ctx, ddkv_client *c, const char *path
     return EXIT_DONE;
 }
 
+/* A string field of a job record escaped for a text line (output.h), or
+ * dflt if absent; caller frees (NULL if out of memory). */
+static char *job_field(json_t *o, const char *name, const char *dflt)
+{
+    json_t *f = json_object_get(o, name);
+    const char *s = json_is_string(f) ? json_string_value(f) : dflt;
+    return out_text_dup(s, json_is_string(f) ? json_string_length(f) : strlen(s), 0);
+}
+
 static int job_list(struct cli_ctx *ctx, ddkv_client *c)
 {
     struct ddkv_list l;
@@ -77,13 +86,16 @@ static int job_list(struct cli_ctx *ctx, ddkv_client *c)
             out_json_line(o);
             continue;
         }
-        const char *w = json_string_value(json_object_get(o, "worker"));
-        printf("%-34s %-8s %" PRId64 "/%-6" PRId64 " %-16s %s\n",
-               json_string_value(json_object_get(o, "id")) ? json_string_value(json_object_get(o, "id")) : "?",
-               json_string_value(json_object_get(o, "state")) ? json_string_value(json_object_get(o, "state")) : "?",
+        /* A record anyone with write on jobs/ may have written: escaped. */
+        char *id = job_field(o, "id", "?"), *state = job_field(o, "state", "?");
+        char *w = job_field(o, "worker", "-"), *data = job_field(o, "data", "");
+        printf("%-34s %-8s %" PRId64 "/%-6" PRId64 " %-16s %s\n", id ? id : "?", state ? state : "?",
                (int64_t)json_integer_value(json_object_get(o, "attempts")),
-               (int64_t)json_integer_value(json_object_get(o, "max_attempts")), w ? w : "-",
-               json_string_value(json_object_get(o, "data")) ? json_string_value(json_object_get(o, "data")) : "");
+               (int64_t)json_integer_value(json_object_get(o, "max_attempts")), w ? w : "-", data ? data : "");
+        free(id);
+        free(state);
+        free(w);
+        free(data);
         json_decref(o);
     }
     ddkv_list_free(&l);
@@ -110,10 +122,14 @@ static int job_get(struct cli_ctx *ctx, ddkv_client *c, const char *id)
         out_error("%s is not a job record", key);
         return EXIT_UNAVAILABLE;
     }
+    /* The result of job ID lives at jobresult/ID (src/node/mod_jobs.c); a
+     * record naming any other key (written by hand) is not followed. */
+    char rkey[160];
+    snprintf(rkey, sizeof rkey, "jobresult/%s", id);
     const char *result = json_string_value(json_object_get(job, "result"));
-    if (result) {
+    if (result && strcmp(result, rkey) == 0) {
         struct ddkv_value rv;
-        if (ddkv_read(c, result, strlen(result), DDKV_CONSISTENCY_LINEARIZABLE, 0, &rv) == DDKV_OK) {
+        if (ddkv_read(c, rkey, strlen(rkey), DDKV_CONSISTENCY_LINEARIZABLE, 0, &rv) == DDKV_OK) {
             json_t *r = json_loadb(rv.value, rv.len, 0, &err);
             json_object_set_new(job, "result_value", r ? r : json_stringn(rv.value, rv.len));
             ddkv_free(rv.value);

@@ -142,11 +142,16 @@ static int kv_read(struct cli_ctx *ctx)
         }
         rc = out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
     } else {
-        /* Raw, so `ddkv read k > file` gives back exactly the bytes written; a
-         * newline only for a person at a terminal. */
-        out_raw(v.value, v.len);
-        if (isatty(STDOUT_FILENO))
+        /* Raw, so `ddkv read k > file` gives back exactly the bytes written.
+         * A person at a terminal gets control characters escaped (a value
+         * must not drive the terminal: ESC sequences can retitle it, move
+         * the cursor, rewrite what is shown) and a final newline. */
+        if (isatty(STDOUT_FILENO)) {
+            out_text(stdout, v.value, v.len, OUT_TEXT_KEEP_LINES);
             putchar('\n');
+        } else {
+            out_raw(v.value, v.len);
+        }
     }
 
 fail:
@@ -307,8 +312,9 @@ static const struct opt_def kv_list_opts[] = {
 static int kv_print_entry(struct cli_ctx *ctx, const struct ddkv_entry *e)
 {
     if (ctx->fmt == OUT_TEXT) {
-        if (out_raw(e->key, e->key_len) != 0 || putchar('\t') == EOF ||
-            out_raw(e->value, e->value_len) != 0 || putchar('\n') == EOF)
+        /* Escaped (output.h), so each line is exactly one key TAB value. */
+        if (out_text(stdout, e->key, e->key_len, 0) != 0 || putchar('\t') == EOF ||
+            out_text(stdout, e->value, e->value_len, 0) != 0 || putchar('\n') == EOF)
             return -1;
         return 0;
     }
@@ -435,9 +441,11 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
                                                        "LAG",     "LAG_MS",  "HEALTHY"};
     const char **cells = calloc(n * KV_STATUS_COLS + 1, sizeof *cells);
     char (*num)[7][24] = calloc(n + 1, sizeof *num);
-    if (!cells || !num) {
+    char **names = calloc(2 * n + 1, sizeof *names);
+    if (!cells || !num || !names) {
         free(cells);
         free(num);
+        free(names);
         out_error("out of memory");
         return EXIT_UNAVAILABLE;
     }
@@ -452,8 +460,11 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
                 snprintf(num[i][k], sizeof num[i][k], "-");
             row[3 + k] = num[i][k];
         }
-        row[0] = r->name ? r->name : "-";
-        row[1] = r->address ? r->address : "-";
+        /* Names and addresses are what members were given: escaped. */
+        names[2 * i] = r->name ? out_text_dup(r->name, strlen(r->name), 0) : NULL;
+        names[2 * i + 1] = r->address ? out_text_dup(r->address, strlen(r->address), 0) : NULL;
+        row[0] = names[2 * i] ? names[2 * i] : "-";
+        row[1] = names[2 * i + 1] ? names[2 * i + 1] : "-";
         row[2] = r->role ? r->role : "-";
         uint64_t lv[3] = {r->match, r->lag_entries, r->lag_ms};
         for (int k = 0; k < 3; k++) {
@@ -466,6 +477,9 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
         row[10] = r->healthy ? "yes" : "no";
     }
     out_table(stdout, KV_STATUS_COLS, header, cells, n);
+    for (size_t i = 0; i < 2 * n; i++)
+        free(names[i]);
+    free(names);
     free(cells);
     free(num);
     return EXIT_DONE;
@@ -648,6 +662,18 @@ static int kv_members(struct cli_ctx *ctx)
 }
 
 /* --- the table --- */
+
+const char cmd_kv_read_help[] =
+    "Text output is the value's bytes exactly when stdout is not a terminal (`ddkv read k > file`).\n"
+    "On a terminal, control characters are escaped as in `ddkv list` (newline and TAB kept) and a\n"
+    "newline ends the value. -o json gives the value as UTF-8 or base64.\n";
+
+const char cmd_kv_list_help[] =
+    "Text output is one line per key, key TAB value, terminal or not. In keys and values a\n"
+    "backslash is written \\\\, TAB \\t, newline \\n, carriage return \\r, and every other control\n"
+    "character (and any byte that is not UTF-8 text) \\xHH; everything else as it is. Undo\n"
+    "those escapes to get the bytes back. -o json is not escaped this way (JSON strings, or\n"
+    "base64 for bytes that are not UTF-8).\n";
 
 #define KV_OPTS(t) (t), sizeof(t) / sizeof((t)[0])
 

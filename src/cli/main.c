@@ -248,6 +248,8 @@ static void main_command_help(FILE *f, const struct cli_command *c)
 {
     main_command_usage(f, c);
     fprintf(f, "\n%s\n", c->summary);
+    if (strcmp(c->name, "read") == 0 || strcmp(c->name, "list") == 0)
+        fprintf(f, "\n%s", strcmp(c->name, "read") == 0 ? cmd_kv_read_help : cmd_kv_list_help);
     if (c->nopts) {
         fprintf(f, "\nOptions:\n");
         opts_print_help(f, c->opts, c->nopts);

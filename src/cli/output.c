@@ -74,6 +74,76 @@ const char *out_escape(const void *p, size_t n, char *buf, size_t len)
     return buf;
 }
 
+/* How many bytes of p[i..n) to copy as they are: a well-formed UTF-8
+ * sequence for a character that is not a control (0 otherwise). */
+static size_t text_run(const unsigned char *p, size_t i, size_t n)
+{
+    unsigned char b = p[i];
+    if (b >= 0x20 && b < 0x7f)
+        return b == '\\' ? 0 : 1;
+    size_t len = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc2 ? 2 : 0;
+    if (!len || n - i < len || !utf8_valid(p + i, len))
+        return 0;
+    if (len == 2 && (((unsigned)(b & 0x1f) << 6) | (p[i + 1] & 0x3fu)) < 0xa0)
+        return 0; /* C1 controls: 0x9b is a CSI to some terminals */
+    return len;
+}
+
+int out_text(FILE *f, const void *p, size_t n, unsigned flags)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    size_t i = 0;
+    while (i < n) {
+        size_t run = 0, k;
+        while (i + run < n && (k = text_run(s, i + run, n)) != 0)
+            run += k;
+        if (run && fwrite(s + i, 1, run, f) != run)
+            return -1;
+        i += run;
+        if (i == n)
+            break;
+        unsigned char b = s[i++];
+        char esc[4] = {'\\', 0, 0, 0};
+        size_t elen = 2;
+        if ((flags & OUT_TEXT_KEEP_LINES) && (b == '\n' || b == '\t')) {
+            esc[0] = (char)b;
+            elen = 1;
+        } else if (b == '\\') {
+            esc[1] = '\\';
+        } else if (b == '\t') {
+            esc[1] = 't';
+        } else if (b == '\n') {
+            esc[1] = 'n';
+        } else if (b == '\r') {
+            esc[1] = 'r';
+        } else {
+            esc[1] = 'x';
+            esc[2] = hex[b >> 4];
+            esc[3] = hex[b & 15];
+            elen = 4;
+        }
+        if (fwrite(esc, 1, elen, f) != elen)
+            return -1;
+    }
+    return 0;
+}
+
+char *out_text_dup(const void *p, size_t n, unsigned flags)
+{
+    char *s = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&s, &len);
+    if (!f)
+        return NULL;
+    int rc = out_text(f, p, n, flags);
+    if (fclose(f) != 0 || rc != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 int out_json_set_bytes(json_t *obj, const char *field, const char *enc_field, const void *p, size_t n)
 {
     if (utf8_valid(p, n))

@@ -36,6 +36,24 @@ void out_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * \xNN, cut at about len bytes with "...". Returns buf. */
 const char *out_escape(const void *p, size_t n, char *buf, size_t len);
 
+/* User data (keys, values, names) as text that is safe on a terminal and
+ * reads back unambiguously, for every text output that prints it (list,
+ * read on a terminal, watch, job list, status):
+ *   backslash -> \\, TAB -> \t, newline -> \n, CR -> \r,
+ *   any other control byte (0x00-0x1f, 0x7f), a C1 control character
+ *   (U+0080-U+009F) and any byte that is not part of well-formed UTF-8
+ *   -> \xHH, one per byte;
+ *   everything else (printable ASCII, other UTF-8 text) as it is.
+ * Unescaping \\, \t, \n, \r and \xHH gives back the bytes exactly.
+ * OUT_TEXT_KEEP_LINES keeps TAB and newline as they are (a value shown to a
+ * person at a terminal). */
+#define OUT_TEXT_KEEP_LINES 1u
+/* Write p[0..n) escaped to f. Returns 0, or -1 on a write error. */
+int out_text(FILE *f, const void *p, size_t n, unsigned flags);
+/* The same as a malloc'd NUL-terminated string (caller frees); NULL if out
+ * of memory. */
+char *out_text_dup(const void *p, size_t n, unsigned flags);
+
 /* Set field to p[0..n) as a JSON string if it is valid UTF-8, otherwise as
  * base64 with enc_field set to "base64". Returns 0, or -1 out of memory. */
 int out_json_set_bytes(json_t *obj, const char *field, const char *enc_field, const void *p, size_t n);

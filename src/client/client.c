@@ -1870,8 +1870,10 @@ static ddkv_err job_settle(ddkv_client *c, uint32_t type, const char *id, uint64
 ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key, const void *result,
                       size_t rlen)
 {
-    if (!job_str_ok(result_key, 256))
-        return client_fail(c, DDKV_ERR_USAGE, "an ack needs the result's key (< 256 bytes)");
+    if (!result_key)
+        result_key = ""; /* the node derives it: jobresult/<id> */
+    if (strlen(result_key) >= 256)
+        return client_fail(c, DDKV_ERR_USAGE, "the result's key must be under 256 bytes");
     return job_settle(c, DDKV_MSG_JOB_ACK, id, token, result_key, result, rlen, NULL);
 }
 

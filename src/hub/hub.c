@@ -340,8 +340,13 @@ static void h_job(struct task *t, ddkv_client *c)
     }
     json_t *job = value_json(v.value, v.len);
     ddkv_free(v.value);
+    /* The result of job ID lives at jobresult/ID (src/node/mod_jobs.c); a
+     * record naming any other key (written by hand) is not followed. */
+    char rkey[208];
+    snprintf(rkey, sizeof rkey, "jobresult/%s", t->arg);
     const char *result = json_string_value(json_object_get(job, "result"));
-    if (result && ddkv_read(c, result, strlen(result), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v) == DDKV_OK) {
+    if (result && strcmp(result, rkey) == 0 &&
+        ddkv_read(c, rkey, strlen(rkey), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v) == DDKV_OK) {
         json_object_set_new(job, "result_value", value_json(v.value, v.len));
         ddkv_free(v.value);
     }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,10 +10,39 @@
 #include <sys/random.h>
 
 #include "util/clock.h"
+#include "util/text.h"
+
+/* name as the job record may hold it (src/node/mod_jobs.c: UTF-8 without
+ * control characters, under 128 bytes): any other byte becomes '?', and a
+ * longer name is cut at a character boundary. A file may be named anything. */
+static void job_name_clean(const char *in, char *out, size_t cap)
+{
+    size_t o = 0, n = strlen(in);
+    for (size_t i = 0; i < n;) {
+        unsigned char b = (unsigned char)in[i];
+        size_t len = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc2 ? 2 : 0;
+        bool ok = len && n - i >= len && utf8_valid(in + i, len) && b >= 0x20 && b != 0x7f &&
+                  !(b == 0xc2 && (unsigned char)in[i + 1] < 0xa0);
+        if (!ok)
+            len = 1;
+        if (o + len >= cap)
+            break;
+        if (ok)
+            memcpy(out + o, in + i, len);
+        else
+            out[o] = '?';
+        o += len;
+        i += len;
+    }
+    out[o] = 0;
+}
 
 ddkv_err job_submit(ddkv_client *c, const char *name, const char *algorithm, uint32_t max_attempts,
                     job_reader r, void *rctx, struct job_submitted *out, char *err, size_t errlen)
 {
+    char clean[128];
+    job_name_clean(name ? name : "", clean, sizeof clean);
+    name = clean;
     memset(out, 0, sizeof *out);
     uint64_t rnd = 0;
     if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)

@@ -26,7 +26,8 @@ struct job_submitted {
 };
 
 /* Store everything read from r under a fresh prefix, then queue a job for
- * it. On failure returns the libddkv error (DDKV_ERR_USAGE for a read error)
+ * it. name (a file's name: any bytes) is kept with '?' for what is not UTF-8
+ * text, cut under 128 bytes. On failure returns the libddkv error (DDKV_ERR_USAGE for a read error)
  * with a message in err; chunks already stored are left (they are small
  * garbage without a job; a later cleaner may remove jobdata/ without jobs). */
 ddkv_err job_submit(ddkv_client *c, const char *name, const char *algorithm, uint32_t max_attempts,

@@ -125,7 +125,12 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
         if ((size = txn_size(op->txn)) == 0)
             return ERR_BAD_INPUT;
         break;
-    case SM_OP_LEASE_GRANT: arg = op->lease_ttl_ms; break;
+    case SM_OP_LEASE_GRANT:
+        if (op->owner_len > DDKV_AUTH_NAME_MAX)
+            return ERR_BAD_INPUT;
+        arg = op->lease_ttl_ms;
+        size = CMD_PREFIX + (op->owner_len ? 4 + op->owner_len : 0);
+        break;
     case SM_OP_AUTH:
         if (!op->auth || op->auth->op < DDKV_AUTH_ENABLE || op->auth->op > DDKV_AUTH_ROLE_REVOKE ||
             op->auth->nlen > UINT32_MAX || op->auth->alen > UINT32_MAX)
@@ -155,6 +160,10 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
             txn_append(op->txn, b);
         else if (op->kind == SM_OP_AUTH)
             auth_append(op->auth, b);
+        else if (op->kind == SM_OP_LEASE_GRANT && op->owner_len) {
+            append_u32(b, op->owner_len);
+            buf_append(b, op->owner, op->owner_len);
+        }
     }
     return ERR_OK;
 }
@@ -298,14 +307,25 @@ int cmd_decode(const uint8_t *p, size_t n, struct cmd *c)
         if (arg != 0)
             return ERR_CORRUPT;
         return txn_decode(p, n, c);
-    case SM_OP_LEASE_GRANT:
+    case SM_OP_LEASE_GRANT: {
+        /* The owner, when there is one (a grant without one is the 42 bytes
+         * alone, as every grant was before owners). */
+        c->op.lease_ttl_ms = arg;
+        if (n == CMD_PREFIX)
+            return ERR_OK;
+        struct rd r = {.p = p, .n = n, .at = CMD_PREFIX};
+        const uint8_t *o;
+        size_t olen;
+        if (!rd_str(&r, true, &o, &olen) || olen > DDKV_AUTH_NAME_MAX || r.at != n)
+            return ERR_CORRUPT;
+        c->op.owner = (const char *)o;
+        c->op.owner_len = olen;
+        return ERR_OK;
+    }
     case SM_OP_LEASE_REVOKE:
         if (n != CMD_PREFIX)
             return ERR_CORRUPT;
-        if (kind == SM_OP_LEASE_GRANT)
-            c->op.lease_ttl_ms = arg;
-        else
-            c->op.lease = arg;
+        c->op.lease = arg;
         return ERR_OK;
     case SM_OP_AUTH:
         return auth_decode(p, n, arg, c);

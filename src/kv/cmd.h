@@ -20,7 +20,11 @@
  *   42  u32  key length k (> 0)
  *   46  k    key
  *   46+k     value (the rest; empty for delete)
- * for lease grant and lease revoke: nothing (42 bytes in all);
+ * for lease revoke: nothing (42 bytes in all);
+ * for lease grant: nothing when it has no owner (as every grant before
+ * owners was), else
+ *   42  u32  owner length o (1..DDKV_AUTH_NAME_MAX), then the owner's name
+ *            (the granting user), and nothing after it;
  * for auth (kv/auth.h; a password is never in the log, only its hash):
  *   42  u8   perm (enum ddkv_perm, or 0)
  *   43  u32  name length n, then the name

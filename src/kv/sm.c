@@ -453,9 +453,17 @@ static void lease_key(uint8_t k[LEASE_KEY_LEN], uint64_t id)
     put_be64(k + 2, id);
 }
 
-/* Whether lease id exists, through overlay if non-NULL; its ttl if so. */
+/* A lease record: [u64 ttl_ms][owner] (an owner of 0..DDKV_AUTH_NAME_MAX
+ * bytes; format 2's records are the ttl alone). */
+static bool lease_rec_ok(size_t n)
+{
+    return n >= 8 && n - 8 <= DDKV_AUTH_NAME_MAX;
+}
+
+/* Whether lease id exists, through overlay if non-NULL; its ttl and owner
+ * (either may be NULL) if so. */
 static int lease_read(struct sm *sm, uint64_t id, struct store_batch *overlay, bool *exists,
-                      uint64_t *ttl_ms, struct errbuf *eb)
+                      uint64_t *ttl_ms, auth_name owner, struct errbuf *eb)
 {
     uint8_t k[LEASE_KEY_LEN];
     lease_key(k, id);
@@ -466,13 +474,18 @@ static int lease_read(struct sm *sm, uint64_t id, struct store_batch *overlay, b
         return ERR_OK;
     if (rc)
         return rc;
-    if (v.n != 8) {
+    if (!lease_rec_ok(v.n)) {
         store_val_release(&v);
-        return errf(eb, ERR_CORRUPT, "lease record %llu has %zu bytes, want 8", (unsigned long long)id, v.n);
+        return errf(eb, ERR_CORRUPT, "lease record %llu has %zu bytes, want 8..%u", (unsigned long long)id, v.n,
+                    8 + DDKV_AUTH_NAME_MAX);
     }
     *exists = true;
     if (ttl_ms)
         *ttl_ms = get_be64(v.p);
+    if (owner) {
+        memcpy(owner, v.p + 8, v.n - 8);
+        owner[v.n - 8] = 0;
+    }
     store_val_release(&v);
     return ERR_OK;
 }
@@ -613,7 +626,7 @@ static int key_delete(struct sm *sm, uint64_t index, uint64_t lamport, const uin
 /* Whether lease (nonzero) exists in the staged view. */
 static int lease_exists(struct sm *sm, uint64_t lease, bool *exists, struct errbuf *eb)
 {
-    return lease_read(sm, lease, sm->batch, exists, NULL, eb);
+    return lease_read(sm, lease, sm->batch, exists, NULL, NULL, eb);
 }
 
 /* --- the operations --- */
@@ -742,10 +755,13 @@ static int apply_txn(struct sm *sm, uint64_t index, uint64_t lamport, const stru
 static int apply_grant(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
                        struct sm_result *res)
 {
-    uint8_t k[LEASE_KEY_LEN], v[8];
+    uint8_t k[LEASE_KEY_LEN], v[8 + DDKV_AUTH_NAME_MAX];
+    ASSERT(op->owner_len <= DDKV_AUTH_NAME_MAX); /* cmd_decode refuses more */
     lease_key(k, index);
     put_be64(v, op->lease_ttl_ms);
-    store_batch_put(sm->batch, STORE_CF_META, k, sizeof k, v, sizeof v);
+    if (op->owner_len)
+        memcpy(v + 8, op->owner, op->owner_len);
+    store_batch_put(sm->batch, STORE_CF_META, k, sizeof k, v, 8 + op->owner_len);
     sm->st_leases_delta++;
     res->lease_id = index;
     res->lease_ttl_ms = op->lease_ttl_ms;
@@ -1053,7 +1069,7 @@ int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t t
         size_t kn, vn;
         const uint8_t *k = store_iter_key(it, &kn);
         const uint8_t *v = store_iter_value(it, &vn);
-        if (kn != LEASE_KEY_LEN || vn != 8) {
+        if (kn != LEASE_KEY_LEN || !lease_rec_ok(vn)) {
             rc = errf(eb, ERR_CORRUPT, "lease record (key %zu bytes, value %zu) is malformed", kn, vn);
             break;
         }
@@ -1089,10 +1105,10 @@ int sm_lease_keys_foreach(struct sm *sm, uint64_t lease, int (*cb)(void *ctx, co
     return rc;
 }
 
-int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, struct errbuf *eb)
+int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, auth_name owner, struct errbuf *eb)
 {
     bool exists;
-    int rc = lease_read(sm, id, NULL, &exists, ttl_ms, eb);
+    int rc = lease_read(sm, id, NULL, &exists, ttl_ms, owner, eb);
     if (rc)
         return rc;
     return exists ? ERR_OK : ERR_NOT_FOUND;

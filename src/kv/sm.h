@@ -34,8 +34,13 @@
  * deletes the lease and every key attached to it, in key order, at its index.
  * A PUT (plain or in the chosen branch of a TXN) naming a lease that does not
  * exist makes the whole entry change nothing, with result error
- * SM_ERR_NO_LEASE. Meta column family keys:
- *   "l/" + be64 lease_id                   -> [u64 ttl_ms]
+ * SM_ERR_NO_LEASE. A lease belongs to the user who granted it (the grant
+ * carries the name; who may use a lease is checked in src/node/access.c);
+ * a lease granted without one (no identity, or before format 3) has no
+ * owner. Meta column family keys:
+ *   "l/" + be64 lease_id                   -> [u64 ttl_ms][owner, 0..64 bytes]
+ *                                             (format 2 wrote the ttl only:
+ *                                             no owner)
  *   "k/" + be64 lease_id + user key        -> empty (the keys attached to it)
  *   "leases"                               -> u64 live leases (for status)
  *
@@ -83,9 +88,9 @@
 /* Auth changes (SM_OP_AUTH) carry a session like every write; their records
  * (users, roles, the switch) are described in kv/auth.h.
  *
- * 2: session records grew to 51 bytes, leases. A format 1 data dir is read
- * (and stamped 2 when opened). */
-#define SM_FORMAT_VERSION 2
+ * 2: session records grew to 51 bytes, leases. 3: lease records carry their
+ * owner. An older data dir is read (and stamped 3 when opened). */
+#define SM_FORMAT_VERSION 3
 #define KV_RECORD_HEADER 41
 
 /* How long a client session outlives its last write, by entry time. Every
@@ -176,6 +181,8 @@ struct sm_op {
     size_t vlen;
     uint64_t lease;          /* PUT: lease to attach the key to (0: none); LEASE_REVOKE: the lease */
     uint64_t lease_ttl_ms;   /* LEASE_GRANT */
+    const char *owner;       /* LEASE_GRANT: the granting user, owner_len bytes (0: none) */
+    size_t owner_len;        /* at most DDKV_AUTH_NAME_MAX */
     const struct sm_txn *txn; /* TXN */
     const struct sm_auth *auth; /* AUTH */
     uint64_t client_id, seq; /* the client's session and write number; client_id 0: none */
@@ -314,8 +321,10 @@ int sm_session_get(struct sm *sm, uint64_t client_id, struct sm_session *s, stru
  * with that error. */
 int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t ttl_ms), void *ctx,
                      struct errbuf *eb);
-/* A committed lease's ttl; ERR_NOT_FOUND if there is no such lease. */
-int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, struct errbuf *eb);
+/* A committed lease's ttl and owner (owner may be NULL; else filled with the
+ * owner's name, "" for a lease without one); ERR_NOT_FOUND if there is no
+ * such lease. */
+int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, auth_name owner, struct errbuf *eb);
 
 /* The keys attached to a committed lease, in key order (borrowed for the
  * call). The callback returns nonzero to stop with that error. */

@@ -70,6 +70,44 @@ static void need(struct access_ctx *a, const uint8_t *p, size_t n, uint8_t perm,
              perm == DDKV_PERM_READ ? "read" : "write", range ? "keys with the prefix" : "key", shown);
 }
 
+/* Using lease id (keeping it alive, attaching a key, revoking it) is for
+ * its owner, the user who granted it (root passed before this). A lease
+ * without an owner (granted with no identity, or before owners were kept)
+ * is root's alone. A lease this member does not know: if its id (the index
+ * of its grant) is applied here, it does not exist and the handler says so;
+ * if not, it may be a grant still on its way, and deciding now could let
+ * another user attach to it: refused, to be retried. */
+static void need_lease(struct access_ctx *a, uint64_t id)
+{
+    if (a->code || id == 0 || !a->sm)
+        return;
+    auth_name owner;
+    struct errbuf eb;
+    int rc = sm_lease_get(a->sm, id, NULL, owner, &eb);
+    if (rc == ERR_NOT_FOUND) {
+        if (id > a->sm->applied_index) {
+            a->code = DDKV_WERR_UNAVAILABLE;
+            snprintf(a->why, a->whylen, "lease %llu is not applied on this member yet (applied up to %llu); retry",
+                     (unsigned long long)id, (unsigned long long)a->sm->applied_index);
+        }
+        return;
+    }
+    if (rc) {
+        a->code = DDKV_WERR_INTERNAL;
+        snprintf(a->why, a->whylen, "storage: %s", eb.msg);
+        return;
+    }
+    if (strcmp(owner, a->u->name) == 0)
+        return;
+    a->code = DDKV_WERR_PERMISSION_DENIED;
+    if (owner[0])
+        snprintf(a->why, a->whylen, "permission denied: lease %llu belongs to user '%s'; user '%s' may not use it",
+                 (unsigned long long)id, owner, a->u->name);
+    else
+        snprintf(a->why, a->whylen, "permission denied: lease %llu has no owner (granted without a login), so only "
+                 "root may use it; user '%s' may not", (unsigned long long)id, a->u->name);
+}
+
 static bool keys_read_key(struct access_ctx *a, const struct msg *m)
 {
     const uint8_t *k;
@@ -87,6 +125,16 @@ static bool keys_write_key(struct access_ctx *a, const struct msg *m)
     if (msg_bytes(m, 0, &k, &n))
         return false;
     need(a, k, n, DDKV_PERM_READWRITE, false);
+    return true;
+}
+
+/* WRITE [key, value, lease_id, ...]: the key, and the lease it attaches to. */
+static bool keys_write(struct access_ctx *a, const struct msg *m)
+{
+    uint64_t lease;
+    if (!keys_write_key(a, m) || msg_u64_opt(m, 2, 0, &lease))
+        return false;
+    need_lease(a, lease);
     return true;
 }
 
@@ -118,6 +166,12 @@ static bool txn_list(struct access_ctx *a, const struct msg *m, uint32_t i, uint
         if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size <= at || mpo_bytes(&e->via.array.ptr[at], &k, &n))
             return false;
         need(a, k, n, perm, false);
+        /* An operation [kind, key, value, lease]: a put's lease. */
+        uint64_t lease = 0;
+        if (at == 1 && e->via.array.size > 3 && e->via.array.ptr[3].type != MSGPACK_OBJECT_NIL &&
+            mpo_u64(&e->via.array.ptr[3], &lease))
+            return false;
+        need_lease(a, lease);
     }
     return true;
 }
@@ -128,8 +182,8 @@ static bool keys_txn(struct access_ctx *a, const struct msg *m)
            txn_list(a, m, 2, 1, DDKV_PERM_READWRITE);
 }
 
-/* A lease is nobody's key: granting or keeping one alive needs the right to
- * write somewhere (a reader has no use for leases). */
+/* A lease is nobody's key: granting one needs the right to write somewhere
+ * (a reader has no use for leases). */
 static bool keys_lease(struct access_ctx *a, const struct msg *m)
 {
     (void)m;
@@ -138,6 +192,16 @@ static bool keys_lease(struct access_ctx *a, const struct msg *m)
         snprintf(a->why, a->whylen, "permission denied: user '%s' may write no key, so may hold no lease",
                  a->u->name);
     }
+    return true;
+}
+
+/* LEASE_KEEPALIVE [lease_id]: that, and the lease must be the user's. */
+static bool keys_lease_keepalive(struct access_ctx *a, const struct msg *m)
+{
+    uint64_t id;
+    if (msg_u64(m, 0, &id) || !keys_lease(a, m))
+        return false;
+    need_lease(a, id);
     return true;
 }
 
@@ -154,6 +218,7 @@ static bool keys_lease_revoke(struct access_ctx *a, const struct msg *m)
     uint64_t id;
     if (msg_u64(m, 0, &id) || !keys_lease(a, m))
         return false;
+    need_lease(a, id);
     if (a->code || !a->sm)
         return true;
     struct errbuf eb;
@@ -192,18 +257,22 @@ static bool keys_job_put(struct access_ctx *a, const struct msg *m)
     return true;
 }
 
-/* JOB_ACK [id, token, result_key, client_id, seq, result]: with the result,
- * the ack writes it at result_key. */
+/* JOB_ACK [id, token, result_key, client_id, seq, result]: the result of
+ * job id is jobresult/<id> (mod_jobs.c refuses an ack naming any other
+ * key), and the ack makes it the job's result, writing it when it carries
+ * it: the acknowledging user must be able to write that key, whatever the
+ * ack names. */
 static bool keys_job_ack(struct access_ctx *a, const struct msg *m)
 {
-    job_space(a);
-    if (m->nf <= 5)
-        return true;
-    const uint8_t *k;
+    const uint8_t *id;
     size_t n;
-    if (msg_bytes(m, 2, &k, &n))
+    if (msg_bytes(m, 0, &id, &n) || n == 0 || n > 64)
         return false;
-    need(a, k, n, DDKV_PERM_READWRITE, false);
+    job_space(a);
+    uint8_t k[80];
+    memcpy(k, "jobresult/", 10);
+    memcpy(k + 10, id, n);
+    need(a, k, 10 + n, DDKV_PERM_READWRITE, false);
     return true;
 }
 
@@ -213,13 +282,13 @@ static const struct access_rule access_rules[] = {
     {DDKV_MSG_AUTH_STATUS, ACCESS_OPEN, NULL},
     {DDKV_MSG_STATUS, ACCESS_USER, NULL},
     {DDKV_MSG_READ, ACCESS_KEYS, keys_read_key},
-    {DDKV_MSG_WRITE, ACCESS_KEYS, keys_write_key},
+    {DDKV_MSG_WRITE, ACCESS_KEYS, keys_write},
     {DDKV_MSG_DELETE, ACCESS_KEYS, keys_write_key},
     {DDKV_MSG_LIST, ACCESS_KEYS, keys_read_range},
     {DDKV_MSG_WATCH, ACCESS_KEYS, keys_read_range},
     {DDKV_MSG_TXN, ACCESS_KEYS, keys_txn},
     {DDKV_MSG_LEASE_GRANT, ACCESS_KEYS, keys_lease},
-    {DDKV_MSG_LEASE_KEEPALIVE, ACCESS_KEYS, keys_lease},
+    {DDKV_MSG_LEASE_KEEPALIVE, ACCESS_KEYS, keys_lease_keepalive},
     {DDKV_MSG_LEASE_REVOKE, ACCESS_KEYS, keys_lease_revoke},
     {DDKV_MSG_JOB_PUT, ACCESS_KEYS, keys_job_put},
     {DDKV_MSG_JOB_CLAIM, ACCESS_KEYS, keys_jobs},

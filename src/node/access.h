@@ -10,20 +10,28 @@
  *   PING, AUTH, AUTH_STATUS                 open (health checks, logging in)
  *   STATUS                                  any authenticated user
  *   READ                                    read on the key
- *   WRITE, DELETE                           readwrite on the key
+ *   WRITE, DELETE                           readwrite on the key (and a
+ *                                           WRITE's lease is the user's)
  *   LIST, WATCH                             read on the whole prefix range
  *   TXN                                     read on every compare's key,
  *                                           readwrite on every operation's key
- *                                           (both branches)
- *   LEASE_GRANT, LEASE_KEEPALIVE            readwrite on some prefix
+ *                                           (both branches), every put's lease
+ *                                           the user's
+ *   LEASE_GRANT                             readwrite on some prefix
+ *   LEASE_KEEPALIVE                         that, and the lease is the user's
+ *                                           (its owner: who granted it)
  *   LEASE_REVOKE                            that, and readwrite on every key
  *                                           attached to the lease (its revoke
  *                                           deletes them)
+ * A lease without an owner (granted with no identity, or before owners)
+ * is root's alone. A lease unknown here whose id is not applied here yet is
+ * refused UNAVAILABLE (it may be another user's grant on its way).
  *   JOB_PUT                                 readwrite on jobs/, jobq/, jobc/,
  *                                           read on the input's prefix
  *   JOB_CLAIM, JOB_NACK, JOB_EXTEND         readwrite on jobs/, jobq/, jobc/
- *   JOB_ACK                                 that, and readwrite on the result
- *                                           key when it carries the result
+ *   JOB_ACK                                 that, and readwrite on the job's
+ *                                           result key jobresult/<id> (the
+ *                                           only key an ack may name)
  *   MEMBER_*, LEADER_TRANSFER, AUTH_CHANGE,
  *   AUTH_LIST                               the root role
  * The root role passes every check. With auth disabled everything is open. */

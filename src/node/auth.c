@@ -146,6 +146,12 @@ static const struct auth_user *auth_identity(struct node *n, const struct conn *
     return cn ? auth_user_find(db, cn) : NULL;
 }
 
+const char *auth_conn_user(struct node *n, const struct conn *c)
+{
+    const struct auth_user *u = auth_identity(n, c);
+    return u ? u->name : NULL;
+}
+
 bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
 {
     if (!n->sm.auth.enabled)

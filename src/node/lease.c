@@ -10,7 +10,12 @@
  * applied what it committed as leader (so it knows every granted lease): a
  * failover can only lengthen a lease, never shorten it. The cost is that a
  * client that died just before a failover keeps its keys for up to one more
- * ttl. */
+ * ttl.
+ *
+ * A lease belongs to the user who granted it: the grant's log entry carries
+ * the connection's user, the state machine keeps it, and only that user
+ * (or root) may keep the lease alive, attach keys to it or revoke it, which
+ * access.c checks with every other permission. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,6 +205,11 @@ static void lease_grant(void *ctx, struct conn *c, const struct msg *m)
                          LEASE_TTL_MIN_MS);
         return;
     }
+    /* Its owner: whoever this connection is (none without an identity, as
+     * with auth disabled and no login: such a lease is root's to use once
+     * auth is enabled). Encoded into the entry before this returns. */
+    op.owner = auth_conn_user(n, c);
+    op.owner_len = op.owner ? strlen(op.owner) : 0;
     kv_propose(n, c, m->request_id, DDKV_MSG_LEASE, &op);
 }
 

@@ -18,10 +18,10 @@
  *           attempts + 1 and a deadline; the transaction's revision, the job's
  *           new mod_rev, is the claim's fencing token (monotonic: a log
  *           index). A job whose attempts are used up goes to dead instead.
- *   ack     done, with the result key, only if the token is still the job's
- *           mod_rev (else ERROR FENCED: another worker has claimed it since);
- *           an ack may carry the result itself, put at the result key in the
- *           same transaction, so that only the claim holder's result is ever
+ *   ack     done, only if the token is still the job's mod_rev (else ERROR
+ *           FENCED: another worker has claimed it since); an ack may carry
+ *           the result itself, put at the result key in the same
+ *           transaction, so that only the claim holder's result is ever
  *           written (a late worker's result is refused with its ack);
  *   nack    back to the queue (or dead, attempts used up), same check;
  *   extend  a new deadline (and so a new token), same check.
@@ -31,7 +31,18 @@
  * again. Deadlines use the leader's wall clock, like lease and session
  * expiry: a claim can only expire early by the clock difference between two
  * leaders, and the token keeps a late worker from completing a job that was
- * claimed again. */
+ * claimed again.
+ *
+ * What a client names is confined: a job's result lives at its own key,
+ * jobresult/<id>, whatever else an ack names (refused, BAD_REQUEST), so a
+ * worker can neither make the job point at a key it may not write nor
+ * write one through its ack (access.c checks the acknowledging user's
+ * write permission on that key); a job's input is under jobdata/; every
+ * text a client gives (data key, name, worker, reason, id) is checked at
+ * decode (UTF-8 without control characters, ids in their own alphabet), so
+ * the job record can always be encoded and a bad field is BAD_REQUEST, never
+ * INTERNAL. Ids are sized for any (client_id, seq): no two sessions' jobs
+ * can share one by truncation. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -45,10 +56,14 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/text.h"
 
-#define JOB_ID_LEN 32
+/* 16 hex digits, '-', up to 16 hex digits, NUL (an id from a session). */
+#define JOB_ID_LEN 40
 #define JOB_KEY_MAX 256
 #define JOB_CLAIM_RETRIES 8
+#define JOB_DATA_PREFIX "jobdata/"   /* where a job's input lives (src/jobs/submit.h) */
+#define JOB_RESULT_PREFIX "jobresult/" /* the result of job ID is jobresult/ID */
 #define JOB_VISIBILITY_MIN_MS 100
 #define JOB_VISIBILITY_MAX_MS (24u * 3600 * 1000)
 
@@ -256,15 +271,27 @@ static bool jobs_leader(struct node *n, struct conn *c, uint64_t rid)
     return true;
 }
 
+/* Field i as a C string of fewer than cap bytes: text that goes into the
+ * job record (JSON) and before people (job list, the dashboard), so
+ * well-formed UTF-8 without control characters. */
 static bool arg_str(const struct msg *m, uint32_t i, char *out, size_t cap, bool may_be_empty)
 {
     const uint8_t *p;
     size_t len;
-    if (msg_bytes(m, i, &p, &len) != ERR_OK || len >= cap || (!len && !may_be_empty) || memchr(p, 0, len))
+    if (msg_bytes(m, i, &p, &len) != ERR_OK || len >= cap || (!len && !may_be_empty) || !utf8_valid(p, len))
         return false;
+    for (size_t k = 0; k < len; k++)
+        if (p[k] < 0x20 || p[k] == 0x7f || (p[k] == 0xc2 && k + 1 < len && p[k + 1] < 0xa0))
+            return false; /* C0 and C1 controls (U+0080..U+009F are 0xc2 0x80..0x9f) */
     memcpy(out, p, len);
     out[len] = 0;
     return true;
+}
+
+/* A job id as this module makes them: hex digits and '-'. */
+static bool job_id_ok(const char *id)
+{
+    return id[0] && strspn(id, "0123456789abcdef-") == strlen(id);
 }
 
 /* --- JOB_PUT --- */
@@ -280,7 +307,10 @@ static void put_done(struct node *n, const struct proposal *p, const struct sm_r
         } else if (res->stale) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST, "stale retry");
         } else if (!res->succeeded) {
-            conn_reply_error(p->c, p->request_id, DDKV_WERR_INTERNAL, "job id %s taken", id);
+            /* Only a session's (client_id, seq) used again after its
+             * session expired can name an existing job. */
+            conn_reply_error(p->c, p->request_id, DDKV_WERR_BAD_REQUEST,
+                             "job id %s taken: this (client_id, seq) was used before", id);
         } else {
             struct msg_writer w;
             conn_reply_begin(p->c, &w, DDKV_MSG_JOB, p->request_id, 2);
@@ -298,11 +328,13 @@ static void jobs_put(void *ctx, struct conn *c, const struct msg *m)
     struct job j;
     memset(&j, 0, sizeof j);
     uint64_t client_id = 0, seq = 0;
-    if (!arg_str(m, 0, j.data, sizeof j.data, false) || msg_u64(m, 1, &j.max_attempts) != ERR_OK ||
-        j.max_attempts < 1 || j.max_attempts > 100 || msg_u64_opt(m, 2, 0, &client_id) != ERR_OK ||
-        msg_u64_opt(m, 3, 0, &seq) != ERR_OK || (m->nf > 4 && !arg_str(m, 4, j.name, sizeof j.name, true))) {
+    if (!arg_str(m, 0, j.data, sizeof j.data, false) || strncmp(j.data, JOB_DATA_PREFIX, strlen(JOB_DATA_PREFIX)) ||
+        msg_u64(m, 1, &j.max_attempts) != ERR_OK || j.max_attempts < 1 || j.max_attempts > 100 ||
+        msg_u64_opt(m, 2, 0, &client_id) != ERR_OK || msg_u64_opt(m, 3, 0, &seq) != ERR_OK ||
+        (m->nf > 4 && !arg_str(m, 4, j.name, sizeof j.name, true))) {
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
-                         "JOB_PUT wants [data_key (< %d bytes), max_attempts 1..100, client_id, seq, name (< 128 bytes)]",
+                         "JOB_PUT wants [data_key (under " JOB_DATA_PREFIX ", < %d bytes of UTF-8 text), max_attempts "
+                         "1..100, client_id, seq, name (< 128 bytes of UTF-8 text)]",
                          JOB_KEY_MAX);
         return;
     }
@@ -609,14 +641,14 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
 {
     char id[JOB_ID_LEN], arg[JOB_KEY_MAX] = "";
     uint64_t token, vis = 0, client_id = 0, seq = 0;
-    bool ok = arg_str(m, 0, id, sizeof id, false) && msg_u64(m, 1, &token) == ERR_OK;
+    bool ok = arg_str(m, 0, id, sizeof id, false) && job_id_ok(id) && msg_u64(m, 1, &token) == ERR_OK;
     if (kind == DDKV_MSG_JOB_EXTEND)
         ok = ok && msg_u64(m, 2, &vis) == ERR_OK && vis >= JOB_VISIBILITY_MIN_MS && vis <= JOB_VISIBILITY_MAX_MS;
     else
-        ok = ok && arg_str(m, 2, arg, kind == DDKV_MSG_JOB_NACK ? 128 : sizeof arg, kind == DDKV_MSG_JOB_NACK);
+        ok = ok && arg_str(m, 2, arg, kind == DDKV_MSG_JOB_NACK ? 128 : sizeof arg, true);
     if (!ok) {
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
-                         kind == DDKV_MSG_JOB_ACK    ? "JOB_ACK wants [id, token, result_key]"
+                         kind == DDKV_MSG_JOB_ACK    ? "JOB_ACK wants [id, token, result_key (jobresult/<id> or \"\")]"
                          : kind == DDKV_MSG_JOB_NACK ? "JOB_NACK wants [id, token, reason (< 128 bytes)]"
                                                      : "JOB_EXTEND wants [id, token, visibility_ms]");
         return;
@@ -625,6 +657,18 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
     if (!ok) {
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad client_id or seq");
         return;
+    }
+    /* The result of job ID lives at jobresult/ID and nowhere else: an ack
+     * naming another key is refused (it may name that key, or nothing). */
+    char rkey[sizeof JOB_RESULT_PREFIX + JOB_ID_LEN];
+    snprintf(rkey, sizeof rkey, JOB_RESULT_PREFIX "%s", id);
+    if (kind == DDKV_MSG_JOB_ACK) {
+        if (arg[0] && strcmp(arg, rkey) != 0) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                             "the result of job %s is %s; an ack may name no other key", id, rkey);
+            return;
+        }
+        snprintf(arg, sizeof arg, "%s", rkey);
     }
     /* JOB_ACK's optional result, stored at the result key by the ack's own
      * (fenced) transaction. Not in the module's own key space. */
@@ -640,11 +684,6 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
             conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE,
                              "result of %zu bytes (key %zu) is over the limit of %u (%u)", rlen, klen,
                              n->cfg.max_value_bytes, n->cfg.max_key_bytes);
-            return;
-        }
-        if (!strncmp(arg, "jobs/", 5) || !strncmp(arg, "jobq/", 5) || !strncmp(arg, "jobc/", 5)) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
-                             "result key %s is in the job queue's own key space", arg);
             return;
         }
     }

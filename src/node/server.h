@@ -240,6 +240,9 @@ void auth_free(struct node *n);
 /* Check c's request m against the permission table when auth is enabled
  * (access.h); on a refusal answer it and return false (auth.c). */
 bool auth_admit(struct node *n, struct conn *c, const struct msg *m);
+/* The user c acts as (borrowed from the applied auth state until the next
+ * apply), or NULL: none (auth.c). */
+const char *auth_conn_user(struct node *n, const struct conn *c);
 /* Answer the job module's waiting claims and free its state (mod_jobs.c). */
 void jobs_free(struct node *n);
 

@@ -298,7 +298,7 @@ static inline void fx_check_leases(struct member *m)
                      "a key attached to lease %llu has no index entry", (unsigned long long)r.lease);
         store_val_release(&sv);
         uint64_t ttl;
-        cr_assert_eq(sm_lease_get(&m->sm, r.lease, &ttl, &eb), ERR_OK, "a key is attached to a dead lease");
+        cr_assert_eq(sm_lease_get(&m->sm, r.lease, &ttl, NULL, &eb), ERR_OK, "a key is attached to a dead lease");
     }
     store_iter_free(it);
     cr_assert_eq(fx_count_meta(m, "k/"), attached, "%zu attachment keys for %zu attached keys",

@@ -410,3 +410,47 @@ Test(cmd, a_noop_consumes_an_index_and_changes_nothing)
     store_close(st);
     harness_rmrf(dir);
 }
+
+/* A grant carries its owner (the granting user) after the prefix; a grant
+ * without one is the prefix alone, which is also how every grant written
+ * before owners looks, so old log entries still decode (owner none). */
+Test(cmd, a_grant_carries_its_owner_and_an_old_grant_decodes_without_one)
+{
+    struct buf b = BUF_INIT;
+    struct cmd in = {.op = {.kind = SM_OP_LEASE_GRANT, .lease_ttl_ms = 5000, .owner = "carol", .owner_len = 5,
+                            .client_id = 1, .seq = 2},
+                     .lamport = 7};
+    cr_assert_eq(cmd_encode(&in, &b), ERR_OK);
+    cr_assert_eq(b.len, CMD_PREFIX + 4 + 5, "the owner follows the prefix with its length");
+    cr_assert_eq(get_be32(b.data + CMD_PREFIX), 5);
+    cr_assert(!memcmp(b.data + CMD_PREFIX + 4, "carol", 5));
+    cr_assert_eq(cmd_decode(b.data, b.len, &dec), ERR_OK);
+    cr_assert_eq(dec.op.kind, SM_OP_LEASE_GRANT);
+    cr_assert_eq(dec.op.lease_ttl_ms, 5000);
+    cr_assert_eq(dec.op.owner_len, 5);
+    cr_assert(!memcmp(dec.op.owner, "carol", 5));
+    for (size_t n = CMD_PREFIX + 1; n < b.len; n++)
+        cr_assert_eq(cmd_decode(b.data, n, &dec), ERR_CORRUPT, "cut at %zu", n);
+    /* An empty owner has one encoding: none at all. */
+    uint8_t empty[CMD_PREFIX + 4];
+    memcpy(empty, b.data, CMD_PREFIX);
+    put_be32(empty + CMD_PREFIX, 0);
+    cr_assert_eq(cmd_decode(empty, sizeof empty, &dec), ERR_CORRUPT, "an owner of length 0");
+    /* Over the user name limit. */
+    char big[DDKV_AUTH_NAME_MAX + 1];
+    memset(big, 'u', sizeof big);
+    in.op.owner = big;
+    in.op.owner_len = sizeof big;
+    buf_reset(&b);
+    cr_assert_eq(cmd_encode(&in, &b), ERR_BAD_INPUT);
+    /* A grant as written before owners: the 42 bytes alone. */
+    static const uint8_t old[CMD_PREFIX] = {2, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1,
+                                            0, 0, 0, 0, 0, 0, 0x75, 0x30, 0, 0, 0, 0, 0, 0, 0, 0,
+                                            0, 0, 0, 0, 0, 0, 0, 0};
+    cr_assert_eq(cmd_decode(old, sizeof old, &dec), ERR_OK);
+    cr_assert_eq(dec.op.kind, SM_OP_LEASE_GRANT);
+    cr_assert_eq(dec.op.lease_ttl_ms, 30000);
+    cr_assert_eq(dec.op.owner_len, 0);
+    cr_assert_null(dec.op.owner);
+    buf_free(&b);
+}

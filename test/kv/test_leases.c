@@ -7,6 +7,8 @@
  * batch and restart. */
 #include "sm_fixture.h"
 
+#include "kv/snapshot.h"
+
 static struct member m0, m1;
 
 static void setup(void)
@@ -60,13 +62,13 @@ Test(leases, a_grant_is_identified_by_its_index)
     /* Not visible to the leader until committed. */
     uint64_t ttl;
     struct errbuf eb;
-    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, &eb), ERR_NOT_FOUND);
+    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, NULL, &eb), ERR_NOT_FOUND);
     fx_commit(&m0);
-    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, &eb), ERR_OK);
+    cr_assert_eq(sm_lease_get(&m0.sm, 2, &ttl, NULL, &eb), ERR_OK);
     cr_assert_eq(ttl, 5000);
-    cr_assert_eq(sm_lease_get(&m0.sm, 3, &ttl, &eb), ERR_OK);
+    cr_assert_eq(sm_lease_get(&m0.sm, 3, &ttl, NULL, &eb), ERR_OK);
     cr_assert_eq(ttl, 7000);
-    cr_assert_eq(sm_lease_get(&m0.sm, 1, &ttl, &eb), ERR_NOT_FOUND);
+    cr_assert_eq(sm_lease_get(&m0.sm, 1, &ttl, NULL, &eb), ERR_NOT_FOUND);
     cr_assert_eq(m0.sm.leases, 2);
     cr_assert_eq(m0.sm.revision, 1);
     cr_assert_eq(m0.ev->n, 1, "grants report no event");
@@ -568,4 +570,100 @@ Test(leases, members_batching_differently_end_with_identical_bytes_and_events)
     fx_check_leases(&m0);
     cr_assert_gt(m0.sm.leases, 0);
     cr_assert_eq(m0.sm.applied_index, N_ENTRIES);
+}
+
+/* --- owners (src/node/access.c decides who may use a lease by them) --- */
+
+static struct sm_result grant_as(struct member *m, uint64_t ttl_ms, const char *owner)
+{
+    return fx_stage(m, (struct sm_op){.kind = SM_OP_LEASE_GRANT, .lease_ttl_ms = ttl_ms, .owner = owner,
+                                      .owner_len = owner ? strlen(owner) : 0});
+}
+
+static void expect_owner(struct member *m, uint64_t id, uint64_t ttl_want, const char *owner_want)
+{
+    uint64_t ttl = 0;
+    auth_name owner;
+    struct errbuf eb;
+    cr_assert_eq(sm_lease_get(&m->sm, id, &ttl, owner, &eb), ERR_OK, "lease %llu: %s", (unsigned long long)id,
+                 eb.msg);
+    cr_assert_eq(ttl, ttl_want);
+    cr_assert_str_eq(owner, owner_want, "lease %llu", (unsigned long long)id);
+}
+
+Test(leases, a_lease_keeps_its_owner_through_commit_restart_and_a_snapshot_install)
+{
+    struct sm_result c = grant_as(&m0, 4000, "carol");
+    struct sm_result r = grant_as(&m0, 5000, "root");
+    struct sm_result none = grant_as(&m0, 6000, NULL);
+    fx_put(&m0, "k", "v", c.lease_id);
+    fx_commit(&m0);
+    expect_owner(&m0, c.lease_id, 4000, "carol");
+    expect_owner(&m0, r.lease_id, 5000, "root");
+    expect_owner(&m0, none.lease_id, 6000, "");
+    member_restart(&m0);
+    expect_owner(&m0, c.lease_id, 4000, "carol");
+    expect_owner(&m0, none.lease_id, 6000, "");
+    fx_check_leases(&m0);
+
+    /* An image carries the owners to a member that installs it. */
+    char sdir[256], path[512];
+    struct errbuf eb;
+    cr_assert_eq(harness_tmpdir(sdir, sizeof sdir, "lease-snap"), 0);
+    cr_assert_eq(snap_path(path, sizeof path, sdir, m0.sm.applied_index, 1, "snap", &eb), ERR_OK);
+    cr_assert_eq(snap_write(m0.st, path, m0.sm.applied_index, 1, &eb), ERR_OK, "%s", eb.msg);
+    member_init(&m1, "lease-b", false);
+    cr_assert_eq(snap_install(m1.st, path, NULL, &eb), ERR_OK, "%s", eb.msg);
+    member_restart(&m1);
+    expect_owner(&m1, c.lease_id, 4000, "carol");
+    expect_owner(&m1, r.lease_id, 5000, "root");
+    expect_owner(&m1, none.lease_id, 6000, "");
+    fx_assert_same_bytes(&m0, &m1);
+    harness_rmrf(sdir);
+}
+
+/* A data dir (or an image) of format 2 holds lease records of the ttl
+ * alone: they load as leases without an owner, and the dir is stamped 3. */
+Test(leases, a_format_2_lease_record_loads_as_a_lease_without_owner)
+{
+    struct errbuf eb;
+    struct store_batch *b = store_batch_new(m0.st);
+    uint8_t v[8], k[10] = {'l', '/'};
+    put_be64(v, 2);
+    store_batch_put(b, STORE_CF_META, "format_version", 14, v, 8);
+    put_be64(k + 2, 7);
+    put_be64(v, 9000);
+    store_batch_put(b, STORE_CF_META, k, sizeof k, v, 8);
+    put_be64(v, 1);
+    store_batch_put(b, STORE_CF_META, "leases", 6, v, 8);
+    put_be64(v, 7);
+    store_batch_put(b, STORE_CF_META, "applied_index", 13, v, 8);
+    cr_assert_eq(store_write(m0.st, b, true, &eb), ERR_OK, "%s", eb.msg);
+    store_batch_free(b);
+
+    /* An image of that state, as a format 2 member would have sent it. */
+    char sdir[256], path[512];
+    cr_assert_eq(harness_tmpdir(sdir, sizeof sdir, "lease-old"), 0);
+    cr_assert_eq(snap_path(path, sizeof path, sdir, 7, 1, "snap", &eb), ERR_OK);
+    cr_assert_eq(snap_write(m0.st, path, 7, 1, &eb), ERR_OK, "%s", eb.msg);
+
+    member_restart(&m0);
+    expect_owner(&m0, 7, 9000, "");
+    struct lease_list l = leases(&m0);
+    cr_assert_eq(l.n, 1);
+    cr_assert_eq(l.id[0], 7);
+    struct store_val sv;
+    cr_assert_eq(store_get(m0.st, STORE_CF_META, "format_version", 14, NULL, &sv, &eb), ERR_OK);
+    cr_assert_eq(get_be64(sv.p), SM_FORMAT_VERSION, "stamped with this format when opened");
+    store_val_release(&sv);
+    /* Keys still attach to it, and it revokes. */
+    cr_assert_eq(fx_put(&m0, "a", "1", 7).error, SM_ERR_NONE);
+    cr_assert_eq(fx_revoke(&m0, 7).found, true);
+    fx_commit(&m0);
+
+    member_init(&m1, "lease-old-b", false);
+    cr_assert_eq(snap_install(m1.st, path, NULL, &eb), ERR_OK, "%s", eb.msg);
+    member_restart(&m1);
+    expect_owner(&m1, 7, 9000, "");
+    harness_rmrf(sdir);
 }

@@ -50,7 +50,7 @@ Test(jobs, claims_follow_submission_order_and_an_empty_queue_says_so)
     char *ids[5];
     for (int i = 0; i < 5; i++) {
         char data[32];
-        snprintf(data, sizeof data, "input/%d", i);
+        snprintf(data, sizeof data, "jobdata/%d", i);
         cr_assert_eq(ddkv_job_put(c, data, NULL, 3, &ids[i]), DDKV_OK, "%s", ddkv_client_errmsg(c));
         usleep(2000); /* distinct submission times */
     }
@@ -59,14 +59,14 @@ Test(jobs, claims_follow_submission_order_and_an_empty_queue_says_so)
         cr_assert_eq(ddkv_job_claim(c, "w1", 10000, &j), DDKV_OK, "%s", ddkv_client_errmsg(c));
         cr_assert_str_eq(j.id, ids[i], "claim %d got %s", i, j.id);
         char want[32];
-        snprintf(want, sizeof want, "input/%d", i);
+        snprintf(want, sizeof want, "jobdata/%d", i);
         cr_assert_str_eq(j.data_key, want);
         cr_assert_eq(j.attempts, 1);
-        cr_assert_eq(ddkv_job_ack(c, j.id, j.token, "result/x", NULL, 0), DDKV_OK, "%s", ddkv_client_errmsg(c));
+        cr_assert_eq(ddkv_job_ack(c, j.id, j.token, "", NULL, 0), DDKV_OK, "%s", ddkv_client_errmsg(c));
         char st[16];
         job_state(c, j.id, st, sizeof st);
         cr_assert_str_eq(st, "done");
-        cr_assert_eq(ddkv_job_ack(c, j.id, j.token, "result/x", NULL, 0), DDKV_ERR_FENCED, "a second ack must be fenced");
+        cr_assert_eq(ddkv_job_ack(c, j.id, j.token, "", NULL, 0), DDKV_ERR_FENCED, "a second ack must be fenced");
         ddkv_job_claim_free(&j);
         ddkv_free(ids[i]);
     }
@@ -79,7 +79,7 @@ Test(jobs, a_worker_whose_claim_expired_is_fenced_and_the_next_one_completes_the
 {
     ddkv_client *c = start();
     char *id;
-    cr_assert_eq(ddkv_job_put(c, "input/slow", NULL, 5, &id), DDKV_OK);
+    cr_assert_eq(ddkv_job_put(c, "jobdata/slow", NULL, 5, &id), DDKV_OK);
     struct ddkv_job_claim a, b;
     cr_assert_eq(ddkv_job_claim(c, "slow-worker", 300, &a), DDKV_OK);
     cr_assert_eq(ddkv_job_claim(c, "other", 300, &b), DDKV_ERR_NOT_FOUND, "claimed twice before expiry");
@@ -88,23 +88,30 @@ Test(jobs, a_worker_whose_claim_expired_is_fenced_and_the_next_one_completes_the
     cr_assert_str_eq(b.id, id);
     cr_assert_eq(b.attempts, 2);
     cr_assert_gt(b.token, a.token, "tokens grow");
-    /* Both carry their result to the same key: only the holder's is written. */
-    cr_assert_eq(ddkv_job_ack(c, a.id, a.token, "result/one", "stale", 5), DDKV_ERR_FENCED,
+    /* Both carry their result to the job's result key: only the holder's is
+     * written. */
+    char rkey[96];
+    snprintf(rkey, sizeof rkey, "jobresult/%s", id);
+    cr_assert_eq(ddkv_job_ack(c, a.id, a.token, rkey, "stale", 5), DDKV_ERR_FENCED,
                  "the stale worker completed it");
     cr_assert_eq(ddkv_job_extend(c, a.id, &a.token, 5000), DDKV_ERR_FENCED);
     struct ddkv_value v;
-    cr_assert_eq(ddkv_read(c, "result/one", 10, DDKV_CONSISTENCY_LINEARIZABLE, 0, &v), DDKV_ERR_NOT_FOUND,
+    cr_assert_eq(ddkv_read(c, rkey, strlen(rkey), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v), DDKV_ERR_NOT_FOUND,
                  "a fenced ack wrote its result");
     cr_assert_eq(ddkv_job_ack(c, b.id, b.token, "jobs/x", "bad", 3), DDKV_ERR_BAD_REQUEST,
                  "a result inside the queue's own keys");
-    cr_assert_eq(ddkv_job_ack(c, b.id, b.token, "result/one", "good", 4), DDKV_OK, "%s", ddkv_client_errmsg(c));
-    cr_assert_eq(ddkv_read(c, "result/one", 10, DDKV_CONSISTENCY_LINEARIZABLE, 0, &v), DDKV_OK);
+    cr_assert_eq(ddkv_job_ack(c, b.id, b.token, "result/one", "bad", 3), DDKV_ERR_BAD_REQUEST,
+                 "a result outside the job's own result key");
+    cr_assert_eq(ddkv_job_ack(c, b.id, b.token, rkey, "good", 4), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    cr_assert_eq(ddkv_read(c, rkey, strlen(rkey), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v), DDKV_OK);
     cr_assert(v.len == 4 && !memcmp(v.value, "good", 4), "the result is not the holder's");
     ddkv_free(v.value);
     char key[96];
     snprintf(key, sizeof key, "jobs/%s", id);
     cr_assert_eq(ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v), DDKV_OK);
-    cr_assert_not_null(strstr(v.value, "\"result\":\"result/one\""), "%s", (char *)v.value);
+    char want[128];
+    snprintf(want, sizeof want, "\"result\":\"%s\"", rkey);
+    cr_assert_not_null(strstr(v.value, want), "%s", (char *)v.value);
     cr_assert_not_null(strstr(v.value, "\"worker\":\"fast-worker\""), "%s", (char *)v.value);
     ddkv_free(v.value);
     ddkv_job_claim_free(&a);
@@ -117,7 +124,7 @@ Test(jobs, nack_requeues_until_the_attempts_are_used_up_then_the_job_is_dead)
 {
     ddkv_client *c = start();
     char *id;
-    cr_assert_eq(ddkv_job_put(c, "input/bad", NULL, 2, &id), DDKV_OK);
+    cr_assert_eq(ddkv_job_put(c, "jobdata/bad", NULL, 2, &id), DDKV_OK);
     for (int attempt = 1; attempt <= 2; attempt++) {
         struct ddkv_job_claim j;
         cr_assert_eq(ddkv_job_claim(c, "w", 10000, &j), DDKV_OK, "attempt %d", attempt);
@@ -141,7 +148,7 @@ Test(jobs, extending_a_claim_keeps_it_and_replaces_the_token)
 {
     ddkv_client *c = start();
     char *id;
-    cr_assert_eq(ddkv_job_put(c, "input/long", NULL, 3, &id), DDKV_OK);
+    cr_assert_eq(ddkv_job_put(c, "jobdata/long", NULL, 3, &id), DDKV_OK);
     struct ddkv_job_claim j, other;
     cr_assert_eq(ddkv_job_claim(c, "w", 400, &j), DDKV_OK);
     uint64_t old = j.token, tok = j.token;
@@ -151,8 +158,8 @@ Test(jobs, extending_a_claim_keeps_it_and_replaces_the_token)
     }
     cr_assert_gt(tok, old);
     cr_assert_eq(ddkv_job_claim(c, "thief", 400, &other), DDKV_ERR_NOT_FOUND, "an extended claim was taken");
-    cr_assert_eq(ddkv_job_ack(c, j.id, old, "r", NULL, 0), DDKV_ERR_FENCED, "the old token still works");
-    cr_assert_eq(ddkv_job_ack(c, j.id, tok, "r", NULL, 0), DDKV_OK);
+    cr_assert_eq(ddkv_job_ack(c, j.id, old, "", NULL, 0), DDKV_ERR_FENCED, "the old token still works");
+    cr_assert_eq(ddkv_job_ack(c, j.id, tok, "", NULL, 0), DDKV_OK);
     ddkv_job_claim_free(&j);
     ddkv_free(id);
     ddkv_client_free(c);
@@ -187,7 +194,7 @@ static void *worker_main(void *arg)
         }
         int n = atoi(strrchr(j.data_key, '/') + 1);
         usleep(20000 + (useconds_t)(test_rng(&(uint64_t){(uint64_t)n + 1}) % 40000)); /* the work */
-        e = ddkv_job_ack(c, j.id, j.token, j.data_key, NULL, 0);
+        e = ddkv_job_ack(c, j.id, j.token, "", NULL, 0);
         if (e == DDKV_OK) {
             pthread_mutex_lock(&acked_lock);
             acked[n]++;
@@ -212,7 +219,7 @@ Test(jobs, six_workers_complete_every_job_exactly_once_across_a_leader_kill)
     char *ids[NJOBS];
     for (int i = 0; i < NJOBS; i++) {
         char data[32];
-        snprintf(data, sizeof data, "input/%d", i);
+        snprintf(data, sizeof data, "jobdata/%d", i);
         cr_assert_eq(ddkv_job_put(c, data, NULL, 10, &ids[i]), DDKV_OK, "%s", ddkv_client_errmsg(c));
     }
     struct worker ws[NWORKERS];
@@ -278,7 +285,7 @@ static uint32_t raw_ack(int port, const char *id, uint64_t token, uint64_t clien
     msg_begin(&w, &req, DDKV_MSG_JOB_ACK, 1, 7, 5);
     mw_str(&w, id);
     mw_u64(&w, token);
-    mw_str(&w, "result/raw");
+    mw_str(&w, "");
     mw_u64(&w, client_id);
     mw_u64(&w, seq);
     cr_assert_eq(msg_end(&w), 0);
@@ -306,7 +313,7 @@ Test(jobs, an_ack_retried_under_its_session_gets_the_first_answer_not_fenced)
 {
     ddkv_client *c = start();
     char *id;
-    cr_assert_eq(ddkv_job_put(c, "input/retry", NULL, 3, &id), DDKV_OK);
+    cr_assert_eq(ddkv_job_put(c, "jobdata/retry", NULL, 3, &id), DDKV_OK);
     struct ddkv_job_claim j;
     cr_assert_eq(ddkv_job_claim(c, "w", 10000, &j), DDKV_OK);
     int leader = pc_leader(&pc, 10000);
