@@ -14,11 +14,13 @@ static const struct opt_def hub_opts[] = {
     {"workers", 0, OPT_ARG, "4", "N", "threads for cluster calls"},
     /* What clients can make the hub hold (README "The hub: limits"). */
     {"max-conns", 0, OPT_ARG, "1024", "N", "open HTTP connections (more: 503)"},
+    {"max-conns-per-addr", 0, OPT_ARG, "256", "N", "open HTTP connections from one client address (more: 503)"},
     {"max-header-bytes", 0, OPT_ARG, "16384", "N", "a request's line and headers (more: 431)"},
     {"header-timeout-ms", 0, OPT_ARG, "10000", "MS", "from a request's first byte to its end of headers (else 408)"},
     {"idle-timeout-ms", 0, OPT_ARG, "60000", "MS", "a keep-alive connection without a request, or a reply unread"},
-    {"queue", 0, OPT_ARG, "64", "N", "requests waiting for workers, per lane (more: 503 with Retry-After)"},
+    {"queue", 0, OPT_ARG, "64", "N", "requests waiting for the workers (more: 503 with Retry-After)"},
     {"proxy-workers", 0, OPT_ARG, "4", "N", "threads for /api/proxy, a lane of their own"},
+    {"proxy-queue", 0, OPT_ARG, "8", "N", "/api/proxy requests waiting for those (more: 503 with Retry-After)"},
     {"uploads", 0, OPT_ARG, "2", "N", "POST /api/jobs bodies at once (more: 503 with Retry-After)"},
     {"max-upload-mb", 0, OPT_ARG, "64", "MB", "one uploaded file (more: 413)"},
     {"upload-min-rate-kbs", 0, OPT_ARG, "16", "KB", "an upload slower than this over 10 s is cut (408)"},
@@ -53,11 +55,13 @@ static int hub_cmd(struct cli_ctx *ctx)
              upload_s = cfg.upload_timeout_ms / 1000, sse_kb = cfg.sse_max_pending >> 10;
     if (opts_get_u32(o, "workers", 1, 64, &cfg.workers) != 0 ||
         opts_get_u32(o, "max-conns", 1, 1000000, &cfg.max_conns) != 0 ||
+        opts_get_u32(o, "max-conns-per-addr", 1, 1000000, &cfg.max_conns_per_addr) != 0 ||
         opts_get_u32(o, "max-header-bytes", 1024, 1u << 20, &cfg.max_header_bytes) != 0 ||
         opts_get_u32(o, "header-timeout-ms", 100, 3600000, &cfg.header_timeout_ms) != 0 ||
         opts_get_u32(o, "idle-timeout-ms", 100, 86400000, &cfg.idle_timeout_ms) != 0 ||
         opts_get_u32(o, "queue", 1, 100000, &cfg.queue) != 0 ||
         opts_get_u32(o, "proxy-workers", 1, 64, &cfg.proxy_workers) != 0 ||
+        opts_get_u32(o, "proxy-queue", 1, 100000, &cfg.proxy_queue) != 0 ||
         opts_get_u32(o, "uploads", 1, 64, &cfg.uploads) != 0 ||
         opts_get_u32(o, "max-upload-mb", 1, 1u << 20, &upload_mb) != 0 ||
         opts_get_u32(o, "upload-min-rate-kbs", 0, 1u << 20, &rate_kb) != 0 ||

@@ -11,6 +11,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -37,7 +38,7 @@
 #define HUB_LAMPORT_MAX 1000000000000ull /* a `since` below it (2001-09-09 in ms) is a Lamport time */
 #define HUB_PROXY_WAIT_MS 5000
 #define HUB_JOB_NAME_MAX 127             /* bytes: the node's JOB_PUT bound */
-#define HUB_UPLOAD_WINDOW_MS 10000       /* the upload rate is judged over windows this long */
+#define HUB_UPLOAD_WINDOW_S 10           /* the upload rate is judged over the last this many seconds */
 #define HUB_OUT_PAUSE (256u << 10)       /* a connection's unsent replies: stop reading its requests */
 #define HUB_LINGER_MS 1000               /* after an error reply: drain what the client still sends */
 #define HUB_LINGER_BYTES (256u << 10)
@@ -87,13 +88,16 @@ struct conn {
     struct event *timer;   /* idle, head, body-rate or linger deadline */
     enum cstate st;
     char peer[64];
+    uint8_t addr[16];      /* the client's IP address (v4 in the first 4) */
     bool started;          /* a request head has begun */
     bool keep;             /* keep-alive after this reply */
     bool head_only;        /* HEAD: no body in the reply */
     bool paused;           /* reading stopped until the replies are sent */
     bool shut;             /* C_CLOSING: our side is shut down */
     uint64_t t_start_ms;   /* the head's first byte, or the body's start */
-    uint64_t body_left, win_start_ms, win_bytes, lingered;
+    uint64_t body_left, lingered;
+    uint64_t sec_bytes[HUB_UPLOAD_WINDOW_S]; /* body bytes per second, a ring */
+    uint32_t secs;                           /* seconds of body so far */
     struct task *task;     /* the request in progress */
     struct conn *prev, *next;
 };
@@ -919,7 +923,7 @@ static void body_feed(struct conn *c)
     if (n) {
         evbuffer_remove_buffer(in, c->task->body, n);
         c->body_left -= n;
-        c->win_bytes += n;
+        c->sec_bytes[c->secs % HUB_UPLOAD_WINDOW_S] += n;
     }
     if (c->body_left)
         return;
@@ -973,8 +977,9 @@ static void upload_start(struct conn *c, const char *query, bool have_len, uint6
     h->uploads_active++;
     c->st = C_BODY;
     c->body_left = len;
-    c->t_start_ms = c->win_start_ms = clock_mono_ms();
-    c->win_bytes = 0;
+    c->t_start_ms = clock_mono_ms();
+    c->secs = 0;
+    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
     if (expect)
         evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
     conn_arm(c, 1000);
@@ -982,26 +987,29 @@ static void upload_start(struct conn *c, const char *query, bool have_len, uint6
 }
 
 /* Once a second while a body comes in: the whole upload's deadline, and the
- * rate over the last window. */
+ * rate over the last HUB_UPLOAD_WINDOW_S seconds (a sliding window, so a
+ * burst followed by a stall is cut that long after the stall began). */
 static void body_check(struct conn *c)
 {
     const struct hub_config *cfg = c->h->cfg;
-    uint64_t now = clock_mono_ms();
-    if (now - c->t_start_ms >= cfg->upload_timeout_ms) {
+    if (clock_mono_ms() - c->t_start_ms >= cfg->upload_timeout_ms) {
         conn_error(c, 408, true, NULL, "the upload took over %u s (--upload-timeout-s)", cfg->upload_timeout_ms / 1000);
         return;
     }
-    if (now - c->win_start_ms >= HUB_UPLOAD_WINDOW_MS) {
-        if (c->win_bytes * 1000 < (uint64_t)cfg->upload_min_rate * (now - c->win_start_ms)) {
-            fprintf(stderr, "ddkv hub: upload from %s cut: %" PRIu64 " bytes in %" PRIu64 " ms\n", c->peer,
-                    c->win_bytes, now - c->win_start_ms);
+    c->secs++;
+    if (c->secs >= HUB_UPLOAD_WINDOW_S) {
+        uint64_t sum = 0;
+        for (int i = 0; i < HUB_UPLOAD_WINDOW_S; i++)
+            sum += c->sec_bytes[i];
+        if (sum < (uint64_t)cfg->upload_min_rate * HUB_UPLOAD_WINDOW_S) {
+            fprintf(stderr, "ddkv hub: upload from %s cut: %" PRIu64 " bytes in the last %d s, %" PRIu64 " to go\n",
+                    c->peer, sum, HUB_UPLOAD_WINDOW_S, c->body_left);
             conn_error(c, 408, true, NULL, "the upload was slower than %u KiB/s over %d s (--upload-min-rate-kbs)",
-                       cfg->upload_min_rate >> 10, HUB_UPLOAD_WINDOW_MS / 1000);
+                       cfg->upload_min_rate >> 10, HUB_UPLOAD_WINDOW_S);
             return;
         }
-        c->win_start_ms = now;
-        c->win_bytes = 0;
     }
+    c->sec_bytes[c->secs % HUB_UPLOAD_WINDOW_S] = 0; /* the second now starting */
     conn_arm(c, 1000);
 }
 
@@ -1255,18 +1263,30 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)salen;
     struct hub *h = arg;
-    struct conn *c = h->nconns < h->max_conns ? calloc(1, sizeof *c) : NULL;
+    uint8_t addr[16] = {0};
+    if (sa->sa_family == AF_INET)
+        memcpy(addr, &((struct sockaddr_in *)sa)->sin_addr, 4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(addr, &((struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    uint32_t same = 0;
+    for (struct conn *o = h->conns; o && same < h->cfg->max_conns_per_addr; o = o->next)
+        same += !memcmp(o->addr, addr, sizeof addr);
+    bool room = h->nconns < h->max_conns && same < h->cfg->max_conns_per_addr;
+    struct conn *c = room ? calloc(1, sizeof *c) : NULL;
     struct bufferevent *bev = c ? bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
     struct event *timer = bev ? evtimer_new(h->base, conn_timer, c) : NULL;
     if (!timer) {
-#define HUB_BUSY_BODY "{\"error\":\"too many connections (--max-conns)\"}"
+#define HUB_BUSY_BODY "{\"error\":\"too many connections, try again\"}"
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                   "Retry-After: 1\r\nConnection: close\r\nContent-Length: 46\r\n\r\n" HUB_BUSY_BODY;
-        _Static_assert(sizeof HUB_BUSY_BODY - 1 == 46, "the Content-Length above");
+                                   "Retry-After: 1\r\nConnection: close\r\nContent-Length: 43\r\n\r\n" HUB_BUSY_BODY;
+        _Static_assert(sizeof HUB_BUSY_BODY - 1 == 43, "the Content-Length above");
         (void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (h->refused_conns++ % 1000 == 0)
-            fprintf(stderr, "ddkv hub: %u connections open (--max-conns): refusing more (%" PRIu64 " so far)\n",
-                    h->nconns, h->refused_conns);
+            fprintf(stderr,
+                    "ddkv hub: refusing a connection from %s: %u open, %u from that address (--max-conns %u, "
+                    "--max-conns-per-addr %u; %" PRIu64 " refused so far)\n",
+                    sa->sa_family == AF_INET ? inet_ntoa(((struct sockaddr_in *)sa)->sin_addr) : "an IPv6 address",
+                    h->nconns, same, h->max_conns, h->cfg->max_conns_per_addr, h->refused_conns);
         if (bev)
             bufferevent_free(bev);
         else
@@ -1279,6 +1299,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->timer = timer;
     c->st = C_HEAD;
     c->keep = true;
+    memcpy(c->addr, addr, sizeof addr);
     char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     if (sa->sa_family == AF_INET) {
@@ -1341,11 +1362,13 @@ void hub_config_defaults(struct hub_config *cfg)
     cfg->timeout_ms = 3000;
     cfg->workers = 4;
     cfg->max_conns = 1024;
+    cfg->max_conns_per_addr = 256;
     cfg->max_header_bytes = 16 << 10;
     cfg->header_timeout_ms = 10000;
     cfg->idle_timeout_ms = 60000;
     cfg->queue = 64;
     cfg->proxy_workers = 4;
+    cfg->proxy_queue = 8;
     cfg->uploads = 2;
     cfg->max_upload_bytes = 64u << 20;
     cfg->upload_min_rate = 16 << 10;
@@ -1387,14 +1410,38 @@ int hub_run(const struct hub_config *cfg)
     char host[256];
     const char *colon = strrchr(cfg->http_addr, ':');
     struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    if (!colon || (size_t)(colon - cfg->http_addr) >= sizeof host ||
-        evutil_parse_sockaddr_port(cfg->http_addr, (struct sockaddr *)&ss, &sl) != 0) {
-        fprintf(stderr, "ddkv hub: --http-addr wants HOST:PORT (an IP address)\n");
+    memset(&ss, 0, sizeof ss);
+    int sl = 0;
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon && (size_t)(colon - cfg->http_addr) < sizeof host) {
+        memcpy(host, cfg->http_addr, (size_t)(colon - cfg->http_addr));
+        host[colon - cfg->http_addr] = 0;
+    }
+    if (colon && *end == 0 && port >= 0 && port <= 65535 && (size_t)(colon - cfg->http_addr) < sizeof host) {
+        /* An address or a name, as evhttp took it; [v6] in brackets. */
+        char name[256];
+        size_t hl = strlen(host);
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+            snprintf(name, sizeof name, "%.*s", (int)hl - 2, host + 1);
+        else
+            snprintf(name, sizeof name, "%s", host);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+        if (getaddrinfo(name[0] ? name : NULL, "0", &hints, &ai) == 0 && ai && ai->ai_addrlen <= sizeof ss) {
+            memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+            sl = (int)ai->ai_addrlen;
+            if (ss.ss_family == AF_INET)
+                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+        }
+        if (ai)
+            freeaddrinfo(ai);
+    }
+    if (!sl) {
+        fprintf(stderr, "ddkv hub: --http-addr wants HOST:PORT\n");
         return 2;
     }
-    memcpy(host, cfg->http_addr, (size_t)(colon - cfg->http_addr));
-    host[colon - cfg->http_addr] = 0;
     h->max_conns = conn_limit(cfg->max_conns);
     h->base = event_base_new();
     h->feed = evbuffer_new();
@@ -1420,7 +1467,7 @@ int hub_run(const struct hub_config *cfg)
     event_add(h->sig_int, NULL);
     event_add(h->sig_term, NULL);
     if (lane_start(h, &h->main_lane, cfg->workers ? cfg->workers : 4, cfg->queue) != 0 ||
-        lane_start(h, &h->proxy_lane, cfg->proxy_workers ? cfg->proxy_workers : 1, cfg->queue) != 0 ||
+        lane_start(h, &h->proxy_lane, cfg->proxy_workers ? cfg->proxy_workers : 1, cfg->proxy_queue) != 0 ||
         lane_start(h, &h->upload_lane, cfg->uploads ? cfg->uploads : 1, 0) != 0) {
         fprintf(stderr, "ddkv hub: out of memory\n");
         return 1;

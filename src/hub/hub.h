@@ -46,11 +46,13 @@ struct hub_config {
     uint32_t workers;       /* threads for cluster calls (the main lane) */
     /* Bounds on what clients can make the hub hold (README "The hub"). */
     uint32_t max_conns;          /* open HTTP connections; more: 503 at accept */
+    uint32_t max_conns_per_addr; /* of those, from one client address */
     uint32_t max_header_bytes;   /* request line + headers; more: 431 */
     uint32_t header_timeout_ms;  /* from a request's first byte to its blank line; else 408 */
     uint32_t idle_timeout_ms;    /* a keep-alive connection without a request; a reply unread */
-    uint32_t queue;              /* requests waiting per lane; more: 503 Retry-After */
+    uint32_t queue;              /* requests waiting for the main lane; more: 503 Retry-After */
     uint32_t proxy_workers;      /* threads for /api/proxy (its own lane) */
+    uint32_t proxy_queue;        /* proxy requests waiting (each may wait 5 s for its agent) */
     uint32_t uploads;            /* POST /api/jobs bodies at once; more: 503 Retry-After */
     uint64_t max_upload_bytes;   /* one upload; more: 413 */
     uint32_t upload_min_rate;    /* bytes/s over every 10 s window; slower: 408 */
