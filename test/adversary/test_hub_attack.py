@@ -14,8 +14,8 @@ Modes:
   sse      N streams that never read, then W writes of 512 KiB to metrics/
            (with the ddkv CLI: DDKV_BIN, DDKV_ENDPOINTS), and one stream that
            reads: how many metric events it got.
-  headers  N connections each sending B bytes of a request head that never
-           ends, and S slow ones sending a head line per second: the status
+  headers  N connections each sending B bytes of header lines, a request
+           head that never ends, and S slow ones sending a head line per second: the status
            each got and when the hub closed it.
   uploads  N POST /api/jobs announcing L bytes, each sending B of them at
            once and then stalling: the status each got and when it was closed.
@@ -180,14 +180,23 @@ def mode_headers(a, mon):
 
     def big(i):
         t0 = time.monotonic()
-        st, sent, buf = 0, 0, b""
+        st, sent, buf, reset = 0, 0, b"", False
         try:
             s = connect(a.addr)
-            s.sendall(b"GET /api/clients HTTP/1.1\r\nHost: hub\r\nX-Filler: ")
-            chunk = b"a" * 65536
+            s.sendall(b"GET /api/clients HTTP/1.1\r\nHost: hub\r\n")
+            chunk = b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 1024  # 64 KiB of lines
             while sent < a.bytes and time.monotonic() - t0 < a.duration:
                 s.sendall(chunk)
                 sent += len(chunk)
+                s.setblocking(False)
+                try:  # the hub's answer as soon as it comes (it stops reading, then closes)
+                    d = s.recv(65536)
+                    buf += d
+                    if buf and not d or status_of(buf):
+                        break
+                except BlockingIOError:
+                    pass
+                s.settimeout(5)
             # the head never ends: wait for the hub's answer and close
             s.settimeout(max(1.0, a.duration - (time.monotonic() - t0)))
             while True:
@@ -195,11 +204,12 @@ def mode_headers(a, mon):
                 if not d:
                     break
                 buf += d
-        except OSError:
-            pass
+        except OSError:  # the hub closed while this was still sending
+            reset = True
         st = status_of(buf)
         with lock:
-            res.append({"kind": "big", "sent": sent, "status": st, "closed_s": round(time.monotonic() - t0, 2)})
+            res.append({"kind": "big", "sent": sent, "status": st, "reset": reset,
+                        "closed_s": round(time.monotonic() - t0, 2)})
 
     def slow(i):
         t0 = time.monotonic()
