@@ -20,6 +20,8 @@ Modes:
   uploads  N POST /api/jobs announcing L bytes, each sending B of them at
            once and then stalling: the status each got and when it was closed.
   proxy    N concurrent GET /api/proxy/ID: each one's status and latency.
+  conns    N connections from --src (127.0.0.2) that send nothing: how many
+           the hub refused with 503, and when it closed the others.
 Only 127.0.0.0/8 is ever contacted.
 """
 import argparse
@@ -317,9 +319,40 @@ def mode_proxy(a, mon):
     return {"requests": a.n, "_threads": ts, "_res": res}
 
 
+def mode_conns(a, mon):
+    """N connections from --src that send nothing: how many the hub refused
+    (503 at once), and when it closed the others (idle timeout)."""
+    t0 = time.monotonic()
+    socks, refused = [], 0
+    for _ in range(a.n):
+        s = connect(a.addr, src=a.src)
+        s.setblocking(False)
+        socks.append([s, None, b""])
+    while time.monotonic() - t0 < a.duration and any(x[1] is None for x in socks):
+        for x in socks:
+            if x[1] is not None:
+                continue
+            try:
+                d = x[0].recv(4096)
+                x[2] += d
+                if not d:
+                    x[1] = time.monotonic() - t0
+            except BlockingIOError:
+                pass
+            except OSError:
+                x[1] = time.monotonic() - t0
+        time.sleep(0.05)
+    refused = sum(status_of(x[2]) == 503 for x in socks)
+    idle_closed = sorted(round(x[1], 1) for x in socks if x[1] is not None and status_of(x[2]) != 503)
+    for x in socks:
+        x[0].close()
+    return {"conns": a.n, "refused_503": refused, "idle_closed": len(idle_closed),
+            "idle_closed_s": idle_closed[:1] + idle_closed[-1:], "open_at_end": sum(x[1] is None for x in socks)}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["sse", "headers", "uploads", "proxy"])
+    p.add_argument("mode", choices=["sse", "headers", "uploads", "proxy", "conns"])
     p.add_argument("addr")
     p.add_argument("pid", type=int)
     p.add_argument("--n", type=int, default=10)
@@ -331,6 +364,7 @@ def main():
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--watch", type=float, default=8.0)
     p.add_argument("--id", default="ghost")
+    p.add_argument("--src", default="127.0.0.2")
     a = p.parse_args()
     mon = Monitor(a.addr, a.pid)
     time.sleep(0.3)
