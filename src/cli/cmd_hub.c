@@ -26,6 +26,7 @@ static const struct opt_def hub_opts[] = {
     {"upload-min-rate-kbs", 0, OPT_ARG, "16", "KB", "an upload slower than this over 10 s is cut (408)"},
     {"upload-timeout-s", 0, OPT_ARG, "600", "S", "one upload's whole body (longer: 408)"},
     {"sse-max-kb", 0, OPT_ARG, "8192", "KB", "unsent bytes of an event stream before it is dropped"},
+    {"max-unsent-mb", 0, OPT_ARG, "32", "MB", "unsent replies in all; more: the connection with the most is closed"},
 };
 
 /* web/ of the source tree: the binary lives in a build directory of it. */
@@ -52,7 +53,8 @@ static int hub_cmd(struct cli_ctx *ctx)
     hub_config_defaults(&cfg);
     struct opts *o = ctx->opts;
     uint32_t upload_mb = (uint32_t)(cfg.max_upload_bytes >> 20), rate_kb = cfg.upload_min_rate >> 10,
-             upload_s = cfg.upload_timeout_ms / 1000, sse_kb = cfg.sse_max_pending >> 10;
+             upload_s = cfg.upload_timeout_ms / 1000, sse_kb = cfg.sse_max_pending >> 10,
+             unsent_mb = (uint32_t)(cfg.max_unsent_bytes >> 20);
     if (opts_get_u32(o, "workers", 1, 64, &cfg.workers) != 0 ||
         opts_get_u32(o, "max-conns", 1, 1000000, &cfg.max_conns) != 0 ||
         opts_get_u32(o, "max-conns-per-addr", 1, 1000000, &cfg.max_conns_per_addr) != 0 ||
@@ -66,7 +68,8 @@ static int hub_cmd(struct cli_ctx *ctx)
         opts_get_u32(o, "max-upload-mb", 1, 1u << 20, &upload_mb) != 0 ||
         opts_get_u32(o, "upload-min-rate-kbs", 0, 1u << 20, &rate_kb) != 0 ||
         opts_get_u32(o, "upload-timeout-s", 1, 86400, &upload_s) != 0 ||
-        opts_get_u32(o, "sse-max-kb", 16, 1u << 20, &sse_kb) != 0) {
+        opts_get_u32(o, "sse-max-kb", 16, 1u << 20, &sse_kb) != 0 ||
+        opts_get_u32(o, "max-unsent-mb", 1, 1u << 20, &unsent_mb) != 0) {
         out_error("hub: %s", o->err);
         return EXIT_USAGE;
     }
@@ -74,6 +77,7 @@ static int hub_cmd(struct cli_ctx *ctx)
     cfg.upload_min_rate = rate_kb << 10;
     cfg.upload_timeout_ms = upload_s * 1000;
     cfg.sse_max_pending = sse_kb << 10;
+    cfg.max_unsent_bytes = (uint64_t)unsent_mb << 20;
     char web[1100];
     if (opts_get(o, "web-dir"))
         snprintf(web, sizeof web, "%s", opts_get(o, "web-dir"));

@@ -42,6 +42,7 @@
 #define HUB_OUT_PAUSE (256u << 10)       /* a connection's unsent replies: stop reading its requests */
 #define HUB_LINGER_MS 1000               /* after an error reply: drain what the client still sends */
 #define HUB_LINGER_BYTES (256u << 10)
+#define HUB_LIGHT_WORKERS 2              /* threads for the cheap, small answers (/health, /api/clients, a job) */
 #define HUB_FD_RESERVE 64                /* descriptors kept for the hub's own cluster clients */
 
 enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH };
@@ -61,6 +62,7 @@ struct task {
     bool queued;           /* handed to a lane: freed by reply_cb */
     int status;
     char *out;             /* the JSON reply (malloc) */
+    struct evbuffer *outbuf; /* or the reply in a buffer (a big one, not copied) */
     struct task *next;     /* the lane's queue */
 };
 
@@ -114,7 +116,7 @@ struct hub {
     struct event_base *base;
     struct evconnlistener *listener;
     volatile int stopping;
-    struct lane main_lane, proxy_lane, upload_lane;
+    struct lane light_lane, main_lane, proxy_lane, upload_lane;
     struct conn *conns;
     uint32_t nconns, max_conns, uploads_active;
     uint64_t refused_conns;
@@ -260,13 +262,9 @@ static void h_metrics(struct task *t, ddkv_client *c)
         }
         ddkv_list_free(&l);
     }
-    evbuffer_add(out, "]", 2); /* with the NUL */
-    size_t n = evbuffer_get_length(out);
-    t->out = malloc(n);
-    if (t->out)
-        evbuffer_remove(out, t->out, n);
-    evbuffer_free(out);
-    t->status = t->out ? 200 : 500;
+    evbuffer_add(out, "]", 1);
+    t->outbuf = out; /* sent as it is, without a copy */
+    t->status = 200;
 }
 
 static void h_proxy(struct task *t, ddkv_client *c)
@@ -483,7 +481,7 @@ static void *worker_main(void *arg)
             case R_HEALTH: h_health(t, c); break;
             }
         }
-        if (!t->out)
+        if (!t->out && !t->outbuf)
             task_error(t, 500, "out of memory");
         struct timeval now = {0, 0};
         event_base_once(h->base, -1, EV_TIMEOUT, reply_cb, t, &now);
@@ -547,6 +545,8 @@ static void task_free(struct task *t)
     evhttp_clear_headers(&t->query);
     free(t->body);
     free(t->out);
+    if (t->outbuf)
+        evbuffer_free(t->outbuf);
     free(t);
 }
 
@@ -643,21 +643,67 @@ static void conn_error(struct conn *c, int status, bool close, const char *extra
     conn_done(c);
 }
 
-/* Back on the loop: answer, unless the browser went away meanwhile. */
+static void free_reply(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Replies not yet taken by their clients, all connections but the event
+ * streams (whose bytes are shared, and bounded each by --sse-max-kb), are
+ * held under --max-unsent-mb: past it, the connection with the most unsent
+ * is closed (logged), but never the one just answered, so one reply of
+ * any size still goes out. */
+static void unsent_bound(struct hub *h, struct conn *keep)
+{
+    for (;;) {
+        size_t total = 0, most = 0;
+        struct conn *worst = NULL;
+        for (struct conn *c = h->conns; c; c = c->next) {
+            if (c->st == C_SSE)
+                continue;
+            size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+            total += n;
+            if (c != keep && n > most) {
+                most = n;
+                worst = c;
+            }
+        }
+        if (total <= h->cfg->max_unsent_bytes || !worst)
+            return;
+        fprintf(stderr, "ddkv hub: connection of %s dropped: %zu bytes of replies unsent, %zu in all (--max-unsent-mb %u)\n",
+                worst->peer, most, total, (unsigned)(h->cfg->max_unsent_bytes >> 20));
+        conn_free(worst);
+    }
+}
+
+/* Back on the loop: answer, unless the browser went away meanwhile. The
+ * reply's bytes move into the connection's buffer without a copy. */
 static void reply_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct task *t = arg;
+    struct hub *h = t->h;
     struct conn *c = t->conn;
     if (c) {
         c->task = NULL;
-        conn_json(c, t->status, t->out, t->status == 503 ? "Retry-After: 1\r\n" : NULL);
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t n = t->outbuf ? evbuffer_get_length(t->outbuf) : strlen(t->out);
+        conn_head(c, t->status, "application/json", "no-store", n, t->status == 503 ? "Retry-After: 1\r\n" : NULL);
+        if (!c->head_only && t->outbuf)
+            evbuffer_add_buffer(out, t->outbuf);
+        else if (!c->head_only && evbuffer_add_reference(out, t->out, n, free_reply, NULL) == 0)
+            t->out = NULL;
         conn_done(c);
     }
     task_free(t);
-    if (c && c->st == C_HEAD)
-        conn_parse(c); /* a request that came in meanwhile */
+    if (c) {
+        unsent_bound(h, c);
+        if (c->st == C_HEAD)
+            conn_parse(c); /* a request that came in meanwhile */
+    }
 }
 
 /* --- static files --- */
@@ -702,6 +748,7 @@ static void send_file(struct conn *c, const char *path)
         evbuffer_add_buffer(bufferevent_get_output(c->bev), b);
     evbuffer_free(b);
     conn_done(c);
+    unsent_bound(c->h, c);
 }
 
 /* --- server-sent events --- */
@@ -893,9 +940,11 @@ static struct task *task_new(struct conn *c, enum route route, const char *arg, 
     return t;
 }
 
-/* A request for a lane: main (cheap cluster reads), proxy (waits for an
- * agent, up to HUB_PROXY_WAIT_MS each), so that a flood of one never holds
- * the others; a full lane answers 503 at once. */
+/* A request for a lane by its cost, so that a flood of one kind never holds
+ * the others: light (/health, /api/clients, one job: a few small reads),
+ * main (metric series, the job list, the cluster's status: big answers or
+ * several calls), proxy (waits for an agent, up to HUB_PROXY_WAIT_MS). A
+ * full lane answers 503 with Retry-After at once. */
 static void api_submit(struct conn *c, enum route route, const char *arg, const char *query)
 {
     struct hub *h = c->h;
@@ -912,10 +961,11 @@ static void api_submit(struct conn *c, enum route route, const char *arg, const 
     c->st = C_BUSY;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
-    struct lane *l = route == R_PROXY ? &h->proxy_lane : &h->main_lane;
+    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB;
+    struct lane *l = route == R_PROXY ? &h->proxy_lane : light ? &h->light_lane : &h->main_lane;
     if (!lane_push(l, t))
         conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy (%u requests wait for its %s workers); retry",
-                   l->cap, route == R_PROXY ? "proxy" : "cluster");
+                   l->cap, route == R_PROXY ? "proxy" : light ? "light" : "cluster");
 }
 
 static void body_feed(struct conn *c)
@@ -1384,6 +1434,7 @@ void hub_config_defaults(struct hub_config *cfg)
     cfg->upload_min_rate = 16 << 10;
     cfg->upload_timeout_ms = 600000;
     cfg->sse_max_pending = 8u << 20;
+    cfg->max_unsent_bytes = 32u << 20;
     ddkv_options_init(&cfg->cluster);
 }
 
@@ -1476,7 +1527,8 @@ int hub_run(const struct hub_config *cfg)
     h->sig_term = evsignal_new(h->base, SIGTERM, on_signal, h);
     event_add(h->sig_int, NULL);
     event_add(h->sig_term, NULL);
-    if (lane_start(h, &h->main_lane, cfg->workers ? cfg->workers : 4, cfg->queue) != 0 ||
+    if (lane_start(h, &h->light_lane, HUB_LIGHT_WORKERS, cfg->queue) != 0 ||
+        lane_start(h, &h->main_lane, cfg->workers ? cfg->workers : 4, cfg->queue) != 0 ||
         lane_start(h, &h->proxy_lane, cfg->proxy_workers ? cfg->proxy_workers : 1, cfg->proxy_queue) != 0 ||
         lane_start(h, &h->upload_lane, cfg->uploads ? cfg->uploads : 1, 0) != 0) {
         fprintf(stderr, "ddkv hub: out of memory\n");
@@ -1503,6 +1555,7 @@ int hub_run(const struct hub_config *cfg)
     fprintf(stderr, "ddkv hub: dashboard at http://%s:%d/ (cluster %s)\n", host, bound, cfg->endpoints);
     event_base_dispatch(h->base);
     h->stopping = 1;
+    lane_stop(&h->light_lane);
     lane_stop(&h->main_lane);
     lane_stop(&h->proxy_lane);
     lane_stop(&h->upload_lane);

@@ -58,6 +58,7 @@ struct hub_config {
     uint32_t upload_min_rate;    /* bytes/s over every 10 s window; slower: 408 */
     uint32_t upload_timeout_ms;  /* one upload's whole body; longer: 408 */
     uint32_t sse_max_pending;    /* unsent bytes of an event stream; more: dropped */
+    uint64_t max_unsent_bytes;   /* unsent replies of all other connections; more: the biggest dropped */
     /* Everything else about reaching the cluster (TLS, credentials): the
      * CLI's client options as given; endpoints and timeout_ms above win. */
     struct ddkv_options cluster;

@@ -20,6 +20,7 @@ Modes:
   uploads  N POST /api/jobs announcing L bytes, each sending B of them at
            once and then stalling: the status each got and when it was closed.
   proxy    N concurrent GET /api/proxy/ID: each one's status and latency.
+  replies  N connections that ask for --path and never read the answer.
   conns    N connections from --src (127.0.0.2) that send nothing: how many
            the hub refused with 503, and when it closed the others.
 Only 127.0.0.0/8 is ever contacted.
@@ -350,9 +351,22 @@ def mode_conns(a, mon):
             "idle_closed_s": idle_closed[:1] + idle_closed[-1:], "open_at_end": sum(x[1] is None for x in socks)}
 
 
+def mode_replies(a, mon):
+    """N connections that ask for --path and never read the answer."""
+    socks = []
+    for _ in range(a.n):
+        s = connect(a.addr, rcvbuf=4096)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: hub\r\n\r\n" % a.path.encode())
+        socks.append(s)
+    time.sleep(a.duration)
+    for s in socks:
+        s.close()
+    return {"conns": a.n}
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["sse", "headers", "uploads", "proxy", "conns"])
+    p.add_argument("mode", choices=["sse", "headers", "uploads", "proxy", "conns", "replies"])
     p.add_argument("addr")
     p.add_argument("pid", type=int)
     p.add_argument("--n", type=int, default=10)
@@ -365,6 +379,7 @@ def main():
     p.add_argument("--watch", type=float, default=8.0)
     p.add_argument("--id", default="ghost")
     p.add_argument("--src", default="127.0.0.2")
+    p.add_argument("--path", default="/api/clients")
     a = p.parse_args()
     mon = Monitor(a.addr, a.pid)
     time.sleep(0.3)
