@@ -5,7 +5,7 @@
  * One libevent loop serves HTTP/1.1 (its own small server: every byte a
  * client may make the hub hold is bounded, see the limits below); requests
  * that talk to the cluster (libddkv calls block) run on worker threads in
- * three lanes (main, proxy, upload), each thread with its own client, and
+ * lanes by cost (light, main, proxy, upload), each thread with its own client, and
  * their replies are sent back on the loop. Three watch threads (clients/,
  * metrics/, jobs/) and a cluster poller feed /api/events, a server-sent
  * event stream per browser; each event is encoded once and shared by
