@@ -1185,10 +1185,9 @@ static void conn_request(struct conn *c, char *head)
         for (size_t n = strlen(v); n && (v[n - 1] == ' ' || v[n - 1] == '\t'); n--)
             v[n - 1] = 0;
         if (!strcasecmp(line, "Content-Length")) {
-            char *end = NULL;
             errno = 0;
-            unsigned long long n = strtoull(v, &end, 10);
-            if (!*v || *end || errno || v[0] == '-' || (have_len && n != len)) {
+            unsigned long long n = strtoull(v, NULL, 10);
+            if (!*v || strspn(v, "0123456789") != strlen(v) || errno || (have_len && n != len)) {
                 conn_error(c, 400, true, NULL, "bad Content-Length");
                 return;
             }
@@ -1308,6 +1307,8 @@ static void conn_timer(evutil_socket_t fd, short what, void *arg)
         if (c->started)
             conn_error(c, 408, true, NULL, "the request head did not arrive within %u ms (--header-timeout-ms)",
                        c->h->cfg->header_timeout_ms);
+        else if (evbuffer_get_length(bufferevent_get_output(c->bev)))
+            conn_arm(c, c->h->cfg->idle_timeout_ms); /* a reply still going out: the write timeout watches it */
         else
             conn_free(c); /* idle */
         break;
