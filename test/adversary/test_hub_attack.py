@@ -20,7 +20,9 @@ Modes:
   uploads  N POST /api/jobs announcing L bytes, each sending B of them at
            once and then stalling: the status each got and when it was closed.
   proxy    N concurrent GET /api/proxy/ID: each one's status and latency.
-  replies  N connections that ask for --path and never read the answer.
+  replies  N connections that ask for --path and never read the answer, for
+           --duration s or until --until-log has --until-count lines with
+           --until-text.
   conns    N connections from --src (127.0.0.2) that send nothing: how many
            the hub refused with 503, and when it closed the others.
 Only 127.0.0.0/8 is ever contacted.
@@ -358,10 +360,18 @@ def mode_replies(a, mon):
         s = connect(a.addr, rcvbuf=4096)
         s.sendall(b"GET %s HTTP/1.1\r\nHost: hub\r\n\r\n" % a.path.encode())
         socks.append(s)
-    time.sleep(a.duration)
+    t0 = time.monotonic()
+    seen = 0
+    while time.monotonic() - t0 < a.duration:  # until the hub has logged --until-count lines, if asked
+        if a.until_log:
+            with open(a.until_log, errors="replace") as f:
+                seen = sum(a.until_text in ln for ln in f)
+            if seen >= a.until_count:
+                break
+        time.sleep(0.2)
     for s in socks:
         s.close()
-    return {"conns": a.n}
+    return {"conns": a.n, "log_lines": seen, "attack_s": round(time.monotonic() - t0, 1)}
 
 
 def main():
@@ -380,6 +390,9 @@ def main():
     p.add_argument("--id", default="ghost")
     p.add_argument("--src", default="127.0.0.2")
     p.add_argument("--path", default="/api/clients")
+    p.add_argument("--until-log", default="")
+    p.add_argument("--until-text", default="")
+    p.add_argument("--until-count", type=int, default=0)
     a = p.parse_args()
     mon = Monitor(a.addr, a.pid)
     time.sleep(0.3)

@@ -5,7 +5,10 @@
 # connections are held under --max-unsent-mb (32 MiB): past it, the
 # connection with the most unsent is closed, with a log line.
 # Asserted: the hub's RSS stays under 256 MiB, /health and /api/clients
-# answer within 1 s throughout, and connections were dropped with a reason.
+# answer within 1 s throughout, and connections are dropped with a reason
+# (at most 3 answers fit under 32 MiB; the attack goes on until 30 were
+# dropped or for 20 s, and at least 10 must be: answers are built at the
+# pace of a loaded machine).
 source "$(dirname "$0")/test_hub_lib.bash"
 start_cluster 3
 export DDKV_ENDPOINTS=$EP
@@ -17,11 +20,12 @@ done
 start_hub
 code=$(curl -s -o "$WORK/body" -w '%{http_code}' "http://$HUB/api/clients/big/metrics")
 [ "$code" = 200 ] && [ "$(stat -c %s "$WORK/body")" -gt 12000000 ] || fail "the 12 MB answer: $code $(stat -c %s "$WORK/body")"
-f=$(python3 "$ATTACK" replies "$HUB" "$HUB_PID" --n 40 --path /api/clients/big/metrics --duration 10)
+f=$(python3 "$ATTACK" replies "$HUB" "$HUB_PID" --n 40 --path /api/clients/big/metrics --duration 20 \
+  --until-log "$WORK/hub.log" --until-text 'bytes of replies unsent' --until-count 30)
 echo "figures: $f"
 check_figures "$f"
 dropped=$(grep -c 'connection of .* dropped: .* bytes of replies unsent' "$WORK/hub.log" || true)
-[ "$dropped" -ge 20 ] || fail "$dropped connections dropped for unsent replies: $(tail -3 "$WORK/hub.log")"
+[ "$dropped" -ge 10 ] || fail "$dropped connections dropped for unsent replies in 20 s: $(tail -3 "$WORK/hub.log")"
 pass "40 unread 12 MB answers: hub RSS $(figure "$f" 'f["rss_max_mib"]') MiB (< $RSS_BOUND_MIB), /health $(figure "$f" 'f["health_max_ms"]') ms, /api/clients $(figure "$f" 'f["clients_max_ms"]') ms; $dropped connections dropped with a reason"
 stop_hub
 pass "the hub stops cleanly after it"
