@@ -1,4 +1,5 @@
-/* ddkv hub (see hub.h). */
+/* ddkv hub (see hub.h): its HTTP/1.1 server, the worker lanes that call the
+ * cluster, and the event streams. */
 #include "hub/hub.h"
 
 #include <errno.h>
@@ -7,10 +8,13 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -18,8 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,49 +34,92 @@
 #include "jobs/submit.h"
 #include "util/clock.h"
 
-#define HUB_SSE_MAX_QUEUED (8u << 20)  /* a browser this far behind is dropped */
 #define HUB_METRICS_DEFAULT_MS (40u * 60 * 1000)
 #define HUB_LAMPORT_MAX 1000000000000ull /* a `since` below it (2001-09-09 in ms) is a Lamport time */
 #define HUB_PROXY_WAIT_MS 5000
-#define HUB_MAX_BODY (64 << 20)
+#define HUB_JOB_NAME_MAX 127             /* bytes: the node's JOB_PUT bound */
+#define HUB_UPLOAD_WINDOW_S 10           /* the upload rate is judged over the last this many seconds */
+#define HUB_OUT_PAUSE (256u << 10)       /* a connection's unsent replies: stop reading its requests */
+#define HUB_LINGER_MS 1000               /* after an error reply: drain what the client still sends */
+#define HUB_LINGER_BYTES (256u << 10)
+#define HUB_LIGHT_WORKERS 2              /* threads for the cheap, small answers (/health, /api/clients, a job) */
+#define HUB_FD_RESERVE 64                /* descriptors kept for the hub's own cluster clients */
 
 enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH };
 
 struct hub;
+struct conn;
 
 struct task {
     struct hub *h;
-    struct evhttp_request *req;
-    struct evhttp_connection *evcon;
+    struct conn *conn;     /* NULL once the browser went away (loop thread only) */
     enum route route;
     char arg[128];         /* the id in the path */
     struct evkeyvalq query;
-    struct evbuffer *body; /* POST */
+    uint8_t *body;         /* POST: the file, body_len of body_cap bytes received */
+    size_t body_len, body_cap, body_read;
+    bool upload;           /* holds one of cfg->uploads slots until freed */
+    bool queued;           /* handed to a lane: freed by reply_cb */
     int status;
     char *out;             /* the JSON reply (malloc) */
-    bool cancelled;        /* the browser went away */
-    struct task *next;                 /* the work queue */
-    struct task *iprev, *inext;        /* in flight (loop thread only) */
+    struct evbuffer *outbuf; /* or the reply in a buffer (a big one, not copied) */
+    struct task *next;     /* the lane's queue */
 };
 
-struct sse {
-    struct evhttp_request *req;
-    struct evhttp_connection *evcon;
-    struct sse *next;
+/* A lane: worker threads with a bounded queue. */
+struct lane {
+    struct hub *h;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct task *qh, *qt;
+    uint32_t queued, cap;  /* cap 0: unbounded (admission is bounded elsewhere) */
+    pthread_t *threads;
+    uint32_t n;
+};
+
+enum cstate {
+    C_HEAD,    /* waiting for (the rest of) a request head */
+    C_BODY,    /* reading an upload's body */
+    C_BUSY,    /* a worker has the request; not reading */
+    C_SSE,     /* an event stream */
+    C_CLOSING, /* the last reply goes out, then a short drain, then close */
+};
+
+struct conn {
+    struct hub *h;
+    struct bufferevent *bev;
+    struct event *timer;   /* idle, head, body-rate or linger deadline */
+    enum cstate st;
+    char peer[64];
+    uint8_t addr[16];      /* the client's IP address (v4 in the first 4) */
+    bool started;          /* a request head has begun */
+    bool keep;             /* keep-alive after this reply */
+    bool head_only;        /* HEAD: no body in the reply */
+    bool paused;           /* reading stopped until the replies are sent */
+    bool shut;             /* C_CLOSING: our side is shut down */
+    uint64_t t_start_ms;   /* the head's first byte, or the body's start */
+    uint64_t body_left, lingered;
+    uint64_t sec_bytes[HUB_UPLOAD_WINDOW_S]; /* body bytes per second, a ring */
+    uint32_t secs;                           /* seconds of body so far */
+    struct task *task;     /* the request in progress */
+    struct conn *prev, *next;
+};
+
+/* An encoded event, shared by reference by every stream's output buffer. */
+struct blob {
+    size_t refs, n;
+    char data[];
 };
 
 struct hub {
     const struct hub_config *cfg;
     struct event_base *base;
-    struct evhttp *http;
+    struct evconnlistener *listener;
     volatile int stopping;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct task *qh, *qt;
-    pthread_t *workers;
-    uint32_t nworkers;
-    struct task *inflight;
-    struct sse *sse;
+    struct lane light_lane, main_lane, proxy_lane, upload_lane;
+    struct conn *conns;
+    uint32_t nconns, max_conns, uploads_active;
+    uint64_t refused_conns;
     pthread_mutex_t fmu;
     struct evbuffer *feed;
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
@@ -212,13 +262,9 @@ static void h_metrics(struct task *t, ddkv_client *c)
         }
         ddkv_list_free(&l);
     }
-    evbuffer_add(out, "]", 2); /* with the NUL */
-    size_t n = evbuffer_get_length(out);
-    t->out = malloc(n);
-    if (t->out)
-        evbuffer_remove(out, t->out, n);
-    evbuffer_free(out);
-    t->status = t->out ? 200 : 500;
+    evbuffer_add(out, "]", 1);
+    t->outbuf = out; /* sent as it is, without a copy */
+    t->status = 200;
 }
 
 static void h_proxy(struct task *t, ddkv_client *c)
@@ -340,37 +386,43 @@ static void h_job(struct task *t, ddkv_client *c)
     }
     json_t *job = value_json(v.value, v.len);
     ddkv_free(v.value);
-    /* The result of job ID lives at jobresult/ID (src/node/mod_jobs.c); a
-     * record naming any other key (written by hand) is not followed. */
-    char rkey[208];
-    snprintf(rkey, sizeof rkey, "jobresult/%s", t->arg);
-    const char *result = json_string_value(json_object_get(job, "result"));
-    if (result && strcmp(result, rkey) == 0 &&
-        ddkv_read(c, rkey, strlen(rkey), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v) == DDKV_OK) {
-        json_object_set_new(job, "result_value", value_json(v.value, v.len));
-        ddkv_free(v.value);
+    /* A done job's result lives at jobresult/<its id>, the only result key
+     * the hub reads: the record's "result" field is data (a worker named
+     * it) and is never followed, so a record naming another key cannot make
+     * the hub serve that key. */
+    if (json_is_string(json_object_get(job, "result"))) {
+        snprintf(key, sizeof key, "jobresult/%s", t->arg);
+        if (ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v) == DDKV_OK) {
+            json_object_set_new(job, "result_value", value_json(v.value, v.len));
+            ddkv_free(v.value);
+        }
     }
     t->status = 200;
     t->out = dump(job);
 }
 
-static long read_evbuffer(void *ctx, uint8_t *buf, size_t cap)
+static long read_body(void *ctx, uint8_t *buf, size_t cap)
 {
-    return (long)evbuffer_remove(ctx, buf, cap);
+    struct task *t = ctx;
+    size_t n = t->body_len - t->body_read < cap ? t->body_len - t->body_read : cap;
+    memcpy(buf, t->body + t->body_read, n);
+    t->body_read += n;
+    return (long)n;
 }
 
 static void h_job_post(struct task *t, ddkv_client *c)
 {
     const char *name = evhttp_find_header(&t->query, "name");
-    if (!t->body || evbuffer_get_length(t->body) == 0) {
+    if (!t->body || t->body_len == 0) {
         task_error(t, 400, "POST /api/jobs wants the file as the request body");
         return;
     }
     struct job_submitted js;
     char err[256];
-    ddkv_err e = job_submit(c, name ? name : "upload", "stats", 3, read_evbuffer, t->body, &js, err, sizeof err);
+    ddkv_err e = job_submit(c, name ? name : "upload", "stats", 3, read_body, t, &js, err, sizeof err);
     if (e != DDKV_OK) {
-        task_error(t, e == DDKV_ERR_TOO_LARGE ? 413 : 503, "%s", err);
+        task_error(t, e == DDKV_ERR_TOO_LARGE ? 413 : e == DDKV_ERR_USAGE || e == DDKV_ERR_BAD_REQUEST ? 400 : 503, "%s",
+                   err);
         return;
     }
     t->status = 201;
@@ -392,27 +444,29 @@ static void h_health(struct task *t, ddkv_client *c)
     ddkv_pong_free(&p);
 }
 
-/* --- the worker pool --- */
+/* --- the lanes (worker threads) --- */
 
 static void reply_cb(evutil_socket_t fd, short what, void *arg);
 
 static void *worker_main(void *arg)
 {
-    struct hub *h = arg;
+    struct lane *l = arg;
+    struct hub *h = l->h;
     ddkv_client *c = hub_client(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms);
     for (;;) {
-        pthread_mutex_lock(&h->mu);
-        while (!h->qh && !h->stopping)
-            pthread_cond_wait(&h->cv, &h->mu);
-        struct task *t = h->qh;
+        pthread_mutex_lock(&l->mu);
+        while (!l->qh && !h->stopping)
+            pthread_cond_wait(&l->cv, &l->mu);
+        struct task *t = l->qh;
         if (!t) {
-            pthread_mutex_unlock(&h->mu);
+            pthread_mutex_unlock(&l->mu);
             break;
         }
-        h->qh = t->next;
-        if (!h->qh)
-            h->qt = NULL;
-        pthread_mutex_unlock(&h->mu);
+        l->qh = t->next;
+        if (!l->qh)
+            l->qt = NULL;
+        l->queued--;
+        pthread_mutex_unlock(&l->mu);
         if (!c) {
             task_error(t, 500, "no client");
         } else {
@@ -427,7 +481,7 @@ static void *worker_main(void *arg)
             case R_HEALTH: h_health(t, c); break;
             }
         }
-        if (!t->out)
+        if (!t->out && !t->outbuf)
             task_error(t, 500, "out of memory");
         struct timeval now = {0, 0};
         event_base_once(h->base, -1, EV_TIMEOUT, reply_cb, t, &now);
@@ -436,111 +490,223 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static int lane_start(struct hub *h, struct lane *l, uint32_t threads, uint32_t cap)
+{
+    l->h = h;
+    l->cap = cap;
+    l->n = threads;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->threads = calloc(threads, sizeof *l->threads);
+    if (!l->threads)
+        return -1;
+    for (uint32_t i = 0; i < threads; i++)
+        pthread_create(&l->threads[i], NULL, worker_main, l);
+    return 0;
+}
+
+static void lane_stop(struct lane *l)
+{
+    pthread_mutex_lock(&l->mu);
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    for (uint32_t i = 0; l->threads && i < l->n; i++)
+        pthread_join(l->threads[i], NULL);
+    free(l->threads);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+}
+
+/* Queue t unless the lane is full (then false: the caller answers 503). */
+static bool lane_push(struct lane *l, struct task *t)
+{
+    pthread_mutex_lock(&l->mu);
+    if (l->cap && l->queued >= l->cap) {
+        pthread_mutex_unlock(&l->mu);
+        return false;
+    }
+    t->queued = true;
+    t->next = NULL;
+    if (l->qt)
+        l->qt->next = t;
+    else
+        l->qh = t;
+    l->qt = t;
+    l->queued++;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return true;
+}
+
 static void task_free(struct task *t)
 {
+    if (t->upload)
+        t->h->uploads_active--;
     evhttp_clear_headers(&t->query);
-    if (t->body)
-        evbuffer_free(t->body);
+    free(t->body);
     free(t->out);
+    if (t->outbuf)
+        evbuffer_free(t->outbuf);
     free(t);
 }
 
-/* Back on the loop: answer, unless the browser went away meanwhile. */
+/* --- connections --- */
+
+static void conn_parse(struct conn *c);
+
+static void conn_free(struct conn *c)
+{
+    struct hub *h = c->h;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->task) {
+        if (c->task->queued)
+            c->task->conn = NULL; /* reply_cb frees it */
+        else
+            task_free(c->task);
+    }
+    event_free(c->timer);
+    bufferevent_free(c->bev);
+    h->nconns--;
+    free(c);
+}
+
+static void conn_arm(struct conn *c, uint32_t ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(c->timer, &tv);
+}
+
+/* The head of a reply; the body follows unless the request was HEAD. */
+static void conn_head(struct conn *c, int status, const char *ctype, const char *cache, size_t len, const char *extra)
+{
+    const char *reason = status == 200 ? "OK" : status == 201 ? "Created" : status < 400 ? "OK" : "Error";
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: %s\r\n"
+                        "Connection: %s\r\n%s\r\n",
+                        status, reason, ctype, len, cache, c->keep ? "keep-alive" : "close", extra ? extra : "");
+}
+
+static void conn_send(struct conn *c, int status, const char *ctype, const char *cache, const void *body, size_t n,
+                      const char *extra)
+{
+    conn_head(c, status, ctype, cache, n, extra);
+    if (!c->head_only && n)
+        evbuffer_add(bufferevent_get_output(c->bev), body, n);
+}
+
+/* After a reply: wait for the next request, or close once it is sent. */
+static void conn_done(struct conn *c)
+{
+    if (!c->keep) {
+        c->st = C_CLOSING;
+        event_del(c->timer);
+        bufferevent_enable(c->bev, EV_READ);
+        return;
+    }
+    c->st = C_HEAD;
+    c->started = false;
+    c->head_only = false;
+    bufferevent_enable(c->bev, EV_READ);
+    conn_arm(c, c->h->cfg->idle_timeout_ms);
+}
+
+static void conn_json(struct conn *c, int status, const char *json, const char *extra)
+{
+    conn_send(c, status, "application/json", "no-store", json, strlen(json), extra);
+}
+
+/* A JSON error; with close, the connection ends after it (what the client
+ * sent after the head is not read: a body, or the rest of a huge head). */
+static void conn_error(struct conn *c, int status, bool close, const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void conn_error(struct conn *c, int status, bool close, const char *extra, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char *s = dump(json_pack("{s:s}", "error", msg));
+    if (close)
+        c->keep = false;
+    conn_json(c, status, s ? s : "{\"error\":\"out of memory\"}", extra);
+    free(s);
+    if (c->task && !c->task->queued) {
+        task_free(c->task);
+        c->task = NULL;
+    }
+    conn_done(c);
+}
+
+static void free_reply(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Replies not yet taken by their clients, all connections but the event
+ * streams (whose bytes are shared, and bounded each by --sse-max-kb), are
+ * held under --max-unsent-mb: past it, the connection with the most unsent
+ * is closed (logged), but never the one just answered, so one reply of
+ * any size still goes out. */
+static void unsent_bound(struct hub *h, struct conn *keep)
+{
+    for (;;) {
+        size_t total = 0, most = 0;
+        struct conn *worst = NULL;
+        for (struct conn *c = h->conns; c; c = c->next) {
+            if (c->st == C_SSE)
+                continue;
+            size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+            total += n;
+            if (c != keep && n > most) {
+                most = n;
+                worst = c;
+            }
+        }
+        if (total <= h->cfg->max_unsent_bytes || !worst)
+            return;
+        fprintf(stderr, "ddkv hub: connection of %s dropped: %zu bytes of replies unsent, %zu in all (--max-unsent-mb %u)\n",
+                worst->peer, most, total, (unsigned)(h->cfg->max_unsent_bytes >> 20));
+        conn_free(worst);
+    }
+}
+
+/* Back on the loop: answer, unless the browser went away meanwhile. The
+ * reply's bytes move into the connection's buffer without a copy. */
 static void reply_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct task *t = arg;
     struct hub *h = t->h;
-    if (t->iprev)
-        t->iprev->inext = t->inext;
-    else
-        h->inflight = t->inext;
-    if (t->inext)
-        t->inext->iprev = t->iprev;
-    if (!t->cancelled) {
-        struct evkeyvalq *hd = evhttp_request_get_output_headers(t->req);
-        evhttp_add_header(hd, "Content-Type", "application/json");
-        evhttp_add_header(hd, "Cache-Control", "no-store");
-        struct evbuffer *b = evbuffer_new();
-        if (b) {
-            evbuffer_add(b, t->out, strlen(t->out));
-            evhttp_send_reply(t->req, t->status, t->status < 300 ? "OK" : "Error", b);
-            evbuffer_free(b);
-        } else {
-            evhttp_send_error(t->req, 500, NULL);
-        }
+    struct conn *c = t->conn;
+    if (c) {
+        c->task = NULL;
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t n = t->outbuf ? evbuffer_get_length(t->outbuf) : strlen(t->out);
+        conn_head(c, t->status, "application/json", "no-store", n, t->status == 503 ? "Retry-After: 1\r\n" : NULL);
+        if (!c->head_only && t->outbuf)
+            evbuffer_add_buffer(out, t->outbuf);
+        else if (!c->head_only && evbuffer_add_reference(out, t->out, n, free_reply, NULL) == 0)
+            t->out = NULL;
+        conn_done(c);
     }
     task_free(t);
-}
-
-static void conn_closed(struct evhttp_connection *evcon, void *arg)
-{
-    struct hub *h = arg;
-    for (struct task *t = h->inflight; t; t = t->inext)
-        if (t->evcon == evcon)
-            t->cancelled = true;
-    for (struct sse **pp = &h->sse; *pp;) {
-        if ((*pp)->evcon == evcon) {
-            struct sse *s = *pp;
-            *pp = s->next;
-            free(s);
-        } else {
-            pp = &(*pp)->next;
-        }
+    if (c) {
+        unsent_bound(h, c);
+        if (c->st == C_HEAD)
+            conn_parse(c); /* a request that came in meanwhile */
     }
-}
-
-static void submit(struct hub *h, struct evhttp_request *req, enum route route, const char *arg, const char *query)
-{
-    struct task *t = calloc(1, sizeof *t);
-    if (!t) {
-        evhttp_send_error(req, 500, NULL);
-        return;
-    }
-    t->h = h;
-    t->req = req;
-    t->route = route;
-    t->evcon = evhttp_request_get_connection(req);
-    snprintf(t->arg, sizeof t->arg, "%s", arg ? arg : "");
-    TAILQ_INIT(&t->query);
-    if (query)
-        evhttp_parse_query_str(query, &t->query);
-    if (route == R_JOB_POST) {
-        t->body = evbuffer_new();
-        if (t->body)
-            evbuffer_add_buffer(t->body, evhttp_request_get_input_buffer(req));
-    }
-    evhttp_connection_set_closecb(t->evcon, conn_closed, h);
-    t->inext = h->inflight;
-    if (h->inflight)
-        h->inflight->iprev = t;
-    h->inflight = t;
-    pthread_mutex_lock(&h->mu);
-    if (h->qt)
-        h->qt->next = t;
-    else
-        h->qh = t;
-    h->qt = t;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
 }
 
 /* --- static files --- */
-
-static void send_json_error(struct evhttp_request *req, int status, const char *msg)
-{
-    char *s = dump(json_pack("{s:s}", "error", msg));
-    struct evhttp_request *r = req;
-    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
-    struct evbuffer *b = evbuffer_new();
-    if (b && s)
-        evbuffer_add(b, s, strlen(s));
-    evhttp_send_reply(r, status, "Error", b);
-    if (b)
-        evbuffer_free(b);
-    free(s);
-}
 
 static const char *content_type(const char *path)
 {
@@ -560,11 +726,11 @@ static const char *content_type(const char *path)
     return "application/octet-stream";
 }
 
-static void send_file(struct evhttp_request *req, const char *path)
+static void send_file(struct conn *c, const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        send_json_error(req, 404, "no such file");
+        conn_error(c, 404, false, NULL, "no such file");
         return;
     }
     struct evbuffer *b = evbuffer_new();
@@ -573,60 +739,76 @@ static void send_file(struct evhttp_request *req, const char *path)
     while (b && (n = fread(buf, 1, sizeof buf, f)) > 0)
         evbuffer_add(b, buf, n);
     fclose(f);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type(path));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-cache");
-    evhttp_send_reply(req, 200, "OK", b);
-    if (b)
-        evbuffer_free(b);
+    if (!b) {
+        conn_error(c, 500, false, NULL, "out of memory");
+        return;
+    }
+    conn_head(c, 200, content_type(path), "no-cache", evbuffer_get_length(b), NULL);
+    if (!c->head_only)
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), b);
+    evbuffer_free(b);
+    conn_done(c);
+    unsent_bound(c->h, c);
 }
 
 /* --- server-sent events --- */
 
-static void sse_open(struct hub *h, struct evhttp_request *req)
+static void blob_unref(const void *data, size_t len, void *arg)
 {
-    struct sse *s = calloc(1, sizeof *s);
-    if (!s) {
-        evhttp_send_error(req, 500, NULL);
-        return;
-    }
-    s->req = req;
-    s->evcon = evhttp_request_get_connection(req);
-    evhttp_connection_set_closecb(s->evcon, conn_closed, h);
-    struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
-    evhttp_add_header(hd, "Content-Type", "text/event-stream");
-    evhttp_add_header(hd, "Cache-Control", "no-store");
-    evhttp_send_reply_start(req, 200, "OK");
-    struct evbuffer *b = evbuffer_new();
-    if (b) {
-        evbuffer_add_printf(b, "retry: 1000\n: connected\n\n");
-        evhttp_send_reply_chunk(req, b);
-        evbuffer_free(b);
-    }
-    s->next = h->sse;
-    h->sse = s;
+    (void)data;
+    (void)len;
+    struct blob *b = arg;
+    if (--b->refs == 0)
+        free(b);
 }
 
-static void sse_broadcast(struct hub *h, const void *p, size_t n)
+static void sse_open(struct conn *c)
 {
-    for (struct sse **pp = &h->sse; *pp;) {
-        struct sse *s = *pp;
-        struct bufferevent *bev = evhttp_connection_get_bufferevent(s->evcon);
-        if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > HUB_SSE_MAX_QUEUED) {
-            /* Too far behind: drop it; the browser reconnects and reloads. */
-            *pp = s->next;
-            struct evhttp_connection *evcon = s->evcon;
-            free(s);
-            evhttp_connection_free(evcon);
+    c->keep = false; /* the stream ends with the connection */
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                        "Connection: close\r\n\r\n%s",
+                        c->head_only ? "" : "retry: 1000\n: connected\n\n");
+    if (c->head_only) {
+        conn_done(c);
+        return;
+    }
+    c->st = C_SSE;
+    event_del(c->timer);
+}
+
+/* Each stream gets a reference to the one encoded copy. A stream whose
+ * unsent bytes would pass cfg->sse_max_pending is dropped, with a log line:
+ * the browser's EventSource reconnects and reloads. */
+static void sse_broadcast(struct hub *h, struct blob *b)
+{
+    for (struct conn *c = h->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->st != C_SSE)
+            continue;
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t pending = evbuffer_get_length(out);
+        if (pending && pending + b->n > h->cfg->sse_max_pending) {
+            fprintf(stderr, "ddkv hub: event stream of %s dropped: %zu bytes unsent, over --sse-max-kb %u\n", c->peer,
+                    pending, h->cfg->sse_max_pending >> 10);
+            conn_free(c);
             continue;
         }
-        struct evbuffer *b = evbuffer_new();
-        if (b) {
-            evbuffer_add(b, p, n);
-            evhttp_send_reply_chunk(s->req, b);
-            evbuffer_free(b);
-        }
-        pp = &s->next;
+        b->refs++;
+        if (evbuffer_add_reference(out, b->data, b->n, blob_unref, b) != 0)
+            b->refs--;
     }
+}
+
+static struct blob *blob_new(const void *p, size_t n)
+{
+    struct blob *b = malloc(sizeof *b + n);
+    if (b) {
+        b->refs = 1;
+        b->n = n;
+        memcpy(b->data, p, n);
+    }
+    return b;
 }
 
 static void feed_cb(evutil_socket_t fd, short what, void *arg)
@@ -636,20 +818,28 @@ static void feed_cb(evutil_socket_t fd, short what, void *arg)
     struct hub *h = arg;
     pthread_mutex_lock(&h->fmu);
     size_t n = evbuffer_get_length(h->feed);
-    char *p = n ? malloc(n) : NULL;
-    if (p)
-        evbuffer_remove(h->feed, p, n);
+    struct blob *b = n ? malloc(sizeof *b + n) : NULL;
+    if (b) {
+        b->refs = 1;
+        b->n = n;
+        evbuffer_remove(h->feed, b->data, n);
+    }
     pthread_mutex_unlock(&h->fmu);
-    if (p)
-        sse_broadcast(h, p, n);
-    free(p);
+    if (b) {
+        sse_broadcast(h, b);
+        blob_unref(NULL, 0, b);
+    }
 }
 
 static void ping_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    sse_broadcast(arg, ": ping\n\n", 8);
+    struct blob *b = blob_new(": ping\n\n", 8);
+    if (b) {
+        sse_broadcast(arg, b);
+        blob_unref(NULL, 0, b);
+    }
 }
 
 static void feed_push(struct hub *h, const char *event, json_t *data)
@@ -719,68 +909,502 @@ static void *poller_main(void *arg)
     return NULL;
 }
 
-/* --- routing --- */
+/* --- requests --- */
 
-static void route_cb(struct evhttp_request *req, void *arg)
+/* An id from a path: one segment of printable bytes. Keys built from it
+ * (clients/<id>, metrics/<id>/, jobs/<id>, jobresult/<id>) stay in their
+ * space: it holds no '/' (the router splits on it). */
+static bool id_ok(const char *s)
 {
-    struct hub *h = arg;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (!path) {
-        send_json_error(req, 400, "bad request");
+    size_t n = strlen(s);
+    if (n == 0 || n > 127)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || s[i] == '/')
+            return false;
+    return true;
+}
+
+static struct task *task_new(struct conn *c, enum route route, const char *arg, const char *query)
+{
+    struct task *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->h = c->h;
+    t->conn = c;
+    t->route = route;
+    snprintf(t->arg, sizeof t->arg, "%s", arg ? arg : "");
+    TAILQ_INIT(&t->query);
+    if (query)
+        (void)evhttp_parse_query_str(query, &t->query); /* what parses is used, as before */
+    return t;
+}
+
+/* A request for a lane by its cost, so that a flood of one kind never holds
+ * the others: light (/health, /api/clients, one job: a few small reads),
+ * main (metric series, the job list, the cluster's status: big answers or
+ * several calls), proxy (waits for an agent, up to HUB_PROXY_WAIT_MS). A
+ * full lane answers 503 with Retry-After at once. */
+static void api_submit(struct conn *c, enum route route, const char *arg, const char *query)
+{
+    struct hub *h = c->h;
+    if (arg && !id_ok(arg)) {
+        conn_error(c, 400, false, NULL, "bad id in the path");
         return;
     }
-    /* Answers go out in pieces (a metrics answer is about 1 MB): without
-     * TCP_NODELAY a piece can wait for the browser's delayed ACK, 40 ms. */
-    struct evhttp_connection *hc = evhttp_request_get_connection(req);
-    struct bufferevent *hbev = hc ? evhttp_connection_get_bufferevent(hc) : NULL;
-    evutil_socket_t hfd = hbev ? bufferevent_getfd(hbev) : -1;
-    if (hfd >= 0) {
-        int one = 1;
-        (void)setsockopt(hfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct task *t = task_new(c, route, arg, query);
+    if (!t) {
+        conn_error(c, 500, false, NULL, "out of memory");
+        return;
     }
+    c->task = t;
+    c->st = C_BUSY;
+    bufferevent_disable(c->bev, EV_READ);
+    event_del(c->timer);
+    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB;
+    struct lane *l = route == R_PROXY ? &h->proxy_lane : light ? &h->light_lane : &h->main_lane;
+    if (!lane_push(l, t))
+        conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy (%u requests wait for its %s workers); retry",
+                   l->cap, route == R_PROXY ? "proxy" : light ? "light" : "cluster");
+}
+
+static void body_feed(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    if (n > c->body_left)
+        n = (size_t)c->body_left;
+    if (n) {
+        struct task *t = c->task;
+        evbuffer_remove(in, t->body + t->body_len, n);
+        t->body_len += n;
+        c->body_left -= n;
+        c->sec_bytes[c->secs % HUB_UPLOAD_WINDOW_S] += n;
+    }
+    if (c->body_left)
+        return;
+    c->st = C_BUSY;
+    bufferevent_disable(c->bev, EV_READ);
+    event_del(c->timer);
+    lane_push(&c->h->upload_lane, c->task); /* unbounded: the upload slots bound it */
+}
+
+/* POST /api/jobs: admitted only with a fitting name and Content-Length and a
+ * free upload slot; the body is then read under a deadline and a rate floor. */
+static void upload_start(struct conn *c, const char *query, bool have_len, uint64_t len, bool expect)
+{
+    struct hub *h = c->h;
+    const struct hub_config *cfg = h->cfg;
+    struct task *t = task_new(c, R_JOB_POST, NULL, query);
+    if (!t) {
+        conn_error(c, 500, true, NULL, "out of memory");
+        return;
+    }
+    c->task = t;
+    const char *name = evhttp_find_header(&t->query, "name");
+    if (name && strlen(name) > HUB_JOB_NAME_MAX) {
+        conn_error(c, 400, true, NULL, "a job name is at most %d bytes (this one has %zu)", HUB_JOB_NAME_MAX,
+                   strlen(name));
+        return;
+    }
+    if (!have_len) {
+        conn_error(c, 411, true, NULL, "POST /api/jobs wants the file as the body, with a Content-Length");
+        return;
+    }
+    if (len == 0) {
+        conn_error(c, 400, false, NULL, "POST /api/jobs wants the file as the request body");
+        return;
+    }
+    if (len > cfg->max_upload_bytes) {
+        conn_error(c, 413, true, NULL, "the file has %" PRIu64 " bytes, over the hub's %" PRIu64 " (--max-upload-mb)",
+                   len, cfg->max_upload_bytes);
+        return;
+    }
+    if (h->uploads_active >= cfg->uploads) {
+        conn_error(c, 503, true, "Retry-After: 5\r\n", "%u uploads are in progress (--uploads); retry", cfg->uploads);
+        return;
+    }
+    /* One flat buffer of the announced size: untouched pages cost nothing,
+     * and received bytes are held once (an evbuffer's chains would take up
+     * to twice their payload). */
+    t->body = malloc((size_t)len);
+    t->body_cap = (size_t)len;
+    if (!t->body) {
+        conn_error(c, 500, true, NULL, "out of memory");
+        return;
+    }
+    t->upload = true;
+    h->uploads_active++;
+    c->st = C_BODY;
+    c->body_left = len;
+    c->t_start_ms = clock_mono_ms();
+    c->secs = 0;
+    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
+    if (expect)
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    conn_arm(c, 1000);
+    body_feed(c);
+}
+
+/* Once a second while a body comes in: the whole upload's deadline, and the
+ * rate over the last HUB_UPLOAD_WINDOW_S seconds (a sliding window, so a
+ * burst followed by a stall is cut that long after the stall began). */
+static void body_check(struct conn *c)
+{
+    const struct hub_config *cfg = c->h->cfg;
+    if (clock_mono_ms() - c->t_start_ms >= cfg->upload_timeout_ms) {
+        conn_error(c, 408, true, NULL, "the upload took over %u s (--upload-timeout-s)", cfg->upload_timeout_ms / 1000);
+        return;
+    }
+    c->secs++;
+    if (c->secs >= HUB_UPLOAD_WINDOW_S) {
+        uint64_t sum = 0;
+        for (int i = 0; i < HUB_UPLOAD_WINDOW_S; i++)
+            sum += c->sec_bytes[i];
+        if (sum < (uint64_t)cfg->upload_min_rate * HUB_UPLOAD_WINDOW_S) {
+            fprintf(stderr, "ddkv hub: upload from %s cut: %" PRIu64 " bytes in the last %d s, %" PRIu64 " to go\n",
+                    c->peer, sum, HUB_UPLOAD_WINDOW_S, c->body_left);
+            conn_error(c, 408, true, NULL, "the upload was slower than %u KiB/s over %d s (--upload-min-rate-kbs)",
+                       cfg->upload_min_rate >> 10, HUB_UPLOAD_WINDOW_S);
+            return;
+        }
+    }
+    c->sec_bytes[c->secs % HUB_UPLOAD_WINDOW_S] = 0; /* the second now starting */
+    conn_arm(c, 1000);
+}
+
+static void route(struct conn *c, const char *method, char *target, bool have_len, uint64_t len, bool expect)
+{
+    struct hub *h = c->h;
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool post = !strcmp(method, "POST");
+    if (!get && !post) {
+        conn_error(c, 405, len > 0, "Allow: GET, HEAD, POST\r\n", "method %.16s is not allowed", method);
+        return;
+    }
+    if (target[0] != '/') {
+        conn_error(c, 400, true, NULL, "bad request target");
+        return;
+    }
+    char *query = strchr(target, '?');
+    if (query)
+        *query++ = 0;
+    const char *path = target;
+    if (post && !strcmp(path, "/api/jobs")) {
+        upload_start(c, query, have_len, len, expect);
+        return;
+    }
+    if (len > 0)
+        c->keep = false; /* a body nobody reads: the connection ends after the reply */
     char id[128];
-    bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
     if (get && (!strcmp(path, "/") || !strcmp(path, "/index.html"))) {
         char p[512];
         snprintf(p, sizeof p, "%s/index.html", h->cfg->web_dir);
-        send_file(req, p);
+        send_file(c, p);
     } else if (get && !strcmp(path, "/assets/vendor/chart.js")) {
-        send_file(req, h->cfg->chart_js);
+        send_file(c, h->cfg->chart_js);
     } else if (get && !strncmp(path, "/assets/", 8)) {
         const char *name = path + 8;
         if (!*name || strstr(name, "..") || strchr(name, '/')) {
-            send_json_error(req, 404, "no such asset");
+            conn_error(c, 404, false, NULL, "no such asset");
             return;
         }
         char p[512];
         snprintf(p, sizeof p, "%s/%s", h->cfg->web_dir, name);
-        send_file(req, p);
+        send_file(c, p);
     } else if (get && !strcmp(path, "/api/events")) {
-        sse_open(h, req);
+        sse_open(c);
     } else if (get && !strcmp(path, "/api/clients")) {
-        submit(h, req, R_CLIENTS, NULL, query);
+        api_submit(c, R_CLIENTS, NULL, query);
     } else if (get && sscanf(path, "/api/clients/%127[^/]/metrics", id) == 1 &&
                !strcmp(path + strlen("/api/clients/") + strlen(id), "/metrics")) {
-        submit(h, req, R_METRICS, id, query);
+        api_submit(c, R_METRICS, id, query);
     } else if (get && sscanf(path, "/api/proxy/%127[^/]", id) == 1 &&
                strlen(path) == strlen("/api/proxy/") + strlen(id)) {
-        submit(h, req, R_PROXY, id, query);
+        api_submit(c, R_PROXY, id, query);
     } else if (get && !strcmp(path, "/api/cluster")) {
-        submit(h, req, R_CLUSTER, NULL, query);
-    } else if (!strcmp(path, "/api/jobs") && (get || cmd == EVHTTP_REQ_POST)) {
-        submit(h, req, get ? R_JOBS : R_JOB_POST, NULL, query);
-    } else if (get && sscanf(path, "/api/jobs/%127[^/]", id) == 1 &&
-               strlen(path) == strlen("/api/jobs/") + strlen(id)) {
-        submit(h, req, R_JOB, id, query);
+        api_submit(c, R_CLUSTER, NULL, query);
+    } else if (get && !strcmp(path, "/api/jobs")) {
+        api_submit(c, R_JOBS, NULL, query);
+    } else if (get && sscanf(path, "/api/jobs/%127[^/]", id) == 1 && strlen(path) == strlen("/api/jobs/") + strlen(id)) {
+        api_submit(c, R_JOB, id, query);
     } else if (get && !strcmp(path, "/health")) {
-        submit(h, req, R_HEALTH, NULL, query);
+        api_submit(c, R_HEALTH, NULL, query);
     } else {
-        send_json_error(req, 404, "no such endpoint");
+        conn_error(c, 404, false, NULL, "no such endpoint");
     }
 }
+
+/* Whether a comma-separated header value lists token (any case). */
+static bool has_token(const char *v, const char *token)
+{
+    size_t tl = strlen(token);
+    while (*v) {
+        v += strspn(v, " \t,");
+        size_t n = strcspn(v, ",");
+        size_t m = n;
+        while (m && (v[m - 1] == ' ' || v[m - 1] == '\t'))
+            m--;
+        if (m == tl && !strncasecmp(v, token, tl))
+            return true;
+        v += n;
+    }
+    return false;
+}
+
+/* One request head (NUL-terminated, ending in a blank line). */
+static void conn_request(struct conn *c, char *head)
+{
+    char *save = NULL;
+    char *line = strtok_r(head, "\r\n", &save);
+    char *sp1 = line ? strchr(line, ' ') : NULL, *sp2 = line ? strrchr(line, ' ') : NULL;
+    if (!sp1 || sp1 == sp2) {
+        conn_error(c, 400, true, NULL, "bad request line");
+        return;
+    }
+    *sp1 = 0;
+    *sp2 = 0;
+    const char *method = line, *version = sp2 + 1;
+    char *target = sp1 + 1;
+    bool v11 = !strcmp(version, "HTTP/1.1");
+    if (!v11 && strcmp(version, "HTTP/1.0")) {
+        conn_error(c, 505, true, NULL, "HTTP/1.0 or HTTP/1.1 only");
+        return;
+    }
+    bool have_len = false, chunked = false, close_hdr = false, keep_alive = false, expect = false;
+    uint64_t len = 0;
+    while ((line = strtok_r(NULL, "\r\n", &save))) {
+        char *colon = strchr(line, ':');
+        if (!colon || colon == line) {
+            conn_error(c, 400, true, NULL, "bad header line");
+            return;
+        }
+        *colon = 0;
+        char *v = colon + 1;
+        v += strspn(v, " \t");
+        for (size_t n = strlen(v); n && (v[n - 1] == ' ' || v[n - 1] == '\t'); n--)
+            v[n - 1] = 0;
+        if (!strcasecmp(line, "Content-Length")) {
+            errno = 0;
+            unsigned long long n = strtoull(v, NULL, 10);
+            if (!*v || strspn(v, "0123456789") != strlen(v) || errno || (have_len && n != len)) {
+                conn_error(c, 400, true, NULL, "bad Content-Length");
+                return;
+            }
+            have_len = true;
+            len = n;
+        } else if (!strcasecmp(line, "Transfer-Encoding")) {
+            chunked = true;
+        } else if (!strcasecmp(line, "Connection")) {
+            close_hdr |= has_token(v, "close");
+            keep_alive |= has_token(v, "keep-alive");
+        } else if (!strcasecmp(line, "Expect")) {
+            expect = !strcasecmp(v, "100-continue");
+        }
+    }
+    c->keep = v11 ? !close_hdr : keep_alive && !close_hdr;
+    c->head_only = !strcmp(method, "HEAD");
+    if (chunked) {
+        conn_error(c, 411, true, NULL, "a request body needs a Content-Length (no Transfer-Encoding)");
+        return;
+    }
+    route(c, method, target, have_len, len, expect);
+}
+
+/* Parse what has come in while waiting for a request head: a head over
+ * --max-header-bytes answers 431, one not complete within
+ * --header-timeout-ms 408 (conn_timer); both close. */
+static void conn_parse(struct conn *c)
+{
+    const struct hub_config *cfg = c->h->cfg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (c->st == C_HEAD) {
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > HUB_OUT_PAUSE) {
+            c->paused = true; /* the client does not read its replies: stop reading its requests */
+            bufferevent_disable(c->bev, EV_READ);
+            return;
+        }
+        unsigned char ch;
+        while (!c->started && evbuffer_copyout(in, &ch, 1) == 1 && (ch == '\r' || ch == '\n'))
+            evbuffer_drain(in, 1);
+        size_t len = evbuffer_get_length(in);
+        if (!len)
+            return;
+        if (!c->started) {
+            c->started = true;
+            c->t_start_ms = clock_mono_ms();
+            conn_arm(c, cfg->header_timeout_ms);
+        }
+        struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+        if (p.pos < 0 || (size_t)p.pos + 4 > cfg->max_header_bytes) {
+            if (p.pos >= 0 || len > cfg->max_header_bytes)
+                conn_error(c, 431, true, NULL, "the request head is over %u bytes (--max-header-bytes)",
+                           cfg->max_header_bytes);
+            return;
+        }
+        size_t hl = (size_t)p.pos + 4;
+        char *head = malloc(hl + 1);
+        if (!head) {
+            conn_error(c, 500, true, NULL, "out of memory");
+            return;
+        }
+        evbuffer_remove(in, head, hl);
+        head[hl] = 0;
+        event_del(c->timer);
+        conn_request(c, head);
+        free(head);
+    }
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    switch (c->st) {
+    case C_HEAD: conn_parse(c); break;
+    case C_BODY: body_feed(c); break;
+    case C_SSE: evbuffer_drain(in, evbuffer_get_length(in)); break;
+    case C_CLOSING:
+        c->lingered += evbuffer_get_length(in);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (c->lingered > HUB_LINGER_BYTES)
+            conn_free(c);
+        break;
+    case C_BUSY: break;
+    }
+}
+
+static void conn_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->st == C_CLOSING && !c->shut) {
+        /* All sent: end our side, and drain the client's for a moment so
+         * that closing does not reset the reply away. */
+        c->shut = true;
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        conn_arm(c, HUB_LINGER_MS);
+    } else if (c->st == C_HEAD && c->paused) {
+        c->paused = false;
+        bufferevent_enable(bev, EV_READ);
+        conn_parse(c);
+    }
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what; /* EOF, an error, or a reply unread for --idle-timeout-ms */
+    conn_free(arg);
+}
+
+static void conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conn *c = arg;
+    switch (c->st) {
+    case C_HEAD:
+        if (c->started)
+            conn_error(c, 408, true, NULL, "the request head did not arrive within %u ms (--header-timeout-ms)",
+                       c->h->cfg->header_timeout_ms);
+        else if (evbuffer_get_length(bufferevent_get_output(c->bev)))
+            conn_arm(c, c->h->cfg->idle_timeout_ms); /* a reply still going out: the write timeout watches it */
+        else
+            conn_free(c); /* idle */
+        break;
+    case C_BODY: body_check(c); break;
+    case C_CLOSING: conn_free(c); break;
+    case C_BUSY:
+    case C_SSE: break;
+    }
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    (void)l;
+    (void)salen;
+    struct hub *h = arg;
+    uint8_t addr[16] = {0};
+    if (sa->sa_family == AF_INET)
+        memcpy(addr, &((struct sockaddr_in *)sa)->sin_addr, 4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(addr, &((struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    uint32_t same = 0;
+    for (struct conn *o = h->conns; o && same < h->cfg->max_conns_per_addr; o = o->next)
+        same += !memcmp(o->addr, addr, sizeof addr);
+    bool room = h->nconns < h->max_conns && same < h->cfg->max_conns_per_addr;
+    struct conn *c = room ? calloc(1, sizeof *c) : NULL;
+    struct bufferevent *bev = c ? bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct event *timer = bev ? evtimer_new(h->base, conn_timer, c) : NULL;
+    if (!timer) {
+#define HUB_BUSY_BODY "{\"error\":\"too many connections, try again\"}"
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                   "Retry-After: 1\r\nConnection: close\r\nContent-Length: 43\r\n\r\n" HUB_BUSY_BODY;
+        _Static_assert(sizeof HUB_BUSY_BODY - 1 == 43, "the Content-Length above");
+        (void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (h->refused_conns++ % 1000 == 0)
+            fprintf(stderr,
+                    "ddkv hub: refusing a connection from %s: %u open, %u from that address (--max-conns %u, "
+                    "--max-conns-per-addr %u; %" PRIu64 " refused so far)\n",
+                    sa->sa_family == AF_INET ? inet_ntoa(((struct sockaddr_in *)sa)->sin_addr) : "an IPv6 address",
+                    h->nconns, same, h->max_conns, h->cfg->max_conns_per_addr, h->refused_conns);
+        if (bev)
+            bufferevent_free(bev);
+        else
+            evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    c->h = h;
+    c->bev = bev;
+    c->timer = timer;
+    c->st = C_HEAD;
+    c->keep = true;
+    memcpy(c->addr, addr, sizeof addr);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in *)sa)->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in6 *)sa)->sin6_port);
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+    /* Answers go out in pieces (a metrics answer is about 1 MB): without
+     * TCP_NODELAY a piece can wait for the browser's delayed ACK, 40 ms. */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bufferevent_setcb(bev, conn_read, conn_write, conn_event, c);
+    struct timeval wt = {h->cfg->idle_timeout_ms / 1000, (h->cfg->idle_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(bev, NULL, &wt); /* a reply (or stream) nobody reads */
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    conn_arm(c, h->cfg->idle_timeout_ms);
+}
+
+static void accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(arg);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    /* Out of descriptors (EMFILE): a listener left on would spin. */
+    fprintf(stderr, "ddkv hub: accept: %s\n", strerror(errno));
+    evconnlistener_disable(l);
+    struct timeval tv = {0, 200 * 1000};
+    event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, accept_resume, l, &tv);
+}
+
+/* --- running --- */
 
 static void on_signal(evutil_socket_t fd, short what, void *arg)
 {
@@ -798,7 +1422,44 @@ void hub_config_defaults(struct hub_config *cfg)
     cfg->chart_js = "/usr/share/javascript/chart.js/chart.min.js";
     cfg->timeout_ms = 3000;
     cfg->workers = 4;
+    cfg->max_conns = 1024;
+    cfg->max_conns_per_addr = 256;
+    cfg->max_header_bytes = 16 << 10;
+    cfg->header_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 60000;
+    cfg->queue = 64;
+    cfg->proxy_workers = 4;
+    cfg->proxy_queue = 8;
+    cfg->uploads = 2;
+    cfg->max_upload_bytes = 64u << 20;
+    cfg->upload_min_rate = 16 << 10;
+    cfg->upload_timeout_ms = 600000;
+    cfg->sse_max_pending = 8u << 20;
+    cfg->max_unsent_bytes = 32u << 20;
     ddkv_options_init(&cfg->cluster);
+}
+
+/* --max-conns within the descriptors this process may open (raising the
+ * soft limit to the hard one if needed), keeping HUB_FD_RESERVE for the
+ * hub's own cluster connections. */
+static uint32_t conn_limit(uint32_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return want;
+    rlim_t need = (rlim_t)want + HUB_FD_RESERVE;
+    if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        uint32_t got = rl.rlim_cur > 2 * HUB_FD_RESERVE ? (uint32_t)(rl.rlim_cur - HUB_FD_RESERVE) : HUB_FD_RESERVE;
+        fprintf(stderr, "ddkv hub: --max-conns %u lowered to %u (open files limit %llu)\n", want, got,
+                (unsigned long long)rl.rlim_cur);
+        return got;
+    }
+    return want;
 }
 
 int hub_run(const struct hub_config *cfg)
@@ -810,30 +1471,54 @@ int hub_run(const struct hub_config *cfg)
     evthread_use_pthreads();
     char host[256];
     const char *colon = strrchr(cfg->http_addr, ':');
-    if (!colon || (size_t)(colon - cfg->http_addr) >= sizeof host) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    int sl = 0;
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon && (size_t)(colon - cfg->http_addr) < sizeof host) {
+        memcpy(host, cfg->http_addr, (size_t)(colon - cfg->http_addr));
+        host[colon - cfg->http_addr] = 0;
+    }
+    if (colon && *end == 0 && port >= 0 && port <= 65535 && (size_t)(colon - cfg->http_addr) < sizeof host) {
+        /* An address or a name, as evhttp took it; [v6] in brackets. */
+        char name[256];
+        size_t hl = strlen(host);
+        if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+            snprintf(name, sizeof name, "%.*s", (int)hl - 2, host + 1);
+        else
+            snprintf(name, sizeof name, "%s", host);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+        if (getaddrinfo(name[0] ? name : NULL, "0", &hints, &ai) == 0 && ai && ai->ai_addrlen <= sizeof ss) {
+            memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+            sl = (int)ai->ai_addrlen;
+            if (ss.ss_family == AF_INET)
+                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+        }
+        if (ai)
+            freeaddrinfo(ai);
+    }
+    if (!sl) {
         fprintf(stderr, "ddkv hub: --http-addr wants HOST:PORT\n");
         return 2;
     }
-    memcpy(host, cfg->http_addr, (size_t)(colon - cfg->http_addr));
-    host[colon - cfg->http_addr] = 0;
-    int port = atoi(colon + 1);
+    h->max_conns = conn_limit(cfg->max_conns);
     h->base = event_base_new();
-    h->http = h->base ? evhttp_new(h->base) : NULL;
     h->feed = evbuffer_new();
-    if (!h->http || !h->feed) {
+    if (!h->base || !h->feed) {
         fprintf(stderr, "ddkv hub: out of memory\n");
         return 1;
     }
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
-    evhttp_set_max_body_size(h->http, HUB_MAX_BODY);
-    evhttp_set_gencb(h->http, route_cb, h);
-    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
-    if (!bs) {
+    signal(SIGPIPE, SIG_IGN);
+    h->listener = evconnlistener_new_bind(h->base, accept_cb, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
+                                          (struct sockaddr *)&ss, sl);
+    if (!h->listener) {
         fprintf(stderr, "ddkv hub: cannot listen on %s: %s\n", cfg->http_addr, strerror(errno));
         return 2;
     }
-    pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
+    evconnlistener_set_error_cb(h->listener, accept_error_cb);
     pthread_mutex_init(&h->fmu, NULL);
     h->feed_ev = event_new(h->base, -1, 0, feed_cb, h);
     h->ping_ev = event_new(h->base, -1, EV_PERSIST, ping_cb, h);
@@ -843,11 +1528,13 @@ int hub_run(const struct hub_config *cfg)
     h->sig_term = evsignal_new(h->base, SIGTERM, on_signal, h);
     event_add(h->sig_int, NULL);
     event_add(h->sig_term, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    h->nworkers = cfg->workers ? cfg->workers : 4;
-    h->workers = calloc(h->nworkers, sizeof *h->workers);
-    for (uint32_t i = 0; i < h->nworkers; i++)
-        pthread_create(&h->workers[i], NULL, worker_main, h);
+    if (lane_start(h, &h->light_lane, HUB_LIGHT_WORKERS, cfg->queue) != 0 ||
+        lane_start(h, &h->main_lane, cfg->workers ? cfg->workers : 4, cfg->queue) != 0 ||
+        lane_start(h, &h->proxy_lane, cfg->proxy_workers ? cfg->proxy_workers : 1, cfg->proxy_queue) != 0 ||
+        lane_start(h, &h->upload_lane, cfg->uploads ? cfg->uploads : 1, 0) != 0) {
+        fprintf(stderr, "ddkv hub: out of memory\n");
+        return 1;
+    }
     static struct watch_arg wa[3];
     const char *prefixes[3] = {"clients/", "metrics/", "jobs/"}, *events[3] = {"client", "metric", "job"};
     for (int i = 0; i < 3; i++) {
@@ -856,38 +1543,38 @@ int hub_run(const struct hub_config *cfg)
     }
     pthread_create(&h->poller, NULL, poller_main, h);
     /* The address the kernel gave, for port 0. */
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(bs);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int bound = port;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET)
-        bound = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    evutil_socket_t fd = evconnlistener_get_fd(h->listener);
+    struct sockaddr_storage bound_ss;
+    socklen_t bl = sizeof bound_ss;
+    int bound = atoi(colon + 1);
+    if (getsockname(fd, (struct sockaddr *)&bound_ss, &bl) == 0) {
+        if (bound_ss.ss_family == AF_INET)
+            bound = ntohs(((struct sockaddr_in *)&bound_ss)->sin_port);
+        else if (bound_ss.ss_family == AF_INET6)
+            bound = ntohs(((struct sockaddr_in6 *)&bound_ss)->sin6_port);
+    }
     fprintf(stderr, "ddkv hub: dashboard at http://%s:%d/ (cluster %s)\n", host, bound, cfg->endpoints);
     event_base_dispatch(h->base);
     h->stopping = 1;
-    pthread_mutex_lock(&h->mu);
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    for (uint32_t i = 0; i < h->nworkers; i++)
-        pthread_join(h->workers[i], NULL);
+    lane_stop(&h->light_lane);
+    lane_stop(&h->main_lane);
+    lane_stop(&h->proxy_lane);
+    lane_stop(&h->upload_lane);
     for (int i = 0; i < 3; i++)
         pthread_join(h->watchers[i], NULL);
     pthread_join(h->poller, NULL);
     /* Replies the workers posted after the loop stopped. */
     event_base_loop(h->base, EVLOOP_NONBLOCK);
-    while (h->sse) {
-        struct sse *s = h->sse;
-        h->sse = s->next;
-        free(s);
-    }
-    evhttp_free(h->http);
+    while (h->conns)
+        conn_free(h->conns);
+    evconnlistener_free(h->listener);
     event_free(h->feed_ev);
     event_free(h->ping_ev);
     event_free(h->sig_int);
     event_free(h->sig_term);
     evbuffer_free(h->feed);
     event_base_free(h->base);
-    free(h->workers);
+    pthread_mutex_destroy(&h->fmu);
     fprintf(stderr, "ddkv hub: stopped\n");
     return 0;
 }

@@ -2,11 +2,18 @@
  * read from the cluster, and live updates come from watches, so any number
  * of hubs can run and any can restart.
  *
- * One libevent loop serves HTTP; requests that talk to the cluster (libddkv
- * calls block) run on a pool of worker threads, each with its own client, and
+ * One libevent loop serves HTTP/1.1 (its own small server: every byte a
+ * client may make the hub hold is bounded, see the limits below); requests
+ * that talk to the cluster (libddkv calls block) run on worker threads in
+ * lanes by cost (light, main, proxy, upload), each thread with its own client, and
  * their replies are sent back on the loop. Three watch threads (clients/,
  * metrics/, jobs/) and a cluster poller feed /api/events, a server-sent
- * event stream per browser.
+ * event stream per browser; each event is encoded once and shared by
+ * reference by every stream.
+ *
+ * What the hub reads from the cluster: clients/, metrics/<id>/, jobs/, a
+ * job's result at jobresult/<job id> only (never a key named by stored data
+ * or by a request), and its own proxy exchange (req/<id>/, resp/<id>/).
  *
  *   GET  /                          the dashboard (web/index.html)
  *   GET  /assets/NAME               web/NAME; /assets/vendor/chart.js is
@@ -36,7 +43,22 @@ struct hub_config {
     const char *web_dir;    /* the page and its assets */
     const char *chart_js;   /* Chart.js, from Debian's libjs-chart.js */
     uint32_t timeout_ms;    /* per cluster operation */
-    uint32_t workers;       /* threads for cluster calls */
+    uint32_t workers;       /* threads for cluster calls (the main lane) */
+    /* Bounds on what clients can make the hub hold (README "The hub"). */
+    uint32_t max_conns;          /* open HTTP connections; more: 503 at accept */
+    uint32_t max_conns_per_addr; /* of those, from one client address */
+    uint32_t max_header_bytes;   /* request line + headers; more: 431 */
+    uint32_t header_timeout_ms;  /* from a request's first byte to its blank line; else 408 */
+    uint32_t idle_timeout_ms;    /* a keep-alive connection without a request; a reply unread */
+    uint32_t queue;              /* requests waiting for the main lane; more: 503 Retry-After */
+    uint32_t proxy_workers;      /* threads for /api/proxy (its own lane) */
+    uint32_t proxy_queue;        /* proxy requests waiting (each may wait 5 s for its agent) */
+    uint32_t uploads;            /* POST /api/jobs bodies at once; more: 503 Retry-After */
+    uint64_t max_upload_bytes;   /* one upload; more: 413 */
+    uint32_t upload_min_rate;    /* bytes/s over every 10 s window; slower: 408 */
+    uint32_t upload_timeout_ms;  /* one upload's whole body; longer: 408 */
+    uint32_t sse_max_pending;    /* unsent bytes of an event stream; more: dropped */
+    uint64_t max_unsent_bytes;   /* unsent replies of all other connections; more: the biggest dropped */
     /* Everything else about reaching the cluster (TLS, credentials): the
      * CLI's client options as given; endpoints and timeout_ms above win. */
     struct ddkv_options cluster;
