@@ -58,11 +58,18 @@ lossy_cleanup_all() {
   local n
   for n in "${LOSSY_NAMES[@]}"; do lossy_umount "$n"; done
 }
-# cli/lib.sh's cleanup kills the nodes (PIDS) first, then calls this.
-cleanup_extra() {
-  if declare -F power_cleanup_extra >/dev/null; then power_cleanup_extra || true; fi
+# At exit: the nodes first (by PID, and a test's cleanup_extra, which
+# start_cluster sets), then every mount, then cli/lib.sh's cleanup (logs,
+# WORK, the exit code), so nothing is removed through a live mount.
+power_exit() {
+  local rc=$? p
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if declare -F cleanup_extra >/dev/null; then cleanup_extra || true; fi
   lossy_cleanup_all
+  (exit $rc)
+  cleanup
 }
+trap power_exit EXIT
 
 lossy_mount() {
   local name=$1 seed=${2:-$RANDOM}
