@@ -19,9 +19,10 @@ start_all() {
   EPS="127.0.0.1:$PORT_m1,127.0.0.1:$PORT_m2,127.0.0.1:$PORT_m3"
 }
 start_all
-# One second of writes from the first acknowledgement on (the writer retries
-# while the first leader is elected).
-"$WRITER" "$EPS" 8 100000 p 1 >"$WORK/acked" || true
+# The first write waits for the first leader; then one second of writes.
+expect_exit 0 "$DDKV" --endpoints "$EPS" --timeout-ms 15000 write p/first x
+echo p/first >"$WORK/acked"
+"$WRITER" "$EPS" 8 100000 p 1 >>"$WORK/acked" || true
 acked=$(wc -l <"$WORK/acked")
 [ "$acked" -ge 50 ] || fail "only $acked writes acknowledged in the first second"
 for i in 1 2 3; do p=PID_m$i; kill -9 "${!p}" 2>/dev/null || true; done
