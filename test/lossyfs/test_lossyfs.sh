@@ -10,7 +10,7 @@ M=$LOSSY_MNT
 # fs OP ARGS...: one syscall-level step, in Python (fsync of files and of
 # directories, fdatasync, rename, link, fallocate, truncate, pwrite).
 fs() {
-  python3 - "$@" <<'EOF'
+  "$PY" - "$@" <<'EOF'
 import os, sys
 op, a = sys.argv[1], sys.argv[2:]
 def fsync(p, data=False):
@@ -188,7 +188,7 @@ partial=0
 for seed in 1 2 3 4 5 6 7 8; do
   fs fill "$M/wal" B 10000
   lossy_ctl m crash-torn "$seed"
-  python3 - "$M/wal" <<'EOF' || fail "seed $seed: torn file not a prefix plus one torn page: $OUT"
+  "$PY" - "$M/wal" <<'EOF' || fail "seed $seed: torn file not a prefix plus one torn page: $OUT"
 import sys
 d = open(sys.argv[1], "rb").read()
 assert 4096 <= len(d) <= 14096, len(d)

@@ -34,6 +34,10 @@ trap 'exit 129' HUP
 
 source "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.sh"
 
+# Debian's Python (scripts/deps.sh) when there, not a version manager's shim,
+# which costs a shell per call: the tests run Python for each syscall step.
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 LOSSY_NAMES=()
 mkdir -p "$WORK/.lossy"
 
@@ -63,6 +67,7 @@ lossy_cleanup_all() {
 # WORK, the exit code), so nothing is removed through a live mount.
 power_exit() {
   local rc=$? p
+  trap '' PIPE # a reader of our output that went away must not cut the cleanup short
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   if declare -F cleanup_extra >/dev/null; then cleanup_extra || true; fi
   lossy_cleanup_all

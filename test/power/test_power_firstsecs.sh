@@ -33,7 +33,7 @@ start_node n1 "$ROOT/n1"
 "$WRITER" "127.0.0.1:$PORT_n1" 8 "$N" p 15 >"$WORK/acked1" || fail "the writer got $(wc -l <"$WORK/acked1") of $N writes acknowledged"
 t1=$(date +%s.%N)
 lossy_ctl disk report
-echo "before the cut ($(python3 -c "print(round($t1 - $t0, 1))") s after the start):"; echo "$OUT"
+echo "before the cut ($("$PY" -c "print(round($t1 - $t0, 1))") s after the start):"; echo "$OUT"
 lossy_power_cut disk "$PID_n1"
 echo "$OUT"
 start_node n1 "$ROOT/n1"

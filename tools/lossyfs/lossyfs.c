@@ -707,6 +707,18 @@ static void lfs_destroy(void *p)
         shutdown(L.ctl_fd, SHUT_RDWR);
         pthread_join(L.ctl_thread, NULL);
     }
+    /* Unmounted: what was not durable stays as it is in the backing
+     * directory (an unmount is no power cut); the records go. */
+    while (L.files) {
+        struct frec *f = L.files;
+        L.files = f->next;
+        frec_free(f);
+    }
+    while (L.dirs) {
+        struct drec *d = L.dirs;
+        L.dirs = d->next;
+        drec_free(d, true);
+    }
 }
 
 static int lfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
