@@ -67,10 +67,15 @@ lossy_cleanup_all() {
 # WORK, the exit code), so nothing is removed through a live mount.
 power_exit() {
   local rc=$? p
+  set +e       # errexit would stop at the first step that fails, or at (exit $rc)
   trap '' PIPE # a reader of our output that went away must not cut the cleanup short
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   if declare -F cleanup_extra >/dev/null; then cleanup_extra || true; fi
   lossy_cleanup_all
+  if [ $rc -ne 0 ]; then
+    echo "--- lossyfs logs (test failed) ---" >&2
+    tail -n 20 "$WORK"/.lossy/*.log >&2 2>/dev/null
+  fi
   (exit $rc)
   cleanup
 }
