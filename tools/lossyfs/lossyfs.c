@@ -1301,8 +1301,8 @@ int main(int argc, char **argv)
     fargs[fn++] = "-f";
     if (single)
         fargs[fn++] = "-s";
-    fargs[fn++] = "-o";
-    fargs[fn++] = "fsname=lossyfs,subtype=lossyfs,max_threads=8";
+    fargs[fn++] = "-o"; /* max_idle_threads given: libfuse 3.14 warns about its default */
+    fargs[fn++] = "fsname=lossyfs,subtype=lossyfs,max_threads=8,max_idle_threads=4";
     fargs[fn++] = (char *)mnt;
     fargs[fn] = NULL;
     int rc = fuse_main(fn, fargs, &ops, NULL);
