@@ -60,7 +60,15 @@ elif op == "fallocate":      # fallocate PATH OFFSET LEN (mode 0: the size grows
     fd = os.open(a[0], os.O_RDWR)
     os.posix_fallocate(fd, int(a[1]), int(a[2]))
     os.close(fd)
-elif op == "sha": 
+elif op == "falloc":         # falloc PATH keep|punch OFFSET LEN: fallocate(2) with a mode, no fsync
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    mode = {"keep": 1, "punch": 1 | 2}[a[1]]  # FALLOC_FL_KEEP_SIZE, | FALLOC_FL_PUNCH_HOLE
+    fd = os.open(a[0], os.O_RDWR)
+    if libc.fallocate(fd, mode, ctypes.c_long(int(a[2])), ctypes.c_long(int(a[3]))) != 0:
+        sys.exit("fallocate: " + os.strerror(ctypes.get_errno()))
+    os.close(fd)
+elif op == "sha":
     import hashlib
     print(hashlib.sha256(open(a[0], "rb").read()).hexdigest())
 else:
@@ -107,14 +115,22 @@ crash
 [ "$(fs sha "$M/big")" = "$sha" ] || fail "big file not restored to its synced contents"
 pass "report: unsynced bytes per file (one saved 4 KiB page for an overwrite, 70000 appended)"
 
-# 4. truncation and fallocate of durable data undone
+# 4. truncation and fallocate of durable data undone; preallocation that
+#    keeps the size (RocksDB's) holds no saved page
 fs truncate "$M/big" 0
 fs fallocate "$M/a" 0 1000000
 size_is "$M/a" 1000000 "fallocate grew it"
 crash
 [ "$(fs sha "$M/big")" = "$sha" ] || fail "truncate not undone"
 content_is "$M/a" "hello there!" "fallocate undone"
-pass "unsynced ftruncate and fallocate undone"
+fs falloc "$M/big" keep 0 4000000
+lossy_ctl m report
+echo "$OUT" | grep -q "^ok unsynced_bytes=0 saved_bytes=0 " || fail "keep-size preallocation holds memory: $OUT"
+fs falloc "$M/big" punch 100000 50000
+[ "$(fs sha "$M/big")" != "$sha" ] || fail "the hole was not punched"
+crash
+[ "$(fs sha "$M/big")" = "$sha" ] || fail "a punched hole not undone"
+pass "unsynced ftruncate, fallocate and punched hole undone; keep-size preallocation costs nothing"
 
 # 5. renames: unsynced undone, synced kept (RocksDB's CURRENT pattern)
 fs write "$M/CURRENT" v1 sync
@@ -188,7 +204,7 @@ some=0 cut=0
 for seed in 1 2 3 4 5 6 7 8; do
   fs fill "$M/wal" B 10000
   lossy_ctl m crash-torn "$seed"
-  kept=$("$PY" - "$M/wal" <<'EOF') || fail "seed $seed: torn file not a prefix plus one torn page: $OUT"
+  kept=$("$PY" - "$M/wal" <<'EOF'
 import sys
 d = open(sys.argv[1], "rb").read()
 assert 4096 <= len(d) <= 14096, len(d)
@@ -200,6 +216,7 @@ while k < len(d) and d[k:k + 1] == b"B":
 assert len(d) <= max(k, (k // 4096 + 1) * 4096), (k, len(d))
 print(k - 4096)
 EOF
+  ) || fail "seed $seed: the torn file is not a prefix of the write plus one torn page: $OUT"
   echo "seed $seed: $kept of 10000 bytes kept, file $(stat -c %s "$M/wal") bytes"
   [ "$kept" -gt 0 ] && some=$((some + 1))
   [ "$kept" -lt 10000 ] && cut=$((cut + 1))

@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/falloc.h>
 #include <fuse.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -1034,8 +1035,13 @@ static int lfs_fallocate(const char *path, int mode, off_t off, off_t len, struc
     pthread_mutex_lock(&L.mu);
     struct frec *f;
     int rc = frec_get(FH(fi)->fd, &f);
-    if (!rc)
+    /* Plain allocation (mode 0, KEEP_SIZE: RocksDB's preallocation) changes
+     * no byte, and a size it grows is cut back by a crash; punching or
+     * zeroing changes the range; collapsing or inserting shifts all after. */
+    if (!rc && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
         rc = frec_save(f, off, len);
+    else if (!rc && (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)))
+        rc = frec_save(f, off, f->durable_size - off);
     if (!rc && fallocate(FH(fi)->fd, mode, off, len) != 0)
         rc = -errno;
     pthread_mutex_unlock(&L.mu);
