@@ -5,7 +5,8 @@
 # `unshare -m`), after setting nothing; it sources ../cli/lib.sh (WORK, PIDS,
 # start_node, fail/pass, ...).
 #
-#   lossy_mount NAME          mount WORK/NAME over WORK/.lossy/NAME.back; sets LOSSY_MNT
+#   lossy_mount NAME [SEED]   mount WORK/NAME over WORK/.lossy/NAME.back; sets LOSSY_MNT
+#                             (extra lossyfs flags in LOSSY_FLAGS, e.g. --single-thread)
 #   lossy_ctl NAME CMD [ARG]  crash | crash-torn [SEED] | fail-fsync N | report; output in OUT
 #   lossy_power_cut NAME PID  kill -9 PID, then crash NAME's mount (a member's power cut)
 #   lossy_umount NAME         unmount and stop its lossyfs (done for all at exit)
@@ -85,7 +86,8 @@ lossy_mount() {
   local name=$1 seed=${2:-$RANDOM}
   local back="$WORK/.lossy/$name.back" mnt="$WORK/$name" sock="$WORK/.lossy/$name.sock"
   mkdir -p "$back" "$mnt"
-  "$LOSSYFS" mount "$back" "$mnt" --control "$sock" --seed "$seed" --die-with-parent \
+  # shellcheck disable=SC2086 # LOSSY_FLAGS: extra flags, e.g. --single-thread
+  "$LOSSYFS" mount "$back" "$mnt" --control "$sock" --seed "$seed" --die-with-parent ${LOSSY_FLAGS:-} \
     2>>"$WORK/.lossy/$name.log" &
   local pid=$!
   printf -v "LOSSY_PID_$name" '%s' "$pid"
