@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # lossyfs's own tests (docs/lossyfs.md): after `crash`, each file is as of its
 # last fsync/fdatasync and each directory's entries as of its last fsync;
 # crash-torn keeps a part of the last write; fail-fsync gives EIO; report

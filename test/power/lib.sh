@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # Shared by the power-loss tests: run the test in a private mount namespace,
 # mount one lossyfs (tools/lossyfs, docs/lossyfs.md) per member under WORK,
 # send it commands, and unmount and stop every lossyfs at exit, whatever

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # A power cut in a node's first seconds (issue 24): `ddkv serve --data-dir
 # ROOT/n1` on a fresh ROOT on lossyfs, about 1,000 acknowledged writes in its
 # first seconds, then kill -9 and `crash` (everything never fsynced is gone:

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # A power cut of a whole new 3-node cluster within a second of its founding
 # (issue 24): three members, each with its data dir on its own lossyfs, are
 # founded, take writes for one second, and then all lose power at once
