@@ -58,7 +58,6 @@ static bool join_path(char *out, size_t cap, const char *dir, const char *name)
     return n >= 0 && (size_t)n < cap;
 }
 
-/* The directory holding path ("." when it names none). */
 int snap_path(char *out, size_t cap, const char *dir, uint64_t index, uint64_t term,
               const char *ext, struct errbuf *eb)
 {

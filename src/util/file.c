@@ -120,9 +120,17 @@ int file_mkdir_durable(const char *path, mode_t mode, struct errbuf *eb)
     }
     /* Deepest first, each new directory's entry in its parent. When all of
      * it existed, the leaf's entry anyway (a run cut between its mkdir and
-     * the fsync leaves a directory that a power cut would take). */
-    if (first_made == n)
-        first_made = n - 1;
+     * the fsync leaves a directory that a power cut would take), unless the
+     * parent may not be read: then someone else made it, and synced it. */
+    if (first_made == n) {
+        file_parent_dir(p, parent, sizeof parent);
+        int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return errno == EACCES || errno == EPERM ? ERR_OK : file_io_err(eb, errno, "open", parent);
+        int rc = fsync(fd) == 0 ? ERR_OK : file_io_err(eb, errno, "fsync directory", parent);
+        close(fd);
+        return rc;
+    }
     for (size_t k = n; k-- > first_made;) {
         p[ends[k]] = 0;
         file_parent_dir(p, parent, sizeof parent);

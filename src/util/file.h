@@ -25,7 +25,8 @@ int file_fsync_path(const char *path, struct errbuf *eb);
 /* mkdir -p, durable: every directory it creates has its entry fsynced in its
  * parent, up to and including the first directory that already existed;
  * when path already existed, its parent is fsynced anyway (a run cut between
- * the mkdir and the fsync leaves a directory that a power cut would take).
+ * the mkdir and the fsync leaves a directory that a power cut would take),
+ * if this process may read that parent.
  * Not a directory, or a missing permission: an error naming the path. */
 int file_mkdir_durable(const char *path, mode_t mode, struct errbuf *eb);
 /* rename(from, to), then fsync to's directory (and from's, if another): the
