@@ -11,6 +11,7 @@ PKGS=(
   libssl-dev openssl                         # OpenSSL 3: TLS (with libevent_openssl), SHA-256 of backups, PBKDF2 password hashes; deploy/certs.sh
   libjs-chart.js                             # the dashboard's charts (served in place by the hub)
   libcriterion-dev                           # unit and process tests
+  libfuse3-dev fuse3                         # lossyfs, the power-loss filesystem of the tests
   python3                                    # test helpers
   chromium nodejs                            # the dashboard's browser test (with playwright-core)
 )

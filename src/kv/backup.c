@@ -39,24 +39,6 @@ static int backup_read_full(int fd, void *p, size_t n, size_t *got)
     return 0;
 }
 
-static int backup_fsync_parent(const char *path, struct errbuf *eb)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return file_io_err(eb, errno, "open directory", dir);
-    int rc = fsync(fd) == 0 ? ERR_OK : file_io_err(eb, errno, "fsync directory", dir);
-    close(fd);
-    return rc;
-}
-
 void backup_hex(const uint8_t sha[BACKUP_SHA_BYTES], char out[2 * BACKUP_SHA_BYTES + 1])
 {
     static const char digits[] = "0123456789abcdef";
@@ -276,11 +258,7 @@ int backup_writer_finish(struct backup_writer *w, uint8_t sha[BACKUP_SHA_BYTES],
         goto fail;
     }
     w->fd = -1;
-    if (rename(w->tmp, w->path) != 0) {
-        rc = file_io_err(eb, errno, "rename to", w->path);
-        goto fail;
-    }
-    if ((rc = backup_fsync_parent(w->path, eb))) {
+    if ((rc = file_rename_durable(w->tmp, w->path, eb))) {
         backup_writer_free(w);
         return rc;
     }

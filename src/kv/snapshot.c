@@ -58,31 +58,6 @@ static bool join_path(char *out, size_t cap, const char *dir, const char *name)
     return n >= 0 && (size_t)n < cap;
 }
 
-/* The directory holding path ("." when it names none). */
-static void parent_dir(const char *path, char *out, size_t cap)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(out, cap, ".");
-    else if (slash == path)
-        snprintf(out, cap, "/");
-    else
-        snprintf(out, cap, "%.*s", (int)(slash - path), path);
-}
-
-/* Make a rename or creation in dir durable. */
-static int fsync_dir(const char *dir, struct errbuf *eb)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return file_io_err(eb, errno, "open directory", dir);
-    int rc = ERR_OK;
-    if (fsync(fd) != 0)
-        rc = file_io_err(eb, errno, "fsync directory", dir);
-    close(fd);
-    return rc;
-}
-
 int snap_path(char *out, size_t cap, const char *dir, uint64_t index, uint64_t term,
               const char *ext, struct errbuf *eb)
 {
@@ -168,11 +143,10 @@ static int write_cf(struct img_writer *w, struct store *st, const struct store_s
 static int image_write(struct store *st, const struct store_snapshot *snap, const char *path,
                        uint64_t index, uint64_t term, const atomic_bool *cancel, struct errbuf *eb)
 {
-    char tmp[PATH_MAX], dir[PATH_MAX];
+    char tmp[PATH_MAX];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (n < 0 || (size_t)n >= sizeof tmp)
         return errf(eb, ERR_TOO_LARGE, "snapshot path %s is too long", path);
-    parent_dir(path, dir, sizeof dir);
     struct img_writer w = {.fd = -1, .path = tmp};
     w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w.fd < 0)
@@ -206,13 +180,11 @@ static int image_write(struct store *st, const struct store_snapshot *snap, cons
     if (close(fd) != 0 && !rc)
         rc = file_io_err(eb, errno, "close", tmp);
     free(w.buf);
-    if (!rc && rename(tmp, path) != 0)
-        rc = file_io_err(eb, errno, "rename to", path);
-    if (rc) {
+    if (!rc)
+        rc = file_rename_durable(tmp, path, eb);
+    if (rc)
         unlink(tmp);
-        return rc;
-    }
-    return fsync_dir(dir, eb);
+    return rc;
 }
 
 /* The state as of snap must be the state at index. */
@@ -597,13 +569,9 @@ int snap_recv_chunk(struct snap_recv *r, const char *dir, uint64_t index, uint64
         rc = file_io_err(eb, errno, "close", tmp);
         goto abandon;
     }
-    if (rename(tmp, fin) != 0) {
-        rc = file_io_err(eb, errno, "rename to", fin);
+    if ((rc = file_rename_durable(tmp, fin, eb)))
         goto abandon;
-    }
     recv_close(r);
-    if ((rc = fsync_dir(dir, eb)))
-        return rc;
     snprintf(done_path, done_cap, "%s", fin);
     return ERR_OK;
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "node/server.h"
+#include "util/file.h"
 #include "util/log.h"
 
 /* Saves at once per node: each costs an image's worth of disk for a while. */
@@ -366,8 +367,9 @@ static int backup_init(struct node *n, struct errbuf *eb)
 {
     char dir[512];
     backup_dir(n, dir, sizeof dir);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return errf(eb, ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    int rc = file_mkdir_durable(dir, 0700, eb);
+    if (rc)
+        return rc;
     backup_clean_dir(dir);
     struct backups *b = calloc(1, sizeof *b);
     if (!b || !(b->chunk = malloc(BACKUP_CHUNK_BYTES)) || !(b->poll = evtimer_new(n->base, backup_poll_cb, n))) {

@@ -16,6 +16,7 @@
 #include "node/replica.h"
 #include "node/server.h"
 #include "util/clock.h"
+#include "util/file.h"
 #include "util/log.h"
 
 static void replica_sweep(struct node *n);
@@ -215,10 +216,10 @@ int replica_start(struct node *n, struct errbuf *eb)
     snap_recv_init(&n->srecv);
     char sdir[512];
     replica_snap_dir(n, sdir, sizeof sdir);
-    if (mkdir(sdir, 0700) != 0 && errno != EEXIST)
-        return errf(eb, ERR_IO, "cannot create %s: %s", sdir, strerror(errno));
-    int rc = replica_core_open(n, &n->raft, eb);
+    int rc = file_mkdir_durable(sdir, 0700, eb); /* its images are relied on */
     if (rc)
+        return rc;
+    if ((rc = replica_core_open(n, &n->raft, eb)))
         return rc;
     n->logb = store_batch_new(n->st);
     if ((rc = logsync_start(n->base, n->st, &n->logsync, eb)))

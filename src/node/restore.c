@@ -34,6 +34,7 @@
 #include "kv/snapshot.h"
 #include "node/server.h"
 #include "util/buf.h"
+#include "util/file.h"
 
 /* 1 if dir exists and holds anything, 0 if it exists empty, -1 if absent
  * (errno set: ENOENT, or why it cannot be read). */
@@ -77,11 +78,11 @@ static int restore_build(struct store *st, const struct restore_config *rc, cons
 {
     char snapdir[4096], img[4200], fresh[4200];
     snprintf(snapdir, sizeof snapdir, "%s/snap", rc->data_dir);
-    if (mkdir(snapdir, 0700) != 0 && errno != EEXIST)
-        return errf(eb, ERR_IO, "cannot create %s: %s", snapdir, strerror(errno));
-    snprintf(img, sizeof img, "%s/restore.img", snapdir);
-    int r = backup_extract_image(rc->file, h, img, eb);
+    int r = file_mkdir_durable(snapdir, 0700, eb);
     if (r)
+        return r;
+    snprintf(img, sizeof img, "%s/restore.img", snapdir);
+    if ((r = backup_extract_image(rc->file, h, img, eb)))
         return r;
     struct raft_snap_meta meta = {.index = h->index, .term = h->term, .conf = {.n = (uint32_t)nm}};
     for (size_t i = 0; i < nm; i++)
@@ -137,8 +138,8 @@ int node_restore(const struct restore_config *rc, struct restore_result *out, st
     if (state < 0 && errno != ENOENT)
         return errf(eb, ERR_IO, "cannot read %s: %s", rc->data_dir, strerror(errno));
     bool made_dir = state < 0;
-    if (made_dir && mkdir(rc->data_dir, 0700) != 0)
-        return errf(eb, ERR_IO, "cannot create data dir %s: %s", rc->data_dir, strerror(errno));
+    if (made_dir && (r = file_mkdir_durable(rc->data_dir, 0700, eb)))
+        return r;
 
     uint64_t seed = get_be64(sha);
     if (seed == 0)

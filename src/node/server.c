@@ -21,6 +21,7 @@
 #include "node/access.h"
 #include "node/replica.h"
 #include "util/clock.h"
+#include "util/file.h"
 #include "util/log.h"
 #include "util/net.h"
 
@@ -612,8 +613,10 @@ int node_run(const struct node_config *cfg)
     hist_init(&n->h_commit);
     for (int i = 0; i < DDKV_MSG_TYPE_MAX; i++)
         hist_init(&n->h_req[i]);
-    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-        log_error("cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
+    /* The data dir (and any missing parent) is durable before anything in
+     * it is relied on: a power cut must not take it (util/file.h). */
+    if (file_mkdir_durable(cfg->data_dir, 0700, &eb) != ERR_OK) {
+        log_error("cannot create data dir %s: %s", cfg->data_dir, eb.msg);
         return 1;
     }
     struct store_options so = {0};
