@@ -134,10 +134,12 @@ function renderCluster(nodes) {
   for (const n of nodes) {
     const tr = document.createElement('tr');
     const role = n.healthy === false && !n.role ? 'down' : n.role || '?';
-    const cells = [n.name || n.endpoint, role, n.term ?? '–', n.commit ?? '–', n.applied ?? '–', n.healthy ? 'healthy' : 'down'];
+    const lag = n.lag_entries === undefined ? '–' : `${n.lag_entries} (${(n.lag_ms / 1000).toFixed(1)} s)`;
+    const health = n.healthy ? 'healthy' : n.role ? 'unhealthy' : 'down';
+    const cells = [n.name || n.endpoint, role, n.term ?? '–', n.commit ?? '–', n.applied ?? '–', n.match ?? '–', lag, health];
     cells.forEach((v, i) => {
       const td = text(document.createElement('td'), v);
-      if (i === 1 || i === 5) td.className = `state ${v}`;
+      if (i === 1 || i === 7) td.className = `state ${v}`;
       tr.append(td);
     });
     tb.append(tr);

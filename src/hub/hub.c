@@ -318,27 +318,32 @@ static void h_proxy(struct task *t, ddkv_client *c)
  * the member list of one that does (matching its client address). */
 static json_t *cluster_json(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms)
 {
+    enum { MAX_EPS = 16 };
     json_t *arr = json_array();
     char eps[1024];
     snprintf(eps, sizeof eps, "%s", endpoints);
-    struct ddkv_status known = {0}; /* the first answer's member list */
-    bool have_known = false;
-    for (char *save = NULL, *ep = strtok_r(eps, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
+    struct ddkv_status sts[MAX_EPS];
+    size_t n = 0;
+    const struct ddkv_status *known = NULL; /* the first answer's member list */
+    const struct ddkv_status *lead = NULL;  /* the leader's: it knows each member's lag */
+    for (char *save = NULL, *ep = strtok_r(eps, ",", &save); ep && n < MAX_EPS; ep = strtok_r(NULL, ",", &save)) {
         ddkv_client *c = hub_client(cfg, ep, timeout_ms < 1000 ? timeout_ms : 1000);
-        struct ddkv_status st;
-        if (c && ddkv_status(c, &st) == DDKV_OK) {
+        struct ddkv_status *st = &sts[n];
+        if (c && ddkv_status(c, st) == DDKV_OK) {
+            /* Healthy: it sees a leader and, as it says itself, its storage
+             * works and it is within the lag bounds (older nodes: leader). */
+            bool healthy = st->leader != NULL && (!st->healthy_known || st->healthy);
             json_array_append_new(arr, json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:I, s:b}", "endpoint", ep,
-                                                 "name", st.name ? st.name : "?", "role", st.role, "leader", st.leader,
-                                                 "term", (json_int_t)st.term, "commit", (json_int_t)st.commit,
-                                                 "applied", (json_int_t)st.applied, "revision",
-                                                 (json_int_t)st.revision, "keys", (json_int_t)st.keys, "healthy",
-                                                 st.leader != NULL));
-            if (!have_known) {
+                                                 "name", st->name ? st->name : "?", "role", st->role, "leader",
+                                                 st->leader, "term", (json_int_t)st->term, "commit",
+                                                 (json_int_t)st->commit, "applied", (json_int_t)st->applied,
+                                                 "revision", (json_int_t)st->revision, "keys", (json_int_t)st->keys,
+                                                 "healthy", healthy));
+            if (!known)
                 known = st;
-                have_known = true;
-            } else {
-                ddkv_status_free(&st);
-            }
+            if (st->role && !strcmp(st->role, "leader"))
+                lead = st;
+            n++;
         } else {
             json_array_append_new(arr, json_pack("{s:s, s:b, s:s}", "endpoint", ep, "healthy", 0, "error",
                                                  c ? ddkv_client_errmsg(c) : "bad endpoint"));
@@ -348,17 +353,27 @@ static json_t *cluster_json(const struct hub_config *cfg, const char *endpoints,
     size_t i;
     json_t *o;
     json_array_foreach(arr, i, o) {
-        if (json_object_get(o, "name"))
-            continue;
         const char *ep = json_string_value(json_object_get(o, "endpoint"));
-        for (size_t m = 0; have_known && m < known.n_members; m++) {
-            const struct ddkv_member *mb = &known.members[m];
+        for (size_t m = 0; !json_object_get(o, "name") && known && m < known->n_members; m++) {
+            const struct ddkv_member *mb = &known->members[m];
             if (mb->name && mb->client_addr && ep && !strcmp(mb->client_addr, ep))
                 json_object_set_new(o, "name", json_string(mb->name));
         }
+        /* The leader's view: match index and lag, and its word on health. */
+        const char *name = json_string_value(json_object_get(o, "name"));
+        for (size_t m = 0; name && lead && m < lead->n_members; m++) {
+            const struct ddkv_member *mb = &lead->members[m];
+            if (!mb->name || strcmp(mb->name, name) != 0 || !mb->lag_known)
+                continue;
+            json_object_set_new(o, "match", json_integer((json_int_t)mb->match));
+            json_object_set_new(o, "lag_entries", json_integer((json_int_t)mb->lag_entries));
+            json_object_set_new(o, "lag_ms", json_integer((json_int_t)mb->lag_ms));
+            if (!mb->healthy)
+                json_object_set_new(o, "healthy", json_false());
+        }
     }
-    if (have_known)
-        ddkv_status_free(&known);
+    for (size_t k = 0; k < n; k++)
+        ddkv_status_free(&sts[k]);
     return arr;
 }
 

@@ -73,7 +73,7 @@ try {
   await until(() => page.evaluate(() => /cluster 2\/3/.test(document.getElementById('cluster-pill').textContent)), 15000, 'the cluster panel showing the dead node');
   // The dead node's row names it (from the live members' list) and says it is down.
   await until(() => page.evaluate((name) => [...document.querySelectorAll('#cluster tbody tr')].some((tr) =>
-    tr.cells[0].textContent === name && tr.cells[5].textContent === 'down'), leader), 15000, `a row '${leader} … down'`);
+    tr.cells[0].textContent === name && tr.cells[7].textContent === 'down'), leader), 15000, `a row '${leader} … down'`);
   await shot(page, 'after-leader-kill');
   ok(`after kill -9 of the leader (${leader}) the charts keep updating (new points within ${gap} ms), no reload`);
 

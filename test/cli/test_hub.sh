@@ -49,8 +49,11 @@ assert sorted(n["name"] for n in c) == ["n1", "n2", "n3"], c
 down = [n for n in c if not n["healthy"]]
 assert [n["name"] for n in down] == ["n3"] and "error" in down[0], c
 assert all(n.get("role") in ("leader", "follower") for n in c if n["healthy"]), c
+# The leader knows how far behind each member is: match index and lag.
+if any(n.get("role") == "leader" for n in c):
+    assert all("match" in n and "lag_entries" in n and "lag_ms" in n for n in c), c
 PY
-pass "/api/cluster: every member's role and term, a dead one named and marked down"
+pass "/api/cluster: every member's role, term, match index and lag, a dead one named and marked down"
 
 printf 'timestamp,heart_rate\n2026-01-01T00:00:00Z,70\n2026-01-01T00:00:01Z,80\n' >"$WORK/r.csv"
 code=$(curl -s -o "$WORK/body" -w '%{http_code}' -X POST --data-binary @"$WORK/r.csv" "http://$HUB/api/jobs?name=r.csv")
