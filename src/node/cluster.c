@@ -608,6 +608,7 @@ int cluster_start(struct node *n, struct errbuf *eb)
     snprintf(pc.self_client_addr, sizeof pc.self_client_addr, "%s", n->client_addr);
     pc.tls = n->tls_peer;
     pc.id_of_name = cluster_node_id;
+    pc.token = n->cfg.cluster_token;
     int rc = peer_transport_new(n->base, &pc, &n->clock, cluster_deliver, n, &n->peers, eb);
     if (rc)
         return rc;
@@ -618,10 +619,28 @@ int cluster_start(struct node *n, struct errbuf *eb)
         return rc;
     struct sockaddr_storage ss;
     socklen_t sslen;
-    if (!n->tls_peer && net_parse_addr(bound, &ss, &sslen) == ERR_OK && !net_is_loopback((struct sockaddr *)&ss))
-        log_warn("peer port %s is reachable beyond loopback without TLS: anyone who reaches it can "
-                 "speak Raft to this node (see --tls-cert, --tls-key, --tls-ca)",
+    bool token = n->cfg.cluster_token && *n->cfg.cluster_token;
+    if (!n->tls_peer && !token && net_parse_addr(bound, &ss, &sslen) == ERR_OK &&
+        !net_is_loopback((struct sockaddr *)&ss)) {
+        /* Anyone who reaches such a port could pose as a member: refuse,
+         * unless the operator said they accept that. */
+        if (!n->cfg.insecure_peers)
+            return errf(eb, ERR_BAD_INPUT,
+                        "peer port %s is reachable beyond loopback without TLS or a --cluster-token: anyone "
+                        "who reaches it could pose as a member. Give every member the same --cluster-token "
+                        "(or DDKV_CLUSTER_TOKEN, or cluster-token in the config file), or TLS (--tls-cert, "
+                        "--tls-key, --tls-ca); --insecure-peers accepts the risk",
+                        bound);
+        log_warn("peer port %s is reachable beyond loopback without TLS or a cluster token "
+                 "(--insecure-peers): anyone who reaches it can speak Raft to this node",
                  bound);
+    } else if (!n->tls_peer && net_parse_addr(bound, &ss, &sslen) == ERR_OK &&
+               !net_is_loopback((struct sockaddr *)&ss)) {
+        log_warn("peer port %s is reachable beyond loopback without TLS: members prove the cluster token "
+                 "at each connection, but the traffic itself is neither encrypted nor authenticated "
+                 "(see --tls-cert, --tls-key, --tls-ca)",
+                 bound);
+    }
     /* What peers dial: the bound address (with the port the kernel picked),
      * unless the node is reached elsewhere (--listen-peer-addr). */
     snprintf(n->peer_addr, sizeof n->peer_addr, "%s", n->cfg.listen_peer_addr ? advertised : bound);
