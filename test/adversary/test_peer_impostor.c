@@ -74,7 +74,8 @@ Test(peer_impostor, hello_without_the_token_is_refused_and_forged_raft_changes_n
     char iaddr[64];
     snprintf(iaddr, sizeof iaddr, "127.0.0.1:%d", iport);
 
-    struct tp_writer *wr = calloc(1, sizeof *wr);
+    static struct tp_writer writer;
+    struct tp_writer *wr = &writer;
     tp_writer_start(wr, &pc, leader, "during");
 
     uint32_t redirected = 0, probes = 0, forged = 0;
@@ -179,6 +180,6 @@ Test(peer_impostor, hello_without_the_token_is_refused_and_forged_raft_changes_n
     buf_free(&req);
     buf_free(&hold);
     close(ifd);
-    free(wr);
+
     pc_cleanup(&pc);
 }

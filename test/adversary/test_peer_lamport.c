@@ -64,7 +64,8 @@ Test(peer_lamport, forged_times_never_stop_the_cluster, .timeout = 120)
     cr_assert_neq(cluster, 0);
     uint64_t c0 = tp_max_clock(&pc), t0 = clock_mono_ms();
 
-    struct tp_writer *wr = calloc(1, sizeof *wr);
+    static struct tp_writer writer;
+    struct tp_writer *wr = &writer;
     tp_writer_start(wr, &pc, leader, "well");
 
     /* 1. Forged hellos, unproven and wrongly proven, each followed by Raft
@@ -155,6 +156,6 @@ Test(peer_lamport, forged_times_never_stop_the_cluster, .timeout = 120)
             wrote == 0 ? "ok" : "FAILED", (unsigned long long)c2);
     cr_expect_eq(wrote, 0, "no write succeeds after the restart");
     cr_expect_eq(tp_missing(&pc, wr, after), 0, "acknowledged writes missing after the restart");
-    free(wr);
+
     pc_cleanup(&pc);
 }
