@@ -1034,6 +1034,20 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
 static int peer_in_adopt(struct peer_transport *t, evutil_socket_t fd, const char *addr)
 {
     if (t->nins >= PEER_MAX_INBOUND) {
+        /* Full: make room by dropping the oldest connection that has not
+         * proven who it is yet, so connections that say nothing (or cannot
+         * prove the token) cannot lock the members out. */
+        struct peer_in *oldest = NULL;
+        for (struct peer_in *o = t->ins; o; o = o->next)
+            if (!o->from && !o->closing)
+                oldest = o;
+        if (oldest) {
+            log_info("peer conn from %s: dropped unidentified to make room (%u peer connections open)",
+                     oldest->addr, t->nins);
+            peer_in_close(oldest, false, "room for a new connection");
+        }
+    }
+    if (t->nins >= PEER_MAX_INBOUND) {
         log_warn("peer conn from %s refused: %u peer connections open", addr, t->nins);
         evutil_closesocket(fd);
         return ERR_UNAVAILABLE;

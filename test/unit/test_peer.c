@@ -578,3 +578,34 @@ Test(peer, auth_tags_bind_role_ids_cluster_and_nonces)
     peer_auth_mac("tok2", 'D', 42, 1, 2, nd, na, t);
     cr_assert_neq(memcmp(base_tag, t, 32), 0, "token not bound");
 }
+
+Test(peer, silent_connections_cannot_lock_a_member_out)
+{
+    /* Fill every inbound slot with connections that never say hello; a
+     * member dialling then still gets in (an unidentified one makes room). */
+    struct event_base *base = event_base_new();
+    struct peer_config ca = config(1, 42), cb = config(2, 42);
+    ca.token = cb.token = "tok";
+    struct member *a = member_new(base, &ca), *b = member_new(base, &cb);
+    member_listen(b, "127.0.0.1:0");
+    enum { SILENT = 300 };
+    static int fds[SILENT];
+    for (int i = 0; i < SILENT; i++) {
+        fds[i] = raw_connect(b->addr);
+        run_until(base, NULL, NULL, 1);
+    }
+    cr_assert_eq(peer_add(a->t, 2, b->addr), ERR_OK);
+    bool delivered = false;
+    for (int i = 0; i < 100 && !delivered; i++) {
+        struct raft_msg hb = heartbeat(1, 2, 3, (uint64_t)i + 1);
+        int rc = peer_send(a->t, &hb);
+        cr_assert(rc == ERR_OK || rc == ERR_AGAIN);
+        delivered = wait_n(base, b, 1, 20);
+    }
+    cr_assert(delivered, "a member was locked out by silent connections");
+    for (int i = 0; i < SILENT; i++)
+        close(fds[i]);
+    member_free(a);
+    member_free(b);
+    event_base_free(base);
+}
