@@ -32,25 +32,25 @@ void lamport_raise(struct lamport *c, uint64_t t)
 void lamport_budget_init(struct lamport *c, uint64_t now_ms)
 {
     c->budgeted = true;
-    c->client = (struct lamport_bucket){LAMPORT_BURST, now_ms};
-    c->member = (struct lamport_bucket){LAMPORT_BURST, now_ms};
+    c->client = (struct lamport_bucket){LAMPORT_CLIENT_BURST, now_ms, LAMPORT_CLIENT_BURST, LAMPORT_CLIENT_REFILL_PER_S};
+    c->member = (struct lamport_bucket){LAMPORT_MEMBER_BURST, now_ms, LAMPORT_MEMBER_BURST, LAMPORT_MEMBER_REFILL_PER_S};
 }
 
-/* Refill b for the time since its last refill. Below the full-refill time the
- * product stays under 2^21 * 2^29 = 2^50: no overflow. */
+/* Refill b for the time since its last refill. Below the full-refill time
+ * (burst / refill seconds: 256 s for clients, 2048 s for members) the product
+ * stays under 2^21 * 2^29 = 2^50: no overflow. */
 static void lamport_refill(struct lamport_bucket *b, uint64_t now_ms)
 {
     if (now_ms <= b->last_ms)
         return;
     uint64_t dt = now_ms - b->last_ms;
     b->last_ms = now_ms;
-    const uint64_t full_ms = LAMPORT_BURST / LAMPORT_REFILL_PER_S * 1000;
-    if (dt >= full_ms) {
-        b->tokens = LAMPORT_BURST;
+    if (dt >= b->burst / b->refill_per_s * 1000) {
+        b->tokens = b->burst;
         return;
     }
-    uint64_t add = dt * LAMPORT_REFILL_PER_S / 1000;
-    b->tokens = LAMPORT_BURST - b->tokens <= add ? LAMPORT_BURST : b->tokens + add;
+    uint64_t add = dt * b->refill_per_s / 1000;
+    b->tokens = b->burst - b->tokens <= add ? b->burst : b->tokens + add;
 }
 
 int lamport_admit_client(struct lamport *c, uint64_t received, uint64_t now_ms, uint64_t *allowed)

@@ -9,19 +9,21 @@
  *
  * Budget (a node's clock only; see lamport_budget_init). The part of an
  * external advance beyond +1, i.e. received - local when received > local, is
- * paid from a token bucket: LAMPORT_BURST tokens, refilled at
- * LAMPORT_REFILL_PER_S per second. There are two buckets: one for client
- * frames, which are refused (clock unchanged) when they cost more than it holds
- * or more than LAMPORT_CLIENT_MAX_AHEAD, and one for members (authenticated
- * peers, and the entries of the log), whose advance is clamped to what the
- * bucket holds instead, so a message is never dropped for its time. Over any
- * T seconds outside input moves a node's clock by at most
- *   2 * (2^40 + 2^29 * T) = 2^41 + 2^30 * T    (plus +1 per event)
- * so from 0, reaching 2^62 takes (2^62 - 2^41) / 2^30 s ~ 2^32 s ~ 136 years
- * of uninterrupted attack, while legitimate advances (clocks of one cluster
- * stay within the events of a partition of each other; at most ~10^6 events/s)
- * never come near either figure: a burst covers 12 days of a partition at
- * 10^6 events/s, and the refill is 500 times that rate. */
+ * paid from a token bucket. There are two: clients' (2^32, refilled at 2^24/s)
+ * and members' (2^40, refilled at 2^29/s: authenticated peers, log entries,
+ * snapshot images). A client frame that costs more than its bucket holds, or
+ * more than LAMPORT_CLIENT_MAX_AHEAD, is refused and moves nothing; a member's
+ * advance is clamped to what its bucket holds instead, so a member's message
+ * is never dropped for its time. Over any T seconds outside input moves a
+ * node's clock by at most
+ *   clients: 2^32 + 2^24 * T      members: 2^40 + 2^29 * T    (plus +1 per event)
+ * so from 0, reaching 2^62 takes 2^62 / (2^29 + 2^24) s ~ 264 years of
+ * uninterrupted attack even by a faulty member, and 2^38 s by clients alone;
+ * clients alone need 16 hours to pass 10^12. Legitimate advances stay far
+ * below: a client only carries times it learned from the cluster (members'
+ * clocks differ by about a heartbeat's events, < 10^6 at 10^6 events/s), and
+ * members' clocks differ by the events of a partition (the member burst covers
+ * 12 days of partition at 10^6 events/s; its refill is 500 times that rate). */
 #ifndef DDKV_PROTO_LAMPORT_H
 #define DDKV_PROTO_LAMPORT_H
 
@@ -35,13 +37,16 @@
 /* How far ahead of the node one client frame may claim to be, at most. A real
  * client only carries times it learned from the cluster plus its own ticks. */
 #define LAMPORT_CLIENT_MAX_AHEAD (UINT64_C(1) << 32)
-/* Each bucket's capacity and refill. */
-#define LAMPORT_BURST (UINT64_C(1) << 40)
-#define LAMPORT_REFILL_PER_S (UINT64_C(1) << 29)
+/* The buckets' capacities and refills. */
+#define LAMPORT_CLIENT_BURST (UINT64_C(1) << 32)
+#define LAMPORT_CLIENT_REFILL_PER_S (UINT64_C(1) << 24)
+#define LAMPORT_MEMBER_BURST (UINT64_C(1) << 40)
+#define LAMPORT_MEMBER_REFILL_PER_S (UINT64_C(1) << 29)
 
 struct lamport_bucket {
     uint64_t tokens;
-    uint64_t last_ms; /* when tokens was last refilled (monotonic ms) */
+    uint64_t last_ms;     /* when tokens was last refilled (monotonic ms) */
+    uint64_t burst, refill_per_s;
 };
 
 struct lamport {

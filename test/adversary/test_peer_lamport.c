@@ -4,7 +4,8 @@
  * token) sending that time on every frame, and client PINGs as far ahead as
  * they may go and beyond. Asserts: a leader throughout, a well-behaved
  * client's writes all succeed with p99 < 100 ms, every member's clock moved by
- * at most the stated bound (proto/lamport.h: 2^41 + 2^30/s + 1 per event),
+ * at most the stated bound (proto/lamport.h: 2^40 + 2^32 + (2^29 + 2^24)/s,
+ * plus 1 per event),
  * and after all members restart they elect a leader and take writes. */
 #include "test_peer_lib.h"
 
@@ -116,10 +117,11 @@ Test(peer_lamport, forged_times_never_stop_the_cluster, .timeout = 120)
     double secs = (double)(t1 - t0) / 1000.0 + 1;
     /* Both buckets' bursts, their refill for the attack's duration, and one
      * tick per event (generously 10^7). */
-    uint64_t bound = 2 * LAMPORT_BURST + (uint64_t)(2.0 * (double)LAMPORT_REFILL_PER_S * secs) + 10000000u;
+    uint64_t bound = LAMPORT_CLIENT_BURST + LAMPORT_MEMBER_BURST +
+                     (uint64_t)((double)(LAMPORT_CLIENT_REFILL_PER_S + LAMPORT_MEMBER_REFILL_PER_S) * secs) + 10000000u;
     int now_leader = pc_leader(&pc, 5000);
     fprintf(stderr,
-            "peer_lamport: clock %llu -> %llu (moved %llu, bound %llu = 2^41 + 2^30/s * %.1f s + 10^7); "
+            "peer_lamport: clock %llu -> %llu (moved %llu, bound %llu = 2^40 + 2^32 + (2^29 + 2^24)/s * %.1f s + 10^7); "
             "writes %u ok, %u failed, p99 %.1f ms; PINGs %u accepted, %u refused (\"%s\"); leader %d -> %d\n",
             (unsigned long long)c0, (unsigned long long)c1, (unsigned long long)(c1 - c0),
             (unsigned long long)bound, secs, wr->n, wr->failed, p99, ok, refused, last_error, leader, now_leader);

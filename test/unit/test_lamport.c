@@ -309,12 +309,12 @@ Test(lamport_budget, client_sequence_is_bounded_by_burst_plus_refill)
                 refused++;
         }
     }
-    uint64_t bound = LAMPORT_BURST + LAMPORT_REFILL_PER_S * 10 + frames;
+    uint64_t bound = LAMPORT_CLIENT_BURST + LAMPORT_CLIENT_REFILL_PER_S * 10 + frames;
     cr_assert_leq(c.now - start, bound, "moved %llu, bound %llu", (unsigned long long)(c.now - start),
                   (unsigned long long)bound);
     cr_assert_gt(refused, 0);
     /* And it did use the budget: the bound is tight within a frame's worth. */
-    cr_assert_geq(c.now - start + LAMPORT_CLIENT_MAX_AHEAD, LAMPORT_BURST + LAMPORT_REFILL_PER_S * 10);
+    cr_assert_geq(c.now - start + LAMPORT_CLIENT_MAX_AHEAD, LAMPORT_CLIENT_BURST + LAMPORT_CLIENT_REFILL_PER_S * 10);
 }
 
 Test(lamport_budget, member_advance_is_clamped_never_refused)
@@ -323,8 +323,8 @@ Test(lamport_budget, member_advance_is_clamped_never_refused)
     lamport_budget_init(&c, 0);
     /* The hello of issue 22: 2^62 - 300. Clamped to the burst. */
     uint64_t short_by = lamport_observe_member(&c, DDKV_LAMPORT_MAX - 300, 0);
-    cr_assert_eq(c.now, 10 + LAMPORT_BURST + 1);
-    cr_assert_eq(short_by, DDKV_LAMPORT_MAX - 300 - 10 - LAMPORT_BURST);
+    cr_assert_eq(c.now, 10 + LAMPORT_MEMBER_BURST + 1);
+    cr_assert_eq(short_by, DDKV_LAMPORT_MAX - 300 - 10 - LAMPORT_MEMBER_BURST);
     /* Out of range counts as the ceiling; with the bucket empty, +1 only. */
     uint64_t before = c.now;
     cr_assert_gt(lamport_observe_member(&c, UINT64_MAX, 0), 0);
@@ -332,7 +332,7 @@ Test(lamport_budget, member_advance_is_clamped_never_refused)
     /* One second later the refill is available, no more. */
     before = c.now;
     lamport_observe_member(&c, DDKV_LAMPORT_MAX - 300, 1000);
-    cr_assert_eq(c.now, before + LAMPORT_REFILL_PER_S + 1);
+    cr_assert_eq(c.now, before + LAMPORT_MEMBER_REFILL_PER_S + 1);
     /* Legitimate catch-up (a member a million events ahead) is applied in full. */
     struct lamport d = {.now = 5};
     lamport_budget_init(&d, 0);
@@ -348,6 +348,7 @@ Test(lamport_budget, client_and_member_buckets_are_apart)
     while (lamport_admit_client(&c, c.now + LAMPORT_CLIENT_MAX_AHEAD, 0, NULL) == ERR_OK)
         ;
     cr_assert_lt(c.client.tokens, LAMPORT_CLIENT_MAX_AHEAD);
+    cr_assert_eq(lamport_admit_client(&c, c.now + LAMPORT_CLIENT_MAX_AHEAD, 0, NULL), ERR_TOO_LARGE);
     uint64_t before = c.now;
     cr_assert_eq(lamport_observe_member(&c, before + 1000000, 0), 0);
     cr_assert_eq(c.now, before + 1000001);
@@ -357,7 +358,7 @@ Test(lamport_budget, refill_caps_at_burst_and_survives_clock_steps)
 {
     struct lamport c = {.now = 0};
     lamport_budget_init(&c, 5000);
-    lamport_observe_member(&c, LAMPORT_BURST, 5000);
+    lamport_observe_member(&c, LAMPORT_MEMBER_BURST, 5000);
     cr_assert_eq(c.member.tokens, 0);
     /* A monotonic clock never goes back, but a caller passing an older time
      * must not be credited (or wrap). */
@@ -366,7 +367,7 @@ Test(lamport_budget, refill_caps_at_burst_and_survives_clock_steps)
     /* After a very long pause the bucket is full, not more. */
     c.member.last_ms = 5000;
     lamport_observe_member(&c, c.now + 5, UINT64_C(1) << 50);
-    cr_assert_eq(c.member.tokens, LAMPORT_BURST - 5);
+    cr_assert_eq(c.member.tokens, LAMPORT_MEMBER_BURST - 5);
 }
 
 Test(lamport_budget, saturated_clock_keeps_working)
