@@ -609,3 +609,33 @@ Test(peer, silent_connections_cannot_lock_a_member_out)
     member_free(b);
     event_base_free(base);
 }
+
+Test(peer, unproven_hello_moves_no_clock_and_learns_nothing)
+{
+    struct event_base *base = event_base_new();
+    struct peer_config cb = config(2, 42);
+    cb.token = "tok";
+    struct member *b = member_new(base, &cb);
+    member_listen(b, "127.0.0.1:0");
+    uint64_t before = b->clock.now;
+    /* The hello of issue 22: the right cluster, time 2^62 - 300, no proof;
+     * then a heartbeat as if accepted. */
+    int fd = raw_connect(b->addr);
+    struct buf hb = BUF_INIT;
+    struct msg_writer w;
+    msg_begin(&w, &hb, DDKV_MSG_PEER_HELLO, DDKV_LAMPORT_MAX - 300, 0, 3);
+    mw_u64(&w, 42);
+    mw_u64(&w, 1);
+    mw_u64(&w, DDKV_PROTOCOL_VERSION);
+    cr_assert_eq(msg_end(&w), ERR_OK);
+    struct raft_msg m = heartbeat(1, 2, 9, 1);
+    cr_assert_eq(raft_msg_encode(&m, DDKV_LAMPORT_MAX - 300, &hb), ERR_OK);
+    raw_send(fd, hb.data, hb.len);
+    buf_free(&hb);
+    expect_closed(base, b, fd, 0);
+    cr_assert_eq(b->n, 0, "a message behind an unproven hello was delivered");
+    cr_assert_eq(b->clock.now, before, "an unproven hello moved the clock to %llu", (unsigned long long)b->clock.now);
+    cr_assert_geq(stats(b, 0).refused_hellos, 1);
+    member_free(b);
+    event_base_free(base);
+}
