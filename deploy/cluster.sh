@@ -46,8 +46,10 @@ spec() {
 
 # The cluster's token: made when the cluster is created, kept with the data
 # (a cluster made before tokens existed has none, and keeps having none).
-new_token() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/token"; }
-token_flag() { [[ -s $DIR/token ]] && echo "--cluster-token=$(cat "$DIR/token")" || true; }
+new_token() { (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/token"); }
+# Handed over in the environment (DDKV_CLUSTER_TOKEN), not as a flag: it is
+# the peer secret, and a command line is visible to everyone through ps.
+token_env() { [[ -s $DIR/token ]] && echo "DDKV_CLUSTER_TOKEN=$(cat "$DIR/token")" || true; }
 
 endpoints() {
     local n s="" i
@@ -94,10 +96,10 @@ start_one() {
     tls_on && tls=(--tls-cert "$TLSDIR/n$i.pem" --tls-key "$TLSDIR/n$i.key" --tls-ca "$TLSDIR/ca.pem")
     # A shell set up for a TLS client (DDKV_TLS_CERT is then the client's
     # certificate) must not hand its settings to the nodes.
-    env -u DDKV_TLS_CERT -u DDKV_TLS_KEY -u DDKV_TLS_CA -u DDKV_PEER_TLS \
+    env -u DDKV_TLS_CERT -u DDKV_TLS_KEY -u DDKV_TLS_CA -u DDKV_PEER_TLS -u DDKV_CLUSTER_TOKEN $(token_env) \
         "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
         --client-addr "$(client_addr "$i")" --peer-addr "$(peer_addr "$i")" \
-        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" $(token_flag) "${tls[@]}" \
+        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" "${tls[@]}" \
         >>"$DIR/n$i.log" 2>&1 </dev/null &
     echo $! >"$DIR/n$i.pid"
     # Up when it logs its client port (or gone if it refused to start).

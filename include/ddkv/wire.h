@@ -90,10 +90,20 @@ enum ddkv_msg_type {
     DDKV_MSG_RAFT_TIMEOUT_NOW = 74,     /* leadership transfer */
     DDKV_MSG_RAFT_READ_INDEX = 75,
     DDKV_MSG_RAFT_READ_INDEX_RESP = 76,
-    /* First frame on a peer connection:
-     * [cluster_id, from_id, protocol_version, name, client_addr, peer_addr]. */
+    /* First frame on a peer connection (dialer -> acceptor):
+     * [cluster_id, from_id, protocol_version, name, client_addr, peer_addr, nonce];
+     * nonce (32 random bytes) only when the dialer has a cluster token. */
     DDKV_MSG_PEER_HELLO = 77,
+    /* With a cluster token, the acceptor's answer to the hello (the only
+     * frame it ever sends): [acceptor_id, nonce, mac] (docs/wire-format.md). */
+    DDKV_MSG_PEER_CHALLENGE = 78,
+    /* The dialer's proof, its second frame: [mac]. Raft messages follow. */
+    DDKV_MSG_PEER_AUTH = 79,
 };
+
+/* Sizes in the peer handshake: random nonces and HMAC-SHA256 tags. */
+#define DDKV_PEER_NONCE_BYTES 32
+#define DDKV_PEER_MAC_BYTES 32
 
 #define DDKV_MSG_TYPE_MAX 256
 

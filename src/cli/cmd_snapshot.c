@@ -147,7 +147,8 @@ static int restore_print(struct cli_ctx *ctx, const struct restore_config *rc, c
     printf("%s is a member of the new cluster %s; start it with:\n"
            "  ddkv serve --name %s --data-dir %s%s%s%s%s\n",
            rc->name, cid, rc->name, rc->data_dir, rc->cluster ? " --cluster " : "", rc->cluster ? rc->cluster : "",
-           rc->cluster_token ? " --cluster-token " : "", rc->cluster_token ? rc->cluster_token : "");
+           /* The token is the peer secret: named, never printed. */
+           rc->cluster_token ? " --cluster-token " : "", rc->cluster_token ? "<the same token>" : "");
     return EXIT_DONE;
 }
 

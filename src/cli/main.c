@@ -50,7 +50,12 @@ static struct opt_def serve_opts[] = {
     {"join", 0, 0, NULL, NULL, "an empty data dir waits to be added by 'ddkv members add' instead of founding"},
     {"cluster-token", 0, OPT_ARG, NULL, "TOKEN",
      "mixed into the cluster id at founding, so clusters founded apart never share one (like etcd's "
-     "initial-cluster-token); give every member, and every restart, the same one"},
+     "initial-cluster-token); give every member, and every restart, the same one. Members also "
+     "prove it to each other on every peer connection (env DDKV_CLUSTER_TOKEN or the config file "
+     "keep it off the command line)"},
+    {"insecure-peers", 0, 0, NULL, NULL,
+     "allow a plain peer port beyond loopback without a --cluster-token (anyone who reaches it "
+     "can speak Raft to this node)"},
     {"max-frame-bytes", 0, OPT_ARG, NULL, "N", "largest frame accepted"},
     {"max-key-bytes", 0, OPT_ARG, NULL, "N", "largest key accepted"},
     {"max-value-bytes", 0, OPT_ARG, NULL, "N", "largest value accepted"},
@@ -127,6 +132,7 @@ static int serve_run(struct cli_ctx *ctx)
     cfg.cluster = opts_get(o, "cluster");
     cfg.join = opts_is_set(o, "join");
     cfg.cluster_token = opts_get(o, "cluster-token");
+    cfg.insecure_peers = opts_is_set(o, "insecure-peers");
     int level = -1, peer_tls = -1, client_cert = -1;
     static const char *const client_cert_modes[] = {"none", "optional", "required", NULL};
     if (opts_get_choice(o, "peer-tls", main_on_off, &peer_tls) != 0 ||

@@ -599,6 +599,19 @@ int cluster_start(struct node *n, struct errbuf *eb)
     const char *listen = n->cfg.listen_peer_addr ? n->cfg.listen_peer_addr : advertised;
     if (n->nmembers == 1 && !listen[0])
         return ERR_OK; /* one node, no peer port */
+    /* A plain peer port beyond loopback without a token: anyone who reaches
+     * it could pose as a member. Refused before anything is bound, unless the
+     * operator accepts that (--insecure-peers). */
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    bool token = n->cfg.cluster_token && *n->cfg.cluster_token;
+    bool beyond = net_parse_addr(listen, &ss, &sslen) == ERR_OK && !net_is_loopback((struct sockaddr *)&ss);
+    if (beyond && !n->tls_peer && !token && !n->cfg.insecure_peers)
+        return errf(eb, ERR_BAD_INPUT,
+                    "peer port %s is reachable beyond loopback without TLS or a --cluster-token (anyone "
+                    "reaching it could pose as a member): give every member the same token, or use TLS, "
+                    "or accept the risk with --insecure-peers",
+                    listen);
     struct peer_config pc;
     peer_config_defaults(&pc);
     pc.self_id = n->self_id;
@@ -608,6 +621,7 @@ int cluster_start(struct node *n, struct errbuf *eb)
     snprintf(pc.self_client_addr, sizeof pc.self_client_addr, "%s", n->client_addr);
     pc.tls = n->tls_peer;
     pc.id_of_name = cluster_node_id;
+    pc.token = n->cfg.cluster_token;
     int rc = peer_transport_new(n->base, &pc, &n->clock, cluster_deliver, n, &n->peers, eb);
     if (rc)
         return rc;
@@ -616,11 +630,14 @@ int cluster_start(struct node *n, struct errbuf *eb)
     char bound[64];
     if ((rc = peer_listen(n->peers, listen, bound, sizeof bound, eb)))
         return rc;
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    if (!n->tls_peer && net_parse_addr(bound, &ss, &sslen) == ERR_OK && !net_is_loopback((struct sockaddr *)&ss))
-        log_warn("peer port %s is reachable beyond loopback without TLS: anyone who reaches it can "
-                 "speak Raft to this node (see --tls-cert, --tls-key, --tls-ca)",
+    if (beyond && !n->tls_peer && !token)
+        log_warn("peer port %s is reachable beyond loopback without TLS or a cluster token "
+                 "(--insecure-peers): anyone who reaches it can speak Raft to this node",
+                 bound);
+    else if (beyond && !n->tls_peer)
+        log_warn("peer port %s is reachable beyond loopback without TLS: members prove the cluster token "
+                 "at each connection, but the traffic itself is neither encrypted nor authenticated "
+                 "(see --tls-cert, --tls-key, --tls-ca)",
                  bound);
     /* What peers dial: the bound address (with the port the kernel picked),
      * unless the node is reached elsewhere (--listen-peer-addr). */

@@ -33,7 +33,9 @@ struct node_config {
     bool join;                 /* an empty data dir waits to be added (ddkv members add)
                                   instead of founding a cluster */
     const char *cluster_token; /* mixed into the cluster id at founding (NULL: none), so
-                                  clusters founded apart never share an id */
+                                  clusters founded apart never share an id; with one,
+                                  members prove it on every peer connection */
+    bool insecure_peers;       /* allow a plain peer port beyond loopback without a token */
     uint32_t snapshot_entries; /* snapshot and compact the log every this many applied entries */
     uint32_t watch_history_bytes; /* keys and values of recent changes kept for watchers */
     uint32_t max_frame_bytes;

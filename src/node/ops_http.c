@@ -204,7 +204,7 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         metric(b, "ddkv_peer_frames_received_total", "counter", "Peer frames received.", ps.received);
         metric(b, "ddkv_peer_frames_dropped_total", "counter", "Peer frames dropped (queue full).", ps.dropped);
         metric(b, "ddkv_peer_bad_frames_total", "counter", "Peer connections closed for bad input.", ps.bad_frames);
-        metric(b, "ddkv_peer_refused_hellos_total", "counter", "Peer hellos of another cluster.", ps.refused_hellos);
+        metric(b, "ddkv_peer_refused_hellos_total", "counter", "Peer hellos refused: another cluster, or no valid proof of the cluster token.", ps.refused_hellos);
         metric(b, "ddkv_peer_queued_bytes", "gauge", "Bytes waiting in peer send queues.", ps.queued_bytes);
     }
     metric(b, "ddkv_revision", "gauge", "Current revision.", n->sm.revision);

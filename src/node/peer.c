@@ -10,6 +10,10 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -43,6 +47,10 @@ static const struct mpcheck_limits peer_msg_limits = {.max_depth = 8, .max_objec
 #define PEER_WRITE_TIMEOUT_S 10
 /* Accepted connections at once; beyond it new ones are closed at once. */
 #define PEER_MAX_INBOUND 256u
+/* The acceptor's challenge is small; a bigger answer to a hello is garbage. */
+#define PEER_CHALLENGE_MAX 1024u
+/* Handshake frames are flat arrays of a few fields. */
+static const struct mpcheck_limits peer_hs_limits = {.max_depth = 2, .max_objects = 32};
 
 /* One encoded frame (header included) waiting for the socket. */
 struct peer_frame {
@@ -60,7 +68,8 @@ enum peer_state {
     PEER_IDLE,        /* no connection and no retry pending: the next send dials */
     PEER_BACKOFF,     /* waiting for the retry timer */
     PEER_CONNECTING,  /* dial in progress */
-    PEER_CONNECTED,   /* hello written, frames flowing */
+    PEER_HANDSHAKE,   /* hello written, waiting for the acceptor's challenge (token only) */
+    PEER_CONNECTED,   /* hello written (and proven), frames flowing */
 };
 
 /* An outbound target. */
@@ -77,6 +86,8 @@ struct peer {
     uint64_t up_since_ms;      /* when the current connection was established */
     bool probe;                /* lost while up: dial again even with nothing to say */
     bool tls_started;          /* TCP connected, TLS handshake running (bev is the filter) */
+    uint8_t nonce[DDKV_PEER_NONCE_BYTES]; /* this connection's hello nonce (token only) */
+    struct frame_decoder dec;  /* the acceptor's challenge, while PEER_HANDSHAKE */
     struct peer_queue hi, lo;
     struct peer_stats stats;
     struct peer *next;
@@ -87,7 +98,11 @@ struct peer_in {
     struct peer_transport *t;
     struct bufferevent *bev;
     struct frame_decoder dec;
-    uint64_t from;             /* the hello's id; 0 until the hello arrived */
+    uint64_t from;             /* the hello's id; 0 until the hello arrived (and was proven) */
+    uint64_t claimed;          /* with a token: the id a hello claims, until its proof */
+    struct peer_hello hello;   /* that hello, acted on once proven */
+    uint64_t hello_lamport;
+    uint8_t nonce_d[DDKV_PEER_NONCE_BYTES], nonce_a[DDKV_PEER_NONCE_BYTES];
     bool closing;              /* closed inside its own read loop: free after it */
     bool tls_pending;          /* TLS handshake not completed */
     char cert_cn[TLS_CN_MAX + 1]; /* the verified client certificate's common name */
@@ -111,6 +126,9 @@ struct peer_transport {
     uint64_t rng;              /* xorshift64 state for backoff jitter */
     struct buf scratch;        /* encoding */
     struct peer_stats tot;
+    const char *token;         /* cfg.token, NULL when none or empty */
+    uint64_t refuse_log_ms;    /* last refused hello logged (at most one a second) */
+    uint64_t refuse_quiet;     /* refusals not logged since */
 };
 
 /* Bump a counter in the totals and, when known, in the peer's own stats. */
@@ -201,6 +219,9 @@ static void peer_close(struct peer *p, const char *why)
     } else if (p->tls_started) {
         /* Once per attempt, and attempts follow the backoff. */
         log_warn("peer %llu at %s: TLS handshake failed: %s", (unsigned long long)p->id, p->addr, why);
+    } else if (p->state == PEER_HANDSHAKE) {
+        log_warn("peer %llu at %s: hello not accepted: %s (does it have the same --cluster-token?)",
+                 (unsigned long long)p->id, p->addr, why);
     } else {
         log_debug("peer %llu at %s: connect failed (%s)", (unsigned long long)p->id, p->addr, why);
     }
@@ -208,6 +229,8 @@ static void peer_close(struct peer *p, const char *why)
     p->bev = NULL;
     p->tls_started = false;
     p->state = PEER_IDLE;
+    frame_decoder_free(&p->dec);
+    frame_decoder_init(&p->dec, PEER_CHALLENGE_MAX);
 }
 
 /* Close and arm the retry timer. A connection that stayed up PEER_STABLE_MS
@@ -277,13 +300,33 @@ static void peer_pump(struct peer *p)
     }
 }
 
+static void peer_handshake_answer(struct peer *p, const uint8_t *body, size_t len);
+
 static void peer_out_read_cb(struct bufferevent *bev, void *arg)
 {
-    /* The acceptor never writes on our outbound connection; reading only
-     * serves to notice its close. Discard anything that arrives. */
-    (void)arg;
+    /* The acceptor writes on our outbound connection only its challenge
+     * (with a token); otherwise reading only serves to notice its close, and
+     * anything that arrives is discarded. */
+    struct peer *p = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
+    while (p->state == PEER_HANDSHAKE && evbuffer_get_length(in) > 0) {
+        uint8_t chunk[512];
+        int got = evbuffer_remove(in, chunk, sizeof chunk);
+        if (got <= 0)
+            break;
+        if (frame_decoder_feed(&p->dec, chunk, (size_t)got) != ERR_OK) {
+            peer_fail(p, "oversized answer to the hello");
+            return;
+        }
+        const uint8_t *body;
+        size_t len;
+        if (frame_decoder_next(&p->dec, &body, &len) == ERR_OK) {
+            peer_handshake_answer(p, body, len); /* may fail p: bev is gone then */
+            return;
+        }
+    }
+    if (p->state != PEER_HANDSHAKE)
+        evbuffer_drain(in, evbuffer_get_length(in));
 }
 
 static void peer_out_write_cb(struct bufferevent *bev, void *arg)
@@ -297,13 +340,17 @@ static int peer_write_hello(struct peer *p)
     struct peer_transport *t = p->t;
     struct msg_writer w;
     buf_reset(&t->scratch);
-    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, 6);
+    if (t->token && RAND_bytes(p->nonce, sizeof p->nonce) != 1)
+        return ERR_IO;
+    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, t->token ? 7 : 6);
     mw_u64(&w, t->cfg.cluster_id);
     mw_u64(&w, t->cfg.self_id);
     mw_u64(&w, DDKV_PROTOCOL_VERSION);
     mw_str(&w, t->cfg.self_name);
     mw_str(&w, t->cfg.self_client_addr);
     mw_str(&w, t->cfg.self_peer_addr);
+    if (t->token)
+        mw_bin(&w, p->nonce, sizeof p->nonce);
     int rc = msg_end(&w);
     if (rc == ERR_OK &&
         bufferevent_write(p->bev, t->scratch.data + w.start, t->scratch.len - w.start) != 0)
@@ -312,6 +359,101 @@ static int peer_write_hello(struct peer *p)
 }
 
 static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* A read deadline while the challenge is awaited; afterwards only what the
+ * connection had: a write deadline on a plain socket, none on a TLS filter
+ * (its socket underneath times stalled output). */
+static void peer_handshake_timeouts(struct peer *p, bool awaiting)
+{
+    struct timeval tv = {PEER_WRITE_TIMEOUT_S, 0};
+    bool tls = bufferevent_get_underlying(p->bev) != NULL;
+    bufferevent_set_timeouts(p->bev, awaiting ? &tv : NULL, tls ? NULL : &tv);
+}
+
+/* The connection is usable for Raft: count it and move queued frames. */
+static void peer_up(struct peer *p)
+{
+    p->state = PEER_CONNECTED;
+    p->up_since_ms = clock_mono_ms();
+    PEER_COUNT(p->t, p, connects);
+    log_info("peer %llu at %s: connected%s", (unsigned long long)p->id, p->addr,
+             p->t->token ? " (cluster token proven both ways)" : "");
+    peer_pump(p);
+}
+
+void peer_auth_mac(const char *token, char role, uint64_t cluster_id, uint64_t dialer_id,
+                   uint64_t acceptor_id, const uint8_t nonce_d[DDKV_PEER_NONCE_BYTES],
+                   const uint8_t nonce_a[DDKV_PEER_NONCE_BYTES], uint8_t out[DDKV_PEER_MAC_BYTES])
+{
+    static const char label[] = "ddkv peer auth v1";
+    uint8_t in[sizeof label - 1 + 1 + 24 + 2 * DDKV_PEER_NONCE_BYTES];
+    size_t k = sizeof label - 1;
+    memcpy(in, label, k);
+    in[k++] = (uint8_t)role;
+    put_be64(in + k, cluster_id);
+    put_be64(in + k + 8, dialer_id);
+    put_be64(in + k + 16, acceptor_id);
+    k += 24;
+    memcpy(in + k, nonce_d, DDKV_PEER_NONCE_BYTES);
+    memcpy(in + k + DDKV_PEER_NONCE_BYTES, nonce_a, DDKV_PEER_NONCE_BYTES);
+    k += 2 * DDKV_PEER_NONCE_BYTES;
+    unsigned int len = 0;
+    /* HMAC fails only without memory; a tag no one can match is then the
+     * safe result (every comparison fails), so fill one from fresh random. */
+    if (!HMAC(EVP_sha256(), token, (int)strlen(token), in, k, out, &len) || len != DDKV_PEER_MAC_BYTES) {
+        if (RAND_bytes(out, DDKV_PEER_MAC_BYTES) != 1)
+            ASSERT(!"no randomness for a peer handshake");
+    }
+}
+
+/* The dialer's side of the proof: the acceptor's challenge must name the
+ * member dialled and carry a tag only the token makes; then our own tag. */
+static void peer_handshake_answer(struct peer *p, const uint8_t *body, size_t len)
+{
+    struct peer_transport *t = p->t;
+    struct msg m;
+    struct errbuf eb;
+    uint64_t aid = 0;
+    const uint8_t *na = NULL, *mac = NULL;
+    size_t nal = 0, macl = 0;
+    if (msg_decode(&m, body, len, &peer_hs_limits, &eb) != ERR_OK) {
+        peer_fail(p, "undecodable answer to the hello");
+        return;
+    }
+    const char *why = NULL;
+    if (m.type != DDKV_MSG_PEER_CHALLENGE || msg_u64(&m, 0, &aid) || msg_bytes(&m, 1, &na, &nal) ||
+        msg_bytes(&m, 2, &mac, &macl) || nal != DDKV_PEER_NONCE_BYTES || macl != DDKV_PEER_MAC_BYTES)
+        why = "its answer to the hello is not a challenge";
+    else if (aid != p->id)
+        why = "it answered as another member than the one dialled";
+    uint8_t want[DDKV_PEER_MAC_BYTES], nonce_a[DDKV_PEER_NONCE_BYTES];
+    if (!why) {
+        memcpy(nonce_a, na, sizeof nonce_a);
+        peer_auth_mac(t->token, 'A', t->cfg.cluster_id, t->cfg.self_id, p->id, p->nonce, nonce_a, want);
+        if (CRYPTO_memcmp(want, mac, sizeof want) != 0)
+            why = "its proof of the cluster token is wrong";
+    }
+    uint64_t lamport = m.lamport;
+    msg_free(&m);
+    if (why) {
+        peer_fail(p, why);
+        return;
+    }
+    (void)lamport_observe_member(t->clock, lamport, clock_mono_ms());
+    uint8_t tag[DDKV_PEER_MAC_BYTES];
+    peer_auth_mac(t->token, 'D', t->cfg.cluster_id, t->cfg.self_id, p->id, p->nonce, nonce_a, tag);
+    struct msg_writer w;
+    buf_reset(&t->scratch);
+    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_AUTH, lamport_tick(t->clock), 0, 1);
+    mw_bin(&w, tag, sizeof tag);
+    if (msg_end(&w) != ERR_OK ||
+        bufferevent_write(p->bev, t->scratch.data + w.start, t->scratch.len - w.start) != 0) {
+        peer_fail(p, "out of memory");
+        return;
+    }
+    peer_handshake_timeouts(p, false);
+    peer_up(p);
+}
 
 /* TCP is up: run the TLS handshake in a filter over the socket's bufferevent.
  * The socket keeps at most PEER_SNAP_WATERMARK encrypted bytes; the rest of
@@ -396,15 +538,18 @@ static void peer_out_event_cb(struct bufferevent *bev, short what, void *arg)
             peer_fail(p, "out of memory");
             return;
         }
-        p->state = PEER_CONNECTED;
-        p->up_since_ms = clock_mono_ms();
-        PEER_COUNT(p->t, p, connects);
-        log_info("peer %llu at %s: connected", (unsigned long long)p->id, p->addr);
-        peer_pump(p);
+        if (p->t->token) {
+            /* Nothing but the challenge may come now, and it must come. */
+            p->state = PEER_HANDSHAKE;
+            peer_handshake_timeouts(p, true);
+            return;
+        }
+        peer_up(p);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT)
         peer_fail(p, p->state == PEER_CONNECTED ? "write stalled"
+                     : p->state == PEER_HANDSHAKE ? "no answer to the hello"
                      : p->tls_started          ? "TLS handshake timed out"
                                                : "connect timed out");
     else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && bufferevent_openssl_get_ssl(bev)) {
@@ -470,6 +615,7 @@ int peer_add(struct peer_transport *t, uint64_t id, const char *addr)
     }
     p->t = t;
     p->id = id;
+    frame_decoder_init(&p->dec, PEER_CHALLENGE_MAX);
     snprintf(p->addr, sizeof p->addr, "%s", addr);
     p->state = PEER_IDLE;
     p->backoff_ms = t->cfg.reconnect_min_ms;
@@ -487,6 +633,7 @@ static void peer_destroy(struct peer *p)
     event_free(p->retry);
     peer_queue_clear(&p->hi);
     peer_queue_clear(&p->lo);
+    frame_decoder_free(&p->dec);
     free(p);
 }
 
@@ -575,6 +722,57 @@ static void peer_in_bad(struct peer_in *c, const char *fmt, ...)
     peer_in_close(c, true, "bad frame");
 }
 
+/* Refuse a hello: count it, log it (at most once a second, so a flood of
+ * impostors cannot flood the log), close this connection only. */
+static void peer_in_refuse(struct peer_in *c, uint64_t from, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void peer_in_refuse(struct peer_in *c, uint64_t from, const char *fmt, ...)
+{
+    struct peer_transport *t = c->t;
+    PEER_COUNT(t, peer_find(t, from), refused_hellos);
+    uint64_t now = clock_mono_ms();
+    if (t->refuse_log_ms && now - t->refuse_log_ms < 1000) {
+        t->refuse_quiet++;
+    } else {
+        char text[320];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof text, fmt, ap);
+        va_end(ap);
+        log_error("peer conn from %s: refusing hello of node %llx: %s%s", c->addr, (unsigned long long)from,
+                  text, t->refuse_quiet ? " (and more refused hellos, not logged)" : "");
+        t->refuse_log_ms = now;
+        t->refuse_quiet = 0;
+    }
+    peer_in_close(c, true, "hello refused");
+}
+
+/* The hello is accepted (proven, with a token): only now does it count. */
+static void peer_in_accept(struct peer_in *c)
+{
+    struct peer_transport *t = c->t;
+    uint64_t from = c->hello.from;
+    (void)lamport_observe_member(t->clock, c->hello_lamport, clock_mono_ms());
+    c->from = from;
+    c->claimed = 0;
+    if (t->cfg.cluster_id == 0) {
+        log_info("joining cluster %016llx (first hello, from node %llx)", (unsigned long long)c->hello.cluster_id,
+                 (unsigned long long)from);
+        t->cfg.cluster_id = c->hello.cluster_id;
+    }
+    if (t->hello)
+        t->hello(t->ud, &c->hello);
+    /* A dialer keeps one connection to us; a new hello from the same id means
+     * any older one from it is dead (its FIN may never come). */
+    for (struct peer_in *o = t->ins, *next; o; o = next) {
+        next = o->next;
+        if (o != c && o->from == from && !o->closing)
+            peer_in_close(o, false, "superseded by a new connection");
+    }
+    log_info("peer conn from %s: node %llu%s", c->addr, (unsigned long long)from,
+             t->token ? " (cluster token proven)" : "");
+}
+
 static void peer_in_hello(struct peer_in *c, const struct msg *m)
 {
     struct peer_transport *t = c->t;
@@ -586,14 +784,12 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
     }
     if ((cluster != t->cfg.cluster_id && t->cfg.cluster_id != 0) || cluster == 0 ||
         version != DDKV_PROTOCOL_VERSION) {
-        PEER_COUNT(t, peer_find(t, from), refused_hellos);
-        log_error("peer conn from %s: refusing hello of node %llx: cluster id %016llx, protocol %llu "
-                  "(this node %llx: cluster id %016llx, protocol %u): a member of another cluster; "
-                  "check --cluster and --cluster-token",
-                  c->addr, (unsigned long long)from, (unsigned long long)cluster,
-                  (unsigned long long)version, (unsigned long long)t->cfg.self_id,
-                  (unsigned long long)t->cfg.cluster_id, DDKV_PROTOCOL_VERSION);
-        peer_in_close(c, true, "hello refused");
+        peer_in_refuse(c, from,
+                       "cluster id %016llx, protocol %llu (this node %llx: cluster id %016llx, protocol %u): "
+                       "a member of another cluster; check --cluster and --cluster-token",
+                       (unsigned long long)cluster, (unsigned long long)version,
+                       (unsigned long long)t->cfg.self_id, (unsigned long long)t->cfg.cluster_id,
+                       DDKV_PROTOCOL_VERSION);
         return;
     }
     if (from == 0 || from == t->cfg.self_id) {
@@ -601,44 +797,77 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
         return;
     }
     if (t->cfg.tls && t->cfg.id_of_name && t->cfg.id_of_name(c->cert_cn) != from) {
-        PEER_COUNT(t, peer_find(t, from), refused_hellos);
-        log_error("peer conn from %s: refusing hello of node %llu: its certificate is for '%s' (node %llu)",
-                  c->addr, (unsigned long long)from, c->cert_cn,
-                  (unsigned long long)t->cfg.id_of_name(c->cert_cn));
-        peer_in_close(c, true, "hello refused");
+        peer_in_refuse(c, from, "its certificate is for '%s' (node %llu)", c->cert_cn,
+                       (unsigned long long)t->cfg.id_of_name(c->cert_cn));
         return;
     }
-    if (lamport_observe(t->clock, m->lamport, 0) != ERR_OK) {
-        peer_in_bad(c, "hello lamport time %llu out of range", (unsigned long long)m->lamport);
-        return;
+    /* Optional strings: older dialers send three fields. */
+    c->hello = (struct peer_hello){.cluster_id = cluster, .from = from};
+    c->hello_lamport = m->lamport;
+    char *dst[3] = {c->hello.name, c->hello.client_addr, c->hello.peer_addr};
+    for (uint32_t i = 0; i < 3; i++) {
+        const uint8_t *p = NULL;
+        size_t l = 0;
+        if (msg_bytes_opt(m, 3 + i, &p, &l) == ERR_OK && l > 0 && l < sizeof c->hello.name && !memchr(p, 0, l))
+            memcpy(dst[i], p, l);
     }
-    c->from = from;
-    if (t->cfg.cluster_id == 0) {
-        log_info("joining cluster %016llx (first hello, from node %llx)", (unsigned long long)cluster,
-                 (unsigned long long)from);
-        t->cfg.cluster_id = cluster;
-    }
-    if (t->hello) {
-        /* Optional strings: older dialers send three fields. */
-        struct peer_hello h = {.cluster_id = cluster, .from = from};
-        char *dst[3] = {h.name, h.client_addr, h.peer_addr};
-        for (uint32_t i = 0; i < 3; i++) {
-            const uint8_t *p = NULL;
-            size_t l = 0;
-            if (msg_bytes_opt(m, 3 + i, &p, &l) == ERR_OK && l > 0 && l < sizeof h.name &&
-                !memchr(p, 0, l))
-                memcpy(dst[i], p, l);
+    const uint8_t *nd = NULL;
+    size_t ndl = 0;
+    bool has_nonce = msg_bytes_opt(m, 6, &nd, &ndl) == ERR_OK && ndl > 0;
+    if (!t->token) {
+        if (has_nonce) {
+            peer_in_refuse(c, from, "it proves a cluster token and this node has none: give every member "
+                                    "the same --cluster-token");
+            return;
         }
-        t->hello(t->ud, &h);
+        peer_in_accept(c);
+        return;
     }
-    /* A dialer keeps one connection to us; a new hello from the same id means
-     * any older one from it is dead (its FIN may never come). */
-    for (struct peer_in *o = t->ins, *next; o; o = next) {
-        next = o->next;
-        if (o != c && o->from == from && !o->closing)
-            peer_in_close(o, false, "superseded by a new connection");
+    if (!has_nonce || ndl != DDKV_PEER_NONCE_BYTES) {
+        peer_in_refuse(c, from, "it carries no proof of the cluster token, which this node requires: "
+                                "give every member the same --cluster-token");
+        return;
     }
-    log_info("peer conn from %s: node %llu", c->addr, (unsigned long long)from);
+    /* Challenge: our nonce and our tag; the dialer's tag must come next. */
+    memcpy(c->nonce_d, nd, sizeof c->nonce_d);
+    if (RAND_bytes(c->nonce_a, sizeof c->nonce_a) != 1) {
+        peer_in_close(c, true, "no randomness");
+        return;
+    }
+    uint8_t tag[DDKV_PEER_MAC_BYTES];
+    peer_auth_mac(t->token, 'A', cluster, from, t->cfg.self_id, c->nonce_d, c->nonce_a, tag);
+    struct msg_writer w;
+    buf_reset(&t->scratch);
+    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_CHALLENGE, lamport_tick(t->clock), 0, 3);
+    mw_u64(&w, t->cfg.self_id);
+    mw_bin(&w, c->nonce_a, sizeof c->nonce_a);
+    mw_bin(&w, tag, sizeof tag);
+    if (msg_end(&w) != ERR_OK ||
+        bufferevent_write(c->bev, t->scratch.data + w.start, t->scratch.len - w.start) != 0) {
+        peer_in_close(c, true, "out of memory");
+        return;
+    }
+    c->claimed = from;
+}
+
+/* The dialer's proof: until it checks, the connection is nobody's. */
+static void peer_in_auth(struct peer_in *c, const struct msg *m)
+{
+    struct peer_transport *t = c->t;
+    const uint8_t *mac = NULL;
+    size_t macl = 0;
+    if (m->type != DDKV_MSG_PEER_AUTH || msg_bytes(m, 0, &mac, &macl) || macl != DDKV_PEER_MAC_BYTES) {
+        peer_in_refuse(c, c->claimed, "its second frame is %s, not the proof of the cluster token",
+                       msg_type_name(m->type));
+        return;
+    }
+    uint8_t want[DDKV_PEER_MAC_BYTES];
+    peer_auth_mac(t->token, 'D', c->hello.cluster_id, c->claimed, t->cfg.self_id, c->nonce_d, c->nonce_a, want);
+    if (CRYPTO_memcmp(want, mac, sizeof want) != 0) {
+        peer_in_refuse(c, c->claimed, "its proof of the cluster token is wrong (another --cluster-token?)");
+        return;
+    }
+    peer_in_accept(c);
 }
 
 static void peer_in_frame(struct peer_in *c, const uint8_t *body, size_t len)
@@ -651,7 +880,10 @@ static void peer_in_frame(struct peer_in *c, const uint8_t *body, size_t len)
         return;
     }
     if (!c->from) {
-        peer_in_hello(c, &m);
+        if (c->claimed)
+            peer_in_auth(c, &m);
+        else
+            peer_in_hello(c, &m);
         msg_free(&m);
         return;
     }
@@ -661,14 +893,16 @@ static void peer_in_frame(struct peer_in *c, const uint8_t *body, size_t len)
         msg_free(&m);
         return;
     }
-    /* Check before observing: a refused frame must not move the clock. */
+    /* Only the member this connection proved to be may speak on it, and only
+     * to us. Check before observing: a refused frame must not move the clock.
+     * A member's time is never a reason to drop its message: it is clamped
+     * to the member budget instead (proto/lamport.h). */
     if (rm.from != c->from || rm.to != t->cfg.self_id) {
         peer_in_bad(c, "misaddressed %s %llu -> %llu on the connection of %llu to %llu",
                     msg_type_name(m.type), (unsigned long long)rm.from, (unsigned long long)rm.to,
                     (unsigned long long)c->from, (unsigned long long)t->cfg.self_id);
-    } else if (lamport_observe(t->clock, m.lamport, 0) != ERR_OK) {
-        peer_in_bad(c, "lamport time %llu out of range", (unsigned long long)m.lamport);
     } else {
+        (void)lamport_observe_member(t->clock, m.lamport, clock_mono_ms());
         PEER_COUNT(t, peer_find(t, c->from), received);
         t->deliver(t->ud, &rm);
     }
@@ -782,6 +1016,8 @@ static struct bufferevent *peer_in_bev(struct peer_transport *t, struct peer_in 
     return bev;
 }
 
+static int peer_in_adopt(struct peer_transport *t, evutil_socket_t fd, const char *addr);
+
 static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                            int salen, void *arg)
 {
@@ -790,10 +1026,31 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
     (void)salen;
     char addr[64];
     net_format_addr(sa, addr, sizeof addr);
+    (void)peer_in_adopt(t, fd, addr);
+}
+
+/* fd is an accepted (or otherwise connected) socket: make it an inbound
+ * connection, or close it. */
+static int peer_in_adopt(struct peer_transport *t, evutil_socket_t fd, const char *addr)
+{
+    if (t->nins >= PEER_MAX_INBOUND) {
+        /* Full: make room by dropping the oldest connection that has not
+         * proven who it is yet, so connections that say nothing (or cannot
+         * prove the token) cannot lock the members out. */
+        struct peer_in *oldest = NULL;
+        for (struct peer_in *o = t->ins; o; o = o->next)
+            if (!o->from && !o->closing)
+                oldest = o;
+        if (oldest) {
+            log_info("peer conn from %s: dropped unidentified to make room (%u peer connections open)",
+                     oldest->addr, t->nins);
+            peer_in_close(oldest, false, "room for a new connection");
+        }
+    }
     if (t->nins >= PEER_MAX_INBOUND) {
         log_warn("peer conn from %s refused: %u peer connections open", addr, t->nins);
         evutil_closesocket(fd);
-        return;
+        return ERR_UNAVAILABLE;
     }
     struct peer_in *c = calloc(1, sizeof *c);
     struct bufferevent *bev = c ? peer_in_bev(t, c, fd) : NULL;
@@ -801,7 +1058,7 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
         free(c);
         evutil_closesocket(fd);
         log_error("out of memory accepting a peer connection");
-        return;
+        return ERR_NOMEM;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -816,7 +1073,15 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
     t->nins++;
     bufferevent_setcb(bev, peer_in_read_cb, NULL, peer_in_event_cb, c);
     peer_in_arm_timeout(c);
-    bufferevent_enable(bev, EV_READ);
+    /* Write too: the challenge is the one frame an acceptor sends. */
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return ERR_OK;
+}
+
+int peer_accept_fd(struct peer_transport *t, int fd)
+{
+    evutil_make_socket_nonblocking(fd);
+    return peer_in_adopt(t, fd, "(adopted socket)");
 }
 
 static void peer_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -885,7 +1150,10 @@ int peer_transport_new(struct event_base *base, const struct peer_config *cfg,
     }
     t->base = base;
     t->cfg = *cfg;
+    t->token = cfg->token && *cfg->token ? cfg->token : NULL;
     t->clock = clock;
+    if (!clock->budgeted)
+        lamport_budget_init(clock, clock_mono_ms());
     t->deliver = deliver;
     t->ud = ud;
     /* Seeded from the node id (splitmix64 step) so members draw different

@@ -8,15 +8,35 @@
  *
  * Handshake. The dialer's first frame is a hello:
  *   [DDKV_MSG_PEER_HELLO, lamport, 0, cluster_id, from_id, protocol_version,
- *    name, client_addr, peer_addr]
+ *    name, client_addr, peer_addr, nonce_d]
  * The acceptor refuses (logs both cluster ids, closes) a hello of another
  * cluster or protocol version; a transport whose cluster_id is 0 (a node
  * joining an existing cluster) adopts the first one it hears. name,
  * client_addr and peer_addr (optional strings) tell the acceptor who the
  * dialer is, where its clients connect (how a follower learns the client
- * address of a leader to name in NOT_LEADER) and where to answer it. Every later frame on that connection must be a
- * Raft message (src/consensus/raft_msg.c) from that id to this node; anything
- * else is a bad frame and closes that connection only.
+ * address of a leader to name in NOT_LEADER) and where to answer it.
+ *
+ * Proof of membership (cfg.token, the cluster token). The hello carries a
+ * fresh random nonce_d; the acceptor answers with the only frame it ever sends,
+ *   [DDKV_MSG_PEER_CHALLENGE, lamport, 0, acceptor_id, nonce_a, mac_a]
+ * and the dialer, having checked mac_a and that acceptor_id is the member it
+ * dialled, sends [DDKV_MSG_PEER_AUTH, lamport, 0, mac_d]. Both tags are
+ * HMAC-SHA256 under the token over (peer_auth_mac) a label naming the role
+ * (acceptor or dialer), the cluster id, the dialer's and the acceptor's ids and
+ * both nonces: neither can be replayed on another connection (fresh nonces)
+ * or reflected into the other role (the label). Until the proof checks, the
+ * hello has no effect: no id on the connection, no Lamport time observed, no
+ * address learned (the hello callback), no cluster id adopted. A hello without
+ * a nonce to a transport with a token, or with one to a transport without, is
+ * refused. A refused proof is counted (refused_hellos) and logged at most once
+ * a second. Without a token there is no challenge: the hello is taken at its
+ * word (for loopback; see cluster_start's check).
+ *
+ * Every later frame on that connection must be a Raft message
+ * (src/consensus/raft_msg.c) from that (proven) id to this node; anything else
+ * is a bad frame and closes that connection only. Its Lamport time is a
+ * member's: observed within the clock's member budget (proto/lamport.h),
+ * clamped, never a reason to drop the message.
  *
  * Sending never blocks and memory is bounded. Messages wait in two queues per
  * peer: InstallSnapshot chunks (SNAP) in a low-priority one, everything else
@@ -87,7 +107,18 @@ struct peer_config {
      * the hello claims. */
     struct ssl_ctx_st *tls;
     uint64_t (*id_of_name)(const char *name);
+    /* The cluster token (NULL or "": none), borrowed: it must outlive the
+     * transport. With one, every connection proves it both ways (above). */
+    const char *token;
 };
+
+/* HMAC-SHA256 under token over the handshake's transcript: "ddkv peer auth
+ * v1", the role ('A' for the acceptor's tag, 'D' for the dialer's), then
+ * cluster_id, dialer_id, acceptor_id (8 bytes big-endian each), nonce_d,
+ * nonce_a. Exposed for tests and the fuzzer, which play a member. */
+void peer_auth_mac(const char *token, char role, uint64_t cluster_id, uint64_t dialer_id,
+                   uint64_t acceptor_id, const uint8_t nonce_d[DDKV_PEER_NONCE_BYTES],
+                   const uint8_t nonce_a[DDKV_PEER_NONCE_BYTES], uint8_t out[DDKV_PEER_MAC_BYTES]);
 
 /* Fills cfg with defaults (4 MiB frames, 16 MiB queues, 50..2000 ms backoff);
  * the caller sets self_id and cluster_id. */
@@ -99,7 +130,7 @@ void peer_config_defaults(struct peer_config *cfg);
  * peer_add and peer_remove, but not peer_transport_free. */
 typedef void (*peer_deliver_fn)(void *ud, const struct raft_msg *m);
 
-/* Called for every accepted hello, with the cluster id (adopted, if this
+/* Called for every accepted (with a token: proven) hello, with the cluster id (adopted, if this
  * transport had none), the dialer's name, client and peer address ("" when it
  * sent none; strings NUL-terminated, borrowed for the call). */
 struct peer_hello {
@@ -130,6 +161,12 @@ int peer_transport_new(struct event_base *base, const struct peer_config *cfg,
  * (already listening) or ERR_IO (bind/listen failed), with eb filled. */
 int peer_listen(struct peer_transport *t, const char *addr, char *bound, size_t n,
                 struct errbuf *eb);
+
+/* Take fd, a connected stream socket, as an accepted peer connection (what
+ * the listener does with each accept; tests and the fuzzer use a socketpair).
+ * The transport owns fd from now on. ERR_OK, ERR_UNAVAILABLE (too many
+ * inbound connections) or ERR_NOMEM; fd is closed on failure. */
+int peer_accept_fd(struct peer_transport *t, int fd);
 
 /* Add an outbound target. addr is resolved now and copied. Nothing is dialled
  * until the first message for id is queued. Returns ERR_OK, ERR_BAD_INPUT (id 0,
@@ -168,7 +205,8 @@ struct peer_stats {
                                 discarded by peer_remove */
     uint64_t received;       /* Raft messages delivered */
     uint64_t bad_frames;     /* inbound connections closed for bad input */
-    uint64_t refused_hellos; /* hellos of another cluster or protocol version */
+    uint64_t refused_hellos; /* hellos of another cluster or protocol version, or
+                                whose proof of the cluster token failed */
     uint64_t connects;       /* outbound connections established */
     uint64_t disconnects;    /* established outbound connections lost */
     uint64_t queued_bytes;   /* now waiting in the queues (not yet in the socket buffer) */

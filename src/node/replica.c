@@ -106,9 +106,9 @@ int replica_load_state(struct node *n, struct errbuf *eb)
         sm_close(&n->sm);
     n->sm = fresh;
     replica_sm_hooks(n);
-    /* The clock never goes below what was already handed out. */
-    if (n->sm.applied_lamport > n->clock.now)
-        n->clock.now = n->sm.applied_lamport;
+    /* The clock never goes below what was already handed out (clamped to
+     * the ceiling: a time stored by an older version may be past it). */
+    lamport_raise(&n->clock, n->sm.applied_lamport);
     return ERR_OK;
 }
 
@@ -185,8 +185,8 @@ create:
     p.applied = n->sm.applied_index;
     n->hs_synced = p.hs;
     uint64_t log_lamport = replica_log_lamport(&l, p.applied);
-    if (log_lamport > n->clock.now)
-        n->clock.now = log_lamport;
+    lamport_raise(&n->clock, log_lamport);
+    lamport_budget_init(&n->clock, clock_mono_ms());
 
     struct raft_config rc_cfg;
     raft_config_defaults(&rc_cfg, n->self_id);
@@ -616,6 +616,9 @@ static void replica_retry_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A committed entry's time beyond the member budget is logged once per process. */
+static bool replica_clamp_logged;
+
 /* Apply committed entries in order; answer the proposals they settle once the
  * state machine batch is written. */
 static int replica_apply(struct node *n, const struct raft_entry *ents, size_t count)
@@ -638,7 +641,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
                 abort();
             }
             op = c->op;
-            lamport = c->lamport;
+            /* Out of range (only a faulty leader or an older version writes
+             * one): stored as the ceiling, a function of the entry alone, so
+             * every member stores the same time and no reply carries a time
+             * a receiver refuses. */
+            lamport = c->lamport > LAMPORT_CEIL ? LAMPORT_CEIL : c->lamport;
         }
         struct sm_result res;
         int rc = sm_stage(&n->sm, e->index, lamport, &op, &res, &eb);
@@ -653,10 +660,13 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
             else if (op.kind == SM_OP_LEASE_REVOKE && res.found)
                 lease_on_revoked(n, op.lease);
         }
-        if (lamport_observe(&n->clock, lamport, 0) != ERR_OK) {
-            log_error("committed entry %llu carries Lamport time %llu, out of range",
-                      (unsigned long long)e->index, (unsigned long long)lamport);
-            abort();
+        /* A committed entry's time is a member's (its leader's): observed
+         * within the member budget, never fatal. */
+        if (lamport_observe_member(&n->clock, lamport, clock_mono_ms()) && !replica_clamp_logged) {
+            replica_clamp_logged = true;
+            log_warn("committed entry %llu carries Lamport time %llu, beyond this node's budget for "
+                     "members' advances: the clock moved by the budget only (logged once)",
+                     (unsigned long long)e->index, (unsigned long long)lamport);
         }
         /* Match the proposal waiting for this index, if any. */
         /* Proposals below this index that no entry settled cannot exist while
@@ -867,7 +877,7 @@ static void replica_observe_entries(struct node *n, const struct raft_entry *e, 
         struct cmd *c = &replica_cmd;
         if (e[i].type == RAFT_ENTRY_NORMAL && e[i].len > 0 &&
             cmd_decode(e[i].data, e[i].len, c) == ERR_OK)
-            (void)lamport_observe(&n->clock, c->lamport, 0);
+            (void)lamport_observe_member(&n->clock, c->lamport, clock_mono_ms());
     }
 }
 
@@ -1070,8 +1080,8 @@ static bool replica_install_end(struct node *n)
     }
     replica_sm_hooks(n);
     watch_reset(n, n->sm.applied_index);
-    if (n->sm.applied_lamport > n->clock.now)
-        n->clock.now = n->sm.applied_lamport;
+    /* The image came from a member: its time is a member's, budgeted. */
+    (void)lamport_observe_member(&n->clock, n->sm.applied_lamport, clock_mono_ms());
     n->log_first = m->index + 1;
     n->log_last = m->index;
     n->snap_newest = 0; /* the received image is the base now */

@@ -185,11 +185,22 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
         conn_fail(c, 0, DDKV_WERR_BAD_REQUEST, eb.msg);
         return;
     }
-    if (lamport_observe(&n->clock, m.lamport, LAMPORT_CLIENT_MAX_AHEAD) != ERR_OK) {
+    /* A client's time moves the clock only within the client budget
+     * (proto/lamport.h); a frame beyond it is refused and moves nothing. */
+    uint64_t allowed = 0, now_before = n->clock.now;
+    int lrc = lamport_admit_client(&n->clock, m.lamport, clock_mono_ms(), &allowed);
+    if (lrc != ERR_OK) {
+        char why[160];
+        if (lrc == ERR_BAD_INPUT)
+            snprintf(why, sizeof why, "lamport time %llu is out of range (must be below 2^62)",
+                     (unsigned long long)m.lamport);
+        else
+            snprintf(why, sizeof why, "lamport time %llu is %llu ahead of this node's clock; at most %llu is accepted now",
+                     (unsigned long long)m.lamport, (unsigned long long)(m.lamport - now_before),
+                     (unsigned long long)allowed);
         n->stats.frames_bad++;
-        log_info("conn %llu from %s: lamport time %llu out of range", (unsigned long long)c->id,
-                 c->peer, (unsigned long long)m.lamport);
-        conn_fail(c, m.request_id, DDKV_WERR_BAD_REQUEST, "lamport time out of range");
+        log_info("conn %llu from %s: %s", (unsigned long long)c->id, c->peer, why);
+        conn_fail(c, m.request_id, DDKV_WERR_BAD_REQUEST, why);
         msg_free(&m);
         return;
     }

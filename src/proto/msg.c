@@ -282,6 +282,8 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_RAFT_READ_INDEX: return "READ_INDEX";
     case DDKV_MSG_RAFT_READ_INDEX_RESP: return "READ_INDEX_RESP";
     case DDKV_MSG_PEER_HELLO: return "PEER_HELLO";
+    case DDKV_MSG_PEER_CHALLENGE: return "PEER_CHALLENGE";
+    case DDKV_MSG_PEER_AUTH: return "PEER_AUTH";
     default: return "UNKNOWN";
     }
 }

@@ -58,6 +58,8 @@ Test(lamport, observe_is_max_plus_one_for_many_pairs)
             struct lamport c = {.now = vals[i]};
             cr_assert_eq(lamport_observe(&c, vals[j], 0), ERR_OK);
             uint64_t want = (vals[i] > vals[j] ? vals[i] : vals[j]) + 1;
+            if (want > LAMPORT_CEIL)
+                want = LAMPORT_CEIL; /* the clock saturates */
             cr_assert_eq(c.now, want, "local %llu received %llu: %llu, want %llu", (unsigned long long)vals[i],
                          (unsigned long long)vals[j], (unsigned long long)c.now, (unsigned long long)want);
         }
@@ -83,12 +85,13 @@ Test(lamport, received_at_or_above_max_refused_and_clock_unchanged)
 Test(lamport, just_below_max_accepted)
 {
     struct lamport c = {0};
+    cr_assert_eq(lamport_observe(&c, DDKV_LAMPORT_MAX - 2, 0), ERR_OK);
+    cr_assert_eq(c.now, LAMPORT_CEIL);
+    /* The clock never reaches the receive limit by its own ticks: it saturates,
+     * so every time it hands out is one every receiver accepts. */
+    cr_assert_eq(lamport_tick(&c), LAMPORT_CEIL);
     cr_assert_eq(lamport_observe(&c, DDKV_LAMPORT_MAX - 1, 0), ERR_OK);
-    cr_assert_eq(c.now, DDKV_LAMPORT_MAX);
-    /* The clock itself may go past the receive limit by its own ticks. */
-    cr_assert_eq(lamport_tick(&c), DDKV_LAMPORT_MAX + 1);
-    cr_assert_eq(lamport_observe(&c, DDKV_LAMPORT_MAX - 1, 0), ERR_OK);
-    cr_assert_eq(c.now, DDKV_LAMPORT_MAX + 2);
+    cr_assert_eq(c.now, LAMPORT_CEIL);
 }
 
 Test(lamport, max_ahead_bound)
@@ -105,7 +108,7 @@ Test(lamport, max_ahead_bound)
     cr_assert_eq(c.now, 113);
     /* 0 means no bound beyond the global maximum. */
     cr_assert_eq(lamport_observe(&c, DDKV_LAMPORT_MAX - 1, 0), ERR_OK);
-    cr_assert_eq(c.now, DDKV_LAMPORT_MAX);
+    cr_assert_eq(c.now, LAMPORT_CEIL);
 }
 
 Test(lamport, client_max_ahead_constant)
@@ -153,12 +156,16 @@ Test(lamport, cmp_is_antisymmetric_and_transitive_near_the_top)
     }
 }
 
-Test(lamport, tick_refuses_to_pass_2_to_the_63, .signal = SIGABRT)
+Test(lamport, tick_saturates_at_the_ceiling)
 {
-    /* Unreachable in practice (inputs are capped at 2^62); a bug if it happens. */
-    struct lamport c = {.now = (UINT64_C(1) << 63) - 1};
-    cr_assert_eq(lamport_tick(&c), UINT64_C(1) << 63);
-    lamport_tick(&c);
+    /* Unreachable by outside input within the budgets (lamport.h); a clock
+     * that gets there anyway keeps working instead of handing out times every
+     * receiver refuses. */
+    struct lamport c = {.now = LAMPORT_CEIL - 2};
+    cr_assert_eq(lamport_tick(&c), LAMPORT_CEIL - 1);
+    cr_assert_eq(lamport_tick(&c), LAMPORT_CEIL);
+    cr_assert_eq(lamport_tick(&c), LAMPORT_CEIL);
+    cr_assert_lt(c.now, DDKV_LAMPORT_MAX);
 }
 
 /* --- happened-before across three simulated processes --- */
@@ -262,4 +269,121 @@ Test(lamport, happened_before_implies_smaller_time)
         cr_assert_gt(ordered, 1000);
         cr_assert_gt(concurrent, 100);
     }
+}
+
+/* --- the budgets for outside input (issue 22) --- */
+
+Test(lamport_budget, client_within_budget_moves_the_clock_beyond_it_is_refused)
+{
+    struct lamport c = {.now = 1000};
+    lamport_budget_init(&c, 0);
+    uint64_t allowed = 0;
+    /* One frame may be at most LAMPORT_CLIENT_MAX_AHEAD ahead. */
+    cr_assert_eq(lamport_admit_client(&c, 1000 + LAMPORT_CLIENT_MAX_AHEAD + 1, 0, &allowed), ERR_TOO_LARGE);
+    cr_assert_eq(c.now, 1000, "a refused frame moved the clock");
+    cr_assert_eq(allowed, LAMPORT_CLIENT_MAX_AHEAD);
+    cr_assert_eq(lamport_admit_client(&c, 1000 + LAMPORT_CLIENT_MAX_AHEAD, 0, NULL), ERR_OK);
+    cr_assert_eq(c.now, 1000 + LAMPORT_CLIENT_MAX_AHEAD + 1);
+    /* Out of range is its own refusal. */
+    cr_assert_eq(lamport_admit_client(&c, DDKV_LAMPORT_MAX, 0, NULL), ERR_BAD_INPUT);
+    cr_assert_eq(lamport_admit_client(&c, UINT64_MAX, 0, NULL), ERR_BAD_INPUT);
+    cr_assert_eq(c.now, 1000 + LAMPORT_CLIENT_MAX_AHEAD + 1);
+    /* Behind or equal costs nothing and is never refused. */
+    uint64_t tokens = c.client.tokens;
+    cr_assert_eq(lamport_admit_client(&c, 5, 0, NULL), ERR_OK);
+    cr_assert_eq(c.client.tokens, tokens);
+}
+
+Test(lamport_budget, client_sequence_is_bounded_by_burst_plus_refill)
+{
+    /* A hostile client sending frames each as far ahead as it may, for 10 s
+     * of (simulated) time at 100,000 frames/s: the clock moves at most
+     * burst + refill * 10 s beyond its own ticks. */
+    struct lamport c = {.now = 1};
+    lamport_budget_init(&c, 0);
+    uint64_t start = c.now, frames = 0, refused = 0;
+    for (uint64_t ms = 0; ms <= 10000; ms++) {
+        for (int k = 0; k < 100; k++) {
+            frames++;
+            if (lamport_admit_client(&c, c.now + LAMPORT_CLIENT_MAX_AHEAD, ms, NULL) != ERR_OK)
+                refused++;
+        }
+    }
+    uint64_t bound = LAMPORT_CLIENT_BURST + LAMPORT_CLIENT_REFILL_PER_S * 10 + frames;
+    cr_assert_leq(c.now - start, bound, "moved %llu, bound %llu", (unsigned long long)(c.now - start),
+                  (unsigned long long)bound);
+    cr_assert_gt(refused, 0);
+    /* And it did use the budget: the bound is tight within a frame's worth. */
+    cr_assert_geq(c.now - start + LAMPORT_CLIENT_MAX_AHEAD, LAMPORT_CLIENT_BURST + LAMPORT_CLIENT_REFILL_PER_S * 10);
+}
+
+Test(lamport_budget, member_advance_is_clamped_never_refused)
+{
+    struct lamport c = {.now = 10};
+    lamport_budget_init(&c, 0);
+    /* The hello of issue 22: 2^62 - 300. Clamped to the burst. */
+    uint64_t short_by = lamport_observe_member(&c, DDKV_LAMPORT_MAX - 300, 0);
+    cr_assert_eq(c.now, 10 + LAMPORT_MEMBER_BURST + 1);
+    cr_assert_eq(short_by, DDKV_LAMPORT_MAX - 300 - 10 - LAMPORT_MEMBER_BURST);
+    /* Out of range counts as the ceiling; with the bucket empty, +1 only. */
+    uint64_t before = c.now;
+    cr_assert_gt(lamport_observe_member(&c, UINT64_MAX, 0), 0);
+    cr_assert_eq(c.now, before + 1);
+    /* One second later the refill is available, no more. */
+    before = c.now;
+    lamport_observe_member(&c, DDKV_LAMPORT_MAX - 300, 1000);
+    cr_assert_eq(c.now, before + LAMPORT_MEMBER_REFILL_PER_S + 1);
+    /* Legitimate catch-up (a member a million events ahead) is applied in full. */
+    struct lamport d = {.now = 5};
+    lamport_budget_init(&d, 0);
+    cr_assert_eq(lamport_observe_member(&d, 1000005, 0), 0);
+    cr_assert_eq(d.now, 1000006);
+}
+
+Test(lamport_budget, client_and_member_buckets_are_apart)
+{
+    /* A client draining its bucket does not clamp a member's catch-up. */
+    struct lamport c = {.now = 0};
+    lamport_budget_init(&c, 0);
+    while (lamport_admit_client(&c, c.now + LAMPORT_CLIENT_MAX_AHEAD, 0, NULL) == ERR_OK)
+        ;
+    cr_assert_lt(c.client.tokens, LAMPORT_CLIENT_MAX_AHEAD);
+    cr_assert_eq(lamport_admit_client(&c, c.now + LAMPORT_CLIENT_MAX_AHEAD, 0, NULL), ERR_TOO_LARGE);
+    uint64_t before = c.now;
+    cr_assert_eq(lamport_observe_member(&c, before + 1000000, 0), 0);
+    cr_assert_eq(c.now, before + 1000001);
+}
+
+Test(lamport_budget, refill_caps_at_burst_and_survives_clock_steps)
+{
+    struct lamport c = {.now = 0};
+    lamport_budget_init(&c, 5000);
+    lamport_observe_member(&c, LAMPORT_MEMBER_BURST, 5000);
+    cr_assert_eq(c.member.tokens, 0);
+    /* A monotonic clock never goes back, but a caller passing an older time
+     * must not be credited (or wrap). */
+    lamport_observe_member(&c, c.now + 10, 4000);
+    cr_assert_eq(c.member.tokens, 0);
+    /* After a very long pause the bucket is full, not more. */
+    c.member.last_ms = 5000;
+    lamport_observe_member(&c, c.now + 5, UINT64_C(1) << 50);
+    cr_assert_eq(c.member.tokens, LAMPORT_MEMBER_BURST - 5);
+}
+
+Test(lamport_budget, saturated_clock_keeps_working)
+{
+    /* A node whose stored time is at (or, from an older version, past) the
+     * limit: raised to the ceiling, it still ticks, observes and admits. */
+    struct lamport c = {0};
+    lamport_raise(&c, DDKV_LAMPORT_MAX + 3);
+    cr_assert_eq(c.now, LAMPORT_CEIL);
+    lamport_budget_init(&c, 0);
+    cr_assert_eq(lamport_tick(&c), LAMPORT_CEIL);
+    cr_assert_eq(lamport_admit_client(&c, 17, 0, NULL), ERR_OK);
+    cr_assert_eq(lamport_admit_client(&c, LAMPORT_CEIL, 0, NULL), ERR_OK);
+    cr_assert_eq(lamport_observe_member(&c, UINT64_MAX, 0), 0);
+    cr_assert_eq(c.now, LAMPORT_CEIL);
+    /* raise never lowers. */
+    lamport_raise(&c, 5);
+    cr_assert_eq(c.now, LAMPORT_CEIL);
 }

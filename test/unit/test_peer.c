@@ -515,3 +515,127 @@ Test(peer, queue_is_bounded_while_the_peer_is_down)
     member_free(b);
     event_base_free(base);
 }
+
+/* --- the cluster token handshake (issue 22) --- */
+
+/* a -> b with the given tokens: delivered (true) or refused. */
+static bool token_pair_delivers(const char *ta, const char *tb)
+{
+    struct event_base *base = event_base_new();
+    struct peer_config ca = config(1, 42), cb = config(2, 42);
+    ca.token = ta;
+    cb.token = tb;
+    struct member *a = member_new(base, &ca), *b = member_new(base, &cb);
+    member_listen(b, "127.0.0.1:0");
+    cr_assert_eq(peer_add(a->t, 2, b->addr), ERR_OK);
+    /* A few redials' worth (backoff 20..200 ms): either side may be the one
+     * that refuses (the dialer checks the acceptor's proof first). */
+    bool delivered = false;
+    for (int i = 0; i < 40 && !delivered; i++) {
+        struct raft_msg hb = heartbeat(1, 2, 3, (uint64_t)i + 1);
+        int rc = peer_send(a->t, &hb);
+        cr_assert(rc == ERR_OK || rc == ERR_AGAIN);
+        delivered = wait_n(base, b, 1, 20);
+    }
+    if (!delivered) {
+        cr_assert_eq(b->n, 0);
+        /* A dialer with a token waits for the proof before it calls the
+         * connection up; one without cannot know it was refused. */
+        if (ta && *ta)
+            cr_assert_eq(stats(a, 2).connects, 0, "the dialer counted a refused connection as up");
+        cr_assert_eq(stats(b, 0).received, 0);
+    }
+    member_free(a);
+    member_free(b);
+    event_base_free(base);
+    return delivered;
+}
+
+Test(peer, cluster_token_must_be_proven_both_ways)
+{
+    cr_assert(token_pair_delivers("s3cret", "s3cret"), "same token: not delivered");
+    cr_assert(!token_pair_delivers("s3cret", "other"), "another token: delivered");
+    cr_assert(!token_pair_delivers(NULL, "s3cret"), "no token to a node with one: delivered");
+    cr_assert(!token_pair_delivers("s3cret", NULL), "a token to a node without: delivered");
+    cr_assert(token_pair_delivers(NULL, NULL), "no token on either side: not delivered");
+    cr_assert(token_pair_delivers("", NULL), "an empty token is none");
+}
+
+Test(peer, auth_tags_bind_role_ids_cluster_and_nonces)
+{
+    uint8_t nd[DDKV_PEER_NONCE_BYTES] = {1}, na[DDKV_PEER_NONCE_BYTES] = {2}, base_tag[32], t[32];
+    peer_auth_mac("tok", 'D', 42, 1, 2, nd, na, base_tag);
+    peer_auth_mac("tok", 'D', 42, 1, 2, nd, na, t);
+    cr_assert_eq(memcmp(base_tag, t, 32), 0, "not deterministic");
+    peer_auth_mac("tok", 'A', 42, 1, 2, nd, na, t);
+    cr_assert_neq(memcmp(base_tag, t, 32), 0, "role not bound (reflection)");
+    peer_auth_mac("tok", 'D', 43, 1, 2, nd, na, t);
+    cr_assert_neq(memcmp(base_tag, t, 32), 0, "cluster not bound");
+    peer_auth_mac("tok", 'D', 42, 2, 1, nd, na, t);
+    cr_assert_neq(memcmp(base_tag, t, 32), 0, "direction not bound");
+    peer_auth_mac("tok", 'D', 42, 1, 2, na, nd, t);
+    cr_assert_neq(memcmp(base_tag, t, 32), 0, "nonces not bound in order");
+    peer_auth_mac("tok2", 'D', 42, 1, 2, nd, na, t);
+    cr_assert_neq(memcmp(base_tag, t, 32), 0, "token not bound");
+}
+
+Test(peer, silent_connections_cannot_lock_a_member_out)
+{
+    /* Fill every inbound slot with connections that never say hello; a
+     * member dialling then still gets in (an unidentified one makes room). */
+    struct event_base *base = event_base_new();
+    struct peer_config ca = config(1, 42), cb = config(2, 42);
+    ca.token = cb.token = "tok";
+    struct member *a = member_new(base, &ca), *b = member_new(base, &cb);
+    member_listen(b, "127.0.0.1:0");
+    enum { SILENT = 300 };
+    static int fds[SILENT];
+    for (int i = 0; i < SILENT; i++) {
+        fds[i] = raw_connect(b->addr);
+        run_until(base, NULL, NULL, 1);
+    }
+    cr_assert_eq(peer_add(a->t, 2, b->addr), ERR_OK);
+    bool delivered = false;
+    for (int i = 0; i < 100 && !delivered; i++) {
+        struct raft_msg hb = heartbeat(1, 2, 3, (uint64_t)i + 1);
+        int rc = peer_send(a->t, &hb);
+        cr_assert(rc == ERR_OK || rc == ERR_AGAIN);
+        delivered = wait_n(base, b, 1, 20);
+    }
+    cr_assert(delivered, "a member was locked out by silent connections");
+    for (int i = 0; i < SILENT; i++)
+        close(fds[i]);
+    member_free(a);
+    member_free(b);
+    event_base_free(base);
+}
+
+Test(peer, unproven_hello_moves_no_clock_and_learns_nothing)
+{
+    struct event_base *base = event_base_new();
+    struct peer_config cb = config(2, 42);
+    cb.token = "tok";
+    struct member *b = member_new(base, &cb);
+    member_listen(b, "127.0.0.1:0");
+    uint64_t before = b->clock.now;
+    /* The hello of issue 22: the right cluster, time 2^62 - 300, no proof;
+     * then a heartbeat as if accepted. */
+    int fd = raw_connect(b->addr);
+    struct buf hb = BUF_INIT;
+    struct msg_writer w;
+    msg_begin(&w, &hb, DDKV_MSG_PEER_HELLO, DDKV_LAMPORT_MAX - 300, 0, 3);
+    mw_u64(&w, 42);
+    mw_u64(&w, 1);
+    mw_u64(&w, DDKV_PROTOCOL_VERSION);
+    cr_assert_eq(msg_end(&w), ERR_OK);
+    struct raft_msg m = heartbeat(1, 2, 9, 1);
+    cr_assert_eq(raft_msg_encode(&m, DDKV_LAMPORT_MAX - 300, &hb), ERR_OK);
+    raw_send(fd, hb.data, hb.len);
+    buf_free(&hb);
+    expect_closed(base, b, fd, 0);
+    cr_assert_eq(b->n, 0, "a message behind an unproven hello was delivered");
+    cr_assert_eq(b->clock.now, before, "an unproven hello moved the clock to %llu", (unsigned long long)b->clock.now);
+    cr_assert_geq(stats(b, 0).refused_hellos, 1);
+    member_free(b);
+    event_base_free(base);
+}
