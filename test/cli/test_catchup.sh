@@ -118,6 +118,8 @@ fi
 # --- 3. health tells the truth about a lagging member ---
 only 3 || { echo "test_catchup: ${PASSED:-0} passed"; exit 0; }
 "$CL" pause "$F" >/dev/null
+# Writes go to the leader: a paused member takes a request and never answers.
+EP=127.0.0.1:$((DDKV_PORT_BASE + ${LEADER#n}))
 write_n "lag/x" 200
 sleep 1.5 # past --health-max-lag-ms
 h=$(status_field "$LEADER" "m['$F']['healthy']")
