@@ -7,6 +7,9 @@
 #   deploy/cluster.sh kill NAME       SIGKILL one member (a crash)
 #   deploy/cluster.sh pause NAME      SIGSTOP one member; resume NAME sends SIGCONT
 #   deploy/cluster.sh restart NAME    start a stopped or killed member again
+#   deploy/cluster.sh rejoin NAME     the way back for a member whose data is lost or damaged:
+#                                     members remove, wipe its data dir, start it empty with
+#                                     --join, members add (it catches up by snapshot)
 #   deploy/cluster.sh endpoints       the client endpoints, for --endpoints
 #   deploy/cluster.sh logs NAME       follow a member's log
 #   deploy/cluster.sh tls-env         the DDKV_TLS_* exports a client needs (TLS clusters)
@@ -86,6 +89,7 @@ index_of() {
 
 start_one() {
     local i=$1 n
+    shift
     n=$(members)
     if pid_of "n$i" >/dev/null; then
         echo "n$i already running (pid $(pid_of "n$i"))"
@@ -99,7 +103,7 @@ start_one() {
     env -u DDKV_TLS_CERT -u DDKV_TLS_KEY -u DDKV_TLS_CA -u DDKV_PEER_TLS -u DDKV_CLUSTER_TOKEN $(token_env) \
         "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
         --client-addr "$(client_addr "$i")" --peer-addr "$(peer_addr "$i")" \
-        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" "${tls[@]}" \
+        --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" "${tls[@]}" "$@" \
         >>"$DIR/n$i.log" 2>&1 </dev/null &
     echo $! >"$DIR/n$i.pid"
     # Up when it logs its client port (or gone if it refused to start).
@@ -216,6 +220,26 @@ restart)
     fi
     mark_start "$i"
     start_one "$i"
+    ;;
+rejoin)
+    # A member whose data dir was lost, wiped or damaged is refused by the
+    # others (its data dir is not the one the cluster knows: it may have
+    # forgotten its vote). The way back: remove it, start it on an empty data
+    # dir as a joiner, add it again; it catches up as a learner and is
+    # promoted to voter once it has.
+    i=$(index_of "${2:-}")
+    # shellcheck disable=SC2046
+    "$DDKV" members remove "n$i" --endpoints "$(endpoints)" --timeout-ms 10000 $(client_flags) >/dev/null 2>&1 ||
+        echo "n$i was not a member (or the removal failed: see 'status')" >&2
+    if pid=$(pid_of "n$i"); then kill -KILL "$pid"; fi
+    rm -f "$DIR/n$i.pid"
+    rm -rf "${DIR:?}/n$i"
+    mark_start "$i"
+    start_one "$i" --join
+    # shellcheck disable=SC2046
+    "$DDKV" members add "n$i" "$(peer_addr "$i")" --endpoints "$(endpoints)" --timeout-ms 10000 $(client_flags) >/dev/null ||
+        die "members add n$i failed"
+    echo "n$i rejoined as a learner; it becomes a voter once caught up"
     ;;
 endpoints)
     endpoints

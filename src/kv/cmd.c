@@ -107,7 +107,8 @@ static void auth_append(const struct sm_auth *a, struct buf *b)
 int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
 {
     ASSERT(op->kind == SM_OP_PUT || op->kind == SM_OP_DELETE || op->kind == SM_OP_TXN ||
-           op->kind == SM_OP_LEASE_GRANT || op->kind == SM_OP_LEASE_REVOKE || op->kind == SM_OP_AUTH);
+           op->kind == SM_OP_LEASE_GRANT || op->kind == SM_OP_LEASE_REVOKE || op->kind == SM_OP_AUTH ||
+           op->kind == SM_OP_MEMBER_INC);
     uint8_t h[CMD_HEADER];
     uint64_t arg = 0;
     size_t size = CMD_PREFIX, vlen = 0;
@@ -130,6 +131,12 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
             return ERR_BAD_INPUT;
         arg = op->lease_ttl_ms;
         size = CMD_PREFIX + (op->owner_len ? 4 + op->owner_len : 0);
+        break;
+    case SM_OP_MEMBER_INC:
+        if (op->member_id == 0)
+            return ERR_BAD_INPUT;
+        arg = op->member_id;
+        size = CMD_PREFIX + 16;
         break;
     case SM_OP_AUTH:
         if (!op->auth || op->auth->op < DDKV_AUTH_ENABLE || op->auth->op > DDKV_AUTH_ROLE_REVOKE ||
@@ -160,7 +167,12 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
             txn_append(op->txn, b);
         else if (op->kind == SM_OP_AUTH)
             auth_append(op->auth, b);
-        else if (op->kind == SM_OP_LEASE_GRANT && op->owner_len) {
+        else if (op->kind == SM_OP_MEMBER_INC) {
+            uint8_t inc[16];
+            put_be64(inc, op->member_cluster);
+            put_be64(inc + 8, op->incarnation);
+            buf_append(b, inc, 16);
+        } else if (op->kind == SM_OP_LEASE_GRANT && op->owner_len) {
             append_u32(b, op->owner_len);
             buf_append(b, op->owner, op->owner_len);
         }
@@ -329,6 +341,13 @@ int cmd_decode(const uint8_t *p, size_t n, struct cmd *c)
         return ERR_OK;
     case SM_OP_AUTH:
         return auth_decode(p, n, arg, c);
+    case SM_OP_MEMBER_INC:
+        if (n != CMD_PREFIX + 16 || arg == 0)
+            return ERR_CORRUPT;
+        c->op.member_id = arg;
+        c->op.member_cluster = get_be64(p + CMD_PREFIX);
+        c->op.incarnation = get_be64(p + CMD_PREFIX + 8);
+        return ERR_OK;
     default:
         return ERR_CORRUPT;
     }

@@ -21,7 +21,7 @@ static const char META_LEASES[] = "leases";
 /* Session keys: "s/" + be64 client_id; expiry index keys: "e/" + be64
  * last_used_ms + be64 client_id; lease keys "l/" + be64 id; attachment keys
  * "k/" + be64 lease + user key. The address book (src/node/cluster.c) has
- * "m/", users and roles (kv/auth.c) "u/" and "r/"; no other meta key
+ * "m/", member incarnations "i/", users and roles (kv/auth.c) "u/" and "r/"; no other meta key
  * contains a '/'. */
 #define SESS_KEY_LEN 10
 #define EXP_KEY_LEN 18
@@ -752,6 +752,62 @@ static int apply_txn(struct sm *sm, uint64_t index, uint64_t lamport, const stru
     return ERR_OK;
 }
 
+/* Member incarnations: "i/" + be64 member id -> be64 cluster id + be64
+ * incarnation of its data dir, in meta (so snapshots carry them; a cluster
+ * restored from a backup has another id, so the old records count as none). Recorded once (the first proposal
+ * applied wins: a second one for the same member is a no-op), forgotten by
+ * an incarnation of 0 (a member removed before it is added again). */
+#define MEMBER_KEY_LEN 10
+static void member_key(uint8_t k[MEMBER_KEY_LEN], uint64_t id)
+{
+    k[0] = 'i';
+    k[1] = '/';
+    put_be64(k + 2, id);
+}
+
+static void apply_member_inc(struct sm *sm, const struct sm_op *op, struct sm_result *res, uint64_t lamport)
+{
+    uint8_t k[MEMBER_KEY_LEN], v[16];
+    member_key(k, op->member_id);
+    res->lamport = lamport;
+    if (op->incarnation == 0) {
+        store_batch_delete(sm->batch, STORE_CF_META, k, sizeof k);
+        return;
+    }
+    struct store_val cur;
+    struct errbuf eb;
+    if (store_get(sm->st, STORE_CF_META, k, sizeof k, sm->batch, &cur, &eb) == ERR_OK) {
+        bool same_cluster = cur.n == 16 && get_be64(cur.p) == op->member_cluster;
+        store_val_release(&cur);
+        if (same_cluster) {
+            res->found = true; /* already recorded: kept */
+            return;
+        }
+    }
+    put_be64(v, op->member_cluster);
+    put_be64(v + 8, op->incarnation);
+    store_batch_put(sm->batch, STORE_CF_META, k, sizeof k, v, sizeof v);
+}
+
+int sm_member_incarnation(struct sm *sm, uint64_t cluster_id, uint64_t id, uint64_t *inc, struct errbuf *eb)
+{
+    uint8_t k[MEMBER_KEY_LEN];
+    member_key(k, id);
+    struct store_val v;
+    *inc = 0;
+    int rc = store_get(sm->st, STORE_CF_META, k, sizeof k, NULL, &v, eb);
+    if (rc == ERR_NOT_FOUND)
+        return ERR_OK;
+    if (rc)
+        return rc;
+    if (v.n == 16)
+        *inc = get_be64(v.p) == cluster_id ? get_be64(v.p + 8) : 0;
+    else
+        rc = errf(eb, ERR_CORRUPT, "member incarnation record has %zu bytes, want 16", v.n);
+    store_val_release(&v);
+    return rc;
+}
+
 static int apply_grant(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
                        struct sm_result *res)
 {
@@ -942,7 +998,7 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
              struct sm_result *res, struct errbuf *eb)
 {
     ASSERT(index == sm->st_index + 1);
-    ASSERT(op->kind >= SM_OP_PUT && op->kind <= SM_OP_AUTH);
+    ASSERT(op->kind >= SM_OP_PUT && op->kind <= SM_OP_MEMBER_INC);
     memset(res, 0, sizeof *res);
     if (op->kind == SM_OP_NOOP) {
         sm->st_index = index;
@@ -988,6 +1044,7 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
         case SM_OP_TXN: rc = apply_txn(sm, index, lamport, op->txn, res, eb); break;
         case SM_OP_LEASE_GRANT: rc = apply_grant(sm, index, lamport, op, res); break;
         case SM_OP_AUTH: rc = apply_auth(sm, index, lamport, op->auth, res, eb); break;
+        case SM_OP_MEMBER_INC: apply_member_inc(sm, op, res, lamport); rc = ERR_OK; break;
         default: rc = apply_revoke(sm, index, lamport, op->lease, res, eb); break;
         }
         if (rc)

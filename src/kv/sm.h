@@ -121,6 +121,7 @@ enum sm_op_kind {
     SM_OP_LEASE_GRANT = 5,
     SM_OP_LEASE_REVOKE = 6,
     SM_OP_AUTH = 7, /* a change of users, roles or the auth switch (kv/auth.h) */
+    SM_OP_MEMBER_INC = 8, /* a member's data-dir incarnation, as the cluster knows it (0: forget) */
 };
 
 /* Result errors: the entry changed nothing and the client gets an error. */
@@ -185,6 +186,7 @@ struct sm_op {
     size_t owner_len;        /* at most DDKV_AUTH_NAME_MAX */
     const struct sm_txn *txn; /* TXN */
     const struct sm_auth *auth; /* AUTH */
+    uint64_t member_id, incarnation, member_cluster; /* MEMBER_INC (member_cluster: the cluster id) */
     uint64_t client_id, seq; /* the client's session and write number; client_id 0: none */
     uint64_t time_ms;        /* the leader's wall clock (ms) when it proposed the entry */
 };
@@ -325,6 +327,10 @@ int sm_lease_foreach(struct sm *sm, int (*cb)(void *ctx, uint64_t id, uint64_t t
  * owner's name, "" for a lease without one); ERR_NOT_FOUND if there is no
  * such lease. */
 int sm_lease_get(struct sm *sm, uint64_t id, uint64_t *ttl_ms, auth_name owner, struct errbuf *eb);
+/* The incarnation of member id's data dir as applied for cluster cluster_id
+ * (0: none recorded; a record of another cluster, as a restored backup
+ * carries, counts as none). */
+int sm_member_incarnation(struct sm *sm, uint64_t cluster_id, uint64_t id, uint64_t *inc, struct errbuf *eb);
 
 /* The keys attached to a committed lease, in key order (borrowed for the
  * call). The callback returns nonzero to stop with that error. */

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "kv/store.h"
 #include "node/peer.h"
 #include "node/server.h"
@@ -29,6 +31,7 @@
 #include "util/net.h"
 
 static const char RS_SELF_ID[] = "self_id";
+static const char RS_INCARNATION[] = "incarnation"; /* random at the data dir's creation */
 static const char RS_CLUSTER_ID[] = "cluster_id";
 static const char RS_JOINING[] = "joining"; /* started with --join: never bootstrap */
 static const char RS_CLUSTER_SEED[] = "cluster_seed"; /* restored from a backup: its checksum's first 8 bytes */
@@ -341,9 +344,38 @@ static void cluster_deliver(void *ud, const struct raft_msg *m)
     e->peer_fn(e->ctx, m);
 }
 
-static void cluster_hello(void *ud, const struct peer_hello *h)
+/* The amnesia guard: a member whose data dir is not the one the cluster
+ * recorded (wiped, replaced, restored from elsewhere) may have forgotten its
+ * term, its vote and entries it acknowledged; letting it speak Raft could
+ * make it vote twice in a term. It is refused until removed and added again. */
+static bool cluster_incarnation_ok(struct node *n, uint64_t id, const char *name, uint64_t inc)
+{
+    uint64_t rec = 0;
+    struct errbuf eb;
+    if (!inc || !n->cluster_id || sm_member_incarnation(&n->sm, n->cluster_id, id, &rec, &eb) != ERR_OK || !rec ||
+        rec == inc)
+        return true;
+    struct member *m = cluster_member(n, id);
+    uint64_t now = clock_mono_ms();
+    if (!m || !m->inc_logged_ms || now - m->inc_logged_ms >= 10000) {
+        if (m)
+            m->inc_logged_ms = now;
+        log_error("refusing member %s (node %llx): its data dir is not the one the cluster knows (incarnation "
+                  "%016llx, recorded %016llx); it may have lost its term, vote and log, so it must not vote. If its "
+                  "data is gone for good: 'ddkv members remove %s', start it on an empty --data-dir with --join, "
+                  "then 'ddkv members add %s %s'",
+                  name && *name ? name : "?", (unsigned long long)id, (unsigned long long)inc,
+                  (unsigned long long)rec, name && *name ? name : "NAME", name && *name ? name : "NAME",
+                  m && m->peer_addr[0] ? m->peer_addr : "PEER_ADDR");
+    }
+    return false;
+}
+
+static bool cluster_hello(void *ud, const struct peer_hello *h)
 {
     struct node *n = ud;
+    if (!cluster_incarnation_ok(n, h->from, h->name, h->incarnation))
+        return false;
     if (n->cluster_id == 0) {
         struct errbuf eb;
         n->cluster_id = h->cluster_id;
@@ -354,11 +386,11 @@ static void cluster_hello(void *ud, const struct peer_hello *h)
     if (!m) {
         if (!h->name[0] || !h->peer_addr[0]) {
             log_info("hello from node %llx without a name and address", (unsigned long long)h->from);
-            return;
+            return true;
         }
         m = cluster_learn(n, h->from, h->name, h->peer_addr);
         if (!m)
-            return;
+            return true;
         log_info("learned member %s at %s from its hello", m->name, m->peer_addr);
     }
     if (h->client_addr[0] && strcmp(m->client_addr, h->client_addr) != 0) {
@@ -370,6 +402,7 @@ static void cluster_hello(void *ud, const struct peer_hello *h)
      * connect, not only the leader's. */
     if (n->peers)
         peer_dial(n->peers, h->from);
+    return true;
 }
 
 void cluster_stage_identity(struct store_batch *b, uint64_t self_id, uint64_t cluster_id, uint64_t seed,
@@ -475,7 +508,29 @@ static int cluster_check_identity(struct node *n, struct errbuf *eb)
                 n->cfg.data_dir, (unsigned long long)n->cluster_id, (unsigned long long)derived);
 }
 
+static int cluster_load_identity(struct node *n, struct errbuf *eb);
+
+/* This data dir's incarnation: made once, at random, and stored (synced)
+ * before the node serves anything. */
+static int cluster_load_incarnation(struct node *n, struct errbuf *eb)
+{
+    int rc = rs_get_u64(n, RS_INCARNATION, &n->incarnation, eb);
+    if (rc != ERR_NOT_FOUND)
+        return rc;
+    do {
+        if (RAND_bytes((unsigned char *)&n->incarnation, sizeof n->incarnation) != 1)
+            return errf(eb, ERR_IO, "no random bytes for this data dir's incarnation");
+    } while (n->incarnation == 0);
+    return rs_put_u64(n, RS_INCARNATION, n->incarnation, eb);
+}
+
 int cluster_load(struct node *n, struct errbuf *eb)
+{
+    int rc = cluster_load_identity(n, eb);
+    return rc ? rc : cluster_load_incarnation(n, eb);
+}
+
+static int cluster_load_identity(struct node *n, struct errbuf *eb)
 {
     n->self_id = cluster_node_id(n->cfg.name);
     n->nmembers = 0;
@@ -622,6 +677,7 @@ int cluster_start(struct node *n, struct errbuf *eb)
     pc.tls = n->tls_peer;
     pc.id_of_name = cluster_node_id;
     pc.token = n->cfg.cluster_token;
+    pc.self_incarnation = n->incarnation;
     int rc = peer_transport_new(n->base, &pc, &n->clock, cluster_deliver, n, &n->peers, eb);
     if (rc)
         return rc;
@@ -670,10 +726,56 @@ void cluster_stop(struct node *n)
 }
 
 /* Every tick on the leader: promote a learner that has caught up. */
+/* Every tick: drop connections of members whose data dir is not the one
+ * recorded (a record applied after they connected); a leader records each
+ * member's incarnation through the log (the first one it sees wins) and
+ * forgets the record of a member no longer in the configuration, so that a
+ * member removed and added again is recorded anew. */
+static void cluster_tick_incarnations(struct node *n, bool leader)
+{
+    if (!n->cluster_id || !n->peers)
+        return;
+    const struct raft_conf *conf = raft_get_conf(n->raft);
+    uint64_t now = clock_mono_ms();
+    struct errbuf eb;
+    for (size_t i = 0; i < n->nmembers; i++) {
+        struct member *m = &n->members[i];
+        uint64_t rec = 0;
+        if (sm_member_incarnation(&n->sm, n->cluster_id, m->id, &rec, &eb) != ERR_OK)
+            continue;
+        bool self = m->id == n->self_id;
+        uint64_t have = self ? n->incarnation : peer_incarnation_of(n->peers, m->id);
+        if (self && rec && rec != n->incarnation && !n->inc_self_logged) {
+            n->inc_self_logged = true;
+            log_error("this member's data dir is not the one the cluster knows (incarnation %016llx, recorded "
+                      "%016llx): the other members refuse it until it is removed and added again",
+                      (unsigned long long)n->incarnation, (unsigned long long)rec);
+        }
+        if (!self && have && rec && rec != have && !cluster_incarnation_ok(n, m->id, m->name, have))
+            peer_drop_inbound(n->peers, m->id, "its data dir is not the one the cluster knows");
+        if (!leader || (m->inc_proposed_ms && now - m->inc_proposed_ms < 2000))
+            continue;
+        struct sm_op op = {.kind = SM_OP_MEMBER_INC, .member_id = m->id, .member_cluster = n->cluster_id};
+        if (!raft_conf_has(conf, m->id)) {
+            if (!rec)
+                continue;
+            op.incarnation = 0; /* removed: forget it */
+        } else if (!rec && have) {
+            op.incarnation = have;
+        } else {
+            continue;
+        }
+        m->inc_proposed_ms = now;
+        if (replica_propose_internal(n, &op) == ERR_OK)
+            log_info("recording member %s's incarnation %016llx", m->name, (unsigned long long)op.incarnation);
+    }
+}
+
 void cluster_tick(struct node *n)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
+    cluster_tick_incarnations(n, st.role == RAFT_LEADER);
     if (st.role != RAFT_LEADER)
         return;
     const struct raft_conf *c = raft_get_conf(n->raft);
@@ -757,6 +859,18 @@ static void members_add(void *ctx, struct conn *c, const struct msg *m)
             conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "%s is already a member", name);
         }
         return;
+    }
+    /* A member added again comes with a new data dir: forget the old one's
+     * incarnation first (the log keeps the order), so its hello is recorded
+     * anew instead of refused. */
+    uint64_t rec = 0;
+    struct errbuf ieb;
+    if (sm_member_incarnation(&n->sm, n->cluster_id, id, &rec, &ieb) == ERR_OK && rec) {
+        struct sm_op op = {.kind = SM_OP_MEMBER_INC, .member_id = id, .member_cluster = n->cluster_id};
+        if (replica_propose_internal(n, &op) != ERR_OK) {
+            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+            return;
+        }
     }
     char cctx[130];
     size_t cl = cluster_ctx_encode(cctx, sizeof cctx, name, addr);

@@ -75,7 +75,7 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     char cluster_id[17];
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->cluster_id);
     struct node_health health = node_health(n);
-    mw_map(w, 22);
+    mw_map(w, 23);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
     mw_str(w, "cluster_id"); mw_str(w, n->cluster_id ? cluster_id : NULL);
     mw_str(w, "role"); mw_str(w, v.role);
@@ -95,6 +95,8 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
     mw_str(w, "version"); mw_str(w, DDKV_VERSION_STRING);
     mw_str(w, "healthy"); mw_bool(w, health.healthy);
+    snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->incarnation);
+    mw_str(w, "incarnation"); mw_str(w, cluster_id);
     mw_str(w, "lag_entries"); mw_u64(w, health.lag_entries);
     mw_str(w, "lag_ms"); mw_u64(w, health.lag_ms);
     /* Every member of the configuration in force, as this node sees it. */
@@ -116,8 +118,16 @@ void node_pack_status(struct node *n, struct msg_writer *w)
         uint64_t match = 0, lag_n = 0, lag_t = 0;
         bool lag_known = node_member_lag(n, id, &match, &lag_n, &lag_t);
         bool within = !lag_known || (lag_n <= n->cfg.health_max_lag_entries && lag_t <= n->cfg.health_max_lag_ms);
-        mw_map(w, 9);
+        /* The incarnation of its data dir the cluster recorded (amnesia guard). */
+        uint64_t inc = 0;
+        struct errbuf ieb;
+        char inc_hex[17];
+        if (sm_member_incarnation(&n->sm, n->cluster_id, id, &inc, &ieb) != ERR_OK)
+            inc = 0;
+        snprintf(inc_hex, sizeof inc_hex, "%016llx", (unsigned long long)inc);
+        mw_map(w, 10);
         mw_str(w, "name"); mw_str(w, m ? m->name : NULL);
+        mw_str(w, "incarnation"); mw_str(w, inc ? inc_hex : NULL);
         mw_str(w, "client_addr"); mw_str(w, m && m->client_addr[0] ? m->client_addr : NULL);
         mw_str(w, "peer_addr"); mw_str(w, m && m->peer_addr[0] ? m->peer_addr : NULL);
         mw_str(w, "role"); mw_str(w, self ? v.role : id == v.leader_id ? "leader" : learner ? "learner" : "follower");

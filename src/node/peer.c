@@ -342,7 +342,7 @@ static int peer_write_hello(struct peer *p)
     buf_reset(&t->scratch);
     if (t->token && RAND_bytes(p->nonce, sizeof p->nonce) != 1)
         return ERR_IO;
-    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, t->token ? 7 : 6);
+    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, 8);
     mw_u64(&w, t->cfg.cluster_id);
     mw_u64(&w, t->cfg.self_id);
     mw_u64(&w, DDKV_PROTOCOL_VERSION);
@@ -351,6 +351,9 @@ static int peer_write_hello(struct peer *p)
     mw_str(&w, t->cfg.self_peer_addr);
     if (t->token)
         mw_bin(&w, p->nonce, sizeof p->nonce);
+    else
+        mw_nil(&w);
+    mw_u64(&w, t->cfg.self_incarnation);
     int rc = msg_end(&w);
     if (rc == ERR_OK &&
         bufferevent_write(p->bev, t->scratch.data + w.start, t->scratch.len - w.start) != 0)
@@ -752,6 +755,13 @@ static void peer_in_accept(struct peer_in *c)
 {
     struct peer_transport *t = c->t;
     uint64_t from = c->hello.from;
+    /* The node may still refuse it (a member whose data dir is not the one
+     * the cluster knows): then nothing of the hello counts. */
+    if (t->hello && !t->hello(t->ud, &c->hello)) {
+        PEER_COUNT(t, peer_find(t, from), refused_hellos);
+        peer_in_close(c, true, "hello refused by the node");
+        return;
+    }
     (void)lamport_observe_member(t->clock, c->hello_lamport, clock_mono_ms());
     c->from = from;
     c->claimed = 0;
@@ -760,8 +770,6 @@ static void peer_in_accept(struct peer_in *c)
                  (unsigned long long)from);
         t->cfg.cluster_id = c->hello.cluster_id;
     }
-    if (t->hello)
-        t->hello(t->ud, &c->hello);
     /* A dialer keeps one connection to us; a new hello from the same id means
      * any older one from it is dead (its FIN may never come). */
     for (struct peer_in *o = t->ins, *next; o; o = next) {
@@ -810,6 +818,10 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
         size_t l = 0;
         if (msg_bytes_opt(m, 3 + i, &p, &l) == ERR_OK && l > 0 && l < sizeof c->hello.name && !memchr(p, 0, l))
             memcpy(dst[i], p, l);
+    }
+    if (msg_u64_opt(m, 7, 0, &c->hello.incarnation) != ERR_OK) {
+        peer_in_bad(c, "hello with a malformed incarnation");
+        return;
     }
     const uint8_t *nd = NULL;
     size_t ndl = 0;
@@ -1202,6 +1214,23 @@ void peer_set_self_peer_addr(struct peer_transport *t, const char *addr)
 void peer_set_refused_cb(struct peer_transport *t, peer_refused_fn fn)
 {
     t->refused = fn;
+}
+
+uint64_t peer_incarnation_of(struct peer_transport *t, uint64_t id)
+{
+    for (struct peer_in *c = t->ins; c; c = c->next)
+        if (c->from == id && !c->closing)
+            return c->hello.incarnation;
+    return 0;
+}
+
+void peer_drop_inbound(struct peer_transport *t, uint64_t id, const char *why)
+{
+    for (struct peer_in *c = t->ins, *next; c; c = next) {
+        next = c->next;
+        if (c->from == id && !c->closing)
+            peer_in_close(c, false, why);
+    }
 }
 
 void peer_set_hello_cb(struct peer_transport *t, peer_hello_fn fn)

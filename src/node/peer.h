@@ -99,6 +99,7 @@ struct peer_config {
     char self_name[64];          /* sent in the hello (may be empty) */
     char self_client_addr[64];   /* sent in the hello (may be empty) */
     char self_peer_addr[64];     /* sent in the hello (may be empty) */
+    uint64_t self_incarnation;   /* this data dir's incarnation, sent in the hello (0: none) */
     /* Mutual TLS (NULL: plain TCP). The context must verify the other side
      * and demand its certificate (tls_server_ctx with TLS_PEER_CERT_REQUIRED);
      * borrowed, it must outlive the transport. A dialled member's certificate,
@@ -136,9 +137,17 @@ typedef void (*peer_deliver_fn)(void *ud, const struct raft_msg *m);
 struct peer_hello {
     uint64_t cluster_id, from;
     char name[64], client_addr[64], peer_addr[64];
+    uint64_t incarnation; /* the dialer's data-dir incarnation (0: an older member sent none) */
 };
-typedef void (*peer_hello_fn)(void *ud, const struct peer_hello *h);
+/* Returns false to refuse the connection (the callback logs why); nothing of
+ * a refused hello counts. */
+typedef bool (*peer_hello_fn)(void *ud, const struct peer_hello *h);
 void peer_set_hello_cb(struct peer_transport *t, peer_hello_fn fn);
+/* The incarnation the proven inbound connection from member id announced
+ * (0: none connected, or it sent none). */
+uint64_t peer_incarnation_of(struct peer_transport *t, uint64_t id);
+/* Close every inbound connection from member id (its hello no longer holds). */
+void peer_drop_inbound(struct peer_transport *t, uint64_t id, const char *why);
 /* Called when dialling peer `id` was refused (ECONNREFUSED): nothing listens
  * at its address, so its process is not running there. A connection that was
  * up and is lost is dialled again at once (after the backoff) to find out. */

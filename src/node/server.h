@@ -109,6 +109,8 @@ struct member {
     char name[64];
     char peer_addr[64];
     char client_addr[64]; /* learned from its peer hello; "" until then */
+    uint64_t inc_proposed_ms; /* a leader proposed its incarnation record then (cluster.c) */
+    uint64_t inc_logged_ms;   /* a refusal of its incarnation was last logged then */
 };
 
 struct node_stats {
@@ -146,6 +148,8 @@ struct node {
     uint64_t self_id, cluster_id;
     struct member members[RAFT_MAX_NODES * 2]; /* the configuration's, plus addresses learned */
     size_t nmembers;
+    uint64_t incarnation;         /* this data dir's, random at creation (cluster.c) */
+    bool inc_self_logged;         /* the cluster's record of us is another incarnation: said once */
     bool founding;                /* bootstrapped this run: the log starts with our --cluster */
     struct peer_transport *peers; /* NULL for a one-node cluster without --peer-addr */
     char peer_addr[64];           /* as bound */
