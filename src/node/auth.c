@@ -11,7 +11,16 @@
  * bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused UNAVAILABLE). A failed
  * AUTH makes its connection wait before it may try again (doubling, up to
  * AUTH_BACKOFF_MAX_MS); an unknown user is verified against a dummy hash, so
- * it takes as long and gets the same answer as a wrong password. */
+ * it takes as long and gets the same answer as a wrong password.
+ *
+ * Guessers open fresh connections, so failures also count against the client
+ * address across all its connections (addrtab.c: a score that halves every
+ * minute): an address that failed waits before its next AUTH is verified
+ * (doubling with the score, up to AUTH_ADDR_BACKOFF_MAX_MS), may have one AUTH
+ * in the queue at a time, and those of addresses that failed are verified only
+ * when no AUTH of an address in good standing waits, and fill at most half the
+ * queue. A user logging in from an address that is not guessing waits behind
+ * at most the hash being computed. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -30,6 +39,10 @@
 #define AUTH_QUEUE_MAX 64
 #define AUTH_BACKOFF_MIN_MS 250u
 #define AUTH_BACKOFF_MAX_MS 8000u
+#define AUTH_ADDR_BACKOFF_MAX_MS 30000u
+/* AUTHs one address may have queued: in good standing, after failures. */
+#define AUTH_ADDR_QUEUED_MAX 8u
+#define AUTH_ADDR_QUEUED_FAILING 1u
 
 enum auth_job_kind { AUTH_JOB_VERIFY, AUTH_JOB_HASH };
 
@@ -49,6 +62,8 @@ struct auth_job {
     bool ok;
     uint8_t op, perm; /* HASH: the change to propose with the hash */
     uint64_t client_id, seq;
+    struct addr_entry *addr; /* VERIFY: the client's address, its auth_queued counting this job */
+    bool low;                /* queued behind the others: its address failed recently */
     struct auth_job *next;
 };
 
@@ -58,8 +73,10 @@ struct auth_worker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct auth_job *todo, *todo_tail, *done, *done_tail; /* under mu */
+    struct auth_job *low, *low_tail; /* under mu: AUTHs of addresses that failed, after todo */
     bool stop;                                            /* under mu */
     size_t pending;  /* queued and not yet answered (loop thread only) */
+    size_t pending_low; /* of them, in low (loop thread only) */
     int fds[2];      /* the worker writes a byte to fds[1] per finished job */
     struct event *ev;
     uint8_t dummy[PASSWD_RECORD_BYTES]; /* the worker thread's alone (auth_dummy) */
@@ -75,6 +92,10 @@ static void job_free(struct auth_job *j)
     }
     if (j->c)
         conn_unref(j->c);
+    if (j->addr) {
+        ASSERT(j->addr->auth_queued > 0);
+        j->addr->auth_queued--;
+    }
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
 }
@@ -107,14 +128,22 @@ static void *auth_worker_main(void *arg)
     struct auth_worker *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->stop && !w->todo)
+        while (!w->stop && !w->todo && !w->low)
             pthread_cond_wait(&w->cv, &w->mu);
         if (w->stop)
             break;
-        struct auth_job *j = w->todo;
-        w->todo = j->next;
-        if (!w->todo)
-            w->todo_tail = NULL;
+        struct auth_job *j;
+        if (w->todo) {
+            j = w->todo;
+            w->todo = j->next;
+            if (!w->todo)
+                w->todo_tail = NULL;
+        } else {
+            j = w->low;
+            w->low = j->next;
+            if (!w->low)
+                w->low_tail = NULL;
+        }
         pthread_mutex_unlock(&w->mu);
         if (j->kind == AUTH_JOB_VERIFY)
             j->ok = passwd_verify(j->pw, j->pwlen, j->known ? j->rec : auth_dummy(w), sizeof j->rec);
@@ -163,16 +192,33 @@ bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
 
 /* --- the worker's results, on the loop --- */
 
+/* A failed AUTH from a: its score goes up by one and its next AUTH waits. */
+static void auth_addr_failed(struct addr_entry *a)
+{
+    uint64_t now = clock_mono_ms();
+    double score = addr_auth_score(a, now) + 1;
+    a->auth_score = score;
+    uint32_t shift = score >= 8 ? 7 : (uint32_t)score - 1;
+    uint64_t wait_ms = (uint64_t)AUTH_BACKOFF_MIN_MS << shift;
+    if (wait_ms > AUTH_ADDR_BACKOFF_MAX_MS)
+        wait_ms = AUTH_ADDR_BACKOFF_MAX_MS;
+    if (a->auth_retry_ms < now + wait_ms)
+        a->auth_retry_ms = now + wait_ms;
+}
+
 static void auth_verified(struct node *n, struct auth_job *j)
 {
     struct conn *c = j->c;
     c->auth_busy = false;
-    if (!conn_is_open(c))
-        return;
     const struct auth_db *db = &n->sm.auth;
     const struct auth_user *u = auth_user_find(db, j->user);
     /* The user may have been removed or given a new password meanwhile. */
-    if (j->ok && j->known && u && u->rev == j->rev) {
+    bool ok = j->ok && j->known && u && u->rev == j->rev;
+    if (!ok && j->addr)
+        auth_addr_failed(j->addr); /* even if the guesser has hung up */
+    if (!conn_is_open(c))
+        return;
+    if (ok) {
         free(c->user);
         c->user = strdup(u->name);
         c->user_rev = u->rev;
@@ -225,6 +271,10 @@ static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
         struct auth_job *next = j->next;
         ASSERT(w->pending > 0);
         w->pending--;
+        if (j->low) {
+            ASSERT(w->pending_low > 0);
+            w->pending_low--;
+        }
         if (j->kind == AUTH_JOB_VERIFY)
             auth_verified(n, j);
         else
@@ -238,16 +288,24 @@ static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
 static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
 {
     struct auth_worker *w = n->auth;
-    if (w->pending >= AUTH_QUEUE_MAX) {
+    if (w->pending >= AUTH_QUEUE_MAX || (j->low && w->pending_low >= AUTH_QUEUE_MAX / 2)) {
         conn_reply_error(c, j->rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
+        j->addr = NULL; /* not counted yet */
         job_free(j);
         return false;
     }
     conn_ref(c);
     j->c = c;
     w->pending++;
+    if (j->low)
+        w->pending_low++;
+    if (j->addr)
+        j->addr->auth_queued++;
     pthread_mutex_lock(&w->mu);
-    job_push(&w->todo, &w->todo_tail, j);
+    if (j->low)
+        job_push(&w->low, &w->low_tail, j);
+    else
+        job_push(&w->todo, &w->todo_tail, j);
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     return true;
@@ -296,6 +354,21 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
                          (unsigned long long)(c->auth_retry_ms - now));
         return;
     }
+    /* The address's share: after failures from it, a wait and one AUTH at a time. */
+    struct addr_entry *a = c->addr;
+    bool failing = a && addr_auth_score(a, now) >= 1;
+    if (a && (now < a->auth_retry_ms || (failing && a->auth_queued >= AUTH_ADDR_QUEUED_FAILING))) {
+        n->stats.auth_throttled++;
+        conn_reply_error(c, m->request_id, DDKV_WERR_PERMISSION_DENIED,
+                         "wrong user or password; after failed attempts from %s wait %llu ms before the next",
+                         a->ip, (unsigned long long)(a->auth_retry_ms > now ? a->auth_retry_ms - now : 1000));
+        return;
+    }
+    if (a && a->auth_queued >= AUTH_ADDR_QUEUED_MAX) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE,
+                         "too many logins from %s being checked at once; retry", a->ip);
+        return;
+    }
     const struct auth_db *db = &n->sm.auth;
     if (!db->enabled) {
         struct msg_writer w;
@@ -318,6 +391,8 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
     j->rev = u ? u->rev : 0;
     if (u)
         memcpy(j->rec, u->hash, sizeof j->rec);
+    j->addr = a;
+    j->low = failing;
     if (auth_enqueue(n, c, j))
         c->auth_busy = true;
 }
@@ -498,6 +573,7 @@ void auth_free(struct node *n)
         pthread_join(w->th, NULL);
     }
     job_list_free(w->todo);
+    job_list_free(w->low);
     job_list_free(w->done);
     if (w->ev)
         event_free(w->ev);

@@ -55,6 +55,12 @@ struct node_config {
     /* PBKDF2 iterations of the password hashes this node makes (each hash
      * keeps its own count, so a change applies to new passwords). */
     uint32_t auth_hash_iterations;
+    /* Connection limits (server.c; README "Connection limits"). */
+    uint32_t max_conns_per_addr;  /* client connections from one IP address */
+    uint32_t idle_timeout_ms;     /* close a client connection with nothing in flight after this; 0: never */
+    uint32_t conn_output_bytes;   /* a connection's unsent replies over this: its requests wait (8x: cut) */
+    uint32_t conn_inflight_max;   /* requests in flight per connection; more wait unread */
+    uint32_t node_output_bytes;   /* all connections' unsent replies over this: only idle ones are read (2x: cut) */
 };
 
 /* Defaults for every field (data_dir stays NULL: the caller must set it). */
