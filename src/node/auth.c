@@ -1,26 +1,29 @@
 /* The auth module: AUTH (a connection's identity), AUTH_CHANGE (users, roles
  * and the switch, through the log), AUTH_STATUS, AUTH_LIST; the permission
  * check of every client request (the rules are in access.c); and the worker
- * thread that hashes and verifies passwords off the event loop.
+ * threads that hash and verify passwords off the event loop.
  *
  * PBKDF2 with 100,000 iterations takes 40-80 ms here: on the loop it would
- * stall every other client of the node for that long per AUTH. One worker
- * thread does it instead, and hands results back through a pipe the loop
- * watches. One thread also bounds what password guessing can cost the node
- * (and gain an attacker) to one core's worth of hashes, and the queue is
- * bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused UNAVAILABLE). A failed
- * AUTH makes its connection wait before it may try again (doubling, up to
- * AUTH_BACKOFF_MAX_MS); an unknown user is verified against a dummy hash, so
- * it takes as long and gets the same answer as a wrong password.
+ * stall every other client of the node for that long per AUTH. Worker
+ * threads do it instead, and hand results back through a pipe the loop
+ * watches. The queue is bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused
+ * UNAVAILABLE). A failed AUTH makes its connection wait before it may try
+ * again (doubling, up to AUTH_BACKOFF_MAX_MS); an unknown user is verified
+ * against a dummy hash, so it takes as long and gets the same answer as a
+ * wrong password.
  *
  * Guessers open fresh connections, so failures also count against the client
  * address across all its connections (addrtab.c: a score that halves every
  * minute): an address that failed waits before its next AUTH is verified
- * (doubling with the score, up to AUTH_ADDR_BACKOFF_MAX_MS), may have one AUTH
- * in the queue at a time, and those of addresses that failed are verified only
- * when no AUTH of an address in good standing waits, and fill at most half the
- * queue. A user logging in from an address that is not guessing waits behind
- * at most the hash being computed. */
+ * (doubling with the score, up to AUTH_ADDR_BACKOFF_MAX_MS) and may have one
+ * AUTH queued at a time. The queue is served by the address's standing (one
+ * that logged in recently and has not failed since, then one not known, then
+ * one that failed), the last two filling only part of it; a throttled AUTH
+ * is answered only when its address may try again (at most
+ * AUTH_TARPIT_MAX_MS), so that a guesser waits instead of spinning on
+ * refusals. One thread takes every class, a second only the first (see
+ * AUTH_THREADS): guessing costs at most one core's worth of hashes, and a user
+ * logging in from an address in good standing never waits behind a guess. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -43,6 +46,27 @@
 /* AUTHs one address may have queued: in good standing, after failures. */
 #define AUTH_ADDR_QUEUED_MAX 8u
 #define AUTH_ADDR_QUEUED_FAILING 1u
+/* The standing of an AUTH's address, the order its queue is served in: one
+ * that logged in within AUTH_GOOD_MS and has not failed since; one not known
+ * either way; one that failed recently. The last two may fill only part of
+ * the queue, so that the first always finds room. */
+enum { AUTH_CLASS_GOOD, AUTH_CLASS_NEW, AUTH_CLASS_FAILING, AUTH_CLASSES };
+static const size_t auth_class_cap[AUTH_CLASSES] = {64, 48, 32};
+/* A throttled AUTH is answered only when its address may try again, or after
+ * AUTH_TARPIT_MAX_MS: a guesser waits for each refusal instead of opening
+ * connection after connection. At most AUTH_TARPIT_MAX are held (one per
+ * connection); beyond, refusals are immediate. */
+#define AUTH_TARPIT_MAX_MS 2000u
+#define AUTH_TARPIT_MAX 4096u
+#define AUTH_TARPIT_TICK_MS 50
+
+/* A refusal waiting to be sent. */
+struct auth_delayed {
+    struct conn *c; /* referenced; auth_busy set */
+    uint64_t rid;
+    uint64_t due_ms;
+    bool busy;      /* the queue was full: UNAVAILABLE, else the address must wait */
+};
 
 enum auth_job_kind { AUTH_JOB_VERIFY, AUTH_JOB_HASH };
 
@@ -63,25 +87,43 @@ struct auth_job {
     uint8_t op, perm; /* HASH: the change to propose with the hash */
     uint64_t client_id, seq;
     struct addr_entry *addr; /* VERIFY: the client's address, its auth_queued counting this job */
-    bool low;                /* queued behind the others: its address failed recently */
+    uint8_t cls;             /* AUTH_CLASS_*: which queue (the address's standing) */
+    uint64_t queued_ms;      /* when it was queued (monotonic) */
     struct auth_job *next;
 };
 
-struct auth_worker {
+/* Two threads: the first takes every class in order; the second only
+ * addresses in good standing (and hashing), so a user who logs in from one
+ * never waits behind a guess being checked. Guessing costs at most one
+ * core's worth of hashes. */
+#define AUTH_THREADS 2
+struct auth_worker;
+struct auth_thread {
     pthread_t th;
     bool started;
+    int classes; /* it takes jobs of classes 0..classes-1 */
+    struct auth_worker *w;
+};
+
+struct auth_worker {
+    struct auth_thread threads[AUTH_THREADS];
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct auth_job *todo, *todo_tail, *done, *done_tail; /* under mu */
-    struct auth_job *low, *low_tail; /* under mu: AUTHs of addresses that failed, after todo */
+    /* Jobs by class, each queue served only when those before it are empty;
+     * hashing (USER_ADD, USER_PASSWD) comes with the first. Under mu. */
+    struct auth_job *todo[AUTH_CLASSES], *todo_tail[AUTH_CLASSES], *done, *done_tail;
     bool stop;                                            /* under mu */
     size_t pending;  /* queued and not yet answered (loop thread only) */
-    size_t pending_low; /* of them, in low (loop thread only) */
+    size_t pending_cls[AUTH_CLASSES]; /* of them, by class (loop thread only) */
     int fds[2];      /* the worker writes a byte to fds[1] per finished job */
     struct event *ev;
-    uint8_t dummy[PASSWD_RECORD_BYTES]; /* the worker thread's alone (auth_dummy) */
+    pthread_mutex_t dummy_mu;
+    uint8_t dummy[PASSWD_RECORD_BYTES]; /* under dummy_mu until made, then read only (auth_dummy) */
     bool dummy_made;
     uint32_t iterations;                /* of new hashes: --auth-hash-iterations */
+    struct auth_delayed *delayed;       /* throttled AUTHs not yet answered (loop thread) */
+    size_t ndelayed, capdelayed;
+    struct event *tarpit;               /* answers them when due */
 };
 
 static void job_free(struct auth_job *j)
@@ -117,33 +159,34 @@ static void job_push(struct auth_job **head, struct auth_job **tail, struct auth
 static const uint8_t *auth_dummy(struct auth_worker *w)
 {
     static const char junk[] = "no user has this password: a dummy's";
+    pthread_mutex_lock(&w->dummy_mu);
     if (!w->dummy_made && passwd_hash(junk, sizeof junk - 1, w->iterations, w->dummy) != ERR_OK)
         memset(w->dummy, 0, sizeof w->dummy);
     w->dummy_made = true;
+    pthread_mutex_unlock(&w->dummy_mu);
     return w->dummy;
 }
 
 static void *auth_worker_main(void *arg)
 {
-    struct auth_worker *w = arg;
+    struct auth_thread *t = arg;
+    struct auth_worker *w = t->w;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->stop && !w->todo && !w->low)
+        int k = 0;
+        while (!w->stop) {
+            for (k = 0; k < t->classes && !w->todo[k]; k++)
+                ;
+            if (k < t->classes)
+                break;
             pthread_cond_wait(&w->cv, &w->mu);
+        }
         if (w->stop)
             break;
-        struct auth_job *j;
-        if (w->todo) {
-            j = w->todo;
-            w->todo = j->next;
-            if (!w->todo)
-                w->todo_tail = NULL;
-        } else {
-            j = w->low;
-            w->low = j->next;
-            if (!w->low)
-                w->low_tail = NULL;
-        }
+        struct auth_job *j = w->todo[k];
+        w->todo[k] = j->next;
+        if (!w->todo[k])
+            w->todo_tail[k] = NULL;
         pthread_mutex_unlock(&w->mu);
         if (j->kind == AUTH_JOB_VERIFY)
             j->ok = passwd_verify(j->pw, j->pwlen, j->known ? j->rec : auth_dummy(w), sizeof j->rec);
@@ -190,6 +233,67 @@ bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
     return false;
 }
 
+/* --- throttled AUTHs --- */
+
+static void auth_refuse_throttled(struct conn *c, uint64_t rid, uint64_t retry_ms, uint64_t now)
+{
+    conn_reply_error(c, rid, DDKV_WERR_PERMISSION_DENIED,
+                     "wrong user or password; after failed attempts from %s wait %llu ms before the next",
+                     c->addr ? c->addr->ip : c->peer, (unsigned long long)(retry_ms > now ? retry_ms - now : 0));
+}
+
+static void auth_tarpit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct node *n = arg;
+    struct auth_worker *w = n->auth;
+    (void)fd;
+    (void)what;
+    uint64_t now = clock_mono_ms();
+    for (size_t i = 0; i < w->ndelayed;) {
+        struct auth_delayed d = w->delayed[i];
+        if (d.due_ms > now) {
+            i++;
+            continue;
+        }
+        w->delayed[i] = w->delayed[--w->ndelayed];
+        d.c->auth_busy = false;
+        if (conn_is_open(d.c) && d.busy)
+            conn_reply_error(d.c, d.rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
+        else if (conn_is_open(d.c))
+            auth_refuse_throttled(d.c, d.rid, d.c->addr ? d.c->addr->auth_retry_ms : 0, now);
+        conn_unref(d.c);
+    }
+}
+
+/* Refuse c's AUTH rid unverified because its address (or connection) must
+ * wait until retry_ms: answered then, at most AUTH_TARPIT_MAX_MS from now.
+ * busy: because the queue is full (UNAVAILABLE). */
+static void auth_throttle(struct node *n, struct conn *c, uint64_t rid, uint64_t retry_ms, bool busy)
+{
+    struct auth_worker *w = n->auth;
+    uint64_t now = clock_mono_ms();
+    n->stats.auth_throttled++;
+    if (w->ndelayed == w->capdelayed && w->capdelayed < AUTH_TARPIT_MAX) {
+        size_t cap = w->capdelayed ? w->capdelayed * 2 : 64;
+        struct auth_delayed *d = realloc(w->delayed, cap * sizeof *d);
+        if (d) {
+            w->delayed = d;
+            w->capdelayed = cap;
+        }
+    }
+    if (w->ndelayed == w->capdelayed) {
+        if (busy)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
+        else
+            auth_refuse_throttled(c, rid, retry_ms, now);
+        return;
+    }
+    uint64_t due = retry_ms < now + AUTH_TARPIT_MAX_MS ? retry_ms : now + AUTH_TARPIT_MAX_MS;
+    conn_ref(c);
+    c->auth_busy = true;
+    w->delayed[w->ndelayed++] = (struct auth_delayed){.c = c, .rid = rid, .due_ms = due, .busy = busy};
+}
+
 /* --- the worker's results, on the loop --- */
 
 /* A failed AUTH from a: its score goes up by one and its next AUTH waits. */
@@ -218,6 +322,11 @@ static void auth_verified(struct node *n, struct auth_job *j)
         auth_addr_failed(j->addr); /* even if the guesser has hung up */
     if (!conn_is_open(c))
         return;
+    if (ok && j->addr)
+        j->addr->auth_good_ms = clock_mono_ms();
+    log_debug("conn %llu: AUTH as '%s' from %s (queue %u) answered after %llu ms: %s", (unsigned long long)c->id,
+              j->user, j->addr ? j->addr->ip : "-", (unsigned)j->cls,
+              (unsigned long long)(clock_mono_ms() - j->queued_ms), ok ? "ok" : "refused");
     if (ok) {
         free(c->user);
         c->user = strdup(u->name);
@@ -271,10 +380,8 @@ static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
         struct auth_job *next = j->next;
         ASSERT(w->pending > 0);
         w->pending--;
-        if (j->low) {
-            ASSERT(w->pending_low > 0);
-            w->pending_low--;
-        }
+        ASSERT(w->pending_cls[j->cls] > 0);
+        w->pending_cls[j->cls]--;
         if (j->kind == AUTH_JOB_VERIFY)
             auth_verified(n, j);
         else
@@ -288,7 +395,7 @@ static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
 static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
 {
     struct auth_worker *w = n->auth;
-    if (w->pending >= AUTH_QUEUE_MAX || (j->low && w->pending_low >= AUTH_QUEUE_MAX / 2)) {
+    if (w->pending >= AUTH_QUEUE_MAX || w->pending_cls[j->cls] >= auth_class_cap[j->cls]) {
         conn_reply_error(c, j->rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
         j->addr = NULL; /* not counted yet */
         job_free(j);
@@ -297,16 +404,13 @@ static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
     conn_ref(c);
     j->c = c;
     w->pending++;
-    if (j->low)
-        w->pending_low++;
+    w->pending_cls[j->cls]++;
+    j->queued_ms = clock_mono_ms();
     if (j->addr)
         j->addr->auth_queued++;
     pthread_mutex_lock(&w->mu);
-    if (j->low)
-        job_push(&w->low, &w->low_tail, j);
-    else
-        job_push(&w->todo, &w->todo_tail, j);
-    pthread_cond_signal(&w->cv);
+    job_push(&w->todo[j->cls], &w->todo_tail[j->cls], j);
+    pthread_cond_broadcast(&w->cv); /* the good-standing thread may not take it */
     pthread_mutex_unlock(&w->mu);
     return true;
 }
@@ -349,19 +453,15 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
     }
     uint64_t now = clock_mono_ms();
     if (now < c->auth_retry_ms) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_PERMISSION_DENIED,
-                         "wrong user or password; after failed attempts wait %llu ms before the next",
-                         (unsigned long long)(c->auth_retry_ms - now));
+        auth_throttle(n, c, m->request_id, c->auth_retry_ms, false);
         return;
     }
     /* The address's share: after failures from it, a wait and one AUTH at a time. */
     struct addr_entry *a = c->addr;
-    bool failing = a && addr_auth_score(a, now) >= 1;
+    bool failing = a && addr_auth_score(a, now) >= 0.5; /* a failure within the last minute */
     if (a && (now < a->auth_retry_ms || (failing && a->auth_queued >= AUTH_ADDR_QUEUED_FAILING))) {
-        n->stats.auth_throttled++;
-        conn_reply_error(c, m->request_id, DDKV_WERR_PERMISSION_DENIED,
-                         "wrong user or password; after failed attempts from %s wait %llu ms before the next",
-                         a->ip, (unsigned long long)(a->auth_retry_ms > now ? a->auth_retry_ms - now : 1000));
+        auth_throttle(n, c, m->request_id, now < a->auth_retry_ms ? a->auth_retry_ms : now + AUTH_BACKOFF_MIN_MS,
+                      false);
         return;
     }
     if (a && a->auth_queued >= AUTH_ADDR_QUEUED_MAX) {
@@ -392,7 +492,19 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
     if (u)
         memcpy(j->rec, u->hash, sizeof j->rec);
     j->addr = a;
-    j->low = failing;
+    j->cls = failing                                                 ? AUTH_CLASS_FAILING
+             : a && a->auth_good_ms && now - a->auth_good_ms < AUTH_GOOD_MS ? AUTH_CLASS_GOOD
+                                                                           : AUTH_CLASS_NEW;
+    struct auth_worker *w = n->auth;
+    if (j->cls != AUTH_CLASS_GOOD && (w->pending >= AUTH_QUEUE_MAX || w->pending_cls[j->cls] >= auth_class_cap[j->cls])) {
+        /* Its share of the queue is full: answered UNAVAILABLE, but only
+         * after a while, so that a flood of fresh connections does not
+         * spin on the refusal. */
+        j->addr = NULL;
+        job_free(j);
+        auth_throttle(n, c, m->request_id, now + AUTH_TARPIT_MAX_MS / 2, true);
+        return;
+    }
     if (auth_enqueue(n, c, j))
         c->auth_busy = true;
 }
@@ -529,6 +641,7 @@ static int auth_init(struct node *n, struct errbuf *eb)
     w->iterations = n->cfg.auth_hash_iterations;
     n->auth = w;
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->dummy_mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     if (pipe(w->fds) != 0)
         return errf(eb, ERR_IO, "pipe: %s", strerror(errno));
@@ -539,9 +652,18 @@ static int auth_init(struct node *n, struct errbuf *eb)
     w->ev = event_new(n->base, w->fds[0], EV_READ | EV_PERSIST, auth_pipe_cb, n);
     if (!w->ev || event_add(w->ev, NULL) != 0)
         return errf(eb, ERR_NOMEM, "cannot watch the auth worker's pipe");
-    if (pthread_create(&w->th, NULL, auth_worker_main, w) != 0)
-        return errf(eb, ERR_IO, "cannot start the auth worker thread");
-    w->started = true;
+    struct timeval tick = {0, AUTH_TARPIT_TICK_MS * 1000};
+    w->tarpit = event_new(n->base, -1, EV_PERSIST, auth_tarpit_cb, n);
+    if (!w->tarpit || event_add(w->tarpit, &tick) != 0)
+        return errf(eb, ERR_NOMEM, "cannot start the auth tarpit timer");
+    for (int i = 0; i < AUTH_THREADS; i++) {
+        struct auth_thread *t = &w->threads[i];
+        t->w = w;
+        t->classes = i == 0 ? AUTH_CLASSES : AUTH_CLASS_GOOD + 1;
+        if (pthread_create(&t->th, NULL, auth_worker_main, t) != 0)
+            return errf(eb, ERR_IO, "cannot start the auth worker thread");
+        t->started = true;
+    }
     int rc;
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH, "auth", auth_handle, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH_CHANGE, "auth", auth_change, n, eb)) ||
@@ -565,22 +687,28 @@ void auth_free(struct node *n)
     struct auth_worker *w = n->auth;
     if (!w)
         return;
-    if (w->started) {
-        pthread_mutex_lock(&w->mu);
-        w->stop = true;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-        pthread_join(w->th, NULL);
-    }
-    job_list_free(w->todo);
-    job_list_free(w->low);
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < AUTH_THREADS; i++)
+        if (w->threads[i].started)
+            pthread_join(w->threads[i].th, NULL);
+    for (int k = 0; k < AUTH_CLASSES; k++)
+        job_list_free(w->todo[k]);
     job_list_free(w->done);
     if (w->ev)
         event_free(w->ev);
+    if (w->tarpit)
+        event_free(w->tarpit);
+    for (size_t i = 0; i < w->ndelayed; i++)
+        conn_unref(w->delayed[i].c);
+    free(w->delayed);
     for (int i = 0; i < 2; i++)
         if (w->fds[i] >= 0)
             close(w->fds[i]);
     pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->dummy_mu);
     pthread_cond_destroy(&w->cv);
     OPENSSL_cleanse(w->dummy, sizeof w->dummy);
     free(w);

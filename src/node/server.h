@@ -70,8 +70,11 @@ struct addr_entry {
     double auth_score;       /* failed AUTHs, halving every AUTH_SCORE_HALF_LIFE_MS */
     uint64_t auth_score_ms;  /* when auth_score was last decayed (monotonic) */
     uint64_t auth_retry_ms;  /* no AUTH from this address is verified before this */
+    uint64_t auth_good_ms;   /* its last successful AUTH (monotonic), 0: none */
     struct addr_entry *next;
 };
+/* How long a successful AUTH keeps its address in good standing (auth.c). */
+#define AUTH_GOOD_MS (10u * 60 * 1000)
 struct addr_table {
     struct addr_entry **b;
     size_t nb, n;
