@@ -89,7 +89,7 @@ void addr_sweep(struct node *n)
         struct addr_entry **pp = &t->b[i];
         while (*pp) {
             struct addr_entry *e = *pp;
-            if (e->nconns == 0 && e->auth_queued == 0 && now >= e->auth_retry_ms && addr_auth_score(e, now) == 0 &&
+            if (e->nconns == 0 && e->auth_jobs == 0 && now >= e->auth_retry_ms && addr_auth_score(e, now) == 0 &&
                 (!e->auth_good_ms || now - e->auth_good_ms >= AUTH_GOOD_MS)) {
                 *pp = e->next;
                 free(e);

@@ -31,6 +31,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kv/passwd.h"
@@ -43,30 +45,28 @@
 #define AUTH_BACKOFF_MIN_MS 250u
 #define AUTH_BACKOFF_MAX_MS 8000u
 #define AUTH_ADDR_BACKOFF_MAX_MS 30000u
-/* AUTHs one address may have queued: in good standing, after failures. */
+/* AUTHs one address may have queued at once: in good standing (a hub
+ * logging in its connections), otherwise (more wait, held). */
 #define AUTH_ADDR_QUEUED_MAX 8u
-#define AUTH_ADDR_QUEUED_FAILING 1u
+#define AUTH_ADDR_QUEUED_OTHER 1u
+/* The thread that checks guesses runs at a lower priority than the event
+ * loop (and the good-standing thread), so hashing never slows serving. */
+#define AUTH_GENERAL_NICE 10
 /* The standing of an AUTH's address, the order its queue is served in: one
  * that logged in within AUTH_GOOD_MS and has not failed since; one not known
  * either way; one that failed recently. The last two may fill only part of
  * the queue, so that the first always finds room. */
 enum { AUTH_CLASS_GOOD, AUTH_CLASS_NEW, AUTH_CLASS_FAILING, AUTH_CLASSES };
 static const size_t auth_class_cap[AUTH_CLASSES] = {64, 48, 32};
-/* A throttled AUTH is answered only when its address may try again, or after
- * AUTH_TARPIT_MAX_MS: a guesser waits for each refusal instead of opening
- * connection after connection. At most AUTH_TARPIT_MAX are held (one per
- * connection); beyond, refusals are immediate. */
-#define AUTH_TARPIT_MAX_MS 2000u
-#define AUTH_TARPIT_MAX 4096u
-#define AUTH_TARPIT_TICK_MS 50
-
-/* A refusal waiting to be sent. */
-struct auth_delayed {
-    struct conn *c; /* referenced; auth_busy set */
-    uint64_t rid;
-    uint64_t due_ms;
-    bool busy;      /* the queue was full: UNAVAILABLE, else the address must wait */
-};
+/* An AUTH whose address must wait (or whose share of the queue is full) is
+ * held, and checked once the wait is over: a guesser waits for each answer
+ * instead of opening connection after connection, and a user who mistyped
+ * gets a real answer, only later. Held longer than AUTH_HOLD_MAX_MS it is
+ * refused unchecked (told how long to wait). At most AUTH_HELD_MAX are held
+ * (one per connection); beyond, refusals are immediate. */
+#define AUTH_HOLD_MAX_MS 5000u
+#define AUTH_HELD_MAX 4096u
+#define AUTH_HOLD_TICK_MS 50
 
 enum auth_job_kind { AUTH_JOB_VERIFY, AUTH_JOB_HASH };
 
@@ -88,7 +88,9 @@ struct auth_job {
     uint64_t client_id, seq;
     struct addr_entry *addr; /* VERIFY: the client's address, its auth_queued counting this job */
     uint8_t cls;             /* AUTH_CLASS_*: which queue (the address's standing) */
-    uint64_t queued_ms;      /* when it was queued (monotonic) */
+    uint64_t queued_ms;      /* when it arrived (monotonic) */
+    uint64_t due_ms;         /* held: when to try to queue it again */
+    bool in_queue;           /* counted in addr->auth_queued */
     struct auth_job *next;
 };
 
@@ -121,9 +123,9 @@ struct auth_worker {
     uint8_t dummy[PASSWD_RECORD_BYTES]; /* under dummy_mu until made, then read only (auth_dummy) */
     bool dummy_made;
     uint32_t iterations;                /* of new hashes: --auth-hash-iterations */
-    struct auth_delayed *delayed;       /* throttled AUTHs not yet answered (loop thread) */
-    size_t ndelayed, capdelayed;
-    struct event *tarpit;               /* answers them when due */
+    struct auth_job **held;             /* AUTHs waiting for their address's turn (loop thread) */
+    size_t nheld, capheld;
+    struct event *hold_tick;            /* queues them when due */
 };
 
 static void job_free(struct auth_job *j)
@@ -135,8 +137,12 @@ static void job_free(struct auth_job *j)
     if (j->c)
         conn_unref(j->c);
     if (j->addr) {
-        ASSERT(j->addr->auth_queued > 0);
-        j->addr->auth_queued--;
+        ASSERT(j->addr->auth_jobs > 0);
+        j->addr->auth_jobs--;
+        if (j->in_queue) {
+            ASSERT(j->addr->auth_queued > 0);
+            j->addr->auth_queued--;
+        }
     }
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
@@ -171,6 +177,8 @@ static void *auth_worker_main(void *arg)
 {
     struct auth_thread *t = arg;
     struct auth_worker *w = t->w;
+    if (t->classes > AUTH_CLASS_GOOD + 1) /* Linux: a thread's nice value is its own */
+        (void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AUTH_GENERAL_NICE);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         int k = 0;
@@ -233,65 +241,121 @@ bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
     return false;
 }
 
-/* --- throttled AUTHs --- */
+/* --- held AUTHs: the address's turn --- */
 
-static void auth_refuse_throttled(struct conn *c, uint64_t rid, uint64_t retry_ms, uint64_t now)
-{
-    conn_reply_error(c, rid, DDKV_WERR_PERMISSION_DENIED,
-                     "wrong user or password; after failed attempts from %s wait %llu ms before the next",
-                     c->addr ? c->addr->ip : c->peer, (unsigned long long)(retry_ms > now ? retry_ms - now : 0));
-}
+static void auth_submit(struct node *n, struct auth_job *j);
 
-static void auth_tarpit_cb(evutil_socket_t fd, short what, void *arg)
+static void auth_hold_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct node *n = arg;
     struct auth_worker *w = n->auth;
     (void)fd;
     (void)what;
     uint64_t now = clock_mono_ms();
-    for (size_t i = 0; i < w->ndelayed;) {
-        struct auth_delayed d = w->delayed[i];
-        if (d.due_ms > now) {
+    /* Take the due ones out first: auth_submit may hold a job again. */
+    struct auth_job *due = NULL, **tail = &due;
+    for (size_t i = 0; i < w->nheld;) {
+        struct auth_job *j = w->held[i];
+        if (j->due_ms > now) {
             i++;
             continue;
         }
-        w->delayed[i] = w->delayed[--w->ndelayed];
-        d.c->auth_busy = false;
-        if (conn_is_open(d.c) && d.busy)
-            conn_reply_error(d.c, d.rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
-        else if (conn_is_open(d.c))
-            auth_refuse_throttled(d.c, d.rid, d.c->addr ? d.c->addr->auth_retry_ms : 0, now);
-        conn_unref(d.c);
+        w->held[i] = w->held[--w->nheld];
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+    }
+    while (due) {
+        struct auth_job *j = due;
+        due = j->next;
+        if (!conn_is_open(j->c)) {
+            j->c->auth_busy = false;
+            job_free(j); /* hung up: nothing to check */
+            continue;
+        }
+        auth_submit(n, j);
     }
 }
 
-/* Refuse c's AUTH rid unverified because its address (or connection) must
- * wait until retry_ms: answered then, at most AUTH_TARPIT_MAX_MS from now.
- * busy: because the queue is full (UNAVAILABLE). */
-static void auth_throttle(struct node *n, struct conn *c, uint64_t rid, uint64_t retry_ms, bool busy)
+/* Answer j's AUTH without checking it and drop it. */
+static void auth_refuse(struct node *n, struct auth_job *j, bool busy)
+{
+    struct conn *c = j->c;
+    uint64_t now = clock_mono_ms();
+    c->auth_busy = false;
+    if (busy) {
+        conn_reply_error(c, j->rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
+    } else {
+        n->stats.auth_throttled++;
+        uint64_t retry = j->addr ? j->addr->auth_retry_ms : 0;
+        conn_reply_error(c, j->rid, DDKV_WERR_PERMISSION_DENIED,
+                         "wrong user or password; after failed attempts from %s wait %llu ms before the next",
+                         j->addr ? j->addr->ip : c->peer, (unsigned long long)(retry > now ? retry - now : 0));
+    }
+    job_free(j);
+}
+
+/* Queue j, a VERIFY (c referenced, auth_busy set), for the worker if its
+ * address may have it checked now, else hold it until it may. */
+static void auth_submit(struct node *n, struct auth_job *j)
 {
     struct auth_worker *w = n->auth;
+    struct addr_entry *a = j->addr;
     uint64_t now = clock_mono_ms();
-    n->stats.auth_throttled++;
-    if (w->ndelayed == w->capdelayed && w->capdelayed < AUTH_TARPIT_MAX) {
-        size_t cap = w->capdelayed ? w->capdelayed * 2 : 64;
-        struct auth_delayed *d = realloc(w->delayed, cap * sizeof *d);
-        if (d) {
-            w->delayed = d;
-            w->capdelayed = cap;
+    uint64_t until = 0;
+    bool busy = false;
+    bool failing = a && addr_auth_score(a, now) >= 0.5; /* a failure within the last minute */
+    j->cls = failing                                                 ? AUTH_CLASS_FAILING
+             : a && a->auth_good_ms && now - a->auth_good_ms < AUTH_GOOD_MS ? AUTH_CLASS_GOOD
+                                                                           : AUTH_CLASS_NEW;
+    if (a && now < a->auth_retry_ms) {
+        until = a->auth_retry_ms;
+    } else if (a && a->auth_queued >= (j->cls == AUTH_CLASS_GOOD ? AUTH_ADDR_QUEUED_MAX : AUTH_ADDR_QUEUED_OTHER)) {
+        until = now + AUTH_HOLD_TICK_MS;
+        busy = !failing;
+    } else if (w->pending >= AUTH_QUEUE_MAX || w->pending_cls[j->cls] >= auth_class_cap[j->cls]) {
+        if (j->cls == AUTH_CLASS_GOOD) {
+            auth_refuse(n, j, true);
+            return;
         }
-    }
-    if (w->ndelayed == w->capdelayed) {
-        if (busy)
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
-        else
-            auth_refuse_throttled(c, rid, retry_ms, now);
+        until = now + 4 * AUTH_HOLD_TICK_MS;
+        busy = true;
+    } else {
+        w->pending++;
+        w->pending_cls[j->cls]++;
+        if (a) {
+            a->auth_queued++;
+            j->in_queue = true;
+        }
+        pthread_mutex_lock(&w->mu);
+        job_push(&w->todo[j->cls], &w->todo_tail[j->cls], j);
+        pthread_cond_broadcast(&w->cv); /* the good-standing thread may not take it */
+        pthread_mutex_unlock(&w->mu);
         return;
     }
-    uint64_t due = retry_ms < now + AUTH_TARPIT_MAX_MS ? retry_ms : now + AUTH_TARPIT_MAX_MS;
-    conn_ref(c);
-    c->auth_busy = true;
-    w->delayed[w->ndelayed++] = (struct auth_delayed){.c = c, .rid = rid, .due_ms = due, .busy = busy};
+    if (until - j->queued_ms > AUTH_HOLD_MAX_MS) {
+        /* Its turn is too far off: refused, but only once it has been held
+         * that long, so that a guesser still waits for the answer. */
+        if (now - j->queued_ms >= AUTH_HOLD_MAX_MS) {
+            auth_refuse(n, j, busy);
+            return;
+        }
+        until = j->queued_ms + AUTH_HOLD_MAX_MS;
+    }
+    if (w->nheld == w->capheld && w->capheld < AUTH_HELD_MAX) {
+        size_t cap = w->capheld ? w->capheld * 2 : 64;
+        struct auth_job **h = realloc(w->held, cap * sizeof *h);
+        if (h) {
+            w->held = h;
+            w->capheld = cap;
+        }
+    }
+    if (w->nheld == w->capheld) {
+        auth_refuse(n, j, busy);
+        return;
+    }
+    j->due_ms = until;
+    w->held[w->nheld++] = j;
 }
 
 /* --- the worker's results, on the loop --- */
@@ -302,7 +366,7 @@ static void auth_addr_failed(struct addr_entry *a)
     uint64_t now = clock_mono_ms();
     double score = addr_auth_score(a, now) + 1;
     a->auth_score = score;
-    uint32_t shift = score >= 8 ? 7 : (uint32_t)score - 1;
+    uint32_t shift = score >= 8 ? 7 : (uint32_t)(score + 0.5) - 1; /* rounded: decay shaves a little */
     uint64_t wait_ms = (uint64_t)AUTH_BACKOFF_MIN_MS << shift;
     if (wait_ms > AUTH_ADDR_BACKOFF_MAX_MS)
         wait_ms = AUTH_ADDR_BACKOFF_MAX_MS;
@@ -391,13 +455,12 @@ static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Queue j (taking a reference on its connection), or refuse it. */
+/* Queue j, a HASH (taking a reference on its connection), or refuse it. */
 static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
 {
     struct auth_worker *w = n->auth;
     if (w->pending >= AUTH_QUEUE_MAX || w->pending_cls[j->cls] >= auth_class_cap[j->cls]) {
         conn_reply_error(c, j->rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
-        j->addr = NULL; /* not counted yet */
         job_free(j);
         return false;
     }
@@ -406,8 +469,6 @@ static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
     w->pending++;
     w->pending_cls[j->cls]++;
     j->queued_ms = clock_mono_ms();
-    if (j->addr)
-        j->addr->auth_queued++;
     pthread_mutex_lock(&w->mu);
     job_push(&w->todo[j->cls], &w->todo_tail[j->cls], j);
     pthread_cond_broadcast(&w->cv); /* the good-standing thread may not take it */
@@ -453,20 +514,9 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
     }
     uint64_t now = clock_mono_ms();
     if (now < c->auth_retry_ms) {
-        auth_throttle(n, c, m->request_id, c->auth_retry_ms, false);
-        return;
-    }
-    /* The address's share: after failures from it, a wait and one AUTH at a time. */
-    struct addr_entry *a = c->addr;
-    bool failing = a && addr_auth_score(a, now) >= 0.5; /* a failure within the last minute */
-    if (a && (now < a->auth_retry_ms || (failing && a->auth_queued >= AUTH_ADDR_QUEUED_FAILING))) {
-        auth_throttle(n, c, m->request_id, now < a->auth_retry_ms ? a->auth_retry_ms : now + AUTH_BACKOFF_MIN_MS,
-                      false);
-        return;
-    }
-    if (a && a->auth_queued >= AUTH_ADDR_QUEUED_MAX) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE,
-                         "too many logins from %s being checked at once; retry", a->ip);
+        conn_reply_error(c, m->request_id, DDKV_WERR_PERMISSION_DENIED,
+                         "wrong user or password; after failed attempts wait %llu ms before the next",
+                         (unsigned long long)(c->auth_retry_ms - now));
         return;
     }
     const struct auth_db *db = &n->sm.auth;
@@ -491,22 +541,16 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
     j->rev = u ? u->rev : 0;
     if (u)
         memcpy(j->rec, u->hash, sizeof j->rec);
-    j->addr = a;
-    j->cls = failing                                                 ? AUTH_CLASS_FAILING
-             : a && a->auth_good_ms && now - a->auth_good_ms < AUTH_GOOD_MS ? AUTH_CLASS_GOOD
-                                                                           : AUTH_CLASS_NEW;
-    struct auth_worker *w = n->auth;
-    if (j->cls != AUTH_CLASS_GOOD && (w->pending >= AUTH_QUEUE_MAX || w->pending_cls[j->cls] >= auth_class_cap[j->cls])) {
-        /* Its share of the queue is full: answered UNAVAILABLE, but only
-         * after a while, so that a flood of fresh connections does not
-         * spin on the refusal. */
-        j->addr = NULL;
-        job_free(j);
-        auth_throttle(n, c, m->request_id, now + AUTH_TARPIT_MAX_MS / 2, true);
-        return;
-    }
-    if (auth_enqueue(n, c, j))
-        c->auth_busy = true;
+    /* The address's turn: after failures from it, a wait and one check at a
+     * time (auth_submit). */
+    j->addr = c->addr;
+    if (j->addr)
+        j->addr->auth_jobs++;
+    j->queued_ms = now;
+    conn_ref(c);
+    j->c = c;
+    c->auth_busy = true;
+    auth_submit(n, j);
 }
 
 /* What AUTH_CHANGE's arg must be for op; NULL if it is fine. */
@@ -652,10 +696,10 @@ static int auth_init(struct node *n, struct errbuf *eb)
     w->ev = event_new(n->base, w->fds[0], EV_READ | EV_PERSIST, auth_pipe_cb, n);
     if (!w->ev || event_add(w->ev, NULL) != 0)
         return errf(eb, ERR_NOMEM, "cannot watch the auth worker's pipe");
-    struct timeval tick = {0, AUTH_TARPIT_TICK_MS * 1000};
-    w->tarpit = event_new(n->base, -1, EV_PERSIST, auth_tarpit_cb, n);
-    if (!w->tarpit || event_add(w->tarpit, &tick) != 0)
-        return errf(eb, ERR_NOMEM, "cannot start the auth tarpit timer");
+    struct timeval tick = {0, AUTH_HOLD_TICK_MS * 1000};
+    w->hold_tick = event_new(n->base, -1, EV_PERSIST, auth_hold_cb, n);
+    if (!w->hold_tick || event_add(w->hold_tick, &tick) != 0)
+        return errf(eb, ERR_NOMEM, "cannot start the auth hold timer");
     for (int i = 0; i < AUTH_THREADS; i++) {
         struct auth_thread *t = &w->threads[i];
         t->w = w;
@@ -699,11 +743,11 @@ void auth_free(struct node *n)
     job_list_free(w->done);
     if (w->ev)
         event_free(w->ev);
-    if (w->tarpit)
-        event_free(w->tarpit);
-    for (size_t i = 0; i < w->ndelayed; i++)
-        conn_unref(w->delayed[i].c);
-    free(w->delayed);
+    if (w->hold_tick)
+        event_free(w->hold_tick);
+    for (size_t i = 0; i < w->nheld; i++)
+        job_free(w->held[i]);
+    free(w->held);
     for (int i = 0; i < 2; i++)
         if (w->fds[i] >= 0)
             close(w->fds[i]);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -278,8 +279,14 @@ static void conn_touch(struct conn *c, uint64_t now_ms)
  * handshake running. Only such a connection is closed for idleness. */
 static bool conn_idle(const struct conn *c)
 {
-    return c->bev && c->refs == 1 && !c->auth_busy && !c->tls_pending && !c->close_after_flush &&
-           frame_decoder_pending(&c->dec) == 0 && conn_out_len(c) == 0;
+    if (!c->bev || c->refs != 1 || c->auth_busy || c->tls_pending || c->close_after_flush ||
+        frame_decoder_pending(&c->dec) != 0 || conn_out_len(c) != 0 ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) != 0)
+        return false;
+    /* A request the client has just sent, still in the socket: not idle
+     * (closing now would leave the client guessing about it). */
+    int unread = 0;
+    return ioctl(bufferevent_getfd(c->bev), FIONREAD, &unread) != 0 || unread == 0;
 }
 
 static void conn_close(struct conn *c, const char *why)

@@ -66,7 +66,8 @@ struct conn {
 struct addr_entry {
     char ip[48];
     uint32_t nconns;
-    uint32_t auth_queued;    /* AUTHs from it waiting for or in the password worker */
+    uint32_t auth_jobs;      /* AUTHs from it held or queued (each refers to this entry) */
+    uint32_t auth_queued;    /* of them, waiting for or in the password workers */
     double auth_score;       /* failed AUTHs, halving every AUTH_SCORE_HALF_LIFE_MS */
     uint64_t auth_score_ms;  /* when auth_score was last decayed (monotonic) */
     uint64_t auth_retry_ms;  /* no AUTH from this address is verified before this */

@@ -88,7 +88,7 @@ struct writer {
     volatile int stop;
     int n, errors;
     uint64_t lat_ns[WRITER_MAX];
-    char err[256];
+    char err[400];
 };
 
 static void *writer_main(void *arg)
