@@ -16,12 +16,13 @@
  * address across all its connections (addrtab.c: a score that halves every
  * minute): an address that failed waits before its next AUTH is verified
  * (doubling with the score, up to AUTH_ADDR_BACKOFF_MAX_MS) and may have one
- * AUTH queued at a time. The queue is served by the address's standing (one
- * that logged in recently and has not failed since, then one not known, then
- * one that failed), the last two filling only part of it; a throttled AUTH
- * is answered only when its address may try again (at most
- * AUTH_TARPIT_MAX_MS), so that a guesser waits instead of spinning on
- * refusals. One thread takes every class, a second only the first (see
+ * AUTH queued at a time (unless it is in good standing). An AUTH that must
+ * wait is held, and checked when its address's turn comes (refused unchecked
+ * only after AUTH_HOLD_MAX_MS), so a guesser waits for every answer instead of
+ * spinning through connections, and a user who mistyped gets a real answer,
+ * later. The queue is served by the address's standing (one that logged in
+ * recently and has not failed since, then one not known, then one that
+ * failed), the last two filling only part of it. One thread takes every class, a second only the first (see
  * AUTH_THREADS): guessing costs at most one core's worth of hashes, and a user
  * logging in from an address in good standing never waits behind a guess. */
 #include <errno.h>
