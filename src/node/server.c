@@ -175,6 +175,8 @@ static void conn_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
     (void)b;
     n->out_total += info->n_added;
     n->out_total -= info->n_deleted < n->out_total ? info->n_deleted : n->out_total;
+    if (info->n_deleted > 0 || info->orig_size == 0)
+        c->drained_ms = clock_mono_ms(); /* the client reads (or has just been given something to read) */
     if (n->out_over && n->out_total <= n->cfg.node_output_bytes / 2) {
         n->out_over = false;
         if (n->npaused)
@@ -713,6 +715,18 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = clock_mono_ms();
     uint32_t idle = n->cfg.idle_timeout_ms;
     if (idle) {
+        /* A client that has not taken a byte of its replies (or of a
+         * stream: WATCH, SNAPSHOT_SAVE) for as long is not reading. */
+        for (struct conn *c = n->conns, *next; c; c = next) {
+            next = c->next;
+            if (conn_out_len(c) > 0 && now - c->drained_ms >= idle) {
+                n->conns_cut_output++;
+                log_warn("conn %llu from %s: %zu bytes unsent and none taken for %llu ms (--idle-timeout-ms); closing",
+                         (unsigned long long)c->id, c->peer, conn_out_len(c),
+                         (unsigned long long)(now - c->drained_ms));
+                conn_close(c, "replies not read");
+            }
+        }
         for (struct conn *c = n->conns_tail, *prev; c; c = prev) {
             prev = c->prev;
             if (now - c->active_ms < idle)

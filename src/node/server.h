@@ -58,6 +58,7 @@ struct conn {
      * list's, the watches' and conn_read_cb's own. */
     struct addr_entry *addr; /* its IP address's entry (addrtab.c), counted in nconns */
     uint64_t active_ms;      /* last frame taken: idle timeout, eviction order */
+    uint64_t drained_ms;     /* the client last took reply bytes (or output appeared) */
     uint32_t watches;        /* WATCH streams on it (watch.c), each holding a reference */
     bool in_read;            /* conn_read_cb runs (and holds a reference) */
 };

@@ -7,8 +7,9 @@
  * each a new connection) and writes with p99 under 100 ms; every idle attack
  * connection is closed by the node after --idle-timeout-ms; a libddkv
  * client whose pooled connection the node closed while idle goes on without
- * an error (no failed or unknown-outcome write); every acknowledged write is
- * there after. The node's RSS stays under 256 MiB. */
+ * an error (no failed or unknown-outcome write); a connection that stops
+ * reading its replies is cut after the same timeout; every acknowledged write
+ * is there after. The node's RSS stays under 256 MiB. */
 #include "conn_attack.h"
 
 static struct proc_node pn;
@@ -107,6 +108,10 @@ Test(conn_slots, idle_connections_from_many_addresses)
     char err[256];
     cr_assert_eq(ddkv_client_new(&o, &pooled, err, sizeof err), DDKV_OK, "%s", err);
     cr_assert_eq(kv_put(pooled, "pooled/0", 8, "a", 1), DDKV_OK, "%s", ddkv_client_errmsg(pooled));
+    char *big = malloc(1u << 20);
+    memset(big, 'x', 1u << 20);
+    cr_assert_eq(kv_put(pooled, "big", 3, big, 1u << 20), DDKV_OK, "%s", ddkv_client_errmsg(pooled));
+    free(big);
     uint64_t pooled_used = clock_mono_ms();
 
     static struct writer before, during;
@@ -119,6 +124,21 @@ Test(conn_slots, idle_connections_from_many_addresses)
     pthread_join(before.th, NULL);
     cr_assert_eq(before.errors, 0, "%s", before.err);
 
+    /* A connection that is not idle but does not read: 64 stale READs of
+     * 1 MiB, none of the replies taken. */
+    int stall_fd = conn_from("127.0.0.99", pn.port, 2000);
+    cr_assert_geq(stall_fd, 0);
+    struct buf reads = BUF_INIT;
+    for (uint64_t rid = 1; rid <= 64; rid++) {
+        struct msg_writer w;
+        msg_begin(&w, &reads, DDKV_MSG_READ, 1, rid, 3);
+        mw_bin(&w, "big", 3);
+        mw_u64(&w, DDKV_CONSISTENCY_STALE);
+        mw_u64(&w, 0);
+        msg_end(&w);
+    }
+    cr_assert_eq(send(stall_fd, reads.data, reads.len, MSG_NOSIGNAL), (ssize_t)reads.len);
+    buf_free(&reads);
     uint64_t t_open = clock_mono_ms();
     attack_open(pn.port);
     uint64_t open_ms = clock_mono_ms() - t_open;
@@ -172,14 +192,20 @@ Test(conn_slots, idle_connections_from_many_addresses)
     while (clock_mono_ms() < pooled_used + IDLE_MS + 1500) /* its connection is closed by now */
         usleep(100 * 1000);
     ddkv_err pe = kv_put(pooled, "pooled/1", 8, "b", 1);
+    /* The reader that stalled was cut (its close waits behind the unsent
+     * bytes on the wire, so the node's log says it). */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "grep -q 'from 127.0.0.99:.*none taken' %s", pn.log);
+    bool stall_cut = system(cmd) == 0;
+    close(stall_fd);
     char pooled_err[256];
     snprintf(pooled_err, sizeof pooled_err, "%s", ddkv_client_errmsg(pooled));
     fprintf(stderr,
             "conn_slots: %d attack connections opened in %llu ms from %d addresses, %d held by the node (at most %d from one address); real "
             "client: %d/10 fresh clients wrote (%s), writer %d writes p99 %.1f ms %d errors; attack connections "
-            "still open %d ms after the idle timeout: %d; pooled client after idling: %s; RSS %ld MiB\n",
+            "still open %d ms after the idle timeout: %d; a reader stalled for the idle timeout %s; pooled client after idling: %s; RSS %ld MiB\n",
             nopen, (unsigned long long)open_ms, ADDRS, held, most, fresh_ok, fresh_err[0] ? fresh_err : "-", during.n, p99,
-            during.errors, 3000, alive, ddkv_strerror(pe), rss / 1024);
+            during.errors, 3000, alive, stall_cut ? "was cut" : "was not cut", ddkv_strerror(pe), rss / 1024);
     for (int i = 0; i < nopen; i++)
         if (open_fds[i] >= 0)
             close(open_fds[i]);
@@ -190,6 +216,7 @@ Test(conn_slots, idle_connections_from_many_addresses)
     cr_assert_eq(during.errors, 0, "well-behaved writer failed: %s", during.err);
     cr_assert_lt(p99, 100.0, "well-behaved writer p99 %.1f ms during the attack", p99);
     cr_assert_eq(alive, 0, "%d idle attack connections still open after the idle timeout", alive);
+    cr_assert(stall_cut, "a connection not reading its replies was not cut after the idle timeout");
     cr_assert_eq(pe, DDKV_OK, "pooled client after its idle connection was closed: %s (%s)", ddkv_strerror(pe),
                  pooled_err);
     cr_assert_lt(rss, RSS_BOUND_KB, "node RSS %ld MiB", rss / 1024);
