@@ -80,6 +80,16 @@ static struct opt_def serve_opts[] = {
     {"health-max-lag-ms", 0, OPT_ARG, NULL, "MS",
      "... and the oldest committed entry it lacks is at most MS old (/health, status, metrics)"},
     {"config", 0, OPT_ARG | OPT_NO_FILE, NULL, "FILE", "read 'name = value' lines (flag names, # comments)"},
+    /* Connection limits (README "Connection limits"). */
+    {"max-conns-per-addr", 0, OPT_ARG, NULL, "N", "client connections from one IP address"},
+    {"idle-timeout-ms", 0, OPT_ARG, NULL, "MS",
+     "close a client connection with nothing in flight (no request, no watch) after this; 0: never"},
+    {"conn-output-bytes", 0, OPT_ARG, NULL, "N",
+     "a connection's unsent replies over this: its requests wait unread (8x: it is closed)"},
+    {"conn-inflight-max", 0, OPT_ARG, NULL, "N", "requests in flight per connection; more wait unread"},
+    {"node-output-bytes", 0, OPT_ARG, NULL, "N",
+     "all connections' unsent replies over this: only connections with nothing pending are read "
+     "(2x: the one with the most is closed)"},
 };
 
 #define SERVE_NUM_COUNT 12
@@ -112,6 +122,15 @@ static void serve_fill_defaults(void)
     for (size_t i = 0; i < SERVE_NUM_COUNT; i++) {
         snprintf(serve_dflt_num[i], sizeof serve_dflt_num[i], "%u", (unsigned)nums[i]);
         serve_opt(names[i])->dflt = serve_dflt_num[i];
+    }
+    static const char *const limit_names[] = {"max-conns-per-addr", "idle-timeout-ms", "conn-output-bytes",
+                                              "conn-inflight-max", "node-output-bytes"};
+    const uint32_t limits[] = {cfg.max_conns_per_addr, cfg.idle_timeout_ms, cfg.conn_output_bytes,
+                               cfg.conn_inflight_max, cfg.node_output_bytes};
+    static char limit_dflt[sizeof limits / sizeof limits[0]][16];
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        snprintf(limit_dflt[i], sizeof limit_dflt[i], "%u", (unsigned)limits[i]);
+        serve_opt(limit_names[i])->dflt = limit_dflt[i];
     }
     serve_opt("name")->dflt = cfg.name;
     serve_opt("client-addr")->dflt = cfg.client_addr;
@@ -160,6 +179,14 @@ static int serve_run(struct cli_ctx *ctx)
         opts_get_u32(o, "health-max-lag-entries", 0, UINT32_MAX, &cfg.health_max_lag_entries) != 0 ||
         opts_get_u32(o, "health-max-lag-ms", 0, UINT32_MAX, &cfg.health_max_lag_ms) != 0 ||
         opts_get_choice(o, "log-level", serve_log_levels, &level) != 0) {
+        out_error("serve: %s", o->err);
+        return EXIT_USAGE;
+    }
+    if (opts_get_u32(o, "max-conns-per-addr", 1, UINT32_MAX, &cfg.max_conns_per_addr) != 0 ||
+        opts_get_u32(o, "idle-timeout-ms", 0, UINT32_MAX, &cfg.idle_timeout_ms) != 0 ||
+        opts_get_u32(o, "conn-output-bytes", 64u << 10, 1u << 30, &cfg.conn_output_bytes) != 0 ||
+        opts_get_u32(o, "conn-inflight-max", 1, 1u << 20, &cfg.conn_inflight_max) != 0 ||
+        opts_get_u32(o, "node-output-bytes", 1u << 20, 2047u << 20, &cfg.node_output_bytes) != 0) {
         out_error("serve: %s", o->err);
         return EXIT_USAGE;
     }

@@ -1,17 +1,30 @@
 /* The auth module: AUTH (a connection's identity), AUTH_CHANGE (users, roles
  * and the switch, through the log), AUTH_STATUS, AUTH_LIST; the permission
  * check of every client request (the rules are in access.c); and the worker
- * thread that hashes and verifies passwords off the event loop.
+ * threads that hash and verify passwords off the event loop.
  *
  * PBKDF2 with 100,000 iterations takes 40-80 ms here: on the loop it would
- * stall every other client of the node for that long per AUTH. One worker
- * thread does it instead, and hands results back through a pipe the loop
- * watches. One thread also bounds what password guessing can cost the node
- * (and gain an attacker) to one core's worth of hashes, and the queue is
- * bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused UNAVAILABLE). A failed
- * AUTH makes its connection wait before it may try again (doubling, up to
- * AUTH_BACKOFF_MAX_MS); an unknown user is verified against a dummy hash, so
- * it takes as long and gets the same answer as a wrong password. */
+ * stall every other client of the node for that long per AUTH. Worker
+ * threads do it instead, and hand results back through a pipe the loop
+ * watches. The queue is bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused
+ * UNAVAILABLE). A failed AUTH makes its connection wait before it may try
+ * again (doubling, up to AUTH_BACKOFF_MAX_MS); an unknown user is verified
+ * against a dummy hash, so it takes as long and gets the same answer as a
+ * wrong password.
+ *
+ * Guessers open fresh connections, so failures also count against the client
+ * address across all its connections (addrtab.c: a score that halves every
+ * minute): an address that failed waits before its next AUTH is verified
+ * (doubling with the score, up to AUTH_ADDR_BACKOFF_MAX_MS) and may have one
+ * AUTH queued at a time (unless it is in good standing). An AUTH that must
+ * wait is held, and checked when its address's turn comes (refused unchecked
+ * only after AUTH_HOLD_MAX_MS), so a guesser waits for every answer instead of
+ * spinning through connections, and a user who mistyped gets a real answer,
+ * later. The queue is served by the address's standing (one that logged in
+ * recently and has not failed since, then one not known, then one that
+ * failed), the last two filling only part of it. One thread takes every class, a second only the first (see
+ * AUTH_THREADS): guessing costs at most one core's worth of hashes, and a user
+ * logging in from an address in good standing never waits behind a guess. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -19,6 +32,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kv/passwd.h"
@@ -30,6 +45,29 @@
 #define AUTH_QUEUE_MAX 64
 #define AUTH_BACKOFF_MIN_MS 250u
 #define AUTH_BACKOFF_MAX_MS 8000u
+#define AUTH_ADDR_BACKOFF_MAX_MS 30000u
+/* AUTHs one address may have queued at once: in good standing (a hub
+ * logging in its connections), otherwise (more wait, held). */
+#define AUTH_ADDR_QUEUED_MAX 8u
+#define AUTH_ADDR_QUEUED_OTHER 1u
+/* The thread that checks guesses runs at a lower priority than the event
+ * loop (and the good-standing thread), so hashing never slows serving. */
+#define AUTH_GENERAL_NICE 10
+/* The standing of an AUTH's address, the order its queue is served in: one
+ * that logged in within AUTH_GOOD_MS and has not failed since; one not known
+ * either way; one that failed recently. The last two may fill only part of
+ * the queue, so that the first always finds room. */
+enum { AUTH_CLASS_GOOD, AUTH_CLASS_NEW, AUTH_CLASS_FAILING, AUTH_CLASSES };
+static const size_t auth_class_cap[AUTH_CLASSES] = {64, 48, 32};
+/* An AUTH whose address must wait (or whose share of the queue is full) is
+ * held, and checked once the wait is over: a guesser waits for each answer
+ * instead of opening connection after connection, and a user who mistyped
+ * gets a real answer, only later. Held longer than AUTH_HOLD_MAX_MS it is
+ * refused unchecked (told how long to wait). At most AUTH_HELD_MAX are held
+ * (one per connection); beyond, refusals are immediate. */
+#define AUTH_HOLD_MAX_MS 5000u
+#define AUTH_HELD_MAX 4096u
+#define AUTH_HOLD_TICK_MS 50
 
 enum auth_job_kind { AUTH_JOB_VERIFY, AUTH_JOB_HASH };
 
@@ -49,22 +87,46 @@ struct auth_job {
     bool ok;
     uint8_t op, perm; /* HASH: the change to propose with the hash */
     uint64_t client_id, seq;
+    struct addr_entry *addr; /* VERIFY: the client's address, its auth_queued counting this job */
+    uint8_t cls;             /* AUTH_CLASS_*: which queue (the address's standing) */
+    uint64_t queued_ms;      /* when it arrived (monotonic) */
+    uint64_t due_ms;         /* held: when to try to queue it again */
+    bool in_queue;           /* counted in addr->auth_queued */
     struct auth_job *next;
 };
 
-struct auth_worker {
+/* Two threads: the first takes every class in order; the second only
+ * addresses in good standing (and hashing), so a user who logs in from one
+ * never waits behind a guess being checked. Guessing costs at most one
+ * core's worth of hashes. */
+#define AUTH_THREADS 2
+struct auth_worker;
+struct auth_thread {
     pthread_t th;
     bool started;
+    int classes; /* it takes jobs of classes 0..classes-1 */
+    struct auth_worker *w;
+};
+
+struct auth_worker {
+    struct auth_thread threads[AUTH_THREADS];
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct auth_job *todo, *todo_tail, *done, *done_tail; /* under mu */
+    /* Jobs by class, each queue served only when those before it are empty;
+     * hashing (USER_ADD, USER_PASSWD) comes with the first. Under mu. */
+    struct auth_job *todo[AUTH_CLASSES], *todo_tail[AUTH_CLASSES], *done, *done_tail;
     bool stop;                                            /* under mu */
     size_t pending;  /* queued and not yet answered (loop thread only) */
+    size_t pending_cls[AUTH_CLASSES]; /* of them, by class (loop thread only) */
     int fds[2];      /* the worker writes a byte to fds[1] per finished job */
     struct event *ev;
-    uint8_t dummy[PASSWD_RECORD_BYTES]; /* the worker thread's alone (auth_dummy) */
+    pthread_mutex_t dummy_mu;
+    uint8_t dummy[PASSWD_RECORD_BYTES]; /* under dummy_mu until made, then read only (auth_dummy) */
     bool dummy_made;
     uint32_t iterations;                /* of new hashes: --auth-hash-iterations */
+    struct auth_job **held;             /* AUTHs waiting for their address's turn (loop thread) */
+    size_t nheld, capheld;
+    struct event *hold_tick;            /* queues them when due */
 };
 
 static void job_free(struct auth_job *j)
@@ -75,6 +137,14 @@ static void job_free(struct auth_job *j)
     }
     if (j->c)
         conn_unref(j->c);
+    if (j->addr) {
+        ASSERT(j->addr->auth_jobs > 0);
+        j->addr->auth_jobs--;
+        if (j->in_queue) {
+            ASSERT(j->addr->auth_queued > 0);
+            j->addr->auth_queued--;
+        }
+    }
     OPENSSL_cleanse(j, sizeof *j);
     free(j);
 }
@@ -96,25 +166,36 @@ static void job_push(struct auth_job **head, struct auth_job **tail, struct auth
 static const uint8_t *auth_dummy(struct auth_worker *w)
 {
     static const char junk[] = "no user has this password: a dummy's";
+    pthread_mutex_lock(&w->dummy_mu);
     if (!w->dummy_made && passwd_hash(junk, sizeof junk - 1, w->iterations, w->dummy) != ERR_OK)
         memset(w->dummy, 0, sizeof w->dummy);
     w->dummy_made = true;
+    pthread_mutex_unlock(&w->dummy_mu);
     return w->dummy;
 }
 
 static void *auth_worker_main(void *arg)
 {
-    struct auth_worker *w = arg;
+    struct auth_thread *t = arg;
+    struct auth_worker *w = t->w;
+    if (t->classes > AUTH_CLASS_GOOD + 1) /* Linux: a thread's nice value is its own */
+        (void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AUTH_GENERAL_NICE);
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->stop && !w->todo)
+        int k = 0;
+        while (!w->stop) {
+            for (k = 0; k < t->classes && !w->todo[k]; k++)
+                ;
+            if (k < t->classes)
+                break;
             pthread_cond_wait(&w->cv, &w->mu);
+        }
         if (w->stop)
             break;
-        struct auth_job *j = w->todo;
-        w->todo = j->next;
-        if (!w->todo)
-            w->todo_tail = NULL;
+        struct auth_job *j = w->todo[k];
+        w->todo[k] = j->next;
+        if (!w->todo[k])
+            w->todo_tail[k] = NULL;
         pthread_mutex_unlock(&w->mu);
         if (j->kind == AUTH_JOB_VERIFY)
             j->ok = passwd_verify(j->pw, j->pwlen, j->known ? j->rec : auth_dummy(w), sizeof j->rec);
@@ -167,18 +248,157 @@ bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
     return false;
 }
 
+/* --- held AUTHs: the address's turn --- */
+
+static void auth_submit(struct node *n, struct auth_job *j);
+
+static void auth_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct node *n = arg;
+    struct auth_worker *w = n->auth;
+    (void)fd;
+    (void)what;
+    uint64_t now = clock_mono_ms();
+    /* Take the due ones out first: auth_submit may hold a job again. */
+    struct auth_job *due = NULL, **tail = &due;
+    for (size_t i = 0; i < w->nheld;) {
+        struct auth_job *j = w->held[i];
+        if (j->due_ms > now) {
+            i++;
+            continue;
+        }
+        w->held[i] = w->held[--w->nheld];
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+    }
+    while (due) {
+        struct auth_job *j = due;
+        due = j->next;
+        if (!conn_is_open(j->c)) {
+            j->c->auth_busy = false;
+            job_free(j); /* hung up: nothing to check */
+            continue;
+        }
+        auth_submit(n, j);
+    }
+}
+
+/* Answer j's AUTH without checking it and drop it. */
+static void auth_refuse(struct node *n, struct auth_job *j, bool busy)
+{
+    struct conn *c = j->c;
+    uint64_t now = clock_mono_ms();
+    c->auth_busy = false;
+    if (busy) {
+        conn_reply_error(c, j->rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
+    } else {
+        n->stats.auth_throttled++;
+        uint64_t retry = j->addr ? j->addr->auth_retry_ms : 0;
+        conn_reply_error(c, j->rid, DDKV_WERR_PERMISSION_DENIED,
+                         "wrong user or password; after failed attempts from %s wait %llu ms before the next",
+                         j->addr ? j->addr->ip : c->peer, (unsigned long long)(retry > now ? retry - now : 0));
+    }
+    job_free(j);
+}
+
+/* Queue j, a VERIFY (c referenced, auth_busy set), for the worker if its
+ * address may have it checked now, else hold it until it may. */
+static void auth_submit(struct node *n, struct auth_job *j)
+{
+    struct auth_worker *w = n->auth;
+    struct addr_entry *a = j->addr;
+    uint64_t now = clock_mono_ms();
+    uint64_t until = 0;
+    bool busy = false;
+    bool failing = a && addr_auth_score(a, now) >= 0.5; /* a failure within the last minute */
+    j->cls = failing                                                 ? AUTH_CLASS_FAILING
+             : a && a->auth_good_ms && now - a->auth_good_ms < AUTH_GOOD_MS ? AUTH_CLASS_GOOD
+                                                                           : AUTH_CLASS_NEW;
+    if (a && now < a->auth_retry_ms) {
+        until = a->auth_retry_ms;
+    } else if (a && a->auth_queued >= (j->cls == AUTH_CLASS_GOOD ? AUTH_ADDR_QUEUED_MAX : AUTH_ADDR_QUEUED_OTHER)) {
+        until = now + AUTH_HOLD_TICK_MS;
+        busy = !failing;
+    } else if (w->pending >= AUTH_QUEUE_MAX || w->pending_cls[j->cls] >= auth_class_cap[j->cls]) {
+        if (j->cls == AUTH_CLASS_GOOD) {
+            auth_refuse(n, j, true);
+            return;
+        }
+        until = now + 4 * AUTH_HOLD_TICK_MS;
+        busy = true;
+    } else {
+        w->pending++;
+        w->pending_cls[j->cls]++;
+        if (a) {
+            a->auth_queued++;
+            j->in_queue = true;
+        }
+        pthread_mutex_lock(&w->mu);
+        job_push(&w->todo[j->cls], &w->todo_tail[j->cls], j);
+        pthread_cond_broadcast(&w->cv); /* the good-standing thread may not take it */
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    if (until - j->queued_ms > AUTH_HOLD_MAX_MS) {
+        /* Its turn is too far off: refused, but only once it has been held
+         * that long, so that a guesser still waits for the answer. */
+        if (now - j->queued_ms >= AUTH_HOLD_MAX_MS) {
+            auth_refuse(n, j, busy);
+            return;
+        }
+        until = j->queued_ms + AUTH_HOLD_MAX_MS;
+    }
+    if (w->nheld == w->capheld && w->capheld < AUTH_HELD_MAX) {
+        size_t cap = w->capheld ? w->capheld * 2 : 64;
+        struct auth_job **h = realloc(w->held, cap * sizeof *h);
+        if (h) {
+            w->held = h;
+            w->capheld = cap;
+        }
+    }
+    if (w->nheld == w->capheld) {
+        auth_refuse(n, j, busy);
+        return;
+    }
+    j->due_ms = until;
+    w->held[w->nheld++] = j;
+}
+
 /* --- the worker's results, on the loop --- */
+
+/* A failed AUTH from a: its score goes up by one and its next AUTH waits. */
+static void auth_addr_failed(struct addr_entry *a)
+{
+    uint64_t now = clock_mono_ms();
+    double score = addr_auth_score(a, now) + 1;
+    a->auth_score = score;
+    uint32_t shift = score >= 8 ? 7 : (uint32_t)(score + 0.5) - 1; /* rounded: decay shaves a little */
+    uint64_t wait_ms = (uint64_t)AUTH_BACKOFF_MIN_MS << shift;
+    if (wait_ms > AUTH_ADDR_BACKOFF_MAX_MS)
+        wait_ms = AUTH_ADDR_BACKOFF_MAX_MS;
+    if (a->auth_retry_ms < now + wait_ms)
+        a->auth_retry_ms = now + wait_ms;
+}
 
 static void auth_verified(struct node *n, struct auth_job *j)
 {
     struct conn *c = j->c;
     c->auth_busy = false;
-    if (!conn_is_open(c))
-        return;
     const struct auth_db *db = &n->sm.auth;
     const struct auth_user *u = auth_user_find(db, j->user);
     /* The user may have been removed or given a new password meanwhile. */
-    if (j->ok && j->known && u && u->rev == j->rev) {
+    bool ok = j->ok && j->known && u && u->rev == j->rev;
+    if (!ok && j->addr)
+        auth_addr_failed(j->addr); /* even if the guesser has hung up */
+    if (!conn_is_open(c))
+        return;
+    if (ok && j->addr)
+        j->addr->auth_good_ms = clock_mono_ms();
+    log_debug("conn %llu: AUTH as '%s' from %s (queue %u) answered after %llu ms: %s", (unsigned long long)c->id,
+              j->user, j->addr ? j->addr->ip : "-", (unsigned)j->cls,
+              (unsigned long long)(clock_mono_ms() - j->queued_ms), ok ? "ok" : "refused");
+    if (ok) {
         free(c->user);
         c->user = strdup(u->name);
         c->user_rev = u->rev;
@@ -231,6 +451,8 @@ static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
         struct auth_job *next = j->next;
         ASSERT(w->pending > 0);
         w->pending--;
+        ASSERT(w->pending_cls[j->cls] > 0);
+        w->pending_cls[j->cls]--;
         if (j->kind == AUTH_JOB_VERIFY)
             auth_verified(n, j);
         else
@@ -240,11 +462,11 @@ static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Queue j (taking a reference on its connection), or refuse it. */
+/* Queue j, a HASH (taking a reference on its connection), or refuse it. */
 static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
 {
     struct auth_worker *w = n->auth;
-    if (w->pending >= AUTH_QUEUE_MAX) {
+    if (w->pending >= AUTH_QUEUE_MAX || w->pending_cls[j->cls] >= auth_class_cap[j->cls]) {
         conn_reply_error(c, j->rid, DDKV_WERR_UNAVAILABLE, "too many passwords being checked on this member; retry");
         job_free(j);
         return false;
@@ -252,9 +474,11 @@ static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
     conn_ref(c);
     j->c = c;
     w->pending++;
+    w->pending_cls[j->cls]++;
+    j->queued_ms = clock_mono_ms();
     pthread_mutex_lock(&w->mu);
-    job_push(&w->todo, &w->todo_tail, j);
-    pthread_cond_signal(&w->cv);
+    job_push(&w->todo[j->cls], &w->todo_tail[j->cls], j);
+    pthread_cond_broadcast(&w->cv); /* the good-standing thread may not take it */
     pthread_mutex_unlock(&w->mu);
     return true;
 }
@@ -324,8 +548,16 @@ static void auth_handle(void *ctx, struct conn *c, const struct msg *m)
     j->rev = u ? u->rev : 0;
     if (u)
         memcpy(j->rec, u->hash, sizeof j->rec);
-    if (auth_enqueue(n, c, j))
-        c->auth_busy = true;
+    /* The address's turn: after failures from it, a wait and one check at a
+     * time (auth_submit). */
+    j->addr = c->addr;
+    if (j->addr)
+        j->addr->auth_jobs++;
+    j->queued_ms = now;
+    conn_ref(c);
+    j->c = c;
+    c->auth_busy = true;
+    auth_submit(n, j);
 }
 
 /* What AUTH_CHANGE's arg must be for op; NULL if it is fine. */
@@ -460,6 +692,7 @@ static int auth_init(struct node *n, struct errbuf *eb)
     w->iterations = n->cfg.auth_hash_iterations;
     n->auth = w;
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->dummy_mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     if (pipe(w->fds) != 0)
         return errf(eb, ERR_IO, "pipe: %s", strerror(errno));
@@ -470,9 +703,18 @@ static int auth_init(struct node *n, struct errbuf *eb)
     w->ev = event_new(n->base, w->fds[0], EV_READ | EV_PERSIST, auth_pipe_cb, n);
     if (!w->ev || event_add(w->ev, NULL) != 0)
         return errf(eb, ERR_NOMEM, "cannot watch the auth worker's pipe");
-    if (pthread_create(&w->th, NULL, auth_worker_main, w) != 0)
-        return errf(eb, ERR_IO, "cannot start the auth worker thread");
-    w->started = true;
+    struct timeval tick = {0, AUTH_HOLD_TICK_MS * 1000};
+    w->hold_tick = event_new(n->base, -1, EV_PERSIST, auth_hold_cb, n);
+    if (!w->hold_tick || event_add(w->hold_tick, &tick) != 0)
+        return errf(eb, ERR_NOMEM, "cannot start the auth hold timer");
+    for (int i = 0; i < AUTH_THREADS; i++) {
+        struct auth_thread *t = &w->threads[i];
+        t->w = w;
+        t->classes = i == 0 ? AUTH_CLASSES : AUTH_CLASS_GOOD + 1;
+        if (pthread_create(&t->th, NULL, auth_worker_main, t) != 0)
+            return errf(eb, ERR_IO, "cannot start the auth worker thread");
+        t->started = true;
+    }
     int rc;
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH, "auth", auth_handle, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH_CHANGE, "auth", auth_change, n, eb)) ||
@@ -496,21 +738,28 @@ void auth_free(struct node *n)
     struct auth_worker *w = n->auth;
     if (!w)
         return;
-    if (w->started) {
-        pthread_mutex_lock(&w->mu);
-        w->stop = true;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-        pthread_join(w->th, NULL);
-    }
-    job_list_free(w->todo);
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < AUTH_THREADS; i++)
+        if (w->threads[i].started)
+            pthread_join(w->threads[i].th, NULL);
+    for (int k = 0; k < AUTH_CLASSES; k++)
+        job_list_free(w->todo[k]);
     job_list_free(w->done);
     if (w->ev)
         event_free(w->ev);
+    if (w->hold_tick)
+        event_free(w->hold_tick);
+    for (size_t i = 0; i < w->nheld; i++)
+        job_free(w->held[i]);
+    free(w->held);
     for (int i = 0; i < 2; i++)
         if (w->fds[i] >= 0)
             close(w->fds[i]);
     pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->dummy_mu);
     pthread_cond_destroy(&w->cv);
     OPENSSL_cleanse(w->dummy, sizeof w->dummy);
     free(w);

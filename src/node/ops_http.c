@@ -99,6 +99,16 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_connections", "gauge", "Open client connections.", n->nconns);
     metric(b, "ddkv_connections_accepted_total", "counter", "Client connections accepted.", s->conns_accepted);
     metric(b, "ddkv_connections_refused_total", "counter", "Connections refused over the limit.", s->conns_refused);
+    metric(b, "ddkv_connections_idle_closed_total", "counter", "Client connections closed for idleness.",
+           n->conns_idle_closed);
+    metric(b, "ddkv_connections_evicted_total", "counter",
+           "Idle client connections closed at the limit for an address holding fewer.", n->conns_evicted);
+    metric(b, "ddkv_connections_cut_output_total", "counter",
+           "Client connections closed for not reading their replies.", n->conns_cut_output);
+    metric(b, "ddkv_connections_waiting", "gauge", "Client connections over a limit, not being read.", n->npaused);
+    metric(b, "ddkv_output_bytes", "gauge", "Unsent reply bytes of all client connections.", n->out_total);
+    metric(b, "ddkv_auth_throttled_total", "counter", "AUTHs refused because their address failed recently.",
+           s->auth_throttled);
     metric(b, "ddkv_tls_handshake_failures_total", "counter",
            "Client-port TLS handshakes that failed or timed out.", s->tls_handshake_failures);
     metric(b, "ddkv_frames_received_total", "counter", "Frames received.", s->frames_in);

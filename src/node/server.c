@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -25,10 +27,24 @@
 #include "util/log.h"
 #include "util/net.h"
 
-/* Stop reading from a client whose unread replies exceed this; resume when the
- * backlog drains below the low mark. Bounds memory per connection. */
-#define CONN_OUT_HIGH (8u << 20)
-#define CONN_OUT_LOW (1u << 20)
+/* Memory per connection is bounded by what is in flight, replies included:
+ * a connection whose unsent replies are over --conn-output-bytes, or that has
+ * --conn-inflight-max requests unanswered, is neither read nor decoded until
+ * it is under a quarter of the former and under the latter; one whose unsent
+ * replies still pass CONN_OUT_CUT_FACTOR times the bound (replies of requests
+ * already in flight, or a stream) is cut. Node-wide, once all connections'
+ * unsent replies pass --node-output-bytes only connections with nothing
+ * pending are read, until it falls to half; past twice it the connection with
+ * the most unsent bytes is cut. */
+#define CONN_OUT_CUT_FACTOR 8u
+/* Frames taken from one connection per read callback: a loop turn spends a
+ * bounded time on each connection, the rest waits for the next turn. */
+#define CONN_FRAMES_PER_TURN 64u
+/* At the connection limit, idle connections looked at (least recently active
+ * first) for one to close in favour of an address with fewer. */
+#define CONN_EVICT_SCAN 256u
+/* Fds kept free for the peer transport, the ops port, the store's files. */
+#define CONN_FD_RESERVE 1024u
 /* How long an error reply may take to drain before the connection is cut. */
 #define CONN_CLOSE_DRAIN_TIMEOUT_S 5
 /* Bytes taken from one connection per read callback, so one busy client cannot
@@ -61,6 +77,13 @@ void node_config_defaults(struct node_config *cfg)
     cfg->auth_hash_iterations = PASSWD_ITERATIONS;
     cfg->health_max_lag_entries = 10000;
     cfg->health_max_lag_ms = 3000;
+    /* Enough for real local use (bench opens 64+, the hub and agents several)
+     * while no one address takes the node's connections. */
+    cfg->max_conns_per_addr = 1000;
+    cfg->idle_timeout_ms = 300000;
+    cfg->conn_output_bytes = 4u << 20;
+    cfg->conn_inflight_max = 16;
+    cfg->node_output_bytes = 128u << 20;
 }
 
 /* --- connections --- */
@@ -75,6 +98,64 @@ void conn_ref(struct conn *c)
     c->refs++;
 }
 
+/* Requests taken and not yet answered: every reference beyond the list's,
+ * the watches' and a running conn_read_cb's is a pending reply. */
+static uint32_t conn_inflight(const struct conn *c)
+{
+    uint32_t held = 1 + c->watches + (c->in_read ? 1u : 0u);
+    return c->refs > held ? c->refs - held : 0;
+}
+
+static size_t conn_out_len(const struct conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Over a limit: take no more of its requests. */
+static bool conn_over(const struct conn *c)
+{
+    const struct node *n = c->node;
+    size_t out = conn_out_len(c);
+    uint32_t fl = conn_inflight(c);
+    return out > n->cfg.conn_output_bytes || fl >= n->cfg.conn_inflight_max ||
+           (n->out_total > n->cfg.node_output_bytes && (out > 0 || fl > 0));
+}
+
+/* Back under the limits, with some room (hysteresis). */
+static bool conn_under(const struct conn *c)
+{
+    const struct node *n = c->node;
+    size_t out = conn_out_len(c);
+    uint32_t fl = conn_inflight(c);
+    return out <= n->cfg.conn_output_bytes / 4 && fl < n->cfg.conn_inflight_max &&
+           !((n->out_over || n->out_total > n->cfg.node_output_bytes / 2) && (out > 0 || fl > 0));
+}
+
+static void conn_pause(struct conn *c)
+{
+    struct node *n = c->node;
+    if (c->read_paused)
+        return;
+    c->read_paused = true;
+    n->npaused++;
+    if (n->out_total > n->cfg.node_output_bytes)
+        n->out_over = true;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+/* Take requests again if it is under the limits: reading resumes, and the
+ * frames already buffered are decoded on a later turn. */
+static void conn_resume_check(struct conn *c)
+{
+    if (!c->bev || !c->read_paused || c->close_after_flush || !conn_under(c))
+        return;
+    c->read_paused = false;
+    c->node->npaused--;
+    c->partial_since_ms = 0; /* a half-in frame's deadline counts from now */
+    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 void conn_unref(struct conn *c)
 {
     ASSERT(c->refs > 0);
@@ -83,7 +164,134 @@ void conn_unref(struct conn *c)
         frame_decoder_free(&c->dec);
         free(c->user);
         free(c);
+        return;
     }
+    if (c->read_paused && !c->in_read)
+        conn_resume_check(c); /* a reply left: a request in flight fewer */
+}
+
+/* Unsent reply bytes of all connections, kept by every output buffer's callback. */
+static void conn_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn *c = arg;
+    struct node *n = c->node;
+    (void)b;
+    n->out_total += info->n_added;
+    n->out_total -= info->n_deleted < n->out_total ? info->n_deleted : n->out_total;
+    if (info->n_deleted > 0 || info->orig_size == 0)
+        c->drained_ms = clock_mono_ms(); /* the client reads (or has just been given something to read) */
+    if (n->out_over && n->out_total <= n->cfg.node_output_bytes / 2) {
+        n->out_over = false;
+        if (n->npaused)
+            event_active(n->conn_resume, EV_TIMEOUT, 0);
+    }
+}
+
+static void conn_close(struct conn *c, const char *why);
+
+/* Unsent bytes beyond which a connection is cut: CONN_OUT_CUT_FACTOR times
+ * the bound, plus room for the replies of requests in flight (each at most
+ * half a frame but for a value's), which a reading client may have land at
+ * once. A client that does not read stops below it (it is not read), so
+ * this catches streams and bugs, not pipelining. */
+static uint64_t conn_cut_bytes(const struct node *n)
+{
+    return (uint64_t)n->cfg.conn_output_bytes * CONN_OUT_CUT_FACTOR +
+           (uint64_t)n->cfg.conn_inflight_max * (n->cfg.max_frame_bytes / 2);
+}
+
+/* Cut the connections whose unsent replies passed the cut (replies of
+ * requests already in flight landing at once, to a client that does not
+ * read); then, while all connections' unsent replies are over twice
+ * --node-output-bytes, the one with the most. Then let the connections under
+ * the limits take requests again. */
+static void conn_resume_all_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct node *n = arg;
+    (void)fd;
+    (void)what;
+    uint64_t cut = conn_cut_bytes(n);
+    for (struct conn *c = n->conns, *next; c; c = next) {
+        next = c->next;
+        size_t len = conn_out_len(c);
+        if (len > cut) {
+            n->conns_cut_output++;
+            log_warn("conn %llu from %s: client not reading its replies: %zu bytes unsent, over %llu; closing",
+                     (unsigned long long)c->id, c->peer, len, (unsigned long long)cut);
+            conn_close(c, "replies not read");
+        }
+    }
+    while (n->out_total > 2 * (uint64_t)n->cfg.node_output_bytes) {
+        struct conn *worst = NULL;
+        size_t most = 0;
+        for (struct conn *c = n->conns; c; c = c->next) {
+            size_t len = conn_out_len(c);
+            if (len > most) {
+                most = len;
+                worst = c;
+            }
+        }
+        if (!worst)
+            break;
+        n->conns_cut_output++;
+        log_warn("conn %llu from %s: the node's unsent replies are %llu bytes, over twice %u; closing the "
+                 "connection with the most (%zu bytes unsent)",
+                 (unsigned long long)worst->id, worst->peer, (unsigned long long)n->out_total,
+                 (unsigned)n->cfg.node_output_bytes, most);
+        conn_close(worst, "replies not read");
+    }
+    for (struct conn *c = n->conns, *next; c && n->npaused; c = next) {
+        next = c->next;
+        conn_resume_check(c);
+    }
+}
+
+/* The connection list is kept in order of activity, most recent first. */
+static void conn_list_unlink(struct node *n, struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        n->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        n->conns_tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void conn_list_push(struct node *n, struct conn *c)
+{
+    c->prev = NULL;
+    c->next = n->conns;
+    if (n->conns)
+        n->conns->prev = c;
+    else
+        n->conns_tail = c;
+    n->conns = c;
+}
+
+static void conn_touch(struct conn *c, uint64_t now_ms)
+{
+    c->active_ms = now_ms;
+    if (c->node->conns != c) {
+        conn_list_unlink(c->node, c);
+        conn_list_push(c->node, c);
+    }
+}
+
+/* Idle: nothing in flight, no watch, nothing unsent, no frame half in, no
+ * handshake running. Only such a connection is closed for idleness. */
+static bool conn_idle(const struct conn *c)
+{
+    if (!c->bev || c->refs != 1 || c->auth_busy || c->tls_pending || c->close_after_flush ||
+        frame_decoder_pending(&c->dec) != 0 || conn_out_len(c) != 0 ||
+        evbuffer_get_length(bufferevent_get_input(c->bev)) != 0)
+        return false;
+    /* A request the client has just sent, still in the socket: not idle
+     * (closing now would leave the client guessing about it). */
+    int unread = 0;
+    return ioctl(bufferevent_getfd(c->bev), FIONREAD, &unread) != 0 || unread == 0;
 }
 
 static void conn_close(struct conn *c, const char *why)
@@ -97,17 +305,23 @@ static void conn_close(struct conn *c, const char *why)
                  (unsigned long long)c->id, c->peer, why, partial);
     else
         log_debug("conn %llu from %s closed (%s)", (unsigned long long)c->id, c->peer, why);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t unsent = evbuffer_get_length(out);
+    n->out_total -= unsent < n->out_total ? unsent : n->out_total;
+    evbuffer_remove_cb(out, conn_out_cb, c);
     bufferevent_free(c->bev);
     c->bev = NULL;
     frame_decoder_free(&c->dec);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        n->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    if (c->read_paused) {
+        c->read_paused = false;
+        n->npaused--;
+    }
+    conn_list_unlink(n, c);
     n->nconns--;
+    if (c->addr) {
+        ASSERT(c->addr->nconns > 0);
+        c->addr->nconns--;
+    }
     watch_conn_closed(n, c);
     backup_conn_closed(n, c);
     conn_unref(c);
@@ -130,15 +344,20 @@ void conn_reply_end(struct conn *c, struct msg_writer *w)
     }
     if (!c->bev)
         return;
+    struct node *n = c->node;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_add(out, w->b->data + w->start, w->b->len - w->start) != 0) {
         conn_close(c, "out of memory");
         return;
     }
-    if (!c->read_paused && evbuffer_get_length(out) > CONN_OUT_HIGH) {
-        c->read_paused = true;
-        bufferevent_disable(c->bev, EV_READ);
-    }
+    conn_touch(c, clock_mono_ms()); /* a connection being answered is not idle */
+    /* Cutting is left to a callback of its own: the caller may be walking
+     * watchers or reads that a close would change under it. */
+    if (evbuffer_get_length(out) > conn_cut_bytes(n) ||
+        n->out_total > 2 * (uint64_t)n->cfg.node_output_bytes)
+        event_active(n->conn_resume, EV_TIMEOUT, 0);
+    if (!c->read_paused && conn_over(c))
+        conn_pause(c);
 }
 
 void conn_reply_error(struct conn *c, uint64_t request_id, uint32_t code, const char *fmt, ...)
@@ -226,47 +445,76 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->read_paused)
+        return; /* a trigger from before it went over a limit */
     conn_ref(c); /* a handler may close c */
+    c->in_read = true;
     size_t budget = CONN_READ_CHUNK;
-    while (c->bev && !c->close_after_flush && budget > 0 && evbuffer_get_length(in) > 0) {
+    uint32_t frames = 0;
+    bool more = false; /* stopped by this turn's share with work left */
+    bool starved = false; /* stopped for want of bytes: a frame may be half in */
+    uint64_t now = clock_mono_ms();
+    /* One frame at a time, checking the limits before each: what is already
+     * buffered is not decoded while the connection is over them. */
+    while (c->bev && !c->close_after_flush) {
+        if (conn_over(c)) {
+            conn_pause(c);
+            break;
+        }
+        if (frames >= CONN_FRAMES_PER_TURN) {
+            more = true;
+            break;
+        }
+        const uint8_t *body;
+        size_t len;
+        int frc = frame_decoder_next(&c->dec, &body, &len);
+        if (frc == ERR_OK) {
+            frames++;
+            c->partial_since_ms = 0; /* progress: the next frame gets its own deadline */
+            conn_touch(c, now);
+            conn_handle_frame(c, body, len);
+            continue;
+        }
+        if (frc == ERR_TOO_LARGE) {
+            c->node->stats.frames_too_large++;
+            char text[128];
+            snprintf(text, sizeof text, "frame of %u bytes is over the limit of %u", c->dec.bad_len,
+                     c->dec.max_frame);
+            log_info("conn %llu from %s: %s", (unsigned long long)c->id, c->peer, text);
+            conn_fail(c, 0, DDKV_WERR_TOO_LARGE, text);
+            break;
+        }
+        if (frc != ERR_AGAIN) {
+            conn_close(c, err_str(frc));
+            break;
+        }
+        /* No whole frame buffered: feed the decoder more, within this turn's share. */
+        if (evbuffer_get_length(in) == 0) {
+            starved = true;
+            break;
+        }
+        if (budget == 0) {
+            more = true;
+            break;
+        }
         struct evbuffer_iovec v[8];
         int nv = evbuffer_peek(in, (ev_ssize_t)budget, NULL, v, 8);
         size_t took = 0;
         int rc = ERR_OK;
-        for (int i = 0; i < nv && i < 8 && rc == ERR_OK; i++) {
+        for (int i = 0; i < nv && i < 8 && rc == ERR_OK && took < budget; i++) {
             size_t k = v[i].iov_len < budget - took ? v[i].iov_len : budget - took;
             rc = frame_decoder_feed(&c->dec, v[i].iov_base, k);
             took += k;
-            if (took == budget)
-                break;
         }
         evbuffer_drain(in, took);
         budget -= took;
-        const uint8_t *body;
-        size_t len;
-        int frc;
-        while (c->bev && !c->close_after_flush &&
-               (frc = frame_decoder_next(&c->dec, &body, &len)) == ERR_OK) {
-            c->partial_since_ms = 0; /* progress: the next frame gets its own deadline */
-            conn_handle_frame(c, body, len);
-        }
-        if (!c->bev || c->close_after_flush)
-            break;
-        if (rc == ERR_TOO_LARGE) {
-            c->node->stats.frames_too_large++;
-            char text[128];
-            snprintf(text, sizeof text, "frame of %u bytes is over the limit of %u",
-                     c->dec.bad_len, c->dec.max_frame);
-            log_info("conn %llu from %s: %s", (unsigned long long)c->id, c->peer, text);
-            conn_fail(c, 0, DDKV_WERR_TOO_LARGE, text);
-        } else if (rc != ERR_OK) {
-            conn_close(c, err_str(rc));
-        }
+        /* A refused header is sticky: frame_decoder_next reports it after the
+         * frames before it. */
     }
     /* A frame left incomplete has a deadline from when it began: the
      * inactivity timeout catches a silent client, the check here one that
      * drips bytes to keep a large partial frame alive. */
-    if (c->bev && !c->close_after_flush) {
+    if (c->bev && !c->close_after_flush && starved) {
         if (frame_decoder_pending(&c->dec) == 0) {
             c->partial_since_ms = 0;
             bufferevent_set_timeouts(c->bev, NULL, NULL);
@@ -279,11 +527,11 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             conn_close(c, "partial frame not completed in time");
         }
     }
-    /* More input left for the next turn: libevent will not call us again for
-     * bytes already buffered, so schedule ourselves. */
-    if (c->bev && !c->close_after_flush && !c->read_paused &&
-        evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+    /* Work left for the next turn: libevent will not call us again for bytes
+     * already buffered, so schedule ourselves. */
+    if (c->bev && !c->close_after_flush && !c->read_paused && more)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    c->in_read = false;
     conn_unref(c);
 }
 
@@ -295,12 +543,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         conn_close(c, "closed after error");
         return;
     }
-    if (c->read_paused && left <= CONN_OUT_LOW) {
-        c->read_paused = false;
-        bufferevent_enable(bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-            conn_read_cb(bev, c);
-    }
+    conn_resume_check(c);
     if (c->bev && left < WATCH_OUT_HIGH)
         watch_conn_writable(c->node, c);
     if (c->bev)
@@ -374,23 +617,75 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         conn_close(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
+/* Refuse a fresh connection, saying why first (best effort: the socket is
+ * fresh and empty). */
+static void accept_refuse(struct node *n, evutil_socket_t fd, const char *why)
+{
+    n->stats.conns_refused++;
+    struct buf b = BUF_INIT;
+    if (msg_encode_error(&b, lamport_tick(&n->clock), 0, DDKV_WERR_UNAVAILABLE, why, NULL) == ERR_OK) {
+        ssize_t wr = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)wr;
+    }
+    buf_free(&b);
+    evutil_closesocket(fd);
+}
+
+/* At the connection limit: close the least recently active idle connection
+ * of an address that holds more connections than the newcomer's would, so
+ * that idle connections hoarded by a few addresses cannot lock others out.
+ * False if there is none. */
+static bool accept_evict(struct node *n, const struct addr_entry *to)
+{
+    uint32_t seen = 0;
+    for (struct conn *c = n->conns_tail; c && seen < CONN_EVICT_SCAN; c = c->prev, seen++) {
+        if (!conn_idle(c) || !c->addr || c->addr == to || c->addr->nconns <= to->nconns + 1)
+            continue;
+        n->conns_evicted++;
+        log_info("conn %llu from %s: idle, closed at the connection limit (%u) for a connection from %s, "
+                 "which holds fewer (%u against %u)",
+                 (unsigned long long)c->id, c->peer, (unsigned)n->cfg.max_connections, to->ip,
+                 (unsigned)to->nconns, (unsigned)c->addr->nconns);
+        conn_close(c, "evicted at the connection limit");
+        return true;
+    }
+    return false;
+}
+
+/* "1.2.3.4:5" -> "1.2.3.4", "[::1]:5" -> "::1". */
+static void addr_ip_of(const char *peer, char *out, size_t cap)
+{
+    const char *colon = strrchr(peer, ':');
+    size_t len = colon ? (size_t)(colon - peer) : strlen(peer);
+    if (len >= 2 && peer[0] == '[' && peer[len - 1] == ']') {
+        peer++;
+        len -= 2;
+    }
+    snprintf(out, cap, "%.*s", (int)len, peer);
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
     struct node *n = arg;
     (void)l;
     (void)salen;
-    if (n->nconns >= n->cfg.max_connections) {
-        /* Say why before hanging up; best effort, the socket is fresh and empty. */
-        n->stats.conns_refused++;
-        struct buf b = BUF_INIT;
-        if (msg_encode_error(&b, lamport_tick(&n->clock), 0, DDKV_WERR_UNAVAILABLE,
-                             "too many connections", NULL) == ERR_OK) {
-            ssize_t wr = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)wr;
-        }
-        buf_free(&b);
-        evutil_closesocket(fd);
+    char peer[64], ip[48], why[160];
+    net_format_addr(sa, peer, sizeof peer);
+    addr_ip_of(peer, ip, sizeof ip);
+    struct addr_entry *a = addr_get(n, ip);
+    if (!a) {
+        accept_refuse(n, fd, "too many client addresses");
+        return;
+    }
+    if (a->nconns >= n->cfg.max_conns_per_addr) {
+        snprintf(why, sizeof why, "too many connections from %s (the limit is %u per address)", ip,
+                 (unsigned)n->cfg.max_conns_per_addr);
+        accept_refuse(n, fd, why);
+        return;
+    }
+    if (n->nconns >= n->cfg.max_connections && !accept_evict(n, a)) {
+        accept_refuse(n, fd, "too many connections");
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
@@ -407,17 +702,58 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->id = ++n->next_conn_id;
     c->bev = bev;
     c->refs = 1;
+    c->addr = a;
+    a->nconns++;
+    c->active_ms = clock_mono_ms();
     frame_decoder_init(&c->dec, n->cfg.max_frame_bytes);
-    net_format_addr(sa, c->peer, sizeof c->peer);
-    c->next = n->conns;
-    if (n->conns)
-        n->conns->prev = c;
-    n->conns = c;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    conn_list_push(n, c);
     n->nconns++;
     n->stats.conns_accepted++;
     bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_setwatermark(bev, EV_WRITE, CONN_OUT_LOW, 0);
+    /* The write callback, which lets a paused connection go on, runs once
+     * its unsent replies are down to a quarter of the bound. */
+    bufferevent_setwatermark(bev, EV_WRITE, n->cfg.conn_output_bytes / 4, 0);
+    evbuffer_add_cb(bufferevent_get_output(bev), conn_out_cb, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* Every second: close connections idle for --idle-timeout-ms (least recently
+ * active first, so the walk stops at the first recent one it meets that is
+ * idle) and forget addresses nothing refers to. */
+static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct node *n = arg;
+    (void)fd;
+    (void)what;
+    uint64_t now = clock_mono_ms();
+    uint32_t idle = n->cfg.idle_timeout_ms;
+    if (idle) {
+        /* A client that has not taken a byte of its replies (or of a
+         * stream: WATCH, SNAPSHOT_SAVE) for as long is not reading. */
+        for (struct conn *c = n->conns, *next; c; c = next) {
+            next = c->next;
+            if (conn_out_len(c) > 0 && now - c->drained_ms >= idle) {
+                n->conns_cut_output++;
+                log_warn("conn %llu from %s: %zu bytes unsent and none taken for %llu ms (--idle-timeout-ms); closing",
+                         (unsigned long long)c->id, c->peer, conn_out_len(c),
+                         (unsigned long long)(now - c->drained_ms));
+                conn_close(c, "replies not read");
+            }
+        }
+        for (struct conn *c = n->conns_tail, *prev; c; c = prev) {
+            prev = c->prev;
+            if (now - c->active_ms < idle)
+                break;
+            if (!conn_idle(c))
+                continue;
+            n->conns_idle_closed++;
+            log_info("conn %llu from %s: idle for %llu ms (--idle-timeout-ms %u); closing",
+                     (unsigned long long)c->id, c->peer, (unsigned long long)(now - c->active_ms), (unsigned)idle);
+            conn_close(c, "idle");
+        }
+    }
+    addr_sweep(n);
 }
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -504,6 +840,32 @@ void node_handoff_check(struct node *n)
     event_base_loopbreak(n->base);
 }
 
+/* The client port's connections must leave file descriptors for the peer
+ * transport, the ops port and the store: raise the soft limit as far as the
+ * hard one allows, and serve fewer client connections if it is still short. */
+static void node_fd_room(struct node *n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    uint64_t want = (uint64_t)n->cfg.max_connections + CONN_FD_RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t cur = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = cur;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        uint32_t room = rl.rlim_cur > 2 * CONN_FD_RESERVE ? (uint32_t)(rl.rlim_cur - CONN_FD_RESERVE)
+                                                          : (uint32_t)(rl.rlim_cur / 2);
+        log_warn("--max-connections %u does not fit the open-file limit %llu with %u kept for peers, the ops "
+                 "port and the store: serving at most %u client connections",
+                 (unsigned)n->cfg.max_connections, (unsigned long long)rl.rlim_cur, CONN_FD_RESERVE,
+                 (unsigned)room);
+        n->cfg.max_connections = room;
+    }
+}
+
 static int node_listen(struct node *n, struct errbuf *eb)
 {
     struct sockaddr_storage ss;
@@ -552,6 +914,10 @@ static void node_teardown(struct node *n)
         event_free(n->sig_int);
     if (n->accept_retry)
         event_free(n->accept_retry);
+    if (n->conn_resume)
+        event_free(n->conn_resume);
+    if (n->conn_sweep)
+        event_free(n->conn_sweep);
     struct sm_result none = {0};
     for (size_t i = 0; i < n->nprop; i++) {
         if (n->prop[i].done) /* a module's: it frees what it holds */
@@ -562,6 +928,7 @@ static void node_teardown(struct node *n)
     jobs_free(n);
     backup_free(n);
     auth_free(n);
+    addr_free_all(n);
     for (size_t i = 0; i < n->nreads; i++) {
         conn_unref(n->reads[i].c);
         free(n->reads[i].buf);
@@ -675,6 +1042,15 @@ int node_run(const struct node_config *cfg)
         goto out;
     }
     n->accept_retry = evtimer_new(n->base, accept_retry_cb, n);
+    n->conn_resume = event_new(n->base, -1, 0, conn_resume_all_cb, n);
+    n->conn_sweep = event_new(n->base, -1, EV_PERSIST, conn_sweep_cb, n);
+    if (!n->accept_retry || !n->conn_resume || !n->conn_sweep) {
+        log_error("out of memory");
+        goto out;
+    }
+    struct timeval sweep_tv = {1, 0};
+    event_add(n->conn_sweep, &sweep_tv);
+    node_fd_room(n);
     n->sig_term = evsignal_new(n->base, SIGTERM, signal_cb, n);
     n->sig_int = evsignal_new(n->base, SIGINT, signal_cb, n);
     event_add(n->sig_term, NULL);

@@ -39,7 +39,7 @@ struct conn {
     struct conn *prev, *next;
     uint32_t refs;     /* the node's list holds one; each pending reply one more */
     bool close_after_flush;
-    bool read_paused;  /* output backlog over the limit: stop reading until it drains */
+    bool read_paused;  /* over a limit (output, in flight): neither read nor decoded until under it */
     uint64_t partial_since_ms; /* when the incomplete frame now buffered began, 0 if none */
     bool tls_pending;  /* a TLS connection whose handshake has not completed */
     /* The common name of the client certificate verified in the TLS
@@ -55,7 +55,41 @@ struct conn {
     bool auth_busy;          /* an AUTH is being verified off the loop */
     uint32_t auth_failures;  /* failed AUTHs on this connection */
     uint64_t auth_retry_ms;  /* no AUTH is taken before this (monotonic ms) after a failure */
+    /* Limits (server.c): requests in flight are the references beyond the
+     * list's, the watches' and conn_read_cb's own. */
+    struct addr_entry *addr; /* its IP address's entry (addrtab.c), counted in nconns */
+    uint64_t active_ms;      /* last frame taken: idle timeout, eviction order */
+    uint64_t drained_ms;     /* the client last took reply bytes (or output appeared) */
+    uint32_t watches;        /* WATCH streams on it (watch.c), each holding a reference */
+    bool in_read;            /* conn_read_cb runs (and holds a reference) */
 };
+
+/* Per IP address (addrtab.c): connections, and failed logins across them. */
+struct addr_entry {
+    char ip[48];
+    uint32_t nconns;
+    uint32_t auth_jobs;      /* AUTHs from it held or queued (each refers to this entry) */
+    uint32_t auth_queued;    /* of them, waiting for or in the password workers */
+    double auth_score;       /* failed AUTHs, halving every AUTH_SCORE_HALF_LIFE_MS */
+    uint64_t auth_score_ms;  /* when auth_score was last decayed (monotonic) */
+    uint64_t auth_retry_ms;  /* no AUTH from this address is verified before this */
+    uint64_t auth_good_ms;   /* its last successful AUTH (monotonic), 0: none */
+    struct addr_entry *next;
+};
+/* How long a successful AUTH keeps its address in good standing (auth.c). */
+#define AUTH_GOOD_MS (10u * 60 * 1000)
+struct addr_table {
+    struct addr_entry **b;
+    size_t nb, n;
+};
+/* The entry of ip, made if missing (NULL: out of memory, or the table is full
+ * of addresses with connections or recent failures). */
+struct addr_entry *addr_get(struct node *n, const char *ip);
+/* Decay failure scores; free entries nothing refers to any more. */
+void addr_sweep(struct node *n);
+void addr_free_all(struct node *n);
+/* ip's failed-login score decayed to now. */
+double addr_auth_score(struct addr_entry *e, uint64_t now_ms);
 
 /* A client's write waiting for its log entry to commit and apply. */
 struct proposal {
@@ -122,6 +156,7 @@ struct node_stats {
     uint64_t tls_handshake_failures; /* client port: handshakes refused or timed out */
     uint64_t auth_ok, auth_failed, auth_denied; /* AUTHs verified and refused; requests refused */
     uint64_t snap_image_errors; /* images a follower needed that could not be read (replaced) */
+    uint64_t auth_throttled; /* AUTHs refused unverified: their address failed recently */
 };
 
 struct peer_transport;
@@ -141,8 +176,16 @@ struct node {
     struct dispatcher disp;
     struct store *st;
     struct sm sm;
-    struct conn *conns;
+    struct conn *conns;           /* most recently active first (conn_touch) */
+    struct conn *conns_tail;      /* least recently active */
     uint32_t nconns;
+    struct addr_table addrs;      /* per IP address (addrtab.c) */
+    uint64_t out_total;           /* unsent reply bytes of all client connections */
+    bool out_over;                /* out_total went over node_output_bytes; connections wait */
+    uint32_t npaused;             /* connections whose requests wait (read_paused) */
+    struct event *conn_resume;    /* out_total fell back: look at the waiting connections */
+    struct event *conn_sweep;     /* every second: idle timeout, address table */
+    uint64_t conns_idle_closed, conns_cut_output, conns_evicted; /* /metrics */
     uint64_t next_conn_id;
     struct raft *raft;
     uint64_t self_id, cluster_id;

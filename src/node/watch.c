@@ -43,6 +43,8 @@ void watch_discard(struct watch_hub *h)
 
 static void watcher_free(struct watcher *w)
 {
+    ASSERT(w->c->watches > 0);
+    w->c->watches--;
     conn_unref(w->c);
     free(w->prefix);
     free(w);
@@ -239,6 +241,11 @@ static void watch_handle(void *ctx, struct conn *c, const struct msg *m)
     } else {
         start = hist_find(h, from);
     }
+    if (c->watches >= WATCH_MAX_PER_CONN) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "%u watches on this connection already: open another connection", WATCH_MAX_PER_CONN);
+        return;
+    }
     struct watcher *w = calloc(1, sizeof *w);
     ASSERT(w != NULL);
     if (plen) {
@@ -249,6 +256,7 @@ static void watch_handle(void *ctx, struct conn *c, const struct msg *m)
     w->plen = plen;
     w->c = c;
     conn_ref(c);
+    c->watches++;
     w->request_id = m->request_id;
     w->next_seq = start;
     w->next = h->watchers;

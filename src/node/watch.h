@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #define WATCH_OUT_HIGH (1u << 20)        /* output buffered per watching connection */
+#define WATCH_MAX_PER_CONN 1024u       /* WATCH streams one connection may hold */
 #define WATCH_HISTORY_EVENTS 200000u     /* events kept */
 #define WATCH_HISTORY_BYTES (64u << 20)  /* default bound on the keys and values kept */
 
