@@ -152,6 +152,9 @@ Test(peer_impostor, hello_without_the_token_is_refused_and_forged_raft_changes_n
     cr_expect_eq(wr->failed, 0, "%u writes failed during the attack", wr->failed);
     cr_expect_gt(wr->n, 10, "only %u writes got through", wr->n);
     cr_expect_lt(p99, 100.0, "write p99 %.1f ms during the attack", p99);
+    unsigned rss = tp_max_rss_mib(&pc);
+    fprintf(stderr, "peer_impostor: largest member RSS after the attack %u MiB (bound 256)\n", rss);
+    cr_expect_lt(rss, 256, "a member's RSS is %u MiB after the attack", rss);
     /* Every acknowledged write is there. */
     int check = now_leader >= 0 ? now_leader : leader;
     struct buf out = BUF_INIT;

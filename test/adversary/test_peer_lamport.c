@@ -133,6 +133,9 @@ Test(peer_lamport, forged_times_never_stop_the_cluster, .timeout = 120)
     cr_expect_gt(wr->n, 10, "the well-behaved client got only %u writes through", wr->n);
     cr_expect_eq(wr->failed, 0, "%u writes failed during the attack", wr->failed);
     cr_expect_lt(p99, 100.0, "write p99 %.1f ms during the attack", p99);
+    unsigned rss = tp_max_rss_mib(&pc);
+    fprintf(stderr, "peer_lamport: largest member RSS after the attack %u MiB (bound 256)\n", rss);
+    cr_expect_lt(rss, 256, "a member's RSS is %u MiB after the attack", rss);
     cr_expect_gt(refused, 0, "no PING was refused");
     if (now_leader >= 0)
         cr_expect_eq(tp_missing(&pc, wr, now_leader), 0, "acknowledged writes are missing");

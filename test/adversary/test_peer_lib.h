@@ -92,6 +92,27 @@ static inline uint64_t tp_clock(int port)
 }
 
 /* The highest clock of the live members. */
+/* The largest VmRSS (MiB) among the cluster's live members (0 if none read). */
+static inline unsigned tp_max_rss_mib(struct proc_cluster *pc)
+{
+    unsigned max = 0;
+    for (int i = 0; i < pc->n; i++) {
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pc->nodes[i].pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned kb = 0;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "VmRSS: %u kB", &kb) == 1)
+                break;
+        fclose(f);
+        if (kb / 1024 > max)
+            max = kb / 1024;
+    }
+    return max;
+}
+
 static inline uint64_t tp_max_clock(struct proc_cluster *pc)
 {
     uint64_t max = 0;
