@@ -64,7 +64,13 @@ for damage in delete corrupt; do
   "$CL" kill "$F" >/dev/null
   write_n "img/$damage" 450
   # The leader has compacted its log behind an image: it must send F one.
-  img=$(ls "$DDKV_CLUSTER_DIR/$LEADER/snap/"*.snap 2>/dev/null | head -1)
+  # (The image is written in the background: wait for it on a busy machine.)
+  img=
+  for i in $(seq 100); do
+    img=$(ls "$DDKV_CLUSTER_DIR/$LEADER/snap/"*.snap 2>/dev/null | head -1 || true)
+    [ -n "$img" ] && break
+    sleep 0.1
+  done
   [ -n "$img" ] || fail "the leader has no snapshot image after 450 writes"
   before=$(metric_value "$(http "$LEADER")" ddkv_snapshot_image_errors_total)
   for f in "$DDKV_CLUSTER_DIR/$LEADER/snap/"*.snap; do
