@@ -645,6 +645,7 @@ int node_run(const struct node_config *cfg)
     int rc = store_open(&n->st, cfg->data_dir, &so, &eb);
     if (rc) {
         log_error("cannot open data dir %s: %s", cfg->data_dir, eb.msg);
+        free(n);
         return node_exit_damaged(cfg, rc);
     }
     /* An install a crash interrupted is finished before anything reads the
