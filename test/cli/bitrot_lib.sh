@@ -160,7 +160,20 @@ bitrot_load() {
 }
 
 bitrot_rejoin() {
-  local name=$1 i=${1#n}
+  local name=$1 i=${1#n} m round
+  # Both others' logs compacted past their start, so that a new member can
+  # only be caught up by a snapshot (a member compacts at its second image).
+  for round in 1 2 3 4 5 6; do
+    local all=1
+    for m in n1 n2 n3; do
+      [ "$m" = "$name" ] && continue
+      grep -q "log compacted up to" "$WORK/$m.log" || all=0
+    done
+    [ $all = 1 ] && break
+    [ "$round" -lt 6 ] || fail "the others did not compact their logs: $(grep -h snapshot "$WORK"/n*.log | tail -4)"
+    bitrot_fill 120
+    sleep 0.5
+  done
   : >"$WORK/load.acked"
   rm -f "$WORK/stop"
   bitrot_load &
