@@ -877,3 +877,27 @@ int snap_prune(const char *dir, const char *keep_path, struct errbuf *eb)
     closedir(d);
     return rc;
 }
+
+int snap_check_dir(const char *dir, struct errbuf *eb)
+{
+    static const char *const exts[] = {"snap", "recv", NULL};
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? ERR_OK : file_io_err(eb, errno, "open directory", dir);
+    int rc = ERR_OK;
+    struct dirent *de;
+    while (rc == ERR_OK && (de = readdir(d)) != NULL) {
+        uint64_t idx;
+        char p[PATH_MAX];
+        if (!parse_snap_name(de->d_name, exts, &idx) || !join_path(p, sizeof p, dir, de->d_name))
+            continue;
+        struct errbuf e2;
+        rc = snap_verify(p, NULL, NULL, NULL, &e2);
+        if (rc == ERR_NOT_FOUND)
+            rc = ERR_OK; /* pruned meanwhile */
+        else if (rc)
+            errf(eb, rc, "snapshot image %s is damaged: %s", p, e2.msg);
+    }
+    closedir(d);
+    return rc;
+}

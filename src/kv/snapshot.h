@@ -198,4 +198,11 @@ int snap_install_pending(struct store *st, char *out, size_t cap, struct errbuf 
  * (the others are still done). */
 int snap_prune(const char *dir, const char *keep_path, struct errbuf *eb);
 
+/* Verify every image in dir (snap-*.snap and .recv) whole, as an install
+ * would: ERR_CORRUPT (or ERR_IO) naming the first that fails; ERR_OK when
+ * all pass or dir does not exist. For start-up: an image is what this member
+ * sends a follower that is behind, and a damaged one means its disk changed
+ * bytes it had written and synced. */
+int snap_check_dir(const char *dir, struct errbuf *eb);
+
 #endif

@@ -30,10 +30,19 @@ struct store_options {
 };
 
 /* Open (creating if missing) the database in dir. Fails with a clear message if
- * another process holds it. */
+ * another process holds it. ERR_CORRUPT, with a message naming the file, when
+ * the data dir is damaged: a WAL record damaged with whole records after it
+ * (a torn tail is dropped and logged instead), a MANIFEST or table RocksDB
+ * refuses, or any block of any column family whose checksum fails (every key
+ * is read once, at open). */
 int store_open(struct store **out, const char *dir, const struct store_options *opt,
                struct errbuf *eb);
 void store_close(struct store *s);
+/* Close after a clean stop with nothing failed: as store_close, then a marker
+ * (DIR/ddkv-clean-stop) records that the newest WAL file ends whole, so the
+ * next open refuses any damage in it, its last record included (otherwise
+ * indistinguishable from a torn write, which it drops). */
+void store_close_clean(struct store *s);
 
 /* A value read from the store, pinned in RocksDB's cache: borrowed until
  * store_val_release. */
@@ -74,6 +83,12 @@ int store_sync_wal(struct store *s, struct errbuf *eb);
  * failed write, e.g. ERR_NOSPACE, and refuses every write until it has
  * recovered from it by itself, which it does once space returns). */
 int store_probe(struct store *s, struct errbuf *eb);
+
+/* Whether any call on s (from any thread) has met a corruption since it was
+ * opened: a block or record whose checksum failed, on a read, a write (a
+ * compaction's background error) or an iteration. *msg is the first such
+ * error, naming the file; borrowed until store_close. */
+bool store_corruption(struct store *s, const char **msg);
 
 /* Bytes held in memtables, all column families (0 if unknown): about what a
  * flush of them needs on disk, which RocksDB's recovery from a failed write

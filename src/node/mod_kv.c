@@ -77,6 +77,9 @@ void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kin
         if (n->storage_failed == ERR_NOSPACE)
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused: disk full on this member; it rejoins by itself once space returns");
+        else if (n->storage_failed == ERR_CORRUPT)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: this member's data dir is damaged; ask another member");
         else
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused since a storage failure (%s); restart the node",

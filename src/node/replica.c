@@ -217,7 +217,7 @@ int replica_start(struct node *n, struct errbuf *eb)
     char sdir[512];
     replica_snap_dir(n, sdir, sizeof sdir);
     int rc = file_mkdir_durable(sdir, 0700, eb); /* its images are relied on */
-    if (rc)
+    if (rc || (rc = snap_check_dir(sdir, eb)))
         return rc;
     if ((rc = replica_core_open(n, &n->raft, eb)))
         return rc;
@@ -439,7 +439,9 @@ static void replica_fence(struct node *n, int rc, const char *what, const char *
               detail,
               rc == ERR_NOSPACE ? "until the disk takes writes again (checked every second; it then "
                                   "rejoins by itself)"
-                                : "(fix the cause, then restart it)");
+              : rc == ERR_CORRUPT ? "and reads: its data dir is damaged (remove it from the cluster, wipe "
+                                    "its data dir and add it back: README, \"Disk corruption\")"
+                                  : "(fix the cause, then restart it)");
     char text[96];
     snprintf(text, sizeof text, "storage failure (%s)", rc == ERR_NOSPACE ? "disk full" : err_str(rc));
     struct sm_result none = {0};
@@ -762,6 +764,11 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
                   uint32_t consistency, uint64_t after_lamport)
 {
     uint32_t type = t->list ? DDKV_MSG_LIST : DDKV_MSG_READ;
+    if (n->storage_failed == ERR_CORRUPT) {
+        conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
+                         "this member's data dir is damaged (fenced); ask another member");
+        return;
+    }
     if (n->installing) {
         conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
                          "this member is installing a snapshot; ask another or retry");
@@ -1249,6 +1256,12 @@ static void replica_finish(struct node *n, const struct raft_ready *rd)
 
 void replica_drive(struct node *n)
 {
+    /* A checksum that failed anywhere (a client's read, a scan, a
+     * background compaction) fences the member: what else on its disk
+     * changed is not known, so it neither votes, acknowledges nor serves. */
+    const char *why;
+    if (n->storage_failed != ERR_CORRUPT && store_corruption(n->st, &why))
+        replica_fence(n, ERR_CORRUPT, "reading the store", why);
     if (!n->storage_failed)
         replica_note_commit(n);
     if (n->syncing && !replica_sync_end(n, false))

@@ -892,6 +892,7 @@ static int node_listen(struct node *n, struct errbuf *eb)
 
 static void node_teardown(struct node *n)
 {
+    bool clean = n->stopping && n->raft != NULL; /* a stop asked for, after a start */
     if (n->listener)
         evconnlistener_free(n->listener);
     n->listener = NULL;
@@ -941,12 +942,33 @@ static void node_teardown(struct node *n)
     replica_stop(n);
     if (n->sm.batch)
         sm_close(&n->sm);
-    store_close(n->st);
+    /* A clean stop with a healthy store marks its log whole (store.h). */
+    if (clean && !n->storage_failed)
+        store_close_clean(n->st);
+    else
+        store_close(n->st);
     n->st = NULL;
     buf_free(&n->scratch);
     if (n->base)
         event_base_free(n->base);
     node_tls_free(n);
+}
+
+/* The exit status of a start refused with rc: 4 when the data dir is
+ * damaged (ERR_CORRUPT: a checksum failed; the message before this one names
+ * the file), which no restart can cure and deploy/ddkv.service does not
+ * restart (RestartPreventExitStatus); 1 otherwise. */
+static int node_exit_damaged(const struct node_config *cfg, int rc)
+{
+    if (rc != ERR_CORRUPT)
+        return 1;
+    log_error("refusing to start: data dir %s is damaged, and this member serves and replicates "
+              "nothing from it. To bring it back: 'ddkv members remove %s' on the cluster, move "
+              "this data dir away, start it empty with --join, then 'ddkv members add %s %s' "
+              "(README, \"Disk corruption\")",
+              cfg->data_dir, cfg->name ? cfg->name : "NAME", cfg->name ? cfg->name : "NAME",
+              cfg->peer_addr ? cfg->peer_addr : "PEER_ADDR");
+    return 4;
 }
 
 int node_run(const struct node_config *cfg)
@@ -1001,7 +1023,8 @@ int node_run(const struct node_config *cfg)
     int rc = store_open(&n->st, cfg->data_dir, &so, &eb);
     if (rc) {
         log_error("cannot open data dir %s: %s", cfg->data_dir, eb.msg);
-        return 1;
+        free(n);
+        return node_exit_damaged(cfg, rc);
     }
     /* An install a crash interrupted is finished before anything reads the
      * state machine (its image is durable; see src/kv/snapshot.h); then the
@@ -1009,6 +1032,7 @@ int node_run(const struct node_config *cfg)
      * same function reloads it when a node fenced by a full disk rejoins. */
     if ((rc = replica_load_state(n, &eb))) {
         log_error("%s", eb.msg);
+        exit_code = node_exit_damaged(cfg, rc);
         goto out;
     }
     if ((rc = watch_init(&n->watch, n->sm.applied_index, cfg->watch_history_bytes))) {
@@ -1064,6 +1088,7 @@ int node_run(const struct node_config *cfg)
     }
     if ((rc = replica_start(n, &eb))) {
         log_error("cannot start Raft from %s: %s", cfg->data_dir, eb.msg);
+        exit_code = node_exit_damaged(cfg, rc);
         goto out;
     }
     if (cfg->http_addr && *cfg->http_addr && (rc = ops_http_start(n, &eb))) {
