@@ -1238,7 +1238,7 @@ static void fsync_eio(struct run *r, int hold_ms, const int *m, int nm, int l)
     nlogf(r, "fsyncs fail on %s%s", s->name, v == l ? " (leader)" : "");
     msleep(hold_ms);
     /* Reads go on, from its own state (a stale read). */
-    if (slot_running(s)) {
+    if (!reap_one(r, v) && slot_running(s)) {
         ddkv_err e = DDKV_ERR_UNAVAILABLE;
         char why_not[256] = "";
         for (int t = 0; t < 3 && e != DDKV_OK && e != DDKV_ERR_NOT_FOUND; t++) {
@@ -1266,7 +1266,7 @@ static void fsync_eio(struct run *r, int hold_ms, const int *m, int nm, int l)
     lfs_ctl(s, "fail-fsync 0", reply, sizeof reply);
     nlogf(r, "fsyncs work again on %s", s->name);
     bool healthy = false;
-    for (int w = 0; w < 150 && !healthy && slot_running(s); w++) {
+    for (int w = 0; w < 150 && !healthy && !reap_one(r, v) && slot_running(s); w++) {
         ddkv_client *c = slot_client(r, v, 1000);
         struct ddkv_status st;
         if (c && ddkv_status(c, &st) == DDKV_OK) {
@@ -1598,21 +1598,28 @@ static void check_watchers(struct run *r, struct verdict *v, const struct final_
             continue;
         int key = atoi(wr->key + 1);
         bool seen = false, lost = false;
+        char how[160] = "";
         for (int k = 0; k < NWATCHERS; k++) {
             if (!covers(&r->wt[k], wr->rev))
                 continue;
             const struct wev *e = find_rev(&r->wt[k], wr->rev);
-            if (e && strcmp(e->key, wr->key) == 0 && strcmp(e->value, wr->value) == 0)
+            if (e && strcmp(e->key, wr->key) == 0 && strcmp(e->value, wr->value) == 0) {
                 seen = true;
-            else
+            } else {
                 lost = true;
+                snprintf(how, sizeof how, "watcher %d has %s%s%s there", k, e ? e->key : "nothing",
+                         e ? "=" : "", e ? e->value : "");
+            }
         }
-        if (v->equal && fin[key].mod_rev < wr->rev)
+        if (v->equal && fin[key].mod_rev < wr->rev) {
             lost = true;
+            snprintf(how, sizeof how, "the key's final revision is %" PRIu64, fin[key].mod_rev);
+        }
         if (lost) {
             v->lost++;
             if (v->lost <= 3)
-                why(v, "acknowledged %s=%s at revision %" PRIu64 " is missing", wr->key, wr->value, wr->rev);
+                why(v, "acknowledged %s=%s at revision %" PRIu64 " is missing (%s)", wr->key, wr->value, wr->rev,
+                    how);
         } else if (!seen) {
             v->uncovered++;
         }
