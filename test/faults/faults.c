@@ -189,6 +189,7 @@ struct run {
     int ops, unknown, failed_ops, pages; /* pages: LIST pages recorded (in ops too) */
     int crashes;           /* members that exited without being killed */
     char crash_msg[512];
+    int fsync_us;          /* how long each fsync takes on the lossyfs mounts (a disk's flush) */
     int unbootable;        /* members that did not boot again after a power cut */
     int unhealed;          /* members that did not rejoin by themselves after fsync errors stopped */
     int unserved;          /* members fenced by fsync errors that stopped serving reads */
@@ -383,10 +384,16 @@ static int lfs_mount(struct run *r, int i)
         _exit(127);
     }
     s->lfs_pid = pid;
-    char reply[256];
+    char reply[256], cmd[64];
+    snprintf(cmd, sizeof cmd, "fsync-delay %d", r->fsync_us);
     for (int t = 0; t < 200; t++) {
-        if (lfs_ctl(s, "ping", reply, sizeof reply) == 0 && is_mounted(s->dir))
+        if (lfs_ctl(s, "ping", reply, sizeof reply) == 0 && is_mounted(s->dir)) {
+            if (lfs_ctl(s, cmd, reply, sizeof reply) != 0) {
+                nlogf(r, "lossyfs for %s: %s: %s", s->name, cmd, reply);
+                return -1;
+            }
             return 0;
+        }
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             s->lfs_pid = 0;
@@ -447,7 +454,10 @@ static void on_signal(int sig)
         if (p > 0)
             waitpid(p, NULL, 0);
         kill(s->lfs_pid, SIGTERM);
+        unlink(s->sock);
     }
+    if (g_sockdir[0])
+        rmdir(g_sockdir);
     _exit(128 + sig);
 }
 
@@ -956,6 +966,13 @@ static void power_fail(struct run *r, const char *fmt, ...)
  * crash-torn: the last unsynced write of each file survives in part). */
 static void power_cut(struct run *r, const int *v, int n, bool torn)
 {
+    /* First no fsync may complete any more (one under way when the power
+     * goes made nothing durable), then the processes die. */
+    for (int k = 0; k < n; k++) {
+        char reply[256];
+        if (lfs_ctl(&r->s[v[k]], "freeze", reply, sizeof reply) != 0)
+            power_fail(r, "lossyfs freeze of %s failed: %s", r->s[v[k]].name, reply);
+    }
     for (int k = 0; k < n; k++) {
         struct slot *s = &r->s[v[k]];
         if (reap_one(r, v[k]) || !slot_running(s))
@@ -1828,7 +1845,8 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
         g_run = NULL;
         return -1;
     }
-    nlogf(r, "cluster of %d up, ports from %d, seed %" PRIu64, nodes, r->base_port, r->seed);
+    nlogf(r, "cluster of %d up, ports from %d, seed %" PRIu64 "%s, fsyncs take %d us", nodes, r->base_port, r->seed,
+          g_lossyfs[0] ? ", data dirs on lossyfs" : "", r->fsync_us);
     for (int i = 0; i < NCLIENTS; i++) {
         r->c[i].id = i;
         r->c[i].r = r;
@@ -1974,9 +1992,9 @@ static int power_setup(char **argv)
         return -1;
     }
     if (access("/dev/fuse", R_OK | W_OK) != 0) {
-        fprintf(stderr, "ddkv-faults: /dev/fuse: %s (power faults need FUSE; --no-power runs without)\n",
+        fprintf(stderr, "ddkv-faults: SKIP: /dev/fuse: %s (power faults need FUSE; --no-power runs without)\n",
                 strerror(errno));
-        return -1;
+        exit(77);
     }
     const char *path = getenv("PATH");
     char dirs[4096];
@@ -2129,6 +2147,9 @@ int main(int argc, char **argv)
         r->sched = k;
         snprintf(r->dir, sizeof r->dir, "%.200s/seed-%" PRIu64, out, r->seed);
         int n = nodes ? nodes : (rnd(r, 3) == 0 ? 5 : 3);
+        /* A disk takes time to flush: 0 to 4 ms per fsync, per schedule. */
+        static const int fsync_us[] = {0, 500, 1000, 2000, 4000};
+        r->fsync_us = fsync_us[rnd(r, 5)];
         struct verdict v;
         uint64_t t1 = clock_mono_ns();
         int rc = run_schedule(r, n, keep, &v);
