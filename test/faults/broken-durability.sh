@@ -8,9 +8,9 @@
 # the mutation is caught, with the number of schedules and seconds it took.
 #
 #   a  the log syncer reports a sync done without syncing (logsync.c)
-#   b  a batch is reported durable, and clients answered and appends
-#      acknowledged, before its sync has completed: the sync runs behind
-#      (replica.c; the next batch waits for it)
+#   b  the log syncer reports each sync done as soon as it is asked for and
+#      syncs behind: clients are answered (and appends acknowledged) before
+#      their entries' sync has completed (logsync.c)
 #   c  a snapshot image (written, or received from the leader) is renamed
 #      into place without being fsynced (kv/snapshot.c)
 #
@@ -35,12 +35,13 @@ if what == "a":
     mutate("src/node/logsync.c", "int rc = store_sync_wal(ls->st, &eb);",
            "int rc = ERR_OK; /* MUTATION a: no sync */")
 elif what == "b":
-    mutate("src/node/replica.c",
-           "    n->pending = *rd;\n    n->sync_applied = k;\n    n->syncing = true;\n    logsync_submit(n->logsync);\n}",
-           "    n->pending = *rd;\n    n->sync_applied = k;\n"
-           "    /* MUTATION b: the batch counts as durable at once; its sync runs behind */\n"
-           "    int prc;\n    uint64_t pns;\n    logsync_wait(n->logsync, &prc, &pns, NULL);\n"
-           "    logsync_submit(n->logsync);\n    replica_sync_done(n, ERR_OK, 0, \"\");\n}")
+    mutate("src/node/logsync.c",
+           "    ls->in_flight = true;\n    ls->finished = false;\n    ls->requested = true;\n",
+           "    ls->in_flight = true;\n"
+           "    /* MUTATION b: reported done at once; the thread syncs behind */\n"
+           "    ls->finished = true;\n    ls->rc = ERR_OK;\n    ls->ns = 0;\n"
+           "    uint64_t one = 1;\n    ssize_t w = write(ls->efd, &one, sizeof one);\n    (void)w;\n"
+           "    ls->requested = true;\n")
 elif what == "c":
     mutate("src/kv/snapshot.c", "if (!rc && fsync(w.fd) != 0)", "if (!rc && 0) /* MUTATION c: no fsync */")
     mutate("src/kv/snapshot.c", "    if (fsync(r->fd) != 0) {", "    if (0) { /* MUTATION c: no fsync */")

@@ -279,9 +279,9 @@ static bool is_mounted(const char *path)
     return found;
 }
 
-/* One command to a mount's control socket; 0 if the reply's last line starts
- * with "ok". The reply (or why not) in out. */
-static int lfs_ctl(const struct slot *s, const char *cmd, char *out, size_t cap)
+/* Send one command to a mount's control socket; the connection, or -1 (why
+ * in out). */
+static int lfs_send(const struct slot *s, const char *cmd, char *out, size_t cap)
 {
     out[0] = 0;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -304,6 +304,12 @@ static int lfs_ctl(const struct slot *s, const char *cmd, char *out, size_t cap)
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+/* The reply on fd (closed); 0 if its last line starts with "ok". */
+static int lfs_recv(int fd, char *out, size_t cap)
+{
     size_t got = 0;
     for (;;) {
         ssize_t k = read(fd, out + got, cap - 1 - got);
@@ -322,6 +328,14 @@ static int lfs_ctl(const struct slot *s, const char *cmd, char *out, size_t cap)
     const char *last = strrchr(out, '\n');
     last = last ? last + 1 : out;
     return strncmp(last, "ok", 2) == 0 ? 0 : -1;
+}
+
+/* One command; 0 if the reply's last line starts with "ok". The reply (or
+ * why not) in out. */
+static int lfs_ctl(const struct slot *s, const char *cmd, char *out, size_t cap)
+{
+    int fd = lfs_send(s, cmd, out, cap);
+    return fd < 0 ? -1 : lfs_recv(fd, out, cap);
 }
 
 static int run_wait(const char *const *argv)
@@ -454,6 +468,11 @@ static void on_signal(int sig)
         if (p > 0)
             waitpid(p, NULL, 0);
         kill(s->lfs_pid, SIGTERM);
+        for (int t = 0; t < 20 && waitpid(s->lfs_pid, NULL, WNOHANG) == 0; t++) {
+            struct timespec ts = {0, 50000000};
+            nanosleep(&ts, NULL);
+        }
+        kill(s->lfs_pid, SIGKILL); /* one with a frozen fsync: its connection is aborted */
         unlink(s->sock);
     }
     if (g_sockdir[0])
@@ -968,11 +987,14 @@ static void power_cut(struct run *r, const int *v, int n, bool torn)
 {
     /* First no fsync may complete any more (one under way when the power
      * goes made nothing durable), then the processes die. */
-    for (int k = 0; k < n; k++) {
-        char reply[256];
-        if (lfs_ctl(&r->s[v[k]], "freeze", reply, sizeof reply) != 0)
-            power_fail(r, "lossyfs freeze of %s failed: %s", r->s[v[k]].name, reply);
-    }
+    int fds[SLOTS];
+    char fr[256];
+    for (int k = 0; k < n; k++) /* all at once: one instant for every member */
+        if ((fds[k] = lfs_send(&r->s[v[k]], "freeze", fr, sizeof fr)) < 0)
+            power_fail(r, "lossyfs freeze of %s failed: %s", r->s[v[k]].name, fr);
+    for (int k = 0; k < n; k++)
+        if (fds[k] >= 0 && lfs_recv(fds[k], fr, sizeof fr) != 0)
+            power_fail(r, "lossyfs freeze of %s failed: %s", r->s[v[k]].name, fr);
     for (int k = 0; k < n; k++) {
         struct slot *s = &r->s[v[k]];
         if (reap_one(r, v[k]) || !slot_running(s))
@@ -981,15 +1003,21 @@ static void power_cut(struct run *r, const int *v, int n, bool torn)
             kill(s->pn.pid, SIGCONT);
         kill(s->pn.pid, SIGKILL);
     }
-    for (int k = 0; k < n; k++) {
-        struct slot *s = &r->s[v[k]];
-        if (slot_running(s)) {
+    /* A process whose fsync is frozen cannot die before the crash answers
+     * it (the kernel waits for the FUSE reply): reap what exits at once,
+     * crash, then reap the rest. */
+    for (int w = 0; w < 30; w++) {
+        bool all = true;
+        for (int k = 0; k < n; k++) {
+            struct slot *s = &r->s[v[k]];
             int st;
-            waitpid(s->pn.pid, &st, 0);
-            s->pn.pid = 0;
+            if (slot_running(s) && waitpid(s->pn.pid, &st, WNOHANG) == s->pn.pid)
+                s->pn.pid = 0;
+            all &= !slot_running(s);
         }
-        s->paused = false;
-        fproxy_set_down(r->px, s->name, true);
+        if (all)
+            break;
+        msleep(10);
     }
     for (int k = 0; k < n; k++) {
         struct slot *s = &r->s[v[k]];
@@ -1004,6 +1032,16 @@ static void power_cut(struct run *r, const int *v, int n, bool torn)
         nlogf(r, "%s of %s: %s", cmd, s->name, reply);
         if (rc != 0)
             power_fail(r, "lossyfs %s of %s failed: %s", cmd, s->name, reply);
+    }
+    for (int k = 0; k < n; k++) {
+        struct slot *s = &r->s[v[k]];
+        if (slot_running(s)) {
+            int st;
+            waitpid(s->pn.pid, &st, 0);
+            s->pn.pid = 0;
+        }
+        s->paused = false;
+        fproxy_set_down(r->px, s->name, true);
     }
 }
 
