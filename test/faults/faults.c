@@ -1321,7 +1321,7 @@ static void fsync_eio(struct run *r, int hold_ms, const int *m, int nm, int l)
     lfs_ctl(s, "fail-fsync 0", reply, sizeof reply);
     nlogf(r, "fsyncs work again on %s", s->name);
     bool healthy = false;
-    for (int w = 0; w < 150 && !healthy && !reap_one(r, v) && slot_running(s); w++) {
+    for (int w = 0; w < 250 && !healthy && !reap_one(r, v) && slot_running(s); w++) {
         ddkv_client *c = slot_client(r, v, 1000);
         struct ddkv_status st;
         if (c && ddkv_status(c, &st) == DDKV_OK) {
@@ -1336,7 +1336,7 @@ static void fsync_eio(struct run *r, int hold_ms, const int *m, int nm, int l)
         char line[512];
         last_error(s->pn.log, line, sizeof line);
         r->unhealed++;
-        power_fail(r, "%s did not rejoin by itself within 15 s of its fsyncs working again (%s)", s->name,
+        power_fail(r, "%s did not rejoin by itself within 25 s of its fsyncs working again (%s)", s->name,
                    line);
     } else {
         nlogf(r, "%s healthy again", s->name);
