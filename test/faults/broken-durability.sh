@@ -15,6 +15,8 @@
 #      into place without being fsynced (kv/snapshot.c)
 #
 #   test/faults/broken-durability.sh a|b|c [SCHEDULES (default 10)] [DURATION_S (default 20)]
+#
+# FAULTS_FLAGS replaces --power-only, e.g. FAULTS_FLAGS="--only power-cut-install".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:?usage: test/faults/broken-durability.sh a|b|c [SCHEDULES] [DURATION_S]}
@@ -59,7 +61,8 @@ start=$(date +%s)
 : >"$out.txt"
 for ((i = 0; i < n; i++)); do
   set +e
-  DDKV_BIN=$copy/build/ddkv LOSSYFS_BIN=$copy/build/lossyfs "$copy/build/test/ddkv-faults" --power-only \
+  # shellcheck disable=SC2086 # FAULTS_FLAGS: several flags
+  DDKV_BIN=$copy/build/ddkv LOSSYFS_BIN=$copy/build/lossyfs "$copy/build/test/ddkv-faults" ${FAULTS_FLAGS:---power-only} \
     --seed $((seed + i)) --schedules 1 --duration-s "$secs" --out "$out" |
     grep -v "^schedules:" | sed "s/^schedule 1 /schedule $((i + 1)) /" | tee -a "$out.txt"
   set -e

@@ -254,6 +254,7 @@ static char g_sockdir[64];          /* control sockets (their paths must be shor
 static struct run *volatile g_run;  /* the schedule running, for the signal cleanup */
 static bool g_power_only;           /* --power-only: every fault a power fault */
 static int g_only = -1;             /* --only KIND: every fault of that kind */
+static int g_only_sub = -1;         /* ... and of that timed power cut */
 
 /* --only's names, by the number fault() draws (the first of each). */
 static const struct {
@@ -263,7 +264,9 @@ static const struct {
                     {"isolate-leader", 5}, {"bridge", 6},         {"one-way", 7},
                     {"restart-all", 8},    {"membership", 9},     {"transfer", 10},
                     {"power-cut", 11},     {"power-cut-minority", 13}, {"power-cut-all", 14},
-                    {"torn-power-cut", 16}, {"fsync-eio", 17},    {"power-cut-timed", 18}};
+                    {"torn-power-cut", 16}, {"fsync-eio", 17},    {"power-cut-timed", 18},
+                    {"power-cut-install", 100}, {"power-cut-save", 101}, {"power-cut-member", 102},
+                    {"power-cut-transfer", 103}};
 
 static bool is_mounted(const char *path)
 {
@@ -1155,7 +1158,10 @@ static void *admin_main(void *arg)
  * membership change or a leadership transfer. */
 static void timed_power_cut(struct run *r, int hold_ms, const int *m, int nm, int l)
 {
-    switch (rnd(r, 4)) {
+    uint64_t sub = rnd(r, 4);
+    if (g_only_sub >= 0)
+        sub = (uint64_t)g_only_sub;
+    switch (sub) {
     case 0: { /* install: a member kept down until the log was compacted past it */
         int f[SLOTS], nf = 0;
         for (int k = 0; k < nm; k++)
@@ -1182,7 +1188,12 @@ static void timed_power_cut(struct run *r, int hold_ms, const int *m, int nm, in
             if (!seen)
                 msleep(2);
         }
-        nlogf(r, "power cut %s %s", r->s[v].name, seen ? "during its snapshot install" : "(no install seen)");
+        /* The install syncs a start mark, loads the image, syncs its end:
+         * land anywhere in it (a crash between the two needs the image). */
+        int after = seen ? (int)rnd(r, (uint64_t)(2 * r->fsync_us / 1000 + 4)) : 0;
+        msleep(after);
+        nlogf(r, "power cut %s %s, %d ms after its start", r->s[v].name,
+              seen ? "during its snapshot install" : "(no install seen)", after);
         power_cut_one(r, v, rnd(r, 2), hold_ms / 4);
         break;
     }
@@ -2141,6 +2152,10 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < sizeof g_only_names / sizeof g_only_names[0]; i++)
                 if (strcmp(optarg, g_only_names[i].name) == 0)
                     g_only = g_only_names[i].kind;
+            if (g_only >= 100) { /* a timed power cut of one kind */
+                g_only_sub = g_only - 100;
+                g_only = 18;
+            }
             if (g_only < 0) {
                 fprintf(stderr, "ddkv-faults: --only: unknown fault %s\n", optarg);
                 return 2;
