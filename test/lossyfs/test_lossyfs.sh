@@ -247,9 +247,16 @@ t0=$(date +%s%N)
 fs append "$M/CURRENT" "+slow" sync
 t1=$(date +%s%N)
 [ $(( (t1 - t0) / 1000000 )) -ge 400 ] || fail "an fsync under fsync-delay 400000 took $(( (t1 - t0) / 1000000 )) ms"
+# wait_for TEXT: until CURRENT holds it (written; its fsync then under way)
+wait_for() {
+  local i
+  for i in $(seq 200); do grep -q -- "$1" "$M/CURRENT" && return 0; sleep 0.05; done
+  fail "the append of $1 did not happen"
+}
 fs append "$M/CURRENT" "+cut" sync 2>/dev/null &
 syncer=$!
-sleep 0.15
+wait_for +cut
+sleep 0.05
 crash
 wait "$syncer" && fail "an fsync a crash overtook succeeded"
 content_is "$M/CURRENT" v3+kept+slow "a crash during a delayed fsync loses what it was syncing"
@@ -259,6 +266,7 @@ pass "fsync-delay: fsyncs take 400 ms; a crash during one loses its data (EIO)"
 lossy_ctl m freeze
 fs append "$M/CURRENT" "+frozen" sync 2>/dev/null &
 syncer=$!
+wait_for +frozen
 sleep 0.3
 kill -0 "$syncer" 2>/dev/null || fail "an fsync completed after freeze"
 crash
