@@ -9,7 +9,12 @@
  * the same keys; meanwhile a nemesis, on a schedule drawn from the seed, kills
  * and restarts members, pauses them, partitions the network (halves, an
  * isolated leader, a bridge, one-way cuts), restarts every member at once,
- * adds and removes members and hands leadership over. At the end it heals
+ * adds and removes members and hands leadership over; and, each member's
+ * data dir being its own lossyfs mount (tools/lossyfs; the run re-executes
+ * itself in a private mount namespace), cuts the power of one member, a
+ * minority or all (also torn), fails their fsyncs, and cuts the power during
+ * snapshot saves and installs, membership changes and leadership transfers
+ * (--no-power: none of that; --power-only, --only KIND). At the end it heals
  * everything and checks:
  *   - the history is linearizable (linearize.h);
  *   - no acknowledged write is lost: each appears in the watch streams at the
@@ -18,7 +23,9 @@
  *   - the watch streams have no gap: revisions increase, both watchers saw the
  *     same change at each revision they both cover, and every acknowledged
  *     write in a range a watcher covered is in it;
- *   - every member's data is the same, and the cluster is healthy.
+ *   - every member's data is the same, and the cluster is healthy;
+ *   - every member booted after every power cut, and one whose fsyncs failed
+ *     served reads meanwhile and rejoined by itself once they worked.
  * Prints one line per schedule and a summary line; exit 0 only if all passed.
  *
  *   ddkv-faults [--seed S] [--schedules N] [--duration-s D] [--nodes 3|5]
