@@ -1370,7 +1370,7 @@ static void fault(struct run *r, int hold_ms, bool first)
     int l = leader(r);
     char a[128], b[128];
     bool power = g_lossyfs[0] != 0;
-    uint64_t kind = (first || g_power_only) && power ? 11 + rnd(r, 8) : rnd(r, power ? 19 : 11);
+    uint64_t kind = (first || g_power_only) && power ? 11 + rnd(r, 9) : rnd(r, power ? 20 : 11);
     if (g_only >= 0)
         kind = (uint64_t)g_only;
     switch (kind) {
@@ -1539,7 +1539,7 @@ static void fault(struct run *r, int hold_ms, bool first)
     case 17:
         fsync_eio(r, hold_ms, m, nm, l);
         break;
-    default:
+    default: /* 18, 19: timed to a save, an install, a membership change, a transfer */
         timed_power_cut(r, hold_ms, m, nm, l);
         break;
     }
