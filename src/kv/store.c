@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,6 +40,7 @@ struct store {
     atomic_int corrupt_claim;
     atomic_int corrupt;
     char corrupt_msg[512];
+    atomic_int live; /* iterators and snapshots not yet freed (store_reopen waits for none) */
 };
 
 struct store_batch {
@@ -686,6 +688,31 @@ int store_probe(struct store *s, struct errbuf *eb)
     return ERR_OK;
 }
 
+int store_reopen(struct store *s, const char *dir, struct errbuf *eb)
+{
+    if (atomic_load(&s->live) > 0)
+        return errf(eb, ERR_AGAIN, "%d iterators or snapshots still read the store", atomic_load(&s->live));
+    for (int i = 0; i < STORE_CF__COUNT; i++)
+        rocksdb_column_family_handle_destroy(s->cf[i]);
+    rocksdb_close(s->db);
+    s->db = NULL;
+    const rocksdb_options_t *cf_opts[STORE_CF__COUNT];
+    for (int i = 0; i < STORE_CF__COUNT; i++)
+        cf_opts[i] = s->opts;
+    /* The same check as at start (no clean-stop marker: this is not one):
+     * a torn tail is dropped, a record damaged in the middle refused. */
+    int wrc = store_wal_check(dir, NULL, eb);
+    if (wrc)
+        return wrc;
+    char *rerr = NULL;
+    s->db = rocksdb_open_column_families(s->opts, dir, STORE_CF__COUNT, cf_names, cf_opts, s->cf, &rerr);
+    if (rerr) {
+        s->db = NULL;
+        return store_err(NULL, rerr, eb, "reopen");
+    }
+    return ERR_OK;
+}
+
 uint64_t store_memtable_bytes(struct store *s)
 {
     /* A per-column-family property: without a family it is the default's. */
@@ -704,6 +731,7 @@ static struct store_iter *iter_make(struct store *s, enum store_cf cf, const str
     struct store_iter *it = calloc(1, sizeof *it);
     ASSERT(it != NULL);
     it->s = s;
+    atomic_fetch_add(&s->live, 1);
     it->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_verify_checksums(it->ro, 1);
     if (!fill_cache)
@@ -774,6 +802,7 @@ void store_iter_free(struct store_iter *it)
         return;
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ro);
+    atomic_fetch_sub(&it->s->live, 1);
     free(it->upper);
     free(it);
 }
@@ -783,6 +812,7 @@ struct store_snapshot *store_snapshot_new(struct store *s)
     struct store_snapshot *snap = calloc(1, sizeof *snap);
     ASSERT(snap != NULL);
     snap->s = s;
+    atomic_fetch_add(&s->live, 1);
     snap->snap = rocksdb_create_snapshot(s->db);
     ASSERT(snap->snap != NULL);
     snap->ro = rocksdb_readoptions_create();
@@ -797,6 +827,7 @@ void store_snapshot_free(struct store_snapshot *snap)
         return;
     rocksdb_readoptions_destroy(snap->ro);
     rocksdb_release_snapshot(snap->s->db, snap->snap);
+    atomic_fetch_sub(&snap->s->live, 1);
     free(snap);
 }
 

@@ -90,6 +90,16 @@ int store_probe(struct store *s, struct errbuf *eb);
  * error, naming the file; borrowed until store_close. */
 bool store_corruption(struct store *s, const char **msg);
 
+/* Close and open the store again in place (the same struct: every pointer to
+ * it stays good), as a restart would: RocksDB recovers from its WAL and
+ * writes what it recovered into new, synced tables. After a failed fsync
+ * this is the way back: RocksDB holds a write error it does not recover
+ * from by itself, and what the failed sync covered is rewritten from memory
+ * and synced rather than trusted to pages the kernel may have dropped.
+ * ERR_AGAIN (nothing done) while iterators or snapshots are open. On any
+ * other error the store is closed and unusable: the caller must stop. */
+int store_reopen(struct store *s, const char *dir, struct errbuf *eb);
+
 /* Bytes held in memtables, all column families (0 if unknown): about what a
  * flush of them needs on disk, which RocksDB's recovery from a failed write
  * does first. */

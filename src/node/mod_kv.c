@@ -80,6 +80,10 @@ void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kin
         else if (n->storage_failed == ERR_CORRUPT)
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused: this member's data dir is damaged; ask another member");
+        else if (n->storage_failed == ERR_IO)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: an I/O error (a failed fsync) on this member's disk; it rejoins by "
+                             "itself once synced writes work again");
         else
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused since a storage failure (%s); restart the node",

@@ -423,11 +423,18 @@ static void replica_read_fail(struct node *n, struct pending_read *r, uint32_t c
 
 /* Storage failed: the core assumes what it handed out was persisted, so it
  * must not be driven again. Answer what is in flight as outcome unknown, and
- * refuse writes (ARCHITECTURE.md). A full disk is retried every second
- * (replica_retry_cb) and the node rejoins by itself once the store takes
- * writes again; any other failure (an I/O error, a damaged record) needs an
- * operator: after a failed fsync the kernel may have dropped the dirty pages,
- * so what a retry would read back is not known to be what was written. */
+ * refuse writes (ARCHITECTURE.md). A full disk or an I/O error (a failed
+ * fsync or write) is retried every second (replica_retry_cb) and the node
+ * rejoins by itself once the store takes synced writes again; after an I/O
+ * error the store is first reopened, so that RocksDB rewrites what it
+ * recovers into new synced tables instead of trusting pages a failed fsync
+ * may have left unwritten. Any other failure (a damaged record) needs an
+ * operator. */
+static bool replica_heals(int rc)
+{
+    return rc == ERR_NOSPACE || rc == ERR_IO;
+}
+
 static void replica_fence(struct node *n, int rc, const char *what, const char *detail)
 {
     bool again = n->storage_failed != 0;
@@ -437,8 +444,8 @@ static void replica_fence(struct node *n, int rc, const char *what, const char *
         n->storage_failed_ms = clock_mono_ms();
     log_error("%s failed: %s; this node stops taking part in consensus and refuses writes %s", what,
               detail,
-              rc == ERR_NOSPACE ? "until the disk takes writes again (checked every second; it then "
-                                  "rejoins by itself)"
+              replica_heals(rc) ? "until the disk takes synced writes again (checked every second; it "
+                                  "then rejoins by itself)"
               : rc == ERR_CORRUPT ? "and reads: its data dir is damaged (remove it from the cluster, wipe "
                                     "its data dir and add it back: README, \"Disk corruption\")"
                                   : "(fix the cause, then restart it)");
@@ -448,7 +455,8 @@ static void replica_fence(struct node *n, int rc, const char *what, const char *
     for (size_t i = 0; i < n->nprop; i++)
         replica_answer(n, &n->prop[i], &none, DDKV_WERR_INTERNAL, text);
     n->nprop = 0;
-    if (rc == ERR_NOSPACE && n->base) {
+    n->store_reopened = false;
+    if (replica_heals(rc) && n->base) {
         if (!n->storage_retry)
             n->storage_retry = event_new(n->base, -1, EV_PERSIST, replica_retry_cb, n);
         struct timeval tv = {REPLICA_RETRY_MS / 1000, (REPLICA_RETRY_MS % 1000) * 1000};
@@ -578,12 +586,44 @@ static void replica_retry_cb(evutil_socket_t fd, short what, void *arg)
     struct node *n = arg;
     (void)fd;
     (void)what;
-    if (n->storage_failed != ERR_NOSPACE || n->stopping) {
+    if (!replica_heals(n->storage_failed) || n->stopping) {
         event_del(n->storage_retry);
         return;
     }
     if (n->installing)
         return; /* replica_drive finishes the install first */
+    struct errbuf eb;
+    if (n->storage_failed == ERR_IO && !n->store_reopened) {
+        /* RocksDB keeps a failed sync's error and refuses writes until it is
+         * reopened. Nothing may use the store meanwhile: the sync in flight
+         * ends first, a snapshot being written is cancelled (its .tmp goes),
+         * and a snapshot save still imaging the state is waited for. */
+        char probe[600];
+        snprintf(probe, sizeof probe, "%s/ddkv-sync-probe", n->cfg.data_dir);
+        if (file_write_durable(probe, "ok\n", 3, 0600, &eb) != ERR_OK) {
+            uint64_t now = clock_mono_ms();
+            if (n->storage_note_ms == 0 || now - n->storage_note_ms >= REPLICA_RETRY_NOTE_MS) {
+                n->storage_note_ms = now;
+                log_warn("the disk does not sync yet (%s); still fenced, retrying every second", eb.msg);
+            }
+            return; /* the store is reopened only on a disk that syncs: its recovery syncs */
+        }
+        unlink(probe);
+        replica_flush(n);
+        if (n->snap_job)
+            snap_job_free(n->snap_job);
+        n->snap_job = NULL;
+        int rc = store_reopen(n->st, n->cfg.data_dir, &eb);
+        if (rc == ERR_AGAIN)
+            return;
+        if (rc) {
+            log_error("cannot reopen the store in %s after an I/O error: %s; exiting (a restart opens it "
+                      "again, or says what is wrong with it)", n->cfg.data_dir, eb.msg);
+            abort();
+        }
+        n->store_reopened = true;
+        log_info("store reopened after an I/O error: RocksDB recovered it from its log");
+    }
     uint64_t now = clock_mono_ms();
     bool note = n->storage_note_ms == 0 || now - n->storage_note_ms >= REPLICA_RETRY_NOTE_MS;
     struct statvfs sv;
@@ -601,9 +641,10 @@ static void replica_retry_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
     }
-    struct errbuf eb;
     int rc = store_probe(n->st, &eb);
     if (rc != ERR_OK) {
+        if (rc == ERR_IO)
+            n->store_reopened = false; /* failed again: reopen again at the next try */
         if (note) {
             n->storage_note_ms = now;
             log_warn("the store does not take writes yet (%s); still fenced, retrying every second",

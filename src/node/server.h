@@ -233,14 +233,17 @@ struct node {
     uint64_t started_ms;
     /* Set when a storage write failed: the node stops driving Raft and
      * refuses writes; reads keep being served. A full disk (ERR_NOSPACE)
-     * clears by itself when space returns (replica.c rejoins from the durable
-     * state); any other failure waits for an operator's restart. */
+     * or an I/O error (a failed fsync: ERR_IO) clears by itself once the
+     * store takes synced writes again (replica.c rejoins from the durable
+     * state, after reopening the store for an I/O error); any other failure
+     * waits for an operator's restart. */
     int storage_failed;
+    bool store_reopened; /* since the fence (ERR_IO): the store was reopened */
     bool stopping;
     /* SIGTERM to a leader: leadership is handed over first, and the loop
      * stops once another member leads or at this deadline (0: not stopping). */
     uint64_t handoff_deadline_ms;
-    /* A full disk (storage_failed == ERR_NOSPACE) is not final: every second
+    /* A full disk or an I/O error is not final: every second
      * a timer checks whether the store takes writes again, and the node then
      * rejoins from its durable state as a restart would (replica.c). */
     struct event *storage_retry;

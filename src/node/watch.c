@@ -175,8 +175,13 @@ void watch_reset(struct node *n, uint64_t applied)
     struct watch_hub *h = &n->watch;
     watch_discard(h);
     hist_clear(h);
+    /* Watchers positioned before the reset cannot be served without a gap:
+     * a sequence number is skipped, so that every one of them, the caught-up
+     * ones (next_seq == the old next_seq) included, is now behind first_seq
+     * and told COMPACTED, instead of going on silently past the jump. */
+    h->next_seq++;
+    h->first_seq = h->next_seq;
     h->oldest_rev = applied + 1;
-    /* Watchers positioned before the reset cannot be served without a gap. */
     watch_pump_all(n, NULL);
 }
 

@@ -9,7 +9,12 @@
  * the same keys; meanwhile a nemesis, on a schedule drawn from the seed, kills
  * and restarts members, pauses them, partitions the network (halves, an
  * isolated leader, a bridge, one-way cuts), restarts every member at once,
- * adds and removes members and hands leadership over. At the end it heals
+ * adds and removes members and hands leadership over; and, each member's
+ * data dir being its own lossyfs mount (tools/lossyfs; the run re-executes
+ * itself in a private mount namespace), cuts the power of one member, a
+ * minority or all (also torn), fails their fsyncs, and cuts the power during
+ * snapshot saves and installs, membership changes and leadership transfers
+ * (--no-power: none of that; --power-only, --only KIND). At the end it heals
  * everything and checks:
  *   - the history is linearizable (linearize.h);
  *   - no acknowledged write is lost: each appears in the watch streams at the
@@ -18,15 +23,19 @@
  *   - the watch streams have no gap: revisions increase, both watchers saw the
  *     same change at each revision they both cover, and every acknowledged
  *     write in a range a watcher covered is in it;
- *   - every member's data is the same, and the cluster is healthy.
+ *   - every member's data is the same, and the cluster is healthy;
+ *   - every member booted after every power cut, and one whose fsyncs failed
+ *     served reads meanwhile and rejoined by itself once they worked.
  * Prints one line per schedule and a summary line; exit 0 only if all passed.
  *
  *   ddkv-faults [--seed S] [--schedules N] [--duration-s D] [--nodes 3|5]
- *               [--out DIR] [--keep]
+ *               [--out DIR] [--keep] [--no-power] [--power-only] [--only KIND]
  *   ddkv-faults --check HISTORY.jsonl...   (check kept histories again)
  *
  * The ddkv binary comes from $DDKV_BIN. Everything listens on 127.0.0.1;
  * every node is killed by PID at the end (and dies with this process). */
+#define _GNU_SOURCE /* close_range */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -37,7 +46,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,6 +123,10 @@ struct slot {
     bool paused;
     struct proc_node pn;
     char dir[300], log_all[320];
+    /* Power faults: the data dir is a lossyfs mount (tools/lossyfs) over
+     * back, driven through the control socket sock. */
+    pid_t lfs_pid;
+    char back[320], sock[108], lfs_log[320];
 };
 
 /* A write or CAS whose outcome matters to the checks. */
@@ -179,6 +196,11 @@ struct run {
     int ops, unknown, failed_ops, pages; /* pages: LIST pages recorded (in ops too) */
     int crashes;           /* members that exited without being killed */
     char crash_msg[512];
+    int fsync_us;          /* how long each fsync takes on the lossyfs mounts (a disk's flush) */
+    int unbootable;        /* members that did not boot again after a power cut */
+    int unhealed;          /* members that did not rejoin by themselves after fsync errors stopped */
+    int unserved;          /* members fenced by fsync errors that stopped serving reads */
+    char power_msg[512];
 };
 
 static void nlogf(struct run *r, const char *fmt, ...)
@@ -192,16 +214,280 @@ static void nlogf(struct run *r, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Faults of each kind over every schedule of this process, for the summary. */
+#define MAX_KINDS 48
+static struct {
+    char name[32];
+    int n;
+} g_kinds[MAX_KINDS];
+static int g_nkinds;
+
+static bool power_kind(const char *what)
+{
+    return strncmp(what, "power-cut", 9) == 0 || strcmp(what, "torn-power-cut") == 0 ||
+           strcmp(what, "fsync-eio") == 0;
+}
+
 static void note_fault(struct run *r, const char *what)
 {
     size_t l = strlen(r->faults);
     snprintf(r->faults + l, sizeof r->faults - l, "%s%s", l ? "," : "", what);
     r->nfaults++;
+    int k = 0;
+    while (k < g_nkinds && strcmp(g_kinds[k].name, what) != 0)
+        k++;
+    if (k == g_nkinds && g_nkinds < MAX_KINDS)
+        snprintf(g_kinds[g_nkinds++].name, sizeof g_kinds[0].name, "%s", what);
+    if (k < g_nkinds)
+        g_kinds[k].n++;
 }
 
 static uint64_t rnd(struct run *r, uint64_t n)
 {
     return n ? test_rng(&r->rng) % n : 0;
+}
+
+/* --- lossyfs: each member's data dir on its own mount --- */
+
+/* Snapshots often, with power faults: cuts during saves and installs. */
+#define SNAP_ENTRIES 500
+#define SNAP_ENTRIES_S "500"
+
+/* Power faults need tools/lossyfs (LOSSYFS_BIN, else next to DDKV_BIN) and
+ * fusermount3; the schedule then runs in a private mount namespace (main). */
+static char g_lossyfs[PATH_MAX];    /* empty: power faults off */
+static char g_fusermount[PATH_MAX];
+static char g_sockdir[64];          /* control sockets (their paths must be short) */
+static struct run *volatile g_run;  /* the schedule running, for the signal cleanup */
+static bool g_power_only;           /* --power-only: every fault a power fault */
+static int g_only = -1;             /* --only KIND: every fault of that kind */
+static int g_only_sub = -1;         /* ... and of that timed power cut */
+
+/* --only's names, by the number fault() draws (the first of each). */
+static const struct {
+    const char *name;
+    int kind;
+} g_only_names[] = {{"kill", 0},           {"pause", 2},          {"partition", 3},
+                    {"isolate-leader", 5}, {"bridge", 6},         {"one-way", 7},
+                    {"restart-all", 8},    {"membership", 9},     {"transfer", 10},
+                    {"power-cut", 11},     {"power-cut-minority", 13}, {"power-cut-all", 14},
+                    {"torn-power-cut", 16}, {"fsync-eio", 17},    {"power-cut-timed", 18},
+                    {"power-cut-install", 100}, {"power-cut-save", 101}, {"power-cut-member", 102},
+                    {"power-cut-transfer", 103}};
+
+static bool is_mounted(const char *path)
+{
+    FILE *f = fopen("/proc/self/mounts", "r");
+    if (!f)
+        return false;
+    char line[1024], want[400];
+    snprintf(want, sizeof want, " %s fuse", path);
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, want) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Send one command to a mount's control socket; the connection, or -1 (why
+ * in out). */
+static int lfs_send(const struct slot *s, const char *cmd, char *out, size_t cap)
+{
+    out[0] = 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return snprintf(out, cap, "socket: %s", strerror(errno)), -1;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", s->sock);
+    struct timeval tv = {20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        snprintf(out, cap, "connect %s: %s", s->sock, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    char line[128];
+    int n = snprintf(line, sizeof line, "%s\n", cmd);
+    if (write(fd, line, (size_t)n) != n) {
+        snprintf(out, cap, "write: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The reply on fd (closed); 0 if its last line starts with "ok". */
+static int lfs_recv(int fd, char *out, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t k = read(fd, out + got, cap - 1 - got);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        if (got == cap - 1) { /* keep the tail: the verdict is on the last line */
+            memmove(out, out + cap / 2, got - cap / 2);
+            got -= cap / 2;
+        }
+    }
+    close(fd);
+    out[got] = 0;
+    while (got && out[got - 1] == '\n')
+        out[--got] = 0;
+    const char *last = strrchr(out, '\n');
+    last = last ? last + 1 : out;
+    return strncmp(last, "ok", 2) == 0 ? 0 : -1;
+}
+
+/* One command; 0 if the reply's last line starts with "ok". The reply (or
+ * why not) in out. */
+static int lfs_ctl(const struct slot *s, const char *cmd, char *out, size_t cap)
+{
+    int fd = lfs_send(s, cmd, out, cap);
+    return fd < 0 ? -1 : lfs_recv(fd, out, cap);
+}
+
+static int run_wait(const char *const *argv)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Mount member i's data dir (once: it stays mounted across restarts and power
+ * cuts, as a disk does). */
+static int lfs_mount(struct run *r, int i)
+{
+    struct slot *s = &r->s[i];
+    if (!g_lossyfs[0] || s->lfs_pid > 0)
+        return 0;
+    char parent[300];
+    snprintf(parent, sizeof parent, "%s/%s", r->dir, s->name);
+    snprintf(s->back, sizeof s->back, "%s/disk", parent);
+    snprintf(s->lfs_log, sizeof s->lfs_log, "%s/lossyfs.log", parent);
+    snprintf(s->sock, sizeof s->sock, "%s/%d-n%d.sock", g_sockdir, r->sched, i + 1);
+    mkdir(parent, 0755);
+    mkdir(s->back, 0755);
+    mkdir(s->dir, 0755);
+    unlink(s->sock);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%" PRIu64, r->seed * 31 + (uint64_t)i);
+    pid_t parent_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* and --die-with-parent: it unmounts */
+        if (getppid() != parent_pid)
+            _exit(127);
+        int logfd = open(s->lfs_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (logfd >= 0)
+            dup2(logfd, 2);
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        close_range(3, ~0u, 0);
+        execl(g_lossyfs, "lossyfs", "mount", s->back, s->dir, "--control", s->sock, "--seed", seed,
+              "--die-with-parent", (char *)NULL);
+        _exit(127);
+    }
+    s->lfs_pid = pid;
+    char reply[256], cmd[64];
+    snprintf(cmd, sizeof cmd, "fsync-delay %d", r->fsync_us);
+    for (int t = 0; t < 200; t++) {
+        if (lfs_ctl(s, "ping", reply, sizeof reply) == 0 && is_mounted(s->dir)) {
+            if (lfs_ctl(s, cmd, reply, sizeof reply) != 0) {
+                nlogf(r, "lossyfs for %s: %s: %s", s->name, cmd, reply);
+                return -1;
+            }
+            return 0;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            s->lfs_pid = 0;
+            nlogf(r, "lossyfs for %s exited (see %s)", s->name, s->lfs_log);
+            return -1;
+        }
+        msleep(50);
+    }
+    nlogf(r, "lossyfs for %s did not mount", s->name);
+    return -1;
+}
+
+/* Unmount member i's data dir and stop its lossyfs, by PID. */
+static void lfs_umount(struct slot *s)
+{
+    if (s->lfs_pid <= 0)
+        return;
+    if (is_mounted(s->dir)) {
+        const char *u[] = {g_fusermount, "-u", s->dir, NULL};
+        const char *uz[] = {g_fusermount, "-uz", s->dir, NULL};
+        if (run_wait(u) != 0)
+            run_wait(uz);
+    }
+    int st;
+    bool gone = false;
+    for (int t = 0; t < 100 && !gone; t++) {
+        gone = waitpid(s->lfs_pid, &st, WNOHANG) == s->lfs_pid;
+        if (!gone)
+            msleep(50);
+    }
+    if (!gone) {
+        kill(s->lfs_pid, SIGTERM);
+        msleep(200);
+        kill(s->lfs_pid, SIGKILL);
+        waitpid(s->lfs_pid, &st, 0);
+    }
+    s->lfs_pid = 0;
+    unlink(s->sock);
+}
+
+/* A signal ends the run: every node and lossyfs of the schedule stopped by
+ * PID, every mount undone (fork, execv, kill and waitpid are safe here). */
+static void on_signal(int sig)
+{
+    struct run *r = g_run;
+    for (int i = 0; r && i < SLOTS; i++)
+        if (r->s[i].pn.pid > 0)
+            kill(r->s[i].pn.pid, SIGKILL);
+    for (int i = 0; r && i < SLOTS; i++) {
+        struct slot *s = &r->s[i];
+        if (s->lfs_pid <= 0)
+            continue;
+        pid_t p = fork();
+        if (p == 0) {
+            execl(g_fusermount, "fusermount3", "-uz", s->dir, (char *)NULL);
+            _exit(127);
+        }
+        if (p > 0)
+            waitpid(p, NULL, 0);
+        kill(s->lfs_pid, SIGTERM);
+        for (int t = 0; t < 20 && waitpid(s->lfs_pid, NULL, WNOHANG) == 0; t++) {
+            struct timespec ts = {0, 50000000};
+            nanosleep(&ts, NULL);
+        }
+        kill(s->lfs_pid, SIGKILL); /* one with a frozen fsync: its connection is aborted */
+        unlink(s->sock);
+    }
+    if (g_sockdir[0])
+        rmdir(g_sockdir);
+    _exit(128 + sig);
 }
 
 /* --- members --- */
@@ -214,13 +500,16 @@ static int slot_start(struct run *r, int i)
     snprintf(peer, sizeof peer, "127.0.0.1:%d", s->front_port);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s->peer_port);
     const char *argv[] = {"--name", s->name, "--client-addr", client, "--peer-addr", peer,
-                          "--listen-peer-addr", listen, "--snapshot-entries", "2000",
+                          "--listen-peer-addr", listen, "--snapshot-entries",
+                          g_lossyfs[0] ? SNAP_ENTRIES_S : "2000",
                           s->joiner ? "--join" : "--cluster", s->joiner ? NULL : r->spec, NULL};
     if (s->pn.log[0])
         append_file(s->log_all, s->pn.log);
     char parent[300];
     snprintf(parent, sizeof parent, "%s/%s", r->dir, s->name);
     mkdir(parent, 0755);
+    if (lfs_mount(r, i) != 0)
+        return -1;
     fproxy_set_down(r->px, s->name, false);
     for (int attempt = 0; attempt < 3; attempt++) {
         if (pn_start(&s->pn, s->dir, argv) == 0) {
@@ -673,14 +962,418 @@ static void restart_dead(struct run *r)
             slot_start(r, i);
 }
 
-/* One fault: applied, held, healed. */
-static void fault(struct run *r, int hold_ms)
+/* --- power faults (lossyfs) --- */
+
+
+static void last_error(const char *log, char *out, size_t cap)
+{
+    char buf[512];
+    out[0] = 0;
+    FILE *f = fopen(log, "r");
+    while (f && fgets(buf, sizeof buf, f))
+        if (strstr(buf, "PANIC") || strstr(buf, "ERROR"))
+            snprintf(out, cap, "%s", buf);
+    if (f)
+        fclose(f);
+    out[strcspn(out, "\n")] = 0;
+}
+
+static void power_fail(struct run *r, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    nlogf(r, "POWER FAULT FAILED: %s", msg);
+    if (!r->power_msg[0])
+        snprintf(r->power_msg, sizeof r->power_msg, "%s", msg);
+}
+
+/* The power goes at once on members v[0..n): every process SIGKILLed before
+ * any is reaped, then each mount forgets what was not durable (crash, or
+ * crash-torn: the last unsynced write of each file survives in part). */
+static void power_cut(struct run *r, const int *v, int n, bool torn)
+{
+    /* First no fsync may complete any more (one under way when the power
+     * goes made nothing durable), then the processes die. */
+    int fds[SLOTS];
+    char fr[256];
+    for (int k = 0; k < n; k++) /* all at once: one instant for every member */
+        if ((fds[k] = lfs_send(&r->s[v[k]], "freeze", fr, sizeof fr)) < 0)
+            power_fail(r, "lossyfs freeze of %s failed: %s", r->s[v[k]].name, fr);
+    for (int k = 0; k < n; k++)
+        if (fds[k] >= 0 && lfs_recv(fds[k], fr, sizeof fr) != 0)
+            power_fail(r, "lossyfs freeze of %s failed: %s", r->s[v[k]].name, fr);
+    for (int k = 0; k < n; k++) {
+        struct slot *s = &r->s[v[k]];
+        if (reap_one(r, v[k]) || !slot_running(s))
+            continue;
+        if (s->paused)
+            kill(s->pn.pid, SIGCONT);
+        kill(s->pn.pid, SIGKILL);
+    }
+    /* A process whose fsync is frozen cannot die before the crash answers
+     * it (the kernel waits for the FUSE reply): reap what exits at once,
+     * crash, then reap the rest. */
+    for (int w = 0; w < 30; w++) {
+        bool all = true;
+        for (int k = 0; k < n; k++) {
+            struct slot *s = &r->s[v[k]];
+            int st;
+            if (slot_running(s) && waitpid(s->pn.pid, &st, WNOHANG) == s->pn.pid)
+                s->pn.pid = 0;
+            all &= !slot_running(s);
+        }
+        if (all)
+            break;
+        msleep(10);
+    }
+    for (int k = 0; k < n; k++) {
+        struct slot *s = &r->s[v[k]];
+        char cmd[64], reply[2048];
+        if (torn)
+            snprintf(cmd, sizeof cmd, "crash-torn %" PRIu64, test_rng(&r->rng));
+        else
+            snprintf(cmd, sizeof cmd, "crash");
+        int rc = lfs_ctl(s, cmd, reply, sizeof reply);
+        for (char *p = reply; (p = strchr(p, '\n'));)
+            *p = '|';
+        nlogf(r, "%s of %s: %s", cmd, s->name, reply);
+        if (rc != 0)
+            power_fail(r, "lossyfs %s of %s failed: %s", cmd, s->name, reply);
+    }
+    for (int k = 0; k < n; k++) {
+        struct slot *s = &r->s[v[k]];
+        if (slot_running(s)) {
+            int st;
+            waitpid(s->pn.pid, &st, 0);
+            s->pn.pid = 0;
+        }
+        s->paused = false;
+        fproxy_set_down(r->px, s->name, true);
+    }
+}
+
+/* Power back on: each must boot (an unbootable member is a failure). */
+static void power_on(struct run *r, const int *v, int n)
+{
+    for (int k = 0; k < n; k++) {
+        struct slot *s = &r->s[v[k]];
+        if (slot_running(s))
+            continue;
+        if (slot_start(r, v[k]) != 0) {
+            char line[512];
+            last_error(s->pn.log, line, sizeof line);
+            r->unbootable++;
+            power_fail(r, "%s does not boot after a power cut (%s)", s->name, line[0] ? line : "nothing logged");
+        }
+    }
+    nlogf(r, "power back on");
+}
+
+static void power_cut_one(struct run *r, int v, bool torn, int off_ms)
+{
+    power_cut(r, &v, 1, torn);
+    msleep(off_ms);
+    power_on(r, &v, 1);
+}
+
+/* Bytes appended to a member's log since *off. */
+static bool log_has(struct slot *s, long *off, const char *what)
+{
+    FILE *f = fopen(s->pn.log, "r");
+    if (!f)
+        return false;
+    bool found = false;
+    if (fseek(f, *off, SEEK_SET) == 0) {
+        char buf[1024];
+        while (!found && fgets(buf, sizeof buf, f)) {
+            found = strstr(buf, what) != NULL;
+            if (strchr(buf, '\n'))
+                *off = ftell(f);
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static long log_end(struct slot *s)
+{
+    struct stat sb;
+    return stat(s->pn.log, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+static bool saving(struct slot *s)
+{
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/snap", s->dir);
+    DIR *d = opendir(dir);
+    bool found = false;
+    struct dirent *de;
+    while (d && !found && (de = readdir(d)))
+        found = strstr(de->d_name, ".snap.tmp") != NULL;
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static uint64_t applied_of(struct run *r, int i)
+{
+    ddkv_client *c = slot_client(r, i, 1000);
+    struct ddkv_status st;
+    uint64_t a = 0;
+    if (c && ddkv_status(c, &st) == DDKV_OK) {
+        a = st.applied;
+        ddkv_status_free(&st);
+    }
+    ddkv_client_free(c);
+    return a;
+}
+
+/* A membership change or a leadership transfer asked from a thread, so that
+ * the power can go while it is under way (processes are only ever started
+ * from the main thread: they die with the thread that forked them). */
+struct admin_call {
+    pthread_t th;
+    struct run *r;
+    int kind; /* 0 add, 1 remove, 2 transfer */
+    char name[16], peer[32];
+    ddkv_err e;
+    uint64_t index;
+};
+
+static void *admin_main(void *arg)
+{
+    struct admin_call *a = arg;
+    ddkv_client *c = new_client(a->r->endpoints, 4000);
+    a->e = DDKV_ERR_NOMEM;
+    if (c && a->kind == 0)
+        a->e = ddkv_member_add(c, a->name, a->peer, &a->index);
+    else if (c && a->kind == 1)
+        a->e = ddkv_member_remove(c, a->name, &a->index);
+    else if (c) {
+        char *to = NULL;
+        a->e = ddkv_leader_transfer(c, a->name, &to);
+        ddkv_free(to);
+    }
+    ddkv_client_free(c);
+    return NULL;
+}
+
+/* A power cut timed to land during a snapshot install, a snapshot save, a
+ * membership change or a leadership transfer. */
+static void timed_power_cut(struct run *r, int hold_ms, const int *m, int nm, int l)
+{
+    uint64_t sub = rnd(r, 4);
+    if (g_only_sub >= 0)
+        sub = (uint64_t)g_only_sub;
+    switch (sub) {
+    case 0: { /* install: a member kept down until the log was compacted past it */
+        int f[SLOTS], nf = 0;
+        for (int k = 0; k < nm; k++)
+            if (m[k] != l)
+                f[nf++] = m[k];
+        if (l < 0 || nf == 0)
+            return;
+        int v = f[rnd(r, (uint64_t)nf)];
+        note_fault(r, "power-cut-install");
+        nlogf(r, "kill -9 %s, to be sent a snapshot", r->s[v].name);
+        slot_kill(r, v);
+        uint64_t a0 = applied_of(r, l), a = a0;
+        for (int w = 0; w < 80 && a < a0 + 3 * SNAP_ENTRIES; w++) {
+            msleep(100);
+            a = applied_of(r, l) ? applied_of(r, l) : a;
+        }
+        nlogf(r, "leader applied %" PRIu64 " -> %" PRIu64 "; restarting %s", a0, a, r->s[v].name);
+        if (slot_start(r, v) != 0)
+            return;
+        long off = 0;
+        bool seen = false;
+        for (int w = 0; w < 3000 && !seen && slot_running(&r->s[v]); w++) {
+            seen = log_has(&r->s[v], &off, "installing snapshot");
+            if (!seen)
+                msleep(2);
+        }
+        /* The install syncs a start mark, loads the image, syncs its end:
+         * land anywhere in it (a crash between the two needs the image). */
+        int after = seen ? (int)rnd(r, (uint64_t)(2 * r->fsync_us / 1000 + 4)) : 0;
+        msleep(after);
+        nlogf(r, "power cut %s %s, %d ms after its start", r->s[v].name,
+              seen ? "during its snapshot install" : "(no install seen)", after);
+        power_cut_one(r, v, rnd(r, 2), hold_ms / 4);
+        break;
+    }
+    case 1: { /* save: the power goes while an image is written, or right after */
+        note_fault(r, "power-cut-save");
+        long off[SLOTS];
+        for (int k = 0; k < nm; k++)
+            off[m[k]] = log_end(&r->s[m[k]]);
+        int v = -1;
+        const char *when = "";
+        for (int w = 0; w < (hold_ms + 3000) / 3 && v < 0; w++) {
+            for (int k = 0; k < nm && v < 0; k++) {
+                struct slot *s = &r->s[m[k]];
+                if (!slot_running(s))
+                    continue;
+                if (saving(s))
+                    v = m[k], when = "while it writes a snapshot image";
+                else if (log_has(s, &off[m[k]], "snapshot at index"))
+                    v = m[k], when = "right after it wrote a snapshot";
+            }
+            if (v < 0)
+                msleep(3);
+        }
+        if (v < 0) {
+            v = m[rnd(r, (uint64_t)nm)];
+            when = "(no snapshot seen)";
+        }
+        nlogf(r, "power cut %s %s", r->s[v].name, when);
+        power_cut_one(r, v, rnd(r, 2), hold_ms / 4);
+        break;
+    }
+    case 2: { /* membership change */
+        struct admin_call a = {.r = r};
+        int j = -1;
+        if (nm <= r->nstart) {
+            for (int k = 0; k < r->nslots && j < 0; k++)
+                if (!r->s[k].member && !slot_running(&r->s[k]) && r->s[k].pn.dir[0] == 0)
+                    j = k;
+            if (j < 0)
+                return;
+            r->s[j].joiner = true;
+            if (slot_start(r, j) != 0)
+                return;
+            r->s[j].member = true;
+            a.kind = 0;
+            snprintf(a.name, sizeof a.name, "%s", r->s[j].name);
+            snprintf(a.peer, sizeof a.peer, "127.0.0.1:%d", r->s[j].front_port);
+        } else {
+            j = m[rnd(r, (uint64_t)nm)];
+            a.kind = 1;
+            snprintf(a.name, sizeof a.name, "%s", r->s[j].name);
+        }
+        note_fault(r, "power-cut-member");
+        pthread_create(&a.th, NULL, admin_main, &a);
+        msleep((int)rnd(r, 300));
+        int v = l >= 0 && rnd(r, 2) ? l : j;
+        nlogf(r, "power cut %s while %s %s", r->s[v].name, a.kind ? "removing" : "adding", a.name);
+        power_cut(r, &v, 1, rnd(r, 2));
+        pthread_join(a.th, NULL);
+        nlogf(r, "members %s %s: %s (index %" PRIu64 ")", a.kind ? "remove" : "add", a.name, ddkv_strerror(a.e),
+              a.index);
+        if (a.kind == 1 && a.e == DDKV_OK) {
+            r->s[j].member = false;
+            slot_kill(r, j);
+        }
+        msleep(hold_ms / 3);
+        if (r->s[v].member)
+            power_on(r, &v, 1);
+        break;
+    }
+    default: { /* leadership transfer */
+        if (l < 0 || nm < 2)
+            return;
+        int li = 0;
+        while (li < nm && m[li] != l)
+            li++;
+        int t = m[(li + 1 + (int)rnd(r, (uint64_t)nm - 1)) % nm];
+        struct admin_call a = {.r = r, .kind = 2};
+        snprintf(a.name, sizeof a.name, "%s", r->s[t].name);
+        note_fault(r, "power-cut-transfer");
+        pthread_create(&a.th, NULL, admin_main, &a);
+        msleep((int)rnd(r, 150));
+        int v = rnd(r, 2) ? l : t;
+        nlogf(r, "power cut %s during a leadership transfer %s -> %s", r->s[v].name, r->s[l].name, r->s[t].name);
+        power_cut(r, &v, 1, rnd(r, 2));
+        pthread_join(a.th, NULL);
+        nlogf(r, "transfer leadership %s -> %s: %s", r->s[l].name, r->s[t].name, ddkv_strerror(a.e));
+        msleep(hold_ms / 3);
+        power_on(r, &v, 1);
+        break;
+    }
+    }
+}
+
+/* fsyncs fail with EIO on a member: it must fence itself (nothing the failed
+ * sync covered acknowledged), keep serving reads, and rejoin by itself once
+ * syncs work again -- or, a third of the time, lose its power meanwhile. */
+static void fsync_eio(struct run *r, int hold_ms, const int *m, int nm, int l)
+{
+    int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
+    struct slot *s = &r->s[v];
+    char reply[512];
+    note_fault(r, "fsync-eio");
+    if (lfs_ctl(s, "fail-fsync 1000000000", reply, sizeof reply) != 0) {
+        power_fail(r, "lossyfs fail-fsync on %s: %s", s->name, reply);
+        return;
+    }
+    nlogf(r, "fsyncs fail on %s%s", s->name, v == l ? " (leader)" : "");
+    msleep(hold_ms);
+    /* Reads go on, from its own state (a stale read). */
+    if (!reap_one(r, v) && slot_running(s)) {
+        ddkv_err e = DDKV_ERR_UNAVAILABLE;
+        char why_not[256] = "";
+        for (int t = 0; t < 3 && e != DDKV_OK && e != DDKV_ERR_NOT_FOUND; t++) {
+            ddkv_client *c = slot_client(r, v, 3000);
+            struct ddkv_value val;
+            e = c ? ddkv_read(c, "k0", 2, DDKV_CONSISTENCY_STALE, 0, &val) : DDKV_ERR_NOMEM;
+            if (e == DDKV_OK)
+                ddkv_free(val.value);
+            else if (c)
+                snprintf(why_not, sizeof why_not, "%s", ddkv_client_errmsg(c));
+            ddkv_client_free(c);
+        }
+        if (e != DDKV_OK && e != DDKV_ERR_NOT_FOUND) {
+            r->unserved++;
+            power_fail(r, "%s does not serve reads while its fsyncs fail: %s", s->name, why_not);
+        }
+    }
+    if (rnd(r, 3) == 0) {
+        nlogf(r, "power cut %s while its fsyncs fail", s->name);
+        power_cut(r, &v, 1, rnd(r, 2));
+        lfs_ctl(s, "fail-fsync 0", reply, sizeof reply);
+        power_on(r, &v, 1);
+        return;
+    }
+    lfs_ctl(s, "fail-fsync 0", reply, sizeof reply);
+    nlogf(r, "fsyncs work again on %s", s->name);
+    bool healthy = false;
+    for (int w = 0; w < 250 && !healthy && !reap_one(r, v) && slot_running(s); w++) {
+        ddkv_client *c = slot_client(r, v, 1000);
+        struct ddkv_status st;
+        if (c && ddkv_status(c, &st) == DDKV_OK) {
+            healthy = st.healthy_known && st.healthy;
+            ddkv_status_free(&st);
+        }
+        ddkv_client_free(c);
+        if (!healthy)
+            msleep(100);
+    }
+    if (!healthy && slot_running(s)) {
+        char line[512];
+        last_error(s->pn.log, line, sizeof line);
+        r->unhealed++;
+        power_fail(r, "%s did not rejoin by itself within 25 s of its fsyncs working again (%s)", s->name,
+                   line);
+    } else {
+        nlogf(r, "%s healthy again", s->name);
+    }
+}
+
+/* One fault: applied, held, healed. The first of a schedule is a power fault
+ * when they are on. */
+static void fault(struct run *r, int hold_ms, bool first)
 {
     int m[SLOTS];
     int nm = members(r, m);
     int l = leader(r);
     char a[128], b[128];
-    switch (rnd(r, 11)) {
+    bool power = g_lossyfs[0] != 0;
+    uint64_t kind = (first || g_power_only) && power ? 11 + rnd(r, 9) : rnd(r, power ? 20 : 11);
+    if (g_only >= 0)
+        kind = (uint64_t)g_only;
+    switch (kind) {
     case 0: /* kill -9 a member (the leader half the time), restart it later */
     case 1: {
         int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
@@ -802,6 +1495,53 @@ static void fault(struct run *r, int hold_ms)
         msleep(hold_ms / 2);
         break;
     }
+    case 11: /* the power of one member (the leader half the time) */
+    case 12: {
+        int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
+        nlogf(r, "power cut %s%s", r->s[v].name, v == l ? " (leader)" : "");
+        note_fault(r, "power-cut");
+        power_cut_one(r, v, false, hold_ms);
+        break;
+    }
+    case 13: { /* a minority */
+        shuffle(r, m, nm);
+        int k = (nm - 1) / 2;
+        names_of(r, m, k, a, sizeof a);
+        nlogf(r, "power cut {%s}", a);
+        note_fault(r, "power-cut-minority");
+        power_cut(r, m, k, false);
+        msleep(hold_ms);
+        power_on(r, m, k);
+        break;
+    }
+    case 14: /* every member at once: what a majority acknowledged survives */
+    case 15:
+        nlogf(r, "power cut of every member");
+        note_fault(r, "power-cut-all");
+        power_cut(r, m, nm, false);
+        msleep(hold_ms / 4);
+        power_on(r, m, nm);
+        break;
+    case 16: { /* torn: one member, or a third of the time all */
+        bool all = rnd(r, 3) == 0;
+        int v = l >= 0 && rnd(r, 2) ? l : m[rnd(r, (uint64_t)nm)];
+        nlogf(r, "torn power cut of %s", all ? "every member" : r->s[v].name);
+        note_fault(r, all ? "torn-power-cut-all" : "torn-power-cut");
+        if (all) {
+            power_cut(r, m, nm, true);
+            msleep(hold_ms / 4);
+            power_on(r, m, nm);
+        } else {
+            power_cut_one(r, v, true, hold_ms);
+        }
+        break;
+    }
+    case 17:
+        fsync_eio(r, hold_ms, m, nm, l);
+        break;
+    default: /* 18, 19: timed to a save, an install, a membership change, a transfer */
+        timed_power_cut(r, hold_ms, m, nm, l);
+        break;
     }
 }
 
@@ -809,7 +1549,7 @@ static void fault(struct run *r, int hold_ms)
 
 struct verdict {
     bool linearizable, healthy, equal, lin_error;
-    int lost, dups, gaps, uncovered, crashes;
+    int lost, dups, gaps, uncovered, crashes, unbootable;
     char why[1024];
 };
 
@@ -931,21 +1671,28 @@ static void check_watchers(struct run *r, struct verdict *v, const struct final_
             continue;
         int key = atoi(wr->key + 1);
         bool seen = false, lost = false;
+        char how[160] = "";
         for (int k = 0; k < NWATCHERS; k++) {
             if (!covers(&r->wt[k], wr->rev))
                 continue;
             const struct wev *e = find_rev(&r->wt[k], wr->rev);
-            if (e && strcmp(e->key, wr->key) == 0 && strcmp(e->value, wr->value) == 0)
+            if (e && strcmp(e->key, wr->key) == 0 && strcmp(e->value, wr->value) == 0) {
                 seen = true;
-            else
+            } else {
                 lost = true;
+                snprintf(how, sizeof how, "watcher %d has %s%s%s there", k, e ? e->key : "nothing",
+                         e ? "=" : "", e ? e->value : "");
+            }
         }
-        if (v->equal && fin[key].mod_rev < wr->rev)
+        if (v->equal && fin[key].mod_rev < wr->rev) {
             lost = true;
+            snprintf(how, sizeof how, "the key's final revision is %" PRIu64, fin[key].mod_rev);
+        }
         if (lost) {
             v->lost++;
             if (v->lost <= 3)
-                why(v, "acknowledged %s=%s at revision %" PRIu64 " is missing", wr->key, wr->value, wr->rev);
+                why(v, "acknowledged %s=%s at revision %" PRIu64 " is missing (%s)", wr->key, wr->value, wr->rev,
+                    how);
         } else if (!seen) {
             v->uncovered++;
         }
@@ -960,7 +1707,9 @@ static void check_equal(struct run *r, struct verdict *v, struct final_kv *fin)
     int nm = members(r, m);
     uint64_t applied[SLOTS];
     bool same = false;
-    for (int waited = 0; waited < 30000 && !same; waited += 200) {
+    /* 30 s by the clock: a member that is down costs each round its client's timeout. */
+    uint64_t deadline = clock_mono_ms() + 30000;
+    while (!same && clock_mono_ms() < deadline) {
         same = true;
         for (int i = 0; i < nm; i++) {
             ddkv_client *c = slot_client(r, m[i], 2000);
@@ -1114,8 +1863,11 @@ static int setup(struct run *r, int nodes)
 
 static void teardown(struct run *r, bool keep)
 {
-    for (int i = 0; i < r->nslots; i++) {
+    for (int i = 0; i < r->nslots; i++)
         slot_kill(r, i);
+    for (int i = 0; i < r->nslots; i++)
+        lfs_umount(&r->s[i]);
+    for (int i = 0; i < r->nslots; i++) {
         if (r->s[i].pn.log[0]) {
             append_file(r->s[i].log_all, r->s[i].pn.log);
             unlink(r->s[i].pn.log);
@@ -1144,12 +1896,15 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
         return -1;
     pthread_mutex_init(&r->mu, NULL);
     r->t0 = clock_mono_ns();
+    g_run = r;
     if (setup(r, nodes) != 0) {
         why(v, "the cluster did not start");
         teardown(r, true);
+        g_run = NULL;
         return -1;
     }
-    nlogf(r, "cluster of %d up, ports from %d, seed %" PRIu64, nodes, r->base_port, r->seed);
+    nlogf(r, "cluster of %d up, ports from %d, seed %" PRIu64 "%s, fsyncs take %d us", nodes, r->base_port, r->seed,
+          g_lossyfs[0] ? ", data dirs on lossyfs" : "", r->fsync_us);
     for (int i = 0; i < NCLIENTS; i++) {
         r->c[i].id = i;
         r->c[i].r = r;
@@ -1163,9 +1918,11 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
     }
     uint64_t end = r->t0 + (uint64_t)r->duration_s * 1000000000ull;
     msleep(1000);
+    bool first = true;
     while (clock_mono_ns() + 4000000000ull < end) {
         int hold = 1000 + (int)rnd(r, 3000);
-        fault(r, hold);
+        fault(r, hold, first);
+        first = false;
         reap(r);
         msleep(300 + (int)rnd(r, 1500));
     }
@@ -1256,8 +2013,14 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
     v->crashes = r->crashes;
     if (r->crashes)
         why(v, "%d crash(es), first: %s", r->crashes, r->crash_msg);
-    bool pass = v->linearizable && v->healthy && v->equal && !v->lost && !v->dups && !v->gaps && !v->crashes;
+    v->unbootable = r->unbootable;
+    if (r->power_msg[0])
+        why(v, "power faults: %d unbootable, %d not rejoined after fsync errors, %d not serving reads; first: %s",
+            r->unbootable, r->unhealed, r->unserved, r->power_msg);
+    bool pass = v->linearizable && v->healthy && v->equal && !v->lost && !v->dups && !v->gaps && !v->crashes &&
+                !r->power_msg[0];
     teardown(r, keep || !pass);
+    g_run = NULL;
     nlogf(r, "%s: %s", pass ? "PASS" : "FAIL", v->why);
     fclose(r->nlog);
     for (int i = 0; i < NWATCHERS; i++)
@@ -1265,6 +2028,94 @@ static int run_schedule(struct run *r, int nodes, bool keep, struct verdict *v)
     free(r->w);
     pthread_mutex_destroy(&r->mu);
     return pass ? 0 : 1;
+}
+
+/* Power faults on: find lossyfs and fusermount3, and run in a private mount
+ * namespace (re-executed under unshare -m, the PID kept: the marker says
+ * which process already is), so the mounts are seen by nobody else and
+ * vanish with it whatever happens; signals unmount and stop everything. */
+static int power_setup(char **argv)
+{
+    const char *bin = getenv("LOSSYFS_BIN");
+    if (bin && *bin) {
+        snprintf(g_lossyfs, sizeof g_lossyfs, "%s", bin);
+    } else {
+        const char *ddkv = getenv("DDKV_BIN");
+        const char *slash = ddkv ? strrchr(ddkv, '/') : NULL;
+        if (slash)
+            snprintf(g_lossyfs, sizeof g_lossyfs, "%.*s/lossyfs", (int)(slash - ddkv), ddkv);
+    }
+    if (!g_lossyfs[0] || access(g_lossyfs, X_OK) != 0) {
+        fprintf(stderr, "ddkv-faults: lossyfs not found at '%s' (set LOSSYFS_BIN, or --no-power)\n", g_lossyfs);
+        return -1;
+    }
+    if (access("/dev/fuse", R_OK | W_OK) != 0) {
+        fprintf(stderr, "ddkv-faults: SKIP: /dev/fuse: %s (power faults need FUSE; --no-power runs without)\n",
+                strerror(errno));
+        exit(77);
+    }
+    const char *path = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof dirs, "%s:/usr/bin:/bin:/usr/sbin:/sbin", path ? path : "");
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d && !g_fusermount[0]; d = strtok_r(NULL, ":", &save)) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/fusermount3", d);
+        if (access(p, X_OK) == 0)
+            snprintf(g_fusermount, sizeof g_fusermount, "%s", p);
+    }
+    if (!g_fusermount[0]) {
+        fprintf(stderr, "ddkv-faults: fusermount3 not found (scripts/deps.sh installs fuse3)\n");
+        return -1;
+    }
+    char me[32];
+    snprintf(me, sizeof me, "%d", (int)getpid());
+    const char *ns = getenv("DDKV_FAULTS_NS");
+    if (!ns || strcmp(ns, me) != 0) {
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0) {
+            fprintf(stderr, "ddkv-faults: /proc/self/exe: %s\n", strerror(errno));
+            return -1;
+        }
+        self[n] = 0;
+        setenv("DDKV_FAULTS_NS", me, 1);
+        int argc = 0;
+        while (argv[argc])
+            argc++;
+        char **nargv = calloc((size_t)argc + 6, sizeof *nargv);
+        if (!nargv)
+            return -1;
+        int k = 0;
+        nargv[k++] = "unshare";
+        nargv[k++] = "-m";
+        nargv[k++] = "--propagation";
+        nargv[k++] = "private";
+        nargv[k++] = self;
+        for (int i = 1; i < argc; i++)
+            nargv[k++] = argv[i];
+        nargv[k] = NULL;
+        fflush(NULL);
+        execvp("unshare", nargv);
+        fprintf(stderr, "ddkv-faults: cannot run unshare -m: %s\n", strerror(errno));
+        return -1;
+    }
+    snprintf(g_sockdir, sizeof g_sockdir, "/tmp/ddkv-faults-XXXXXX");
+    if (!mkdtemp(g_sockdir)) {
+        fprintf(stderr, "ddkv-faults: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    return 0;
+}
+
+static void power_cleanup(void)
+{
+    if (g_sockdir[0])
+        rmdir(g_sockdir);
 }
 
 /* --check: each history file checked again, one line each; 0 if all pass. */
@@ -1288,10 +2139,11 @@ int main(int argc, char **argv)
     uint64_t seed = (uint64_t)time(NULL);
     int schedules = 1, duration = 60, nodes = 0;
     const char *out = "var/faults";
-    bool keep = false;
+    bool keep = false, no_power = false;
     static const struct option lo[] = {
         {"seed", 1, 0, 's'}, {"schedules", 1, 0, 'n'}, {"duration-s", 1, 0, 'd'},
-        {"nodes", 1, 0, 'N'}, {"out", 1, 0, 'o'}, {"keep", 0, 0, 'k'}, {"check", 0, 0, 'c'}, {0, 0, 0, 0}};
+        {"nodes", 1, 0, 'N'}, {"out", 1, 0, 'o'}, {"keep", 0, 0, 'k'}, {"check", 0, 0, 'c'},
+        {"no-power", 0, 0, 'P'}, {"power-only", 0, 0, 'O'}, {"only", 1, 0, 'K'}, {0, 0, 0, 0}};
     bool check = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1303,9 +2155,24 @@ int main(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'k': keep = true; break;
         case 'c': check = true; break;
+        case 'P': no_power = true; break;
+        case 'O': g_power_only = true; break;
+        case 'K':
+            for (size_t i = 0; i < sizeof g_only_names / sizeof g_only_names[0]; i++)
+                if (strcmp(optarg, g_only_names[i].name) == 0)
+                    g_only = g_only_names[i].kind;
+            if (g_only >= 100) { /* a timed power cut of one kind */
+                g_only_sub = g_only - 100;
+                g_only = 18;
+            }
+            if (g_only < 0) {
+                fprintf(stderr, "ddkv-faults: --only: unknown fault %s\n", optarg);
+                return 2;
+            }
+            break;
         default:
             fprintf(stderr, "usage: ddkv-faults [--seed S] [--schedules N] [--duration-s D] [--nodes 3|5] "
-                            "[--out DIR] [--keep]\n       ddkv-faults --check HISTORY.jsonl...\n");
+                            "[--out DIR] [--keep] [--no-power] [--power-only] [--only KIND]\n       ddkv-faults --check HISTORY.jsonl...\n");
             return 2;
         }
     }
@@ -1316,9 +2183,21 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (!no_power && power_setup(argv) != 0)
+        return 1;
     mkdir(out, 0755);
+    char outabs[PATH_MAX];
+    if (!realpath(out, outabs)) {
+        fprintf(stderr, "ddkv-faults: %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    out = outabs;
+    if (strlen(out) > 200) {
+        fprintf(stderr, "ddkv-faults: --out %s: a shorter path, please\n", out);
+        return 2;
+    }
     long ops = 0, pages = 0;
-    int failed = 0, violations = 0, lost = 0;
+    int failed = 0, violations = 0, lost = 0, unbootable = 0, pca_schedules = 0;
     uint64_t t0 = clock_mono_ns();
     for (int k = 0; k < schedules; k++) {
         struct run *r = calloc(1, sizeof *r);
@@ -1328,8 +2207,11 @@ int main(int argc, char **argv)
         r->rng = r->seed * 0x2545f4914f6cdd1dull + 0x9e3779b97f4a7c15ull;
         r->duration_s = duration;
         r->sched = k;
-        snprintf(r->dir, sizeof r->dir, "%s/seed-%" PRIu64, out, r->seed);
+        snprintf(r->dir, sizeof r->dir, "%.200s/seed-%" PRIu64, out, r->seed);
         int n = nodes ? nodes : (rnd(r, 3) == 0 ? 5 : 3);
+        /* A disk takes time to flush: 0 to 4 ms per fsync, per schedule. */
+        static const int fsync_us[] = {0, 500, 1000, 2000, 4000};
+        r->fsync_us = fsync_us[rnd(r, 5)];
         struct verdict v;
         uint64_t t1 = clock_mono_ns();
         int rc = run_schedule(r, n, keep, &v);
@@ -1337,20 +2219,36 @@ int main(int argc, char **argv)
         pages += r->pages;
         violations += !v.linearizable;
         lost += v.lost;
+        unbootable += v.unbootable;
+        pca_schedules += strstr(r->faults, "power-cut-all") != NULL;
         failed += rc != 0;
         printf("schedule %d seed %" PRIu64 " nodes %d: %.0f s, %d ops (%d unknown, %d list pages), faults %d [%s], "
                "%s, lost %d, duplicates %d, watch gaps %d (events %zu, compacted %d, uncovered %d), "
-               "crashes %d, equal %s, healthy %s -> %s%s%s\n",
+               "crashes %d, unbootable %d, equal %s, healthy %s -> %s%s%s\n",
                k + 1, r->seed, n, now_s(t1), r->ops, r->unknown, r->pages, r->nfaults, r->faults,
                v.lin_error ? "checker error" : v.linearizable ? "linearizable" : "NOT LINEARIZABLE", v.lost,
-               v.dups, v.gaps, r->wt[0].n, r->wt[0].compactions + r->wt[1].compactions, v.uncovered, v.crashes, v.equal ? "yes" : "NO", v.healthy ? "yes" : "NO", rc ? "FAIL" : "pass",
+               v.dups, v.gaps, r->wt[0].n, r->wt[0].compactions + r->wt[1].compactions, v.uncovered, v.crashes, v.unbootable, v.equal ? "yes" : "NO", v.healthy ? "yes" : "NO", rc ? "FAIL" : "pass",
                rc ? " (" : "", rc ? v.why : "");
         if (rc)
             printf("   kept in %s\n", r->dir);
         fflush(stdout);
         free(r);
     }
-    printf("schedules: %d, operations: %ld, violations: %d, lost: %d (failed schedules: %d, %.0f s, "
-           "list pages %ld)\n", schedules, ops, violations, lost, failed, now_s(t0), pages);
+    int total = 0, npower = 0;
+    char kinds[2048];
+    size_t ko = 0;
+    kinds[0] = 0;
+    for (int k = 0; k < g_nkinds; k++) {
+        total += g_kinds[k].n;
+        npower += power_kind(g_kinds[k].name) ? g_kinds[k].n : 0;
+        if (ko < sizeof kinds)
+            ko += (size_t)snprintf(kinds + ko, sizeof kinds - ko, "%s%s=%d", k ? " " : "", g_kinds[k].name,
+                                   g_kinds[k].n);
+    }
+    printf("schedules: %d, operations: %ld, violations: %d, lost: %d, unbootable: %d (failed schedules: %d, "
+           "%.0f s, list pages %ld; faults %d, power %d, power-cut-all in %d schedules; kinds: %s)\n",
+           schedules, ops, violations, lost, unbootable, failed, now_s(t0), pages, total, npower, pca_schedules,
+           kinds);
+    power_cleanup();
     return failed ? 1 : 0;
 }

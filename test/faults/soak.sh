@@ -2,8 +2,10 @@
 # Long fault runs: N random schedules (default 60 s each) against real
 # clusters, several at once, every history kept under var/faults/ for anyone to
 # check again. One line per schedule, then
-#   schedules: N, operations: M, violations: V, lost: L
-# (operations count each LIST page as one).
+#   schedules: N, operations: M, violations: V, lost: L, unbootable: U
+# (operations count each LIST page as one; unbootable: members that did not
+# boot after a power cut), and the faults of each kind over the whole run.
+# ddkv-faults mixes power faults (lossyfs mounts) in: it needs FUSE and root.
 # Exit 0 only if every schedule passed. Re-running with the same --run resumes
 # it: schedules with a result are not run again.
 #
@@ -52,10 +54,22 @@ pids=()
 # The summary over every schedule of the run (resumed ones included).
 cat "$out"/result-* 2>/dev/null | awk -v want="$n" -v secs=$(( $(date +%s) - start )) '
   /^schedules:/ { sched++; ops += $4; gsub(",", "", $6); viol += $6; gsub(/[^0-9]/, "", $8); lost += $8
-                  if (match($0, /list pages [0-9]+/)) pages += substr($0, RSTART + 11, RLENGTH - 11) }
+                  if (match($0, /list pages [0-9]+/)) pages += substr($0, RSTART + 11, RLENGTH - 11)
+                  if (match($0, /unbootable: [0-9]+/)) unboot += substr($0, RSTART + 12, RLENGTH - 12)
+                  if (match($0, /power-cut-all in [0-9]+/)) pca += (substr($0, RSTART + 17, RLENGTH - 17) > 0)
+                  if (match($0, /kinds: [^)]*/)) {
+                    nk = split(substr($0, RSTART + 7, RLENGTH - 7), kv, " ")
+                    for (i = 1; i <= nk; i++) {
+                      split(kv[i], p, "="); kinds[p[1]] += p[2]; total += p[2]
+                      if (p[1] ~ /power-cut/ || p[1] == "fsync-eio") power += p[2]
+                    }
+                  } }
   / -> FAIL/ { failed++ }
   END {
-    printf "schedules: %d, operations: %d, violations: %d, lost: %d\n", sched, ops, viol, lost
+    printf "schedules: %d, operations: %d, violations: %d, lost: %d, unbootable: %d\n", sched, ops, viol, lost, unboot
     printf "(failed schedules: %d of %d wanted, %d s this invocation; list pages among the operations: %d)\n", failed, want, secs, pages
+    printf "faults: %d, power faults: %d (%.0f%%), schedules with power-cut-all: %d; by kind:", total, power, total ? 100 * power / total : 0, pca
+    for (k in kinds) printf " %s=%d", k, kinds[k]
+    printf "\n"
     exit (failed || sched < want) ? 1 : 0
   }'

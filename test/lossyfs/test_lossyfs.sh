@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lossyfs's own tests (docs/lossyfs.md): after `crash`, each file is as of its
 # last fsync/fdatasync and each directory's entries as of its last fsync;
-# crash-torn keeps a part of the last write; fail-fsync gives EIO; report
+# crash-torn keeps a part of the last write; fail-fsync gives EIO; an fsync
+# under way at a crash (fsync-delay, freeze) makes nothing durable; report
 # counts unsynced bytes; the mount keeps working after a crash.
 source "$(dirname "$0")/../power/lib.sh"
 
@@ -238,6 +239,43 @@ fs append "$M/CURRENT" "+kept" sync
 crash
 content_is "$M/CURRENT" v3+kept "the third fsync works again"
 pass "fail-fsync 2: two EIOs, nothing durable, then fsync works"
+
+# 10b. fsync-delay: an fsync takes that long, and a crash during it loses
+# what it was making durable (a disk's flush in progress)
+lossy_ctl m fsync-delay 400000
+t0=$(date +%s%N)
+fs append "$M/CURRENT" "+slow" sync
+t1=$(date +%s%N)
+[ $(( (t1 - t0) / 1000000 )) -ge 400 ] || fail "an fsync under fsync-delay 400000 took $(( (t1 - t0) / 1000000 )) ms"
+# wait_for TEXT: until CURRENT holds it (written; its fsync then under way)
+wait_for() {
+  local i
+  for i in $(seq 200); do grep -q -- "$1" "$M/CURRENT" && return 0; sleep 0.05; done
+  fail "the append of $1 did not happen"
+}
+fs append "$M/CURRENT" "+cut" sync 2>/dev/null &
+syncer=$!
+wait_for +cut
+sleep 0.05
+crash
+wait "$syncer" && fail "an fsync a crash overtook succeeded"
+content_is "$M/CURRENT" v3+kept+slow "a crash during a delayed fsync loses what it was syncing"
+lossy_ctl m fsync-delay 0
+pass "fsync-delay: fsyncs take 400 ms; a crash during one loses its data (EIO)"
+# freeze: no fsync completes until the crash, which fails it
+lossy_ctl m freeze
+fs append "$M/CURRENT" "+frozen" sync 2>/dev/null &
+syncer=$!
+wait_for +frozen
+sleep 0.3
+kill -0 "$syncer" 2>/dev/null || fail "an fsync completed after freeze"
+crash
+wait "$syncer" && fail "an fsync under way at the crash succeeded"
+content_is "$M/CURRENT" v3+kept+slow "an fsync frozen until the crash made nothing durable"
+fs append "$M/CURRENT" "+after" sync
+crash
+content_is "$M/CURRENT" v3+kept+slow+after "fsyncs complete again after the crash"
+pass "freeze: an fsync under way waits for the crash and fails; then fsyncs work"
 
 # 11. the mount keeps working across crashes; an unknown command is refused
 "$LOSSYFS" ctl "$WORK/.lossy/m.sock" bogus >/dev/null && fail "unknown command accepted"

@@ -3,7 +3,7 @@
  *
  * Usage:
  *   lossyfs mount BACKING MOUNTPOINT --control SOCKET [--seed N] [--single-thread] [--die-with-parent]
- *   lossyfs ctl SOCKET COMMAND [ARG]     (crash | crash-torn [SEED] | fail-fsync N | report | ping)
+ *   lossyfs ctl SOCKET COMMAND [ARG]     (crash | crash-torn [SEED] | freeze | fail-fsync N | fsync-delay US | report | ping)
  *
  * The design (docs/lossyfs.md has the model it implements):
  *
@@ -49,6 +49,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -121,6 +122,9 @@ static struct {
     uint64_t seq;
     uint64_t rng;
     long fail_fsync;
+    atomic_long fsync_delay_us; /* every fsync takes this long before it makes anything durable */
+    atomic_bool frozen;         /* the power is going: no fsync completes until the crash */
+    atomic_ulong crashes;       /* crashes so far: an fsync a crash overtook made nothing durable */
     size_t saved_bytes; /* memory held by saved pages */
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .root = -1, .stash = -1, .trash = -1, .ctl_fd = -1};
 
@@ -479,6 +483,8 @@ static void fd_path(int fd, char *buf, size_t n)
  * is garbage). Runs with L.mu held. */
 static void do_crash(bool torn, struct out *o)
 {
+    atomic_fetch_add(&L.crashes, 1); /* fsyncs waiting (frozen or delayed) end with EIO */
+    atomic_store(&L.frozen, false);
     size_t files = 0, names = 0, bytes = 0;
     for (struct frec *f = L.files; f; f = f->next) {
         uint8_t *last = NULL;
@@ -604,6 +610,9 @@ static void run_command(char *line, struct out *o)
         outf(o, "error: empty command\n");
     } else if (strcmp(cmd, "ping") == 0) {
         outf(o, "ok\n");
+    } else if (strcmp(cmd, "freeze") == 0) {
+        atomic_store(&L.frozen, true);
+        outf(o, "ok no fsync completes until the next crash\n");
     } else if (strcmp(cmd, "crash") == 0) {
         do_crash(false, o);
     } else if (strcmp(cmd, "crash-torn") == 0) {
@@ -619,10 +628,19 @@ static void run_command(char *line, struct out *o)
             L.fail_fsync = n;
             outf(o, "ok the next %ld fsyncs fail with EIO\n", n);
         }
+    } else if (strcmp(cmd, "fsync-delay") == 0 && arg) {
+        char *end;
+        long us = strtol(arg, &end, 10);
+        if (*end || us < 0 || us > 10000000) {
+            outf(o, "error: fsync-delay US (0 to 10000000)\n");
+        } else {
+            atomic_store(&L.fsync_delay_us, us);
+            outf(o, "ok every fsync takes %ld us before it makes anything durable\n", us);
+        }
     } else if (strcmp(cmd, "report") == 0) {
         do_report(o);
     } else {
-        outf(o, "error: unknown command (crash | crash-torn [SEED] | fail-fsync N | report | ping)\n");
+        outf(o, "error: unknown command (crash | crash-torn [SEED] | freeze | fail-fsync N | fsync-delay US | report | ping)\n");
     }
     pthread_mutex_unlock(&L.mu);
 }
@@ -1013,13 +1031,36 @@ static int lfs_release(const char *path, struct fuse_file_info *fi)
 /* fsync and fdatasync alike make the file's data and size durable (the size
  * is metadata fdatasync must write, since reading the data needs it). The
  * backing file is not synced: its disk is not the one that loses power. */
+/* A disk takes time to flush: what an fsync makes durable becomes so at its
+ * end (a crash meanwhile loses it). Other calls go on during the wait. Once
+ * frozen (the power is going), no fsync ends before the crash. Returns the
+ * crash count at the start: if it changed, a crash overtook this fsync. */
+static unsigned long fsync_wait(void)
+{
+    unsigned long gen = atomic_load(&L.crashes);
+    long us = atomic_load(&L.fsync_delay_us);
+    if (us > 0) {
+        struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+    while (atomic_load(&L.frozen) && atomic_load(&L.crashes) == gen) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return gen;
+}
+
 static int lfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
     (void)path;
     (void)datasync;
+    unsigned long gen = fsync_wait();
     pthread_mutex_lock(&L.mu);
     int rc = 0;
-    if (L.fail_fsync > 0) {
+    if (atomic_load(&L.crashes) != gen) {
+        rc = -EIO; /* the power went during it: nothing became durable */
+    } else if (L.fail_fsync > 0) {
         L.fail_fsync--;
         rc = -EIO; /* nothing becomes durable */
     } else {
@@ -1109,8 +1150,13 @@ static int lfs_fsyncdir(const char *path, int datasync, struct fuse_file_info *f
     (void)path;
     (void)datasync;
     struct fh *dh = FH(fi);
+    unsigned long gen = fsync_wait();
     pthread_mutex_lock(&L.mu);
     int rc = 0;
+    if (atomic_load(&L.crashes) != gen) {
+        rc = -EIO;
+        goto out;
+    }
     if (L.fail_fsync > 0) {
         L.fail_fsync--;
         rc = -EIO;
@@ -1187,7 +1233,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: lossyfs mount BACKING MOUNTPOINT --control SOCKET [--seed N] [--single-thread] "
                     "[--die-with-parent]\n"
-                    "       lossyfs ctl SOCKET crash | crash-torn [SEED] | fail-fsync N | report | ping\n");
+                    "       lossyfs ctl SOCKET crash | crash-torn [SEED] | freeze | fail-fsync N | fsync-delay US | report | ping\n");
     return 2;
 }
 
