@@ -72,6 +72,14 @@ for damage in delete corrupt; do
     sleep 0.1
   done
   [ -n "$img" ] || fail "the leader has no snapshot image after 450 writes"
+  # ... and until no snapshot is being written or pruned (the listing holds still).
+  prev=
+  for i in $(seq 50); do
+    cur=$(ls "$DDKV_CLUSTER_DIR/$LEADER/snap/" 2>/dev/null | tr '\n' ' ')
+    [ "$cur" = "$prev" ] && [[ $cur != *tmp* ]] && break
+    prev=$cur
+    sleep 0.3
+  done
   before=$(metric_value "$(http "$LEADER")" ddkv_snapshot_image_errors_total)
   for f in "$DDKV_CLUSTER_DIR/$LEADER/snap/"*.snap; do
     if [ $damage = delete ]; then
@@ -80,6 +88,8 @@ for damage in delete corrupt; do
       python3 - "$f" <<'PY'
 import os, sys
 p = sys.argv[1]
+if not os.path.exists(p):
+    sys.exit(0)
 n = os.path.getsize(p)
 with open(p, "r+b") as f:
     f.seek(n // 2)
