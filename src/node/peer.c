@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 
 #include "ddkv/wire.h"
+#include "node/evframe.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "util/buf.h"
@@ -940,17 +941,8 @@ static void peer_in_read_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t budget = PEER_READ_CHUNK;
     while (!c->closing && budget > 0 && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v[8];
-        int nv = evbuffer_peek(in, (ev_ssize_t)budget, NULL, v, 8);
-        size_t took = 0;
-        int rc = ERR_OK;
-        for (int i = 0; i < nv && i < 8 && rc == ERR_OK && took < budget; i++) {
-            size_t k = v[i].iov_len < budget - took ? v[i].iov_len : budget - took;
-            rc = frame_decoder_feed(&c->dec, v[i].iov_base, k);
-            took += k;
-        }
-        evbuffer_drain(in, took);
-        budget -= took;
+        int rc;
+        budget -= evframe_feed(&c->dec, in, budget, &rc);
         const uint8_t *body;
         size_t len;
         while (!c->closing && frame_decoder_next(&c->dec, &body, &len) == ERR_OK)

@@ -21,6 +21,7 @@
 
 #include "kv/passwd.h"
 #include "node/access.h"
+#include "node/evframe.h"
 #include "node/replica.h"
 #include "util/clock.h"
 #include "util/file.h"
@@ -497,17 +498,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             more = true;
             break;
         }
-        struct evbuffer_iovec v[8];
-        int nv = evbuffer_peek(in, (ev_ssize_t)budget, NULL, v, 8);
-        size_t took = 0;
-        int rc = ERR_OK;
-        for (int i = 0; i < nv && i < 8 && rc == ERR_OK && took < budget; i++) {
-            size_t k = v[i].iov_len < budget - took ? v[i].iov_len : budget - took;
-            rc = frame_decoder_feed(&c->dec, v[i].iov_base, k);
-            took += k;
-        }
-        evbuffer_drain(in, took);
-        budget -= took;
+        budget -= evframe_feed(&c->dec, in, budget, NULL);
         /* A refused header is sticky: frame_decoder_next reports it after the
          * frames before it. */
     }
