@@ -128,3 +128,27 @@ start_cluster() {
   "$ROOT/deploy/cluster.sh" start "$1" >/dev/null
   EP=$("$ROOT/deploy/cluster.sh" endpoints)
 }
+
+# For a start_cluster member NAME (n1..nN): its ops HTTP and client address.
+member_http() { echo "127.0.0.1:$((DDKV_PORT_BASE + 200 + ${1#n}))"; }
+member_client() { echo "127.0.0.1:$((DDKV_PORT_BASE + ${1#n}))"; }
+
+# status_field NAME EXPR: a python expression over s, member NAME's /status
+# JSON, and m, its members by name.
+status_field() {
+  python3 - "$(member_http "$1")" "$2" <<'PY'
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen("http://" + sys.argv[1] + "/status", timeout=5))
+m = {x["name"]: x for x in s.get("members", [])}
+print(eval(sys.argv[2]))
+PY
+}
+
+# status_leader: the member of a 3-node start_cluster that says it leads.
+status_leader() {
+  local n
+  for n in n1 n2 n3; do
+    [ "$(status_field "$n" 's["role"]' 2>/dev/null)" = leader ] && { echo "$n"; return 0; }
+  done
+  return 1
+}

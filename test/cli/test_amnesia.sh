@@ -9,29 +9,12 @@
 source "$(dirname "$0")/lib.sh"
 start_cluster 3
 CL=$ROOT/deploy/cluster.sh
-http() { echo "127.0.0.1:$((DDKV_PORT_BASE + 200 + ${1#n}))"; }
-client() { echo "127.0.0.1:$((DDKV_PORT_BASE + ${1#n}))"; }
-status_field() {
-  python3 - "$(http "$1")" "$2" <<'PY'
-import json, sys, urllib.request
-s = json.load(urllib.request.urlopen("http://" + sys.argv[1] + "/status", timeout=5))
-m = {x["name"]: x for x in s.get("members", [])}
-print(eval(sys.argv[2]))
-PY
-}
-leader() {
-  local n
-  for n in n1 n2 n3; do
-    [ "$(status_field "$n" 's["role"]' 2>/dev/null)" = leader ] && { echo "$n"; return 0; }
-  done
-  return 1
-}
 
 : >"$WORK/acked"
 for i in $(seq 40); do
   "$DDKV" write --endpoints "$EP" "k/$i" "v$i" >/dev/null && echo "k/$i v$i" >>"$WORK/acked"
 done
-for i in $(seq 50); do LEADER=$(leader) && break; sleep 0.2; done
+for i in $(seq 50); do LEADER=$(status_leader) && break; sleep 0.2; done
 [ -n "${LEADER:-}" ] || fail "no leader"
 # Every member's incarnation is recorded through the log.
 for i in $(seq 100); do
@@ -54,7 +37,7 @@ NEWINC=$(status_field "$F" 's["incarnation"]')
 [ "$NEWINC" != "$OLDINC" ] || fail "a new data dir kept the old incarnation"
 # Writes go on (to the leader: the amnesiac member must not take them).
 for i in $(seq 41 80); do
-  "$DDKV" write --endpoints "$(client "$LEADER")" "k/$i" "v$i" >/dev/null && echo "k/$i v$i" >>"$WORK/acked"
+  "$DDKV" write --endpoints "$(member_client "$LEADER")" "k/$i" "v$i" >/dev/null && echo "k/$i v$i" >>"$WORK/acked"
 done
 sleep 4 # past --health-max-lag-ms: the refused member cannot have caught up
 refused=0
@@ -67,13 +50,13 @@ done
 applied=$(status_field "$F" 's["applied"]')
 [ "$applied" -le 5 ] || fail "the amnesiac $F was re-admitted: it applied $applied entries"
 [ "$(status_field "$LEADER" "m['$F']['healthy']")" = False ] || fail "the leader reports the amnesiac $F healthy"
-[ "$(leader)" = "$LEADER" ] && [ "$(status_field "$LEADER" 's["term"]')" = "$TERM0" ] ||
-  fail "the amnesiac member disturbed the cluster: leader $(leader), term $(status_field "$LEADER" 's["term"]') (was $TERM0)"
+[ "$(status_leader)" = "$LEADER" ] && [ "$(status_field "$LEADER" 's["term"]')" = "$TERM0" ] ||
+  fail "the amnesiac member disturbed the cluster: leader $(status_leader), term $(status_field "$LEADER" 's["term"]') (was $TERM0)"
 pass "the amnesiac $F is refused by both members (applied $applied, leader and term $TERM0 kept)"
 
 # --- the way back: remove, empty data dir with --join, add ---
 for i in $(seq 81 100); do
-  "$DDKV" write --endpoints "$(client "$LEADER")" "k/$i" "v$i" >/dev/null && echo "k/$i v$i" >>"$WORK/acked"
+  "$DDKV" write --endpoints "$(member_client "$LEADER")" "k/$i" "v$i" >/dev/null && echo "k/$i v$i" >>"$WORK/acked"
 done
 # No client write from here on: the re-added member must catch up by itself.
 "$CL" rejoin "$F" >"$WORK/rejoin.out" 2>&1 || fail "rejoin: $(cat "$WORK/rejoin.out")"
@@ -87,7 +70,7 @@ done
   fail "$F's new incarnation was not recorded"
 missing=0
 while read -r k v; do
-  got=$("$DDKV" read --endpoints "$(client "$F")" --consistency stale "$k" 2>/dev/null || true)
+  got=$("$DDKV" read --endpoints "$(member_client "$F")" --consistency stale "$k" 2>/dev/null || true)
   [ "$got" = "$v" ] || missing=$((missing + 1))
 done <"$WORK/acked"
 [ $missing = 0 ] || fail "$missing of $(wc -l <"$WORK/acked") acknowledged writes missing on the rejoined $F"

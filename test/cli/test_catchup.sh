@@ -14,24 +14,6 @@ export DDKV_SNAPSHOT_ENTRIES=100 DDKV_HEALTH_MAX_LAG_MS=1000
 start_cluster 3
 # (kept exported: members restarted below get the same settings)
 CL=$ROOT/deploy/cluster.sh
-http() { echo "127.0.0.1:$((DDKV_PORT_BASE + 200 + ${1#n}))"; }
-
-# status_field NODE EXPR: a python expression over s, the node's /status JSON.
-status_field() {
-  python3 - "$(http "$1")" "$2" <<'PY'
-import json, sys, urllib.request
-s = json.load(urllib.request.urlopen("http://" + sys.argv[1] + "/status", timeout=5))
-m = {x["name"]: x for x in s.get("members", [])}
-print(eval(sys.argv[2]))
-PY
-}
-leader() {
-  local n
-  for n in n1 n2 n3; do
-    [ "$(status_field "$n" 's["role"]' 2>/dev/null)" = leader ] && { echo "$n"; return 0; }
-  done
-  return 1
-}
 # wait_caught_up NODE LEADER SECS: NODE's applied index reaches the leader's commit.
 wait_caught_up() {
   local i want got
@@ -52,7 +34,7 @@ write_n() { # write_n PREFIX N
 # CATCHUP_ONLY="1 3" runs only those parts (to show each fails on a build without its fix).
 only() { [ -z "${CATCHUP_ONLY:-}" ] || [[ " $CATCHUP_ONLY " == *" $1 "* ]]; }
 
-for i in $(seq 30); do LEADER=$(leader) && break; sleep 0.2; done
+for i in $(seq 30); do LEADER=$(status_leader) && break; sleep 0.2; done
 [ -n "${LEADER:-}" ] || fail "no leader"
 others=()
 for n in n1 n2 n3; do [ "$n" = "$LEADER" ] || others+=("$n"); done
@@ -80,7 +62,7 @@ for damage in delete corrupt; do
     prev=$cur
     sleep 0.3
   done
-  before=$(metric_value "$(http "$LEADER")" ddkv_snapshot_image_errors_total)
+  before=$(metric_value "$(member_http "$LEADER")" ddkv_snapshot_image_errors_total)
   for f in "$DDKV_CLUSTER_DIR/$LEADER/snap/"*.snap; do
     if [ $damage = delete ]; then
       rm -f "$f"
@@ -101,7 +83,7 @@ PY
   done
   "$CL" restart "$F" >/dev/null
   wait_caught_up "$F" "$LEADER" 15
-  after=$(metric_value "$(http "$LEADER")" ddkv_snapshot_image_errors_total)
+  after=$(metric_value "$(member_http "$LEADER")" ddkv_snapshot_image_errors_total)
   [ "$after" -gt "$before" ] || fail "$damage: ddkv_snapshot_image_errors_total stayed $after"
   grep -q "snapshot image for index .* cannot be sent" "$DDKV_CLUSTER_DIR/$LEADER.log" ||
     fail "$damage: the leader did not log the unreadable image"
@@ -121,10 +103,10 @@ wait_caught_up "$F" "$LEADER" 15
 "$CL" kill "$F" >/dev/null
 rm -rf "${DDKV_CLUSTER_DIR:?}/$F"
 cp -a "$WORK/$F.old" "$DDKV_CLUSTER_DIR/$F" # ... and comes back without them
-regr0=$(metric_value "$(http "$LEADER")" ddkv_raft_follower_regressions_total)
+regr0=$(metric_value "$(member_http "$LEADER")" ddkv_raft_follower_regressions_total)
 "$CL" restart "$F" >/dev/null
 wait_caught_up "$F" "$LEADER" 15
-regr1=$(metric_value "$(http "$LEADER")" ddkv_raft_follower_regressions_total)
+regr1=$(metric_value "$(member_http "$LEADER")" ddkv_raft_follower_regressions_total)
 [ "$regr1" -gt "$regr0" ] || fail "the leader did not count the follower that lost its tail ($regr0 -> $regr1)"
 [ "$("$DDKV" read --endpoints "127.0.0.1:$((DDKV_PORT_BASE + ${F#n}))" --consistency stale tail/x)" = after ] ||
   fail "$F lacks the lost tail after catching up"
@@ -150,7 +132,7 @@ rows = {r["name"]: r for r in map(json.loads, open(sys.argv[1]))}
 r = rows[sys.argv[2]]
 assert r["healthy"] is False and r["lag_entries"] >= 200 and r["match"] is not None, r
 PY
-metric_value "$(http "$LEADER")" 'ddkv_member_lag_entries{member="'"$F"'"}' >"$WORK/m"
+metric_value "$(member_http "$LEADER")" 'ddkv_member_lag_entries{member="'"$F"'"}' >"$WORK/m"
 [ "$(cut -d. -f1 <"$WORK/m")" -ge 200 ] || fail "metrics: member lag of $F is '$(cat "$WORK/m")'"
 "$CL" resume "$F" >/dev/null
 for i in $(seq 50); do
