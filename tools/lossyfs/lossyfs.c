@@ -303,6 +303,22 @@ static void drec_free(struct drec *d, bool committed)
     free(d);
 }
 
+/* Drop every record: after a crash has undone them (committed false), or at
+ * unmount, where what was not durable stays as it is (committed true). */
+static void records_free(bool committed)
+{
+    while (L.files) {
+        struct frec *f = L.files;
+        L.files = f->next;
+        frec_free(f);
+    }
+    while (L.dirs) {
+        struct drec *d = L.dirs;
+        L.dirs = d->next;
+        drec_free(d, committed);
+    }
+}
+
 /* FUSE path "/a/b" -> backing-relative "a/b" ("/" -> "."). */
 static const char *rel(const char *path)
 {
@@ -556,16 +572,7 @@ static void do_crash(bool torn, struct out *o)
                     warnx_("crash: restoring directory %s from %s: %s", r->name, where, strerror(errno));
             }
         }
-    while (L.files) {
-        struct frec *f = L.files;
-        L.files = f->next;
-        frec_free(f);
-    }
-    while (L.dirs) {
-        struct drec *d = L.dirs;
-        L.dirs = d->next;
-        drec_free(d, false);
-    }
+    records_free(false);
     empty_dir(L.trash_path);
     empty_dir(L.stash_path);
     outf(o, "ok crash%s: %zu files restored (%zu bytes undone), %zu names undone\n", torn ? "-torn" : "", files,
@@ -728,16 +735,7 @@ static void lfs_destroy(void *p)
     }
     /* Unmounted: what was not durable stays as it is in the backing
      * directory (an unmount is no power cut); the records go. */
-    while (L.files) {
-        struct frec *f = L.files;
-        L.files = f->next;
-        frec_free(f);
-    }
-    while (L.dirs) {
-        struct drec *d = L.dirs;
-        L.dirs = d->next;
-        drec_free(d, true);
-    }
+    records_free(true);
 }
 
 static int lfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
