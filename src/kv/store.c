@@ -200,6 +200,17 @@ static size_t wal_read_block(int fd, off_t size, off_t pos, uint8_t *block)
     return pread(fd, block, want, pos) == (ssize_t)want ? want : 0;
 }
 
+/* Open WAL file dir/name for reading: its descriptor (-1 if it cannot be
+ * opened), its path in path and its size in *size. */
+static int wal_open(const char *dir, const char *name, char *path, size_t cap, off_t *size)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        *size = lseek(fd, 0, SEEK_END);
+    return fd;
+}
+
 /* After damage at offset at of block bpos in names[fi]: where the first
  * whole record after it is (file index and offset), false if none. */
 static bool wal_find_after(const char *dir, char **names, size_t nn, size_t fi, off_t bpos, size_t at,
@@ -207,11 +218,10 @@ static bool wal_find_after(const char *dir, char **names, size_t nn, size_t fi, 
 {
     for (size_t i = fi; i < nn; i++) {
         char path[4200];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        off_t size;
+        int fd = wal_open(dir, names[i], path, sizeof path, &size);
         if (fd < 0)
             continue;
-        off_t size = lseek(fd, 0, SEEK_END);
         off_t pos = i == fi ? bpos : 0;
         bool hit = false;
         for (; !hit && pos < size; pos += WAL_BLOCK) {
@@ -331,11 +341,10 @@ static int store_wal_check(const char *dir, const struct wal_clean *clean, struc
     bool damaged = rc != ERR_OK;
     for (size_t i = 0; i < nn && !damaged && block; i++) {
         char path[4200];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        off_t size;
+        int fd = wal_open(dir, names[i], path, sizeof path, &size);
         if (fd < 0)
             continue;
-        off_t size = lseek(fd, 0, SEEK_END);
         bool strict = clean && i + 1 == nn;
         if (strict && size != clean->size) {
             rc = errf(eb, ERR_CORRUPT, "write-ahead log %s holds %lld bytes, %lld at the last clean stop",
