@@ -203,6 +203,15 @@ kill)
     i=$(index_of "${2:-}")
     pid=$(pid_of "n$i") || die "n$i is not running"
     kill -KILL "$pid"
+    # SIGKILL is delivered at once, but the process is gone (its files,
+    # the data dir's lock among them, closed) only a moment later: wait
+    # for it, so a command after this one finds the data dir free. A
+    # zombie counts as gone: its files are closed already.
+    for ((t = 0; t < 100; t++)); do
+        st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || break
+        [[ -z $st || $st == Z ]] && break
+        sleep 0.05
+    done
     rm -f "$DIR/n$i.pid"
     echo "n$i killed (pid $pid)"
     ;;
