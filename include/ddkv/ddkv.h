@@ -191,6 +191,17 @@ DDKV_API ddkv_err ddkv_write(ddkv_client *c, const void *key, size_t key_len, co
                              size_t value_len, uint64_t lease_id, struct ddkv_write_result *out);
 /* Delete key; DDKV_ERR_NOT_FOUND if it did not exist. Same outcome rules as
  * ddkv_write. */
+/* Delete every key under prefix (prefix_len 0: every key), in rounds of at
+ * most 10,000 keys, each its own write at its own revision (so a reader or a
+ * watcher may see the prefix partly deleted in between). *deleted counts the
+ * keys deleted, also on failure; out is the last round's. Needs cluster
+ * version 0.2.0: an older cluster answers DDKV_ERR_BAD_REQUEST saying so. */
+DDKV_API ddkv_err ddkv_delete_prefix(ddkv_client *c, const void *prefix, size_t prefix_len, uint64_t *deleted,
+                                     struct ddkv_write_result *out);
+/* The versions the node last connected to said in its WELCOME (packed as
+ * major << 32 | minor << 16 | patch; a node that sent none: 0.1.0), or 0
+ * before the first connection. */
+DDKV_API void ddkv_client_versions(const ddkv_client *c, uint64_t *node_version, uint64_t *cluster_version);
 DDKV_API ddkv_err ddkv_delete(ddkv_client *c, const void *key, size_t key_len,
                               struct ddkv_write_result *out);
 
@@ -241,6 +252,7 @@ struct ddkv_member {
     uint64_t match;        /* highest log index the leader knows the member stores */
     uint64_t lag_entries;  /* committed entries it does not hold yet */
     uint64_t lag_ms;       /* age of the oldest of them */
+    char *version;         /* its release ("0.2.0") as the answering node knows it, or NULL */
 };
 
 /* The answering node's own state, and the members it knows. Fields the node did
@@ -258,6 +270,8 @@ struct ddkv_status {
     bool healthy_known;    /* the node reported its own health (older nodes do not) */
     bool healthy;          /* sees a leader, storage works, within the lag bounds */
     uint64_t lag_entries, lag_ms; /* its own lag behind the commit index it knows */
+    char *version;         /* its release, "X.Y.Z" */
+    char *cluster_version; /* the cluster version it has applied (NULL from a 0.1.0 node: "0.1.0") */
 };
 
 DDKV_API ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out);

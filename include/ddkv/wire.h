@@ -11,7 +11,18 @@
 
 #include <stdint.h>
 
+/* The framing and the hello's first fields: only a change that an older
+ * member could not even parse bumps it. What a member can read beyond that
+ * is said by its release version (below), and what the cluster uses by the
+ * cluster version agreed through the log (docs/wire-format.md, Versions). */
 #define DDKV_PROTOCOL_VERSION 1
+
+/* A release version on the wire: major << 32 | minor << 16 | patch. A peer
+ * or client that sends none is v0.1.0, the first release. */
+#define DDKV_VERSION_PACK(major, minor, patch) \
+    (((uint64_t)(major) << 32) | ((uint64_t)(minor) << 16) | (uint64_t)(patch))
+#define DDKV_VERSION_0_1_0 DDKV_VERSION_PACK(0, 1, 0)
+#define DDKV_VERSION_0_2_0 DDKV_VERSION_PACK(0, 2, 0)
 
 /* Message types. Numbers are allocated in ranges so modules stay apart:
  *   1..63    client protocol (kv, admin, coordination)
@@ -75,6 +86,15 @@ enum ddkv_msg_type {
     DDKV_MSG_AUTH_INFO = 45,     /* [auth_enabled, user|nil, root]: as the answering member sees this connection */
     DDKV_MSG_AUTH_LIST = 46,     /* [] -> AUTH_LIST_RESULT (root only when auth is enabled) */
     DDKV_MSG_AUTH_LIST_RESULT = 47, /* [[[user, [role...]]...], [[role, [[prefix, perm]...]]...], auth_enabled] */
+    /* A client's first frame on a connection (since 0.2.0; a 0.1.0 node
+     * answers ERROR BAD_REQUEST and keeps the connection, so the client
+     * takes it for 0.1.0): [protocol_version, client_version] -> WELCOME. */
+    DDKV_MSG_HELLO = 48,
+    DDKV_MSG_WELCOME = 49,       /* [protocol_version, node_version, cluster_version, node_name] */
+    /* Delete every key under a prefix, at most limit of them (in key order)
+     * per request, all at one revision (needs cluster version 0.2.0):
+     * [prefix, limit, client_id, seq] -> DELETED [lamport, revision, count, more]. */
+    DDKV_MSG_DELETE_PREFIX = 50,
 
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
@@ -91,8 +111,10 @@ enum ddkv_msg_type {
     DDKV_MSG_RAFT_READ_INDEX = 75,
     DDKV_MSG_RAFT_READ_INDEX_RESP = 76,
     /* First frame on a peer connection (dialer -> acceptor):
-     * [cluster_id, from_id, protocol_version, name, client_addr, peer_addr, nonce];
-     * nonce (32 random bytes) only when the dialer has a cluster token. */
+     * [cluster_id, from_id, protocol_version, name, client_addr, peer_addr, nonce,
+     * incarnation, release_version]; nonce (32 random bytes) only when the
+     * dialer has a cluster token; release_version (DDKV_VERSION_PACK) since
+     * 0.2.0, absent from a 0.1.0 member. */
     DDKV_MSG_PEER_HELLO = 77,
     /* With a cluster token, the acceptor's answer to the hello (the only
      * frame it ever sends): [acceptor_id, nonce, mac] (docs/wire-format.md). */

@@ -281,6 +281,42 @@ fail:
     return rc;
 }
 
+static const struct opt_def kv_delete_opts[] = {
+    {"prefix", 0, 0, NULL, NULL,
+     "delete every key that starts with KEY (in rounds of up to 10,000 keys; exit 1 if there was none); "
+     "needs cluster version 0.2.0"},
+};
+
+/* delete --prefix: how many went, and the last round's revision. */
+static int kv_delete_prefix(struct cli_ctx *ctx, ddkv_client *c, const char *prefix, size_t plen)
+{
+    struct ddkv_write_result r;
+    uint64_t n = 0;
+    ddkv_err e = ddkv_delete_prefix(c, prefix, plen, &n, &r);
+    if (e != DDKV_OK) {
+        if (n)
+            out_error("%llu keys were deleted before this failure", (unsigned long long)n);
+        return cli_fail(c, e, "delete --prefix", prefix, plen);
+    }
+    if (n == 0)
+        return kv_not_found(ctx, prefix, plen);
+    if (ctx->fmt == OUT_TEXT) {
+        printf("deleted %llu keys at %llu rev %llu\n", (unsigned long long)n, (unsigned long long)r.lamport,
+               (unsigned long long)r.revision);
+        return EXIT_DONE;
+    }
+    json_t *o = json_object();
+    if (!o || out_json_set_bytes(o, "prefix", "prefix_encoding", prefix, plen) != 0 ||
+        json_object_set_new(o, "deleted", json_integer((json_int_t)n)) != 0 ||
+        json_object_set_new(o, "lamport", json_integer((json_int_t)r.lamport)) != 0 ||
+        json_object_set_new(o, "revision", json_integer((json_int_t)r.revision)) != 0) {
+        json_decref(o);
+        out_error("out of memory");
+        return EXIT_UNAVAILABLE;
+    }
+    return out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
+}
+
 static int kv_delete(struct cli_ctx *ctx)
 {
     const char *key = ctx->opts->pos[0];
@@ -289,6 +325,11 @@ static int kv_delete(struct cli_ctx *ctx)
     int rc = cli_client(ctx, &c);
     if (rc != EXIT_DONE)
         return rc;
+    if (opts_is_set(ctx->opts, "prefix")) {
+        rc = kv_delete_prefix(ctx, c, key, klen);
+        ddkv_client_free(c);
+        return rc;
+    }
     struct ddkv_write_result r;
     ddkv_err e = ddkv_delete(c, key, klen, &r);
     if (e == DDKV_ERR_NOT_FOUND)
@@ -411,16 +452,17 @@ struct kv_row {
     bool healthy;
     bool lag_known; /* the leader's view of it: match index and lag */
     uint64_t match, lag_entries, lag_ms;
+    const char *version, *cluster_version; /* its release and applied cluster version, or NULL */
 };
 
-enum { KV_STATUS_COLS = 11 };
+enum { KV_STATUS_COLS = 12 };
 
 static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t n)
 {
     if (ctx->fmt == OUT_JSON) {
         for (size_t i = 0; i < n; i++) {
             const struct kv_row *r = &rows[i];
-            json_t *o = json_pack("{s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:s?, s:o, s:o, s:o}", "name",
+            json_t *o = json_pack("{s:s?, s:s?, s:s?, s:o, s:o, s:o, s:o, s:b, s:s?, s:o, s:o, s:o, s:s?, s:s?}", "name",
                                   r->name, "address", r->address, "role", r->role, "term",
                                   r->known ? json_integer((json_int_t)r->term) : json_null(), "commit",
                                   r->known ? json_integer((json_int_t)r->commit) : json_null(),
@@ -429,7 +471,8 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
                                   "healthy", r->healthy, "cluster_id", r->cluster_id, "match",
                                   r->lag_known ? json_integer((json_int_t)r->match) : json_null(), "lag_entries",
                                   r->lag_known ? json_integer((json_int_t)r->lag_entries) : json_null(), "lag_ms",
-                                  r->lag_known ? json_integer((json_int_t)r->lag_ms) : json_null());
+                                  r->lag_known ? json_integer((json_int_t)r->lag_ms) : json_null(), "version",
+                                  r->version, "cluster_version", r->cluster_version);
             if (out_json_line(o) != 0)
                 return EXIT_UNAVAILABLE;
         }
@@ -438,7 +481,7 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
     /* HEALTHY stays last (scripts look for " yes$"). */
     static const char *const header[KV_STATUS_COLS] = {"NAME",    "ADDRESS", "ROLE",   "TERM",
                                                        "COMMIT",  "APPLIED", "LAMPORT", "MATCH",
-                                                       "LAG",     "LAG_MS",  "HEALTHY"};
+                                                       "LAG",     "LAG_MS",  "VERSION", "HEALTHY"};
     const char **cells = calloc(n * KV_STATUS_COLS + 1, sizeof *cells);
     char (*num)[7][24] = calloc(n + 1, sizeof *num);
     char **names = calloc(2 * n + 1, sizeof *names);
@@ -474,7 +517,8 @@ static int kv_print_rows(struct cli_ctx *ctx, const struct kv_row *rows, size_t 
                 snprintf(num[i][4 + k], sizeof num[i][4 + k], "-");
             row[7 + k] = num[i][4 + k];
         }
-        row[10] = r->healthy ? "yes" : "no";
+        row[10] = r->version ? r->version : "-";
+        row[11] = r->healthy ? "yes" : "no";
     }
     out_table(stdout, KV_STATUS_COLS, header, cells, n);
     for (size_t i = 0; i < 2 * n; i++)
@@ -564,6 +608,8 @@ static int kv_status(struct cli_ctx *ctx)
             r->match = lm->match;
             r->lag_entries = lm->lag_entries;
             r->lag_ms = lm->lag_ms;
+            if (!r->version)
+                r->version = lm->version;
         }
         if (st) {
             r->known = true;
@@ -572,6 +618,13 @@ static int kv_status(struct cli_ctx *ctx)
             r->applied = st->applied;
             r->lamport = st->lamport;
             r->cluster_id = st->cluster_id;
+            /* A 0.1.0 member says neither its cluster version nor (in this
+             * form) its release; its status "version" is "0.1.0". */
+            if (st->version)
+                r->version = st->version;
+            r->cluster_version = st->cluster_version   ? st->cluster_version
+                                 : st->version && strcmp(st->version, "0.1.0") == 0 ? "0.1.0"
+                                                                                     : NULL;
         }
     }
     rc = kv_print_rows(ctx, rows, n);
@@ -684,8 +737,8 @@ const struct cli_command cmd_kv_commands[] = {
      1, 1, NULL, kv_read},
     {"write", "KEY VALUE|-", "set a key (VALUE - reads it from stdin, binary safe; --ttl S: expires)",
      KV_OPTS(kv_write_opts), CMD_CLIENT, 2, 2, NULL, kv_write},
-    {"delete", "KEY", "delete a key (exit 1 if not found)", NULL, 0, CMD_CLIENT, 1, 1, NULL,
-     kv_delete},
+    {"delete", "KEY", "delete a key (exit 1 if not found); --prefix: every key under KEY",
+     KV_OPTS(kv_delete_opts), CMD_CLIENT, 1, 1, NULL, kv_delete},
     {"list", "[PREFIX]", "print key<TAB>value for keys with the prefix, sorted",
      KV_OPTS(kv_list_opts), CMD_CLIENT, 0, 1, NULL, kv_list},
     {"status", "", "one row per member: name, address, role, term, commit, applied, lamport, healthy",

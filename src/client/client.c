@@ -22,6 +22,7 @@
 #include "proto/frame.h"
 #include "proto/lamport.h"
 #include "proto/msg.h"
+#include "proto/version.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -73,6 +74,8 @@ struct ddkv_client {
     char *user;      /* credentials (NULL: none); owned, the password wiped when freed */
     char *password;
     bool authed;     /* the open connection has been answered AUTHED */
+    bool greeted;    /* the open connection has had its HELLO answered */
+    uint64_t node_version, cluster_version; /* as the last greeting said */
     char errmsg[256];
 };
 
@@ -381,6 +384,7 @@ static void client_disconnect(struct ddkv_client *c)
         close(c->fd);
     c->fd = -1;
     c->authed = false; /* a new connection has no identity yet */
+    c->greeted = false;
     /* Bytes of the old connection must never be read as replies on the next. */
     frame_decoder_free(&c->dec);
     frame_decoder_init(&c->dec, c->max_reply_bytes);
@@ -941,6 +945,55 @@ static enum login client_login(struct ddkv_client *c, uint64_t deadline_ms, ddkv
     return how;
 }
 
+/* The first exchange on a connection: our protocol and release for the
+ * node's (HELLO -> WELCOME). A 0.1.0 node does not know HELLO: it answers
+ * BAD_REQUEST and keeps the connection, and is taken for 0.1.0. false: the
+ * connection failed (it is closed; try another). */
+static bool client_greet(struct ddkv_client *c, uint64_t deadline_ms)
+{
+    if (c->greeted)
+        return true;
+    struct field f[] = {
+        {.kind = FIELD_U64, .u = DDKV_PROTOCOL_VERSION},
+        {.kind = FIELD_U64, .u = DDKV_RELEASE_VERSION},
+    };
+    struct call k = {.type = DDKV_MSG_HELLO, .reply_type = DDKV_MSG_WELCOME, .f = f, .nf = 2};
+    if (client_encode(c, &k) != ERR_OK || client_send(c, deadline_ms) != ATTEMPT_REPLY ||
+        client_recv(c, &k, deadline_ms) != ATTEMPT_REPLY) {
+        client_disconnect(c);
+        return false;
+    }
+    struct msg *m = &k.reply;
+    uint32_t type = m->type;
+    uint64_t proto = 0, nv = 0, cv = 0, code = 0;
+    bool ok = true;
+    if (m->type == DDKV_MSG_WELCOME) {
+        ok = msg_u64(m, 0, &proto) == ERR_OK && msg_u64(m, 1, &nv) == ERR_OK && msg_u64(m, 2, &cv) == ERR_OK &&
+             version_valid(nv) && version_valid(cv);
+    } else if (m->type == DDKV_MSG_ERROR && msg_u64(m, 0, &code) == ERR_OK && code == DDKV_WERR_BAD_REQUEST) {
+        nv = cv = DDKV_VERSION_0_1_0;
+    } else {
+        ok = false;
+    }
+    msg_free(m);
+    if (!ok) {
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s answered HELLO with a malformed %s", c->eps[c->cur].text,
+                    msg_type_name(type));
+        client_disconnect(c);
+        return false;
+    }
+    c->node_version = nv;
+    c->cluster_version = cv;
+    c->greeted = true;
+    return true;
+}
+
+void ddkv_client_versions(const ddkv_client *c, uint64_t *node_version, uint64_t *cluster_version)
+{
+    *node_version = c->node_version;
+    *cluster_version = c->cluster_version;
+}
+
 /* Run one request to completion: connect, send, wait, follow the leader,
  * retry what is safe to retry, until the deadline. On DDKV_OK k->reply holds
  * the reply (type k->reply_type); the caller msg_frees it. */
@@ -977,6 +1030,11 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
             continue;
         }
         reached = true;
+        if (!client_greet(c, deadline_ms)) {
+            client_rotate(c);
+            client_backoff(c, &backoff_ms, deadline_ms);
+            continue;
+        }
         ddkv_err refused;
         enum login lg = client_login(c, deadline_ms, &refused);
         if (lg == LOGIN_REFUSED)
@@ -1297,6 +1355,43 @@ ddkv_err ddkv_delete(ddkv_client *c, const void *key, size_t key_len, struct ddk
     return client_change(c, &k, out);
 }
 
+ddkv_err ddkv_delete_prefix(ddkv_client *c, const void *prefix, size_t prefix_len, uint64_t *deleted,
+                            struct ddkv_write_result *out)
+{
+    memset(out, 0, sizeof *out);
+    *deleted = 0;
+    if (!prefix && prefix_len)
+        return client_fail(c, DDKV_ERR_USAGE, "prefix is NULL");
+    for (;;) {
+        struct field f[] = {
+            {.kind = FIELD_BIN, .p = prefix, .n = prefix_len},
+            {.kind = FIELD_U64, .u = 10000},
+            {.kind = FIELD_U64, .u = c->client_id},
+            {.kind = FIELD_U64, .u = ++c->seq},
+        };
+        struct call k = {.type = DDKV_MSG_DELETE_PREFIX, .reply_type = DDKV_MSG_DELETED, .mutates = true,
+                         .f = f, .nf = 4};
+        ddkv_err rc = client_call(c, &k);
+        if (rc != DDKV_OK)
+            return rc;
+        uint64_t count = 0;
+        bool more = false;
+        const msgpack_object *mo = k.reply.nf > 3 ? &k.reply.f[3] : NULL;
+        if (msg_u64(&k.reply, 0, &out->lamport) != ERR_OK || msg_u64(&k.reply, 1, &out->revision) != ERR_OK ||
+            msg_u64(&k.reply, 2, &count) != ERR_OK || !mo || mo->type != MSGPACK_OBJECT_BOOLEAN) {
+            rc = client_bad_reply(c, &k, "expected [lamport, revision, count, more]");
+            msg_free(&k.reply);
+            return rc;
+        }
+        more = mo->via.boolean;
+        client_saw(c, out->lamport);
+        msg_free(&k.reply);
+        *deleted += count;
+        if (!more || count == 0)
+            return DDKV_OK;
+    }
+}
+
 void ddkv_list_free(struct ddkv_list *l)
 {
     for (size_t i = 0; i < l->n; i++)
@@ -1473,7 +1568,10 @@ void ddkv_status_free(struct ddkv_status *s)
         free(s->members[i].client_addr);
         free(s->members[i].peer_addr);
         free(s->members[i].role);
+        free(s->members[i].version);
     }
+    free(s->version);
+    free(s->cluster_version);
     free(s->members);
     free(s->cluster_id);
     memset(s, 0, sizeof *s);
@@ -1492,7 +1590,9 @@ static int status_decode(const msgpack_object *map, struct ddkv_status *s)
         (rc = status_u64(map, "lamport", &s->lamport)) ||
         (rc = status_u64(map, "revision", &s->revision)) || (rc = status_u64(map, "keys", &s->keys)) ||
         (rc = status_str(map, "cluster_id", &s->cluster_id)) ||
-        (rc = status_u64(map, "lag_entries", &s->lag_entries)) || (rc = status_u64(map, "lag_ms", &s->lag_ms)))
+        (rc = status_u64(map, "lag_entries", &s->lag_entries)) || (rc = status_u64(map, "lag_ms", &s->lag_ms)) ||
+        (rc = status_str(map, "version", &s->version)) ||
+        (rc = status_str(map, "cluster_version", &s->cluster_version)))
         return rc;
     const msgpack_object *sh = mpo_map_get(map, "healthy");
     if (sh && sh->type == MSGPACK_OBJECT_BOOLEAN) {
@@ -1518,7 +1618,8 @@ static int status_decode(const msgpack_object *map, struct ddkv_status *s)
             return ERR_BAD_INPUT;
         if ((rc = status_str(o, "name", &m->name)) ||
             (rc = status_str(o, "client_addr", &m->client_addr)) ||
-            (rc = status_str(o, "peer_addr", &m->peer_addr)) || (rc = status_str(o, "role", &m->role)))
+            (rc = status_str(o, "peer_addr", &m->peer_addr)) || (rc = status_str(o, "role", &m->role)) ||
+            (rc = status_str(o, "version", &m->version)))
             return rc;
         const msgpack_object *h = mpo_map_get(o, "healthy");
         m->healthy = h && mpo_bool(h);

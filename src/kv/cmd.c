@@ -104,11 +104,18 @@ static void auth_append(const struct sm_auth *a, struct buf *b)
     buf_append(b, a->arg, a->alen);
 }
 
+/* A cluster version: 0.2.0 or later (0.1.0 is where every cluster starts),
+ * major.minor with patch 0. */
+static bool cluster_version_ok(uint64_t v)
+{
+    return v >= DDKV_VERSION_0_2_0 && (v & 0xffff) == 0 && (v >> 32) < 0x10000;
+}
+
 int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
 {
     ASSERT(op->kind == SM_OP_PUT || op->kind == SM_OP_DELETE || op->kind == SM_OP_TXN ||
            op->kind == SM_OP_LEASE_GRANT || op->kind == SM_OP_LEASE_REVOKE || op->kind == SM_OP_AUTH ||
-           op->kind == SM_OP_MEMBER_INC);
+           op->kind == SM_OP_MEMBER_INC || op->kind == SM_OP_CLUSTER_VERSION || op->kind == SM_OP_DELETE_PREFIX);
     uint8_t h[CMD_HEADER];
     uint64_t arg = 0;
     size_t size = CMD_PREFIX, vlen = 0;
@@ -138,6 +145,18 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
         arg = op->member_id;
         size = CMD_PREFIX + 16;
         break;
+    case SM_OP_CLUSTER_VERSION:
+        if (!cluster_version_ok(op->version))
+            return ERR_BAD_INPUT;
+        arg = op->version;
+        break;
+    case SM_OP_DELETE_PREFIX:
+        if (op->limit == 0 || op->limit > SM_DELETE_PREFIX_MAX || op->klen > UINT32_MAX)
+            return ERR_BAD_INPUT;
+        arg = op->limit;
+        size = CMD_HEADER + op->klen;
+        put_be32(h + CMD_PREFIX, (uint32_t)op->klen);
+        break;
     case SM_OP_AUTH:
         if (!op->auth || op->auth->op < DDKV_AUTH_ENABLE || op->auth->op > DDKV_AUTH_ROLE_REVOKE ||
             op->auth->nlen > UINT32_MAX || op->auth->alen > UINT32_MAX)
@@ -157,7 +176,7 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
     int rc = buf_reserve(b, size);
     if (rc)
         return rc;
-    if (op->kind == SM_OP_PUT || op->kind == SM_OP_DELETE) {
+    if (op->kind == SM_OP_PUT || op->kind == SM_OP_DELETE || op->kind == SM_OP_DELETE_PREFIX) {
         buf_append(b, h, CMD_HEADER);
         buf_append(b, op->key, op->klen);
         buf_append(b, op->val, vlen);
@@ -348,6 +367,22 @@ int cmd_decode(const uint8_t *p, size_t n, struct cmd *c)
         c->op.member_cluster = get_be64(p + CMD_PREFIX);
         c->op.incarnation = get_be64(p + CMD_PREFIX + 8);
         return ERR_OK;
+    case SM_OP_CLUSTER_VERSION:
+        if (n != CMD_PREFIX || !cluster_version_ok(arg) || c->op.client_id != 0)
+            return ERR_CORRUPT;
+        c->op.version = arg;
+        return ERR_OK;
+    case SM_OP_DELETE_PREFIX: {
+        if (n < CMD_HEADER || arg == 0 || arg > SM_DELETE_PREFIX_MAX)
+            return ERR_CORRUPT;
+        uint32_t klen = get_be32(p + 42);
+        if (klen != n - CMD_HEADER)
+            return ERR_CORRUPT;
+        c->op.limit = (uint32_t)arg;
+        c->op.key = p + CMD_HEADER;
+        c->op.klen = klen;
+        return ERR_OK;
+    }
     default:
         return ERR_CORRUPT;
     }

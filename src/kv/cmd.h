@@ -6,7 +6,8 @@
  * decodes the same bytes at apply time, so the state machine is a pure
  * function of the log. Layout (format 2, big-endian):
  *   0   u8   format (2)
- *   1   u8   op: 1 put, 2 delete, 4 txn, 5 lease grant, 6 lease revoke, 7 auth
+ *   1   u8   op: 1 put, 2 delete, 4 txn, 5 lease grant, 6 lease revoke, 7 auth,
+ *            8 member incarnation, 9 cluster version, 10 delete prefix
  *            (the values of enum sm_op_kind; 3, a no-op, is never a command)
  *   2   u64  lamport   time the leader gave the change
  *   10  u64  time_ms   the leader's wall clock (ms since the epoch) at proposal;
@@ -20,6 +21,10 @@
  *   42  u32  key length k (> 0)
  *   46  k    key
  *   46+k     value (the rest; empty for delete)
+ * for delete prefix (since cluster version 0.2; arg: the limit, 1..SM_DELETE_PREFIX_MAX):
+ *   42  u32  prefix length p (may be 0: every key), then the prefix, nothing after;
+ * for cluster version (since 0.2; arg: the version, major.minor.0, at least
+ *          0.2.0; no session): nothing (42 bytes in all);
  * for lease revoke: nothing (42 bytes in all);
  * for lease grant: nothing when it has no owner (as every grant before
  * owners was), else

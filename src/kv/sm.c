@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ddkv/wire.h"
+#include "proto/version.h"
 #include "util/buf.h"
 
 static const char META_FORMAT[] = "format_version";
@@ -17,6 +18,7 @@ static const char META_KEYS[] = "keys";
 static const char META_TIME_MS[] = "applied_time_ms";
 static const char META_SESSIONS[] = "sessions";
 static const char META_LEASES[] = "leases";
+static const char META_CLUSTER_VERSION[] = "cluster_version";
 
 /* Session keys: "s/" + be64 client_id; expiry index keys: "e/" + be64
  * last_used_ms + be64 client_id; lease keys "l/" + be64 id; attachment keys
@@ -119,7 +121,8 @@ static int sess_read(struct sm *sm, uint64_t client_id, struct store_batch *over
     bool ok;
     if (v.n == SM_SESSION_RECORD) {
         uint8_t kind = v.p[16];
-        ok = kind != SM_OP_NOOP && kind >= SM_OP_PUT && kind <= SM_OP_AUTH &&
+        ok = kind != SM_OP_NOOP && kind >= SM_OP_PUT && kind <= SM_OP__MAX && kind != SM_OP_MEMBER_INC &&
+             kind != SM_OP_CLUSTER_VERSION &&
              v.p[17] <= (SESS_FLAG_FOUND | SESS_FLAG_SUCCEEDED) && v.p[34] <= SM_ERR__MAX;
     } else {
         /* format 1: puts and deletes only, byte 17 is found */
@@ -326,7 +329,7 @@ static void sess_record(struct sm *sm, const struct sm_op *op, const struct sm_r
     put_be64(rec + 26, res->lamport);
     ASSERT(res->error >= 0 && res->error <= SM_ERR__MAX);
     rec[34] = (uint8_t)res->error;
-    put_be64(rec + 35, res->lease_id);
+    put_be64(rec + 35, op->kind == SM_OP_DELETE_PREFIX ? res->count : res->lease_id);
     put_be64(rec + 43, res->lease_ttl_ms);
     sess_key(sk, op->client_id);
     store_batch_put(sm->batch, STORE_CF_META, sk, sizeof sk, rec, sizeof rec);
@@ -381,6 +384,10 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb)
         return errf(eb, ERR_CORRUPT,
                     "data dir has format version %llu, this ddkv reads up to %d: upgrade ddkv",
                     (unsigned long long)format, SM_FORMAT_VERSION);
+    if ((rc = meta_get_u64(sm, META_CLUSTER_VERSION, &sm->cluster_version, eb)))
+        return rc;
+    if (sm->cluster_version == 0)
+        sm->cluster_version = DDKV_VERSION_0_1_0;
     if ((rc = meta_get_u64(sm, META_APPLIED_INDEX, &sm->applied_index, eb)) ||
         (rc = meta_get_u64(sm, META_APPLIED_LAMPORT, &sm->applied_lamport, eb)) ||
         (rc = meta_get_u64(sm, META_REVISION, &sm->revision, eb)) ||
@@ -391,12 +398,12 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb)
         (rc = exp_floor_load(sm, &sm->exp_floor, eb)) || (rc = auth_db_load(&sm->auth, st, eb)))
         return rc;
     sm->batch = store_batch_new(st);
-    if (format < SM_FORMAT_VERSION) {
+    if (format < SM_FORMAT_BASE) {
         /* A new data dir: stamp the format before anything else is written.
          * A format 1 dir is read as it is (its session records are the short
          * kind) and stamped, so an older ddkv will not read what this one
-         * writes next. */
-        meta_put_u64(sm->batch, META_FORMAT, SM_FORMAT_VERSION);
+         * writes next. Format 4 comes with the cluster version (above). */
+        meta_put_u64(sm->batch, META_FORMAT, SM_FORMAT_BASE);
         rc = store_write(st, sm->batch, true, eb);
         store_batch_clear(sm->batch);
         if (rc)
@@ -430,6 +437,7 @@ void sm_discard(struct sm *sm)
     sm->st_index = sm->applied_index;
     sm->st_lamport = sm->applied_lamport;
     sm->st_revision = sm->revision;
+    sm->st_cluster_version = sm->cluster_version;
     sm->st_keys_delta = 0;
     sm->st_time_ms = sm->applied_time_ms;
     sm->st_sessions_delta = 0;
@@ -789,6 +797,66 @@ static void apply_member_inc(struct sm *sm, const struct sm_op *op, struct sm_re
     store_batch_put(sm->batch, STORE_CF_META, k, sizeof k, v, sizeof v);
 }
 
+/* The cluster version moves up, never down; reaching 0.2 stamps format 4 in
+ * the same batch (kv/sm.h). */
+static void apply_cluster_version(struct sm *sm, const struct sm_op *op, struct sm_result *res, uint64_t lamport)
+{
+    res->lamport = lamport;
+    if (op->version <= sm->st_cluster_version)
+        return;
+    res->found = true;
+    sm->st_cluster_version = op->version;
+    meta_put_u64(sm->batch, META_CLUSTER_VERSION, op->version);
+    if (op->version >= VERSION_FORMAT_4)
+        meta_put_u64(sm->batch, META_FORMAT, 4);
+}
+
+/* Delete up to op->limit keys under the prefix op->key, in key order, all at
+ * this index. The keys are gathered first (through the open batch, so keys
+ * staged earlier in it count) and deleted after: the merged iterator must
+ * not see the batch change under it. */
+static int apply_delete_prefix(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op *op,
+                               struct sm_result *res, struct errbuf *eb)
+{
+    res->lamport = lamport;
+    struct buf keys = BUF_INIT; /* [u32 length][bytes]... */
+    uint32_t n = 0;
+    struct store_iter *it = store_iter_new_overlay(sm->st, STORE_CF_DATA, sm->batch);
+    store_iter_seek(it, op->key, op->klen);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kn;
+        const uint8_t *k = store_iter_key(it, &kn);
+        if (kn < op->klen || memcmp(k, op->key, op->klen) != 0)
+            break;
+        if (n == op->limit) {
+            res->succeeded = true; /* more are left */
+            break;
+        }
+        uint8_t len[4];
+        put_be32(len, (uint32_t)kn);
+        buf_append(&keys, len, sizeof len);
+        buf_append(&keys, k, kn);
+        n++;
+    }
+    int rc = store_iter_status(it, eb);
+    store_iter_free(it);
+    for (size_t at = 0; rc == ERR_OK && at < keys.len;) {
+        uint32_t kn = get_be32(keys.data + at);
+        bool deleted;
+        if ((rc = key_delete(sm, index, lamport, keys.data + at + 4, kn, 0, &deleted, eb)))
+            break;
+        ASSERT(deleted);
+        res->count++;
+        at += 4 + (size_t)kn;
+    }
+    buf_free(&keys);
+    if (rc)
+        return rc;
+    res->found = res->count > 0;
+    res->revision = res->found ? index : 0;
+    return ERR_OK;
+}
+
 int sm_member_incarnation(struct sm *sm, uint64_t cluster_id, uint64_t id, uint64_t *inc, struct errbuf *eb)
 {
     uint8_t k[MEMBER_KEY_LEN];
@@ -998,7 +1066,7 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
              struct sm_result *res, struct errbuf *eb)
 {
     ASSERT(index == sm->st_index + 1);
-    ASSERT(op->kind >= SM_OP_PUT && op->kind <= SM_OP_MEMBER_INC);
+    ASSERT(op->kind >= SM_OP_PUT && op->kind <= SM_OP__MAX);
     memset(res, 0, sizeof *res);
     if (op->kind == SM_OP_NOOP) {
         sm->st_index = index;
@@ -1032,6 +1100,10 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
                 res->lamport = sess.lamport;
                 res->lease_id = sess.lease_id;
                 res->lease_ttl_ms = sess.lease_ttl_ms;
+                if (sess.kind == SM_OP_DELETE_PREFIX) {
+                    res->count = sess.lease_id;
+                    res->lease_id = 0;
+                }
             } else {
                 res->stale = true;
             }
@@ -1045,6 +1117,8 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
         case SM_OP_LEASE_GRANT: rc = apply_grant(sm, index, lamport, op, res); break;
         case SM_OP_AUTH: rc = apply_auth(sm, index, lamport, op->auth, res, eb); break;
         case SM_OP_MEMBER_INC: apply_member_inc(sm, op, res, lamport); rc = ERR_OK; break;
+        case SM_OP_CLUSTER_VERSION: apply_cluster_version(sm, op, res, lamport); rc = ERR_OK; break;
+        case SM_OP_DELETE_PREFIX: rc = apply_delete_prefix(sm, index, lamport, op, res, eb); break;
         default: rc = apply_revoke(sm, index, lamport, op->lease, res, eb); break;
         }
         if (rc)
@@ -1083,6 +1157,7 @@ int sm_commit(struct sm *sm, bool sync, struct errbuf *eb)
     sm->applied_index = sm->st_index;
     sm->applied_lamport = sm->st_lamport;
     sm->revision = sm->st_revision;
+    sm->cluster_version = sm->st_cluster_version;
     sm->keys = keys;
     sm->applied_time_ms = sm->st_time_ms;
     sm->sessions = sessions;

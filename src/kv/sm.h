@@ -89,8 +89,13 @@
  * (users, roles, the switch) are described in kv/auth.h.
  *
  * 2: session records grew to 51 bytes, leases. 3: lease records carry their
- * owner. An older data dir is read (and stamped 3 when opened). */
-#define SM_FORMAT_VERSION 3
+ * owner. 4: the cluster version reached 0.2 (proto/version.h): the log and
+ * the sessions may hold kinds a 0.1.0 build cannot read (CLUSTER_VERSION,
+ * DELETE_PREFIX), so that build must refuse the data dir, which it does for
+ * any format above 3. An older data dir is read and stamped 3 when opened;
+ * 4 is stamped by the CLUSTER_VERSION entry that brings 0.2, in its batch. */
+#define SM_FORMAT_VERSION 4 /* the newest this build reads */
+#define SM_FORMAT_BASE 3    /* what a data dir is stamped before the cluster version moves it on */
 #define KV_RECORD_HEADER 41
 
 /* How long a client session outlives its last write, by entry time. Every
@@ -122,7 +127,13 @@ enum sm_op_kind {
     SM_OP_LEASE_REVOKE = 6,
     SM_OP_AUTH = 7, /* a change of users, roles or the auth switch (kv/auth.h) */
     SM_OP_MEMBER_INC = 8, /* a member's data-dir incarnation, as the cluster knows it (0: forget) */
+    /* Since 0.2 (proto/version.h): proposed only once the cluster version allows. */
+    SM_OP_CLUSTER_VERSION = 9, /* the cluster version moves up to version (never down) */
+    SM_OP_DELETE_PREFIX = 10,  /* delete up to limit keys under key (the prefix), in key order */
 };
+#define SM_OP__MAX SM_OP_DELETE_PREFIX
+/* At most this many keys per DELETE_PREFIX entry (one batch, one revision). */
+#define SM_DELETE_PREFIX_MAX 10000u
 
 /* Result errors: the entry changed nothing and the client gets an error. */
 enum sm_error {
@@ -187,13 +198,17 @@ struct sm_op {
     const struct sm_txn *txn; /* TXN */
     const struct sm_auth *auth; /* AUTH */
     uint64_t member_id, incarnation, member_cluster; /* MEMBER_INC (member_cluster: the cluster id) */
+    uint64_t version;        /* CLUSTER_VERSION: DDKV_VERSION_PACK'd major.minor.0 */
+    uint32_t limit;          /* DELETE_PREFIX: at most this many keys (1..SM_DELETE_PREFIX_MAX) */
     uint64_t client_id, seq; /* the client's session and write number; client_id 0: none */
     uint64_t time_ms;        /* the leader's wall clock (ms) when it proposed the entry */
 };
 
 struct sm_result {
-    bool found;        /* PUT, DELETE: the key existed; LEASE_REVOKE: the lease existed */
-    bool succeeded;    /* TXN: every compare held (on_success was applied) */
+    bool found;        /* PUT, DELETE: the key existed; LEASE_REVOKE: the lease existed;
+                          DELETE_PREFIX: a key was deleted */
+    bool succeeded;    /* TXN: every compare held (on_success was applied);
+                          DELETE_PREFIX: keys are left under the prefix (beyond the limit) */
     int error;         /* enum sm_error; nonzero: nothing changed, the fields below but
                           lamport are 0 (and so is succeeded) */
     /* The index that made the change; 0 if nothing changed, except for a TXN
@@ -202,6 +217,7 @@ struct sm_result {
     uint64_t lamport;
     uint64_t lease_id;     /* LEASE_GRANT: the new lease (the entry's index); LEASE_REVOKE: the lease if found */
     uint64_t lease_ttl_ms; /* LEASE_GRANT: its ttl; 0 after a revoke */
+    uint64_t count;        /* DELETE_PREFIX: keys deleted (kept in the session's lease_id slot) */
     /* A retry of the session's last write: nothing changed, and every field
      * above is that of the original write. */
     bool duplicate;
@@ -251,7 +267,9 @@ struct sm {
     uint64_t applied_index;
     uint64_t applied_lamport;
     uint64_t revision;
+    uint64_t cluster_version; /* proto/version.h; a data dir without one is at 0.1.0 */
     /* staged state of the open batch */
+    uint64_t st_cluster_version;
     uint64_t st_index, st_lamport, st_revision;
     int64_t st_keys_delta;
     uint64_t keys; /* approximate live key count (for status) */

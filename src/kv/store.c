@@ -764,6 +764,18 @@ struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void 
     return iter_make(s, cf, NULL, true, upper, upper_n);
 }
 
+struct store_iter *store_iter_new_overlay(struct store *s, enum store_cf cf, struct store_batch *overlay)
+{
+    ASSERT(overlay->s == s);
+    /* No upper bound: the merged iterator's handling of a bound on its base
+     * has varied between RocksDB releases; the caller stops at its range's end. */
+    struct store_iter *it = iter_make(s, cf, NULL, true, NULL, 0);
+    /* The merged iterator takes over the base iterator (the C wrapper frees
+     * only its own struct). */
+    it->it = rocksdb_writebatch_wi_create_iterator_with_base_cf(overlay->wb, it->it, s->cf[cf]);
+    return it;
+}
+
 struct store_iter *store_iter_new_at(struct store *s, enum store_cf cf,
                                      const struct store_snapshot *snap, const void *upper,
                                      size_t upper_n)

@@ -107,6 +107,9 @@ uint64_t store_memtable_bytes(struct store *s);
 
 /* Forward iteration over keys >= start within [lower, upper) (bounds optional). */
 struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *upper, size_t upper_n);
+/* The same over the store as the batch overlay would leave it: the batch's
+ * pending puts and deletes seen as if written (no upper bound). */
+struct store_iter *store_iter_new_overlay(struct store *s, enum store_cf cf, struct store_batch *overlay);
 void store_iter_seek(struct store_iter *it, const void *k, size_t kn);
 bool store_iter_valid(struct store_iter *it);
 void store_iter_next(struct store_iter *it);

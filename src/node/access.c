@@ -149,6 +149,17 @@ static bool keys_read_range(struct access_ctx *a, const struct msg *m)
     return true;
 }
 
+/* DELETE_PREFIX: readwrite on the whole prefix range. */
+static bool keys_write_range(struct access_ctx *a, const struct msg *m)
+{
+    const uint8_t *p;
+    size_t n;
+    if (msg_bytes(m, 0, &p, &n))
+        return false;
+    need(a, p, n, DDKV_PERM_READWRITE, true);
+    return true;
+}
+
 /* Field i of m: nil, or an array of arrays whose element at `at` is a key. */
 static bool txn_list(struct access_ctx *a, const struct msg *m, uint32_t i, uint32_t at, uint8_t perm)
 {
@@ -278,12 +289,14 @@ static bool keys_job_ack(struct access_ctx *a, const struct msg *m)
 
 static const struct access_rule access_rules[] = {
     {DDKV_MSG_PING, ACCESS_OPEN, NULL},
+    {DDKV_MSG_HELLO, ACCESS_OPEN, NULL},
     {DDKV_MSG_AUTH, ACCESS_OPEN, NULL},
     {DDKV_MSG_AUTH_STATUS, ACCESS_OPEN, NULL},
     {DDKV_MSG_STATUS, ACCESS_USER, NULL},
     {DDKV_MSG_READ, ACCESS_KEYS, keys_read_key},
     {DDKV_MSG_WRITE, ACCESS_KEYS, keys_write},
     {DDKV_MSG_DELETE, ACCESS_KEYS, keys_write_key},
+    {DDKV_MSG_DELETE_PREFIX, ACCESS_KEYS, keys_write_range},
     {DDKV_MSG_LIST, ACCESS_KEYS, keys_read_range},
     {DDKV_MSG_WATCH, ACCESS_KEYS, keys_read_range},
     {DDKV_MSG_TXN, ACCESS_KEYS, keys_txn},

@@ -7,12 +7,13 @@
  * refused request reaches no handler and so changes nothing. A client type
  * with no rule is a start-up error (access_rules_cover).
  *
- *   PING, AUTH, AUTH_STATUS                 open (health checks, logging in)
+ *   PING, HELLO, AUTH, AUTH_STATUS          open (health checks, versions, logging in)
  *   STATUS                                  any authenticated user
  *   READ                                    read on the key
  *   WRITE, DELETE                           readwrite on the key (and a
  *                                           WRITE's lease is the user's)
  *   LIST, WATCH                             read on the whole prefix range
+ *   DELETE_PREFIX                           readwrite on the whole prefix range
  *   TXN                                     read on every compare's key,
  *                                           readwrite on every operation's key
  *                                           (both branches), every put's lease

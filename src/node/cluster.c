@@ -25,6 +25,7 @@
 #include "kv/store.h"
 #include "node/peer.h"
 #include "node/server.h"
+#include "proto/version.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -371,10 +372,38 @@ static bool cluster_incarnation_ok(struct node *n, uint64_t id, const char *name
     return false;
 }
 
+/* At most one line a member per 10 s about its release version. */
+static bool cluster_ver_log_due(struct member *m)
+{
+    uint64_t now = clock_mono_ms();
+    if (m && m->ver_logged_ms && now - m->ver_logged_ms < 10000)
+        return false;
+    if (m)
+        m->ver_logged_ms = now;
+    return true;
+}
+
+/* A member older than the cluster version cannot read what the log may now
+ * hold: it is refused (and sent no entries, cluster_may_send). */
+static bool cluster_version_ok(struct node *n, uint64_t id, const char *name, uint64_t version)
+{
+    if (version >= n->sm.cluster_version)
+        return true;
+    if (cluster_ver_log_due(cluster_member(n, id))) {
+        char v[32], cv[32];
+        log_error("refusing member %s (node %llx): it runs ddkv %s, older than the cluster version %s, and "
+                  "cannot read this cluster's log; upgrade it to %s or later (README, Upgrading)",
+                  name && *name ? name : "?", (unsigned long long)id, version_text(version, v, sizeof v),
+                  version_text(n->sm.cluster_version, cv, sizeof cv), cv);
+    }
+    return false;
+}
+
 static bool cluster_hello(void *ud, const struct peer_hello *h)
 {
     struct node *n = ud;
-    if (!cluster_incarnation_ok(n, h->from, h->name, h->incarnation))
+    if (!cluster_incarnation_ok(n, h->from, h->name, h->incarnation) ||
+        !cluster_version_ok(n, h->from, h->name, h->version))
         return false;
     if (n->cluster_id == 0) {
         struct errbuf eb;
@@ -771,6 +800,81 @@ static void cluster_tick_incarnations(struct node *n, bool leader)
     }
 }
 
+/* On the leader: once every member of the configuration (voters and
+ * learners) has said, in a hello on a live connection, that it runs a
+ * release of a newer series than the cluster version, raise the cluster
+ * version to the oldest such series, through the log. Only then does
+ * anything new (proto/version.h) get proposed or sent. */
+static void cluster_tick_version(struct node *n)
+{
+    uint64_t cv = n->sm.cluster_version, low = version_series(DDKV_RELEASE_VERSION);
+    if (low <= cv || !n->peers)
+        return;
+    const struct raft_conf *conf = raft_get_conf(n->raft);
+    uint64_t wait_id = 0, wait_ver = 0;
+    for (uint32_t i = 0; i < conf->n; i++) {
+        if (conf->ids[i] == n->self_id)
+            continue;
+        uint64_t v = version_series(peer_version_of(n->peers, conf->ids[i]));
+        if (v < low) {
+            low = v;
+            wait_id = conf->ids[i];
+            wait_ver = v;
+        }
+    }
+    uint64_t now = clock_mono_ms();
+    if (low <= cv) {
+        /* Said again only when what holds it changes, so an operator sees why. */
+        if (wait_id && (n->cv_wait_id != wait_id || n->cv_wait_ver != wait_ver)) {
+            const struct member *m = cluster_member(n, wait_id);
+            char v[32], c[32];
+            n->cv_wait_id = wait_id;
+            n->cv_wait_ver = wait_ver;
+            log_info("cluster version stays %s: member %s %s%s", version_text(cv, c, sizeof c), m ? m->name : "?",
+                     wait_ver ? "runs " : "is not connected", wait_ver ? version_text(wait_ver, v, sizeof v) : "");
+        }
+        return;
+    }
+    if (n->cv_proposed_ms && now - n->cv_proposed_ms < 2000)
+        return;
+    n->cv_proposed_ms = now;
+    struct sm_op op = {.kind = SM_OP_CLUSTER_VERSION, .version = low};
+    char v[32], c[32];
+    if (replica_propose_internal(n, &op) == ERR_OK)
+        log_info("every member runs %s or later: raising the cluster version from %s", version_text(low, v, sizeof v),
+                 version_text(cv, c, sizeof c));
+}
+
+bool cluster_may_send(struct node *n, const struct raft_msg *m)
+{
+    uint64_t need = 0;
+    if (m->type == RAFT_MSG_SNAP) {
+        /* An image holds the state machine as of the cluster version. */
+        need = n->sm.cluster_version > DDKV_VERSION_0_1_0 ? n->sm.cluster_version : 0;
+    } else if (m->type == RAFT_MSG_APP) {
+        for (uint32_t i = 0; i < m->n_entries; i++) {
+            const struct raft_entry *e = &m->entries[i];
+            if (e->type == RAFT_ENTRY_NORMAL && e->len >= 2 && e->data[1] >= SM_OP_CLUSTER_VERSION) {
+                need = DDKV_VERSION_0_2_0;
+                break;
+            }
+        }
+    }
+    if (!need || !n->peers)
+        return true;
+    uint64_t have = peer_version_of(n->peers, m->to);
+    if (have >= need)
+        return true;
+    struct member *mb = cluster_member(n, m->to);
+    if (cluster_ver_log_due(mb)) {
+        char v[32], w[32];
+        log_warn("holding back %s from member %s: it %s%s and what it would get needs %s", raft_msg_type_name(m->type),
+                 mb ? mb->name : "?", have ? "runs " : "has not said which version it runs",
+                 have ? version_text(have, v, sizeof v) : "", version_text(need, w, sizeof w));
+    }
+    return false;
+}
+
 void cluster_tick(struct node *n)
 {
     struct raft_status st;
@@ -778,6 +882,7 @@ void cluster_tick(struct node *n)
     cluster_tick_incarnations(n, st.role == RAFT_LEADER);
     if (st.role != RAFT_LEADER)
         return;
+    cluster_tick_version(n);
     const struct raft_conf *c = raft_get_conf(n->raft);
     for (uint32_t i = 0; i < c->n; i++) {
         if (!((c->learners >> i) & 1u))

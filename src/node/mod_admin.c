@@ -5,6 +5,7 @@
 
 #include "node/peer.h"
 #include "node/server.h"
+#include "proto/version.h"
 #include "util/clock.h"
 
 /* What the Raft core says about leadership, for PONG, STATUS and /health. */
@@ -75,7 +76,8 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     char cluster_id[17];
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->cluster_id);
     struct node_health health = node_health(n);
-    mw_map(w, 23);
+    char ver[32];
+    mw_map(w, 24);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
     mw_str(w, "cluster_id"); mw_str(w, n->cluster_id ? cluster_id : NULL);
     mw_str(w, "role"); mw_str(w, v.role);
@@ -94,6 +96,7 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "connections"); mw_u64(w, n->nconns);
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
     mw_str(w, "version"); mw_str(w, DDKV_VERSION_STRING);
+    mw_str(w, "cluster_version"); mw_str(w, version_text(n->sm.cluster_version, ver, sizeof ver));
     mw_str(w, "healthy"); mw_bool(w, health.healthy);
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->incarnation);
     mw_str(w, "incarnation"); mw_str(w, cluster_id);
@@ -125,8 +128,11 @@ void node_pack_status(struct node *n, struct msg_writer *w)
         if (sm_member_incarnation(&n->sm, n->cluster_id, id, &inc, &ieb) != ERR_OK)
             inc = 0;
         snprintf(inc_hex, sizeof inc_hex, "%016llx", (unsigned long long)inc);
-        mw_map(w, 10);
+        /* Its release: ours, or what its hello said (nil: not connected to us). */
+        uint64_t mv = self ? DDKV_RELEASE_VERSION : n->peers ? peer_version_of(n->peers, id) : 0;
+        mw_map(w, 11);
         mw_str(w, "name"); mw_str(w, m ? m->name : NULL);
+        mw_str(w, "version"); mw_str(w, mv ? version_text(mv, ver, sizeof ver) : NULL);
         mw_str(w, "incarnation"); mw_str(w, inc ? inc_hex : NULL);
         mw_str(w, "client_addr"); mw_str(w, m && m->client_addr[0] ? m->client_addr : NULL);
         mw_str(w, "peer_addr"); mw_str(w, m && m->peer_addr[0] ? m->peer_addr : NULL);
@@ -193,6 +199,34 @@ char *node_status_json(struct node *n)
     return s;
 }
 
+/* HELLO [protocol_version, client_version] -> WELCOME [protocol_version,
+ * node_version, cluster_version, node_name]. A client that sends none is
+ * taken for 0.1.0. */
+static void admin_hello(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    uint64_t proto, ver;
+    if (msg_u64_opt(m, 0, DDKV_PROTOCOL_VERSION, &proto) || msg_u64_opt(m, 1, DDKV_VERSION_0_1_0, &ver) ||
+        !version_valid(ver)) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "HELLO wants [protocol_version, client_version]");
+        return;
+    }
+    if (proto != DDKV_PROTOCOL_VERSION) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "protocol version %llu is not spoken here (this node speaks %u)", (unsigned long long)proto,
+                         DDKV_PROTOCOL_VERSION);
+        return;
+    }
+    c->client_version = ver;
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_WELCOME, m->request_id, 4);
+    mw_u64(&w, DDKV_PROTOCOL_VERSION);
+    mw_u64(&w, DDKV_RELEASE_VERSION);
+    mw_u64(&w, n->sm.cluster_version);
+    mw_str(&w, n->cfg.name);
+    conn_reply_end(c, &w);
+}
+
 static void admin_status(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
@@ -206,6 +240,7 @@ static int admin_init(struct node *n, struct errbuf *eb)
 {
     int rc;
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_PING, "admin", admin_ping, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_HELLO, "admin", admin_hello, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_STATUS, "admin", admin_status, n, eb)))
         return rc;
     return ERR_OK;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "node/server.h"
+#include "proto/version.h"
 
 /* Check a key against the node's limits; answers the error itself. */
 static bool kv_key_ok(struct node *n, struct conn *c, uint64_t rid, size_t klen)
@@ -139,6 +140,42 @@ static void kv_delete(void *ctx, struct conn *c, const struct msg *m)
         return;
     n->stats.deletes++;
     kv_propose(n, c, m->request_id, DDKV_MSG_DELETED, &op);
+}
+
+/* DELETE_PREFIX [prefix, limit, client_id, seq] -> DELETED [lamport,
+ * revision, count, more]: up to limit keys (SM_DELETE_PREFIX_MAX at most) at
+ * one revision, with a session like WRITE. A new entry kind: only once the
+ * cluster version has it (proto/version.h); until then a clear refusal. */
+static void kv_delete_prefix(void *ctx, struct conn *c, const struct msg *m)
+{
+    struct node *n = ctx;
+    struct sm_op op = {.kind = SM_OP_DELETE_PREFIX};
+    uint64_t limit;
+    if (msg_bytes(m, 0, &op.key, &op.klen) || msg_u64_opt(m, 1, SM_DELETE_PREFIX_MAX, &limit) ||
+        msg_u64_opt(m, 2, 0, &op.client_id) || msg_u64_opt(m, 3, 0, &op.seq) || limit == 0) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "DELETE_PREFIX wants [prefix, limit (1 or more), client_id, seq]");
+        return;
+    }
+    if (op.klen > n->cfg.max_key_bytes) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_TOO_LARGE, "prefix of %zu bytes is over the key limit of %u",
+                         op.klen, n->cfg.max_key_bytes);
+        return;
+    }
+    op.limit = limit > SM_DELETE_PREFIX_MAX ? SM_DELETE_PREFIX_MAX : (uint32_t)limit;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.role == RAFT_LEADER && n->sm.cluster_version < VERSION_DELETE_PREFIX) {
+        char cv[32], need[32];
+        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                         "deleting by prefix needs cluster version %s; this cluster runs at %s until every member "
+                         "runs ddkv %s or later (README, Upgrading)",
+                         version_text(VERSION_DELETE_PREFIX, need, sizeof need),
+                         version_text(n->sm.cluster_version, cv, sizeof cv), need);
+        return;
+    }
+    n->stats.deletes++;
+    kv_propose(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, &op);
 }
 
 struct list_ctx {
@@ -335,6 +372,7 @@ static int kv_init(struct node *n, struct errbuf *eb)
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_READ, "kv", kv_read, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_WRITE, "kv", kv_write, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_DELETE, "kv", kv_delete, n, eb)) ||
+        (rc = dispatcher_register(&n->disp, DDKV_MSG_DELETE_PREFIX, "kv", kv_delete_prefix, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_LIST, "kv", kv_list, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_TXN, "kv", kv_txn, n, eb)))
         return rc;

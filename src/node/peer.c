@@ -26,6 +26,7 @@
 #include "node/evframe.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
+#include "proto/version.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -343,7 +344,7 @@ static int peer_write_hello(struct peer *p)
     buf_reset(&t->scratch);
     if (t->token && RAND_bytes(p->nonce, sizeof p->nonce) != 1)
         return ERR_IO;
-    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, 8);
+    msg_begin(&w, &t->scratch, DDKV_MSG_PEER_HELLO, lamport_tick(t->clock), 0, 9);
     mw_u64(&w, t->cfg.cluster_id);
     mw_u64(&w, t->cfg.self_id);
     mw_u64(&w, DDKV_PROTOCOL_VERSION);
@@ -355,6 +356,7 @@ static int peer_write_hello(struct peer *p)
     else
         mw_nil(&w);
     mw_u64(&w, t->cfg.self_incarnation);
+    mw_u64(&w, DDKV_RELEASE_VERSION);
     int rc = msg_end(&w);
     if (rc == ERR_OK &&
         bufferevent_write(p->bev, t->scratch.data + w.start, t->scratch.len - w.start) != 0)
@@ -824,6 +826,11 @@ static void peer_in_hello(struct peer_in *c, const struct msg *m)
         peer_in_bad(c, "hello with a malformed incarnation");
         return;
     }
+    /* No release version: a 0.1.0 member (it sends eight fields). */
+    if (msg_u64_opt(m, 8, DDKV_VERSION_0_1_0, &c->hello.version) != ERR_OK || !version_valid(c->hello.version)) {
+        peer_in_bad(c, "hello with a malformed release version");
+        return;
+    }
     const uint8_t *nd = NULL;
     size_t ndl = 0;
     bool has_nonce = msg_bytes_opt(m, 6, &nd, &ndl) == ERR_OK && ndl > 0;
@@ -1213,6 +1220,14 @@ uint64_t peer_incarnation_of(struct peer_transport *t, uint64_t id)
     for (struct peer_in *c = t->ins; c; c = c->next)
         if (c->from == id && !c->closing)
             return c->hello.incarnation;
+    return 0;
+}
+
+uint64_t peer_version_of(struct peer_transport *t, uint64_t id)
+{
+    for (struct peer_in *c = t->ins; c; c = c->next)
+        if (c->from == id && !c->closing)
+            return c->hello.version;
     return 0;
 }
 

@@ -138,6 +138,7 @@ struct peer_hello {
     uint64_t cluster_id, from;
     char name[64], client_addr[64], peer_addr[64];
     uint64_t incarnation; /* the dialer's data-dir incarnation (0: an older member sent none) */
+    uint64_t version;     /* its release version (proto/version.h; 0.1.0 if it sent none) */
 };
 /* Returns false to refuse the connection (the callback logs why); nothing of
  * a refused hello counts. */
@@ -146,6 +147,9 @@ void peer_set_hello_cb(struct peer_transport *t, peer_hello_fn fn);
 /* The incarnation the proven inbound connection from member id announced
  * (0: none connected, or it sent none). */
 uint64_t peer_incarnation_of(struct peer_transport *t, uint64_t id);
+/* The release version the proven inbound connection from member id announced
+ * (0: none connected). */
+uint64_t peer_version_of(struct peer_transport *t, uint64_t id);
 /* Close every inbound connection from member id (its hello no longer holds). */
 void peer_drop_inbound(struct peer_transport *t, uint64_t id, const char *why);
 /* Called when dialling peer `id` was refused (ECONNREFUSED): nothing listens

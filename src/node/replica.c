@@ -373,6 +373,14 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
             conn_reply_error(p->c, p->request_id, code, "%s", text);
         } else if (p->kind == DDKV_MSG_DELETED && !res->found) {
             conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
+        } else if (p->kind == DDKV_MSG_DELETE_PREFIX) {
+            struct msg_writer w;
+            conn_reply_begin(p->c, &w, DDKV_MSG_DELETED, p->request_id, 4);
+            mw_u64(&w, res->lamport);
+            mw_u64(&w, res->revision);
+            mw_u64(&w, res->count);
+            mw_bool(&w, res->succeeded);
+            conn_reply_end(p->c, &w);
         } else if (p->kind == DDKV_MSG_TXN_RESULT) {
             struct msg_writer w;
             conn_reply_begin(p->c, &w, p->kind, p->request_id, 3);
@@ -405,7 +413,7 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
     }
     if (res->duplicate)
         n->stats.duplicates++;
-    node_observe(n, p->kind == DDKV_MSG_DELETED ? DDKV_MSG_DELETE
+    node_observe(n, p->kind == DDKV_MSG_DELETED || p->kind == DDKV_MSG_DELETE_PREFIX ? DDKV_MSG_DELETE
                     : p->kind == DDKV_MSG_MEMBER_CHANGED ? DDKV_MSG_MEMBER_ADD : DDKV_MSG_WRITE,
                  p->t0_ns);
     conn_unref(p->c);
@@ -1322,6 +1330,8 @@ void replica_drive(struct node *n)
          * until the advance that made it durable, so sending before the
          * fsync is safe; flushing now lets followers write while we do. */
         for (size_t i = 0; i < rd.n_msgs; i++) {
+            if (!cluster_may_send(n, &rd.msgs[i]))
+                continue; /* as if lost: the core sends again */
             int rc = n->peers ? peer_send(n->peers, &rd.msgs[i]) : ERR_NOT_FOUND;
             if (rc != ERR_OK && rc != ERR_AGAIN)
                 log_debug("cannot send %s to %llx: %s", raft_msg_type_name(rd.msgs[i].type),

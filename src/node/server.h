@@ -52,6 +52,7 @@ struct conn {
      * named by the verified client certificate (cert_cn), if it exists. */
     char *user;
     uint64_t user_rev;
+    uint64_t client_version; /* what its HELLO said (0: none sent; it is taken for 0.1.0) */
     bool auth_busy;          /* an AUTH is being verified off the loop */
     uint32_t auth_failures;  /* failed AUTHs on this connection */
     uint64_t auth_retry_ms;  /* no AUTH is taken before this (monotonic ms) after a failure */
@@ -145,6 +146,7 @@ struct member {
     char client_addr[64]; /* learned from its peer hello; "" until then */
     uint64_t inc_proposed_ms; /* a leader proposed its incarnation record then (cluster.c) */
     uint64_t inc_logged_ms;   /* a refusal of its incarnation was last logged then */
+    uint64_t ver_logged_ms;   /* a refusal or hold-back for its release version was last logged then */
 };
 
 struct node_stats {
@@ -193,6 +195,8 @@ struct node {
     size_t nmembers;
     uint64_t incarnation;         /* this data dir's, random at creation (cluster.c) */
     bool inc_self_logged;         /* the cluster's record of us is another incarnation: said once */
+    uint64_t cv_proposed_ms;      /* a leader proposed a cluster version then (cluster.c) */
+    uint64_t cv_wait_id, cv_wait_ver; /* the member (and its version) it last said holds the cluster version */
     bool founding;                /* bootstrapped this run: the log starts with our --cluster */
     struct peer_transport *peers; /* NULL for a one-node cluster without --peer-addr */
     char peer_addr[64];           /* as bound */
@@ -344,6 +348,9 @@ void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store
 int cluster_reload(struct node *n, struct errbuf *eb);
 /* Leader housekeeping every tick: promote caught-up learners. */
 void cluster_tick(struct node *n);
+/* Whether raft message m may go to its member: not an entry or an image that
+ * member's release cannot read (proto/version.h); held back ones are logged. */
+bool cluster_may_send(struct node *n, const struct raft_msg *m);
 
 /* Replies. conn_reply_begin stamps the Lamport time; conn_reply_end queues the
  * frame on the connection (dropped silently if it has closed). */

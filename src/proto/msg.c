@@ -268,6 +268,9 @@ const char *msg_type_name(uint32_t type)
     case DDKV_MSG_AUTH_INFO: return "AUTH_INFO";
     case DDKV_MSG_AUTH_LIST: return "AUTH_LIST";
     case DDKV_MSG_AUTH_LIST_RESULT: return "AUTH_LIST_RESULT";
+    case DDKV_MSG_HELLO: return "HELLO";
+    case DDKV_MSG_WELCOME: return "WELCOME";
+    case DDKV_MSG_DELETE_PREFIX: return "DELETE_PREFIX";
     case DDKV_MSG_RAFT_APP: return "APP";
     case DDKV_MSG_RAFT_APP_RESP: return "APP_RESP";
     case DDKV_MSG_RAFT_VOTE: return "VOTE";

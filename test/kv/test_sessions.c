@@ -659,7 +659,7 @@ Test(sessions, a_format_1_data_dir_is_read_and_stamped)
     member_open(&m0, 0);
     struct store_val v;
     cr_assert_eq(store_get(m0.st, STORE_CF_META, "format_version", 14, NULL, &v, &eb), ERR_OK);
-    cr_assert(v.n == 8 && get_be64(v.p) == SM_FORMAT_VERSION, "opened format 1 dirs are stamped");
+    cr_assert(v.n == 8 && get_be64(v.p) == SM_FORMAT_BASE, "opened format 1 dirs are stamped");
     store_val_release(&v);
     struct sm_session s;
     cr_assert(has_session(&m0, 22, &s));

@@ -46,7 +46,14 @@ static void *fake_main(void *arg)
             bool close_now = false;
             buf_reset(&out);
             struct msg_writer w;
-            if (m.type == DDKV_MSG_WRITE) {
+            if (m.type == DDKV_MSG_HELLO) {
+                /* As a 0.1.0 node: it does not know HELLO, says so and keeps the connection. */
+                msg_begin(&w, &out, DDKV_MSG_ERROR, 5, m.request_id, 3);
+                mw_u64(&w, DDKV_WERR_BAD_REQUEST);
+                mw_str(&w, "unknown message type 48");
+                mw_nil(&w);
+                msg_end(&w);
+            } else if (m.type == DDKV_MSG_WRITE) {
                 int i = f->writes++;
                 if (i < 16) {
                     msg_u64(&m, 3, &f->client_id[i]);

@@ -67,18 +67,33 @@ static void fake_serve(struct fake *f, int fd, int conn)
         const uint8_t *body;
         size_t len;
         while (!done && frame_decoder_next(&dec, &body, &len) == ERR_OK) {
-            pthread_mutex_lock(&f->mu);
-            if (f->nframes < FAKE_MAX_FRAMES) {
-                buf_append(&f->frames[f->nframes], body, len);
-                f->frame_conn[f->nframes++] = conn;
-            }
-            pthread_mutex_unlock(&f->mu);
             struct msg m;
             struct errbuf eb;
             if (msg_decode(&m, body, len, &msg_limits_request, &eb) != ERR_OK) {
                 done = true;
                 break;
             }
+            if (m.type == DDKV_MSG_HELLO) {
+                /* As a 0.2.0 node: WELCOME, not recorded among the requests. */
+                struct buf out = BUF_INIT;
+                struct msg_writer w;
+                msg_begin(&w, &out, DDKV_MSG_WELCOME, 5, m.request_id, 4);
+                mw_u64(&w, DDKV_PROTOCOL_VERSION);
+                mw_u64(&w, DDKV_VERSION_0_2_0);
+                mw_u64(&w, DDKV_VERSION_0_2_0);
+                mw_str(&w, "fake");
+                msg_end(&w);
+                done = send_all(fd, out.data, out.len) != 0;
+                buf_free(&out);
+                msg_free(&m);
+                continue;
+            }
+            pthread_mutex_lock(&f->mu);
+            if (f->nframes < FAKE_MAX_FRAMES) {
+                buf_append(&f->frames[f->nframes], body, len);
+                f->frame_conn[f->nframes++] = conn;
+            }
+            pthread_mutex_unlock(&f->mu);
             if (m.type == DDKV_MSG_WATCH)
                 f->watch_rid = m.request_id;
             done = f->on_msg(f, fd, conn, &m);
