@@ -220,11 +220,16 @@ main() {
       [ "$STOP_RC" = 0 ] || fail "$name ($was) exited $STOP_RC on SIGTERM, want 0: $(tail -5 "$WORK/$name.log")"
     fi
     t1=$(ms)
+    local how=""
+    # What the old build logged since its last start.
+    if [ "$was" = leader ] && sed -n '/^=== start/h; /^=== start/!H; ${x;p}' "$WORK/$name.log" | grep -q "leadership handed over"; then
+      how=", leadership handed over first"
+    fi
     start_member "${name#n}" "$DDKV"
     wait_healthy "$name" 60
     local took=$(($(ms) - t0))
     per+="${per:+, }$name ($was) $took ms"
-    pass "$name ($was) replaced by the new build: stopped in $((t1 - t0)) ms (exit $STOP_RC), healthy again after $took ms"
+    pass "$name ($was) replaced by the new build: stopped in $((t1 - t0)) ms (exit $STOP_RC$how), healthy again after $took ms"
     done_list+=" $name"
     if [ "$FINAL_SECTION" = on ]; then versioning_mixed "$name" "$k"; fi
     sleep 3 # the load runs against the mixed cluster for a while
