@@ -365,8 +365,8 @@ versioning_after() {
   [ $ok = 1 ] || fail "cluster_version did not reach 0.2.0 on every member within 20 s: $("$DDKV" status --endpoints "$EP" -o json)"
   pass "cluster_version flipped to 0.2.0 with all three on the new build"
 
-  "$DDKV" put gated/a 1 --endpoints "$EP" >/dev/null && "$DDKV" put gated/b 2 --endpoints "$EP" >/dev/null ||
-    fail "put gated/*"
+  "$DDKV" write gated/a 1 --endpoints "$EP" >/dev/null && "$DDKV" write gated/b 2 --endpoints "$EP" >/dev/null ||
+    fail "write gated/*"
   expect_exit 0 "$DDKV" delete --prefix gated/ --endpoints "$EP"
   [ -z "$("$DDKV" list gated/ --endpoints "$EP")" ] || fail "delete --prefix gated/ left keys"
   pass "delete --prefix works at cluster version 0.2.0"
