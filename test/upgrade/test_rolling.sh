@@ -379,14 +379,19 @@ versioning_after() {
   [ "$L" = n1 ] && name=n2
   stop_member "$name" TERM
   [ "$STOP_RC" = 0 ] || fail "$name exited $STOP_RC on SIGTERM"
-  local log=$WORK/$name.downgrade.log rc
-  set +e
-  timeout 20 "$OLD_BIN" serve --name "$name" --data-dir "$WORK/$name" --client-addr "$(client_addr "${name#n}")" \
+  local log=$WORK/$name.downgrade.log rc dpid t
+  "$OLD_BIN" serve --name "$name" --data-dir "$WORK/$name" --client-addr "$(client_addr "${name#n}")" \
     --peer-addr "$(peer_addr "${name#n}")" --http-addr "$(http_addr "${name#n}")" --cluster "$(spec)" \
-    --cluster-token "$TOKEN" >"$log" 2>&1 </dev/null
+    --cluster-token "$TOKEN" >"$log" 2>&1 </dev/null &
+  dpid=$!
+  PIDS+=("$dpid")
+  for ((t = 0; t < 200; t++)); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$dpid" 2>/dev/null && fail "the old binary runs on a migrated data dir (20 s): $(tail -5 "$log")"
+  set +e
+  wait "$dpid" 2>/dev/null
   rc=$?
   set -e
-  [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "the old binary on a migrated data dir: exit $rc, want a refusal: $(tail -5 "$log")"
+  [ "$rc" != 0 ] || fail "the old binary on a migrated data dir exited 0, want a refusal: $(tail -5 "$log")"
   grep -Eqi "format version|upgrade ddkv" "$log" || fail "the old binary's refusal does not say why: $(tail -5 "$log")"
   pass "downgrade refused: $OLD_VERSION on $name's data dir exits $rc ($(grep -Ei 'format version|upgrade ddkv' "$log" | head -1))"
   start_member "${name#n}" "$DDKV"
