@@ -14,13 +14,13 @@
 # adds: the cluster version, a gated feature, the refused downgrade.
 #
 # Environment: DDKV_BIN (the build under test), UPGRADE_LOAD_BIN, FAULTS_BIN
-# (set by ctest), UPGRADE_OLD_BIN (use this binary as the old release instead
-# of building it), UPGRADE_KILL=1 (replace members with SIGKILL instead of
-# SIGTERM: a check that the test can fail), UPGRADE_RELEASES (another
-# RELEASES file), UPGRADE_TIMEOUT_MS (the load's
-# per-operation timeout, 10000), UPGRADE_ORDER (followers-first | names),
-# UPGRADE_MAX_PAUSE_MS (the longest pause between acknowledged writes
-# allowed, 5000).
+# (set by ctest); UPGRADE_OLD_BIN (this binary as the old release, no build);
+# UPGRADE_RELEASES (another RELEASES file); UPGRADE_ORDER (followers-first,
+# the default, or names); UPGRADE_TIMEOUT_MS (the load's per-operation
+# timeout, 10000); UPGRADE_MAX_PAUSE_MS (the longest pause between two
+# acknowledged writes allowed, 5000); UPGRADE_KILL=1 (SIGKILL instead of
+# SIGTERM, exit code not checked: with a tiny UPGRADE_TIMEOUT_MS, shows the
+# test failing); UPGRADE_FINAL_SECTION=on (the last section, see below).
 source "$(dirname "$0")/../cli/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$(dirname "$DDKV")" && pwd)
