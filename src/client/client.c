@@ -1372,6 +1372,13 @@ ddkv_err ddkv_delete_prefix(ddkv_client *c, const void *prefix, size_t prefix_le
         struct call k = {.type = DDKV_MSG_DELETE_PREFIX, .reply_type = DDKV_MSG_DELETED, .mutates = true,
                          .f = f, .nf = 4};
         ddkv_err rc = client_call(c, &k);
+        if (rc == DDKV_ERR_BAD_REQUEST && c->node_version && c->node_version < DDKV_VERSION_0_2_0)
+            /* A leader of a release before DELETE_PREFIX: it knows no such
+             * message, so the cluster version cannot have it either. */
+            return client_fail(c, DDKV_ERR_BAD_REQUEST,
+                               "deleting by prefix needs cluster version 0.2.0; the leader (%s) runs ddkv 0.1.0, so "
+                               "the cluster runs at 0.1.0 until every member runs 0.2.0 or later (README, Upgrading)",
+                               c->answered >= 0 ? c->eps[c->answered].text : c->eps[c->cur].text);
         if (rc != DDKV_OK)
             return rc;
         uint64_t count = 0;
