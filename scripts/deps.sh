@@ -13,6 +13,7 @@ PKGS=(
   libcriterion-dev                           # unit and process tests
   libfuse3-dev fuse3                         # lossyfs, the power-loss filesystem of the tests
   python3                                    # test helpers
+  python3-msgpack python3-pytest             # the Python client (clients/python) and its tests
   chromium nodejs                            # the dashboard's browser test (with playwright-core)
 )
 # npm comes with some Node.js builds (NodeSource's); Debian's own is a package.
