@@ -1069,7 +1069,7 @@ class Client:
         what = "[id, token, data_key, attempts]"
         if len(f) < 4 or not isinstance(f[0], bytes) or not isinstance(f[2], bytes):
             raise self._bad_reply(what, mutates)
-        self._nums(f, 2, what, mutates, 1)
+        self._nums(f, 1, what, mutates, 1)
         self._nums(f, 1, what, mutates, 3)
         return JobClaim(_text(f[0]), f[1], _text(f[2]), f[3])
 
