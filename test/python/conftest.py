@@ -58,13 +58,14 @@ def free_port_block() -> int:
 
 
 class Cluster:
-    """n1..n3 on 127.0.0.1; kill/restart by name; stop() ends every process by PID."""
+    """n1..n3 on 127.0.0.1; kill/restart by name; stop() ends every process by PID.
+    extra: more serve flags, with {name} and {dir} (the cluster's directory) filled in."""
 
-    def __init__(self, n: int = 3, extra: Optional[List[str]] = None) -> None:
+    def __init__(self, n: int = 3, extra: Optional[List[str]] = None, dir: Optional[str] = None) -> None:
         self.bin = ddkv_bin()
         self.n = n
         self.extra = extra or []
-        self.dir = tempfile.mkdtemp(prefix="ddkv-py-")
+        self.dir = dir or tempfile.mkdtemp(prefix="ddkv-py-")
         self.base = free_port_block()
         self.token = os.urandom(16).hex()
         self.procs: Dict[str, subprocess.Popen] = {}
@@ -96,7 +97,7 @@ class Cluster:
             p = subprocess.Popen(
                 [self.bin, "serve", "--name", name, "--data-dir", os.path.join(self.dir, name),
                  "--client-addr", self.client_addr(name), "--peer-addr", self.peer_addr(name),
-                 "--http-addr", f"127.0.0.1:{self.base + 200 + int(name[1:])}", "--cluster", spec, *self.extra],
+                 "--http-addr", f"127.0.0.1:{self.base + 200 + int(name[1:])}", "--cluster", spec, *[x.format(name=name, dir=self.dir) for x in self.extra]],
                 stdout=lf, stderr=lf, stdin=subprocess.DEVNULL, env=self.env)
         self.procs[name] = p
         deadline = time.monotonic() + 20
@@ -164,7 +165,10 @@ class Cluster:
 
     def cleanup(self) -> None:
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if getattr(self, "failed_exit", None):
+            sys.stderr.write(f"node logs kept in {self.dir}\n")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -181,4 +185,4 @@ def cluster(request):
                 sys.stderr.write(f"--- {x} log ---\n{c.tail(x, 20)}\n")
         c.cleanup()
         if bad:
-            pytest.fail(bad)
+            raise AssertionError(bad)

@@ -26,7 +26,7 @@ def fcluster(request):
         bad = getattr(c, "failed_exit", None)
         c.cleanup()
         if bad:
-            pytest.fail(bad)
+            raise AssertionError(bad)
 
 
 def leader_first(cluster, leader):
