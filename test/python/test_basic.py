@@ -115,3 +115,20 @@ def test_client_shared_by_threads(cluster):
             t.join()
         assert not errors
         assert sum(1 for _ in c.list("py/thr/")) == 80
+
+
+def test_example_sensor_pusher(cluster):
+    import json
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(ddkv.__file__), "..", "examples"))
+    import sensor_pusher
+    with cluster.client() as c:
+        assert sensor_pusher.push(c, "py-sensor", count=3, interval=0.01, retention=60) == 3
+        pts = list(c.list("metrics/py-sensor/"))
+        assert len(pts) == 3
+        for p in pts:
+            s = json.loads(p.value)
+            assert p.key == f"metrics/py-sensor/{s['ts']:013d}".encode() and "load1" in s
+        with pytest.raises(ddkv.NotFound):
+            c.read("clients/py-sensor")  # presence went with its lease
