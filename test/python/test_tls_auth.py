@@ -66,7 +66,7 @@ def test_tls_refusals(tcluster):
 
 
 def test_login_and_permissions(tcluster):
-    ctx, tls = tcluster.ctx, tcluster.tls
+    tls = tcluster.tls
     # A certificate whose common name is no user: no identity, refused.
     nobody = ddkv.tls_context(f"{tls}/ca.pem", f"{tls}/client-nobody.pem", f"{tls}/client-nobody.key")
     with ddkv.Client(tcluster.endpoints, timeout=5.0, tls=nobody) as anon:
