@@ -132,3 +132,18 @@ def test_example_sensor_pusher(cluster):
             assert p.key == f"metrics/py-sensor/{s['ts']:013d}".encode() and "load1" in s
         with pytest.raises(ddkv.NotFound):
             c.read("clients/py-sensor")  # presence went with its lease
+
+
+def test_members_and_leader_transfer(cluster):
+    with cluster.client() as c:
+        old = c.ping().leader
+        target = next(x for x in cluster.names if x != old)
+        assert c.leader_transfer(target, timeout=15.0) == target
+        assert cluster.wait_leader() == target
+        assert c.write("py/after-transfer", b"ok").revision > 0
+        with pytest.raises(ddkv.NotFound):
+            c.member_remove("no-such-member")
+        # Adding a member again with its own address changes nothing (index 0).
+        assert c.member_add(target, cluster.peer_addr(target)) == 0
+        with pytest.raises(ddkv.BadRequest):
+            c.member_add("", "x")
