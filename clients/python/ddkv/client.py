@@ -351,7 +351,12 @@ class _Conn:
         except socket.timeout:
             return False
         except ssl.SSLError as e:
-            raise _Broken(f"reading from {self.ep.text}: {e}", refused=not self.heard) from None
+            # An alert before the node said anything: it refused the handshake
+            # (TLS 1.3 tells a client whose certificate it refuses only now), so
+            # no request on this connection was read. Anything else (an EOF
+            # without close_notify: a node that died) may follow a request it read.
+            alert = "ALERT" in str(getattr(e, "reason", "") or "").upper()
+            raise _Broken(f"reading from {self.ep.text}: {e}", refused=alert and not self.heard) from None
         except OSError as e:
             raise _Broken(f"reading from {self.ep.text}: {e}") from None
         self._take(data)
