@@ -14,6 +14,7 @@ PKGS=(
   libfuse3-dev fuse3                         # lossyfs, the power-loss filesystem of the tests
   python3                                    # test helpers
   git curl                                   # the upgrade test: git archive of a release's commit; /health
+  python3-msgpack python3-pytest             # the Python client (clients/python) and its tests
   chromium nodejs                            # the dashboard's browser test (with playwright-core)
 )
 # npm comes with some Node.js builds (NodeSource's); Debian's own is a package.
