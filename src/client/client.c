@@ -947,21 +947,29 @@ static enum login client_login(struct ddkv_client *c, uint64_t deadline_ms, ddkv
 
 /* The first exchange on a connection: our protocol and release for the
  * node's (HELLO -> WELCOME). A 0.1.0 node does not know HELLO: it answers
- * BAD_REQUEST and keeps the connection, and is taken for 0.1.0. false: the
- * connection failed (it is closed; try another). */
-static bool client_greet(struct ddkv_client *c, uint64_t deadline_ms)
+ * BAD_REQUEST and keeps the connection, and is taken for 0.1.0.
+ * ATTEMPT_REPLY: greeted; ATTEMPT_REFUSED: a TLS port refused this client
+ * (final, errmsg says why); anything else: the connection failed (it is
+ * closed; try another). */
+static enum attempt client_greet(struct ddkv_client *c, uint64_t deadline_ms)
 {
     if (c->greeted)
-        return true;
+        return ATTEMPT_REPLY;
     struct field f[] = {
         {.kind = FIELD_U64, .u = DDKV_PROTOCOL_VERSION},
         {.kind = FIELD_U64, .u = DDKV_RELEASE_VERSION},
     };
     struct call k = {.type = DDKV_MSG_HELLO, .reply_type = DDKV_MSG_WELCOME, .f = f, .nf = 2};
-    if (client_encode(c, &k) != ERR_OK || client_send(c, deadline_ms) != ATTEMPT_REPLY ||
-        client_recv(c, &k, deadline_ms) != ATTEMPT_REPLY) {
+    if (client_encode(c, &k) != ERR_OK) {
         client_disconnect(c);
-        return false;
+        return ATTEMPT_NOMEM;
+    }
+    enum attempt a = client_send(c, deadline_ms);
+    if (a == ATTEMPT_REPLY)
+        a = client_recv(c, &k, deadline_ms);
+    if (a != ATTEMPT_REPLY) {
+        client_disconnect(c);
+        return a;
     }
     struct msg *m = &k.reply;
     uint32_t type = m->type;
@@ -970,8 +978,20 @@ static bool client_greet(struct ddkv_client *c, uint64_t deadline_ms)
     if (m->type == DDKV_MSG_WELCOME) {
         ok = msg_u64(m, 0, &proto) == ERR_OK && msg_u64(m, 1, &nv) == ERR_OK && msg_u64(m, 2, &cv) == ERR_OK &&
              version_valid(nv) && version_valid(cv);
-    } else if (m->type == DDKV_MSG_ERROR && msg_u64(m, 0, &code) == ERR_OK && code == DDKV_WERR_BAD_REQUEST) {
+    } else if (m->type == DDKV_MSG_ERROR && msg_u64(m, 0, &code) == ERR_OK && code == DDKV_WERR_BAD_REQUEST &&
+               m->request_id != 0) {
         nv = cv = DDKV_VERSION_0_1_0;
+    } else if (m->type == DDKV_MSG_ERROR && code != 0) {
+        /* The node refused the connection (a plain client on a TLS port,
+         * too many connections, shutting down): its words, then another. */
+        const uint8_t *text = NULL;
+        size_t tlen = 0;
+        (void)msg_bytes_opt(m, 1, &text, &tlen);
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %.*s", c->eps[c->cur].text, (int)(tlen > 180 ? 180 : tlen),
+                    text ? (const char *)text : wire_error_name((uint32_t)code));
+        msg_free(m);
+        client_disconnect(c);
+        return ATTEMPT_BROKEN;
     } else {
         ok = false;
     }
@@ -980,12 +1000,12 @@ static bool client_greet(struct ddkv_client *c, uint64_t deadline_ms)
         client_fail(c, DDKV_ERR_UNAVAILABLE, "%s answered HELLO with a malformed %s", c->eps[c->cur].text,
                     msg_type_name(type));
         client_disconnect(c);
-        return false;
+        return ATTEMPT_GARBLED;
     }
     c->node_version = nv;
     c->cluster_version = cv;
     c->greeted = true;
-    return true;
+    return ATTEMPT_REPLY;
 }
 
 void ddkv_client_versions(const ddkv_client *c, uint64_t *node_version, uint64_t *cluster_version)
@@ -1030,7 +1050,12 @@ static ddkv_err client_call(struct ddkv_client *c, struct call *k)
             continue;
         }
         reached = true;
-        if (!client_greet(c, deadline_ms)) {
+        enum attempt ga = client_greet(c, deadline_ms);
+        if (ga == ATTEMPT_REFUSED)
+            return in_doubt ? client_unknown_outcome(c) : DDKV_ERR_UNAVAILABLE; /* errmsg says so */
+        if (ga == ATTEMPT_NOMEM)
+            return client_fail(c, DDKV_ERR_NOMEM, "out of memory greeting the node");
+        if (ga != ATTEMPT_REPLY) {
             client_rotate(c);
             client_backoff(c, &backoff_ms, deadline_ms);
             continue;

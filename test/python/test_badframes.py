@@ -46,6 +46,11 @@ class FakeNode:
                     n = struct.unpack(">I", buf[:4])[0]
                     req = msgpack.unpackb(buf[4:4 + n], raw=True)
                     buf = buf[4 + n:]
+                    if req[0] == 48:
+                        # HELLO: answered as a 0.1.0 node would, not knowing it.
+                        body = msgpack.packb([1, 1, req[2], 4, b"unknown message type 48", None])
+                        s.sendall(struct.pack(">I", len(body)) + body)
+                        continue
                     self.requests += 1
                     out = self.reply(req)
                     if out:

@@ -147,3 +147,22 @@ def test_members_and_leader_transfer(cluster):
         assert c.member_add(target, cluster.peer_addr(target)) == 0
         with pytest.raises(ddkv.BadRequest):
             c.member_add("", "x")
+
+
+def test_versions_and_delete_prefix(cluster):
+    with cluster.client() as c:
+        c.ping()
+        assert c.node_version == ddkv._wire.VERSION_0_2_0, "the node's WELCOME"
+        # Every member runs 0.2.0: the leader raises the cluster version at once.
+        deadline = time.monotonic() + 10
+        while c.status().cluster_version != "0.2.0" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        st = c.status()
+        assert (st.version, st.cluster_version) == ("0.2.0", "0.2.0")
+        for i in range(30):
+            c.write(f"py/dp/{i:02d}", b"x")
+        c.write("py/dq", b"kept")
+        assert c.delete_prefix("py/dp/") == 30
+        assert list(c.list("py/dp/")) == []
+        assert c.read("py/dq").value == b"kept"
+        assert c.delete_prefix("py/dp/") == 0

@@ -7,12 +7,13 @@
 
 Errors are exceptions named after the CLI's exit classes (see ddkv.errors).
 """
+from . import _wire
 from .client import (Client, Compare, Delete, Event, JobClaim, KeptLease, Member, Page, Pong, Put, Status,
                      TxnResult, Value, Watch, WriteResult, tls_context)
 from .errors import (BadRequest, Compacted, Error, Fenced, NotFound, PermissionDenied, ProtocolError, Timeout,
                      TooLarge, Unavailable, UnknownOutcome)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Client", "Compare", "Delete", "Event", "JobClaim", "KeptLease", "Member", "Page", "Pong", "Put", "Status",

@@ -47,6 +47,25 @@ JOB_EXTEND = 33
 JOB_SETTLED = 34
 AUTH = 40
 AUTHED = 41
+HELLO = 48          # [protocol_version, client_version] -> WELCOME (since 0.2.0)
+WELCOME = 49        # [protocol_version, node_version, cluster_version, node_name]
+DELETE_PREFIX = 50  # [prefix, limit, client_id, seq] -> DELETED [lamport, revision, count, more]
+
+PROTOCOL_VERSION = 1
+
+
+def version_pack(major: int, minor: int, patch: int) -> int:
+    """A release version on the wire: major << 32 | minor << 16 | patch."""
+    return (major << 32) | (minor << 16) | patch
+
+
+def version_text(v: int) -> str:
+    return f"{v >> 32}.{(v >> 16) & 0xffff}.{v & 0xffff}"
+
+
+VERSION_0_1_0 = version_pack(0, 1, 0)
+VERSION_0_2_0 = version_pack(0, 2, 0)
+CLIENT_VERSION = VERSION_0_2_0  # this client's release (as ddkv --version's)
 
 # Error codes (enum ddkv_wire_error).
 WERR_NOT_LEADER = 1

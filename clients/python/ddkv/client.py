@@ -174,6 +174,18 @@ class Status:
     members: List[Member]
     raw: Dict[str, Any] = field(repr=False)
 
+    @property
+    def version(self) -> Optional[str]:
+        """The member's release, "X.Y.Z"."""
+        v = self.raw.get("version")
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else None
+
+    @property
+    def cluster_version(self) -> str:
+        """The cluster version the member has applied (a 0.1.0 member says none: "0.1.0")."""
+        v = self.raw.get("cluster_version")
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else "0.1.0"
+
 
 @dataclass(frozen=True)
 class JobClaim:
@@ -298,6 +310,7 @@ class _Conn:
         self.buf = bytearray()
         self.heard = False
         self.authed = False
+        self.greeted = False
 
     def close(self) -> None:
         try:
@@ -440,6 +453,8 @@ class Client:
         self._conn: Optional[_Conn] = None
         self._lamport = 0
         self._seen_lamport = 0
+        self.node_version = 0  # what the node last connected to said in WELCOME (0.1.0: said nothing)
+        self.cluster_version = 0
         self._next_rid = 0
         self.client_id = random.SystemRandom().getrandbits(64) or 1  # 0 reads as "no session"
         self._seq = 0
@@ -583,13 +598,39 @@ class Client:
                 return rid, m
 
     def _first_exchange(self, deadline: float) -> str:
-        """What a fresh connection sends before its first request: today AUTH with
-        the credentials, if any (a client version would go here too). Returns ""
-        when done, or why the connection failed (it is closed: try another).
-        Raises PermissionDenied/BadRequest when the cluster refuses the
-        credentials (final: asking again changes nothing)."""
+        """What a fresh connection sends before its first request: HELLO with our
+        versions (a 0.1.0 node answers BAD_REQUEST, not knowing it, and is taken
+        for 0.1.0), then AUTH with the credentials, if any. Returns "" when done,
+        or why the connection failed (it is closed: try another). Raises
+        PermissionDenied/BadRequest when the cluster refuses the credentials
+        (final: asking again changes nothing)."""
         conn = self._conn
         assert conn is not None
+        if not conn.greeted:
+            try:
+                _, m = self._exchange(W.HELLO, [W.PROTOCOL_VERSION, W.CLIENT_VERSION], deadline)
+            except _Broken as e:
+                self._disconnect()
+                if e.refused:  # a TLS port refused us: final, as for any request
+                    raise Unavailable(str(e)) from None
+                return str(e)
+            except (_TimedOut, W.Garbled) as e:
+                self._disconnect()
+                return str(e)
+            if m[0] == W.WELCOME and len(m) >= 6 and all(isinstance(x, int) for x in m[3:6]):
+                self.node_version, self.cluster_version = m[4], m[5]
+            elif m[0] == W.ERROR and len(m) > 3 and m[3] == W.WERR_BAD_REQUEST and m[2] != 0:
+                self.node_version = self.cluster_version = W.VERSION_0_1_0
+            elif m[0] == W.ERROR:
+                # The node refused the connection (a plain client on a TLS port,
+                # too many connections, shutting down): its words, then another.
+                self._disconnect()
+                text = _text(m[4]) if len(m) > 4 and isinstance(m[4], bytes) else f"error {m[3:4]}"
+                return f"{conn.ep.text}: {text}"
+            else:
+                self._disconnect()
+                return f"{conn.ep.text} answered HELLO with a malformed reply (type {m[0]})"
+            conn.greeted = True
         if self._user is None or conn.authed:
             return ""
         try:
@@ -836,6 +877,29 @@ class Client:
     def delete(self, key: Bytesish, timeout: Optional[float] = None) -> WriteResult:
         """Delete key; NotFound if it did not exist. Same outcome rules as write."""
         return self._change(W.DELETE, W.DELETED, [_b(key), *self._session()], timeout)
+
+    def delete_prefix(self, prefix: Bytesish, timeout: Optional[float] = None) -> int:
+        """Delete every key under prefix (b"": every key), in rounds of up to
+        10,000 keys, each one write at its own revision; returns how many were
+        deleted. Needs cluster version 0.2.0: an older cluster raises BadRequest
+        saying so."""
+        total = 0
+        while True:
+            try:
+                f = self._call(W.DELETE_PREFIX, W.DELETED, [_b(prefix, "prefix"), 10000, *self._session()],
+                               mutates=True, timeout=timeout)
+            except BadRequest:
+                if self.node_version and self.node_version < W.VERSION_0_2_0:
+                    raise BadRequest("deleting by prefix needs cluster version 0.2.0; the leader runs ddkv 0.1.0, "
+                                     "so the cluster runs at 0.1.0 until every member runs 0.2.0 or later") from None
+                raise
+            lam, rev, count = self._nums(f, 3, "[lamport, revision, count, more]", True)
+            if len(f) < 4 or not isinstance(f[3], bool):
+                raise self._bad_reply("[lamport, revision, count, more]", True)
+            self._saw(lam)
+            total += count
+            if not f[3] or count == 0:
+                return total
 
     def list_page(self, prefix: Bytesish = b"", start_after: Bytesish = b"", limit: int = 0,
                   timeout: Optional[float] = None) -> Page:
