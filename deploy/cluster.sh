@@ -206,8 +206,9 @@ kill)
     # SIGKILL is delivered at once, but the process is gone (its files,
     # the data dir's lock among them, closed) only a moment later: wait
     # for it, so a command after this one finds the data dir free. A
-    # zombie counts as gone: its files are closed already.
-    for ((t = 0; t < 100; t++)); do
+    # zombie counts as gone: its files are closed already. A process in
+    # the middle of an fsync dies only once it returns: up to 30 s.
+    for ((t = 0; t < 600; t++)); do
         st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || break
         [[ -z $st || $st == Z ]] && break
         sleep 0.05
