@@ -6,6 +6,7 @@
 #include "node/peer.h"
 #include "node/server.h"
 #include "util/clock.h"
+#include "util/version.h"
 
 /* What the Raft core says about leadership, for PONG, STATUS and /health. */
 struct admin_view {
@@ -75,7 +76,7 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     char cluster_id[17];
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->cluster_id);
     struct node_health health = node_health(n);
-    mw_map(w, 23);
+    mw_map(w, 24);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
     mw_str(w, "cluster_id"); mw_str(w, n->cluster_id ? cluster_id : NULL);
     mw_str(w, "role"); mw_str(w, v.role);
@@ -93,7 +94,8 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "leases"); mw_u64(w, n->sm.leases);
     mw_str(w, "connections"); mw_u64(w, n->nconns);
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
-    mw_str(w, "version"); mw_str(w, DDKV_VERSION_STRING);
+    mw_str(w, "version"); mw_str(w, version_string());
+    mw_str(w, "git_rev"); mw_str(w, version_git_rev());
     mw_str(w, "healthy"); mw_bool(w, health.healthy);
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->incarnation);
     mw_str(w, "incarnation"); mw_str(w, cluster_id);
