@@ -17,6 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$bin" __doc man-config >"$tmp/keys"
 fill() { # template output
   awk -v dir="$tmp" -v ver="$version" -v date="$date" '
+    /^\.\\" / { next }   # comments of the templates
     $0 == "@COMMANDS@" { while ((getline l < (dir "/commands")) > 0) print l; next }
     $0 == "@GLOBAL@"   { while ((getline l < (dir "/global")) > 0) print l; next }
     $0 == "@KEYS@"     { while ((getline l < (dir "/keys")) > 0) print l; next }

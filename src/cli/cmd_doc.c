@@ -371,14 +371,15 @@ static int doc_completion(struct cli_ctx *ctx)
  * and a line never opening with '.' or '\''. */
 static void roff_text(FILE *f, const char *s, bool minus)
 {
-    fputs("\\&", f);
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", f);
     for (; *s; s++) {
         if (*s == '\\')
             fputs("\\e", f);
         else if (*s == '-' && minus)
             fputs("\\-", f);
         else if (*s == '\n')
-            fputs("\n\\&", f);
+            fputs(s[1] == '.' || s[1] == '\'' ? "\n\\&" : "\n", f);
         else
             fputc(*s, f);
     }
@@ -409,8 +410,9 @@ static void roff_opts(FILE *f, const struct opt_def *d, size_t n, bool config)
             }
             fputc('\n', f);
         }
-        roff_text(f, d[i].help ? d[i].help : "", false);
-        fputc('\n', f);
+        const char *help = d[i].help ? d[i].help : "";
+        roff_text(f, help, false);
+        fputs(*help && help[strlen(help) - 1] != '.' ? ".\n" : "\n", f);
         if (d[i].flags & OPT_REQUIRED) {
             fputs("Required.\n", f);
         } else if (d[i].dflt) {
@@ -432,15 +434,18 @@ static void roff_commands(FILE *f)
         const struct cli_command *c = cli_command_at(i);
         if (!doc_visible(c))
             continue;
-        fputs(".SS \"", f);
-        roff_text(f, c->name, false);
-        if (*c->args) {
-            fputc(' ', f);
-            roff_text(f, c->args, false);
-        }
-        fputs("\"\n", f);
+        fprintf(f, ".SS %s\n", c->name); /* names are [a-z-]: no escaping */
         roff_text(f, c->summary, false);
         fputs(".\n", f);
+        fputs(".br\nUsage: \\fBddkv ", f);
+        roff_text(f, c->name, false);
+        fputs("\\fR", f);
+        if (*c->args) {
+            fputs(" \\fI", f);
+            roff_text(f, c->args, false);
+            fputs("\\fR", f);
+        }
+        fputs(" [options]\n.br\n", f);
         if (c->flags & CMD_CLIENT)
             fputs("Takes the global options.\n", f);
         if (c->nopts) {
