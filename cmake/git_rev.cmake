@@ -2,15 +2,29 @@
 # in SRC: "unknown" outside a git checkout (a source tarball), "-dirty" appended
 # when tracked files differ from HEAD. Rewrites OUT only when the text changes,
 # so a build at the same revision recompiles nothing.
-execute_process(COMMAND git -C "${SRC}" rev-parse --short=12 HEAD
-                OUTPUT_VARIABLE rev OUTPUT_STRIP_TRAILING_WHITESPACE
+# SRC must be the top of the checkout: a tarball unpacked inside some other
+# repository is not that repository's revision.
+execute_process(COMMAND git -C "${SRC}" rev-parse --show-toplevel
+                OUTPUT_VARIABLE top OUTPUT_STRIP_TRAILING_WHITESPACE
                 RESULT_VARIABLE rc ERROR_QUIET)
+if(rc EQUAL 0)
+  file(REAL_PATH "${SRC}" src_real)
+  file(REAL_PATH "${top}" top_real)
+  if(NOT src_real STREQUAL top_real)
+    set(rc 1)
+  endif()
+endif()
+if(rc EQUAL 0)
+  execute_process(COMMAND git -C "${SRC}" rev-parse --short=12 HEAD
+                  OUTPUT_VARIABLE rev OUTPUT_STRIP_TRAILING_WHITESPACE
+                  RESULT_VARIABLE rc ERROR_QUIET)
+endif()
 if(NOT rc EQUAL 0 OR rev STREQUAL "")
   set(rev "unknown")
 else()
-  execute_process(COMMAND git -C "${SRC}" diff-index --quiet HEAD --
-                  RESULT_VARIABLE dirty ERROR_QUIET)
-  if(NOT dirty EQUAL 0)
+  execute_process(COMMAND git -C "${SRC}" status --porcelain --untracked-files=no
+                  OUTPUT_VARIABLE dirty OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(NOT dirty STREQUAL "")
     string(APPEND rev "-dirty")
   endif()
 endif()
