@@ -13,7 +13,7 @@ PKGS=(
   libcriterion-dev                           # unit and process tests
   libfuse3-dev fuse3                         # lossyfs, the power-loss filesystem of the tests
   python3                                    # test helpers
-  lintian prometheus groff man-db            # the .deb check (lintian), promtool for /metrics, man page checks
+  dpkg-dev lintian prometheus groff man-db   # scripts/package.sh (dpkg-shlibdeps), its lintian check, promtool for /metrics, man pages
   chromium nodejs                            # the dashboard's browser test (with playwright-core)
 )
 # npm comes with some Node.js builds (NodeSource's); Debian's own is a package.
