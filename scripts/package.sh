@@ -6,7 +6,6 @@
 # from dpkg-shlibdeps. Prints the .deb's path. Packaging files: deploy/debian/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 # The release build, brought up to date (a no-op when it is current).
 if [ -f build/CMakeCache.txt ]; then

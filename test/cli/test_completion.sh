@@ -80,7 +80,7 @@ want "ddkv role grant reader logs/ " "read readwrite"
 pass "flags per command, and the choices of their values"
 
 mkdir -p "$WORK/files/sub" && : >"$WORK/files/data1.csv" && : >"$WORK/files/data2.csv"
-cd "$WORK/files"
+cd "$WORK/files" || fail "cd"
 want "ddkv job submit da" "data1.csv data2.csv"
 want "ddkv snapshot save d" "data1.csv data2.csv"
 want "ddkv snapshot restore data1.csv --data-dir s" "sub"
@@ -89,7 +89,7 @@ want "ddkv serve --data-dir " "sub"
 want "ddkv write k --tls-ca=data2" "data2.csv"
 want "ddkv job get " ""
 want "ddkv write " ""
-cd - >/dev/null
+cd "$WORK" || fail "cd"
 pass "file names where a FILE is expected, directories where a DIR is"
 
 # Every flag each command's --help shows is offered after that command.

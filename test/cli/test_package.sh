@@ -92,6 +92,7 @@ got=$("$x/usr/bin/ddkv" --version)
 [[ $got =~ ^ddkv\ $version\ \(git\ $rev(-dirty)?\)$ ]] || fail "--version: '$got', want 'ddkv $version (git $rev)'"
 DDKV=$x/usr/bin/ddkv
 NONAME=1 start_node pkg "$WORK/data" --config "$x/etc/ddkv/ddkv.conf" --http-addr 127.0.0.1:0
+# shellcheck disable=SC2154 # set by start_node
 ep=127.0.0.1:$PORT_pkg
 expect_exit 0 "$DDKV" write pkgkey "from the package" --endpoints "$ep"
 expect_exit 0 "$DDKV" read pkgkey --endpoints "$ep"
