@@ -15,6 +15,7 @@ PKGS=(
   python3                                    # test helpers
   git curl                                   # the upgrade test: git archive of a release's commit; /health
   python3-msgpack python3-pytest             # the Python client (clients/python) and its tests
+  dpkg-dev lintian prometheus groff man-db   # scripts/package.sh (dpkg-shlibdeps), its lintian check, promtool for /metrics, man pages
   chromium nodejs                            # the dashboard's browser test (with playwright-core)
 )
 # npm comes with some Node.js builds (NodeSource's); Debian's own is a package.

@@ -24,6 +24,7 @@ struct cli_ctx {
 
 enum cli_command_flag {
     CMD_CLIENT = 1 << 0, /* talks to a cluster: takes --endpoints, --timeout-ms, -o */
+    CMD_HIDDEN = 1 << 1, /* tooling (man page sections): not in help, completion or the man page */
 };
 
 struct cli_command {
@@ -80,6 +81,16 @@ extern const size_t cmd_snapshot_count;
 /* auth, user, role (cmd_auth.c). */
 extern const struct cli_command cmd_auth_commands[];
 extern const size_t cmd_auth_count;
+
+/* completion, __doc (cmd_doc.c): documents generated from these tables. */
+extern const struct cli_command cmd_doc_commands[];
+extern const size_t cmd_doc_count;
+
+/* Every command in help order: the i-th, or NULL past the last (main.c). */
+const struct cli_command *cli_command_at(size_t i);
+/* The global flags of client commands (main.c). */
+extern const struct opt_def *const cli_global_opts;
+extern const size_t cli_global_nopts;
 
 /* A TTL in seconds, whole or with up to 3 decimals ("30", "0.5"), above 0 and
  * at most a year, into milliseconds. Returns 0, or -1 if s is not one. */

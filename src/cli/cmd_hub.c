@@ -8,7 +8,7 @@
 
 static const struct opt_def hub_opts[] = {
     {"http-addr", 0, OPT_ARG, "127.0.0.1:8080", "HOST:PORT", "where the dashboard and its API listen (port 0: any)"},
-    {"web-dir", 0, OPT_ARG, NULL, "DIR", "the page and its assets (default: web/ next to the binary's build tree)"},
+    {"web-dir", 0, OPT_ARG, NULL, "DIR", "the page and its assets (default: web/ next to the binary's build tree, or the package's /usr/share/ddkv/web)"},
     {"chart-js", 0, OPT_ARG, "/usr/share/javascript/chart.js/chart.min.js", "FILE",
      "Chart.js (Debian's libjs-chart.js)"},
     {"workers", 0, OPT_ARG, "4", "N", "threads for cluster calls"},
@@ -29,7 +29,7 @@ static const struct opt_def hub_opts[] = {
     {"max-unsent-mb", 0, OPT_ARG, "32", "MB", "unsent replies in all; more: the connection with the most is closed"},
 };
 
-/* web/ of the source tree: the binary lives in a build directory of it. */
+/* web/ of the source tree (the binary lives in a build directory of it), or the package's. */
 static void default_web_dir(char *out, size_t n)
 {
     char exe[1024];
@@ -40,6 +40,9 @@ static void default_web_dir(char *out, size_t n)
         if (slash) {
             *slash = 0;
             snprintf(out, n, "%s/../web", exe);
+            if (access(out, R_OK) == 0)
+                return;
+            snprintf(out, n, "%s/../share/ddkv/web", exe); /* the Debian package: /usr/bin, /usr/share/ddkv/web */
             if (access(out, R_OK) == 0)
                 return;
         }

@@ -5,10 +5,7 @@
 
 #include "cli/cmd.h"
 #include "node/node.h"
-
-#ifndef DDKV_VERSION_STRING
-#define DDKV_VERSION_STRING "dev"
-#endif
+#include "util/version.h"
 
 #define MAIN_OPTS(t) (t), sizeof(t) / sizeof((t)[0])
 
@@ -29,6 +26,9 @@ static const struct opt_def main_client_opts[] = {
      "the user's password (better DDKV_PASSWORD or --password-file: flags show in ps)"},
     {"password-file", 0, OPT_ARG, NULL, "FILE", "read the user's password from the first line of FILE"},
 };
+
+const struct opt_def *const cli_global_opts = main_client_opts;
+const size_t cli_global_nopts = sizeof main_client_opts / sizeof main_client_opts[0];
 
 static const char *const main_on_off[] = {"off", "on", NULL};
 
@@ -237,7 +237,18 @@ static const struct main_table main_tables[] = {
     {cmd_hub_commands, &cmd_hub_count},
     {cmd_snapshot_commands, &cmd_snapshot_count},
     {cmd_auth_commands, &cmd_auth_count},
+    {cmd_doc_commands, &cmd_doc_count},
 };
+
+const struct cli_command *cli_command_at(size_t i)
+{
+    for (size_t t = 0; t < sizeof main_tables / sizeof main_tables[0]; t++) {
+        if (i < *main_tables[t].n)
+            return &main_tables[t].cmds[i];
+        i -= *main_tables[t].n;
+    }
+    return NULL;
+}
 
 static const struct cli_command *main_find(const char *name)
 {
@@ -254,10 +265,12 @@ static void main_help(FILE *f)
 {
     fprintf(f, "usage: ddkv [global options] COMMAND [ARGS] [options]\n\n"
                "ddkv %s: a replicated key-value service.\n\nCommands:\n",
-            DDKV_VERSION_STRING);
+            version_string());
     for (size_t t = 0; t < sizeof main_tables / sizeof main_tables[0]; t++)
         for (size_t i = 0; i < *main_tables[t].n; i++) {
             const struct cli_command *c = &main_tables[t].cmds[i];
+            if (c->flags & CMD_HIDDEN)
+                continue;
             fprintf(f, "  %-9s %s%s\n", c->name, c->summary,
                     c->run ? "" : " (not available in this version)");
         }
@@ -265,7 +278,7 @@ static void main_help(FILE *f)
     opts_print_help(f, MAIN_OPTS(main_client_opts));
     fprintf(f, "\nEvery option can also be set in the environment as DDKV_<OPTION> (upper case,\n"
                "'-' as '_'); a flag beats the environment, which beats serve's --config file.\n"
-               "Run 'ddkv COMMAND --help' for a command's options.\n\n"
+               "Run 'ddkv COMMAND --help' for a command's options; 'ddkv --version' for the version.\n\n"
                "Exit codes: 0 success, 1 the answer is no (not found, cas lost, history compacted),\n"
                "2 usage or bad input (permission denied included: wrong credentials or a request\n"
                "the user may not make), 3 cluster unreachable,\n"
@@ -394,6 +407,11 @@ int main(int argc, char **argv)
     opts_init(&o);
     memset(&ctx, 0, sizeof ctx);
     ctx.opts = &o;
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("ddkv %s (git %s)\n", version_string(), version_git_rev());
+        rc = fflush(stdout) == 0 && !ferror(stdout) ? EXIT_DONE : EXIT_USAGE;
+        goto done;
+    }
     /* Before the command name only the global flags are known. */
     if (opts_add(&o, MAIN_OPTS(main_client_opts)) != 0) {
         rc = main_usage_error(NULL, o.err);

@@ -7,6 +7,7 @@
 #include "node/server.h"
 #include "proto/version.h"
 #include "util/clock.h"
+#include "util/version.h"
 
 /* What the Raft core says about leadership, for PONG, STATUS and /health. */
 struct admin_view {
@@ -77,7 +78,7 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->cluster_id);
     struct node_health health = node_health(n);
     char ver[32];
-    mw_map(w, 24);
+    mw_map(w, 25);
     mw_str(w, "name"); mw_str(w, n->cfg.name);
     mw_str(w, "cluster_id"); mw_str(w, n->cluster_id ? cluster_id : NULL);
     mw_str(w, "role"); mw_str(w, v.role);
@@ -95,7 +96,8 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "leases"); mw_u64(w, n->sm.leases);
     mw_str(w, "connections"); mw_u64(w, n->nconns);
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
-    mw_str(w, "version"); mw_str(w, DDKV_VERSION_STRING);
+    mw_str(w, "version"); mw_str(w, version_string());
+    mw_str(w, "git_rev"); mw_str(w, version_git_rev());
     mw_str(w, "cluster_version"); mw_str(w, version_text(n->sm.cluster_version, ver, sizeof ver));
     mw_str(w, "healthy"); mw_bool(w, health.healthy);
     snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->incarnation);
