@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli/cmd.h"
+#include "proto/version.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -72,16 +73,25 @@ static int kv_ping(struct cli_ctx *ctx)
         goto fail;
     }
     const char *ep = ddkv_client_endpoint(c);
+    /* The answering node's release and cluster version, from its greeting. */
+    uint64_t nv = 0, cv = 0;
+    char nvs[32] = "?", cvs[32] = "?";
+    ddkv_client_versions(c, &nv, &cv);
+    if (nv)
+        version_text(nv, nvs, sizeof nvs);
+    if (cv)
+        version_text(cv, cvs, sizeof cvs);
     if (ctx->fmt == OUT_JSON) {
-        json_t *o = json_pack("{s:b, s:s, s:s, s:o, s:I, s:f, s:I}", "pong", 1, "node", p.node,
+        json_t *o = json_pack("{s:b, s:s, s:s, s:o, s:I, s:f, s:I, s:s, s:s}", "pong", 1, "node", p.node,
                               "endpoint", ep ? ep : "", "leader",
                               p.leader ? json_string(p.leader) : json_null(), "term",
                               (json_int_t)p.term, "rtt_ms", (double)p.rtt_ns / 1e6, "rtt_ns",
-                              (json_int_t)p.rtt_ns);
+                              (json_int_t)p.rtt_ns, "version", nvs, "cluster_version", cvs);
         rc = out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
     } else {
-        printf("pong from %s at %s: leader %s, term %llu, rtt %.3f ms\n", p.node, ep ? ep : "?",
-               p.leader ? p.leader : "(none)", (unsigned long long)p.term, (double)p.rtt_ns / 1e6);
+        printf("pong from %s at %s: leader %s, term %llu, rtt %.3f ms, ddkv %s, cluster version %s\n", p.node,
+               ep ? ep : "?", p.leader ? p.leader : "(none)", (unsigned long long)p.term, (double)p.rtt_ns / 1e6,
+               nvs, cvs);
     }
 
 fail:
