@@ -14,7 +14,8 @@ PKGS=(
   libfuse3-dev fuse3                         # lossyfs, the power-loss filesystem of the tests
   python3                                    # test helpers
   git curl                                   # the upgrade test: git archive of a release's commit; /health
-  python3-msgpack python3-pytest             # the Python client (clients/python) and its tests
+  python3-msgpack python3-pytest             # the Python client (clients/python) and its tests,
+  python3-pip python3-setuptools             # which also pip-install it
   dpkg-dev lintian prometheus groff man-db   # scripts/package.sh (dpkg-shlibdeps), its lintian check, promtool for /metrics, man pages
   chromium nodejs                            # the dashboard's browser test (with playwright-core)
 )
