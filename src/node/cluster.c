@@ -808,14 +808,16 @@ static void cluster_tick_incarnations(struct node *n, bool leader)
 static void cluster_tick_version(struct node *n)
 {
     uint64_t cv = n->sm.cluster_version, low = version_series(DDKV_RELEASE_VERSION);
-    if (low <= cv || !n->peers)
+    if (low <= cv)
         return;
     const struct raft_conf *conf = raft_get_conf(n->raft);
     uint64_t wait_id = 0, wait_ver = 0;
     for (uint32_t i = 0; i < conf->n; i++) {
         if (conf->ids[i] == n->self_id)
             continue;
-        uint64_t v = version_series(peer_version_of(n->peers, conf->ids[i]));
+        /* No transport (a one-node cluster without a peer port): no other
+         * member can have said anything. */
+        uint64_t v = n->peers ? version_series(peer_version_of(n->peers, conf->ids[i])) : 0;
         if (v < low) {
             low = v;
             wait_id = conf->ids[i];

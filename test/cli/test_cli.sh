@@ -102,6 +102,21 @@ expect_exit 0 "$DDKV" --endpoints "$EP" ping
 echo "$OUT" | grep -qi "pong" || fail "ping: $OUT"
 pass "status and ping"
 
+# A one-node cluster (no peer port) is every member there is: its cluster
+# version rises to this release at once, and delete --prefix works.
+cv=
+for _ in $(seq 50); do
+  cv=$("$DDKV" --endpoints "$EP" -o json status | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline()).get("cluster_version"))')
+  [ "$cv" = 0.2.0 ] && break
+  sleep 0.1
+done
+[ "$cv" = 0.2.0 ] || fail "a one-node cluster stays at cluster version $cv"
+for k in a b c; do "$DDKV" --endpoints "$EP" write "dp/$k" x >/dev/null; done
+expect_exit 0 "$DDKV" --endpoints "$EP" delete --prefix dp/
+echo "$OUT" | grep -q "deleted 3 keys" || fail "delete --prefix: $OUT"
+expect_exit 1 "$DDKV" --endpoints "$EP" delete --prefix dp/
+pass "one node: cluster version $cv, delete --prefix deletes 3 keys, then finds none (exit 1)"
+
 DDKV_ENDPOINTS="$EP" expect_exit 0 "$DDKV" read k
 [ "$OUT" = "v2" ] || fail "DDKV_ENDPOINTS not used"
 DDKV_ENDPOINTS=127.0.0.1:1 expect_exit 0 "$DDKV" --endpoints "$EP" read k
