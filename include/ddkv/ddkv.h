@@ -377,6 +377,10 @@ DDKV_API ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, 
                                 char **state);
 /* Keep the claim visibility_ms longer from now; *token becomes the new token. */
 DDKV_API ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms);
+/* ddkv_job_extend that also records the worker's progress in the job record
+ * ("progress": {"rows", "percent"}, percent 0..100). */
+DDKV_API ddkv_err ddkv_job_progress(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms,
+                                    uint64_t rows, uint32_t percent);
 /* As ddkv_job_put, at a priority: "high", "normal" or "low" (NULL or "":
  * normal). While jobs of every priority wait, of each 7 claims 4 take a high
  * job, 2 a normal one and 1 a low one (a priority with nothing waiting passes

@@ -2027,17 +2027,25 @@ ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, const cha
 
 ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms)
 {
-    if (!job_str_ok(id, 64))
-        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes)");
+    return ddkv_job_progress(c, id, token, visibility_ms, UINT64_MAX, 0);
+}
+
+ddkv_err ddkv_job_progress(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms, uint64_t rows,
+                           uint32_t percent)
+{
+    if (!job_str_ok(id, 64) || (rows != UINT64_MAX && percent > 100))
+        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and a percent 0..100");
     struct field f[] = {
         {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
         {.kind = FIELD_U64, .u = *token},
         {.kind = FIELD_U64, .u = visibility_ms},
         {.kind = FIELD_U64, .u = c->client_id},
         {.kind = FIELD_U64, .u = ++c->seq},
+        {.kind = FIELD_U64, .u = rows},
+        {.kind = FIELD_U64, .u = percent},
     };
     struct call k = {.type = DDKV_MSG_JOB_EXTEND, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
-                     .f = f, .nf = 5};
+                     .f = f, .nf = rows != UINT64_MAX ? 7 : 5};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;

@@ -6,14 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobs/algo.h"
 #include "jobs/submit.h"
-
-/* The workers' algorithms (src/agent/worker.c keeps the same registry). */
-static const struct {
-    const char *name, *title, *description;
-} algorithms[] = {
-    {"stats", "Statistics", "per-column count, missing, min, max, mean, sd, percentiles and out-of-range counts"},
-};
 
 static char *err_json(const char *fmt, const char *a, const char *b)
 {
@@ -32,8 +26,8 @@ static bool id_ok(const char *id)
 
 bool hub_job_algorithm_ok(const char *name)
 {
-    for (size_t i = 0; i < sizeof algorithms / sizeof algorithms[0]; i++)
-        if (!strcmp(name, algorithms[i].name))
+    for (size_t i = 0; i < algo_count; i++)
+        if (!strcmp(name, algo_registry[i].name))
             return true;
     return false;
 }
@@ -46,9 +40,9 @@ bool hub_job_priority_ok(const char *p)
 int hub_algorithms(char **out)
 {
     json_t *a = json_array();
-    for (size_t i = 0; a && i < sizeof algorithms / sizeof algorithms[0]; i++)
-        json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "name", algorithms[i].name, "title", algorithms[i].title,
-                                           "description", algorithms[i].description));
+    for (size_t i = 0; a && i < algo_count; i++)
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "name", algo_registry[i].name, "title",
+                                           algo_registry[i].title, "description", algo_registry[i].description));
     *out = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
     return 200;

@@ -143,6 +143,8 @@ struct job {
     char name[128]; /* what the submitter called it (a file name), may be empty */
     uint64_t attempts, max_attempts, deadline_ms, created_ms;
     int prio;         /* 0 high, 1 normal, 2 low, or JOB_PRIO_NONE */
+    bool has_progress;
+    uint64_t progress_rows, progress_pct; /* what the worker last reported (JOB_EXTEND) */
     uint64_t mod_rev; /* of jobs/<id> when read */
 };
 
@@ -163,6 +165,9 @@ static char *job_encode(const struct job *j)
         json_object_set_new(o, "name", json_string(j->name));
     if (j->prio >= 0 && j->prio <= 2)
         json_object_set_new(o, "priority", json_string(prio_names[j->prio]));
+    if (j->has_progress)
+        json_object_set_new(o, "progress", json_pack("{s:I, s:I}", "rows", (json_int_t)j->progress_rows, "percent",
+                                                     (json_int_t)j->progress_pct));
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return s;
@@ -194,6 +199,12 @@ static bool job_decode(const uint8_t *p, size_t n, struct job *j)
     j->max_attempts = (uint64_t)json_integer_value(json_object_get(o, "max_attempts"));
     j->deadline_ms = (uint64_t)json_integer_value(json_object_get(o, "deadline_ms"));
     j->created_ms = (uint64_t)json_integer_value(json_object_get(o, "created_ms"));
+    json_t *pg = json_object_get(o, "progress");
+    if (json_is_object(pg)) {
+        j->has_progress = true;
+        j->progress_rows = (uint64_t)json_integer_value(json_object_get(pg, "rows"));
+        j->progress_pct = (uint64_t)json_integer_value(json_object_get(pg, "percent"));
+    }
     j->prio = JOB_PRIO_NONE;
     const char *pr = json_string_value(json_object_get(o, "priority"));
     for (int i = 0; pr && i < 3; i++)
@@ -922,6 +933,11 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
         return;
     }
     ok = msg_u64_opt(m, 3, 0, &client_id) == ERR_OK && msg_u64_opt(m, 4, 0, &seq) == ERR_OK;
+    /* JOB_EXTEND's optional progress: rows done and percent (0..100). */
+    uint64_t prows = 0, ppct = 0;
+    bool progress = kind == DDKV_MSG_JOB_EXTEND && m->nf > 6;
+    if (progress)
+        ok = ok && msg_u64(m, 5, &prows) == ERR_OK && msg_u64(m, 6, &ppct) == ERR_OK && ppct <= 100;
     if (!ok) {
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad client_id or seq");
         return;
@@ -1001,6 +1017,8 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
     bool requeue = false, dead = false;
     if (kind == DDKV_MSG_JOB_ACK) {
         snprintf(j.state, sizeof j.state, "done");
+        if (j.has_progress)
+            j.progress_pct = 100;
         snprintf(j.result, sizeof j.result, "%s", arg);
         j.deadline_ms = 0;
     } else if (kind == DDKV_MSG_JOB_NACK) {
@@ -1012,6 +1030,11 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
         j.worker[0] = 0;
     } else {
         j.deadline_ms = clock_wall_ms() + vis;
+        if (progress) {
+            j.has_progress = true;
+            j.progress_rows = prows;
+            j.progress_pct = ppct;
+        }
     }
     snprintf(sc->state, sizeof sc->state, "%s", j.state);
     struct job_txn t;
