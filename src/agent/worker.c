@@ -26,6 +26,20 @@
 #include "util/clock.h"
 #include "util/err.h"
 
+/* Whether the watch on jobs/<id> saw the job leave "claimed" (a cancel) or
+ * go (a delete). The events of this worker's own extends keep it claimed. */
+static bool cancelled(ddkv_watch *w)
+{
+    struct ddkv_event ev;
+    while (w && ddkv_watch_next(w, &ev, 1) == DDKV_OK) { /* 1 ms: 0 would not read the socket */
+        bool gone = ev.kind == DDKV_OP_DELETE || !strstr((const char *)ev.value, "\"state\":\"claimed\"");
+        ddkv_event_free(&ev);
+        if (gone)
+            return true;
+    }
+    return false;
+}
+
 /* Process one claimed job. Returns what happened, for the log. */
 static const char *work(ddkv_client *c, const char *worker, const struct worker_opts *opt, struct ddkv_job_claim *j,
                         char *why, size_t whylen)
@@ -76,17 +90,11 @@ static const char *work(ddkv_client *c, const char *worker, const struct worker_
         every = opt->visibility_ms / 3;
     const char *verdict = NULL;
     for (json_int_t i = 0; i < chunks && !verdict; i++) {
-        for (struct ddkv_event ev; w && ddkv_watch_next(w, &ev, 0) == DDKV_OK;) {
-            bool gone = ev.kind == DDKV_OP_DELETE || !strstr((const char *)ev.value, "\"state\":\"claimed\"");
-            ddkv_event_free(&ev);
-            if (gone) {
-                snprintf(why, whylen, "cancelled or deleted while running; stopped");
-                verdict = "cancelled";
-                break;
-            }
-        }
-        if (verdict)
+        if (cancelled(w)) {
+            snprintf(why, whylen, "cancelled or deleted while running; stopped");
+            verdict = "cancelled";
             break;
+        }
         snprintf(key, sizeof key, "%sc/%06" PRId64, j->data_key, (int64_t)i);
         e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
         if (e != DDKV_OK) {
@@ -102,6 +110,11 @@ static const char *work(ddkv_client *c, const char *worker, const struct worker_
         if (rc && rc != ERR_OK) {
             snprintf(why, whylen, "not a readings file: %s", algo_error(st));
             verdict = "refuse";
+            break;
+        }
+        if (clock_mono_ms() - last_extend >= every && cancelled(w)) {
+            snprintf(why, whylen, "cancelled or deleted while running; stopped");
+            verdict = "cancelled";
             break;
         }
         if (clock_mono_ms() - last_extend >= every) {

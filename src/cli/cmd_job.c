@@ -14,10 +14,13 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "jobs/algo.h"
 #include "jobs/submit.h"
 
 static const struct opt_def job_opts[] = {
-    {"algorithm", 0, OPT_ARG, "stats", "NAME", "submit: how the worker processes the file (stats: per-column statistics)"},
+    {"algorithm", 0, OPT_ARG, "stats", "NAME",
+     "submit: how the worker processes the file (stats: per-column statistics; vitals: also heart and breath rate "
+     "trends and band crossings)"},
     {"max-attempts", 0, OPT_ARG, "3", "N", "submit: tries before the job is dead (1..100)"},
     {"priority", 0, OPT_ARG, "normal", "P", "submit: high, normal or low (of each 7 claims 4 high, 2 normal, 1 low)"},
     {"result-only", 0, 0, NULL, NULL, "delete: delete only the job's result"},
@@ -35,6 +38,14 @@ static int job_submit_file(struct cli_ctx *ctx, ddkv_client *c, const char *path
     uint32_t attempts = 3;
     if (opts_get_u32(ctx->opts, "max-attempts", 1, 100, &attempts) != 0) {
         out_error("job submit: %s", ctx->opts->err);
+        return EXIT_USAGE;
+    }
+    const char *algo = opts_get(ctx->opts, "algorithm");
+    bool known = false;
+    for (size_t i = 0; i < algo_count; i++)
+        known = known || !strcmp(algo, algo_registry[i].name);
+    if (!known) {
+        out_error("job submit: unknown algorithm '%.32s' (stats or vitals)", algo);
         return EXIT_USAGE;
     }
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
