@@ -52,6 +52,24 @@ head -1 "$WORK/body" | grep -q '^column,count,missing,min,max,mean' || fail "csv
 grep -q '^heart_rate,2,0,70,80,75,' "$WORK/body" || fail "csv row: $(cat "$WORK/body")"
 pass "GET /api/jobs/{id}/result.csv: one row of statistics per column"
 
+# A column name a spreadsheet would run as a formula is quoted as text.
+printf 'timestamp,"=HYPERLINK(""x"")",@sum\n2026-01-01T00:00:00Z,1,2\n' >"$WORK/f.csv"
+code=$(req -X POST --data-binary @"$WORK/f.csv" "http://$HUB/api/jobs?name=f.csv")
+[ "$code" = 201 ] || fail "POST f.csv: $code"
+fid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$WORK/body")
+"$DDKV" agent --endpoints "$EP" --name w2 --worker --interval-ms 1000 --timeout-ms 2000 2>"$WORK/agent2.log" &
+AGENT=$!
+PIDS+=($AGENT)
+for _ in $(seq 150); do
+  [ "$(req "http://$HUB/api/jobs/$fid")" = 200 ] && grep -q '"state": *"done"' "$WORK/body" && break
+  sleep 0.2
+done
+kill "$AGENT"; wait "$AGENT" 2>/dev/null
+[ "$(req "http://$HUB/api/jobs/$fid/result.csv")" = 200 ] || fail "f result.csv: $(cat "$WORK/body")"
+grep -q "^\"'=HYPERLINK(\"\"x\"\")\",1," "$WORK/body" || fail "formula cell: $(cat "$WORK/body")"
+grep -q "^\"'@sum\",1," "$WORK/body" || fail "@ cell: $(cat "$WORK/body")"
+pass "result.csv quotes cells that start like a formula as text"
+
 [ "$(req -X DELETE "http://$HUB/api/jobs/$id/result")" = 200 ] || fail "DELETE result: $(cat "$WORK/body")"
 [ "$(req "http://$HUB/api/jobs/$id/result.csv")" = 404 ] || fail "the result is still there"
 [ "$(req "http://$HUB/api/jobs/$id")" = 200 ] || fail "deleting the result deleted the job"
