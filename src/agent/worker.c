@@ -28,16 +28,21 @@
 
 /* Whether the watch on jobs/<id> saw the job leave "claimed" (a cancel) or
  * go (a delete). The events of this worker's own extends keep it claimed. */
-static bool cancelled(ddkv_watch *w)
+static bool cancelled_within(ddkv_watch *w, uint32_t wait_ms)
 {
     struct ddkv_event ev;
-    while (w && ddkv_watch_next(w, &ev, 1) == DDKV_OK) { /* 1 ms: 0 would not read the socket */
+    while (w && ddkv_watch_next(w, &ev, wait_ms) == DDKV_OK) {
         bool gone = ev.kind == DDKV_OP_DELETE || !strstr((const char *)ev.value, "\"state\":\"claimed\"");
         ddkv_event_free(&ev);
         if (gone)
             return true;
     }
     return false;
+}
+
+static bool cancelled(ddkv_watch *w)
+{
+    return cancelled_within(w, 1); /* 1 ms: 0 would not read the socket */
 }
 
 /* Process one claimed job. Returns what happened, for the log. */
@@ -121,8 +126,11 @@ static const char *work(ddkv_client *c, const char *worker, const struct worker_
             uint32_t pct = size > 0 ? (uint32_t)(done_bytes * 100 / (uint64_t)size) : 0;
             e = ddkv_job_progress(c, j->id, &j->token, opt->visibility_ms, algo_rows(st), pct > 100 ? 100 : pct);
             if (e == DDKV_ERR_FENCED || e == DDKV_ERR_NOT_FOUND) {
-                snprintf(why, whylen, "lost the claim while working (claimed again, cancelled or deleted)");
-                verdict = "fenced";
+                /* A cancel's event may trail the refusal: the watch says which. */
+                bool gone = cancelled_within(w, 2000);
+                snprintf(why, whylen, gone ? "cancelled or deleted while running; stopped"
+                                           : "lost the claim while working (claimed again, cancelled or deleted)");
+                verdict = gone ? "cancelled" : "fenced";
                 break;
             }
             last_extend = clock_mono_ms();

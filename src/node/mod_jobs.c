@@ -75,6 +75,7 @@
 #include "kv/sm.h"
 #include "kv/store.h"
 #include "node/server.h"
+#include "proto/version.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
@@ -439,6 +440,22 @@ static void jobs_put(void *ctx, struct conn *c, const struct msg *m)
     }
     if (!jobs_leader(n, c, m->request_id))
         return;
+    /* Per-priority queue keys only once no 0.1.0 member can lead: such a
+     * leader would delete the 0.1.0 key of a job it claims and leave this
+     * one behind (and claim that job again through it). Until then a job
+     * is queued as 0.1.0 queues it, at normal priority. */
+    if (n->sm.cluster_version < VERSION_JOB_PRIORITY && raft_get_conf(n->raft)->n > 1) {
+        if (j.prio != 1) {
+            char cv[32], need[32];
+            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
+                             "job priorities need cluster version %s; this cluster runs at %s until every member "
+                             "runs ddkv %s or later (README, Upgrading)",
+                             version_text(VERSION_JOB_PRIORITY, need, sizeof need),
+                             version_text(n->sm.cluster_version, cv, sizeof cv), need);
+            return;
+        }
+        j.prio = JOB_PRIO_NONE;
+    }
     /* A retried put (same session write) must name the same job: derive the
      * id from the session when there is one. Ids sort in submission order
      * within a term; across terms, by term. */
