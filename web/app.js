@@ -158,7 +158,8 @@ function renderJobs() {
   const jobs = [...state.jobs.values()].sort((a, b) => (b.created_ms || 0) - (a.created_ms || 0));
   for (const j of jobs) {
     const tr = document.createElement('tr'); tr.className = 'click'; tr.dataset.id = j.id;
-    const cells = [j.id.slice(-10), j.name || j.data, j.state, `${j.attempts}/${j.max_attempts}`, j.worker || '–'];
+    const cells = [j.id.slice(-10), j.name || j.data, j.state, `${j.attempts}/${j.max_attempts}`, j.worker || '–',
+      window.jobsUI ? window.jobsUI.progressText(j) : ''];
     cells.forEach((v, i) => {
       const td = text(document.createElement('td'), v);
       if (i === 2) td.className = `state ${v}`;
@@ -184,7 +185,11 @@ async function showJob(id) {
   box.replaceChildren();
   const h = text(document.createElement('h3'), `Job ${id}: ${j.state}`); box.append(h);
   const r = j.result_value;
-  if (!r || !r.columns) { box.append(text(document.createElement('p'), j.error || 'No result yet.')); return; }
+  if (!r || !r.columns) {
+    box.append(text(document.createElement('p'), j.error || 'No result yet.'));
+    if (window.jobsUI) window.jobsUI.extend(box, j, () => showJob(id));
+    return;
+  }
   const rows = r.rows || {};
   box.append(text(document.createElement('p'),
     `${rows.used ?? '?'} rows used of ${rows.total ?? '?'}; ${rows.duplicates ?? 0} duplicates removed; ` +
@@ -203,6 +208,7 @@ async function showJob(id) {
     t.append(tr);
   }
   box.append(t);
+  if (window.jobsUI) window.jobsUI.extend(box, j, () => showJob(id));
 }
 
 $('upload').addEventListener('submit', async (ev) => {
@@ -211,7 +217,8 @@ $('upload').addEventListener('submit', async (ev) => {
   if (!f) { text($('upload-msg'), 'Choose a CSV file first.'); return; }
   text($('upload-msg'), `Uploading ${f.name}…`);
   try {
-    const r = await api(`/api/jobs?name=${encodeURIComponent(f.name)}`, { method: 'POST', body: f });
+    const extra = window.jobsUI ? window.jobsUI.uploadParams() : '';
+    const r = await api(`/api/jobs?name=${encodeURIComponent(f.name)}${extra}`, { method: 'POST', body: f });
     text($('upload-msg'), `Queued as job ${r.id}.`);
   } catch (e) { text($('upload-msg'), `Upload failed: ${e.message}`); }
 });

@@ -377,6 +377,27 @@ DDKV_API ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, 
                                 char **state);
 /* Keep the claim visibility_ms longer from now; *token becomes the new token. */
 DDKV_API ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms);
+/* ddkv_job_extend that also records the worker's progress in the job record
+ * ("progress": {"rows", "percent"}, percent 0..100). */
+DDKV_API ddkv_err ddkv_job_progress(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms,
+                                    uint64_t rows, uint32_t percent);
+/* As ddkv_job_put, at a priority: "high", "normal" or "low" (NULL or "":
+ * normal). While jobs of every priority wait, of each 7 claims 4 take a high
+ * job, 2 a normal one and 1 a low one (a priority with nothing waiting passes
+ * its turn on): low never starves. */
+DDKV_API ddkv_err ddkv_job_put_priority(ddkv_client *c, const char *data_key, const char *name,
+                                        uint32_t max_attempts, const char *priority, char **id);
+enum ddkv_job_removal {
+    DDKV_JOB_CANCEL = 0,        /* a queued or running job becomes "cancelled" */
+    DDKV_JOB_DELETE = 1,        /* the job record and its result are deleted */
+    DDKV_JOB_DELETE_RESULT = 2, /* the result of a done job is deleted */
+};
+/* One JOB_CANCEL (*state, if not NULL: "cancelled", "deleted" or "done", to
+ * ddkv_free). DDKV_ERR_NOT_FOUND: no such job; DDKV_ERR_BAD_REQUEST: not in
+ * a state that allows it (a done job cannot be cancelled). A worker holding a
+ * cancelled job's claim gets DDKV_ERR_FENCED at its next extend or ack, a
+ * deleted job's DDKV_ERR_NOT_FOUND; either way nothing it sends is kept. */
+DDKV_API ddkv_err ddkv_job_cancel(ddkv_client *c, const char *id, enum ddkv_job_removal what, char **state);
 
 /* --- transactions --- */
 

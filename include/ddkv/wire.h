@@ -95,6 +95,10 @@ enum ddkv_msg_type {
      * per request, all at one revision (needs cluster version 0.2.0):
      * [prefix, limit, client_id, seq] -> DELETED [lamport, revision, count, more]. */
     DDKV_MSG_DELETE_PREFIX = 50,
+    /* A job's cancel or removal (src/node/mod_jobs.c): [id, what (0 cancel,
+     * 1 delete the job and its result, 2 delete the result), client_id, seq]
+     * -> JOB_SETTLED [state]: "cancelled", "deleted" or "done". */
+    DDKV_MSG_JOB_CANCEL = 51,
 
     /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */

@@ -7,9 +7,12 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +50,8 @@ void agent_config_defaults(struct agent_config *cfg)
     cfg->backlog = 3600;
     cfg->timeout_ms = 3000;
     cfg->claim_ttl_ms = 30000;
+    cfg->worker_threads = 1;
+    cfg->worker_nice = 10;
     ddkv_options_init(&cfg->cluster);
 }
 
@@ -317,16 +322,36 @@ static void *responder_main(void *arg)
     return NULL;
 }
 
+/* One worker thread: its own client and watch, at its own nice value (a
+ * thread's nice is its own on Linux), named NAME, or NAME/i with several. */
+struct worker_thread {
+    struct agent *a;
+    unsigned i;
+    pthread_t th;
+};
+
 static void *worker_main(void *arg)
 {
-    struct agent *a = arg;
+    struct worker_thread *wt = arg;
+    struct agent *a = wt->a;
+    if (a->cfg->worker_nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), a->cfg->worker_nice) != 0)
+        fprintf(stderr, "ddkv agent: worker nice %d: %s\n", a->cfg->worker_nice, strerror(errno));
     ddkv_client *c = agent_client(a);
-    struct worker_opts wo = {.visibility_ms = a->cfg->claim_ttl_ms};
+    struct ddkv_options wopt;
+    agent_options(a->cfg, &wopt);
+    struct worker_opts wo = {.visibility_ms = a->cfg->claim_ttl_ms,
+                             .job_memory = (uint64_t)a->cfg->job_memory_mb << 20,
+                             .watch = &wopt};
     const char *delay = getenv("DDKV_WORKER_CHUNK_DELAY_MS");
     if (delay)
         wo.chunk_delay_ms = strtoull(delay, NULL, 10);
+    char name[96];
+    if (a->cfg->worker_threads > 1)
+        snprintf(name, sizeof name, "%.60s/%u", a->name, wt->i);
+    else
+        snprintf(name, sizeof name, "%.60s", a->name);
     if (c)
-        worker_loop(c, a->name, &wo, a->stop);
+        worker_loop(c, name, &wo, a->stop);
     ddkv_client_free(c);
     return NULL;
 }
@@ -380,11 +405,17 @@ int agent_run(const struct agent_config *cfg, volatile int *stop)
         return 1;
     }
     pthread_mutex_init(&a->mu, NULL);
-    pthread_t sender, responder, worker;
+    pthread_t sender, responder;
     pthread_create(&sender, NULL, sender_main, a);
     pthread_create(&responder, NULL, responder_main, a);
-    if (cfg->worker)
-        pthread_create(&worker, NULL, worker_main, a);
+    unsigned nworkers = cfg->worker ? (cfg->worker_threads ? cfg->worker_threads : 1) : 0;
+    struct worker_thread *workers = nworkers ? calloc(nworkers, sizeof *workers) : NULL;
+    if (!workers)
+        nworkers = 0;
+    for (unsigned i = 0; i < nworkers; i++) {
+        workers[i] = (struct worker_thread){.a = a, .i = i + 1};
+        pthread_create(&workers[i].th, NULL, worker_main, &workers[i]);
+    }
     fprintf(stderr, "ddkv agent %s: sampling every %u ms into %s\n", a->name, cfg->interval_ms, cfg->endpoints);
     uint64_t next = clock_mono_ms() + cfg->interval_ms;
     nap(a, cfg->interval_ms); /* the first sample's CPU needs an interval behind it */
@@ -405,8 +436,9 @@ int agent_run(const struct agent_config *cfg, volatile int *stop)
     }
     pthread_join(sender, NULL);
     pthread_join(responder, NULL);
-    if (cfg->worker)
-        pthread_join(worker, NULL);
+    for (unsigned i = 0; i < nworkers; i++)
+        pthread_join(workers[i].th, NULL);
+    free(workers);
     sample_ring_free(&a->ring);
     sample_backlog_free(&a->backlog);
     pthread_mutex_destroy(&a->mu);

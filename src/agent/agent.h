@@ -44,6 +44,9 @@ struct agent_config {
     uint32_t timeout_ms;       /* per cluster operation (3000) */
     bool worker;               /* also process jobs */
     uint32_t claim_ttl_ms;     /* a worker's claim (30000) */
+    uint32_t worker_threads;   /* jobs processed at once, each on its own thread (1) */
+    int worker_nice;           /* the worker threads' nice value, 0..19 (10): a CPU share below the sampler's */
+    uint32_t job_memory_mb;    /* per job (0: the parser's defaults); a bigger file is refused */
     /* Everything else about reaching the cluster (TLS, credentials): the
      * CLI's client options as given; endpoints and timeout_ms above win. */
     struct ddkv_options cluster;

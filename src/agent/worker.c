@@ -1,10 +1,14 @@
-/* ddkv agent --worker: claim jobs, compute their statistics, store the
- * result, and complete them with the claim's fencing token.
+/* ddkv agent --worker: claim jobs, run their algorithm, store the result, and
+ * complete them with the claim's fencing token.
  *
  * A job's input is the chunked file under its data key (src/jobs/submit.h).
- * The worker reads the chunks in order into the statistics engine
- * (src/jobs/csvstats.h), extending its claim as it goes so that a long job
- * keeps it, writes the result JSON to jobresult/<id> and acks with that key.
+ * The worker reads the chunks in order into the job's algorithm
+ * (src/jobs/algo.h: statistics, vital signs), extending its claim as it goes
+ * so that a long job keeps it, with its progress (rows, percent of the
+ * bytes) at most every progress_ms, writes the result JSON to
+ * jobresult/<id> and acks with that key. It watches jobs/<id> meanwhile: a
+ * cancel or delete (the record leaves "claimed", or goes) stops it at the
+ * next chunk. A file bigger than the worker's per-job memory is refused.
  * If another worker claimed the job meanwhile (our claim expired: we were
  * paused, or cut off), the ack is FENCED and our result is thrown away: the
  * job is completed by exactly one worker. An input that cannot be read or is
@@ -18,9 +22,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs/csvstats.h"
+#include "jobs/algo.h"
 #include "util/clock.h"
 #include "util/err.h"
+
+/* Whether the watch on jobs/<id> saw the job leave "claimed" (a cancel) or
+ * go (a delete). The events of this worker's own extends keep it claimed. */
+static bool cancelled_within(ddkv_watch *w, uint32_t wait_ms)
+{
+    struct ddkv_event ev;
+    while (w && ddkv_watch_next(w, &ev, wait_ms) == DDKV_OK) {
+        bool gone = ev.kind == DDKV_OP_DELETE || !strstr((const char *)ev.value, "\"state\":\"claimed\"");
+        ddkv_event_free(&ev);
+        if (gone)
+            return true;
+    }
+    return false;
+}
+
+static bool cancelled(ddkv_watch *w)
+{
+    return cancelled_within(w, 1); /* 1 ms: 0 would not read the socket */
+}
 
 /* Process one claimed job. Returns what happened, for the log. */
 static const char *work(ddkv_client *c, const char *worker, const struct worker_opts *opt, struct ddkv_job_claim *j,
@@ -39,23 +62,44 @@ static const char *work(ddkv_client *c, const char *worker, const struct worker_
     json_t *meta = json_loadb(v.value, v.len, 0, &je);
     ddkv_free(v.value);
     json_int_t chunks = json_integer_value(json_object_get(meta, "chunks"));
-    const char *algo = json_string_value(json_object_get(meta, "algorithm"));
-    if (algo && strcmp(algo, "stats") != 0) {
-        snprintf(why, whylen, "unknown algorithm '%s'", algo);
+    json_int_t size = json_integer_value(json_object_get(meta, "size"));
+    const char *algo_name = json_string_value(json_object_get(meta, "algorithm"));
+    char aname[32];
+    snprintf(aname, sizeof aname, "%s", algo_name ? algo_name : "stats");
+    if (opt->job_memory && size > 0 && (uint64_t)size > opt->job_memory) {
+        snprintf(why, whylen, "the file (%" PRId64 " bytes) needs more than this worker's %" PRIu64 " MiB per job",
+                 (int64_t)size, opt->job_memory >> 20);
         json_decref(meta);
         return "refuse";
     }
     json_t *name = json_incref(json_object_get(meta, "name"));
     json_decref(meta);
-    struct csvstats *st = csvstats_new(NULL);
+    bool unknown;
+    struct algo *st = algo_new(aname, opt->job_memory, &unknown);
     if (!st) {
         json_decref(name);
-        snprintf(why, whylen, "out of memory");
-        return "retry";
+        snprintf(why, whylen, unknown ? "unknown algorithm '%.32s'" : "out of memory", aname);
+        return unknown ? "refuse" : "retry";
     }
-    uint64_t last_extend = clock_mono_ms();
+    /* The watch that tells of a cancel: changes of jobs/<id> after the claim. */
+    ddkv_watch *w = NULL;
+    if (opt->watch) {
+        char wkey[96], werr[128];
+        snprintf(wkey, sizeof wkey, "jobs/%s", j->id);
+        if (ddkv_watch_open(opt->watch, wkey, strlen(wkey), j->token + 1, &w, werr, sizeof werr) != DDKV_OK)
+            w = NULL; /* then an extend's FENCED tells instead */
+    }
+    uint64_t last_extend = clock_mono_ms(), done_bytes = 0;
+    uint64_t every = opt->progress_ms ? opt->progress_ms : 1000;
+    if (every > opt->visibility_ms / 3)
+        every = opt->visibility_ms / 3;
     const char *verdict = NULL;
     for (json_int_t i = 0; i < chunks && !verdict; i++) {
+        if (cancelled(w)) {
+            snprintf(why, whylen, "cancelled or deleted while running; stopped");
+            verdict = "cancelled";
+            break;
+        }
         snprintf(key, sizeof key, "%sc/%06" PRId64, j->data_key, (int64_t)i);
         e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
         if (e != DDKV_OK) {
@@ -65,34 +109,46 @@ static const char *work(ddkv_client *c, const char *worker, const struct worker_
         }
         if (opt->chunk_delay_ms)
             clock_sleep_ms(opt->chunk_delay_ms);
-        int rc = csvstats_feed(st, v.value, v.len);
+        int rc = algo_feed(st, v.value, v.len);
+        done_bytes += v.len;
         ddkv_free(v.value);
         if (rc && rc != ERR_OK) {
-            snprintf(why, whylen, "not a readings file: %s", csvstats_result(st)->error_msg ? csvstats_result(st)->error_msg : err_str(rc));
+            snprintf(why, whylen, "not a readings file: %s", algo_error(st));
             verdict = "refuse";
             break;
         }
-        if (clock_mono_ms() - last_extend >= opt->visibility_ms / 3) {
-            if (ddkv_job_extend(c, j->id, &j->token, opt->visibility_ms) == DDKV_ERR_FENCED) {
-                snprintf(why, whylen, "lost the claim while working");
-                verdict = "fenced";
+        if (clock_mono_ms() - last_extend >= every && cancelled(w)) {
+            snprintf(why, whylen, "cancelled or deleted while running; stopped");
+            verdict = "cancelled";
+            break;
+        }
+        if (clock_mono_ms() - last_extend >= every) {
+            uint32_t pct = size > 0 ? (uint32_t)(done_bytes * 100 / (uint64_t)size) : 0;
+            e = ddkv_job_progress(c, j->id, &j->token, opt->visibility_ms, algo_rows(st), pct > 100 ? 100 : pct);
+            if (e == DDKV_ERR_FENCED || e == DDKV_ERR_NOT_FOUND) {
+                /* A cancel's event may trail the refusal: the watch says which. */
+                bool gone = cancelled_within(w, 2000);
+                snprintf(why, whylen, gone ? "cancelled or deleted while running; stopped"
+                                           : "lost the claim while working (claimed again, cancelled or deleted)");
+                verdict = gone ? "cancelled" : "fenced";
                 break;
             }
             last_extend = clock_mono_ms();
         }
     }
-    int rc = verdict ? ERR_OK : csvstats_finish(st);
+    if (w)
+        ddkv_watch_close(w);
+    int rc = verdict ? ERR_OK : algo_finish(st);
     if (!verdict && rc != ERR_OK) {
-        snprintf(why, whylen, "not a readings file: %s",
-                 csvstats_result(st)->error_msg ? csvstats_result(st)->error_msg : err_str(rc));
+        snprintf(why, whylen, "not a readings file: %s", algo_error(st));
         verdict = "refuse";
     }
     json_t *res = NULL;
-    if (!verdict && csvstats_to_json(st, &res) != ERR_OK) {
+    if (!verdict && algo_to_json(st, &res) != ERR_OK) {
         snprintf(why, whylen, "out of memory");
         verdict = "retry";
     }
-    csvstats_free(st);
+    algo_free(st);
     if (verdict) {
         json_decref(name);
         return verdict;
@@ -117,8 +173,8 @@ static const char *work(ddkv_client *c, const char *worker, const struct worker_
         snprintf(why, whylen, "the result is over the value limit: %s", ddkv_client_errmsg(c));
         return "refuse";
     }
-    if (e == DDKV_ERR_FENCED) {
-        snprintf(why, whylen, "another worker holds the job now; result discarded");
+    if (e == DDKV_ERR_FENCED || e == DDKV_ERR_NOT_FOUND) {
+        snprintf(why, whylen, "another worker holds the job now, or it was cancelled or deleted; result discarded");
         return "fenced";
     }
     if (e != DDKV_OK) {

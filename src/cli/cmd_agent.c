@@ -25,6 +25,9 @@ static const struct opt_def agent_opts[] = {
     {"worker", 0, 0, NULL, NULL, "also claim and process jobs"},
     {"claim-ttl-ms", 0, OPT_ARG, "30000", "MS",
      "a worker's claim on a job: if the worker dies, the job goes back to the queue this long after"},
+    {"worker-threads", 0, OPT_ARG, "1", "N", "jobs processed at once (1..64), each on its own thread"},
+    {"worker-nice", 0, OPT_ARG, "10", "N", "the worker threads' nice value (0..19): their CPU share"},
+    {"job-memory-mb", 0, OPT_ARG, "0", "N", "memory per job (0: no cap); a bigger file is refused"},
 };
 
 static int agent_cmd(struct cli_ctx *ctx)
@@ -32,11 +35,15 @@ static int agent_cmd(struct cli_ctx *ctx)
     struct agent_config cfg;
     agent_config_defaults(&cfg);
     struct opts *o = ctx->opts;
+    uint32_t nice = 10;
     if (opts_get_u32(o, "interval-ms", 100, 3600000, &cfg.interval_ms) != 0 ||
         opts_get_u32(o, "retention-s", 10, 86400 * 30, &cfg.retention_s) != 0 ||
         opts_get_u32(o, "presence-ttl-s", 1, 3600, &cfg.presence_ttl_s) != 0 ||
         opts_get_u32(o, "backlog", 1, 10000000, &cfg.backlog) != 0 ||
-        opts_get_u32(o, "claim-ttl-ms", 300, 86400000, &cfg.claim_ttl_ms) != 0) {
+        opts_get_u32(o, "claim-ttl-ms", 300, 86400000, &cfg.claim_ttl_ms) != 0 ||
+        opts_get_u32(o, "worker-threads", 1, 64, &cfg.worker_threads) != 0 ||
+        opts_get_u32(o, "worker-nice", 0, 19, &nice) != 0 ||
+        opts_get_u32(o, "job-memory-mb", 0, 1u << 20, &cfg.job_memory_mb) != 0) {
         out_error("agent: %s", o->err);
         return EXIT_USAGE;
     }
@@ -44,6 +51,7 @@ static int agent_cmd(struct cli_ctx *ctx)
     cfg.disks = opts_get(o, "disks");
     cfg.root = opts_get(o, "root");
     cfg.worker = opts_is_set(o, "worker");
+    cfg.worker_nice = (int)nice;
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
     cfg.cluster = ctx->client; /* TLS and credentials */

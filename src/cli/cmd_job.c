@@ -1,8 +1,11 @@
-/* ddkv job submit FILE | list | get ID: the job queue from a shell.
+/* ddkv job submit FILE | list | get ID | cancel ID | delete ID: the job
+ * queue from a shell.
  *
  * submit stores the file in the cluster in chunks and queues a job for it
  * (src/jobs/submit.h: a 20 MB file is 40 chunks of 512 KiB); list prints every job; get prints one job's record and, once done, its
- * result (the key the worker named in its ack). */
+ * result (the key the worker named in its ack); cancel stops a queued or
+ * running job; delete removes a job with its input and result (or, with
+ * --result-only, its result). */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -11,11 +14,16 @@
 #include <string.h>
 
 #include "cli/cmd.h"
+#include "jobs/algo.h"
 #include "jobs/submit.h"
 
 static const struct opt_def job_opts[] = {
-    {"algorithm", 0, OPT_ARG, "stats", "NAME", "submit: how the worker processes the file (stats: per-column statistics)"},
+    {"algorithm", 0, OPT_ARG, "stats", "NAME",
+     "submit: how the worker processes the file (stats: per-column statistics; vitals: also heart and breath rate "
+     "trends and band crossings)"},
     {"max-attempts", 0, OPT_ARG, "3", "N", "submit: tries before the job is dead (1..100)"},
+    {"priority", 0, OPT_ARG, "normal", "P", "submit: high, normal or low (of each 7 claims 4 high, 2 normal, 1 low)"},
+    {"result-only", 0, 0, NULL, NULL, "delete: delete only the job's result"},
 };
 
 static long job_read_file(void *ctx, uint8_t *buf, size_t cap)
@@ -32,6 +40,14 @@ static int job_submit_file(struct cli_ctx *ctx, ddkv_client *c, const char *path
         out_error("job submit: %s", ctx->opts->err);
         return EXIT_USAGE;
     }
+    const char *algo = opts_get(ctx->opts, "algorithm");
+    bool known = false;
+    for (size_t i = 0; i < algo_count; i++)
+        known = known || !strcmp(algo, algo_registry[i].name);
+    if (!known) {
+        out_error("job submit: unknown algorithm '%.32s' (stats or vitals)", algo);
+        return EXIT_USAGE;
+    }
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
         out_error("job submit: cannot open %s: %s", path, strerror(errno));
@@ -40,8 +56,16 @@ static int job_submit_file(struct cli_ctx *ctx, ddkv_client *c, const char *path
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     struct job_submitted js;
     char err[256];
-    ddkv_err e = job_submit(c, base, opts_get(ctx->opts, "algorithm"), attempts, job_read_file, f, &js, err,
-                            sizeof err);
+    static const char *const prios[] = {"high", "normal", "low", NULL};
+    int prio = 1;
+    if (opts_get_choice(ctx->opts, "priority", prios, &prio) != 0) {
+        if (f != stdin)
+            fclose(f);
+        out_error("job submit: %s", ctx->opts->err);
+        return EXIT_USAGE;
+    }
+    ddkv_err e = job_submit_at(c, base, opts_get(ctx->opts, "algorithm"), prios[prio], attempts, job_read_file, f,
+                               &js, err, sizeof err);
     if (f != stdin)
         fclose(f);
     if (e != DDKV_OK) {
@@ -149,12 +173,42 @@ static int job_get(struct cli_ctx *ctx, ddkv_client *c, const char *id)
     return rc;
 }
 
+static int job_remove(struct cli_ctx *ctx, ddkv_client *c, const char *verb, const char *id)
+{
+    char err[256] = "";
+    ddkv_err e;
+    const char *what;
+    if (!strcmp(verb, "cancel")) {
+        char *state = NULL;
+        e = ddkv_job_cancel(c, id, DDKV_JOB_CANCEL, &state);
+        ddkv_free(state);
+        snprintf(err, sizeof err, "%s", ddkv_client_errmsg(c));
+        what = "cancelled";
+    } else {
+        bool result_only = opts_is_set(ctx->opts, "result-only");
+        e = job_delete(c, id, result_only, err, sizeof err);
+        what = result_only ? "result deleted" : "deleted with its data and result";
+    }
+    if (e != DDKV_OK) {
+        out_error("job %s %s: %s", verb, id, err);
+        return e == DDKV_ERR_NOT_FOUND ? EXIT_NO : out_exit_code(e);
+    }
+    if (ctx->fmt == OUT_JSON) {
+        json_t *o = json_pack("{s:s, s:s}", "id", id, "done", what);
+        return o && out_json_line(o) == 0 ? EXIT_DONE : EXIT_UNAVAILABLE;
+    }
+    printf("job %s %s\n", id, what);
+    return EXIT_DONE;
+}
+
 static int job_run(struct cli_ctx *ctx)
 {
     const char *verb = ctx->opts->pos[0];
     unsigned want = strcmp(verb, "list") == 0 ? 1 : 2;
-    if ((strcmp(verb, "submit") && strcmp(verb, "list") && strcmp(verb, "get")) || ctx->opts->npos != want) {
-        out_error("usage: ddkv job submit FILE | ddkv job list | ddkv job get ID");
+    if ((strcmp(verb, "submit") && strcmp(verb, "list") && strcmp(verb, "get") && strcmp(verb, "cancel") &&
+         strcmp(verb, "delete")) ||
+        ctx->opts->npos != want) {
+        out_error("usage: ddkv job submit FILE | list | get ID | cancel ID | delete ID [--result-only]");
         return EXIT_USAGE;
     }
     ddkv_client *c = NULL;
@@ -165,6 +219,8 @@ static int job_run(struct cli_ctx *ctx)
         rc = job_submit_file(ctx, c, ctx->opts->pos[1]);
     else if (strcmp(verb, "list") == 0)
         rc = job_list(ctx, c);
+    else if (strcmp(verb, "cancel") == 0 || strcmp(verb, "delete") == 0)
+        rc = job_remove(ctx, c, verb, ctx->opts->pos[1]);
     else
         rc = job_get(ctx, c, ctx->opts->pos[1]);
     ddkv_client_free(c);
@@ -172,7 +228,8 @@ static int job_run(struct cli_ctx *ctx)
 }
 
 const struct cli_command cmd_job_commands[] = {
-    {"job", "submit FILE | list | get ID", "queue a data file for processing, list jobs, show a job and its result",
+    {"job", "submit FILE | list | get ID | cancel ID | delete ID",
+     "queue a data file for processing, list jobs, show a job and its result, cancel or delete a job",
      job_opts, sizeof job_opts / sizeof job_opts[0], CMD_CLIENT, 1, 2, NULL, job_run},
 };
 

@@ -1892,19 +1892,29 @@ static bool job_str_ok(const char *s, size_t cap)
 
 ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts, char **id)
 {
+    return ddkv_job_put_priority(c, data_key, name, max_attempts, NULL, id);
+}
+
+ddkv_err ddkv_job_put_priority(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts,
+                               const char *priority, char **id)
+{
     *id = NULL;
     if (!job_str_ok(data_key, 256) || max_attempts < 1 || max_attempts > 100 || (name && strlen(name) >= 128))
         return client_fail(c, DDKV_ERR_USAGE,
                            "a job needs a data key (< 256 bytes), a name < 128 bytes and 1..100 attempts");
+    if (priority && *priority && strcmp(priority, "high") && strcmp(priority, "normal") && strcmp(priority, "low"))
+        return client_fail(c, DDKV_ERR_USAGE, "a job's priority is high, normal or low");
+    bool prio = priority && *priority;
     struct field f[] = {
         {.kind = FIELD_BIN, .p = data_key, .n = strlen(data_key)},
         {.kind = FIELD_U64, .u = max_attempts},
         {.kind = FIELD_U64, .u = c->client_id},
         {.kind = FIELD_U64, .u = ++c->seq},
-        {.kind = FIELD_BIN, .p = name, .n = name ? strlen(name) : 0},
+        {.kind = FIELD_BIN, .p = name ? name : "", .n = name ? strlen(name) : 0},
+        {.kind = FIELD_BIN, .p = priority, .n = prio ? strlen(priority) : 0},
     };
     struct call k = {.type = DDKV_MSG_JOB_PUT, .reply_type = DDKV_MSG_JOB, .mutates = true, .f = f,
-                     .nf = name ? 5 : 4};
+                     .nf = prio ? 6 : name ? 5 : 4};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -2017,17 +2027,25 @@ ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, const cha
 
 ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms)
 {
-    if (!job_str_ok(id, 64))
-        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes)");
+    return ddkv_job_progress(c, id, token, visibility_ms, UINT64_MAX, 0);
+}
+
+ddkv_err ddkv_job_progress(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms, uint64_t rows,
+                           uint32_t percent)
+{
+    if (!job_str_ok(id, 64) || (rows != UINT64_MAX && percent > 100))
+        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and a percent 0..100");
     struct field f[] = {
         {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
         {.kind = FIELD_U64, .u = *token},
         {.kind = FIELD_U64, .u = visibility_ms},
         {.kind = FIELD_U64, .u = c->client_id},
         {.kind = FIELD_U64, .u = ++c->seq},
+        {.kind = FIELD_U64, .u = rows},
+        {.kind = FIELD_U64, .u = percent},
     };
     struct call k = {.type = DDKV_MSG_JOB_EXTEND, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
-                     .f = f, .nf = 5};
+                     .f = f, .nf = rows != UINT64_MAX ? 7 : 5};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -2036,6 +2054,33 @@ ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64
     if (rc == DDKV_OK)
         *token = j.token;
     ddkv_job_claim_free(&j);
+    return rc;
+}
+
+ddkv_err ddkv_job_cancel(ddkv_client *c, const char *id, enum ddkv_job_removal what, char **state)
+{
+    if (state)
+        *state = NULL;
+    if (!job_str_ok(id, 64) || what < DDKV_JOB_CANCEL || what > DDKV_JOB_DELETE_RESULT)
+        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and what to do (cancel, delete, delete result)");
+    struct field f[] = {
+        {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
+        {.kind = FIELD_U64, .u = (uint64_t)what},
+        {.kind = FIELD_U64, .u = c->client_id},
+        {.kind = FIELD_U64, .u = ++c->seq},
+    };
+    struct call k = {.type = DDKV_MSG_JOB_CANCEL, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f,
+                     .nf = 4};
+    ddkv_err rc = client_call(c, &k);
+    if (rc != DDKV_OK)
+        return rc;
+    const uint8_t *p;
+    size_t n;
+    if (msg_bytes(&k.reply, 0, &p, &n) != ERR_OK)
+        rc = client_bad_reply(c, &k, "expected [state]");
+    else if (state && !(*state = dup_bytes(p, n)))
+        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+    msg_free(&k.reply);
     return rc;
 }
 

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "ddkv/ddkv.h"
+#include "hub/hub_jobs.h"
 #include "jobs/submit.h"
 #include "util/clock.h"
 
@@ -45,7 +46,8 @@
 #define HUB_LIGHT_WORKERS 2              /* threads for the cheap, small answers (/health, /api/clients, a job) */
 #define HUB_FD_RESERVE 64                /* descriptors kept for the hub's own cluster clients */
 
-enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH };
+enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
+             R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_ALGORITHMS /* hub_jobs.c */ };
 
 struct hub;
 struct conn;
@@ -62,6 +64,7 @@ struct task {
     bool queued;           /* handed to a lane: freed by reply_cb */
     int status;
     char *out;             /* the JSON reply (malloc) */
+    const char *ctype;     /* its type, when not JSON */
     struct evbuffer *outbuf; /* or the reply in a buffer (a big one, not copied) */
     struct task *next;     /* the lane's queue */
 };
@@ -434,7 +437,9 @@ static void h_job_post(struct task *t, ddkv_client *c)
     }
     struct job_submitted js;
     char err[256];
-    ddkv_err e = job_submit(c, name ? name : "upload", "stats", 3, read_body, t, &js, err, sizeof err);
+    const char *algo = evhttp_find_header(&t->query, "algorithm"), *prio = evhttp_find_header(&t->query, "priority");
+    ddkv_err e = job_submit_at(c, name ? name : "upload", algo && *algo ? algo : "stats", prio, 3, read_body, t, &js,
+                               err, sizeof err);
     if (e != DDKV_OK) {
         task_error(t, e == DDKV_ERR_TOO_LARGE ? 413 : e == DDKV_ERR_USAGE || e == DDKV_ERR_BAD_REQUEST ? 400 : 503, "%s",
                    err);
@@ -494,6 +499,14 @@ static void *worker_main(void *arg)
             case R_JOB: h_job(t, c); break;
             case R_JOB_POST: h_job_post(t, c); break;
             case R_HEALTH: h_health(t, c); break;
+            case R_JOB_CANCEL: t->status = hub_job_remove(c, t->arg, 0, &t->out); break;
+            case R_JOB_DELETE: t->status = hub_job_remove(c, t->arg, 1, &t->out); break;
+            case R_JOB_DELETE_RESULT: t->status = hub_job_remove(c, t->arg, 2, &t->out); break;
+            case R_JOB_CSV:
+                t->status = hub_job_result_csv(c, t->arg, &t->out);
+                t->ctype = t->status == 200 ? "text/csv; charset=utf-8" : NULL;
+                break;
+            case R_ALGORITHMS: t->status = hub_algorithms(&t->out); break;
             }
         }
         if (!t->out && !t->outbuf)
@@ -706,7 +719,8 @@ static void reply_cb(evutil_socket_t fd, short what, void *arg)
         c->task = NULL;
         struct evbuffer *out = bufferevent_get_output(c->bev);
         size_t n = t->outbuf ? evbuffer_get_length(t->outbuf) : strlen(t->out);
-        conn_head(c, t->status, "application/json", "no-store", n, t->status == 503 ? "Retry-After: 1\r\n" : NULL);
+        conn_head(c, t->status, t->ctype ? t->ctype : "application/json", "no-store", n,
+                  t->status == 503 ? "Retry-After: 1\r\n" : NULL);
         if (!c->head_only && t->outbuf)
             evbuffer_add_buffer(out, t->outbuf);
         else if (!c->head_only && evbuffer_add_reference(out, t->out, n, free_reply, NULL) == 0)
@@ -1022,6 +1036,12 @@ static void upload_start(struct conn *c, const char *query, bool have_len, uint6
                    strlen(name));
         return;
     }
+    const char *algo = evhttp_find_header(&t->query, "algorithm"), *prio = evhttp_find_header(&t->query, "priority");
+    if ((algo && *algo && !hub_job_algorithm_ok(algo)) || !hub_job_priority_ok(prio)) {
+        conn_error(c, 400, true, NULL, "unknown %s (see GET /api/algorithms; priority: high, normal or low)",
+                   algo && *algo && !hub_job_algorithm_ok(algo) ? "algorithm" : "priority");
+        return;
+    }
     if (!have_len) {
         conn_error(c, 411, true, NULL, "POST /api/jobs wants the file as the body, with a Content-Length");
         return;
@@ -1092,9 +1112,9 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
 {
     struct hub *h = c->h;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    bool post = !strcmp(method, "POST");
-    if (!get && !post) {
-        conn_error(c, 405, len > 0, "Allow: GET, HEAD, POST\r\n", "method %.16s is not allowed", method);
+    bool post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+    if (!get && !post && !del) {
+        conn_error(c, 405, len > 0, "Allow: GET, HEAD, POST, DELETE\r\n", "method %.16s is not allowed", method);
         return;
     }
     if (target[0] != '/') {
@@ -1143,6 +1163,20 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         api_submit(c, R_JOBS, NULL, query);
     } else if (get && sscanf(path, "/api/jobs/%127[^/]", id) == 1 && strlen(path) == strlen("/api/jobs/") + strlen(id)) {
         api_submit(c, R_JOB, id, query);
+    } else if (get && !strcmp(path, "/api/algorithms")) {
+        api_submit(c, R_ALGORITHMS, NULL, query);
+    } else if (sscanf(path, "/api/jobs/%127[^/]", id) == 1 && (get || post || del)) {
+        /* hub_jobs.c: /api/jobs/ID (DELETE), /ID/cancel (POST), /ID/result (DELETE), /ID/result.csv (GET) */
+        const char *rest = path + strlen("/api/jobs/") + strlen(id);
+        enum route r = del && !*rest                         ? R_JOB_DELETE
+                       : post && !strcmp(rest, "/cancel")    ? R_JOB_CANCEL
+                       : del && !strcmp(rest, "/result")     ? R_JOB_DELETE_RESULT
+                       : get && !strcmp(rest, "/result.csv") ? R_JOB_CSV
+                                                             : R_HEALTH;
+        if (r == R_HEALTH)
+            conn_error(c, 404, false, NULL, "no such endpoint");
+        else
+            api_submit(c, r, id, query);
     } else if (get && !strcmp(path, "/health")) {
         api_submit(c, R_HEALTH, NULL, query);
     } else {

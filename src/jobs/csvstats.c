@@ -109,6 +109,8 @@ struct csvstats {
     int64_t prev_ts;
 
     size_t values_kept;
+    void (*on_row)(void *ctx, bool has_ts, int64_t ts_us, const double *v, const uint8_t *missing, size_t ncols);
+    void *row_ctx;
     size_t mem, mem_peak;
     char errmsg[256];
     struct csvstats_result r;
@@ -590,6 +592,8 @@ struct csvstats *csvstats_new(const struct csvstats_opts *o)
         s->max_line = 8;
     s->max_columns = o->max_columns ? o->max_columns : CSVSTATS_DEFAULT_MAX_COLUMNS;
     s->default_ranges = !o->no_default_ranges;
+    s->on_row = o->on_row;
+    s->row_ctx = o->row_ctx;
     s->rec_line = 1;
     s->st = ST_START;
     s->r.error_msg = s->errmsg;
@@ -1136,6 +1140,8 @@ static int data_row(struct csvstats *s, uint8_t *p, size_t n)
         if ((rc = keep_value(s, nc, (size_t)before, v)) != 0)
             return rc;
     }
+    if (s->on_row)
+        s->on_row(s->row_ctx, has_ts, ts, s->rowv, s->rowmiss, s->ncols);
     return 0;
 }
 

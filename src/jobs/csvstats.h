@@ -121,6 +121,11 @@ struct csvstats_opts {
     const struct csvstats_range *ranges;
     size_t nranges;
     bool no_default_ranges;
+    /* Called for each row used (not malformed, not a duplicate), after the
+     * column figures took it: its timestamp (has_ts), and per numeric column
+     * (csvstats_result()->columns order) its value unless missing[k]. */
+    void (*on_row)(void *ctx, bool has_ts, int64_t ts_us, const double *v, const uint8_t *missing, size_t ncols);
+    void *row_ctx;
 };
 
 enum csvstats_bad {

@@ -40,6 +40,13 @@ static void job_name_clean(const char *in, char *out, size_t cap)
 ddkv_err job_submit(ddkv_client *c, const char *name, const char *algorithm, uint32_t max_attempts,
                     job_reader r, void *rctx, struct job_submitted *out, char *err, size_t errlen)
 {
+    return job_submit_at(c, name, algorithm, NULL, max_attempts, r, rctx, out, err, errlen);
+}
+
+ddkv_err job_submit_at(ddkv_client *c, const char *name, const char *algorithm, const char *priority,
+                       uint32_t max_attempts, job_reader r, void *rctx, struct job_submitted *out, char *err,
+                       size_t errlen)
+{
     char clean[128];
     job_name_clean(name ? name : "", clean, sizeof clean);
     name = clean;
@@ -102,11 +109,60 @@ ddkv_err job_submit(ddkv_client *c, const char *name, const char *algorithm, uin
         return e;
     }
     char *id = NULL;
-    if ((e = ddkv_job_put(c, out->prefix, name, max_attempts, &id)) != DDKV_OK) {
+    if ((e = ddkv_job_put_priority(c, out->prefix, name, max_attempts, priority, &id)) != DDKV_OK) {
         snprintf(err, errlen, "queueing the job: %s", ddkv_client_errmsg(c));
         return e;
     }
     snprintf(out->id, sizeof out->id, "%s", id);
     ddkv_free(id);
     return DDKV_OK;
+}
+
+ddkv_err job_delete(ddkv_client *c, const char *id, bool result_only, char *err, size_t errlen)
+{
+    if (!id[0] || strlen(id) >= 64 || strspn(id, "0123456789abcdef-") != strlen(id)) {
+        snprintf(err, errlen, "'%.64s' is not a job id", id);
+        return DDKV_ERR_USAGE;
+    }
+    ddkv_err rc;
+    if (result_only) {
+        if ((rc = ddkv_job_cancel(c, id, DDKV_JOB_DELETE_RESULT, NULL)) != DDKV_OK)
+            snprintf(err, errlen, "%s", ddkv_client_errmsg(c));
+        return rc;
+    }
+    char key[80];
+    snprintf(key, sizeof key, "jobs/%s", id);
+    struct ddkv_value v;
+    rc = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
+    if (rc != DDKV_OK) {
+        snprintf(err, errlen, "%s", rc == DDKV_ERR_NOT_FOUND ? "no such job" : ddkv_client_errmsg(c));
+        return rc;
+    }
+    /* The input: a prefix under jobdata/ that job_submit made for this job
+     * alone. Anything else the record names is left alone. */
+    json_error_t je;
+    json_t *o = json_loadb(v.value, v.len, 0, &je);
+    ddkv_free(v.value);
+    const char *data = json_string_value(json_object_get(o, "data"));
+    if (data && !strncmp(data, "jobdata/", 8) && strlen(data) > 8 && data[strlen(data) - 1] == '/') {
+        uint64_t deleted;
+        struct ddkv_write_result wr;
+        rc = ddkv_delete_prefix(c, data, strlen(data), &deleted, &wr);
+        if (rc == DDKV_ERR_BAD_REQUEST) {
+            /* A cluster before 0.2.0: one key at a time. */
+            struct ddkv_list l;
+            rc = ddkv_list_all(c, data, strlen(data), 0, &l);
+            for (size_t i = 0; rc == DDKV_OK && i < l.n; i++)
+                rc = ddkv_delete(c, l.entries[i].key, l.entries[i].key_len, &wr);
+            if (rc == DDKV_ERR_NOT_FOUND)
+                rc = DDKV_OK;
+            ddkv_list_free(&l);
+        }
+    }
+    json_decref(o);
+    if (rc == DDKV_OK)
+        rc = ddkv_job_cancel(c, id, DDKV_JOB_DELETE, NULL);
+    if (rc != DDKV_OK)
+        snprintf(err, errlen, "%s", ddkv_client_errmsg(c));
+    return rc;
 }

@@ -8,6 +8,7 @@
 #ifndef DDKV_JOBS_SUBMIT_H
 #define DDKV_JOBS_SUBMIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,5 +33,16 @@ struct job_submitted {
  * garbage without a job; a later cleaner may remove jobdata/ without jobs). */
 ddkv_err job_submit(ddkv_client *c, const char *name, const char *algorithm, uint32_t max_attempts,
                     job_reader r, void *rctx, struct job_submitted *out, char *err, size_t errlen);
+
+/* job_submit at a priority ("high", "normal", "low"; NULL: normal). */
+ddkv_err job_submit_at(ddkv_client *c, const char *name, const char *algorithm, const char *priority,
+                       uint32_t max_attempts, job_reader r, void *rctx, struct job_submitted *out, char *err,
+                       size_t errlen);
+
+/* Delete job id with its input (the jobdata/ prefix its record names, a
+ * prefix job_submit made for it alone: deleted first) and its result; with
+ * result_only, only its result. A running job's worker is fenced. On
+ * failure, the libddkv error with a message in err. */
+ddkv_err job_delete(ddkv_client *c, const char *id, bool result_only, char *err, size_t errlen);
 
 #endif

@@ -308,6 +308,7 @@ static const struct access_rule access_rules[] = {
     {DDKV_MSG_JOB_ACK, ACCESS_KEYS, keys_job_ack},
     {DDKV_MSG_JOB_NACK, ACCESS_KEYS, keys_jobs},
     {DDKV_MSG_JOB_EXTEND, ACCESS_KEYS, keys_jobs},
+    {DDKV_MSG_JOB_CANCEL, ACCESS_KEYS, keys_job_ack}, /* it may delete jobresult/<id> */
     {DDKV_MSG_MEMBER_ADD, ACCESS_ROOT, NULL},
     {DDKV_MSG_MEMBER_REMOVE, ACCESS_ROOT, NULL},
     {DDKV_MSG_LEADER_TRANSFER, ACCESS_ROOT, NULL},
