@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "ddkv/ddkv.h"
+#include "hub/hub_series.h"
 #include "jobs/submit.h"
 #include "util/clock.h"
 
@@ -45,7 +46,8 @@
 #define HUB_LIGHT_WORKERS 2              /* threads for the cheap, small answers (/health, /api/clients, a job) */
 #define HUB_FD_RESERVE 64                /* descriptors kept for the hub's own cluster clients */
 
-enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH };
+enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
+             R_SERIES_LIST, R_SERIES, R_SERIES_POST };
 
 struct hub;
 struct conn;
@@ -55,10 +57,12 @@ struct task {
     struct conn *conn;     /* NULL once the browser went away (loop thread only) */
     enum route route;
     char arg[128];         /* the id in the path */
+    char arg2[72];         /* a series name in the path */
     struct evkeyvalq query;
     uint8_t *body;         /* POST: the file, body_len of body_cap bytes received */
     size_t body_len, body_cap, body_read;
     bool upload;           /* holds one of cfg->uploads slots until freed */
+    bool series_post;      /* holds one of HUB_SERIES_POSTS until freed */
     bool queued;           /* handed to a lane: freed by reply_cb */
     int status;
     char *out;             /* the JSON reply (malloc) */
@@ -118,12 +122,12 @@ struct hub {
     volatile int stopping;
     struct lane light_lane, main_lane, proxy_lane, upload_lane;
     struct conn *conns;
-    uint32_t nconns, max_conns, uploads_active;
+    uint32_t nconns, max_conns, uploads_active, series_posts;
     uint64_t refused_conns;
     pthread_mutex_t fmu;
     struct evbuffer *feed;
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
-    pthread_t watchers[3], poller;
+    pthread_t watchers[4], poller;
 };
 
 /* --- small helpers --- */
@@ -494,6 +498,13 @@ static void *worker_main(void *arg)
             case R_JOB: h_job(t, c); break;
             case R_JOB_POST: h_job_post(t, c); break;
             case R_HEALTH: h_health(t, c); break;
+            case R_SERIES_LIST: t->status = hub_series_list(c, t->arg, &t->out); break;
+            case R_SERIES:
+                t->status = hub_series_query(c, t->arg, t->arg2, evhttp_find_header(&t->query, "window"), &t->out);
+                break;
+            case R_SERIES_POST:
+                t->status = hub_series_post(c, t->arg, t->arg2, t->body, t->body_len, &t->out);
+                break;
             }
         }
         if (!t->out && !t->outbuf)
@@ -557,6 +568,8 @@ static void task_free(struct task *t)
 {
     if (t->upload)
         t->h->uploads_active--;
+    if (t->series_post)
+        t->h->series_posts--;
     evhttp_clear_headers(&t->query);
     free(t->body);
     free(t->out);
@@ -892,9 +905,16 @@ static void *watch_main(void *arg)
             struct ddkv_event ev;
             ddkv_err e = ddkv_watch_next(w, &ev, 300);
             if (e == DDKV_OK) {
-                /* metrics/<id>/<ts>, clients/<id>, jobs/<id> */
+                /* metrics/<id>/<ts>, clients/<id>, jobs/<id>, series/<id>/<name>/r/<ts> */
                 const char *k = (const char *)ev.key + plen;
                 size_t kl = ev.key_len - plen;
+                if (!strcmp(wa->event, "series")) {
+                    /* Only new raw points: rollups and expiries are not news to a chart. */
+                    if (ev.kind == DDKV_OP_PUT)
+                        feed_push(h, "series", hub_series_event(k, kl, ev.value, ev.value_len));
+                    ddkv_event_free(&ev);
+                    continue;
+                }
                 const char *slash = memchr(k, '/', kl);
                 json_t *d = json_pack("{s:s%, s:s, s:I}", "id", k, slash ? (size_t)(slash - k) : kl, "kind",
                                       ev.kind == DDKV_OP_PUT ? "put" : "delete", "revision",
@@ -960,7 +980,7 @@ static struct task *task_new(struct conn *c, enum route route, const char *arg, 
  * main (metric series, the job list, the cluster's status: big answers or
  * several calls), proxy (waits for an agent, up to HUB_PROXY_WAIT_MS). A
  * full lane answers 503 with Retry-After at once. */
-static void api_submit(struct conn *c, enum route route, const char *arg, const char *query)
+static void api_submit_named(struct conn *c, enum route route, const char *arg, const char *name, const char *query)
 {
     struct hub *h = c->h;
     if (arg && !id_ok(arg)) {
@@ -972,15 +992,22 @@ static void api_submit(struct conn *c, enum route route, const char *arg, const 
         conn_error(c, 500, false, NULL, "out of memory");
         return;
     }
+    if (name)
+        snprintf(t->arg2, sizeof t->arg2, "%s", name);
     c->task = t;
     c->st = C_BUSY;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
-    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB;
+    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB || route == R_SERIES_LIST;
     struct lane *l = route == R_PROXY ? &h->proxy_lane : light ? &h->light_lane : &h->main_lane;
     if (!lane_push(l, t))
         conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy (%u requests wait for its %s workers); retry",
                    l->cap, route == R_PROXY ? "proxy" : light ? "light" : "cluster");
+}
+
+static void api_submit(struct conn *c, enum route route, const char *arg, const char *query)
+{
+    api_submit_named(c, route, arg, NULL, query);
 }
 
 static void body_feed(struct conn *c)
@@ -1001,11 +1028,70 @@ static void body_feed(struct conn *c)
     c->st = C_BUSY;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
+    if (c->task->route == R_SERIES_POST) {
+        /* A small push: the main lane, bounded like any other request. */
+        if (!lane_push(&c->h->main_lane, c->task))
+            conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy; retry");
+        return;
+    }
     lane_push(&c->h->upload_lane, c->task); /* unbounded: the upload slots bound it */
 }
 
 /* POST /api/jobs: admitted only with a fitting name and Content-Length and a
  * free upload slot; the body is then read under a deadline and a rate floor. */
+static void upload_start(struct conn *c, const char *query, bool have_len, uint64_t len, bool expect);
+
+/* POST /api/clients/ID/series/NAME: a JSON body of at most
+ * HUB_SERIES_BODY_MAX, read like an upload's (deadline, rate floor) but
+ * without taking an upload slot: HUB_SERIES_POSTS at once, then 503. */
+#define HUB_SERIES_POSTS 16
+static void series_post_start(struct conn *c, const char *id, const char *name, bool have_len, uint64_t len,
+                              bool expect)
+{
+    struct hub *h = c->h;
+    if (!id_ok(id)) {
+        conn_error(c, 400, true, NULL, "bad id in the path");
+        return;
+    }
+    if (!have_len || len == 0) {
+        conn_error(c, have_len ? 400 : 411, true, NULL, "a series push wants a JSON body with a Content-Length");
+        return;
+    }
+    if (len > HUB_SERIES_BODY_MAX) {
+        conn_error(c, 413, true, NULL, "a series push is at most %u bytes (this one %" PRIu64 ")", HUB_SERIES_BODY_MAX,
+                   len);
+        return;
+    }
+    if (h->series_posts >= HUB_SERIES_POSTS) {
+        conn_error(c, 503, true, "Retry-After: 1\r\n", "%d series pushes are in progress; retry", HUB_SERIES_POSTS);
+        return;
+    }
+    struct task *t = task_new(c, R_SERIES_POST, id, NULL);
+    if (!t) {
+        conn_error(c, 500, true, NULL, "out of memory");
+        return;
+    }
+    snprintf(t->arg2, sizeof t->arg2, "%s", name);
+    c->task = t;
+    t->body = malloc((size_t)len);
+    t->body_cap = (size_t)len;
+    if (!t->body) {
+        conn_error(c, 500, true, NULL, "out of memory");
+        return;
+    }
+    t->series_post = true;
+    h->series_posts++;
+    c->st = C_BODY;
+    c->body_left = len;
+    c->t_start_ms = clock_mono_ms();
+    c->secs = 0;
+    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
+    if (expect)
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    conn_arm(c, 1000);
+    body_feed(c);
+}
+
 static void upload_start(struct conn *c, const char *query, bool have_len, uint64_t len, bool expect)
 {
     struct hub *h = c->h;
@@ -1109,9 +1195,29 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         upload_start(c, query, have_len, len, expect);
         return;
     }
+    char id[128], sname[72];
+    int sn = 0;
+    /* /api/clients/ID/series[/NAME] */
+    if (sscanf(path, "/api/clients/%127[^/]/series%n", id, &sn) == 1 && sn > 0 &&
+        (path[sn] == 0 || (path[sn] == '/' && strlen(path + sn + 1) < sizeof sname && !strchr(path + sn + 1, '/')))) {
+        snprintf(sname, sizeof sname, "%s", path[sn] ? path + sn + 1 : "");
+        if (post && sname[0]) {
+            series_post_start(c, id, sname, have_len, len, expect);
+            return;
+        }
+        if (len > 0)
+            c->keep = false;
+        if (!get) {
+            conn_error(c, 405, false, "Allow: GET, HEAD\r\n", "POST wants /api/clients/ID/series/NAME");
+        } else if (!sname[0]) {
+            api_submit(c, R_SERIES_LIST, id, query);
+        } else {
+            api_submit_named(c, R_SERIES, id, sname, query);
+        }
+        return;
+    }
     if (len > 0)
         c->keep = false; /* a body nobody reads: the connection ends after the reply */
-    char id[128];
     if (get && (!strcmp(path, "/") || !strcmp(path, "/index.html"))) {
         char p[512];
         snprintf(p, sizeof p, "%s/index.html", h->cfg->web_dir);
@@ -1550,9 +1656,10 @@ int hub_run(const struct hub_config *cfg)
         fprintf(stderr, "ddkv hub: out of memory\n");
         return 1;
     }
-    static struct watch_arg wa[3];
-    const char *prefixes[3] = {"clients/", "metrics/", "jobs/"}, *events[3] = {"client", "metric", "job"};
-    for (int i = 0; i < 3; i++) {
+    static struct watch_arg wa[4];
+    const char *prefixes[4] = {"clients/", "metrics/", "jobs/", "series/"},
+               *events[4] = {"client", "metric", "job", "series"};
+    for (int i = 0; i < 4; i++) {
         wa[i] = (struct watch_arg){h, prefixes[i], events[i]};
         pthread_create(&h->watchers[i], NULL, watch_main, &wa[i]);
     }
@@ -1575,7 +1682,7 @@ int hub_run(const struct hub_config *cfg)
     lane_stop(&h->main_lane);
     lane_stop(&h->proxy_lane);
     lane_stop(&h->upload_lane);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         pthread_join(h->watchers[i], NULL);
     pthread_join(h->poller, NULL);
     /* Replies the workers posted after the loop stopped. */
