@@ -297,16 +297,17 @@ static void *cmd_main(void *arg)
     while (!*as->stop) {
         struct emit_ctx ec = {as, src->interval_ms, clock_wall_ms()};
         struct cmd_run r;
-        bool ok = cmd_source_run(src, emit_point, &ec, &r);
+        bool ok = cmd_source_run(src, as->stop, emit_point, &ec, &r);
         if (!ok) {
             failures++;
-            /* Said when it changes, else once a minute: a broken sensor
-             * script does not flood the log. */
+            /* Said when it starts failing, then once a minute: a broken
+             * sensor script (whose every run may fail differently) does
+             * not flood the log. */
             uint64_t now = clock_mono_ms();
-            if (strcmp(last_err, r.err) || now - said_ms >= 60000) {
+            if (!last_err[0] || now - said_ms >= 60000) {
                 fprintf(stderr, "ddkv agent: source %s: %s (%zu bad lines, %zu points; %" PRIu64 " failed runs)\n",
                         src->name, r.err, r.bad_lines, r.points, failures);
-                snprintf(last_err, sizeof last_err, "%s", r.err);
+                snprintf(last_err, sizeof last_err, "%s", r.err[0] ? r.err : "failed");
                 said_ms = now;
             }
         } else if (last_err[0]) {

@@ -61,7 +61,7 @@ bool series_parse_line(const char *line, size_t n, struct series_line *out, char
             i++;
         if (i == n)
             break;
-        if (nf == 4) {
+        if (nf == 3) {
             snprintf(err, errlen, "more than 3 fields (want: VALUE or SERIES VALUE [UNIT])");
             return false;
         }

@@ -96,7 +96,8 @@ static void take_line(const struct cmd_source *src, const char *line, size_t n, 
     r->points++;
 }
 
-bool cmd_source_run(const struct cmd_source *src, source_emit_fn emit, void *arg, struct cmd_run *r)
+bool cmd_source_run(const struct cmd_source *src, volatile int *stop, source_emit_fn emit, void *arg,
+                    struct cmd_run *r)
 {
     memset(r, 0, sizeof *r);
     int p[2];
@@ -137,12 +138,12 @@ bool cmd_source_run(const struct cmd_source *src, source_emit_fn emit, void *arg
     char buf[4096];
     while (!eof) {
         uint64_t now = clock_mono_ms();
-        if (now >= deadline) {
+        if (now >= deadline || (stop && *stop)) {
             r->timed_out = true;
             break;
         }
         struct pollfd pf = {.fd = p[0], .events = POLLIN};
-        int pr = poll(&pf, 1, (int)(deadline - now));
+        int pr = poll(&pf, 1, deadline - now < 100 ? (int)(deadline - now) : 100);
         if (pr < 0 && errno == EINTR)
             continue;
         if (pr <= 0)
@@ -197,7 +198,7 @@ bool cmd_source_run(const struct cmd_source *src, source_emit_fn emit, void *arg
         }
         if (w < 0 && errno != EINTR)
             break;
-        if (r->timed_out || r->too_much || clock_mono_ms() >= deadline) {
+        if (r->timed_out || r->too_much || clock_mono_ms() >= deadline || (stop && *stop)) {
             if (!r->too_much)
                 r->timed_out = true;
             break;

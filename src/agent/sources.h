@@ -57,8 +57,11 @@ struct cmd_run {
 
 /* Run src once; each line a point: "VALUE" → series NAME, "SERIES VALUE
  * [UNIT]" → series NAME.SERIES. Returns false if the command could not be
- * started or failed (timeout, too much output, nonzero exit); r says why. */
-bool cmd_source_run(const struct cmd_source *src, source_emit_fn emit, void *arg, struct cmd_run *r);
+ * started or failed (timeout, too much output, nonzero exit); r says why.
+ * When *stop becomes nonzero (stop may be NULL) the run ends as a timeout
+ * within 100 ms: the agent never waits out a command to exit. */
+bool cmd_source_run(const struct cmd_source *src, volatile int *stop, source_emit_fn emit, void *arg,
+                    struct cmd_run *r);
 
 /* --- built-in sources --- */
 
