@@ -80,6 +80,17 @@ bool series_parse_line(const char *line, size_t n, struct series_line *out, char
         }
         return true;
     }
+    double tmp;
+    if (nf == 2 && parse_number(f[0], fl[0], &out->value) && !parse_number(f[1], fl[1], &tmp)) {
+        /* "VALUE UNIT": the source's own series, with a unit. */
+        if (!series_unit_ok(f[1], fl[1])) {
+            snprintf(err, errlen, "a bad unit (at most %d printable bytes)", SERIES_UNIT_MAX);
+            return false;
+        }
+        memcpy(out->unit, f[1], fl[1]);
+        out->has_unit = true;
+        return true;
+    }
     if (!series_name_ok(f[0], fl[0])) {
         snprintf(err, errlen, "a bad series name (1-%d of A-Z a-z 0-9 _ . : -)", SERIES_NAME_MAX);
         return false;

@@ -37,6 +37,7 @@ bool series_unit_ok(const char *s, size_t n);
 
 /* One line of a command source's output, without its newline:
  *   "21.5"               → name "" (the source's own name), value 21.5
+ *   "21.5 C"             → the same with unit "C" (a number, then a non-number)
  *   "cpu_temp 48.0 C"    → name "cpu_temp", value 48, unit "C"
  * Fields are separated by spaces or tabs. The value must be a finite number
  * (strtod whole field; no nan/inf). Returns true and fills the outputs, or

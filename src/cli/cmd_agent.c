@@ -23,7 +23,7 @@ static const struct opt_def agent_opts[] = {
     {"disks", 0, OPT_ARG, "/", "MOUNTS", "comma-separated mount points to report"},
     {"root", 0, OPT_ARG, "/", "DIR", "where /proc and /etc are (for containers watching their host)"},
     {"source", 0, OPT_ARG | OPT_MULTI, NULL, "NAME=COMMAND[@MS]",
-     "a series from a program run every MS (default --interval-ms): each output line VALUE or SERIES VALUE [UNIT]; "
+     "a series from a program run every MS (default --interval-ms): each output line VALUE [UNIT] (series NAME) or SERIES VALUE [UNIT] (series NAME.SERIES); "
      "may be given up to 16 times"},
     {"worker", 0, 0, NULL, NULL, "also claim and process jobs"},
     {"claim-ttl-ms", 0, OPT_ARG, "30000", "MS",
