@@ -439,7 +439,7 @@ static long rss_kb(int pid)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             goto usage;
@@ -464,7 +464,6 @@ int main(int argc, char **argv)
             cfg.pids[cfg.npids++] = atoi(strchr(v, '=') + 1);
         } else
             goto usage;
-        i++;
     }
     if (!cfg.endpoints || !cfg.hub || !cfg.agents || !cfg.series || cfg.series > 16 || !cfg.threads ||
         cfg.threads > cfg.agents || !cfg.history_agents || cfg.history_agents > cfg.agents || cfg.query_rate <= 0)
