@@ -87,6 +87,15 @@ post /api/clients/dev1/series/temp "{\"unit\":\"C\",\"retention_s\":7200,\"point
 expect_exit 0 "$DDKV" read "series/dev1/temp/m/$(printf %013d "$m0")"
 python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert (r["n"],r["min"],r["avg"],r["max"])==(3,1,2,3), r' "$OUT" ||
   fail "the first minute's rollup: $OUT"
+# A rollup without raw points (as if they had expired) is read by 24h, not by 1h.
+r0=$(( m0 - 600000 ))
+expect_exit 0 "$DDKV" write "series/dev1/temp/m/$(printf %013d "$r0")" '{"n":60,"min":-1,"avg":0.5,"max":2}'
+[ "$(get '/api/clients/dev1/series/temp?window=24h')" = 200 ] || fail "temp 24h: $(cat "$WORK/body")"
+check 'r0 = int(sys.argv[2]); assert {"t": r0, "min": -1, "avg": 0.5, "max": 2, "n": 60} in b, b' "$r0" ||
+  fail "24h does not read the minute rollups: $(cat "$WORK/body")"
+[ "$(get '/api/clients/dev1/series/temp?window=1h')" = 200 ] || fail "temp 1h: $(cat "$WORK/body")"
+check 'assert sum(x["n"] for x in b) == 13 and all(x["n"] < 60 for x in b), b' || fail "1h reads rollups: $(cat "$WORK/body")"
+expect_exit 0 "$DDKV" delete "series/dev1/temp/m/$(printf %013d "$r0")"
 [ "$(get '/api/clients/dev1/series/temp?window=24h')" = 200 ] || fail "temp 24h: $(cat "$WORK/body")"
 check '
 m0, t0 = int(sys.argv[2]), int(sys.argv[3])
