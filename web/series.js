@@ -1,9 +1,11 @@
 // Named series and the disks panel of the selected client (issue 23 item 3).
 // Every series the client has (GET /api/clients/{id}/series) gets a chart of
 // min/avg/max buckets for the chosen window (GET .../series/{name}?window=W,
-// downsampled by the hub), kept live by the 'series' events of the page's
-// event stream (app.js hands it over); block-device rates (disk.DEV.read and
-// .write) and the mounts of the newest metric sample make the disks panel.
+// downsampled by the hub), kept live by a stream of that client's points
+// alone (/api/events?series=ID, reopened when another client is picked);
+// block-device rates (disk.DEV.read and .write) and the mounts of the newest
+// metric sample (the page's main stream, handed over by app.js) make the
+// disks panel.
 'use strict';
 
 (function () {
@@ -14,7 +16,7 @@
   const view = {
     id: null, window: '5m', series: new Map(), // name -> {meta, chart, last}
     disks: new Map(), // DEV -> {read, write}
-    pending: false, relist: null,
+    pending: false, relist: null, es: null,
   };
   window.seriesView = view; // for the browser tests (test/browser)
 
@@ -175,8 +177,36 @@
     $('disk-io').hidden = devs.length === 0;
   }
 
+  function onSeries(e) {
+    const d = JSON.parse(e.data);
+    if (d.id !== view.id) return;
+    const m = /^disk\.([^.]+)\.(read|write)$/.exec(d.series);
+    if (m) {
+      const r = view.disks.get(m[1]) || {}; r[m[2]] = d.v; view.disks.set(m[1], r);
+      redrawSoon();
+      return;
+    }
+    const s = view.series.get(d.series);
+    if (!s) { relistSoon(view.id); return; }
+    if (!s.chart) return;
+    addPoint(s, d.t, d.v);
+    s.dirty = true;
+    redrawSoon();
+  }
+
+  function stream(id) {
+    if (view.es) view.es.close();
+    const es = new EventSource(`/api/events?series=${enc(id)}`);
+    let opened = false;
+    es.addEventListener('series', onSeries);
+    // After a reconnect, reload what the stream missed meanwhile.
+    es.onopen = () => { if (opened && view.id === id) load(id).catch(() => {}); opened = true; };
+    view.es = es;
+  }
+
   view.select = async (id) => {
     view.id = id;
+    stream(id);
     view.disks.clear();
     renderDiskRates();
     $('disks').querySelector('tbody').replaceChildren();
@@ -188,27 +218,10 @@
   };
 
   view.attach = (es) => {
-    es.addEventListener('series', (e) => {
-      const d = JSON.parse(e.data);
-      if (d.id !== view.id) return;
-      const m = /^disk\.([^.]+)\.(read|write)$/.exec(d.series);
-      if (m) {
-        const r = view.disks.get(m[1]) || {}; r[m[2]] = d.v; view.disks.set(m[1], r);
-        redrawSoon();
-        return;
-      }
-      const s = view.series.get(d.series);
-      if (!s) { relistSoon(view.id); return; }
-      if (!s.chart) return;
-      addPoint(s, d.t, d.v);
-      s.dirty = true;
-      redrawSoon();
-    });
     es.addEventListener('metric', (e) => {
       const d = JSON.parse(e.data);
       if (d.id === view.id && d.kind === 'put' && d.value) renderDisks(d.value);
     });
-    es.addEventListener('open', () => { if (view.id) load(view.id).catch(() => {}); });
   };
 
   $('series-window').addEventListener('change', (e) => {

@@ -106,6 +106,7 @@ struct conn {
     uint64_t sec_bytes[HUB_UPLOAD_WINDOW_S]; /* body bytes per second, a ring */
     uint32_t secs;                           /* seconds of body so far */
     struct task *task;     /* the request in progress */
+    char sse_series[128];  /* C_SSE of /api/events?series=ID: only ID's series events ("": the main feed) */
     struct conn *prev, *next;
 };
 
@@ -126,6 +127,7 @@ struct hub {
     uint64_t refused_conns;
     pthread_mutex_t fmu;
     struct evbuffer *feed;
+    struct evbuffer *sfeed; /* series events: records [u8 id length][id][u32 length][event text] */
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
     pthread_t watchers[4], poller;
 };
@@ -790,8 +792,25 @@ static void blob_unref(const void *data, size_t len, void *arg)
         free(b);
 }
 
-static void sse_open(struct conn *c)
+static bool id_ok(const char *s);
+
+/* GET /api/events: the main feed; with ?series=ID a stream of that client's
+ * new series points alone (a `series` event each), so that a browser
+ * charting one client is not sent every client's points. */
+static void sse_open(struct conn *c, const char *query)
 {
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (query)
+        (void)evhttp_parse_query_str(query, &q);
+    const char *sid = evhttp_find_header(&q, "series");
+    if (sid && !id_ok(sid)) {
+        evhttp_clear_headers(&q);
+        conn_error(c, 400, false, NULL, "bad client id in series=");
+        return;
+    }
+    snprintf(c->sse_series, sizeof c->sse_series, "%s", sid ? sid : "");
+    evhttp_clear_headers(&q);
     c->keep = false; /* the stream ends with the connection */
     evbuffer_add_printf(bufferevent_get_output(c->bev),
                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
@@ -808,12 +827,12 @@ static void sse_open(struct conn *c)
 /* Each stream gets a reference to the one encoded copy. A stream whose
  * unsent bytes would pass cfg->sse_max_pending is dropped, with a log line:
  * the browser's EventSource reconnects and reloads. */
-static void sse_broadcast(struct hub *h, struct blob *b)
+static void sse_broadcast(struct hub *h, struct blob *b, bool ping)
 {
     for (struct conn *c = h->conns, *next; c; c = next) {
         next = c->next;
-        if (c->st != C_SSE)
-            continue;
+        if (c->st != C_SSE || (c->sse_series[0] && !ping))
+            continue; /* a series stream has only its own events, and the pings */
         struct evbuffer *out = bufferevent_get_output(c->bev);
         size_t pending = evbuffer_get_length(out);
         if (pending && pending + b->n > h->cfg->sse_max_pending) {
@@ -839,12 +858,49 @@ static struct blob *blob_new(const void *p, size_t n)
     return b;
 }
 
+/* Each series event to the streams of its client alone (a copy each: they
+ * are small, and most have one reader). */
+static void series_dispatch(struct hub *h, struct evbuffer *recs)
+{
+    uint8_t idl;
+    uint32_t n;
+    char id[256], *text = NULL;
+    while (evbuffer_remove(recs, &idl, 1) == 1 && evbuffer_remove(recs, id, idl) == idl &&
+           evbuffer_remove(recs, &n, 4) == 4) {
+        id[idl] = 0;
+        char *t = realloc(text, n);
+        if (!t || evbuffer_remove(recs, t, n) != (int)n) {
+            free(t ? t : text);
+            return;
+        }
+        text = t;
+        for (struct conn *c = h->conns, *next; c; c = next) {
+            next = c->next;
+            if (c->st != C_SSE || strcmp(c->sse_series, id))
+                continue;
+            struct evbuffer *out = bufferevent_get_output(c->bev);
+            size_t pending = evbuffer_get_length(out);
+            if (pending && pending + n > h->cfg->sse_max_pending) {
+                fprintf(stderr, "ddkv hub: series stream of %s dropped: %zu bytes unsent, over --sse-max-kb %u\n",
+                        c->peer, pending, h->cfg->sse_max_pending >> 10);
+                conn_free(c);
+                continue;
+            }
+            evbuffer_add(out, text, n);
+        }
+    }
+    free(text);
+}
+
 static void feed_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct hub *h = arg;
+    struct evbuffer *recs = evbuffer_new();
     pthread_mutex_lock(&h->fmu);
+    if (recs)
+        evbuffer_add_buffer(recs, h->sfeed);
     size_t n = evbuffer_get_length(h->feed);
     struct blob *b = n ? malloc(sizeof *b + n) : NULL;
     if (b) {
@@ -854,9 +910,41 @@ static void feed_cb(evutil_socket_t fd, short what, void *arg)
     }
     pthread_mutex_unlock(&h->fmu);
     if (b) {
-        sse_broadcast(h, b);
+        sse_broadcast(h, b, false);
         blob_unref(NULL, 0, b);
     }
+    if (recs) {
+        series_dispatch(h, recs);
+        evbuffer_free(recs);
+    }
+}
+
+/* A series event for the streams of its client (watch threads). */
+static void series_feed_push(struct hub *h, json_t *data)
+{
+    const char *jid = json_string_value(json_object_get(data, "id"));
+    char id[256];
+    size_t idl = jid ? strlen(jid) : 0;
+    char *s = jid && idl < sizeof id ? json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    if (s)
+        memcpy(id, jid, idl + 1); /* jid is data's: gone with it */
+    json_decref(data);
+    if (!s)
+        return;
+    char text[512];
+    int n = snprintf(text, sizeof text, "event: series\ndata: %s\n\n", s);
+    free(s);
+    if (n <= 0 || (size_t)n >= sizeof text)
+        return;
+    uint8_t l8 = (uint8_t)idl;
+    uint32_t n32 = (uint32_t)n;
+    pthread_mutex_lock(&h->fmu);
+    evbuffer_add(h->sfeed, &l8, 1);
+    evbuffer_add(h->sfeed, id, idl);
+    evbuffer_add(h->sfeed, &n32, 4);
+    evbuffer_add(h->sfeed, text, (size_t)n);
+    pthread_mutex_unlock(&h->fmu);
+    event_active(h->feed_ev, EV_READ, 0);
 }
 
 static void ping_cb(evutil_socket_t fd, short what, void *arg)
@@ -865,7 +953,7 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct blob *b = blob_new(": ping\n\n", 8);
     if (b) {
-        sse_broadcast(arg, b);
+        sse_broadcast(arg, b, true);
         blob_unref(NULL, 0, b);
     }
 }
@@ -911,7 +999,7 @@ static void *watch_main(void *arg)
                 if (!strcmp(wa->event, "series")) {
                     /* Only new raw points: rollups and expiries are not news to a chart. */
                     if (ev.kind == DDKV_OP_PUT)
-                        feed_push(h, "series", hub_series_event(k, kl, ev.value, ev.value_len));
+                        series_feed_push(h, hub_series_event(k, kl, ev.value, ev.value_len));
                     ddkv_event_free(&ev);
                     continue;
                 }
@@ -1234,7 +1322,7 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         snprintf(p, sizeof p, "%s/%s", h->cfg->web_dir, name);
         send_file(c, p);
     } else if (get && !strcmp(path, "/api/events")) {
-        sse_open(c);
+        sse_open(c, query);
     } else if (get && !strcmp(path, "/api/clients")) {
         api_submit(c, R_CLIENTS, NULL, query);
     } else if (get && sscanf(path, "/api/clients/%127[^/]/metrics", id) == 1 &&
@@ -1628,7 +1716,8 @@ int hub_run(const struct hub_config *cfg)
     h->max_conns = conn_limit(cfg->max_conns);
     h->base = event_base_new();
     h->feed = evbuffer_new();
-    if (!h->base || !h->feed) {
+    h->sfeed = evbuffer_new();
+    if (!h->base || !h->feed || !h->sfeed) {
         fprintf(stderr, "ddkv hub: out of memory\n");
         return 1;
     }
@@ -1695,6 +1784,7 @@ int hub_run(const struct hub_config *cfg)
     event_free(h->sig_int);
     event_free(h->sig_term);
     evbuffer_free(h->feed);
+    evbuffer_free(h->sfeed);
     event_base_free(h->base);
     pthread_mutex_destroy(&h->fmu);
     fprintf(stderr, "ddkv hub: stopped\n");

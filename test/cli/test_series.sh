@@ -126,6 +126,22 @@ pass "ddkv metric push writes a point and its unit; a bad name, value or client 
 check 'assert b and "cpu" in b[-1] and "disks" in b[-1], b[-1:]' || fail "the 0.1.0 layout: $(head -c 300 "$WORK/body")"
 pass "the agent still writes metrics/<id>/<ts> samples, served as before"
 
+# Live points: a stream per client (/api/events?series=ID) carries that
+# client's new points alone; the main stream carries none.
+curl -sN --max-time 4 "http://$HUB/api/events?series=dev1" >"$WORK/sse-dev1" &
+S1=$!; PIDS+=($S1)
+curl -sN --max-time 4 "http://$HUB/api/events" >"$WORK/sse-main" &
+S2=$!; PIDS+=($S2)
+sleep 1
+expect_exit 0 "$DDKV" metric push dev1 hum 33.25 --unit %
+wait $S1 $S2 || true
+grep -q '^data: {"id":"dev1","series":"hum","t":[0-9]*,"v":33.25}' "$WORK/sse-dev1" || fail "dev1's stream: $(head -c 600 "$WORK/sse-dev1")"
+! grep -q '"id":"box"' "$WORK/sse-dev1" || fail "dev1's stream carries box's points"
+! grep -q '^event: series' "$WORK/sse-main" || fail "the main stream carries series points"
+grep -q '^event: metric' "$WORK/sse-main" || fail "the main stream lost its metric events"
+[ "$(get '/api/events?series=a%20b')" = 400 ] && [ "$(get '/api/events?series=')" = 400 ] || fail "a bad series= id: $(cat "$WORK/body")"
+pass "/api/events?series=ID streams that client's new points alone; the main stream has none"
+
 json_error() { check 'assert isinstance(b["error"], str) and b["error"]' || fail "$1: not a JSON error: $(cat "$WORK/body")"; }
 for q in '/api/clients/dev1/series/temp?window=7d' '/api/clients/dev1/series/bad%2Fname' '/api/clients/dev1/series/a$b'; do
   [ "$(get "$q")" = 400 ] || fail "$q: want 400, got $(cat "$WORK/body")"; json_error "$q"
