@@ -149,17 +149,34 @@ ddkv_err series_push(ddkv_client *c, const char *client, const struct series_met
             return DDKV_ERR_USAGE;
         }
     }
+    /* The minutes it touches: each costs a rollup (a list and a write). */
+    uint64_t *minutes = malloc(n * sizeof *minutes);
+    if (!minutes)
+        return DDKV_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        minutes[i] = pts[i].t_ms / SERIES_MINUTE_MS * SERIES_MINUTE_MS;
+    qsort(minutes, n, sizeof *minutes, cmp_u64);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        distinct += i == 0 || minutes[i] != minutes[i - 1];
+    if (distinct > SERIES_PUSH_MINUTES_MAX) {
+        snprintf(err, errlen, "a push spans %zu minutes (at most %d: push older points in several)", distinct,
+                 SERIES_PUSH_MINUTES_MAX);
+        free(minutes);
+        return DDKV_ERR_USAGE;
+    }
     uint64_t lease = 0, ttl = 0;
     ddkv_err e = ddkv_lease_grant(c, (uint64_t)m->retention_s * 1000 + SERIES_MINUTE_MS, &lease, &ttl);
-    if (e != DDKV_OK)
+    if (e != DDKV_OK) {
+        free(minutes);
         return e;
+    }
     /* Raw points, DDKV_TXN_MAX to a transaction. */
     static const size_t per_txn = DDKV_TXN_MAX;
     char(*keys)[256] = malloc(per_txn * sizeof *keys);
     char(*vals)[32] = malloc(per_txn * sizeof *vals);
     struct ddkv_op *ops = calloc(per_txn, sizeof *ops);
-    uint64_t *minutes = malloc(n * sizeof *minutes);
-    if (!keys || !vals || !ops || !minutes) {
+    if (!keys || !vals || !ops) {
         e = DDKV_ERR_NOMEM;
         goto done;
     }
@@ -170,14 +187,12 @@ ddkv_err series_push(ddkv_client *c, const char *client, const struct series_met
             int vl = series_value_text(vals[k], sizeof vals[k], pts[i].v);
             ops[k] = (struct ddkv_op){.kind = DDKV_OP_PUT, .key = keys[k], .key_len = (size_t)kl, .value = vals[k],
                                       .value_len = (size_t)vl, .lease_id = lease};
-            minutes[i] = pts[i].t_ms / SERIES_MINUTE_MS * SERIES_MINUTE_MS;
         }
         struct ddkv_txn_result tr;
         e = ddkv_txn(c, NULL, 0, ops, k, NULL, 0, &tr);
     }
     if (e != DDKV_OK)
         goto done;
-    qsort(minutes, n, sizeof *minutes, cmp_u64);
     for (size_t i = 0; i < n && e == DDKV_OK; i++)
         if (i == 0 || minutes[i] != minutes[i - 1])
             e = rollup_minute(c, client, m->name, minutes[i], lease);

@@ -12,6 +12,7 @@
 
 #define SERIES_CLIENT_MAX 127     /* a client id: the hub's path-id bound */
 #define SERIES_PUSH_MAX 1000      /* points in one push */
+#define SERIES_PUSH_MINUTES_MAX 120 /* distinct minutes one push touches (a rollup each) */
 #define SERIES_MINUTE_SCAN_MAX 6000 /* raw points read to recompute one minute's rollup */
 #define SERIES_RETENTION_MAX_S (86400u * 30)
 
@@ -38,7 +39,8 @@ int series_value_text(char *buf, size_t cap, double v);
 
 /* Push n points of one series of client (a client id without '/', a valid
  * series name and unit: DDKV_ERR_USAGE with why in err otherwise; times
- * within [now - retention, now + 1 minute], values finite). One lease of
+ * within [now - retention, now + 1 minute], values finite, at most
+ * SERIES_PUSH_MINUTES_MAX distinct minutes). One lease of
  * retention + a minute; the raw points in transactions of up to
  * DDKV_TXN_MAX keys; then every minute the batch touched gets its rollup
  * recomputed from its raw points (so pushes racing from several hubs end

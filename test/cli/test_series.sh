@@ -154,6 +154,9 @@ for body in 'not json' '[]' '{"points":[]}' '{"points":[{"v":"x"}]}' '{"points":
   code=$(post /api/clients/dev1/series/temp "$body")
   [ "$code" = 400 ] || fail "POST $body: want 400, got $code $(cat "$WORK/body")"; json_error "POST $body"
 done
+spread=$(python3 -c 'import sys; n=int(sys.argv[1]); print("{\"retention_s\":86400,\"points\":[" + ",".join("{\"t\":%d,\"v\":1}" % (n - 60000 * i) for i in range(1, 200)) + "]}")' "$now")
+code=$(post /api/clients/dev1/series/spread "$spread")
+[ "$code" = 400 ] && grep -q 'spans 199 minutes' "$WORK/body" || fail "a push over 199 minutes: $code $(cat "$WORK/body")"
 python3 -c 'print("{\"points\":[" + ",".join("{\"v\":1}" for _ in range(40000)) + "]}")' >"$WORK/big.json"
 code=$(curl -s -o "$WORK/body" -w '%{http_code}' -X POST --data-binary @"$WORK/big.json" "http://$HUB/api/clients/dev1/series/temp")
 [ "$code" = 413 ] || fail "a 320 KB push: want 413, got $code"
