@@ -128,6 +128,7 @@ struct hub {
     pthread_mutex_t fmu;
     struct evbuffer *feed;
     struct evbuffer *sfeed; /* series events: records [u8 id length][id][u32 length][event text] */
+    uint32_t series_streams; /* open /api/events?series= streams (atomic): none, no series event is made */
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
     pthread_t watchers[4], poller;
 };
@@ -599,6 +600,8 @@ static void conn_free(struct conn *c)
         else
             task_free(c->task);
     }
+    if (c->st == C_SSE && c->sse_series[0])
+        __atomic_sub_fetch(&h->series_streams, 1, __ATOMIC_RELAXED);
     event_free(c->timer);
     bufferevent_free(c->bev);
     h->nconns--;
@@ -821,6 +824,8 @@ static void sse_open(struct conn *c, const char *query)
         return;
     }
     c->st = C_SSE;
+    if (c->sse_series[0])
+        __atomic_add_fetch(&c->h->series_streams, 1, __ATOMIC_RELAXED);
     event_del(c->timer);
 }
 
@@ -998,7 +1003,7 @@ static void *watch_main(void *arg)
                 size_t kl = ev.key_len - plen;
                 if (!strcmp(wa->event, "series")) {
                     /* Only new raw points: rollups and expiries are not news to a chart. */
-                    if (ev.kind == DDKV_OP_PUT)
+                    if (ev.kind == DDKV_OP_PUT && __atomic_load_n(&h->series_streams, __ATOMIC_RELAXED))
                         series_feed_push(h, hub_series_event(k, kl, ev.value, ev.value_len));
                     ddkv_event_free(&ev);
                     continue;
