@@ -167,6 +167,7 @@ static void *sender_main(void *arg)
             continue;
         }
         uint64_t now = clock_wall_ms();
+        bool fresh = false;
         if (!lease || now >= lease_end) {
             uint64_t ttl;
             if (ddkv_lease_grant(c, (uint64_t)as->cfg->retention_s * 1000 + LEASE_WINDOW_MS, &lease, &ttl) !=
@@ -175,6 +176,7 @@ static void *sender_main(void *arg)
                 goto down;
             }
             lease_end = now + LEASE_WINDOW_MS;
+            fresh = true;
         }
         /* Build one transaction from the oldest points (shadow: the rollup
          * state as it will be if it commits). */
@@ -220,7 +222,7 @@ static void *sender_main(void *arg)
         }
         struct ddkv_txn_result tr;
         ddkv_err e = ddkv_txn(c, NULL, 0, b.ops, b.n, NULL, 0, &tr);
-        if (e == DDKV_ERR_BAD_REQUEST) {
+        if (e == DDKV_ERR_BAD_REQUEST && !fresh) {
             lease = 0; /* the lease is gone (expired in an outage): a new one */
             continue;
         }
