@@ -90,6 +90,7 @@ async function select(id) {
   renderClients();
   showDetail(true);
   $('fresh').hidden = true;
+  if (window.seriesView) window.seriesView.select(id).catch(() => {});
   const c = state.clients.get(id) || {};
   text($('client-name'), id);
   const rows = [['Host', c.host], ['OS', c.os], ['Kernel', `${c.sysname || ''} ${c.release || ''} ${c.machine || ''}`],
@@ -227,6 +228,7 @@ $('upload').addEventListener('submit', async (ev) => {
 
 function connect() {
   const es = new EventSource('/api/events');
+  if (window.seriesView) window.seriesView.attach(es); // series.js: named series, disks
   const pill = $('live-pill');
   es.onopen = () => { pill.className = 'pill ok'; text(pill, 'live'); Promise.all([loadClients(), loadJobs()]).catch(() => {}); };
   es.onerror = () => { pill.className = 'pill warn'; text(pill, 'reconnecting…'); };

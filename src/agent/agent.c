@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/agent_series.h"
 #include "agent/sample.h"
 #include "agent/worker.h"
 #include "ddkv/ddkv.h"
@@ -404,6 +405,15 @@ int agent_run(const struct agent_config *cfg, volatile int *stop)
         fprintf(stderr, "ddkv agent: out of memory\n");
         return 1;
     }
+    bool usage = false;
+    struct agent_series *series = agent_series_start(cfg, a->name, stop, &usage);
+    if (!series) {
+        if (!usage)
+            fprintf(stderr, "ddkv agent: out of memory\n");
+        sample_ring_free(&a->ring);
+        sample_backlog_free(&a->backlog);
+        return usage ? 2 : 1;
+    }
     pthread_mutex_init(&a->mu, NULL);
     pthread_t sender, responder;
     pthread_create(&sender, NULL, sender_main, a);
@@ -439,6 +449,7 @@ int agent_run(const struct agent_config *cfg, volatile int *stop)
     for (unsigned i = 0; i < nworkers; i++)
         pthread_join(workers[i].th, NULL);
     free(workers);
+    agent_series_stop(series);
     sample_ring_free(&a->ring);
     sample_backlog_free(&a->backlog);
     pthread_mutex_destroy(&a->mu);

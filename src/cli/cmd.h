@@ -67,6 +67,10 @@ extern const size_t cmd_bench_count;
 extern const struct cli_command cmd_job_commands[];
 extern const size_t cmd_job_count;
 
+/* metric push (cmd_metric.c). */
+extern const struct cli_command cmd_metric_commands[];
+extern const size_t cmd_metric_count;
+
 /* agent (cmd_agent.c). */
 extern const struct cli_command cmd_agent_commands[];
 extern const size_t cmd_agent_count;

@@ -22,6 +22,9 @@ static const struct opt_def agent_opts[] = {
     {"backlog", 0, OPT_ARG, "3600", "N", "samples kept while the cluster is unreachable (then flushed)"},
     {"disks", 0, OPT_ARG, "/", "MOUNTS", "comma-separated mount points to report"},
     {"root", 0, OPT_ARG, "/", "DIR", "where /proc and /etc are (for containers watching their host)"},
+    {"source", 0, OPT_ARG | OPT_MULTI, NULL, "NAME=COMMAND[@MS]",
+     "a series from a program run every MS (default --interval-ms): each output line VALUE [UNIT] (series NAME) or SERIES VALUE [UNIT] (series NAME.SERIES); "
+     "may be given up to 16 times"},
     {"worker", 0, 0, NULL, NULL, "also claim and process jobs"},
     {"claim-ttl-ms", 0, OPT_ARG, "30000", "MS",
      "a worker's claim on a job: if the worker dies, the job goes back to the queue this long after"},
@@ -52,6 +55,7 @@ static int agent_cmd(struct cli_ctx *ctx)
     cfg.root = opts_get(o, "root");
     cfg.worker = opts_is_set(o, "worker");
     cfg.worker_nice = (int)nice;
+    cfg.sources = opts_get(o, "source");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
     cfg.cluster = ctx->client; /* TLS and credentials */

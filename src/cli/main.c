@@ -234,6 +234,7 @@ static const struct main_table main_tables[] = {
     {cmd_bench_commands, &cmd_bench_count},
     {cmd_job_commands, &cmd_job_count},
     {cmd_agent_commands, &cmd_agent_count},
+    {cmd_metric_commands, &cmd_metric_count},
     {cmd_hub_commands, &cmd_hub_count},
     {cmd_snapshot_commands, &cmd_snapshot_count},
     {cmd_auth_commands, &cmd_auth_count},

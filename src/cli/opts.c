@@ -139,6 +139,18 @@ int opts_parse(struct opts *o, int argc, char **argv, bool stop_at_positional)
                 return opts_fail(o, "option %s takes no value", shown);
             val = "true";
         }
+        if ((def->flags & OPT_MULTI) && o->src[d] == OPT_SRC_FLAG && o->val[d]) {
+            size_t l1 = strlen(o->val[d]), l2 = strlen(val);
+            char *joined = malloc(l1 + l2 + 2);
+            if (!joined)
+                return opts_fail(o, "out of memory");
+            memcpy(joined, o->val[d], l1);
+            joined[l1] = '\n';
+            memcpy(joined + l1 + 1, val, l2 + 1);
+            free(o->owned[d]);
+            o->owned[d] = joined;
+            val = joined;
+        }
         o->val[d] = val;
         o->src[d] = OPT_SRC_FLAG;
     }

@@ -19,6 +19,7 @@ enum opt_flag {
     OPT_ARG = 1 << 0,      /* takes a value (--name VALUE or --name=VALUE) */
     OPT_REQUIRED = 1 << 1, /* must have a value from somewhere (no default) */
     OPT_NO_FILE = 1 << 2,  /* not settable from the config file (e.g. --config itself) */
+    OPT_MULTI = 1 << 3,    /* may be given more than once as a flag: the values joined by '\n' */
 };
 
 struct opt_def {

@@ -32,6 +32,7 @@
 
 #include "ddkv/ddkv.h"
 #include "hub/hub_jobs.h"
+#include "hub/hub_series.h"
 #include "jobs/submit.h"
 #include "util/clock.h"
 
@@ -47,7 +48,8 @@
 #define HUB_FD_RESERVE 64                /* descriptors kept for the hub's own cluster clients */
 
 enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
-             R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_ALGORITHMS /* hub_jobs.c */ };
+             R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_ALGORITHMS /* hub_jobs.c */,
+             R_SERIES_LIST, R_SERIES, R_SERIES_POST /* hub_series.c */ };
 
 struct hub;
 struct conn;
@@ -57,10 +59,12 @@ struct task {
     struct conn *conn;     /* NULL once the browser went away (loop thread only) */
     enum route route;
     char arg[128];         /* the id in the path */
+    char arg2[72];         /* a series name in the path */
     struct evkeyvalq query;
     uint8_t *body;         /* POST: the file, body_len of body_cap bytes received */
     size_t body_len, body_cap, body_read;
     bool upload;           /* holds one of cfg->uploads slots until freed */
+    bool series_post;      /* holds one of HUB_SERIES_POSTS until freed */
     bool queued;           /* handed to a lane: freed by reply_cb */
     int status;
     char *out;             /* the JSON reply (malloc) */
@@ -105,6 +109,7 @@ struct conn {
     uint64_t sec_bytes[HUB_UPLOAD_WINDOW_S]; /* body bytes per second, a ring */
     uint32_t secs;                           /* seconds of body so far */
     struct task *task;     /* the request in progress */
+    char sse_series[128];  /* C_SSE of /api/events?series=ID: only ID's series events ("": the main feed) */
     struct conn *prev, *next;
 };
 
@@ -121,12 +126,14 @@ struct hub {
     volatile int stopping;
     struct lane light_lane, main_lane, proxy_lane, upload_lane;
     struct conn *conns;
-    uint32_t nconns, max_conns, uploads_active;
+    uint32_t nconns, max_conns, uploads_active, series_posts;
     uint64_t refused_conns;
     pthread_mutex_t fmu;
     struct evbuffer *feed;
+    struct evbuffer *sfeed; /* series events: records [u8 id length][id][u32 length][event text] */
+    uint32_t series_streams; /* open /api/events?series= streams (atomic): none, no series event is made */
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
-    pthread_t watchers[3], poller;
+    pthread_t watchers[4], poller;
 };
 
 /* --- small helpers --- */
@@ -570,6 +577,8 @@ static void task_free(struct task *t)
 {
     if (t->upload)
         t->h->uploads_active--;
+    if (t->series_post)
+        t->h->series_posts--;
     evhttp_clear_headers(&t->query);
     free(t->body);
     free(t->out);
@@ -597,6 +606,8 @@ static void conn_free(struct conn *c)
         else
             task_free(c->task);
     }
+    if (c->st == C_SSE && c->sse_series[0])
+        __atomic_sub_fetch(&h->series_streams, 1, __ATOMIC_RELAXED);
     event_free(c->timer);
     bufferevent_free(c->bev);
     h->nconns--;
@@ -791,8 +802,25 @@ static void blob_unref(const void *data, size_t len, void *arg)
         free(b);
 }
 
-static void sse_open(struct conn *c)
+static bool id_ok(const char *s);
+
+/* GET /api/events: the main feed; with ?series=ID a stream of that client's
+ * new series points alone (a `series` event each), so that a browser
+ * charting one client is not sent every client's points. */
+static void sse_open(struct conn *c, const char *query)
 {
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (query)
+        (void)evhttp_parse_query_str(query, &q);
+    const char *sid = evhttp_find_header(&q, "series");
+    if (sid && !id_ok(sid)) {
+        evhttp_clear_headers(&q);
+        conn_error(c, 400, false, NULL, "bad client id in series=");
+        return;
+    }
+    snprintf(c->sse_series, sizeof c->sse_series, "%s", sid ? sid : "");
+    evhttp_clear_headers(&q);
     c->keep = false; /* the stream ends with the connection */
     evbuffer_add_printf(bufferevent_get_output(c->bev),
                         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
@@ -803,18 +831,20 @@ static void sse_open(struct conn *c)
         return;
     }
     c->st = C_SSE;
+    if (c->sse_series[0])
+        __atomic_add_fetch(&c->h->series_streams, 1, __ATOMIC_RELAXED);
     event_del(c->timer);
 }
 
 /* Each stream gets a reference to the one encoded copy. A stream whose
  * unsent bytes would pass cfg->sse_max_pending is dropped, with a log line:
  * the browser's EventSource reconnects and reloads. */
-static void sse_broadcast(struct hub *h, struct blob *b)
+static void sse_broadcast(struct hub *h, struct blob *b, bool ping)
 {
     for (struct conn *c = h->conns, *next; c; c = next) {
         next = c->next;
-        if (c->st != C_SSE)
-            continue;
+        if (c->st != C_SSE || (c->sse_series[0] && !ping))
+            continue; /* a series stream has only its own events, and the pings */
         struct evbuffer *out = bufferevent_get_output(c->bev);
         size_t pending = evbuffer_get_length(out);
         if (pending && pending + b->n > h->cfg->sse_max_pending) {
@@ -840,12 +870,49 @@ static struct blob *blob_new(const void *p, size_t n)
     return b;
 }
 
+/* Each series event to the streams of its client alone (a copy each: they
+ * are small, and most have one reader). */
+static void series_dispatch(struct hub *h, struct evbuffer *recs)
+{
+    uint8_t idl;
+    uint32_t n;
+    char id[256], *text = NULL;
+    while (evbuffer_remove(recs, &idl, 1) == 1 && evbuffer_remove(recs, id, idl) == idl &&
+           evbuffer_remove(recs, &n, 4) == 4) {
+        id[idl] = 0;
+        char *t = realloc(text, n);
+        if (!t || evbuffer_remove(recs, t, n) != (int)n) {
+            free(t ? t : text);
+            return;
+        }
+        text = t;
+        for (struct conn *c = h->conns, *next; c; c = next) {
+            next = c->next;
+            if (c->st != C_SSE || strcmp(c->sse_series, id))
+                continue;
+            struct evbuffer *out = bufferevent_get_output(c->bev);
+            size_t pending = evbuffer_get_length(out);
+            if (pending && pending + n > h->cfg->sse_max_pending) {
+                fprintf(stderr, "ddkv hub: series stream of %s dropped: %zu bytes unsent, over --sse-max-kb %u\n",
+                        c->peer, pending, h->cfg->sse_max_pending >> 10);
+                conn_free(c);
+                continue;
+            }
+            evbuffer_add(out, text, n);
+        }
+    }
+    free(text);
+}
+
 static void feed_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct hub *h = arg;
+    struct evbuffer *recs = evbuffer_new();
     pthread_mutex_lock(&h->fmu);
+    if (recs)
+        evbuffer_add_buffer(recs, h->sfeed);
     size_t n = evbuffer_get_length(h->feed);
     struct blob *b = n ? malloc(sizeof *b + n) : NULL;
     if (b) {
@@ -855,9 +922,41 @@ static void feed_cb(evutil_socket_t fd, short what, void *arg)
     }
     pthread_mutex_unlock(&h->fmu);
     if (b) {
-        sse_broadcast(h, b);
+        sse_broadcast(h, b, false);
         blob_unref(NULL, 0, b);
     }
+    if (recs) {
+        series_dispatch(h, recs);
+        evbuffer_free(recs);
+    }
+}
+
+/* A series event for the streams of its client (watch threads). */
+static void series_feed_push(struct hub *h, json_t *data)
+{
+    const char *jid = json_string_value(json_object_get(data, "id"));
+    char id[256];
+    size_t idl = jid ? strlen(jid) : 0;
+    char *s = jid && idl < sizeof id ? json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    if (s)
+        memcpy(id, jid, idl + 1); /* jid is data's: gone with it */
+    json_decref(data);
+    if (!s)
+        return;
+    char text[512];
+    int n = snprintf(text, sizeof text, "event: series\ndata: %s\n\n", s);
+    free(s);
+    if (n <= 0 || (size_t)n >= sizeof text)
+        return;
+    uint8_t l8 = (uint8_t)idl;
+    uint32_t n32 = (uint32_t)n;
+    pthread_mutex_lock(&h->fmu);
+    evbuffer_add(h->sfeed, &l8, 1);
+    evbuffer_add(h->sfeed, id, idl);
+    evbuffer_add(h->sfeed, &n32, 4);
+    evbuffer_add(h->sfeed, text, (size_t)n);
+    pthread_mutex_unlock(&h->fmu);
+    event_active(h->feed_ev, EV_READ, 0);
 }
 
 static void ping_cb(evutil_socket_t fd, short what, void *arg)
@@ -866,7 +965,7 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct blob *b = blob_new(": ping\n\n", 8);
     if (b) {
-        sse_broadcast(arg, b);
+        sse_broadcast(arg, b, true);
         blob_unref(NULL, 0, b);
     }
 }
@@ -906,9 +1005,16 @@ static void *watch_main(void *arg)
             struct ddkv_event ev;
             ddkv_err e = ddkv_watch_next(w, &ev, 300);
             if (e == DDKV_OK) {
-                /* metrics/<id>/<ts>, clients/<id>, jobs/<id> */
+                /* metrics/<id>/<ts>, clients/<id>, jobs/<id>, series/<id>/<name>/r/<ts> */
                 const char *k = (const char *)ev.key + plen;
                 size_t kl = ev.key_len - plen;
+                if (!strcmp(wa->event, "series")) {
+                    /* Only new raw points: rollups and expiries are not news to a chart. */
+                    if (ev.kind == DDKV_OP_PUT && __atomic_load_n(&h->series_streams, __ATOMIC_RELAXED))
+                        series_feed_push(h, hub_series_event(k, kl, ev.value, ev.value_len));
+                    ddkv_event_free(&ev);
+                    continue;
+                }
                 const char *slash = memchr(k, '/', kl);
                 json_t *d = json_pack("{s:s%, s:s, s:I}", "id", k, slash ? (size_t)(slash - k) : kl, "kind",
                                       ev.kind == DDKV_OP_PUT ? "put" : "delete", "revision",
@@ -974,7 +1080,7 @@ static struct task *task_new(struct conn *c, enum route route, const char *arg, 
  * main (metric series, the job list, the cluster's status: big answers or
  * several calls), proxy (waits for an agent, up to HUB_PROXY_WAIT_MS). A
  * full lane answers 503 with Retry-After at once. */
-static void api_submit(struct conn *c, enum route route, const char *arg, const char *query)
+static void api_submit_named(struct conn *c, enum route route, const char *arg, const char *name, const char *query)
 {
     struct hub *h = c->h;
     if (arg && !id_ok(arg)) {
@@ -986,15 +1092,22 @@ static void api_submit(struct conn *c, enum route route, const char *arg, const 
         conn_error(c, 500, false, NULL, "out of memory");
         return;
     }
+    if (name)
+        snprintf(t->arg2, sizeof t->arg2, "%s", name);
     c->task = t;
     c->st = C_BUSY;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
-    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB;
+    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB || route == R_SERIES_LIST;
     struct lane *l = route == R_PROXY ? &h->proxy_lane : light ? &h->light_lane : &h->main_lane;
     if (!lane_push(l, t))
         conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy (%u requests wait for its %s workers); retry",
                    l->cap, route == R_PROXY ? "proxy" : light ? "light" : "cluster");
+}
+
+static void api_submit(struct conn *c, enum route route, const char *arg, const char *query)
+{
+    api_submit_named(c, route, arg, NULL, query);
 }
 
 static void body_feed(struct conn *c)
@@ -1015,11 +1128,70 @@ static void body_feed(struct conn *c)
     c->st = C_BUSY;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
+    if (c->task->route == R_SERIES_POST) {
+        /* A small push: the main lane, bounded like any other request. */
+        if (!lane_push(&c->h->main_lane, c->task))
+            conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy; retry");
+        return;
+    }
     lane_push(&c->h->upload_lane, c->task); /* unbounded: the upload slots bound it */
 }
 
 /* POST /api/jobs: admitted only with a fitting name and Content-Length and a
  * free upload slot; the body is then read under a deadline and a rate floor. */
+static void upload_start(struct conn *c, const char *query, bool have_len, uint64_t len, bool expect);
+
+/* POST /api/clients/ID/series/NAME: a JSON body of at most
+ * HUB_SERIES_BODY_MAX, read like an upload's (deadline, rate floor) but
+ * without taking an upload slot: HUB_SERIES_POSTS at once, then 503. */
+#define HUB_SERIES_POSTS 16
+static void series_post_start(struct conn *c, const char *id, const char *name, bool have_len, uint64_t len,
+                              bool expect)
+{
+    struct hub *h = c->h;
+    if (!id_ok(id)) {
+        conn_error(c, 400, true, NULL, "bad id in the path");
+        return;
+    }
+    if (!have_len || len == 0) {
+        conn_error(c, have_len ? 400 : 411, true, NULL, "a series push wants a JSON body with a Content-Length");
+        return;
+    }
+    if (len > HUB_SERIES_BODY_MAX) {
+        conn_error(c, 413, true, NULL, "a series push is at most %u bytes (this one %" PRIu64 ")", HUB_SERIES_BODY_MAX,
+                   len);
+        return;
+    }
+    if (h->series_posts >= HUB_SERIES_POSTS) {
+        conn_error(c, 503, true, "Retry-After: 1\r\n", "%d series pushes are in progress; retry", HUB_SERIES_POSTS);
+        return;
+    }
+    struct task *t = task_new(c, R_SERIES_POST, id, NULL);
+    if (!t) {
+        conn_error(c, 500, true, NULL, "out of memory");
+        return;
+    }
+    snprintf(t->arg2, sizeof t->arg2, "%s", name);
+    c->task = t;
+    t->body = malloc((size_t)len);
+    t->body_cap = (size_t)len;
+    if (!t->body) {
+        conn_error(c, 500, true, NULL, "out of memory");
+        return;
+    }
+    t->series_post = true;
+    h->series_posts++;
+    c->st = C_BODY;
+    c->body_left = len;
+    c->t_start_ms = clock_mono_ms();
+    c->secs = 0;
+    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
+    if (expect)
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    conn_arm(c, 1000);
+    body_feed(c);
+}
+
 static void upload_start(struct conn *c, const char *query, bool have_len, uint64_t len, bool expect)
 {
     struct hub *h = c->h;
@@ -1129,9 +1301,29 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         upload_start(c, query, have_len, len, expect);
         return;
     }
+    char id[128], sname[72];
+    int sn = 0;
+    /* /api/clients/ID/series[/NAME] */
+    if (sscanf(path, "/api/clients/%127[^/]/series%n", id, &sn) == 1 && sn > 0 &&
+        (path[sn] == 0 || (path[sn] == '/' && strlen(path + sn + 1) < sizeof sname && !strchr(path + sn + 1, '/')))) {
+        snprintf(sname, sizeof sname, "%s", path[sn] ? path + sn + 1 : "");
+        if (post && sname[0]) {
+            series_post_start(c, id, sname, have_len, len, expect);
+            return;
+        }
+        if (len > 0)
+            c->keep = false;
+        if (!get) {
+            conn_error(c, 405, false, "Allow: GET, HEAD\r\n", "POST wants /api/clients/ID/series/NAME");
+        } else if (!sname[0]) {
+            api_submit(c, R_SERIES_LIST, id, query);
+        } else {
+            api_submit_named(c, R_SERIES, id, sname, query);
+        }
+        return;
+    }
     if (len > 0)
         c->keep = false; /* a body nobody reads: the connection ends after the reply */
-    char id[128];
     if (get && (!strcmp(path, "/") || !strcmp(path, "/index.html"))) {
         char p[512];
         snprintf(p, sizeof p, "%s/index.html", h->cfg->web_dir);
@@ -1148,7 +1340,7 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         snprintf(p, sizeof p, "%s/%s", h->cfg->web_dir, name);
         send_file(c, p);
     } else if (get && !strcmp(path, "/api/events")) {
-        sse_open(c);
+        sse_open(c, query);
     } else if (get && !strcmp(path, "/api/clients")) {
         api_submit(c, R_CLIENTS, NULL, query);
     } else if (get && sscanf(path, "/api/clients/%127[^/]/metrics", id) == 1 &&
@@ -1556,7 +1748,8 @@ int hub_run(const struct hub_config *cfg)
     h->max_conns = conn_limit(cfg->max_conns);
     h->base = event_base_new();
     h->feed = evbuffer_new();
-    if (!h->base || !h->feed) {
+    h->sfeed = evbuffer_new();
+    if (!h->base || !h->feed || !h->sfeed) {
         fprintf(stderr, "ddkv hub: out of memory\n");
         return 1;
     }
@@ -1584,9 +1777,10 @@ int hub_run(const struct hub_config *cfg)
         fprintf(stderr, "ddkv hub: out of memory\n");
         return 1;
     }
-    static struct watch_arg wa[3];
-    const char *prefixes[3] = {"clients/", "metrics/", "jobs/"}, *events[3] = {"client", "metric", "job"};
-    for (int i = 0; i < 3; i++) {
+    static struct watch_arg wa[4];
+    const char *prefixes[4] = {"clients/", "metrics/", "jobs/", "series/"},
+               *events[4] = {"client", "metric", "job", "series"};
+    for (int i = 0; i < 4; i++) {
         wa[i] = (struct watch_arg){h, prefixes[i], events[i]};
         pthread_create(&h->watchers[i], NULL, watch_main, &wa[i]);
     }
@@ -1609,7 +1803,7 @@ int hub_run(const struct hub_config *cfg)
     lane_stop(&h->main_lane);
     lane_stop(&h->proxy_lane);
     lane_stop(&h->upload_lane);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         pthread_join(h->watchers[i], NULL);
     pthread_join(h->poller, NULL);
     /* Replies the workers posted after the loop stopped. */
@@ -1622,6 +1816,7 @@ int hub_run(const struct hub_config *cfg)
     event_free(h->sig_int);
     event_free(h->sig_term);
     evbuffer_free(h->feed);
+    evbuffer_free(h->sfeed);
     event_base_free(h->base);
     pthread_mutex_destroy(&h->fmu);
     fprintf(stderr, "ddkv hub: stopped\n");

@@ -137,7 +137,7 @@ pass "revoking a grant and changing a password take effect (leader and follower)
 
 # --- the agent takes its credentials from the environment ---
 expect_exit 0 D role add agents "${AS_ROOT[@]}"
-for p in clients/ metrics/ req/ resp/; do expect_exit 0 D role grant agents "$p" readwrite "${AS_ROOT[@]}"; done
+for p in clients/ metrics/ series/ seriesmeta/ req/ resp/; do expect_exit 0 D role grant agents "$p" readwrite "${AS_ROOT[@]}"; done
 expect_exit 0 D user add agent1 --new-password a-pw "${AS_ROOT[@]}"
 expect_exit 0 D user grant agent1 agents "${AS_ROOT[@]}"
 DDKV_USER=agent1 DDKV_PASSWORD=a-pw "$DDKV" agent --endpoints "$EP" --name authbox --interval-ms 200 \
