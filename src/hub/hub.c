@@ -514,6 +514,13 @@ static void *worker_main(void *arg)
                 t->ctype = t->status == 200 ? "text/csv; charset=utf-8" : NULL;
                 break;
             case R_ALGORITHMS: t->status = hub_algorithms(&t->out); break;
+            case R_SERIES_LIST: t->status = hub_series_list(c, t->arg, &t->out); break;
+            case R_SERIES:
+                t->status = hub_series_query(c, t->arg, t->arg2, evhttp_find_header(&t->query, "window"), &t->out);
+                break;
+            case R_SERIES_POST:
+                t->status = hub_series_post(c, t->arg, t->arg2, t->body, t->body_len, &t->out);
+                break;
             }
         }
         if (!t->out && !t->outbuf)
