@@ -78,7 +78,7 @@ static int hub_cmd(struct cli_ctx *ctx)
         opts_get_u32(o, "upload-timeout-s", 1, 86400, &upload_s) != 0 ||
         opts_get_u32(o, "sse-max-kb", 16, 1u << 20, &sse_kb) != 0 ||
         opts_get_u32(o, "max-unsent-mb", 1, 1u << 20, &unsent_mb) != 0 ||
-        opts_get_u32(o, "session-ttl-s", 10, 30u * 86400, &cfg.session_ttl_s) != 0) {
+        opts_get_u32(o, "session-ttl-s", 1, 30u * 86400, &cfg.session_ttl_s) != 0) {
         out_error("hub: %s", o->err);
         return EXIT_USAGE;
     }
