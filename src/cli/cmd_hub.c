@@ -31,6 +31,9 @@ static const struct opt_def hub_opts[] = {
     {"session-ttl-s", 0, OPT_ARG, "28800", "S", "a sign-in lasts this long"},
     {"allowed-hosts", 0, OPT_ARG, NULL, "NAMES", "DNS names this hub answers to (Host header), besides localhost, "
      "IP addresses and the --http-addr name; comma separated"},
+    {"https-cert", 0, OPT_ARG, NULL, "FILE", "serve HTTPS with this certificate (PEM, chain allowed; deploy/certs.sh "
+     "makes one); --tls-cert stays the hub's client certificate towards the cluster"},
+    {"https-key", 0, OPT_ARG, NULL, "FILE", "the key of --https-cert (PEM)"},
     {"allow-no-auth", 0, 0, NULL, NULL, "listen beyond loopback even though the cluster has authentication off"},
 };
 
@@ -96,6 +99,8 @@ static int hub_cmd(struct cli_ctx *ctx)
     cfg.http_addr = opts_get(o, "http-addr");
     cfg.chart_js = opts_get(o, "chart-js");
     cfg.allowed_hosts = opts_get(o, "allowed-hosts");
+    cfg.https_cert = opts_get(o, "https-cert");
+    cfg.https_key = opts_get(o, "https-key");
     cfg.allow_no_auth = opts_is_set(o, "allow-no-auth");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -18,6 +19,7 @@
 #include <stdarg.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +38,8 @@
 #include "hub/hub_users.h"
 #include "jobs/submit.h"
 #include "util/clock.h"
+#include "util/err.h"
+#include "util/tls.h"
 
 #define HUB_METRICS_DEFAULT_MS (40u * 60 * 1000)
 #define HUB_LAMPORT_MAX 1000000000000ull /* a `since` below it (2001-09-09 in ms) is a Lamport time */
@@ -144,6 +148,7 @@ struct hub {
     pthread_mutex_t fmu;
     struct evbuffer *feed[4]; /* by event kind: client, metric, job, cluster */
     struct hubsess *sess;
+    SSL_CTX *tls;             /* HTTPS (--https-cert/--https-key), or NULL */
     volatile int auth_on;     /* the cluster's auth, as the poller last saw it */
     bool loopback;            /* listening on a loopback address only */
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
@@ -552,7 +557,7 @@ static void h_users(struct task *t, ddkv_client *uc)
 static void task_run(struct task *t, ddkv_client *hubc)
 {
     struct hub *h = t->h;
-    bool secure = false;
+    bool secure = h->tls != NULL; /* the cookie is then Secure */
     if (t->route == R_LOGIN) {
         hubsess_login(h->sess, hubc, t->addr, (const char *)t->body, t->body_len, secure, &t->status, &t->out,
                       &t->set_cookie);
@@ -1362,7 +1367,8 @@ static bool origin_ok(const struct conn *c)
     if (!c->has_origin)
         return true; /* not a browser's cross-origin request (curl, a same-origin GET) */
     const char *o = c->origin;
-    const char *rest = !strncmp(o, "http://", 7) ? o + 7 : !strncmp(o, "https://", 8) ? o + 8 : NULL;
+    const char *scheme = c->h->tls ? "https://" : "http://";
+    const char *rest = !strncmp(o, scheme, strlen(scheme)) ? o + strlen(scheme) : NULL;
     return rest && c->has_host && !strcasecmp(rest, c->host);
 }
 
@@ -1664,8 +1670,9 @@ static void conn_write(struct bufferevent *bev, void *arg)
 static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
-    (void)what; /* EOF, an error, or a reply unread for --idle-timeout-ms */
-    conn_free(arg);
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* HTTPS: the handshake is done */
+    conn_free(arg); /* EOF, an error (a failed handshake too), or a reply unread for --idle-timeout-ms */
 }
 
 static void conn_timer(evutil_socket_t fd, short what, void *arg)
@@ -1705,7 +1712,20 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         same += !memcmp(o->addr, addr, sizeof addr);
     bool room = h->nconns < h->max_conns && same < h->cfg->max_conns_per_addr;
     struct conn *c = room ? calloc(1, sizeof *c) : NULL;
-    struct bufferevent *bev = c ? bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct bufferevent *bev = NULL;
+    if (c && h->tls) {
+        /* HTTPS: the handshake runs under the idle deadline armed below;
+         * the SSL is freed with the bufferevent. */
+        SSL *ssl = SSL_new(h->tls);
+        bev = ssl ? bufferevent_openssl_socket_new(h->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (!bev && ssl)
+            SSL_free(ssl);
+        if (bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else if (c) {
+        bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     struct event *timer = bev ? evtimer_new(h->base, conn_timer, c) : NULL;
     if (!timer) {
 #define HUB_BUSY_BODY "{\"error\":\"too many connections, try again\"}"
@@ -1877,6 +1897,17 @@ int hub_run(const struct hub_config *cfg)
         return 2;
     }
     h->max_conns = conn_limit(cfg->max_conns);
+    if (cfg->https_cert || cfg->https_key) {
+        struct errbuf eb = {{0}};
+        if (!cfg->https_cert || !cfg->https_key) {
+            fprintf(stderr, "ddkv hub: --https-cert and --https-key go together\n");
+            return 2;
+        }
+        if (tls_server_ctx(&h->tls, cfg->https_cert, cfg->https_key, NULL, TLS_PEER_CERT_NONE, &eb) != 0) {
+            fprintf(stderr, "ddkv hub: HTTPS: %s\n", eb.msg);
+            return 2;
+        }
+    }
     /* Sign-in: is the cluster's auth on? Unknown (no answer yet) counts as
      * on: every request then wants a session, and nothing is open. */
     h->loopback = (ss.ss_family == AF_INET && ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127) ||
@@ -1958,7 +1989,8 @@ int hub_run(const struct hub_config *cfg)
         else if (bound_ss.ss_family == AF_INET6)
             bound = ntohs(((struct sockaddr_in6 *)&bound_ss)->sin6_port);
     }
-    fprintf(stderr, "ddkv hub: dashboard at http://%s:%d/ (cluster %s)\n", host, bound, cfg->endpoints);
+    fprintf(stderr, "ddkv hub: dashboard at %s://%s:%d/ (cluster %s)\n", h->tls ? "https" : "http", host, bound,
+            cfg->endpoints);
     event_base_dispatch(h->base);
     h->stopping = 1;
     lane_stop(&h->light_lane);
@@ -1980,6 +2012,8 @@ int hub_run(const struct hub_config *cfg)
     for (int k = 0; k < 4; k++)
         evbuffer_free(h->feed[k]);
     hubsess_free(h->sess);
+    if (h->tls)
+        SSL_CTX_free(h->tls);
     event_base_free(h->base);
     pthread_mutex_destroy(&h->fmu);
     fprintf(stderr, "ddkv hub: stopped\n");

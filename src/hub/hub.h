@@ -66,6 +66,8 @@ struct hub_config {
      * separated, a port optional) besides the listening address and
      * localhost, for a hub behind a DNS name. */
     uint32_t session_ttl_s;
+    /* HTTPS: a certificate (PEM, chain allowed) and its key; NULL: plain HTTP. */
+    const char *https_cert, *https_key;
     bool allow_no_auth;
     const char *allowed_hosts;
     /* Everything else about reaching the cluster (TLS, credentials): the
