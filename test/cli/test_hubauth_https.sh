@@ -4,7 +4,9 @@
 # it and signs in, the session cookie is Secure; an http:// Origin is not the
 # hub's; plain HTTP to the port gets no answer and the hub keeps serving; a
 # client that does not trust the CA is refused; a bad key file is a clear
-# startup error.
+# startup error. The nodes' ops HTTP port: with --http-tls-cert/--http-tls-key
+# /health, /status and /metrics are served over HTTPS only (curl --cacert),
+# plain HTTP gets no answer, the client port and `ddkv status` are unchanged.
 source "$(dirname "$0")/lib.sh"
 export DDKV_AUTH_HASH_ITERATIONS=10000
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -69,4 +71,34 @@ kill "$HUBPID"; wait "$HUBPID" 2>/dev/null || true
 grep -E "Sanitizer|runtime error" "$WORK/hub.log" && fail "the hub's sanitizers reported"
 grep -q rootpw-h1 "$WORK/hub.log" && fail "a password in the hub's log"
 pass "the hub stopped cleanly"
+
+# --- a node's ops HTTP port over HTTPS ---
+"$ROOT/deploy/certs.sh" "$WORK/certs" ops1 >/dev/null 2>&1 || fail "certs.sh ops1"
+set +e
+"$DDKV" serve --name ops0 --data-dir "$WORK/ops0" --client-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+  --http-tls-cert "$WORK/certs/ops1.pem" 2>"$WORK/ops0.log"
+rc=$?
+set -e
+[ $rc = 2 ] && grep -q -- "--http-tls-key" "$WORK/ops0.log" || fail "--http-tls-cert alone: exit $rc $(tail -2 "$WORK/ops0.log")"
+start_node ops1 "$WORK/ops1" --http-addr 127.0.0.1:0 --http-tls-cert "$WORK/certs/ops1.pem" --http-tls-key "$WORK/certs/ops1.key"
+wait_log ops1 "http listening on 127.0.0.1:[0-9]+ \(HTTPS\)"
+OPS=127.0.0.1:$(http_port ops1)
+for _ in $(seq 100); do curl -sf -o /dev/null --cacert "$CA" "https://$OPS/health" && break; sleep 0.1; done
+code=$(curl -s -o "$WORK/body" -w '%{http_code}' --cacert "$CA" "https://$OPS/health")
+[ "$code" = 200 ] && grep -q '"healthy":true' "$WORK/body" || fail "ops /health over HTTPS: $code $(cat "$WORK/body")"
+code=$(curl -s -o "$WORK/body" -w '%{http_code}' --cacert "$CA" "https://$OPS/status")
+[ "$code" = 200 ] && grep -q '"name":"ops1"' "$WORK/body" || fail "ops /status over HTTPS: $code"
+code=$(curl -s -o "$WORK/body" -w '%{http_code}' --cacert "$CA" "https://$OPS/metrics")
+[ "$code" = 200 ] && grep -q '^ddkv_' "$WORK/body" || fail "ops /metrics over HTTPS: $code"
+set +e
+curl -s -o /dev/null -m 5 "http://$OPS/health"; rc_plain=$?
+set -e
+[ $rc_plain != 0 ] || fail "plain HTTP answered on the node's HTTPS ops port"
+expect_exit 0 "$DDKV" status --endpoints "127.0.0.1:$PORT_ops1"
+[[ $OUT == *ops1* ]] || fail "ddkv status: $OUT"
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" "https://$OPS/health")
+[ "$code" = 200 ] || fail "ops /health after plain HTTP: $code"
+pass "a node's ops port over HTTPS: /health, /status, /metrics with curl --cacert; plain HTTP no answer; ddkv status unchanged"
+kill "$PID_ops1"; wait "$PID_ops1" 2>/dev/null || true
+grep -E "Sanitizer|runtime error" "$WORK/ops1.log" && fail "the node's sanitizers reported"
 echo "all $PASSED passed"

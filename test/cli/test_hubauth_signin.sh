@@ -137,6 +137,26 @@ req POST "http://$HA/api/jobs?name=r.csv" "${O[@]}" -H "X-CSRF-Token: $OCSRF" --
 [ "$CODE" = 201 ] || fail "operator upload: $CODE $(body)"
 pass "operator: the upload goes through with its own token, not with another session's"
 
+# --- an event stream carries only what its person may read ---
+expect_exit 0 D role add clients-only --user root --password "$ROOTPW"
+expect_exit 0 D role grant clients-only clients/ read --user root --password "$ROOTPW"
+expect_exit 0 D user add cleo --new-password cleo-pw-6 --user root --password "$ROOTPW"
+expect_exit 0 D user grant cleo clients-only --user root --password "$ROOTPW"
+login cleo cleo-pw-6
+[ "$CODE" = 200 ] || fail "login cleo: $CODE $(body)"
+curl -sN -m 4 -b "$WORK/jar_cleo" "http://$HA/api/events" >"$WORK/ev_cleo" 2>/dev/null &
+EV1=$!; PIDS+=($EV1)
+curl -sN -m 4 -b "$WORK/jar_otto" "http://$HA/api/events" >"$WORK/ev_otto" 2>/dev/null &
+EV2=$!; PIDS+=($EV2)
+sleep 1.5
+expect_exit 0 D write "metrics/box/$(date +%s%3N)" '{"ts":1,"cpu":7}' --user root --password "$ROOTPW"
+expect_exit 0 D write clients/box '{"name":"box","v":2}' --user root --password "$ROOTPW"
+wait "$EV1" "$EV2" 2>/dev/null || true
+grep -q '^event: metric' "$WORK/ev_otto" && grep -q '^event: client' "$WORK/ev_otto" || fail "otto's stream: $(head -c 600 "$WORK/ev_otto")"
+grep -q '^event: client' "$WORK/ev_cleo" || fail "cleo's stream lacks the client event: $(head -c 600 "$WORK/ev_cleo")"
+grep -q '^event: metric' "$WORK/ev_cleo" && fail "cleo (no read on metrics/) got a metric event"
+pass "event streams: a user with read on clients/ only gets client events and no metric events; an operator gets both"
+
 # --- Host and Origin ---
 port=${HA##*:}
 req GET "http://$HA/api/clients" "${O[@]}" -H "Host: rebind.example:$port"
