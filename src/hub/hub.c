@@ -149,13 +149,19 @@ struct hub {
     struct evbuffer *feed[4]; /* by event kind: client, metric, job, cluster */
     struct hubsess *sess;
     SSL_CTX *tls;             /* HTTPS (--https-cert/--https-key), or NULL */
-    volatile int auth_on;     /* the cluster's auth, as the poller last saw it */
+    int auth_on;              /* the cluster's auth, as the poller last saw it (atomic: auth_on_get) */
     bool loopback;            /* listening on a loopback address only */
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
     pthread_t watchers[3], poller;
 };
 
 /* --- small helpers --- */
+
+/* Written by the poller, read by the loop and the workers. */
+static bool auth_on_get(const struct hub *h)
+{
+    return __atomic_load_n(&h->auth_on, __ATOMIC_RELAXED) != 0;
+}
 
 /* Client options for endpoints: the hub's timeout, TLS and credentials. */
 static void hub_options(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms,
@@ -568,7 +574,7 @@ static void task_run(struct task *t, ddkv_client *hubc)
      * permissions judge it, never the hub's. */
     struct hubsess_ref ref, *sref = NULL;
     ddkv_client *c = hubc;
-    if (h->auth_on && t->route != R_HEALTH) {
+    if (auth_on_get(h) && t->route != R_HEALTH) {
         char why[256];
         int st = hubsess_open(h->sess, hubc, t->cookie, &ref, why, sizeof why);
         if (st) {
@@ -1099,9 +1105,9 @@ static void *poller_main(void *arg)
          * need a session); unknown (no answer) keeps the last word. */
         struct ddkv_auth_status st;
         if (c && ddkv_auth_status(c, &st) == DDKV_OK) {
-            if (h->auth_on != (int)st.enabled)
+            if (auth_on_get(h) != st.enabled)
                 fprintf(stderr, "ddkv hub: the cluster's authentication is now %s\n", st.enabled ? "on" : "off");
-            h->auth_on = st.enabled;
+            __atomic_store_n(&h->auth_on, st.enabled ? 1 : 0, __ATOMIC_RELAXED);
             ddkv_auth_status_free(&st);
         }
         for (int i = 0; i < 20 && !h->stopping; i++)
@@ -1401,7 +1407,7 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
     }
     /* The cluster's auth went off while this hub listens beyond loopback:
      * nobody but this machine is served (see hub_run). */
-    if (!health && !h->auth_on && !h->loopback && !h->cfg->allow_no_auth && !addr_is_loopback(c->addr)) {
+    if (!health && !auth_on_get(h) && !h->loopback && !h->cfg->allow_no_auth && !addr_is_loopback(c->addr)) {
         conn_error(c, 403, len > 0, NULL,
                    "the cluster has authentication off, so this hub serves only its own machine (ddkv auth enable, "
                    "or ddkv hub --allow-no-auth)");
@@ -1461,7 +1467,7 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         snprintf(p, sizeof p, "%s/%s", h->cfg->web_dir, name);
         send_file(c, p);
     } else if (get && !strcmp(path, "/api/events")) {
-        if (h->auth_on) {
+        if (auth_on_get(h)) {
             api_submit(c, R_EVENTS, NULL, query); /* as the person: the kinds of event they may read */
         } else {
             c->sse_mask = HUB_SSE_ALL;
