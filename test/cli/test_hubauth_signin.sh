@@ -113,6 +113,26 @@ done
 [[ $sc == *Secure* ]] && fail "Secure on a plain HTTP hub: $sc"
 pass "login: wrong password and unknown user alike 401; a viewer gets user, roles, csrf and an HttpOnly SameSite=Strict cookie"
 
+# Bad input: each a clear error, the hub keeps serving.
+req POST "http://$HA/api/login" --data-binary $'\x00\xff{garbage'
+[ "$CODE" = 400 ] && [[ $(body) == *'wants JSON'* ]] || fail "garbage login body: $CODE $(body)"
+req POST "http://$HA/api/login" --data "$(head -c 9000 /dev/zero | tr '\0' x)"
+[ "$CODE" = 413 ] || fail "a 9000-byte login body: $CODE $(body)"
+req POST "http://$HA/api/login" --data '{"user":"<b>x</b>\u00e9","password":"p"}'
+[ "$CODE" = 401 ] || fail "a user name with HTML: $CODE $(body)"
+req POST "http://$HA/api/login" --data '{"user":"vera","password":"a\u0000b"}'
+[ "$CODE" = 400 ] || fail "a password with NUL (JSON with \\u0000 is refused whole): $CODE $(body)"
+req GET "http://$HA/api/clients" -H "Cookie: ddkv_session=$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' | head -c 32).$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+[ "$CODE" = 401 ] || fail "a forged cookie: $CODE $(body)"
+req GET "http://$HA/api/clients" -H "Cookie: ddkv_session=../../etc; ddkv_session=%00"
+[ "$CODE" = 401 ] || fail "a malformed cookie: $CODE $(body)"
+VSID=$(awk '$6 == "ddkv_session" {print $7}' "$WORK/jar_vera")
+req GET "http://$HA/api/clients" -H "Cookie: ddkv_session=${VSID%%.*}.$(printf '0%.0s' $(seq 64))"
+[ "$CODE" = 401 ] || fail "a real session id with the wrong key: $CODE $(body)"
+req GET "http://$HA/health"
+[ "$CODE" = 200 ] || fail "the hub after bad input: $CODE"
+pass "bad input: a garbage or oversized login body, HTML in a name, NUL in a password, forged, malformed and wrong-key cookies each get a clear 4xx"
+
 V=(-b "$WORK/jar_vera")
 req GET "http://$HA/api/clients" "${V[@]}"
 [ "$CODE" = 200 ] && [[ $(body) == *box* ]] || fail "viewer /api/clients: $CODE $(body)"
