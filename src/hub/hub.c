@@ -1367,14 +1367,15 @@ static bool host_ok(const struct hub *h, const char *host)
 }
 
 /* An Origin header must be this hub's own (scheme://Host): a page of another
- * site may send requests here, but never with one of ours. */
+ * site may send requests here, but never with one of ours. A plain-HTTP hub
+ * also takes https:// (a TLS-terminating proxy in front of it); an HTTPS hub
+ * never takes http:// (a page on a plain connection is not ours). */
 static bool origin_ok(const struct conn *c)
 {
     if (!c->has_origin)
         return true; /* not a browser's cross-origin request (curl, a same-origin GET) */
     const char *o = c->origin;
-    const char *scheme = c->h->tls ? "https://" : "http://";
-    const char *rest = !strncmp(o, scheme, strlen(scheme)) ? o + strlen(scheme) : NULL;
+    const char *rest = !strncmp(o, "https://", 8) ? o + 8 : !c->h->tls && !strncmp(o, "http://", 7) ? o + 7 : NULL;
     return rest && c->has_host && !strcasecmp(rest, c->host);
 }
 
