@@ -9,7 +9,7 @@ const other = process.env.OTHER_ORIGIN;   // http://localhost:PORT/: the same hu
 const shots = process.env.SHOTS;
 const ddkv = process.env.DDKV_BIN;
 const endpoints = process.env.DDKV_ENDPOINTS;
-const pw = JSON.parse(process.env.PASSWORDS); // {"root": ..., "otto": ..., "vera": ...}
+const pw = JSON.parse(process.env.PASSWORDS || '{}'); // {"root": ..., "otto": ..., "vera": ...}
 
 let step = 0;
 function ok(msg) { console.log(`ok - ${msg}`); }
@@ -37,6 +37,26 @@ async function signIn(page, user, password) {
 }
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+if (process.env.MODE === 'auth-off') {
+  // The cluster's auth is off: the page says so, and shows everything without a login.
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  try {
+    await page.goto(hub);
+    await until(() => visible(page, '#auth-off'), 10000, 'the auth-off banner');
+    const says = await page.textContent('#auth-off');
+    if (!/Authentication is off/.test(says)) throw new Error(`banner: ${says}`);
+    if (await visible(page, '#login-form')) throw new Error('a login form with auth off');
+    if (!(await visible(page, '#upload'))) throw new Error('auth off, yet no upload');
+    await shot(page, 'auth-off');
+    ok('auth off: the page says so plainly, with no login form');
+  } catch (e) {
+    console.error(`FAIL: ${e.message}`);
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+  }
+  process.exit();
+}
 const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
 const page = await ctx.newPage();
 const errors = [];

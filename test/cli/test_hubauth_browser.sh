@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sign-in in a real browser (test/browser/signin.mjs): a one-node cluster with
-# auth on, the hub and an agent; an operator signs in and out, a viewer sees
+# Sign-in in a real browser (test/browser/signin.mjs): before auth is on, the
+# page says so plainly; then a one-node cluster with auth on, the hub and an agent; an operator signs in and out, a viewer sees
 # no upload and its forged POSTs are refused, a cross-site POST makes no job,
 # root manages users from the page. Screenshots in $DDKV_ARTIFACTS (default
 # build-asan/artifacts/hubauth/).
@@ -33,15 +33,21 @@ expect_exit 0 D role add agent
 for p in clients/ metrics/ req/ resp/; do expect_exit 0 D role grant agent "$p" readwrite; done
 expect_exit 0 D user add alpha --new-password "$AGENTPW"
 expect_exit 0 D user grant alpha agent
-expect_exit 0 D auth enable
 HUB=127.0.0.1:$((base + 84))
+SHOTS=${DDKV_ARTIFACTS:-$ROOT/build-asan/artifacts/hubauth}
+rm -rf "$SHOTS"; mkdir -p "$SHOTS"
+# Auth still off: the page must say so.
+"$DDKV" hub --endpoints "$EP" --http-addr "$HUB" --web-dir "$ROOT/web" 2>"$WORK/hub0.log" &
+HUB0=$!; PIDS+=($HUB0)
+for _ in $(seq 100); do curl -sf "http://$HUB/health" >/dev/null 2>&1 && break; sleep 0.1; done
+MODE=auth-off HUB_URL="http://$HUB/" SHOTS=$SHOTS node "$ROOT/test/browser/signin.mjs" || fail "auth-off page (hub log: $(tail -3 "$WORK/hub0.log"))"
+kill "$HUB0"; wait "$HUB0" 2>/dev/null || true
+expect_exit 0 D auth enable
 DDKV_USER=hub DDKV_PASSWORD=$HUBPW "$DDKV" hub --endpoints "$EP" --http-addr "$HUB" --web-dir "$ROOT/web" 2>"$WORK/hub.log" &
 HUBPID=$!; PIDS+=($HUBPID)
 DDKV_USER=alpha DDKV_PASSWORD=$AGENTPW "$DDKV" agent --endpoints "$EP" --name alpha --presence-ttl-s 3 2>"$WORK/alpha.log" &
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://$HUB/health" >/dev/null 2>&1 && break; sleep 0.1; done
-SHOTS=${DDKV_ARTIFACTS:-$ROOT/build-asan/artifacts/hubauth}
-rm -rf "$SHOTS"; mkdir -p "$SHOTS"
 HUB_URL="http://$HUB/" OTHER_ORIGIN="http://localhost:${HUB##*:}/" SHOTS=$SHOTS DDKV_BIN=$DDKV DDKV_ENDPOINTS=$EP \
   PASSWORDS="{\"root\": \"$ROOTPW\", \"otto\": \"$OPPW\", \"vera\": \"$VIEWPW\"}" \
   node "$ROOT/test/browser/signin.mjs" || fail "browser test failed (screenshots in $SHOTS; hub log: $(tail -5 "$WORK/hub.log"))"
