@@ -258,5 +258,8 @@ function connect() {
   es.addEventListener('reset', () => { loadClients().catch(() => {}); loadJobs().catch(() => {}); });
 }
 
-api('/api/cluster').then(renderCluster).catch(() => {});
-connect();
+// Started by login.js once the hub says who is signed in (or that auth is off).
+window.ddkvStart = () => {
+  api('/api/cluster').then(renderCluster).catch(() => {});
+  connect();
+};

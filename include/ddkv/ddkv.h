@@ -552,6 +552,8 @@ struct ddkv_auth_status {
     bool enabled;  /* as the answering member has applied it */
     char *user;    /* this connection's user, or NULL; owned, see ddkv_auth_status_free */
     bool root;     /* the user holds the root role */
+    char **roles;  /* the user's role names (none from a node before 0.2); owned */
+    size_t n_roles;
 };
 DDKV_API ddkv_err ddkv_auth_status(ddkv_client *c, struct ddkv_auth_status *out);
 DDKV_API void ddkv_auth_status_free(struct ddkv_auth_status *s);

@@ -83,7 +83,7 @@ enum ddkv_msg_type {
     DDKV_MSG_AUTH_CHANGE = 42,   /* [op (enum ddkv_auth_op), name, arg, perm, client_id, seq] -> AUTH_CHANGED */
     DDKV_MSG_AUTH_CHANGED = 43,  /* [lamport, revision] */
     DDKV_MSG_AUTH_STATUS = 44,   /* [] -> AUTH_INFO */
-    DDKV_MSG_AUTH_INFO = 45,     /* [auth_enabled, user|nil, root]: as the answering member sees this connection */
+    DDKV_MSG_AUTH_INFO = 45,     /* [auth_enabled, user|nil, root, roles (0.2)]: as the answering member sees this connection */
     DDKV_MSG_AUTH_LIST = 46,     /* [] -> AUTH_LIST_RESULT (root only when auth is enabled) */
     DDKV_MSG_AUTH_LIST_RESULT = 47, /* [[[user, [role...]]...], [[role, [[prefix, perm]...]]...], auth_enabled] */
     /* A client's first frame on a connection (since 0.2.0; a 0.1.0 node

@@ -27,6 +27,14 @@ static const struct opt_def hub_opts[] = {
     {"upload-timeout-s", 0, OPT_ARG, "600", "S", "one upload's whole body (longer: 408)"},
     {"sse-max-kb", 0, OPT_ARG, "8192", "KB", "unsent bytes of an event stream before it is dropped"},
     {"max-unsent-mb", 0, OPT_ARG, "32", "MB", "unsent replies in all; more: the connection with the most is closed"},
+    /* Sign-in (README "The dashboard hub: sign-in"). */
+    {"session-ttl-s", 0, OPT_ARG, "28800", "S", "a sign-in lasts this long"},
+    {"allowed-hosts", 0, OPT_ARG, NULL, "NAMES", "DNS names this hub answers to (Host header), besides localhost, "
+     "IP addresses and the --http-addr name; comma separated"},
+    {"https-cert", 0, OPT_ARG, NULL, "FILE", "serve HTTPS with this certificate (PEM, chain allowed; deploy/certs.sh "
+     "makes one); --tls-cert stays the hub's client certificate towards the cluster"},
+    {"https-key", 0, OPT_ARG, NULL, "FILE", "the key of --https-cert (PEM)"},
+    {"allow-no-auth", 0, 0, NULL, NULL, "listen beyond loopback even though the cluster has authentication off"},
 };
 
 /* web/ of the source tree (the binary lives in a build directory of it), or the package's. */
@@ -72,7 +80,8 @@ static int hub_cmd(struct cli_ctx *ctx)
         opts_get_u32(o, "upload-min-rate-kbs", 0, 1u << 20, &rate_kb) != 0 ||
         opts_get_u32(o, "upload-timeout-s", 1, 86400, &upload_s) != 0 ||
         opts_get_u32(o, "sse-max-kb", 16, 1u << 20, &sse_kb) != 0 ||
-        opts_get_u32(o, "max-unsent-mb", 1, 1u << 20, &unsent_mb) != 0) {
+        opts_get_u32(o, "max-unsent-mb", 1, 1u << 20, &unsent_mb) != 0 ||
+        opts_get_u32(o, "session-ttl-s", 1, 30u * 86400, &cfg.session_ttl_s) != 0) {
         out_error("hub: %s", o->err);
         return EXIT_USAGE;
     }
@@ -89,6 +98,10 @@ static int hub_cmd(struct cli_ctx *ctx)
     cfg.web_dir = web;
     cfg.http_addr = opts_get(o, "http-addr");
     cfg.chart_js = opts_get(o, "chart-js");
+    cfg.allowed_hosts = opts_get(o, "allowed-hosts");
+    cfg.https_cert = opts_get(o, "https-cert");
+    cfg.https_key = opts_get(o, "https-key");
+    cfg.allow_no_auth = opts_is_set(o, "allow-no-auth");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
     cfg.cluster = ctx->client; /* TLS and credentials */

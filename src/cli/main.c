@@ -70,6 +70,9 @@ static struct opt_def serve_opts[] = {
     {"tls-key", 0, OPT_ARG, NULL, "FILE", "the key of --tls-cert (PEM)"},
     {"tls-ca", 0, OPT_ARG, NULL, "FILE", "the cluster CA (PEM): peers' and clients' certificates must chain to it"},
     {"peer-tls", 0, OPT_ARG, NULL, "on|off", "mutual TLS between members (default: on with --tls-cert)"},
+    {"http-tls-cert", 0, OPT_ARG, NULL, "FILE", "the ops HTTP port speaks HTTPS only, with this certificate (PEM; "
+     "the node's --tls-cert will do)"},
+    {"http-tls-key", 0, OPT_ARG, NULL, "FILE", "the key of --http-tls-cert (PEM)"},
     {"tls-client-cert", 0, OPT_ARG, NULL, "MODE",
      "none | optional | required: the client port's demand for client certificates "
      "(default: optional with --tls-ca, else none)"},
@@ -166,6 +169,8 @@ static int serve_run(struct cli_ctx *ctx)
     cfg.tls_cert = opts_get(o, "tls-cert");
     cfg.tls_key = opts_get(o, "tls-key");
     cfg.tls_ca = opts_get(o, "tls-ca");
+    cfg.http_tls_cert = opts_get(o, "http-tls-cert");
+    cfg.http_tls_key = opts_get(o, "http-tls-key");
     if (opts_get_u32(o, "max-frame-bytes", 1, UINT32_MAX, &cfg.max_frame_bytes) != 0 ||
         opts_get_u32(o, "max-key-bytes", 1, UINT32_MAX, &cfg.max_key_bytes) != 0 ||
         opts_get_u32(o, "max-value-bytes", 1, UINT32_MAX, &cfg.max_value_bytes) != 0 ||

@@ -2813,6 +2813,9 @@ ddkv_err ddkv_role_revoke(ddkv_client *c, const char *name, const void *prefix, 
 
 void ddkv_auth_status_free(struct ddkv_auth_status *s)
 {
+    for (size_t i = 0; i < s->n_roles; i++)
+        free(s->roles[i]);
+    free(s->roles);
     free(s->user);
     memset(s, 0, sizeof *s);
 }
@@ -2835,8 +2838,25 @@ ddkv_err ddkv_auth_status(ddkv_client *c, struct ddkv_auth_status *out)
         out->root = f[2].via.boolean;
         if (!msg_is_nil(&k.reply, 1) && !(out->user = dup_bytes(u, ulen)))
             rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
+        /* roles, from 0.2 on: the user's role names */
+        if (rc == DDKV_OK && k.reply.nf >= 4 && f[3].type == MSGPACK_OBJECT_ARRAY && f[3].via.array.size) {
+            const msgpack_object_array *a = &f[3].via.array;
+            out->roles = calloc(a->size, sizeof *out->roles);
+            for (uint32_t i = 0; out->roles && i < a->size; i++) {
+                if (a->ptr[i].type != MSGPACK_OBJECT_STR && a->ptr[i].type != MSGPACK_OBJECT_BIN)
+                    continue;
+                const msgpack_object_str *st = &a->ptr[i].via.str;
+                if (!(out->roles[out->n_roles] = dup_bytes(st->ptr, st->size)))
+                    break;
+                out->n_roles++;
+            }
+            if (!out->roles || out->n_roles < a->size)
+                rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory"); /* or a role that is not a string */
+        }
     }
     msg_free(&k.reply);
+    if (rc != DDKV_OK)
+        ddkv_auth_status_free(out);
     return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -17,6 +18,8 @@
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,8 +36,12 @@
 #include "ddkv/ddkv.h"
 #include "hub/hub_jobs.h"
 #include "hub/hub_series.h"
+#include "hub/hub_session.h"
+#include "hub/hub_users.h"
 #include "jobs/submit.h"
 #include "util/clock.h"
+#include "util/err.h"
+#include "util/tls.h"
 
 #define HUB_METRICS_DEFAULT_MS (40u * 60 * 1000)
 #define HUB_LAMPORT_MAX 1000000000000ull /* a `since` below it (2001-09-09 in ms) is a Lamport time */
@@ -47,9 +54,15 @@
 #define HUB_LIGHT_WORKERS 2              /* threads for the cheap, small answers (/health, /api/clients, a job) */
 #define HUB_FD_RESERVE 64                /* descriptors kept for the hub's own cluster clients */
 
-enum route { R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
-             R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_ALGORITHMS /* hub_jobs.c */,
-             R_SERIES_LIST, R_SERIES, R_SERIES_POST /* hub_series.c */ };
+enum route {
+    R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
+    /* sign-in (hub_session.c) and user management (hub_users.c) */
+    R_LOGIN, R_LOGOUT, R_SESSION, R_EVENTS, R_USERS, R_USER_ADD, R_USER_REMOVE, R_USER_GRANT, R_USER_REVOKE,
+    R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_ALGORITHMS, /* hub_jobs.c */
+    R_SERIES_LIST, R_SERIES, R_SERIES_POST,                                  /* hub_series.c */
+};
+#define HUB_SMALL_BODY_MAX 8192 /* a JSON body (login, user management) */
+#define HUB_SSE_ALL 0xfu        /* event kinds: 1 client, 2 metric, 4 job, 8 cluster */
 
 struct hub;
 struct conn;
@@ -69,6 +82,12 @@ struct task {
     int status;
     char *out;             /* the JSON reply (malloc) */
     const char *ctype;     /* its type, when not JSON */
+    char *cookie;          /* the request's Cookie header (malloc), for its session */
+    char csrf[80];         /* its X-CSRF-Token header */
+    bool mutating;         /* a method that changes state: the CSRF token is required */
+    char *set_cookie;      /* a Set-Cookie header line for the reply (malloc) */
+    unsigned sse_mask;     /* R_EVENTS: the event kinds the person may read */
+    uint8_t addr[16];      /* the client's address (failed logins count against it) */
     struct evbuffer *outbuf; /* or the reply in a buffer (a big one, not copied) */
     struct task *next;     /* the lane's queue */
 };
@@ -110,6 +129,12 @@ struct conn {
     uint32_t secs;                           /* seconds of body so far */
     struct task *task;     /* the request in progress */
     char sse_series[128];  /* C_SSE of /api/events?series=ID: only ID's series events ("": the main feed) */
+    unsigned sse_mask;     /* C_SSE: the event kinds this stream gets */
+    /* The request head's Cookie, X-CSRF-Token, Host, Origin (reset per request). */
+    char *cookie;
+    char csrf[80], host[256], origin[256];
+    bool has_host, has_origin;
+    bool mutating;         /* this request's method changes state */
     struct conn *prev, *next;
 };
 
@@ -129,14 +154,24 @@ struct hub {
     uint32_t nconns, max_conns, uploads_active, series_posts;
     uint64_t refused_conns;
     pthread_mutex_t fmu;
-    struct evbuffer *feed;
     struct evbuffer *sfeed; /* series events: records [u8 id length][id][u32 length][event text] */
     uint32_t series_streams; /* open /api/events?series= streams (atomic): none, no series event is made */
+    struct evbuffer *feed[4]; /* by event kind: client, metric, job, cluster */
+    struct hubsess *sess;
+    SSL_CTX *tls;             /* HTTPS (--https-cert/--https-key), or NULL */
+    int auth_on;              /* the cluster's auth, as the poller last saw it (atomic: auth_on_get) */
+    bool loopback;            /* listening on a loopback address only */
     struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
     pthread_t watchers[4], poller;
 };
 
 /* --- small helpers --- */
+
+/* Written by the poller, read by the loop and the workers. */
+static bool auth_on_get(const struct hub *h)
+{
+    return __atomic_load_n(&h->auth_on, __ATOMIC_RELAXED) != 0;
+}
 
 /* Client options for endpoints: the hub's timeout, TLS and credentials. */
 static void hub_options(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms,
@@ -182,9 +217,14 @@ static void task_error(struct task *t, int status, const char *fmt, ...)
 }
 
 /* A libddkv failure as an HTTP status. */
+static bool id_ok(const char *s);
+
 static void task_fail(struct task *t, ddkv_client *c, ddkv_err e, const char *what)
 {
-    int status = e == DDKV_ERR_NOT_FOUND ? 404 : e == DDKV_ERR_BAD_REQUEST || e == DDKV_ERR_TOO_LARGE ? 400 : 503;
+    int status = e == DDKV_ERR_NOT_FOUND                                   ? 404
+                 : e == DDKV_ERR_PERMISSION_DENIED                         ? 403
+                 : e == DDKV_ERR_BAD_REQUEST || e == DDKV_ERR_TOO_LARGE ? 400
+                                                                         : 503;
     task_error(t, status, "%s: %s", what, c ? ddkv_client_errmsg(c) : ddkv_strerror(e));
 }
 
@@ -448,8 +488,11 @@ static void h_job_post(struct task *t, ddkv_client *c)
     ddkv_err e = job_submit_at(c, name ? name : "upload", algo && *algo ? algo : "stats", prio, 3, read_body, t, &js,
                                err, sizeof err);
     if (e != DDKV_OK) {
-        task_error(t, e == DDKV_ERR_TOO_LARGE ? 413 : e == DDKV_ERR_USAGE || e == DDKV_ERR_BAD_REQUEST ? 400 : 503, "%s",
-                   err);
+        task_error(t, e == DDKV_ERR_TOO_LARGE                                ? 413
+                      : e == DDKV_ERR_PERMISSION_DENIED                      ? 403
+                      : e == DDKV_ERR_USAGE || e == DDKV_ERR_BAD_REQUEST ? 400
+                                                                           : 503,
+                   "%s", err);
         return;
     }
     t->status = 201;
@@ -471,9 +514,173 @@ static void h_health(struct task *t, ddkv_client *c)
     ddkv_pong_free(&p);
 }
 
+/* --- sign-in: the handlers run as the person (hub_session.h) --- */
+
+static void h_session(struct task *t, ddkv_client *uc, const struct hubsess_ref *ref)
+{
+    if (!ref) {
+        t->status = 200;
+        t->out = dump(json_pack("{s:b, s:n, s:[], s:s}", "auth", 0, "user", "roles", "csrf", ""));
+        return;
+    }
+    /* Roles as the cluster has them now: a revoked role shows at once. */
+    struct ddkv_auth_status st;
+    ddkv_err e = ddkv_auth_status(uc, &st);
+    if (e != DDKV_OK) {
+        task_fail(t, uc, e, "asking the cluster who you are");
+        return;
+    }
+    json_t *roles = json_array();
+    if (st.root)
+        json_array_append_new(roles, json_string("root"));
+    for (size_t i = 0; i < st.n_roles; i++)
+        if (!st.root || strcmp(st.roles[i], "root"))
+            json_array_append_new(roles, json_string(st.roles[i]));
+    t->status = 200;
+    t->out = dump(json_pack("{s:b, s:s, s:o, s:s, s:I}", "auth", 1, "user", ref->user, "roles", roles, "csrf",
+                            ref->csrf, "expires", (json_int_t)ref->expires_ms));
+    ddkv_auth_status_free(&st);
+}
+
+/* An event stream gets the kinds of event the person may read: one LIST of
+ * each watched prefix as them (limit 1) says which (the cluster's status,
+ * which every signed-in user may ask, always). */
+static void h_events(struct task *t, ddkv_client *uc)
+{
+    static const char *const prefixes[3] = {"clients/", "metrics/", "jobs/"};
+    t->sse_mask = 8;
+    for (unsigned i = 0; i < 3; i++) {
+        struct ddkv_list l;
+        ddkv_err e = ddkv_list(uc, prefixes[i], strlen(prefixes[i]), NULL, 0, 1, &l);
+        if (e == DDKV_OK) {
+            t->sse_mask |= 1u << i;
+            ddkv_list_free(&l);
+        } else if (e != DDKV_ERR_PERMISSION_DENIED) {
+            task_fail(t, uc, e, "opening the event stream");
+            return;
+        }
+    }
+    /* A series stream of one client: the person must read its series. */
+    const char *sid = evhttp_find_header(&t->query, "series");
+    if (sid) {
+        char pfx[200];
+        struct ddkv_list l;
+        if (!id_ok(sid)) {
+            task_error(t, 400, "bad client id in series=");
+            return;
+        }
+        snprintf(pfx, sizeof pfx, "series/%s/", sid);
+        ddkv_err e = ddkv_list(uc, pfx, strlen(pfx), NULL, 0, 1, &l);
+        if (e == DDKV_OK) {
+            ddkv_list_free(&l);
+        } else {
+            task_fail(t, uc, e, "opening the series stream");
+            return;
+        }
+    }
+    t->status = 200;
+    t->out = strdup("{}");
+}
+
+static void h_users(struct task *t, ddkv_client *uc)
+{
+    enum hubusers_op op = t->route == R_USERS        ? HUBUSERS_LIST
+                          : t->route == R_USER_ADD    ? HUBUSERS_ADD
+                          : t->route == R_USER_REMOVE ? HUBUSERS_REMOVE
+                          : t->route == R_USER_GRANT  ? HUBUSERS_GRANT
+                                                      : HUBUSERS_REVOKE;
+    t->out = hubusers_handle(uc, op, t->arg, (const char *)t->body, t->body_len, &t->status);
+}
+
+static void task_run(struct task *t, ddkv_client *hubc)
+{
+    struct hub *h = t->h;
+    bool secure = h->tls != NULL; /* the cookie is then Secure */
+    if (t->route == R_LOGIN) {
+        hubsess_login(h->sess, hubc, t->addr, (const char *)t->body, t->body_len, secure, &t->status, &t->out,
+                      &t->set_cookie);
+        return;
+    }
+    /* With the cluster's auth on, everything but /health is done as the
+     * person signed in, with their own logged-in client: the cluster's
+     * permissions judge it, never the hub's. */
+    struct hubsess_ref ref, *sref = NULL;
+    ddkv_client *c = hubc;
+    if (auth_on_get(h) && t->route != R_HEALTH) {
+        char why[256];
+        int st = hubsess_open(h->sess, hubc, t->cookie, &ref, why, sizeof why);
+        if (st) {
+            task_error(t, st, "%s", why);
+            return;
+        }
+        if (t->mutating && !hubsess_token_eq(t->csrf, ref.csrf)) {
+            hubsess_release(h->sess, &ref, false);
+            task_error(t, 403, "this request changes state and needs the header X-CSRF-Token (the csrf of "
+                               "/api/login or /api/session)");
+            return;
+        }
+        sref = &ref;
+        c = ref.client;
+    }
+    switch (t->route) {
+    case R_CLIENTS: h_clients(t, c); break;
+    case R_METRICS: h_metrics(t, c); break;
+    case R_PROXY: h_proxy(t, c); break;
+    case R_CLUSTER: h_cluster(t, c); break;
+    case R_JOBS: h_jobs(t, c); break;
+    case R_JOB: h_job(t, c); break;
+    case R_JOB_POST: h_job_post(t, c); break;
+    case R_HEALTH: h_health(t, c); break;
+    case R_SESSION: h_session(t, c, sref); break;
+    case R_JOB_CANCEL: t->status = hub_job_remove(c, t->arg, 0, &t->out); break;
+    case R_JOB_DELETE: t->status = hub_job_remove(c, t->arg, 1, &t->out); break;
+    case R_JOB_DELETE_RESULT: t->status = hub_job_remove(c, t->arg, 2, &t->out); break;
+    case R_JOB_CSV:
+        t->status = hub_job_result_csv(c, t->arg, &t->out);
+        t->ctype = t->status == 200 ? "text/csv; charset=utf-8" : NULL;
+        break;
+    case R_ALGORITHMS: t->status = hub_algorithms(&t->out); break;
+    case R_SERIES_LIST: t->status = hub_series_list(c, t->arg, &t->out); break;
+    case R_SERIES:
+        t->status = hub_series_query(c, t->arg, t->arg2, evhttp_find_header(&t->query, "window"), &t->out);
+        break;
+    case R_SERIES_POST:
+        t->status = hub_series_post(c, t->arg, t->arg2, t->body, t->body_len, &t->out);
+        break;
+    case R_EVENTS: h_events(t, c); break;
+    case R_USERS:
+    case R_USER_ADD:
+    case R_USER_REMOVE:
+    case R_USER_GRANT:
+    case R_USER_REVOKE:
+        if (!sref)
+            task_error(t, 409, "the cluster has authentication off: there are no users to manage");
+        else
+            h_users(t, c);
+        break;
+    case R_LOGOUT:
+        if (sref) {
+            char why[256];
+            int st = hubsess_logout(h->sess, hubc, sref, secure, &t->set_cookie, why, sizeof why);
+            if (st)
+                task_error(t, st, "%s", why);
+            else
+                t->status = 200, t->out = dump(json_pack("{s:b}", "signed_out", 1));
+        } else {
+            t->status = 200;
+            t->out = dump(json_pack("{s:b}", "signed_out", 0));
+        }
+        break;
+    case R_LOGIN: break;
+    }
+    if (sref)
+        hubsess_release(h->sess, sref, false);
+}
+
 /* --- the lanes (worker threads) --- */
 
 static void reply_cb(evutil_socket_t fd, short what, void *arg);
+static void sse_open(struct conn *c, const char *query);
 
 static void *worker_main(void *arg)
 {
@@ -494,35 +701,10 @@ static void *worker_main(void *arg)
             l->qt = NULL;
         l->queued--;
         pthread_mutex_unlock(&l->mu);
-        if (!c) {
+        if (!c)
             task_error(t, 500, "no client");
-        } else {
-            switch (t->route) {
-            case R_CLIENTS: h_clients(t, c); break;
-            case R_METRICS: h_metrics(t, c); break;
-            case R_PROXY: h_proxy(t, c); break;
-            case R_CLUSTER: h_cluster(t, c); break;
-            case R_JOBS: h_jobs(t, c); break;
-            case R_JOB: h_job(t, c); break;
-            case R_JOB_POST: h_job_post(t, c); break;
-            case R_HEALTH: h_health(t, c); break;
-            case R_JOB_CANCEL: t->status = hub_job_remove(c, t->arg, 0, &t->out); break;
-            case R_JOB_DELETE: t->status = hub_job_remove(c, t->arg, 1, &t->out); break;
-            case R_JOB_DELETE_RESULT: t->status = hub_job_remove(c, t->arg, 2, &t->out); break;
-            case R_JOB_CSV:
-                t->status = hub_job_result_csv(c, t->arg, &t->out);
-                t->ctype = t->status == 200 ? "text/csv; charset=utf-8" : NULL;
-                break;
-            case R_ALGORITHMS: t->status = hub_algorithms(&t->out); break;
-            case R_SERIES_LIST: t->status = hub_series_list(c, t->arg, &t->out); break;
-            case R_SERIES:
-                t->status = hub_series_query(c, t->arg, t->arg2, evhttp_find_header(&t->query, "window"), &t->out);
-                break;
-            case R_SERIES_POST:
-                t->status = hub_series_post(c, t->arg, t->arg2, t->body, t->body_len, &t->out);
-                break;
-            }
-        }
+        else
+            task_run(t, c);
         if (!t->out && !t->outbuf)
             task_error(t, 500, "out of memory");
         struct timeval now = {0, 0};
@@ -587,8 +769,12 @@ static void task_free(struct task *t)
     if (t->series_post)
         t->h->series_posts--;
     evhttp_clear_headers(&t->query);
+    if (t->body && !t->upload)
+        OPENSSL_cleanse(t->body, t->body_cap); /* a login's or a new user's password */
     free(t->body);
     free(t->out);
+    free(t->cookie);
+    free(t->set_cookie);
     if (t->outbuf)
         evbuffer_free(t->outbuf);
     free(t);
@@ -617,6 +803,7 @@ static void conn_free(struct conn *c)
         __atomic_sub_fetch(&h->series_streams, 1, __ATOMIC_RELAXED);
     event_free(c->timer);
     bufferevent_free(c->bev);
+    free(c->cookie);
     h->nconns--;
     free(c);
 }
@@ -733,12 +920,26 @@ static void reply_cb(evutil_socket_t fd, short what, void *arg)
     struct task *t = arg;
     struct hub *h = t->h;
     struct conn *c = t->conn;
+    if (c && t->route == R_EVENTS && t->status == 200) {
+        c->task = NULL;
+        c->sse_mask = t->sse_mask;
+        /* A client's series stream (sse_open checks the id). */
+        const char *sid = evhttp_find_header(&t->query, "series");
+        char q[160] = "";
+        if (sid)
+            snprintf(q, sizeof q, "series=%.140s", sid);
+        task_free(t);
+        sse_open(c, q[0] ? q : NULL);
+        return;
+    }
     if (c) {
         c->task = NULL;
         struct evbuffer *out = bufferevent_get_output(c->bev);
         size_t n = t->outbuf ? evbuffer_get_length(t->outbuf) : strlen(t->out);
-        conn_head(c, t->status, t->ctype ? t->ctype : "application/json", "no-store", n,
-                  t->status == 503 ? "Retry-After: 1\r\n" : NULL);
+        char extra[512];
+        snprintf(extra, sizeof extra, "%s%s", t->status == 503 ? "Retry-After: 1\r\n" : "",
+                 t->set_cookie ? t->set_cookie : "");
+        conn_head(c, t->status, t->ctype ? t->ctype : "application/json", "no-store", n, extra);
         if (!c->head_only && t->outbuf)
             evbuffer_add_buffer(out, t->outbuf);
         else if (!c->head_only && evbuffer_add_reference(out, t->out, n, free_reply, NULL) == 0)
@@ -809,7 +1010,6 @@ static void blob_unref(const void *data, size_t len, void *arg)
         free(b);
 }
 
-static bool id_ok(const char *s);
 
 /* GET /api/events: the main feed; with ?series=ID a stream of that client's
  * new series points alone (a `series` event each), so that a browser
@@ -846,12 +1046,14 @@ static void sse_open(struct conn *c, const char *query)
 /* Each stream gets a reference to the one encoded copy. A stream whose
  * unsent bytes would pass cfg->sse_max_pending is dropped, with a log line:
  * the browser's EventSource reconnects and reloads. */
-static void sse_broadcast(struct hub *h, struct blob *b, bool ping)
+static void sse_broadcast(struct hub *h, struct blob *b, unsigned kind)
 {
     for (struct conn *c = h->conns, *next; c; c = next) {
         next = c->next;
-        if (c->st != C_SSE || (c->sse_series[0] && !ping))
-            continue; /* a series stream has only its own events, and the pings */
+        if (c->st != C_SSE || !(c->sse_mask & kind))
+            continue;
+        if (c->sse_series[0] && kind != HUB_SSE_ALL)
+            continue; /* a series stream has only its own events (series_dispatch), and the pings */
         struct evbuffer *out = bufferevent_get_output(c->bev);
         size_t pending = evbuffer_get_length(out);
         if (pending && pending + b->n > h->cfg->sse_max_pending) {
@@ -920,17 +1122,21 @@ static void feed_cb(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&h->fmu);
     if (recs)
         evbuffer_add_buffer(recs, h->sfeed);
-    size_t n = evbuffer_get_length(h->feed);
-    struct blob *b = n ? malloc(sizeof *b + n) : NULL;
-    if (b) {
-        b->refs = 1;
-        b->n = n;
-        evbuffer_remove(h->feed, b->data, n);
-    }
     pthread_mutex_unlock(&h->fmu);
-    if (b) {
-        sse_broadcast(h, b, false);
-        blob_unref(NULL, 0, b);
+    for (unsigned k = 0; k < 4; k++) {
+        pthread_mutex_lock(&h->fmu);
+        size_t n = evbuffer_get_length(h->feed[k]);
+        struct blob *b = n ? malloc(sizeof *b + n) : NULL;
+        if (b) {
+            b->refs = 1;
+            b->n = n;
+            evbuffer_remove(h->feed[k], b->data, n);
+        }
+        pthread_mutex_unlock(&h->fmu);
+        if (b) {
+            sse_broadcast(h, b, 1u << k);
+            blob_unref(NULL, 0, b);
+        }
     }
     if (recs) {
         series_dispatch(h, recs);
@@ -972,18 +1178,20 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct blob *b = blob_new(": ping\n\n", 8);
     if (b) {
-        sse_broadcast(arg, b, true);
+        sse_broadcast(arg, b, HUB_SSE_ALL);
         blob_unref(NULL, 0, b);
     }
 }
 
-static void feed_push(struct hub *h, const char *event, json_t *data)
+/* kind: 0 client, 1 metric, 2 job, 3 cluster (a stream gets the kinds its
+ * person may read). */
+static void feed_push(struct hub *h, unsigned kind, const char *event, json_t *data)
 {
     char *s = dump(data);
     if (!s)
         return;
     pthread_mutex_lock(&h->fmu);
-    evbuffer_add_printf(h->feed, "event: %s\ndata: %s\n\n", event, s);
+    evbuffer_add_printf(h->feed[kind], "event: %s\ndata: %s\n\n", event, s);
     pthread_mutex_unlock(&h->fmu);
     free(s);
     event_active(h->feed_ev, EV_READ, 0);
@@ -992,6 +1200,7 @@ static void feed_push(struct hub *h, const char *event, json_t *data)
 struct watch_arg {
     struct hub *h;
     const char *prefix, *event;
+    unsigned kind;
 };
 
 static void *watch_main(void *arg)
@@ -1028,10 +1237,10 @@ static void *watch_main(void *arg)
                                       (json_int_t)ev.mod_rev);
                 if (d && ev.kind == DDKV_OP_PUT)
                     json_object_set_new(d, "value", value_json(ev.value, ev.value_len));
-                feed_push(h, wa->event, d);
+                feed_push(h, wa->kind, wa->event, d);
                 ddkv_event_free(&ev);
             } else if (e != DDKV_ERR_TIMEOUT && e != DDKV_ERR_UNAVAILABLE && e != DDKV_ERR_PROTOCOL) {
-                feed_push(h, "reset", json_pack("{s:s}", "prefix", wa->prefix)); /* reload what this covers */
+                feed_push(h, wa->kind, "reset", json_pack("{s:s}", "prefix", wa->prefix)); /* reload what this covers */
                 break;
             }
         }
@@ -1043,11 +1252,22 @@ static void *watch_main(void *arg)
 static void *poller_main(void *arg)
 {
     struct hub *h = arg;
+    ddkv_client *c = hub_client(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms);
     while (!h->stopping) {
-        feed_push(h, "cluster", cluster_json(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms));
+        feed_push(h, 3, "cluster", cluster_json(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms));
+        /* Whether the cluster's auth is on now (it decides whether requests
+         * need a session); unknown (no answer) keeps the last word. */
+        struct ddkv_auth_status st;
+        if (c && ddkv_auth_status(c, &st) == DDKV_OK) {
+            if (auth_on_get(h) != st.enabled)
+                fprintf(stderr, "ddkv hub: the cluster's authentication is now %s\n", st.enabled ? "on" : "off");
+            __atomic_store_n(&h->auth_on, st.enabled ? 1 : 0, __ATOMIC_RELAXED);
+            ddkv_auth_status_free(&st);
+        }
         for (int i = 0; i < 20 && !h->stopping; i++)
             clock_sleep_ms(100);
     }
+    ddkv_client_free(c);
     return NULL;
 }
 
@@ -1076,6 +1296,10 @@ static struct task *task_new(struct conn *c, enum route route, const char *arg, 
     t->conn = c;
     t->route = route;
     snprintf(t->arg, sizeof t->arg, "%s", arg ? arg : "");
+    memcpy(t->addr, c->addr, sizeof t->addr);
+    memcpy(t->csrf, c->csrf, sizeof t->csrf);
+    t->cookie = c->cookie ? strdup(c->cookie) : NULL;
+    t->mutating = c->mutating;
     TAILQ_INIT(&t->query);
     if (query)
         (void)evhttp_parse_query_str(query, &t->query); /* what parses is used, as before */
@@ -1105,7 +1329,8 @@ static void api_submit_named(struct conn *c, enum route route, const char *arg, 
     c->st = C_BUSY;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
-    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB || route == R_SERIES_LIST;
+    bool light = route == R_HEALTH || route == R_CLIENTS || route == R_JOB || route == R_SERIES_LIST ||
+                 route == R_SESSION || route == R_EVENTS;
     struct lane *l = route == R_PROXY ? &h->proxy_lane : light ? &h->light_lane : &h->main_lane;
     if (!lane_push(l, t))
         conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy (%u requests wait for its %s workers); retry",
@@ -1135,13 +1360,43 @@ static void body_feed(struct conn *c)
     c->st = C_BUSY;
     bufferevent_disable(c->bev, EV_READ);
     event_del(c->timer);
-    if (c->task->route == R_SERIES_POST) {
-        /* A small push: the main lane, bounded like any other request. */
-        if (!lane_push(&c->h->main_lane, c->task))
-            conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy; retry");
+    if (c->task->upload)
+        lane_push(&c->h->upload_lane, c->task); /* unbounded: the upload slots bound it */
+    else if (!lane_push(&c->h->main_lane, c->task))
+        conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy; retry");
+}
+
+/* A small JSON body (login, user management): read under the header
+ * deadline's rules for uploads, then run on the main lane. */
+static void small_body_start(struct conn *c, enum route route, const char *arg, const char *query, bool have_len,
+                             uint64_t len)
+{
+    if (arg && !id_ok(arg)) {
+        conn_error(c, 400, len > 0, NULL, "bad id in the path");
         return;
     }
-    lane_push(&c->h->upload_lane, c->task); /* unbounded: the upload slots bound it */
+    if (len > HUB_SMALL_BODY_MAX) {
+        conn_error(c, 413, true, NULL, "this request's body is at most %d bytes", HUB_SMALL_BODY_MAX);
+        return;
+    }
+    (void)have_len;
+    struct task *t = task_new(c, route, arg, query);
+    if (!t || !(t->body = malloc(len ? (size_t)len : 1))) {
+        if (t)
+            task_free(t);
+        conn_error(c, 500, true, NULL, "out of memory");
+        return;
+    }
+    t->mutating = true;
+    t->body_cap = len ? (size_t)len : 1;
+    c->task = t;
+    c->st = C_BODY;
+    c->body_left = len;
+    c->t_start_ms = clock_mono_ms();
+    c->secs = 0;
+    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
+    conn_arm(c, 1000);
+    body_feed(c);
 }
 
 /* POST /api/jobs: admitted only with a fitting name and Content-Length and a
@@ -1266,6 +1521,11 @@ static void upload_start(struct conn *c, const char *query, bool have_len, uint6
 static void body_check(struct conn *c)
 {
     const struct hub_config *cfg = c->h->cfg;
+    if (!c->task->upload && clock_mono_ms() - c->t_start_ms >= cfg->header_timeout_ms) {
+        conn_error(c, 408, true, NULL, "the request body did not arrive within %u ms (--header-timeout-ms)",
+                   cfg->header_timeout_ms);
+        return;
+    }
     if (clock_mono_ms() - c->t_start_ms >= cfg->upload_timeout_ms) {
         conn_error(c, 408, true, NULL, "the upload took over %u s (--upload-timeout-s)", cfg->upload_timeout_ms / 1000);
         return;
@@ -1287,11 +1547,65 @@ static void body_check(struct conn *c)
     conn_arm(c, 1000);
 }
 
+static bool addr_is_loopback(const uint8_t a[16])
+{
+    static const uint8_t v6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return a[0] == 127 || !memcmp(a, v6, 16);
+}
+
+/* Whether the Host header names this hub. A page on another DNS name that
+ * resolves to the hub (DNS rebinding) carries that name: refused. An IP
+ * address is no such trick (its page's origin is the hub's own), and
+ * localhost, the listening name and --allowed-hosts are the hub's. The port
+ * is not judged (a proxy in front may change it). */
+static bool host_ok(const struct hub *h, const char *host)
+{
+    char name[256];
+    if (host[0] == '[') {
+        const char *end = strchr(host, ']');
+        if (!end)
+            return false;
+        snprintf(name, sizeof name, "%.*s", (int)(end - host - 1), host + 1);
+        struct in6_addr a6;
+        return inet_pton(AF_INET6, name, &a6) == 1;
+    }
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(host, ":"), host);
+    struct in_addr a4;
+    if (inet_pton(AF_INET, name, &a4) == 1 || !strcasecmp(name, "localhost"))
+        return true;
+    const char *la = h->cfg->http_addr;
+    size_t ll = strcspn(la, ":");
+    if (ll && strlen(name) == ll && !strncasecmp(name, la, ll))
+        return true;
+    for (const char *p = h->cfg->allowed_hosts; p && *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, ",: ");
+        if (n && strlen(name) == n && !strncasecmp(name, p, n))
+            return true;
+        p += strcspn(p, ",");
+    }
+    return false;
+}
+
+/* An Origin header must be this hub's own (scheme://Host): a page of another
+ * site may send requests here, but never with one of ours. A plain-HTTP hub
+ * also takes https:// (a TLS-terminating proxy in front of it); an HTTPS hub
+ * never takes http:// (a page on a plain connection is not ours). */
+static bool origin_ok(const struct conn *c)
+{
+    if (!c->has_origin)
+        return true; /* not a browser's cross-origin request (curl, a same-origin GET) */
+    const char *o = c->origin;
+    const char *rest = !strncmp(o, "https://", 8) ? o + 8 : !c->h->tls && !strncmp(o, "http://", 7) ? o + 7 : NULL;
+    return rest && c->has_host && !strcasecmp(rest, c->host);
+}
+
 static void route(struct conn *c, const char *method, char *target, bool have_len, uint64_t len, bool expect)
 {
     struct hub *h = c->h;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+    c->mutating = !get;
     if (!get && !post && !del) {
         conn_error(c, 405, len > 0, "Allow: GET, HEAD, POST, DELETE\r\n", "method %.16s is not allowed", method);
         return;
@@ -1304,6 +1618,54 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
     if (query)
         *query++ = 0;
     const char *path = target;
+    bool health = !strcmp(path, "/health");
+    if (!health && c->has_host && !host_ok(h, c->host)) {
+        conn_error(c, 403, len > 0, NULL, "Host '%.200s' is not this hub's name (ddkv hub --allowed-hosts)", c->host);
+        return;
+    }
+    if (!health && !origin_ok(c)) {
+        conn_error(c, 403, len > 0, NULL, "a request from another site (Origin '%.200s') is refused", c->origin);
+        return;
+    }
+    /* The cluster's auth went off while this hub listens beyond loopback:
+     * nobody but this machine is served (see hub_run). */
+    if (!health && !auth_on_get(h) && !h->loopback && !h->cfg->allow_no_auth && !addr_is_loopback(c->addr)) {
+        conn_error(c, 403, len > 0, NULL,
+                   "the cluster has authentication off, so this hub serves only its own machine (ddkv auth enable, "
+                   "or ddkv hub --allow-no-auth)");
+        return;
+    }
+    char uid[128];
+    if (post && !strcmp(path, "/api/login")) {
+        uint32_t retry_s = 0;
+        if (hubsess_throttled(h->sess, c->addr, &retry_s)) {
+            char ra[64];
+            snprintf(ra, sizeof ra, "Retry-After: %u\r\n", retry_s);
+            conn_error(c, 429, len > 0, ra, "too many failed sign-ins from your address: wait %u s", retry_s);
+            return;
+        }
+        small_body_start(c, R_LOGIN, NULL, query, have_len, len);
+        return;
+    }
+    if (post && !strcmp(path, "/api/logout")) {
+        small_body_start(c, R_LOGOUT, NULL, query, have_len, len);
+        return;
+    }
+    if (post && !strcmp(path, "/api/users")) {
+        small_body_start(c, R_USER_ADD, NULL, query, have_len, len);
+        return;
+    }
+    if (post && sscanf(path, "/api/users/%127[^/]/", uid) == 1) {
+        const char *verb = path + strlen("/api/users/") + strlen(uid);
+        enum route r = !strcmp(verb, "/remove") ? R_USER_REMOVE
+                       : !strcmp(verb, "/grant") ? R_USER_GRANT
+                       : !strcmp(verb, "/revoke") ? R_USER_REVOKE
+                                                  : R_LOGIN;
+        if (r != R_LOGIN) {
+            small_body_start(c, r, uid, query, have_len, len);
+            return;
+        }
+    }
     if (post && !strcmp(path, "/api/jobs")) {
         upload_start(c, query, have_len, len, expect);
         return;
@@ -1347,7 +1709,16 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         snprintf(p, sizeof p, "%s/%s", h->cfg->web_dir, name);
         send_file(c, p);
     } else if (get && !strcmp(path, "/api/events")) {
-        sse_open(c, query);
+        if (auth_on_get(h)) {
+            api_submit(c, R_EVENTS, NULL, query); /* as the person: the kinds of event they may read */
+        } else {
+            c->sse_mask = HUB_SSE_ALL;
+            sse_open(c, query);
+        }
+    } else if (get && !strcmp(path, "/api/session")) {
+        api_submit(c, R_SESSION, NULL, query);
+    } else if (get && !strcmp(path, "/api/users")) {
+        api_submit(c, R_USERS, NULL, query);
     } else if (get && !strcmp(path, "/api/clients")) {
         api_submit(c, R_CLIENTS, NULL, query);
     } else if (get && sscanf(path, "/api/clients/%127[^/]/metrics", id) == 1 &&
@@ -1421,6 +1792,10 @@ static void conn_request(struct conn *c, char *head)
     }
     bool have_len = false, chunked = false, close_hdr = false, keep_alive = false, expect = false;
     uint64_t len = 0;
+    free(c->cookie);
+    c->cookie = NULL;
+    c->csrf[0] = c->host[0] = c->origin[0] = 0;
+    c->has_host = c->has_origin = false;
     while ((line = strtok_r(NULL, "\r\n", &save))) {
         char *colon = strchr(line, ':');
         if (!colon || colon == line) {
@@ -1448,6 +1823,22 @@ static void conn_request(struct conn *c, char *head)
             keep_alive |= has_token(v, "keep-alive");
         } else if (!strcasecmp(line, "Expect")) {
             expect = !strcasecmp(v, "100-continue");
+        } else if (!strcasecmp(line, "Cookie")) {
+            /* Several Cookie lines are one list (the head's size bounds it). */
+            size_t jl = (c->cookie ? strlen(c->cookie) + 2 : 0) + strlen(v) + 1;
+            char *joined = malloc(jl);
+            if (joined)
+                snprintf(joined, jl, "%s%s%s", c->cookie ? c->cookie : "", c->cookie ? "; " : "", v);
+            free(c->cookie);
+            c->cookie = joined;
+        } else if (!strcasecmp(line, "X-CSRF-Token")) {
+            snprintf(c->csrf, sizeof c->csrf, "%s", v);
+        } else if (!strcasecmp(line, "Host")) {
+            c->has_host = true;
+            snprintf(c->host, sizeof c->host, "%s", v);
+        } else if (!strcasecmp(line, "Origin")) {
+            c->has_origin = true;
+            snprintf(c->origin, sizeof c->origin, "%s", v);
         }
     }
     c->keep = v11 ? !close_hdr : keep_alive && !close_hdr;
@@ -1541,8 +1932,9 @@ static void conn_write(struct bufferevent *bev, void *arg)
 static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
-    (void)what; /* EOF, an error, or a reply unread for --idle-timeout-ms */
-    conn_free(arg);
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* HTTPS: the handshake is done */
+    conn_free(arg); /* EOF, an error (a failed handshake too), or a reply unread for --idle-timeout-ms */
 }
 
 static void conn_timer(evutil_socket_t fd, short what, void *arg)
@@ -1582,7 +1974,20 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         same += !memcmp(o->addr, addr, sizeof addr);
     bool room = h->nconns < h->max_conns && same < h->cfg->max_conns_per_addr;
     struct conn *c = room ? calloc(1, sizeof *c) : NULL;
-    struct bufferevent *bev = c ? bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    struct bufferevent *bev = NULL;
+    if (c && h->tls) {
+        /* HTTPS: the handshake runs under the idle deadline armed below;
+         * the SSL is freed with the bufferevent. */
+        SSL *ssl = SSL_new(h->tls);
+        bev = ssl ? bufferevent_openssl_socket_new(h->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (!bev && ssl)
+            SSL_free(ssl);
+        if (bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else if (c) {
+        bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     struct event *timer = bev ? evtimer_new(h->base, conn_timer, c) : NULL;
     if (!timer) {
 #define HUB_BUSY_BODY "{\"error\":\"too many connections, try again\"}"
@@ -1684,6 +2089,7 @@ void hub_config_defaults(struct hub_config *cfg)
     cfg->upload_timeout_ms = 600000;
     cfg->sse_max_pending = 8u << 20;
     cfg->max_unsent_bytes = 32u << 20;
+    cfg->session_ttl_s = 8 * 3600;
     ddkv_options_init(&cfg->cluster);
 }
 
@@ -1753,10 +2159,54 @@ int hub_run(const struct hub_config *cfg)
         return 2;
     }
     h->max_conns = conn_limit(cfg->max_conns);
+    if (cfg->https_cert || cfg->https_key) {
+        struct errbuf eb = {{0}};
+        if (!cfg->https_cert || !cfg->https_key) {
+            fprintf(stderr, "ddkv hub: --https-cert and --https-key go together\n");
+            return 2;
+        }
+        if (tls_server_ctx(&h->tls, cfg->https_cert, cfg->https_key, NULL, TLS_PEER_CERT_NONE, &eb) != 0) {
+            fprintf(stderr, "ddkv hub: HTTPS: %s\n", eb.msg);
+            return 2;
+        }
+    }
+    /* Sign-in: is the cluster's auth on? Unknown (no answer yet) counts as
+     * on: every request then wants a session, and nothing is open. */
+    h->loopback = (ss.ss_family == AF_INET && ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127) ||
+                  (ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr));
+    h->auth_on = 1;
+    ddkv_client *ac = hub_client(cfg, cfg->endpoints, cfg->timeout_ms);
+    struct ddkv_auth_status ast;
+    if (ac && ddkv_auth_status(ac, &ast) == DDKV_OK) {
+        h->auth_on = ast.enabled;
+        if (ast.enabled && !ast.user)
+            fprintf(stderr, "ddkv hub: the cluster has authentication on but this hub has no user of its own "
+                            "(--user): nobody can sign in\n");
+        ddkv_auth_status_free(&ast);
+        if (!h->auth_on && !h->loopback && !cfg->allow_no_auth) {
+            fprintf(stderr,
+                    "ddkv hub: the cluster has authentication off, so anyone reaching %s could do anything: "
+                    "refusing to listen beyond loopback (turn it on with ddkv auth enable, listen on 127.0.0.1, "
+                    "or pass --allow-no-auth)\n",
+                    cfg->http_addr);
+            ddkv_client_free(ac);
+            return 2;
+        }
+    } else {
+        fprintf(stderr, "ddkv hub: the cluster does not answer yet; sign-in is required until it says its "
+                        "authentication is off\n");
+    }
+    ddkv_client_free(ac);
+    struct ddkv_options so;
+    hub_options(cfg, cfg->endpoints, cfg->timeout_ms, &so);
+    so.connect_timeout_ms = 500;
+    so.list_consistency = DDKV_CONSISTENCY_CAUSAL; /* as hub_client's */
+    h->sess = hubsess_new(&so, cfg->session_ttl_s ? cfg->session_ttl_s : 8 * 3600);
     h->base = event_base_new();
-    h->feed = evbuffer_new();
+    for (int k = 0; k < 4; k++)
+        h->feed[k] = evbuffer_new();
     h->sfeed = evbuffer_new();
-    if (!h->base || !h->feed || !h->sfeed) {
+    if (!h->base || !h->feed[0] || !h->feed[1] || !h->feed[2] || !h->feed[3] || !h->sfeed || !h->sess) {
         fprintf(stderr, "ddkv hub: out of memory\n");
         return 1;
     }
@@ -1788,7 +2238,7 @@ int hub_run(const struct hub_config *cfg)
     const char *prefixes[4] = {"clients/", "metrics/", "jobs/", "series/"},
                *events[4] = {"client", "metric", "job", "series"};
     for (int i = 0; i < 4; i++) {
-        wa[i] = (struct watch_arg){h, prefixes[i], events[i]};
+        wa[i] = (struct watch_arg){h, prefixes[i], events[i], (unsigned)i};
         pthread_create(&h->watchers[i], NULL, watch_main, &wa[i]);
     }
     pthread_create(&h->poller, NULL, poller_main, h);
@@ -1803,7 +2253,8 @@ int hub_run(const struct hub_config *cfg)
         else if (bound_ss.ss_family == AF_INET6)
             bound = ntohs(((struct sockaddr_in6 *)&bound_ss)->sin6_port);
     }
-    fprintf(stderr, "ddkv hub: dashboard at http://%s:%d/ (cluster %s)\n", host, bound, cfg->endpoints);
+    fprintf(stderr, "ddkv hub: dashboard at %s://%s:%d/ (cluster %s)\n", h->tls ? "https" : "http", host, bound,
+            cfg->endpoints);
     event_base_dispatch(h->base);
     h->stopping = 1;
     lane_stop(&h->light_lane);
@@ -1822,8 +2273,12 @@ int hub_run(const struct hub_config *cfg)
     event_free(h->ping_ev);
     event_free(h->sig_int);
     event_free(h->sig_term);
-    evbuffer_free(h->feed);
+    for (int k = 0; k < 4; k++)
+        evbuffer_free(h->feed[k]);
     evbuffer_free(h->sfeed);
+    hubsess_free(h->sess);
+    if (h->tls)
+        SSL_CTX_free(h->tls);
     event_base_free(h->base);
     pthread_mutex_destroy(&h->fmu);
     fprintf(stderr, "ddkv hub: stopped\n");

@@ -31,6 +31,7 @@
  *   GET  /api/events                text/event-stream: client, metric, job,
  *                                   cluster events (data: JSON)
  *   GET  /health                    {"ok": true} when the cluster answers
+ *   POST /api/login, POST /api/logout, GET /api/session; /api/users (hub_users.h)
  * Errors are JSON {"error": "..."} with a 4xx/5xx status. */
 #ifndef DDKV_HUB_HUB_H
 #define DDKV_HUB_HUB_H
@@ -62,6 +63,16 @@ struct hub_config {
     uint32_t upload_timeout_ms;  /* one upload's whole body; longer: 408 */
     uint32_t sse_max_pending;    /* unsent bytes of an event stream; more: dropped */
     uint64_t max_unsent_bytes;   /* unsent replies of all other connections; more: the biggest dropped */
+    /* Sign-in (README "Sign-in"): with cluster auth on, every API path but
+     * the login wants a session; with it off the hub listens on loopback
+     * only unless allow_no_auth. allowed_hosts: extra Host names (comma
+     * separated, a port optional) besides the listening address and
+     * localhost, for a hub behind a DNS name. */
+    uint32_t session_ttl_s;
+    /* HTTPS: a certificate (PEM, chain allowed) and its key; NULL: plain HTTP. */
+    const char *https_cert, *https_key;
+    bool allow_no_auth;
+    const char *allowed_hosts;
     /* Everything else about reaching the cluster (TLS, credentials): the
      * CLI's client options as given; endpoints and timeout_ms above win. */
     struct ddkv_options cluster;

@@ -635,16 +635,22 @@ static void auth_change(void *ctx, struct conn *c, const struct msg *m)
     auth_enqueue(n, c, j);
 }
 
-/* AUTH_STATUS [] -> AUTH_INFO [auth_enabled, user|nil, root]. */
+/* AUTH_STATUS [] -> AUTH_INFO [auth_enabled, user|nil, root, roles]: roles
+ * (the user's own role names, so that a non-root user such as the hub acting
+ * for a person learns what that person holds) came in 0.2; a reply-only
+ * field, which older clients ignore and newer ones do without. */
 static void auth_status(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
     const struct auth_user *u = auth_identity(n, c);
     struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_AUTH_INFO, m->request_id, 3);
+    conn_reply_begin(c, &w, DDKV_MSG_AUTH_INFO, m->request_id, 4);
     mw_bool(&w, n->sm.auth.enabled);
     mw_str(&w, u ? u->name : NULL);
     mw_bool(&w, u && auth_is_root(&n->sm.auth, u));
+    mw_array(&w, u ? (uint32_t)u->nroles : 0);
+    for (size_t r = 0; u && r < u->nroles; r++)
+        mw_str(&w, u->roles[r]);
     conn_reply_end(c, &w);
 }
 

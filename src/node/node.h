@@ -52,6 +52,9 @@ struct node_config {
     const char *tls_cert;
     const char *tls_key;
     const char *tls_ca;
+    /* The ops HTTP port's HTTPS (PEM files; may be tls_cert/tls_key): NULL: plain HTTP. */
+    const char *http_tls_cert;
+    const char *http_tls_key;
     enum node_peer_tls peer_tls;         /* mutual TLS between members */
     enum node_client_cert tls_client_cert;
     /* PBKDF2 iterations of the password hashes this node makes (each hash

@@ -1,8 +1,11 @@
 /* The ops HTTP endpoints of a node: /health, /status, /metrics. */
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include "node/server.h"
 #include "util/log.h"
 #include "util/net.h"
+#include "util/tls.h"
 
 static void http_reply(struct evhttp_request *req, int code, const char *type, const char *body)
 {
@@ -234,15 +238,39 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
+/* HTTPS: each accepted connection's bufferevent does TLS (evhttp frees it,
+ * and the SSL with it). NULL refuses the connection. */
+static struct bufferevent *https_bev(struct event_base *base, void *arg)
+{
+    struct node *n = arg;
+    SSL *ssl = SSL_new(n->http_tls);
+    struct bufferevent *bev =
+        ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev && ssl)
+        SSL_free(ssl);
+    if (bev)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 int ops_http_start(struct node *n, struct errbuf *eb)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
     if (net_parse_addr(n->cfg.http_addr, &ss, &sl) != ERR_OK)
         return errf(eb, ERR_BAD_INPUT, "bad --http-addr '%s' (want host:port)", n->cfg.http_addr);
+    if (!n->cfg.http_tls_cert != !n->cfg.http_tls_key)
+        return errf(eb, ERR_BAD_INPUT, "--http-tls-cert and --http-tls-key go together");
+    if (n->cfg.http_tls_cert) {
+        int rc = tls_server_ctx(&n->http_tls, n->cfg.http_tls_cert, n->cfg.http_tls_key, NULL, TLS_PEER_CERT_NONE, eb);
+        if (rc)
+            return rc;
+    }
     n->http = evhttp_new(n->base);
     if (!n->http)
         return errf(eb, ERR_NOMEM, "cannot create the HTTP server");
+    if (n->http_tls)
+        evhttp_set_bevcb(n->http, https_bev, n);
     evhttp_set_allowed_methods(n->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
     evhttp_set_timeout(n->http, 30);
     evhttp_set_max_headers_size(n->http, 16384);
@@ -269,7 +297,7 @@ int ops_http_start(struct node *n, struct errbuf *eb)
     getsockname(fd, (struct sockaddr *)&bound, &blen);
     char where[80];
     net_format_addr((struct sockaddr *)&bound, where, sizeof where);
-    log_info("http listening on %s", where);
+    log_info("http listening on %s%s", where, n->http_tls ? " (HTTPS)" : "");
     return ERR_OK;
 }
 
@@ -278,4 +306,7 @@ void ops_http_stop(struct node *n)
     if (n->http)
         evhttp_free(n->http);
     n->http = NULL;
+    if (n->http_tls)
+        SSL_CTX_free(n->http_tls);
+    n->http_tls = NULL;
 }

@@ -173,6 +173,7 @@ struct node {
     uint64_t tls_fail_unlogged;  /* and how many since were not (one line a second) */
     struct event *sig_term, *sig_int, *accept_retry;
     struct evhttp *http;
+    SSL_CTX *http_tls;    /* the ops HTTP port's HTTPS context, NULL: plain HTTP (ops_http.c) */
     char client_addr[64]; /* as bound, with the real port */
     struct lamport clock;
     struct dispatcher disp;

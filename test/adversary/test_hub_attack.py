@@ -138,14 +138,14 @@ def mode_sse(a, mon):
     socks = []
     for _ in range(a.n):
         s = connect(a.addr, rcvbuf=4096)
-        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: hub\r\n\r\n")
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         socks.append(s)
     got = {"metric": 0}
     stop = threading.Event()
 
     def reader():  # a browser that keeps up
         s = connect(a.addr)
-        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: hub\r\n\r\n")
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         s.settimeout(0.5)
         buf = b""
         while not stop.is_set():
@@ -188,7 +188,7 @@ def mode_headers(a, mon):
         st, sent, buf, reset = 0, 0, b"", False
         try:
             s = connect(a.addr)
-            s.sendall(b"GET /api/clients HTTP/1.1\r\nHost: hub\r\n")
+            s.sendall(b"GET /api/clients HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             chunk = b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 1024  # 64 KiB of lines
             while sent < a.bytes and time.monotonic() - t0 < a.duration:
                 s.sendall(chunk)
@@ -221,7 +221,7 @@ def mode_headers(a, mon):
         buf = b""
         try:
             s = connect(a.addr)
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\n")
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             s.settimeout(1.0)
             n = 0
             while time.monotonic() - t0 < a.duration:
@@ -256,7 +256,7 @@ def mode_uploads(a, mon):
         buf, sent = b"", 0
         try:
             s = connect(a.addr)
-            s.sendall(b"POST /api/jobs?name=stall%d.csv HTTP/1.1\r\nHost: hub\r\nContent-Length: %d\r\n\r\n" %
+            s.sendall(b"POST /api/jobs?name=stall%d.csv HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" %
                       (i, a.length))
             chunk = b"1" * 65536
             s.settimeout(0.001)
@@ -358,7 +358,7 @@ def mode_replies(a, mon):
     socks = []
     for _ in range(a.n):
         s = connect(a.addr, rcvbuf=4096)
-        s.sendall(b"GET %s HTTP/1.1\r\nHost: hub\r\n\r\n" % a.path.encode())
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % a.path.encode())
         socks.append(s)
     t0 = time.monotonic()
     seen = 0

@@ -30,7 +30,7 @@ python3 - "$HUB" <<'PY' || fail "a 20 KiB head did not get a JSON 431"
 import json, socket, sys
 host, port = sys.argv[1].split(":")
 s = socket.create_connection((host, int(port)), timeout=5)
-s.sendall(b"GET /health HTTP/1.1\r\nHost: hub\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n")
+s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n")
 buf = b""
 while True:
     d = s.recv(65536)
