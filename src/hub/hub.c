@@ -1210,9 +1210,13 @@ static void *watch_main(void *arg)
     struct ddkv_options o;
     hub_options(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms, &o);
     size_t plen = strlen(wa->prefix);
+    bool denied_said = false;
+    uint32_t pause_ms = 0; /* before opening again: grows while the watch keeps failing */
     while (!h->stopping) {
         ddkv_watch *w = NULL;
         char err[256];
+        if (pause_ms)
+            clock_sleep_ms(pause_ms);
         if (ddkv_watch_open(&o, wa->prefix, plen, 0, &w, err, sizeof err) != DDKV_OK) {
             clock_sleep_ms(500);
             continue;
@@ -1239,8 +1243,22 @@ static void *watch_main(void *arg)
                     json_object_set_new(d, "value", value_json(ev.value, ev.value_len));
                 feed_push(h, wa->kind, wa->event, d);
                 ddkv_event_free(&ev);
+                pause_ms = 0;
+                denied_said = false;
+            } else if (e == DDKV_ERR_PERMISSION_DENIED) {
+                /* The hub's own user may not read this prefix: nothing to
+                 * reload, and asking again at once would only spin. Said
+                 * once, asked again every few seconds (a grant may come). */
+                if (!denied_said)
+                    fprintf(stderr, "ddkv hub: cannot watch %s: %s (give the hub's user read on %s)\n", wa->prefix,
+                            ddkv_watch_errmsg(w), wa->prefix);
+                denied_said = true;
+                pause_ms = 5000;
+                break;
             } else if (e != DDKV_ERR_TIMEOUT && e != DDKV_ERR_UNAVAILABLE && e != DDKV_ERR_PROTOCOL) {
                 feed_push(h, wa->kind, "reset", json_pack("{s:s}", "prefix", wa->prefix)); /* reload what this covers */
+                /* A watch that breaks again at once is not retried at once. */
+                pause_ms = pause_ms ? (pause_ms * 2 > 5000 ? 5000 : pause_ms * 2) : 200;
                 break;
             }
         }

@@ -173,6 +173,11 @@ expect_exit 0 D write "metrics/box/$(date +%s%3N)" '{"ts":1,"cpu":7}' --user roo
 expect_exit 0 D write clients/box '{"name":"box","v":2}' --user root --password "$ROOTPW"
 wait "$EV1" "$EV2" 2>/dev/null || true
 grep -q '^event: metric' "$WORK/ev_otto" && grep -q '^event: client' "$WORK/ev_otto" || fail "otto's stream: $(head -c 600 "$WORK/ev_otto")"
+# The hub's user here may not read series/: the hub says so once and does
+# not spin on that watch (a reset a turn flooded every stream before).
+nres=$(grep -c '^event: reset' "$WORK/ev_otto" || true)
+[ "$nres" -le 1 ] || fail "otto's stream carries $nres resets: a watch the hub may not read spins"
+[ "$(grep -c 'cannot watch series/' "$WORK/hub_a.log")" -ge 1 ] || fail "the hub does not say it cannot watch series/"
 grep -q '^event: client' "$WORK/ev_cleo" || fail "cleo's stream lacks the client event: $(head -c 600 "$WORK/ev_cleo")"
 grep -q '^event: metric' "$WORK/ev_cleo" && fail "cleo (no read on metrics/) got a metric event"
 pass "event streams: a user with read on clients/ only gets client events and no metric events; an operator gets both"
