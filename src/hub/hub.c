@@ -1384,6 +1384,35 @@ static void body_feed(struct conn *c)
         conn_error(c, 503, false, "Retry-After: 1\r\n", "the hub is busy; retry");
 }
 
+/* The body of c's task t comes next: a flat buffer of the announced len (at
+ * least a byte). false: out of memory, answered (which frees t). */
+static bool body_alloc(struct conn *c, struct task *t, uint64_t len)
+{
+    c->task = t;
+    t->body_cap = len ? (size_t)len : 1;
+    t->body = malloc(t->body_cap);
+    if (!t->body) {
+        conn_error(c, 500, true, NULL, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* Read c's body of len bytes into its task, under the body deadline and
+ * rate checks (body_check); with expect, say 100 Continue first. */
+static void body_read(struct conn *c, uint64_t len, bool expect)
+{
+    c->st = C_BODY;
+    c->body_left = len;
+    c->t_start_ms = clock_mono_ms();
+    c->secs = 0;
+    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
+    if (expect)
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    conn_arm(c, 1000);
+    body_feed(c);
+}
+
 /* A small JSON body (login, user management): read under the header
  * deadline's rules for uploads, then run on the main lane. */
 static void small_body_start(struct conn *c, enum route route, const char *arg, const char *query, bool have_len,
@@ -1399,22 +1428,13 @@ static void small_body_start(struct conn *c, enum route route, const char *arg, 
     }
     (void)have_len;
     struct task *t = task_new(c, route, arg, query);
-    if (!t || !(t->body = malloc(len ? (size_t)len : 1))) {
-        if (t)
-            task_free(t);
+    if (!t) {
         conn_error(c, 500, true, NULL, "out of memory");
         return;
     }
     t->mutating = true;
-    t->body_cap = len ? (size_t)len : 1;
-    c->task = t;
-    c->st = C_BODY;
-    c->body_left = len;
-    c->t_start_ms = clock_mono_ms();
-    c->secs = 0;
-    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
-    conn_arm(c, 1000);
-    body_feed(c);
+    if (body_alloc(c, t, len))
+        body_read(c, len, false);
 }
 
 /* POST /api/jobs: admitted only with a fitting name and Content-Length and a
@@ -1452,24 +1472,11 @@ static void series_post_start(struct conn *c, const char *id, const char *name, 
         return;
     }
     snprintf(t->arg2, sizeof t->arg2, "%s", name);
-    c->task = t;
-    t->body = malloc((size_t)len);
-    t->body_cap = (size_t)len;
-    if (!t->body) {
-        conn_error(c, 500, true, NULL, "out of memory");
+    if (!body_alloc(c, t, len))
         return;
-    }
     t->series_post = true;
     h->series_posts++;
-    c->st = C_BODY;
-    c->body_left = len;
-    c->t_start_ms = clock_mono_ms();
-    c->secs = 0;
-    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
-    if (expect)
-        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
-    conn_arm(c, 1000);
-    body_feed(c);
+    body_read(c, len, expect);
 }
 
 static void upload_start(struct conn *c, const char *query, bool have_len, uint64_t len, bool expect)
@@ -1514,23 +1521,11 @@ static void upload_start(struct conn *c, const char *query, bool have_len, uint6
     /* One flat buffer of the announced size: untouched pages cost nothing,
      * and received bytes are held once (an evbuffer's chains would take up
      * to twice their payload). */
-    t->body = malloc((size_t)len);
-    t->body_cap = (size_t)len;
-    if (!t->body) {
-        conn_error(c, 500, true, NULL, "out of memory");
+    if (!body_alloc(c, t, len))
         return;
-    }
     t->upload = true;
     h->uploads_active++;
-    c->st = C_BODY;
-    c->body_left = len;
-    c->t_start_ms = clock_mono_ms();
-    c->secs = 0;
-    memset(c->sec_bytes, 0, sizeof c->sec_bytes);
-    if (expect)
-        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
-    conn_arm(c, 1000);
-    body_feed(c);
+    body_read(c, len, expect);
 }
 
 /* Once a second while a body comes in: the whole upload's deadline, and the
