@@ -1,9 +1,8 @@
 // The dashboard in a real browser: Debian's chromium driven by playwright-core.
 // The shell wrapper (test/cli/test_dashboard.sh) starts a 3-node cluster, the
 // hub and two agents, and passes their addresses and PIDs in the environment.
-import { chromium } from 'playwright-core';
+import { run, ok, until } from './lib.mjs';
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 
 const hub = process.env.HUB_URL;
 const shots = process.env.SHOTS;
@@ -13,26 +12,9 @@ const csv = process.env.CSV_FILE;
 const ddkv = process.env.DDKV_BIN;
 const endpoints = process.env.DDKV_ENDPOINTS;
 
-let step = 0;
-function ok(msg) { console.log(`ok - ${msg}`); }
-async function shot(page, name) { await page.screenshot({ path: `${shots}/${String(++step).padStart(2, '0')}-${name}.png`, fullPage: true }); }
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-const errors = [];
-page.on('pageerror', (e) => errors.push(e.message));
-let reloads = 0;
-page.on('load', () => { reloads++; });
-try {
+await run({ shots, viewport: { width: 1400, height: 900 } }, async ({ page, shot }) => {
+  let reloads = 0;
+  page.on('load', () => { reloads++; });
   await page.goto(hub);
   await until(() => page.evaluate(() => document.querySelectorAll('#clients li').length === 2), 20000, 'two clients');
   const names = await page.$$eval('#clients li .name', (els) => els.map((e) => e.textContent).sort());
@@ -81,13 +63,4 @@ try {
   await until(() => page.evaluate(() => document.querySelectorAll('#clients li').length === 1), 20000, 'beta to leave the list');
   await shot(page, 'agent-gone');
   ok('a killed agent disappears from the list when its lease ends');
-
-  if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
-  console.log(`${step} screenshots in ${shots}`);
-} catch (e) {
-  await shot(page, 'failure').catch(() => {});
-  console.error(`FAIL: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -3,30 +3,15 @@
 // job list, open the result (the readings chart with out-of-range buckets
 // marked, the vital-sign windows and band crossings, the CSV download), and
 // delete the job. The wrapper is test/cli/test_dashboard_jobs.sh.
-import { chromium } from 'playwright-core';
+import { run, ok, until as poll } from './lib.mjs';
 
 const hub = process.env.HUB_URL;
 const shots = process.env.SHOTS;
 const csv = process.env.CSV_FILE;
 
-let step = 0;
-function ok(msg) { console.log(`ok - ${msg}`); }
-async function shot(page, name) { await page.screenshot({ path: `${shots}/${String(++step).padStart(2, '0')}-${name}.png`, fullPage: true }); }
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = (fn, ms, what) => poll(fn, ms, what, 100);
 
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-const errors = [];
-page.on('pageerror', (e) => errors.push(e.message));
-try {
+await run({ shots, viewport: { width: 1400, height: 1000 } }, async ({ page, shot }) => {
   await page.goto(hub);
   await until(() => page.evaluate(() => [...document.querySelectorAll('#algorithm option')].some((o) => o.value === 'vitals')), 10000, 'the algorithm list');
   await page.selectOption('#algorithm', 'vitals');
@@ -80,13 +65,4 @@ try {
   if (gone !== 404) throw new Error(`GET the deleted job: ${gone}`);
   await shot(page, 'job-deleted');
   ok('"Delete job" removes it from the list and the cluster');
-
-  if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
-  console.log(`${step} screenshots in ${shots}`);
-} catch (e) {
-  await shot(page, 'failure').catch(() => {});
-  console.error(`FAIL: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -5,33 +5,16 @@
 // points live over the event stream and at their own rates, the window
 // selector reloads them downsampled by the hub (12 s buckets for 1 h), and
 // the disks panel shows the agent's mounts and device rates.
-import { chromium } from 'playwright-core';
+import { run, ok, until } from './lib.mjs';
 
 const hub = process.env.HUB_URL;
 const shots = process.env.SHOTS;
-let step = 0;
-function ok(msg) { console.log(`ok - ${msg}`); }
-async function shot(page, name) { await page.screenshot({ path: `${shots}/${String(++step).padStart(2, '0')}-${name}.png`, fullPage: true }); }
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 const points = (page, name) => page.evaluate((n) => {
   const s = window.seriesView.series.get(n);
   return s && s.chart ? s.points : -1;
 }, name);
 
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-const page = await browser.newPage({ viewport: { width: 1400, height: 1200 } });
-const errors = [];
-page.on('pageerror', (e) => errors.push(e.message));
-
-try {
+await run({ shots, viewport: { width: 1400, height: 1200 } }, async ({ page, shot }) => {
   await page.goto(hub);
   await until(() => page.$('#clients li[data-id="sensors"]'), 20000, 'the sensors client');
   await page.click('#clients li[data-id="sensors"]');
@@ -68,13 +51,4 @@ try {
   const used = await page.$eval('#disks tbody tr[data-mount="/"] td:nth-child(2)', (e) => e.textContent);
   if (!/\d/.test(used)) throw new Error(`disk used: ${used}`);
   ok('the disks panel shows the agent\'s mount with used and free');
-
-  if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
-  console.log(`${step} screenshots in ${shots}`);
-} catch (e) {
-  await shot(page, 'failure').catch(() => {});
-  console.error(`FAIL: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -1,7 +1,7 @@
 // Sign-in in a real browser (Debian's chromium, playwright-core), against a
 // cluster with auth on; test/cli/test_hubauth_browser.sh starts it and the
 // hub and passes their addresses in the environment.
-import { chromium } from 'playwright-core';
+import { run, ok, until, visible, signIn as signInAt } from './lib.mjs';
 import { execFileSync } from 'node:child_process';
 
 const hub = process.env.HUB_URL;          // http://127.0.0.1:PORT/
@@ -11,36 +11,15 @@ const ddkv = process.env.DDKV_BIN;
 const endpoints = process.env.DDKV_ENDPOINTS;
 const pw = JSON.parse(process.env.PASSWORDS || '{}'); // {"root": ..., "otto": ..., "vera": ...}
 
-let step = 0;
-function ok(msg) { console.log(`ok - ${msg}`); }
-async function shot(page, name) { await page.screenshot({ path: `${shots}/${String(++step).padStart(2, '0')}-${name}.png`, fullPage: true }); }
-async function until(fn, ms, what) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-const visible = (page, sel) => page.isVisible(sel); // as rendered: CSS included
 function jobCount() {
   const out = execFileSync(ddkv, ['list', 'jobs/', '--endpoints', endpoints, '--user', 'root', '--password', pw.root]).toString();
   return out.split('\n').filter((l) => l).length;
 }
-async function signIn(page, user, password) {
-  await page.goto(hub);
-  await until(() => visible(page, '#login-form'), 10000, 'the login form');
-  await page.fill('#login-user', user);
-  await page.fill('#login-password', password);
-  await page.click('#login-form button[type=submit]');
-}
+const signIn = (page, user, password) => signInAt(page, hub, user, password);
 
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
 if (process.env.MODE === 'auth-off') {
   // The cluster's auth is off: the page says so, and shows everything without a login.
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  try {
+  await run({ shots, checkErrors: false }, async ({ page, shot }) => {
     await page.goto(hub);
     await until(() => visible(page, '#auth-off'), 10000, 'the auth-off banner');
     const says = await page.textContent('#auth-off');
@@ -49,19 +28,10 @@ if (process.env.MODE === 'auth-off') {
     if (!(await visible(page, '#upload'))) throw new Error('auth off, yet no upload');
     await shot(page, 'auth-off');
     ok('auth off: the page says so plainly, with no login form');
-  } catch (e) {
-    console.error(`FAIL: ${e.message}`);
-    process.exitCode = 1;
-  } finally {
-    await browser.close();
-  }
+  });
   process.exit();
 }
-const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-const page = await ctx.newPage();
-const errors = [];
-page.on('pageerror', (e) => errors.push(e.message));
-try {
+await run({ shots }, async ({ ctx, page, errors, shot }) => {
   await page.goto(hub);
   await until(() => visible(page, '#login-form'), 10000, 'the login form');
   if (await visible(page, '#clients')) throw new Error('the dashboard shows before sign-in');
@@ -139,10 +109,4 @@ try {
   await until(() => visible(page, '#login-form'), 10000, 'signed out');
   if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
   ok('no page errors');
-} catch (e) {
-  await shot(page, 'failure').catch(() => {});
-  console.error(`FAIL: ${e.message}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});
