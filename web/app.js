@@ -4,7 +4,7 @@
 'use strict';
 
 const WINDOW_MS = 40 * 60 * 1000;  // the charts show the last 40 minutes
-const state = { clients: new Map(), selected: null, jobs: new Map(), charts: null, lastTs: 0 };
+const state = { clients: new Map(), selected: null, jobs: new Map(), charts: null, lastTs: 0, pending: null };
 const $ = (id) => document.getElementById(id);
 window.dashboard = state; // for the browser tests (test/browser)
 
@@ -106,10 +106,18 @@ async function select(id) {
   if (state.charts) { state.charts.cpu.destroy(); state.charts.mem.destroy(); }
   state.charts = { cpu: makeChart($('cpu-chart'), 'CPU', '#2f6fed'), mem: makeChart($('mem-chart'), 'Memory', '#8e44ad') };
   state.lastTs = 0;
-  const points = await api(`/api/clients/${encodeURIComponent(id)}/metrics?since=${Date.now() - WINDOW_MS}`);
+  // Live points that arrive while the history loads wait for it: drawn
+  // first, they would make addPoint drop the whole (older) history.
+  const pending = state.pending = [];
+  let points = [], failed = null;
+  try {
+    points = await api(`/api/clients/${encodeURIComponent(id)}/metrics?since=${Date.now() - WINDOW_MS}`);
+  } catch (e) { failed = e; }
+  if (state.pending === pending) state.pending = null;
   if (state.selected !== id) return;
-  for (const s of points) addPoint(s);
+  for (const s of [...points, ...pending]) addPoint(s);
   redraw();
+  if (failed) throw failed;
 }
 
 $('fetch-now').addEventListener('click', async () => {
@@ -247,7 +255,7 @@ function connect() {
       const li = $('clients').querySelector(`li[data-id="${CSS.escape(d.id)}"] .cpu`);
       if (li) text(li, fmtPct(d.value.cpu));
     }
-    if (d.id === state.selected) { addPoint(d.value); redraw(); }
+    if (d.id === state.selected) { if (state.pending) state.pending.push(d.value); else { addPoint(d.value); redraw(); } }
   });
   es.addEventListener('job', (e) => {
     const d = JSON.parse(e.data);
