@@ -150,7 +150,7 @@ await run({ shots, viewport: { width: 1400, height: 1300 }, launchArgs: [`--igno
     await until(async () => {
       const p = await cell(5); if (p && /^\d+%/.test(p)) progress.add(p);
       return (await cell(2)) === 'done';
-    }, 90000, `job ${id} done after the leader kill (progress seen: ${[...progress].join(', ')})`);
+    }, 60000, `job ${id} done after the leader kill (progress seen: ${[...progress].join(', ')})`);
     const tDone = Date.now() - tKill;
     if (progress.size < 2) throw new Error(`progress did not move in the page: ${[...progress].join(', ')}`);
     await until(() => page.evaluate(() => /cluster 2\/3/.test(document.getElementById('cluster-pill').textContent)), 20000, 'the cluster panel showing 2/3');
