@@ -178,8 +178,10 @@ await run({ shots, viewport: { width: 1400, height: 1300 }, launchArgs: [`--igno
     if (c.points < 50) throw new Error(`heart_rate points charted: ${c.points}`);
     if (c.marked < 1 || c.meta < 1) throw new Error(`no out-of-range point marked: ${JSON.stringify(c)}`);
     if (c.inked < c.size / 100) throw new Error(`the chart's canvas is (nearly) blank: ${c.inked} of ${c.size} pixels drawn`);
+    const res = await page.evaluate(async () => JSON.parse(await (await fetch(document.getElementById('job-json').href)).text()));
+    if (res.algorithm !== 'vitals') throw new Error(`the result's algorithm: ${res.algorithm}`);
     await shot(page, 'job-result-chart');
-    ok(`the result chart is drawn: ${c.points} heart_rate points, ${c.marked} out of range marked, ${c.inked} pixels inked`);
+    ok(`the vitals result chart is drawn: ${c.points} heart_rate points, ${c.marked} out of range marked, ${c.inked} pixels inked`);
 
     // Delete: gone from the page and from the cluster (the CLI as root).
     await page.click('#job-delete');
