@@ -58,7 +58,7 @@ enum route {
     R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
     /* sign-in (hub_session.c) and user management (hub_users.c) */
     R_LOGIN, R_LOGOUT, R_SESSION, R_EVENTS, R_USERS, R_USER_ADD, R_USER_REMOVE, R_USER_GRANT, R_USER_REVOKE,
-    R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_ALGORITHMS, /* hub_jobs.c */
+    R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_JOB_JSON, R_ALGORITHMS, /* hub_jobs.c */
     R_SERIES_LIST, R_SERIES, R_SERIES_POST, R_SERIES_BATCH,                  /* hub_series.c */
 };
 #define HUB_SMALL_BODY_MAX 8192 /* a JSON body (login, user management) */
@@ -654,6 +654,11 @@ static void task_run(struct task *t, ddkv_client *hubc)
     case R_JOB_CSV:
         t->status = hub_job_result_csv(c, t->arg, &t->out);
         t->ctype = t->status == 200 ? "text/csv; charset=utf-8" : NULL;
+        break;
+    case R_JOB_JSON:
+        t->status = hub_job_result_json(c, t->arg, &t->out);
+        if (t->status == 200 && (t->set_cookie = malloc(200))) /* the id is [0-9a-f-] (hub_jobs.c) */
+            snprintf(t->set_cookie, 200, "Content-Disposition: attachment; filename=\"job-%.64s.json\"\r\n", t->arg);
         break;
     case R_ALGORITHMS: t->status = hub_algorithms(&t->out); break;
     case R_SERIES_LIST: t->status = hub_series_list(c, t->arg, &t->out); break;
@@ -1791,12 +1796,13 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
     } else if (get && !strcmp(path, "/api/algorithms")) {
         api_submit(c, R_ALGORITHMS, NULL, query);
     } else if (sscanf(path, "/api/jobs/%127[^/]", id) == 1 && (get || post || del)) {
-        /* hub_jobs.c: /api/jobs/ID (DELETE), /ID/cancel (POST), /ID/result (DELETE), /ID/result.csv (GET) */
+        /* hub_jobs.c: /api/jobs/ID (DELETE), /ID/cancel (POST), /ID/result (DELETE), /ID/result.csv and .json (GET) */
         const char *rest = path + strlen("/api/jobs/") + strlen(id);
         enum route r = del && !*rest                         ? R_JOB_DELETE
                        : post && !strcmp(rest, "/cancel")    ? R_JOB_CANCEL
                        : del && !strcmp(rest, "/result")     ? R_JOB_DELETE_RESULT
                        : get && !strcmp(rest, "/result.csv") ? R_JOB_CSV
+                       : get && !strcmp(rest, "/result.json") ? R_JOB_JSON
                                                              : R_HEALTH;
         if (r == R_HEALTH)
             conn_error(c, 404, false, NULL, "no such endpoint");

@@ -27,7 +27,7 @@
  *   GET  /api/jobs/ID               the job, and its result once done
  *   POST /api/jobs?...&priority=P&algorithm=A   (high|normal|low; GET /api/algorithms)
  *   POST /api/jobs/ID/cancel        DELETE /api/jobs/ID (job, data file, result)
- *   DELETE /api/jobs/ID/result      GET /api/jobs/ID/result.csv   (hub_jobs.c)
+ *   DELETE /api/jobs/ID/result      GET /api/jobs/ID/result.csv, result.json (hub_jobs.c)
  *   GET  /api/events                text/event-stream: client, metric, job,
  *                                   cluster events (data: JSON)
  *   GET  /health                    {"ok": true} when the cluster answers
