@@ -695,8 +695,10 @@ static void task_run(struct task *t, ddkv_client *hubc)
         break;
     case R_LOGIN: break;
     }
+    /* A device's client that failed (its password changed, its grant gone)
+     * is not kept: its next push logs in again, and is judged afresh. */
     if (sref)
-        hubsess_release(h->sess, sref, false);
+        hubsess_release(h->sess, sref, t->basic && t->status >= 400);
 }
 
 /* --- the lanes (worker threads) --- */

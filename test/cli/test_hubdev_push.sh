@@ -6,7 +6,8 @@
 # and repeated failures are throttled (429, Retry-After) in the same
 # per-address throttle as /api/login; a user without the grant gets 403 with
 # the cluster's words; a bad series in a batch names it and writes nothing;
-# Basic is not taken on the other routes; a plain-HTTP hub takes Basic from
+# Basic is not taken on the other routes; after a password change the old
+# one is refused at once, pooled or not; a plain-HTTP hub takes Basic from
 # loopback; `ddkv metric push` still works; no password in the hub's log.
 source "$(dirname "$0")/lib.sh"
 export DDKV_AUTH_HASH_ITERATIONS=10000 # PBKDF2 is slow under ASan; what is tested is the same
@@ -123,6 +124,18 @@ req POST "$U/api/jobs/x/cancel" -u "root:$ROOTPW"
 [ "$CODE" = 401 ] || fail "Basic on a job route: $CODE $(body)"
 pass "Basic credentials are not taken beyond the push routes (401 there)"
 
+# --- a changed password: the old one stops working at once, pooled or not ---
+req POST "$U/api/clients/dev1/series/temp" -u "dev1:$DEVPW" --data '{"unit":"C","points":[{"v":22}]}'
+[ "$CODE" = 201 ] || fail "a push before the password change: $CODE $(body)"
+expect_exit 0 D user passwd dev1 --new-password "$DEVPW-2" --user root --password "$ROOTPW"
+for i in 1 2; do
+  req POST "$U/api/clients/dev1/series/temp" -u "dev1:$DEVPW" --data '{"unit":"C","points":[{"v":99}]}'
+  [ "$CODE" = 401 ] || [ "$CODE" = 403 ] || fail "the old password after the change (push $i): $CODE $(body)"
+  echo "  old password, push $i: $CODE $(body)"
+done
+expect_exit 0 D user passwd dev1 --new-password "$DEVPW" --user root --password "$ROOTPW"
+pass "a changed password: the old one is refused at once although its client was pooled"
+
 # --- wrong password, then the throttle ---
 req POST "$U/api/clients/dev1/series/temp" -u "dev1:not-the-password" --data '{"points":[{"v":1}]}'
 [ "$CODE" = 401 ] && grep -q 'wrong user or password' "$WORK/body" || fail "wrong password: $CODE $(body)"
@@ -149,7 +162,7 @@ CODE=$(curl -s -o "$WORK/body" -w '%{http_code}' -u "dev1:$DEVPW" --data '{"poin
   "http://$HUB2/api/clients/dev1/series/temp" || true)
 [ "$CODE" = 201 ] || fail "plain HTTP from loopback with Basic: $CODE $(body)"
 req GET "$U/api/clients/dev1/series/temp?window=5m" -H "Cookie: ddkv_session=$ck"
-python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); assert sum(x["n"] for x in b)==9 and max(x["max"] for x in b)==24.5, b' \
+python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); assert sum(x["n"] for x in b)==10 and max(x["max"] for x in b)==24.5, b' \
   "$WORK/body" || fail "temp after ddkv metric push and the plain-HTTP push: $(body)"
 pass "ddkv metric push still works; a plain-HTTP hub takes Basic from loopback (both points read back)"
 
