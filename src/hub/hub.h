@@ -32,6 +32,10 @@
  *                                   cluster events (data: JSON)
  *   GET  /health                    {"ok": true} when the cluster answers
  *   POST /api/login, POST /api/logout, GET /api/session; /api/users (hub_users.h)
+ *   GET|POST /api/clients/ID/series[/NAME], POST /api/clients/ID/series (a
+ *                                   batch): hub_series.h; the two POSTs also
+ *                                   take Authorization: Basic (a device's own
+ *                                   user; HTTPS or loopback only, hub_session.h)
  * Errors are JSON {"error": "..."} with a 4xx/5xx status. */
 #ifndef DDKV_HUB_HUB_H
 #define DDKV_HUB_HUB_H
