@@ -1726,7 +1726,7 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
         if (post && (sname[0] || !path[sn])) {
             /* A device pushes with Basic credentials (README "Device push"):
              * over HTTPS, or plain HTTP from this machine only. */
-            if (c->basic && !h->tls && !addr_is_loopback(c->addr)) {
+            if (c->basic && !hubsess_basic_transport_ok(h->tls != NULL, c->addr)) {
                 conn_error(c, 403, true, NULL,
                            "Authorization: Basic over plain HTTP is refused (the password would cross the network "
                            "in clear): push over HTTPS (ddkv hub --https-cert/--https-key) or from the hub's machine");

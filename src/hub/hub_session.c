@@ -574,6 +574,13 @@ int hubsess_logout(struct hubsess *s, ddkv_client *hubc, struct hubsess_ref *ref
 
 /* --- a device's Basic credentials --- */
 
+bool hubsess_basic_transport_ok(bool https, const uint8_t addr[16])
+{
+    static const uint8_t v6_loop[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return https || addr[0] == 127 || !memcmp(addr, v6_loop, 16) || (!memcmp(addr, v4_mapped, 12) && addr[12] == 127);
+}
+
 int hubsess_basic(struct hubsess *s, const uint8_t addr[16], const char *b64, struct hubsess_ref *ref, char *why,
                   size_t cap)
 {

@@ -69,6 +69,10 @@ void hubsess_release(struct hubsess *s, struct hubsess_ref *ref, bool broken);
  * pushing every second costs the node one PBKDF2 check, not one a push. */
 int hubsess_basic(struct hubsess *s, const uint8_t addr[16], const char *b64, struct hubsess_ref *ref, char *why,
                   size_t cap);
+/* Whether Basic credentials may come over this connection: under HTTPS, or
+ * from a loopback address (127/8, ::1, ::ffff:127.x) when the password does
+ * not cross a network in clear. addr as in hubsess_throttled. */
+bool hubsess_basic_transport_ok(bool https, const uint8_t addr[16]);
 
 /* Sign out: the record deleted, the pooled clients freed; *set_cookie clears it. */
 int hubsess_logout(struct hubsess *s, ddkv_client *hubc, struct hubsess_ref *ref, bool secure, char **set_cookie,
