@@ -86,8 +86,7 @@
     const base = `/api/jobs/${encodeURIComponent(j.id)}`;
     if (j.state === 'queued' || j.state === 'claimed') button('Cancel', 'job-cancel', () => call(`${base}/cancel`, 'POST'));
     if (j.state === 'done' && j.result_value) {
-      const json = el('a', 'Download JSON'); json.id = 'job-json'; json.download = `${j.id}.json`;
-      json.href = URL.createObjectURL(new Blob([JSON.stringify(j.result_value, null, 2)], { type: 'application/json' }));
+      const json = el('a', 'Download JSON'); json.id = 'job-json'; json.href = `${base}/result.json`; json.download = `${j.id}.json`;
       const csv = el('a', 'Download CSV'); csv.id = 'job-csv'; csv.href = `${base}/result.csv`; csv.download = `${j.id}.csv`;
       bar.append(json, csv);
       button('Delete result', 'job-delete-result', () => call(`${base}/result`, 'DELETE'));

@@ -43,6 +43,7 @@ struct agent_config {
     uint32_t backlog;          /* samples kept while the cluster is unreachable (3600) */
     uint32_t timeout_ms;       /* per cluster operation (3000) */
     const char *sources;       /* --source NAME=COMMAND[@MS] specs, '\n'-separated (agent_series.h) */
+    const char *retention;     /* --retention PATTERN=SECONDS specs, '\n'-separated (retention.h) */
     bool worker;               /* also process jobs */
     uint32_t claim_ttl_ms;     /* a worker's claim (30000) */
     uint32_t worker_threads;   /* jobs processed at once, each on its own thread (1) */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "agent/series.h"
+#include "agent/retention.h"
 #include "agent/series_store.h"
 #include "agent/sources.h"
 #include "util/clock.h"
@@ -31,6 +32,7 @@ struct out_point {
 
 struct agent_series {
     const struct agent_config *cfg;
+    struct retention_rules retention; /* --retention */
     char client[64];
     volatile int *stop;
     pthread_mutex_t mu; /* the registry's count and metas, the outbox */
@@ -84,7 +86,7 @@ static void emit_point(void *arg, const char *name, const char *unit, double v)
         snprintf(e->meta.name, sizeof e->meta.name, "%s", name);
         snprintf(e->meta.unit, sizeof e->meta.unit, "%s", unit ? unit : "");
         e->meta.interval_ms = ec->interval_ms;
-        e->meta.retention_s = as->cfg->retention_s;
+        e->meta.retention_s = retention_for(&as->retention, name, as->cfg->retention_s);
     } else if (unit && *unit && strcmp(as->reg[i].meta.unit, unit)) {
         snprintf(as->reg[i].meta.unit, sizeof as->reg[i].meta.unit, "%s", unit);
         as->reg[i].meta_lease = 0; /* written again */
@@ -140,6 +142,43 @@ static void rollup_text(char *buf, size_t cap, const struct series_agg *a)
              a->sum / (double)a->n, a->max);
 }
 
+/* The sender's leases, one per retention in use (a series' points and keys
+ * live under a lease of its retention plus a minute; a new one each minute). */
+struct sender_lease {
+    uint32_t retention_s;
+    uint64_t id, end_ms;
+    bool fresh; /* granted in this round */
+};
+
+/* The lease for retention_s, granted when there is none or it is a minute
+ * old; 0 when the cluster refused or did not answer. */
+static uint64_t lease_for(ddkv_client *c, struct sender_lease *ls, size_t *n, uint32_t retention_s, uint64_t now,
+                          bool *all_fresh)
+{
+    size_t i = 0;
+    while (i < *n && ls[i].retention_s != retention_s)
+        i++;
+    if (i == *n) {
+        if (*n == RETENTION_RULES_MAX + 1)
+            i = 0; /* cannot happen (one retention per rule, and the default): reuse a slot */
+        else
+            (*n)++;
+        ls[i] = (struct sender_lease){.retention_s = retention_s};
+    }
+    if (!ls[i].id || now >= ls[i].end_ms) {
+        uint64_t ttl;
+        if (ddkv_lease_grant(c, (uint64_t)retention_s * 1000 + LEASE_WINDOW_MS, &ls[i].id, &ttl) != DDKV_OK) {
+            ls[i].id = 0;
+            return 0;
+        }
+        ls[i].end_ms = now + LEASE_WINDOW_MS;
+        ls[i].fresh = true;
+    }
+    if (!ls[i].fresh)
+        *all_fresh = false;
+    return ls[i].id;
+}
+
 static void *sender_main(void *arg)
 {
     struct agent_series *as = arg;
@@ -154,7 +193,9 @@ static void *sender_main(void *arg)
     }
     static struct batch b; /* one sender per process */
     struct reg_entry shadow[AGENT_SERIES_MAX];
-    uint64_t lease = 0, lease_end = 0, backoff = 100;
+    struct sender_lease leases[RETENTION_RULES_MAX + 1];
+    size_t n_leases = 0;
+    uint64_t backoff = 100;
     bool down = false;
     while (!*as->stop) {
         pthread_mutex_lock(&as->mu);
@@ -167,17 +208,9 @@ static void *sender_main(void *arg)
             continue;
         }
         uint64_t now = clock_wall_ms();
-        bool fresh = false;
-        if (!lease || now >= lease_end) {
-            uint64_t ttl;
-            if (ddkv_lease_grant(c, (uint64_t)as->cfg->retention_s * 1000 + LEASE_WINDOW_MS, &lease, &ttl) !=
-                DDKV_OK) {
-                lease = 0;
-                goto down;
-            }
-            lease_end = now + LEASE_WINDOW_MS;
-            fresh = true;
-        }
+        bool all_fresh = true, no_lease = false;
+        for (size_t i = 0; i < n_leases; i++)
+            leases[i].fresh = false;
         /* Build one transaction from the oldest points (shadow: the rollup
          * state as it will be if it commits). */
         size_t taken = 0;
@@ -190,6 +223,11 @@ static void *sender_main(void *arg)
             if (gone)
                 break;
             struct reg_entry *e = &shadow[p.series];
+            uint64_t lease = lease_for(c, leases, &n_leases, e->meta.retention_s, now, &all_fresh);
+            if (!lease) {
+                no_lease = true;
+                break;
+            }
             uint64_t minute = p.t_ms / SERIES_MINUTE_MS * SERIES_MINUTE_MS;
             size_t need = 1 + (e->meta_lease != lease) + (e->agg.n && minute != e->minute);
             if (b.n + need > DDKV_TXN_MAX)
@@ -216,14 +254,16 @@ static void *sender_main(void *arg)
             series_value_text(val, sizeof val, p.v);
             batch_put(&b, key, kl, val, lease, false);
         }
+        if (no_lease)
+            goto down;
         if (!b.n) {
             nap(as->stop, 100);
             continue;
         }
         struct ddkv_txn_result tr;
         ddkv_err e = ddkv_txn(c, NULL, 0, b.ops, b.n, NULL, 0, &tr);
-        if (e == DDKV_ERR_BAD_REQUEST && !fresh) {
-            lease = 0; /* the lease is gone (expired in an outage): a new one */
+        if (e == DDKV_ERR_BAD_REQUEST && !all_fresh) {
+            n_leases = 0; /* a lease is gone (expired in an outage): new ones */
             continue;
         }
         if (e != DDKV_OK)
@@ -337,6 +377,13 @@ struct agent_series *agent_series_start(const struct agent_config *cfg, const ch
     as->cfg = cfg;
     as->stop = stop;
     snprintf(as->client, sizeof as->client, "%s", name);
+    char rerr[256];
+    if (!retention_rules_parse(cfg->retention, &as->retention, rerr, sizeof rerr)) {
+        fprintf(stderr, "ddkv agent: %s\n", rerr);
+        *usage = true;
+        free(as);
+        return NULL;
+    }
     if (cfg->sources && *cfg->sources) {
         char *copy = strdup(cfg->sources);
         for (char *save = NULL, *t = copy ? strtok_r(copy, "\n", &save) : NULL; t; t = strtok_r(NULL, "\n", &save)) {

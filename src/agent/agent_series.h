@@ -8,7 +8,9 @@
  * DDKV_TXN_MAX keys: the raw points; when a series' point starts a new
  * minute, the rollup of the minute before (counted in memory as points go
  * out); and each series' meta once per retention lease (a new lease every
- * minute, ttl --retention-s plus a minute). Points wait in the outbox
+ * minute, ttl the series' retention plus a minute: --retention-s, or the
+ * first --retention rule matching its name, retention.h; one lease per
+ * retention in use). Points wait in the outbox
  * (AGENT_SERIES_OUTBOX, the oldest dropped past it) while the cluster is
  * unreachable and go out, in order, when it is back. */
 #ifndef DDKV_AGENT_AGENT_SERIES_H

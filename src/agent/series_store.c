@@ -113,8 +113,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-ddkv_err series_push(ddkv_client *c, const char *client, const struct series_meta *m, const struct series_point *pts,
-                     size_t n, char *err, size_t errlen)
+ddkv_err series_push_check(const char *client, const struct series_meta *m, const struct series_point *pts, size_t n,
+                           char *err, size_t errlen)
 {
     err[0] = 0;
     if (!client_ok(client)) {
@@ -149,7 +149,6 @@ ddkv_err series_push(ddkv_client *c, const char *client, const struct series_met
             return DDKV_ERR_USAGE;
         }
     }
-    /* The minutes it touches: each costs a rollup (a list and a write). */
     uint64_t *minutes = malloc(n * sizeof *minutes);
     if (!minutes)
         return DDKV_ERR_NOMEM;
@@ -159,14 +158,30 @@ ddkv_err series_push(ddkv_client *c, const char *client, const struct series_met
     size_t distinct = 0;
     for (size_t i = 0; i < n; i++)
         distinct += i == 0 || minutes[i] != minutes[i - 1];
+    free(minutes);
     if (distinct > SERIES_PUSH_MINUTES_MAX) {
         snprintf(err, errlen, "a push spans %zu minutes (at most %d: push older points in several)", distinct,
                  SERIES_PUSH_MINUTES_MAX);
-        free(minutes);
         return DDKV_ERR_USAGE;
     }
+    return DDKV_OK;
+}
+
+ddkv_err series_push(ddkv_client *c, const char *client, const struct series_meta *m, const struct series_point *pts,
+                     size_t n, char *err, size_t errlen)
+{
+    ddkv_err e = series_push_check(client, m, pts, n, err, errlen);
+    if (e != DDKV_OK)
+        return e;
+    /* The minutes it touches: each costs a rollup (a list and a write). */
+    uint64_t *minutes = malloc(n * sizeof *minutes);
+    if (!minutes)
+        return DDKV_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        minutes[i] = pts[i].t_ms / SERIES_MINUTE_MS * SERIES_MINUTE_MS;
+    qsort(minutes, n, sizeof *minutes, cmp_u64);
     uint64_t lease = 0, ttl = 0;
-    ddkv_err e = ddkv_lease_grant(c, (uint64_t)m->retention_s * 1000 + SERIES_MINUTE_MS, &lease, &ttl);
+    e = ddkv_lease_grant(c, (uint64_t)m->retention_s * 1000 + SERIES_MINUTE_MS, &lease, &ttl);
     if (e != DDKV_OK) {
         free(minutes);
         return e;

@@ -48,5 +48,8 @@ int series_value_text(char *buf, size_t cap, double v);
  * and the meta. */
 ddkv_err series_push(ddkv_client *c, const char *client, const struct series_meta *m, const struct series_point *pts,
                      size_t n, char *err, size_t errlen);
+/* series_push's checks alone, without writing (DDKV_OK or DDKV_ERR_USAGE and why). */
+ddkv_err series_push_check(const char *client, const struct series_meta *m, const struct series_point *pts, size_t n,
+                           char *err, size_t errlen);
 
 #endif

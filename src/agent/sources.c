@@ -396,6 +396,43 @@ static void read_temps(const char *root, source_emit_fn emit, void *arg)
         closedir(d);
 }
 
+/* cpu, cpu.N, mem.used, mem.available, load.1 with the metrics path's
+ * readers (sample.c): the same numbers the old /api/clients/ID/metrics has. */
+static void read_cpu_mem_load(const char *root, struct builtin_state *st, source_emit_fn emit, void *arg)
+{
+    struct errbuf eb;
+    struct cpu_stat cur;
+    if (strlen(root ? root : "") >= SAMPLE_ROOT_MAX)
+        return;
+    if (sample_read_cpu_stat(root, &cur, &eb) == 0) {
+        if (st->have_cpu) {
+            struct sample s;
+            sample_cpu_pct(&st->cpu, &cur, &s);
+            if (s.cpu_pct != SAMPLE_NO_VALUE)
+                emit(arg, "cpu", "%", s.cpu_pct);
+            for (uint32_t i = 0; i < s.n_cores && i < SOURCE_CORES_MAX; i++) {
+                if (s.cpu_core_pct[i] == SAMPLE_NO_VALUE)
+                    continue;
+                char name[24];
+                snprintf(name, sizeof name, "cpu.%u", i);
+                emit(arg, name, "%", s.cpu_core_pct[i]);
+            }
+        }
+        st->cpu = cur;
+        st->have_cpu = true;
+    } else {
+        st->have_cpu = false; /* a rate needs two good reads in a row */
+    }
+    struct sample m;
+    memset(&m, 0, sizeof m);
+    if (sample_read_mem(root, &m, &eb) == 0) {
+        emit(arg, "mem.used", "B", (double)m.mem_used);
+        emit(arg, "mem.available", "B", (double)m.mem_avail);
+    }
+    if (sample_read_load(root, &m, &eb) == 0)
+        emit(arg, "load.1", "", m.load1);
+}
+
 void builtin_sources_read(const char *root, struct builtin_state *st, uint64_t now_ms, source_emit_fn emit,
                           void *arg)
 {
@@ -411,5 +448,6 @@ void builtin_sources_read(const char *root, struct builtin_state *st, uint64_t n
     st->net_tx = tx;
     read_disks(root, st, dt, emit, arg);
     read_temps(root, emit, arg);
+    read_cpu_mem_load(root, st, emit, arg);
     st->t_ms = now_ms;
 }

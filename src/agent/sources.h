@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent/sample.h"
 #include "agent/series.h"
 
 #define SOURCE_CMD_OUTPUT_MAX (64u << 10)
@@ -66,6 +67,7 @@ bool cmd_source_run(const struct cmd_source *src, volatile int *stop, source_emi
 /* --- built-in sources --- */
 
 #define SOURCE_DEVS_MAX 16
+#define SOURCE_CORES_MAX 64 /* cpu.N series for cores 0..63 (cpu covers them all) */
 
 struct builtin_state {
     uint64_t t_ms;  /* of the previous read; 0 before the first */
@@ -75,15 +77,24 @@ struct builtin_state {
         char name[32];
         uint64_t rd_sectors, wr_sectors;
     } devs[SOURCE_DEVS_MAX];
+    bool have_cpu;        /* cpu holds the previous read of /proc/stat */
+    struct cpu_stat cpu;
 };
 
-/* Read ROOT/proc/net/dev, ROOT/proc/diskstats, ROOT/sys/class/hwmon and
- * ROOT/sys/class/thermal (root NULL: "/"), and emit: net.rx, net.tx (B/s,
+/* Read ROOT/proc/stat, ROOT/proc/meminfo, ROOT/proc/loadavg,
+ * ROOT/proc/net/dev, ROOT/proc/diskstats, ROOT/sys/class/hwmon and
+ * ROOT/sys/class/thermal (root NULL: "/"), and emit: cpu (%, the whole
+ * machine since the previous read) and cpu.N (%, core N < SOURCE_CORES_MAX,
+ * when it was online in both reads), mem.used and mem.available (B, as the
+ * metrics path counts them: MemTotal - MemAvailable), load.1 (the 1-minute
+ * load average, no unit), net.rx, net.tx (B/s,
  * every interface but lo), disk.DEV.read, disk.DEV.write (B/s, whole block
  * devices listed in ROOT/sys/block, loop and ram left out), temp.CHIP.N
- * (hwmon tempN_input, °C) and temp.zoneN (thermal zones, °C). Rates need a
- * previous read: the first call emits only temperatures. A file that is not
- * there is no error (a machine without sensors has no temp series). */
+ * (hwmon tempN_input, °C) and temp.zoneN (thermal zones, °C). Rates and CPU
+ * need a previous read: the first call emits only memory, load and
+ * temperatures. A file that is not there or does not parse is no error: its
+ * series are left out of that read (a machine without sensors has no temp
+ * series). */
 void builtin_sources_read(const char *root, struct builtin_state *st, uint64_t now_ms, source_emit_fn emit,
                           void *arg);
 

@@ -17,7 +17,7 @@ static void agent_on_signal(int sig)
 static const struct opt_def agent_opts[] = {
     {"name", 0, OPT_ARG, NULL, "NAME", "how the hub lists this machine (default: the host name)"},
     {"interval-ms", 0, OPT_ARG, "1000", "MS", "sampling period"},
-    {"retention-s", 0, OPT_ARG, "3600", "S", "how long metric points live in the cluster"},
+    {"retention-s", 0, OPT_ARG, "3600", "S", "how long metric points and series live in the cluster (see --retention)"},
     {"presence-ttl-s", 0, OPT_ARG, "10", "S", "the machine leaves the hub's list this long after the agent dies"},
     {"backlog", 0, OPT_ARG, "3600", "N", "samples kept while the cluster is unreachable (then flushed)"},
     {"disks", 0, OPT_ARG, "/", "MOUNTS", "comma-separated mount points to report"},
@@ -25,6 +25,9 @@ static const struct opt_def agent_opts[] = {
     {"source", 0, OPT_ARG | OPT_MULTI, NULL, "NAME=COMMAND[@MS]",
      "a series from a program run every MS (default --interval-ms): each output line VALUE [UNIT] (series NAME) or SERIES VALUE [UNIT] (series NAME.SERIES); "
      "may be given up to 16 times"},
+    {"retention", 0, OPT_ARG | OPT_MULTI, NULL, "PATTERN=S",
+     "how long a series' points live, overriding --retention-s: PATTERN is a series name or a prefix ending in * "
+     "(disk.*, or * for all); the first matching flag wins; up to 32 times"},
     {"worker", 0, 0, NULL, NULL, "also claim and process jobs"},
     {"claim-ttl-ms", 0, OPT_ARG, "30000", "MS",
      "a worker's claim on a job: if the worker dies, the job goes back to the queue this long after"},
@@ -56,6 +59,7 @@ static int agent_cmd(struct cli_ctx *ctx)
     cfg.worker = opts_is_set(o, "worker");
     cfg.worker_nice = (int)nice;
     cfg.sources = opts_get(o, "source");
+    cfg.retention = opts_get(o, "retention");
     cfg.endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
     cfg.timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 3000;
     cfg.cluster = ctx->client; /* TLS and credentials */

@@ -58,8 +58,8 @@ enum route {
     R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
     /* sign-in (hub_session.c) and user management (hub_users.c) */
     R_LOGIN, R_LOGOUT, R_SESSION, R_EVENTS, R_USERS, R_USER_ADD, R_USER_REMOVE, R_USER_GRANT, R_USER_REVOKE,
-    R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_ALGORITHMS, /* hub_jobs.c */
-    R_SERIES_LIST, R_SERIES, R_SERIES_POST,                                  /* hub_series.c */
+    R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_JOB_JSON, R_ALGORITHMS, /* hub_jobs.c */
+    R_SERIES_LIST, R_SERIES, R_SERIES_POST, R_SERIES_BATCH,                  /* hub_series.c */
 };
 #define HUB_SMALL_BODY_MAX 8192 /* a JSON body (login, user management) */
 #define HUB_SSE_ALL 0xfu        /* event kinds: 1 client, 2 metric, 4 job, 8 cluster */
@@ -84,8 +84,9 @@ struct task {
     const char *ctype;     /* its type, when not JSON */
     char *cookie;          /* the request's Cookie header (malloc), for its session */
     char csrf[80];         /* its X-CSRF-Token header */
+    char *basic;           /* a push's Authorization: Basic credentials (malloc, wiped when freed) */
     bool mutating;         /* a method that changes state: the CSRF token is required */
-    char *set_cookie;      /* a Set-Cookie header line for the reply (malloc) */
+    char *set_cookie;      /* a Set-Cookie (or WWW-Authenticate) header line for the reply (malloc) */
     unsigned sse_mask;     /* R_EVENTS: the event kinds the person may read */
     uint8_t addr[16];      /* the client's address (failed logins count against it) */
     struct evbuffer *outbuf; /* or the reply in a buffer (a big one, not copied) */
@@ -132,6 +133,7 @@ struct conn {
     unsigned sse_mask;     /* C_SSE: the event kinds this stream gets */
     /* The request head's Cookie, X-CSRF-Token, Host, Origin (reset per request). */
     char *cookie;
+    char *basic;           /* Authorization: Basic's base64 (malloc); taken on the push routes only */
     char csrf[80], host[256], origin[256];
     bool has_host, has_origin;
     bool mutating;         /* this request's method changes state */
@@ -606,7 +608,21 @@ static void task_run(struct task *t, ddkv_client *hubc)
      * permissions judge it, never the hub's. */
     struct hubsess_ref ref, *sref = NULL;
     ddkv_client *c = hubc;
-    if (auth_on_get(h) && t->route != R_HEALTH) {
+    if (auth_on_get(h) && t->basic) {
+        /* A device's push (route() lets Basic through on the push routes
+         * only): as that user, no CSRF token (no cookie, nothing a
+         * cross-site page could make a browser send). */
+        char why[256];
+        int st = hubsess_basic(h->sess, t->addr, t->basic, &ref, why, sizeof why);
+        if (st) {
+            task_error(t, st, "%s", why);
+            if (st == 401)
+                t->set_cookie = strdup("WWW-Authenticate: Basic realm=\"ddkv hub\"\r\n");
+            return;
+        }
+        sref = &ref;
+        c = ref.client;
+    } else if (auth_on_get(h) && t->route != R_HEALTH) {
         char why[256];
         int st = hubsess_open(h->sess, hubc, t->cookie, &ref, why, sizeof why);
         if (st) {
@@ -639,6 +655,11 @@ static void task_run(struct task *t, ddkv_client *hubc)
         t->status = hub_job_result_csv(c, t->arg, &t->out);
         t->ctype = t->status == 200 ? "text/csv; charset=utf-8" : NULL;
         break;
+    case R_JOB_JSON:
+        t->status = hub_job_result_json(c, t->arg, &t->out);
+        if (t->status == 200 && (t->set_cookie = malloc(200))) /* the id is [0-9a-f-] (hub_jobs.c) */
+            snprintf(t->set_cookie, 200, "Content-Disposition: attachment; filename=\"job-%.64s.json\"\r\n", t->arg);
+        break;
     case R_ALGORITHMS: t->status = hub_algorithms(&t->out); break;
     case R_SERIES_LIST: t->status = hub_series_list(c, t->arg, &t->out); break;
     case R_SERIES:
@@ -647,6 +668,7 @@ static void task_run(struct task *t, ddkv_client *hubc)
     case R_SERIES_POST:
         t->status = hub_series_post(c, t->arg, t->arg2, t->body, t->body_len, &t->out);
         break;
+    case R_SERIES_BATCH: t->status = hub_series_post_batch(c, t->arg, t->body, t->body_len, &t->out); break;
     case R_EVENTS: h_events(t, c); break;
     case R_USERS:
     case R_USER_ADD:
@@ -673,8 +695,10 @@ static void task_run(struct task *t, ddkv_client *hubc)
         break;
     case R_LOGIN: break;
     }
+    /* A device's client that failed (its password changed, its grant gone)
+     * is not kept: its next push logs in again, and is judged afresh. */
     if (sref)
-        hubsess_release(h->sess, sref, false);
+        hubsess_release(h->sess, sref, t->basic && t->status >= 400);
 }
 
 /* --- the lanes (worker threads) --- */
@@ -774,6 +798,10 @@ static void task_free(struct task *t)
     free(t->body);
     free(t->out);
     free(t->cookie);
+    if (t->basic) {
+        OPENSSL_cleanse(t->basic, strlen(t->basic));
+        free(t->basic);
+    }
     free(t->set_cookie);
     if (t->outbuf)
         evbuffer_free(t->outbuf);
@@ -804,6 +832,10 @@ static void conn_free(struct conn *c)
     event_free(c->timer);
     bufferevent_free(c->bev);
     free(c->cookie);
+    if (c->basic) {
+        OPENSSL_cleanse(c->basic, strlen(c->basic));
+        free(c->basic);
+    }
     h->nconns--;
     free(c);
 }
@@ -1466,8 +1498,10 @@ static void series_post_start(struct conn *c, const char *id, const char *name, 
         conn_error(c, 503, true, "Retry-After: 1\r\n", "%d series pushes are in progress; retry", HUB_SERIES_POSTS);
         return;
     }
-    struct task *t = task_new(c, R_SERIES_POST, id, NULL);
-    if (!t) {
+    struct task *t = task_new(c, name[0] ? R_SERIES_POST : R_SERIES_BATCH, id, NULL);
+    if (!t || (c->basic && !(t->basic = strdup(c->basic)))) {
+        if (t)
+            task_free(t);
         conn_error(c, 500, true, NULL, "out of memory");
         return;
     }
@@ -1689,14 +1723,29 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
     if (sscanf(path, "/api/clients/%127[^/]/series%n", id, &sn) == 1 && sn > 0 &&
         (path[sn] == 0 || (path[sn] == '/' && strlen(path + sn + 1) < sizeof sname && !strchr(path + sn + 1, '/')))) {
         snprintf(sname, sizeof sname, "%s", path[sn] ? path + sn + 1 : "");
-        if (post && sname[0]) {
+        if (post && (sname[0] || !path[sn])) {
+            /* A device pushes with Basic credentials (README "Device push"):
+             * over HTTPS, or plain HTTP from this machine only. */
+            if (c->basic && !hubsess_basic_transport_ok(h->tls != NULL, c->addr)) {
+                conn_error(c, 403, true, NULL,
+                           "Authorization: Basic over plain HTTP is refused (the password would cross the network "
+                           "in clear): push over HTTPS (ddkv hub --https-cert/--https-key) or from the hub's machine");
+                return;
+            }
+            uint32_t retry_s = 0;
+            if (c->basic && auth_on_get(h) && hubsess_throttled(h->sess, c->addr, &retry_s)) {
+                char ra[64];
+                snprintf(ra, sizeof ra, "Retry-After: %u\r\n", retry_s);
+                conn_error(c, 429, true, ra, "too many failed sign-ins from your address: wait %u s", retry_s);
+                return;
+            }
             series_post_start(c, id, sname, have_len, len, expect);
             return;
         }
         if (len > 0)
             c->keep = false;
         if (!get) {
-            conn_error(c, 405, false, "Allow: GET, HEAD\r\n", "POST wants /api/clients/ID/series/NAME");
+            conn_error(c, 405, false, "Allow: GET, HEAD, POST\r\n", "%s wants /api/clients/ID/series[/NAME]", method);
         } else if (!sname[0]) {
             api_submit(c, R_SERIES_LIST, id, query);
         } else {
@@ -1749,12 +1798,13 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
     } else if (get && !strcmp(path, "/api/algorithms")) {
         api_submit(c, R_ALGORITHMS, NULL, query);
     } else if (sscanf(path, "/api/jobs/%127[^/]", id) == 1 && (get || post || del)) {
-        /* hub_jobs.c: /api/jobs/ID (DELETE), /ID/cancel (POST), /ID/result (DELETE), /ID/result.csv (GET) */
+        /* hub_jobs.c: /api/jobs/ID (DELETE), /ID/cancel (POST), /ID/result (DELETE), /ID/result.csv and .json (GET) */
         const char *rest = path + strlen("/api/jobs/") + strlen(id);
         enum route r = del && !*rest                         ? R_JOB_DELETE
                        : post && !strcmp(rest, "/cancel")    ? R_JOB_CANCEL
                        : del && !strcmp(rest, "/result")     ? R_JOB_DELETE_RESULT
                        : get && !strcmp(rest, "/result.csv") ? R_JOB_CSV
+                       : get && !strcmp(rest, "/result.json") ? R_JOB_JSON
                                                              : R_HEALTH;
         if (r == R_HEALTH)
             conn_error(c, 404, false, NULL, "no such endpoint");
@@ -1807,6 +1857,11 @@ static void conn_request(struct conn *c, char *head)
     uint64_t len = 0;
     free(c->cookie);
     c->cookie = NULL;
+    if (c->basic) {
+        OPENSSL_cleanse(c->basic, strlen(c->basic));
+        free(c->basic);
+        c->basic = NULL;
+    }
     c->csrf[0] = c->host[0] = c->origin[0] = 0;
     c->has_host = c->has_origin = false;
     while ((line = strtok_r(NULL, "\r\n", &save))) {
@@ -1844,6 +1899,10 @@ static void conn_request(struct conn *c, char *head)
                 snprintf(joined, jl, "%s%s%s", c->cookie ? c->cookie : "", c->cookie ? "; " : "", v);
             free(c->cookie);
             c->cookie = joined;
+        } else if (!strcasecmp(line, "Authorization") && !strncasecmp(v, "Basic ", 6) && !c->basic) {
+            const char *b = v + 6;
+            b += strspn(b, " ");
+            c->basic = strdup(b);
         } else if (!strcasecmp(line, "X-CSRF-Token")) {
             snprintf(c->csrf, sizeof c->csrf, "%s", v);
         } else if (!strcasecmp(line, "Host")) {

@@ -27,11 +27,15 @@
  *   GET  /api/jobs/ID               the job, and its result once done
  *   POST /api/jobs?...&priority=P&algorithm=A   (high|normal|low; GET /api/algorithms)
  *   POST /api/jobs/ID/cancel        DELETE /api/jobs/ID (job, data file, result)
- *   DELETE /api/jobs/ID/result      GET /api/jobs/ID/result.csv   (hub_jobs.c)
+ *   DELETE /api/jobs/ID/result      GET /api/jobs/ID/result.csv, result.json (hub_jobs.c)
  *   GET  /api/events                text/event-stream: client, metric, job,
  *                                   cluster events (data: JSON)
  *   GET  /health                    {"ok": true} when the cluster answers
  *   POST /api/login, POST /api/logout, GET /api/session; /api/users (hub_users.h)
+ *   GET|POST /api/clients/ID/series[/NAME], POST /api/clients/ID/series (a
+ *                                   batch): hub_series.h; the two POSTs also
+ *                                   take Authorization: Basic (a device's own
+ *                                   user; HTTPS or loopback only, hub_session.h)
  * Errors are JSON {"error": "..."} with a 4xx/5xx status. */
 #ifndef DDKV_HUB_HUB_H
 #define DDKV_HUB_HUB_H

@@ -12,6 +12,9 @@
 int hub_job_remove(ddkv_client *c, const char *id, int what, char **out);
 /* The result's per-column statistics as CSV (text/csv). */
 int hub_job_result_csv(ddkv_client *c, const char *id, char **out);
+/* The result as stored (JSON, for GET /api/jobs/ID/result.json): 200, or
+ * 404 with a clear error when the job has none (not done, or deleted). */
+int hub_job_result_json(ddkv_client *c, const char *id, char **out);
 /* GET /api/algorithms: [{"name","title","description"}]. */
 int hub_algorithms(char **out);
 /* Whether name is an algorithm the workers know, and priority a priority

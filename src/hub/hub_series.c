@@ -35,7 +35,10 @@ static int fail(char **out, int status, const char *fmt, ...)
 
 static int cluster_fail(char **out, ddkv_client *c, ddkv_err e, const char *what)
 {
-    int status = e == DDKV_ERR_NOT_FOUND ? 404 : e == DDKV_ERR_BAD_REQUEST || e == DDKV_ERR_TOO_LARGE ? 400 : 503;
+    int status = e == DDKV_ERR_NOT_FOUND             ? 404
+                 : e == DDKV_ERR_PERMISSION_DENIED ? 403
+                 : e == DDKV_ERR_BAD_REQUEST || e == DDKV_ERR_TOO_LARGE ? 400
+                                                                       : 503;
     return fail(out, status, "%s: %s", what, ddkv_client_errmsg(c));
 }
 
@@ -196,72 +199,149 @@ int hub_series_query(ddkv_client *c, const char *id, const char *name, const cha
     return 200;
 }
 
-int hub_series_post(ddkv_client *c, const char *id, const char *name, const uint8_t *body, size_t len, char **out)
+/* One series of a push: its meta and points from o (a JSON object), checked.
+ * 0, or a 4xx/5xx status with *out the error, prefixed with what (the
+ * series' name in a batch). *p: malloc'd, *n points. */
+static int push_parse(json_t *o, const char *name, const char *what, struct series_meta *m, struct series_point **p,
+                      size_t *n, char **out)
 {
+    *p = NULL;
+    *n = 0;
     if (!series_name_ok(name, strlen(name)))
-        return fail(out, 400, "a series name is 1-%d of A-Z a-z 0-9 _ . : -", SERIES_NAME_MAX);
-    json_error_t je;
-    json_t *o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return fail(out, 400, "the body is a JSON object {\"unit\",\"interval_ms\",\"retention_s\",\"points\":[{\"t\",\"v\"}]}");
-    }
-    struct series_meta m = {.retention_s = 3600};
-    snprintf(m.name, sizeof m.name, "%s", name);
+        return fail(out, 400, "%sa series name is 1-%d of A-Z a-z 0-9 _ . : -", what, SERIES_NAME_MAX);
+    if (!json_is_object(o))
+        return fail(out, 400, "%sa JSON object {\"unit\",\"interval_ms\",\"retention_s\",\"points\":[{\"t\",\"v\"}]}",
+                    what);
+    memset(m, 0, sizeof *m);
+    m->retention_s = 3600;
+    snprintf(m->name, sizeof m->name, "%s", name);
     json_t *u = json_object_get(o, "unit"), *iv = json_object_get(o, "interval_ms"),
            *rs = json_object_get(o, "retention_s"), *pts = json_object_get(o, "points");
-    int status = 0;
-    struct series_point *p = NULL;
-    if (u && (!json_is_string(u) || !series_unit_ok(json_string_value(u), json_string_length(u)))) {
-        status = fail(out, 400, "unit: a string of at most %d printable bytes", SERIES_UNIT_MAX);
-        goto done;
-    }
+    if (u && (!json_is_string(u) || !series_unit_ok(json_string_value(u), json_string_length(u))))
+        return fail(out, 400, "%sunit: a string of at most %d printable bytes", what, SERIES_UNIT_MAX);
     if (u)
-        snprintf(m.unit, sizeof m.unit, "%s", json_string_value(u));
-    if (iv && (!json_is_integer(iv) || json_integer_value(iv) < 0 || json_integer_value(iv) > 86400000)) {
-        status = fail(out, 400, "interval_ms: an integer of 0 to 86400000");
-        goto done;
-    }
-    m.interval_ms = iv ? (uint32_t)json_integer_value(iv) : 0;
-    if (rs && (!json_is_integer(rs) || json_integer_value(rs) < 10 ||
-               json_integer_value(rs) > SERIES_RETENTION_MAX_S)) {
-        status = fail(out, 400, "retention_s: an integer of 10 to %u", SERIES_RETENTION_MAX_S);
-        goto done;
-    }
+        snprintf(m->unit, sizeof m->unit, "%s", json_string_value(u));
+    if (iv && (!json_is_integer(iv) || json_integer_value(iv) < 0 || json_integer_value(iv) > 86400000))
+        return fail(out, 400, "%sinterval_ms: an integer of 0 to 86400000", what);
+    m->interval_ms = iv ? (uint32_t)json_integer_value(iv) : 0;
+    if (rs && (!json_is_integer(rs) || json_integer_value(rs) < 10 || json_integer_value(rs) > SERIES_RETENTION_MAX_S))
+        return fail(out, 400, "%sretention_s: an integer of 10 to %u", what, SERIES_RETENTION_MAX_S);
     if (rs)
-        m.retention_s = (uint32_t)json_integer_value(rs);
-    size_t n = json_array_size(pts);
-    if (!json_is_array(pts) || n == 0 || n > SERIES_PUSH_MAX) {
-        status = fail(out, 400, "points: an array of 1 to %d {\"t\": ms, \"v\": number}", SERIES_PUSH_MAX);
-        goto done;
-    }
-    p = calloc(n, sizeof *p);
-    if (!p) {
-        status = fail(out, 500, "out of memory");
-        goto done;
-    }
+        m->retention_s = (uint32_t)json_integer_value(rs);
+    size_t np = json_array_size(pts);
+    if (!json_is_array(pts) || np == 0 || np > SERIES_PUSH_MAX)
+        return fail(out, 400, "%spoints: an array of 1 to %d {\"t\": ms, \"v\": number}", what, SERIES_PUSH_MAX);
+    struct series_point *pp = calloc(np, sizeof *pp);
+    if (!pp)
+        return fail(out, 500, "out of memory");
     uint64_t now = clock_wall_ms();
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < np; i++) {
         json_t *pt = json_array_get(pts, i), *t = json_object_get(pt, "t"), *v = json_object_get(pt, "v");
         if (!json_is_object(pt) || !json_is_number(v) || (t && (!json_is_integer(t) || json_integer_value(t) <= 0))) {
-            status = fail(out, 400, "points[%zu]: want {\"t\": ms since 1970 (default now), \"v\": number}", i);
-            goto done;
+            free(pp);
+            return fail(out, 400, "%spoints[%zu]: want {\"t\": ms since 1970 (default now), \"v\": number}", what, i);
         }
-        p[i].t_ms = t ? (uint64_t)json_integer_value(t) : now;
-        p[i].v = json_number_value(v);
+        pp[i].t_ms = t ? (uint64_t)json_integer_value(t) : now;
+        pp[i].v = json_number_value(v);
     }
+    *p = pp;
+    *n = np;
+    return 0;
+}
+
+/* Write one checked series; 0 or the status with *out the error. */
+static int push_write(ddkv_client *c, const char *id, const struct series_meta *m, const struct series_point *p,
+                      size_t n, const char *what, char **out)
+{
     char err[256];
-    ddkv_err e = series_push(c, id, &m, p, n, err, sizeof err);
+    ddkv_err e = series_push(c, id, m, p, n, err, sizeof err);
     if (e == DDKV_ERR_USAGE)
-        status = fail(out, 400, "%s", err);
-    else if (e != DDKV_OK)
-        status = cluster_fail(out, c, e, "writing the series");
-    else {
+        return fail(out, 400, "%s%s", what, err);
+    if (e != DDKV_OK) {
+        char w[160];
+        snprintf(w, sizeof w, "%swriting the series", what);
+        return cluster_fail(out, c, e, w);
+    }
+    return 0;
+}
+
+int hub_series_post(ddkv_client *c, const char *id, const char *name, const uint8_t *body, size_t len, char **out)
+{
+    json_error_t je;
+    json_t *o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
+    struct series_meta m;
+    struct series_point *p = NULL;
+    size_t n = 0;
+    int status = push_parse(o, name, "", &m, &p, &n, out);
+    if (!status)
+        status = push_write(c, id, &m, p, n, "", out);
+    if (!status) {
         *out = dump(json_pack("{s:I}", "written", (json_int_t)n));
         status = 201;
     }
-done:
     free(p);
+    json_decref(o);
+    return status;
+}
+
+int hub_series_post_batch(ddkv_client *c, const char *id, const uint8_t *body, size_t len, char **out)
+{
+    json_error_t je;
+    json_t *o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *arr = json_object_get(o, "series");
+    size_t ns = json_array_size(arr);
+    if (!json_is_object(o) || !json_is_array(arr) || ns == 0 || ns > HUB_SERIES_BATCH_MAX) {
+        json_decref(o);
+        return fail(out, 400, "the body is {\"series\": [1 to %u of {\"name\",\"unit\",\"interval_ms\",\"retention_s\","
+                    "\"points\":[{\"t\",\"v\"}]}]}", HUB_SERIES_BATCH_MAX);
+    }
+    struct series_meta *m = calloc(ns, sizeof *m);
+    struct series_point **p = calloc(ns, sizeof *p);
+    size_t *np = calloc(ns, sizeof *np);
+    int status = 0;
+    size_t total = 0, done = 0;
+    if (!m || !p || !np) {
+        status = fail(out, 500, "out of memory");
+        goto out;
+    }
+    /* Every series checked before any is written: a bad one writes nothing. */
+    for (size_t i = 0; i < ns && !status; i++) {
+        json_t *one = json_array_get(arr, i);
+        const char *name = json_string_value(json_object_get(one, "name"));
+        char what[128];
+        if (name && series_name_ok(name, strlen(name)))
+            snprintf(what, sizeof what, "series %s: ", name);
+        else
+            snprintf(what, sizeof what, "series[%zu]: ", i);
+        for (size_t k = 0; k < i && name; k++)
+            if (!strcmp(m[k].name, name)) {
+                status = fail(out, 400, "%sgiven twice in one push", what);
+                break;
+            }
+        if (!status)
+            status = push_parse(one, name ? name : "", what, &m[i], &p[i], &np[i], out);
+        char err[256];
+        if (!status && series_push_check(id, &m[i], p[i], np[i], err, sizeof err) != DDKV_OK)
+            status = fail(out, 400, "%s%s", what, err);
+        total += np[i];
+    }
+    for (size_t i = 0; i < ns && !status; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "series %s (%zu of %zu series written): ", m[i].name, done, ns);
+        status = push_write(c, id, &m[i], p[i], np[i], what, out);
+        if (!status)
+            done++;
+    }
+    if (!status) {
+        *out = dump(json_pack("{s:I, s:I}", "written", (json_int_t)total, "series", (json_int_t)ns));
+        status = 201;
+    }
+out:
+    for (size_t i = 0; p && i < ns; i++)
+        free(p[i]);
+    free(m);
+    free(p);
+    free(np);
     json_decref(o);
     return status;
 }

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include "util/clock.h"
 
 #define HUBSESS_POOL 64        /* idle logged-in clients kept */
+#define HUBSESS_POOL_IDLE_MS (5u * 60 * 1000) /* one idle for this long is logged out */
+#define HUBSESS_BASIC_MAX 1500 /* an Authorization: Basic value (base64 of user:password) */
 #define HUBSESS_ADDRS 1024     /* client addresses whose failed logins are remembered */
 #define HUBSESS_FREE_FAILS 3   /* failures before an address must wait */
 #define HUBSESS_WAIT_MAX_MS 60000
@@ -39,6 +42,7 @@ struct hubsess {
     pthread_mutex_t mu;
     struct pooled pool[HUBSESS_POOL];
     struct failed addrs[HUBSESS_ADDRS];
+    uint8_t pool_key[32]; /* keys the pool's entries for Basic credentials (hubsess_basic) */
 };
 
 struct hubsess *hubsess_new(const struct ddkv_options *base, uint32_t ttl_s)
@@ -50,6 +54,10 @@ struct hubsess *hubsess_new(const struct ddkv_options *base, uint32_t ttl_s)
     s->base.user = NULL;
     s->base.password = NULL;
     s->ttl_s = ttl_s;
+    if (getrandom(s->pool_key, sizeof s->pool_key, 0) != (ssize_t)sizeof s->pool_key) {
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
     return s;
 }
@@ -60,6 +68,7 @@ void hubsess_free(struct hubsess *s)
         return;
     for (size_t i = 0; i < HUBSESS_POOL; i++)
         ddkv_client_free(s->pool[i].c);
+    OPENSSL_cleanse(s->pool_key, sizeof s->pool_key);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -128,10 +137,26 @@ static void addr_succeeded(struct hubsess *s, const uint8_t addr[16])
 
 /* --- the pool of logged-in clients --- */
 
+/* Entries idle for HUBSESS_POOL_IDLE_MS out of the pool (s->mu held), into
+ * idle[] to be freed once it is released. */
+static size_t pool_expire(struct hubsess *s, ddkv_client *idle[HUBSESS_POOL])
+{
+    size_t n = 0;
+    uint64_t now = clock_mono_ms();
+    for (size_t i = 0; i < HUBSESS_POOL; i++) {
+        if (s->pool[i].c && now - s->pool[i].used_ms > HUBSESS_POOL_IDLE_MS) {
+            idle[n++] = s->pool[i].c;
+            s->pool[i].c = NULL;
+        }
+    }
+    return n;
+}
+
 static ddkv_client *pool_take(struct hubsess *s, const char *sid)
 {
-    ddkv_client *c = NULL;
+    ddkv_client *c = NULL, *idle[HUBSESS_POOL];
     pthread_mutex_lock(&s->mu);
+    size_t ni = pool_expire(s, idle);
     for (size_t i = 0; i < HUBSESS_POOL && !c; i++) {
         if (s->pool[i].c && !strcmp(s->pool[i].sid, sid)) {
             c = s->pool[i].c;
@@ -139,13 +164,16 @@ static ddkv_client *pool_take(struct hubsess *s, const char *sid)
         }
     }
     pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < ni; i++)
+        ddkv_client_free(idle[i]);
     return c;
 }
 
 static void pool_put(struct hubsess *s, const char *sid, ddkv_client *c)
 {
-    ddkv_client *evict = NULL;
+    ddkv_client *evict = NULL, *idle[HUBSESS_POOL];
     pthread_mutex_lock(&s->mu);
+    size_t ni = pool_expire(s, idle);
     struct pooled *slot = NULL;
     for (size_t i = 0; i < HUBSESS_POOL; i++) {
         if (!s->pool[i].c) {
@@ -161,6 +189,8 @@ static void pool_put(struct hubsess *s, const char *sid, ddkv_client *c)
     slot->used_ms = clock_mono_ms();
     pthread_mutex_unlock(&s->mu);
     ddkv_client_free(evict);
+    for (size_t i = 0; i < ni; i++)
+        ddkv_client_free(idle[i]);
 }
 
 static void pool_drop(struct hubsess *s, const char *sid)
@@ -540,4 +570,112 @@ int hubsess_logout(struct hubsess *s, ddkv_client *hubc, struct hubsess_ref *ref
     pool_drop(s, ref->sid);
     *set_cookie = cookie_line("", 0, secure);
     return 0;
+}
+
+/* --- a device's Basic credentials --- */
+
+bool hubsess_basic_transport_ok(bool https, const uint8_t addr[16])
+{
+    static const uint8_t v6_loop[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return https || addr[0] == 127 || !memcmp(addr, v6_loop, 16) || (!memcmp(addr, v4_mapped, 12) && addr[12] == 127);
+}
+
+int hubsess_basic(struct hubsess *s, const uint8_t addr[16], const char *b64, struct hubsess_ref *ref, char *why,
+                  size_t cap)
+{
+    memset(ref, 0, sizeof *ref);
+    size_t bl = strlen(b64);
+    if (bl == 0 || bl > HUBSESS_BASIC_MAX || bl % 4) {
+        snprintf(why, cap, "Authorization: Basic wants base64 of USER:PASSWORD");
+        return 400;
+    }
+    uint8_t raw[HUBSESS_BASIC_MAX];
+    int rl = EVP_DecodeBlock(raw, (const uint8_t *)b64, (int)bl);
+    if (rl < 0) {
+        snprintf(why, cap, "Authorization: Basic wants base64 of USER:PASSWORD");
+        return 400;
+    }
+    for (size_t i = bl; i > 0 && b64[i - 1] == '=' && rl > 0; i--)
+        rl--; /* EVP_DecodeBlock counts the padding as bytes */
+    int rc = 0;
+    const uint8_t *colon = memchr(raw, ':', (size_t)rl);
+    char user[65], *pw = NULL;
+    size_t ulen = colon ? (size_t)(colon - raw) : 0, plen = colon ? (size_t)rl - ulen - 1 : 0;
+    if (!colon) {
+        snprintf(why, cap, "Authorization: Basic wants base64 of USER:PASSWORD");
+        rc = 400;
+        goto done;
+    }
+    if (ulen >= sizeof user || plen == 0 || plen > 1024 || memchr(raw, 0, (size_t)rl)) {
+        addr_failed(s, addr); /* the same answer as a wrong password */
+        snprintf(why, cap, "wrong user or password");
+        rc = 401;
+        goto done;
+    }
+    memcpy(user, raw, ulen);
+    user[ulen] = 0;
+    if (!name_ok(user, ulen)) {
+        addr_failed(s, addr);
+        snprintf(why, cap, "wrong user or password");
+        rc = 401;
+        goto done;
+    }
+    pw = malloc(plen + 1);
+    if (!pw) {
+        snprintf(why, cap, "out of memory");
+        rc = 500;
+        goto done;
+    }
+    memcpy(pw, colon + 1, plen);
+    pw[plen] = 0;
+    /* The pool's name for these credentials: '~' and 124 bits of
+     * HMAC-SHA256(pool key, user:password) in hex ('~' is never in a
+     * session's sid, so the two never meet). */
+    uint8_t mac[32];
+    unsigned ml = 0;
+    if (!HMAC(EVP_sha256(), s->pool_key, sizeof s->pool_key, raw, (size_t)rl, mac, &ml)) {
+        snprintf(why, cap, "no HMAC");
+        rc = 500;
+        goto done;
+    }
+    char mh[65];
+    hex(mac, sizeof mac, mh);
+    snprintf(ref->sid, sizeof ref->sid, "~%.31s", mh);
+    OPENSSL_cleanse(mac, sizeof mac);
+    OPENSSL_cleanse(mh, sizeof mh);
+    snprintf(ref->user, sizeof ref->user, "%s", user);
+    ref->client = pool_take(s, ref->sid);
+    if (ref->client)
+        goto done; /* the same user and password logged in before */
+    ddkv_client *uc = client_as(s, user, pw);
+    struct ddkv_auth_status st;
+    ddkv_err e = uc ? ddkv_auth_status(uc, &st) : DDKV_ERR_NOMEM;
+    if (e == DDKV_OK) {
+        bool who = st.user != NULL;
+        ddkv_auth_status_free(&st);
+        if (!who)
+            e = DDKV_ERR_PERMISSION_DENIED;
+    }
+    if (e != DDKV_OK) {
+        ddkv_client_free(uc);
+        if (e == DDKV_ERR_PERMISSION_DENIED) {
+            addr_failed(s, addr);
+            snprintf(why, cap, "wrong user or password");
+            rc = 401;
+        } else {
+            snprintf(why, cap, "the cluster does not answer; try again");
+            rc = 503;
+        }
+        goto done;
+    }
+    addr_succeeded(s, addr);
+    ref->client = uc;
+done:
+    OPENSSL_cleanse(raw, sizeof raw);
+    if (pw) {
+        OPENSSL_cleanse(pw, plen);
+        free(pw);
+    }
+    return rc;
 }

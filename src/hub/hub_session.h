@@ -60,6 +60,20 @@ int hubsess_open(struct hubsess *s, ddkv_client *hubc, const char *cookie, struc
 /* Back to the pool (or freed when the request failed on its connection). */
 void hubsess_release(struct hubsess *s, struct hubsess_ref *ref, bool broken);
 
+/* A device's push with `Authorization: Basic B64` (b64: the part after
+ * "Basic "): 0 and *ref (user and a client logged in as them; no csrf), or a
+ * status with the reason: 400 malformed, 401 wrong user or password (counted
+ * in the address's failed-login throttle), 503 the cluster did not answer.
+ * Logged-in clients are pooled under a keyed hash of user and password (a
+ * random key drawn at hubsess_new), never the password itself, so a device
+ * pushing every second costs the node one PBKDF2 check, not one a push. */
+int hubsess_basic(struct hubsess *s, const uint8_t addr[16], const char *b64, struct hubsess_ref *ref, char *why,
+                  size_t cap);
+/* Whether Basic credentials may come over this connection: under HTTPS, or
+ * from a loopback address (127/8, ::1, ::ffff:127.x) when the password does
+ * not cross a network in clear. addr as in hubsess_throttled. */
+bool hubsess_basic_transport_ok(bool https, const uint8_t addr[16]);
+
 /* Sign out: the record deleted, the pooled clients freed; *set_cookie clears it. */
 int hubsess_logout(struct hubsess *s, ddkv_client *hubc, struct hubsess_ref *ref, bool secure, char **set_cookie,
                    char *why, size_t cap);

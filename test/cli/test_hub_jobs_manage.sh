@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Job management through the hub and the CLI (issue 23): an upload at a
 # priority with a chosen algorithm, the algorithm list, bad priority or
-# algorithm refused before the body is read, the result as CSV, deleting the
+# algorithm refused before the body is read, the result as CSV and as a JSON
+# download (GET /api/jobs/{id}/result.json, 404 once deleted), deleting the
 # result alone then the whole job (its data file too), cancelling a queued
 # job, and JSON errors for bad ids and states.
 source "$(dirname "$0")/lib.sh"
@@ -52,6 +53,18 @@ head -1 "$WORK/body" | grep -q '^column,count,missing,min,max,mean' || fail "csv
 grep -q '^heart_rate,2,0,70,80,75,' "$WORK/body" || fail "csv row: $(cat "$WORK/body")"
 pass "GET /api/jobs/{id}/result.csv: one row of statistics per column"
 
+[ "$(req "http://$HUB/api/jobs/$id/result.json")" = 200 ] || fail "result.json: $(cat "$WORK/body")"
+grep -qi '^content-type: application/json' "$WORK/head" || fail "result.json type: $(cat "$WORK/head")"
+grep -qi "^content-disposition: attachment; filename=\"job-$id.json\"" "$WORK/head" || fail "result.json disposition: $(cat "$WORK/head")"
+js 'c = {x["name"]: x for x in d["columns"]}; assert c["heart_rate"]["count"] == 2 and c["heart_rate"]["min"] == 70 and c["heart_rate"]["max"] == 80, d' "result.json"
+cp "$WORK/body" "$WORK/result.json"
+"$DDKV" read "jobresult/$id" >"$WORK/stored.json" || fail "read jobresult/$id"
+python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); assert a == b, (a, b)' \
+  "$WORK/result.json" "$WORK/stored.json" || fail "result.json is not the stored result"
+[ "$(req "http://$HUB/api/jobs/not-a-job/result.json")" = 400 ] || fail "result.json of a bad id: $(cat "$WORK/body")"
+curl -s "http://$HUB/assets/jobs.js" | grep -qF 'json.href = `${base}/result.json`' || fail "the result page has no JSON download link to result.json"
+pass "GET /api/jobs/{id}/result.json: the result as an application/json attachment (the stored result); the page links it"
+
 # A column name a spreadsheet would run as a formula is quoted as text.
 printf 'timestamp,"=HYPERLINK(""x"")",@sum\n2026-01-01T00:00:00Z,1,2\n' >"$WORK/f.csv"
 code=$(req -X POST --data-binary @"$WORK/f.csv" "http://$HUB/api/jobs?name=f.csv")
@@ -72,6 +85,8 @@ pass "result.csv quotes cells that start like a formula as text"
 
 [ "$(req -X DELETE "http://$HUB/api/jobs/$id/result")" = 200 ] || fail "DELETE result: $(cat "$WORK/body")"
 [ "$(req "http://$HUB/api/jobs/$id/result.csv")" = 404 ] || fail "the result is still there"
+[ "$(req "http://$HUB/api/jobs/$id/result.json")" = 404 ] || fail "result.json after the result went: $(cat "$WORK/body")"
+js 'assert "no result" in d["error"]' "result.json 404"
 [ "$(req "http://$HUB/api/jobs/$id")" = 200 ] || fail "deleting the result deleted the job"
 js 'assert d["state"] == "done" and "result" not in d and "result_value" not in d, d' "job after its result went"
 expect_exit 0 "$DDKV" list "$data"
