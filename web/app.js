@@ -39,7 +39,8 @@ function renderClients() {
     const cpu = document.createElement('span'); cpu.className = 'cpu';
     text(cpu, c.lastCpu == null ? '' : fmtPct(c.lastCpu));
     const name = text(document.createElement('div'), id); name.className = 'name';
-    const sub = text(document.createElement('div'), `${c.os || c.sysname || ''} · ${c.cpus || '?'} CPU · ${fmtBytes(c.mem_total)}`);
+    const sub = text(document.createElement('div'), c.device ? 'device · pushed series only'
+      : `${c.os || c.sysname || ''} · ${c.cpus || '?'} CPU · ${fmtBytes(c.mem_total)}`);
     sub.className = 'sub';
     li.append(cpu, name, sub);
     li.addEventListener('click', () => select(id));

@@ -117,7 +117,12 @@
     for (const s of view.series.values()) if (s.chart) s.chart.destroy();
     view.series.clear();
     box.replaceChildren();
-    const shown = list.filter((m) => !isDiskRate(m.name)).slice(0, MAX_CHARTS);
+    // Per-core series (cpu.N) give way first: a 64-core machine must not
+    // push a client's sensors off the page.
+    const isCore = (n) => /^cpu\.\d+$/.test(n);
+    const charted = list.filter((m) => !isDiskRate(m.name));
+    const shown = [...charted.filter((m) => !isCore(m.name)), ...charted.filter((m) => isCore(m.name))]
+      .slice(0, MAX_CHARTS);
     text($('series-count'), list.length);
     $('no-series').hidden = list.length > 0;
     for (const m of list) {

@@ -242,16 +242,15 @@ static json_t *value_json(const void *p, size_t n)
 
 /* Every key under prefix as a JSON array of its values; with id_field, each
  * object value also gets the key's rest after the prefix under that name. */
-static void list_json(struct task *t, ddkv_client *c, const char *prefix, uint64_t max, const char *id_field,
-                      const char *what)
+/* The values under prefix as a JSON array, each object given its key's
+ * rest as id_field (NULL: none). */
+static ddkv_err list_array(ddkv_client *c, const char *prefix, uint64_t max, const char *id_field, json_t **out)
 {
     size_t plen = strlen(prefix);
     struct ddkv_list l;
     ddkv_err e = ddkv_list_all(c, prefix, plen, max, &l);
-    if (e != DDKV_OK) {
-        task_fail(t, c, e, what);
-        return;
-    }
+    if (e != DDKV_OK)
+        return e;
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++) {
         json_t *o = value_json(l.entries[i].value, l.entries[i].value_len);
@@ -261,13 +260,63 @@ static void list_json(struct task *t, ddkv_client *c, const char *prefix, uint64
         json_array_append_new(arr, o);
     }
     ddkv_list_free(&l);
+    *out = arr;
+    return DDKV_OK;
+}
+
+static void list_json(struct task *t, ddkv_client *c, const char *prefix, uint64_t max, const char *id_field,
+                      const char *what)
+{
+    json_t *arr;
+    ddkv_err e = list_array(c, prefix, max, id_field, &arr);
+    if (e != DDKV_OK) {
+        task_fail(t, c, e, what);
+        return;
+    }
     t->status = 200;
     t->out = dump(arr);
 }
 
+/* A device that pushes series but runs no agent has no clients/ record:
+ * it is listed as {"id","device":true} from its seriesmeta/ keys (up to
+ * HUB_DEVICE_SCAN_MAX of them; none if the person may not read them). */
+#define HUB_DEVICE_SCAN_MAX 20000u
 static void h_clients(struct task *t, ddkv_client *c)
 {
-    list_json(t, c, "clients/", 10000, "id", "listing clients");
+    json_t *arr;
+    ddkv_err e = list_array(c, "clients/", 10000, "id", &arr);
+    if (e != DDKV_OK) {
+        task_fail(t, c, e, "listing clients");
+        return;
+    }
+    struct ddkv_list l;
+    if (ddkv_list_all(c, "seriesmeta/", 11, HUB_DEVICE_SCAN_MAX, &l) == DDKV_OK) {
+        json_t *ids = json_object(); /* the ids listed so far */
+        size_t i;
+        json_t *v;
+        json_array_foreach(arr, i, v)
+        {
+            const char *id = json_string_value(json_object_get(v, "id"));
+            if (id)
+                json_object_set_new(ids, id, json_true());
+        }
+        for (size_t k = 0; k < l.n; k++) {
+            const char *key = (const char *)l.entries[k].key + 11;
+            const char *slash = memchr(key, '/', l.entries[k].key_len - 11);
+            if (!slash || slash == key)
+                continue;
+            json_t *id = json_stringn(key, (size_t)(slash - key));
+            if (id && !json_object_get(ids, json_string_value(id))) {
+                json_object_set_new(ids, json_string_value(id), json_true());
+                json_array_append_new(arr, json_pack("{s:O, s:b}", "id", id, "device", 1));
+            }
+            json_decref(id);
+        }
+        json_decref(ids);
+        ddkv_list_free(&l);
+    }
+    t->status = 200;
+    t->out = dump(arr);
 }
 
 static void h_metrics(struct task *t, ddkv_client *c)

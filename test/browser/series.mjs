@@ -51,4 +51,16 @@ await run({ shots, viewport: { width: 1400, height: 1200 } }, async ({ page, sho
   const used = await page.$eval('#disks tbody tr[data-mount="/"] td:nth-child(2)', (e) => e.textContent);
   if (!/\d/.test(used)) throw new Error(`disk used: ${used}`);
   ok('the disks panel shows the agent\'s mount with used and free');
+
+  // A many-core machine (the wrapper pushed cpu.0 .. cpu.59 and zz.sensor
+  // for client bigbox): per-core series give way, the sensor is charted.
+  if (process.env.BIGBOX) {
+    await until(() => page.$('#clients li[data-id="bigbox"]'), 20000, 'the bigbox client');
+    await page.click('#clients li[data-id="bigbox"]');
+    await until(() => page.$('#series-charts [data-series="cpu.0"]'), 15000, 'bigbox charted');
+    const names = await page.$$eval('#series-charts .series-box', (els) => els.map((e) => e.dataset.series));
+    if (!names.includes('zz.sensor'))
+      throw new Error(`bigbox: the sensor is not charted among ${names.length} charts`);
+    ok(`a 60-core client: its sensor is charted (${names.length} charts, per-core ones give way)`);
+  }
 });
