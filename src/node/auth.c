@@ -233,7 +233,7 @@ const char *auth_conn_user(struct node *n, const struct conn *c)
     return u ? u->name : NULL;
 }
 
-bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
+static bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
 {
     if (!n->sm.auth.enabled)
         return true;
@@ -739,7 +739,8 @@ static void job_list_free(struct auth_job *j)
     }
 }
 
-void auth_free(struct node *n)
+/* Stop the worker and answer nothing more. */
+static void auth_free(struct node *n)
 {
     struct auth_worker *w = n->auth;
     if (!w)
@@ -772,4 +773,4 @@ void auth_free(struct node *n)
     n->auth = NULL;
 }
 
-const struct module mod_auth = {"auth", auth_init};
+const struct module mod_auth = {.name = "auth", .init = auth_init, .admit = auth_admit, .free = auth_free};

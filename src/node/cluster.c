@@ -268,7 +268,8 @@ size_t cluster_ctx_encode(char *out, size_t cap, const char *name, const char *p
     return k < 0 || (size_t)k >= cap ? 0 : (size_t)k;
 }
 
-void cluster_on_appended(struct node *n, const struct raft_entry *e)
+/* A CONF entry was appended to the log: the member becomes reachable. */
+static void cluster_on_appended(struct node *n, const struct raft_entry *e)
 {
     enum raft_cc_type type;
     uint64_t id;
@@ -282,7 +283,8 @@ void cluster_on_appended(struct node *n, const struct raft_entry *e)
         cluster_learn(n, id, name, addr);
 }
 
-void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store_batch *b)
+/* A CONF entry applies: the address book in META is updated in the apply batch b. */
+static void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store_batch *b)
 {
     enum raft_cc_type type;
     uint64_t id;
@@ -877,7 +879,8 @@ bool cluster_may_send(struct node *n, const struct raft_msg *m)
     return false;
 }
 
-void cluster_tick(struct node *n)
+/* Leader housekeeping every tick: promote caught-up learners. */
+static void cluster_tick(struct node *n)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
@@ -1083,7 +1086,34 @@ static int members_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_members = {"members", members_init};
+/* The leader this member now follows (or is), logged by name. */
+static void members_on_leader(struct node *n, uint64_t leader, uint64_t term)
+{
+    const struct member *m = cluster_member(n, leader);
+    log_info("leader is now %s (term %llu)", m ? m->name : "an unknown member", (unsigned long long)term);
+}
+
+/* Only configuration entries concern the address book. */
+static void members_on_stage(struct node *n, const struct raft_entry *e, struct store_batch *b)
+{
+    if (e->type == RAFT_ENTRY_CONF)
+        cluster_on_applied(n, e, b);
+}
+
+static void members_on_appended(struct node *n, const struct raft_entry *e)
+{
+    if (e->type == RAFT_ENTRY_CONF)
+        cluster_on_appended(n, e);
+}
+
+const struct module mod_members = {
+    .name = "members",
+    .init = members_init,
+    .on_stage = members_on_stage,
+    .on_appended = members_on_appended,
+    .on_tick = cluster_tick,
+    .on_leader = members_on_leader,
+};
 
 /* --- the raft module: owns the peer message types --- */
 
@@ -1106,4 +1136,4 @@ static int raft_mod_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_raft = {"raft", raft_mod_init};
+const struct module mod_raft = {.name = "raft", .init = raft_mod_init};

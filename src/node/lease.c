@@ -106,7 +106,7 @@ static void lt_del(struct lease_table *t, uint64_t id)
     }
 }
 
-void lease_free(struct node *n)
+static void lease_free(struct node *n)
 {
     if (n->leases)
         free(n->leases->slots);
@@ -125,7 +125,7 @@ static int lease_load_cb(void *ctx, uint64_t id, uint64_t ttl_ms)
 /* Every tick. A leader that has applied everything it committed builds the
  * table for its term; then it proposes a revoke for every lease past its
  * deadline. A member that is not leader holds no table. */
-void lease_tick(struct node *n)
+static void lease_tick(struct node *n)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
@@ -173,16 +173,18 @@ void lease_tick(struct node *n)
     }
 }
 
-void lease_on_granted(struct node *n, uint64_t id, uint64_t ttl_ms)
+/* A grant or a revoke applied (not a duplicate, a stale retry or a refusal):
+ * the leader's table follows. */
+static void lease_on_applied(struct node *n, const struct raft_entry *e, const struct sm_op *op,
+                             const struct sm_result *res)
 {
-    if (n->leases)
-        lt_put(n->leases, id, ttl_ms, clock_mono_ms() + ttl_ms);
-}
-
-void lease_on_revoked(struct node *n, uint64_t id)
-{
-    if (n->leases)
-        lt_del(n->leases, id);
+    (void)e;
+    if (res->duplicate || res->stale || res->error || !n->leases)
+        return;
+    if (op->kind == SM_OP_LEASE_GRANT && res->lease_id)
+        lt_put(n->leases, res->lease_id, res->lease_ttl_ms, clock_mono_ms() + res->lease_ttl_ms);
+    else if (op->kind == SM_OP_LEASE_REVOKE && res->found)
+        lt_del(n->leases, op->lease);
 }
 
 /* --- the module --- */
@@ -270,4 +272,11 @@ static int lease_mod_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_lease = {"lease", lease_mod_init};
+const struct module mod_lease = {
+    .name = "lease",
+    .init = lease_mod_init,
+    .on_applied = lease_on_applied,
+    .on_tick = lease_tick,
+    .on_rejoin = lease_free, /* a restart starts without countdowns */
+    .free = lease_free,
+};

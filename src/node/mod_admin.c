@@ -248,4 +248,4 @@ static int admin_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_admin = {"admin", admin_init};
+const struct module mod_admin = {.name = "admin", .init = admin_init};

@@ -299,7 +299,7 @@ static void backup_sweep_closed(struct node *n)
     }
 }
 
-void backup_conn_writable(struct node *n, struct conn *c)
+static void backup_conn_writable(struct node *n, struct conn *c)
 {
     if (!n->backups || n->backups->busy)
         return;
@@ -313,7 +313,7 @@ void backup_conn_writable(struct node *n, struct conn *c)
     backup_sweep_closed(n);
 }
 
-void backup_conn_closed(struct node *n, struct conn *c)
+static void backup_conn_closed(struct node *n, struct conn *c)
 {
     if (!n->backups || n->backups->busy)
         return; /* swept when the walk ends */
@@ -328,7 +328,7 @@ void backup_conn_closed(struct node *n, struct conn *c)
     }
 }
 
-void backup_free(struct node *n)
+static void backup_free(struct node *n)
 {
     struct backups *b = n->backups;
     if (!b)
@@ -382,4 +382,10 @@ static int backup_init(struct node *n, struct errbuf *eb)
     return dispatcher_register(&n->disp, DDKV_MSG_SNAPSHOT_SAVE, "backup", backup_save, n, eb);
 }
 
-const struct module mod_backup = {"backup", backup_init};
+const struct module mod_backup = {
+    .name = "backup",
+    .init = backup_init,
+    .on_conn_writable = backup_conn_writable,
+    .on_conn_closed = backup_conn_closed,
+    .free = backup_free, /* before the store closes */
+};

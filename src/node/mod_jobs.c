@@ -1231,7 +1231,8 @@ static void jobs_cancel(void *ctx, struct conn *c, const struct msg *m)
 
 /* --- the module --- */
 
-void jobs_free(struct node *n)
+/* Answer the waiting claims and free the module's state. */
+static void jobs_free(struct node *n)
 {
     if (!n->jobs)
         return;
@@ -1258,4 +1259,4 @@ static int jobs_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_jobs = {"jobs", jobs_init};
+const struct module mod_jobs = {.name = "jobs", .init = jobs_init, .free = jobs_free};

@@ -379,4 +379,4 @@ static int kv_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_kv = {"kv", kv_init};
+const struct module mod_kv = {.name = "kv", .init = kv_init};

@@ -12,6 +12,7 @@
 #include "kv/raftlog.h"
 #include "kv/snapshot.h"
 #include "node/logsync.h"
+#include "node/module.h"
 #include "node/peer.h"
 #include "node/replica.h"
 #include "node/server.h"
@@ -78,8 +79,7 @@ static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
     if (!n->storage_failed) {
         replica_note_commit(n);
         raft_tick(n->raft);
-        cluster_tick(n);
-        lease_tick(n);
+        modules_on_tick(n);
         replica_snap_tick(n);
     }
     replica_sweep(n);
@@ -312,12 +312,10 @@ int replica_propose_internal(struct node *n, const struct sm_op *op)
 }
 
 /* The state machine reports each key change while it stages an entry; the
- * watch history takes it once the batch is committed. */
+ * modules (the watch history) take it, to use once the batch is committed. */
 static void replica_on_event(void *ctx, const struct sm_event *ev)
 {
-    struct node *n = ctx;
-    watch_stage(&n->watch, ev->kind, ev->key, ev->klen, ev->val, ev->vlen, ev->create_rev, ev->mod_rev,
-                ev->version, ev->lamport);
+    modules_on_change(ctx, ev);
 }
 
 void replica_sm_hooks(struct node *n)
@@ -544,9 +542,9 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
     n->installing = false;
     memset(&n->pending, 0, sizeof n->pending);
     store_batch_clear(n->logb);
-    lease_free(n);
+    modules_on_rejoin(n);
     if (n->sm.applied_index != applied_before)
-        watch_reset(n, n->sm.applied_index);
+        modules_on_state_replaced(n, n->sm.applied_index);
     /* Linearizable reads wait for ReadIndex rounds of the old core, which
      * will never complete: answer them now. Causal ones wait for the applied
      * Lamport time and stay. */
@@ -681,8 +679,7 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         struct sm_op op = {.kind = SM_OP_NOOP};
         uint64_t lamport = 0;
         struct cmd *c = &replica_cmd;
-        if (e->type == RAFT_ENTRY_CONF)
-            cluster_on_applied(n, e, n->sm.batch);
+        modules_on_stage(n, e, n->sm.batch);
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
             if (cmd_decode(e->data, e->len, c) != ERR_OK) {
                 /* Every member holds the same bytes: applying them differently
@@ -701,16 +698,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         struct sm_result res;
         int rc = sm_stage(&n->sm, e->index, lamport, &op, &res, &eb);
         if (rc) {
-            watch_discard(&n->watch);
+            modules_on_apply_end(n, false);
             replica_fence(n, rc, "applying committed entries", eb.msg);
             return rc;
         }
-        if (!res.duplicate && !res.stale && !res.error) {
-            if (op.kind == SM_OP_LEASE_GRANT && res.lease_id)
-                lease_on_granted(n, res.lease_id, res.lease_ttl_ms);
-            else if (op.kind == SM_OP_LEASE_REVOKE && res.found)
-                lease_on_revoked(n, op.lease);
-        }
+        modules_on_applied(n, e, &op, &res);
         /* A committed entry's time is a member's (its leader's): observed
          * within the member budget, never fatal. */
         if (lamport_observe_member(&n->clock, lamport, clock_mono_ms()) && !replica_clamp_logged) {
@@ -737,11 +729,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
     }
     int rc = sm_commit(&n->sm, false, &eb);
     if (rc) {
-        watch_discard(&n->watch);
+        modules_on_apply_end(n, false);
         replica_fence(n, rc, "applying committed entries", eb.msg);
         return rc;
     }
-    watch_publish(n);
+    modules_on_apply_end(n, true);
     for (size_t i = 0; i < settled; i++) {
         struct proposal *p = &n->prop[i];
         replica_answer(n, p, &p->res, p->lost ? DDKV_WERR_UNAVAILABLE : 0,
@@ -900,9 +892,7 @@ static void replica_sweep(struct node *n)
     raft_status(n->raft, &st);
     if (st.leader && st.leader != n->last_leader) {
         n->stats.leader_changes++;
-        const struct member *m = cluster_member(n, st.leader);
-        log_info("leader is now %s (term %llu)", m ? m->name : "an unknown member",
-                 (unsigned long long)st.term);
+        modules_on_leader(n, st.leader, st.term);
     }
     if (st.leader)
         n->last_leader = st.leader;
@@ -1135,7 +1125,7 @@ static bool replica_install_end(struct node *n)
         return true;
     }
     replica_sm_hooks(n);
-    watch_reset(n, n->sm.applied_index);
+    modules_on_state_replaced(n, n->sm.applied_index);
     /* The image came from a member: its time is a member's, budgeted. */
     (void)lamport_observe_member(&n->clock, n->sm.applied_lamport, clock_mono_ms());
     n->log_first = m->index + 1;
@@ -1227,8 +1217,7 @@ static void replica_sync_done(struct node *n, int rc, uint64_t ns, const char *d
     if (rd->n_entries) {
         n->log_last = rd->entries[rd->n_entries - 1].index;
         for (size_t i = 0; i < rd->n_entries; i++)
-            if (rd->entries[i].type == RAFT_ENTRY_CONF)
-                cluster_on_appended(n, &rd->entries[i]);
+            modules_on_appended(n, &rd->entries[i]);
     }
     if (rd->hs_changed)
         n->hs_synced = rd->hs;

@@ -52,10 +52,6 @@
  * starve the others within a loop turn. */
 #define CONN_READ_CHUNK (256u << 10)
 
-static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch, &mod_jobs,
-                                                     &mod_lease, &mod_backup,
-                                                     &mod_auth};
-
 void node_config_defaults(struct node_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -323,8 +319,7 @@ static void conn_close(struct conn *c, const char *why)
         ASSERT(c->addr->nconns > 0);
         c->addr->nconns--;
     }
-    watch_conn_closed(n, c);
-    backup_conn_closed(n, c);
+    modules_on_conn_closed(n, c);
     conn_unref(c);
 }
 
@@ -436,7 +431,7 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
         conn_reply_error(c, m.request_id, DDKV_WERR_BAD_REQUEST,
                          "message type %u (%s) belongs on the peer port, not the client port",
                          m.type, msg_type_name(m.type));
-    } else if (auth_admit(n, c, &m)) {
+    } else if (modules_admit(n, c, &m)) {
         e->fn(e->ctx, c, &m);
     }
     msg_free(&m);
@@ -535,10 +530,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         return;
     }
     conn_resume_check(c);
-    if (c->bev && left < WATCH_OUT_HIGH)
-        watch_conn_writable(c->node, c);
-    if (c->bev)
-        backup_conn_writable(c->node, c);
+    modules_on_conn_writable(c->node, c);
 }
 
 /* Best effort, on a fresh socket: one plain ERROR frame, then what the client
@@ -917,9 +909,7 @@ static void node_teardown(struct node *n)
         conn_unref(n->prop[i].c); /* their connections closed above */
     }
     free(n->prop);
-    jobs_free(n);
-    backup_free(n);
-    auth_free(n);
+    modules_free(n); /* before the address table: a queued AUTH refers to its entry */
     addr_free_all(n);
     for (size_t i = 0; i < n->nreads; i++) {
         conn_unref(n->reads[i].c);
@@ -927,7 +917,6 @@ static void node_teardown(struct node *n)
     }
     free(n->reads);
     watch_free(&n->watch);
-    lease_free(n);
     cluster_stop(n);
     buf_free(&n->cmdbuf);
     replica_stop(n);
@@ -1036,12 +1025,8 @@ int node_run(const struct node_config *cfg)
         goto out;
     }
     dispatcher_init(&n->disp);
-    for (size_t i = 0; i < sizeof node_modules / sizeof node_modules[0]; i++) {
-        if ((rc = node_modules[i]->init(n, &eb))) {
-            log_error("module %s: %s", node_modules[i]->name, eb.msg);
-            goto out;
-        }
-    }
+    if ((rc = modules_init(n, &eb)))
+        goto out; /* logged, naming the module */
     if ((rc = node_tls_init(n, &eb))) {
         log_error("%s", eb.msg);
         exit_code = rc == ERR_BAD_INPUT ? 2 : 1;

@@ -17,6 +17,7 @@
 #include "kv/store.h"
 #include "node/dispatch.h"
 #include "node/lag.h"
+#include "node/module.h"
 #include "node/node.h"
 #include "node/watch.h"
 #include "proto/frame.h"
@@ -271,42 +272,12 @@ struct node {
     uint64_t regressions_seen;   /* followers found behind what they acknowledged, logged */
 };
 
-/* Modules: each registers its message types with the dispatcher at start-up. */
-struct module {
-    const char *name;
-    int (*init)(struct node *n, struct errbuf *eb);
-};
-extern const struct module mod_admin;
-extern const struct module mod_kv;
-extern const struct module mod_raft;
-extern const struct module mod_members;
-extern const struct module mod_watch;
-extern const struct module mod_lease;
-extern const struct module mod_jobs;
-extern const struct module mod_backup;
-/* Snapshot saves (mod_backup.c): a connection drained its output, or closed;
- * free everything at stop (before the store closes). */
-void backup_conn_writable(struct node *n, struct conn *c);
-void backup_conn_closed(struct node *n, struct conn *c);
-void backup_free(struct node *n);
-extern const struct module mod_auth;
-/* Stop the auth module's worker and answer nothing more (auth.c). */
-void auth_free(struct node *n);
-/* Check c's request m against the permission table when auth is enabled
- * (access.h); on a refusal answer it and return false (auth.c). */
-bool auth_admit(struct node *n, struct conn *c, const struct msg *m);
+/* Modules (module.h; the list in modules.c): the driver calls their hooks. */
 /* The user c acts as (borrowed from the applied auth state until the next
  * apply), or NULL: none (auth.c). */
 const char *auth_conn_user(struct node *n, const struct conn *c);
-/* Answer the job module's waiting claims and free its state (mod_jobs.c). */
-void jobs_free(struct node *n);
-
 /* Leases (lease.c): the leader's countdowns. */
 struct lease_table;
-void lease_tick(struct node *n);
-void lease_on_granted(struct node *n, uint64_t id, uint64_t ttl_ms);
-void lease_on_revoked(struct node *n, uint64_t id);
-void lease_free(struct node *n);
 
 /* Cluster identity and peers (cluster.c). */
 uint64_t cluster_node_id(const char *name);
@@ -341,14 +312,8 @@ void node_handoff_check(struct node *n);
 const char *cluster_leader_client_addr(struct node *n);
 /* "NAME=PEER_ADDR", the context of a CONF entry that adds a member; 0 if too long. */
 size_t cluster_ctx_encode(char *out, size_t cap, const char *name, const char *peer_addr);
-/* A CONF entry was appended to the log (the member becomes reachable), or
- * applied (the address book in META is updated in the apply batch b). */
-void cluster_on_appended(struct node *n, const struct raft_entry *e);
-void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store_batch *b);
 /* Reload the address book after a snapshot replaced the state machine. */
 int cluster_reload(struct node *n, struct errbuf *eb);
-/* Leader housekeeping every tick: promote caught-up learners. */
-void cluster_tick(struct node *n);
 /* Whether raft message m may go to its member: not an entry or an image that
  * member's release cannot read (proto/version.h); held back ones are logged. */
 bool cluster_may_send(struct node *n, const struct raft_msg *m);

@@ -275,4 +275,34 @@ static int watch_mod_init(struct node *n, struct errbuf *eb)
     return dispatcher_register(&n->disp, DDKV_MSG_WATCH, "watch", watch_handle, n, eb);
 }
 
-const struct module mod_watch = {"watch", watch_mod_init};
+/* Each change the state machine stages is held until its batch commits. */
+static void watch_on_change(struct node *n, const struct sm_event *ev)
+{
+    watch_stage(&n->watch, ev->kind, ev->key, ev->klen, ev->val, ev->vlen, ev->create_rev, ev->mod_rev,
+                ev->version, ev->lamport);
+}
+
+static void watch_on_apply_end(struct node *n, bool ok)
+{
+    if (ok)
+        watch_publish(n);
+    else
+        watch_discard(&n->watch);
+}
+
+/* Only while the output holds less than WATCH_OUT_HIGH is it topped up. */
+static void watch_on_conn_writable(struct node *n, struct conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < WATCH_OUT_HIGH)
+        watch_conn_writable(n, c);
+}
+
+const struct module mod_watch = {
+    .name = "watch",
+    .init = watch_mod_init,
+    .on_change = watch_on_change,
+    .on_apply_end = watch_on_apply_end,
+    .on_state_replaced = watch_reset,
+    .on_conn_writable = watch_on_conn_writable,
+    .on_conn_closed = watch_conn_closed,
+};
