@@ -925,7 +925,7 @@ static void members_change(struct node *n, struct conn *c, uint64_t rid, enum ra
     }
     int rc = raft_propose_conf_change_ctx(n->raft, type, id, ctx, ctx_len, &index, &term);
     if (rc == ERR_UNAVAILABLE) {
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+        conn_reply_not_leader(c, rid);
         return;
     }
     if (rc == ERR_AGAIN) {
@@ -978,7 +978,7 @@ static void members_add(void *ctx, struct conn *c, const struct msg *m)
     if (sm_member_incarnation(&n->sm, n->cluster_id, id, &rec, &ieb) == ERR_OK && rec) {
         struct sm_op op = {.kind = SM_OP_MEMBER_INC, .member_id = id, .member_cluster = n->cluster_id};
         if (replica_propose_internal(n, &op) != ERR_OK) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+            conn_reply_not_leader(c, m->request_id);
             return;
         }
     }
@@ -1035,12 +1035,10 @@ static void members_transfer(void *ctx, struct conn *c, const struct msg *m)
     }
     memcpy(name, p, len);
     name[len] = 0;
+    if (!replica_lead_or_refuse(n, c, m->request_id, true))
+        return;
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER || n->storage_failed) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-        return;
-    }
     const struct raft_conf *conf = raft_get_conf(n->raft);
     uint64_t to = 0;
     if (name[0]) {
@@ -1059,7 +1057,7 @@ static void members_transfer(void *ctx, struct conn *c, const struct msg *m)
     if (to != n->self_id) {
         int rc = raft_transfer_leadership(n->raft, to);
         if (rc == ERR_UNAVAILABLE) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+            conn_reply_not_leader(c, m->request_id);
             return;
         }
         if (rc) {

@@ -212,7 +212,7 @@ static void lease_grant(void *ctx, struct conn *c, const struct msg *m)
      * auth is enabled). Encoded into the entry before this returns. */
     op.owner = auth_conn_user(n, c);
     op.owner_len = op.owner ? strlen(op.owner) : 0;
-    kv_propose(n, c, m->request_id, DDKV_MSG_LEASE, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, &op);
 }
 
 /* LEASE_REVOKE [lease_id, client_id, seq] */
@@ -225,7 +225,7 @@ static void lease_revoke(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEASE_REVOKE wants [lease_id, client_id, seq]");
         return;
     }
-    kv_propose(n, c, m->request_id, DDKV_MSG_LEASE, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, &op);
 }
 
 /* LEASE_KEEPALIVE [lease_id]: the leader restarts the countdown. */
@@ -237,12 +237,10 @@ static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEASE_KEEPALIVE wants [lease_id]");
         return;
     }
+    if (!replica_lead_or_refuse(n, c, m->request_id, false))
+        return;
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-        return;
-    }
     if (!n->leases || n->leases_term != st.term) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "a new leader is catching up; retry");
         return;

@@ -199,7 +199,7 @@ static void backup_poll_cb(evutil_socket_t fd, short what, void *arg)
                 if (rc) {
                     log_error("snapshot save: writing the image at %llu failed: %s", (unsigned long long)e->index,
                               eb.msg);
-                    conn_reply_error(e->c, e->request_id, rc == ERR_NOSPACE ? DDKV_WERR_UNAVAILABLE : DDKV_WERR_INTERNAL,
+                    conn_reply_error(e->c, e->request_id, err_to_wire(rc),
                                      "writing the image on the node failed: %s", eb.msg);
                     keep = false;
                 } else {
@@ -271,16 +271,12 @@ static void backup_on_barrier(struct node *n, struct conn *c, uint64_t request_i
 static void backup_save(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
-    struct raft_status st;
-    raft_status(n->raft, &st);
     if (n->storage_failed || n->installing) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "this member cannot image its state now; retry");
         return;
     }
-    if (st.role != RAFT_LEADER) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "snapshots are saved from the leader");
+    if (!replica_lead_or_refuse(n, c, m->request_id, false))
         return;
-    }
     if (n->backups->active >= BACKUP_MAX_ACTIVE) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "%d snapshot saves are running; retry later",
                          BACKUP_MAX_ACTIVE);

@@ -319,29 +319,22 @@ static void jt_free(struct job_txn *t)
     free(t->rec);
 }
 
-/* Refusals of a proposal, as kv_propose words them. */
+/* Refusals of a proposal, answered as every module's are (replica_refuse). */
 static bool jobs_refused(struct node *n, struct conn *c, uint64_t rid, int rc)
 {
+    (void)n;
     if (rc == ERR_OK)
         return false;
-    if (rc == ERR_UNAVAILABLE)
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-    else if (rc == ERR_AGAIN)
-        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many writes in flight; retry");
-    else
-        conn_reply_error(c, rid, DDKV_WERR_INTERNAL, "cannot propose: %s", err_str(rc));
-    (void)n;
+    replica_refuse(c, rid, rc);
     return true;
 }
 
 static bool jobs_leader(struct node *n, struct conn *c, uint64_t rid)
 {
+    if (!replica_lead_or_refuse(n, c, rid, true))
+        return false;
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER || n->storage_failed) {
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-        return false;
-    }
     if (st.term != n->jobs->term) {
         n->jobs->term = st.term;
         n->jobs->seq = 0;
@@ -726,14 +719,12 @@ static void claim_next(struct node *n)
     struct jobs *js = n->jobs;
     while (js->head && !js->claiming) {
         struct claim_wait *w = js->head;
-        struct raft_status st;
-        raft_status(n->raft, &st);
-        if (st.role != RAFT_LEADER || n->storage_failed) {
-            if (conn_is_open(w->c))
-                conn_reply_error(w->c, w->rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+        if (!replica_lead_or_refuse(n, w->c, w->rid, true)) { /* dropped if w->c closed */
             claim_pop(n);
             continue;
         }
+        struct raft_status st;
+        raft_status(n->raft, &st);
         if (js->scanned_term != st.term) {
             legacy_gather(n, st.term);
             memset(js->qcur, 0, sizeof js->qcur);

@@ -21,8 +21,7 @@ static bool kv_key_ok(struct node *n, struct conn *c, uint64_t rid, size_t klen)
 
 static void kv_storage_error(struct conn *c, uint64_t rid, int rc, const struct errbuf *eb)
 {
-    conn_reply_error(c, rid, rc == ERR_NOSPACE ? DDKV_WERR_UNAVAILABLE : DDKV_WERR_INTERNAL,
-                     "storage: %s", eb->msg);
+    conn_reply_error(c, rid, err_to_wire(rc), "storage: %s", eb->msg);
 }
 
 void kv_reply_value(struct node *n, struct conn *c, uint64_t rid, const uint8_t *key, size_t klen)
@@ -71,37 +70,6 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
     replica_read(n, c, m->request_id, &t, (uint32_t)consistency, after);
 }
 
-/* Propose a change; the reply waits until its entry commits and applies. */
-void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op)
-{
-    if (n->storage_failed) {
-        if (n->storage_failed == ERR_NOSPACE)
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused: disk full on this member; it rejoins by itself once space returns");
-        else if (n->storage_failed == ERR_CORRUPT)
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused: this member's data dir is damaged; ask another member");
-        else if (n->storage_failed == ERR_IO)
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused: an I/O error (a failed fsync) on this member's disk; it rejoins by "
-                             "itself once synced writes work again");
-        else
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused since a storage failure (%s); restart the node",
-                             err_str(n->storage_failed));
-        return;
-    }
-    int rc = replica_propose(n, c, rid, reply_kind, op);
-    if (rc == ERR_UNAVAILABLE)
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-    else if (rc == ERR_AGAIN)
-        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many writes waiting to commit; retry");
-    else if (rc == ERR_BAD_INPUT)
-        conn_reply_error(c, rid, DDKV_WERR_BAD_REQUEST, "the request cannot be encoded as a command");
-    else if (rc)
-        conn_reply_error(c, rid, DDKV_WERR_INTERNAL, "cannot propose: %s", err_str(rc));
-}
-
 /* WRITE [key, value, lease_id, client_id, seq]. (client_id, seq) make a retry
  * exactly-once (kv/sm.h); client_id 0 or absent: no session. */
 static void kv_write(void *ctx, struct conn *c, const struct msg *m)
@@ -123,7 +91,7 @@ static void kv_write(void *ctx, struct conn *c, const struct msg *m)
         return;
     }
     n->stats.writes++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
 }
 
 /* DELETE [key, client_id, seq], with a session like WRITE. */
@@ -139,7 +107,7 @@ static void kv_delete(void *ctx, struct conn *c, const struct msg *m)
     if (!kv_key_ok(n, c, m->request_id, op.klen))
         return;
     n->stats.deletes++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_DELETED, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETED, &op);
 }
 
 /* DELETE_PREFIX [prefix, limit, client_id, seq] -> DELETED [lamport,
@@ -175,7 +143,7 @@ static void kv_delete_prefix(void *ctx, struct conn *c, const struct msg *m)
         return;
     }
     n->stats.deletes++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, &op);
 }
 
 struct list_ctx {
@@ -360,7 +328,7 @@ static void kv_txn(void *ctx, struct conn *c, const struct msg *m)
         !kv_txn_ops(n, &m->f[2], ops[1], &txn.nops[1], &why, &code))
         goto bad;
     n->stats.txns++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_TXN_RESULT, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_TXN_RESULT, &op);
     return;
 bad:
     conn_reply_error(c, m->request_id, code, "%s", why);

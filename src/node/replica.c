@@ -293,6 +293,54 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
     return ERR_OK;
 }
 
+void replica_refuse(struct conn *c, uint64_t rid, int rc)
+{
+    ASSERT(rc != ERR_OK);
+    if (rc == ERR_UNAVAILABLE)
+        conn_reply_not_leader(c, rid);
+    else if (rc == ERR_AGAIN)
+        conn_reply_error(c, rid, err_to_wire(rc), "too many writes waiting to commit; retry");
+    else if (rc == ERR_BAD_INPUT)
+        conn_reply_error(c, rid, err_to_wire(rc), "the request cannot be encoded as a command");
+    else
+        conn_reply_error(c, rid, err_to_wire(rc), "cannot propose: %s", err_str(rc));
+}
+
+void replica_propose_reply(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
+                           const struct sm_op *op)
+{
+    if (n->storage_failed) {
+        if (n->storage_failed == ERR_NOSPACE)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: disk full on this member; it rejoins by itself once space returns");
+        else if (n->storage_failed == ERR_CORRUPT)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: this member's data dir is damaged; ask another member");
+        else if (n->storage_failed == ERR_IO)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: an I/O error (a failed fsync) on this member's disk; it rejoins by "
+                             "itself once synced writes work again");
+        else
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused since a storage failure (%s); restart the node",
+                             err_str(n->storage_failed));
+        return;
+    }
+    int rc = replica_propose(n, c, rid, reply_kind, op);
+    if (rc)
+        replica_refuse(c, rid, rc);
+}
+
+bool replica_lead_or_refuse(struct node *n, struct conn *c, uint64_t rid, bool writable)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.role == RAFT_LEADER && !(writable && n->storage_failed))
+        return true;
+    conn_reply_not_leader(c, rid);
+    return false;
+}
+
 int replica_propose_done(struct node *n, struct conn *c, uint64_t request_id, const struct sm_op *op,
                          void (*done)(struct node *, const struct proposal *, const struct sm_result *,
                                       uint32_t, const char *),

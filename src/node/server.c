@@ -376,6 +376,36 @@ void conn_reply_error(struct conn *c, uint64_t request_id, uint32_t code, const 
     conn_reply_end(c, &w);
 }
 
+uint32_t err_to_wire(int rc)
+{
+    switch (rc) {
+    case ERR_OK:
+        return 0;
+    case ERR_NOSPACE: /* heals by itself (the node rejoins): retry, or ask another member */
+    case ERR_AGAIN:
+    case ERR_CLOSED:
+        return DDKV_WERR_UNAVAILABLE;
+    case ERR_UNAVAILABLE: /* from a proposal or a membership change: not the leader */
+        return DDKV_WERR_NOT_LEADER;
+    case ERR_TOO_LARGE:
+        return DDKV_WERR_TOO_LARGE;
+    case ERR_BAD_INPUT:
+    case ERR_EXISTS:
+        return DDKV_WERR_BAD_REQUEST;
+    case ERR_NOT_FOUND:
+        return DDKV_WERR_NOT_FOUND;
+    case ERR_TIMEOUT:
+        return DDKV_WERR_TIMEOUT;
+    default: /* ERR_NOMEM, ERR_IO, ERR_CORRUPT: this member's trouble, not the request's */
+        return DDKV_WERR_INTERNAL;
+    }
+}
+
+void conn_reply_not_leader(struct conn *c, uint64_t request_id)
+{
+    conn_reply_error(c, request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+}
+
 /* Answer, then close once the answer is on the wire. */
 static void conn_fail(struct conn *c, uint64_t request_id, uint32_t code, const char *text)
 {

@@ -325,6 +325,14 @@ void conn_reply_begin(struct conn *c, struct msg_writer *w, uint32_t type, uint6
 void conn_reply_end(struct conn *c, struct msg_writer *w);
 void conn_reply_error(struct conn *c, uint64_t request_id, uint32_t code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* ERROR NOT_LEADER, with the leader's client address when this node knows it:
+ * the one wording of that refusal. */
+void conn_reply_not_leader(struct conn *c, uint64_t request_id);
+/* The wire error code (DDKV_WERR_*) a client is told for internal error rc
+ * (ERR_*): the one mapping. ERR_UNAVAILABLE is a proposal's or a membership
+ * change's "not the leader"; a full disk (ERR_NOSPACE) is UNAVAILABLE, as it
+ * heals by itself; this member's other failures are INTERNAL. 0 for ERR_OK. */
+uint32_t err_to_wire(int rc);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 bool conn_is_open(const struct conn *c);
@@ -388,9 +396,16 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
  * storage_failed or installing. */
 void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
                           void (*done)(struct node *n, struct conn *c, uint64_t request_id));
-/* Propose a change for c, answering refusals (not leader, backpressure,
- * fenced) at once (mod_kv.c). */
-void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op);
+/* Propose a change for c, answered with reply_kind when it applies (see
+ * replica_propose); refusals (fenced storage, not the leader, backpressure)
+ * are answered at once. */
+void replica_propose_reply(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
+                           const struct sm_op *op);
+/* Answer c the refusal rc of replica_propose (nonzero). */
+void replica_refuse(struct conn *c, uint64_t rid, int rc);
+/* True when this member leads (with writable: and its storage takes writes);
+ * otherwise c is answered NOT_LEADER (naming the leader when known). */
+bool replica_lead_or_refuse(struct node *n, struct conn *c, uint64_t rid, bool writable);
 /* Propose for c, and call done (see struct proposal) when the entry applies
  * or is lost, instead of replying; refusals are returned (as replica_propose). */
 int replica_propose_done(struct node *n, struct conn *c, uint64_t request_id, const struct sm_op *op,
