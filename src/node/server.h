@@ -19,7 +19,7 @@
 #include "node/lag.h"
 #include "node/module.h"
 #include "node/node.h"
-#include "node/watch.h"
+#include "node/mod/watch.h"
 #include "proto/frame.h"
 #include "proto/lamport.h"
 #include "util/buf.h"
@@ -312,6 +312,13 @@ void node_handoff_check(struct node *n);
 const char *cluster_leader_client_addr(struct node *n);
 /* "NAME=PEER_ADDR", the context of a CONF entry that adds a member; 0 if too long. */
 size_t cluster_ctx_encode(char *out, size_t cap, const char *name, const char *peer_addr);
+/* A CONF entry was appended to the log (the member becomes reachable), or
+ * applies (the address book in META is updated in the apply batch b). */
+void cluster_on_appended(struct node *n, const struct raft_entry *e);
+void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store_batch *b);
+/* Whether member id (name) may connect with data dir incarnation inc: the one
+ * the cluster recorded, or none recorded yet (refusals logged). */
+bool cluster_incarnation_ok(struct node *n, uint64_t id, const char *name, uint64_t inc);
 /* Reload the address book after a snapshot replaced the state machine. */
 int cluster_reload(struct node *n, struct errbuf *eb);
 /* Whether raft message m may go to its member: not an entry or an image that

@@ -1,5 +1,5 @@
 /* Watch history and streams (see watch.h). */
-#include "node/watch.h"
+#include "node/mod/watch.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
