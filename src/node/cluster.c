@@ -24,7 +24,7 @@
 
 #include "kv/store.h"
 #include "node/peer.h"
-#include "node/server.h"
+#include "node/node_int.h"
 #include "proto/version.h"
 #include "util/buf.h"
 #include "util/clock.h"

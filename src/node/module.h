@@ -3,7 +3,7 @@
  * them (modules.c, the only place that names the modules).
  *
  * A module registers its message types with the dispatcher in init and may
- * fill in any of the hooks; the driver (replica.c, server.c) calls a hook on
+ * fill in any of the hooks; the driver (replica.c, conn.c) calls a hook on
  * every module that has it, in the list's order, and never calls a module by
  * name. Every hook runs on the loop thread. */
 #ifndef DDKV_NODE_MODULE_H

@@ -15,7 +15,7 @@
 #include "node/module.h"
 #include "node/peer.h"
 #include "node/replica.h"
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/clock.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -71,6 +71,27 @@ void replica_note_commit(struct node *n)
     }
 }
 
+/* Every tick while a SIGTERM'd leader hands over (node.c): stop once another
+ * member leads, or at the deadline. */
+static void replica_handoff_check(struct node *n)
+{
+    if (!n->handoff_deadline_ms || n->stopping)
+        return;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    bool moved = st.role != RAFT_LEADER;
+    if (!moved && clock_mono_ms() < n->handoff_deadline_ms)
+        return;
+    const struct member *m = st.leader ? cluster_member(n, st.leader) : NULL;
+    if (moved)
+        log_info("leadership handed over (%s leads, term %llu): stopping", m ? m->name : "no one yet",
+                 (unsigned long long)st.term);
+    else
+        log_warn("leadership not handed over within the election timeout: stopping anyway");
+    n->stopping = true;
+    event_base_loopbreak(n->base);
+}
+
 static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct node *n = arg;
@@ -83,7 +104,7 @@ static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
         replica_snap_tick(n);
     }
     replica_sweep(n);
-    node_handoff_check(n);
+    replica_handoff_check(n);
 }
 
 /* The state machine as the store holds it, the way start-up loads it: an
@@ -796,6 +817,99 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
 
 /* --- reads --- */
 
+/* Answers from the applied state: VALUE for a key, LIST_RESULT for a page. */
+
+static void replica_storage_error(struct conn *c, uint64_t rid, int rc, const struct errbuf *eb)
+{
+    conn_reply_error(c, rid, err_to_wire(rc), "storage: %s", eb->msg);
+}
+
+static void replica_reply_value(struct node *n, struct conn *c, uint64_t rid, const uint8_t *key, size_t klen)
+{
+    struct kv_record r;
+    struct store_val hold;
+    struct errbuf eb;
+    int rc = sm_get(&n->sm, key, klen, &r, &hold, &eb);
+    if (rc == ERR_NOT_FOUND) {
+        conn_reply_error(c, rid, DDKV_WERR_NOT_FOUND, "key not found");
+        return;
+    }
+    if (rc) {
+        replica_storage_error(c, rid, rc, &eb);
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_VALUE, rid, 6);
+    mw_bin(&w, key, klen);
+    mw_bin(&w, r.value, r.vlen);
+    mw_u64(&w, r.create_rev);
+    mw_u64(&w, r.mod_rev);
+    mw_u64(&w, r.version);
+    mw_u64(&w, r.lamport);
+    store_val_release(&hold);
+    conn_reply_end(c, &w);
+}
+
+struct list_ctx {
+    struct msg_writer *w;
+    uint32_t count;
+};
+
+static int replica_list_entry(void *arg, const uint8_t *key, size_t klen, const struct kv_record *r)
+{
+    struct list_ctx *lc = arg;
+    mw_array(lc->w, 6);
+    mw_bin(lc->w, key, klen);
+    mw_bin(lc->w, r->value, r->vlen);
+    mw_u64(lc->w, r->create_rev);
+    mw_u64(lc->w, r->mod_rev);
+    mw_u64(lc->w, r->version);
+    mw_u64(lc->w, r->lamport);
+    lc->count++;
+    return 0;
+}
+
+/* A LIST page from the applied state: cut at limit entries or at what fits in
+ * a frame, whichever comes first; `more` tells the client to ask again from
+ * its last key. */
+static void replica_reply_list(struct node *n, struct conn *c, uint64_t rid, const uint8_t *prefix, size_t plen,
+                   const uint8_t *after, size_t alen, uint32_t limit)
+{
+    /* Entries are packed first, into their own buffer, because the array
+     * header needs the count; then the reply is assembled around them. */
+    struct buf entries = BUF_INIT;
+    struct msg_writer ew;
+    msg_writer_raw(&ew, &entries);
+    struct list_ctx lc = {.w = &ew};
+    bool more = false;
+    struct errbuf eb;
+    /* Leave room for the header and per-entry overhead within one frame. */
+    size_t max_bytes = n->cfg.max_frame_bytes / 2;
+    int rc = sm_list(&n->sm, prefix, plen, after, alen, limit, max_bytes, replica_list_entry, &lc, &more, &eb);
+    if (rc || ew.failed) {
+        buf_free(&entries);
+        replica_storage_error(c, rid, rc ? rc : ERR_NOMEM, &eb);
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_LIST_RESULT, rid, 3);
+    mw_array(&w, lc.count);
+    mw_raw(&w, entries.data, entries.len);
+    mw_bool(&w, more);
+    mw_u64(&w, n->sm.revision);
+    buf_free(&entries);
+    conn_reply_end(c, &w);
+}
+
+static void replica_reply_target(struct node *n, struct conn *c, uint64_t rid, const struct read_target *t)
+{
+    if (t->list)
+        replica_reply_list(n, c, rid, t->key, t->klen, t->after, t->alen, t->limit);
+    else
+        replica_reply_value(n, c, rid, t->key, t->klen);
+}
+
+
 static void replica_read_answer(struct node *n, struct pending_read *r)
 {
     if (r->done) {
@@ -804,7 +918,7 @@ static void replica_read_answer(struct node *n, struct pending_read *r)
         return;
     }
     if (conn_is_open(r->c))
-        kv_reply_target(n, r->c, r->request_id, &r->t);
+        replica_reply_target(n, r->c, r->request_id, &r->t);
     node_observe(n, r->t.list ? DDKV_MSG_LIST : DDKV_MSG_READ, r->t0_ns);
 }
 
@@ -869,7 +983,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
             n->stats.reads_stale++;
         else
             n->stats.reads_causal++;
-        kv_reply_target(n, c, request_id, t);
+        replica_reply_target(n, c, request_id, t);
         node_observe(n, type, n->req_t0_ns);
         return;
     }
@@ -882,7 +996,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
             const struct raft_conf *conf = raft_get_conf(n->raft);
             if (raft_conf_voters(conf) == 1 && raft_conf_is_voter(conf, n->self_id)) {
                 n->stats.reads_linearizable++;
-                kv_reply_target(n, c, request_id, t);
+                replica_reply_target(n, c, request_id, t);
                 node_observe(n, type, n->req_t0_ns);
             } else {
                 conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 
 #include "node/peer.h"
-#include "node/server.h"
+#include "node/node_int.h"
+#include "node/mod/admin.h"
 #include "proto/version.h"
 #include "util/clock.h"
 #include "util/version.h"

@@ -38,7 +38,8 @@
 
 #include "kv/passwd.h"
 #include "node/access.h"
-#include "node/server.h"
+#include "node/node_int.h"
+#include "node/mod/auth.h"
 #include "util/clock.h"
 #include "util/log.h"
 

@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/file.h"
 #include "util/log.h"
 

@@ -74,7 +74,7 @@
 #include "ddkv/wire.h"
 #include "kv/sm.h"
 #include "kv/store.h"
-#include "node/server.h"
+#include "node/node_int.h"
 #include "proto/version.h"
 #include "util/clock.h"
 #include "util/err.h"

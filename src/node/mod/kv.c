@@ -1,7 +1,7 @@
 /* The kv module: READ, WRITE, DELETE and LIST on the state machine. */
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "proto/version.h"
 
 /* Check a key against the node's limits; answers the error itself. */
@@ -17,37 +17,6 @@ static bool kv_key_ok(struct node *n, struct conn *c, uint64_t rid, size_t klen)
         return false;
     }
     return true;
-}
-
-static void kv_storage_error(struct conn *c, uint64_t rid, int rc, const struct errbuf *eb)
-{
-    conn_reply_error(c, rid, err_to_wire(rc), "storage: %s", eb->msg);
-}
-
-void kv_reply_value(struct node *n, struct conn *c, uint64_t rid, const uint8_t *key, size_t klen)
-{
-    struct kv_record r;
-    struct store_val hold;
-    struct errbuf eb;
-    int rc = sm_get(&n->sm, key, klen, &r, &hold, &eb);
-    if (rc == ERR_NOT_FOUND) {
-        conn_reply_error(c, rid, DDKV_WERR_NOT_FOUND, "key not found");
-        return;
-    }
-    if (rc) {
-        kv_storage_error(c, rid, rc, &eb);
-        return;
-    }
-    struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_VALUE, rid, 6);
-    mw_bin(&w, key, klen);
-    mw_bin(&w, r.value, r.vlen);
-    mw_u64(&w, r.create_rev);
-    mw_u64(&w, r.mod_rev);
-    mw_u64(&w, r.version);
-    mw_u64(&w, r.lamport);
-    store_val_release(&hold);
-    conn_reply_end(c, &w);
 }
 
 /* READ [key, consistency, after_lamport]: the replica decides when it may be
@@ -144,65 +113,6 @@ static void kv_delete_prefix(void *ctx, struct conn *c, const struct msg *m)
     }
     n->stats.deletes++;
     replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, &op);
-}
-
-struct list_ctx {
-    struct msg_writer *w;
-    uint32_t count;
-};
-
-static int kv_list_entry(void *arg, const uint8_t *key, size_t klen, const struct kv_record *r)
-{
-    struct list_ctx *lc = arg;
-    mw_array(lc->w, 6);
-    mw_bin(lc->w, key, klen);
-    mw_bin(lc->w, r->value, r->vlen);
-    mw_u64(lc->w, r->create_rev);
-    mw_u64(lc->w, r->mod_rev);
-    mw_u64(lc->w, r->version);
-    mw_u64(lc->w, r->lamport);
-    lc->count++;
-    return 0;
-}
-
-/* A LIST page from the applied state: cut at limit entries or at what fits in
- * a frame, whichever comes first; `more` tells the client to ask again from
- * its last key. */
-void kv_reply_list(struct node *n, struct conn *c, uint64_t rid, const uint8_t *prefix, size_t plen,
-                   const uint8_t *after, size_t alen, uint32_t limit)
-{
-    /* Entries are packed first, into their own buffer, because the array
-     * header needs the count; then the reply is assembled around them. */
-    struct buf entries = BUF_INIT;
-    struct msg_writer ew;
-    msg_writer_raw(&ew, &entries);
-    struct list_ctx lc = {.w = &ew};
-    bool more = false;
-    struct errbuf eb;
-    /* Leave room for the header and per-entry overhead within one frame. */
-    size_t max_bytes = n->cfg.max_frame_bytes / 2;
-    int rc = sm_list(&n->sm, prefix, plen, after, alen, limit, max_bytes, kv_list_entry, &lc, &more, &eb);
-    if (rc || ew.failed) {
-        buf_free(&entries);
-        kv_storage_error(c, rid, rc ? rc : ERR_NOMEM, &eb);
-        return;
-    }
-    struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_LIST_RESULT, rid, 3);
-    mw_array(&w, lc.count);
-    mw_raw(&w, entries.data, entries.len);
-    mw_bool(&w, more);
-    mw_u64(&w, n->sm.revision);
-    buf_free(&entries);
-    conn_reply_end(c, &w);
-}
-
-void kv_reply_target(struct node *n, struct conn *c, uint64_t rid, const struct read_target *t)
-{
-    if (t->list)
-        kv_reply_list(n, c, rid, t->key, t->klen, t->after, t->alen, t->limit);
-    else
-        kv_reply_value(n, c, rid, t->key, t->klen);
 }
 
 /* LIST [prefix, start_after, limit, consistency, after_lamport] ->

@@ -19,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
+#include "node/mod/auth.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -34,6 +35,7 @@ struct lease_slot {
 struct lease_table {
     struct lease_slot *slots;
     size_t cap, n; /* cap a power of two */
+    uint64_t term; /* the term it was built for */
 };
 
 static size_t lt_hash(uint64_t id, size_t cap)
@@ -112,7 +114,6 @@ static void lease_free(struct node *n)
         free(n->leases->slots);
     free(n->leases);
     n->leases = NULL;
-    n->leases_term = 0;
 }
 
 static int lease_load_cb(void *ctx, uint64_t id, uint64_t ttl_ms)
@@ -134,7 +135,7 @@ static void lease_tick(struct node *n)
             lease_free(n);
         return;
     }
-    if (n->leases_term != st.term) {
+    if (!n->leases || n->leases->term != st.term) {
         /* Only once it committed an entry of its own term (so its commit
          * index covers every entry an earlier leader committed, every grant
          * included) and applied up to there. */
@@ -151,7 +152,7 @@ static void lease_tick(struct node *n)
             lease_free(n);
             return;
         }
-        n->leases_term = st.term;
+        n->leases->term = st.term;
         if (n->leases->n)
             log_info("leader of term %llu: %zu leases, each given its full ttl again",
                      (unsigned long long)st.term, n->leases->n);
@@ -241,7 +242,7 @@ static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
         return;
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (!n->leases || n->leases_term != st.term) {
+    if (!n->leases || n->leases->term != st.term) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "a new leader is catching up; retry");
         return;
     }

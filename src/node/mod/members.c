@@ -2,14 +2,22 @@
  * leader's membership housekeeping every tick (incarnation records, the
  * cluster version, promoting caught-up learners). The address book and the
  * peer transport it works on are the cluster part's (cluster.c). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "node/peer.h"
-#include "node/server.h"
+#include "node/node_int.h"
 #include "proto/version.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/net.h"
+
+/* The module's own state, one per node. */
+struct members_state {
+    bool inc_self_logged;             /* the cluster's record of us is another incarnation: said once */
+    uint64_t cv_proposed_ms;          /* a leader proposed a cluster version then */
+    uint64_t cv_wait_id, cv_wait_ver; /* the member (and its version) it last said holds the cluster version */
+};
 
 /* Every tick: drop connections of members whose data dir is not the one
  * recorded (a record applied after they connected); a leader records each
@@ -30,8 +38,8 @@ static void members_tick_incarnations(struct node *n, bool leader)
             continue;
         bool self = m->id == n->self_id;
         uint64_t have = self ? n->incarnation : peer_incarnation_of(n->peers, m->id);
-        if (self && rec && rec != n->incarnation && !n->inc_self_logged) {
-            n->inc_self_logged = true;
+        if (self && rec && rec != n->incarnation && !n->mstate->inc_self_logged) {
+            n->mstate->inc_self_logged = true;
             log_error("this member's data dir is not the one the cluster knows (incarnation %016llx, recorded "
                       "%016llx): the other members refuse it until it is removed and added again",
                       (unsigned long long)n->incarnation, (unsigned long long)rec);
@@ -83,19 +91,19 @@ static void members_tick_version(struct node *n)
     uint64_t now = clock_mono_ms();
     if (low <= cv) {
         /* Said again only when what holds it changes, so an operator sees why. */
-        if (wait_id && (n->cv_wait_id != wait_id || n->cv_wait_ver != wait_ver)) {
+        if (wait_id && (n->mstate->cv_wait_id != wait_id || n->mstate->cv_wait_ver != wait_ver)) {
             const struct member *m = cluster_member(n, wait_id);
             char v[32], c[32];
-            n->cv_wait_id = wait_id;
-            n->cv_wait_ver = wait_ver;
+            n->mstate->cv_wait_id = wait_id;
+            n->mstate->cv_wait_ver = wait_ver;
             log_info("cluster version stays %s: member %s %s%s", version_text(cv, c, sizeof c), m ? m->name : "?",
                      wait_ver ? "runs " : "is not connected", wait_ver ? version_text(wait_ver, v, sizeof v) : "");
         }
         return;
     }
-    if (n->cv_proposed_ms && now - n->cv_proposed_ms < 2000)
+    if (n->mstate->cv_proposed_ms && now - n->mstate->cv_proposed_ms < 2000)
         return;
-    n->cv_proposed_ms = now;
+    n->mstate->cv_proposed_ms = now;
     struct sm_op op = {.kind = SM_OP_CLUSTER_VERSION, .version = low};
     char v[32], c[32];
     if (replica_propose_internal(n, &op) == ERR_OK)
@@ -283,6 +291,9 @@ static void members_transfer(void *ctx, struct conn *c, const struct msg *m)
 
 static int members_init(struct node *n, struct errbuf *eb)
 {
+    n->mstate = calloc(1, sizeof *n->mstate);
+    if (!n->mstate)
+        return errf(eb, ERR_NOMEM, "out of memory");
     int rc;
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_MEMBER_ADD, "members", members_add, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_LEADER_TRANSFER, "members", members_transfer, n, eb)) ||
@@ -311,6 +322,12 @@ static void members_on_appended(struct node *n, const struct raft_entry *e)
         cluster_on_appended(n, e);
 }
 
+static void members_free(struct node *n)
+{
+    free(n->mstate);
+    n->mstate = NULL;
+}
+
 const struct module mod_members = {
     .name = "members",
     .init = members_init,
@@ -318,4 +335,5 @@ const struct module mod_members = {
     .on_appended = members_on_appended,
     .on_tick = members_tick,
     .on_leader = members_on_leader,
+    .free = members_free,
 };

@@ -1,6 +1,6 @@
 /* The raft module: owns the peer message types in the dispatcher and steps
  * the core with each validated one. */
-#include "node/server.h"
+#include "node/node_int.h"
 
 static void raft_peer_step(void *ctx, const struct raft_msg *m)
 {

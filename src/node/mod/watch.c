@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/log.h"
 
 static struct watch_event *hist_at(const struct watch_hub *h, uint64_t seq)
@@ -272,7 +272,14 @@ static void watch_handle(void *ctx, struct conn *c, const struct msg *m)
 
 static int watch_mod_init(struct node *n, struct errbuf *eb)
 {
+    if (watch_init(&n->watch, n->sm.applied_index, n->cfg.watch_history_bytes))
+        return errf(eb, ERR_NOMEM, "out of memory for the watch history");
     return dispatcher_register(&n->disp, DDKV_MSG_WATCH, "watch", watch_handle, n, eb);
+}
+
+static void watch_mod_free(struct node *n)
+{
+    watch_free(&n->watch);
 }
 
 /* Each change the state machine stages is held until its batch commits. */
@@ -305,4 +312,5 @@ const struct module mod_watch = {
     .on_state_replaced = watch_reset,
     .on_conn_writable = watch_on_conn_writable,
     .on_conn_closed = watch_conn_closed,
+    .free = watch_mod_free,
 };
