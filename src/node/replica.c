@@ -310,7 +310,7 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
     }
     n->stats.proposals++;
     if (c)
-        replica_track(n, c, request_id, reply_kind, index, term);
+        replica_track(n, c, request_id, reply_kind, NULL, index, term);
     return ERR_OK;
 }
 
@@ -328,7 +328,7 @@ void replica_refuse(struct conn *c, uint64_t rid, int rc)
 }
 
 void replica_propose_reply(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
-                           const struct sm_op *op)
+                           replica_reply_fn reply, const struct sm_op *op)
 {
     if (n->storage_failed) {
         if (n->storage_failed == ERR_NOSPACE)
@@ -350,6 +350,8 @@ void replica_propose_reply(struct node *n, struct conn *c, uint64_t rid, uint32_
     int rc = replica_propose(n, c, rid, reply_kind, op);
     if (rc)
         replica_refuse(c, rid, rc);
+    else
+        n->prop[n->nprop - 1].reply = reply;
 }
 
 bool replica_lead_or_refuse(struct node *n, struct conn *c, uint64_t rid, bool writable)
@@ -397,7 +399,7 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
                            uint32_t err_code, const char *err_text);
 
 void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
-                   uint64_t index, uint64_t term)
+                   replica_reply_fn reply, uint64_t index, uint64_t term)
 {
     /* Proposals are appended in index order, so the queue stays sorted. One
      * at or past this index is left from an earlier leadership of this node
@@ -416,7 +418,7 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
     if (n->nprop == n->capprop)
         n->prop = replica_grow(n->prop, &n->capprop, sizeof *n->prop);
     conn_ref(c);
-    n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind,
+    n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind, .reply = reply,
                                             .index = index, .term = term, .t0_ns = n->req_t0_ns};
 }
 
@@ -438,38 +440,8 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
             uint32_t code;
             const char *text = sm_error_text(res->error, &code);
             conn_reply_error(p->c, p->request_id, code, "%s", text);
-        } else if (p->kind == DDKV_MSG_DELETED && !res->found) {
-            conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
-        } else if (p->kind == DDKV_MSG_DELETE_PREFIX) {
-            struct msg_writer w;
-            conn_reply_begin(p->c, &w, DDKV_MSG_DELETED, p->request_id, 4);
-            mw_u64(&w, res->lamport);
-            mw_u64(&w, res->revision);
-            mw_u64(&w, res->count);
-            mw_bool(&w, res->succeeded);
-            conn_reply_end(p->c, &w);
-        } else if (p->kind == DDKV_MSG_TXN_RESULT) {
-            struct msg_writer w;
-            conn_reply_begin(p->c, &w, p->kind, p->request_id, 3);
-            mw_bool(&w, res->succeeded);
-            mw_u64(&w, res->lamport);
-            mw_u64(&w, res->revision);
-            conn_reply_end(p->c, &w);
-        } else if (p->kind == DDKV_MSG_LEASE) {
-            if (res->lease_id == 0 && !res->found) {
-                conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "lease not found (expired or revoked)");
-            } else {
-                struct msg_writer w;
-                conn_reply_begin(p->c, &w, p->kind, p->request_id, 2);
-                mw_u64(&w, res->lease_id);
-                mw_u64(&w, res->lease_ttl_ms);
-                conn_reply_end(p->c, &w);
-            }
-        } else if (p->kind == DDKV_MSG_MEMBER_CHANGED) {
-            struct msg_writer w;
-            conn_reply_begin(p->c, &w, p->kind, p->request_id, 1);
-            mw_u64(&w, p->index);
-            conn_reply_end(p->c, &w);
+        } else if (p->reply) {
+            p->reply(n, p, res);
         } else {
             struct msg_writer w;
             conn_reply_begin(p->c, &w, p->kind, p->request_id, 2);

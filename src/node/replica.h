@@ -15,11 +15,18 @@
 struct node;
 struct conn;
 
+struct proposal;
+/* How a module answers its write once the entry applied cleanly (no error,
+ * not a stale retry, not refused by the state machine): it encodes its own
+ * reply to p->c (open), from res. The replica knows no module's replies. */
+typedef void (*replica_reply_fn)(struct node *n, const struct proposal *p, const struct sm_result *res);
+
 /* A client's write waiting for its log entry to commit and apply. */
 struct proposal {
     struct conn *c;     /* referenced */
     uint64_t request_id;
-    uint32_t kind;      /* reply: DDKV_MSG_WRITTEN_AT / DDKV_MSG_DELETED */
+    uint32_t kind;      /* the reply's type (its request's, for latency) */
+    replica_reply_fn reply; /* the module's answer; NULL: kind [lamport, revision] */
     uint64_t index, term; /* the entry; committed only if that index applies with that term */
     uint64_t t0_ns;     /* when the request arrived */
     struct sm_result res;
@@ -76,10 +83,10 @@ void replica_flush(struct node *n);
  * not the leader, ERR_AGAIN too many writes in flight, ERR_NOMEM. */
 int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
                     const struct sm_op *op);
-/* Answer c with reply_kind once the entry (index, term) applies (or say it
- * was lost). For MEMBER_CHANGED the reply is [index]. */
+/* Answer c once the entry (index, term) applies, with reply (NULL: reply_kind
+ * [lamport, revision]), or say it was lost. */
 void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
-                   uint64_t index, uint64_t term);
+                   replica_reply_fn reply, uint64_t index, uint64_t term);
 
 /* Reads (replica.c): answered now, or parked until their ReadIndex round
  * completes (linearizable) or the state machine catches up (causal). */
@@ -93,11 +100,11 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
  * storage_failed or installing. */
 void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
                           void (*done)(struct node *n, struct conn *c, uint64_t request_id));
-/* Propose a change for c, answered with reply_kind when it applies (see
- * replica_propose); refusals (fenced storage, not the leader, backpressure)
- * are answered at once. */
+/* Propose a change for c, answered by reply (NULL: reply_kind [lamport,
+ * revision]) when it applies, or with the error it met (see replica_propose);
+ * refusals (fenced storage, not the leader, backpressure) are answered at once. */
 void replica_propose_reply(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
-                           const struct sm_op *op);
+                           replica_reply_fn reply, const struct sm_op *op);
 /* Answer c the refusal rc of replica_propose (nonzero). */
 void replica_refuse(struct conn *c, uint64_t rid, int rc);
 /* True when this member leads (with writable: and its storage takes writes);

@@ -433,7 +433,7 @@ static void auth_hashed(struct node *n, struct auth_job *j)
     struct sm_auth a = {.op = j->op, .name = (const uint8_t *)j->user, .nlen = strlen(j->user),
                         .arg = j->rec, .alen = sizeof j->rec, .perm = 0};
     struct sm_op op = {.kind = SM_OP_AUTH, .auth = &a, .client_id = j->client_id, .seq = j->seq};
-    replica_propose_reply(n, j->c, j->rid, DDKV_MSG_AUTH_CHANGED, &op);
+    replica_propose_reply(n, j->c, j->rid, DDKV_MSG_AUTH_CHANGED, NULL, &op);
 }
 
 static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
@@ -613,7 +613,7 @@ static void auth_change(void *ctx, struct conn *c, const struct msg *m)
         struct sm_auth a = {.op = (uint8_t)op, .name = name, .nlen = nlen, .arg = uses_arg ? arg : NULL,
                             .alen = uses_arg ? alen : 0, .perm = op == DDKV_AUTH_ROLE_GRANT ? (uint8_t)perm : 0};
         struct sm_op sop = {.kind = SM_OP_AUTH, .auth = &a, .client_id = client_id, .seq = seq};
-        replica_propose_reply(n, c, m->request_id, DDKV_MSG_AUTH_CHANGED, &sop);
+        replica_propose_reply(n, c, m->request_id, DDKV_MSG_AUTH_CHANGED, NULL, &sop);
         return;
     }
     /* Only the leader proposes: say so before spending a hash on it. */

@@ -19,6 +19,49 @@ static bool kv_key_ok(struct node *n, struct conn *c, uint64_t rid, size_t klen)
     return true;
 }
 
+/* The answers to writes once their entries applied (replica_reply_fn). A
+ * WRITE's is the replica's default: WRITTEN_AT [lamport, revision]. */
+
+/* DELETED [lamport, revision], or NOT_FOUND when there was no such key. */
+static void kv_answer_deleted(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    if (!res->found) {
+        conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_DELETED, p->request_id, 2);
+    mw_u64(&w, res->lamport);
+    mw_u64(&w, res->revision);
+    conn_reply_end(p->c, &w);
+}
+
+/* DELETE_PREFIX: DELETED [lamport, revision, count, succeeded]. */
+static void kv_answer_delete_prefix(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_DELETED, p->request_id, 4);
+    mw_u64(&w, res->lamport);
+    mw_u64(&w, res->revision);
+    mw_u64(&w, res->count);
+    mw_bool(&w, res->succeeded);
+    conn_reply_end(p->c, &w);
+}
+
+/* TXN_RESULT [succeeded, lamport, revision]. */
+static void kv_answer_txn(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_TXN_RESULT, p->request_id, 3);
+    mw_bool(&w, res->succeeded);
+    mw_u64(&w, res->lamport);
+    mw_u64(&w, res->revision);
+    conn_reply_end(p->c, &w);
+}
+
 /* READ [key, consistency, after_lamport]: the replica decides when it may be
  * answered (see replica_read). */
 static void kv_read(void *ctx, struct conn *c, const struct msg *m)
@@ -60,7 +103,7 @@ static void kv_write(void *ctx, struct conn *c, const struct msg *m)
         return;
     }
     n->stats.writes++;
-    replica_propose_reply(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, NULL, &op);
 }
 
 /* DELETE [key, client_id, seq], with a session like WRITE. */
@@ -76,7 +119,7 @@ static void kv_delete(void *ctx, struct conn *c, const struct msg *m)
     if (!kv_key_ok(n, c, m->request_id, op.klen))
         return;
     n->stats.deletes++;
-    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETED, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETED, kv_answer_deleted, &op);
 }
 
 /* DELETE_PREFIX [prefix, limit, client_id, seq] -> DELETED [lamport,
@@ -112,7 +155,7 @@ static void kv_delete_prefix(void *ctx, struct conn *c, const struct msg *m)
         return;
     }
     n->stats.deletes++;
-    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, kv_answer_delete_prefix, &op);
 }
 
 /* LIST [prefix, start_after, limit, consistency, after_lamport] ->
@@ -238,7 +281,7 @@ static void kv_txn(void *ctx, struct conn *c, const struct msg *m)
         !kv_txn_ops(n, &m->f[2], ops[1], &txn.nops[1], &why, &code))
         goto bad;
     n->stats.txns++;
-    replica_propose_reply(n, c, m->request_id, DDKV_MSG_TXN_RESULT, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_TXN_RESULT, kv_answer_txn, &op);
     return;
 bad:
     conn_reply_error(c, m->request_id, code, "%s", why);

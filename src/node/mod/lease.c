@@ -190,6 +190,22 @@ static void lease_on_applied(struct node *n, const struct raft_entry *e, const s
 
 /* --- the module --- */
 
+/* A grant or a revoke applied: LEASE [lease_id, ttl_ms], or NOT_FOUND for a
+ * revoke of a lease that is gone (replica_reply_fn). */
+static void lease_answer(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    if (res->lease_id == 0 && !res->found) {
+        conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "lease not found (expired or revoked)");
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_LEASE, p->request_id, 2);
+    mw_u64(&w, res->lease_id);
+    mw_u64(&w, res->lease_ttl_ms);
+    conn_reply_end(p->c, &w);
+}
+
 #define LEASE_TTL_MIN_MS 100u
 #define LEASE_TTL_MAX_MS (UINT64_C(365) * 24 * 3600 * 1000)
 
@@ -213,7 +229,7 @@ static void lease_grant(void *ctx, struct conn *c, const struct msg *m)
      * auth is enabled). Encoded into the entry before this returns. */
     op.owner = auth_conn_user(n, c);
     op.owner_len = op.owner ? strlen(op.owner) : 0;
-    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, lease_answer, &op);
 }
 
 /* LEASE_REVOKE [lease_id, client_id, seq] */
@@ -226,7 +242,7 @@ static void lease_revoke(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEASE_REVOKE wants [lease_id, client_id, seq]");
         return;
     }
-    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, lease_answer, &op);
 }
 
 /* LEASE_KEEPALIVE [lease_id]: the leader restarts the countdown. */

@@ -147,6 +147,17 @@ static bool member_str(const struct msg *m, uint32_t i, char *out, size_t cap)
     return true;
 }
 
+/* A membership change applied: MEMBER_CHANGED [its entry's index]. */
+static void members_answer(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    (void)res;
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_MEMBER_CHANGED, p->request_id, 1);
+    mw_u64(&w, p->index);
+    conn_reply_end(p->c, &w);
+}
+
 static void members_change(struct node *n, struct conn *c, uint64_t rid, enum raft_cc_type type,
                            uint64_t id, const char *ctx, size_t ctx_len)
 {
@@ -169,7 +180,7 @@ static void members_change(struct node *n, struct conn *c, uint64_t rid, enum ra
         conn_reply_error(c, rid, DDKV_WERR_BAD_REQUEST, "the change does not fit the configuration");
         return;
     }
-    replica_track(n, c, rid, DDKV_MSG_MEMBER_CHANGED, index, term);
+    replica_track(n, c, rid, DDKV_MSG_MEMBER_CHANGED, members_answer, index, term);
 }
 
 static void members_add(void *ctx, struct conn *c, const struct msg *m)
