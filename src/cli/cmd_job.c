@@ -146,7 +146,7 @@ static int job_get(struct cli_ctx *ctx, ddkv_client *c, const char *id)
         out_error("%s is not a job record", key);
         return EXIT_UNAVAILABLE;
     }
-    /* The result of job ID lives at jobresult/ID (src/node/mod_jobs.c); a
+    /* The result of job ID lives at jobresult/ID (src/node/mod/jobs.c); a
      * record naming any other key (written by hand) is not followed. */
     char rkey[160];
     snprintf(rkey, sizeof rkey, "jobresult/%s", id);

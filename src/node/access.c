@@ -241,7 +241,7 @@ static bool keys_lease_revoke(struct access_ctx *a, const struct msg *m)
     return true;
 }
 
-/* The job queue's own keys (src/node/mod_jobs.c). */
+/* The job queue's own keys (src/node/mod/jobs.c). */
 static void job_space(struct access_ctx *a)
 {
     static const char *const spaces[] = {"jobs/", "jobq/", "jobc/"};
@@ -269,7 +269,7 @@ static bool keys_job_put(struct access_ctx *a, const struct msg *m)
 }
 
 /* JOB_ACK [id, token, result_key, client_id, seq, result]: the result of
- * job id is jobresult/<id> (mod_jobs.c refuses an ack naming any other
+ * job id is jobresult/<id> (mod/jobs.c refuses an ack naming any other
  * key), and the ack makes it the job's result, writing it when it carries
  * it: the acknowledging user must be able to write that key, whatever the
  * ack names. */

@@ -2,7 +2,7 @@
  *
  * One rule per client message type, in one table (access.c), so the whole
  * policy is read in one place. When auth is enabled every client frame is
- * checked against it by the server before its handler runs (server.c), on
+ * checked against it by the server before its handler runs (conn.c), on
  * whichever member received it, against that member's applied auth state; a
  * refused request reaches no handler and so changes nothing. A client type
  * with no rule is a start-up error (access_rules_cover).

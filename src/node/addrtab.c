@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/clock.h"
 #include "util/log.h"
 

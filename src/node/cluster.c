@@ -1,6 +1,6 @@
 /* Cluster identity and the peer side of a node: member ids and addresses, the
- * cluster id, the peer transport, and the "raft" module that owns the peer
- * message types in the dispatcher.
+ * cluster id, the peer transport (the modules that use them: mod/members.c,
+ * mod/raft.c).
  *
  * Ids. A member's Raft id is a 64-bit FNV-1a hash of its name, so every member
  * computes the same id for "n2" from the same --cluster flag, with nothing to
@@ -24,7 +24,7 @@
 
 #include "kv/store.h"
 #include "node/peer.h"
-#include "node/server.h"
+#include "node/node_int.h"
 #include "proto/version.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -268,6 +268,7 @@ size_t cluster_ctx_encode(char *out, size_t cap, const char *name, const char *p
     return k < 0 || (size_t)k >= cap ? 0 : (size_t)k;
 }
 
+/* A CONF entry was appended to the log: the member becomes reachable. */
 void cluster_on_appended(struct node *n, const struct raft_entry *e)
 {
     enum raft_cc_type type;
@@ -282,6 +283,7 @@ void cluster_on_appended(struct node *n, const struct raft_entry *e)
         cluster_learn(n, id, name, addr);
 }
 
+/* A CONF entry applies: the address book in META is updated in the apply batch b. */
 void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store_batch *b)
 {
     enum raft_cc_type type;
@@ -349,7 +351,7 @@ static void cluster_deliver(void *ud, const struct raft_msg *m)
  * recorded (wiped, replaced, restored from elsewhere) may have forgotten its
  * term, its vote and entries it acknowledged; letting it speak Raft could
  * make it vote twice in a term. It is refused until removed and added again. */
-static bool cluster_incarnation_ok(struct node *n, uint64_t id, const char *name, uint64_t inc)
+bool cluster_incarnation_ok(struct node *n, uint64_t id, const char *name, uint64_t inc)
 {
     uint64_t rec = 0;
     struct errbuf eb;
@@ -755,98 +757,6 @@ void cluster_stop(struct node *n)
 }
 
 /* Every tick on the leader: promote a learner that has caught up. */
-/* Every tick: drop connections of members whose data dir is not the one
- * recorded (a record applied after they connected); a leader records each
- * member's incarnation through the log (the first one it sees wins) and
- * forgets the record of a member no longer in the configuration, so that a
- * member removed and added again is recorded anew. */
-static void cluster_tick_incarnations(struct node *n, bool leader)
-{
-    if (!n->cluster_id || !n->peers)
-        return;
-    const struct raft_conf *conf = raft_get_conf(n->raft);
-    uint64_t now = clock_mono_ms();
-    struct errbuf eb;
-    for (size_t i = 0; i < n->nmembers; i++) {
-        struct member *m = &n->members[i];
-        uint64_t rec = 0;
-        if (sm_member_incarnation(&n->sm, n->cluster_id, m->id, &rec, &eb) != ERR_OK)
-            continue;
-        bool self = m->id == n->self_id;
-        uint64_t have = self ? n->incarnation : peer_incarnation_of(n->peers, m->id);
-        if (self && rec && rec != n->incarnation && !n->inc_self_logged) {
-            n->inc_self_logged = true;
-            log_error("this member's data dir is not the one the cluster knows (incarnation %016llx, recorded "
-                      "%016llx): the other members refuse it until it is removed and added again",
-                      (unsigned long long)n->incarnation, (unsigned long long)rec);
-        }
-        if (!self && have && rec && rec != have && !cluster_incarnation_ok(n, m->id, m->name, have))
-            peer_drop_inbound(n->peers, m->id, "its data dir is not the one the cluster knows");
-        if (!leader || (m->inc_proposed_ms && now - m->inc_proposed_ms < 2000))
-            continue;
-        struct sm_op op = {.kind = SM_OP_MEMBER_INC, .member_id = m->id, .member_cluster = n->cluster_id};
-        if (!raft_conf_has(conf, m->id)) {
-            if (!rec)
-                continue;
-            op.incarnation = 0; /* removed: forget it */
-        } else if (!rec && have) {
-            op.incarnation = have;
-        } else {
-            continue;
-        }
-        m->inc_proposed_ms = now;
-        if (replica_propose_internal(n, &op) == ERR_OK)
-            log_info("recording member %s's incarnation %016llx", m->name, (unsigned long long)op.incarnation);
-    }
-}
-
-/* On the leader: once every member of the configuration (voters and
- * learners) has said, in a hello on a live connection, that it runs a
- * release of a newer series than the cluster version, raise the cluster
- * version to the oldest such series, through the log. Only then does
- * anything new (proto/version.h) get proposed or sent. */
-static void cluster_tick_version(struct node *n)
-{
-    uint64_t cv = n->sm.cluster_version, low = version_series(DDKV_RELEASE_VERSION);
-    if (low <= cv)
-        return;
-    const struct raft_conf *conf = raft_get_conf(n->raft);
-    uint64_t wait_id = 0, wait_ver = 0;
-    for (uint32_t i = 0; i < conf->n; i++) {
-        if (conf->ids[i] == n->self_id)
-            continue;
-        /* No transport (a one-node cluster without a peer port): no other
-         * member can have said anything. */
-        uint64_t v = n->peers ? version_series(peer_version_of(n->peers, conf->ids[i])) : 0;
-        if (v < low) {
-            low = v;
-            wait_id = conf->ids[i];
-            wait_ver = v;
-        }
-    }
-    uint64_t now = clock_mono_ms();
-    if (low <= cv) {
-        /* Said again only when what holds it changes, so an operator sees why. */
-        if (wait_id && (n->cv_wait_id != wait_id || n->cv_wait_ver != wait_ver)) {
-            const struct member *m = cluster_member(n, wait_id);
-            char v[32], c[32];
-            n->cv_wait_id = wait_id;
-            n->cv_wait_ver = wait_ver;
-            log_info("cluster version stays %s: member %s %s%s", version_text(cv, c, sizeof c), m ? m->name : "?",
-                     wait_ver ? "runs " : "is not connected", wait_ver ? version_text(wait_ver, v, sizeof v) : "");
-        }
-        return;
-    }
-    if (n->cv_proposed_ms && now - n->cv_proposed_ms < 2000)
-        return;
-    n->cv_proposed_ms = now;
-    struct sm_op op = {.kind = SM_OP_CLUSTER_VERSION, .version = low};
-    char v[32], c[32];
-    if (replica_propose_internal(n, &op) == ERR_OK)
-        log_info("every member runs %s or later: raising the cluster version from %s", version_text(low, v, sizeof v),
-                 version_text(cv, c, sizeof c));
-}
-
 bool cluster_may_send(struct node *n, const struct raft_msg *m)
 {
     uint64_t need = 0;
@@ -877,129 +787,6 @@ bool cluster_may_send(struct node *n, const struct raft_msg *m)
     return false;
 }
 
-void cluster_tick(struct node *n)
-{
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    cluster_tick_incarnations(n, st.role == RAFT_LEADER);
-    if (st.role != RAFT_LEADER)
-        return;
-    cluster_tick_version(n);
-    const struct raft_conf *c = raft_get_conf(n->raft);
-    for (uint32_t i = 0; i < c->n; i++) {
-        if (!((c->learners >> i) & 1u))
-            continue;
-        uint64_t index;
-        if (raft_propose_conf_change(n->raft, RAFT_CC_PROMOTE, c->ids[i], &index, NULL) == ERR_OK) {
-            const struct member *m = cluster_member(n, c->ids[i]);
-            log_info("learner %s caught up: promoting it to voter (entry %llu)", m ? m->name : "?",
-                     (unsigned long long)index);
-            return; /* one change at a time */
-        }
-    }
-}
-
-/* --- the members module: MEMBER_ADD, MEMBER_REMOVE --- */
-
-static bool member_str(const struct msg *m, uint32_t i, char *out, size_t cap)
-{
-    const uint8_t *p;
-    size_t len;
-    if (msg_bytes(m, i, &p, &len) != ERR_OK || len == 0 || len >= cap || memchr(p, 0, len))
-        return false;
-    memcpy(out, p, len);
-    out[len] = 0;
-    return true;
-}
-
-static void members_change(struct node *n, struct conn *c, uint64_t rid, enum raft_cc_type type,
-                           uint64_t id, const char *ctx, size_t ctx_len)
-{
-    uint64_t index, term;
-    if (n->storage_failed) {
-        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "this member's storage failed; ask another");
-        return;
-    }
-    int rc = raft_propose_conf_change_ctx(n->raft, type, id, ctx, ctx_len, &index, &term);
-    if (rc == ERR_UNAVAILABLE) {
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-        return;
-    }
-    if (rc == ERR_AGAIN) {
-        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                         "another membership change is in progress (or the leader is new); retry");
-        return;
-    }
-    if (rc) {
-        conn_reply_error(c, rid, DDKV_WERR_BAD_REQUEST, "the change does not fit the configuration");
-        return;
-    }
-    replica_track(n, c, rid, DDKV_MSG_MEMBER_CHANGED, index, term);
-}
-
-static void members_add(void *ctx, struct conn *c, const struct msg *m)
-{
-    struct node *n = ctx;
-    char name[64], addr[64];
-    if (!member_str(m, 0, name, sizeof name) || !member_str(m, 1, addr, sizeof addr) ||
-        strchr(name, '=') || strchr(name, ',')) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST,
-                         "MEMBER_ADD wants [name, peer_addr] (name without '=' or ',', each < 64 bytes)");
-        return;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    if (net_parse_addr(addr, &ss, &sl) != ERR_OK) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad peer address '%s' (want host:port)", addr);
-        return;
-    }
-    uint64_t id = cluster_node_id(name);
-    if (raft_conf_has(raft_get_conf(n->raft), id)) {
-        const struct member *have = cluster_member(n, id);
-        if (have && strcmp(have->peer_addr, addr) == 0) {
-            /* Asked again (a retry): it is done. */
-            struct msg_writer w;
-            conn_reply_begin(c, &w, DDKV_MSG_MEMBER_CHANGED, m->request_id, 1);
-            mw_u64(&w, 0);
-            conn_reply_end(c, &w);
-        } else {
-            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "%s is already a member", name);
-        }
-        return;
-    }
-    /* A member added again comes with a new data dir: forget the old one's
-     * incarnation first (the log keeps the order), so its hello is recorded
-     * anew instead of refused. */
-    uint64_t rec = 0;
-    struct errbuf ieb;
-    if (sm_member_incarnation(&n->sm, n->cluster_id, id, &rec, &ieb) == ERR_OK && rec) {
-        struct sm_op op = {.kind = SM_OP_MEMBER_INC, .member_id = id, .member_cluster = n->cluster_id};
-        if (replica_propose_internal(n, &op) != ERR_OK) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-            return;
-        }
-    }
-    char cctx[130];
-    size_t cl = cluster_ctx_encode(cctx, sizeof cctx, name, addr);
-    members_change(n, c, m->request_id, RAFT_CC_ADD_LEARNER, id, cctx, cl);
-}
-
-static void members_remove(void *ctx, struct conn *c, const struct msg *m)
-{
-    struct node *n = ctx;
-    char name[64];
-    if (!member_str(m, 0, name, sizeof name)) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "MEMBER_REMOVE wants [name]");
-        return;
-    }
-    uint64_t id = cluster_node_id(name);
-    if (!raft_conf_has(raft_get_conf(n->raft), id)) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "%s is not a member", name);
-        return;
-    }
-    members_change(n, c, m->request_id, RAFT_CC_REMOVE, id, NULL, 0);
-}
-
 uint64_t cluster_transfer_target(struct node *n)
 {
     /* The first other voter whose connection is up, in configuration order. */
@@ -1016,94 +803,3 @@ uint64_t cluster_transfer_target(struct node *n)
     }
     return 0;
 }
-
-/* LEADER_TRANSFER [name]: the core brings the target up to date, then tells
- * it to campaign at once (thesis 3.10); proposals wait meanwhile. Answered
- * when the handing over has begun: the client watches for the new leader. */
-static void members_transfer(void *ctx, struct conn *c, const struct msg *m)
-{
-    struct node *n = ctx;
-    char name[64] = "";
-    const uint8_t *p;
-    size_t len;
-    if (msg_bytes(m, 0, &p, &len) != ERR_OK || len >= sizeof name || memchr(p, 0, len)) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEADER_TRANSFER wants [name] (< 64 bytes)");
-        return;
-    }
-    memcpy(name, p, len);
-    name[len] = 0;
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER || n->storage_failed) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-        return;
-    }
-    const struct raft_conf *conf = raft_get_conf(n->raft);
-    uint64_t to = 0;
-    if (name[0]) {
-        to = cluster_node_id(name);
-        if (!raft_conf_is_voter(conf, to)) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "%s is not a voting member", name);
-            return;
-        }
-    } else {
-        to = cluster_transfer_target(n);
-        if (!to) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "no other voter is reachable");
-            return;
-        }
-    }
-    if (to != n->self_id) {
-        int rc = raft_transfer_leadership(n->raft, to);
-        if (rc == ERR_UNAVAILABLE) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-            return;
-        }
-        if (rc) {
-            conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "cannot hand leadership to that member");
-            return;
-        }
-    }
-    const struct member *target = cluster_member(n, to);
-    log_info("handing leadership to %s (term %llu)", target ? target->name : "?", (unsigned long long)st.term);
-    struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_LEADER_TRANSFERRING, m->request_id, 2);
-    mw_str(&w, target ? target->name : name);
-    mw_u64(&w, st.term);
-    conn_reply_end(c, &w);
-}
-
-static int members_init(struct node *n, struct errbuf *eb)
-{
-    int rc;
-    if ((rc = dispatcher_register(&n->disp, DDKV_MSG_MEMBER_ADD, "members", members_add, n, eb)) ||
-        (rc = dispatcher_register(&n->disp, DDKV_MSG_LEADER_TRANSFER, "members", members_transfer, n, eb)) ||
-        (rc = dispatcher_register(&n->disp, DDKV_MSG_MEMBER_REMOVE, "members", members_remove, n, eb)))
-        return rc;
-    return ERR_OK;
-}
-
-const struct module mod_members = {"members", members_init};
-
-/* --- the raft module: owns the peer message types --- */
-
-static void raft_peer_step(void *ctx, const struct raft_msg *m)
-{
-    struct node *n = ctx;
-    if (!n->raft || n->storage_failed)
-        return; /* a fenced node takes no part (ARCHITECTURE.md) */
-    if (raft_step(n->raft, m) != ERR_OK)
-        n->stats.peer_rejected++;
-}
-
-static int raft_mod_init(struct node *n, struct errbuf *eb)
-{
-    for (uint32_t t = RAFT_MSG_TYPE_FIRST; t <= RAFT_MSG_TYPE_LAST; t++) {
-        int rc = dispatcher_register_peer(&n->disp, t, "raft", raft_peer_step, n, eb);
-        if (rc)
-            return rc;
-    }
-    return ERR_OK;
-}
-
-const struct module mod_raft = {"raft", raft_mod_init};

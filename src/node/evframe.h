@@ -1,5 +1,5 @@
 /* Feeding a frame decoder straight from a libevent input buffer: the client
- * connections (server.c) and the peer connections (peer.c) read the same
+ * connections (conn.c) and the peer connections (peer.c) read the same
  * way, a bounded share per turn so one connection cannot starve the rest. */
 #ifndef DDKV_NODE_EVFRAME_H
 #define DDKV_NODE_EVFRAME_H

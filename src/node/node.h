@@ -64,7 +64,7 @@ struct node_config {
      * index (node/lag.h): entries it lacks, and the age of the oldest one. */
     uint32_t health_max_lag_entries;
     uint32_t health_max_lag_ms;
-    /* Connection limits (server.c; README "Connection limits"). */
+    /* Connection limits (conn.c; README "Connection limits"). */
     uint32_t max_conns_per_addr;  /* client connections from one IP address */
     uint32_t idle_timeout_ms;     /* close a client connection with nothing in flight after this; 0: never */
     uint32_t conn_output_bytes;   /* a connection's unsent replies over this: its requests wait (8x: cut) */

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/log.h"
 
 static const char *const node_client_cert_names[] = {"", "none", "optional", "required"};

@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "node/peer.h"
-#include "node/server.h"
+#include "node/node_int.h"
+#include "node/mod/admin.h"
 #include "util/log.h"
 #include "util/net.h"
 #include "util/tls.h"

@@ -12,9 +12,10 @@
 #include "kv/raftlog.h"
 #include "kv/snapshot.h"
 #include "node/logsync.h"
+#include "node/module.h"
 #include "node/peer.h"
 #include "node/replica.h"
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/clock.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -70,6 +71,27 @@ void replica_note_commit(struct node *n)
     }
 }
 
+/* Every tick while a SIGTERM'd leader hands over (node.c): stop once another
+ * member leads, or at the deadline. */
+static void replica_handoff_check(struct node *n)
+{
+    if (!n->handoff_deadline_ms || n->stopping)
+        return;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    bool moved = st.role != RAFT_LEADER;
+    if (!moved && clock_mono_ms() < n->handoff_deadline_ms)
+        return;
+    const struct member *m = st.leader ? cluster_member(n, st.leader) : NULL;
+    if (moved)
+        log_info("leadership handed over (%s leads, term %llu): stopping", m ? m->name : "no one yet",
+                 (unsigned long long)st.term);
+    else
+        log_warn("leadership not handed over within the election timeout: stopping anyway");
+    n->stopping = true;
+    event_base_loopbreak(n->base);
+}
+
 static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct node *n = arg;
@@ -78,12 +100,11 @@ static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
     if (!n->storage_failed) {
         replica_note_commit(n);
         raft_tick(n->raft);
-        cluster_tick(n);
-        lease_tick(n);
+        modules_on_tick(n);
         replica_snap_tick(n);
     }
     replica_sweep(n);
-    node_handoff_check(n);
+    replica_handoff_check(n);
 }
 
 /* The state machine as the store holds it, the way start-up loads it: an
@@ -289,8 +310,58 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
     }
     n->stats.proposals++;
     if (c)
-        replica_track(n, c, request_id, reply_kind, index, term);
+        replica_track(n, c, request_id, reply_kind, NULL, index, term);
     return ERR_OK;
+}
+
+void replica_refuse(struct conn *c, uint64_t rid, int rc)
+{
+    ASSERT(rc != ERR_OK);
+    if (rc == ERR_UNAVAILABLE)
+        conn_reply_not_leader(c, rid);
+    else if (rc == ERR_AGAIN)
+        conn_reply_error(c, rid, err_to_wire(rc), "too many writes waiting to commit; retry");
+    else if (rc == ERR_BAD_INPUT)
+        conn_reply_error(c, rid, err_to_wire(rc), "the request cannot be encoded as a command");
+    else
+        conn_reply_error(c, rid, err_to_wire(rc), "cannot propose: %s", err_str(rc));
+}
+
+void replica_propose_reply(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
+                           replica_reply_fn reply, const struct sm_op *op)
+{
+    if (n->storage_failed) {
+        if (n->storage_failed == ERR_NOSPACE)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: disk full on this member; it rejoins by itself once space returns");
+        else if (n->storage_failed == ERR_CORRUPT)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: this member's data dir is damaged; ask another member");
+        else if (n->storage_failed == ERR_IO)
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused: an I/O error (a failed fsync) on this member's disk; it rejoins by "
+                             "itself once synced writes work again");
+        else
+            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
+                             "writes refused since a storage failure (%s); restart the node",
+                             err_str(n->storage_failed));
+        return;
+    }
+    int rc = replica_propose(n, c, rid, reply_kind, op);
+    if (rc)
+        replica_refuse(c, rid, rc);
+    else
+        n->prop[n->nprop - 1].reply = reply;
+}
+
+bool replica_lead_or_refuse(struct node *n, struct conn *c, uint64_t rid, bool writable)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.role == RAFT_LEADER && !(writable && n->storage_failed))
+        return true;
+    conn_reply_not_leader(c, rid);
+    return false;
 }
 
 int replica_propose_done(struct node *n, struct conn *c, uint64_t request_id, const struct sm_op *op,
@@ -312,12 +383,10 @@ int replica_propose_internal(struct node *n, const struct sm_op *op)
 }
 
 /* The state machine reports each key change while it stages an entry; the
- * watch history takes it once the batch is committed. */
+ * modules (the watch history) take it, to use once the batch is committed. */
 static void replica_on_event(void *ctx, const struct sm_event *ev)
 {
-    struct node *n = ctx;
-    watch_stage(&n->watch, ev->kind, ev->key, ev->klen, ev->val, ev->vlen, ev->create_rev, ev->mod_rev,
-                ev->version, ev->lamport);
+    modules_on_change(ctx, ev);
 }
 
 void replica_sm_hooks(struct node *n)
@@ -330,7 +399,7 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
                            uint32_t err_code, const char *err_text);
 
 void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
-                   uint64_t index, uint64_t term)
+                   replica_reply_fn reply, uint64_t index, uint64_t term)
 {
     /* Proposals are appended in index order, so the queue stays sorted. One
      * at or past this index is left from an earlier leadership of this node
@@ -349,7 +418,7 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
     if (n->nprop == n->capprop)
         n->prop = replica_grow(n->prop, &n->capprop, sizeof *n->prop);
     conn_ref(c);
-    n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind,
+    n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind, .reply = reply,
                                             .index = index, .term = term, .t0_ns = n->req_t0_ns};
 }
 
@@ -371,38 +440,8 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
             uint32_t code;
             const char *text = sm_error_text(res->error, &code);
             conn_reply_error(p->c, p->request_id, code, "%s", text);
-        } else if (p->kind == DDKV_MSG_DELETED && !res->found) {
-            conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
-        } else if (p->kind == DDKV_MSG_DELETE_PREFIX) {
-            struct msg_writer w;
-            conn_reply_begin(p->c, &w, DDKV_MSG_DELETED, p->request_id, 4);
-            mw_u64(&w, res->lamport);
-            mw_u64(&w, res->revision);
-            mw_u64(&w, res->count);
-            mw_bool(&w, res->succeeded);
-            conn_reply_end(p->c, &w);
-        } else if (p->kind == DDKV_MSG_TXN_RESULT) {
-            struct msg_writer w;
-            conn_reply_begin(p->c, &w, p->kind, p->request_id, 3);
-            mw_bool(&w, res->succeeded);
-            mw_u64(&w, res->lamport);
-            mw_u64(&w, res->revision);
-            conn_reply_end(p->c, &w);
-        } else if (p->kind == DDKV_MSG_LEASE) {
-            if (res->lease_id == 0 && !res->found) {
-                conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "lease not found (expired or revoked)");
-            } else {
-                struct msg_writer w;
-                conn_reply_begin(p->c, &w, p->kind, p->request_id, 2);
-                mw_u64(&w, res->lease_id);
-                mw_u64(&w, res->lease_ttl_ms);
-                conn_reply_end(p->c, &w);
-            }
-        } else if (p->kind == DDKV_MSG_MEMBER_CHANGED) {
-            struct msg_writer w;
-            conn_reply_begin(p->c, &w, p->kind, p->request_id, 1);
-            mw_u64(&w, p->index);
-            conn_reply_end(p->c, &w);
+        } else if (p->reply) {
+            p->reply(n, p, res);
         } else {
             struct msg_writer w;
             conn_reply_begin(p->c, &w, p->kind, p->request_id, 2);
@@ -544,9 +583,9 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
     n->installing = false;
     memset(&n->pending, 0, sizeof n->pending);
     store_batch_clear(n->logb);
-    lease_free(n);
+    modules_on_rejoin(n);
     if (n->sm.applied_index != applied_before)
-        watch_reset(n, n->sm.applied_index);
+        modules_on_state_replaced(n, n->sm.applied_index);
     /* Linearizable reads wait for ReadIndex rounds of the old core, which
      * will never complete: answer them now. Causal ones wait for the applied
      * Lamport time and stay. */
@@ -681,8 +720,7 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         struct sm_op op = {.kind = SM_OP_NOOP};
         uint64_t lamport = 0;
         struct cmd *c = &replica_cmd;
-        if (e->type == RAFT_ENTRY_CONF)
-            cluster_on_applied(n, e, n->sm.batch);
+        modules_on_stage(n, e, n->sm.batch);
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
             if (cmd_decode(e->data, e->len, c) != ERR_OK) {
                 /* Every member holds the same bytes: applying them differently
@@ -701,16 +739,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         struct sm_result res;
         int rc = sm_stage(&n->sm, e->index, lamport, &op, &res, &eb);
         if (rc) {
-            watch_discard(&n->watch);
+            modules_on_apply_end(n, false);
             replica_fence(n, rc, "applying committed entries", eb.msg);
             return rc;
         }
-        if (!res.duplicate && !res.stale && !res.error) {
-            if (op.kind == SM_OP_LEASE_GRANT && res.lease_id)
-                lease_on_granted(n, res.lease_id, res.lease_ttl_ms);
-            else if (op.kind == SM_OP_LEASE_REVOKE && res.found)
-                lease_on_revoked(n, op.lease);
-        }
+        modules_on_applied(n, e, &op, &res);
         /* A committed entry's time is a member's (its leader's): observed
          * within the member budget, never fatal. */
         if (lamport_observe_member(&n->clock, lamport, clock_mono_ms()) && !replica_clamp_logged) {
@@ -737,11 +770,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
     }
     int rc = sm_commit(&n->sm, false, &eb);
     if (rc) {
-        watch_discard(&n->watch);
+        modules_on_apply_end(n, false);
         replica_fence(n, rc, "applying committed entries", eb.msg);
         return rc;
     }
-    watch_publish(n);
+    modules_on_apply_end(n, true);
     for (size_t i = 0; i < settled; i++) {
         struct proposal *p = &n->prop[i];
         replica_answer(n, p, &p->res, p->lost ? DDKV_WERR_UNAVAILABLE : 0,
@@ -756,6 +789,99 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
 
 /* --- reads --- */
 
+/* Answers from the applied state: VALUE for a key, LIST_RESULT for a page. */
+
+static void replica_storage_error(struct conn *c, uint64_t rid, int rc, const struct errbuf *eb)
+{
+    conn_reply_error(c, rid, err_to_wire(rc), "storage: %s", eb->msg);
+}
+
+static void replica_reply_value(struct node *n, struct conn *c, uint64_t rid, const uint8_t *key, size_t klen)
+{
+    struct kv_record r;
+    struct store_val hold;
+    struct errbuf eb;
+    int rc = sm_get(&n->sm, key, klen, &r, &hold, &eb);
+    if (rc == ERR_NOT_FOUND) {
+        conn_reply_error(c, rid, DDKV_WERR_NOT_FOUND, "key not found");
+        return;
+    }
+    if (rc) {
+        replica_storage_error(c, rid, rc, &eb);
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_VALUE, rid, 6);
+    mw_bin(&w, key, klen);
+    mw_bin(&w, r.value, r.vlen);
+    mw_u64(&w, r.create_rev);
+    mw_u64(&w, r.mod_rev);
+    mw_u64(&w, r.version);
+    mw_u64(&w, r.lamport);
+    store_val_release(&hold);
+    conn_reply_end(c, &w);
+}
+
+struct list_ctx {
+    struct msg_writer *w;
+    uint32_t count;
+};
+
+static int replica_list_entry(void *arg, const uint8_t *key, size_t klen, const struct kv_record *r)
+{
+    struct list_ctx *lc = arg;
+    mw_array(lc->w, 6);
+    mw_bin(lc->w, key, klen);
+    mw_bin(lc->w, r->value, r->vlen);
+    mw_u64(lc->w, r->create_rev);
+    mw_u64(lc->w, r->mod_rev);
+    mw_u64(lc->w, r->version);
+    mw_u64(lc->w, r->lamport);
+    lc->count++;
+    return 0;
+}
+
+/* A LIST page from the applied state: cut at limit entries or at what fits in
+ * a frame, whichever comes first; `more` tells the client to ask again from
+ * its last key. */
+static void replica_reply_list(struct node *n, struct conn *c, uint64_t rid, const uint8_t *prefix, size_t plen,
+                   const uint8_t *after, size_t alen, uint32_t limit)
+{
+    /* Entries are packed first, into their own buffer, because the array
+     * header needs the count; then the reply is assembled around them. */
+    struct buf entries = BUF_INIT;
+    struct msg_writer ew;
+    msg_writer_raw(&ew, &entries);
+    struct list_ctx lc = {.w = &ew};
+    bool more = false;
+    struct errbuf eb;
+    /* Leave room for the header and per-entry overhead within one frame. */
+    size_t max_bytes = n->cfg.max_frame_bytes / 2;
+    int rc = sm_list(&n->sm, prefix, plen, after, alen, limit, max_bytes, replica_list_entry, &lc, &more, &eb);
+    if (rc || ew.failed) {
+        buf_free(&entries);
+        replica_storage_error(c, rid, rc ? rc : ERR_NOMEM, &eb);
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_LIST_RESULT, rid, 3);
+    mw_array(&w, lc.count);
+    mw_raw(&w, entries.data, entries.len);
+    mw_bool(&w, more);
+    mw_u64(&w, n->sm.revision);
+    buf_free(&entries);
+    conn_reply_end(c, &w);
+}
+
+static void replica_reply_target(struct node *n, struct conn *c, uint64_t rid, const struct read_target *t)
+{
+    if (t->list)
+        replica_reply_list(n, c, rid, t->key, t->klen, t->after, t->alen, t->limit);
+    else
+        replica_reply_value(n, c, rid, t->key, t->klen);
+}
+
+
 static void replica_read_answer(struct node *n, struct pending_read *r)
 {
     if (r->done) {
@@ -764,7 +890,7 @@ static void replica_read_answer(struct node *n, struct pending_read *r)
         return;
     }
     if (conn_is_open(r->c))
-        kv_reply_target(n, r->c, r->request_id, &r->t);
+        replica_reply_target(n, r->c, r->request_id, &r->t);
     node_observe(n, r->t.list ? DDKV_MSG_LIST : DDKV_MSG_READ, r->t0_ns);
 }
 
@@ -829,7 +955,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
             n->stats.reads_stale++;
         else
             n->stats.reads_causal++;
-        kv_reply_target(n, c, request_id, t);
+        replica_reply_target(n, c, request_id, t);
         node_observe(n, type, n->req_t0_ns);
         return;
     }
@@ -842,7 +968,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
             const struct raft_conf *conf = raft_get_conf(n->raft);
             if (raft_conf_voters(conf) == 1 && raft_conf_is_voter(conf, n->self_id)) {
                 n->stats.reads_linearizable++;
-                kv_reply_target(n, c, request_id, t);
+                replica_reply_target(n, c, request_id, t);
                 node_observe(n, type, n->req_t0_ns);
             } else {
                 conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
@@ -900,9 +1026,7 @@ static void replica_sweep(struct node *n)
     raft_status(n->raft, &st);
     if (st.leader && st.leader != n->last_leader) {
         n->stats.leader_changes++;
-        const struct member *m = cluster_member(n, st.leader);
-        log_info("leader is now %s (term %llu)", m ? m->name : "an unknown member",
-                 (unsigned long long)st.term);
+        modules_on_leader(n, st.leader, st.term);
     }
     if (st.leader)
         n->last_leader = st.leader;
@@ -1135,7 +1259,7 @@ static bool replica_install_end(struct node *n)
         return true;
     }
     replica_sm_hooks(n);
-    watch_reset(n, n->sm.applied_index);
+    modules_on_state_replaced(n, n->sm.applied_index);
     /* The image came from a member: its time is a member's, budgeted. */
     (void)lamport_observe_member(&n->clock, n->sm.applied_lamport, clock_mono_ms());
     n->log_first = m->index + 1;
@@ -1227,8 +1351,7 @@ static void replica_sync_done(struct node *n, int rc, uint64_t ns, const char *d
     if (rd->n_entries) {
         n->log_last = rd->entries[rd->n_entries - 1].index;
         for (size_t i = 0; i < rd->n_entries; i++)
-            if (rd->entries[i].type == RAFT_ENTRY_CONF)
-                cluster_on_appended(n, &rd->entries[i]);
+            modules_on_appended(n, &rd->entries[i]);
     }
     if (rd->hs_changed)
         n->hs_synced = rd->hs;

@@ -31,8 +31,11 @@
 
 #include "kv/backup.h"
 #include "kv/raftlog.h"
+#include "kv/sm.h"
 #include "kv/snapshot.h"
-#include "node/server.h"
+#include "kv/store.h"
+#include "node/cluster.h"
+#include "node/node.h"
 #include "util/buf.h"
 #include "util/file.h"
 

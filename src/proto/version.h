@@ -40,7 +40,7 @@ static inline uint64_t version_series(uint64_t v)
 /* Features that need a cluster version, and the version that brings each. */
 #define VERSION_DELETE_PREFIX DDKV_VERSION_0_2_0 /* SM_OP_DELETE_PREFIX, DDKV_MSG_DELETE_PREFIX */
 #define VERSION_FORMAT_4 DDKV_VERSION_0_2_0      /* data-dir format 4 (kv/sm.h) */
-#define VERSION_JOB_PRIORITY DDKV_VERSION_0_2_0  /* mod_jobs.c: per-priority queue keys jobq/<P>... */
+#define VERSION_JOB_PRIORITY DDKV_VERSION_0_2_0  /* mod/jobs.c: per-priority queue keys jobq/<P>... */
 
 /* "X.Y.Z" into buf (at least 32 bytes). */
 static inline const char *version_text(uint64_t v, char *buf, size_t n)

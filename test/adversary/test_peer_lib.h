@@ -23,7 +23,7 @@
 #include "ddkv/wire.h"
 #include "harness.h"
 #include "node/peer.h"
-#include "node/server.h"
+#include "node/cluster.h"
 #include "proto/msg.h"
 #include "util/buf.h"
 #include "util/clock.h"

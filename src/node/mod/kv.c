@@ -1,7 +1,7 @@
 /* The kv module: READ, WRITE, DELETE and LIST on the state machine. */
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "proto/version.h"
 
 /* Check a key against the node's limits; answers the error itself. */
@@ -19,36 +19,47 @@ static bool kv_key_ok(struct node *n, struct conn *c, uint64_t rid, size_t klen)
     return true;
 }
 
-static void kv_storage_error(struct conn *c, uint64_t rid, int rc, const struct errbuf *eb)
-{
-    conn_reply_error(c, rid, rc == ERR_NOSPACE ? DDKV_WERR_UNAVAILABLE : DDKV_WERR_INTERNAL,
-                     "storage: %s", eb->msg);
-}
+/* The answers to writes once their entries applied (replica_reply_fn). A
+ * WRITE's is the replica's default: WRITTEN_AT [lamport, revision]. */
 
-void kv_reply_value(struct node *n, struct conn *c, uint64_t rid, const uint8_t *key, size_t klen)
+/* DELETED [lamport, revision], or NOT_FOUND when there was no such key. */
+static void kv_answer_deleted(struct node *n, const struct proposal *p, const struct sm_result *res)
 {
-    struct kv_record r;
-    struct store_val hold;
-    struct errbuf eb;
-    int rc = sm_get(&n->sm, key, klen, &r, &hold, &eb);
-    if (rc == ERR_NOT_FOUND) {
-        conn_reply_error(c, rid, DDKV_WERR_NOT_FOUND, "key not found");
-        return;
-    }
-    if (rc) {
-        kv_storage_error(c, rid, rc, &eb);
+    (void)n;
+    if (!res->found) {
+        conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "key not found");
         return;
     }
     struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_VALUE, rid, 6);
-    mw_bin(&w, key, klen);
-    mw_bin(&w, r.value, r.vlen);
-    mw_u64(&w, r.create_rev);
-    mw_u64(&w, r.mod_rev);
-    mw_u64(&w, r.version);
-    mw_u64(&w, r.lamport);
-    store_val_release(&hold);
-    conn_reply_end(c, &w);
+    conn_reply_begin(p->c, &w, DDKV_MSG_DELETED, p->request_id, 2);
+    mw_u64(&w, res->lamport);
+    mw_u64(&w, res->revision);
+    conn_reply_end(p->c, &w);
+}
+
+/* DELETE_PREFIX: DELETED [lamport, revision, count, succeeded]. */
+static void kv_answer_delete_prefix(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_DELETED, p->request_id, 4);
+    mw_u64(&w, res->lamport);
+    mw_u64(&w, res->revision);
+    mw_u64(&w, res->count);
+    mw_bool(&w, res->succeeded);
+    conn_reply_end(p->c, &w);
+}
+
+/* TXN_RESULT [succeeded, lamport, revision]. */
+static void kv_answer_txn(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_TXN_RESULT, p->request_id, 3);
+    mw_bool(&w, res->succeeded);
+    mw_u64(&w, res->lamport);
+    mw_u64(&w, res->revision);
+    conn_reply_end(p->c, &w);
 }
 
 /* READ [key, consistency, after_lamport]: the replica decides when it may be
@@ -69,37 +80,6 @@ static void kv_read(void *ctx, struct conn *c, const struct msg *m)
     n->stats.reads++;
     struct read_target t = {.key = key, .klen = klen};
     replica_read(n, c, m->request_id, &t, (uint32_t)consistency, after);
-}
-
-/* Propose a change; the reply waits until its entry commits and applies. */
-void kv_propose(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind, const struct sm_op *op)
-{
-    if (n->storage_failed) {
-        if (n->storage_failed == ERR_NOSPACE)
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused: disk full on this member; it rejoins by itself once space returns");
-        else if (n->storage_failed == ERR_CORRUPT)
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused: this member's data dir is damaged; ask another member");
-        else if (n->storage_failed == ERR_IO)
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused: an I/O error (a failed fsync) on this member's disk; it rejoins by "
-                             "itself once synced writes work again");
-        else
-            conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
-                             "writes refused since a storage failure (%s); restart the node",
-                             err_str(n->storage_failed));
-        return;
-    }
-    int rc = replica_propose(n, c, rid, reply_kind, op);
-    if (rc == ERR_UNAVAILABLE)
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-    else if (rc == ERR_AGAIN)
-        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many writes waiting to commit; retry");
-    else if (rc == ERR_BAD_INPUT)
-        conn_reply_error(c, rid, DDKV_WERR_BAD_REQUEST, "the request cannot be encoded as a command");
-    else if (rc)
-        conn_reply_error(c, rid, DDKV_WERR_INTERNAL, "cannot propose: %s", err_str(rc));
 }
 
 /* WRITE [key, value, lease_id, client_id, seq]. (client_id, seq) make a retry
@@ -123,7 +103,7 @@ static void kv_write(void *ctx, struct conn *c, const struct msg *m)
         return;
     }
     n->stats.writes++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_WRITTEN_AT, NULL, &op);
 }
 
 /* DELETE [key, client_id, seq], with a session like WRITE. */
@@ -139,7 +119,7 @@ static void kv_delete(void *ctx, struct conn *c, const struct msg *m)
     if (!kv_key_ok(n, c, m->request_id, op.klen))
         return;
     n->stats.deletes++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_DELETED, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETED, kv_answer_deleted, &op);
 }
 
 /* DELETE_PREFIX [prefix, limit, client_id, seq] -> DELETED [lamport,
@@ -175,66 +155,7 @@ static void kv_delete_prefix(void *ctx, struct conn *c, const struct msg *m)
         return;
     }
     n->stats.deletes++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, &op);
-}
-
-struct list_ctx {
-    struct msg_writer *w;
-    uint32_t count;
-};
-
-static int kv_list_entry(void *arg, const uint8_t *key, size_t klen, const struct kv_record *r)
-{
-    struct list_ctx *lc = arg;
-    mw_array(lc->w, 6);
-    mw_bin(lc->w, key, klen);
-    mw_bin(lc->w, r->value, r->vlen);
-    mw_u64(lc->w, r->create_rev);
-    mw_u64(lc->w, r->mod_rev);
-    mw_u64(lc->w, r->version);
-    mw_u64(lc->w, r->lamport);
-    lc->count++;
-    return 0;
-}
-
-/* A LIST page from the applied state: cut at limit entries or at what fits in
- * a frame, whichever comes first; `more` tells the client to ask again from
- * its last key. */
-void kv_reply_list(struct node *n, struct conn *c, uint64_t rid, const uint8_t *prefix, size_t plen,
-                   const uint8_t *after, size_t alen, uint32_t limit)
-{
-    /* Entries are packed first, into their own buffer, because the array
-     * header needs the count; then the reply is assembled around them. */
-    struct buf entries = BUF_INIT;
-    struct msg_writer ew;
-    msg_writer_raw(&ew, &entries);
-    struct list_ctx lc = {.w = &ew};
-    bool more = false;
-    struct errbuf eb;
-    /* Leave room for the header and per-entry overhead within one frame. */
-    size_t max_bytes = n->cfg.max_frame_bytes / 2;
-    int rc = sm_list(&n->sm, prefix, plen, after, alen, limit, max_bytes, kv_list_entry, &lc, &more, &eb);
-    if (rc || ew.failed) {
-        buf_free(&entries);
-        kv_storage_error(c, rid, rc ? rc : ERR_NOMEM, &eb);
-        return;
-    }
-    struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_LIST_RESULT, rid, 3);
-    mw_array(&w, lc.count);
-    mw_raw(&w, entries.data, entries.len);
-    mw_bool(&w, more);
-    mw_u64(&w, n->sm.revision);
-    buf_free(&entries);
-    conn_reply_end(c, &w);
-}
-
-void kv_reply_target(struct node *n, struct conn *c, uint64_t rid, const struct read_target *t)
-{
-    if (t->list)
-        kv_reply_list(n, c, rid, t->key, t->klen, t->after, t->alen, t->limit);
-    else
-        kv_reply_value(n, c, rid, t->key, t->klen);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_DELETE_PREFIX, kv_answer_delete_prefix, &op);
 }
 
 /* LIST [prefix, start_after, limit, consistency, after_lamport] ->
@@ -360,7 +281,7 @@ static void kv_txn(void *ctx, struct conn *c, const struct msg *m)
         !kv_txn_ops(n, &m->f[2], ops[1], &txn.nops[1], &why, &code))
         goto bad;
     n->stats.txns++;
-    kv_propose(n, c, m->request_id, DDKV_MSG_TXN_RESULT, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_TXN_RESULT, kv_answer_txn, &op);
     return;
 bad:
     conn_reply_error(c, m->request_id, code, "%s", why);
@@ -379,4 +300,4 @@ static int kv_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_kv = {"kv", kv_init};
+const struct module mod_kv = {.name = "kv", .init = kv_init};

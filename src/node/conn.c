@@ -1,5 +1,6 @@
-/* The node's event loop, client connections, frame intake and group commit. */
-#include "node/server.h"
+/* The connection server: the client port's listener and connections (TLS in
+ * node_tls.c), their limits, frame intake to the dispatcher, and replies. */
+#include "node/node_int.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -9,7 +10,6 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +17,9 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
-#include "kv/passwd.h"
-#include "node/access.h"
 #include "node/evframe.h"
-#include "node/replica.h"
 #include "util/clock.h"
-#include "util/file.h"
 #include "util/log.h"
 #include "util/net.h"
 
@@ -52,47 +47,7 @@
  * starve the others within a loop turn. */
 #define CONN_READ_CHUNK (256u << 10)
 
-static const struct module *const node_modules[] = {&mod_admin, &mod_kv, &mod_raft, &mod_members, &mod_watch, &mod_jobs,
-                                                     &mod_lease, &mod_backup,
-                                                     &mod_auth};
-
-void node_config_defaults(struct node_config *cfg)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cfg->name = "n1";
-    cfg->client_addr = "127.0.0.1:7001";
-    cfg->max_frame_bytes = DDKV_DEFAULT_MAX_FRAME_BYTES;
-    cfg->max_key_bytes = DDKV_DEFAULT_MAX_KEY_BYTES;
-    cfg->max_value_bytes = DDKV_DEFAULT_MAX_VALUE_BYTES;
-    cfg->max_connections = 10000;
-    /* A frame that has started arriving must finish within this, or the
-     * connection is closed: a client cannot pin a partial frame's memory
-     * forever. An idle connection between frames has no deadline (clients
-     * pool them). */
-    cfg->frame_timeout_ms = 30000;
-    cfg->heartbeat_ms = 100;
-    cfg->election_timeout_ms = 1000;
-    cfg->snapshot_entries = 10000;
-    cfg->watch_history_bytes = WATCH_HISTORY_BYTES;
-    cfg->log_level = "info";
-    cfg->auth_hash_iterations = PASSWD_ITERATIONS;
-    cfg->health_max_lag_entries = 10000;
-    cfg->health_max_lag_ms = 3000;
-    /* Enough for real local use (bench opens 64+, the hub and agents several)
-     * while no one address takes the node's connections. */
-    cfg->max_conns_per_addr = 1000;
-    cfg->idle_timeout_ms = 300000;
-    cfg->conn_output_bytes = 4u << 20;
-    cfg->conn_inflight_max = 16;
-    cfg->node_output_bytes = 128u << 20;
-}
-
 /* --- connections --- */
-
-bool conn_is_open(const struct conn *c)
-{
-    return c->bev != NULL;
-}
 
 void conn_ref(struct conn *c)
 {
@@ -323,8 +278,7 @@ static void conn_close(struct conn *c, const char *why)
         ASSERT(c->addr->nconns > 0);
         c->addr->nconns--;
     }
-    watch_conn_closed(n, c);
-    backup_conn_closed(n, c);
+    modules_on_conn_closed(n, c);
     conn_unref(c);
 }
 
@@ -379,6 +333,36 @@ void conn_reply_error(struct conn *c, uint64_t request_id, uint32_t code, const 
     else
         mw_nil(&w);
     conn_reply_end(c, &w);
+}
+
+uint32_t err_to_wire(int rc)
+{
+    switch (rc) {
+    case ERR_OK:
+        return 0;
+    case ERR_NOSPACE: /* heals by itself (the node rejoins): retry, or ask another member */
+    case ERR_AGAIN:
+    case ERR_CLOSED:
+        return DDKV_WERR_UNAVAILABLE;
+    case ERR_UNAVAILABLE: /* from a proposal or a membership change: not the leader */
+        return DDKV_WERR_NOT_LEADER;
+    case ERR_TOO_LARGE:
+        return DDKV_WERR_TOO_LARGE;
+    case ERR_BAD_INPUT:
+    case ERR_EXISTS:
+        return DDKV_WERR_BAD_REQUEST;
+    case ERR_NOT_FOUND:
+        return DDKV_WERR_NOT_FOUND;
+    case ERR_TIMEOUT:
+        return DDKV_WERR_TIMEOUT;
+    default: /* ERR_NOMEM, ERR_IO, ERR_CORRUPT: this member's trouble, not the request's */
+        return DDKV_WERR_INTERNAL;
+    }
+}
+
+void conn_reply_not_leader(struct conn *c, uint64_t request_id)
+{
+    conn_reply_error(c, request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
 }
 
 /* Answer, then close once the answer is on the wire. */
@@ -436,7 +420,7 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
         conn_reply_error(c, m.request_id, DDKV_WERR_BAD_REQUEST,
                          "message type %u (%s) belongs on the peer port, not the client port",
                          m.type, msg_type_name(m.type));
-    } else if (auth_admit(n, c, &m)) {
+    } else if (modules_admit(n, c, &m)) {
         e->fn(e->ctx, c, &m);
     }
     msg_free(&m);
@@ -535,10 +519,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         return;
     }
     conn_resume_check(c);
-    if (c->bev && left < WATCH_OUT_HIGH)
-        watch_conn_writable(c->node, c);
-    if (c->bev)
-        backup_conn_writable(c->node, c);
+    modules_on_conn_writable(c->node, c);
 }
 
 /* Best effort, on a fresh socket: one plain ERROR frame, then what the client
@@ -774,67 +755,10 @@ void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns)
     hist_record(&n->h_req[req_type], clock_mono_ns() - t0_ns);
 }
 
-/* --- start and stop --- */
-
-/* Every client message type a module registered has a rule in the permission
- * table (access.c): a type without one would be refused to all but root. */
-static int node_access_covered(struct node *n, struct errbuf *eb)
-{
-    for (uint32_t t = 1; t < DDKV_MSG_TYPE_MAX; t++)
-        if (n->disp.table[t].fn && !access_has_rule(t))
-            return errf(eb, ERR_BAD_INPUT, "message type %u (%s) of module %s has no rule in src/node/access.c", t,
-                        msg_type_name(t), n->disp.table[t].module);
-    return ERR_OK;
-}
-
-/* SIGTERM or SIGINT. A leader with a reachable voter hands leadership over
- * first (the core brings it up to date, then tells it to campaign), so that
- * writes pause for an election's round trip instead of an election timeout;
- * the loop stops once another member leads, or after an election timeout.
- * A second signal stops at once. */
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
-{
-    struct node *n = arg;
-    (void)what;
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    if (!n->handoff_deadline_ms && st.role == RAFT_LEADER && !n->storage_failed) {
-        uint64_t to = cluster_transfer_target(n);
-        if (to && raft_transfer_leadership(n->raft, to) == ERR_OK) {
-            const struct member *m = cluster_member(n, to);
-            log_info("signal %d: handing leadership to %s before stopping", (int)sig, m ? m->name : "?");
-            n->handoff_deadline_ms = clock_mono_ms() + n->cfg.election_timeout_ms;
-            return;
-        }
-    }
-    log_info("signal %d: stopping", (int)sig);
-    n->stopping = true;
-    event_base_loopbreak(n->base);
-}
-
-void node_handoff_check(struct node *n)
-{
-    if (!n->handoff_deadline_ms || n->stopping)
-        return;
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    bool moved = st.role != RAFT_LEADER;
-    if (!moved && clock_mono_ms() < n->handoff_deadline_ms)
-        return;
-    const struct member *m = st.leader ? cluster_member(n, st.leader) : NULL;
-    if (moved)
-        log_info("leadership handed over (%s leads, term %llu): stopping", m ? m->name : "no one yet",
-                 (unsigned long long)st.term);
-    else
-        log_warn("leadership not handed over within the election timeout: stopping anyway");
-    n->stopping = true;
-    event_base_loopbreak(n->base);
-}
-
 /* The client port's connections must leave file descriptors for the peer
  * transport, the ops port and the store: raise the soft limit as far as the
  * hard one allows, and serve fewer client connections if it is still short. */
-static void node_fd_room(struct node *n)
+static void conn_fd_room(struct node *n)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -857,7 +781,7 @@ static void node_fd_room(struct node *n)
     }
 }
 
-static int node_listen(struct node *n, struct errbuf *eb)
+int conn_listen(struct node *n, struct errbuf *eb)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -881,18 +805,28 @@ static int node_listen(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-static void node_teardown(struct node *n)
+int conn_server_start(struct node *n)
 {
-    bool clean = n->stopping && n->raft != NULL; /* a stop asked for, after a start */
+    n->accept_retry = evtimer_new(n->base, accept_retry_cb, n);
+    n->conn_resume = event_new(n->base, -1, 0, conn_resume_all_cb, n);
+    n->conn_sweep = event_new(n->base, -1, EV_PERSIST, conn_sweep_cb, n);
+    if (!n->accept_retry || !n->conn_resume || !n->conn_sweep)
+        return ERR_NOMEM;
+    struct timeval sweep_tv = {1, 0};
+    event_add(n->conn_sweep, &sweep_tv);
+    conn_fd_room(n);
+    return ERR_OK;
+}
+
+void conn_listen_stop(struct node *n)
+{
     if (n->listener)
         evconnlistener_free(n->listener);
     n->listener = NULL;
-    if (n->raft) {
-        replica_flush(n);
-        replica_drive(n);
-        replica_flush(n);
-    }
-    ops_http_stop(n);
+}
+
+void conn_server_stop(struct node *n)
+{
     while (n->conns) {
         struct conn *c = n->conns;
         /* Best effort: push out replies already queued. */
@@ -900,213 +834,11 @@ static void node_teardown(struct node *n)
             bufferevent_flush(c->bev, EV_WRITE, BEV_FINISHED);
         conn_close(c, "node stopping");
     }
-    if (n->sig_term)
-        event_free(n->sig_term);
-    if (n->sig_int)
-        event_free(n->sig_int);
     if (n->accept_retry)
         event_free(n->accept_retry);
     if (n->conn_resume)
         event_free(n->conn_resume);
     if (n->conn_sweep)
         event_free(n->conn_sweep);
-    struct sm_result none = {0};
-    for (size_t i = 0; i < n->nprop; i++) {
-        if (n->prop[i].done) /* a module's: it frees what it holds */
-            n->prop[i].done(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
-        conn_unref(n->prop[i].c); /* their connections closed above */
-    }
-    free(n->prop);
-    jobs_free(n);
-    backup_free(n);
-    auth_free(n);
-    addr_free_all(n);
-    for (size_t i = 0; i < n->nreads; i++) {
-        conn_unref(n->reads[i].c);
-        free(n->reads[i].buf);
-    }
-    free(n->reads);
-    watch_free(&n->watch);
-    lease_free(n);
-    cluster_stop(n);
-    buf_free(&n->cmdbuf);
-    replica_stop(n);
-    if (n->sm.batch)
-        sm_close(&n->sm);
-    /* A clean stop with a healthy store marks its log whole (store.h). */
-    if (clean && !n->storage_failed)
-        store_close_clean(n->st);
-    else
-        store_close(n->st);
-    n->st = NULL;
-    buf_free(&n->scratch);
-    if (n->base)
-        event_base_free(n->base);
-    node_tls_free(n);
-}
-
-/* The exit status of a start refused with rc: 4 when the data dir is
- * damaged (ERR_CORRUPT: a checksum failed; the message before this one names
- * the file), which no restart can cure and deploy/ddkv.service does not
- * restart (RestartPreventExitStatus); 1 otherwise. */
-static int node_exit_damaged(const struct node_config *cfg, int rc)
-{
-    if (rc != ERR_CORRUPT)
-        return 1;
-    log_error("refusing to start: data dir %s is damaged, and this member serves and replicates "
-              "nothing from it. To bring it back: 'ddkv members remove %s' on the cluster, move "
-              "this data dir away, start it empty with --join, then 'ddkv members add %s %s' "
-              "(README, \"Disk corruption\")",
-              cfg->data_dir, cfg->name ? cfg->name : "NAME", cfg->name ? cfg->name : "NAME",
-              cfg->peer_addr ? cfg->peer_addr : "PEER_ADDR");
-    return 4;
-}
-
-int node_run(const struct node_config *cfg)
-{
-    /* Heap, not stack: the latency histograms make the node a few MiB. */
-    struct node *n = calloc(1, sizeof *n);
-    struct errbuf eb = {{0}};
-    int exit_code = 1;
-    if (!n) {
-        log_error("out of memory");
-        return 1;
-    }
-    n->cfg = *cfg;
-    log_set_name(cfg->name);
-    int lvl = log_level_parse(cfg->log_level ? cfg->log_level : "info");
-    if (lvl < 0) {
-        log_error("bad --log-level '%s' (debug|info|warn|error)", cfg->log_level);
-        return 2;
-    }
-    log_set_level((enum log_level)lvl);
-    if (!cfg->data_dir || !*cfg->data_dir) {
-        log_error("--data-dir is required");
-        return 2;
-    }
-    if (cfg->heartbeat_ms == 0 || cfg->election_timeout_ms < 2 * cfg->heartbeat_ms) {
-        log_error("--election-timeout-ms (%u) must be at least twice --heartbeat-ms (%u)",
-                  cfg->election_timeout_ms, cfg->heartbeat_ms);
-        return 2;
-    }
-    if (cfg->auth_hash_iterations < PASSWD_ITERATIONS_MIN || cfg->auth_hash_iterations > PASSWD_ITERATIONS_MAX) {
-        log_error("--auth-hash-iterations must be %u..%u", PASSWD_ITERATIONS_MIN, PASSWD_ITERATIONS_MAX);
-        return 2;
-    }
-    if (cfg->max_frame_bytes < 1024 || cfg->max_key_bytes == 0 || cfg->max_value_bytes == 0 ||
-        (uint64_t)cfg->max_key_bytes + cfg->max_value_bytes + 1024 > cfg->max_frame_bytes) {
-        log_error("limits must satisfy key + value + 1 KiB <= frame (frame %u, key %u, value %u)",
-                  cfg->max_frame_bytes, cfg->max_key_bytes, cfg->max_value_bytes);
-        return 2;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    n->started_ms = clock_wall_ms();
-    hist_init(&n->h_commit);
-    for (int i = 0; i < DDKV_MSG_TYPE_MAX; i++)
-        hist_init(&n->h_req[i]);
-    /* The data dir (and any missing parent) is durable before anything in
-     * it is relied on: a power cut must not take it (util/file.h). */
-    if (file_mkdir_durable(cfg->data_dir, 0700, &eb) != ERR_OK) {
-        log_error("cannot create data dir %s: %s", cfg->data_dir, eb.msg);
-        return 1;
-    }
-    struct store_options so = {0};
-    int rc = store_open(&n->st, cfg->data_dir, &so, &eb);
-    if (rc) {
-        log_error("cannot open data dir %s: %s", cfg->data_dir, eb.msg);
-        free(n);
-        return node_exit_damaged(cfg, rc);
-    }
-    /* An install a crash interrupted is finished before anything reads the
-     * state machine (its image is durable; see src/kv/snapshot.h); then the
-     * state machine is loaded and the clock set above its Lamport time. The
-     * same function reloads it when a node fenced by a full disk rejoins. */
-    if ((rc = replica_load_state(n, &eb))) {
-        log_error("%s", eb.msg);
-        exit_code = node_exit_damaged(cfg, rc);
-        goto out;
-    }
-    if ((rc = watch_init(&n->watch, n->sm.applied_index, cfg->watch_history_bytes))) {
-        log_error("out of memory for the watch history");
-        goto out;
-    }
-    n->base = event_base_new();
-    if (!n->base) {
-        log_error("cannot create event loop");
-        goto out;
-    }
-    dispatcher_init(&n->disp);
-    for (size_t i = 0; i < sizeof node_modules / sizeof node_modules[0]; i++) {
-        if ((rc = node_modules[i]->init(n, &eb))) {
-            log_error("module %s: %s", node_modules[i]->name, eb.msg);
-            goto out;
-        }
-    }
-    if ((rc = node_tls_init(n, &eb))) {
-        log_error("%s", eb.msg);
-        exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
-        goto out;
-    }
-    if ((rc = node_access_covered(n, &eb))) {
-        log_error("%s", eb.msg);
-        goto out;
-    }
-    if ((rc = cluster_load(n, &eb))) {
-        log_error("%s", eb.msg);
-        exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
-        goto out;
-    }
-    n->accept_retry = evtimer_new(n->base, accept_retry_cb, n);
-    n->conn_resume = event_new(n->base, -1, 0, conn_resume_all_cb, n);
-    n->conn_sweep = event_new(n->base, -1, EV_PERSIST, conn_sweep_cb, n);
-    if (!n->accept_retry || !n->conn_resume || !n->conn_sweep) {
-        log_error("out of memory");
-        goto out;
-    }
-    struct timeval sweep_tv = {1, 0};
-    event_add(n->conn_sweep, &sweep_tv);
-    node_fd_room(n);
-    n->sig_term = evsignal_new(n->base, SIGTERM, signal_cb, n);
-    n->sig_int = evsignal_new(n->base, SIGINT, signal_cb, n);
-    event_add(n->sig_term, NULL);
-    event_add(n->sig_int, NULL);
-    /* Listeners first (nothing is served before the loop runs): the peer
-     * hello carries the client address as bound. */
-    if ((rc = node_listen(n, &eb)) || (rc = cluster_start(n, &eb))) {
-        log_error("%s", eb.msg);
-        exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
-        goto out;
-    }
-    if ((rc = replica_start(n, &eb))) {
-        log_error("cannot start Raft from %s: %s", cfg->data_dir, eb.msg);
-        exit_code = node_exit_damaged(cfg, rc);
-        goto out;
-    }
-    if (cfg->http_addr && *cfg->http_addr && (rc = ops_http_start(n, &eb))) {
-        log_error("%s", eb.msg);
-        exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
-        goto out;
-    }
-    log_info("data dir %s: applied index %llu, revision %llu, lamport %llu, %llu keys, "
-             "raft log to %llu",
-             cfg->data_dir, (unsigned long long)n->sm.applied_index,
-             (unsigned long long)n->sm.revision, (unsigned long long)n->sm.applied_lamport,
-             (unsigned long long)n->sm.keys, (unsigned long long)n->log_last);
-    log_info("client listening on %s", n->client_addr);
-
-    /* One loop turn, then one group commit: the libevent 2.1 stand-in for a
-     * before-sleep hook (see ARCHITECTURE.md). */
-    while (!n->stopping) {
-        if (event_base_loop(n->base, EVLOOP_ONCE) < 0) {
-            log_error("event loop failed");
-            goto out;
-        }
-        replica_drive(n);
-    }
-    exit_code = 0;
-    log_info("stopped cleanly");
-out:
-    node_teardown(n);
-    free(n);
-    return exit_code;
+    n->accept_retry = n->conn_resume = n->conn_sweep = NULL;
 }

@@ -19,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
+#include "node/mod/auth.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -34,6 +35,7 @@ struct lease_slot {
 struct lease_table {
     struct lease_slot *slots;
     size_t cap, n; /* cap a power of two */
+    uint64_t term; /* the term it was built for */
 };
 
 static size_t lt_hash(uint64_t id, size_t cap)
@@ -106,13 +108,12 @@ static void lt_del(struct lease_table *t, uint64_t id)
     }
 }
 
-void lease_free(struct node *n)
+static void lease_free(struct node *n)
 {
     if (n->leases)
         free(n->leases->slots);
     free(n->leases);
     n->leases = NULL;
-    n->leases_term = 0;
 }
 
 static int lease_load_cb(void *ctx, uint64_t id, uint64_t ttl_ms)
@@ -125,7 +126,7 @@ static int lease_load_cb(void *ctx, uint64_t id, uint64_t ttl_ms)
 /* Every tick. A leader that has applied everything it committed builds the
  * table for its term; then it proposes a revoke for every lease past its
  * deadline. A member that is not leader holds no table. */
-void lease_tick(struct node *n)
+static void lease_tick(struct node *n)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
@@ -134,7 +135,7 @@ void lease_tick(struct node *n)
             lease_free(n);
         return;
     }
-    if (n->leases_term != st.term) {
+    if (!n->leases || n->leases->term != st.term) {
         /* Only once it committed an entry of its own term (so its commit
          * index covers every entry an earlier leader committed, every grant
          * included) and applied up to there. */
@@ -151,7 +152,7 @@ void lease_tick(struct node *n)
             lease_free(n);
             return;
         }
-        n->leases_term = st.term;
+        n->leases->term = st.term;
         if (n->leases->n)
             log_info("leader of term %llu: %zu leases, each given its full ttl again",
                      (unsigned long long)st.term, n->leases->n);
@@ -173,19 +174,37 @@ void lease_tick(struct node *n)
     }
 }
 
-void lease_on_granted(struct node *n, uint64_t id, uint64_t ttl_ms)
+/* A grant or a revoke applied (not a duplicate, a stale retry or a refusal):
+ * the leader's table follows. */
+static void lease_on_applied(struct node *n, const struct raft_entry *e, const struct sm_op *op,
+                             const struct sm_result *res)
 {
-    if (n->leases)
-        lt_put(n->leases, id, ttl_ms, clock_mono_ms() + ttl_ms);
-}
-
-void lease_on_revoked(struct node *n, uint64_t id)
-{
-    if (n->leases)
-        lt_del(n->leases, id);
+    (void)e;
+    if (res->duplicate || res->stale || res->error || !n->leases)
+        return;
+    if (op->kind == SM_OP_LEASE_GRANT && res->lease_id)
+        lt_put(n->leases, res->lease_id, res->lease_ttl_ms, clock_mono_ms() + res->lease_ttl_ms);
+    else if (op->kind == SM_OP_LEASE_REVOKE && res->found)
+        lt_del(n->leases, op->lease);
 }
 
 /* --- the module --- */
+
+/* A grant or a revoke applied: LEASE [lease_id, ttl_ms], or NOT_FOUND for a
+ * revoke of a lease that is gone (replica_reply_fn). */
+static void lease_answer(struct node *n, const struct proposal *p, const struct sm_result *res)
+{
+    (void)n;
+    if (res->lease_id == 0 && !res->found) {
+        conn_reply_error(p->c, p->request_id, DDKV_WERR_NOT_FOUND, "lease not found (expired or revoked)");
+        return;
+    }
+    struct msg_writer w;
+    conn_reply_begin(p->c, &w, DDKV_MSG_LEASE, p->request_id, 2);
+    mw_u64(&w, res->lease_id);
+    mw_u64(&w, res->lease_ttl_ms);
+    conn_reply_end(p->c, &w);
+}
 
 #define LEASE_TTL_MIN_MS 100u
 #define LEASE_TTL_MAX_MS (UINT64_C(365) * 24 * 3600 * 1000)
@@ -210,7 +229,7 @@ static void lease_grant(void *ctx, struct conn *c, const struct msg *m)
      * auth is enabled). Encoded into the entry before this returns. */
     op.owner = auth_conn_user(n, c);
     op.owner_len = op.owner ? strlen(op.owner) : 0;
-    kv_propose(n, c, m->request_id, DDKV_MSG_LEASE, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, lease_answer, &op);
 }
 
 /* LEASE_REVOKE [lease_id, client_id, seq] */
@@ -223,7 +242,7 @@ static void lease_revoke(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEASE_REVOKE wants [lease_id, client_id, seq]");
         return;
     }
-    kv_propose(n, c, m->request_id, DDKV_MSG_LEASE, &op);
+    replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, lease_answer, &op);
 }
 
 /* LEASE_KEEPALIVE [lease_id]: the leader restarts the countdown. */
@@ -235,13 +254,11 @@ static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEASE_KEEPALIVE wants [lease_id]");
         return;
     }
+    if (!replica_lead_or_refuse(n, c, m->request_id, false))
+        return;
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-        return;
-    }
-    if (!n->leases || n->leases_term != st.term) {
+    if (!n->leases || n->leases->term != st.term) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "a new leader is catching up; retry");
         return;
     }
@@ -270,4 +287,11 @@ static int lease_mod_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_lease = {"lease", lease_mod_init};
+const struct module mod_lease = {
+    .name = "lease",
+    .init = lease_mod_init,
+    .on_applied = lease_on_applied,
+    .on_tick = lease_tick,
+    .on_rejoin = lease_free, /* a restart starts without countdowns */
+    .free = lease_free,
+};

@@ -1,12 +1,12 @@
 /* Watch history and streams (see watch.h). */
-#include "node/watch.h"
+#include "node/mod/watch.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/log.h"
 
 static struct watch_event *hist_at(const struct watch_hub *h, uint64_t seq)
@@ -272,7 +272,45 @@ static void watch_handle(void *ctx, struct conn *c, const struct msg *m)
 
 static int watch_mod_init(struct node *n, struct errbuf *eb)
 {
+    if (watch_init(&n->watch, n->sm.applied_index, n->cfg.watch_history_bytes))
+        return errf(eb, ERR_NOMEM, "out of memory for the watch history");
     return dispatcher_register(&n->disp, DDKV_MSG_WATCH, "watch", watch_handle, n, eb);
 }
 
-const struct module mod_watch = {"watch", watch_mod_init};
+static void watch_mod_free(struct node *n)
+{
+    watch_free(&n->watch);
+}
+
+/* Each change the state machine stages is held until its batch commits. */
+static void watch_on_change(struct node *n, const struct sm_event *ev)
+{
+    watch_stage(&n->watch, ev->kind, ev->key, ev->klen, ev->val, ev->vlen, ev->create_rev, ev->mod_rev,
+                ev->version, ev->lamport);
+}
+
+static void watch_on_apply_end(struct node *n, bool ok)
+{
+    if (ok)
+        watch_publish(n);
+    else
+        watch_discard(&n->watch);
+}
+
+/* Only while the output holds less than WATCH_OUT_HIGH is it topped up. */
+static void watch_on_conn_writable(struct node *n, struct conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) < WATCH_OUT_HIGH)
+        watch_conn_writable(n, c);
+}
+
+const struct module mod_watch = {
+    .name = "watch",
+    .init = watch_mod_init,
+    .on_change = watch_on_change,
+    .on_apply_end = watch_on_apply_end,
+    .on_state_replaced = watch_reset,
+    .on_conn_writable = watch_on_conn_writable,
+    .on_conn_closed = watch_conn_closed,
+    .free = watch_mod_free,
+};

@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "node/server.h"
+#include "node/node_int.h"
 #include "util/file.h"
 #include "util/log.h"
 
@@ -199,7 +199,7 @@ static void backup_poll_cb(evutil_socket_t fd, short what, void *arg)
                 if (rc) {
                     log_error("snapshot save: writing the image at %llu failed: %s", (unsigned long long)e->index,
                               eb.msg);
-                    conn_reply_error(e->c, e->request_id, rc == ERR_NOSPACE ? DDKV_WERR_UNAVAILABLE : DDKV_WERR_INTERNAL,
+                    conn_reply_error(e->c, e->request_id, err_to_wire(rc),
                                      "writing the image on the node failed: %s", eb.msg);
                     keep = false;
                 } else {
@@ -271,16 +271,12 @@ static void backup_on_barrier(struct node *n, struct conn *c, uint64_t request_i
 static void backup_save(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
-    struct raft_status st;
-    raft_status(n->raft, &st);
     if (n->storage_failed || n->installing) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "this member cannot image its state now; retry");
         return;
     }
-    if (st.role != RAFT_LEADER) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "snapshots are saved from the leader");
+    if (!replica_lead_or_refuse(n, c, m->request_id, false))
         return;
-    }
     if (n->backups->active >= BACKUP_MAX_ACTIVE) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "%d snapshot saves are running; retry later",
                          BACKUP_MAX_ACTIVE);
@@ -299,7 +295,7 @@ static void backup_sweep_closed(struct node *n)
     }
 }
 
-void backup_conn_writable(struct node *n, struct conn *c)
+static void backup_conn_writable(struct node *n, struct conn *c)
 {
     if (!n->backups || n->backups->busy)
         return;
@@ -313,7 +309,7 @@ void backup_conn_writable(struct node *n, struct conn *c)
     backup_sweep_closed(n);
 }
 
-void backup_conn_closed(struct node *n, struct conn *c)
+static void backup_conn_closed(struct node *n, struct conn *c)
 {
     if (!n->backups || n->backups->busy)
         return; /* swept when the walk ends */
@@ -328,7 +324,7 @@ void backup_conn_closed(struct node *n, struct conn *c)
     }
 }
 
-void backup_free(struct node *n)
+static void backup_free(struct node *n)
 {
     struct backups *b = n->backups;
     if (!b)
@@ -382,4 +378,10 @@ static int backup_init(struct node *n, struct errbuf *eb)
     return dispatcher_register(&n->disp, DDKV_MSG_SNAPSHOT_SAVE, "backup", backup_save, n, eb);
 }
 
-const struct module mod_backup = {"backup", backup_init};
+const struct module mod_backup = {
+    .name = "backup",
+    .init = backup_init,
+    .on_conn_writable = backup_conn_writable,
+    .on_conn_closed = backup_conn_closed,
+    .free = backup_free, /* before the store closes */
+};

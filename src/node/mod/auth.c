@@ -38,7 +38,8 @@
 
 #include "kv/passwd.h"
 #include "node/access.h"
-#include "node/server.h"
+#include "node/node_int.h"
+#include "node/mod/auth.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -233,7 +234,7 @@ const char *auth_conn_user(struct node *n, const struct conn *c)
     return u ? u->name : NULL;
 }
 
-bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
+static bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
 {
     if (!n->sm.auth.enabled)
         return true;
@@ -432,7 +433,7 @@ static void auth_hashed(struct node *n, struct auth_job *j)
     struct sm_auth a = {.op = j->op, .name = (const uint8_t *)j->user, .nlen = strlen(j->user),
                         .arg = j->rec, .alen = sizeof j->rec, .perm = 0};
     struct sm_op op = {.kind = SM_OP_AUTH, .auth = &a, .client_id = j->client_id, .seq = j->seq};
-    kv_propose(n, j->c, j->rid, DDKV_MSG_AUTH_CHANGED, &op);
+    replica_propose_reply(n, j->c, j->rid, DDKV_MSG_AUTH_CHANGED, NULL, &op);
 }
 
 static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
@@ -612,16 +613,12 @@ static void auth_change(void *ctx, struct conn *c, const struct msg *m)
         struct sm_auth a = {.op = (uint8_t)op, .name = name, .nlen = nlen, .arg = uses_arg ? arg : NULL,
                             .alen = uses_arg ? alen : 0, .perm = op == DDKV_AUTH_ROLE_GRANT ? (uint8_t)perm : 0};
         struct sm_op sop = {.kind = SM_OP_AUTH, .auth = &a, .client_id = client_id, .seq = seq};
-        kv_propose(n, c, m->request_id, DDKV_MSG_AUTH_CHANGED, &sop);
+        replica_propose_reply(n, c, m->request_id, DDKV_MSG_AUTH_CHANGED, NULL, &sop);
         return;
     }
     /* Only the leader proposes: say so before spending a hash on it. */
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+    if (!replica_lead_or_refuse(n, c, m->request_id, false))
         return;
-    }
     struct auth_job *j = auth_job_new(AUTH_JOB_HASH, m->request_id, arg, alen);
     if (!j) {
         conn_reply_error(c, m->request_id, DDKV_WERR_INTERNAL, "out of memory");
@@ -739,7 +736,8 @@ static void job_list_free(struct auth_job *j)
     }
 }
 
-void auth_free(struct node *n)
+/* Stop the worker and answer nothing more. */
+static void auth_free(struct node *n)
 {
     struct auth_worker *w = n->auth;
     if (!w)
@@ -772,4 +770,4 @@ void auth_free(struct node *n)
     n->auth = NULL;
 }
 
-const struct module mod_auth = {"auth", auth_init};
+const struct module mod_auth = {.name = "auth", .init = auth_init, .admit = auth_admit, .free = auth_free};

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 
 #include "node/peer.h"
-#include "node/server.h"
+#include "node/node_int.h"
+#include "node/mod/admin.h"
 #include "proto/version.h"
 #include "util/clock.h"
 #include "util/version.h"
@@ -248,4 +249,4 @@ static int admin_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_admin = {"admin", admin_init};
+const struct module mod_admin = {.name = "admin", .init = admin_init};

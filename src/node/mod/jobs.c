@@ -74,7 +74,7 @@
 #include "ddkv/wire.h"
 #include "kv/sm.h"
 #include "kv/store.h"
-#include "node/server.h"
+#include "node/node_int.h"
 #include "proto/version.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -319,29 +319,22 @@ static void jt_free(struct job_txn *t)
     free(t->rec);
 }
 
-/* Refusals of a proposal, as kv_propose words them. */
+/* Refusals of a proposal, answered as every module's are (replica_refuse). */
 static bool jobs_refused(struct node *n, struct conn *c, uint64_t rid, int rc)
 {
+    (void)n;
     if (rc == ERR_OK)
         return false;
-    if (rc == ERR_UNAVAILABLE)
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-    else if (rc == ERR_AGAIN)
-        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "too many writes in flight; retry");
-    else
-        conn_reply_error(c, rid, DDKV_WERR_INTERNAL, "cannot propose: %s", err_str(rc));
-    (void)n;
+    replica_refuse(c, rid, rc);
     return true;
 }
 
 static bool jobs_leader(struct node *n, struct conn *c, uint64_t rid)
 {
+    if (!replica_lead_or_refuse(n, c, rid, true))
+        return false;
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER || n->storage_failed) {
-        conn_reply_error(c, rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
-        return false;
-    }
     if (st.term != n->jobs->term) {
         n->jobs->term = st.term;
         n->jobs->seq = 0;
@@ -726,14 +719,12 @@ static void claim_next(struct node *n)
     struct jobs *js = n->jobs;
     while (js->head && !js->claiming) {
         struct claim_wait *w = js->head;
-        struct raft_status st;
-        raft_status(n->raft, &st);
-        if (st.role != RAFT_LEADER || n->storage_failed) {
-            if (conn_is_open(w->c))
-                conn_reply_error(w->c, w->rid, DDKV_WERR_NOT_LEADER, "this node is not the leader");
+        if (!replica_lead_or_refuse(n, w->c, w->rid, true)) { /* dropped if w->c closed */
             claim_pop(n);
             continue;
         }
+        struct raft_status st;
+        raft_status(n->raft, &st);
         if (js->scanned_term != st.term) {
             legacy_gather(n, st.term);
             memset(js->qcur, 0, sizeof js->qcur);
@@ -1231,7 +1222,8 @@ static void jobs_cancel(void *ctx, struct conn *c, const struct msg *m)
 
 /* --- the module --- */
 
-void jobs_free(struct node *n)
+/* Answer the waiting claims and free the module's state. */
+static void jobs_free(struct node *n)
 {
     if (!n->jobs)
         return;
@@ -1258,4 +1250,4 @@ static int jobs_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-const struct module mod_jobs = {"jobs", jobs_init};
+const struct module mod_jobs = {.name = "jobs", .init = jobs_init, .free = jobs_free};
