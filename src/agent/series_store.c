@@ -113,6 +113,18 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The minute each point falls in, sorted (malloc'd; NULL: out of memory). */
+static uint64_t *push_minutes(const struct series_point *pts, size_t n)
+{
+    uint64_t *minutes = malloc((n ? n : 1) * sizeof *minutes);
+    if (!minutes)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        minutes[i] = pts[i].t_ms / SERIES_MINUTE_MS * SERIES_MINUTE_MS;
+    qsort(minutes, n, sizeof *minutes, cmp_u64);
+    return minutes;
+}
+
 ddkv_err series_push_check(const char *client, const struct series_meta *m, const struct series_point *pts, size_t n,
                            char *err, size_t errlen)
 {
@@ -149,12 +161,9 @@ ddkv_err series_push_check(const char *client, const struct series_meta *m, cons
             return DDKV_ERR_USAGE;
         }
     }
-    uint64_t *minutes = malloc(n * sizeof *minutes);
+    uint64_t *minutes = push_minutes(pts, n);
     if (!minutes)
         return DDKV_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        minutes[i] = pts[i].t_ms / SERIES_MINUTE_MS * SERIES_MINUTE_MS;
-    qsort(minutes, n, sizeof *minutes, cmp_u64);
     size_t distinct = 0;
     for (size_t i = 0; i < n; i++)
         distinct += i == 0 || minutes[i] != minutes[i - 1];
@@ -174,12 +183,9 @@ ddkv_err series_push(ddkv_client *c, const char *client, const struct series_met
     if (e != DDKV_OK)
         return e;
     /* The minutes it touches: each costs a rollup (a list and a write). */
-    uint64_t *minutes = malloc(n * sizeof *minutes);
+    uint64_t *minutes = push_minutes(pts, n);
     if (!minutes)
         return DDKV_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        minutes[i] = pts[i].t_ms / SERIES_MINUTE_MS * SERIES_MINUTE_MS;
-    qsort(minutes, n, sizeof *minutes, cmp_u64);
     uint64_t lease = 0, ttl = 0;
     e = ddkv_lease_grant(c, (uint64_t)m->retention_s * 1000 + SERIES_MINUTE_MS, &lease, &ttl);
     if (e != DDKV_OK) {

@@ -112,7 +112,9 @@ static void num_cell(FILE *f, json_t *v, bool last)
     cell(f, b, last);
 }
 
-int hub_job_result_json(ddkv_client *c, const char *id, char **out)
+/* The stored result of job id, parsed: 200 with *r, or the status with *out
+ * set to the error. */
+static int result_load(ddkv_client *c, const char *id, json_t **r, char **out)
 {
     if (!id_ok(id)) {
         *out = err_json("'%.64s' is not a job id%s", id, "");
@@ -127,12 +129,21 @@ int hub_job_result_json(ddkv_client *c, const char *id, char **out)
         return e == DDKV_ERR_NOT_FOUND ? 404 : e == DDKV_ERR_PERMISSION_DENIED ? 403 : 503;
     }
     json_error_t je;
-    json_t *r = json_loadb(v.value, v.len, 0, &je);
+    *r = json_loadb(v.value, v.len, 0, &je);
     ddkv_free(v.value);
-    if (!r) {
+    if (!*r) {
         *out = err_json("job %s: its stored result is not JSON%s", id, "");
         return 500;
     }
+    return 200;
+}
+
+int hub_job_result_json(ddkv_client *c, const char *id, char **out)
+{
+    json_t *r;
+    int st = result_load(c, id, &r, out);
+    if (st != 200)
+        return st;
     *out = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(r);
     return 200;
@@ -140,21 +151,10 @@ int hub_job_result_json(ddkv_client *c, const char *id, char **out)
 
 int hub_job_result_csv(ddkv_client *c, const char *id, char **out)
 {
-    if (!id_ok(id)) {
-        *out = err_json("'%.64s' is not a job id%s", id, "");
-        return 400;
-    }
-    char key[96];
-    snprintf(key, sizeof key, "jobresult/%s", id);
-    struct ddkv_value v;
-    ddkv_err e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
-    if (e != DDKV_OK) {
-        *out = err_json("job %s: %s", id, e == DDKV_ERR_NOT_FOUND ? "no result (not done, or deleted)" : ddkv_client_errmsg(c));
-        return e == DDKV_ERR_NOT_FOUND ? 404 : 503;
-    }
-    json_error_t je;
-    json_t *r = json_loadb(v.value, v.len, 0, &je);
-    ddkv_free(v.value);
+    json_t *r;
+    int st = result_load(c, id, &r, out);
+    if (st != 200)
+        return st;
     json_t *cols = json_object_get(r, "columns");
     if (!json_is_array(cols)) {
         json_decref(r);
