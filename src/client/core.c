@@ -314,6 +314,7 @@ int cc_decode(struct cc *c, const uint8_t *body, size_t len, struct msg *m)
 static enum cc_do done(struct cc_call *k, ddkv_err err)
 {
     k->err = err;
+    k->ended_in = k->phase;
     k->phase = CC_P_DONE;
     return CC_DO_DONE;
 }

@@ -99,6 +99,7 @@ struct cc_call {
     uint32_t nf;
     /* Kept by the core. */
     enum cc_phase phase;
+    enum cc_phase ended_in; /* the phase the call was in when it ended (CC_P_LOGIN: a refused login) */
     bool sent;       /* cc->out was wholly handed over: the node may act on it */
     uint64_t rid;    /* of the frame in flight */
     uint64_t deadline_ms, until_ms;
