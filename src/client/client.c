@@ -652,11 +652,8 @@ static enum cc_do client_wait(struct ddkv_client *c, struct cc_call *k)
  * k->reply_type); the caller msg_frees it. */
 ddkv_err client_call(struct ddkv_client *c, struct cc_call *k)
 {
-    /* A kept-open connection the node closed while idle is found out before
-     * the request goes into it. */
-    if (c->fd >= 0 && !client_conn_alive(c))
-        client_disconnect(c);
     uint64_t t0 = 0;
+    bool fresh = false; /* connected during this call, with no wait since */
     enum cc_do d = cc_start(&c->cc, k, clock_mono_ms());
     for (;;) {
         if (!c->cc.up && c->fd >= 0)
@@ -670,16 +667,30 @@ ddkv_err client_call(struct ddkv_client *c, struct cc_call *k)
             uint64_t left = ms_left(k->until_ms);
             if (left)
                 poll(NULL, 0, poll_ms(left));
+            fresh = false;
             d = cc_woke(&c->cc, k, clock_mono_ms());
             break;
         }
         case CC_DO_CONNECT:
-            if (client_connect_one(c, c->cc.cur, k->until_ms) == 0)
+            if (client_connect_one(c, c->cc.cur, k->until_ms) == 0) {
+                fresh = true;
                 d = cc_connected(&c->cc, k, clock_mono_ms());
-            else
+            } else {
                 d = cc_connect_failed(&c->cc, k, clock_mono_ms());
+            }
             break;
         case CC_DO_SEND: {
+            /* A kept-open connection the node closed while idle (restart,
+             * idle timeout) is found out before a frame goes into it, so a
+             * write is not sent into a dead socket and reported in doubt:
+             * reconnect to the same member. A connection made during this
+             * call is checked again only after a wait, so a member that
+             * closes every connection is met with backoffs, not a loop. */
+            if (!fresh && !client_conn_alive(c)) {
+                client_disconnect(c);
+                d = cc_woke(&c->cc, k, clock_mono_ms());
+                break;
+            }
             if (k->phase == CC_P_REQUEST)
                 t0 = clock_mono_ns();
             enum attempt a = client_send(c, k->until_ms);
