@@ -5,11 +5,11 @@
  * libddkv uses them), with one operation in flight: closed loop by default;
  * with --rate, operations are due on a fixed schedule and latency counts from
  * when each was due (so a stall is not hidden by the operations it delayed).
- * It follows NOT_LEADER to the leader and resends a write whose connection
- * broke under the same session number, like libddkv; what has no answer after
- * --timeout-ms counts as an unknown outcome. With --user, each connection
- * sends AUTH first and starts its operations once answered AUTHED; a refused
- * login stops the run (exit 2).
+ * Each connection runs libddkv's client core (client/core.h) on this event
+ * loop: the same greeting, login, leader-following, resends under the session
+ * and in-doubt rules as the blocking library; a write still in doubt after
+ * --timeout-ms counts as an unknown outcome. With --user a refused login stops
+ * the run (exit 2).
  *
  * Workloads: write; read (at --consistency); mixed (--read-ratio of reads);
  * cas (every client increments one counter: a linearizable read, then a
@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 
 #include "cli/cmd.h"
+#include "client/core.h"
 #include "ddkv/wire.h"
 #include "proto/frame.h"
 #include "proto/lamport.h"
@@ -51,36 +52,36 @@ enum workload { WL_WRITE, WL_READ, WL_MIXED, WL_CAS };
 static const char *const workload_names[] = {"write", "read", "mixed", "cas", NULL};
 static const char *const consistency_names[] = {"linearizable", "causal", "stale", NULL};
 
-#define BENCH_MAX_EPS 16
 #define BENCH_MAX_CLIENTS 4096
 #define BENCH_COUNTER "bench/counter"
 
-enum bstate { B_IDLE, B_CONNECTING, B_READ, B_WRITE, B_CAS_READ, B_CAS_TXN };
+enum bstate { B_IDLE, B_READ, B_WRITE, B_CAS_READ, B_CAS_TXN };
 
 struct bench;
 
+/* One connection: a client core of its own (client/core.h: endpoints, leader
+ * hints, the session, login and the retry rules), driven here on libevent. */
 struct bconn {
     struct bench *b;
     int id;
-    int ep, home_ep;        /* where it is; where it started (reads return there) */
+    size_t home_ep;         /* where it started (reads return there after the prefill) */
+    struct cc cc;
+    struct cc_call k;       /* the request in flight (while op != B_IDLE) */
+    enum cc_do act;         /* what the core waits for */
+    struct cc_field f[5];
+    struct ddkv_compare cmp;
+    struct ddkv_op put;
+    char key[128], have[24], next[24];
     struct bufferevent *bev;
     struct frame_decoder dec;
-    bool up;
-    enum bstate op;         /* what is in flight (or to resend once connected) */
+    enum bstate op;         /* what is in flight */
     bool prefill;           /* the operation belongs to the prefill phase */
-    uint64_t client_id, seq;
-    uint64_t rid;
     uint64_t due_ns;        /* when the operation was due: latency counts from here */
-    uint64_t sent_ns;       /* when it (last) went out, for the timeout */
-    uint64_t deadline_ns;   /* give up on it: unknown outcome */
-    uint32_t key;
+    uint32_t key_no;
     uint64_t counter;       /* cas: the value read */
     uint64_t seen;          /* Lamport time of the newest data this session saw (causal reads) */
-    bool authing;           /* connected, AUTH sent, not answered yet */
-    uint64_t auth_rid;
     struct event *wait;     /* open loop: the next operation is not due yet */
-    uint64_t retry_ns;      /* a refused connection is tried again from then on */
-    uint32_t backoff_ms;    /* doubles with each refusal in a row, up to 1 s */
+    struct event *nap;      /* the core's backoff */
 };
 
 struct bench {
@@ -91,17 +92,13 @@ struct bench {
     uint32_t clients, keys, key_size, value_size;
     uint64_t ops_target;     /* 0: run for duration */
     double duration_s, warmup_s, rate, read_ratio;
-    uint32_t timeout_ms;
-    char eps[BENCH_MAX_EPS][64];
-    struct sockaddr_storage ep_ss[BENCH_MAX_EPS];
-    socklen_t ep_len[BENCH_MAX_EPS];
-    int neps;
+    uint32_t timeout_ms, connect_timeout_ms;
+    const char *endpoints;
+    size_t neps;             /* given */
     SSL_CTX *tls;            /* NULL: plain TCP */
     bool tls_check_name;
-    struct lamport clock;
     struct bconn *c;
     uint8_t *value;
-    struct buf out;
     uint64_t rng;
     /* Phases. */
     uint32_t prefill_next, prefill_done;
@@ -129,27 +126,8 @@ static void bench_key(struct bench *b, uint32_t k, char *out)
     snprintf(out, b->key_size + 1, "bench/%0*u", (int)(b->key_size > 6 ? b->key_size - 6 : 1), k);
 }
 
-static int bench_add_ep(struct bench *b, const char *text)
-{
-    for (int i = 0; i < b->neps; i++)
-        if (strcmp(b->eps[i], text) == 0)
-            return i;
-    if (b->neps == BENCH_MAX_EPS || strlen(text) >= sizeof b->eps[0] ||
-        net_parse_addr(text, &b->ep_ss[b->neps], &b->ep_len[b->neps]) != ERR_OK)
-        return -1;
-    snprintf(b->eps[b->neps], sizeof b->eps[0], "%s", text);
-    return b->neps++;
-}
-
 static void bconn_start(struct bconn *c);
-
-/* A request sent now gets --timeout-ms for its answer. */
-static void bconn_arm_deadline(struct bconn *c)
-{
-    c->deadline_ns = clock_mono_ns() + (uint64_t)c->b->timeout_ms * 1000000u;
-}
-static void bconn_send(struct bconn *c);
-static void bconn_connect(struct bconn *c, int ep);
+static void bconn_drive(struct bconn *c, enum cc_do d);
 
 static bool bench_measuring(struct bench *b, uint64_t now)
 {
@@ -175,6 +153,16 @@ static void bench_maybe_stop(struct bench *b)
         b->end_ns = now;
         event_base_loopexit(b->base, NULL);
     }
+}
+
+static void bconn_close(struct bconn *c)
+{
+    if (c->bev)
+        bufferevent_free(c->bev);
+    c->bev = NULL;
+    cc_lost(&c->cc);
+    frame_decoder_free(&c->dec);
+    frame_decoder_init(&c->dec, DDKV_DEFAULT_MAX_FRAME_BYTES);
 }
 
 /* The operation is over (answered, or given up on). */
@@ -214,10 +202,11 @@ static void bconn_done(struct bconn *c, bool ok, bool unknown)
             struct bconn *x = &b->c[i];
             if (x->op != B_IDLE)
                 continue;
-            if (b->wl == WL_READ && x->ep != x->home_ep)
-                bconn_connect(x, x->home_ep); /* the prefill writes took it to the leader */
-            else if (x->up)
-                bconn_start(x);
+            if (b->wl == WL_READ && x->cc.cur != x->home_ep) {
+                bconn_close(x); /* the prefill writes took it to the leader */
+                x->cc.cur = x->home_ep;
+            }
+            bconn_start(x);
         }
         return;
     }
@@ -246,7 +235,68 @@ static void wait_cb(evutil_socket_t fd, short what, void *arg)
     bconn_start(arg);
 }
 
-/* Pick the next operation and send it. */
+/* Describe the operation c->op to the core and start it. Writes take the
+ * session's next sequence number, kept across the core's resends. */
+static void bconn_request(struct bconn *c)
+{
+    struct bench *b = c->b;
+    bool counter = b->wl == WL_CAS && (c->op == B_CAS_READ || c->op == B_CAS_TXN ||
+                                       (c->prefill && c->key_no == b->keys));
+    if (counter)
+        snprintf(c->key, sizeof c->key, "%s", BENCH_COUNTER);
+    else
+        bench_key(b, c->key_no, c->key);
+    size_t kl = strlen(c->key);
+    memset(&c->k, 0, sizeof c->k);
+    c->k.f = c->f;
+    switch (c->op) {
+    case B_READ:
+    case B_CAS_READ:
+        c->f[0] = (struct cc_field){.kind = CC_BIN, .p = c->key, .n = kl};
+        c->f[1] = (struct cc_field){.kind = CC_U64,
+                                    .u = c->op == B_CAS_READ ? DDKV_CONSISTENCY_LINEARIZABLE : (uint64_t)b->consistency};
+        c->f[2] = (struct cc_field){.kind = CC_U64, .u = c->seen};
+        c->k.type = DDKV_MSG_READ;
+        c->k.reply_type = DDKV_MSG_VALUE;
+        c->k.nf = 3;
+        break;
+    case B_WRITE:
+        c->f[0] = (struct cc_field){.kind = CC_BIN, .p = c->key, .n = kl};
+        c->f[1] = counter ? (struct cc_field){.kind = CC_BIN, .p = "0", .n = 1}
+                          : (struct cc_field){.kind = CC_BIN, .p = b->value, .n = b->value_size};
+        c->f[2] = (struct cc_field){.kind = CC_U64, .u = 0};
+        c->f[3] = (struct cc_field){.kind = CC_U64, .u = c->cc.client_id};
+        c->f[4] = (struct cc_field){.kind = CC_U64, .u = ++c->cc.seq};
+        c->k.type = DDKV_MSG_WRITE;
+        c->k.reply_type = DDKV_MSG_WRITTEN_AT;
+        c->k.mutates = true;
+        c->k.nf = 5;
+        break;
+    case B_CAS_TXN: {
+        int hl = snprintf(c->have, sizeof c->have, "%llu", (unsigned long long)c->counter);
+        int nl = snprintf(c->next, sizeof c->next, "%llu", (unsigned long long)c->counter + 1);
+        c->cmp = (struct ddkv_compare){.key = c->key, .key_len = kl, .field = DDKV_CMP_VALUE, .cmp = DDKV_CMP_EQ,
+                                       .value = c->have, .value_len = (size_t)hl};
+        c->put = (struct ddkv_op){.kind = DDKV_OP_PUT, .key = c->key, .key_len = kl, .value = c->next,
+                                  .value_len = (size_t)nl};
+        c->f[0] = (struct cc_field){.kind = CC_CMPS, .p = &c->cmp, .n = 1};
+        c->f[1] = (struct cc_field){.kind = CC_OPS, .p = &c->put, .n = 1};
+        c->f[2] = (struct cc_field){.kind = CC_OPS, .p = NULL, .n = 0};
+        c->f[3] = (struct cc_field){.kind = CC_U64, .u = c->cc.client_id};
+        c->f[4] = (struct cc_field){.kind = CC_U64, .u = ++c->cc.seq};
+        c->k.type = DDKV_MSG_TXN;
+        c->k.reply_type = DDKV_MSG_TXN_RESULT;
+        c->k.mutates = true;
+        c->k.nf = 5;
+        break;
+    }
+    default:
+        return;
+    }
+    bconn_drive(c, cc_start(&c->cc, &c->k, clock_mono_ms()));
+}
+
+/* Pick the next operation and start it. */
 static void bconn_start(struct bconn *c)
 {
     struct bench *b = c->b;
@@ -255,14 +305,12 @@ static void bconn_start(struct bconn *c)
     uint64_t now = clock_mono_ns();
     if (!c->due_ns || b->rate <= 0)
         c->due_ns = now;
-    bconn_arm_deadline(c);
     if (b->prefilling) {
         if (b->prefill_next >= b->keys + (b->wl == WL_CAS))
             return;
         c->prefill = true;
-        c->key = b->prefill_next++;
+        c->key_no = b->prefill_next++;
         c->op = B_WRITE;
-        c->seq++;
     } else {
         switch (b->wl) {
         case WL_WRITE: c->op = B_WRITE; break;
@@ -272,112 +320,20 @@ static void bconn_start(struct bconn *c)
             break;
         case WL_CAS: c->op = B_CAS_READ; break;
         }
-        c->key = (uint32_t)(bench_rand(b) % b->keys);
-        if (c->op == B_WRITE)
-            c->seq++;
+        c->key_no = (uint32_t)(bench_rand(b) % b->keys);
     }
-    bconn_send(c);
-}
-
-static void bench_encode(struct bench *b, struct bconn *c)
-{
-    char key[128];
-    struct msg_writer w;
-    buf_reset(&b->out);
-    c->rid++;
-    uint64_t lt = lamport_tick(&b->clock);
-    bool counter = b->wl == WL_CAS && (c->op == B_CAS_READ || c->op == B_CAS_TXN ||
-                                       (c->prefill && c->key == b->keys));
-    if (counter)
-        snprintf(key, sizeof key, "%s", BENCH_COUNTER);
-    else
-        bench_key(b, c->key, key);
-    switch (c->op) {
-    case B_READ:
-    case B_CAS_READ:
-        msg_begin(&w, &b->out, DDKV_MSG_READ, lt, c->rid, 3);
-        mw_bin(&w, key, strlen(key));
-        mw_u64(&w, c->op == B_CAS_READ ? DDKV_CONSISTENCY_LINEARIZABLE : (uint64_t)b->consistency);
-        mw_u64(&w, c->seen);
-        break;
-    case B_WRITE:
-        msg_begin(&w, &b->out, DDKV_MSG_WRITE, lt, c->rid, 5);
-        mw_bin(&w, key, strlen(key));
-        if (counter)
-            mw_bin(&w, "0", 1);
-        else
-            mw_bin(&w, b->value, b->value_size);
-        mw_u64(&w, 0);
-        mw_u64(&w, c->client_id);
-        mw_u64(&w, c->seq);
-        break;
-    case B_CAS_TXN: {
-        char have[24], next[24];
-        int hl = snprintf(have, sizeof have, "%llu", (unsigned long long)c->counter);
-        int nl = snprintf(next, sizeof next, "%llu", (unsigned long long)c->counter + 1);
-        msg_begin(&w, &b->out, DDKV_MSG_TXN, lt, c->rid, 5);
-        mw_array(&w, 1);
-        mw_array(&w, 4);
-        mw_bin(&w, key, strlen(key));
-        mw_u64(&w, DDKV_CMP_VALUE);
-        mw_u64(&w, DDKV_CMP_EQ);
-        mw_bin(&w, have, (size_t)hl);
-        mw_array(&w, 1);
-        mw_array(&w, 4);
-        mw_u64(&w, DDKV_OP_PUT);
-        mw_bin(&w, key, strlen(key));
-        mw_bin(&w, next, (size_t)nl);
-        mw_u64(&w, 0);
-        mw_array(&w, 0);
-        mw_u64(&w, c->client_id);
-        mw_u64(&w, c->seq);
-        break;
-    }
-    default:
-        return;
-    }
-    msg_end(&w);
-}
-
-static void bconn_send(struct bconn *c)
-{
-    struct bench *b = c->b;
-    if (!c->up) {
-        if (!c->bev)
-            bconn_connect(c, c->ep);
-        return; /* sent once connected */
-    }
-    bench_encode(b, c);
-    c->sent_ns = clock_mono_ns();
-    if (bufferevent_write(c->bev, b->out.data, b->out.len) != 0)
-        bconn_connect(c, (c->ep + 1) % b->neps);
-}
-
-static void bconn_close(struct bconn *c)
-{
-    if (c->bev)
-        bufferevent_free(c->bev);
-    c->bev = NULL;
-    c->up = false;
-    c->authing = false;
-    frame_decoder_free(&c->dec);
-    frame_decoder_init(&c->dec, DDKV_DEFAULT_MAX_FRAME_BYTES);
+    bconn_request(c);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 
-/* A TLS client bufferevent for endpoint ep (the handshake runs once the
+/* A TLS client bufferevent for endpoint e (the handshake runs once the
  * connect completes), or NULL. */
-static struct bufferevent *bench_tls_bev(struct bench *b, int ep)
+static struct bufferevent *bench_tls_bev(struct bench *b, const struct cc_endpoint *e)
 {
-    char host[64];
-    snprintf(host, sizeof host, "%s", b->eps[ep][0] == '[' ? b->eps[ep] + 1 : b->eps[ep]);
-    char *end = b->eps[ep][0] == '[' ? strchr(host, ']') : strrchr(host, ':');
-    if (end)
-        *end = 0;
     SSL *ssl = SSL_new(b->tls);
-    if (!ssl || (b->tls_check_name && tls_expect_host(ssl, host) != ERR_OK)) {
+    if (!ssl || (b->tls_check_name && tls_expect_host(ssl, e->host) != ERR_OK)) {
         SSL_free(ssl);
         return NULL;
     }
@@ -391,55 +347,55 @@ static struct bufferevent *bench_tls_bev(struct bench *b, int ep)
     return bev;
 }
 
-static void bconn_connect(struct bconn *c, int ep)
+/* Start connecting to the core's current endpoint: 0, or -1 (errmsg set). */
+static int bconn_connect(struct bconn *c)
 {
     struct bench *b = c->b;
     bconn_close(c);
-    c->ep = ep;
-    c->bev = b->tls ? bench_tls_bev(b, ep) : bufferevent_socket_new(b->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev)
-        return;
+    const struct cc_endpoint *e = &c->cc.eps[c->cc.cur];
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (net_parse_addr(e->text, &ss, &len) != ERR_OK) {
+        cc_fail(&c->cc, DDKV_ERR_UNAVAILABLE, "%s: not a numeric host:port", e->text);
+        return -1;
+    }
+    c->bev = b->tls ? bench_tls_bev(b, e) : bufferevent_socket_new(b->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        cc_fail(&c->cc, DDKV_ERR_NOMEM, "out of memory for a connection");
+        return -1;
+    }
     bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&b->ep_ss[ep], (int)b->ep_len[ep]) != 0)
-        bconn_close(c); /* the tick tries again */
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)len) != 0) {
+        bconn_close(c);
+        cc_fail(&c->cc, DDKV_ERR_UNAVAILABLE, "connect %s failed", e->text);
+        return -1;
+    }
+    return 0;
 }
 
-/* The answer arrived (or the attempt failed): settle the operation or retry it. */
-static void bconn_answer(struct bconn *c, const struct msg *m)
+/* The core settled the request: count it, or go on with the increment. */
+static void bconn_settled(struct bconn *c)
 {
     struct bench *b = c->b;
-    if (m->type == DDKV_MSG_ERROR) {
-        uint64_t code = 0;
-        msg_u64(m, 0, &code);
-        const uint8_t *p;
-        size_t n;
-        if (code == DDKV_WERR_NOT_FOUND && (c->op == B_READ)) {
+    struct cc_call *k = &c->k;
+    if (k->err != DDKV_OK) {
+        if (k->ended_in == CC_P_LOGIN &&
+            (k->err == DDKV_ERR_PERMISSION_DENIED || k->err == DDKV_ERR_BAD_REQUEST)) {
+            snprintf(b->last_error, sizeof b->last_error, "%.150s", c->cc.errmsg);
+            b->auth_refused = true;
+            event_base_loopexit(b->base, NULL);
+            return;
+        }
+        if (k->err == DDKV_ERR_NOT_FOUND && c->op == B_READ) {
             bconn_done(c, true, false);
             return;
         }
-        if (code == DDKV_WERR_NOT_LEADER) {
-            int ep = -1;
-            if (!msg_is_nil(m, 2) && msg_bytes(m, 2, &p, &n) == ERR_OK && n < 64) {
-                char addr[64];
-                memcpy(addr, p, n);
-                addr[n] = 0;
-                ep = bench_add_ep(b, addr);
-            }
-            b->redirects++;
-            bconn_connect(c, ep >= 0 ? ep : (c->ep + 1) % b->neps);
-            return;
-        }
-        if ((code == DDKV_WERR_UNAVAILABLE || code == DDKV_WERR_TIMEOUT) &&
-            clock_mono_ns() < c->deadline_ns) {
-            bconn_connect(c, (c->ep + 1) % b->neps); /* another member, same session number */
-            return;
-        }
-        if (msg_bytes(m, 1, &p, &n) == ERR_OK)
-            snprintf(b->last_error, sizeof b->last_error, "%.*s", (int)(n < 150 ? n : 150), (const char *)p);
-        bconn_done(c, false, code == DDKV_WERR_TIMEOUT || code == DDKV_WERR_UNAVAILABLE);
+        snprintf(b->last_error, sizeof b->last_error, "%.150s", c->cc.errmsg);
+        bconn_done(c, false, k->err == DDKV_ERR_UNKNOWN_OUTCOME);
         return;
     }
+    struct msg *m = &k->reply;
     /* The data's Lamport time: what a causal read of this session must see. */
     uint64_t lt = 0;
     uint32_t at = m->type == DDKV_MSG_VALUE ? 5 : m->type == DDKV_MSG_TXN_RESULT ? 1 : 0;
@@ -448,128 +404,122 @@ static void bconn_answer(struct bconn *c, const struct msg *m)
     switch (c->op) {
     case B_READ:
         b->reads += !c->prefill && bench_measuring(b, c->due_ns);
-        bconn_done(c, m->type == DDKV_MSG_VALUE, false);
+        msg_free(m);
+        bconn_done(c, true, false);
         return;
     case B_WRITE:
         b->writes += !c->prefill && bench_measuring(b, c->due_ns);
-        bconn_done(c, m->type == DDKV_MSG_WRITTEN_AT, false);
+        msg_free(m);
+        bconn_done(c, true, false);
         return;
     case B_CAS_READ: {
         const uint8_t *p;
         size_t n;
         char num[24];
-        if (m->type != DDKV_MSG_VALUE || msg_bytes(m, 1, &p, &n) != ERR_OK || n == 0 || n >= sizeof num) {
+        if (msg_bytes(m, 1, &p, &n) != ERR_OK || n == 0 || n >= sizeof num) {
+            msg_free(m);
             bconn_done(c, false, false);
             return;
         }
         memcpy(num, p, n);
         num[n] = 0;
+        msg_free(m);
         c->counter = strtoull(num, NULL, 10);
         c->op = B_CAS_TXN;
-        c->seq++;
         /* Each request of an increment has its own deadline: losing races
          * for longer than --timeout-ms is contention, not an unknown outcome. */
-        bconn_arm_deadline(c);
         if (bench_measuring(b, c->due_ns))
             b->cas_attempts++;
-        bconn_send(c);
+        bconn_request(c);
         return;
     }
     case B_CAS_TXN: {
-        if (m->type != DDKV_MSG_TXN_RESULT || m->nf < 1) {
-            bconn_done(c, false, false);
-            return;
-        }
-        bool swapped = mpo_bool(&m->f[0]);
+        bool swapped = m->nf >= 1 && mpo_bool(&m->f[0]);
+        msg_free(m);
         if (swapped) {
             bconn_done(c, true, false);
         } else {
             c->op = B_CAS_READ; /* someone else won: read again */
-            bconn_arm_deadline(c);
-            bconn_send(c);
+            bconn_request(c);
         }
         return;
     }
     default:
+        msg_free(m);
         return;
     }
 }
 
-/* The connection may carry operations: resend what was in flight (same
- * session number), or start the next. */
-static void bconn_ready(struct bconn *c)
+static void nap_cb(evutil_socket_t fd, short what, void *arg)
 {
-    c->up = true;
-    if (c->op != B_IDLE)
-        bconn_send(c);
-    else if (!c->b->stopping)
-        bconn_start(c);
+    (void)fd;
+    (void)what;
+    struct bconn *c = arg;
+    if (c->act == CC_DO_SLEEP && c->op != B_IDLE)
+        bconn_drive(c, cc_woke(&c->cc, &c->k, clock_mono_ms()));
 }
 
-/* Log the new connection in before its first operation. */
-static void bconn_auth(struct bconn *c)
+/* Do what the core asks until it waits for the network or the clock. */
+static void bconn_drive(struct bconn *c, enum cc_do d)
 {
-    struct bench *b = c->b;
-    struct msg_writer w;
-    buf_reset(&b->out);
-    c->auth_rid = ++c->rid;
-    msg_begin(&w, &b->out, DDKV_MSG_AUTH, lamport_tick(&b->clock), c->auth_rid, 2);
-    mw_str(&w, b->user);
-    mw_str(&w, b->password);
-    c->authing = true;
-    if (msg_end(&w) != ERR_OK || bufferevent_write(c->bev, b->out.data, b->out.len) != 0)
-        bconn_close(c); /* the tick reconnects */
-}
-
-static void bconn_authed(struct bconn *c, const struct msg *m)
-{
-    struct bench *b = c->b;
-    c->authing = false;
-    if (m->type == DDKV_MSG_AUTHED) {
-        bconn_ready(c);
-        return;
+    for (;;) {
+        c->act = d;
+        if (!c->cc.up && c->bev && d != CC_DO_CONNECT)
+            bconn_close(c); /* the core gave up on this connection */
+        switch (d) {
+        case CC_DO_DONE:
+            bconn_settled(c);
+            return;
+        case CC_DO_SLEEP: {
+            uint64_t now = clock_mono_ms(), ms = c->k.until_ms > now ? c->k.until_ms - now : 0;
+            struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
+            evtimer_add(c->nap, &tv);
+            return;
+        }
+        case CC_DO_CONNECT:
+            if (bconn_connect(c) == 0)
+                return; /* event_cb reports */
+            d = cc_connect_failed(&c->cc, &c->k, clock_mono_ms());
+            continue;
+        case CC_DO_SEND:
+            /* Handed to libevent, not yet to the kernel: taken as sent, so a
+             * write whose connection breaks now is resent under its session. */
+            if (bufferevent_write(c->bev, c->cc.out.data, c->cc.out.len) != 0) {
+                cc_fail(&c->cc, DDKV_ERR_NOMEM, "out of memory sending to %s", cc_cur_text(&c->cc));
+                d = cc_failed(&c->cc, &c->k, CC_IO_BROKEN, clock_mono_ms());
+                continue;
+            }
+            d = cc_sent(&c->cc, &c->k, clock_mono_ms());
+            continue;
+        case CC_DO_RECV:
+            return; /* read_cb reports */
+        }
     }
-    uint64_t code = 0;
-    const uint8_t *p = NULL;
-    size_t n = 0;
-    msg_u64(m, 0, &code);
-    if (code == DDKV_WERR_UNAVAILABLE) { /* the member is busy checking passwords: try another */
-        bconn_connect(c, (c->ep + 1) % b->neps);
-        return;
-    }
-    msg_bytes_opt(m, 1, &p, &n);
-    snprintf(b->last_error, sizeof b->last_error, "authenticating as '%s': %.*s", b->user, (int)(n < 100 ? n : 100),
-             p ? (const char *)p : "refused");
-    b->auth_refused = true;
-    event_base_loopexit(b->base, NULL);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct bconn *c = arg;
-    struct bench *b = c->b;
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t n = evbuffer_get_length(in);
-    if (frame_decoder_feed(&c->dec, evbuffer_pullup(in, (ssize_t)n), n) != ERR_OK) {
-        bconn_connect(c, (c->ep + 1) % b->neps);
+    int rc = frame_decoder_feed(&c->dec, evbuffer_pullup(in, (ssize_t)n), n);
+    evbuffer_drain(in, n);
+    if (rc != ERR_OK) {
+        cc_fail(&c->cc, DDKV_ERR_PROTOCOL, "%s sent a frame the bench cannot read", cc_cur_text(&c->cc));
+        if (c->act == CC_DO_RECV && c->op != B_IDLE)
+            bconn_drive(c, cc_failed(&c->cc, &c->k, CC_IO_GARBLED, clock_mono_ms()));
+        else
+            bconn_close(c);
         return;
     }
-    evbuffer_drain(in, n);
     const uint8_t *body;
     size_t len;
     while (c->bev == bev && frame_decoder_next(&c->dec, &body, &len) == ERR_OK) {
-        struct msg m;
-        struct errbuf eb;
-        if (msg_decode(&m, body, len, &msg_limits_reply, &eb) != ERR_OK) {
-            bconn_connect(c, (c->ep + 1) % b->neps);
-            return;
-        }
-        lamport_observe(&b->clock, m.lamport, UINT64_MAX / 2);
-        if (c->authing && m.request_id == c->auth_rid)
-            bconn_authed(c, &m);
-        else if (m.request_id == c->rid && c->op != B_IDLE)
-            bconn_answer(c, &m);
-        msg_free(&m);
+        if (c->act != CC_DO_RECV || c->op == B_IDLE)
+            continue; /* nothing asked: a stale answer */
+        enum cc_do d = cc_frame(&c->cc, &c->k, body, len, clock_mono_ms());
+        if (d != CC_DO_RECV)
+            bconn_drive(c, d);
     }
 }
 
@@ -580,16 +530,13 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c->backoff_ms = 0;
-        if (b->user)
-            bconn_auth(c);
-        else
-            bconn_ready(c);
+        if (c->act == CC_DO_CONNECT && c->op != B_IDLE)
+            bconn_drive(c, cc_connected(&c->cc, &c->k, clock_mono_ms()));
         return;
     }
-    /* Broken or refused: the tick reconnects (to the next member) and resends. */
+    bool connecting = c->act == CC_DO_CONNECT;
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    if (ssl && !c->up) {
+    if (ssl && connecting) {
         unsigned long codes[4];
         size_t n = 0;
         unsigned long e;
@@ -600,47 +547,50 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         /* Before the handshake, a refused or reset connect shows as a bare
          * syscall failure: say what the socket says. */
         tls_error_text(ssl, codes, n, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), why, sizeof why);
-        snprintf(b->last_error, sizeof b->last_error, "TLS handshake with %s failed: %s", b->eps[c->ep], why);
-    }
-    if (c->up) {
-        b->reconnects++;
+        snprintf(b->last_error, sizeof b->last_error, "TLS handshake with %s failed: %s", cc_cur_text(&c->cc), why);
+        cc_fail(&c->cc, DDKV_ERR_UNAVAILABLE, "%s", b->last_error);
     } else {
-        /* Refused: back off, so a cluster that is down is not hammered. */
-        c->backoff_ms = c->backoff_ms ? (c->backoff_ms >= 500 ? 1000 : c->backoff_ms * 2) : 50;
-        c->retry_ns = clock_mono_ns() + (uint64_t)c->backoff_ms * 1000000u;
+        cc_fail(&c->cc, DDKV_ERR_UNAVAILABLE, "%s %s", connecting ? "connect" : "connection to",
+                cc_cur_text(&c->cc));
     }
+    if (!connecting)
+        b->reconnects++;
     bconn_close(c);
-    c->ep = (c->ep + 1) % b->neps;
+    if (c->op == B_IDLE)
+        return; /* the next operation reconnects */
+    if (connecting)
+        bconn_drive(c, cc_connect_failed(&c->cc, &c->k, clock_mono_ms()));
+    else if (c->act == CC_DO_RECV)
+        bconn_drive(c, cc_failed(&c->cc, &c->k, CC_IO_BROKEN, clock_mono_ms()));
 }
 
-/* Every 50 ms: reconnect idle connections, give up on late operations. */
+/* Every 50 ms: stop a run that makes no progress; end waits the core bounded
+ * (a connect or a reply past its time). */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct bench *b = arg;
-    uint64_t now = clock_mono_ns();
+    uint64_t now = clock_mono_ns(), now_ms = clock_mono_ms();
     /* No operation succeeded for a whole --timeout-ms (every one refused,
      * timed out or never sent): the cluster is unreachable or has no quorum;
      * stop rather than wait for --ops forever. */
-    if (!b->stopping && now - b->progress_ns > (uint64_t)b->timeout_ms * 1000000u) {
+    if (!b->stopping && now - b->progress_ns > (uint64_t)b->timeout_ms * 1000000u)
         b->stopping = b->gave_up = true;
-        for (uint32_t i = 0; i < b->clients; i++)
-            if (b->c[i].bev && !b->c[i].up)
-                bconn_close(&b->c[i]);
-    }
-    bench_maybe_stop(b);
     for (uint32_t i = 0; i < b->clients; i++) {
         struct bconn *c = &b->c[i];
-        if (c->op != B_IDLE && now >= c->deadline_ns) {
-            bconn_close(c); /* whatever it was doing, we stop waiting */
-            bconn_done(c, false, c->op != B_READ && c->op != B_CAS_READ);
+        if (c->op == B_IDLE || now_ms < c->k.until_ms)
             continue;
+        if (c->act == CC_DO_CONNECT) {
+            cc_fail(&c->cc, DDKV_ERR_UNAVAILABLE, "connect %s: timed out", cc_cur_text(&c->cc));
+            bconn_close(c);
+            bconn_drive(c, cc_connect_failed(&c->cc, &c->k, now_ms));
+        } else if (c->act == CC_DO_RECV) {
+            cc_fail(&c->cc, DDKV_ERR_TIMEOUT, "no reply from %s within %u ms", cc_cur_text(&c->cc), b->timeout_ms);
+            bconn_drive(c, cc_failed(&c->cc, &c->k, CC_IO_TIMEOUT, now_ms));
         }
-        if (!c->bev && now >= c->retry_ns &&
-            (c->op != B_IDLE || (!b->stopping && (!b->prefilling || b->prefill_next < b->keys))))
-            bconn_connect(c, c->ep);
     }
+    bench_maybe_stop(b);
 }
 
 /* --- the command --- */
@@ -742,13 +692,20 @@ static int bench_run(struct cli_ctx *ctx)
     b->timeout_ms = ctx->client.timeout_ms ? ctx->client.timeout_ms : 5000;
     b->user = ctx->client.user;
     b->password = ctx->client.password;
-    char eps[1024];
-    snprintf(eps, sizeof eps, "%s", ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001");
-    for (char *save = NULL, *t = strtok_r(eps, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        if (bench_add_ep(b, t) < 0) {
-            out_error("bench: bad endpoint '%s' (want host:port, at most %d)", t, BENCH_MAX_EPS);
+    b->connect_timeout_ms = ctx->client.connect_timeout_ms;
+    b->endpoints = ctx->client.endpoints ? ctx->client.endpoints : "127.0.0.1:7001";
+    {
+        /* The endpoints as every connection's core will read them. */
+        struct cc probe;
+        char why[200];
+        ddkv_err erc = cc_init(&probe, b->endpoints, 1, b->timeout_ms, b->connect_timeout_ms, why, sizeof why);
+        b->neps = probe.n_eps;
+        cc_free(&probe);
+        if (erc != DDKV_OK) {
+            out_error("bench: %s", why);
             return EXIT_USAGE;
         }
+    }
     if (ctx->client.tls_ca_file) {
         struct errbuf eb;
         if (tls_client_ctx(&b->tls, ctx->client.tls_ca_file, ctx->client.tls_cert_file, ctx->client.tls_key_file,
@@ -781,12 +738,20 @@ static int bench_run(struct cli_ctx *ctx)
         struct bconn *c = &b->c[i];
         c->b = b;
         c->id = (int)i;
-        c->ep = c->home_ep = (int)(i % (uint32_t)b->neps); /* spread; writes follow NOT_LEADER */
-        c->client_id = bench_rand(b) | 1;
+        char why[200];
+        if (cc_init(&c->cc, b->endpoints, bench_rand(b) | 1, b->timeout_ms, b->connect_timeout_ms, why,
+                    sizeof why) != DDKV_OK ||
+            (b->user && cc_set_credentials(&c->cc, b->user, b->password, why, sizeof why) != DDKV_OK)) {
+            out_error("bench: %s", why);
+            return EXIT_USAGE;
+        }
+        c->cc.cur = c->home_ep = i % b->neps; /* spread; writes follow NOT_LEADER */
         frame_decoder_init(&c->dec, DDKV_DEFAULT_MAX_FRAME_BYTES);
         c->wait = evtimer_new(b->base, wait_cb, c);
-        bconn_connect(c, c->ep);
+        c->nap = evtimer_new(b->base, nap_cb, c);
     }
+    for (uint32_t i = 0; i < b->clients; i++)
+        bconn_start(&b->c[i]);
     b->tick = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
     struct timeval tv = {0, 50000};
     event_add(b->tick, &tv);
@@ -798,6 +763,8 @@ static int bench_run(struct cli_ctx *ctx)
                  (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1e6 +
                  (double)(r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) +
                  (double)(r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1e6;
+    for (uint32_t i = 0; i < b->clients; i++)
+        b->redirects += b->c[i].cc.redirects_total;
     int rc;
     if (b->auth_refused) {
         out_error("bench: %s", b->last_error);
@@ -812,14 +779,20 @@ static int bench_run(struct cli_ctx *ctx)
             out_error("bench: no operation completed%s%s", b->last_error[0] ? ": " : "", b->last_error);
     }
     for (uint32_t i = 0; i < b->clients; i++) {
-        bconn_close(&b->c[i]);
-        frame_decoder_free(&b->c[i].dec);
-        event_free(b->c[i].wait);
+        struct bconn *c = &b->c[i];
+        bconn_close(c);
+        frame_decoder_free(&c->dec);
+        if (c->op != B_IDLE && c->k.phase == CC_P_DONE && c->k.err == DDKV_OK)
+            msg_free(&c->k.reply);
+        cc_free(&c->cc);
+        if (c->wait)
+            event_free(c->wait);
+        if (c->nap)
+            event_free(c->nap);
     }
     event_free(b->tick);
     event_base_free(b->base);
     SSL_CTX_free(b->tls);
-    buf_free(&b->out);
     free(b->c);
     free(b->value);
     return rc;

@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/client_int.h"
+#include "client/core.h"
 #include "proto/frame.h"
 #include "proto/lamport.h"
 #include "proto/msg.h"
@@ -28,92 +30,7 @@
 #include "util/err.h"
 #include "util/tls.h"
 
-/* Endpoints given in the options plus leaders learned from NOT_LEADER. A cluster
- * has a handful of members; the cap only stops a confused node from growing the
- * list without bound. */
-#define CLIENT_MAX_ENDPOINTS 64
-#define CLIENT_BACKOFF_MIN_MS 10u
-#define CLIENT_BACKOFF_MAX_MS 500u
-/* Redirects in a row that are followed at once; after that each one waits a
- * backoff, so two nodes that each name the other cannot spin the client. */
-#define CLIENT_FREE_REDIRECTS 3u
 #define CLIENT_RECV_CHUNK (64u * 1024)
-
-struct endpoint {
-    char *text; /* "host:port" as written, for messages and comparisons */
-    char *host; /* without IPv6 brackets */
-    char *port;
-};
-
-struct ddkv_client {
-    struct endpoint eps[CLIENT_MAX_ENDPOINTS];
-    size_t n_eps;
-    size_t n_given; /* eps[0..n_given) came from the options; the rest were learned */
-    size_t cur;     /* endpoint of the open connection, or the next to try */
-    int fd;         /* -1 when not connected */
-    SSL_CTX *tls;   /* NULL: plain TCP */
-    SSL *ssl;       /* the connection's TLS session (with tls, while fd >= 0) */
-    bool tls_check_name;
-    short tls_want; /* POLLIN or POLLOUT: what the last TLS call waits for */
-    bool heard;     /* bytes arrived on this connection */
-    bool io_refused; /* the last TLS failure was the node refusing this client */
-    char io_why[160]; /* a TLS failure, when errno is EPROTO */
-    int answered;   /* endpoint that sent the last reply, or -1 */
-    struct frame_decoder dec;
-    struct buf out;
-    struct lamport clock;
-    uint64_t seen_lamport;
-    uint32_t list_consistency;
-    uint64_t next_rid; /* 0 is never used: an ERROR with request id 0 is about the connection */
-    uint64_t client_id;
-    uint64_t seq;
-    uint64_t rng; /* backoff jitter only */
-    uint32_t timeout_ms;
-    uint32_t connect_timeout_ms;
-    uint32_t max_reply_bytes;
-    char *user;      /* credentials (NULL: none); owned, the password wiped when freed */
-    char *password;
-    bool authed;     /* the open connection has been answered AUTHED */
-    bool greeted;    /* the open connection has had its HELLO answered */
-    uint64_t node_version, cluster_version; /* as the last greeting said */
-    char errmsg[256];
-};
-
-/* One request field. Requests are described as data so that every attempt can
- * be re-encoded with a fresh Lamport time and request id. FIELD_CMPS and
- * FIELD_OPS are nested arrays: p points at n struct ddkv_compare or struct
- * ddkv_op (the caller's, borrowed), encoded as [[key, field, cmp, operand]...]
- * and [[kind, key, value, lease_id]...]. */
-enum field_kind { FIELD_U64, FIELD_BIN, FIELD_CMPS, FIELD_OPS };
-
-struct field {
-    enum field_kind kind;
-    uint64_t u;
-    const void *p;
-    size_t n;
-};
-
-struct call {
-    uint32_t type;
-    uint32_t reply_type;
-    bool mutates; /* a write: resent after it left only under its session (client_id, seq) */
-    bool once;    /* a write without a session: never resent once it left (unknown outcome) */
-    const struct field *f;
-    uint32_t nf;
-    uint64_t rid;    /* of the attempt in flight */
-    uint64_t rtt_ns; /* of the attempt that was answered */
-    struct msg reply; /* on DDKV_OK: the reply, borrowed from the decoder; caller msg_frees */
-};
-
-/* How one attempt on one connection ended. */
-enum attempt {
-    ATTEMPT_REPLY,   /* a reply to this request is in call->reply */
-    ATTEMPT_BROKEN,  /* the connection failed */
-    ATTEMPT_TIMEOUT, /* the deadline passed */
-    ATTEMPT_GARBLED, /* the node sent bytes that are not a valid reply */
-    ATTEMPT_REFUSED, /* the port speaks TLS to a plain client: nothing was read there */
-    ATTEMPT_NOMEM,
-};
 
 static const char *const client_err_names[DDKV_ERR__COUNT] = {
     [DDKV_OK] = "ok",
@@ -138,14 +55,11 @@ const char *ddkv_strerror(ddkv_err err)
     return client_err_names[err];
 }
 
-static ddkv_err client_fail(struct ddkv_client *c, ddkv_err code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static ddkv_err client_fail(struct ddkv_client *c, ddkv_err code, const char *fmt, ...)
+ddkv_err client_fail(struct ddkv_client *c, ddkv_err code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    vsnprintf(c->cc.errmsg, sizeof c->cc.errmsg, fmt, ap);
     va_end(ap);
     return code;
 }
@@ -156,7 +70,7 @@ void ddkv_free(void *p)
 }
 
 /* A copy of n bytes with a NUL after them (so text can be used as a C string). */
-static void *dup_bytes(const void *p, size_t n)
+void *dup_bytes(const void *p, size_t n)
 {
     if (n == SIZE_MAX)
         return NULL;
@@ -168,86 +82,6 @@ static void *dup_bytes(const void *p, size_t n)
     q[n] = 0;
     return q;
 }
-
-/* --- endpoints --- */
-
-static void endpoint_free(struct endpoint *e)
-{
-    free(e->text);
-    free(e->host);
-    free(e->port);
-    memset(e, 0, sizeof *e);
-}
-
-/* Parse "host:port" or "[v6]:port" (s[0..n), surrounding blanks allowed). */
-static int endpoint_parse(struct endpoint *e, const char *s, size_t n, char *why, size_t why_len)
-{
-    memset(e, 0, sizeof *e);
-    while (n && (*s == ' ' || *s == '\t'))
-        s++, n--;
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-        n--;
-    const char *host = s, *colon;
-    size_t host_len;
-    if (n && s[0] == '[') {
-        const char *close = memchr(s, ']', n);
-        if (!close || close + 1 == s + n || close[1] != ':') {
-            snprintf(why, why_len, "'%.*s': expected [ipv6]:port", (int)n, s);
-            return -1;
-        }
-        host = s + 1;
-        host_len = (size_t)(close - host);
-        colon = close + 1;
-    } else {
-        colon = NULL;
-        for (size_t i = 0; i < n; i++)
-            if (s[i] == ':') {
-                if (colon) {
-                    snprintf(why, why_len, "'%.*s': an IPv6 host needs brackets, [::1]:7001",
-                             (int)n, s);
-                    return -1;
-                }
-                colon = s + i;
-            }
-        if (!colon) {
-            snprintf(why, why_len, "'%.*s': expected host:port", (int)n, s);
-            return -1;
-        }
-        host_len = (size_t)(colon - s);
-    }
-    const char *port = colon + 1;
-    size_t port_len = (size_t)(s + n - port);
-    unsigned long pv = 0;
-    for (size_t i = 0; i < port_len && pv <= 65535; i++) {
-        if (port[i] < '0' || port[i] > '9') {
-            pv = 0;
-            break;
-        }
-        pv = pv * 10 + (unsigned long)(port[i] - '0');
-    }
-    if (host_len == 0 || port_len == 0 || pv == 0 || pv > 65535) {
-        snprintf(why, why_len, "'%.*s': expected host:port with a port in 1..65535", (int)n, s);
-        return -1;
-    }
-    e->text = dup_bytes(s, n);
-    e->host = dup_bytes(host, host_len);
-    e->port = dup_bytes(port, port_len);
-    if (!e->text || !e->host || !e->port) {
-        endpoint_free(e);
-        snprintf(why, why_len, "out of memory");
-        return -1;
-    }
-    return 0;
-}
-
-static int endpoint_find(const struct ddkv_client *c, const char *text)
-{
-    for (size_t i = 0; i < c->n_eps; i++)
-        if (strcmp(c->eps[i].text, text) == 0)
-            return (int)i;
-    return -1;
-}
-
 /* --- lifecycle --- */
 
 static uint64_t random_u64(void)
@@ -265,15 +99,6 @@ static uint64_t random_u64(void)
     /* No kernel randomness at all: the time and pid still keep the ids of
      * processes on one host apart. */
     return clock_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&v;
-}
-
-/* splitmix64: only spreads backoff sleeps of clients that failed together. */
-static uint64_t client_rand(struct ddkv_client *c)
-{
-    uint64_t z = (c->rng += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
 }
 
 void ddkv_options_init(struct ddkv_options *o)
@@ -297,72 +122,33 @@ ddkv_err ddkv_client_new(const struct ddkv_options *opts, ddkv_client **out, cha
     *out = NULL;
     struct ddkv_client *c = calloc(1, sizeof *c);
     if (!c) {
-        snprintf(why, sizeof why, "out of memory");
-        goto fail;
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "out of memory");
+        return DDKV_ERR_NOMEM;
     }
     c->fd = -1;
-    c->answered = -1;
-    c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DDKV_DEFAULT_TIMEOUT_MS;
-    c->connect_timeout_ms =
-        opts->connect_timeout_ms ? opts->connect_timeout_ms : DDKV_DEFAULT_CONNECT_TIMEOUT_MS;
     c->max_reply_bytes = opts->max_reply_bytes ? opts->max_reply_bytes : DDKV_DEFAULT_MAX_REPLY_BYTES;
+    frame_decoder_init(&c->dec, c->max_reply_bytes);
+    rc = cc_init(&c->cc, opts->endpoints, random_u64(), opts->timeout_ms, opts->connect_timeout_ms, why,
+                 sizeof why);
+    if (rc != DDKV_OK)
+        goto fail;
+    rc = DDKV_ERR_USAGE;
     c->list_consistency = opts->list_consistency;
     if (c->list_consistency > DDKV_CONSISTENCY_STALE) {
-        rc = DDKV_ERR_USAGE;
         snprintf(why, sizeof why, "list_consistency %u is not a consistency level", (unsigned)c->list_consistency);
         goto fail;
     }
-    frame_decoder_init(&c->dec, c->max_reply_bytes);
     if (opts->tls_ca_file) {
         struct errbuf eb;
         if (tls_client_ctx(&c->tls, opts->tls_ca_file, opts->tls_cert_file, opts->tls_key_file, &eb) != ERR_OK) {
-            rc = DDKV_ERR_USAGE;
             snprintf(why, sizeof why, "tls: %.190s", eb.msg);
             goto fail;
         }
         c->tls_check_name = !opts->tls_skip_name_check;
     }
-    c->client_id = random_u64();
-    if (c->client_id == 0) /* 0 reads as "no session" on the wire */
-        c->client_id = 1;
-    c->rng = c->client_id;
-
-    const char *s = opts->endpoints ? opts->endpoints : DDKV_DEFAULT_ENDPOINTS;
-    for (;;) {
-        const char *comma = strchr(s, ',');
-        size_t n = comma ? (size_t)(comma - s) : strlen(s);
-        if (c->n_eps == CLIENT_MAX_ENDPOINTS) {
-            rc = DDKV_ERR_USAGE;
-            snprintf(why, sizeof why, "endpoints: more than %d endpoints", CLIENT_MAX_ENDPOINTS);
-            goto fail;
-        }
-        char ewhy[180];
-        if (endpoint_parse(&c->eps[c->n_eps], s, n, ewhy, sizeof ewhy) != 0) {
-            rc = strcmp(ewhy, "out of memory") == 0 ? DDKV_ERR_NOMEM : DDKV_ERR_USAGE;
-            snprintf(why, sizeof why, "endpoints: %s", ewhy);
-            goto fail;
-        }
-        c->n_eps++;
-        if (!comma)
-            break;
-        s = comma + 1;
-    }
-    c->n_given = c->n_eps;
-    if (opts->user) {
-        size_t ul = strlen(opts->user), pl = opts->password ? strlen(opts->password) : 0;
-        if (ul == 0 || ul > DDKV_AUTH_NAME_MAX || pl > DDKV_AUTH_PASSWORD_MAX) {
-            rc = DDKV_ERR_USAGE;
-            snprintf(why, sizeof why, "credentials: a user name is 1..%u bytes and a password at most %u", DDKV_AUTH_NAME_MAX,
-                     DDKV_AUTH_PASSWORD_MAX);
-            goto fail;
-        }
-        c->user = dup_bytes(opts->user, ul);
-        c->password = dup_bytes(opts->password ? opts->password : "", pl);
-        if (!c->user || !c->password) {
-            snprintf(why, sizeof why, "out of memory");
-            goto fail;
-        }
-    }
+    if (opts->user && (rc = cc_set_credentials(&c->cc, opts->user, opts->password, why, sizeof why)) != DDKV_OK)
+        goto fail;
     *out = c;
     return DDKV_OK;
 
@@ -373,7 +159,7 @@ fail:
     return rc;
 }
 
-static void client_disconnect(struct ddkv_client *c)
+void client_disconnect(struct ddkv_client *c)
 {
     /* No close_notify: the node takes a plain close as the end (it is never
      * mid-message when the client gives up on a connection that matters). */
@@ -383,8 +169,7 @@ static void client_disconnect(struct ddkv_client *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
-    c->authed = false; /* a new connection has no identity yet */
-    c->greeted = false;
+    cc_lost(&c->cc); /* a new connection has no identity and no greeting yet */
     /* Bytes of the old connection must never be read as replies on the next. */
     frame_decoder_free(&c->dec);
     frame_decoder_init(&c->dec, c->max_reply_bytes);
@@ -397,32 +182,23 @@ void ddkv_client_free(ddkv_client *c)
     client_disconnect(c);
     SSL_CTX_free(c->tls);
     frame_decoder_free(&c->dec);
-    buf_free(&c->out);
-    for (size_t i = 0; i < c->n_eps; i++)
-        endpoint_free(&c->eps[i]);
-    free(c->user);
-    if (c->password) {
-        volatile char *p = c->password;
-        while (*p)
-            *p++ = 0;
-        free(c->password);
-    }
+    cc_free(&c->cc);
     free(c);
 }
 
 const char *ddkv_client_errmsg(const ddkv_client *c)
 {
-    return c->errmsg;
+    return c->cc.errmsg;
 }
 
 const char *ddkv_client_endpoint(const ddkv_client *c)
 {
-    return c->answered >= 0 ? c->eps[c->answered].text : NULL;
+    return c->cc.answered >= 0 ? c->cc.eps[c->cc.answered].text : NULL;
 }
 
 uint64_t ddkv_client_lamport(const ddkv_client *c)
 {
-    return c->clock.now;
+    return c->cc.clock.now;
 }
 
 uint64_t ddkv_client_seen_lamport(const ddkv_client *c)
@@ -432,7 +208,7 @@ uint64_t ddkv_client_seen_lamport(const ddkv_client *c)
 
 uint64_t ddkv_client_id(const ddkv_client *c)
 {
-    return c->client_id;
+    return c->cc.client_id;
 }
 
 /* --- the connection --- */
@@ -451,7 +227,7 @@ static int poll_ms(uint64_t ms)
 static void client_sleep(struct ddkv_client *c, uint32_t backoff_ms, uint64_t deadline_ms)
 {
     /* Half fixed, half random: spreads clients that failed at the same moment. */
-    uint64_t ms = backoff_ms / 2 + client_rand(c) % (backoff_ms / 2 + 1);
+    uint64_t ms = backoff_ms / 2 + cc_rand(&c->cc) % (backoff_ms / 2 + 1);
     uint64_t left = ms_left(deadline_ms);
     if (ms > left)
         ms = left;
@@ -462,7 +238,7 @@ static void client_sleep(struct ddkv_client *c, uint32_t backoff_ms, uint64_t de
 /* The TLS handshake on a fresh connection to e, bounded like the connect
  * (until): a node that accepts and then says nothing cannot hold the client
  * past it. Returns the session, or NULL with errmsg set. */
-static SSL *client_tls_handshake(struct ddkv_client *c, const struct endpoint *e, int fd, uint64_t until)
+static SSL *client_tls_handshake(struct ddkv_client *c, const struct cc_endpoint *e, int fd, uint64_t until)
 {
     SSL *ssl = SSL_new(c->tls);
     if (!ssl || tls_set_socket(ssl, fd) != ERR_OK || (c->tls_check_name && tls_expect_host(ssl, e->host) != ERR_OK)) {
@@ -501,7 +277,7 @@ static SSL *client_tls_handshake(struct ddkv_client *c, const struct endpoint *e
  * deadline. On failure errmsg says why. */
 static int client_connect_one(struct ddkv_client *c, size_t i, uint64_t deadline_ms)
 {
-    const struct endpoint *e = &c->eps[i];
+    const struct cc_endpoint *e = &c->cc.eps[i];
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -512,7 +288,7 @@ static int client_connect_one(struct ddkv_client *c, size_t i, uint64_t deadline
         client_fail(c, DDKV_ERR_UNAVAILABLE, "resolve %s: %s", e->text, gai_strerror(grc));
         return -1;
     }
-    uint64_t until = clock_mono_ms() + c->connect_timeout_ms;
+    uint64_t until = clock_mono_ms() + c->cc.connect_timeout_ms;
     if (until > deadline_ms)
         until = deadline_ms;
     int fd = -1;
@@ -561,15 +337,15 @@ static int client_connect_one(struct ddkv_client *c, size_t i, uint64_t deadline
     client_disconnect(c);
     c->fd = fd;
     c->ssl = ssl;
-    c->cur = i;
+    c->cc.cur = i;
     return 0;
 }
 
 /* Try every endpoint once, starting with the current one. */
 static int client_connect_any(struct ddkv_client *c, uint64_t deadline_ms)
 {
-    for (size_t k = 0; k < c->n_eps && ms_left(deadline_ms) > 0; k++) {
-        size_t i = (c->cur + k) % c->n_eps;
+    for (size_t k = 0; k < c->cc.n_eps && ms_left(deadline_ms) > 0; k++) {
+        size_t i = (c->cc.cur + k) % c->cc.n_eps;
         if (client_connect_one(c, i, deadline_ms) == 0)
             return 0;
     }
@@ -580,7 +356,7 @@ static int client_connect_any(struct ddkv_client *c, uint64_t deadline_ms)
 static void client_rotate(struct ddkv_client *c)
 {
     client_disconnect(c);
-    c->cur = (c->cur + 1) % c->n_eps;
+    c->cc.cur = (c->cc.cur + 1) % c->cc.n_eps;
 }
 
 /* Take the next complete message off the decoder: ERR_OK (m filled, caller
@@ -594,29 +370,18 @@ static int client_next_msg(struct ddkv_client *c, struct msg *m, enum attempt *h
         return ERR_AGAIN;
     if (rc == ERR_TOO_LARGE) {
         client_fail(c, DDKV_ERR_PROTOCOL, "%s sent a %u-byte frame, over the client's %u-byte limit",
-                    c->eps[c->cur].text, (unsigned)c->dec.bad_len, (unsigned)c->max_reply_bytes);
+                    c->cc.eps[c->cc.cur].text, (unsigned)c->dec.bad_len, (unsigned)c->max_reply_bytes);
         *how = ATTEMPT_GARBLED;
         return rc;
     }
     if (rc != ERR_OK) {
         *how = rc == ERR_NOMEM ? ATTEMPT_NOMEM : ATTEMPT_GARBLED;
-        client_fail(c, DDKV_ERR_PROTOCOL, "reading from %s: %s", c->eps[c->cur].text, err_str(rc));
+        client_fail(c, DDKV_ERR_PROTOCOL, "reading from %s: %s", c->cc.eps[c->cc.cur].text, err_str(rc));
         return rc;
     }
-    struct errbuf eb;
-    rc = msg_decode(m, body, len, &msg_limits_reply, &eb);
-    if (rc != ERR_OK) {
-        client_fail(c, DDKV_ERR_PROTOCOL, "garbled reply from %s: %s", c->eps[c->cur].text, eb.msg);
+    if (cc_decode(&c->cc, body, len, m) != ERR_OK) {
         *how = ATTEMPT_GARBLED;
-        return rc;
-    }
-    rc = lamport_observe(&c->clock, m->lamport, 0);
-    if (rc != ERR_OK) {
-        client_fail(c, DDKV_ERR_PROTOCOL, "garbled reply from %s: Lamport time %llu out of range",
-                    c->eps[c->cur].text, (unsigned long long)m->lamport);
-        msg_free(m);
-        *how = ATTEMPT_GARBLED;
-        return rc;
+        return ERR_BAD_INPUT;
     }
     return ERR_OK;
 }
@@ -679,17 +444,17 @@ static int client_fill(struct ddkv_client *c, uint64_t wait_ms, enum attempt *ho
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (n < 0 && errno == EPROTO && c->io_refused) {
-        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s refused the TLS connection: %s%s", c->eps[c->cur].text, c->io_why,
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s refused the TLS connection: %s%s", c->cc.eps[c->cc.cur].text, c->io_why,
                     strstr(c->io_why, "certificate required") ? " (give --tls-cert and --tls-key)" : "");
         *how = ATTEMPT_REFUSED;
         return -1;
     }
     if (n <= 0) {
         if (n == 0)
-            client_fail(c, DDKV_ERR_UNAVAILABLE, "%s closed the connection%s", c->eps[c->cur].text,
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "%s closed the connection%s", c->cc.eps[c->cc.cur].text,
                         frame_decoder_pending(&c->dec) ? " in the middle of a reply" : "");
         else
-            client_fail(c, DDKV_ERR_UNAVAILABLE, "reading from %s: %s", c->eps[c->cur].text,
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "reading from %s: %s", c->cc.eps[c->cc.cur].text,
                         client_io_error(c));
         *how = ATTEMPT_BROKEN;
         return -1;
@@ -698,7 +463,7 @@ static int client_fill(struct ddkv_client *c, uint64_t wait_ms, enum attempt *ho
         /* A TLS node's answer to a plain client is an alert record. */
         client_fail(c, DDKV_ERR_UNAVAILABLE,
                     "%s speaks TLS: connect with --tls-ca FILE (env DDKV_TLS_CA), the cluster's CA",
-                    c->eps[c->cur].text);
+                    c->cc.eps[c->cc.cur].text);
         *how = ATTEMPT_REFUSED;
         return -1;
     }
@@ -708,7 +473,7 @@ static int client_fill(struct ddkv_client *c, uint64_t wait_ms, enum attempt *ho
         return 1;
     if (rc == ERR_TOO_LARGE)
         client_fail(c, DDKV_ERR_PROTOCOL, "%s sent a %u-byte frame, over the client's %u-byte limit",
-                    c->eps[c->cur].text, (unsigned)c->dec.bad_len, (unsigned)c->max_reply_bytes);
+                    c->cc.eps[c->cc.cur].text, (unsigned)c->dec.bad_len, (unsigned)c->max_reply_bytes);
     *how = rc == ERR_NOMEM ? ATTEMPT_NOMEM : ATTEMPT_GARBLED;
     return -1;
 }
@@ -735,50 +500,9 @@ static bool client_conn_alive(struct ddkv_client *c)
     }
 }
 
-static int client_encode(struct ddkv_client *c, struct call *k)
+static int client_encode(struct ddkv_client *c, struct cc_call *k)
 {
-    buf_reset(&c->out);
-    k->rid = ++c->next_rid;
-    struct msg_writer w;
-    msg_begin(&w, &c->out, k->type, lamport_tick(&c->clock), k->rid, k->nf);
-    for (uint32_t i = 0; i < k->nf; i++) {
-        const struct field *f = &k->f[i];
-        switch (f->kind) {
-        case FIELD_U64:
-            mw_u64(&w, f->u);
-            break;
-        case FIELD_BIN:
-            mw_bin(&w, f->p, f->n);
-            break;
-        case FIELD_CMPS:
-            mw_array(&w, (uint32_t)f->n);
-            for (size_t j = 0; j < f->n; j++) {
-                const struct ddkv_compare *cm = (const struct ddkv_compare *)f->p + j;
-                mw_array(&w, 4);
-                mw_bin(&w, cm->key, cm->key_len);
-                mw_u64(&w, (uint64_t)cm->field);
-                mw_u64(&w, (uint64_t)cm->cmp);
-                if (cm->field == DDKV_CMP_VALUE)
-                    mw_bin(&w, cm->value, cm->value_len);
-                else
-                    mw_u64(&w, cm->number);
-            }
-            break;
-        case FIELD_OPS:
-            mw_array(&w, (uint32_t)f->n);
-            for (size_t j = 0; j < f->n; j++) {
-                const struct ddkv_op *op = (const struct ddkv_op *)f->p + j;
-                bool put = op->kind == DDKV_OP_PUT;
-                mw_array(&w, 4);
-                mw_u64(&w, (uint64_t)op->kind);
-                mw_bin(&w, op->key, op->key_len);
-                mw_bin(&w, put ? op->value : NULL, put ? op->value_len : 0);
-                mw_u64(&w, put ? op->lease_id : 0);
-            }
-            break;
-        }
-    }
-    return msg_end(&w);
+    return cc_encode(&c->cc, k);
 }
 
 /* Send the encoded request. Returns ATTEMPT_REPLY when every byte has been
@@ -786,20 +510,20 @@ static int client_encode(struct ddkv_client *c, struct call *k)
 static enum attempt client_send(struct ddkv_client *c, uint64_t deadline_ms)
 {
     size_t off = 0;
-    while (off < c->out.len) {
-        ssize_t n = client_io(c, c->out.data + off, c->out.len - off, true);
+    while (off < c->cc.out.len) {
+        ssize_t n = client_io(c, c->cc.out.data + off, c->cc.out.len - off, true);
         if (n > 0) {
             off += (size_t)n;
             continue;
         }
         if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-            client_fail(c, DDKV_ERR_UNAVAILABLE, "sending to %s: %s", c->eps[c->cur].text,
+            client_fail(c, DDKV_ERR_UNAVAILABLE, "sending to %s: %s", c->cc.eps[c->cc.cur].text,
                         n == 0 ? "the node closed the connection" : client_io_error(c));
             return ATTEMPT_BROKEN;
         }
         uint64_t left = ms_left(deadline_ms);
         if (left == 0) {
-            client_fail(c, DDKV_ERR_TIMEOUT, "timed out sending to %s", c->eps[c->cur].text);
+            client_fail(c, DDKV_ERR_TIMEOUT, "timed out sending to %s", c->cc.eps[c->cc.cur].text);
             return ATTEMPT_TIMEOUT;
         }
         struct pollfd p = {.fd = c->fd, .events = c->tls_want};
@@ -812,7 +536,7 @@ static enum attempt client_send(struct ddkv_client *c, uint64_t deadline_ms)
  * connection gave up on) and dropped. An ERROR with id 0 is the node refusing
  * the connection's last frame before it could read an id: with one request in
  * flight, that frame was ours. */
-static enum attempt client_recv(struct ddkv_client *c, struct call *k, uint64_t deadline_ms)
+static enum attempt client_recv(struct ddkv_client *c, struct cc_call *k, uint64_t deadline_ms)
 {
     enum attempt how = ATTEMPT_GARBLED;
     for (;;) {
@@ -828,8 +552,8 @@ static enum attempt client_recv(struct ddkv_client *c, struct call *k, uint64_t 
             return how;
         uint64_t left = ms_left(deadline_ms);
         if (left == 0) {
-            client_fail(c, DDKV_ERR_TIMEOUT, "no reply from %s within %u ms", c->eps[c->cur].text,
-                        (unsigned)c->timeout_ms);
+            client_fail(c, DDKV_ERR_TIMEOUT, "no reply from %s within %u ms", c->cc.eps[c->cc.cur].text,
+                        (unsigned)c->cc.timeout_ms);
             return ATTEMPT_TIMEOUT;
         }
         if (client_fill(c, left, &how) < 0)
@@ -837,405 +561,163 @@ static enum attempt client_recv(struct ddkv_client *c, struct call *k, uint64_t 
     }
 }
 
-/* Follow NOT_LEADER to the address the node named. Returns false if there is
- * nothing to follow (no address, unparsable, or the node named itself). The
- * address is copied before the connection (whose buffer holds it) is closed. */
+/* Follow NOT_LEADER to the address the node named (the core's rule); the
+ * connection is closed when it is followed. */
 static bool client_redirect(struct ddkv_client *c, const uint8_t *addr, size_t n)
 {
-    char why[128];
-    struct endpoint e;
-    if (n == 0 || endpoint_parse(&e, (const char *)addr, n, why, sizeof why) != 0)
+    if (!cc_redirect(&c->cc, addr, n))
         return false;
-    int i = endpoint_find(c, e.text);
-    if (i == (int)c->cur) {
-        endpoint_free(&e);
-        return false;
-    }
-    if (i >= 0) {
-        endpoint_free(&e);
-    } else {
-        /* Learned leaders go after the given endpoints; when the table is full
-         * the first learned slot is reused. */
-        size_t slot;
-        if (c->n_eps < CLIENT_MAX_ENDPOINTS) {
-            slot = c->n_eps++;
-        } else if (c->n_given < CLIENT_MAX_ENDPOINTS && c->n_given != c->cur) {
-            slot = c->n_given;
-            endpoint_free(&c->eps[slot]);
-        } else {
-            endpoint_free(&e);
-            return false;
-        }
-        c->eps[slot] = e;
-        if (c->answered == (int)slot)
-            c->answered = -1;
-        i = (int)slot;
-    }
     client_disconnect(c);
-    c->cur = (size_t)i;
     return true;
 }
 
 static void client_backoff(struct ddkv_client *c, uint32_t *backoff_ms, uint64_t deadline_ms)
 {
     client_sleep(c, *backoff_ms, deadline_ms);
-    *backoff_ms = *backoff_ms * 2 > CLIENT_BACKOFF_MAX_MS ? CLIENT_BACKOFF_MAX_MS : *backoff_ms * 2;
+    *backoff_ms = *backoff_ms * 2 > CC_BACKOFF_MAX_MS ? CC_BACKOFF_MAX_MS : *backoff_ms * 2;
 }
-
-/* Replace errmsg with a prefix and the old errmsg, for a write whose outcome
- * became unknown. */
-static ddkv_err client_unknown_outcome(struct ddkv_client *c)
-{
-    char detail[sizeof c->errmsg];
-    memcpy(detail, c->errmsg, sizeof detail);
-    return client_fail(c, DDKV_ERR_UNKNOWN_OUTCOME,
-                       "the write's outcome is unknown (it may or may not have been applied): %.150s",
-                       detail);
-}
-
-/* How logging in on the open connection went. */
-enum login { LOGIN_OK, LOGIN_RETRY, LOGIN_REFUSED };
 
 /* Authenticate the open connection with the client's credentials, if it has
- * any and the connection has not been yet. LOGIN_RETRY: the connection or
- * the member failed (it is closed; try another); LOGIN_REFUSED: the cluster
- * refused the credentials, *err says how (final: asking again changes
- * nothing). Nothing of the caller's request has been sent. */
-static enum login client_login(struct ddkv_client *c, uint64_t deadline_ms, ddkv_err *err)
+ * any and the connection has not been yet (the watch's connection; requests
+ * log in through the core's step machine). CC_LOGIN_RETRY: the connection or
+ * the member failed (it is closed; try another); CC_LOGIN_REFUSED: *err says
+ * how (final). */
+static enum cc_login client_login(struct ddkv_client *c, uint64_t deadline_ms, ddkv_err *err)
 {
-    if (!c->user || c->authed)
-        return LOGIN_OK;
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = c->user, .n = strlen(c->user)},
-        {.kind = FIELD_BIN, .p = c->password, .n = strlen(c->password)},
+    if (!c->cc.user || c->cc.authed)
+        return CC_LOGIN_OK;
+    struct cc_field f[] = {
+        {.kind = CC_BIN, .p = c->cc.user, .n = strlen(c->cc.user)},
+        {.kind = CC_BIN, .p = c->cc.password, .n = strlen(c->cc.password)},
     };
-    struct call k = {.type = DDKV_MSG_AUTH, .reply_type = DDKV_MSG_AUTHED, .f = f, .nf = 2};
+    struct cc_call k = {.type = DDKV_MSG_AUTH, .reply_type = DDKV_MSG_AUTHED, .f = f, .nf = 2};
     if (client_encode(c, &k) != ERR_OK) {
         *err = client_fail(c, DDKV_ERR_NOMEM, "out of memory encoding AUTH");
-        return LOGIN_REFUSED;
+        return CC_LOGIN_REFUSED;
     }
     if (client_send(c, deadline_ms) != ATTEMPT_REPLY || client_recv(c, &k, deadline_ms) != ATTEMPT_REPLY) {
         client_disconnect(c);
-        return LOGIN_RETRY;
+        return CC_LOGIN_RETRY;
     }
-    struct msg *m = &k.reply;
-    uint64_t code = 0;
-    const uint8_t *text = NULL;
-    size_t tlen = 0;
-    enum login how = LOGIN_RETRY;
-    if (m->type == DDKV_MSG_AUTHED) {
-        c->authed = true;
-        how = LOGIN_OK;
-    } else if (m->type == DDKV_MSG_ERROR && msg_u64(m, 0, &code) == ERR_OK &&
-               msg_bytes_opt(m, 1, &text, &tlen) == ERR_OK && code != DDKV_WERR_UNAVAILABLE &&
-               code != DDKV_WERR_NOT_LEADER && code != DDKV_WERR_TIMEOUT) {
-        /* PERMISSION_DENIED (wrong user or password), or a node that does
-         * not know AUTH (BAD_REQUEST): either way, not for another try. */
-        *err = client_fail(c, code == DDKV_WERR_BAD_REQUEST ? DDKV_ERR_BAD_REQUEST : DDKV_ERR_PERMISSION_DENIED,
-                           "%s: authenticating as '%.64s': %.*s", c->eps[c->cur].text, c->user,
-                           (int)(tlen > 150 ? 150 : tlen), text ? (const char *)text : "");
-        how = LOGIN_REFUSED;
-    } else {
-        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s did not authenticate the connection (%s)", c->eps[c->cur].text,
-                    msg_type_name(m->type));
-    }
-    msg_free(m);
-    if (how != LOGIN_OK)
+    enum cc_login how = cc_login_answer(&c->cc, &k.reply, err);
+    msg_free(&k.reply);
+    if (how != CC_LOGIN_OK)
         client_disconnect(c);
     return how;
 }
 
-/* The first exchange on a connection: our protocol and release for the
- * node's (HELLO -> WELCOME). A 0.1.0 node does not know HELLO: it answers
- * BAD_REQUEST and keeps the connection, and is taken for 0.1.0.
- * ATTEMPT_REPLY: greeted; ATTEMPT_REFUSED: a TLS port refused this client
- * (final, errmsg says why); anything else: the connection failed (it is
- * closed; try another). */
-static enum attempt client_greet(struct ddkv_client *c, uint64_t deadline_ms)
-{
-    if (c->greeted)
-        return ATTEMPT_REPLY;
-    struct field f[] = {
-        {.kind = FIELD_U64, .u = DDKV_PROTOCOL_VERSION},
-        {.kind = FIELD_U64, .u = DDKV_RELEASE_VERSION},
-    };
-    struct call k = {.type = DDKV_MSG_HELLO, .reply_type = DDKV_MSG_WELCOME, .f = f, .nf = 2};
-    if (client_encode(c, &k) != ERR_OK) {
-        client_disconnect(c);
-        return ATTEMPT_NOMEM;
-    }
-    enum attempt a = client_send(c, deadline_ms);
-    if (a == ATTEMPT_REPLY)
-        a = client_recv(c, &k, deadline_ms);
-    if (a != ATTEMPT_REPLY) {
-        client_disconnect(c);
-        return a;
-    }
-    struct msg *m = &k.reply;
-    uint32_t type = m->type;
-    uint64_t proto = 0, nv = 0, cv = 0, code = 0;
-    bool ok = true;
-    if (m->type == DDKV_MSG_WELCOME) {
-        ok = msg_u64(m, 0, &proto) == ERR_OK && msg_u64(m, 1, &nv) == ERR_OK && msg_u64(m, 2, &cv) == ERR_OK &&
-             version_valid(nv) && version_valid(cv);
-    } else if (m->type == DDKV_MSG_ERROR && msg_u64(m, 0, &code) == ERR_OK && code == DDKV_WERR_BAD_REQUEST &&
-               m->request_id != 0) {
-        nv = cv = DDKV_VERSION_0_1_0;
-    } else if (m->type == DDKV_MSG_ERROR && code != 0) {
-        /* The node refused the connection (a plain client on a TLS port,
-         * too many connections, shutting down): its words, then another. */
-        const uint8_t *text = NULL;
-        size_t tlen = 0;
-        (void)msg_bytes_opt(m, 1, &text, &tlen);
-        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %.*s", c->eps[c->cur].text, (int)(tlen > 180 ? 180 : tlen),
-                    text ? (const char *)text : wire_error_name((uint32_t)code));
-        msg_free(m);
-        client_disconnect(c);
-        return ATTEMPT_BROKEN;
-    } else {
-        ok = false;
-    }
-    msg_free(m);
-    if (!ok) {
-        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s answered HELLO with a malformed %s", c->eps[c->cur].text,
-                    msg_type_name(type));
-        client_disconnect(c);
-        return ATTEMPT_GARBLED;
-    }
-    c->node_version = nv;
-    c->cluster_version = cv;
-    c->greeted = true;
-    return ATTEMPT_REPLY;
-}
-
 void ddkv_client_versions(const ddkv_client *c, uint64_t *node_version, uint64_t *cluster_version)
 {
-    *node_version = c->node_version;
-    *cluster_version = c->cluster_version;
+    *node_version = c->cc.node_version;
+    *cluster_version = c->cc.cluster_version;
 }
 
-/* Run one request to completion: connect, send, wait, follow the leader,
- * retry what is safe to retry, until the deadline. On DDKV_OK k->reply holds
- * the reply (type k->reply_type); the caller msg_frees it. */
-static ddkv_err client_call(struct ddkv_client *c, struct call *k)
+/* Wait for frames and hand each to the core until it wants something else. */
+static enum cc_do client_wait(struct ddkv_client *c, struct cc_call *k)
 {
-    uint64_t deadline_ms = clock_mono_ms() + c->timeout_ms;
-    uint32_t backoff_ms = CLIENT_BACKOFF_MIN_MS;
-    unsigned redirects = 0;
-    bool reached = false; /* some endpoint accepted a connection */
-    bool in_doubt = false; /* a write was fully sent and its fate never learned */
-    bool relogged = false; /* the node said the identity was gone and it was given again */
-    char detail[sizeof c->errmsg];
-    c->errmsg[0] = 0;
-    c->answered = -1;
     for (;;) {
-        /* Attempts that led back here either ended with the node not acting
-         * on the request (then running out of time is "unavailable"), or
-         * left a write in doubt: then it is "unknown outcome". */
-        if (ms_left(deadline_ms) == 0 && in_doubt)
-            return client_unknown_outcome(c);
-        if (ms_left(deadline_ms) == 0) {
-            memcpy(detail, c->errmsg, sizeof detail);
-            if (!reached)
-                return client_fail(c, DDKV_ERR_UNAVAILABLE,
-                                   "no endpoint reachable within %u ms (last error: %.150s)",
-                                   (unsigned)c->timeout_ms, detail[0] ? detail : "none");
-            return client_fail(c, DDKV_ERR_UNAVAILABLE, "cluster unavailable for %u ms (last error: %.150s)",
-                               (unsigned)c->timeout_ms, detail);
-        }
-        if (c->fd >= 0 && !client_conn_alive(c))
-            client_disconnect(c);
-        if (c->fd < 0 && client_connect_any(c, deadline_ms) != 0) {
-            client_backoff(c, &backoff_ms, deadline_ms);
+        const uint8_t *body;
+        size_t len;
+        enum attempt how = ATTEMPT_GARBLED;
+        int rc = frame_decoder_next(&c->dec, &body, &len);
+        if (rc == ERR_OK) {
+            enum cc_do d = cc_frame(&c->cc, k, body, len, clock_mono_ms());
+            if (d != CC_DO_RECV)
+                return d;
             continue;
         }
-        reached = true;
-        enum attempt ga = client_greet(c, deadline_ms);
-        if (ga == ATTEMPT_REFUSED)
-            return in_doubt ? client_unknown_outcome(c) : DDKV_ERR_UNAVAILABLE; /* errmsg says so */
-        if (ga == ATTEMPT_NOMEM)
-            return client_fail(c, DDKV_ERR_NOMEM, "out of memory greeting the node");
-        if (ga != ATTEMPT_REPLY) {
-            client_rotate(c);
-            client_backoff(c, &backoff_ms, deadline_ms);
-            continue;
+        if (rc == ERR_TOO_LARGE) {
+            client_fail(c, DDKV_ERR_PROTOCOL, "%s sent a %u-byte frame, over the client's %u-byte limit",
+                        cc_cur_text(&c->cc), (unsigned)c->dec.bad_len, (unsigned)c->max_reply_bytes);
+            return cc_failed(&c->cc, k, CC_IO_GARBLED, clock_mono_ms());
         }
-        ddkv_err refused;
-        enum login lg = client_login(c, deadline_ms, &refused);
-        if (lg == LOGIN_REFUSED)
-            return in_doubt ? client_unknown_outcome(c) : refused;
-        if (lg == LOGIN_RETRY) {
-            client_rotate(c);
-            client_backoff(c, &backoff_ms, deadline_ms);
-            continue;
+        if (rc != ERR_AGAIN) {
+            client_fail(c, DDKV_ERR_PROTOCOL, "reading from %s: %s", cc_cur_text(&c->cc), err_str(rc));
+            return cc_failed(&c->cc, k, rc == ERR_NOMEM ? CC_IO_NOMEM : CC_IO_GARBLED, clock_mono_ms());
         }
-        if (client_encode(c, k) != ERR_OK)
-            return client_fail(c, DDKV_ERR_NOMEM, "out of memory encoding the request");
-        uint64_t t0 = clock_mono_ns();
-        enum attempt a = client_send(c, deadline_ms);
-        if (a == ATTEMPT_BROKEN) {
-            /* Not fully sent: a node never acts on a partial frame. */
-            client_rotate(c);
-            client_backoff(c, &backoff_ms, deadline_ms);
-            continue;
+        uint64_t left = ms_left(k->until_ms);
+        if (left == 0) {
+            client_fail(c, DDKV_ERR_TIMEOUT, "no reply from %s within %u ms", cc_cur_text(&c->cc),
+                        (unsigned)c->cc.timeout_ms);
+            return cc_failed(&c->cc, k, CC_IO_TIMEOUT, clock_mono_ms());
         }
-        if (a == ATTEMPT_TIMEOUT) {
-            client_disconnect(c);
-            return DDKV_ERR_TIMEOUT; /* likewise not fully sent; errmsg says so */
-        }
-        a = client_recv(c, k, deadline_ms);
-        if (a != ATTEMPT_REPLY) {
-            client_disconnect(c);
-            if (a == ATTEMPT_REFUSED)
-                return DDKV_ERR_UNAVAILABLE; /* a TLS port never read the request; errmsg says so */
-            if (a == ATTEMPT_NOMEM)
-                return client_fail(c, DDKV_ERR_NOMEM, "out of memory reading the reply");
-            if (k->mutates && !k->once && a == ATTEMPT_BROKEN) {
-                /* The node died or cut us off after the write left: it may
-                 * have been applied. Sending it again, with the same
-                 * (client_id, seq), is safe: the cluster's session table
-                 * applies it once and answers the retry with the original
-                 * result. Ask another member. */
-                in_doubt = true;
-                client_rotate(c);
-                client_backoff(c, &backoff_ms, deadline_ms);
-                continue;
-            }
-            if (k->mutates)
-                return client_unknown_outcome(c);
-            if (a == ATTEMPT_TIMEOUT)
-                return DDKV_ERR_TIMEOUT;
-            if (a == ATTEMPT_GARBLED)
-                return DDKV_ERR_PROTOCOL;
-            /* A read that lost its connection is safe to ask elsewhere. */
-            c->cur = (c->cur + 1) % c->n_eps;
-            client_backoff(c, &backoff_ms, deadline_ms);
-            continue;
-        }
-        k->rtt_ns = clock_mono_ns() - t0;
-        c->answered = (int)c->cur;
-        struct msg *m = &k->reply;
-        if (m->type != DDKV_MSG_ERROR) {
-            if (m->type == k->reply_type) {
-                c->errmsg[0] = 0; /* the failures on the way here were handled */
-                return DDKV_OK;
-            }
-            uint32_t got = m->type;
-            msg_free(m);
-            client_disconnect(c);
-            client_fail(c, DDKV_ERR_PROTOCOL, "%s answered %s with %s", c->eps[c->cur].text,
-                        msg_type_name(k->type), msg_type_name(got));
-            return k->mutates ? client_unknown_outcome(c) : DDKV_ERR_PROTOCOL;
-        }
+        if (client_fill(c, left, &how) < 0)
+            return cc_failed(&c->cc, k, (enum cc_io)how, clock_mono_ms());
+    }
+}
 
-        uint64_t code = 0;
-        const uint8_t *text = NULL, *leader = NULL;
-        size_t text_len = 0, leader_len = 0;
-        if (msg_u64(m, 0, &code) != ERR_OK || msg_bytes_opt(m, 1, &text, &text_len) != ERR_OK ||
-            msg_bytes_opt(m, 2, &leader, &leader_len) != ERR_OK) {
-            msg_free(m);
-            client_disconnect(c);
-            client_fail(c, DDKV_ERR_PROTOCOL, "garbled ERROR from %s", c->eps[c->cur].text);
-            return k->mutates ? client_unknown_outcome(c) : DDKV_ERR_PROTOCOL;
+/* Run one request to completion: the core decides (connect, greet, log in,
+ * follow the leader, retry what is safe, until the deadline); this does the
+ * I/O and the waiting. On DDKV_OK k->reply holds the reply (type
+ * k->reply_type); the caller msg_frees it. */
+ddkv_err client_call(struct ddkv_client *c, struct cc_call *k)
+{
+    uint64_t t0 = 0;
+    bool fresh = false; /* connected during this call, with no wait since */
+    enum cc_do d = cc_start(&c->cc, k, clock_mono_ms());
+    for (;;) {
+        if (!c->cc.up && c->fd >= 0)
+            client_disconnect(c); /* the core gave up on this connection */
+        switch (d) {
+        case CC_DO_DONE:
+            if (k->err == DDKV_OK)
+                k->rtt_ns = clock_mono_ns() - t0;
+            return k->err;
+        case CC_DO_SLEEP: {
+            uint64_t left = ms_left(k->until_ms);
+            if (left)
+                poll(NULL, 0, poll_ms(left));
+            fresh = false;
+            d = cc_woke(&c->cc, k, clock_mono_ms());
+            break;
         }
-        bool conn_level = m->request_id == 0;
-        if (text_len)
-            client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %.*s", c->eps[c->cur].text,
-                        (int)(text_len > 180 ? 180 : text_len), (const char *)text);
-        else
-            client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %s", c->eps[c->cur].text,
-                        wire_error_name((uint32_t)code));
-        ddkv_err result;
-        switch (code) {
-        case DDKV_WERR_NOT_LEADER:
-            /* Refused before it was proposed: safe to send again, writes included. */
-            if (client_redirect(c, leader, leader_len)) {
-                msg_free(m);
-                if (++redirects > CLIENT_FREE_REDIRECTS)
-                    client_backoff(c, &backoff_ms, deadline_ms);
+        case CC_DO_CONNECT:
+            if (client_connect_one(c, c->cc.cur, k->until_ms) == 0) {
+                fresh = true;
+                d = cc_connected(&c->cc, k, clock_mono_ms());
             } else {
-                /* No leader known yet (an election): try another member later. */
-                msg_free(m);
-                client_rotate(c);
-                client_backoff(c, &backoff_ms, deadline_ms);
+                d = cc_connect_failed(&c->cc, k, clock_mono_ms());
             }
-            continue;
-        case DDKV_WERR_UNAVAILABLE:
-            /* The node refused without proposing (no quorum, shutting down,
-             * storage failure): safe to retry. Another member may do better. */
-            msg_free(m);
-            if (c->n_eps > 1 || conn_level)
-                client_rotate(c);
-            client_backoff(c, &backoff_ms, deadline_ms);
-            continue;
-        case DDKV_WERR_NOT_FOUND:
-            result = DDKV_ERR_NOT_FOUND;
             break;
-        case DDKV_WERR_TOO_LARGE:
-            result = DDKV_ERR_TOO_LARGE;
-            break;
-        case DDKV_WERR_COMPACTED:
-            result = DDKV_ERR_COMPACTED;
-            break;
-        case DDKV_WERR_FENCED:
-            result = DDKV_ERR_FENCED;
-            break;
-        case DDKV_WERR_BAD_REQUEST:
-            result = DDKV_ERR_BAD_REQUEST;
-            break;
-        case DDKV_WERR_UNAUTHENTICATED:
-            /* Refused before it was acted on. With credentials, the identity
-             * lapsed (auth was enabled after this connection logged in, or the
-             * user's password changed): log in again once and resend. */
-            if (c->user && !relogged && !conn_level) {
-                relogged = true;
-                c->authed = false;
-                msg_free(m);
-                continue;
+        case CC_DO_SEND: {
+            /* A kept-open connection the node closed while idle (restart,
+             * idle timeout) is found out before a frame goes into it, so a
+             * write is not sent into a dead socket and reported in doubt:
+             * reconnect to the same member. A connection made during this
+             * call is checked again only after a wait, so a member that
+             * closes every connection is met with backoffs, not a loop. */
+            if (!fresh && !client_conn_alive(c)) {
+                client_disconnect(c);
+                d = cc_woke(&c->cc, k, clock_mono_ms());
+                break;
             }
-            result = DDKV_ERR_PERMISSION_DENIED;
-            break;
-        case DDKV_WERR_PERMISSION_DENIED:
-            result = DDKV_ERR_PERMISSION_DENIED;
-            break;
-        case DDKV_WERR_TIMEOUT:
-            /* The node proposed but could not confirm the commit in time. A
-             * write is retried under its session (applied at most once). */
-            if (k->mutates && !k->once) {
-                msg_free(m);
-                in_doubt = true;
-                client_rotate(c);
-                client_backoff(c, &backoff_ms, deadline_ms);
-                continue;
-            }
-            result = DDKV_ERR_TIMEOUT;
-            break;
-        default:
-            /* INTERNAL or a code newer than this client: the node failed in a
-             * way that says nothing about whether a write took effect. */
-            result = k->mutates ? DDKV_ERR_UNKNOWN_OUTCOME : DDKV_ERR_UNAVAILABLE;
+            if (k->phase == CC_P_REQUEST)
+                t0 = clock_mono_ns();
+            enum attempt a = client_send(c, k->until_ms);
+            d = a == ATTEMPT_REPLY ? cc_sent(&c->cc, k, clock_mono_ms())
+                                   : cc_failed(&c->cc, k, (enum cc_io)a, clock_mono_ms());
             break;
         }
-        msg_free(m);
-        if (conn_level)
-            client_disconnect(c); /* the node closes after refusing a frame */
-        return result == DDKV_ERR_UNKNOWN_OUTCOME ? client_unknown_outcome(c) : result;
+        case CC_DO_RECV:
+            d = client_wait(c, k);
+            break;
+        }
     }
 }
 
 /* Fail an operation whose reply could not be understood. */
-static ddkv_err client_bad_reply(struct ddkv_client *c, const struct call *k, const char *what)
+ddkv_err client_bad_reply(struct ddkv_client *c, const struct cc_call *k, const char *what)
 {
     client_disconnect(c);
     if (k->mutates)
         return client_fail(c, DDKV_ERR_UNKNOWN_OUTCOME,
                            "garbled %s from %s (%s); the write's outcome is unknown",
-                           msg_type_name(k->reply_type), c->eps[c->cur].text, what);
+                           msg_type_name(k->reply_type), c->cc.eps[c->cc.cur].text, what);
     return client_fail(c, DDKV_ERR_PROTOCOL, "garbled %s from %s (%s)", msg_type_name(k->reply_type),
-                       c->eps[c->cur].text, what);
+                       c->cc.eps[c->cc.cur].text, what);
 }
 
-static void client_saw(struct ddkv_client *c, uint64_t lamport)
+void client_saw(struct ddkv_client *c, uint64_t lamport)
 {
     if (lamport > c->seen_lamport && lamport < DDKV_LAMPORT_MAX)
         c->seen_lamport = lamport;
@@ -1253,7 +735,7 @@ void ddkv_pong_free(struct ddkv_pong *p)
 ddkv_err ddkv_ping(ddkv_client *c, struct ddkv_pong *out)
 {
     memset(out, 0, sizeof *out);
-    struct call k = {.type = DDKV_MSG_PING, .reply_type = DDKV_MSG_PONG};
+    struct cc_call k = {.type = DDKV_MSG_PING, .reply_type = DDKV_MSG_PONG};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1292,12 +774,12 @@ ddkv_err ddkv_read(ddkv_client *c, const void *key, size_t key_len,
         return client_fail(c, DDKV_ERR_USAGE, "unknown consistency %d", (int)consistency);
     if (consistency == DDKV_CONSISTENCY_CAUSAL && after_lamport == 0)
         after_lamport = c->seen_lamport;
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = key, .n = key_len},
-        {.kind = FIELD_U64, .u = (uint64_t)consistency},
-        {.kind = FIELD_U64, .u = after_lamport},
+    struct cc_field f[] = {
+        {.kind = CC_BIN, .p = key, .n = key_len},
+        {.kind = CC_U64, .u = (uint64_t)consistency},
+        {.kind = CC_U64, .u = after_lamport},
     };
-    struct call k = {.type = DDKV_MSG_READ, .reply_type = DDKV_MSG_VALUE, .f = f, .nf = 3};
+    struct cc_call k = {.type = DDKV_MSG_READ, .reply_type = DDKV_MSG_VALUE, .f = f, .nf = 3};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1328,7 +810,7 @@ fail:
 }
 
 /* WRITTEN_AT and DELETED share their fields: [lamport, revision]. */
-static ddkv_err client_change(struct ddkv_client *c, struct call *k, struct ddkv_write_result *out)
+ddkv_err client_change(struct ddkv_client *c, struct cc_call *k, struct ddkv_write_result *out)
 {
     ddkv_err rc = client_call(c, k);
     if (rc != DDKV_OK)
@@ -1353,14 +835,14 @@ ddkv_err ddkv_write(ddkv_client *c, const void *key, size_t key_len, const void 
         return client_fail(c, DDKV_ERR_USAGE, "key or value is NULL");
     /* One seq per logical write, kept across its retries: that is what lets a
      * node recognise a retry as the same write. */
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = key, .n = key_len},
-        {.kind = FIELD_BIN, .p = value, .n = value_len},
-        {.kind = FIELD_U64, .u = lease_id},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
+    struct cc_field f[] = {
+        {.kind = CC_BIN, .p = key, .n = key_len},
+        {.kind = CC_BIN, .p = value, .n = value_len},
+        {.kind = CC_U64, .u = lease_id},
+        {.kind = CC_U64, .u = c->cc.client_id},
+        {.kind = CC_U64, .u = ++c->cc.seq},
     };
-    struct call k = {.type = DDKV_MSG_WRITE, .reply_type = DDKV_MSG_WRITTEN_AT, .mutates = true,
+    struct cc_call k = {.type = DDKV_MSG_WRITE, .reply_type = DDKV_MSG_WRITTEN_AT, .mutates = true,
                      .f = f, .nf = 5};
     return client_change(c, &k, out);
 }
@@ -1370,12 +852,12 @@ ddkv_err ddkv_delete(ddkv_client *c, const void *key, size_t key_len, struct ddk
     memset(out, 0, sizeof *out);
     if (!key && key_len)
         return client_fail(c, DDKV_ERR_USAGE, "key is NULL");
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = key, .n = key_len},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
+    struct cc_field f[] = {
+        {.kind = CC_BIN, .p = key, .n = key_len},
+        {.kind = CC_U64, .u = c->cc.client_id},
+        {.kind = CC_U64, .u = ++c->cc.seq},
     };
-    struct call k = {.type = DDKV_MSG_DELETE, .reply_type = DDKV_MSG_DELETED, .mutates = true,
+    struct cc_call k = {.type = DDKV_MSG_DELETE, .reply_type = DDKV_MSG_DELETED, .mutates = true,
                      .f = f, .nf = 3};
     return client_change(c, &k, out);
 }
@@ -1388,22 +870,22 @@ ddkv_err ddkv_delete_prefix(ddkv_client *c, const void *prefix, size_t prefix_le
     if (!prefix && prefix_len)
         return client_fail(c, DDKV_ERR_USAGE, "prefix is NULL");
     for (;;) {
-        struct field f[] = {
-            {.kind = FIELD_BIN, .p = prefix, .n = prefix_len},
-            {.kind = FIELD_U64, .u = 10000},
-            {.kind = FIELD_U64, .u = c->client_id},
-            {.kind = FIELD_U64, .u = ++c->seq},
+        struct cc_field f[] = {
+            {.kind = CC_BIN, .p = prefix, .n = prefix_len},
+            {.kind = CC_U64, .u = 10000},
+            {.kind = CC_U64, .u = c->cc.client_id},
+            {.kind = CC_U64, .u = ++c->cc.seq},
         };
-        struct call k = {.type = DDKV_MSG_DELETE_PREFIX, .reply_type = DDKV_MSG_DELETED, .mutates = true,
+        struct cc_call k = {.type = DDKV_MSG_DELETE_PREFIX, .reply_type = DDKV_MSG_DELETED, .mutates = true,
                          .f = f, .nf = 4};
         ddkv_err rc = client_call(c, &k);
-        if (rc == DDKV_ERR_BAD_REQUEST && c->node_version && c->node_version < DDKV_VERSION_0_2_0)
+        if (rc == DDKV_ERR_BAD_REQUEST && c->cc.node_version && c->cc.node_version < DDKV_VERSION_0_2_0)
             /* A leader of a release before DELETE_PREFIX: it knows no such
              * message, so the cluster version cannot have it either. */
             return client_fail(c, DDKV_ERR_BAD_REQUEST,
                                "deleting by prefix needs cluster version 0.2.0; the leader (%s) runs ddkv 0.1.0, so "
                                "the cluster runs at 0.1.0 until every member runs 0.2.0 or later (README, Upgrading)",
-                               c->answered >= 0 ? c->eps[c->answered].text : c->eps[c->cur].text);
+                               c->cc.answered >= 0 ? c->cc.eps[c->cc.answered].text : c->cc.eps[c->cc.cur].text);
         if (rc != DDKV_OK)
             return rc;
         uint64_t count = 0;
@@ -1464,14 +946,14 @@ ddkv_err ddkv_list(ddkv_client *c, const void *prefix, size_t prefix_len, const 
     memset(out, 0, sizeof *out);
     if ((!prefix && prefix_len) || (!start_after && start_after_len))
         return client_fail(c, DDKV_ERR_USAGE, "prefix or start_after is NULL");
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = prefix, .n = prefix_len},
-        {.kind = FIELD_BIN, .p = start_after, .n = start_after_len},
-        {.kind = FIELD_U64, .u = limit},
-        {.kind = FIELD_U64, .u = c->list_consistency},
-        {.kind = FIELD_U64, .u = c->list_consistency == DDKV_CONSISTENCY_CAUSAL ? c->seen_lamport : 0},
+    struct cc_field f[] = {
+        {.kind = CC_BIN, .p = prefix, .n = prefix_len},
+        {.kind = CC_BIN, .p = start_after, .n = start_after_len},
+        {.kind = CC_U64, .u = limit},
+        {.kind = CC_U64, .u = c->list_consistency},
+        {.kind = CC_U64, .u = c->list_consistency == DDKV_CONSISTENCY_CAUSAL ? c->seen_lamport : 0},
     };
-    struct call k = {.type = DDKV_MSG_LIST, .reply_type = DDKV_MSG_LIST_RESULT, .f = f, .nf = 5};
+    struct cc_call k = {.type = DDKV_MSG_LIST, .reply_type = DDKV_MSG_LIST_RESULT, .f = f, .nf = 5};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1529,7 +1011,7 @@ ddkv_err ddkv_list_all(ddkv_client *c, const void *prefix, size_t prefix_len, ui
             goto fail;
         if (page.n == 0 && page.more) {
             rc = client_fail(c, DDKV_ERR_PROTOCOL, "%s returned an empty LIST page with more set",
-                             c->eps[c->cur].text);
+                             c->cc.eps[c->cc.cur].text);
             goto fail;
         }
         /* A node that ignores the limit: keep what was asked for. */
@@ -1669,7 +1151,7 @@ static int status_decode(const msgpack_object *map, struct ddkv_status *s)
 ddkv_err ddkv_status(ddkv_client *c, struct ddkv_status *out)
 {
     memset(out, 0, sizeof *out);
-    struct call k = {.type = DDKV_MSG_STATUS, .reply_type = DDKV_MSG_STATUS_RESULT};
+    struct cc_call k = {.type = DDKV_MSG_STATUS, .reply_type = DDKV_MSG_STATUS_RESULT};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1699,7 +1181,7 @@ void ddkv_snapshot_meta_free(struct ddkv_snapshot_meta *m)
     memset(m, 0, sizeof *m);
 }
 
-static ddkv_err snapshot_meta_decode(struct ddkv_client *c, struct call *k, struct ddkv_snapshot_meta *out)
+static ddkv_err snapshot_meta_decode(struct ddkv_client *c, struct cc_call *k, struct ddkv_snapshot_meta *out)
 {
     uint64_t *const nums[7] = {&out->cluster_id, &out->index, &out->term, &out->revision,
                                &out->lamport, &out->keys, &out->image_bytes};
@@ -1719,11 +1201,11 @@ static ddkv_err snapshot_meta_decode(struct ddkv_client *c, struct call *k, stru
  * connection closing (it drops the save). */
 static ddkv_err snapshot_broken(struct ddkv_client *c, ddkv_err code, uint64_t off, uint64_t total, const char *why)
 {
-    char detail[sizeof c->errmsg];
-    memcpy(detail, c->errmsg, sizeof detail);
+    char detail[sizeof c->cc.errmsg];
+    memcpy(detail, c->cc.errmsg, sizeof detail);
     client_disconnect(c);
     return client_fail(c, code, "snapshot stream from %s broke after %llu of %llu bytes: %.120s",
-                       c->eps[c->cur].text, (unsigned long long)off, (unsigned long long)total,
+                       c->cc.eps[c->cc.cur].text, (unsigned long long)off, (unsigned long long)total,
                        why ? why : detail);
 }
 
@@ -1760,7 +1242,7 @@ static ddkv_err snapshot_chunk(struct ddkv_client *c, const struct msg *m, struc
 ddkv_err ddkv_snapshot_save(ddkv_client *c, ddkv_snapshot_sink sink, void *ud, struct ddkv_snapshot_meta *out)
 {
     memset(out, 0, sizeof *out);
-    struct call k = {.type = DDKV_MSG_SNAPSHOT_SAVE, .reply_type = DDKV_MSG_SNAPSHOT_META};
+    struct cc_call k = {.type = DDKV_MSG_SNAPSHOT_SAVE, .reply_type = DDKV_MSG_SNAPSHOT_META};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;
@@ -1775,7 +1257,7 @@ ddkv_err ddkv_snapshot_save(ddkv_client *c, ddkv_snapshot_sink sink, void *ud, s
     }
     uint64_t off = 0;
     for (bool last = out->image_bytes == 0; !last;) {
-        enum attempt a = client_recv(c, &k, clock_mono_ms() + c->timeout_ms);
+        enum attempt a = client_recv(c, &k, clock_mono_ms() + c->cc.timeout_ms);
         if (a != ATTEMPT_REPLY) {
             rc = snapshot_broken(c, a == ATTEMPT_TIMEOUT ? DDKV_ERR_TIMEOUT
                                     : a == ATTEMPT_NOMEM ? DDKV_ERR_NOMEM
@@ -1788,7 +1270,7 @@ ddkv_err ddkv_snapshot_save(ddkv_client *c, ddkv_snapshot_sink sink, void *ud, s
         if (rc != DDKV_OK)
             goto fail;
     }
-    c->errmsg[0] = 0;
+    c->cc.errmsg[0] = 0;
     return DDKV_OK;
 
 fail:
@@ -1798,7 +1280,7 @@ fail:
 
 /* --- membership --- */
 
-static ddkv_err client_member_change(struct ddkv_client *c, struct call *k, uint64_t *index)
+static ddkv_err client_member_change(struct ddkv_client *c, struct cc_call *k, uint64_t *index)
 {
     *index = 0;
     ddkv_err rc = client_call(c, k);
@@ -1814,13 +1296,13 @@ ddkv_err ddkv_member_add(ddkv_client *c, const char *name, const char *peer_addr
 {
     if (!name || !*name || !peer_addr || !*peer_addr)
         return client_fail(c, DDKV_ERR_USAGE, "a member needs a name and a peer address");
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = name, .n = strlen(name)},
-        {.kind = FIELD_BIN, .p = peer_addr, .n = strlen(peer_addr)},
+    struct cc_field f[] = {
+        {.kind = CC_BIN, .p = name, .n = strlen(name)},
+        {.kind = CC_BIN, .p = peer_addr, .n = strlen(peer_addr)},
     };
     /* Adding the same name and address again is answered as done, so a retry
      * after a lost reply is harmless. */
-    struct call k = {.type = DDKV_MSG_MEMBER_ADD, .reply_type = DDKV_MSG_MEMBER_CHANGED,
+    struct cc_call k = {.type = DDKV_MSG_MEMBER_ADD, .reply_type = DDKV_MSG_MEMBER_CHANGED,
                      .mutates = true, .f = f, .nf = 2};
     return client_member_change(c, &k, index);
 }
@@ -1829,8 +1311,8 @@ ddkv_err ddkv_member_remove(ddkv_client *c, const char *name, uint64_t *index)
 {
     if (!name || !*name)
         return client_fail(c, DDKV_ERR_USAGE, "a member needs a name");
-    struct field f[] = {{.kind = FIELD_BIN, .p = name, .n = strlen(name)}};
-    struct call k = {.type = DDKV_MSG_MEMBER_REMOVE, .reply_type = DDKV_MSG_MEMBER_CHANGED,
+    struct cc_field f[] = {{.kind = CC_BIN, .p = name, .n = strlen(name)}};
+    struct cc_call k = {.type = DDKV_MSG_MEMBER_REMOVE, .reply_type = DDKV_MSG_MEMBER_CHANGED,
                      .mutates = true, .f = f, .nf = 1};
     return client_member_change(c, &k, index);
 }
@@ -1841,11 +1323,11 @@ ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leade
         *new_leader = NULL;
     if (!name)
         name = "";
-    uint64_t deadline_ms = clock_mono_ms() + c->timeout_ms;
-    struct field f[] = {{.kind = FIELD_BIN, .p = name, .n = strlen(name)}};
+    uint64_t deadline_ms = clock_mono_ms() + c->cc.timeout_ms;
+    struct cc_field f[] = {{.kind = CC_BIN, .p = name, .n = strlen(name)}};
     /* Asking twice is harmless (the second finds the transfer running, or a
      * new leader that refers us on), so the call may be resent. */
-    struct call k = {.type = DDKV_MSG_LEADER_TRANSFER, .reply_type = DDKV_MSG_LEADER_TRANSFERRING,
+    struct cc_call k = {.type = DDKV_MSG_LEADER_TRANSFER, .reply_type = DDKV_MSG_LEADER_TRANSFERRING,
                      .f = f, .nf = 1};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
@@ -1878,210 +1360,9 @@ ddkv_err ddkv_leader_transfer(ddkv_client *c, const char *name, char **new_leade
         }
         if (clock_mono_ms() >= deadline_ms)
             return client_fail(c, DDKV_ERR_TIMEOUT, "leadership did not move to %s within %u ms", target,
-                               (unsigned)c->timeout_ms);
+                               (unsigned)c->cc.timeout_ms);
         clock_sleep_ms(20);
     }
-}
-
-/* --- the job queue --- */
-
-static bool job_str_ok(const char *s, size_t cap)
-{
-    return s && *s && strlen(s) < cap;
-}
-
-ddkv_err ddkv_job_put(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts, char **id)
-{
-    return ddkv_job_put_priority(c, data_key, name, max_attempts, NULL, id);
-}
-
-ddkv_err ddkv_job_put_priority(ddkv_client *c, const char *data_key, const char *name, uint32_t max_attempts,
-                               const char *priority, char **id)
-{
-    *id = NULL;
-    if (!job_str_ok(data_key, 256) || max_attempts < 1 || max_attempts > 100 || (name && strlen(name) >= 128))
-        return client_fail(c, DDKV_ERR_USAGE,
-                           "a job needs a data key (< 256 bytes), a name < 128 bytes and 1..100 attempts");
-    if (priority && *priority && strcmp(priority, "high") && strcmp(priority, "normal") && strcmp(priority, "low"))
-        return client_fail(c, DDKV_ERR_USAGE, "a job's priority is high, normal or low");
-    bool prio = priority && *priority;
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = data_key, .n = strlen(data_key)},
-        {.kind = FIELD_U64, .u = max_attempts},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
-        {.kind = FIELD_BIN, .p = name ? name : "", .n = name ? strlen(name) : 0},
-        {.kind = FIELD_BIN, .p = priority, .n = prio ? strlen(priority) : 0},
-    };
-    struct call k = {.type = DDKV_MSG_JOB_PUT, .reply_type = DDKV_MSG_JOB, .mutates = true, .f = f,
-                     .nf = prio ? 6 : name ? 5 : 4};
-    ddkv_err rc = client_call(c, &k);
-    if (rc != DDKV_OK)
-        return rc;
-    const uint8_t *p;
-    size_t n;
-    if (msg_bytes(&k.reply, 0, &p, &n) != ERR_OK || n == 0)
-        rc = client_bad_reply(c, &k, "expected [id, revision]");
-    else if (!(*id = dup_bytes(p, n)))
-        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
-    msg_free(&k.reply);
-    return rc;
-}
-
-void ddkv_job_claim_free(struct ddkv_job_claim *j)
-{
-    free(j->id);
-    free(j->data_key);
-    memset(j, 0, sizeof *j);
-}
-
-/* JOB_CLAIMED [id, token, data_key, attempts] into out. */
-static ddkv_err job_claimed(struct ddkv_client *c, struct call *k, struct ddkv_job_claim *out)
-{
-    const uint8_t *id, *data;
-    size_t idn, datan;
-    ddkv_err rc = DDKV_OK;
-    if (msg_bytes(&k->reply, 0, &id, &idn) != ERR_OK || msg_u64(&k->reply, 1, &out->token) != ERR_OK ||
-        msg_bytes(&k->reply, 2, &data, &datan) != ERR_OK || msg_u64(&k->reply, 3, &out->attempts) != ERR_OK) {
-        rc = client_bad_reply(c, k, "expected [id, token, data_key, attempts]");
-    } else {
-        out->id = dup_bytes(id, idn);
-        out->data_key = dup_bytes(data, datan);
-        if (!out->id || !out->data_key) {
-            ddkv_job_claim_free(out);
-            rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
-        }
-    }
-    msg_free(&k->reply);
-    return rc;
-}
-
-ddkv_err ddkv_job_claim(ddkv_client *c, const char *worker, uint64_t visibility_ms, struct ddkv_job_claim *out)
-{
-    memset(out, 0, sizeof *out);
-    if (!job_str_ok(worker, 64))
-        return client_fail(c, DDKV_ERR_USAGE, "a worker needs a name (< 64 bytes)");
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = worker, .n = strlen(worker)},
-        {.kind = FIELD_U64, .u = visibility_ms},
-    };
-    /* Never resent once sent: a claim whose answer is lost expires. */
-    struct call k = {.type = DDKV_MSG_JOB_CLAIM, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
-                     .once = true, .f = f, .nf = 2};
-    ddkv_err rc = client_call(c, &k);
-    if (rc != DDKV_OK)
-        return rc;
-    if (k.reply.nf == 0) {
-        msg_free(&k.reply);
-        return client_fail(c, DDKV_ERR_NOT_FOUND, "no job waits");
-    }
-    return job_claimed(c, &k, out);
-}
-
-static ddkv_err job_settle(ddkv_client *c, uint32_t type, const char *id, uint64_t token, const char *arg,
-                           const void *result, size_t rlen, char **state)
-{
-    if (state)
-        *state = NULL;
-    if (!job_str_ok(id, 64) || !arg || strlen(arg) >= 256)
-        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and an argument (< 256 bytes)");
-    /* Under the client's session: a retry after a lost answer is answered
-     * with the first attempt's outcome, not refused as fenced. */
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
-        {.kind = FIELD_U64, .u = token},
-        {.kind = FIELD_BIN, .p = arg, .n = strlen(arg)},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
-        {.kind = FIELD_BIN, .p = result, .n = rlen},
-    };
-    struct call k = {.type = type, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f,
-                     .nf = result ? 6 : 5};
-    ddkv_err rc = client_call(c, &k);
-    if (rc != DDKV_OK)
-        return rc;
-    const uint8_t *p;
-    size_t n;
-    if (msg_bytes(&k.reply, 0, &p, &n) != ERR_OK)
-        rc = client_bad_reply(c, &k, "expected [state]");
-    else if (state && !(*state = dup_bytes(p, n)))
-        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
-    msg_free(&k.reply);
-    return rc;
-}
-
-ddkv_err ddkv_job_ack(ddkv_client *c, const char *id, uint64_t token, const char *result_key, const void *result,
-                      size_t rlen)
-{
-    if (!result_key)
-        result_key = ""; /* the node derives it: jobresult/<id> */
-    if (strlen(result_key) >= 256)
-        return client_fail(c, DDKV_ERR_USAGE, "the result's key must be under 256 bytes");
-    return job_settle(c, DDKV_MSG_JOB_ACK, id, token, result_key, result, rlen, NULL);
-}
-
-ddkv_err ddkv_job_nack(ddkv_client *c, const char *id, uint64_t token, const char *reason, char **state)
-{
-    return job_settle(c, DDKV_MSG_JOB_NACK, id, token, reason ? reason : "", NULL, 0, state);
-}
-
-ddkv_err ddkv_job_extend(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms)
-{
-    return ddkv_job_progress(c, id, token, visibility_ms, UINT64_MAX, 0);
-}
-
-ddkv_err ddkv_job_progress(ddkv_client *c, const char *id, uint64_t *token, uint64_t visibility_ms, uint64_t rows,
-                           uint32_t percent)
-{
-    if (!job_str_ok(id, 64) || (rows != UINT64_MAX && percent > 100))
-        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and a percent 0..100");
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
-        {.kind = FIELD_U64, .u = *token},
-        {.kind = FIELD_U64, .u = visibility_ms},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
-        {.kind = FIELD_U64, .u = rows},
-        {.kind = FIELD_U64, .u = percent},
-    };
-    struct call k = {.type = DDKV_MSG_JOB_EXTEND, .reply_type = DDKV_MSG_JOB_CLAIMED, .mutates = true,
-                     .f = f, .nf = rows != UINT64_MAX ? 7 : 5};
-    ddkv_err rc = client_call(c, &k);
-    if (rc != DDKV_OK)
-        return rc;
-    struct ddkv_job_claim j = {0};
-    rc = job_claimed(c, &k, &j);
-    if (rc == DDKV_OK)
-        *token = j.token;
-    ddkv_job_claim_free(&j);
-    return rc;
-}
-
-ddkv_err ddkv_job_cancel(ddkv_client *c, const char *id, enum ddkv_job_removal what, char **state)
-{
-    if (state)
-        *state = NULL;
-    if (!job_str_ok(id, 64) || what < DDKV_JOB_CANCEL || what > DDKV_JOB_DELETE_RESULT)
-        return client_fail(c, DDKV_ERR_USAGE, "a job id (< 64 bytes) and what to do (cancel, delete, delete result)");
-    struct field f[] = {
-        {.kind = FIELD_BIN, .p = id, .n = strlen(id)},
-        {.kind = FIELD_U64, .u = (uint64_t)what},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
-    };
-    struct call k = {.type = DDKV_MSG_JOB_CANCEL, .reply_type = DDKV_MSG_JOB_SETTLED, .mutates = true, .f = f,
-                     .nf = 4};
-    ddkv_err rc = client_call(c, &k);
-    if (rc != DDKV_OK)
-        return rc;
-    const uint8_t *p;
-    size_t n;
-    if (msg_bytes(&k.reply, 0, &p, &n) != ERR_OK)
-        rc = client_bad_reply(c, &k, "expected [state]");
-    else if (state && !(*state = dup_bytes(p, n)))
-        rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
-    msg_free(&k.reply);
-    return rc;
 }
 
 /* --- transactions --- */
@@ -2109,7 +1390,7 @@ ddkv_err ddkv_txn(ddkv_client *c, const struct ddkv_compare *cmps, size_t ncmp,
                   size_t nfail, struct ddkv_txn_result *out)
 {
     memset(out, 0, sizeof *out);
-    c->errmsg[0] = 0;
+    c->cc.errmsg[0] = 0;
     if (ncmp > DDKV_TXN_MAX)
         return client_fail(c, DDKV_ERR_USAGE, "%zu compares: at most %u", ncmp, DDKV_TXN_MAX);
     if (ncmp && !cmps)
@@ -2127,14 +1408,14 @@ ddkv_err ddkv_txn(ddkv_client *c, const struct ddkv_compare *cmps, size_t ncmp,
     if ((rc = txn_check_ops(c, "on_success", on_success, nsucc)) != DDKV_OK ||
         (rc = txn_check_ops(c, "on_failure", on_failure, nfail)) != DDKV_OK)
         return rc;
-    struct field f[] = {
-        {.kind = FIELD_CMPS, .p = cmps, .n = ncmp},
-        {.kind = FIELD_OPS, .p = on_success, .n = nsucc},
-        {.kind = FIELD_OPS, .p = on_failure, .n = nfail},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
+    struct cc_field f[] = {
+        {.kind = CC_CMPS, .p = cmps, .n = ncmp},
+        {.kind = CC_OPS, .p = on_success, .n = nsucc},
+        {.kind = CC_OPS, .p = on_failure, .n = nfail},
+        {.kind = CC_U64, .u = c->cc.client_id},
+        {.kind = CC_U64, .u = ++c->cc.seq},
     };
-    struct call k = {.type = DDKV_MSG_TXN, .reply_type = DDKV_MSG_TXN_RESULT, .mutates = true,
+    struct cc_call k = {.type = DDKV_MSG_TXN, .reply_type = DDKV_MSG_TXN_RESULT, .mutates = true,
                      .f = f, .nf = 5};
     rc = client_call(c, &k);
     if (rc != DDKV_OK)
@@ -2174,7 +1455,7 @@ ddkv_err ddkv_cas(ddkv_client *c, const void *key, size_t klen, const void *expe
 /* --- leases --- */
 
 /* LEASE: [lease_id, ttl_ms]. */
-static ddkv_err lease_call(struct ddkv_client *c, struct call *k, uint64_t *id, uint64_t *ttl_ms)
+static ddkv_err lease_call(struct ddkv_client *c, struct cc_call *k, uint64_t *id, uint64_t *ttl_ms)
 {
     ddkv_err rc = client_call(c, k);
     if (rc != DDKV_OK)
@@ -2191,15 +1472,15 @@ ddkv_err ddkv_lease_grant(ddkv_client *c, uint64_t ttl_ms, uint64_t *lease_id, u
     *lease_id = 0;
     if (granted_ttl_ms)
         *granted_ttl_ms = 0;
-    c->errmsg[0] = 0;
+    c->cc.errmsg[0] = 0;
     if (ttl_ms == 0)
         return client_fail(c, DDKV_ERR_USAGE, "a lease needs a ttl above 0 ms");
-    struct field f[] = {
-        {.kind = FIELD_U64, .u = ttl_ms},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
+    struct cc_field f[] = {
+        {.kind = CC_U64, .u = ttl_ms},
+        {.kind = CC_U64, .u = c->cc.client_id},
+        {.kind = CC_U64, .u = ++c->cc.seq},
     };
-    struct call k = {.type = DDKV_MSG_LEASE_GRANT, .reply_type = DDKV_MSG_LEASE, .mutates = true,
+    struct cc_call k = {.type = DDKV_MSG_LEASE_GRANT, .reply_type = DDKV_MSG_LEASE, .mutates = true,
                      .f = f, .nf = 3};
     ddkv_err rc = lease_call(c, &k, &id, &ttl);
     if (rc != DDKV_OK)
@@ -2208,7 +1489,7 @@ ddkv_err ddkv_lease_grant(ddkv_client *c, uint64_t ttl_ms, uint64_t *lease_id, u
         client_disconnect(c);
         return client_fail(c, DDKV_ERR_UNKNOWN_OUTCOME,
                            "%s granted lease 0 (garbled LEASE); the grant's outcome is unknown",
-                           c->eps[c->cur].text);
+                           c->cc.eps[c->cc.cur].text);
     }
     *lease_id = id;
     if (granted_ttl_ms)
@@ -2221,18 +1502,18 @@ ddkv_err ddkv_lease_keepalive(ddkv_client *c, uint64_t lease_id, uint64_t *ttl_m
     uint64_t id = 0, ttl = 0;
     if (ttl_ms)
         *ttl_ms = 0;
-    c->errmsg[0] = 0;
+    c->cc.errmsg[0] = 0;
     if (lease_id == 0)
         return client_fail(c, DDKV_ERR_USAGE, "lease id 0 is no lease");
-    struct field f[] = {{.kind = FIELD_U64, .u = lease_id}};
-    struct call k = {.type = DDKV_MSG_LEASE_KEEPALIVE, .reply_type = DDKV_MSG_LEASE, .f = f, .nf = 1};
+    struct cc_field f[] = {{.kind = CC_U64, .u = lease_id}};
+    struct cc_call k = {.type = DDKV_MSG_LEASE_KEEPALIVE, .reply_type = DDKV_MSG_LEASE, .f = f, .nf = 1};
     ddkv_err rc = lease_call(c, &k, &id, &ttl);
     if (rc != DDKV_OK)
         return rc;
     if (id != lease_id) {
         client_disconnect(c);
         return client_fail(c, DDKV_ERR_PROTOCOL, "%s answered a keepalive of lease %llu about lease %llu",
-                           c->eps[c->cur].text, (unsigned long long)lease_id, (unsigned long long)id);
+                           c->cc.eps[c->cc.cur].text, (unsigned long long)lease_id, (unsigned long long)id);
     }
     /* ttl 0 is how LEASE says "revoked". */
     if (ttl == 0)
@@ -2245,15 +1526,15 @@ ddkv_err ddkv_lease_keepalive(ddkv_client *c, uint64_t lease_id, uint64_t *ttl_m
 ddkv_err ddkv_lease_revoke(ddkv_client *c, uint64_t lease_id)
 {
     uint64_t id = 0, ttl = 0;
-    c->errmsg[0] = 0;
+    c->cc.errmsg[0] = 0;
     if (lease_id == 0)
         return client_fail(c, DDKV_ERR_USAGE, "lease id 0 is no lease");
-    struct field f[] = {
-        {.kind = FIELD_U64, .u = lease_id},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
+    struct cc_field f[] = {
+        {.kind = CC_U64, .u = lease_id},
+        {.kind = CC_U64, .u = c->cc.client_id},
+        {.kind = CC_U64, .u = ++c->cc.seq},
     };
-    struct call k = {.type = DDKV_MSG_LEASE_REVOKE, .reply_type = DDKV_MSG_LEASE, .mutates = true,
+    struct cc_call k = {.type = DDKV_MSG_LEASE_REVOKE, .reply_type = DDKV_MSG_LEASE, .mutates = true,
                      .f = f, .nf = 3};
     return lease_call(c, &k, &id, &ttl);
 }
@@ -2295,7 +1576,7 @@ struct ddkv_watch {
 static void watch_lost(struct ddkv_watch *w)
 {
     uint64_t now = clock_mono_ms();
-    if (!w->down_since_ms || w->conn_events || (w->sent && now - w->sent_at_ms >= w->c->timeout_ms))
+    if (!w->down_since_ms || w->conn_events || (w->sent && now - w->sent_at_ms >= w->c->cc.timeout_ms))
         w->down_since_ms = now;
     w->sent = false;
     w->conn_events = 0;
@@ -2322,7 +1603,7 @@ static ddkv_err watch_garbled(struct ddkv_watch *w, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    client_fail(c, DDKV_ERR_PROTOCOL, "watch: %s %s", c->eps[c->cur].text, what);
+    client_fail(c, DDKV_ERR_PROTOCOL, "watch: %s %s", c->cc.eps[c->cc.cur].text, what);
     watch_drop(w);
     return DDKV_ERR_PROTOCOL;
 }
@@ -2344,20 +1625,20 @@ static ddkv_err watch_send(struct ddkv_watch *w, uint64_t until_ms)
             continue;
         }
         ddkv_err refused;
-        enum login lg = client_login(c, until_ms, &refused);
-        if (lg == LOGIN_REFUSED)
+        enum cc_login lg = client_login(c, until_ms, &refused);
+        if (lg == CC_LOGIN_REFUSED)
             return refused;
-        if (lg == LOGIN_RETRY) {
+        if (lg == CC_LOGIN_RETRY) {
             client_rotate(c);
             client_backoff(c, &w->backoff_ms, until_ms);
             continue;
         }
         uint64_t from = w->last_rev ? w->last_rev : w->start_rev;
-        struct field f[] = {
-            {.kind = FIELD_BIN, .p = w->prefix, .n = w->plen},
-            {.kind = FIELD_U64, .u = from},
+        struct cc_field f[] = {
+            {.kind = CC_BIN, .p = w->prefix, .n = w->plen},
+            {.kind = CC_U64, .u = from},
         };
-        struct call k = {.type = DDKV_MSG_WATCH, .reply_type = DDKV_MSG_EVENT, .f = f, .nf = 2};
+        struct cc_call k = {.type = DDKV_MSG_WATCH, .reply_type = DDKV_MSG_EVENT, .f = f, .nf = 2};
         if (client_encode(c, &k) != ERR_OK)
             return client_fail(c, DDKV_ERR_NOMEM, "out of memory encoding WATCH");
         if (client_send(c, until_ms) != ATTEMPT_REPLY) {
@@ -2408,10 +1689,10 @@ static int watch_error(struct ddkv_watch *w, const struct msg *m, uint64_t deadl
         return -1;
     }
     if (text_len)
-        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %.*s", c->eps[c->cur].text,
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %.*s", c->cc.eps[c->cc.cur].text,
                     (int)(text_len > 180 ? 180 : text_len), (const char *)text);
     else
-        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %s", c->eps[c->cur].text,
+        client_fail(c, DDKV_ERR_UNAVAILABLE, "%s: %s", c->cc.eps[c->cc.cur].text,
                     wire_error_name((uint32_t)code));
     switch (code) {
     case DDKV_WERR_NOT_LEADER:
@@ -2428,7 +1709,7 @@ static int watch_error(struct ddkv_watch *w, const struct msg *m, uint64_t deadl
         uint64_t oldest = watch_compacted_rev(text, text_len);
         if (oldest && (!w->compacted_min || oldest < w->compacted_min))
             w->compacted_min = oldest;
-        if (++w->compacted_answers < c->n_eps) {
+        if (++w->compacted_answers < c->cc.n_eps) {
             watch_drop(w);
             return 0;
         }
@@ -2444,7 +1725,7 @@ static int watch_error(struct ddkv_watch *w, const struct msg *m, uint64_t deadl
         return -1;
     }
     case DDKV_WERR_UNAUTHENTICATED:
-        if (c->user) {
+        if (c->cc.user) {
             /* The identity lapsed (auth enabled since, a new password): the
              * next send logs in again; a refused login is final there. */
             client_disconnect(c);
@@ -2552,12 +1833,12 @@ static int watch_frame(struct ddkv_watch *w, const struct msg *m, struct ddkv_ev
         w->n_at_last = 1;
     }
     client_saw(c, lamport);
-    c->answered = (int)c->cur;
+    c->cc.answered = (int)c->cc.cur;
     w->down_since_ms = 0;
-    w->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+    w->backoff_ms = CC_BACKOFF_MIN_MS;
     w->compacted_answers = 0;
     w->compacted_min = 0;
-    c->errmsg[0] = 0;
+    c->cc.errmsg[0] = 0;
     return 1;
 }
 
@@ -2584,7 +1865,7 @@ ddkv_err ddkv_watch_open(const struct ddkv_options *opts, const void *prefix, si
         return rc;
     }
     struct ddkv_client *c = w->c;
-    w->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+    w->backoff_ms = CC_BACKOFF_MIN_MS;
     w->prefix = dup_bytes(plen ? prefix : "", plen);
     if (!w->prefix) {
         rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
@@ -2605,22 +1886,22 @@ ddkv_err ddkv_watch_open(const struct ddkv_options *opts, const void *prefix, si
     }
     uint64_t now = clock_mono_ms();
     w->down_since_ms = now;
-    rc = watch_send(w, now + c->timeout_ms);
+    rc = watch_send(w, now + c->cc.timeout_ms);
     if (rc == DDKV_ERR_TIMEOUT) {
-        char detail[sizeof c->errmsg];
-        memcpy(detail, c->errmsg, sizeof detail);
+        char detail[sizeof c->cc.errmsg];
+        memcpy(detail, c->cc.errmsg, sizeof detail);
         rc = client_fail(c, DDKV_ERR_UNAVAILABLE, "no endpoint took the watch within %u ms (last error: %.150s)",
-                         (unsigned)c->timeout_ms, detail[0] ? detail : "none");
+                         (unsigned)c->cc.timeout_ms, detail[0] ? detail : "none");
     }
     if (rc != DDKV_OK)
         goto fail;
-    c->errmsg[0] = 0;
+    c->cc.errmsg[0] = 0;
     *out = w;
     return DDKV_OK;
 
 fail:
     if (errbuf && errlen)
-        snprintf(errbuf, errlen, "%s", c->errmsg[0] ? c->errmsg : ddkv_strerror(rc));
+        snprintf(errbuf, errlen, "%s", c->cc.errmsg[0] ? c->cc.errmsg : ddkv_strerror(rc));
     ddkv_watch_close(w);
     return rc;
 }
@@ -2637,14 +1918,14 @@ ddkv_err ddkv_watch_next(ddkv_watch *w, struct ddkv_event *ev, uint32_t wait_ms)
             uint64_t now = clock_mono_ms();
             if (!w->down_since_ms)
                 w->down_since_ms = now;
-            uint64_t give_up = w->down_since_ms + c->timeout_ms;
+            uint64_t give_up = w->down_since_ms + c->cc.timeout_ms;
             if (now >= give_up) {
-                char detail[sizeof c->errmsg];
-                memcpy(detail, c->errmsg, sizeof detail);
+                char detail[sizeof c->cc.errmsg];
+                memcpy(detail, c->cc.errmsg, sizeof detail);
                 w->down_since_ms = now; /* the next call tries for another period */
                 return client_fail(c, DDKV_ERR_UNAVAILABLE,
                                    "watch: no member served it for %u ms (last error: %.150s)",
-                                   (unsigned)c->timeout_ms, detail[0] ? detail : "none");
+                                   (unsigned)c->cc.timeout_ms, detail[0] ? detail : "none");
             }
             ddkv_err rc = watch_send(w, give_up < deadline_ms ? give_up : deadline_ms);
             if (rc == DDKV_ERR_NOMEM)
@@ -2688,8 +1969,8 @@ ddkv_err ddkv_watch_next(ddkv_watch *w, struct ddkv_event *ev, uint32_t wait_ms)
     }
     if (w->sent)
         return client_fail(c, DDKV_ERR_TIMEOUT, "no change within %u ms", (unsigned)wait_ms);
-    char detail[sizeof c->errmsg];
-    memcpy(detail, c->errmsg, sizeof detail);
+    char detail[sizeof c->cc.errmsg];
+    memcpy(detail, c->cc.errmsg, sizeof detail);
     return client_fail(c, DDKV_ERR_TIMEOUT, "no change within %u ms; reconnecting (last error: %.150s)",
                        (unsigned)wait_ms, detail[0] ? detail : "none");
 }
@@ -2706,7 +1987,7 @@ uint64_t ddkv_watch_compacted_rev(const ddkv_watch *w)
 
 const char *ddkv_watch_errmsg(const ddkv_watch *w)
 {
-    return w->c->errmsg;
+    return w->c->cc.errmsg;
 }
 
 void ddkv_watch_close(ddkv_watch *w)
@@ -2722,245 +2003,4 @@ void ddkv_event_free(struct ddkv_event *ev)
 {
     free(ev->key); /* the value shares the key's allocation */
     memset(ev, 0, sizeof *ev);
-}
-
-/* --- authentication and permissions --- */
-
-/* One AUTH_CHANGE, a write under the client's session. */
-static ddkv_err auth_change(ddkv_client *c, enum ddkv_auth_op op, const char *name, const void *arg, size_t alen,
-                            uint64_t perm)
-{
-    if ((!arg && alen) || (op != DDKV_AUTH_ENABLE && op != DDKV_AUTH_DISABLE && (!name || !*name)))
-        return client_fail(c, DDKV_ERR_USAGE, "a user or role name is required");
-    struct field f[] = {
-        {.kind = FIELD_U64, .u = (uint64_t)op},
-        {.kind = FIELD_BIN, .p = name ? name : "", .n = name ? strlen(name) : 0},
-        {.kind = FIELD_BIN, .p = arg, .n = alen},
-        {.kind = FIELD_U64, .u = perm},
-        {.kind = FIELD_U64, .u = c->client_id},
-        {.kind = FIELD_U64, .u = ++c->seq},
-    };
-    struct call k = {.type = DDKV_MSG_AUTH_CHANGE, .reply_type = DDKV_MSG_AUTH_CHANGED, .mutates = true,
-                     .f = f, .nf = 6};
-    struct ddkv_write_result r;
-    return client_change(c, &k, &r);
-}
-
-ddkv_err ddkv_auth_enable(ddkv_client *c)
-{
-    return auth_change(c, DDKV_AUTH_ENABLE, NULL, NULL, 0, 0);
-}
-
-ddkv_err ddkv_auth_disable(ddkv_client *c)
-{
-    return auth_change(c, DDKV_AUTH_DISABLE, NULL, NULL, 0, 0);
-}
-
-ddkv_err ddkv_user_add(ddkv_client *c, const char *name, const char *password)
-{
-    if (!password || !*password)
-        return client_fail(c, DDKV_ERR_USAGE, "a password must not be empty");
-    return auth_change(c, DDKV_AUTH_USER_ADD, name, password, strlen(password), 0);
-}
-
-ddkv_err ddkv_user_passwd(ddkv_client *c, const char *name, const char *password)
-{
-    if (!password || !*password)
-        return client_fail(c, DDKV_ERR_USAGE, "a password must not be empty");
-    return auth_change(c, DDKV_AUTH_USER_PASSWD, name, password, strlen(password), 0);
-}
-
-ddkv_err ddkv_user_remove(ddkv_client *c, const char *name)
-{
-    return auth_change(c, DDKV_AUTH_USER_REMOVE, name, NULL, 0, 0);
-}
-
-ddkv_err ddkv_user_grant(ddkv_client *c, const char *name, const char *role)
-{
-    if (!role || !*role)
-        return client_fail(c, DDKV_ERR_USAGE, "a role name is required");
-    return auth_change(c, DDKV_AUTH_USER_GRANT, name, role, strlen(role), 0);
-}
-
-ddkv_err ddkv_user_revoke(ddkv_client *c, const char *name, const char *role)
-{
-    if (!role || !*role)
-        return client_fail(c, DDKV_ERR_USAGE, "a role name is required");
-    return auth_change(c, DDKV_AUTH_USER_REVOKE, name, role, strlen(role), 0);
-}
-
-ddkv_err ddkv_role_add(ddkv_client *c, const char *name)
-{
-    return auth_change(c, DDKV_AUTH_ROLE_ADD, name, NULL, 0, 0);
-}
-
-ddkv_err ddkv_role_remove(ddkv_client *c, const char *name)
-{
-    return auth_change(c, DDKV_AUTH_ROLE_REMOVE, name, NULL, 0, 0);
-}
-
-ddkv_err ddkv_role_grant(ddkv_client *c, const char *name, const void *prefix, size_t plen, enum ddkv_perm perm)
-{
-    if (perm != DDKV_PERM_READ && perm != DDKV_PERM_READWRITE)
-        return client_fail(c, DDKV_ERR_USAGE, "perm is DDKV_PERM_READ or DDKV_PERM_READWRITE");
-    return auth_change(c, DDKV_AUTH_ROLE_GRANT, name, prefix, plen, (uint64_t)perm);
-}
-
-ddkv_err ddkv_role_revoke(ddkv_client *c, const char *name, const void *prefix, size_t plen)
-{
-    return auth_change(c, DDKV_AUTH_ROLE_REVOKE, name, prefix, plen, 0);
-}
-
-void ddkv_auth_status_free(struct ddkv_auth_status *s)
-{
-    for (size_t i = 0; i < s->n_roles; i++)
-        free(s->roles[i]);
-    free(s->roles);
-    free(s->user);
-    memset(s, 0, sizeof *s);
-}
-
-ddkv_err ddkv_auth_status(ddkv_client *c, struct ddkv_auth_status *out)
-{
-    memset(out, 0, sizeof *out);
-    struct call k = {.type = DDKV_MSG_AUTH_STATUS, .reply_type = DDKV_MSG_AUTH_INFO, .f = NULL, .nf = 0};
-    ddkv_err rc = client_call(c, &k);
-    if (rc != DDKV_OK)
-        return rc;
-    const msgpack_object *f = k.reply.f;
-    const uint8_t *u = NULL;
-    size_t ulen = 0;
-    if (k.reply.nf < 3 || f[0].type != MSGPACK_OBJECT_BOOLEAN || f[2].type != MSGPACK_OBJECT_BOOLEAN ||
-        msg_bytes_opt(&k.reply, 1, &u, &ulen) != ERR_OK) {
-        rc = client_bad_reply(c, &k, "expected [enabled, user, root]");
-    } else {
-        out->enabled = f[0].via.boolean;
-        out->root = f[2].via.boolean;
-        if (!msg_is_nil(&k.reply, 1) && !(out->user = dup_bytes(u, ulen)))
-            rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory");
-        /* roles, from 0.2 on: the user's role names */
-        if (rc == DDKV_OK && k.reply.nf >= 4 && f[3].type == MSGPACK_OBJECT_ARRAY && f[3].via.array.size) {
-            const msgpack_object_array *a = &f[3].via.array;
-            out->roles = calloc(a->size, sizeof *out->roles);
-            for (uint32_t i = 0; out->roles && i < a->size; i++) {
-                if (a->ptr[i].type != MSGPACK_OBJECT_STR && a->ptr[i].type != MSGPACK_OBJECT_BIN)
-                    continue;
-                const msgpack_object_str *st = &a->ptr[i].via.str;
-                if (!(out->roles[out->n_roles] = dup_bytes(st->ptr, st->size)))
-                    break;
-                out->n_roles++;
-            }
-            if (!out->roles || out->n_roles < a->size)
-                rc = client_fail(c, DDKV_ERR_NOMEM, "out of memory"); /* or a role that is not a string */
-        }
-    }
-    msg_free(&k.reply);
-    if (rc != DDKV_OK)
-        ddkv_auth_status_free(out);
-    return rc;
-}
-
-void ddkv_auth_list_free(struct ddkv_auth_list *l)
-{
-    for (size_t i = 0; i < l->n_users; i++) {
-        for (size_t r = 0; r < l->users[i].n_roles; r++)
-            free(l->users[i].roles[r]);
-        free(l->users[i].roles);
-        free(l->users[i].name);
-    }
-    for (size_t i = 0; i < l->n_roles; i++) {
-        for (size_t g = 0; g < l->roles[i].n_grants; g++)
-            free(l->roles[i].grants[g].prefix);
-        free(l->roles[i].grants);
-        free(l->roles[i].name);
-    }
-    free(l->users);
-    free(l->roles);
-    memset(l, 0, sizeof *l);
-}
-
-/* A msgpack string or bin as an owned NUL-terminated copy (NULL if neither). */
-static char *mpo_dup(const msgpack_object *o, size_t *len)
-{
-    const uint8_t *p;
-    size_t n;
-    if (mpo_bytes(o, &p, &n) != ERR_OK)
-        return NULL;
-    if (len)
-        *len = n;
-    return dup_bytes(p, n);
-}
-
-/* [name, [role...]] */
-static bool user_decode(const msgpack_object *o, struct ddkv_user *u)
-{
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
-        o->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY || !(u->name = mpo_dup(&o->via.array.ptr[0], NULL)))
-        return false;
-    const msgpack_object *roles = &o->via.array.ptr[1];
-    if (roles->via.array.size && !(u->roles = calloc(roles->via.array.size, sizeof *u->roles)))
-        return false;
-    for (uint32_t i = 0; i < roles->via.array.size; i++) {
-        if (!(u->roles[i] = mpo_dup(&roles->via.array.ptr[i], NULL)))
-            return false;
-        u->n_roles++;
-    }
-    return true;
-}
-
-/* [name, [[prefix, perm]...]] */
-static bool role_decode(const msgpack_object *o, struct ddkv_role *r)
-{
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
-        o->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY || !(r->name = mpo_dup(&o->via.array.ptr[0], NULL)))
-        return false;
-    const msgpack_object *gs = &o->via.array.ptr[1];
-    if (gs->via.array.size && !(r->grants = calloc(gs->via.array.size, sizeof *r->grants)))
-        return false;
-    for (uint32_t i = 0; i < gs->via.array.size; i++) {
-        const msgpack_object *g = &gs->via.array.ptr[i];
-        uint64_t perm;
-        if (g->type != MSGPACK_OBJECT_ARRAY || g->via.array.size != 2 || mpo_u64(&g->via.array.ptr[1], &perm) ||
-            (perm != DDKV_PERM_READ && perm != DDKV_PERM_READWRITE))
-            return false;
-        struct ddkv_grant *d = &r->grants[i];
-        if (!(d->prefix = (uint8_t *)mpo_dup(&g->via.array.ptr[0], &d->prefix_len)))
-            return false;
-        d->perm = (enum ddkv_perm)perm;
-        r->n_grants++;
-    }
-    return true;
-}
-
-ddkv_err ddkv_auth_list(ddkv_client *c, struct ddkv_auth_list *out)
-{
-    memset(out, 0, sizeof *out);
-    struct call k = {.type = DDKV_MSG_AUTH_LIST, .reply_type = DDKV_MSG_AUTH_LIST_RESULT, .f = NULL, .nf = 0};
-    ddkv_err rc = client_call(c, &k);
-    if (rc != DDKV_OK)
-        return rc;
-    const msgpack_object *f = k.reply.f;
-    bool ok = k.reply.nf >= 3 && f[0].type == MSGPACK_OBJECT_ARRAY && f[1].type == MSGPACK_OBJECT_ARRAY &&
-              f[2].type == MSGPACK_OBJECT_BOOLEAN;
-    if (ok) {
-        out->enabled = f[2].via.boolean;
-        uint32_t nu = f[0].via.array.size, nr = f[1].via.array.size;
-        out->users = nu ? calloc(nu, sizeof *out->users) : NULL;
-        out->roles = nr ? calloc(nr, sizeof *out->roles) : NULL;
-        ok = (!nu || out->users) && (!nr || out->roles);
-        for (uint32_t i = 0; ok && i < nu; i++) {
-            out->n_users++;
-            ok = user_decode(&f[0].via.array.ptr[i], &out->users[i]);
-        }
-        for (uint32_t i = 0; ok && i < nr; i++) {
-            out->n_roles++;
-            ok = role_decode(&f[1].via.array.ptr[i], &out->roles[i]);
-        }
-    }
-    if (!ok) {
-        rc = client_bad_reply(c, &k, "expected [users, roles, enabled]");
-        ddkv_auth_list_free(out);
-    }
-    msg_free(&k.reply);
-    return rc;
 }
