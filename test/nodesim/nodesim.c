@@ -1,0 +1,1229 @@
+/* nodesim: whole ddkv nodes (the replica, the state machine and the modules)
+ * in one process under one seeded scheduler and virtual time (issue 17).
+ *
+ * Each member is a real struct node, started as node_run starts one but
+ * without sockets or a libevent loop: its I/O seam (node_io.h) is this
+ * file's. Raft messages go through the wire codec into a simulated network
+ * that drops, duplicates, delays, reorders and partitions; a log sync
+ * completes after a simulated latency (or fails with EIO); timers fire in
+ * virtual time; storage is store_mem.c over a memdisk per member, so a crash
+ * keeps only what was synced plus a random prefix of the rest (sometimes a
+ * torn record in the middle, which the member must refuse at restart).
+ * Clients reach members through detached connections (conn.h) whose replies
+ * come back here; every operation is recorded and the history checked for
+ * linearizability (test/faults/linearize.h) after the faults heal, with a
+ * final read of every key (no acknowledged write lost) and the members' data
+ * compared. Writes carry a session (client_id, seq) and are retried with it,
+ * so a retry applied twice shows up as a non-linearizable history.
+ *
+ *   nodesim [--first F] [--count N] [--nodes 3|5] [--quiet]
+ *   DDKV_SEED=S              replay exactly seed S
+ *   DDKV_NODESIM_TRACE=1     with a readable trace of every event and the
+ *                            members' own log lines
+ * Exit 0 when every seed passed; 1 names the first failing seed. */
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "consensus/raft.h"
+#include "ddkv/wire.h"
+#include "kv/memdisk.h"
+#include "kv/store.h"
+#include "linearize.h"
+#include "node/cluster.h"
+#include "node/conn.h"
+#include "node/node_int.h"
+#include "node/node_io.h"
+#include "node/replica.h"
+#include "proto/mpcheck.h"
+#include "proto/msg.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#define NS_MAX_NODES 5
+#define NS_MAX_TIMERS 16
+#define NS_CLIENTS 5
+#define NS_KEYS 4
+#define NS_MS ((uint64_t)1000000)
+#define NS_RUN_MS 4000      /* faults and client load */
+#define NS_SETTLE_MS 6000   /* faults healed: a leader, every member caught up */
+#define NS_ATTEMPT_MS 1500  /* a client gives an attempt this long */
+#define NS_OP_MS 4000      /* a client gives up an operation after this (outcome unknown) */
+
+/* --- PRNG (splitmix64): the only source of choices --- */
+static uint64_t rng_s;
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+static uint64_t below(uint64_t n)
+{
+    return n ? rnd() % n : 0;
+}
+static bool pct(unsigned p)
+{
+    return below(100) < p;
+}
+
+/* --- virtual time --- */
+static uint64_t now_ns;
+static uint64_t sim_mono_ns(void *ctx)
+{
+    (void)ctx;
+    return now_ns + 1000000000ull; /* never 0: 0 means "unset" in places */
+}
+static uint64_t sim_wall_ms(void *ctx)
+{
+    (void)ctx;
+    return 1790000000000ull + now_ns / NS_MS;
+}
+
+static bool tracing;
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...)
+{
+    if (!tracing)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[%6" PRIu64 ".%03" PRIu64 "] ", now_ns / NS_MS, (now_ns / 1000) % 1000);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* --- members --- */
+struct node_timer {
+    struct simnode *sn;
+    int slot;
+    bool used, armed, repeat;
+    uint32_t ms;
+    uint64_t token;
+    node_timer_fn fn;
+};
+
+struct node_job {
+    int rc;
+    struct errbuf eb;
+};
+
+struct simnode {
+    int idx;
+    char name[8];
+    char dir[256];
+    uint64_t id;
+    struct memdisk *disk;
+    struct node *n;       /* NULL while down */
+    uint64_t gen;         /* changes at every start and crash: stale events are dropped */
+    bool refused;         /* its disk was found damaged at restart: it stays out */
+    uint64_t paused_until, full_until, restart_at;
+    struct node_timer timers[NS_MAX_TIMERS];
+    bool sync_in_flight, sync_finished;
+    int sync_rc;
+    uint64_t sync_token;
+    struct errbuf sync_eb;
+    uint64_t crashes, syncs_failed;
+};
+
+static int nnodes;
+static struct simnode nodes[NS_MAX_NODES];
+static bool cut[NS_MAX_NODES][NS_MAX_NODES]; /* cut[a][b]: a's messages to b are lost */
+static unsigned drop_pct, dup_pct;
+static bool faults_on;
+static char base_dir[128];
+static char cluster_spec[256];
+static uint32_t snapshot_entries;
+static uint32_t heartbeat_ms;
+
+/* --- the event queue: a binary heap on (time, sequence) --- */
+enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL };
+struct ev {
+    uint64_t t, seq;
+    enum ev_kind kind;
+    int node, from;
+    uint64_t gen, token;
+    int slot;
+    uint8_t *data;
+    size_t len;
+};
+static struct ev *heap;
+static size_t nheap, capheap;
+static uint64_t ev_seq;
+
+static void ev_push(struct ev e)
+{
+    e.seq = ++ev_seq;
+    if (nheap == capheap) {
+        capheap = capheap ? capheap * 2 : 256;
+        heap = realloc(heap, capheap * sizeof *heap);
+        ASSERT(heap);
+    }
+    size_t i = nheap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (heap[p].t < e.t || (heap[p].t == e.t && heap[p].seq < e.seq))
+            break;
+        heap[i] = heap[p];
+        i = p;
+    }
+    heap[i] = e;
+}
+
+static struct ev ev_pop(void)
+{
+    struct ev top = heap[0];
+    struct ev last = heap[--nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const struct ev *best = &last;
+        if (l < nheap && (heap[l].t < best->t || (heap[l].t == best->t && heap[l].seq < best->seq)))
+            m = l, best = &heap[l];
+        if (r < nheap && (heap[r].t < best->t || (heap[r].t == best->t && heap[r].seq < best->seq)))
+            m = r;
+        if (m == i)
+            break;
+        heap[i] = heap[m];
+        i = m;
+    }
+    if (nheap)
+        heap[i] = last;
+    return top;
+}
+
+static void heap_clear(void)
+{
+    for (size_t i = 0; i < nheap; i++)
+        free(heap[i].data);
+    nheap = 0;
+}
+
+static struct simnode *SN(struct node *n)
+{
+    return n->io_ctx;
+}
+
+static void node_turn(struct simnode *sn)
+{
+    if (sn->n)
+        replica_drive(sn->n);
+}
+
+/* --- the sim's node_io --- */
+static int sio_sync_start(struct node *n, struct errbuf *eb)
+{
+    (void)eb;
+    struct simnode *sn = SN(n);
+    sn->sync_in_flight = sn->sync_finished = false;
+    return ERR_OK;
+}
+
+static void sio_sync_stop(struct node *n)
+{
+    struct simnode *sn = SN(n);
+    sn->sync_in_flight = false;
+    sn->sync_token++;
+}
+
+static void sio_sync_submit(struct node *n)
+{
+    struct simnode *sn = SN(n);
+    ASSERT(!sn->sync_in_flight);
+    sn->sync_in_flight = true;
+    sn->sync_finished = false;
+    uint64_t lat = 50000 + below(1500000);
+    if (pct(3))
+        lat += below(20) * NS_MS; /* a slow disk */
+    ev_push((struct ev){.t = now_ns + lat, .kind = EV_SYNC, .node = sn->idx, .gen = sn->gen,
+                        .token = ++sn->sync_token});
+}
+
+static void sio_do_sync(struct simnode *sn)
+{
+    sn->sync_eb = (struct errbuf){{0}};
+    sn->sync_rc = store_sync_wal(sn->n->st, &sn->sync_eb);
+    sn->sync_finished = true;
+    sn->sync_token++;
+    if (sn->sync_rc)
+        trace("%s: log sync failed: %s", sn->name, sn->sync_eb.msg);
+}
+
+static void sio_take(struct simnode *sn, int *rc, uint64_t *ns, struct errbuf *eb)
+{
+    *rc = sn->sync_rc;
+    *ns = 1000;
+    if (eb)
+        *eb = sn->sync_eb;
+    sn->sync_in_flight = sn->sync_finished = false;
+}
+
+static bool sio_sync_poll(struct node *n, int *rc, uint64_t *ns, struct errbuf *eb)
+{
+    struct simnode *sn = SN(n);
+    if (!sn->sync_in_flight) {
+        *rc = ERR_OK, *ns = 0;
+        return true;
+    }
+    if (!sn->sync_finished)
+        return false;
+    sio_take(sn, rc, ns, eb);
+    return true;
+}
+
+static void sio_sync_wait(struct node *n, int *rc, uint64_t *ns, struct errbuf *eb)
+{
+    struct simnode *sn = SN(n);
+    if (!sn->sync_in_flight) {
+        *rc = ERR_OK, *ns = 0;
+        return;
+    }
+    if (!sn->sync_finished)
+        sio_do_sync(sn);
+    sio_take(sn, rc, ns, eb);
+}
+
+static struct simnode *node_by_id(uint64_t id)
+{
+    for (int i = 0; i < nnodes; i++)
+        if (nodes[i].id == id)
+            return &nodes[i];
+    return NULL;
+}
+
+static struct buf sendbuf;
+
+static int sio_send(struct node *n, const struct raft_msg *m)
+{
+    struct simnode *from = SN(n), *to = node_by_id(m->to);
+    if (!to)
+        return ERR_NOT_FOUND;
+    buf_reset(&sendbuf);
+    int rc = raft_msg_encode(m, lamport_tick(&n->clock), &sendbuf);
+    if (rc)
+        return rc;
+    if (faults_on && pct(drop_pct))
+        return ERR_OK; /* lost */
+    int copies = faults_on && pct(dup_pct) ? 2 : 1;
+    for (int k = 0; k < copies; k++) {
+        uint64_t lat = 100000 + below(2 * NS_MS);
+        if (faults_on && pct(5))
+            lat += below(50) * NS_MS; /* delayed: overtaken by later ones */
+        uint8_t *d = malloc(sendbuf.len);
+        ASSERT(d);
+        memcpy(d, sendbuf.data, sendbuf.len);
+        ev_push((struct ev){.t = now_ns + lat, .kind = EV_MSG, .node = to->idx, .from = from->idx, .data = d,
+                            .len = sendbuf.len});
+    }
+    return ERR_OK;
+}
+
+static void sio_flush(struct node *n)
+{
+    (void)n;
+}
+
+static struct node_timer *sio_timer_new(struct node *n, node_timer_fn fn)
+{
+    struct simnode *sn = SN(n);
+    for (int i = 0; i < NS_MAX_TIMERS; i++) {
+        struct node_timer *t = &sn->timers[i];
+        if (!t->used) {
+            uint64_t tok = t->token + 1;
+            *t = (struct node_timer){.sn = sn, .slot = i, .used = true, .fn = fn, .token = tok};
+            return t;
+        }
+    }
+    ASSERT(!"out of simulated timers");
+    return NULL;
+}
+
+static void sio_timer_arm(struct node *n, struct node_timer *t, uint32_t ms, bool repeat)
+{
+    (void)n;
+    t->armed = true;
+    t->repeat = repeat;
+    t->ms = ms;
+    t->token++;
+    ev_push((struct ev){.t = now_ns + (uint64_t)ms * NS_MS, .kind = EV_TIMER, .node = t->sn->idx,
+                        .gen = t->sn->gen, .slot = t->slot, .token = t->token});
+}
+
+static bool sio_timer_armed(struct node *n, struct node_timer *t)
+{
+    (void)n;
+    return t->armed;
+}
+
+static void sio_timer_cancel(struct node *n, struct node_timer *t)
+{
+    (void)n;
+    t->armed = false;
+    t->token++;
+}
+
+static void sio_timer_free(struct node *n, struct node_timer *t)
+{
+    (void)n;
+    if (!t)
+        return;
+    t->used = t->armed = false;
+    t->token++;
+}
+
+/* Snapshot jobs run on the calling thread here and are done at once; their
+ * completion is still learned at the next tick, as with threads. */
+static int sio_snap_write_start(struct node *n, const char *path, uint64_t index, uint64_t term,
+                                struct node_job **out, struct errbuf *eb)
+{
+    struct node_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return errf(eb, ERR_NOMEM, "out of memory");
+    j->rc = snap_write(n->st, path, index, term, &j->eb);
+    *out = j;
+    return ERR_OK;
+}
+
+static int sio_snap_install_start(struct node *n, const char *path, struct store_batch *raft_side,
+                                  struct node_job **out, struct errbuf *eb)
+{
+    struct node_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return errf(eb, ERR_NOMEM, "out of memory");
+    j->rc = snap_install(n->st, path, raft_side, &j->eb);
+    *out = j;
+    return ERR_OK;
+}
+
+static bool sio_snap_job_done(struct node *n, struct node_job *j, int *rc, struct errbuf *eb)
+{
+    (void)n;
+    *rc = j->rc;
+    if (eb)
+        *eb = j->eb;
+    return true;
+}
+
+static void sio_snap_job_free(struct node *n, struct node_job *j)
+{
+    (void)n;
+    free(j);
+}
+
+static int sio_snap_verify(struct node *n, const char *path, struct errbuf *eb)
+{
+    (void)n;
+    return snap_verify(path, NULL, NULL, NULL, eb);
+}
+
+static int sio_snap_read(struct node *n, const char *path, uint64_t offset, uint8_t *buf, size_t cap,
+                         size_t *len, bool *last, struct errbuf *eb)
+{
+    (void)n;
+    return snap_read(path, offset, buf, cap, len, last, eb);
+}
+
+static int sio_random(struct node *n, uint64_t *out)
+{
+    (void)n;
+    *out = rnd();
+    return ERR_OK;
+}
+
+static void sio_stop_loop(struct node *n)
+{
+    n->stopping = true;
+}
+
+static const struct node_io sim_io = {
+    .sync_start = sio_sync_start,
+    .sync_stop = sio_sync_stop,
+    .sync_submit = sio_sync_submit,
+    .sync_poll = sio_sync_poll,
+    .sync_wait = sio_sync_wait,
+    .send = sio_send,
+    .flush = sio_flush,
+    .timer_new = sio_timer_new,
+    .timer_arm = sio_timer_arm,
+    .timer_armed = sio_timer_armed,
+    .timer_cancel = sio_timer_cancel,
+    .timer_free = sio_timer_free,
+    .snap_write_start = sio_snap_write_start,
+    .snap_install_start = sio_snap_install_start,
+    .snap_job_done = sio_snap_job_done,
+    .snap_job_free = sio_snap_job_free,
+    .snap_verify = sio_snap_verify,
+    .snap_read = sio_snap_read,
+    .random = sio_random,
+    .stop_loop = sio_stop_loop,
+};
+
+/* The modules a simulated member runs: all but those that need a libevent
+ * base of their own (auth's password workers, backup's streaming). */
+extern const struct module mod_admin, mod_kv, mod_raft, mod_members, mod_watch, mod_jobs, mod_lease;
+static const struct module *const sim_modules[] = {&mod_admin, &mod_kv,   &mod_raft, &mod_members,
+                                                   &mod_watch, &mod_jobs, &mod_lease};
+
+/* --- clients --- */
+struct client {
+    int idx;
+    struct conn *conns[NS_MAX_NODES];
+    uint64_t conn_gen[NS_MAX_NODES];
+    bool busy;
+    bool is_write;
+    int key;
+    char val[32];
+    uint64_t seq, rid, token;
+    int node; /* of the attempt in flight */
+    int attempts;
+    bool maybe_applied;
+    uint64_t call_ns;
+    int hint; /* the member that last led for us */
+    uint64_t nwrites;
+};
+static struct client clients[NS_CLIENTS + 1]; /* the last: the final reader */
+
+static struct lin_op *hist;
+static size_t nhist, caphist;
+static char *keys_s[NS_KEYS];
+
+static void hist_add(const struct client *cl, bool write, const char *value, uint64_t call, uint64_t ret,
+                     enum lin_outcome oc)
+{
+    if (nhist == caphist) {
+        caphist = caphist ? caphist * 2 : 256;
+        hist = realloc(hist, caphist * sizeof *hist);
+        ASSERT(hist);
+    }
+    size_t line = nhist + 1;
+    hist[nhist++] = (struct lin_op){.client = cl->idx, .kind = write ? LIN_WRITE : LIN_READ,
+                                    .key = keys_s[cl->key], .value = value ? strdup(value) : NULL,
+                                    .call = call, .ret = ret, .outcome = oc, .line = line};
+    trace("client %d: %s %s %s -> %s", cl->idx, write ? "write" : "read", keys_s[cl->key],
+          value ? value : "(absent)", oc == LIN_OK ? "ok" : oc == LIN_FAILED ? "failed" : "unknown");
+}
+
+static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *ctx);
+
+static void client_close_node(int node)
+{
+    for (int i = 0; i <= NS_CLIENTS; i++) {
+        struct client *cl = &clients[i];
+        if (cl->conns[node]) {
+            struct conn *c = cl->conns[node];
+            cl->conns[node] = NULL;
+            conn_close_detached(c);
+        }
+    }
+}
+
+static void client_schedule(struct client *cl, uint64_t delay)
+{
+    ev_push((struct ev){.t = now_ns + delay, .kind = EV_CTICK, .node = cl->idx});
+}
+
+static void client_finish(struct client *cl, enum lin_outcome oc, const char *read_value, bool found)
+{
+    if (cl->is_write)
+        hist_add(cl, true, cl->val, cl->call_ns, now_ns, oc);
+    else if (oc == LIN_OK)
+        hist_add(cl, false, found ? read_value : NULL, cl->call_ns, now_ns, oc);
+    cl->busy = false;
+    cl->token++;
+    if (cl->idx < NS_CLIENTS)
+        client_schedule(cl, below(30) * NS_MS);
+}
+
+static int client_pick(struct client *cl)
+{
+    if (cl->hint >= 0 && cl->attempts <= 1 && !pct(20))
+        return cl->hint;
+    return (int)below((uint64_t)nnodes);
+}
+
+/* Send the op's next attempt to a member, through the network. */
+static void client_attempt(struct client *cl)
+{
+    if (now_ns - cl->call_ns >= NS_OP_MS * NS_MS) {
+        client_finish(cl, cl->maybe_applied ? LIN_UNKNOWN : LIN_FAILED, NULL, false);
+        return;
+    }
+    cl->attempts++;
+    cl->node = client_pick(cl);
+    cl->rid++;
+    cl->token++;
+    struct buf b = {0};
+    struct msg_writer w;
+    if (cl->is_write) {
+        msg_begin(&w, &b, DDKV_MSG_WRITE, 0, cl->rid, 5);
+        mw_bin(&w, keys_s[cl->key], strlen(keys_s[cl->key]));
+        mw_bin(&w, cl->val, strlen(cl->val));
+        mw_u64(&w, 0);
+        mw_u64(&w, (uint64_t)cl->idx + 1);
+        mw_u64(&w, cl->seq);
+    } else {
+        msg_begin(&w, &b, DDKV_MSG_READ, 0, cl->rid, 3);
+        mw_bin(&w, keys_s[cl->key], strlen(keys_s[cl->key]));
+        mw_u64(&w, 0);
+        mw_u64(&w, 0);
+    }
+    ASSERT(msg_end(&w) == ERR_OK);
+    ev_push((struct ev){.t = now_ns + 100000 + below(NS_MS), .kind = EV_CREQ, .node = cl->node,
+                        .from = cl->idx, .data = b.data, .len = b.len});
+    ev_push((struct ev){.t = now_ns + NS_ATTEMPT_MS * NS_MS, .kind = EV_CTIMEOUT, .from = cl->idx,
+                        .token = cl->token});
+}
+
+static void client_start_op(struct client *cl, bool write, int key)
+{
+    cl->busy = true;
+    cl->is_write = write;
+    cl->key = key;
+    cl->attempts = 0;
+    cl->maybe_applied = false;
+    cl->call_ns = now_ns;
+    if (write) {
+        cl->seq++;
+        snprintf(cl->val, sizeof cl->val, "c%d-%" PRIu64, cl->idx, ++cl->nwrites);
+    }
+    client_attempt(cl);
+}
+
+static void client_retry(struct client *cl, uint64_t delay)
+{
+    cl->token++;
+    ev_push((struct ev){.t = now_ns + delay, .kind = EV_CTIMEOUT, .from = cl->idx, .token = cl->token,
+                        .slot = 1});
+}
+
+static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *ctx)
+{
+    (void)c;
+    struct client *cl = ctx;
+    struct msg m;
+    struct errbuf eb;
+    ASSERT(len >= 4);
+    if (msg_decode(&m, frame + 4, len - 4, &msg_limits_reply, &eb) != ERR_OK) {
+        fprintf(stderr, "nodesim: undecodable reply: %s\n", eb.msg);
+        abort();
+    }
+    if (!cl->busy || m.request_id != cl->rid) {
+        msg_free(&m);
+        return; /* an attempt given up on */
+    }
+    uint64_t code = 0;
+    if (m.type == DDKV_MSG_WRITTEN_AT && cl->is_write) {
+        cl->hint = cl->node;
+        client_finish(cl, LIN_OK, NULL, false);
+    } else if (m.type == DDKV_MSG_VALUE && !cl->is_write) {
+        const uint8_t *v;
+        size_t vn;
+        ASSERT(msg_bytes(&m, 1, &v, &vn) == ERR_OK);
+        char val[64];
+        snprintf(val, sizeof val, "%.*s", (int)vn, (const char *)v);
+        cl->hint = cl->node;
+        client_finish(cl, LIN_OK, val, true);
+    } else if (m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK) {
+        if (code == DDKV_WERR_NOT_FOUND && !cl->is_write) {
+            cl->hint = cl->node;
+            client_finish(cl, LIN_OK, NULL, false);
+        } else {
+            /* NOT_LEADER is a refusal before proposing; anything else may
+             * have been proposed (a fence, a lost leadership, a timeout). */
+            if (code != DDKV_WERR_NOT_LEADER && cl->is_write)
+                cl->maybe_applied = true;
+            if (code == DDKV_WERR_NOT_LEADER && cl->hint == cl->node)
+                cl->hint = -1;
+            client_retry(cl, (10 + below(60)) * NS_MS);
+        }
+    } else {
+        fprintf(stderr, "nodesim: unexpected reply type %u to client %d\n", m.type, cl->idx);
+        abort();
+    }
+    msg_free(&m);
+}
+
+/* --- members: start, crash --- */
+static void node_free(struct simnode *sn)
+{
+    struct node *n = sn->n;
+    client_close_node(sn->idx);
+    struct sm_result none = {0};
+    for (size_t i = 0; i < n->nprop; i++) {
+        if (n->prop[i].done)
+            n->prop[i].done(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
+        conn_unref(n->prop[i].c);
+    }
+    free(n->prop);
+    modules_free(n);
+    addr_free_all(n);
+    for (size_t i = 0; i < n->nreads; i++) {
+        conn_unref(n->reads[i].c);
+        free(n->reads[i].buf);
+    }
+    free(n->reads);
+    cluster_stop(n);
+    buf_free(&n->cmdbuf);
+    replica_stop(n);
+    if (n->sm.batch)
+        sm_close(&n->sm);
+    if (n->st)
+        store_close(n->st);
+    buf_free(&n->scratch);
+    free(n);
+    sn->n = NULL;
+    sn->gen++;
+    for (int i = 0; i < NS_MAX_TIMERS; i++) {
+        sn->timers[i].used = sn->timers[i].armed = false;
+        sn->timers[i].token++;
+    }
+    sn->sync_in_flight = sn->sync_finished = false;
+}
+
+static int node_start(struct simnode *sn, struct errbuf *eb)
+{
+    struct node *n = calloc(1, sizeof *n);
+    ASSERT(n);
+    node_config_defaults(&n->cfg);
+    n->cfg.name = sn->name;
+    n->cfg.data_dir = sn->dir;
+    n->cfg.cluster = cluster_spec;
+    n->cfg.client_addr = "127.0.0.1:1";
+    n->cfg.snapshot_entries = snapshot_entries;
+    n->cfg.heartbeat_ms = heartbeat_ms;
+    n->cfg.election_timeout_ms = 10 * heartbeat_ms;
+    n->io = &sim_io;
+    n->io_ctx = sn;
+    n->modules = sim_modules;
+    n->nmodules = sizeof sim_modules / sizeof sim_modules[0];
+    n->started_ms = clock_wall_ms();
+    hist_init(&n->h_commit);
+    for (int i = 0; i < DDKV_MSG_TYPE_MAX; i++)
+        hist_init(&n->h_req[i]);
+    sn->n = n;
+    sn->gen++;
+    log_set_name(sn->name);
+    struct store_options so = {0};
+    int rc = store_open(&n->st, sn->dir, &so, eb);
+    if (!rc)
+        rc = replica_load_state(n, eb);
+    if (!rc) {
+        dispatcher_init(&n->disp);
+        rc = modules_init(n, eb);
+    }
+    if (!rc)
+        rc = cluster_load(n, eb);
+    if (!rc)
+        rc = replica_start(n, eb);
+    if (rc) {
+        node_free(sn);
+        return rc;
+    }
+    return ERR_OK;
+}
+
+static void node_crash(struct simnode *sn)
+{
+    node_free(sn);
+    size_t unsynced = memdisk_unsynced(sn->disk);
+    size_t keep = (size_t)below(unsynced + 1);
+    enum memdisk_tear tear = keep >= 2 && pct(10) ? MEMDISK_TEAR_MIDDLE : MEMDISK_TEAR_NONE;
+    memdisk_crash(sn->disk, keep, tear);
+    sn->crashes++;
+    trace("%s: CRASH (kept %zu of %zu unsynced writes%s)", sn->name, keep, unsynced,
+          tear ? ", one torn in the middle" : "");
+}
+
+static void node_restart(struct simnode *sn)
+{
+    struct errbuf eb = {{0}};
+    int rc = node_start(sn, &eb);
+    if (rc == ERR_CORRUPT) {
+        /* A torn record with whole ones after it: refused, never served. */
+        sn->refused = true;
+        trace("%s: refused at restart (damaged disk): %s", sn->name, eb.msg);
+        return;
+    }
+    if (rc) {
+        fprintf(stderr, "nodesim: %s cannot restart: %s\n", sn->name, eb.msg);
+        abort();
+    }
+    trace("%s: restarted", sn->name);
+}
+
+/* --- faults --- */
+static int impaired(void)
+{
+    int k = 0;
+    for (int i = 0; i < nnodes; i++) {
+        struct simnode *sn = &nodes[i];
+        bool cutoff = false;
+        for (int j = 0; j < nnodes; j++)
+            cutoff |= cut[i][j] || cut[j][i];
+        k += !sn->n || sn->paused_until > now_ns || sn->full_until > now_ns || cutoff;
+    }
+    return k;
+}
+
+static struct simnode *leader_node(void)
+{
+    for (int i = 0; i < nnodes; i++) {
+        struct node *n = nodes[i].n;
+        if (!n || !n->raft)
+            continue;
+        struct raft_status st;
+        raft_status(n->raft, &st);
+        if (st.role == RAFT_LEADER)
+            return &nodes[i];
+    }
+    return NULL;
+}
+
+static void fault_step(void)
+{
+    int room = (nnodes - 1) / 2 - impaired();
+    struct simnode *sn = &nodes[below((uint64_t)nnodes)];
+    uint64_t span = (100 + below(1200)) * NS_MS;
+    unsigned f = (unsigned)below(100);
+    if (room > 0 && sn->n && f < 25) {
+        node_crash(sn);
+        sn->restart_at = now_ns + span;
+        ev_push((struct ev){.t = sn->restart_at, .kind = EV_HEAL, .node = sn->idx, .slot = 1});
+    } else if (room > 0 && sn->n && f < 40) {
+        sn->paused_until = now_ns + span;
+        trace("%s: PAUSED for %" PRIu64 " ms", sn->name, span / NS_MS);
+    } else if (room > 0 && f < 55) {
+        for (int j = 0; j < nnodes; j++) {
+            bool both = pct(70);
+            if (j != sn->idx) {
+                cut[sn->idx][j] = true;
+                cut[j][sn->idx] = both;
+            }
+        }
+        trace("%s: PARTITIONED for %" PRIu64 " ms", sn->name, span / NS_MS);
+        ev_push((struct ev){.t = now_ns + span, .kind = EV_HEAL, .node = sn->idx, .slot = 2});
+    } else if (sn->n && f < 65) {
+        memdisk_fail_next_sync(sn->disk, pct(50));
+        sn->syncs_failed++;
+        trace("%s: the next log sync fails (EIO)", sn->name);
+    } else if (room > 0 && sn->n && f < 72) {
+        memdisk_set_full(sn->disk, true);
+        sn->full_until = now_ns + span;
+        trace("%s: DISK FULL for %" PRIu64 " ms", sn->name, span / NS_MS);
+        ev_push((struct ev){.t = sn->full_until, .kind = EV_HEAL, .node = sn->idx, .slot = 3});
+    } else if (f < 82) {
+        struct simnode *l = leader_node();
+        if (l && sn != l && sn->n) {
+            trace("%s: leadership transfer to %s", l->name, sn->name);
+            (void)raft_transfer_leadership(l->n->raft, sn->id);
+            node_turn(l);
+        }
+    }
+}
+
+static void heal_all(void)
+{
+    memset(cut, 0, sizeof cut);
+    for (int i = 0; i < nnodes; i++) {
+        struct simnode *sn = &nodes[i];
+        sn->paused_until = 0;
+        if (sn->full_until) {
+            memdisk_set_full(sn->disk, false);
+            sn->full_until = 0;
+        }
+        if (!sn->n && !sn->refused)
+            node_restart(sn);
+    }
+}
+
+/* --- the run --- */
+static void handle(struct ev *e)
+{
+    if (e->kind == EV_FAULT) {
+        if (faults_on) {
+            fault_step();
+            ev_push((struct ev){.t = now_ns + (50 + below(300)) * NS_MS, .kind = EV_FAULT});
+        }
+        return;
+    }
+    if (e->kind == EV_HEAL) {
+        struct simnode *sn = &nodes[e->node];
+        if (e->slot == 1 && !sn->n && !sn->refused && sn->restart_at == e->t)
+            node_restart(sn);
+        else if (e->slot == 2) {
+            for (int j = 0; j < nnodes; j++)
+                cut[sn->idx][j] = cut[j][sn->idx] = false;
+            trace("%s: partition healed", sn->name);
+        } else if (e->slot == 3 && sn->full_until == e->t) {
+            memdisk_set_full(sn->disk, false);
+            sn->full_until = 0;
+            trace("%s: disk has room again", sn->name);
+        }
+        return;
+    }
+    if (e->kind == EV_CTICK) {
+        struct client *cl = &clients[e->node];
+        if (cl->busy || !faults_on)
+            return;
+        client_start_op(cl, pct(50), (int)below(NS_KEYS));
+        return;
+    }
+    if (e->kind == EV_CTIMEOUT) {
+        struct client *cl = &clients[e->from];
+        if (!cl->busy || e->token != cl->token)
+            return;
+        if (e->slot == 0 && cl->is_write)
+            cl->maybe_applied = true; /* no answer in time: it may have applied */
+        client_attempt(cl);
+        return;
+    }
+    struct simnode *sn = &nodes[e->node];
+    /* A paused member does nothing until it resumes: its events wait. */
+    if (sn->paused_until > now_ns && sn->n) {
+        e->t = sn->paused_until;
+        ev_push(*e);
+        e->data = NULL;
+        return;
+    }
+    struct node *n = sn->n;
+    log_set_name(sn->name);
+    if (e->kind == EV_TIMER) {
+        if (!n || e->gen != sn->gen)
+            return;
+        struct node_timer *t = &sn->timers[e->slot];
+        if (!t->used || !t->armed || t->token != e->token)
+            return;
+        if (t->repeat)
+            ev_push((struct ev){.t = now_ns + (uint64_t)t->ms * NS_MS, .kind = EV_TIMER, .node = sn->idx,
+                                .gen = sn->gen, .slot = t->slot, .token = t->token});
+        else
+            t->armed = false;
+        t->fn(n);
+        node_turn(sn);
+    } else if (e->kind == EV_SYNC) {
+        if (!n || e->gen != sn->gen || e->token != sn->sync_token || !sn->sync_in_flight || sn->sync_finished)
+            return;
+        sio_do_sync(sn);
+        node_turn(sn);
+    } else if (e->kind == EV_MSG) {
+        if (!n || cut[e->from][e->node])
+            return;
+        struct msg m;
+        struct errbuf eb;
+        static const struct mpcheck_limits lim = {.max_depth = 8, .max_objects = 1u << 19};
+        if (msg_decode(&m, e->data + 4, e->len - 4, &lim, &eb) != ERR_OK) {
+            fprintf(stderr, "nodesim: undecodable peer frame: %s\n", eb.msg);
+            abort();
+        }
+        struct raft_msg rm;
+        ASSERT(raft_msg_decode(&m, &rm) == ERR_OK);
+        ASSERT(rm.to == sn->id);
+        (void)lamport_observe_member(&n->clock, m.lamport, clock_mono_ms());
+        const struct dispatch_entry *de = dispatcher_lookup(&n->disp, m.type);
+        ASSERT(de && de->peer_fn);
+        de->peer_fn(de->ctx, &rm);
+        raft_msg_release(&rm);
+        msg_free(&m);
+        node_turn(sn);
+    } else if (e->kind == EV_CREQ) {
+        struct client *cl = &clients[e->from];
+        if (!n)
+            return; /* the attempt times out */
+        if (!cl->conns[sn->idx] || cl->conn_gen[sn->idx] != sn->gen) {
+            char peer[32];
+            snprintf(peer, sizeof peer, "client%d", cl->idx);
+            cl->conns[sn->idx] = conn_open_detached(n, peer, client_out, cl);
+            ASSERT(cl->conns[sn->idx]);
+            cl->conn_gen[sn->idx] = sn->gen;
+        }
+        conn_take_frame(cl->conns[sn->idx], e->data + 4, e->len - 4);
+        node_turn(sn);
+    }
+}
+
+static bool run_until(uint64_t t_end, bool (*done)(void))
+{
+    while (nheap && heap[0].t <= t_end) {
+        struct ev e = ev_pop();
+        now_ns = e.t;
+        handle(&e);
+        free(e.data);
+        if (done && done())
+            return true;
+    }
+    now_ns = t_end;
+    return done ? done() : true;
+}
+
+static bool clients_idle(void)
+{
+    for (int i = 0; i <= NS_CLIENTS; i++)
+        if (clients[i].busy)
+            return false;
+    return true;
+}
+
+static uint64_t applied_max(void)
+{
+    uint64_t m = 0;
+    for (int i = 0; i < nnodes; i++)
+        if (nodes[i].n && nodes[i].n->sm.applied_index > m)
+            m = nodes[i].n->sm.applied_index;
+    return m;
+}
+
+static bool members_caught_up(void)
+{
+    struct simnode *l = leader_node();
+    if (!l)
+        return false;
+    struct raft_status st;
+    raft_status(l->n->raft, &st);
+    for (int i = 0; i < nnodes; i++) {
+        struct node *n = nodes[i].n;
+        if (nodes[i].refused)
+            continue;
+        if (!n || n->storage_failed || n->sm.applied_index < st.commit || n->syncing || n->installing)
+            return false;
+    }
+    return true;
+}
+
+static bool fail(uint64_t seed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool fail(uint64_t seed, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "nodesim: seed %" PRIu64 " FAILED: ", seed);
+    vfprintf(stderr, fmt, ap);
+    for (int i = 0; i < nnodes; i++) {
+        struct node *n = nodes[i].n;
+        if (!n || !n->raft) {
+            fprintf(stderr, "\n  %s: %s", nodes[i].name, nodes[i].refused ? "refused (damaged disk)" : "down");
+            continue;
+        }
+        struct raft_status st;
+        raft_status(n->raft, &st);
+        fprintf(stderr,
+                "\n  %s: %s term %" PRIu64 " commit %" PRIu64 " applied %" PRIu64 " (sm %" PRIu64 ") log %" PRIu64
+                "..%" PRIu64 " storage_failed %d syncing %d installing %d",
+                nodes[i].name, raft_role_name(st.role), st.term, st.commit, st.applied, n->sm.applied_index,
+                st.first_index, st.last_index, n->storage_failed, n->syncing, n->installing);
+    }
+    fprintf(stderr, "\n  replay: DDKV_SEED=%" PRIu64 " DDKV_NODESIM_TRACE=1 nodesim --nodes %d\n", seed, nnodes);
+    va_end(ap);
+    return false;
+}
+
+/* The members' data column families, key by key. */
+static bool members_equal(uint64_t seed)
+{
+    struct simnode *ref = NULL;
+    for (int i = 0; i < nnodes; i++) {
+        if (!nodes[i].n)
+            continue;
+        if (!ref) {
+            ref = &nodes[i];
+            continue;
+        }
+        struct store_iter *a = store_iter_new(ref->n->st, STORE_CF_DATA, NULL, 0);
+        struct store_iter *b = store_iter_new(nodes[i].n->st, STORE_CF_DATA, NULL, 0);
+        store_iter_seek(a, "", 0);
+        store_iter_seek(b, "", 0);
+        bool same = true;
+        while (same && store_iter_valid(a) && store_iter_valid(b)) {
+            size_t ak, bk, av, bv;
+            const uint8_t *ka = store_iter_key(a, &ak), *kb = store_iter_key(b, &bk);
+            const uint8_t *va = store_iter_value(a, &av), *vb = store_iter_value(b, &bv);
+            same = ak == bk && av == bv && !memcmp(ka, kb, ak) && !memcmp(va, vb, av);
+            store_iter_next(a);
+            store_iter_next(b);
+        }
+        same = same && !store_iter_valid(a) && !store_iter_valid(b);
+        store_iter_free(a);
+        store_iter_free(b);
+        if (!same)
+            return fail(seed, "members %s and %s hold different data at applied index %" PRIu64 "/%" PRIu64,
+                        ref->name, nodes[i].name, ref->n->sm.applied_index, nodes[i].n->sm.applied_index);
+    }
+    return true;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    if (ftw->level > 0)
+        remove(path);
+    return 0;
+}
+
+static bool run_seed(uint64_t seed)
+{
+    rng_s = seed * UINT64_C(0x2545F4914F6CDD1D) + 1;
+    now_ns = 0;
+    ev_seq = 0;
+    memset(cut, 0, sizeof cut);
+    drop_pct = (unsigned)below(8);
+    dup_pct = (unsigned)below(5);
+    snapshot_entries = pct(50) ? 20 + (uint32_t)below(40) : 10000;
+    heartbeat_ms = 20 + 10 * (uint32_t)below(4);
+    nhist = 0;
+    size_t o = 0;
+    for (int i = 0; i < nnodes; i++) {
+        struct simnode *sn = &nodes[i];
+        memset(sn, 0, sizeof *sn);
+        sn->idx = i;
+        snprintf(sn->name, sizeof sn->name, "n%d", i + 1);
+        snprintf(sn->dir, sizeof sn->dir, "%s/%s", base_dir, sn->name);
+        nftw(sn->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        sn->id = cluster_node_id(sn->name);
+        sn->disk = memdisk_new();
+        memdisk_register(sn->dir, sn->disk);
+        o += (size_t)snprintf(cluster_spec + o, sizeof cluster_spec - o, "%s%s=127.0.0.1:%d", i ? "," : "",
+                              sn->name, 7100 + i);
+    }
+    for (int i = 0; i <= NS_CLIENTS; i++) {
+        memset(&clients[i], 0, sizeof clients[i]);
+        clients[i].idx = i;
+        clients[i].hint = -1;
+    }
+    faults_on = true;
+    for (int i = 0; i < nnodes; i++) {
+        struct errbuf eb = {{0}};
+        if (node_start(&nodes[i], &eb)) {
+            fprintf(stderr, "nodesim: cannot start %s: %s\n", nodes[i].name, eb.msg);
+            abort();
+        }
+    }
+    trace("seed %" PRIu64 ": %d members, drop %u%%, duplicate %u%%, snapshot every %u entries, heartbeat %u ms",
+          seed, nnodes, drop_pct, dup_pct, snapshot_entries, heartbeat_ms);
+    for (int i = 0; i < NS_CLIENTS; i++)
+        client_schedule(&clients[i], (200 + below(300)) * NS_MS);
+    ev_push((struct ev){.t = (300 + below(500)) * NS_MS, .kind = EV_FAULT});
+    bool ok = true;
+    run_until(NS_RUN_MS * NS_MS, NULL);
+    /* Heal: no more faults or new operations; the operations in flight end. */
+    faults_on = false;
+    heal_all();
+    trace("--- faults healed ---");
+    uint64_t t_end = now_ns + NS_SETTLE_MS * NS_MS;
+    if (!run_until(t_end, clients_idle))
+        ok = fail(seed, "client operations still unanswered %d ms after the faults healed", NS_SETTLE_MS);
+    /* No acknowledged write lost: a final read of every key, recorded. */
+    for (int k = 0; ok && k < NS_KEYS; k++) {
+        struct client *cl = &clients[NS_CLIENTS];
+        client_start_op(cl, false, k);
+        if (!run_until(now_ns + NS_SETTLE_MS * NS_MS, clients_idle))
+            ok = fail(seed, "the final read of %s did not complete", keys_s[k]);
+    }
+    if (ok && !run_until(now_ns + NS_SETTLE_MS * NS_MS, members_caught_up))
+        ok = fail(seed, "members did not catch up with the leader (applied max %" PRIu64 ")", applied_max());
+    if (ok) {
+        struct lin_report r;
+        if (lin_check(hist, nhist, &r) != 0)
+            ok = fail(seed, "linearizability check gave up: %s", r.why);
+        else if (!r.linearizable)
+            ok = fail(seed, "history not linearizable on key %s: %s (client %d, line %zu)", r.key, r.why,
+                      r.stuck.client, r.stuck.line);
+    }
+    if (ok)
+        ok = members_equal(seed);
+    if (ok)
+        trace("seed %" PRIu64 " passed: %zu operations, applied %" PRIu64, seed, nhist, applied_max());
+    /* Tear down: members stop as in a crash, disks are freed. */
+    heap_clear();
+    for (int i = 0; i < nnodes; i++) {
+        if (nodes[i].n)
+            node_free(&nodes[i]);
+        memdisk_register(nodes[i].dir, NULL);
+        memdisk_free(nodes[i].disk);
+    }
+    for (size_t i = 0; i < nhist; i++)
+        free((char *)hist[i].value);
+    return ok;
+}
+
+static int rm_all(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t first = 1, count = 100;
+    bool quiet = false;
+    nnodes = 3;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--first") && i + 1 < argc)
+            first = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--count") && i + 1 < argc)
+            count = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--nodes") && i + 1 < argc)
+            nnodes = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quiet"))
+            quiet = true;
+        else {
+            fprintf(stderr, "usage: nodesim [--first F] [--count N] [--nodes 3|5] [--quiet]\n");
+            return 2;
+        }
+    }
+    if (nnodes != 3 && nnodes != 5) {
+        fprintf(stderr, "nodesim: --nodes is 3 or 5\n");
+        return 2;
+    }
+    const char *s = getenv("DDKV_SEED");
+    if (s && *s) {
+        first = strtoull(s, NULL, 10);
+        count = 1;
+    }
+    tracing = getenv("DDKV_NODESIM_TRACE") && *getenv("DDKV_NODESIM_TRACE") == '1';
+    log_set_level(tracing ? LOG_INFO : (enum log_level)(LOG_ERROR + 1));
+    static const struct clock_source src = {.mono_ns = sim_mono_ns, .wall_ms = sim_wall_ms};
+    clock_set_source(&src);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(base_dir, sizeof base_dir, "%s/nodesim.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(base_dir)) {
+        perror("nodesim: mkdtemp");
+        return 1;
+    }
+    for (int k = 0; k < NS_KEYS; k++) {
+        char kb[16];
+        snprintf(kb, sizeof kb, "k%d", k);
+        keys_s[k] = strdup(kb);
+    }
+    int rc = 0;
+    uint64_t passed = 0;
+    for (uint64_t seed = first; seed < first + count; seed++) {
+        if (!run_seed(seed)) {
+            rc = 1;
+            break;
+        }
+        passed++;
+    }
+    if (!quiet || rc)
+        printf("nodesim: %" PRIu64 " seeds passed (%d members)%s\n", passed, nnodes, rc ? "; one failed" : "");
+    nftw(base_dir, rm_all, 8, FTW_DEPTH | FTW_PHYS);
+    for (int k = 0; k < NS_KEYS; k++)
+        free(keys_s[k]);
+    free(hist);
+    free(heap);
+    buf_free(&sendbuf);
+    clock_set_source(NULL);
+    return rc;
+}
