@@ -677,8 +677,13 @@ static void replica_retry_cb(struct node *n)
     }
     int rc = store_probe(n->st, &eb);
     if (rc != ERR_OK) {
-        if (rc == ERR_IO)
-            n->store_reopened = false; /* failed again: reopen again at the next try */
+        if (rc == ERR_IO) {
+            /* A sync failed (whatever fenced the node first, a full disk
+             * too): the store refuses writes until it is reopened, so the
+             * fence is an I/O error's from now on, reopened at the next try. */
+            n->storage_failed = ERR_IO;
+            n->store_reopened = false;
+        }
         if (note) {
             n->storage_note_ms = now;
             log_warn("the store does not take writes yet (%s); still fenced, retrying every second",
