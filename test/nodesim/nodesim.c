@@ -494,6 +494,12 @@ struct client {
 };
 static struct client clients[NS_CLIENTS + 1]; /* the last: the final reader */
 
+/* Over all seeds, printed at the end: what the runs exercised. */
+static struct {
+    uint64_t ops_ok, ops_unknown, ops_failed, crashes, refused, syncs_failed, snapshots, installs, rejoins,
+        duplicates;
+} totals;
+
 static struct lin_op *hist;
 static size_t nhist, caphist;
 static char *keys_s[NS_KEYS];
@@ -510,6 +516,12 @@ static void hist_add(const struct client *cl, bool write, const char *value, uin
     hist[nhist++] = (struct lin_op){.client = cl->idx, .kind = write ? LIN_WRITE : LIN_READ,
                                     .key = keys_s[cl->key], .value = value ? strdup(value) : NULL,
                                     .call = call, .ret = ret, .outcome = oc, .line = line};
+    if (oc == LIN_OK)
+        totals.ops_ok++;
+    else if (oc == LIN_UNKNOWN)
+        totals.ops_unknown++;
+    else
+        totals.ops_failed++;
     trace("client %d: %s %s %s -> %s", cl->idx, write ? "write" : "read", keys_s[cl->key],
           value ? value : "(absent)", oc == LIN_OK ? "ok" : oc == LIN_FAILED ? "failed" : "unknown");
 }
@@ -658,6 +670,10 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
 static void node_free(struct simnode *sn)
 {
     struct node *n = sn->n;
+    totals.snapshots += n->stats.snapshots_taken;
+    totals.installs += n->stats.snapshots_installed;
+    totals.rejoins += n->storage_recoveries;
+    totals.duplicates += n->stats.duplicates;
     client_close_node(sn->idx);
     struct sm_result none = {0};
     for (size_t i = 0; i < n->nprop; i++) {
@@ -741,6 +757,7 @@ static void node_crash(struct simnode *sn)
     enum memdisk_tear tear = keep >= 2 && pct(10) ? MEMDISK_TEAR_MIDDLE : MEMDISK_TEAR_NONE;
     memdisk_crash(sn->disk, keep, tear);
     sn->crashes++;
+    totals.crashes++;
     trace("%s: CRASH (kept %zu of %zu unsynced writes%s)", sn->name, keep, unsynced,
           tear ? ", one torn in the middle" : "");
 }
@@ -752,6 +769,7 @@ static void node_restart(struct simnode *sn)
     if (rc == ERR_CORRUPT) {
         /* A torn record with whole ones after it: refused, never served. */
         sn->refused = true;
+        totals.refused++;
         trace("%s: refused at restart (damaged disk): %s", sn->name, eb.msg);
         return;
     }
@@ -816,6 +834,7 @@ static void fault_step(void)
     } else if (sn->n && f < 65) {
         memdisk_fail_next_sync(sn->disk, pct(50));
         sn->syncs_failed++;
+        totals.syncs_failed++;
         trace("%s: the next log sync fails (EIO)", sn->name);
     } else if (room > 0 && sn->n && f < 72) {
         memdisk_set_full(sn->disk, true);
@@ -1218,6 +1237,13 @@ int main(int argc, char **argv)
     }
     if (!quiet || rc)
         printf("nodesim: %" PRIu64 " seeds passed (%d members)%s\n", passed, nnodes, rc ? "; one failed" : "");
+    if (!quiet)
+        printf("  operations: %" PRIu64 " ok, %" PRIu64 " unknown, %" PRIu64 " failed; crashes %" PRIu64
+               " (members refused for a torn disk %" PRIu64 "), failed syncs armed %" PRIu64
+               ", rejoins after a storage fence %" PRIu64 ", snapshots %" PRIu64 ", installs %" PRIu64
+               ", duplicate retries %" PRIu64 "\n",
+               totals.ops_ok, totals.ops_unknown, totals.ops_failed, totals.crashes, totals.refused,
+               totals.syncs_failed, totals.rejoins, totals.snapshots, totals.installs, totals.duplicates);
     nftw(base_dir, rm_all, 8, FTW_DEPTH | FTW_PHYS);
     for (int k = 0; k < NS_KEYS; k++)
         free(keys_s[k]);
