@@ -148,7 +148,7 @@ static uint32_t snapshot_entries;
 static uint32_t heartbeat_ms;
 
 /* --- the event queue: a binary heap on (time, sequence) --- */
-enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL };
+enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH };
 struct ev {
     uint64_t t, seq;
     enum ev_kind kind;
@@ -500,6 +500,38 @@ static struct {
         duplicates;
 } totals;
 
+/* The revision each acknowledged write was told (WRITTEN_AT), by client and
+ * write number (values are "c<client>-<number>"). */
+#define NS_MAX_WRITES 4096
+static uint64_t acked_rev[NS_CLIENTS + 1][NS_MAX_WRITES];
+static int acked_key[NS_CLIENTS + 1][NS_MAX_WRITES];
+
+/* The watcher: one WATCH of the keys' prefix, resumed on another member from
+ * the revision after its last event when its member goes (a chain of
+ * streams), or started afresh when no member's history reaches back that far
+ * (a new chain). Its events are checked at the end: in order, without
+ * duplicates, every acknowledged write inside a chain's span present with its
+ * revision, key and value, no event that no write made. */
+struct wev {
+    uint64_t rev;
+    int key;
+    char val[32];
+    uint32_t chain;
+};
+static struct {
+    struct conn *c;
+    int node;
+    uint64_t rid;
+    bool open;
+    uint32_t chain;
+    uint64_t last_rev;  /* of the chain */
+    uint64_t chain_from[64];
+    int compacted_tries;
+    struct wev *ev;
+    size_t nev, cap;
+    char bad[200];      /* the first violation seen as it happened */
+} W;
+
 static struct lin_op *hist;
 static size_t nhist, caphist;
 static char *keys_s[NS_KEYS];
@@ -528,8 +560,20 @@ static void hist_add(const struct client *cl, bool write, const char *value, uin
 
 static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *ctx);
 
+static void watch_schedule(uint64_t delay)
+{
+    ev_push((struct ev){.t = now_ns + delay, .kind = EV_WATCH});
+}
+
 static void client_close_node(int node)
 {
+    if (W.c && W.node == node) {
+        struct conn *c = W.c;
+        W.c = NULL;
+        W.open = false;
+        conn_close_detached(c);
+        watch_schedule((20 + below(80)) * NS_MS);
+    }
     for (int i = 0; i <= NS_CLIENTS; i++) {
         struct client *cl = &clients[i];
         if (cl->conns[node]) {
@@ -608,6 +652,8 @@ static void client_start_op(struct client *cl, bool write, int key)
     if (write) {
         cl->seq++;
         snprintf(cl->val, sizeof cl->val, "c%d-%" PRIu64, cl->idx, ++cl->nwrites);
+        if (cl->nwrites < NS_MAX_WRITES)
+            acked_key[cl->idx][cl->nwrites] = key;
     }
     client_attempt(cl);
 }
@@ -636,6 +682,10 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
     }
     uint64_t code = 0;
     if (m.type == DDKV_MSG_WRITTEN_AT && cl->is_write) {
+        uint64_t rev = 0;
+        ASSERT(msg_u64(&m, 1, &rev) == ERR_OK);
+        if (cl->nwrites < NS_MAX_WRITES)
+            acked_rev[cl->idx][cl->nwrites] = rev;
         cl->hint = cl->node;
         client_finish(cl, LIN_OK, NULL, false);
     } else if (m.type == DDKV_MSG_VALUE && !cl->is_write) {
@@ -664,6 +714,169 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
         abort();
     }
     msg_free(&m);
+}
+
+static void watch_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void watch_bad(const char *fmt, ...)
+{
+    if (W.bad[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(W.bad, sizeof W.bad, fmt, ap);
+    va_end(ap);
+}
+
+static void watch_out(struct conn *c, const uint8_t *frame, size_t len, void *ctx)
+{
+    (void)c;
+    (void)ctx;
+    struct msg m;
+    struct errbuf eb;
+    ASSERT(msg_decode(&m, frame + 4, len - 4, &msg_limits_reply, &eb) == ERR_OK);
+    uint64_t kind, rev, code;
+    const uint8_t *k, *v;
+    size_t kn, vn;
+    if (m.request_id != W.rid || !W.open) {
+        msg_free(&m);
+        return;
+    }
+    if (m.type == DDKV_MSG_EVENT) {
+        ASSERT(msg_u64(&m, 0, &kind) == ERR_OK && msg_bytes(&m, 1, &k, &kn) == ERR_OK &&
+               msg_bytes(&m, 2, &v, &vn) == ERR_OK && msg_u64(&m, 4, &rev) == ERR_OK);
+        W.compacted_tries = 0;
+        if (rev <= W.last_rev)
+            watch_bad("event at revision %" PRIu64 " after one at %" PRIu64 " (duplicate or out of order)", rev,
+                      W.last_rev);
+        W.last_rev = rev;
+        if (W.nev == W.cap) {
+            W.cap = W.cap ? 2 * W.cap : 256;
+            W.ev = realloc(W.ev, W.cap * sizeof *W.ev);
+            ASSERT(W.ev);
+        }
+        struct wev *e = &W.ev[W.nev++];
+        *e = (struct wev){.rev = rev, .key = kn == 2 ? k[1] - '0' : -1, .chain = W.chain};
+        snprintf(e->val, sizeof e->val, "%.*s", (int)vn, (const char *)v);
+        trace("watcher: event rev %" PRIu64 " %.*s=%s (%s)", rev, (int)kn, (const char *)k, e->val,
+              kind == 1 ? "put" : "delete");
+    } else if (m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK && code == DDKV_WERR_COMPACTED) {
+        /* This member's history does not reach back to where the chain is:
+         * try another; when none does, a new chain starts. */
+        W.open = false;
+        W.compacted_tries++;
+        trace("watcher: COMPACTED at %s (try %d)", nodes[W.node].name, W.compacted_tries);
+        watch_schedule((10 + below(40)) * NS_MS);
+    } else {
+        fprintf(stderr, "nodesim: unexpected reply type %u to the watcher\n", m.type);
+        abort();
+    }
+    msg_free(&m);
+}
+
+static void watch_open(void)
+{
+    if (W.open)
+        return;
+    if (W.c) {
+        struct conn *c = W.c;
+        W.c = NULL;
+        conn_close_detached(c);
+    }
+    int up[NS_MAX_NODES], nup = 0;
+    for (int i = 0; i < nnodes; i++)
+        if (nodes[i].n && nodes[i].paused_until <= now_ns)
+            up[nup++] = i;
+    if (!nup) {
+        watch_schedule(50 * NS_MS);
+        return;
+    }
+    if (W.compacted_tries > 2 * nnodes && W.chain + 1 < 64) {
+        W.chain++;
+        W.last_rev = 0;
+        W.compacted_tries = 0;
+        trace("watcher: no member's history reaches back; a new chain");
+    }
+    W.node = up[below((uint64_t)nup)];
+    struct node *n = nodes[W.node].n;
+    uint64_t from = W.last_rev ? W.last_rev + 1 : 0;
+    if (!W.last_rev && W.chain == 0)
+        from = 1; /* the first chain: from the beginning */
+    if (!W.last_rev)
+        W.chain_from[W.chain] = from;
+    W.c = conn_open_detached(n, "watcher", watch_out, NULL);
+    ASSERT(W.c);
+    W.rid++;
+    W.open = true;
+    struct buf b = {0};
+    struct msg_writer w;
+    msg_begin(&w, &b, DDKV_MSG_WATCH, 0, W.rid, 2);
+    mw_bin(&w, "k", 1);
+    mw_u64(&w, from);
+    ASSERT(msg_end(&w) == ERR_OK);
+    trace("watcher: WATCH k from %" PRIu64 " at %s (chain %u)", from, nodes[W.node].name, W.chain);
+    log_set_name(nodes[W.node].name);
+    conn_take_frame(W.c, b.data + 4, b.len - 4);
+    buf_free(&b);
+    node_turn(&nodes[W.node]);
+}
+
+/* The watcher's events against the acknowledged writes and each other. */
+static bool watch_check(char *why, size_t cap)
+{
+    if (W.bad[0]) {
+        snprintf(why, cap, "%s", W.bad);
+        return false;
+    }
+    for (size_t i = 0; i < W.nev; i++) {
+        const struct wev *e = &W.ev[i];
+        int cid;
+        uint64_t num;
+        if (sscanf(e->val, "c%d-%" SCNu64, &cid, &num) != 2 || cid < 0 || cid > NS_CLIENTS || num == 0 ||
+            num > clients[cid].nwrites) {
+            snprintf(why, cap, "event at revision %" PRIu64 " carries %s, a value no client wrote", e->rev, e->val);
+            return false;
+        }
+        if (num < NS_MAX_WRITES && e->key != acked_key[cid][num]) {
+            snprintf(why, cap, "event at revision %" PRIu64 " puts %s on key k%d; it was written to k%d", e->rev,
+                     e->val, e->key, acked_key[cid][num]);
+            return false;
+        }
+        if (num < NS_MAX_WRITES && acked_rev[cid][num] && acked_rev[cid][num] != e->rev) {
+            snprintf(why, cap, "write %s was acknowledged at revision %" PRIu64 " but its event is at %" PRIu64,
+                     e->val, acked_rev[cid][num], e->rev);
+            return false;
+        }
+    }
+    /* Every acknowledged write inside a chain's span has its event. */
+    for (uint32_t ch = 0; ch <= W.chain; ch++) {
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (size_t i = 0; i < W.nev; i++)
+            if (W.ev[i].chain == ch) {
+                lo = W.ev[i].rev < lo ? W.ev[i].rev : lo;
+                hi = W.ev[i].rev > hi ? W.ev[i].rev : hi;
+            }
+        if (!hi)
+            continue;
+        if (W.chain_from[ch] && W.chain_from[ch] < lo)
+            lo = W.chain_from[ch];
+        for (int cid = 0; cid <= NS_CLIENTS; cid++)
+            for (uint64_t num = 1; num <= clients[cid].nwrites && num < NS_MAX_WRITES; num++) {
+                uint64_t r = acked_rev[cid][num];
+                if (!r || r < lo || r > hi)
+                    continue;
+                bool seen = false;
+                for (size_t i = 0; i < W.nev && !seen; i++)
+                    seen = W.ev[i].chain == ch && W.ev[i].rev == r;
+                if (!seen) {
+                    snprintf(why, cap,
+                             "write c%d-%" PRIu64 " acknowledged at revision %" PRIu64
+                             " is missing from the watch stream covering %" PRIu64 "..%" PRIu64 " (a gap)",
+                             cid, num, r, lo, hi);
+                    return false;
+                }
+            }
+    }
+    return true;
 }
 
 /* --- members: start, crash --- */
@@ -891,6 +1104,10 @@ static void handle(struct ev *e)
         }
         return;
     }
+    if (e->kind == EV_WATCH) {
+        watch_open();
+        return;
+    }
     if (e->kind == EV_CTICK) {
         struct client *cl = &clients[e->node];
         if (cl->busy || !faults_on)
@@ -1016,7 +1233,7 @@ static bool members_caught_up(void)
         if (!n || n->storage_failed || n->sm.applied_index < st.commit || n->syncing || n->installing)
             return false;
     }
-    return true;
+    return W.open && W.c && nodes[W.node].n;
 }
 
 static bool fail(uint64_t seed, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1118,6 +1335,9 @@ static bool run_seed(uint64_t seed)
         clients[i].idx = i;
         clients[i].hint = -1;
     }
+    free(W.ev);
+    memset(&W, 0, sizeof W);
+    memset(acked_rev, 0, sizeof acked_rev);
     faults_on = true;
     for (int i = 0; i < nnodes; i++) {
         struct errbuf eb = {{0}};
@@ -1131,6 +1351,7 @@ static bool run_seed(uint64_t seed)
     for (int i = 0; i < NS_CLIENTS; i++)
         client_schedule(&clients[i], (200 + below(300)) * NS_MS);
     ev_push((struct ev){.t = (300 + below(500)) * NS_MS, .kind = EV_FAULT});
+    watch_schedule((50 + below(200)) * NS_MS);
     bool ok = true;
     run_until(NS_RUN_MS * NS_MS, NULL);
     /* Heal: no more faults or new operations; the operations in flight end. */
@@ -1159,6 +1380,9 @@ static bool run_seed(uint64_t seed)
     }
     if (ok)
         ok = members_equal(seed);
+    char why[300];
+    if (ok && !watch_check(why, sizeof why))
+        ok = fail(seed, "watch stream: %s", why);
     if (ok)
         trace("seed %" PRIu64 " passed: %zu operations, applied %" PRIu64, seed, nhist, applied_max());
     /* Tear down: members stop as in a crash, disks are freed. */
@@ -1248,6 +1472,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < NS_KEYS; k++)
         free(keys_s[k]);
     free(hist);
+    free(W.ev);
     free(heap);
     buf_free(&sendbuf);
     clock_set_source(NULL);

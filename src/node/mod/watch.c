@@ -101,7 +101,9 @@ static void hist_evict(struct watch_hub *h)
 
 static bool conn_output_full(const struct conn *c)
 {
-    return !c->bev || evbuffer_get_length(bufferevent_get_output(c->bev)) >= WATCH_OUT_HIGH;
+    if (!c->bev)
+        return c->out == NULL; /* a detached connection (conn.h) takes every frame at once */
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) >= WATCH_OUT_HIGH;
 }
 
 /* Write what the watcher may have now. Returns false if it was cut off (and
