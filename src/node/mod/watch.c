@@ -123,7 +123,8 @@ static bool watcher_pump(struct node *n, struct watcher *w)
     }
     while (w->next_seq < h->next_seq && !conn_output_full(w->c)) {
         const struct watch_event *e = hist_at(h, w->next_seq++);
-        if (e->klen < w->plen || (w->plen && memcmp(e->data, w->prefix, w->plen) != 0))
+        if (e->mod_rev < w->from_rev || e->klen < w->plen ||
+            (w->plen && memcmp(e->data, w->prefix, w->plen) != 0))
             continue;
         struct msg_writer mw;
         conn_reply_begin(w->c, &mw, DDKV_MSG_EVENT, w->request_id, 7);
@@ -266,6 +267,7 @@ static void watch_handle(void *ctx, struct conn *c, const struct msg *m)
     c->watches++;
     w->request_id = m->request_id;
     w->next_seq = start;
+    w->from_rev = from;
     w->next = h->watchers;
     h->watchers = w;
     n->stats.watches++;
