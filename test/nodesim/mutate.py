@@ -9,6 +9,8 @@ seeds it takes to notice. The source tree is never modified.
           finished at once, the sync never asked for)
   apply   a committed entry applied before it is durable in the local log
   dedup   session deduplication skipped: a retried write applies again
+  watch   a watch event delivered before its entry committed (published as
+          the entry is staged, not once the state machine batch is written)
 
 Prints, for each, the seeds run until the first failure ("caught at seed S")
 or "NOT caught in N seeds". Exit 1 if any mutant survives.
@@ -27,6 +29,9 @@ MUTATIONS = {
     "dedup": ("session deduplication skipped", "src/kv/sm.c",
               "&& op->seq <= sess.last_seq) {",
               "&& op->seq <= sess.last_seq && op->kind == SM_OP_NOOP) {"),
+    "watch": ("a watch event delivered before its entry committed", "src/node/mod/watch.c",
+              "                ev->version, ev->lamport);\n}",
+              "                ev->version, ev->lamport);\n    watch_publish(n);\n}"),
 }
 
 
