@@ -50,6 +50,14 @@ struct node_io {
      * code not sendable (no such peer). flush sends what was queued. */
     int (*send)(struct node *n, const struct raft_msg *m);
     void (*flush)(struct node *n);
+    /* What the peers said in their hellos (mod/members.c): has_peers, false
+     * when there is no peer transport at all (a one-node cluster without a
+     * peer port); peer_incarnation, the data dir incarnation member id's live
+     * connection announced (0: none); peer_refuse, drop its connections (its
+     * data dir is not the one the cluster recorded). */
+    bool (*has_peers)(struct node *n);
+    uint64_t (*peer_incarnation)(struct node *n, uint64_t id);
+    void (*peer_refuse)(struct node *n, uint64_t id, const char *why);
 
     /* Timers: fn(n) runs on the node's thread ms after timer_arm, again every
      * ms if repeat, until timer_cancel (or re-arming). NULL: out of memory. */

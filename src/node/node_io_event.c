@@ -49,6 +49,22 @@ static void nie_flush(struct node *n)
         peer_flush(n->peers);
 }
 
+static bool nie_has_peers(struct node *n)
+{
+    return n->peers != NULL;
+}
+
+static uint64_t nie_peer_incarnation(struct node *n, uint64_t id)
+{
+    return n->peers ? peer_incarnation_of(n->peers, id) : 0;
+}
+
+static void nie_peer_refuse(struct node *n, uint64_t id, const char *why)
+{
+    if (n->peers)
+        peer_drop_inbound(n->peers, id, why);
+}
+
 struct node_timer {
     struct node *n;
     node_timer_fn fn;
@@ -169,6 +185,9 @@ const struct node_io node_io_event = {
     .sync_wait = nie_sync_wait,
     .send = nie_send,
     .flush = nie_flush,
+    .has_peers = nie_has_peers,
+    .peer_incarnation = nie_peer_incarnation,
+    .peer_refuse = nie_peer_refuse,
     .timer_new = nie_timer_new,
     .timer_arm = nie_timer_arm,
     .timer_armed = nie_timer_armed,

@@ -127,7 +127,9 @@ struct simnode {
     struct memdisk *disk;
     struct node *n;       /* NULL while down */
     uint64_t gen;         /* changes at every start and crash: stale events are dropped */
-    bool refused;         /* its disk was found damaged at restart: it stays out */
+    bool refused;         /* its disk was found damaged at restart: out until rebuilt */
+    bool joined;          /* rebuilt: removed, wiped, started empty with --join, added again */
+    char peer_addr[32];
     uint64_t paused_until, full_until, restart_at;
     struct node_timer timers[NS_MAX_TIMERS];
     bool sync_in_flight, sync_finished;
@@ -142,13 +144,17 @@ static struct simnode nodes[NS_MAX_NODES];
 static bool cut[NS_MAX_NODES][NS_MAX_NODES]; /* cut[a][b]: a's messages to b are lost */
 static unsigned drop_pct, dup_pct;
 static bool faults_on;
+/* The member being rebuilt (removed, wiped, added back), -1: none; phase 1
+ * removing, 2 adding. */
+static int rebuild_target = -1, rebuild_phase;
+static uint64_t rebuilds;
 static char base_dir[128];
 static char cluster_spec[256];
 static uint32_t snapshot_entries;
 static uint32_t heartbeat_ms;
 
 /* --- the event queue: a binary heap on (time, sequence) --- */
-enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH };
+enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH, EV_MSTEP };
 struct ev {
     uint64_t t, seq;
     enum ev_kind kind;
@@ -324,7 +330,7 @@ static int sio_send(struct node *n, const struct raft_msg *m)
         ASSERT(d);
         memcpy(d, sendbuf.data, sendbuf.len);
         ev_push((struct ev){.t = now_ns + lat, .kind = EV_MSG, .node = to->idx, .from = from->idx, .data = d,
-                            .len = sendbuf.len});
+                            .len = sendbuf.len, .token = n->incarnation});
     }
     return ERR_OK;
 }
@@ -332,6 +338,29 @@ static int sio_send(struct node *n, const struct raft_msg *m)
 static void sio_flush(struct node *n)
 {
     (void)n;
+}
+
+/* The hello's incarnation: what member id's data dir says, while it is up
+ * and reachable both ways (a live connection). */
+static bool sio_has_peers(struct node *n)
+{
+    (void)n;
+    return true;
+}
+
+static uint64_t sio_peer_incarnation(struct node *n, uint64_t id)
+{
+    struct simnode *me = SN(n), *p = node_by_id(id);
+    if (!p || !p->n || cut[p->idx][me->idx] || cut[me->idx][p->idx])
+        return 0;
+    return p->n->incarnation;
+}
+
+static void sio_peer_refuse(struct node *n, uint64_t id, const char *why)
+{
+    (void)n;
+    (void)id;
+    (void)why; /* each message is checked at delivery (cluster_incarnation_ok) */
 }
 
 static struct node_timer *sio_timer_new(struct node *n, node_timer_fn fn)
@@ -454,6 +483,9 @@ static const struct node_io sim_io = {
     .sync_wait = sio_sync_wait,
     .send = sio_send,
     .flush = sio_flush,
+    .has_peers = sio_has_peers,
+    .peer_incarnation = sio_peer_incarnation,
+    .peer_refuse = sio_peer_refuse,
     .timer_new = sio_timer_new,
     .timer_arm = sio_timer_arm,
     .timer_armed = sio_timer_armed,
@@ -482,6 +514,7 @@ struct client {
     uint64_t conn_gen[NS_MAX_NODES];
     bool busy;
     bool is_write;
+    int member_op; /* the admin: 0 none, 1 MEMBER_REMOVE, 2 MEMBER_ADD of member `key` */
     int key;
     char val[32];
     uint64_t seq, rid, token;
@@ -492,7 +525,10 @@ struct client {
     int hint; /* the member that last led for us */
     uint64_t nwrites;
 };
-static struct client clients[NS_CLIENTS + 1]; /* the last: the final reader */
+/* NS_CLIENTS clients, then the final reader, then the admin (membership). */
+#define NS_READER NS_CLIENTS
+#define NS_ADMIN (NS_CLIENTS + 1)
+static struct client clients[NS_CLIENTS + 2];
 
 /* Over all seeds, printed at the end: what the runs exercised. */
 static struct {
@@ -503,8 +539,8 @@ static struct {
 /* The revision each acknowledged write was told (WRITTEN_AT), by client and
  * write number (values are "c<client>-<number>"). */
 #define NS_MAX_WRITES 4096
-static uint64_t acked_rev[NS_CLIENTS + 1][NS_MAX_WRITES];
-static int acked_key[NS_CLIENTS + 1][NS_MAX_WRITES];
+static uint64_t acked_rev[NS_CLIENTS + 2][NS_MAX_WRITES];
+static int acked_key[NS_CLIENTS + 2][NS_MAX_WRITES];
 
 /* The watcher: one WATCH of the keys' prefix, resumed on another member from
  * the revision after its last event when its member goes (a chain of
@@ -574,7 +610,7 @@ static void client_close_node(int node)
         conn_close_detached(c);
         watch_schedule((20 + below(80)) * NS_MS);
     }
-    for (int i = 0; i <= NS_CLIENTS; i++) {
+    for (int i = 0; i <= NS_ADMIN; i++) {
         struct client *cl = &clients[i];
         if (cl->conns[node]) {
             struct conn *c = cl->conns[node];
@@ -589,8 +625,18 @@ static void client_schedule(struct client *cl, uint64_t delay)
     ev_push((struct ev){.t = now_ns + delay, .kind = EV_CTICK, .node = cl->idx});
 }
 
+static void member_step(bool ok);
+static void member_rebuild(int idx);
+
 static void client_finish(struct client *cl, enum lin_outcome oc, const char *read_value, bool found)
 {
+    if (cl->member_op) {
+        /* The next step runs as an event of its own: this may be a member's
+         * reply, from inside that member, which the step may free. */
+        cl->token++;
+        ev_push((struct ev){.t = now_ns, .kind = EV_MSTEP, .slot = oc == LIN_OK});
+        return;
+    }
     if (cl->is_write)
         hist_add(cl, true, cl->val, cl->call_ns, now_ns, oc);
     else if (oc == LIN_OK)
@@ -621,7 +667,16 @@ static void client_attempt(struct client *cl)
     cl->token++;
     struct buf b = {0};
     struct msg_writer w;
-    if (cl->is_write) {
+    if (cl->member_op == 1) {
+        msg_begin(&w, &b, DDKV_MSG_MEMBER_REMOVE, 0, cl->rid, 1);
+        mw_bin(&w, nodes[cl->key].name, strlen(nodes[cl->key].name));
+    } else if (cl->member_op == 2) {
+        char addr[32];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", 7100 + cl->key);
+        msg_begin(&w, &b, DDKV_MSG_MEMBER_ADD, 0, cl->rid, 2);
+        mw_bin(&w, nodes[cl->key].name, strlen(nodes[cl->key].name));
+        mw_bin(&w, addr, strlen(addr));
+    } else if (cl->is_write) {
         msg_begin(&w, &b, DDKV_MSG_WRITE, 0, cl->rid, 5);
         mw_bin(&w, keys_s[cl->key], strlen(keys_s[cl->key]));
         mw_bin(&w, cl->val, strlen(cl->val));
@@ -681,7 +736,16 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
         return; /* an attempt given up on */
     }
     uint64_t code = 0;
-    if (m.type == DDKV_MSG_WRITTEN_AT && cl->is_write) {
+    if (cl->member_op) {
+        if (m.type == DDKV_MSG_MEMBER_CHANGED ||
+            (m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK && code == DDKV_WERR_NOT_FOUND &&
+             cl->member_op == 1)) {
+            trace("admin: %s %s done", cl->member_op == 1 ? "MEMBER_REMOVE" : "MEMBER_ADD", nodes[cl->key].name);
+            client_finish(cl, LIN_OK, NULL, false);
+        } else {
+            client_retry(cl, (20 + below(80)) * NS_MS);
+        }
+    } else if (m.type == DDKV_MSG_WRITTEN_AT && cl->is_write) {
         uint64_t rev = 0;
         ASSERT(msg_u64(&m, 1, &rev) == ERR_OK);
         if (cl->nwrites < NS_MAX_WRITES)
@@ -927,7 +991,9 @@ static int node_start(struct simnode *sn, struct errbuf *eb)
     node_config_defaults(&n->cfg);
     n->cfg.name = sn->name;
     n->cfg.data_dir = sn->dir;
-    n->cfg.cluster = cluster_spec;
+    n->cfg.cluster = sn->joined ? NULL : cluster_spec;
+    n->cfg.join = sn->joined;
+    n->cfg.peer_addr = sn->peer_addr;
     n->cfg.client_addr = "127.0.0.1:1";
     n->cfg.snapshot_entries = snapshot_entries;
     n->cfg.heartbeat_ms = heartbeat_ms;
@@ -984,6 +1050,7 @@ static void node_restart(struct simnode *sn)
         sn->refused = true;
         totals.refused++;
         trace("%s: refused at restart (damaged disk): %s", sn->name, eb.msg);
+        member_rebuild(sn->idx);
         return;
     }
     if (rc) {
@@ -991,6 +1058,76 @@ static void node_restart(struct simnode *sn)
         abort();
     }
     trace("%s: restarted", sn->name);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    if (ftw->level > 0)
+        remove(path);
+    return 0;
+}
+
+/* --- membership: a member removed, wiped and added back empty --- */
+static void member_op_start(int op, int idx)
+{
+    struct client *cl = &clients[NS_ADMIN];
+    cl->busy = true;
+    cl->member_op = op;
+    cl->is_write = false;
+    cl->key = idx;
+    cl->attempts = 0;
+    cl->call_ns = now_ns;
+    client_attempt(cl);
+}
+
+static void member_rebuild(int idx)
+{
+    if (rebuild_target >= 0)
+        return;
+    rebuild_target = idx;
+    rebuild_phase = 1;
+    rebuilds++;
+    trace("admin: rebuilding %s: MEMBER_REMOVE, wipe, start empty with --join, MEMBER_ADD", nodes[idx].name);
+    member_op_start(1, idx);
+}
+
+static void member_step(bool ok)
+{
+    struct simnode *sn = &nodes[rebuild_target];
+    if (!ok) {
+        member_op_start(rebuild_phase, rebuild_target); /* again */
+        return;
+    }
+    if (rebuild_phase == 1) {
+        if (sn->n)
+            node_free(sn);
+        memdisk_register(sn->dir, NULL);
+        memdisk_free(sn->disk);
+        sn->disk = memdisk_new();
+        memdisk_register(sn->dir, sn->disk);
+        nftw(sn->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        sn->refused = false;
+        sn->joined = true;
+        struct errbuf eb = {{0}};
+        if (node_start(sn, &eb)) {
+            fprintf(stderr, "nodesim: %s cannot start empty: %s\n", sn->name, eb.msg);
+            abort();
+        }
+        trace("%s: started empty, waiting to be added", sn->name);
+        rebuild_phase = 2;
+        member_op_start(2, rebuild_target);
+        return;
+    }
+    trace("admin: %s rebuilt", sn->name);
+    rebuild_target = -1;
+    rebuild_phase = 0;
+    for (int i = 0; i < nnodes; i++)
+        if (nodes[i].refused) {
+            member_rebuild(i);
+            break;
+        }
 }
 
 /* --- faults --- */
@@ -1002,7 +1139,7 @@ static int impaired(void)
         bool cutoff = false;
         for (int j = 0; j < nnodes; j++)
             cutoff |= cut[i][j] || cut[j][i];
-        k += !sn->n || sn->paused_until > now_ns || sn->full_until > now_ns || cutoff;
+        k += !sn->n || sn->paused_until > now_ns || sn->full_until > now_ns || cutoff || rebuild_target == i;
     }
     return k;
 }
@@ -1054,6 +1191,8 @@ static void fault_step(void)
         sn->full_until = now_ns + span;
         trace("%s: DISK FULL for %" PRIu64 " ms", sn->name, span / NS_MS);
         ev_push((struct ev){.t = sn->full_until, .kind = EV_HEAL, .node = sn->idx, .slot = 3});
+    } else if (room > 0 && f < 86 && f >= 82 && rebuild_target < 0) {
+        member_rebuild(sn->idx);
     } else if (f < 82) {
         struct simnode *l = leader_node();
         if (l && sn != l && sn->n) {
@@ -1102,6 +1241,11 @@ static void handle(struct ev *e)
             sn->full_until = 0;
             trace("%s: disk has room again", sn->name);
         }
+        return;
+    }
+    if (e->kind == EV_MSTEP) {
+        clients[NS_ADMIN].busy = false;
+        member_step(e->slot != 0);
         return;
     }
     if (e->kind == EV_WATCH) {
@@ -1165,6 +1309,13 @@ static void handle(struct ev *e)
         struct raft_msg rm;
         ASSERT(raft_msg_decode(&m, &rm) == ERR_OK);
         ASSERT(rm.to == sn->id);
+        /* The amnesia guard the peer hello applies: a sender whose data dir
+         * is not the one this member's state machine recorded is refused. */
+        if (!cluster_incarnation_ok(n, rm.from, nodes[e->from].name, e->token)) {
+            raft_msg_release(&rm);
+            msg_free(&m);
+            return;
+        }
         (void)lamport_observe_member(&n->clock, m.lamport, clock_mono_ms());
         const struct dispatch_entry *de = dispatcher_lookup(&n->disp, m.type);
         ASSERT(de && de->peer_fn);
@@ -1204,7 +1355,7 @@ static bool run_until(uint64_t t_end, bool (*done)(void))
 
 static bool clients_idle(void)
 {
-    for (int i = 0; i <= NS_CLIENTS; i++)
+    for (int i = 0; i <= NS_ADMIN; i++)
         if (clients[i].busy)
             return false;
     return true;
@@ -1296,14 +1447,6 @@ static bool members_equal(uint64_t seed)
     return true;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    if (ftw->level > 0)
-        remove(path);
-    return 0;
-}
 
 static bool run_seed(uint64_t seed)
 {
@@ -1325,12 +1468,15 @@ static bool run_seed(uint64_t seed)
         snprintf(sn->dir, sizeof sn->dir, "%s/%s", base_dir, sn->name);
         nftw(sn->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
         sn->id = cluster_node_id(sn->name);
+        snprintf(sn->peer_addr, sizeof sn->peer_addr, "127.0.0.1:%d", 7100 + i);
         sn->disk = memdisk_new();
         memdisk_register(sn->dir, sn->disk);
         o += (size_t)snprintf(cluster_spec + o, sizeof cluster_spec - o, "%s%s=127.0.0.1:%d", i ? "," : "",
                               sn->name, 7100 + i);
     }
-    for (int i = 0; i <= NS_CLIENTS; i++) {
+    rebuild_target = -1;
+    rebuild_phase = 0;
+    for (int i = 0; i <= NS_ADMIN; i++) {
         memset(&clients[i], 0, sizeof clients[i]);
         clients[i].idx = i;
         clients[i].hint = -1;
@@ -1363,7 +1509,7 @@ static bool run_seed(uint64_t seed)
         ok = fail(seed, "client operations still unanswered %d ms after the faults healed", NS_SETTLE_MS);
     /* No acknowledged write lost: a final read of every key, recorded. */
     for (int k = 0; ok && k < NS_KEYS; k++) {
-        struct client *cl = &clients[NS_CLIENTS];
+        struct client *cl = &clients[NS_READER];
         client_start_op(cl, false, k);
         if (!run_until(now_ns + NS_SETTLE_MS * NS_MS, clients_idle))
             ok = fail(seed, "the final read of %s did not complete", keys_s[k]);
@@ -1465,9 +1611,9 @@ int main(int argc, char **argv)
         printf("  operations: %" PRIu64 " ok, %" PRIu64 " unknown, %" PRIu64 " failed; crashes %" PRIu64
                " (members refused for a torn disk %" PRIu64 "), failed syncs armed %" PRIu64
                ", rejoins after a storage fence %" PRIu64 ", snapshots %" PRIu64 ", installs %" PRIu64
-               ", duplicate retries %" PRIu64 "\n",
+               ", duplicate retries %" PRIu64 ", members rebuilt %" PRIu64 "\n",
                totals.ops_ok, totals.ops_unknown, totals.ops_failed, totals.crashes, totals.refused,
-               totals.syncs_failed, totals.rejoins, totals.snapshots, totals.installs, totals.duplicates);
+               totals.syncs_failed, totals.rejoins, totals.snapshots, totals.installs, totals.duplicates, rebuilds);
     nftw(base_dir, rm_all, 8, FTW_DEPTH | FTW_PHYS);
     for (int k = 0; k < NS_KEYS; k++)
         free(keys_s[k]);

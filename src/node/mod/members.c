@@ -7,6 +7,7 @@
 
 #include "node/peer.h"
 #include "node/node_int.h"
+#include "node/node_io.h"
 #include "proto/version.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -26,7 +27,7 @@ struct members_state {
  * member removed and added again is recorded anew. */
 static void members_tick_incarnations(struct node *n, bool leader)
 {
-    if (!n->cluster_id || !n->peers)
+    if (!n->cluster_id || !n->io->has_peers(n))
         return;
     const struct raft_conf *conf = raft_get_conf(n->raft);
     uint64_t now = clock_mono_ms();
@@ -37,7 +38,7 @@ static void members_tick_incarnations(struct node *n, bool leader)
         if (sm_member_incarnation(&n->sm, n->cluster_id, m->id, &rec, &eb) != ERR_OK)
             continue;
         bool self = m->id == n->self_id;
-        uint64_t have = self ? n->incarnation : peer_incarnation_of(n->peers, m->id);
+        uint64_t have = self ? n->incarnation : n->io->peer_incarnation(n, m->id);
         if (self && rec && rec != n->incarnation && !n->mstate->inc_self_logged) {
             n->mstate->inc_self_logged = true;
             log_error("this member's data dir is not the one the cluster knows (incarnation %016llx, recorded "
@@ -45,7 +46,7 @@ static void members_tick_incarnations(struct node *n, bool leader)
                       (unsigned long long)n->incarnation, (unsigned long long)rec);
         }
         if (!self && have && rec && rec != have && !cluster_incarnation_ok(n, m->id, m->name, have))
-            peer_drop_inbound(n->peers, m->id, "its data dir is not the one the cluster knows");
+            n->io->peer_refuse(n, m->id, "its data dir is not the one the cluster knows");
         if (!leader || (m->inc_proposed_ms && now - m->inc_proposed_ms < 2000))
             continue;
         struct sm_op op = {.kind = SM_OP_MEMBER_INC, .member_id = m->id, .member_cluster = n->cluster_id};
