@@ -200,6 +200,10 @@ static void members_add(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad peer address '%s' (want host:port)", addr);
         return;
     }
+    /* Only the leader answers, the "already done" of a retry included: a
+     * follower's configuration may still hold a member the leader removed. */
+    if (!replica_lead_or_refuse(n, c, m->request_id, true))
+        return;
     uint64_t id = cluster_node_id(name);
     if (raft_conf_has(raft_get_conf(n->raft), id)) {
         const struct member *have = cluster_member(n, id);
@@ -239,6 +243,10 @@ static void members_remove(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "MEMBER_REMOVE wants [name]");
         return;
     }
+    /* Only the leader says "not a member": a follower's configuration may
+     * lack a member the leader has (it joined after the follower's log). */
+    if (!replica_lead_or_refuse(n, c, m->request_id, true))
+        return;
     uint64_t id = cluster_node_id(name);
     if (!raft_conf_has(raft_get_conf(n->raft), id)) {
         conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "%s is not a member", name);
