@@ -54,8 +54,8 @@
 #define NS_CLIENTS 5
 #define NS_KEYS 4
 #define NS_MS ((uint64_t)1000000)
-#define NS_RUN_MS 4000      /* faults and client load */
-#define NS_SETTLE_MS 6000   /* faults healed: a leader, every member caught up */
+#define NS_RUN_MS 3000      /* faults and client load */
+#define NS_SETTLE_MS 10000  /* faults healed: a leader, every member caught up */
 #define NS_ATTEMPT_MS 1500  /* a client gives an attempt this long */
 #define NS_OP_MS 4000      /* a client gives up an operation after this (outcome unknown) */
 
@@ -130,7 +130,7 @@ struct simnode {
     bool refused;         /* its disk was found damaged at restart: out until rebuilt */
     bool joined;          /* rebuilt: removed, wiped, started empty with --join, added again */
     char peer_addr[32];
-    uint64_t paused_until, full_until, restart_at;
+    uint64_t paused_until, full_until, restart_at, eio_until;
     struct node_timer timers[NS_MAX_TIMERS];
     bool sync_in_flight, sync_finished;
     int sync_rc;
@@ -649,7 +649,7 @@ static void client_finish(struct client *cl, enum lin_outcome oc, const char *re
 
 static int client_pick(struct client *cl)
 {
-    if (cl->hint >= 0 && cl->attempts <= 1 && !pct(20))
+    if (cl->hint >= 0 && !pct(20))
         return cl->hint;
     return (int)below((uint64_t)nnodes);
 }
@@ -720,6 +720,19 @@ static void client_retry(struct client *cl, uint64_t delay)
                         .slot = 1});
 }
 
+/* NOT_LEADER names the leader the answering member knows (its client
+ * address): the member index of it, or -1. */
+static int leader_hint(int node)
+{
+    struct node *n = nodes[node].n;
+    if (!n || !n->raft)
+        return -1;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    struct simnode *l = st.leader ? node_by_id(st.leader) : NULL;
+    return l ? l->idx : -1;
+}
+
 static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *ctx)
 {
     (void)c;
@@ -743,6 +756,14 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
             trace("admin: %s %s done", cl->member_op == 1 ? "MEMBER_REMOVE" : "MEMBER_ADD", nodes[cl->key].name);
             client_finish(cl, LIN_OK, NULL, false);
         } else {
+            if (m.type == DDKV_MSG_ERROR && code == DDKV_WERR_NOT_LEADER)
+                cl->hint = leader_hint(cl->node);
+            const uint8_t *t = NULL;
+            size_t tn = 0;
+            if (m.type == DDKV_MSG_ERROR)
+                (void)msg_bytes(&m, 1, &t, &tn);
+            trace("admin: %s %s at %s: %.*s", cl->member_op == 1 ? "MEMBER_REMOVE" : "MEMBER_ADD",
+                  nodes[cl->key].name, nodes[cl->node].name, (int)tn, t ? (const char *)t : "");
             client_retry(cl, (20 + below(80)) * NS_MS);
         }
     } else if (m.type == DDKV_MSG_WRITTEN_AT && cl->is_write) {
@@ -769,8 +790,8 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
              * have been proposed (a fence, a lost leadership, a timeout). */
             if (code != DDKV_WERR_NOT_LEADER && cl->is_write)
                 cl->maybe_applied = true;
-            if (code == DDKV_WERR_NOT_LEADER && cl->hint == cl->node)
-                cl->hint = -1;
+            if (code == DDKV_WERR_NOT_LEADER)
+                cl->hint = leader_hint(cl->node);
             client_retry(cl, (10 + below(60)) * NS_MS);
         }
     } else {
@@ -1120,6 +1141,21 @@ static void member_step(bool ok)
         member_op_start(2, rebuild_target);
         return;
     }
+    if (rebuild_phase == 2) {
+        /* Added: it must now take the log. If the cluster refuses it (its
+         * removal was not in effect when it was wiped, so the data dir the
+         * cluster recorded is gone), the operator's way out is to remove and
+         * add it again: so does the admin. */
+        rebuild_phase = 3;
+        ev_push((struct ev){.t = now_ns + 3000 * NS_MS, .kind = EV_MSTEP, .slot = 2});
+        return;
+    }
+    if (!sn->n || sn->n->sm.applied_index == 0) {
+        trace("admin: %s was added but took nothing: removing and adding it again", sn->name);
+        rebuild_phase = 1;
+        member_op_start(1, rebuild_target);
+        return;
+    }
     trace("admin: %s rebuilt", sn->name);
     rebuild_target = -1;
     rebuild_phase = 0;
@@ -1139,7 +1175,8 @@ static int impaired(void)
         bool cutoff = false;
         for (int j = 0; j < nnodes; j++)
             cutoff |= cut[i][j] || cut[j][i];
-        k += !sn->n || sn->paused_until > now_ns || sn->full_until > now_ns || cutoff || rebuild_target == i;
+        k += !sn->n || sn->paused_until > now_ns || sn->full_until > now_ns || sn->eio_until > now_ns || cutoff ||
+             rebuild_target == i;
     }
     return k;
 }
@@ -1181,7 +1218,9 @@ static void fault_step(void)
         }
         trace("%s: PARTITIONED for %" PRIu64 " ms", sn->name, span / NS_MS);
         ev_push((struct ev){.t = now_ns + span, .kind = EV_HEAL, .node = sn->idx, .slot = 2});
-    } else if (sn->n && f < 65) {
+    } else if (room > 0 && sn->n && f < 65) {
+        /* Counted as impaired while the fence it causes may last. */
+        sn->eio_until = now_ns + 1000 * NS_MS;
         memdisk_fail_next_sync(sn->disk, pct(50));
         sn->syncs_failed++;
         totals.syncs_failed++;
@@ -1244,7 +1283,8 @@ static void handle(struct ev *e)
         return;
     }
     if (e->kind == EV_MSTEP) {
-        clients[NS_ADMIN].busy = false;
+        if (e->slot != 2)
+            clients[NS_ADMIN].busy = false;
         member_step(e->slot != 0);
         return;
     }
@@ -1265,6 +1305,8 @@ static void handle(struct ev *e)
             return;
         if (e->slot == 0 && cl->is_write)
             cl->maybe_applied = true; /* no answer in time: it may have applied */
+        if (e->slot == 0)
+            cl->hint = -1;
         client_attempt(cl);
         return;
     }
@@ -1358,7 +1400,7 @@ static bool clients_idle(void)
     for (int i = 0; i <= NS_ADMIN; i++)
         if (clients[i].busy)
             return false;
-    return true;
+    return rebuild_target < 0;
 }
 
 static uint64_t applied_max(void)
