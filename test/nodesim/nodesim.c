@@ -54,7 +54,7 @@
 #define NS_CLIENTS 5
 #define NS_KEYS 4
 #define NS_MS ((uint64_t)1000000)
-#define NS_RUN_MS 3000      /* faults and client load */
+#define NS_RUN_MS 2000      /* faults and client load */
 #define NS_SETTLE_MS 10000  /* faults healed: a leader, every member caught up */
 #define NS_ATTEMPT_MS 1500  /* a client gives an attempt this long */
 #define NS_OP_MS 4000      /* a client gives up an operation after this (outcome unknown) */
