@@ -147,6 +147,7 @@ static bool faults_on;
 /* The member being rebuilt (removed, wiped, added back), -1: none; phase 1
  * removing, 2 adding. */
 static int rebuild_target = -1, rebuild_phase;
+static char admin_bad[160]; /* an answer the admin was given that the cluster contradicts */
 static uint64_t rebuilds;
 static char base_dir[128];
 static char cluster_spec[256];
@@ -627,6 +628,7 @@ static void client_schedule(struct client *cl, uint64_t delay)
 
 static void member_step(bool ok);
 static void member_rebuild(int idx);
+static struct simnode *leader_node(void);
 
 static void client_finish(struct client *cl, enum lin_outcome oc, const char *read_value, bool found)
 {
@@ -1142,6 +1144,12 @@ static void member_step(bool ok)
         return;
     }
     if (rebuild_phase == 2) {
+        /* MEMBER_CHANGED is a promise: the leader's configuration has it. */
+        struct simnode *l = leader_node();
+        if (l && !raft_conf_has(raft_get_conf(l->n->raft), sn->id) && !admin_bad[0])
+            snprintf(admin_bad, sizeof admin_bad,
+                     "MEMBER_ADD %s was answered done, but the leader %s's configuration lacks it", sn->name,
+                     l->name);
         /* Added: it must now take the log. If the cluster refuses it (its
          * removal was not in effect when it was wiped, so the data dir the
          * cluster recorded is gone), the operator's way out is to remove and
@@ -1522,6 +1530,7 @@ static bool run_seed(uint64_t seed)
     }
     rebuild_target = -1;
     rebuild_phase = 0;
+    admin_bad[0] = 0;
     for (int i = 0; i <= NS_ADMIN; i++) {
         memset(&clients[i], 0, sizeof clients[i]);
         clients[i].idx = i;
@@ -1597,6 +1606,8 @@ static bool run_seed(uint64_t seed)
     }
     if (ok)
         ok = members_equal(seed);
+    if (ok && admin_bad[0])
+        ok = fail(seed, "membership: %s", admin_bad);
     char why[300];
     if (ok && !watch_check(why, sizeof why))
         ok = fail(seed, "watch stream: %s", why);
