@@ -155,7 +155,7 @@ static uint32_t snapshot_entries;
 static uint32_t heartbeat_ms;
 
 /* --- the event queue: a binary heap on (time, sequence) --- */
-enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH, EV_MSTEP };
+enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH, EV_MSTEP, EV_LSTEP };
 struct ev {
     uint64_t t, seq;
     enum ev_kind kind;
@@ -516,6 +516,7 @@ struct client {
     bool busy;
     bool is_write;
     int member_op; /* the admin: 0 none, 1 MEMBER_REMOVE, 2 MEMBER_ADD of member `key` */
+    int lease_op;  /* the lease holder: 0 none, 1 GRANT, 2 WRITE attached, 3 KEEPALIVE, 4 READ */
     int key;
     char val[32];
     uint64_t seq, rid, token;
@@ -529,7 +530,20 @@ struct client {
 /* NS_CLIENTS clients, then the final reader, then the admin (membership). */
 #define NS_READER NS_CLIENTS
 #define NS_ADMIN (NS_CLIENTS + 1)
-static struct client clients[NS_CLIENTS + 2];
+#define NS_LEASEC (NS_CLIENTS + 2)
+static struct client clients[NS_CLIENTS + 3];
+
+/* The lease holder: grants a lease, attaches a key to it, keeps it alive and
+ * reads the key. The lease must never end before the ttl after the call of
+ * the last keepalive (or grant) it was answered: a NOT_FOUND keepalive or an
+ * absent key answered before that is an early expiry. */
+static struct {
+    uint64_t id, ttl_ms;
+    uint64_t deadline_ns; /* no expiry may be observed before this */
+    bool key_written;
+    uint64_t grants, keepalives;
+    char bad[200];
+} LS;
 
 /* Over all seeds, printed at the end: what the runs exercised. */
 static struct {
@@ -540,8 +554,8 @@ static struct {
 /* The revision each acknowledged write was told (WRITTEN_AT), by client and
  * write number (values are "c<client>-<number>"). */
 #define NS_MAX_WRITES 4096
-static uint64_t acked_rev[NS_CLIENTS + 2][NS_MAX_WRITES];
-static int acked_key[NS_CLIENTS + 2][NS_MAX_WRITES];
+static uint64_t acked_rev[NS_CLIENTS + 3][NS_MAX_WRITES];
+static int acked_key[NS_CLIENTS + 3][NS_MAX_WRITES];
 
 /* The watcher: one WATCH of the keys' prefix, resumed on another member from
  * the revision after its last event when its member goes (a chain of
@@ -611,7 +625,7 @@ static void client_close_node(int node)
         conn_close_detached(c);
         watch_schedule((20 + below(80)) * NS_MS);
     }
-    for (int i = 0; i <= NS_ADMIN; i++) {
+    for (int i = 0; i <= NS_LEASEC; i++) {
         struct client *cl = &clients[i];
         if (cl->conns[node]) {
             struct conn *c = cl->conns[node];
@@ -632,6 +646,11 @@ static struct simnode *leader_node(void);
 
 static void client_finish(struct client *cl, enum lin_outcome oc, const char *read_value, bool found)
 {
+    if (cl->lease_op) {
+        cl->token++;
+        ev_push((struct ev){.t = now_ns, .kind = EV_LSTEP, .slot = oc == LIN_OK});
+        return;
+    }
     if (cl->member_op) {
         /* The next step runs as an event of its own: this may be a member's
          * reply, from inside that member, which the step may free. */
@@ -669,7 +688,29 @@ static void client_attempt(struct client *cl)
     cl->token++;
     struct buf b = {0};
     struct msg_writer w;
-    if (cl->member_op == 1) {
+    char lkey[32];
+    snprintf(lkey, sizeof lkey, "l/%" PRIu64, LS.id);
+    if (cl->lease_op == 1) {
+        msg_begin(&w, &b, DDKV_MSG_LEASE_GRANT, 0, cl->rid, 3);
+        mw_u64(&w, LS.ttl_ms);
+        mw_u64(&w, 0);
+        mw_u64(&w, 0);
+    } else if (cl->lease_op == 2) {
+        msg_begin(&w, &b, DDKV_MSG_WRITE, 0, cl->rid, 5);
+        mw_bin(&w, lkey, strlen(lkey));
+        mw_bin(&w, "held", 4);
+        mw_u64(&w, LS.id);
+        mw_u64(&w, 0);
+        mw_u64(&w, 0);
+    } else if (cl->lease_op == 3) {
+        msg_begin(&w, &b, DDKV_MSG_LEASE_KEEPALIVE, 0, cl->rid, 1);
+        mw_u64(&w, LS.id);
+    } else if (cl->lease_op == 4) {
+        msg_begin(&w, &b, DDKV_MSG_READ, 0, cl->rid, 3);
+        mw_bin(&w, lkey, strlen(lkey));
+        mw_u64(&w, 0);
+        mw_u64(&w, 0);
+    } else if (cl->member_op == 1) {
         msg_begin(&w, &b, DDKV_MSG_MEMBER_REMOVE, 0, cl->rid, 1);
         mw_bin(&w, nodes[cl->key].name, strlen(nodes[cl->key].name));
     } else if (cl->member_op == 2) {
@@ -751,7 +792,49 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
         return; /* an attempt given up on */
     }
     uint64_t code = 0;
-    if (cl->member_op) {
+    if (cl->lease_op) {
+        bool is_err = m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK;
+        if (!is_err && cl->lease_op == 1 && m.type == DDKV_MSG_LEASE) {
+            ASSERT(msg_u64(&m, 0, &LS.id) == ERR_OK);
+            /* Its countdown starts when the leader applies the grant: after the call. */
+            LS.deadline_ns = cl->call_ns + LS.ttl_ms * NS_MS;
+            LS.key_written = false;
+            LS.grants++;
+            trace("lease %" PRIu64 ": granted (ttl %" PRIu64 " ms, asked at %" PRIu64 " ms) by %s", LS.id, LS.ttl_ms,
+                  cl->call_ns / NS_MS, nodes[cl->node].name);
+            client_finish(cl, LIN_OK, NULL, false);
+        } else if (!is_err && cl->lease_op == 2 && m.type == DDKV_MSG_WRITTEN_AT) {
+            LS.key_written = true;
+            trace("lease %" PRIu64 ": key attached", LS.id);
+            client_finish(cl, LIN_OK, NULL, false);
+        } else if (!is_err && cl->lease_op == 3 && m.type == DDKV_MSG_LEASE) {
+            uint64_t d = cl->call_ns + LS.ttl_ms * NS_MS;
+            LS.deadline_ns = d > LS.deadline_ns ? d : LS.deadline_ns;
+            LS.keepalives++;
+            trace("lease %" PRIu64 ": kept alive (asked at %" PRIu64 " ms) by %s", LS.id, cl->call_ns / NS_MS,
+                  nodes[cl->node].name);
+            client_finish(cl, LIN_OK, NULL, false);
+        } else if (!is_err && cl->lease_op == 4 && m.type == DDKV_MSG_VALUE) {
+            client_finish(cl, LIN_OK, NULL, false);
+        } else if (is_err && code == DDKV_WERR_NOT_FOUND && (cl->lease_op == 3 || cl->lease_op == 4 ||
+                                                              cl->lease_op == 2)) {
+            /* The lease is gone (a keepalive or the attached write finds no
+             * lease; a read finds no key). Not before its deadline. */
+            if (now_ns < LS.deadline_ns && !LS.bad[0] && (cl->lease_op != 4 || LS.key_written))
+                snprintf(LS.bad, sizeof LS.bad,
+                         "lease %" PRIu64 " (ttl %" PRIu64 " ms) found gone by %s at %" PRIu64
+                         " ms, %" PRIu64 " ms before the ttl after its last answered keepalive", LS.id,
+                         LS.ttl_ms, cl->lease_op == 4 ? "a read" : cl->lease_op == 3 ? "a keepalive" : "a write",
+                         now_ns / NS_MS, (LS.deadline_ns - now_ns) / NS_MS);
+            trace("lease %" PRIu64 ": gone (%s)", LS.id, cl->lease_op == 4 ? "key absent" : "NOT_FOUND");
+            LS.id = 0;
+            client_finish(cl, LIN_OK, NULL, false);
+        } else {
+            if (is_err && code == DDKV_WERR_NOT_LEADER)
+                cl->hint = leader_hint(cl->node);
+            client_retry(cl, (10 + below(40)) * NS_MS);
+        }
+    } else if (cl->member_op) {
         if (m.type == DDKV_MSG_MEMBER_CHANGED ||
             (m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK && code == DDKV_WERR_NOT_FOUND &&
              cl->member_op == 1)) {
@@ -1092,6 +1175,52 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return 0;
 }
 
+/* --- the lease holder's steps --- */
+static void lease_op_start(int op, uint64_t delay)
+{
+    struct client *cl = &clients[NS_LEASEC];
+    (void)delay;
+    cl->busy = true;
+    cl->lease_op = op;
+    cl->is_write = false;
+    cl->attempts = 0;
+    cl->call_ns = now_ns;
+    client_attempt(cl);
+}
+
+static void lease_step(bool ok)
+{
+    struct client *cl = &clients[NS_LEASEC];
+    cl->busy = false;
+    if (!faults_on)
+        return; /* winding down */
+    int op = cl->lease_op;
+    if (!LS.id) {
+        LS.ttl_ms = 200 + 50 * below(8);
+        lease_op_start(1, 0);
+        return;
+    }
+    if (!ok && op == 3) {
+        lease_op_start(3, 0);
+        return;
+    }
+    if (op == 1 || (op == 2 && !ok)) {
+        lease_op_start(2, 0);
+        return;
+    }
+    /* Keep it alive (a third of the ttl apart), reading its key between, or
+     * sometimes let it lapse. */
+    if (faults_on && pct(3)) {
+        trace("lease %" PRIu64 ": let lapse", LS.id);
+        LS.id = 0;
+        ev_push((struct ev){.t = now_ns + (LS.ttl_ms + 50) * NS_MS, .kind = EV_LSTEP, .slot = 1});
+        return;
+    }
+    cl->lease_op = op == 3 ? 4 : 3;
+    cl->busy = true;
+    ev_push((struct ev){.t = now_ns + LS.ttl_ms / 6 * NS_MS, .kind = EV_LSTEP, .slot = 3});
+}
+
 /* --- membership: a member removed, wiped and added back empty --- */
 static void member_op_start(int op, int idx)
 {
@@ -1290,6 +1419,18 @@ static void handle(struct ev *e)
         }
         return;
     }
+    if (e->kind == EV_LSTEP) {
+        if (e->slot == 3) { /* the pause between keepalives is over */
+            if (!faults_on) {
+                clients[NS_LEASEC].busy = false;
+                return;
+            }
+            lease_op_start(clients[NS_LEASEC].lease_op, 0);
+            return;
+        }
+        lease_step(e->slot != 0);
+        return;
+    }
     if (e->kind == EV_MSTEP) {
         if (e->slot != 2)
             clients[NS_ADMIN].busy = false;
@@ -1412,7 +1553,7 @@ static bool clients_idle(void)
     for (int i = 0; i <= NS_ADMIN; i++)
         if (clients[i].busy)
             return false;
-    return rebuild_target < 0;
+    return rebuild_target < 0 && !clients[NS_LEASEC].busy;
 }
 
 static uint64_t applied_max(void)
@@ -1531,7 +1672,8 @@ static bool run_seed(uint64_t seed)
     rebuild_target = -1;
     rebuild_phase = 0;
     admin_bad[0] = 0;
-    for (int i = 0; i <= NS_ADMIN; i++) {
+    memset(&LS, 0, sizeof LS);
+    for (int i = 0; i <= NS_LEASEC; i++) {
         memset(&clients[i], 0, sizeof clients[i]);
         clients[i].idx = i;
         clients[i].hint = -1;
@@ -1553,6 +1695,7 @@ static bool run_seed(uint64_t seed)
         client_schedule(&clients[i], (200 + below(300)) * NS_MS);
     ev_push((struct ev){.t = (300 + below(500)) * NS_MS, .kind = EV_FAULT});
     watch_schedule((50 + below(200)) * NS_MS);
+    ev_push((struct ev){.t = (100 + below(300)) * NS_MS, .kind = EV_LSTEP, .slot = 1});
     bool ok = true;
     run_until(NS_RUN_MS * NS_MS, NULL);
     /* Heal: no more faults or new operations; the operations in flight end. */
@@ -1608,6 +1751,8 @@ static bool run_seed(uint64_t seed)
         ok = members_equal(seed);
     if (ok && admin_bad[0])
         ok = fail(seed, "membership: %s", admin_bad);
+    if (ok && LS.bad[0])
+        ok = fail(seed, "lease expired early: %s", LS.bad);
     char why[300];
     if (ok && !watch_check(why, sizeof why))
         ok = fail(seed, "watch stream: %s", why);
