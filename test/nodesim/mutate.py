@@ -11,12 +11,17 @@ seeds it takes to notice. The source tree is never modified.
   dedup   session deduplication skipped: a retried write applies again
   watch   a watch event delivered before its entry committed (published as
           the entry is staged, not once the state machine batch is written)
+  lease   a lease expired by a follower's clock: a new leader's countdowns
+          run on as if started when it, a follower, saw the lease (half the
+          ttl left) instead of the full ttl
 Regressions: the node bugs nodesim found, each put back:
   fence   a full disk's fence whose probe meets a failed fsync stays a full
           disk's (the store is never reopened: fenced for good)
   watchfrom  a WATCH from a revision the member has not applied yet is sent
           what it applies below that revision
   memberlead MEMBER_ADD's "already done" answered by any member
+  leaserevoke a keepalive answered for a lease whose revoke is proposed
+  leasefence  a keepalive answered by a leader whose storage failed
 
 Prints, for each, the seeds run until the first failure ("caught at seed S")
 or "NOT caught in N seeds". Exit 1 if any mutant survives.
@@ -38,12 +43,20 @@ MUTATIONS = {
     "watch": ("a watch event delivered before its entry committed", "src/node/mod/watch.c",
               "                ev->version, ev->lamport);\n}",
               "                ev->version, ev->lamport);\n    watch_publish(n);\n}"),
+    "lease": ("a lease expired by a follower's clock", "src/node/mod/lease.c",
+              "    lt_put(t, id, ttl_ms, clock_mono_ms() + ttl_ms);",
+              "    lt_put(t, id, ttl_ms, clock_mono_ms() + ttl_ms / 2);"),
     "fence": ("(regression) a fence that meets EIO in its probe", "src/node/replica.c",
               "            n->storage_failed = ERR_IO;\n            n->store_reopened = false;",
               "            if (n->storage_failed == ERR_IO)\n                n->store_reopened = false;"),
     "watchfrom": ("(regression) WATCH sends below its from_rev", "src/node/mod/watch.c",
                   "        if (e->mod_rev < w->from_rev || e->klen < w->plen ||",
                   "        if (e->klen < w->plen ||"),
+    "leaserevoke": ("(regression) keepalive of a lease being revoked", "src/node/mod/lease.c",
+                    "    if (!s || s->revoking_until_ms) {", "    if (!s) {"),
+    "leasefence": ("(regression) keepalive answered by a fenced leader", "src/node/mod/lease.c",
+                   "    if (!replica_lead_or_refuse(n, c, m->request_id, true))\n        return;\n    struct raft_status st;",
+                   "    if (!replica_lead_or_refuse(n, c, m->request_id, false))\n        return;\n    struct raft_status st;"),
     "memberlead": ("(regression) MEMBER_ADD done answered by a follower", "src/node/mod/members.c",
                    "    if (!replica_lead_or_refuse(n, c, m->request_id, true))\n        return;\n"
                    "    uint64_t id = cluster_node_id(name);\n    if (raft_conf_has(",
@@ -55,7 +68,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=2000)
     ap.add_argument("--nodes", type=int, default=3)
-    ap.add_argument("which", nargs="*", default=[k for k in MUTATIONS if k in ("answer", "apply", "dedup", "watch")])
+    ap.add_argument("which", nargs="*", default=[k for k in MUTATIONS if k in ("answer", "apply", "dedup", "watch", "lease")])
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="nodesim-mutant-")
     survived = 0
