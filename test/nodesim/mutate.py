@@ -14,6 +14,8 @@ seeds it takes to notice. The source tree is never modified.
   lease   a lease expired by a follower's clock: a new leader's countdowns
           run on as if started when it, a follower, saw the lease (half the
           ttl left) instead of the full ttl
+  jobs    a job claim not fenced: an ACK, NACK or EXTEND is checked and
+          guarded against the job's current revision, not its token
 Regressions: the node bugs nodesim found, each put back:
   fence   a full disk's fence whose probe meets a failed fsync stays a full
           disk's (the store is never reopened: fenced for good)
@@ -46,6 +48,11 @@ MUTATIONS = {
     "lease": ("a lease expired by a follower's clock", "src/node/mod/lease.c",
               "    lt_put(t, id, ttl_ms, clock_mono_ms() + ttl_ms);",
               "    lt_put(t, id, ttl_ms, clock_mono_ms() + ttl_ms / 2);"),
+    "jobs": ("a job claim not fenced", "src/node/mod/jobs.c",
+             ("    if (j.mod_rev != token || strcmp(j.state, \"claimed\") != 0) {",
+              "    if (jt_begin(&t, &j, token) != ERR_OK) {"),
+             ("    if (strcmp(j.state, \"claimed\") != 0) {",
+              "    if (jt_begin(&t, &j, j.mod_rev) != ERR_OK) {")),
     "fence": ("(regression) a fence that meets EIO in its probe", "src/node/replica.c",
               "            n->storage_failed = ERR_IO;\n            n->store_reopened = false;",
               "            if (n->storage_failed == ERR_IO)\n                n->store_reopened = false;"),
@@ -68,7 +75,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=2000)
     ap.add_argument("--nodes", type=int, default=3)
-    ap.add_argument("which", nargs="*", default=[k for k in MUTATIONS if k in ("answer", "apply", "dedup", "watch", "lease")])
+    ap.add_argument("which", nargs="*", default=[k for k in MUTATIONS if k in ("answer", "apply", "dedup", "watch", "lease", "jobs")])
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="nodesim-mutant-")
     survived = 0
@@ -89,9 +96,13 @@ def main():
             what, fname, old, new = MUTATIONS[key]
             path = os.path.join(tmp, fname)
             orig = open(path).read()
-            if orig.count(old) != 1:
-                sys.exit("mutation %s: the text to change is not found once in %s" % (key, fname))
-            open(path, "w").write(orig.replace(old, new))
+            olds, news = (old, new) if isinstance(old, tuple) else ((old,), (new,))
+            text = orig
+            for o, nw in zip(olds, news):
+                if text.count(o) != 1:
+                    sys.exit("mutation %s: the text to change is not found once in %s" % (key, fname))
+                text = text.replace(o, nw)
+            open(path, "w").write(text)
             try:
                 subprocess.check_call(["cmake", "--build", bld, "--target", "nodesim", "-j", jobs],
                                       stdout=subprocess.DEVNULL)

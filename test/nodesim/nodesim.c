@@ -155,7 +155,7 @@ static uint32_t snapshot_entries;
 static uint32_t heartbeat_ms;
 
 /* --- the event queue: a binary heap on (time, sequence) --- */
-enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH, EV_MSTEP, EV_LSTEP };
+enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH, EV_MSTEP, EV_LSTEP, EV_JSTEP };
 struct ev {
     uint64_t t, seq;
     enum ev_kind kind;
@@ -517,6 +517,9 @@ struct client {
     bool is_write;
     int member_op; /* the admin: 0 none, 1 MEMBER_REMOVE, 2 MEMBER_ADD of member `key` */
     int lease_op;  /* the lease holder: 0 none, 1 GRANT, 2 WRITE attached, 3 KEEPALIVE, 4 READ */
+    int job_op;    /* a job worker: 0 none, 1 JOB_PUT, 2 JOB_CLAIM, 3 JOB_ACK */
+    char job_id[64];
+    uint64_t job_token, job_seq;
     int key;
     char val[32];
     uint64_t seq, rid, token;
@@ -531,7 +534,21 @@ struct client {
 #define NS_READER NS_CLIENTS
 #define NS_ADMIN (NS_CLIENTS + 1)
 #define NS_LEASEC (NS_CLIENTS + 2)
-static struct client clients[NS_CLIENTS + 3];
+#define NS_JOBC (NS_CLIENTS + 3) /* and the next: two job workers */
+#define NS_ALLC (NS_CLIENTS + 5)
+static struct client clients[NS_ALLC];
+
+/* Job claims and acknowledgements, checked at the end: an ACK that settled
+ * a job must carry the newest token any claim of that job was answered with
+ * before the ACK was sent (a claim's token fences every older one). */
+struct jrec {
+    char id[64];
+    uint64_t token, t; /* claim: answered at t; ack: sent at t */
+    int worker;
+};
+static struct jrec jclaims[512], jacks[256];
+static size_t njclaims, njacks;
+static uint64_t jfenced;
 
 /* The lease holder: grants a lease, attaches a key to it, keeps it alive and
  * reads the key. The lease must never end before the ttl after the call of
@@ -548,14 +565,14 @@ static struct {
 /* Over all seeds, printed at the end: what the runs exercised. */
 static struct {
     uint64_t ops_ok, ops_unknown, ops_failed, crashes, refused, syncs_failed, snapshots, installs, rejoins,
-        duplicates, guard_stalls;
+        duplicates, guard_stalls, jobs_claimed, jobs_done, leases_granted, keepalives;
 } totals;
 
 /* The revision each acknowledged write was told (WRITTEN_AT), by client and
  * write number (values are "c<client>-<number>"). */
 #define NS_MAX_WRITES 4096
-static uint64_t acked_rev[NS_CLIENTS + 3][NS_MAX_WRITES];
-static int acked_key[NS_CLIENTS + 3][NS_MAX_WRITES];
+static uint64_t acked_rev[NS_ALLC][NS_MAX_WRITES];
+static int acked_key[NS_ALLC][NS_MAX_WRITES];
 
 /* The watcher: one WATCH of the keys' prefix, resumed on another member from
  * the revision after its last event when its member goes (a chain of
@@ -625,7 +642,7 @@ static void client_close_node(int node)
         conn_close_detached(c);
         watch_schedule((20 + below(80)) * NS_MS);
     }
-    for (int i = 0; i <= NS_LEASEC; i++) {
+    for (int i = 0; i < NS_ALLC; i++) {
         struct client *cl = &clients[i];
         if (cl->conns[node]) {
             struct conn *c = cl->conns[node];
@@ -649,6 +666,11 @@ static void client_finish(struct client *cl, enum lin_outcome oc, const char *re
     if (cl->lease_op) {
         cl->token++;
         ev_push((struct ev){.t = now_ns, .kind = EV_LSTEP, .slot = oc == LIN_OK});
+        return;
+    }
+    if (cl->job_op) {
+        cl->token++;
+        ev_push((struct ev){.t = now_ns, .kind = EV_JSTEP, .from = cl->idx, .slot = oc == LIN_OK});
         return;
     }
     if (cl->member_op) {
@@ -690,7 +712,26 @@ static void client_attempt(struct client *cl)
     struct msg_writer w;
     char lkey[32];
     snprintf(lkey, sizeof lkey, "l/%" PRIu64, LS.id);
-    if (cl->lease_op == 1) {
+    if (cl->job_op == 1) {
+        msg_begin(&w, &b, DDKV_MSG_JOB_PUT, 0, cl->rid, 4);
+        mw_bin(&w, "jobdata/x", 9);
+        mw_u64(&w, 100);
+        mw_u64(&w, (uint64_t)cl->idx + 1);
+        mw_u64(&w, cl->job_seq);
+    } else if (cl->job_op == 2) {
+        char wn[16];
+        snprintf(wn, sizeof wn, "w%d", cl->idx);
+        msg_begin(&w, &b, DDKV_MSG_JOB_CLAIM, 0, cl->rid, 2);
+        mw_str(&w, wn);
+        mw_u64(&w, 100 + 50 * (uint64_t)(cl->idx % 3));
+    } else if (cl->job_op == 3) {
+        msg_begin(&w, &b, DDKV_MSG_JOB_ACK, 0, cl->rid, 5);
+        mw_bin(&w, cl->job_id, strlen(cl->job_id));
+        mw_u64(&w, cl->job_token);
+        mw_bin(&w, "", 0);
+        mw_u64(&w, (uint64_t)cl->idx + 1);
+        mw_u64(&w, cl->job_seq);
+    } else if (cl->lease_op == 1) {
         msg_begin(&w, &b, DDKV_MSG_LEASE_GRANT, 0, cl->rid, 3);
         mw_u64(&w, LS.ttl_ms);
         mw_u64(&w, 0);
@@ -792,7 +833,48 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
         return; /* an attempt given up on */
     }
     uint64_t code = 0;
-    if (cl->lease_op) {
+    if (cl->job_op) {
+        bool is_err = m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK;
+        if (!is_err && cl->job_op == 1 && m.type == DDKV_MSG_JOB) {
+            client_finish(cl, LIN_OK, NULL, false);
+        } else if (!is_err && cl->job_op == 2 && m.type == DDKV_MSG_JOB_CLAIMED) {
+            const uint8_t *id;
+            size_t idn;
+            cl->job_id[0] = 0;
+            if (msg_bytes(&m, 0, &id, &idn) == ERR_OK && idn < sizeof cl->job_id) {
+                ASSERT(msg_u64(&m, 1, &cl->job_token) == ERR_OK);
+                memcpy(cl->job_id, id, idn);
+                cl->job_id[idn] = 0;
+                if (njclaims < sizeof jclaims / sizeof jclaims[0]) {
+                    struct jrec *r = &jclaims[njclaims++];
+                    snprintf(r->id, sizeof r->id, "%s", cl->job_id);
+                    r->token = cl->job_token;
+                    r->t = now_ns;
+                    r->worker = cl->idx;
+                }
+                trace("worker %d: claimed job %s, token %" PRIu64, cl->idx, cl->job_id, cl->job_token);
+            }
+            client_finish(cl, LIN_OK, NULL, false);
+        } else if (!is_err && cl->job_op == 3 && m.type == DDKV_MSG_JOB_SETTLED) {
+            if (njacks < sizeof jacks / sizeof jacks[0]) {
+                struct jrec *r = &jacks[njacks++];
+                snprintf(r->id, sizeof r->id, "%s", cl->job_id);
+                r->token = cl->job_token;
+                r->t = cl->call_ns;
+                r->worker = cl->idx;
+            }
+            trace("worker %d: job %s done with token %" PRIu64, cl->idx, cl->job_id, cl->job_token);
+            client_finish(cl, LIN_OK, NULL, false);
+        } else if (is_err && cl->job_op == 3 && (code == DDKV_WERR_FENCED || code == DDKV_WERR_NOT_FOUND)) {
+            jfenced++;
+            trace("worker %d: ack of job %s token %" PRIu64 " fenced", cl->idx, cl->job_id, cl->job_token);
+            client_finish(cl, LIN_OK, NULL, false);
+        } else {
+            if (is_err && code == DDKV_WERR_NOT_LEADER)
+                cl->hint = leader_hint(cl->node);
+            client_retry(cl, (10 + below(40)) * NS_MS);
+        }
+    } else if (cl->lease_op) {
         bool is_err = m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK;
         if (!is_err && cl->lease_op == 1 && m.type == DDKV_MSG_LEASE) {
             ASSERT(msg_u64(&m, 0, &LS.id) == ERR_OK);
@@ -1175,6 +1257,62 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return 0;
 }
 
+/* --- the job workers' steps --- */
+static void job_op_start(struct client *cl, int op)
+{
+    cl->busy = true;
+    cl->job_op = op;
+    cl->is_write = false;
+    cl->attempts = 0;
+    cl->call_ns = now_ns;
+    if (op != 2)
+        cl->job_seq++; /* a new PUT or ACK; a retry keeps its seq */
+    client_attempt(cl);
+}
+
+static void job_step(struct client *cl, bool ok)
+{
+    cl->busy = false;
+    if (!faults_on)
+        return;
+    if (cl->job_op == 2 && ok && cl->job_id[0]) {
+        /* Work on it: sometimes past the claim's visibility, so that it
+         * expires and another worker may claim it. */
+        cl->job_op = 3;
+        cl->busy = true;
+        ev_push((struct ev){.t = now_ns + below(300) * NS_MS, .kind = EV_JSTEP, .from = cl->idx, .slot = 3});
+        return;
+    }
+    if (pct(30))
+        job_op_start(cl, 1);
+    else
+        job_op_start(cl, 2);
+}
+
+static bool jobs_check(char *why, size_t cap)
+{
+    for (size_t i = 0; i < njacks; i++) {
+        const struct jrec *a = &jacks[i];
+        for (size_t j = 0; j < njclaims; j++) {
+            const struct jrec *c = &jclaims[j];
+            if (!strcmp(c->id, a->id) && c->token > a->token && c->t < a->t) {
+                snprintf(why, cap,
+                         "job %.60s settled by worker %d's ack with token %" PRIu64 ", sent at %" PRIu64
+                         " ms after worker %d had claimed it with token %" PRIu64 " (at %" PRIu64 " ms)",
+                         a->id, a->worker, a->token, a->t / NS_MS, c->worker, c->token, c->t / NS_MS);
+                return false;
+            }
+        }
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(jacks[j].id, a->id) && jacks[j].token != a->token) {
+                snprintf(why, cap, "job %.60s settled twice: tokens %" PRIu64 " and %" PRIu64, a->id, jacks[j].token,
+                         a->token);
+                return false;
+            }
+    }
+    return true;
+}
+
 /* --- the lease holder's steps --- */
 static void lease_op_start(int op, uint64_t delay)
 {
@@ -1419,6 +1557,17 @@ static void handle(struct ev *e)
         }
         return;
     }
+    if (e->kind == EV_JSTEP) {
+        struct client *cl = &clients[e->from];
+        if (e->slot == 3) { /* the work is done: acknowledge it */
+            cl->busy = false;
+            if (faults_on)
+                job_op_start(cl, 3);
+            return;
+        }
+        job_step(cl, e->slot != 0);
+        return;
+    }
     if (e->kind == EV_LSTEP) {
         if (e->slot == 3) { /* the pause between keepalives is over */
             if (!faults_on) {
@@ -1553,7 +1702,7 @@ static bool clients_idle(void)
     for (int i = 0; i <= NS_ADMIN; i++)
         if (clients[i].busy)
             return false;
-    return rebuild_target < 0 && !clients[NS_LEASEC].busy;
+    return rebuild_target < 0 && !clients[NS_LEASEC].busy && !clients[NS_JOBC].busy && !clients[NS_JOBC + 1].busy;
 }
 
 static uint64_t applied_max(void)
@@ -1673,7 +1822,8 @@ static bool run_seed(uint64_t seed)
     rebuild_phase = 0;
     admin_bad[0] = 0;
     memset(&LS, 0, sizeof LS);
-    for (int i = 0; i <= NS_LEASEC; i++) {
+    njclaims = njacks = 0;
+    for (int i = 0; i < NS_ALLC; i++) {
         memset(&clients[i], 0, sizeof clients[i]);
         clients[i].idx = i;
         clients[i].hint = -1;
@@ -1696,6 +1846,8 @@ static bool run_seed(uint64_t seed)
     ev_push((struct ev){.t = (300 + below(500)) * NS_MS, .kind = EV_FAULT});
     watch_schedule((50 + below(200)) * NS_MS);
     ev_push((struct ev){.t = (100 + below(300)) * NS_MS, .kind = EV_LSTEP, .slot = 1});
+    for (int w = NS_JOBC; w < NS_JOBC + 2; w++)
+        ev_push((struct ev){.t = (100 + below(300)) * NS_MS, .kind = EV_JSTEP, .from = w, .slot = 0});
     bool ok = true;
     run_until(NS_RUN_MS * NS_MS, NULL);
     /* Heal: no more faults or new operations; the operations in flight end. */
@@ -1753,6 +1905,13 @@ static bool run_seed(uint64_t seed)
         ok = fail(seed, "membership: %s", admin_bad);
     if (ok && LS.bad[0])
         ok = fail(seed, "lease expired early: %s", LS.bad);
+    totals.jobs_claimed += njclaims;
+    totals.jobs_done += njacks;
+    totals.leases_granted += LS.grants;
+    totals.keepalives += LS.keepalives;
+    char jwhy[300];
+    if (ok && !jobs_check(jwhy, sizeof jwhy))
+        ok = fail(seed, "job claims not fenced: %s", jwhy);
     char why[300];
     if (ok && !watch_check(why, sizeof why))
         ok = fail(seed, "watch stream: %s", why);
@@ -1839,9 +1998,11 @@ int main(int argc, char **argv)
                " (members refused for a torn disk %" PRIu64 "), failed syncs armed %" PRIu64
                ", rejoins after a storage fence %" PRIu64 ", snapshots %" PRIu64 ", installs %" PRIu64
                ", duplicate retries %" PRIu64 ", members rebuilt %" PRIu64
-               "; amnesia-guard stalls worked around %" PRIu64 "\n",
+               "; amnesia-guard stalls worked around %" PRIu64 "\n  jobs claimed %" PRIu64 ", settled %" PRIu64
+               ", acks fenced %" PRIu64 "; leases granted %" PRIu64 ", keepalives answered %" PRIu64 "\n",
                totals.ops_ok, totals.ops_unknown, totals.ops_failed, totals.crashes, totals.refused,
-               totals.syncs_failed, totals.rejoins, totals.snapshots, totals.installs, totals.duplicates, rebuilds, totals.guard_stalls);
+               totals.syncs_failed, totals.rejoins, totals.snapshots, totals.installs, totals.duplicates, rebuilds, totals.guard_stalls, totals.jobs_claimed,
+               totals.jobs_done, jfenced, totals.leases_granted, totals.keepalives);
     nftw(base_dir, rm_all, 8, FTW_DEPTH | FTW_PHYS);
     for (int k = 0; k < NS_KEYS; k++)
         free(keys_s[k]);
