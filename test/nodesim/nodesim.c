@@ -901,14 +901,19 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
         } else if (is_err && code == DDKV_WERR_NOT_FOUND && (cl->lease_op == 3 || cl->lease_op == 4 ||
                                                               cl->lease_op == 2)) {
             /* The lease is gone (a keepalive or the attached write finds no
-             * lease; a read finds no key). Not before its deadline. */
-            if (now_ns < LS.deadline_ns && !LS.bad[0] && (cl->lease_op != 4 || LS.key_written))
+             * lease; a read finds no key). Only the read is evidence of a
+             * revoke: a NOT_FOUND may come from a deposed leader that does
+             * not know it yet and never had the lease in its table (the safe
+             * direction: the holder stops early). The key must not be gone
+             * before the deadline. */
+            if (cl->lease_op == 4 && now_ns < LS.deadline_ns && !LS.bad[0] && LS.key_written)
                 snprintf(LS.bad, sizeof LS.bad,
                          "lease %" PRIu64 " (ttl %" PRIu64 " ms) found gone by %s at %" PRIu64
                          " ms, %" PRIu64 " ms before the ttl after its last answered keepalive", LS.id,
                          LS.ttl_ms, cl->lease_op == 4 ? "a read" : cl->lease_op == 3 ? "a keepalive" : "a write",
                          now_ns / NS_MS, (LS.deadline_ns - now_ns) / NS_MS);
-            trace("lease %" PRIu64 ": gone (%s)", LS.id, cl->lease_op == 4 ? "key absent" : "NOT_FOUND");
+            trace("lease %" PRIu64 ": gone (%s, said %s, asked at %" PRIu64 " ms)", LS.id,
+                  cl->lease_op == 4 ? "key absent" : "NOT_FOUND", nodes[cl->node].name, cl->call_ns / NS_MS);
             LS.id = 0;
             client_finish(cl, LIN_OK, NULL, false);
         } else {
@@ -1456,18 +1461,23 @@ static int impaired(void)
     return k;
 }
 
+/* The leader of the highest term (a deposed one may not know it yet). */
 static struct simnode *leader_node(void)
 {
+    struct simnode *best = NULL;
+    uint64_t best_term = 0;
     for (int i = 0; i < nnodes; i++) {
         struct node *n = nodes[i].n;
         if (!n || !n->raft)
             continue;
         struct raft_status st;
         raft_status(n->raft, &st);
-        if (st.role == RAFT_LEADER)
-            return &nodes[i];
+        if (st.role == RAFT_LEADER && st.term > best_term) {
+            best = &nodes[i];
+            best_term = st.term;
+        }
     }
-    return NULL;
+    return best;
 }
 
 static void fault_step(void)
