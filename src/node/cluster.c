@@ -16,15 +16,14 @@
  * the peer hello, before any Raft message is read; a founding member whose
  * flags derive another id than its data dir holds refuses to start
  * (cluster_check_identity). Joined members learn the id from the first hello. */
-#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
 
 #include "kv/store.h"
 #include "node/peer.h"
 #include "node/node_int.h"
+#include "node/node_io.h"
 #include "proto/version.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -549,7 +548,7 @@ static int cluster_load_incarnation(struct node *n, struct errbuf *eb)
     if (rc != ERR_NOT_FOUND)
         return rc;
     do {
-        if (RAND_bytes((unsigned char *)&n->incarnation, sizeof n->incarnation) != 1)
+        if (n->io->random(n, &n->incarnation) != ERR_OK)
             return errf(eb, ERR_IO, "no random bytes for this data dir's incarnation");
     } while (n->incarnation == 0);
     return rs_put_u64(n, RS_INCARNATION, n->incarnation, eb);
@@ -649,11 +648,8 @@ static int cluster_load_identity(struct node *n, struct errbuf *eb)
  * whose connections broke at the same moment, know it too and grant their
  * votes. A machine that vanishes or a partition refuse nothing: those still
  * take the timeout. Only liveness is at stake (raft_leader_lost). */
-static void cluster_campaign_cb(evutil_socket_t fd, short what, void *arg)
+static void cluster_campaign_cb(struct node *n)
 {
-    (void)fd;
-    (void)what;
-    struct node *n = arg;
     if (n->raft && !n->storage_failed && !n->installing)
         raft_campaign(n->raft);
 }
@@ -667,15 +663,17 @@ static void cluster_refused(void *ud, uint64_t id)
         return; /* not our leader (or we are not a follower) */
     n->leader_lost++;
     uint32_t hb = n->cfg.heartbeat_ms ? n->cfg.heartbeat_ms : 100;
-    uint32_t delay = 20 + (uint32_t)((clock_mono_ns() ^ n->self_id) % hb);
+    uint64_t r;
+    if (n->io->random(n, &r) != ERR_OK)
+        r = clock_mono_ns() ^ n->self_id;
+    uint32_t delay = 20 + (uint32_t)(r % hb);
     const struct member *m = cluster_member(n, id);
     log_info("leader %s refuses connections (its process is gone): campaigning in %u ms", m ? m->name : "?",
              delay);
     if (!n->campaign_soon)
-        n->campaign_soon = evtimer_new(n->base, cluster_campaign_cb, n);
-    struct timeval tv = {0, (suseconds_t)delay * 1000};
+        n->campaign_soon = n->io->timer_new(n, cluster_campaign_cb);
     if (n->campaign_soon)
-        evtimer_add(n->campaign_soon, &tv);
+        n->io->timer_arm(n, n->campaign_soon, delay, false);
 }
 
 int cluster_start(struct node *n, struct errbuf *eb)
@@ -749,7 +747,7 @@ int cluster_start(struct node *n, struct errbuf *eb)
 void cluster_stop(struct node *n)
 {
     if (n->campaign_soon) {
-        event_free(n->campaign_soon);
+        n->io->timer_free(n, n->campaign_soon);
         n->campaign_soon = NULL;
     }
     peer_transport_free(n->peers);

@@ -297,6 +297,10 @@ void conn_reply_end(struct conn *c, struct msg_writer *w)
         conn_close(c, "out of memory");
         return;
     }
+    if (c->out) {
+        c->out(c, w->b->data + w->start, w->b->len - w->start, c->out_ctx);
+        return;
+    }
     if (!c->bev)
         return;
     struct node *n = c->node;
@@ -424,6 +428,40 @@ static void conn_handle_frame(struct conn *c, const uint8_t *body, size_t len)
         e->fn(e->ctx, c, &m);
     }
     msg_free(&m);
+}
+
+void conn_take_frame(struct conn *c, const uint8_t *body, size_t len)
+{
+    ASSERT(c->out != NULL);
+    conn_ref(c); /* a handler may close c */
+    conn_handle_frame(c, body, len);
+    conn_unref(c);
+}
+
+struct conn *conn_open_detached(struct node *n, const char *peer, conn_out_fn out, void *ctx)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->node = n;
+    c->id = ++n->next_conn_id;
+    c->refs = 1;
+    c->out = out;
+    c->out_ctx = ctx;
+    c->active_ms = clock_mono_ms();
+    frame_decoder_init(&c->dec, n->cfg.max_frame_bytes);
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    return c;
+}
+
+void conn_close_detached(struct conn *c)
+{
+    ASSERT(c->bev == NULL);
+    if (c->out) {
+        c->out = NULL;
+        modules_on_conn_closed(c->node, c);
+    }
+    conn_unref(c);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)

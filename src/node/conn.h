@@ -16,6 +16,11 @@
 
 struct node;
 struct bufferevent;
+struct conn;
+
+/* Where a detached connection's replies go (the whole-node simulator): each
+ * call is one whole frame, its length prefix included, borrowed for the call. */
+typedef void (*conn_out_fn)(struct conn *c, const uint8_t *frame, size_t len, void *ctx);
 
 struct conn {
     struct node *node;
@@ -49,6 +54,9 @@ struct conn {
     uint64_t drained_ms;     /* the client last took reply bytes (or output appeared) */
     uint32_t watches;        /* WATCH streams on it (watch.c), each holding a reference */
     bool in_read;            /* conn_read_cb runs (and holds a reference) */
+    /* A detached connection (conn_open_detached): no socket, replies to out. */
+    conn_out_fn out;         /* NULL once closed, or for a socket's */
+    void *out_ctx;
 };
 
 /* Per IP address (addrtab.c): connections, and failed logins across them. */
@@ -118,8 +126,19 @@ bool node_tls_error(struct conn *c, char *out, size_t cap);
 /* Whether c can still be answered (its socket is open). */
 static inline bool conn_is_open(const struct conn *c)
 {
-    return c->bev != NULL;
+    return c->bev != NULL || c->out != NULL;
 }
+
+/* The connection seam (the whole-node simulator drives a node without
+ * sockets): a connection whose replies go to out(c, frame, len, ctx), not in
+ * the node's list (no limits, idle timeout or TLS); the caller holds the one
+ * reference. conn_take_frame hands it one request frame body (no length
+ * prefix) as if read from a socket: decoded, admitted, dispatched.
+ * conn_close_detached closes it (the modules' on_conn_closed run, the
+ * caller's reference is dropped). */
+struct conn *conn_open_detached(struct node *n, const char *peer, conn_out_fn out, void *ctx);
+void conn_take_frame(struct conn *c, const uint8_t *body, size_t len);
+void conn_close_detached(struct conn *c);
 
 /* Record a request's latency from n->req_t0_ns (or t0_ns) to now. */
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns);

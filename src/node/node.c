@@ -11,6 +11,7 @@
 #include "kv/passwd.h"
 #include "node/access.h"
 #include "node/node_int.h"
+#include "node/node_io.h"
 #include "node/replica.h"
 #include "util/clock.h"
 #include "util/file.h"
@@ -157,6 +158,7 @@ int node_run(const struct node_config *cfg)
         return 1;
     }
     n->cfg = *cfg;
+    n->io = &node_io_event;
     n->modules = node_modules; /* free hooks run at every stop, even before init: each frees what it made */
     n->nmodules = node_nmodules;
     log_set_name(cfg->name);

@@ -28,6 +28,7 @@
 #include "node/mod/watch.h"
 #include "node/module.h"
 #include "node/node.h"
+#include "node/node_io.h"
 #include "node/replica.h"
 #include "proto/frame.h"
 #include "proto/lamport.h"
@@ -58,6 +59,10 @@ struct peer_transport;
 
 struct node {
     struct node_config cfg;
+    /* Everything the replica and the cluster do outside memory (node_io.h):
+     * &node_io_event in `ddkv serve`, the simulator's in test/nodesim. */
+    const struct node_io *io;
+    void *io_ctx;
     struct event_base *base;
     struct evconnlistener *listener;
     SSL_CTX *tls_client;  /* the client port's TLS context, NULL: plain TCP (node_tls.c) */
@@ -100,18 +105,18 @@ struct node {
     struct pending_read *reads;   /* in arrival order */
     size_t nreads, capreads;
     uint64_t read_ctx;            /* last ctx handed to raft_read_index */
-    struct event *tick;           /* raft_tick every heartbeat_ms */
+    struct node_timer *tick;      /* raft_tick every heartbeat_ms */
     struct store_batch *logb;     /* Raft log writes */
     uint64_t log_first, log_last; /* indexes stored in the raft_log column family */
     /* Snapshots (replica.c): one being written, one being received/installed. */
-    struct snap_job *snap_job;
+    struct node_job *snap_job;
     uint64_t snap_index_taking;
     char snap_taking[600];
     uint64_t snap_newest;         /* the newest image written (the log is compacted to the one before) */
     char snap_newest_path[600];
     struct snap_recv srecv;
     char recv_done[600];          /* the last fully received image, "" if none */
-    struct snap_job *install_job;
+    struct node_job *install_job;
     struct store_batch *install_batch;
     bool installing;              /* an image is being installed: the state machine is off limits */
     struct raft_ready pending;    /* the ready batch the install holds open */
@@ -143,12 +148,12 @@ struct node {
     /* A full disk or an I/O error is not final: every second
      * a timer checks whether the store takes writes again, and the node then
      * rejoins from its durable state as a restart would (replica.c). */
-    struct event *storage_retry;
+    struct node_timer *storage_retry;
     uint64_t storage_failed_ms;  /* when the fence began (monotonic) */
     uint64_t storage_note_ms;    /* when the wait was last logged */
     uint64_t storage_recoveries; /* times it rejoined (/metrics) */
     /* The leader's address refused a connection: campaign soon (cluster.c). */
-    struct event *campaign_soon;
+    struct node_timer *campaign_soon;
     uint64_t leader_lost;        /* times that happened (/metrics) */
     struct jobs *jobs;           /* the job queue module's state (mod/jobs.c) */
     struct backups *backups;     /* snapshot saves in progress (mod/backup.c) */

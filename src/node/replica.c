@@ -1,6 +1,5 @@
 /* The node's Raft driver: start-up from disk, proposals, and the one loop that
  * orders persist -> send -> apply -> answer for everything a turn produced. */
-#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
@@ -11,11 +10,10 @@
 #include "kv/cmd.h"
 #include "kv/raftlog.h"
 #include "kv/snapshot.h"
-#include "node/logsync.h"
 #include "node/module.h"
-#include "node/peer.h"
 #include "node/replica.h"
 #include "node/node_int.h"
+#include "node/node_io.h"
 #include "util/clock.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -89,14 +87,11 @@ static void replica_handoff_check(struct node *n)
     else
         log_warn("leadership not handed over within the election timeout: stopping anyway");
     n->stopping = true;
-    event_base_loopbreak(n->base);
+    n->io->stop_loop(n);
 }
 
-static void replica_tick_cb(evutil_socket_t fd, short what, void *arg)
+static void replica_tick_cb(struct node *n)
 {
-    struct node *n = arg;
-    (void)fd;
-    (void)what;
     if (!n->storage_failed) {
         replica_note_commit(n);
         raft_tick(n->raft);
@@ -214,7 +209,8 @@ create:
     rc_cfg.heartbeat_ticks = 1;
     rc_cfg.election_ticks = n->cfg.election_timeout_ms / n->cfg.heartbeat_ms;
     /* Election jitter only; nothing about safety depends on this seed. */
-    rc_cfg.seed = clock_mono_ns() ^ ((uint64_t)getpid() << 32);
+    if (n->io->random(n, &rc_cfg.seed) != ERR_OK)
+        rc_cfg.seed = clock_mono_ns() ^ n->self_id;
     rc_cfg.max_uncommitted = 65536;
     rc_cfg.snap_src = (struct raft_snapshot_source){.read = replica_snap_read, .ud = n};
     /* Chunks small enough that a heartbeat never waits long behind one. */
@@ -243,12 +239,11 @@ int replica_start(struct node *n, struct errbuf *eb)
     if ((rc = replica_core_open(n, &n->raft, eb)))
         return rc;
     n->logb = store_batch_new(n->st);
-    if ((rc = logsync_start(n->base, n->st, &n->logsync, eb)))
+    if ((rc = n->io->sync_start(n, eb)))
         return rc;
-    n->tick = event_new(n->base, -1, EV_PERSIST, replica_tick_cb, n);
-    uint32_t ms = n->cfg.heartbeat_ms;
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    event_add(n->tick, &tv);
+    if (!(n->tick = n->io->timer_new(n, replica_tick_cb)))
+        return errf(eb, ERR_NOMEM, "out of memory");
+    n->io->timer_arm(n, n->tick, n->cfg.heartbeat_ms, true);
     replica_campaign_if_alone(n);
     replica_drive(n);
     return ERR_OK;
@@ -264,25 +259,22 @@ void replica_flush(struct node *n)
 
 void replica_stop(struct node *n)
 {
-    logsync_stop(n->logsync); /* waits for a sync in flight */
-    n->logsync = NULL;
+    n->io->sync_stop(n); /* waits for a sync in flight */
     n->syncing = false;
     if (n->snap_job)
-        snap_job_free(n->snap_job); /* cancels a running write */
+        n->io->snap_job_free(n, n->snap_job); /* cancels a running write */
     n->snap_job = NULL;
     if (n->install_job)
-        snap_job_free(n->install_job); /* waits: an install is finished, or recovered at start */
+        n->io->snap_job_free(n, n->install_job); /* waits: an install is finished, or recovered at start */
     n->install_job = NULL;
     store_batch_free(n->install_batch);
     n->install_batch = NULL;
     char sdir[512];
     replica_snap_dir(n, sdir, sizeof sdir);
     snap_recv_reset(&n->srecv, sdir);
-    if (n->tick)
-        event_free(n->tick);
+    n->io->timer_free(n, n->tick);
     n->tick = NULL;
-    if (n->storage_retry)
-        event_free(n->storage_retry);
+    n->io->timer_free(n, n->storage_retry);
     n->storage_retry = NULL;
     store_batch_free(n->logb);
     n->logb = NULL;
@@ -465,7 +457,7 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
 /* How often, while it waits, it says why (the first time at once). */
 #define REPLICA_RETRY_NOTE_MS 30000
 
-static void replica_retry_cb(evutil_socket_t fd, short what, void *arg);
+static void replica_retry_cb(struct node *n);
 static void replica_read_fail(struct node *n, struct pending_read *r, uint32_t code, const char *text);
 
 /* Storage failed: the core assumes what it handed out was persisted, so it
@@ -503,15 +495,14 @@ static void replica_fence(struct node *n, int rc, const char *what, const char *
         replica_answer(n, &n->prop[i], &none, DDKV_WERR_INTERNAL, text);
     n->nprop = 0;
     n->store_reopened = false;
-    if (replica_heals(rc) && n->base) {
+    if (replica_heals(rc) && n->tick) {
         if (!n->storage_retry)
-            n->storage_retry = event_new(n->base, -1, EV_PERSIST, replica_retry_cb, n);
-        struct timeval tv = {REPLICA_RETRY_MS / 1000, (REPLICA_RETRY_MS % 1000) * 1000};
-        if (n->storage_retry && !event_pending(n->storage_retry, EV_TIMEOUT, NULL))
-            event_add(n->storage_retry, &tv);
+            n->storage_retry = n->io->timer_new(n, replica_retry_cb);
+        if (n->storage_retry && !n->io->timer_armed(n, n->storage_retry))
+            n->io->timer_arm(n, n->storage_retry, REPLICA_RETRY_MS, true);
         n->storage_note_ms = 0;
     } else if (n->storage_retry) {
-        event_del(n->storage_retry);
+        n->io->timer_cancel(n, n->storage_retry);
     }
 }
 
@@ -559,7 +550,7 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
     /* A snapshot write in progress reads the old state through a RocksDB
      * snapshot; a restart would not have it either. */
     if (n->snap_job)
-        snap_job_free(n->snap_job); /* cancels it; its .tmp file goes */
+        n->io->snap_job_free(n, n->snap_job); /* cancels it; its .tmp file goes */
     n->snap_job = NULL;
     int rc = replica_load_state(n, eb);
     if (rc)
@@ -628,13 +619,10 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
  * probe write that RocksDB takes (it refuses every write until it has
  * recovered from its background error, which it does by itself a few seconds
  * after space returns), and the node rejoins. */
-static void replica_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void replica_retry_cb(struct node *n)
 {
-    struct node *n = arg;
-    (void)fd;
-    (void)what;
     if (!replica_heals(n->storage_failed) || n->stopping) {
-        event_del(n->storage_retry);
+        n->io->timer_cancel(n, n->storage_retry);
         return;
     }
     if (n->installing)
@@ -657,8 +645,7 @@ static void replica_retry_cb(evutil_socket_t fd, short what, void *arg)
         }
         unlink(probe);
         replica_flush(n);
-        if (n->snap_job)
-            snap_job_free(n->snap_job);
+        n->io->snap_job_free(n, n->snap_job);
         n->snap_job = NULL;
         int rc = store_reopen(n->st, n->cfg.data_dir, &eb);
         if (rc == ERR_AGAIN)
@@ -690,8 +677,13 @@ static void replica_retry_cb(evutil_socket_t fd, short what, void *arg)
     }
     int rc = store_probe(n->st, &eb);
     if (rc != ERR_OK) {
-        if (rc == ERR_IO)
-            n->store_reopened = false; /* failed again: reopen again at the next try */
+        if (rc == ERR_IO) {
+            /* A sync failed (whatever fenced the node first, a full disk
+             * too): the store refuses writes until it is reopened, so the
+             * fence is an I/O error's from now on, reopened at the next try. */
+            n->storage_failed = ERR_IO;
+            n->store_reopened = false;
+        }
         if (note) {
             n->storage_note_ms = now;
             log_warn("the store does not take writes yet (%s); still fenced, retrying every second",
@@ -1088,7 +1080,7 @@ static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64
          * and length) so a damaged one is replaced instead of being sent
          * again and again to a follower that refuses it. */
         if (offset == 0 && (n->snap_verified_index != meta->index || n->snap_verified_term != meta->term)) {
-            rc = snap_verify(path, NULL, NULL, NULL, &eb);
+            rc = n->io->snap_verify(n, path, &eb);
             if (rc == ERR_NOT_FOUND)
                 continue;
             if (rc != ERR_OK)
@@ -1096,7 +1088,7 @@ static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64
             n->snap_verified_index = meta->index;
             n->snap_verified_term = meta->term;
         }
-        rc = snap_read(path, offset, buf, cap, len, last, &eb);
+        rc = n->io->snap_read(n, path, offset, buf, cap, len, last, &eb);
     }
     if (rc == ERR_OK)
         return ERR_OK;
@@ -1129,9 +1121,9 @@ static void replica_snap_tick(struct node *n)
     replica_snap_dir(n, dir, sizeof dir);
     if (n->snap_job) {
         int rc;
-        if (!snap_job_done(n->snap_job, &rc, &eb))
+        if (!n->io->snap_job_done(n, n->snap_job, &rc, &eb))
             return;
-        snap_job_free(n->snap_job);
+        n->io->snap_job_free(n, n->snap_job);
         n->snap_job = NULL;
         if (rc) {
             log_error("snapshot at %llu failed: %s", (unsigned long long)n->snap_index_taking, eb.msg);
@@ -1197,7 +1189,7 @@ static void replica_snap_tick(struct node *n)
         return;
     }
     if (snap_path(n->snap_taking, sizeof n->snap_taking, dir, applied, term, "snap", &eb) != ERR_OK ||
-        snap_write_start(n->st, n->snap_taking, applied, term, &n->snap_job, &eb) != ERR_OK) {
+        n->io->snap_write_start(n, n->snap_taking, applied, term, &n->snap_job, &eb) != ERR_OK) {
         log_error("cannot start a snapshot at %llu: %s", (unsigned long long)applied, eb.msg);
         n->snap_force |= force;
         n->snap_forcing = false;
@@ -1222,7 +1214,7 @@ static bool replica_install_begin(struct node *n, const struct raft_ready *rd)
         raftlog_stage_compact(b, n->log_first, n->log_last);
     if (rd->hs_changed)
         raftlog_stage_hard_state(b, &rd->hs);
-    int rc = snap_install_start(n->st, n->recv_done, b, &n->install_job, &eb);
+    int rc = n->io->snap_install_start(n, n->recv_done, b, &n->install_job, &eb);
     if (rc) {
         store_batch_free(b);
         replica_fence(n, rc, "installing a snapshot", eb.msg);
@@ -1241,9 +1233,9 @@ static bool replica_install_end(struct node *n)
 {
     struct errbuf eb;
     int rc;
-    if (!snap_job_done(n->install_job, &rc, &eb))
+    if (!n->io->snap_job_done(n, n->install_job, &rc, &eb))
         return false;
-    snap_job_free(n->install_job);
+    n->io->snap_job_free(n, n->install_job);
     n->install_job = NULL;
     store_batch_free(n->install_batch);
     n->install_batch = NULL;
@@ -1366,8 +1358,8 @@ static bool replica_sync_end(struct node *n, bool block)
     uint64_t ns;
     struct errbuf eb = {0};
     if (block)
-        logsync_wait(n->logsync, &rc, &ns, &eb);
-    else if (!logsync_poll(n->logsync, &rc, &ns, &eb))
+        n->io->sync_wait(n, &rc, &ns, &eb);
+    else if (!n->io->sync_poll(n, &rc, &ns, &eb))
         return false;
     replica_sync_done(n, rc, ns, eb.msg);
     return true;
@@ -1423,7 +1415,7 @@ static void replica_finish(struct node *n, const struct raft_ready *rd)
     n->pending = *rd;
     n->sync_applied = k;
     n->syncing = true;
-    logsync_submit(n->logsync);
+    n->io->sync_submit(n);
 }
 
 void replica_drive(struct node *n)
@@ -1455,13 +1447,13 @@ void replica_drive(struct node *n)
         for (size_t i = 0; i < rd.n_msgs; i++) {
             if (!cluster_may_send(n, &rd.msgs[i]))
                 continue; /* as if lost: the core sends again */
-            int rc = n->peers ? peer_send(n->peers, &rd.msgs[i]) : ERR_NOT_FOUND;
+            int rc = n->io->send(n, &rd.msgs[i]);
             if (rc != ERR_OK && rc != ERR_AGAIN)
                 log_debug("cannot send %s to %llx: %s", raft_msg_type_name(rd.msgs[i].type),
                           (unsigned long long)rd.msgs[i].to, err_str(rc));
         }
-        if (rd.n_msgs && n->peers)
-            peer_flush(n->peers);
+        if (rd.n_msgs)
+            n->io->flush(n);
         /* Snapshot bytes, then the install (in the background: the ready
          * stays open and the rest of it is done when the install is). */
         if (rd.chunk) {

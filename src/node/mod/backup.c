@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "node/node_int.h"
+#include "node/node_io.h"
 #include "util/file.h"
 #include "util/log.h"
 
@@ -43,7 +44,7 @@ struct export {
     struct conn *c; /* referenced */
     uint64_t request_id;
     enum export_state state;
-    struct snap_job *job; /* imaging */
+    struct node_job *job; /* imaging (node_io.h) */
     char path[600];
     int fd;               /* streaming: the unlinked image */
     uint64_t index, term, revision, lamport, keys;
@@ -67,7 +68,7 @@ static void backup_dir(struct node *n, char *out, size_t cap)
 static void export_free(struct node *n, struct export *e)
 {
     if (e->job)
-        snap_job_free(e->job); /* cancels the write; its .tmp goes */
+        n->io->snap_job_free(n, e->job); /* cancels the write; its .tmp goes */
     if (e->state == EXPORT_IMAGING)
         unlink(e->path); /* a write that finished before the cancel */
     if (e->fd >= 0)
@@ -191,10 +192,10 @@ static void backup_poll_cb(evutil_socket_t fd, short what, void *arg)
         struct errbuf eb;
         bool keep = true;
         if (e->state == EXPORT_IMAGING) {
-            if (!snap_job_done(e->job, &rc, &eb)) {
+            if (!n->io->snap_job_done(n, e->job, &rc, &eb)) {
                 waiting = true;
             } else {
-                snap_job_free(e->job);
+                n->io->snap_job_free(n, e->job);
                 e->job = NULL;
                 if (rc) {
                     log_error("snapshot save: writing the image at %llu failed: %s", (unsigned long long)e->index,
@@ -242,7 +243,7 @@ static void backup_on_barrier(struct node *n, struct conn *c, uint64_t request_i
     backup_dir(n, dir, sizeof dir);
     snprintf(e->path, sizeof e->path, "%s/save-%llu-%llu.img", dir, (unsigned long long)++b->seq,
              (unsigned long long)index);
-    int rc = snap_write_start(n->st, e->path, index, term, &e->job, &eb);
+    int rc = n->io->snap_write_start(n, e->path, index, term, &e->job, &eb);
     if (rc) {
         free(e);
         log_error("snapshot save: cannot start the image at %llu: %s", (unsigned long long)index, eb.msg);

@@ -254,7 +254,10 @@ static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEASE_KEEPALIVE wants [lease_id]");
         return;
     }
-    if (!replica_lead_or_refuse(n, c, m->request_id, false))
+    /* A leader whose storage failed takes no part in consensus: it no longer
+     * ticks, so it never learns that another member leads now and expires
+     * the lease on its own countdown. It must not extend one. */
+    if (!replica_lead_or_refuse(n, c, m->request_id, true))
         return;
     struct raft_status st;
     raft_status(n->raft, &st);
@@ -263,7 +266,10 @@ static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
         return;
     }
     struct lease_slot *s = lt_find(n->leases, id);
-    if (!s) {
+    /* A lease whose revoke this leader has proposed is gone, though the
+     * revoke has not applied yet: a keepalive answered now would promise a
+     * ttl the revoke is about to break. */
+    if (!s || s->revoking_until_ms) {
         conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "lease %llu not found (expired or revoked)",
                          (unsigned long long)id);
         return;

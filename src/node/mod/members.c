@@ -7,6 +7,7 @@
 
 #include "node/peer.h"
 #include "node/node_int.h"
+#include "node/node_io.h"
 #include "proto/version.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -26,7 +27,7 @@ struct members_state {
  * member removed and added again is recorded anew. */
 static void members_tick_incarnations(struct node *n, bool leader)
 {
-    if (!n->cluster_id || !n->peers)
+    if (!n->cluster_id || !n->io->has_peers(n))
         return;
     const struct raft_conf *conf = raft_get_conf(n->raft);
     uint64_t now = clock_mono_ms();
@@ -37,7 +38,7 @@ static void members_tick_incarnations(struct node *n, bool leader)
         if (sm_member_incarnation(&n->sm, n->cluster_id, m->id, &rec, &eb) != ERR_OK)
             continue;
         bool self = m->id == n->self_id;
-        uint64_t have = self ? n->incarnation : peer_incarnation_of(n->peers, m->id);
+        uint64_t have = self ? n->incarnation : n->io->peer_incarnation(n, m->id);
         if (self && rec && rec != n->incarnation && !n->mstate->inc_self_logged) {
             n->mstate->inc_self_logged = true;
             log_error("this member's data dir is not the one the cluster knows (incarnation %016llx, recorded "
@@ -45,7 +46,7 @@ static void members_tick_incarnations(struct node *n, bool leader)
                       (unsigned long long)n->incarnation, (unsigned long long)rec);
         }
         if (!self && have && rec && rec != have && !cluster_incarnation_ok(n, m->id, m->name, have))
-            peer_drop_inbound(n->peers, m->id, "its data dir is not the one the cluster knows");
+            n->io->peer_refuse(n, m->id, "its data dir is not the one the cluster knows");
         if (!leader || (m->inc_proposed_ms && now - m->inc_proposed_ms < 2000))
             continue;
         struct sm_op op = {.kind = SM_OP_MEMBER_INC, .member_id = m->id, .member_cluster = n->cluster_id};
@@ -199,6 +200,10 @@ static void members_add(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "bad peer address '%s' (want host:port)", addr);
         return;
     }
+    /* Only the leader answers, the "already done" of a retry included: a
+     * follower's configuration may still hold a member the leader removed. */
+    if (!replica_lead_or_refuse(n, c, m->request_id, true))
+        return;
     uint64_t id = cluster_node_id(name);
     if (raft_conf_has(raft_get_conf(n->raft), id)) {
         const struct member *have = cluster_member(n, id);
@@ -238,6 +243,10 @@ static void members_remove(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "MEMBER_REMOVE wants [name]");
         return;
     }
+    /* Only the leader says "not a member": a follower's configuration may
+     * lack a member the leader has (it joined after the follower's log). */
+    if (!replica_lead_or_refuse(n, c, m->request_id, true))
+        return;
     uint64_t id = cluster_node_id(name);
     if (!raft_conf_has(raft_get_conf(n->raft), id)) {
         conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "%s is not a member", name);

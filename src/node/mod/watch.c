@@ -101,7 +101,9 @@ static void hist_evict(struct watch_hub *h)
 
 static bool conn_output_full(const struct conn *c)
 {
-    return !c->bev || evbuffer_get_length(bufferevent_get_output(c->bev)) >= WATCH_OUT_HIGH;
+    if (!c->bev)
+        return c->out == NULL; /* a detached connection (conn.h) takes every frame at once */
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) >= WATCH_OUT_HIGH;
 }
 
 /* Write what the watcher may have now. Returns false if it was cut off (and
@@ -121,7 +123,8 @@ static bool watcher_pump(struct node *n, struct watcher *w)
     }
     while (w->next_seq < h->next_seq && !conn_output_full(w->c)) {
         const struct watch_event *e = hist_at(h, w->next_seq++);
-        if (e->klen < w->plen || (w->plen && memcmp(e->data, w->prefix, w->plen) != 0))
+        if (e->mod_rev < w->from_rev || e->klen < w->plen ||
+            (w->plen && memcmp(e->data, w->prefix, w->plen) != 0))
             continue;
         struct msg_writer mw;
         conn_reply_begin(w->c, &mw, DDKV_MSG_EVENT, w->request_id, 7);
@@ -264,6 +267,7 @@ static void watch_handle(void *ctx, struct conn *c, const struct msg *m)
     c->watches++;
     w->request_id = m->request_id;
     w->next_seq = start;
+    w->from_rev = from;
     w->next = h->watchers;
     h->watchers = w;
     n->stats.watches++;

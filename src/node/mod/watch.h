@@ -52,6 +52,10 @@ struct watcher {
     uint8_t *prefix;
     size_t plen;
     uint64_t next_seq; /* next history event to consider */
+    /* Events below this revision are not sent: on a member that has not yet
+     * applied up to the revision a WATCH asked for, next_seq is the end of
+     * the history, and what it applies next may still be below it. */
+    uint64_t from_rev;
     struct watcher *next;
 };
 
