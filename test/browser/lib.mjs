@@ -13,7 +13,13 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function until(fn, ms, what, pollMs = 200) {
   const end = Date.now() + ms;
   for (;;) {
-    const v = await fn();
+    let v;
+    try {
+      v = await fn();
+    } catch (e) {
+      // The page navigated under the check (a sign-in reloads it): not yet.
+      if (!/Execution context was destroyed|navigat/i.test(String(e && e.message))) throw e;
+    }
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(pollMs);
