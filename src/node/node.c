@@ -84,26 +84,17 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     event_base_loopbreak(n->base);
 }
 
-static void node_teardown(struct node *n)
+/* Answer what still waits, free the modules, the cluster, the replica and
+ * the state machine, and close the store (clean: mark its log whole). The
+ * connections are closed already. node_teardown's, and the simulator's at a
+ * member's crash. */
+void node_free_parts(struct node *n, bool clean)
 {
-    bool clean = n->stopping && n->raft != NULL; /* a stop asked for, after a start */
-    conn_listen_stop(n);
-    if (n->raft) {
-        replica_flush(n);
-        replica_drive(n);
-        replica_flush(n);
-    }
-    ops_http_stop(n);
-    conn_server_stop(n);
-    if (n->sig_term)
-        event_free(n->sig_term);
-    if (n->sig_int)
-        event_free(n->sig_int);
     struct sm_result none = {0};
     for (size_t i = 0; i < n->nprop; i++) {
         if (n->prop[i].done) /* a module's: it frees what it holds */
             n->prop[i].done(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
-        conn_unref(n->prop[i].c); /* their connections closed above */
+        conn_unref(n->prop[i].c); /* their connections are closed */
     }
     free(n->prop);
     modules_free(n); /* before the address table: a queued AUTH refers to its entry */
@@ -125,6 +116,24 @@ static void node_teardown(struct node *n)
         store_close(n->st);
     n->st = NULL;
     buf_free(&n->scratch);
+}
+
+static void node_teardown(struct node *n)
+{
+    bool clean = n->stopping && n->raft != NULL; /* a stop asked for, after a start */
+    conn_listen_stop(n);
+    if (n->raft) {
+        replica_flush(n);
+        replica_drive(n);
+        replica_flush(n);
+    }
+    ops_http_stop(n);
+    conn_server_stop(n);
+    if (n->sig_term)
+        event_free(n->sig_term);
+    if (n->sig_int)
+        event_free(n->sig_int);
+    node_free_parts(n, clean);
     if (n->base)
         event_base_free(n->base);
     node_tls_free(n);

@@ -170,5 +170,9 @@ struct node {
 
 int ops_http_start(struct node *n, struct errbuf *eb);
 void ops_http_stop(struct node *n);
+/* Stop's second half (node.c), after the connections are closed: answer what
+ * still waits, free the modules, cluster, replica and state machine, close
+ * the store (clean: marked whole). The simulator crashes a member with it. */
+void node_free_parts(struct node *n, bool clean);
 
 #endif

@@ -1145,28 +1145,7 @@ static void node_free(struct simnode *sn)
     totals.rejoins += n->storage_recoveries;
     totals.duplicates += n->stats.duplicates;
     client_close_node(sn->idx);
-    struct sm_result none = {0};
-    for (size_t i = 0; i < n->nprop; i++) {
-        if (n->prop[i].done)
-            n->prop[i].done(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
-        conn_unref(n->prop[i].c);
-    }
-    free(n->prop);
-    modules_free(n);
-    addr_free_all(n);
-    for (size_t i = 0; i < n->nreads; i++) {
-        conn_unref(n->reads[i].c);
-        free(n->reads[i].buf);
-    }
-    free(n->reads);
-    cluster_stop(n);
-    buf_free(&n->cmdbuf);
-    replica_stop(n);
-    if (n->sm.batch)
-        sm_close(&n->sm);
-    if (n->st)
-        store_close(n->st);
-    buf_free(&n->scratch);
+    node_free_parts(n, false); /* a crash: the store closed as after a kill */
     free(n);
     sn->n = NULL;
     sn->gen++;
