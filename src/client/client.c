@@ -69,19 +69,6 @@ void ddkv_free(void *p)
     free(p);
 }
 
-/* A copy of n bytes with a NUL after them (so text can be used as a C string). */
-void *dup_bytes(const void *p, size_t n)
-{
-    if (n == SIZE_MAX)
-        return NULL;
-    uint8_t *q = malloc(n + 1);
-    if (!q)
-        return NULL;
-    if (n)
-        memcpy(q, p, n);
-    q[n] = 0;
-    return q;
-}
 /* --- lifecycle --- */
 
 static uint64_t random_u64(void)

@@ -44,8 +44,6 @@ enum attempt {
 
 ddkv_err client_fail(struct ddkv_client *c, ddkv_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* A copy of n bytes with a NUL after them. */
-void *dup_bytes(const void *p, size_t n);
 void client_disconnect(struct ddkv_client *c);
 /* Run one request to completion through the core; on DDKV_OK k->reply holds
  * the reply (the caller msg_frees it). */

@@ -12,7 +12,7 @@
 
 /* --- state --- */
 
-static void *dup_bytes(const void *p, size_t n)
+void *dup_bytes(const void *p, size_t n)
 {
     if (n == SIZE_MAX)
         return NULL;

@@ -136,6 +136,10 @@ struct cc {
 
 /* Endpoints as "host:port[,host:port...]". Returns DDKV_OK or DDKV_ERR_USAGE
  * / DDKV_ERR_NOMEM with why filled. client_id must not be 0. */
+/* A copy of n bytes with a NUL after them (NULL: out of memory); the
+ * drivers use it too. */
+void *dup_bytes(const void *p, size_t n);
+
 ddkv_err cc_init(struct cc *c, const char *endpoints, uint64_t client_id, uint32_t timeout_ms,
                  uint32_t connect_timeout_ms, char *why, size_t why_len);
 ddkv_err cc_set_credentials(struct cc *c, const char *user, const char *password, char *why, size_t why_len);

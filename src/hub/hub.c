@@ -581,12 +581,7 @@ static void h_session(struct task *t, ddkv_client *uc, const struct hubsess_ref 
         task_fail(t, uc, e, "asking the cluster who you are");
         return;
     }
-    json_t *roles = json_array();
-    if (st.root)
-        json_array_append_new(roles, json_string("root"));
-    for (size_t i = 0; i < st.n_roles; i++)
-        if (!st.root || strcmp(st.roles[i], "root"))
-            json_array_append_new(roles, json_string(st.roles[i]));
+    json_t *roles = hubsess_roles_json(&st);
     t->status = 200;
     t->out = dump(json_pack("{s:b, s:s, s:o, s:s, s:I}", "auth", 1, "user", ref->user, "roles", roles, "csrf",
                             ref->csrf, "expires", (json_int_t)ref->expires_ms));

@@ -338,6 +338,17 @@ static bool name_ok(const char *u, size_t n)
     return true;
 }
 
+json_t *hubsess_roles_json(const struct ddkv_auth_status *st)
+{
+    json_t *roles = json_array();
+    if (st->root)
+        json_array_append_new(roles, json_string("root"));
+    for (size_t i = 0; i < st->n_roles; i++)
+        if (!st->root || strcmp(st->roles[i], "root"))
+            json_array_append_new(roles, json_string(st->roles[i]));
+    return roles;
+}
+
 void hubsess_login(struct hubsess *s, ddkv_client *hubc, const uint8_t addr[16], const char *body, size_t n,
                    bool secure, int *status, char **out, char **set_cookie)
 {
@@ -441,12 +452,7 @@ void hubsess_login(struct hubsess *s, ddkv_client *hubc, const uint8_t addr[16],
         goto done;
     }
     addr_succeeded(s, addr);
-    json_t *roles = json_array();
-    if (st.root)
-        json_array_append_new(roles, json_string("root"));
-    for (size_t i = 0; i < st.n_roles; i++)
-        if (!st.root || strcmp(st.roles[i], "root"))
-            json_array_append_new(roles, json_string(st.roles[i]));
+    json_t *roles = hubsess_roles_json(&st);
     json_t *r = json_pack("{s:s, s:o, s:s, s:I, s:b}", "user", st.user, "roles", roles, "csrf", csrf, "expires",
                           (json_int_t)expires, "auth", 1);
     *out = r ? json_dumps(r, JSON_COMPACT) : NULL;

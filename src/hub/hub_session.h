@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "ddkv/ddkv.h"
 
 #define HUBSESS_COOKIE "ddkv_session"
@@ -80,5 +82,8 @@ int hubsess_logout(struct hubsess *s, ddkv_client *hubc, struct hubsess_ref *ref
 
 /* Whether the two tokens are equal, in time independent of where they differ. */
 bool hubsess_token_eq(const char *a, const char *b);
+/* A person's roles as the page shows them: "root" first (if root), then the
+ * others, root not repeated. A new reference. */
+json_t *hubsess_roles_json(const struct ddkv_auth_status *st);
 
 #endif
