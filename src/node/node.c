@@ -91,10 +91,19 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 void node_free_parts(struct node *n, bool clean)
 {
     struct sm_result none = {0};
-    for (size_t i = 0; i < n->nprop; i++) {
-        if (n->prop[i].done) /* a module's: it frees what it holds */
-            n->prop[i].done(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
-        conn_unref(n->prop[i].c); /* their connections are closed */
+    /* Answer from the queue swapped out whole: a module's completion may
+     * propose again, appending to (and moving) the queue; until it is empty. */
+    while (n->nprop) {
+        struct proposal *props = n->prop;
+        size_t count = n->nprop;
+        n->prop = NULL;
+        n->nprop = n->capprop = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (props[i].done) /* a module's: it frees what it holds */
+                props[i].done(n, &props[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
+            conn_unref(props[i].c); /* their connections are closed */
+        }
+        free(props);
     }
     free(n->prop);
     modules_free(n); /* before the address table: a queued AUTH refers to its entry */

@@ -390,6 +390,35 @@ void replica_sm_hooks(struct node *n)
 static void replica_answer(struct node *n, struct proposal *p, const struct sm_result *res,
                            uint32_t err_code, const char *err_text);
 
+/* Take count proposals at position from out of the queue, as a copy the
+ * caller answers (replica_fail_props) and frees. Never answer from the queue
+ * itself: an answer can run a module's completion (a job claim settles, the
+ * queue claims the next job) that proposes again, which appends to the queue
+ * and may move it (found by nodesim seed 202618: the new entry's index fell
+ * behind a proposal still waiting to be answered). */
+static struct proposal *replica_take(struct node *n, size_t from, size_t count)
+{
+    ASSERT(from + count <= n->nprop);
+    if (!count)
+        return NULL;
+    struct proposal *out = malloc(count * sizeof *out);
+    ASSERT(out != NULL);
+    memcpy(out, n->prop + from, count * sizeof *out);
+    memmove(n->prop + from, n->prop + from + count, (n->nprop - from - count) * sizeof *n->prop);
+    n->nprop -= count;
+    return out;
+}
+
+/* Answer every taken proposal with one error and free the copy. */
+static void replica_fail_props(struct node *n, struct proposal *props, size_t count, uint32_t err_code,
+                               const char *err_text)
+{
+    struct sm_result none = {0};
+    for (size_t i = 0; i < count; i++)
+        replica_answer(n, &props[i], &none, err_code, err_text);
+    free(props);
+}
+
 void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
                    replica_reply_fn reply, uint64_t index, uint64_t term)
 {
@@ -400,18 +429,22 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
      * now this leader has another entry at that index, so by leader
      * completeness the old entry was never committed and never will be. It
      * was not applied: say so (the client may retry; a session dedups). */
-    while (n->nprop > 0 && n->prop[n->nprop - 1].index >= index) {
-        struct proposal *old = &n->prop[--n->nprop];
-        ASSERT(old->term < term);
-        struct sm_result none = {0};
-        replica_answer(n, old, &none, DDKV_WERR_UNAVAILABLE,
-                       "leadership changed before this write committed; it was not applied");
+    size_t keep = n->nprop;
+    while (keep > 0 && n->prop[keep - 1].index >= index) {
+        ASSERT(n->prop[keep - 1].term < term);
+        keep--;
     }
+    size_t stale = n->nprop - keep;
+    struct proposal *old = replica_take(n, keep, stale);
+    /* The new one first: a completion run by the answers below proposes
+     * after it, at a higher index. */
     if (n->nprop == n->capprop)
         n->prop = replica_grow(n->prop, &n->capprop, sizeof *n->prop);
     conn_ref(c);
     n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind, .reply = reply,
                                             .index = index, .term = term, .t0_ns = n->req_t0_ns};
+    replica_fail_props(n, old, stale, DDKV_WERR_UNAVAILABLE,
+                       "leadership changed before this write committed; it was not applied");
 }
 
 static void replica_answer(struct node *n, struct proposal *p, const struct sm_result *res,
@@ -490,10 +523,8 @@ static void replica_fence(struct node *n, int rc, const char *what, const char *
                                   : "(fix the cause, then restart it)");
     char text[96];
     snprintf(text, sizeof text, "storage failure (%s)", rc == ERR_NOSPACE ? "disk full" : err_str(rc));
-    struct sm_result none = {0};
-    for (size_t i = 0; i < n->nprop; i++)
-        replica_answer(n, &n->prop[i], &none, DDKV_WERR_INTERNAL, text);
-    n->nprop = 0;
+    size_t count = n->nprop;
+    replica_fail_props(n, replica_take(n, 0, count), count, DDKV_WERR_INTERNAL, text);
     n->store_reopened = false;
     if (replica_heals(rc) && n->tick) {
         if (!n->storage_retry)
@@ -595,12 +626,10 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
     n->nreads = keep;
     /* Writes proposed on the fenced core (a membership change) never reach
      * the new one: their outcome is not known here. */
-    struct sm_result none = {0};
-    for (size_t i = 0; i < n->nprop; i++)
-        replica_answer(n, &n->prop[i], &none, DDKV_WERR_UNAVAILABLE,
+    size_t count = n->nprop;
+    replica_fail_props(n, replica_take(n, 0, count), count, DDKV_WERR_UNAVAILABLE,
                        "this member restarted its Raft state after a storage failure; the write's "
                        "outcome is unknown");
-    n->nprop = 0;
     uint64_t fenced_ms = clock_mono_ms() - n->storage_failed_ms;
     n->storage_failed = 0;
     n->storage_recoveries++;
@@ -767,15 +796,11 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         return rc;
     }
     modules_on_apply_end(n, true);
-    for (size_t i = 0; i < settled; i++) {
-        struct proposal *p = &n->prop[i];
-        replica_answer(n, p, &p->res, p->lost ? DDKV_WERR_UNAVAILABLE : 0,
+    struct proposal *done = replica_take(n, 0, settled);
+    for (size_t i = 0; i < settled; i++)
+        replica_answer(n, &done[i], &done[i].res, done[i].lost ? DDKV_WERR_UNAVAILABLE : 0,
                        "the leader changed before this write committed; it was not applied");
-    }
-    if (settled) {
-        memmove(n->prop, n->prop + settled, (n->nprop - settled) * sizeof *n->prop);
-        n->nprop -= settled;
-    }
+    free(done);
     return ERR_OK;
 }
 
@@ -1030,14 +1055,8 @@ static void replica_sweep(struct node *n)
     size_t k = 0;
     while (k < n->nprop && now - n->prop[k].t0_ns > limit_ns)
         k++;
-    if (k) {
-        struct sm_result none = {0};
-        for (size_t i = 0; i < k; i++)
-            replica_answer(n, &n->prop[i], &none, DDKV_WERR_TIMEOUT,
-                           "the write was not seen to commit in time; its outcome is unknown");
-        memmove(n->prop, n->prop + k, (n->nprop - k) * sizeof *n->prop);
-        n->nprop -= k;
-    }
+    replica_fail_props(n, replica_take(n, 0, k), k, DDKV_WERR_TIMEOUT,
+                       "the write was not seen to commit in time; its outcome is unknown");
 }
 
 /* Keep the clock above every Lamport time in the log, so a member that becomes
@@ -1266,14 +1285,10 @@ static bool replica_install_end(struct node *n)
     /* Writes this member proposed as leader that the image covers: their
      * fate is not known here (the client's session makes a retry safe). */
     size_t k = 0;
-    struct sm_result none = {0};
     while (k < n->nprop && n->prop[k].index <= m->index)
-        replica_answer(n, &n->prop[k++], &none, DDKV_WERR_TIMEOUT,
+        k++;
+    replica_fail_props(n, replica_take(n, 0, k), k, DDKV_WERR_TIMEOUT,
                        "a snapshot replaced this member's log; the write's outcome is unknown");
-    if (k) {
-        memmove(n->prop, n->prop + k, (n->nprop - k) * sizeof *n->prop);
-        n->nprop -= k;
-    }
     char dir[512];
     replica_snap_dir(n, dir, sizeof dir);
     (void)snap_prune(dir, n->recv_done, &eb);

@@ -24,6 +24,8 @@ Regressions: the node bugs nodesim found, each put back:
   memberlead MEMBER_ADD's "already done" answered by any member
   leaserevoke a keepalive answered for a lease whose revoke is proposed
   leasefence  a keepalive answered by a leader whose storage failed
+  takeprops   stale proposals answered (running completions that propose
+          again) before the new proposal is queued: the queue loses its order
 
 Prints, for each, the seeds run until the first failure ("caught at seed S")
 or "NOT caught in N seeds". Exit 1 if any mutant survives.
@@ -64,6 +66,13 @@ MUTATIONS = {
     "leasefence": ("(regression) keepalive answered by a fenced leader", "src/node/mod/lease.c",
                    "    if (!replica_lead_or_refuse(n, c, m->request_id, true))\n        return;\n    struct raft_status st;",
                    "    if (!replica_lead_or_refuse(n, c, m->request_id, false))\n        return;\n    struct raft_status st;"),
+    "takeprops": ("(regression) stale proposals answered before the new one is queued", "src/node/replica.c",
+                  ("    struct proposal *old = replica_take(n, keep, stale);\n",
+                   "    replica_fail_props(n, old, stale, DDKV_WERR_UNAVAILABLE,\n"
+                   "                       \"leadership changed before this write committed; it was not applied\");\n}"),
+                  ("    struct proposal *old = replica_take(n, keep, stale);\n"
+                   "    replica_fail_props(n, old, stale, DDKV_WERR_UNAVAILABLE, \"leadership changed\");\n",
+                   "}")),
     "memberlead": ("(regression) MEMBER_ADD done answered by a follower", "src/node/mod/members.c",
                    "    if (!replica_lead_or_refuse(n, c, m->request_id, true))\n        return;\n"
                    "    uint64_t id = cluster_node_id(name);\n    if (raft_conf_has(",

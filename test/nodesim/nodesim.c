@@ -23,6 +23,7 @@
  * Exit 0 when every seed passed; 1 names the first failing seed. */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -137,6 +138,9 @@ struct simnode {
     uint64_t sync_token;
     struct errbuf sync_eb;
     uint64_t crashes, syncs_failed;
+    /* The member's log as the simulated disk holds it synced: entries up to
+     * `durable` survive a power cut; the sync in flight covers to sub_last. */
+    uint64_t durable, sub_last;
 };
 
 static int nnodes;
@@ -148,6 +152,7 @@ static bool faults_on;
  * removing, 2 adding. */
 static int rebuild_target = -1, rebuild_phase;
 static char admin_bad[160]; /* an answer the admin was given that the cluster contradicts */
+static char durable_bad[200]; /* an entry a member applied before its log held it synced */
 static uint64_t rebuilds;
 static char base_dir[128];
 static char cluster_spec[256];
@@ -222,10 +227,29 @@ static struct simnode *SN(struct node *n)
     return n->io_ctx;
 }
 
+/* A member applies an entry only once its own log holds it synced (or a
+ * snapshot it installed covers it): otherwise a power cut leaves its state
+ * machine ahead of its log, with an entry its log may no longer have. */
+static void durable_check(struct simnode *sn)
+{
+    struct node *n = sn->n;
+    if (!n || !n->raft || durable_bad[0])
+        return;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    uint64_t covered = sn->durable > st.snap_index ? sn->durable : st.snap_index;
+    if (n->sm.applied_index > covered)
+        snprintf(durable_bad, sizeof durable_bad,
+                 "%s applied entry %" PRIu64 " at %" PRIu64 " ms while its log was durable only to %" PRIu64,
+                 sn->name, n->sm.applied_index, now_ns / NS_MS, covered);
+}
+
 static void node_turn(struct simnode *sn)
 {
-    if (sn->n)
+    if (sn->n) {
         replica_drive(sn->n);
+        durable_check(sn);
+    }
 }
 
 /* --- the sim's node_io --- */
@@ -248,6 +272,11 @@ static void sio_sync_submit(struct node *n)
 {
     struct simnode *sn = SN(n);
     ASSERT(!sn->sync_in_flight);
+    /* The batch written for this sync: entries from its first index replace
+     * what the log held there, unsynced until the sync completes. */
+    if (n->pending.n_entries && n->pending.entries[0].index <= sn->durable)
+        sn->durable = n->pending.entries[0].index - 1;
+    sn->sub_last = n->pending.n_entries ? n->pending.entries[n->pending.n_entries - 1].index : sn->durable;
     sn->sync_in_flight = true;
     sn->sync_finished = false;
     uint64_t lat = 50000 + below(1500000);
@@ -261,6 +290,8 @@ static void sio_do_sync(struct simnode *sn)
 {
     sn->sync_eb = (struct errbuf){{0}};
     sn->sync_rc = store_sync_wal(sn->n->st, &sn->sync_eb);
+    if (!sn->sync_rc)
+        sn->durable = sn->sub_last;
     sn->sync_finished = true;
     sn->sync_token++;
     if (sn->sync_rc)
@@ -502,11 +533,23 @@ static const struct node_io sim_io = {
     .stop_loop = sio_stop_loop,
 };
 
+/* The log a member holds once it starts or rejoins is what its disk kept:
+ * all of it is on the disk now. */
+static void sim_log_reloaded(struct node *n)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    SN(n)->durable = SN(n)->sub_last = st.last_index;
+}
+
+/* The simulator's own probe, last in the list: it learns of rejoins. */
+static const struct module mod_simprobe = {.name = "simprobe", .on_rejoin = sim_log_reloaded};
+
 /* The modules a simulated member runs: all but those that need a libevent
  * base of their own (auth's password workers, backup's streaming). */
 extern const struct module mod_admin, mod_kv, mod_raft, mod_members, mod_watch, mod_jobs, mod_lease;
-static const struct module *const sim_modules[] = {&mod_admin, &mod_kv,   &mod_raft, &mod_members,
-                                                   &mod_watch, &mod_jobs, &mod_lease};
+static const struct module *const sim_modules[] = {&mod_admin, &mod_kv,   &mod_raft,  &mod_members,
+                                                   &mod_watch, &mod_jobs, &mod_lease, &mod_simprobe};
 
 /* --- clients --- */
 struct client {
@@ -528,6 +571,7 @@ struct client {
     bool maybe_applied;
     uint64_t call_ns;
     int hint; /* the member that last led for us */
+    int silent; /* the member whose attempt last went unanswered, until it answers */
     uint64_t nwrites;
 };
 /* NS_CLIENTS clients, then the final reader, then the admin (membership). */
@@ -692,9 +736,14 @@ static void client_finish(struct client *cl, enum lin_outcome oc, const char *re
 
 static int client_pick(struct client *cl)
 {
-    if (cl->hint >= 0 && !pct(20))
+    if (cl->hint >= 0 && cl->hint != cl->silent && !pct(20))
         return cl->hint;
-    return (int)below((uint64_t)nnodes);
+    /* As a client library does: not straight back to a member that just let
+     * an attempt time out (a dead member would starve the client). */
+    int pick = (int)below((uint64_t)nnodes);
+    if (pick == cl->silent)
+        pick = (pick + 1 + (int)below((uint64_t)nnodes - 1)) % nnodes;
+    return pick;
 }
 
 /* Send the op's next attempt to a member, through the network. */
@@ -828,6 +877,8 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
         fprintf(stderr, "nodesim: undecodable reply: %s\n", eb.msg);
         abort();
     }
+    if (cl->silent >= 0 && cl->conns[cl->silent] == c)
+        cl->silent = -1; /* it answers again */
     if (!cl->busy || m.request_id != cl->rid) {
         msg_free(&m);
         return; /* an attempt given up on */
@@ -1197,6 +1248,7 @@ static int node_start(struct simnode *sn, struct errbuf *eb)
         node_free(sn);
         return rc;
     }
+    sim_log_reloaded(n);
     return ERR_OK;
 }
 
@@ -1596,8 +1648,10 @@ static void handle(struct ev *e)
             return;
         if (e->slot == 0 && cl->is_write)
             cl->maybe_applied = true; /* no answer in time: it may have applied */
-        if (e->slot == 0)
+        if (e->slot == 0) {
             cl->hint = -1;
+            cl->silent = cl->node;
+        }
         client_attempt(cl);
         return;
     }
@@ -1781,6 +1835,17 @@ static bool members_equal(uint64_t seed)
 }
 
 
+/* A PANIC (an assertion in the node) aborts: say which seed. */
+static char abort_msg[160];
+static size_t abort_len;
+static void on_abort(int sig)
+{
+    (void)sig;
+    if (abort_len)
+        (void)!write(2, abort_msg, abort_len);
+    signal(SIGABRT, SIG_DFL);
+}
+
 static bool run_seed(uint64_t seed)
 {
     rng_s = seed * UINT64_C(0x2545F4914F6CDD1D) + 1;
@@ -1810,12 +1875,13 @@ static bool run_seed(uint64_t seed)
     rebuild_target = -1;
     rebuild_phase = 0;
     admin_bad[0] = 0;
+    durable_bad[0] = 0;
     memset(&LS, 0, sizeof LS);
     njclaims = njacks = 0;
     for (int i = 0; i < NS_ALLC; i++) {
         memset(&clients[i], 0, sizeof clients[i]);
         clients[i].idx = i;
-        clients[i].hint = -1;
+        clients[i].hint = clients[i].silent = -1;
     }
     free(W.ev);
     memset(&W, 0, sizeof W);
@@ -1844,7 +1910,10 @@ static bool run_seed(uint64_t seed)
     heal_all();
     trace("--- faults healed ---");
     uint64_t t_end = now_ns + NS_SETTLE_MS * NS_MS;
-    if (!run_until(t_end, clients_idle))
+    bool idle = run_until(t_end, clients_idle);
+    if (durable_bad[0]) /* the cause of whatever else went wrong */
+        ok = fail(seed, "durability: %s", durable_bad);
+    else if (!idle)
         ok = fail(seed, "client operations still unanswered %d ms after the faults healed", NS_SETTLE_MS);
     /* No acknowledged write lost: a final read of every key, recorded. */
     for (int k = 0; ok && k < NS_KEYS; k++) {
@@ -1892,6 +1961,8 @@ static bool run_seed(uint64_t seed)
         ok = members_equal(seed);
     if (ok && admin_bad[0])
         ok = fail(seed, "membership: %s", admin_bad);
+    if (ok && durable_bad[0])
+        ok = fail(seed, "durability: %s", durable_bad);
     if (ok && LS.bad[0])
         ok = fail(seed, "lease expired early: %s", LS.bad);
     totals.jobs_claimed += njclaims;
@@ -1960,8 +2031,12 @@ int main(int argc, char **argv)
     log_set_level(tracing ? LOG_INFO : (enum log_level)(LOG_ERROR + 1));
     static const struct clock_source src = {.mono_ns = sim_mono_ns, .wall_ms = sim_wall_ms};
     clock_set_source(&src);
+    /* Memory-backed by default: the simulated disks live in memory, but
+     * snapshot images and their directories are real files, fsynced. */
     const char *tmp = getenv("TMPDIR");
-    snprintf(base_dir, sizeof base_dir, "%s/nodesim.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!tmp || !*tmp)
+        tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(base_dir, sizeof base_dir, "%s/nodesim.XXXXXX", tmp);
     if (!mkdtemp(base_dir)) {
         perror("nodesim: mkdtemp");
         return 1;
@@ -1973,7 +2048,13 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     uint64_t passed = 0;
+    signal(SIGABRT, on_abort);
     for (uint64_t seed = first; seed < first + count; seed++) {
+        int len = snprintf(abort_msg, sizeof abort_msg,
+                           "nodesim: seed %" PRIu64 " ABORTED (replay: DDKV_SEED=%" PRIu64
+                           " DDKV_NODESIM_TRACE=1 nodesim --nodes %d)\n",
+                           seed, seed, nnodes);
+        abort_len = len > 0 && (size_t)len < sizeof abort_msg ? (size_t)len : 0;
         if (!run_seed(seed)) {
             rc = 1;
             break;
