@@ -31,6 +31,20 @@ struct node_job;
 
 typedef void (*node_timer_fn)(struct node *n);
 
+/* Work done off the node's thread (the auth module's password hashes): run
+ * runs elsewhere and touches nothing of the node's, then done runs on the
+ * node's thread. The caller owns it (embeds it in its own job). */
+struct node_work {
+    void (*run)(struct node_work *w);
+    void (*done)(struct node *n, struct node_work *w);
+    unsigned lane;          /* 0..NODE_POOL_LANES-1: the lower is served first */
+    struct node_work *next; /* the implementation's */
+};
+#define NODE_POOL_LANES 4
+#define NODE_POOL_THREADS_MAX 4
+/* A pool of threads for node_work (owned by the implementation). */
+struct node_pool;
+
 struct node_io {
     /* The log syncer. sync_start before the first submit, sync_stop at the
      * end (waits for a sync in flight). sync_submit starts making everything
@@ -83,6 +97,15 @@ struct node_io {
     int (*snap_read)(struct node *n, const char *path, uint64_t offset, uint8_t *buf, size_t cap,
                      size_t *len, bool *last, struct errbuf *eb);
 
+    /* A work pool: nthreads threads, thread i taking work from lanes
+     * 0..lanes[i]-1 (the lowest first) at nice[i] (NULL: all 0). submit
+     * queues w; stop joins the threads and hands each work not yet done
+     * back to drop (NULL: forgotten). NULL from pool_start: eb says why. */
+    struct node_pool *(*pool_start)(struct node *n, unsigned nthreads, const unsigned *lanes, const int *nice,
+                                    struct errbuf *eb);
+    void (*pool_submit)(struct node *n, struct node_pool *p, struct node_work *w);
+    void (*pool_stop)(struct node *n, struct node_pool *p, void (*drop)(struct node_work *w));
+
     /* Random bits where the node draws them: the Raft core's election jitter
      * seed, a data dir's incarnation, the delay before campaigning when the
      * leader's process is gone. ERR_IO when none can be had. */
@@ -94,7 +117,8 @@ struct node_io {
 
 /* Today's: the log syncer thread (logsync.c) woken through an eventfd, the
  * peer transport (peer.c), libevent timers on n->base, kv/snapshot.c's
- * threads, OpenSSL's RAND_bytes. n->io_ctx unused. */
+ * threads, the work pool's threads (pool.c), OpenSSL's RAND_bytes. n->io_ctx
+ * unused. */
 extern const struct node_io node_io_event;
 
 #endif

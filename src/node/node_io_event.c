@@ -11,6 +11,7 @@
 #include "node/logsync.h"
 #include "node/node_int.h"
 #include "node/peer.h"
+#include "node/pool.h"
 
 static int nie_sync_start(struct node *n, struct errbuf *eb)
 {
@@ -199,6 +200,9 @@ const struct node_io node_io_event = {
     .snap_job_free = nie_snap_job_free,
     .snap_verify = nie_snap_verify,
     .snap_read = nie_snap_read,
+    .pool_start = pool_start,
+    .pool_submit = pool_submit,
+    .pool_stop = pool_stop,
     .random = nie_random,
     .stop_loop = nie_stop_loop,
 };

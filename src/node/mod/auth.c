@@ -1,12 +1,12 @@
 /* The auth module: AUTH (a connection's identity), AUTH_CHANGE (users, roles
  * and the switch, through the log), AUTH_STATUS, AUTH_LIST; the permission
- * check of every client request (the rules are in access.c); and the worker
- * threads that hash and verify passwords off the event loop.
+ * check of every client request (the rules are in access.c); and the jobs
+ * that hash and verify passwords off the event loop.
  *
  * PBKDF2 with 100,000 iterations takes 40-80 ms here: on the loop it would
- * stall every other client of the node for that long per AUTH. Worker
- * threads do it instead, and hand results back through a pipe the loop
- * watches. The queue is bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused
+ * stall every other client of the node for that long per AUTH. The node's
+ * work pool (node_io.h: threads in `ddkv serve`, virtual time in the
+ * simulator) does it instead and hands each result back to the loop. The queue is bounded (AUTH_QUEUE_MAX: beyond it AUTH is refused
  * UNAVAILABLE). A failed AUTH makes its connection wait before it may try
  * again (doubling, up to AUTH_BACKOFF_MAX_MS); an unknown user is verified
  * against a dummy hash, so it takes as long and gets the same answer as a
@@ -25,16 +25,10 @@
  * failed), the last two filling only part of it. One thread takes every class, a second only the first (see
  * AUTH_THREADS): guessing costs at most one core's worth of hashes, and a user
  * logging in from an address in good standing never waits behind a guess. */
-#include <errno.h>
-#include <event2/event.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "kv/passwd.h"
 #include "node/access.h"
@@ -75,7 +69,10 @@ enum auth_job_kind { AUTH_JOB_VERIFY, AUTH_JOB_HASH };
 /* One password to verify (AUTH) or hash (USER_ADD, USER_PASSWD). The loop
  * fills it and queues it; the worker reads pw and rec and writes ok (and rec,
  * when hashing); the loop takes it back and answers. */
+struct auth_worker;
 struct auth_job {
+    struct node_work work;   /* first: the pool's handle */
+    struct auth_worker *w;   /* the dummy record and the iterations, read off the loop */
     enum auth_job_kind kind;
     struct conn *c; /* referenced */
     uint64_t rid;
@@ -96,38 +93,25 @@ struct auth_job {
     struct auth_job *next;
 };
 
-/* Two threads: the first takes every class in order; the second only
- * addresses in good standing (and hashing), so a user who logs in from one
- * never waits behind a guess being checked. Guessing costs at most one
- * core's worth of hashes. */
+/* Two threads of the node's work pool (node_io.h): the first takes every
+ * class in order; the second only addresses in good standing (and hashing),
+ * so a user who logs in from one never waits behind a guess being checked.
+ * Guessing costs at most one core's worth of hashes. A class is a lane. */
 #define AUTH_THREADS 2
-struct auth_worker;
-struct auth_thread {
-    pthread_t th;
-    bool started;
-    int classes; /* it takes jobs of classes 0..classes-1 */
-    struct auth_worker *w;
-};
+static const unsigned auth_thread_lanes[AUTH_THREADS] = {AUTH_CLASSES, AUTH_CLASS_GOOD + 1};
+static const int auth_thread_nice[AUTH_THREADS] = {AUTH_GENERAL_NICE, 0};
 
 struct auth_worker {
-    struct auth_thread threads[AUTH_THREADS];
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    /* Jobs by class, each queue served only when those before it are empty;
-     * hashing (USER_ADD, USER_PASSWD) comes with the first. Under mu. */
-    struct auth_job *todo[AUTH_CLASSES], *todo_tail[AUTH_CLASSES], *done, *done_tail;
-    bool stop;                                            /* under mu */
+    struct node_pool *pool;
     size_t pending;  /* queued and not yet answered (loop thread only) */
     size_t pending_cls[AUTH_CLASSES]; /* of them, by class (loop thread only) */
-    int fds[2];      /* the worker writes a byte to fds[1] per finished job */
-    struct event *ev;
     pthread_mutex_t dummy_mu;
     uint8_t dummy[PASSWD_RECORD_BYTES]; /* under dummy_mu until made, then read only (auth_dummy) */
     bool dummy_made;
     uint32_t iterations;                /* of new hashes: --auth-hash-iterations */
     struct auth_job **held;             /* AUTHs waiting for their address's turn (loop thread) */
     size_t nheld, capheld;
-    struct event *hold_tick;            /* queues them when due */
+    struct node_timer *hold_tick;       /* queues them when due, while any is held */
 };
 
 static void job_free(struct auth_job *j)
@@ -150,16 +134,6 @@ static void job_free(struct auth_job *j)
     free(j);
 }
 
-static void job_push(struct auth_job **head, struct auth_job **tail, struct auth_job *j)
-{
-    j->next = NULL;
-    if (*tail)
-        (*tail)->next = j;
-    else
-        *head = j;
-    *tail = j;
-}
-
 /* Unknown users are checked against this, so they cost what a real user
  * costs. Made by the worker the first time an unknown user logs in (a node
  * with auth off, or never asked for one, spends nothing on it); only the
@@ -175,40 +149,25 @@ static const uint8_t *auth_dummy(struct auth_worker *w)
     return w->dummy;
 }
 
-static void *auth_worker_main(void *arg)
+/* On a pool thread: check or hash the password. */
+static void auth_job_run(struct node_work *work)
 {
-    struct auth_thread *t = arg;
-    struct auth_worker *w = t->w;
-    if (t->classes > AUTH_CLASS_GOOD + 1) /* Linux: a thread's nice value is its own */
-        (void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), AUTH_GENERAL_NICE);
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        int k = 0;
-        while (!w->stop) {
-            for (k = 0; k < t->classes && !w->todo[k]; k++)
-                ;
-            if (k < t->classes)
-                break;
-            pthread_cond_wait(&w->cv, &w->mu);
-        }
-        if (w->stop)
-            break;
-        struct auth_job *j = w->todo[k];
-        w->todo[k] = j->next;
-        if (!w->todo[k])
-            w->todo_tail[k] = NULL;
-        pthread_mutex_unlock(&w->mu);
-        if (j->kind == AUTH_JOB_VERIFY)
-            j->ok = passwd_verify(j->pw, j->pwlen, j->known ? j->rec : auth_dummy(w), sizeof j->rec);
-        else
-            j->ok = passwd_hash(j->pw, j->pwlen, w->iterations, j->rec) == ERR_OK;
-        pthread_mutex_lock(&w->mu);
-        job_push(&w->done, &w->done_tail, j);
-        ssize_t wr = write(w->fds[1], "x", 1); /* the pipe never fills: one byte per job, at most 64 */
-        (void)wr;
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
+    struct auth_job *j = (struct auth_job *)work;
+    if (j->kind == AUTH_JOB_VERIFY)
+        j->ok = passwd_verify(j->pw, j->pwlen, j->known ? j->rec : auth_dummy(j->w), sizeof j->rec);
+    else
+        j->ok = passwd_hash(j->pw, j->pwlen, j->w->iterations, j->rec) == ERR_OK;
+}
+
+static void auth_job_done(struct node *n, struct node_work *work);
+
+/* Hand j to the pool on its class's lane. */
+static void auth_queue(struct node *n, struct auth_job *j)
+{
+    struct auth_worker *w = n->auth;
+    j->w = w;
+    j->work = (struct node_work){.run = auth_job_run, .done = auth_job_done, .lane = j->cls};
+    n->io->pool_submit(n, w->pool, &j->work);
 }
 
 /* --- identity --- */
@@ -253,12 +212,9 @@ static bool auth_admit(struct node *n, struct conn *c, const struct msg *m)
 
 static void auth_submit(struct node *n, struct auth_job *j);
 
-static void auth_hold_cb(evutil_socket_t fd, short what, void *arg)
+static void auth_hold_cb(struct node *n)
 {
-    struct node *n = arg;
     struct auth_worker *w = n->auth;
-    (void)fd;
-    (void)what;
     uint64_t now = clock_mono_ms();
     /* Take the due ones out first: auth_submit may hold a job again. */
     struct auth_job *due = NULL, **tail = &due;
@@ -283,6 +239,8 @@ static void auth_hold_cb(evutil_socket_t fd, short what, void *arg)
         }
         auth_submit(n, j);
     }
+    if (!w->nheld)
+        n->io->timer_cancel(n, w->hold_tick);
 }
 
 /* Answer j's AUTH without checking it and drop it. */
@@ -335,10 +293,7 @@ static void auth_submit(struct node *n, struct auth_job *j)
             a->auth_queued++;
             j->in_queue = true;
         }
-        pthread_mutex_lock(&w->mu);
-        job_push(&w->todo[j->cls], &w->todo_tail[j->cls], j);
-        pthread_cond_broadcast(&w->cv); /* the good-standing thread may not take it */
-        pthread_mutex_unlock(&w->mu);
+        auth_queue(n, j);
         return;
     }
     if (until - j->queued_ms > AUTH_HOLD_MAX_MS) {
@@ -364,6 +319,8 @@ static void auth_submit(struct node *n, struct auth_job *j)
     }
     j->due_ms = until;
     w->held[w->nheld++] = j;
+    if (!n->io->timer_armed(n, w->hold_tick))
+        n->io->timer_arm(n, w->hold_tick, AUTH_HOLD_TICK_MS, true);
 }
 
 /* --- the worker's results, on the loop --- */
@@ -436,31 +393,20 @@ static void auth_hashed(struct node *n, struct auth_job *j)
     replica_propose_reply(n, j->c, j->rid, DDKV_MSG_AUTH_CHANGED, NULL, &op);
 }
 
-static void auth_pipe_cb(evutil_socket_t fd, short what, void *arg)
+/* Back on the loop: answer the AUTH, or propose the hashed change. */
+static void auth_job_done(struct node *n, struct node_work *work)
 {
-    struct node *n = arg;
+    struct auth_job *j = (struct auth_job *)work;
     struct auth_worker *w = n->auth;
-    (void)what;
-    char drain[128];
-    while (read(fd, drain, sizeof drain) > 0)
-        ;
-    pthread_mutex_lock(&w->mu);
-    struct auth_job *j = w->done;
-    w->done = w->done_tail = NULL;
-    pthread_mutex_unlock(&w->mu);
-    while (j) {
-        struct auth_job *next = j->next;
-        ASSERT(w->pending > 0);
-        w->pending--;
-        ASSERT(w->pending_cls[j->cls] > 0);
-        w->pending_cls[j->cls]--;
-        if (j->kind == AUTH_JOB_VERIFY)
-            auth_verified(n, j);
-        else
-            auth_hashed(n, j);
-        job_free(j);
-        j = next;
-    }
+    ASSERT(w->pending > 0);
+    w->pending--;
+    ASSERT(w->pending_cls[j->cls] > 0);
+    w->pending_cls[j->cls]--;
+    if (j->kind == AUTH_JOB_VERIFY)
+        auth_verified(n, j);
+    else
+        auth_hashed(n, j);
+    job_free(j);
 }
 
 /* Queue j, a HASH (taking a reference on its connection), or refuse it. */
@@ -477,10 +423,7 @@ static bool auth_enqueue(struct node *n, struct conn *c, struct auth_job *j)
     w->pending++;
     w->pending_cls[j->cls]++;
     j->queued_ms = clock_mono_ms();
-    pthread_mutex_lock(&w->mu);
-    job_push(&w->todo[j->cls], &w->todo_tail[j->cls], j);
-    pthread_cond_broadcast(&w->cv); /* the good-standing thread may not take it */
-    pthread_mutex_unlock(&w->mu);
+    auth_queue(n, j);
     return true;
 }
 
@@ -691,33 +634,13 @@ static int auth_init(struct node *n, struct errbuf *eb)
     struct auth_worker *w = calloc(1, sizeof *w);
     if (!w)
         return errf(eb, ERR_NOMEM, "out of memory");
-    w->fds[0] = w->fds[1] = -1;
     w->iterations = n->cfg.auth_hash_iterations;
     n->auth = w;
-    pthread_mutex_init(&w->mu, NULL);
     pthread_mutex_init(&w->dummy_mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    if (pipe(w->fds) != 0)
-        return errf(eb, ERR_IO, "pipe: %s", strerror(errno));
-    for (int i = 0; i < 2; i++) {
-        fcntl(w->fds[i], F_SETFL, fcntl(w->fds[i], F_GETFL) | O_NONBLOCK);
-        fcntl(w->fds[i], F_SETFD, FD_CLOEXEC);
-    }
-    w->ev = event_new(n->base, w->fds[0], EV_READ | EV_PERSIST, auth_pipe_cb, n);
-    if (!w->ev || event_add(w->ev, NULL) != 0)
-        return errf(eb, ERR_NOMEM, "cannot watch the auth worker's pipe");
-    struct timeval tick = {0, AUTH_HOLD_TICK_MS * 1000};
-    w->hold_tick = event_new(n->base, -1, EV_PERSIST, auth_hold_cb, n);
-    if (!w->hold_tick || event_add(w->hold_tick, &tick) != 0)
+    if (!(w->hold_tick = n->io->timer_new(n, auth_hold_cb)))
         return errf(eb, ERR_NOMEM, "cannot start the auth hold timer");
-    for (int i = 0; i < AUTH_THREADS; i++) {
-        struct auth_thread *t = &w->threads[i];
-        t->w = w;
-        t->classes = i == 0 ? AUTH_CLASSES : AUTH_CLASS_GOOD + 1;
-        if (pthread_create(&t->th, NULL, auth_worker_main, t) != 0)
-            return errf(eb, ERR_IO, "cannot start the auth worker thread");
-        t->started = true;
-    }
+    if (!(w->pool = n->io->pool_start(n, AUTH_THREADS, auth_thread_lanes, auth_thread_nice, eb)))
+        return ERR_IO;
     int rc;
     if ((rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH, "auth", auth_handle, n, eb)) ||
         (rc = dispatcher_register(&n->disp, DDKV_MSG_AUTH_CHANGE, "auth", auth_change, n, eb)) ||
@@ -727,13 +650,9 @@ static int auth_init(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-static void job_list_free(struct auth_job *j)
+static void auth_job_drop(struct node_work *work)
 {
-    while (j) {
-        struct auth_job *next = j->next;
-        job_free(j);
-        j = next;
-    }
+    job_free((struct auth_job *)work);
 }
 
 /* Stop the worker and answer nothing more. */
@@ -742,29 +661,12 @@ static void auth_free(struct node *n)
     struct auth_worker *w = n->auth;
     if (!w)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stop = true;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    for (int i = 0; i < AUTH_THREADS; i++)
-        if (w->threads[i].started)
-            pthread_join(w->threads[i].th, NULL);
-    for (int k = 0; k < AUTH_CLASSES; k++)
-        job_list_free(w->todo[k]);
-    job_list_free(w->done);
-    if (w->ev)
-        event_free(w->ev);
-    if (w->hold_tick)
-        event_free(w->hold_tick);
+    n->io->pool_stop(n, w->pool, auth_job_drop);
+    n->io->timer_free(n, w->hold_tick);
     for (size_t i = 0; i < w->nheld; i++)
         job_free(w->held[i]);
     free(w->held);
-    for (int i = 0; i < 2; i++)
-        if (w->fds[i] >= 0)
-            close(w->fds[i]);
-    pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->dummy_mu);
-    pthread_cond_destroy(&w->cv);
     OPENSSL_cleanse(w->dummy, sizeof w->dummy);
     free(w);
     n->auth = NULL;
