@@ -611,7 +611,9 @@ static enum cc_do error_reply(struct cc *c, struct cc_call *k, struct msg *m, ui
     }
     case DDKV_WERR_UNAVAILABLE:
         /* Refused without proposing (no quorum, shutting down, storage
-         * failure): safe to retry. Another member may do better. */
+         * failure), or proposed and refused where it applied, nothing
+         * changed (permissions changed since it was admitted): safe to
+         * retry. Another member may do better. */
         msg_free(m);
         if (c->n_eps > 1 || conn_level)
             cc_rotate(c);

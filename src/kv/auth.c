@@ -11,6 +11,7 @@
 #include "util/buf.h"
 
 static const char AUTH_ENABLED_KEY[] = "auth_enabled";
+static const char AUTH_REV_KEY[] = "auth_rev";
 #define AUTH_RECORD_FORMAT 1
 #define USER_FIXED (1 + 8 + PASSWD_RECORD_BYTES + 1)
 
@@ -115,6 +116,7 @@ int auth_db_clone(struct auth_db *dst, const struct auth_db *src)
 {
     memset(dst, 0, sizeof *dst);
     dst->enabled = src->enabled;
+    dst->rev = src->rev;
     dst->users = src->nusers ? calloc(src->nusers, sizeof *dst->users) : NULL;
     dst->roles = src->nroles ? calloc(src->nroles, sizeof *dst->roles) : NULL;
     if ((src->nusers && !dst->users) || (src->nroles && !dst->roles))
@@ -401,6 +403,15 @@ int auth_db_load(struct auth_db *db, struct store *st, struct errbuf *eb)
         store_val_release(&v);
         if (!ok)
             rc = errf(eb, ERR_CORRUPT, "meta %s is malformed", AUTH_ENABLED_KEY);
+    } else if (rc == ERR_NOT_FOUND) {
+        rc = ERR_OK;
+    }
+    if (!rc && (rc = store_get(st, STORE_CF_META, AUTH_REV_KEY, strlen(AUTH_REV_KEY), NULL, &v, eb)) == ERR_OK) {
+        bool ok = v.n == 8;
+        db->rev = ok ? get_be64(v.p) : 0;
+        store_val_release(&v);
+        if (!ok)
+            rc = errf(eb, ERR_CORRUPT, "meta %s is malformed", AUTH_REV_KEY);
     } else if (rc == ERR_NOT_FOUND) {
         rc = ERR_OK;
     }
@@ -702,5 +713,11 @@ int auth_apply(struct auth_db *db, struct store_batch *b, uint64_t index, const 
     }
     if (rc)
         return errf(eb, rc, "out of memory applying an auth change");
+    if (*refused == SM_ERR_NONE) {
+        uint8_t v[8];
+        put_be64(v, index);
+        store_batch_put(b, STORE_CF_META, AUTH_REV_KEY, strlen(AUTH_REV_KEY), v, sizeof v);
+        db->rev = index;
+    }
     return ERR_OK;
 }

@@ -6,6 +6,7 @@
  * every client key operation (those touch the data column family only), and
  * travel in snapshots with the rest of meta:
  *   "auth_enabled"  -> u64 1 (absent or 0: auth is off)
+ *   "auth_rev"      -> u64 the index of the last change applied (absent: 0)
  *   "u/" + name     -> user: [u8 1][u64 rev][53-byte password hash (kv/passwd.h)]
  *                      [u8 n][n x (u8 len, role name)], roles sorted
  *   "r/" + name     -> role: [u8 1][u8 n][n x (u8 perm, u16 len, prefix)],
@@ -66,6 +67,9 @@ struct auth_user {
 
 struct auth_db {
     bool enabled;
+    /* The index of the last change applied (0: none yet). A write admitted
+     * under an older one is checked again where it applies (sm.h, auth_rev). */
+    uint64_t rev;
     struct auth_user *users; /* sorted by name */
     size_t nusers;
     struct auth_role *roles; /* sorted by name; never "root" */

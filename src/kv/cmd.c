@@ -111,7 +111,8 @@ static bool cluster_version_ok(uint64_t v)
     return v >= DDKV_VERSION_0_2_0 && (v & 0xffff) == 0 && (v >> 32) < 0x10000;
 }
 
-int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
+/* A command in format 2 (the layout in cmd.h). */
+static int encode_v2(const struct sm_op *op, uint64_t lamport, struct buf *b)
 {
     ASSERT(op->kind == SM_OP_PUT || op->kind == SM_OP_DELETE || op->kind == SM_OP_TXN ||
            op->kind == SM_OP_LEASE_GRANT || op->kind == SM_OP_LEASE_REVOKE || op->kind == SM_OP_AUTH ||
@@ -197,6 +198,22 @@ int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
         }
     }
     return ERR_OK;
+}
+
+int cmd_encode_op(const struct sm_op *op, uint64_t lamport, struct buf *b)
+{
+    if (!op->auth_checked)
+        return encode_v2(op, lamport, b);
+    size_t at = b->len;
+    uint8_t h[CMD_AUTH_ENVELOPE];
+    h[0] = CMD_FORMAT_AUTH_REV;
+    put_be64(h + 1, op->auth_rev);
+    int rc = buf_append(b, h, sizeof h);
+    if (!rc)
+        rc = encode_v2(op, lamport, b);
+    if (rc)
+        b->len = at;
+    return rc;
 }
 
 int cmd_encode(const struct cmd *c, struct buf *b)
@@ -302,7 +319,22 @@ static int auth_decode(const uint8_t *p, size_t n, uint64_t arg, struct cmd *c)
     return ERR_OK;
 }
 
+static int decode_v2(const uint8_t *p, size_t n, struct cmd *c);
+
 int cmd_decode(const uint8_t *p, size_t n, struct cmd *c)
+{
+    if (n >= CMD_AUTH_ENVELOPE && p[0] == CMD_FORMAT_AUTH_REV) {
+        int rc = decode_v2(p + CMD_AUTH_ENVELOPE, n - CMD_AUTH_ENVELOPE, c);
+        if (rc)
+            return rc;
+        c->op.auth_checked = true;
+        c->op.auth_rev = get_be64(p + 1);
+        return ERR_OK;
+    }
+    return decode_v2(p, n, c);
+}
+
+static int decode_v2(const uint8_t *p, size_t n, struct cmd *c)
 {
     /* Not the arrays: only their first counts are ever read. */
     memset(&c->op, 0, sizeof c->op);

@@ -59,6 +59,13 @@
 #include "util/buf.h"
 
 #define CMD_FORMAT 2
+/* Since cluster version 0.2, a client's write travels in an envelope:
+ *   0   u8   format 3
+ *   1   u64  auth_rev  the auth state's rev when the leader admitted it (sm.h)
+ *   9        the command in format 2
+ * (cmd_encode writes it when op.auth_checked, cmd_decode sets auth_checked.) */
+#define CMD_FORMAT_AUTH_REV 3
+#define CMD_AUTH_ENVELOPE 9
 #define CMD_PREFIX 42       /* the part every command has */
 #define CMD_HEADER 46       /* put and delete: the prefix and the key length */
 #define CMD_TXN_HEADER 48   /* txn: the prefix and the three counts */

@@ -1058,6 +1058,10 @@ const char *sm_error_text(int error, uint32_t *wire_code)
                "itself (built in, granting everything) cannot be added, removed or changed";
     case SM_ERR_AUTH_INVALID: return "bad name, prefix, permission or password hash";
     case SM_ERR_AUTH_LIMIT: return "too many users, roles or grants";
+    case SM_ERR_AUTH_CHANGED:
+        *wire_code = DDKV_WERR_UNAVAILABLE;
+        return "users or permissions changed while this write was in flight; it was not applied (retry: it is "
+               "checked again)";
     default: *wire_code = DDKV_WERR_INTERNAL; return "unknown result error";
     }
 }
@@ -1108,6 +1112,14 @@ int sm_stage(struct sm *sm, uint64_t index, uint64_t lamport, const struct sm_op
                 res->stale = true;
             }
         }
+    }
+    const struct auth_db *adb = sm->st_auth_open ? &sm->st_auth : &sm->auth;
+    if (apply && op->auth_checked && adb->enabled && adb->rev > op->auth_rev) {
+        /* Admitted under permissions an auth change has replaced since: the
+         * write is not applied, and not kept in the session either, so that
+         * its retry (the same seq) is admitted afresh. */
+        res->error = SM_ERR_AUTH_CHANGED;
+        apply = false;
     }
     if (apply) {
         switch (op->kind) {

@@ -148,7 +148,10 @@ enum sm_error {
     SM_ERR_AUTH_ROOT_KEPT = 7, /* the root role, or (while enabled) root's user or role, stays */
     SM_ERR_AUTH_INVALID = 8,   /* a bad name, prefix, permission or hash */
     SM_ERR_AUTH_LIMIT = 9,     /* too many users, roles, grants */
-    SM_ERR__MAX = 9,
+    /* A client's write admitted under permissions an auth change applied
+     * since has replaced (sm_op.auth_rev); never kept in a session. */
+    SM_ERR_AUTH_CHANGED = 10,
+    SM_ERR__MAX = 10,
 };
 
 /* The wire error code and message for a refused entry's result error. */
@@ -201,6 +204,13 @@ struct sm_op {
     uint64_t version;        /* CLUSTER_VERSION: DDKV_VERSION_PACK'd major.minor.0 */
     uint32_t limit;          /* DELETE_PREFIX: at most this many keys (1..SM_DELETE_PREFIX_MAX) */
     uint64_t client_id, seq; /* the client's session and write number; client_id 0: none */
+    /* A client's write: the auth state's rev (kv/auth.h) when the leader
+     * admitted it. Where it applies, if auth is enabled and an auth change
+     * applied since, it is refused (SM_ERR_AUTH_CHANGED) and changes
+     * nothing: it was admitted under permissions no longer in force.
+     * auth_checked false (entries before cluster version 0.2): not checked. */
+    bool auth_checked;
+    uint64_t auth_rev;
     uint64_t time_ms;        /* the leader's wall clock (ms) when it proposed the entry */
 };
 

@@ -71,6 +71,9 @@ struct node_io {
      * data dir is not the one the cluster recorded). */
     bool (*has_peers)(struct node *n);
     uint64_t (*peer_incarnation)(struct node *n, uint64_t id);
+    /* The release member id's live connection announced (0: none), which
+     * raises the cluster version (mod/members.c). */
+    uint64_t (*peer_version)(struct node *n, uint64_t id);
     void (*peer_refuse)(struct node *n, uint64_t id, const char *why);
 
     /* Timers: fn(n) runs on the node's thread ms after timer_arm, again every

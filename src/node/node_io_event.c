@@ -50,6 +50,11 @@ static void nie_flush(struct node *n)
         peer_flush(n->peers);
 }
 
+static uint64_t nie_peer_version(struct node *n, uint64_t id)
+{
+    return n->peers ? peer_version_of(n->peers, id) : 0;
+}
+
 static bool nie_has_peers(struct node *n)
 {
     return n->peers != NULL;
@@ -188,6 +193,7 @@ const struct node_io node_io_event = {
     .flush = nie_flush,
     .has_peers = nie_has_peers,
     .peer_incarnation = nie_peer_incarnation,
+    .peer_version = nie_peer_version,
     .peer_refuse = nie_peer_refuse,
     .timer_new = nie_timer_new,
     .timer_arm = nie_timer_arm,

@@ -12,6 +12,7 @@
 #include "kv/snapshot.h"
 #include "node/module.h"
 #include "node/replica.h"
+#include "proto/version.h"
 #include "node/node_int.h"
 #include "node/node_io.h"
 #include "util/clock.h"
@@ -290,6 +291,14 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
     /* The leader's clock, for session expiry; members use the entry's time,
      * never their own (src/kv/sm.h). */
     o.time_ms = clock_wall_ms();
+    /* A client's write was admitted under the permissions this member has
+     * applied: it says which, and is refused where it applies if they have
+     * changed since (a revoke proposed before it, or one this new leader
+     * had not applied yet). Not for entries a 0.1 member would refuse. */
+    if (c && n->sm.cluster_version >= VERSION_AUTH_REV) {
+        o.auth_checked = true;
+        o.auth_rev = n->sm.auth.rev;
+    }
     buf_reset(&n->cmdbuf);
     int erc = cmd_encode_op(&o, lamport_tick(&n->clock), &n->cmdbuf);
     if (erc != ERR_OK)

@@ -39,6 +39,7 @@ static inline uint64_t version_series(uint64_t v)
 
 /* Features that need a cluster version, and the version that brings each. */
 #define VERSION_DELETE_PREFIX DDKV_VERSION_0_2_0 /* SM_OP_DELETE_PREFIX, DDKV_MSG_DELETE_PREFIX */
+#define VERSION_AUTH_REV DDKV_VERSION_0_2_0      /* a client's write carries the auth rev it was admitted under */
 #define VERSION_FORMAT_4 DDKV_VERSION_0_2_0      /* data-dir format 4 (kv/sm.h) */
 #define VERSION_JOB_PRIORITY DDKV_VERSION_0_2_0  /* mod/jobs.c: per-priority queue keys jobq/<P>... */
 

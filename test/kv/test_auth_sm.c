@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ddkv/wire.h"
 #include "harness.h"
 #include "kv/cmd.h"
 #include "kv/passwd.h"
@@ -267,4 +268,53 @@ Test(auth_sm, retries_apply_once)
     cr_assert(r2.duplicate, "the session answers the retry");
     cr_assert_eq(r2.error, 0, "with the first result, not 'exists'");
     cr_assert_eq(r2.revision, r1.revision);
+}
+
+/* A client's write stage at the next index, admitted under auth_rev. */
+static struct sm_result put_admitted(struct db *d, uint64_t auth_rev, uint64_t seq)
+{
+    struct sm_op o = {.kind = SM_OP_PUT, .key = (const uint8_t *)"metrics/x", .klen = 9,
+                      .val = (const uint8_t *)"v", .vlen = 1, .client_id = 9, .seq = seq, .time_ms = 1000,
+                      .auth_checked = true, .auth_rev = auth_rev};
+    struct sm_result r;
+    struct errbuf eb;
+    cr_assert_eq(sm_stage(&d->sm, d->sm.st_index + 1, d->sm.st_lamport + 1, &o, &r, &eb), ERR_OK, "%s", eb.msg);
+    return r;
+}
+
+Test(auth_sm, a_write_admitted_before_an_auth_change_is_refused_where_it_applies)
+{
+    populate(&A);
+    uint64_t rev = A.sm.auth.rev;
+    cr_assert_eq(rev, A.sm.st_index, "the rev is the index of the last change (enable)");
+    /* Admitted under the current rev: applies. */
+    struct sm_result r = put_admitted(&A, rev, 1);
+    cr_assert_eq(r.error, 0);
+    /* A revoke applies before a write admitted under the old rev, in the same
+     * batch: the write is refused and changes nothing. */
+    cr_assert_eq(stage(&A, DDKV_AUTH_USER_REVOKE, "viewer", "metrics-read", 12, 0), 0);
+    uint64_t revoke = A.sm.st_index;
+    r = put_admitted(&A, rev, 2);
+    cr_assert_eq(r.error, SM_ERR_AUTH_CHANGED);
+    cr_assert_eq(r.revision, 0);
+    uint32_t code;
+    sm_error_text(r.error, &code);
+    cr_assert_eq(code, DDKV_WERR_UNAVAILABLE, "a retry is admitted afresh");
+    struct errbuf eb;
+    cr_assert_eq(sm_commit(&A.sm, false, &eb), ERR_OK, "%s", eb.msg);
+    cr_assert_eq(A.sm.auth.rev, revoke);
+    /* Not kept in the session: the same seq, admitted again, applies. */
+    r = put_admitted(&A, A.sm.auth.rev, 2);
+    cr_assert_eq(r.error, 0);
+    cr_assert(!r.duplicate);
+    cr_assert_eq(sm_commit(&A.sm, false, &eb), ERR_OK, "%s", eb.msg);
+    /* The rev survives a restart (members must agree at every index). */
+    db_close(&A);
+    db_open(&A);
+    cr_assert_eq(A.sm.auth.rev, revoke);
+    /* With auth off, nothing is refused. */
+    cr_assert_eq(apply(&A, DDKV_AUTH_DISABLE, "", NULL, 0), 0);
+    r = put_admitted(&A, 1, 3);
+    cr_assert_eq(r.error, 0);
+    cr_assert_eq(sm_commit(&A.sm, false, &eb), ERR_OK, "%s", eb.msg);
 }

@@ -454,3 +454,33 @@ Test(cmd, a_grant_carries_its_owner_and_an_old_grant_decodes_without_one)
     cr_assert_null(dec.op.owner);
     buf_free(&b);
 }
+
+Test(cmd, a_write_admitted_under_an_auth_rev_travels_in_an_envelope)
+{
+    struct buf b = BUF_INIT;
+    struct cmd in = put_cmd("key", "v"), out;
+    in.op.auth_checked = true;
+    in.op.auth_rev = 0x0102030405060708;
+    cr_assert_eq(cmd_encode(&in, &b), ERR_OK);
+    cr_assert_eq(b.len, CMD_AUTH_ENVELOPE + CMD_HEADER + 3 + 1);
+    cr_assert_eq(b.data[0], CMD_FORMAT_AUTH_REV);
+    cr_assert_eq(b.data[CMD_AUTH_ENVELOPE], CMD_FORMAT, "the format-2 command follows the envelope");
+    cr_assert_eq(cmd_decode(b.data, b.len, &out), ERR_OK);
+    cr_assert(out.op.auth_checked);
+    cr_assert_eq(out.op.auth_rev, 0x0102030405060708);
+    cr_assert(out.op.klen == 3 && memcmp(out.op.key, "key", 3) == 0);
+    cr_assert_eq(out.op.seq, 42);
+    /* Without the envelope: format 2, not checked. */
+    struct buf b2 = BUF_INIT;
+    in.op.auth_checked = false;
+    cr_assert_eq(cmd_encode(&in, &b2), ERR_OK);
+    cr_assert_eq(cmd_decode(b2.data, b2.len, &out), ERR_OK);
+    cr_assert(!out.op.auth_checked);
+    /* Refused: a truncated envelope, an envelope in an envelope, a bad inner format. */
+    cr_assert_eq(cmd_decode(b.data, CMD_AUTH_ENVELOPE - 1, &out), ERR_CORRUPT);
+    cr_assert_eq(cmd_decode(b.data, CMD_AUTH_ENVELOPE + CMD_PREFIX - 1, &out), ERR_CORRUPT);
+    b.data[CMD_AUTH_ENVELOPE] = CMD_FORMAT_AUTH_REV;
+    cr_assert_eq(cmd_decode(b.data, b.len, &out), ERR_CORRUPT);
+    buf_free(&b);
+    buf_free(&b2);
+}

@@ -24,6 +24,8 @@ Regressions: the node bugs nodesim found, each put back:
   memberlead MEMBER_ADD's "already done" answered by any member
   leaserevoke a keepalive answered for a lease whose revoke is proposed
   leasefence  a keepalive answered by a leader whose storage failed
+  authrev     a write carries no auth rev: admitted under permissions a
+          revoke (or a leader's unapplied change) has replaced, it applies
   takeprops   stale proposals answered (running completions that propose
           again) before the new proposal is queued: the queue loses its order
 
@@ -73,6 +75,8 @@ MUTATIONS = {
                   ("    struct proposal *old = replica_take(n, keep, stale);\n"
                    "    replica_fail_props(n, old, stale, DDKV_WERR_UNAVAILABLE, \"leadership changed\");\n",
                    "}")),
+    "authrev": ("(regression) a write admitted under old permissions applied", "src/node/replica.c",
+                "        o.auth_checked = true;\n", "        o.auth_checked = false;\n"),
     "memberlead": ("(regression) MEMBER_ADD done answered by a follower", "src/node/mod/members.c",
                    "    if (!replica_lead_or_refuse(n, c, m->request_id, true))\n        return;\n"
                    "    uint64_t id = cluster_node_id(name);\n    if (raft_conf_has(",

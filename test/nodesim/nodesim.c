@@ -21,7 +21,7 @@
  *   DDKV_NODESIM_TRACE=1     with a readable trace of every event and the
  *                            members' own log lines
  * Exit 0 when every seed passed; 1 names the first failing seed. */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* memmem */
 #include <ftw.h>
 #include <signal.h>
 #include <inttypes.h>
@@ -36,7 +36,10 @@
 
 #include "consensus/raft.h"
 #include "ddkv/wire.h"
+#include "proto/version.h"
+#include "kv/auth.h"
 #include "kv/memdisk.h"
+#include "kv/sm.h"
 #include "kv/store.h"
 #include "linearize.h"
 #include "node/cluster.h"
@@ -141,6 +144,7 @@ struct simnode {
     /* The member's log as the simulated disk holds it synced: entries up to
      * `durable` survive a power cut; the sync in flight covers to sub_last. */
     uint64_t durable, sub_last;
+    struct node_pool *pool; /* its work pool (the auth module's password jobs) */
 };
 
 static int nnodes;
@@ -152,7 +156,7 @@ static bool faults_on;
  * removing, 2 adding. */
 static int rebuild_target = -1, rebuild_phase;
 static char admin_bad[160]; /* an answer the admin was given that the cluster contradicts */
-static char durable_bad[200]; /* an entry a member applied before its log held it synced */
+static char durable_bad[200]; /* a member's invariant broken during a turn (durability, the proposal queue) */
 static uint64_t rebuilds;
 static char base_dir[128];
 static char cluster_spec[256];
@@ -160,7 +164,8 @@ static uint32_t snapshot_entries;
 static uint32_t heartbeat_ms;
 
 /* --- the event queue: a binary heap on (time, sequence) --- */
-enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH, EV_MSTEP, EV_LSTEP, EV_JSTEP };
+enum ev_kind { EV_TIMER, EV_SYNC, EV_MSG, EV_CREQ, EV_CTICK, EV_CTIMEOUT, EV_FAULT, EV_HEAL, EV_WATCH, EV_MSTEP, EV_LSTEP, EV_JSTEP,
+               EV_WORK, EV_CSTASH, EV_WATCHGO, EV_ASTEP, EV_ISTEP };
 struct ev {
     uint64_t t, seq;
     enum ev_kind kind;
@@ -237,10 +242,19 @@ static void durable_check(struct simnode *sn)
         return;
     struct raft_status st;
     raft_status(n->raft, &st);
+    /* The proposals waiting for their entries stay in index order (what
+     * replica_track and the apply loop rely on). */
+    for (size_t i = 1; i < n->nprop; i++)
+        if (n->prop[i - 1].index >= n->prop[i].index) {
+            snprintf(durable_bad, sizeof durable_bad,
+                     "proposal queue: %s's is out of order: index %" PRIu64 " before %" PRIu64, sn->name,
+                     n->prop[i - 1].index, n->prop[i].index);
+            return;
+        }
     uint64_t covered = sn->durable > st.snap_index ? sn->durable : st.snap_index;
     if (n->sm.applied_index > covered)
         snprintf(durable_bad, sizeof durable_bad,
-                 "%s applied entry %" PRIu64 " at %" PRIu64 " ms while its log was durable only to %" PRIu64,
+                 "durability: %s applied entry %" PRIu64 " at %" PRIu64 " ms while its log was durable only to %" PRIu64,
                  sn->name, n->sm.applied_index, now_ns / NS_MS, covered);
 }
 
@@ -388,6 +402,14 @@ static uint64_t sio_peer_incarnation(struct node *n, uint64_t id)
     return p->n->incarnation;
 }
 
+/* Every member runs this build: a member that is up has said so. */
+static uint64_t sio_peer_version(struct node *n, uint64_t id)
+{
+    (void)n;
+    struct simnode *p = node_by_id(id);
+    return p && p->n ? DDKV_RELEASE_VERSION : 0;
+}
+
 static void sio_peer_refuse(struct node *n, uint64_t id, const char *why)
 {
     (void)n;
@@ -495,6 +517,63 @@ static int sio_snap_read(struct node *n, const char *path, uint64_t offset, uint
     return snap_read(path, offset, buf, cap, len, last, eb);
 }
 
+/* The work pool: each work runs on the member's own turn, a little later in
+ * virtual time (one turn per work submitted), the lowest lane first. */
+struct node_pool {
+    struct node_work *head;
+};
+
+static struct node_pool *sio_pool_start(struct node *n, unsigned nthreads, const unsigned *lanes, const int *nice,
+                                        struct errbuf *eb)
+{
+    (void)nthreads, (void)lanes, (void)nice, (void)eb;
+    struct node_pool *p = calloc(1, sizeof *p);
+    ASSERT(p);
+    SN(n)->pool = p;
+    return p;
+}
+
+static void sio_pool_submit(struct node *n, struct node_pool *p, struct node_work *w)
+{
+    struct simnode *sn = SN(n);
+    struct node_work **at = &p->head;
+    while (*at)
+        at = &(*at)->next;
+    w->next = NULL;
+    *at = w;
+    ev_push((struct ev){.t = now_ns + 200000 + below(5 * NS_MS), .kind = EV_WORK, .node = sn->idx, .gen = sn->gen});
+}
+
+static void sio_pool_stop(struct node *n, struct node_pool *p, void (*drop)(struct node_work *w))
+{
+    if (!p)
+        return;
+    while (p->head) {
+        struct node_work *w = p->head;
+        p->head = w->next;
+        if (drop)
+            drop(w);
+    }
+    free(p);
+    SN(n)->pool = NULL;
+}
+
+/* One work of sn's pool: run and done, on the member's turn. */
+static void sim_pool_turn(struct simnode *sn)
+{
+    struct node_pool *p = sn->pool;
+    if (!p || !p->head)
+        return;
+    struct node_work **best = &p->head;
+    for (struct node_work **at = &p->head; *at; at = &(*at)->next)
+        if ((*at)->lane < (*best)->lane)
+            best = at;
+    struct node_work *w = *best;
+    *best = w->next;
+    w->run(w);
+    w->done(sn->n, w);
+}
+
 static int sio_random(struct node *n, uint64_t *out)
 {
     (void)n;
@@ -517,6 +596,7 @@ static const struct node_io sim_io = {
     .flush = sio_flush,
     .has_peers = sio_has_peers,
     .peer_incarnation = sio_peer_incarnation,
+    .peer_version = sio_peer_version,
     .peer_refuse = sio_peer_refuse,
     .timer_new = sio_timer_new,
     .timer_arm = sio_timer_arm,
@@ -529,27 +609,13 @@ static const struct node_io sim_io = {
     .snap_job_free = sio_snap_job_free,
     .snap_verify = sio_snap_verify,
     .snap_read = sio_snap_read,
+    .pool_start = sio_pool_start,
+    .pool_submit = sio_pool_submit,
+    .pool_stop = sio_pool_stop,
     .random = sio_random,
     .stop_loop = sio_stop_loop,
 };
 
-/* The log a member holds once it starts or rejoins is what its disk kept:
- * all of it is on the disk now. */
-static void sim_log_reloaded(struct node *n)
-{
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    SN(n)->durable = SN(n)->sub_last = st.last_index;
-}
-
-/* The simulator's own probe, last in the list: it learns of rejoins. */
-static const struct module mod_simprobe = {.name = "simprobe", .on_rejoin = sim_log_reloaded};
-
-/* The modules a simulated member runs: all but those that need a libevent
- * base of their own (auth's password workers, backup's streaming). */
-extern const struct module mod_admin, mod_kv, mod_raft, mod_members, mod_watch, mod_jobs, mod_lease;
-static const struct module *const sim_modules[] = {&mod_admin, &mod_kv,   &mod_raft,  &mod_members,
-                                                   &mod_watch, &mod_jobs, &mod_lease, &mod_simprobe};
 
 /* --- clients --- */
 struct client {
@@ -573,13 +639,26 @@ struct client {
     int hint; /* the member that last led for us */
     int silent; /* the member whose attempt last went unanswered, until it answers */
     uint64_t nwrites;
+    /* With auth on: the user it signs in as, and per member connection 0 no
+     * AUTH yet, 1 one in flight (the request waits in stash), 2 answered. */
+    const char *user, *password;
+    uint8_t auth_st[NS_MAX_NODES];
+    uint8_t *stash[NS_MAX_NODES];
+    size_t stash_len[NS_MAX_NODES];
+    uint64_t auth_rid;
+    int auth_op;  /* the auth admin: 1.. the setup step in flight */
+    bool intrude; /* the intruder: a write as the read-only user in flight */
 };
 /* NS_CLIENTS clients, then the final reader, then the admin (membership). */
 #define NS_READER NS_CLIENTS
 #define NS_ADMIN (NS_CLIENTS + 1)
 #define NS_LEASEC (NS_CLIENTS + 2)
 #define NS_JOBC (NS_CLIENTS + 3) /* and the next: two job workers */
-#define NS_ALLC (NS_CLIENTS + 5)
+#define NS_AUTHC (NS_CLIENTS + 5) /* sets up users and roles, then enables auth */
+#define NS_INTRUDER (NS_CLIENTS + 6) /* signed in as a read-only user, tries to write */
+#define NS_ALLC (NS_CLIENTS + 7)
+/* AUTH's request ids: apart from the requests'. */
+#define NS_AUTH_RID (UINT64_C(1) << 62)
 static struct client clients[NS_ALLC];
 
 /* Job claims and acknowledgements, checked at the end: an ACK that settled
@@ -606,10 +685,78 @@ static struct {
     char bad[200];
 } LS;
 
+/* Auth (a third of the seeds): the auth admin adds users and roles and
+ * enables auth, everyone then signs in (AUTH on each new connection, again
+ * when a member says UNAUTHENTICATED), and the intruder, signed in as a
+ * read-only user, tries to write once auth is enabled: no such write may be
+ * acknowledged or seen, and no one else may be refused a permission. */
+static struct {
+    bool on;           /* this seed runs with auth */
+    bool enabled;      /* ENABLE was acknowledged */
+    uint64_t intrusions, denied, toggles;
+    char bad[200];
+} AU;
+static const struct {
+    uint8_t op;
+    const char *name, *arg;
+    uint8_t perm;
+} auth_steps[] = {
+    {DDKV_AUTH_USER_ADD, "root", "rootpw", 0},    {DDKV_AUTH_USER_GRANT, "root", "root", 0},
+    {DDKV_AUTH_USER_ADD, "app", "apppw", 0},      {DDKV_AUTH_ROLE_ADD, "rw", NULL, 0},
+    {DDKV_AUTH_ROLE_GRANT, "rw", "", DDKV_PERM_READWRITE}, {DDKV_AUTH_USER_GRANT, "app", "rw", 0},
+    {DDKV_AUTH_USER_ADD, "ro", "ropw", 0},        {DDKV_AUTH_ROLE_ADD, "r", NULL, 0},
+    {DDKV_AUTH_ROLE_GRANT, "r", "", DDKV_PERM_READ}, {DDKV_AUTH_USER_GRANT, "ro", "r", 0},
+    {DDKV_AUTH_ENABLE, NULL, NULL, 0},
+    /* Then, until the faults heal, 'ro' is given write access and has it
+     * taken away again, over and over. */
+    {DDKV_AUTH_USER_GRANT, "ro", "rw", 0},        {DDKV_AUTH_USER_REVOKE, "ro", "rw", 0},
+};
+#define NS_AUTH_SETUP 11 /* steps 1..11 set up and enable */
+#define NS_AUTH_STEPS (sizeof auth_steps / sizeof auth_steps[0])
+
+/* The log a member holds once it starts or rejoins is what its disk kept:
+ * all of it is on the disk now. */
+static void sim_log_reloaded(struct node *n)
+{
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    SN(n)->durable = SN(n)->sub_last = st.last_index;
+}
+
+/* Every write takes effect under the permissions in force at its place in
+ * the log: one by the intruder ('ro') that a member applies while the auth
+ * state there (with the changes staged before it in the batch) denies it
+ * was admitted under older permissions and must not have been applied. */
+static void sim_applied(struct node *n, const struct raft_entry *e, const struct sm_op *op,
+                        const struct sm_result *res)
+{
+    if (!AU.on || AU.bad[0] || op->kind != SM_OP_PUT || op->client_id != NS_INTRUDER + 1 || res->error ||
+        res->stale || !res->revision)
+        return;
+    const struct auth_db *db = n->sm.st_auth_open ? &n->sm.st_auth : &n->sm.auth;
+    const struct auth_user *u = auth_user_find(db, "ro");
+    if (db->enabled && !(u && auth_may(db, u, op->key, op->klen, DDKV_PERM_READWRITE)))
+        snprintf(AU.bad, sizeof AU.bad,
+                 "%s applied a write of %.*s by 'ro' at index %" PRIu64
+                 " while the permissions at that index deny it (admitted under older ones)",
+                 SN(n)->name, (int)op->klen, (const char *)op->key, e->index);
+}
+
+/* The simulator's own probe, last in the list: it learns of rejoins and
+ * checks applied writes against the permissions. */
+static const struct module mod_simprobe = {.name = "simprobe", .on_applied = sim_applied, .on_rejoin = sim_log_reloaded};
+
+/* The modules a simulated member runs: all but backup's (its streaming
+ * needs a libevent base of its own). */
+extern const struct module mod_admin, mod_kv, mod_raft, mod_members, mod_watch, mod_jobs, mod_lease, mod_auth;
+static const struct module *const sim_modules[] = {&mod_admin, &mod_kv,   &mod_raft, &mod_members, &mod_watch,
+                                                   &mod_jobs,  &mod_lease, &mod_auth, &mod_simprobe};
+
 /* Over all seeds, printed at the end: what the runs exercised. */
 static struct {
     uint64_t ops_ok, ops_unknown, ops_failed, crashes, refused, syncs_failed, snapshots, installs, rejoins,
-        duplicates, guard_stalls, jobs_claimed, jobs_done, leases_granted, keepalives;
+        duplicates, guard_stalls, jobs_claimed, jobs_done, leases_granted, keepalives, auth_seeds, auth_signins,
+        intrusions_denied;
 } totals;
 
 /* The revision each acknowledged write was told (WRITTEN_AT), by client and
@@ -639,6 +786,7 @@ static struct {
     uint64_t last_rev;  /* of the chain */
     uint64_t chain_from[64];
     int compacted_tries;
+    uint64_t from;      /* of the WATCH being opened */
     struct wev *ev;
     size_t nev, cap;
     char bad[200];      /* the first violation seen as it happened */
@@ -671,6 +819,36 @@ static void hist_add(const struct client *cl, bool write, const char *value, uin
 }
 
 static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *ctx);
+
+/* AUTH [user, password] on c (not from inside one of c's replies). */
+static void send_auth(struct conn *c, uint64_t rid, const char *user, const char *password)
+{
+    struct buf b = {0};
+    struct msg_writer w;
+    msg_begin(&w, &b, DDKV_MSG_AUTH, 0, rid, 2);
+    mw_bin(&w, user, strlen(user));
+    mw_bin(&w, password, strlen(password));
+    ASSERT(msg_end(&w) == ERR_OK);
+    conn_take_frame(c, b.data + 4, b.len - 4);
+    buf_free(&b);
+}
+
+static uint64_t auth_rid_at[NS_ALLC][NS_MAX_NODES]; /* the AUTH in flight on each connection */
+
+static void client_auth(struct client *cl, int node)
+{
+    auth_rid_at[cl->idx][node] = NS_AUTH_RID | ++cl->auth_rid;
+    send_auth(cl->conns[node], auth_rid_at[cl->idx][node], cl->user, cl->password);
+}
+
+/* The member a reply on c came from, or -1. */
+static int client_conn_node(const struct client *cl, const struct conn *c)
+{
+    for (int i = 0; i < nnodes; i++)
+        if (cl->conns[i] == c)
+            return i;
+    return -1;
+}
 
 static void watch_schedule(uint64_t delay)
 {
@@ -717,6 +895,11 @@ static void client_finish(struct client *cl, enum lin_outcome oc, const char *re
         ev_push((struct ev){.t = now_ns, .kind = EV_JSTEP, .from = cl->idx, .slot = oc == LIN_OK});
         return;
     }
+    if (cl->auth_op) {
+        cl->token++;
+        ev_push((struct ev){.t = now_ns, .kind = EV_ASTEP, .slot = oc == LIN_OK});
+        return;
+    }
     if (cl->member_op) {
         /* The next step runs as an event of its own: this may be a member's
          * reply, from inside that member, which the step may free. */
@@ -732,16 +915,23 @@ static void client_finish(struct client *cl, enum lin_outcome oc, const char *re
     cl->token++;
     if (cl->idx < NS_CLIENTS)
         client_schedule(cl, below(30) * NS_MS);
+    if (cl->intrude) {
+        cl->intrude = false;
+        ev_push((struct ev){.t = now_ns + (20 + below(100)) * NS_MS, .kind = EV_ISTEP});
+    }
 }
 
 static int client_pick(struct client *cl)
 {
-    if (cl->hint >= 0 && cl->hint != cl->silent && !pct(20))
-        return cl->hint;
     /* As a client library does: not straight back to a member that just let
-     * an attempt time out (a dead member would starve the client). */
+     * an attempt time out (a dead member would starve the client), for the
+     * next attempt only (the member may be the leader once it is back). */
+    int silent = cl->silent;
+    cl->silent = -1;
+    if (cl->hint >= 0 && cl->hint != silent && !pct(20))
+        return cl->hint;
     int pick = (int)below((uint64_t)nnodes);
-    if (pick == cl->silent)
+    if (pick == silent)
         pick = (pick + 1 + (int)below((uint64_t)nnodes - 1)) % nnodes;
     return pick;
 }
@@ -800,6 +990,15 @@ static void client_attempt(struct client *cl)
         mw_bin(&w, lkey, strlen(lkey));
         mw_u64(&w, 0);
         mw_u64(&w, 0);
+    } else if (cl->auth_op) {
+        const char *name = auth_steps[cl->auth_op - 1].name, *arg = auth_steps[cl->auth_op - 1].arg;
+        msg_begin(&w, &b, DDKV_MSG_AUTH_CHANGE, 0, cl->rid, 6);
+        mw_u64(&w, auth_steps[cl->auth_op - 1].op);
+        mw_bin(&w, name ? name : "", name ? strlen(name) : 0);
+        mw_bin(&w, arg ? arg : "", arg ? strlen(arg) : 0);
+        mw_u64(&w, auth_steps[cl->auth_op - 1].perm);
+        mw_u64(&w, (uint64_t)cl->idx + 1);
+        mw_u64(&w, cl->seq);
     } else if (cl->member_op == 1) {
         msg_begin(&w, &b, DDKV_MSG_MEMBER_REMOVE, 0, cl->rid, 1);
         mw_bin(&w, nodes[cl->key].name, strlen(nodes[cl->key].name));
@@ -877,13 +1076,64 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
         fprintf(stderr, "nodesim: undecodable reply: %s\n", eb.msg);
         abort();
     }
-    if (cl->silent >= 0 && cl->conns[cl->silent] == c)
-        cl->silent = -1; /* it answers again */
+    uint64_t code = 0;
+    if (m.request_id & NS_AUTH_RID) {
+        int at = client_conn_node(cl, c);
+        if (at >= 0 && cl->auth_st[at] == 1 && m.request_id == auth_rid_at[cl->idx][at]) {
+            if (m.type == DDKV_MSG_AUTHED) {
+                cl->auth_st[at] = 2;
+                totals.auth_signins++;
+                ev_push((struct ev){.t = now_ns, .kind = EV_CSTASH, .node = at, .from = cl->idx});
+            } else {
+                /* Refused (busy, or a wait after failures): the request
+                 * that waited is dropped, the attempt tried again. */
+                cl->auth_st[at] = 0;
+                free(cl->stash[at]);
+                cl->stash[at] = NULL;
+                if (cl->busy)
+                    client_retry(cl, (10 + below(40)) * NS_MS);
+            }
+        }
+        msg_free(&m);
+        return;
+    }
     if (!cl->busy || m.request_id != cl->rid) {
         msg_free(&m);
         return; /* an attempt given up on */
     }
-    uint64_t code = 0;
+    if (AU.on && m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK &&
+        (code == DDKV_WERR_UNAUTHENTICATED || code == DDKV_WERR_PERMISSION_DENIED)) {
+        const uint8_t *t = NULL;
+        size_t tn = 0;
+        (void)msg_bytes(&m, 1, &t, &tn);
+        if (code == DDKV_WERR_PERMISSION_DENIED && cl->intrude) {
+            /* Refused at admission: not applied (unless an earlier attempt was). */
+            AU.denied++;
+            client_finish(cl, cl->maybe_applied ? LIN_UNKNOWN : LIN_FAILED, NULL, false);
+            msg_free(&m);
+            return;
+        }
+        if (code == DDKV_WERR_PERMISSION_DENIED && cl->lease_op && t && memmem(t, tn, "has no owner", 12)) {
+            /* A lease granted before auth was enabled is root's alone: the
+             * holder lets it go and takes a new one. */
+            trace("lease %" PRIu64 ": granted without a login, root's now: let go", LS.id);
+            LS.id = 0;
+            client_finish(cl, LIN_OK, NULL, false);
+            msg_free(&m);
+            return;
+        }
+        if (code == DDKV_WERR_PERMISSION_DENIED && !AU.bad[0])
+            snprintf(AU.bad, sizeof AU.bad, "client %d, signed in as '%s', refused by %s: %.*s", cl->idx, cl->user,
+                     nodes[cl->node].name, (int)tn, t ? (const char *)t : "");
+        /* Signed in before auth was enabled there (no identity): again. A
+         * refusal at admission: nothing was proposed. */
+        int at = client_conn_node(cl, c);
+        if (at >= 0)
+            cl->auth_st[at] = 0;
+        client_retry(cl, (10 + below(40)) * NS_MS);
+        msg_free(&m);
+        return;
+    }
     if (cl->job_op) {
         bool is_err = m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK;
         if (!is_err && cl->job_op == 1 && m.type == DDKV_MSG_JOB) {
@@ -972,6 +1222,27 @@ static void client_out(struct conn *c, const uint8_t *frame, size_t len, void *c
                 cl->hint = leader_hint(cl->node);
             client_retry(cl, (10 + below(40)) * NS_MS);
         }
+    } else if (cl->auth_op) {
+        bool is_err = m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK;
+        if (m.type == DDKV_MSG_AUTH_CHANGED) {
+            trace("auth admin: step %d done", cl->auth_op);
+            client_finish(cl, LIN_OK, NULL, false);
+        } else {
+            if (is_err && code == DDKV_WERR_NOT_LEADER)
+                cl->hint = leader_hint(cl->node);
+            const uint8_t *t = NULL;
+            size_t tn = 0;
+            if (is_err)
+                (void)msg_bytes(&m, 1, &t, &tn);
+            trace("auth admin: step %d at %s: %.*s", cl->auth_op, nodes[cl->node].name, (int)tn,
+                  t ? (const char *)t : "");
+            /* "exists already": a retry of a step whose session record a
+             * snapshot or a session expiry dropped. Done either way. */
+            if (is_err && code == DDKV_WERR_BAD_REQUEST && t && tn >= 14 && memmem(t, tn, "exists already", 14))
+                client_finish(cl, LIN_OK, NULL, false);
+            else
+                client_retry(cl, (20 + below(80)) * NS_MS);
+        }
     } else if (cl->member_op) {
         if (m.type == DDKV_MSG_MEMBER_CHANGED ||
             (m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK && code == DDKV_WERR_NOT_FOUND &&
@@ -1045,6 +1316,18 @@ static void watch_out(struct conn *c, const uint8_t *frame, size_t len, void *ct
     uint64_t kind, rev, code;
     const uint8_t *k, *v;
     size_t kn, vn;
+    if (m.request_id == (NS_AUTH_RID | W.rid) && W.open) {
+        /* Signed in (or refused): the WATCH goes as an event of its own. */
+        if (m.type == DDKV_MSG_AUTHED) {
+            totals.auth_signins++;
+            ev_push((struct ev){.t = now_ns, .kind = EV_WATCHGO, .node = W.node, .token = W.rid});
+        } else {
+            W.open = false;
+            watch_schedule((10 + below(40)) * NS_MS);
+        }
+        msg_free(&m);
+        return;
+    }
     if (m.request_id != W.rid || !W.open) {
         msg_free(&m);
         return;
@@ -1074,11 +1357,32 @@ static void watch_out(struct conn *c, const uint8_t *frame, size_t len, void *ct
         W.compacted_tries++;
         trace("watcher: COMPACTED at %s (try %d)", nodes[W.node].name, W.compacted_tries);
         watch_schedule((10 + below(40)) * NS_MS);
+    } else if (m.type == DDKV_MSG_ERROR && msg_u64(&m, 0, &code) == ERR_OK && code == DDKV_WERR_UNAUTHENTICATED &&
+               AU.on) {
+        /* Signed in before auth was enabled on that member: again. */
+        W.open = false;
+        watch_schedule((10 + below(40)) * NS_MS);
     } else {
         fprintf(stderr, "nodesim: unexpected reply type %u to the watcher\n", m.type);
         abort();
     }
     msg_free(&m);
+}
+
+/* The WATCH of the stream being opened, on W.c. */
+static void watch_send(void)
+{
+    struct buf b = {0};
+    struct msg_writer w;
+    msg_begin(&w, &b, DDKV_MSG_WATCH, 0, W.rid, 2);
+    mw_bin(&w, "k", 1);
+    mw_u64(&w, W.from);
+    ASSERT(msg_end(&w) == ERR_OK);
+    trace("watcher: WATCH k from %" PRIu64 " at %s (chain %u)", W.from, nodes[W.node].name, W.chain);
+    log_set_name(nodes[W.node].name);
+    conn_take_frame(W.c, b.data + 4, b.len - 4);
+    buf_free(&b);
+    node_turn(&nodes[W.node]);
 }
 
 static void watch_open(void)
@@ -1115,17 +1419,14 @@ static void watch_open(void)
     ASSERT(W.c);
     W.rid++;
     W.open = true;
-    struct buf b = {0};
-    struct msg_writer w;
-    msg_begin(&w, &b, DDKV_MSG_WATCH, 0, W.rid, 2);
-    mw_bin(&w, "k", 1);
-    mw_u64(&w, from);
-    ASSERT(msg_end(&w) == ERR_OK);
-    trace("watcher: WATCH k from %" PRIu64 " at %s (chain %u)", from, nodes[W.node].name, W.chain);
-    log_set_name(nodes[W.node].name);
-    conn_take_frame(W.c, b.data + 4, b.len - 4);
-    buf_free(&b);
-    node_turn(&nodes[W.node]);
+    W.from = from;
+    if (AU.on) { /* sign in first: the WATCH goes once AUTHED */
+        log_set_name(nodes[W.node].name);
+        send_auth(W.c, NS_AUTH_RID | W.rid, "app", "apppw");
+        node_turn(&nodes[W.node]);
+        return;
+    }
+    watch_send();
 }
 
 /* The watcher's events against the acknowledged writes and each other. */
@@ -1139,7 +1440,8 @@ static bool watch_check(char *why, size_t cap)
         const struct wev *e = &W.ev[i];
         int cid;
         uint64_t num;
-        if (sscanf(e->val, "c%d-%" SCNu64, &cid, &num) != 2 || cid < 0 || cid > NS_CLIENTS || num == 0 ||
+        if (sscanf(e->val, "c%d-%" SCNu64, &cid, &num) != 2 || cid < 0 || (cid > NS_CLIENTS && cid != NS_INTRUDER) ||
+            num == 0 ||
             num > clients[cid].nwrites) {
             snprintf(why, cap, "event at revision %" PRIu64 " carries %s, a value no client wrote", e->rev, e->val);
             return false;
@@ -1167,8 +1469,10 @@ static bool watch_check(char *why, size_t cap)
             continue;
         if (W.chain_from[ch] && W.chain_from[ch] < lo)
             lo = W.chain_from[ch];
-        for (int cid = 0; cid <= NS_CLIENTS; cid++)
-            for (uint64_t num = 1; num <= clients[cid].nwrites && num < NS_MAX_WRITES; num++) {
+        for (int cid = 0; cid <= NS_INTRUDER; cid++)
+            for (uint64_t num = 1; (cid <= NS_CLIENTS || cid == NS_INTRUDER) && num <= clients[cid].nwrites &&
+                                   num < NS_MAX_WRITES;
+                 num++) {
                 uint64_t r = acked_rev[cid][num];
                 if (!r || r < lo || r > hi)
                     continue;
@@ -1574,6 +1878,21 @@ static void heal_all(void)
 }
 
 /* --- the run --- */
+/* The auth admin's setup step `step` (1..NS_AUTH_STEPS); again: a retry
+ * of the same step, in the same session sequence. */
+static void auth_step_start(int step, bool again)
+{
+    struct client *cl = &clients[NS_AUTHC];
+    cl->auth_op = step;
+    cl->busy = true;
+    if (!again)
+        cl->seq++;
+    cl->attempts = 0;
+    cl->maybe_applied = false;
+    cl->call_ns = now_ns;
+    client_attempt(cl);
+}
+
 static void handle(struct ev *e)
 {
     if (e->kind == EV_FAULT) {
@@ -1629,6 +1948,49 @@ static void handle(struct ev *e)
     }
     if (e->kind == EV_WATCH) {
         watch_open();
+        return;
+    }
+    if (e->kind == EV_ASTEP) {
+        struct client *cl = &clients[NS_AUTHC];
+        cl->busy = false;
+        if (e->slot == 3) { /* the pause between grant and revoke is over */
+            if (faults_on)
+                auth_step_start(cl->auth_op == NS_AUTH_SETUP + 1 ? NS_AUTH_SETUP + 2 : NS_AUTH_SETUP + 1, false);
+            else
+                cl->auth_op = 0;
+        } else if (e->slot == 0) { /* no answer in time: the same step again */
+            auth_step_start(cl->auth_op, true);
+        } else if (cl->auth_op > NS_AUTH_SETUP) {
+            AU.toggles++;
+            cl->busy = true; /* until the pause is over */
+            ev_push((struct ev){.t = now_ns + (30 + below(300)) * NS_MS, .kind = EV_ASTEP, .slot = 3});
+        } else if (cl->auth_op == NS_AUTH_SETUP) {
+            AU.enabled = true;
+            trace("auth admin: auth enabled (acknowledged)");
+            /* The moment that matters: the leader that applied it goes at
+             * once, before the others learn it committed; the intruder
+             * tries the next leader as it takes over. */
+            struct simnode *l = &nodes[cl->node];
+            if (faults_on && l->n && (nnodes - 1) / 2 - impaired() > 0 && pct(50)) {
+                node_crash(l);
+                l->restart_at = now_ns + (100 + below(1000)) * NS_MS;
+                ev_push((struct ev){.t = l->restart_at, .kind = EV_HEAL, .node = l->idx, .slot = 1});
+            }
+            ev_push((struct ev){.t = now_ns + below(5) * NS_MS, .kind = EV_ISTEP});
+            cl->busy = true; /* until the pause is over: then the grants and revokes */
+            ev_push((struct ev){.t = now_ns + (30 + below(300)) * NS_MS, .kind = EV_ASTEP, .slot = 3});
+        } else {
+            auth_step_start(cl->auth_op + 1, false);
+        }
+        return;
+    }
+    if (e->kind == EV_ISTEP) {
+        struct client *cl = &clients[NS_INTRUDER];
+        if (cl->busy || !faults_on || !AU.enabled)
+            return;
+        cl->intrude = true;
+        AU.intrusions++;
+        client_start_op(cl, true, (int)below(NS_KEYS));
         return;
     }
     if (e->kind == EV_CTICK) {
@@ -1720,9 +2082,44 @@ static void handle(struct ev *e)
             cl->conns[sn->idx] = conn_open_detached(n, peer, client_out, cl);
             ASSERT(cl->conns[sn->idx]);
             cl->conn_gen[sn->idx] = sn->gen;
+            cl->auth_st[sn->idx] = 0;
+        }
+        if (AU.on && cl->auth_st[sn->idx] != 2) {
+            /* Sign in first; the request waits for the answer. */
+            free(cl->stash[sn->idx]);
+            cl->stash[sn->idx] = e->data;
+            cl->stash_len[sn->idx] = e->len;
+            e->data = NULL;
+            if (cl->auth_st[sn->idx] == 0) {
+                cl->auth_st[sn->idx] = 1;
+                client_auth(cl, sn->idx);
+            }
+            node_turn(sn);
+            return;
         }
         conn_take_frame(cl->conns[sn->idx], e->data + 4, e->len - 4);
         node_turn(sn);
+    } else if (e->kind == EV_CSTASH) {
+        /* Signed in on this member: the request that waited goes now. */
+        struct client *cl = &clients[e->from];
+        uint8_t *f = cl->stash[sn->idx];
+        cl->stash[sn->idx] = NULL;
+        if (!n || !f || !cl->conns[sn->idx] || cl->conn_gen[sn->idx] != sn->gen || cl->auth_st[sn->idx] != 2) {
+            free(f);
+            return;
+        }
+        conn_take_frame(cl->conns[sn->idx], f + 4, cl->stash_len[sn->idx] - 4);
+        free(f);
+        node_turn(sn);
+    } else if (e->kind == EV_WORK) {
+        if (!n || e->gen != sn->gen)
+            return;
+        sim_pool_turn(sn);
+        node_turn(sn);
+    } else if (e->kind == EV_WATCHGO) {
+        if (!n || !W.open || !W.c || W.node != sn->idx || e->token != W.rid)
+            return;
+        watch_send();
     }
 }
 
@@ -1745,7 +2142,8 @@ static bool clients_idle(void)
     for (int i = 0; i <= NS_ADMIN; i++)
         if (clients[i].busy)
             return false;
-    return rebuild_target < 0 && !clients[NS_LEASEC].busy && !clients[NS_JOBC].busy && !clients[NS_JOBC + 1].busy;
+    return rebuild_target < 0 && !clients[NS_LEASEC].busy && !clients[NS_JOBC].busy && !clients[NS_JOBC + 1].busy &&
+           !clients[NS_AUTHC].busy && !clients[NS_INTRUDER].busy;
 }
 
 static uint64_t applied_max(void)
@@ -1878,10 +2276,17 @@ static bool run_seed(uint64_t seed)
     durable_bad[0] = 0;
     memset(&LS, 0, sizeof LS);
     njclaims = njacks = 0;
+    memset(&AU, 0, sizeof AU);
+    AU.on = below(3) == 0;
+    totals.auth_seeds += AU.on;
     for (int i = 0; i < NS_ALLC; i++) {
+        for (int j = 0; j < NS_MAX_NODES; j++)
+            free(clients[i].stash[j]);
         memset(&clients[i], 0, sizeof clients[i]);
         clients[i].idx = i;
         clients[i].hint = clients[i].silent = -1;
+        clients[i].user = i == NS_ADMIN || i == NS_AUTHC ? "root" : i == NS_INTRUDER ? "ro" : "app";
+        clients[i].password = i == NS_ADMIN || i == NS_AUTHC ? "rootpw" : i == NS_INTRUDER ? "ropw" : "apppw";
     }
     free(W.ev);
     memset(&W, 0, sizeof W);
@@ -1903,6 +2308,10 @@ static bool run_seed(uint64_t seed)
     ev_push((struct ev){.t = (100 + below(300)) * NS_MS, .kind = EV_LSTEP, .slot = 1});
     for (int w = NS_JOBC; w < NS_JOBC + 2; w++)
         ev_push((struct ev){.t = (100 + below(300)) * NS_MS, .kind = EV_JSTEP, .from = w, .slot = 0});
+    if (AU.on) {
+        trace("auth: on (the admin sets up users and roles, then enables it)");
+        auth_step_start(1, false);
+    }
     bool ok = true;
     run_until(NS_RUN_MS * NS_MS, NULL);
     /* Heal: no more faults or new operations; the operations in flight end. */
@@ -1912,7 +2321,7 @@ static bool run_seed(uint64_t seed)
     uint64_t t_end = now_ns + NS_SETTLE_MS * NS_MS;
     bool idle = run_until(t_end, clients_idle);
     if (durable_bad[0]) /* the cause of whatever else went wrong */
-        ok = fail(seed, "durability: %s", durable_bad);
+        ok = fail(seed, "%s", durable_bad);
     else if (!idle)
         ok = fail(seed, "client operations still unanswered %d ms after the faults healed", NS_SETTLE_MS);
     /* No acknowledged write lost: a final read of every key, recorded. */
@@ -1962,7 +2371,12 @@ static bool run_seed(uint64_t seed)
     if (ok && admin_bad[0])
         ok = fail(seed, "membership: %s", admin_bad);
     if (ok && durable_bad[0])
-        ok = fail(seed, "durability: %s", durable_bad);
+        ok = fail(seed, "%s", durable_bad);
+    if (ok && AU.bad[0])
+        ok = fail(seed, "auth: %s", AU.bad);
+    if (ok && AU.on && !AU.enabled)
+        ok = fail(seed, "auth: the setup was never acknowledged");
+    totals.intrusions_denied += AU.denied;
     if (ok && LS.bad[0])
         ok = fail(seed, "lease expired early: %s", LS.bad);
     totals.jobs_claimed += njclaims;
@@ -2069,10 +2483,12 @@ int main(int argc, char **argv)
                ", rejoins after a storage fence %" PRIu64 ", snapshots %" PRIu64 ", installs %" PRIu64
                ", duplicate retries %" PRIu64 ", members rebuilt %" PRIu64
                "; amnesia-guard stalls worked around %" PRIu64 "\n  jobs claimed %" PRIu64 ", settled %" PRIu64
-               ", acks fenced %" PRIu64 "; leases granted %" PRIu64 ", keepalives answered %" PRIu64 "\n",
+               ", acks fenced %" PRIu64 "; leases granted %" PRIu64 ", keepalives answered %" PRIu64
+               "\n  auth on in %" PRIu64 " seeds: %" PRIu64 " sign-ins, %" PRIu64 " writes of the read-only user refused\n",
                totals.ops_ok, totals.ops_unknown, totals.ops_failed, totals.crashes, totals.refused,
                totals.syncs_failed, totals.rejoins, totals.snapshots, totals.installs, totals.duplicates, rebuilds, totals.guard_stalls, totals.jobs_claimed,
-               totals.jobs_done, jfenced, totals.leases_granted, totals.keepalives);
+               totals.jobs_done, jfenced, totals.leases_granted, totals.keepalives, totals.auth_seeds,
+               totals.auth_signins, totals.intrusions_denied);
     nftw(base_dir, rm_all, 8, FTW_DEPTH | FTW_PHYS);
     for (int k = 0; k < NS_KEYS; k++)
         free(keys_s[k]);

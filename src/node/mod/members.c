@@ -82,7 +82,7 @@ static void members_tick_version(struct node *n)
             continue;
         /* No transport (a one-node cluster without a peer port): no other
          * member can have said anything. */
-        uint64_t v = n->peers ? version_series(peer_version_of(n->peers, conf->ids[i])) : 0;
+        uint64_t v = version_series(n->io->peer_version(n, conf->ids[i]));
         if (v < low) {
             low = v;
             wait_id = conf->ids[i];
