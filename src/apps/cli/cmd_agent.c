@@ -1,4 +1,4 @@
-/* ddkv agent: report this machine to the cluster (src/agent/agent.h). */
+/* ddkv agent: report this machine to the cluster (src/apps/agent/agent.h). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

@@ -37,7 +37,7 @@ struct conn {
      * handshake ("" without one): read it with conn_cert_cn. */
     char cert_cn[TLS_CN_MAX + 1];
     char peer[64];
-    /* Identity (src/node/mod/auth.c), checked against the applied auth state on
+    /* Identity (src/core/node/mod/auth.c), checked against the applied auth state on
      * every request (access.c). user: who AUTH verified (owned, NULL: none),
      * valid while that user's rev is still user_rev. Without one, the user
      * named by the verified client certificate (cert_cn), if it exists. */

@@ -10,7 +10,7 @@
  * for a frame, sleep until a time, or done (k->err, and on DDKV_OK k->reply).
  *
  * Drivers: the blocking one over poll(2) in client.c (libddkv's API) and the
- * libevent one in src/cli/cmd_bench.c (ddkv bench). Unit tests script frames
+ * libevent one in src/apps/cli/cmd_bench.c (ddkv bench). Unit tests script frames
  * and time against the core alone (test/unit/test_clientcore.c).
  *
  * The rules, in one place:

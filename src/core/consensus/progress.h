@@ -1,6 +1,6 @@
 /* What a leader knows about one follower: how much of the log matches, what
  * to send next, and the flow-control window of appends in flight. Internal to
- * src/consensus. */
+ * src/core/consensus. */
 #ifndef DDKV_CONSENSUS_PROGRESS_H
 #define DDKV_CONSENSUS_PROGRESS_H
 

@@ -85,7 +85,7 @@
 #define JOB_ID_LEN 40
 #define JOB_KEY_MAX 256
 #define JOB_CLAIM_RETRIES 8
-#define JOB_DATA_PREFIX "jobdata/"   /* where a job's input lives (src/jobs/submit.h) */
+#define JOB_DATA_PREFIX "jobdata/"   /* where a job's input lives (src/apps/jobs/submit.h) */
 #define JOB_RESULT_PREFIX "jobresult/" /* the result of job ID is jobresult/ID */
 #define JOB_VISIBILITY_MIN_MS 100
 #define JOB_VISIBILITY_MAX_MS (24u * 3600 * 1000)

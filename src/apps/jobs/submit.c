@@ -12,7 +12,7 @@
 #include "util/clock.h"
 #include "util/text.h"
 
-/* name as the job record may hold it (src/node/mod/jobs.c: UTF-8 without
+/* name as the job record may hold it (src/core/node/mod/jobs.c: UTF-8 without
  * control characters, under 128 bytes): any other byte becomes '?', and a
  * longer name is cut at a character boundary. A file may be named anything. */
 static void job_name_clean(const char *in, char *out, size_t cap)

@@ -33,7 +33,7 @@
  * word (for loopback; see cluster_start's check).
  *
  * Every later frame on that connection must be a Raft message
- * (src/consensus/raft_msg.c) from that (proven) id to this node; anything else
+ * (src/core/consensus/raft_msg.c) from that (proven) id to this node; anything else
  * is a bad frame and closes that connection only. Its Lamport time is a
  * member's: observed within the clock's member budget (proto/lamport.h),
  * clamped, never a reason to drop the message.

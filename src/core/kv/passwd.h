@@ -7,7 +7,7 @@
  *   5   16   salt (random, from the OpenSSL CSPRNG)
  *   21  32   derived key
  * (53 bytes). Hashing takes tens of milliseconds on purpose: callers on an
- * event loop run it on a worker thread (src/node/mod/auth.c). */
+ * event loop run it on a worker thread (src/core/node/mod/auth.c). */
 #ifndef DDKV_KV_PASSWD_H
 #define DDKV_KV_PASSWD_H
 

@@ -1,6 +1,6 @@
 /* The node daemon's entry point and configuration.
  *
- * The CLI (src/cli) parses flags, env and config file into a node_config and
+ * The CLI (src/apps/cli) parses flags, env and config file into a node_config and
  * calls node_run, which owns the process until SIGTERM/SIGINT. */
 #ifndef DDKV_NODE_NODE_H
 #define DDKV_NODE_NODE_H

@@ -1,7 +1,7 @@
 /* The workers' algorithm registry (issue 23): what a job's file goes
  * through, chosen per job at submit (jobdata/<x>/meta "algorithm").
  *
- *   stats   the per-column statistics of src/jobs/csvstats.h
+ *   stats   the per-column statistics of src/apps/jobs/csvstats.h
  *   vitals  the same, plus a vital-sign analysis: heart rate and breath
  *           rate per time window (count, min, mean, max, and the trend: the
  *           least-squares slope within the window, per minute), and the

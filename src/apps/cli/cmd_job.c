@@ -2,7 +2,7 @@
  * queue from a shell.
  *
  * submit stores the file in the cluster in chunks and queues a job for it
- * (src/jobs/submit.h: a 20 MB file is 40 chunks of 512 KiB); list prints every job; get prints one job's record and, once done, its
+ * (src/apps/jobs/submit.h: a 20 MB file is 40 chunks of 512 KiB); list prints every job; get prints one job's record and, once done, its
  * result (the key the worker named in its ack); cancel stops a queued or
  * running job; delete removes a job with its input and result (or, with
  * --result-only, its result). */
@@ -146,7 +146,7 @@ static int job_get(struct cli_ctx *ctx, ddkv_client *c, const char *id)
         out_error("%s is not a job record", key);
         return EXIT_UNAVAILABLE;
     }
-    /* The result of job ID lives at jobresult/ID (src/node/mod/jobs.c); a
+    /* The result of job ID lives at jobresult/ID (src/core/node/mod/jobs.c); a
      * record naming any other key (written by hand) is not followed. */
     char rkey[160];
     snprintf(rkey, sizeof rkey, "jobresult/%s", id);

@@ -1,9 +1,9 @@
 /* ddkv agent --worker: claim jobs, run their algorithm, store the result, and
  * complete them with the claim's fencing token.
  *
- * A job's input is the chunked file under its data key (src/jobs/submit.h).
+ * A job's input is the chunked file under its data key (src/apps/jobs/submit.h).
  * The worker reads the chunks in order into the job's algorithm
- * (src/jobs/algo.h: statistics, vital signs), extending its claim as it goes
+ * (src/apps/jobs/algo.h: statistics, vital signs), extending its claim as it goes
  * so that a long job keeps it, with its progress (rows, percent of the
  * bytes) at most every progress_ms, writes the result JSON to
  * jobresult/<id> and acks with that key. It watches jobs/<id> meanwhile: a

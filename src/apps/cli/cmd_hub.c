@@ -1,4 +1,4 @@
-/* ddkv hub: the dashboard's HTTP server (src/hub/hub.h). */
+/* ddkv hub: the dashboard's HTTP server (src/apps/hub/hub.h). */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>

@@ -241,7 +241,7 @@ static bool keys_lease_revoke(struct access_ctx *a, const struct msg *m)
     return true;
 }
 
-/* The job queue's own keys (src/node/mod/jobs.c). */
+/* The job queue's own keys (src/core/node/mod/jobs.c). */
 static void job_space(struct access_ctx *a)
 {
     static const char *const spaces[] = {"jobs/", "jobq/", "jobc/"};

@@ -1,4 +1,4 @@
-/* Time sources for the I/O layers (never used by src/consensus). */
+/* Time sources for the I/O layers (never used by src/core/consensus). */
 #ifndef DDKV_UTIL_CLOCK_H
 #define DDKV_UTIL_CLOCK_H
 

@@ -35,7 +35,7 @@
  * A PUT (plain or in the chosen branch of a TXN) naming a lease that does not
  * exist makes the whole entry change nothing, with result error
  * SM_ERR_NO_LEASE. A lease belongs to the user who granted it (the grant
- * carries the name; who may use a lease is checked in src/node/access.c);
+ * carries the name; who may use a lease is checked in src/core/node/access.c);
  * a lease granted without one (no identity, or before format 3) has no
  * owner. Meta column family keys:
  *   "l/" + be64 lease_id                   -> [u64 ttl_ms][owner, 0..64 bytes]

@@ -1,5 +1,5 @@
 /* The in-memory Raft log: entries after the last snapshot, with the index up
- * to which the caller has made them durable. Internal to src/consensus. */
+ * to which the caller has made them durable. Internal to src/core/consensus. */
 #ifndef DDKV_CONSENSUS_RLOG_H
 #define DDKV_CONSENSUS_RLOG_H
 
