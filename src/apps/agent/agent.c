@@ -18,8 +18,8 @@
 
 #include "agent/agent_series.h"
 #include "agent/sample.h"
-#include "agent/worker.h"
 #include "ddkv/ddkv.h"
+#include "jobs/worker.h"
 #include "util/clock.h"
 #include "util/err.h"
 

@@ -23,7 +23,7 @@
  * (the oldest dropped past its capacity, and counted) and is flushed, in
  * order, when it comes back. A presence lease that expired during an outage
  * is granted anew and the machine announced again.
- * With --worker the agent is also a job worker (worker.c). */
+ * With --worker the agent is also a job worker (jobs/worker.c). */
 #ifndef DDKV_AGENT_AGENT_H
 #define DDKV_AGENT_AGENT_H
 

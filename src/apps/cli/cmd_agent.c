@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
-#include "cli/cmd.h"
+#include "cli/commands.h"
 
 static volatile int agent_stop;
 

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cmd.h"
+#include "cli/commands.h"
 
 static const struct opt_def user_opts[] = {
     {"new-password", 0, OPT_ARG, NULL, "PASSWORD",

@@ -34,7 +34,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#include "cli/cmd.h"
+#include "cli/commands.h"
 #include "client/core.h"
 #include "ddkv/wire.h"
 #include "proto/frame.h"

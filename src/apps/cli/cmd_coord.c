@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cmd.h"
+#include "cli/commands.h"
 #include "util/clock.h"
 
 /* How long one ddkv_watch_next waits before the loop looks at the signal flag:

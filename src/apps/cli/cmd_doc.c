@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/cmd.h"
-#include "util/version.h"
+#include "cli/commands.h"
+#include "util/build_info.h"
 
 /* --- reading the tables --- */
 

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cmd.h"
+#include "cli/commands.h"
 #include "hub/hub.h"
 
 static const struct opt_def hub_opts[] = {

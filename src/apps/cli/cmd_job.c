@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cmd.h"
+#include "cli/commands.h"
 #include "jobs/algo.h"
 #include "jobs/submit.h"
 

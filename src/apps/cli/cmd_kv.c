@@ -3,7 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cmd.h"
+#include "cli/commands.h"
 #include "proto/version.h"
 #include "util/buf.h"
 #include "util/err.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "agent/series_store.h"
-#include "cli/cmd.h"
+#include "cli/commands.h"
 #include "util/clock.h"
 
 static const struct opt_def metric_opts[] = {

@@ -1,10 +1,10 @@
-/* snapshot save | restore: backups of a cluster's state (kv/backup.h) and new clusters built from them. */
+/* snapshot save | restore: backups of a cluster's state (kv/backup_file.h) and new clusters built from them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cmd.h"
-#include "kv/backup.h"
+#include "cli/commands.h"
+#include "kv/backup_file.h"
 #include "node/node.h"
 #include "util/clock.h"
 #include "util/err.h"

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cmd.h"
+#include "cli/commands.h"
 #include "node/node.h"
-#include "util/version.h"
+#include "util/build_info.h"
 
 #define MAIN_OPTS(t) (t), sizeof(t) / sizeof((t)[0])
 

@@ -30,7 +30,7 @@
  * owners was), else
  *   42  u32  owner length o (1..DDKV_AUTH_NAME_MAX), then the owner's name
  *            (the granting user), and nothing after it;
- * for auth (kv/auth.h; a password is never in the log, only its hash):
+ * for auth (kv/authdb.h; a password is never in the log, only its hash):
  *   42  u8   perm (enum ddkv_perm, or 0)
  *   43  u32  name length n, then the name
  *   47+n u32 arg length, then the arg, and nothing after it

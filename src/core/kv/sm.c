@@ -23,7 +23,7 @@ static const char META_CLUSTER_VERSION[] = "cluster_version";
 /* Session keys: "s/" + be64 client_id; expiry index keys: "e/" + be64
  * last_used_ms + be64 client_id; lease keys "l/" + be64 id; attachment keys
  * "k/" + be64 lease + user key. The address book (src/core/node/cluster.c) has
- * "m/", member incarnations "i/", users and roles (kv/auth.c) "u/" and "r/"; no other meta key
+ * "m/", member incarnations "i/", users and roles (kv/authdb.c) "u/" and "r/"; no other meta key
  * contains a '/'. */
 #define SESS_KEY_LEN 10
 #define EXP_KEY_LEN 18

@@ -81,12 +81,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kv/auth.h"
+#include "kv/authdb.h"
 #include "kv/store.h"
 #include "util/buf.h"
 
 /* Auth changes (SM_OP_AUTH) carry a session like every write; their records
- * (users, roles, the switch) are described in kv/auth.h.
+ * (users, roles, the switch) are described in kv/authdb.h.
  *
  * 2: session records grew to 51 bytes, leases. 3: lease records carry their
  * owner. 4: the cluster version reached 0.2 (proto/version.h): the log and
@@ -125,7 +125,7 @@ enum sm_op_kind {
     SM_OP_TXN = 4,
     SM_OP_LEASE_GRANT = 5,
     SM_OP_LEASE_REVOKE = 6,
-    SM_OP_AUTH = 7, /* a change of users, roles or the auth switch (kv/auth.h) */
+    SM_OP_AUTH = 7, /* a change of users, roles or the auth switch (kv/authdb.h) */
     SM_OP_MEMBER_INC = 8, /* a member's data-dir incarnation, as the cluster knows it (0: forget) */
     /* Since 0.2 (proto/version.h): proposed only once the cluster version allows. */
     SM_OP_CLUSTER_VERSION = 9, /* the cluster version moves up to version (never down) */
@@ -139,7 +139,7 @@ enum sm_op_kind {
 enum sm_error {
     SM_ERR_NONE = 0,
     SM_ERR_NO_LEASE = 1, /* a PUT named a lease that does not exist */
-    /* An AUTH change refused (kv/auth.c): */
+    /* An AUTH change refused (kv/authdb.c): */
     SM_ERR_AUTH_EXISTS = 2,    /* the user or role exists already */
     SM_ERR_AUTH_NO_USER = 3,
     SM_ERR_AUTH_NO_ROLE = 4,

@@ -43,7 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kv/auth.h"
+#include "kv/authdb.h"
 #include "proto/msg.h"
 
 struct sm;

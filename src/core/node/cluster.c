@@ -1,6 +1,6 @@
 /* Cluster identity and the peer side of a node: member ids and addresses, the
  * cluster id, the peer transport (the modules that use them: mod/members.c,
- * mod/raft.c).
+ * mod/raft_peer.c).
  *
  * Ids. A member's Raft id is a 64-bit FNV-1a hash of its name, so every member
  * computes the same id for "n2" from the same --cluster flag, with nothing to

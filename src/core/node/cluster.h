@@ -41,7 +41,7 @@ uint64_t cluster_token_fp(const char *token);
 void cluster_stage_identity(struct store_batch *b, uint64_t self_id, uint64_t cluster_id, uint64_t seed,
                             uint64_t token_fp);
 /* Replace the address book in the state machine (meta m/ID) with m[0..nm),
- * in one synced write (restore.c: a restored cluster has new members). */
+ * in one synced write (backup_restore.c: a restored cluster has new members). */
 int cluster_replace_book(struct store *st, const struct member *m, size_t nm, struct errbuf *eb);
 /* Members, self id and cluster id from the config and the data dir. */
 int cluster_load(struct node *n, struct errbuf *eb);

@@ -75,9 +75,9 @@ struct node_config {
 /* Defaults for every field (data_dir stays NULL: the caller must set it). */
 void node_config_defaults(struct node_config *cfg);
 
-/* What `ddkv snapshot restore` builds a data dir from (restore.c). */
+/* What `ddkv snapshot restore` builds a data dir from (backup_restore.c). */
 struct restore_config {
-    const char *file;          /* the backup (kv/backup.h) */
+    const char *file;          /* the backup (kv/backup_file.h) */
     const char *data_dir;      /* must be absent or empty */
     const char *name;          /* this member's name in the new cluster */
     const char *cluster;       /* the new cluster's members, "n1=host:port,..."; NULL: a

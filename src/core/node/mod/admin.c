@@ -7,8 +7,8 @@
 #include "node/node_int.h"
 #include "node/mod/admin.h"
 #include "proto/version.h"
+#include "util/build_info.h"
 #include "util/clock.h"
-#include "util/version.h"
 
 /* What the Raft core says about leadership, for PONG, STATUS and /health. */
 struct admin_view {

@@ -26,8 +26,8 @@
  * SHA-256 must match, and the image's own header and CRC-32C must agree with
  * the backup header. Writers produce FILE.tmp, fsync it, rename it to FILE
  * and fsync the directory, so FILE is either absent or complete. */
-#ifndef DDKV_KV_BACKUP_H
-#define DDKV_KV_BACKUP_H
+#ifndef DDKV_KV_BACKUP_FILE_H
+#define DDKV_KV_BACKUP_FILE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* This build's version: the release (CMake's PROJECT_VERSION) and the git revision it was built from. */
-#ifndef DDKV_UTIL_VERSION_H
-#define DDKV_UTIL_VERSION_H
+#ifndef DDKV_UTIL_BUILD_INFO_H
+#define DDKV_UTIL_BUILD_INFO_H
 
 /* "X.Y.Z"; static storage. */
 const char *version_string(void);

@@ -14,7 +14,7 @@
  * job is completed by exactly one worker. An input that cannot be read or is
  * not a CSV with a header is refused (nack), and retried up to the job's
  * limit, then dead. */
-#include "agent/worker.h"
+#include "jobs/worker.h"
 
 #include <inttypes.h>
 #include <jansson.h>

@@ -24,8 +24,8 @@
  *
  * In memory the state machine keeps the committed auth_db for permission
  * checks, and a copy the open batch changes (sm.c). */
-#ifndef DDKV_KV_AUTH_H
-#define DDKV_KV_AUTH_H
+#ifndef DDKV_KV_AUTHDB_H
+#define DDKV_KV_AUTHDB_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -49,7 +49,7 @@ struct auth_perm {
     uint8_t perm;    /* enum ddkv_perm */
 };
 
-/* name comes first in both records: kv/auth.c searches them by it. */
+/* name comes first in both records: kv/authdb.c searches them by it. */
 struct auth_role {
     auth_name name;
     struct auth_perm *perms; /* sorted by prefix */

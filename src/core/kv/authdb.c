@@ -1,6 +1,6 @@
 /* The replicated auth state: records in meta, the in-memory copy, applying
- * changes, and the permission tests (layout and rules in auth.h). */
-#include "kv/auth.h"
+ * changes, and the permission tests (layout and rules in authdb.h). */
+#include "kv/authdb.h"
 
 #include <stddef.h>
 #include <stdio.h>

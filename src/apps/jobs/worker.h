@@ -1,6 +1,6 @@
 /* The job worker of `ddkv agent --worker` (worker.c). */
-#ifndef DDKV_AGENT_WORKER_H
-#define DDKV_AGENT_WORKER_H
+#ifndef DDKV_JOBS_WORKER_H
+#define DDKV_JOBS_WORKER_H
 
 #include <stdint.h>
 

@@ -1,6 +1,6 @@
-/* Backup files (see backup.h): the header codec, the checksumming writer, the
+/* Backup files (see backup_file.h): the header codec, the checksumming writer, the
  * verifier and the image extractor. */
-#include "kv/backup.h"
+#include "kv/backup_file.h"
 
 #include <errno.h>
 #include <fcntl.h>

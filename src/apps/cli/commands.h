@@ -4,8 +4,8 @@
  * client flags when it talks to a cluster, then its own), parses and resolves
  * them, checks the positional count and calls run. A later feature adds a row
  * to a table (and an options table), not a case to a switch. */
-#ifndef DDKV_CLI_CMD_H
-#define DDKV_CLI_CMD_H
+#ifndef DDKV_CLI_COMMANDS_H
+#define DDKV_CLI_COMMANDS_H
 
 #include <stddef.h>
 

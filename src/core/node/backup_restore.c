@@ -1,5 +1,5 @@
 /* `ddkv snapshot restore`: a data dir for a member of a new cluster, built from
- * a backup file (kv/backup.h).
+ * a backup file (kv/backup_file.h).
  *
  * The data dir is what a member of a cluster that took a Raft snapshot at the
  * backup's index would hold: the state machine is the image (installed with
@@ -29,7 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kv/backup.h"
+#include "kv/backup_file.h"
 #include "kv/raftlog.h"
 #include "kv/sm.h"
 #include "kv/snapshot.h"

@@ -1,5 +1,5 @@
 /* The version strings: DDKV_VERSION_STRING from CMake and DDKV_GIT_REV from the generated ddkv_git_rev.h. */
-#include "util/version.h"
+#include "util/build_info.h"
 
 #include "ddkv_git_rev.h"
 
