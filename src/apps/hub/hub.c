@@ -1,5 +1,5 @@
 /* ddkv hub (see hub.h): its HTTP/1.1 server, the worker lanes that call the
- * cluster, and the event streams. */
+ * cluster (the handlers they run are hub_api.c's), and the event streams. */
 #include "hub/hub.h"
 
 #include <errno.h>
@@ -27,25 +27,20 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "ddkv/ddkv.h"
+#include "hub/hub_int.h"
 #include "hub/hub_jobs.h"
 #include "hub/hub_series.h"
 #include "hub/hub_session.h"
-#include "hub/hub_users.h"
-#include "jobs/submit.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/tls.h"
 
-#define HUB_METRICS_DEFAULT_MS (40u * 60 * 1000)
-#define HUB_LAMPORT_MAX 1000000000000ull /* a `since` below it (2001-09-09 in ms) is a Lamport time */
-#define HUB_PROXY_WAIT_MS 5000
 #define HUB_JOB_NAME_MAX 127             /* bytes: the node's JOB_PUT bound */
 #define HUB_UPLOAD_WINDOW_S 10           /* the upload rate is judged over the last this many seconds */
 #define HUB_OUT_PAUSE (256u << 10)       /* a connection's unsent replies: stop reading its requests */
@@ -53,56 +48,9 @@
 #define HUB_LINGER_BYTES (256u << 10)
 #define HUB_LIGHT_WORKERS 2              /* threads for the cheap, small answers (/health, /api/clients, a job) */
 #define HUB_FD_RESERVE 64                /* descriptors kept for the hub's own cluster clients */
-
-enum route {
-    R_CLIENTS, R_METRICS, R_PROXY, R_CLUSTER, R_JOBS, R_JOB, R_JOB_POST, R_HEALTH,
-    /* sign-in (hub_session.c) and user management (hub_users.c) */
-    R_LOGIN, R_LOGOUT, R_SESSION, R_EVENTS, R_USERS, R_USER_ADD, R_USER_REMOVE, R_USER_GRANT, R_USER_REVOKE,
-    R_JOB_CANCEL, R_JOB_DELETE, R_JOB_DELETE_RESULT, R_JOB_CSV, R_JOB_JSON, R_ALGORITHMS, /* hub_jobs.c */
-    R_SERIES_LIST, R_SERIES, R_SERIES_POST, R_SERIES_BATCH,                  /* hub_series.c */
-};
+#define HUB_HOST_MAX 256                 /* the host part of --http-addr */
 #define HUB_SMALL_BODY_MAX 8192 /* a JSON body (login, user management) */
 #define HUB_SSE_ALL 0xfu        /* event kinds: 1 client, 2 metric, 4 job, 8 cluster */
-
-struct hub;
-struct conn;
-
-struct task {
-    struct hub *h;
-    struct conn *conn;     /* NULL once the browser went away (loop thread only) */
-    enum route route;
-    char arg[128];         /* the id in the path */
-    char arg2[72];         /* a series name in the path */
-    struct evkeyvalq query;
-    uint8_t *body;         /* POST: the file, body_len of body_cap bytes received */
-    size_t body_len, body_cap, body_read;
-    bool upload;           /* holds one of cfg->uploads slots until freed */
-    bool series_post;      /* holds one of HUB_SERIES_POSTS until freed */
-    bool queued;           /* handed to a lane: freed by reply_cb */
-    int status;
-    char *out;             /* the JSON reply (malloc) */
-    const char *ctype;     /* its type, when not JSON */
-    char *cookie;          /* the request's Cookie header (malloc), for its session */
-    char csrf[80];         /* its X-CSRF-Token header */
-    char *basic;           /* a push's Authorization: Basic credentials (malloc, wiped when freed) */
-    bool mutating;         /* a method that changes state: the CSRF token is required */
-    char *set_cookie;      /* a Set-Cookie (or WWW-Authenticate) header line for the reply (malloc) */
-    unsigned sse_mask;     /* R_EVENTS: the event kinds the person may read */
-    uint8_t addr[16];      /* the client's address (failed logins count against it) */
-    struct evbuffer *outbuf; /* or the reply in a buffer (a big one, not copied) */
-    struct task *next;     /* the lane's queue */
-};
-
-/* A lane: worker threads with a bounded queue. */
-struct lane {
-    struct hub *h;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct task *qh, *qt;
-    uint32_t queued, cap;  /* cap 0: unbounded (admission is bounded elsewhere) */
-    pthread_t *threads;
-    uint32_t n;
-};
 
 enum cstate {
     C_HEAD,    /* waiting for (the rest of) a request head */
@@ -146,605 +94,6 @@ struct blob {
     char data[];
 };
 
-struct hub {
-    const struct hub_config *cfg;
-    struct event_base *base;
-    struct evconnlistener *listener;
-    volatile int stopping;
-    struct lane light_lane, main_lane, proxy_lane, upload_lane;
-    struct conn *conns;
-    uint32_t nconns, max_conns, uploads_active, series_posts;
-    uint64_t refused_conns;
-    pthread_mutex_t fmu;
-    struct evbuffer *sfeed; /* series events: records [u8 id length][id][u32 length][event text] */
-    uint32_t series_streams; /* open /api/events?series= streams (atomic): none, no series event is made */
-    struct evbuffer *feed[4]; /* by event kind: client, metric, job, cluster */
-    struct hubsess *sess;
-    SSL_CTX *tls;             /* HTTPS (--https-cert/--https-key), or NULL */
-    int auth_on;              /* the cluster's auth, as the poller last saw it (atomic: auth_on_get) */
-    bool loopback;            /* listening on a loopback address only */
-    struct event *feed_ev, *ping_ev, *sig_int, *sig_term;
-    pthread_t watchers[4], poller;
-};
-
-/* --- small helpers --- */
-
-/* Written by the poller, read by the loop and the workers. */
-static bool auth_on_get(const struct hub *h)
-{
-    return __atomic_load_n(&h->auth_on, __ATOMIC_RELAXED) != 0;
-}
-
-/* Client options for endpoints: the hub's timeout, TLS and credentials. */
-static void hub_options(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms,
-                        struct ddkv_options *o)
-{
-    *o = cfg->cluster;
-    o->endpoints = endpoints;
-    o->timeout_ms = timeout_ms;
-}
-
-static ddkv_client *hub_client(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms)
-{
-    struct ddkv_options o;
-    hub_options(cfg, endpoints, timeout_ms, &o);
-    o.connect_timeout_ms = 500;
-    /* What the hub lists (machines, metric points, jobs) is for display:
-     * any member that has applied what this hub has seen may answer, without
-     * a ReadIndex round through the leader per page. */
-    o.list_consistency = DDKV_CONSISTENCY_CAUSAL;
-    ddkv_client *c = NULL;
-    char err[256];
-    return ddkv_client_new(&o, &c, err, sizeof err) == DDKV_OK ? c : NULL;
-}
-
-static char *dump(json_t *o)
-{
-    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(8)) : NULL;
-    json_decref(o);
-    return s;
-}
-
-static void task_error(struct task *t, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void task_error(struct task *t, int status, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    t->status = status;
-    free(t->out);
-    t->out = dump(json_pack("{s:s}", "error", msg));
-}
-
-/* A libddkv failure as an HTTP status. */
-static bool id_ok(const char *s);
-
-static void task_fail(struct task *t, ddkv_client *c, ddkv_err e, const char *what)
-{
-    int status = e == DDKV_ERR_NOT_FOUND                                   ? 404
-                 : e == DDKV_ERR_PERMISSION_DENIED                         ? 403
-                 : e == DDKV_ERR_BAD_REQUEST || e == DDKV_ERR_TOO_LARGE ? 400
-                                                                         : 503;
-    task_error(t, status, "%s: %s", what, c ? ddkv_client_errmsg(c) : ddkv_strerror(e));
-}
-
-/* A stored value as JSON, or as a string if it is not JSON. */
-static json_t *value_json(const void *p, size_t n)
-{
-    json_error_t e;
-    json_t *o = json_loadb(p, n, 0, &e);
-    return o ? o : json_stringn_nocheck(p, n);
-}
-
-/* --- the handlers (worker threads) --- */
-
-/* Every key under prefix as a JSON array of its values; with id_field, each
- * object value also gets the key's rest after the prefix under that name. */
-/* The values under prefix as a JSON array, each object given its key's
- * rest as id_field (NULL: none). */
-static ddkv_err list_array(ddkv_client *c, const char *prefix, uint64_t max, const char *id_field, json_t **out)
-{
-    size_t plen = strlen(prefix);
-    struct ddkv_list l;
-    ddkv_err e = ddkv_list_all(c, prefix, plen, max, &l);
-    if (e != DDKV_OK)
-        return e;
-    json_t *arr = json_array();
-    for (size_t i = 0; i < l.n; i++) {
-        json_t *o = value_json(l.entries[i].value, l.entries[i].value_len);
-        if (id_field && json_is_object(o))
-            json_object_set_new(o, id_field,
-                                json_stringn((const char *)l.entries[i].key + plen, l.entries[i].key_len - plen));
-        json_array_append_new(arr, o);
-    }
-    ddkv_list_free(&l);
-    *out = arr;
-    return DDKV_OK;
-}
-
-static void list_json(struct task *t, ddkv_client *c, const char *prefix, uint64_t max, const char *id_field,
-                      const char *what)
-{
-    json_t *arr;
-    ddkv_err e = list_array(c, prefix, max, id_field, &arr);
-    if (e != DDKV_OK) {
-        task_fail(t, c, e, what);
-        return;
-    }
-    t->status = 200;
-    t->out = dump(arr);
-}
-
-/* A device that pushes series but runs no agent has no clients/ record:
- * it is listed as {"id","device":true} from its seriesmeta/ keys (up to
- * HUB_DEVICE_SCAN_MAX of them; none if the person may not read them). */
-#define HUB_DEVICE_SCAN_MAX 20000u
-static void h_clients(struct task *t, ddkv_client *c)
-{
-    json_t *arr;
-    ddkv_err e = list_array(c, "clients/", 10000, "id", &arr);
-    if (e != DDKV_OK) {
-        task_fail(t, c, e, "listing clients");
-        return;
-    }
-    struct ddkv_list l;
-    if (ddkv_list_all(c, "seriesmeta/", 11, HUB_DEVICE_SCAN_MAX, &l) == DDKV_OK) {
-        json_t *ids = json_object(); /* the ids listed so far */
-        size_t i;
-        json_t *v;
-        json_array_foreach(arr, i, v)
-        {
-            const char *id = json_string_value(json_object_get(v, "id"));
-            if (id)
-                json_object_set_new(ids, id, json_true());
-        }
-        for (size_t k = 0; k < l.n; k++) {
-            const char *key = (const char *)l.entries[k].key + 11;
-            const char *slash = memchr(key, '/', l.entries[k].key_len - 11);
-            if (!slash || slash == key)
-                continue;
-            json_t *id = json_stringn(key, (size_t)(slash - key));
-            if (id && !json_object_get(ids, json_string_value(id))) {
-                json_object_set_new(ids, json_string_value(id), json_true());
-                json_array_append_new(arr, json_pack("{s:O, s:b}", "id", id, "device", 1));
-            }
-            json_decref(id);
-        }
-        json_decref(ids);
-        ddkv_list_free(&l);
-    }
-    t->status = 200;
-    t->out = dump(arr);
-}
-
-static void h_metrics(struct task *t, ddkv_client *c)
-{
-    /* since: a Unix time in ms (points sampled after it), or, below
-     * HUB_LAMPORT_MAX, a Lamport time (points written after it, whatever
-     * their sample time: a flushed backlog included). Default: the last 40
-     * minutes. */
-    const char *s = evhttp_find_header(&t->query, "since");
-    uint64_t since = s ? strtoull(s, NULL, 10) : 0, lamport = 0;
-    if (since && since < HUB_LAMPORT_MAX) {
-        lamport = since;
-        since = 0;
-    } else if (!since) {
-        since = clock_wall_ms() - HUB_METRICS_DEFAULT_MS;
-    }
-    char prefix[192], after[224];
-    int pl = snprintf(prefix, sizeof prefix, "metrics/%s/", t->arg);
-    int al = lamport ? 0 : snprintf(after, sizeof after, "%s%013" PRIu64, prefix, since);
-    /* The points are JSON already: splice them into one array. */
-    struct evbuffer *out = evbuffer_new();
-    evbuffer_add(out, "[", 1);
-    bool first = true, more = true;
-    while (more) {
-        struct ddkv_list l;
-        ddkv_err e = ddkv_list(c, prefix, (size_t)pl, after, (size_t)al, 1000, &l);
-        if (e != DDKV_OK) {
-            evbuffer_free(out);
-            task_fail(t, c, e, "listing metrics");
-            return;
-        }
-        for (size_t i = 0; i < l.n; i++) {
-            if (l.entries[i].lamport <= lamport && lamport)
-                continue;
-            if (!first)
-                evbuffer_add(out, ",", 1);
-            evbuffer_add(out, l.entries[i].value, l.entries[i].value_len);
-            first = false;
-        }
-        more = l.more && l.n > 0;
-        if (l.n) {
-            al = snprintf(after, sizeof after, "%.*s", (int)l.entries[l.n - 1].key_len,
-                          (const char *)l.entries[l.n - 1].key);
-        }
-        ddkv_list_free(&l);
-    }
-    evbuffer_add(out, "]", 1);
-    t->outbuf = out; /* sent as it is, without a copy */
-    t->status = 200;
-}
-
-static void h_proxy(struct task *t, ddkv_client *c)
-{
-    char key[192];
-    snprintf(key, sizeof key, "clients/%s", t->arg);
-    struct ddkv_value v;
-    ddkv_err e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
-    if (e != DDKV_OK) {
-        task_fail(t, c, e, e == DDKV_ERR_NOT_FOUND ? "no such client (or its agent is gone)" : "reading the client");
-        return;
-    }
-    ddkv_free(v.value);
-    const char *kind = evhttp_find_header(&t->query, "kind");
-    const char *minutes = evhttp_find_header(&t->query, "minutes");
-    bool history = kind && strcmp(kind, "history") == 0;
-    json_t *q = history ? json_pack("{s:s, s:i}", "kind", "history", "minutes", minutes ? atoi(minutes) : 5)
-                        : json_pack("{s:s}", "kind", "now");
-    char *qs = dump(q);
-    uint64_t rid = 0;
-    if (getrandom(&rid, sizeof rid, 0) != (ssize_t)sizeof rid)
-        rid = clock_mono_ns();
-    char req[192], resp[192];
-    snprintf(req, sizeof req, "req/%s/%016" PRIx64, t->arg, rid);
-    snprintf(resp, sizeof resp, "resp/%s/%016" PRIx64, t->arg, rid);
-    struct ddkv_write_result wr;
-    e = qs ? ddkv_write(c, req, strlen(req), qs, strlen(qs), 0, &wr) : DDKV_ERR_NOMEM;
-    free(qs);
-    if (e != DDKV_OK) {
-        task_fail(t, c, e, "asking the agent");
-        return;
-    }
-    uint64_t until = clock_mono_ms() + HUB_PROXY_WAIT_MS;
-    while (clock_mono_ms() < until) {
-        e = ddkv_read(c, resp, strlen(resp), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
-        if (e == DDKV_OK) {
-            t->out = malloc(v.len + 1);
-            if (t->out)
-                memcpy(t->out, v.value, v.len + 1);
-            ddkv_free(v.value);
-            t->status = t->out ? 200 : 500;
-            return;
-        }
-        clock_sleep_ms(30);
-    }
-    ddkv_delete(c, req, strlen(req), &wr);
-    task_error(t, 504, "the agent of %s did not answer within %d ms", t->arg, HUB_PROXY_WAIT_MS);
-}
-
-/* Each endpoint's own status; a member that does not answer is named from
- * the member list of one that does (matching its client address). */
-static json_t *cluster_json(const struct hub_config *cfg, const char *endpoints, uint32_t timeout_ms)
-{
-    enum { MAX_EPS = 16 };
-    json_t *arr = json_array();
-    char eps[1024];
-    snprintf(eps, sizeof eps, "%s", endpoints);
-    struct ddkv_status sts[MAX_EPS];
-    size_t n = 0;
-    const struct ddkv_status *known = NULL; /* the first answer's member list */
-    const struct ddkv_status *lead = NULL;  /* the leader's: it knows each member's lag */
-    for (char *save = NULL, *ep = strtok_r(eps, ",", &save); ep && n < MAX_EPS; ep = strtok_r(NULL, ",", &save)) {
-        ddkv_client *c = hub_client(cfg, ep, timeout_ms < 1000 ? timeout_ms : 1000);
-        struct ddkv_status *st = &sts[n];
-        if (c && ddkv_status(c, st) == DDKV_OK) {
-            /* Healthy: it sees a leader and, as it says itself, its storage
-             * works and it is within the lag bounds (older nodes: leader). */
-            bool healthy = st->leader != NULL && (!st->healthy_known || st->healthy);
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:I, s:I, s:b}", "endpoint", ep,
-                                                 "name", st->name ? st->name : "?", "role", st->role, "leader",
-                                                 st->leader, "term", (json_int_t)st->term, "commit",
-                                                 (json_int_t)st->commit, "applied", (json_int_t)st->applied,
-                                                 "revision", (json_int_t)st->revision, "keys", (json_int_t)st->keys,
-                                                 "healthy", healthy));
-            if (!known)
-                known = st;
-            if (st->role && !strcmp(st->role, "leader"))
-                lead = st;
-            n++;
-        } else {
-            json_array_append_new(arr, json_pack("{s:s, s:b, s:s}", "endpoint", ep, "healthy", 0, "error",
-                                                 c ? ddkv_client_errmsg(c) : "bad endpoint"));
-        }
-        ddkv_client_free(c);
-    }
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o) {
-        const char *ep = json_string_value(json_object_get(o, "endpoint"));
-        for (size_t m = 0; !json_object_get(o, "name") && known && m < known->n_members; m++) {
-            const struct ddkv_member *mb = &known->members[m];
-            if (mb->name && mb->client_addr && ep && !strcmp(mb->client_addr, ep))
-                json_object_set_new(o, "name", json_string(mb->name));
-        }
-        /* The leader's view: match index and lag, and its word on health. */
-        const char *name = json_string_value(json_object_get(o, "name"));
-        for (size_t m = 0; name && lead && m < lead->n_members; m++) {
-            const struct ddkv_member *mb = &lead->members[m];
-            if (!mb->name || strcmp(mb->name, name) != 0 || !mb->lag_known)
-                continue;
-            json_object_set_new(o, "match", json_integer((json_int_t)mb->match));
-            json_object_set_new(o, "lag_entries", json_integer((json_int_t)mb->lag_entries));
-            json_object_set_new(o, "lag_ms", json_integer((json_int_t)mb->lag_ms));
-            if (!mb->healthy)
-                json_object_set_new(o, "healthy", json_false());
-        }
-    }
-    for (size_t k = 0; k < n; k++)
-        ddkv_status_free(&sts[k]);
-    return arr;
-}
-
-static void h_cluster(struct task *t, ddkv_client *c)
-{
-    (void)c;
-    t->status = 200;
-    t->out = dump(cluster_json(t->h->cfg, t->h->cfg->endpoints, t->h->cfg->timeout_ms));
-}
-
-static void h_jobs(struct task *t, ddkv_client *c)
-{
-    list_json(t, c, "jobs/", 100000, NULL, "listing jobs");
-}
-
-static void h_job(struct task *t, ddkv_client *c)
-{
-    char key[192];
-    snprintf(key, sizeof key, "jobs/%s", t->arg);
-    struct ddkv_value v;
-    ddkv_err e = ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v);
-    if (e != DDKV_OK) {
-        task_fail(t, c, e, e == DDKV_ERR_NOT_FOUND ? "no such job" : "reading the job");
-        return;
-    }
-    json_t *job = value_json(v.value, v.len);
-    ddkv_free(v.value);
-    /* A done job's result lives at jobresult/<its id>, the only result key
-     * the hub reads: the record's "result" field is data (a worker named
-     * it) and is never followed, so a record naming another key cannot make
-     * the hub serve that key. */
-    if (json_is_string(json_object_get(job, "result"))) {
-        snprintf(key, sizeof key, "jobresult/%s", t->arg);
-        if (ddkv_read(c, key, strlen(key), DDKV_CONSISTENCY_LINEARIZABLE, 0, &v) == DDKV_OK) {
-            json_object_set_new(job, "result_value", value_json(v.value, v.len));
-            ddkv_free(v.value);
-        }
-    }
-    t->status = 200;
-    t->out = dump(job);
-}
-
-static long read_body(void *ctx, uint8_t *buf, size_t cap)
-{
-    struct task *t = ctx;
-    size_t n = t->body_len - t->body_read < cap ? t->body_len - t->body_read : cap;
-    memcpy(buf, t->body + t->body_read, n);
-    t->body_read += n;
-    return (long)n;
-}
-
-static void h_job_post(struct task *t, ddkv_client *c)
-{
-    const char *name = evhttp_find_header(&t->query, "name");
-    if (!t->body || t->body_len == 0) {
-        task_error(t, 400, "POST /api/jobs wants the file as the request body");
-        return;
-    }
-    struct job_submitted js;
-    char err[256];
-    const char *algo = evhttp_find_header(&t->query, "algorithm"), *prio = evhttp_find_header(&t->query, "priority");
-    ddkv_err e = job_submit_at(c, name ? name : "upload", algo && *algo ? algo : "stats", prio, 3, read_body, t, &js,
-                               err, sizeof err);
-    if (e != DDKV_OK) {
-        task_error(t, e == DDKV_ERR_TOO_LARGE                                ? 413
-                      : e == DDKV_ERR_PERMISSION_DENIED                      ? 403
-                      : e == DDKV_ERR_USAGE || e == DDKV_ERR_BAD_REQUEST ? 400
-                                                                           : 503,
-                   "%s", err);
-        return;
-    }
-    t->status = 201;
-    t->out = dump(json_pack("{s:s, s:s, s:I}", "id", js.id, "data", js.prefix, "size", (json_int_t)js.size));
-}
-
-static void h_health(struct task *t, ddkv_client *c)
-{
-    struct ddkv_pong p;
-    ddkv_err e = ddkv_ping(c, &p);
-    if (e != DDKV_OK || !p.leader) {
-        if (e == DDKV_OK)
-            ddkv_pong_free(&p);
-        task_error(t, 503, "the cluster does not answer with a leader");
-        return;
-    }
-    t->status = 200;
-    t->out = dump(json_pack("{s:b, s:s}", "ok", 1, "leader", p.leader));
-    ddkv_pong_free(&p);
-}
-
-/* --- sign-in: the handlers run as the person (hub_session.h) --- */
-
-static void h_session(struct task *t, ddkv_client *uc, const struct hubsess_ref *ref)
-{
-    if (!ref) {
-        t->status = 200;
-        t->out = dump(json_pack("{s:b, s:n, s:[], s:s}", "auth", 0, "user", "roles", "csrf", ""));
-        return;
-    }
-    /* Roles as the cluster has them now: a revoked role shows at once. */
-    struct ddkv_auth_status st;
-    ddkv_err e = ddkv_auth_status(uc, &st);
-    if (e != DDKV_OK) {
-        task_fail(t, uc, e, "asking the cluster who you are");
-        return;
-    }
-    json_t *roles = hubsess_roles_json(&st);
-    t->status = 200;
-    t->out = dump(json_pack("{s:b, s:s, s:o, s:s, s:I}", "auth", 1, "user", ref->user, "roles", roles, "csrf",
-                            ref->csrf, "expires", (json_int_t)ref->expires_ms));
-    ddkv_auth_status_free(&st);
-}
-
-/* An event stream gets the kinds of event the person may read: one LIST of
- * each watched prefix as them (limit 1) says which (the cluster's status,
- * which every signed-in user may ask, always). */
-static void h_events(struct task *t, ddkv_client *uc)
-{
-    static const char *const prefixes[3] = {"clients/", "metrics/", "jobs/"};
-    t->sse_mask = 8;
-    for (unsigned i = 0; i < 3; i++) {
-        struct ddkv_list l;
-        ddkv_err e = ddkv_list(uc, prefixes[i], strlen(prefixes[i]), NULL, 0, 1, &l);
-        if (e == DDKV_OK) {
-            t->sse_mask |= 1u << i;
-            ddkv_list_free(&l);
-        } else if (e != DDKV_ERR_PERMISSION_DENIED) {
-            task_fail(t, uc, e, "opening the event stream");
-            return;
-        }
-    }
-    /* A series stream of one client: the person must read its series. */
-    const char *sid = evhttp_find_header(&t->query, "series");
-    if (sid) {
-        char pfx[200];
-        struct ddkv_list l;
-        if (!id_ok(sid)) {
-            task_error(t, 400, "bad client id in series=");
-            return;
-        }
-        snprintf(pfx, sizeof pfx, "series/%s/", sid);
-        ddkv_err e = ddkv_list(uc, pfx, strlen(pfx), NULL, 0, 1, &l);
-        if (e == DDKV_OK) {
-            ddkv_list_free(&l);
-        } else {
-            task_fail(t, uc, e, "opening the series stream");
-            return;
-        }
-    }
-    t->status = 200;
-    t->out = strdup("{}");
-}
-
-static void h_users(struct task *t, ddkv_client *uc)
-{
-    enum hubusers_op op = t->route == R_USERS        ? HUBUSERS_LIST
-                          : t->route == R_USER_ADD    ? HUBUSERS_ADD
-                          : t->route == R_USER_REMOVE ? HUBUSERS_REMOVE
-                          : t->route == R_USER_GRANT  ? HUBUSERS_GRANT
-                                                      : HUBUSERS_REVOKE;
-    t->out = hubusers_handle(uc, op, t->arg, (const char *)t->body, t->body_len, &t->status);
-}
-
-static void task_run(struct task *t, ddkv_client *hubc)
-{
-    struct hub *h = t->h;
-    bool secure = h->tls != NULL; /* the cookie is then Secure */
-    if (t->route == R_LOGIN) {
-        hubsess_login(h->sess, hubc, t->addr, (const char *)t->body, t->body_len, secure, &t->status, &t->out,
-                      &t->set_cookie);
-        return;
-    }
-    /* With the cluster's auth on, everything but /health is done as the
-     * person signed in, with their own logged-in client: the cluster's
-     * permissions judge it, never the hub's. */
-    struct hubsess_ref ref, *sref = NULL;
-    ddkv_client *c = hubc;
-    if (auth_on_get(h) && t->basic) {
-        /* A device's push (route() lets Basic through on the push routes
-         * only): as that user, no CSRF token (no cookie, nothing a
-         * cross-site page could make a browser send). */
-        char why[256];
-        int st = hubsess_basic(h->sess, t->addr, t->basic, &ref, why, sizeof why);
-        if (st) {
-            task_error(t, st, "%s", why);
-            if (st == 401)
-                t->set_cookie = strdup("WWW-Authenticate: Basic realm=\"ddkv hub\"\r\n");
-            return;
-        }
-        sref = &ref;
-        c = ref.client;
-    } else if (auth_on_get(h) && t->route != R_HEALTH) {
-        char why[256];
-        int st = hubsess_open(h->sess, hubc, t->cookie, &ref, why, sizeof why);
-        if (st) {
-            task_error(t, st, "%s", why);
-            return;
-        }
-        if (t->mutating && !hubsess_token_eq(t->csrf, ref.csrf)) {
-            hubsess_release(h->sess, &ref, false);
-            task_error(t, 403, "this request changes state and needs the header X-CSRF-Token (the csrf of "
-                               "/api/login or /api/session)");
-            return;
-        }
-        sref = &ref;
-        c = ref.client;
-    }
-    switch (t->route) {
-    case R_CLIENTS: h_clients(t, c); break;
-    case R_METRICS: h_metrics(t, c); break;
-    case R_PROXY: h_proxy(t, c); break;
-    case R_CLUSTER: h_cluster(t, c); break;
-    case R_JOBS: h_jobs(t, c); break;
-    case R_JOB: h_job(t, c); break;
-    case R_JOB_POST: h_job_post(t, c); break;
-    case R_HEALTH: h_health(t, c); break;
-    case R_SESSION: h_session(t, c, sref); break;
-    case R_JOB_CANCEL: t->status = hub_job_remove(c, t->arg, 0, &t->out); break;
-    case R_JOB_DELETE: t->status = hub_job_remove(c, t->arg, 1, &t->out); break;
-    case R_JOB_DELETE_RESULT: t->status = hub_job_remove(c, t->arg, 2, &t->out); break;
-    case R_JOB_CSV:
-        t->status = hub_job_result_csv(c, t->arg, &t->out);
-        t->ctype = t->status == 200 ? "text/csv; charset=utf-8" : NULL;
-        break;
-    case R_JOB_JSON:
-        t->status = hub_job_result_json(c, t->arg, &t->out);
-        if (t->status == 200 && (t->set_cookie = malloc(200))) /* the id is [0-9a-f-] (hub_jobs.c) */
-            snprintf(t->set_cookie, 200, "Content-Disposition: attachment; filename=\"job-%.64s.json\"\r\n", t->arg);
-        break;
-    case R_ALGORITHMS: t->status = hub_algorithms(&t->out); break;
-    case R_SERIES_LIST: t->status = hub_series_list(c, t->arg, &t->out); break;
-    case R_SERIES:
-        t->status = hub_series_query(c, t->arg, t->arg2, evhttp_find_header(&t->query, "window"), &t->out);
-        break;
-    case R_SERIES_POST:
-        t->status = hub_series_post(c, t->arg, t->arg2, t->body, t->body_len, &t->out);
-        break;
-    case R_SERIES_BATCH: t->status = hub_series_post_batch(c, t->arg, t->body, t->body_len, &t->out); break;
-    case R_EVENTS: h_events(t, c); break;
-    case R_USERS:
-    case R_USER_ADD:
-    case R_USER_REMOVE:
-    case R_USER_GRANT:
-    case R_USER_REVOKE:
-        if (!sref)
-            task_error(t, 409, "the cluster has authentication off: there are no users to manage");
-        else
-            h_users(t, c);
-        break;
-    case R_LOGOUT:
-        if (sref) {
-            char why[256];
-            int st = hubsess_logout(h->sess, hubc, sref, secure, &t->set_cookie, why, sizeof why);
-            if (st)
-                task_error(t, st, "%s", why);
-            else
-                t->status = 200, t->out = dump(json_pack("{s:b}", "signed_out", 1));
-        } else {
-            t->status = 200;
-            t->out = dump(json_pack("{s:b}", "signed_out", 0));
-        }
-        break;
-    case R_LOGIN: break;
-    }
-    /* A device's client that failed (its password changed, its grant gone)
-     * is not kept: its next push logs in again, and is judged afresh. */
-    if (sref)
-        hubsess_release(h->sess, sref, t->basic && t->status >= 400);
-}
-
 /* --- the lanes (worker threads) --- */
 
 static void reply_cb(evutil_socket_t fd, short what, void *arg);
@@ -770,11 +119,11 @@ static void *worker_main(void *arg)
         l->queued--;
         pthread_mutex_unlock(&l->mu);
         if (!c)
-            task_error(t, 500, "no client");
+            hub_task_error(t, 500, "no client");
         else
-            task_run(t, c);
+            hub_task_run(t, c);
         if (!t->out && !t->outbuf)
-            task_error(t, 500, "out of memory");
+            hub_task_error(t, 500, "out of memory");
         struct timeval now = {0, 0};
         event_base_once(h->base, -1, EV_TIMEOUT, reply_cb, t, &now);
     }
@@ -940,7 +289,7 @@ static void conn_error(struct conn *c, int status, bool close, const char *extra
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    char *s = dump(json_pack("{s:s}", "error", msg));
+    char *s = hub_dump(json_pack("{s:s}", "error", msg));
     if (close)
         c->keep = false;
     conn_json(c, status, s ? s : "{\"error\":\"out of memory\"}", extra);
@@ -1097,7 +446,7 @@ static void sse_open(struct conn *c, const char *query)
     if (query)
         (void)evhttp_parse_query_str(query, &q);
     const char *sid = evhttp_find_header(&q, "series");
-    if (sid && !id_ok(sid)) {
+    if (sid && !hub_id_ok(sid)) {
         evhttp_clear_headers(&q);
         conn_error(c, 400, false, NULL, "bad client id in series=");
         return;
@@ -1263,7 +612,7 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
  * person may read). */
 static void feed_push(struct hub *h, unsigned kind, const char *event, json_t *data)
 {
-    char *s = dump(data);
+    char *s = hub_dump(data);
     if (!s)
         return;
     pthread_mutex_lock(&h->fmu);
@@ -1316,7 +665,7 @@ static void *watch_main(void *arg)
                                       ev.kind == DDKV_OP_PUT ? "put" : "delete", "revision",
                                       (json_int_t)ev.mod_rev);
                 if (d && ev.kind == DDKV_OP_PUT)
-                    json_object_set_new(d, "value", value_json(ev.value, ev.value_len));
+                    json_object_set_new(d, "value", hub_value_json(ev.value, ev.value_len));
                 feed_push(h, wa->kind, wa->event, d);
                 ddkv_event_free(&ev);
                 pause_ms = 0;
@@ -1348,7 +697,7 @@ static void *poller_main(void *arg)
     struct hub *h = arg;
     ddkv_client *c = hub_client(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms);
     while (!h->stopping) {
-        feed_push(h, 3, "cluster", cluster_json(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms));
+        feed_push(h, 3, "cluster", hub_cluster_json(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms));
         /* Whether the cluster's auth is on now (it decides whether requests
          * need a session); unknown (no answer) keeps the last word. */
         struct ddkv_auth_status st;
@@ -1370,7 +719,7 @@ static void *poller_main(void *arg)
 /* An id from a path: one segment of printable bytes. Keys built from it
  * (clients/<id>, metrics/<id>/, jobs/<id>, jobresult/<id>) stay in their
  * space: it holds no '/' (the router splits on it). */
-static bool id_ok(const char *s)
+bool hub_id_ok(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 127)
@@ -1408,7 +757,7 @@ static struct task *task_new(struct conn *c, enum route route, const char *arg, 
 static void api_submit_named(struct conn *c, enum route route, const char *arg, const char *name, const char *query)
 {
     struct hub *h = c->h;
-    if (arg && !id_ok(arg)) {
+    if (arg && !hub_id_ok(arg)) {
         conn_error(c, 400, false, NULL, "bad id in the path");
         return;
     }
@@ -1494,7 +843,7 @@ static void body_read(struct conn *c, uint64_t len, bool expect)
 static void small_body_start(struct conn *c, enum route route, const char *arg, const char *query, bool have_len,
                              uint64_t len)
 {
-    if (arg && !id_ok(arg)) {
+    if (arg && !hub_id_ok(arg)) {
         conn_error(c, 400, len > 0, NULL, "bad id in the path");
         return;
     }
@@ -1525,7 +874,7 @@ static void series_post_start(struct conn *c, const char *id, const char *name, 
                               bool expect)
 {
     struct hub *h = c->h;
-    if (!id_ok(id)) {
+    if (!hub_id_ok(id)) {
         conn_error(c, 400, true, NULL, "bad id in the path");
         return;
     }
@@ -1691,62 +1040,33 @@ static bool origin_ok(const struct conn *c)
     return rest && c->has_host && !strcasecmp(rest, c->host);
 }
 
-static void route(struct conn *c, const char *method, char *target, bool have_len, uint64_t len, bool expect)
+/* A POST whose body the hub reads (sign-in, user management, a job's file):
+ * true when path is one (answered, or its body being read). */
+static bool route_body(struct conn *c, const char *path, const char *query, bool have_len, uint64_t len,
+                       bool expect)
 {
     struct hub *h = c->h;
-    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    bool post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
-    c->mutating = !get;
-    if (!get && !post && !del) {
-        conn_error(c, 405, len > 0, "Allow: GET, HEAD, POST, DELETE\r\n", "method %.16s is not allowed", method);
-        return;
-    }
-    if (target[0] != '/') {
-        conn_error(c, 400, true, NULL, "bad request target");
-        return;
-    }
-    char *query = strchr(target, '?');
-    if (query)
-        *query++ = 0;
-    const char *path = target;
-    bool health = !strcmp(path, "/health");
-    if (!health && c->has_host && !host_ok(h, c->host)) {
-        conn_error(c, 403, len > 0, NULL, "Host '%.200s' is not this hub's name (ddkv hub --allowed-hosts)", c->host);
-        return;
-    }
-    if (!health && !origin_ok(c)) {
-        conn_error(c, 403, len > 0, NULL, "a request from another site (Origin '%.200s') is refused", c->origin);
-        return;
-    }
-    /* The cluster's auth went off while this hub listens beyond loopback:
-     * nobody but this machine is served (see hub_run). */
-    if (!health && !auth_on_get(h) && !h->loopback && !h->cfg->allow_no_auth && !addr_is_loopback(c->addr)) {
-        conn_error(c, 403, len > 0, NULL,
-                   "the cluster has authentication off, so this hub serves only its own machine (ddkv auth enable, "
-                   "or ddkv hub --allow-no-auth)");
-        return;
-    }
     char uid[128];
-    if (post && !strcmp(path, "/api/login")) {
+    if (!strcmp(path, "/api/login")) {
         uint32_t retry_s = 0;
         if (hubsess_throttled(h->sess, c->addr, &retry_s)) {
             char ra[64];
             snprintf(ra, sizeof ra, "Retry-After: %u\r\n", retry_s);
             conn_error(c, 429, len > 0, ra, "too many failed sign-ins from your address: wait %u s", retry_s);
-            return;
+            return true;
         }
         small_body_start(c, R_LOGIN, NULL, query, have_len, len);
-        return;
+        return true;
     }
-    if (post && !strcmp(path, "/api/logout")) {
+    if (!strcmp(path, "/api/logout")) {
         small_body_start(c, R_LOGOUT, NULL, query, have_len, len);
-        return;
+        return true;
     }
-    if (post && !strcmp(path, "/api/users")) {
+    if (!strcmp(path, "/api/users")) {
         small_body_start(c, R_USER_ADD, NULL, query, have_len, len);
-        return;
+        return true;
     }
-    if (post && sscanf(path, "/api/users/%127[^/]/", uid) == 1) {
+    if (sscanf(path, "/api/users/%127[^/]/", uid) == 1) {
         const char *verb = path + strlen("/api/users/") + strlen(uid);
         enum route r = !strcmp(verb, "/remove") ? R_USER_REMOVE
                        : !strcmp(verb, "/grant") ? R_USER_GRANT
@@ -1754,51 +1074,22 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
                                                   : R_LOGIN;
         if (r != R_LOGIN) {
             small_body_start(c, r, uid, query, have_len, len);
-            return;
+            return true;
         }
     }
-    if (post && !strcmp(path, "/api/jobs")) {
+    if (!strcmp(path, "/api/jobs")) {
         upload_start(c, query, have_len, len, expect);
-        return;
+        return true;
     }
-    char id[128], sname[72];
-    int sn = 0;
-    /* /api/clients/ID/series[/NAME] */
-    if (sscanf(path, "/api/clients/%127[^/]/series%n", id, &sn) == 1 && sn > 0 &&
-        (path[sn] == 0 || (path[sn] == '/' && strlen(path + sn + 1) < sizeof sname && !strchr(path + sn + 1, '/')))) {
-        snprintf(sname, sizeof sname, "%s", path[sn] ? path + sn + 1 : "");
-        if (post && (sname[0] || !path[sn])) {
-            /* A device pushes with Basic credentials (README "Device push"):
-             * over HTTPS, or plain HTTP from this machine only. */
-            if (c->basic && !hubsess_basic_transport_ok(h->tls != NULL, c->addr)) {
-                conn_error(c, 403, true, NULL,
-                           "Authorization: Basic over plain HTTP is refused (the password would cross the network "
-                           "in clear): push over HTTPS (ddkv hub --https-cert/--https-key) or from the hub's machine");
-                return;
-            }
-            uint32_t retry_s = 0;
-            if (c->basic && auth_on_get(h) && hubsess_throttled(h->sess, c->addr, &retry_s)) {
-                char ra[64];
-                snprintf(ra, sizeof ra, "Retry-After: %u\r\n", retry_s);
-                conn_error(c, 429, true, ra, "too many failed sign-ins from your address: wait %u s", retry_s);
-                return;
-            }
-            series_post_start(c, id, sname, have_len, len, expect);
-            return;
-        }
-        if (len > 0)
-            c->keep = false;
-        if (!get) {
-            conn_error(c, 405, false, "Allow: GET, HEAD, POST\r\n", "%s wants /api/clients/ID/series[/NAME]", method);
-        } else if (!sname[0]) {
-            api_submit(c, R_SERIES_LIST, id, query);
-        } else {
-            api_submit_named(c, R_SERIES, id, sname, query);
-        }
-        return;
-    }
-    if (len > 0)
-        c->keep = false; /* a body nobody reads: the connection ends after the reply */
+    return false;
+}
+
+/* Everything else: the page, its assets, the event stream, the API's GETs
+ * and the job routes (hub_jobs.c). */
+static void route_plain(struct conn *c, bool get, bool post, bool del, const char *path, const char *query)
+{
+    struct hub *h = c->h;
+    char id[128];
     if (get && (!strcmp(path, "/") || !strcmp(path, "/index.html"))) {
         char p[512];
         snprintf(p, sizeof p, "%s/index.html", h->cfg->web_dir);
@@ -1859,6 +1150,86 @@ static void route(struct conn *c, const char *method, char *target, bool have_le
     } else {
         conn_error(c, 404, false, NULL, "no such endpoint");
     }
+}
+
+/* A request: the checks every route passes (method, target, Host, Origin, the
+ * auth-off rule), then its route. */
+static void route(struct conn *c, const char *method, char *target, bool have_len, uint64_t len, bool expect)
+{
+    struct hub *h = c->h;
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+    c->mutating = !get;
+    if (!get && !post && !del) {
+        conn_error(c, 405, len > 0, "Allow: GET, HEAD, POST, DELETE\r\n", "method %.16s is not allowed", method);
+        return;
+    }
+    if (target[0] != '/') {
+        conn_error(c, 400, true, NULL, "bad request target");
+        return;
+    }
+    char *query = strchr(target, '?');
+    if (query)
+        *query++ = 0;
+    const char *path = target;
+    bool health = !strcmp(path, "/health");
+    if (!health && c->has_host && !host_ok(h, c->host)) {
+        conn_error(c, 403, len > 0, NULL, "Host '%.200s' is not this hub's name (ddkv hub --allowed-hosts)", c->host);
+        return;
+    }
+    if (!health && !origin_ok(c)) {
+        conn_error(c, 403, len > 0, NULL, "a request from another site (Origin '%.200s') is refused", c->origin);
+        return;
+    }
+    /* The cluster's auth went off while this hub listens beyond loopback:
+     * nobody but this machine is served (see hub_run). */
+    if (!health && !auth_on_get(h) && !h->loopback && !h->cfg->allow_no_auth && !addr_is_loopback(c->addr)) {
+        conn_error(c, 403, len > 0, NULL,
+                   "the cluster has authentication off, so this hub serves only its own machine (ddkv auth enable, "
+                   "or ddkv hub --allow-no-auth)");
+        return;
+    }
+    if (post && route_body(c, path, query, have_len, len, expect))
+        return;
+    char id[128], sname[72];
+    int sn = 0;
+    /* /api/clients/ID/series[/NAME] */
+    if (sscanf(path, "/api/clients/%127[^/]/series%n", id, &sn) == 1 && sn > 0 &&
+        (path[sn] == 0 || (path[sn] == '/' && strlen(path + sn + 1) < sizeof sname && !strchr(path + sn + 1, '/')))) {
+        snprintf(sname, sizeof sname, "%s", path[sn] ? path + sn + 1 : "");
+        if (post && (sname[0] || !path[sn])) {
+            /* A device pushes with Basic credentials (README "Device push"):
+             * over HTTPS, or plain HTTP from this machine only. */
+            if (c->basic && !hubsess_basic_transport_ok(h->tls != NULL, c->addr)) {
+                conn_error(c, 403, true, NULL,
+                           "Authorization: Basic over plain HTTP is refused (the password would cross the network "
+                           "in clear): push over HTTPS (ddkv hub --https-cert/--https-key) or from the hub's machine");
+                return;
+            }
+            uint32_t retry_s = 0;
+            if (c->basic && auth_on_get(h) && hubsess_throttled(h->sess, c->addr, &retry_s)) {
+                char ra[64];
+                snprintf(ra, sizeof ra, "Retry-After: %u\r\n", retry_s);
+                conn_error(c, 429, true, ra, "too many failed sign-ins from your address: wait %u s", retry_s);
+                return;
+            }
+            series_post_start(c, id, sname, have_len, len, expect);
+            return;
+        }
+        if (len > 0)
+            c->keep = false;
+        if (!get) {
+            conn_error(c, 405, false, "Allow: GET, HEAD, POST\r\n", "%s wants /api/clients/ID/series[/NAME]", method);
+        } else if (!sname[0]) {
+            api_submit(c, R_SERIES_LIST, id, query);
+        } else {
+            api_submit_named(c, R_SERIES, id, sname, query);
+        }
+        return;
+    }
+    if (len > 0)
+        c->keep = false; /* a body nobody reads: the connection ends after the reply */
+    route_plain(c, get, post, del, path, query);
 }
 
 /* Whether a comma-separated header value lists token (any case). */
@@ -2232,25 +1603,20 @@ static uint32_t conn_limit(uint32_t want)
     return want;
 }
 
-int hub_run(const struct hub_config *cfg)
+/* --http-addr as a socket address: its length, 0 if it is not HOST:PORT.
+ * host gets HOST (for the start-up line). */
+static int http_addr_parse(const char *http_addr, char host[HUB_HOST_MAX], struct sockaddr_storage *ss)
 {
-    static struct hub hub;
-    struct hub *h = &hub;
-    memset(h, 0, sizeof *h);
-    h->cfg = cfg;
-    evthread_use_pthreads();
-    char host[256];
-    const char *colon = strrchr(cfg->http_addr, ':');
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
+    const char *colon = strrchr(http_addr, ':');
+    memset(ss, 0, sizeof *ss);
     int sl = 0;
     char *end = NULL;
     long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (colon && (size_t)(colon - cfg->http_addr) < sizeof host) {
-        memcpy(host, cfg->http_addr, (size_t)(colon - cfg->http_addr));
-        host[colon - cfg->http_addr] = 0;
+    if (colon && (size_t)(colon - http_addr) < HUB_HOST_MAX) {
+        memcpy(host, http_addr, (size_t)(colon - http_addr));
+        host[colon - http_addr] = 0;
     }
-    if (colon && *end == 0 && port >= 0 && port <= 65535 && (size_t)(colon - cfg->http_addr) < sizeof host) {
+    if (colon && *end == 0 && port >= 0 && port <= 65535 && (size_t)(colon - http_addr) < HUB_HOST_MAX) {
         /* An address or a name, as evhttp took it; [v6] in brackets. */
         char name[256];
         size_t hl = strlen(host);
@@ -2259,17 +1625,93 @@ int hub_run(const struct hub_config *cfg)
         else
             snprintf(name, sizeof name, "%s", host);
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
-        if (getaddrinfo(name[0] ? name : NULL, "0", &hints, &ai) == 0 && ai && ai->ai_addrlen <= sizeof ss) {
-            memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        if (getaddrinfo(name[0] ? name : NULL, "0", &hints, &ai) == 0 && ai && ai->ai_addrlen <= sizeof *ss) {
+            memcpy(ss, ai->ai_addr, ai->ai_addrlen);
             sl = (int)ai->ai_addrlen;
-            if (ss.ss_family == AF_INET)
-                ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+            if (ss->ss_family == AF_INET)
+                ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
             else
-                ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+                ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
         }
         if (ai)
             freeaddrinfo(ai);
     }
+    return sl;
+}
+
+/* Whether the cluster's auth is on, asked once at start-up (unknown counts
+ * as on). 2: it is off and this hub would listen beyond loopback without
+ * --allow-no-auth (said on stderr). */
+static int auth_probe(struct hub *h)
+{
+    h->auth_on = 1;
+    ddkv_client *ac = hub_client(h->cfg, h->cfg->endpoints, h->cfg->timeout_ms);
+    struct ddkv_auth_status ast;
+    if (ac && ddkv_auth_status(ac, &ast) == DDKV_OK) {
+        h->auth_on = ast.enabled;
+        if (ast.enabled && !ast.user)
+            fprintf(stderr, "ddkv hub: the cluster has authentication on but this hub has no user of its own "
+                            "(--user): nobody can sign in\n");
+        ddkv_auth_status_free(&ast);
+        if (!h->auth_on && !h->loopback && !h->cfg->allow_no_auth) {
+            fprintf(stderr,
+                    "ddkv hub: the cluster has authentication off, so anyone reaching %s could do anything: "
+                    "refusing to listen beyond loopback (turn it on with ddkv auth enable, listen on 127.0.0.1, "
+                    "or pass --allow-no-auth)\n",
+                    h->cfg->http_addr);
+            ddkv_client_free(ac);
+            return 2;
+        }
+    } else {
+        fprintf(stderr, "ddkv hub: the cluster does not answer yet; sign-in is required until it says its "
+                        "authentication is off\n");
+    }
+    ddkv_client_free(ac);
+    return 0;
+}
+
+/* After the loop: the lanes and the threads stopped, the replies they
+ * posted sent, everything freed. */
+static void hub_stop(struct hub *h)
+{
+    h->stopping = 1;
+    lane_stop(&h->light_lane);
+    lane_stop(&h->main_lane);
+    lane_stop(&h->proxy_lane);
+    lane_stop(&h->upload_lane);
+    for (int i = 0; i < 4; i++)
+        pthread_join(h->watchers[i], NULL);
+    pthread_join(h->poller, NULL);
+    /* Replies the workers posted after the loop stopped. */
+    event_base_loop(h->base, EVLOOP_NONBLOCK);
+    while (h->conns)
+        conn_free(h->conns);
+    evconnlistener_free(h->listener);
+    event_free(h->feed_ev);
+    event_free(h->ping_ev);
+    event_free(h->sig_int);
+    event_free(h->sig_term);
+    for (int k = 0; k < 4; k++)
+        evbuffer_free(h->feed[k]);
+    evbuffer_free(h->sfeed);
+    hubsess_free(h->sess);
+    if (h->tls)
+        SSL_CTX_free(h->tls);
+    event_base_free(h->base);
+    pthread_mutex_destroy(&h->fmu);
+}
+
+int hub_run(const struct hub_config *cfg)
+{
+    static struct hub hub;
+    struct hub *h = &hub;
+    memset(h, 0, sizeof *h);
+    h->cfg = cfg;
+    evthread_use_pthreads();
+    char host[HUB_HOST_MAX];
+    const char *colon = strrchr(cfg->http_addr, ':');
+    struct sockaddr_storage ss;
+    int sl = http_addr_parse(cfg->http_addr, host, &ss);
     if (!sl) {
         fprintf(stderr, "ddkv hub: --http-addr wants HOST:PORT\n");
         return 2;
@@ -2290,29 +1732,8 @@ int hub_run(const struct hub_config *cfg)
      * on: every request then wants a session, and nothing is open. */
     h->loopback = (ss.ss_family == AF_INET && ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24 == 127) ||
                   (ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr));
-    h->auth_on = 1;
-    ddkv_client *ac = hub_client(cfg, cfg->endpoints, cfg->timeout_ms);
-    struct ddkv_auth_status ast;
-    if (ac && ddkv_auth_status(ac, &ast) == DDKV_OK) {
-        h->auth_on = ast.enabled;
-        if (ast.enabled && !ast.user)
-            fprintf(stderr, "ddkv hub: the cluster has authentication on but this hub has no user of its own "
-                            "(--user): nobody can sign in\n");
-        ddkv_auth_status_free(&ast);
-        if (!h->auth_on && !h->loopback && !cfg->allow_no_auth) {
-            fprintf(stderr,
-                    "ddkv hub: the cluster has authentication off, so anyone reaching %s could do anything: "
-                    "refusing to listen beyond loopback (turn it on with ddkv auth enable, listen on 127.0.0.1, "
-                    "or pass --allow-no-auth)\n",
-                    cfg->http_addr);
-            ddkv_client_free(ac);
-            return 2;
-        }
-    } else {
-        fprintf(stderr, "ddkv hub: the cluster does not answer yet; sign-in is required until it says its "
-                        "authentication is off\n");
-    }
-    ddkv_client_free(ac);
+    if (auth_probe(h) != 0)
+        return 2;
     struct ddkv_options so;
     hub_options(cfg, cfg->endpoints, cfg->timeout_ms, &so);
     so.connect_timeout_ms = 500;
@@ -2372,31 +1793,7 @@ int hub_run(const struct hub_config *cfg)
     fprintf(stderr, "ddkv hub: dashboard at %s://%s:%d/ (cluster %s)\n", h->tls ? "https" : "http", host, bound,
             cfg->endpoints);
     event_base_dispatch(h->base);
-    h->stopping = 1;
-    lane_stop(&h->light_lane);
-    lane_stop(&h->main_lane);
-    lane_stop(&h->proxy_lane);
-    lane_stop(&h->upload_lane);
-    for (int i = 0; i < 4; i++)
-        pthread_join(h->watchers[i], NULL);
-    pthread_join(h->poller, NULL);
-    /* Replies the workers posted after the loop stopped. */
-    event_base_loop(h->base, EVLOOP_NONBLOCK);
-    while (h->conns)
-        conn_free(h->conns);
-    evconnlistener_free(h->listener);
-    event_free(h->feed_ev);
-    event_free(h->ping_ev);
-    event_free(h->sig_int);
-    event_free(h->sig_term);
-    for (int k = 0; k < 4; k++)
-        evbuffer_free(h->feed[k]);
-    evbuffer_free(h->sfeed);
-    hubsess_free(h->sess);
-    if (h->tls)
-        SSL_CTX_free(h->tls);
-    event_base_free(h->base);
-    pthread_mutex_destroy(&h->fmu);
+    hub_stop(h);
     fprintf(stderr, "ddkv hub: stopped\n");
     return 0;
 }
