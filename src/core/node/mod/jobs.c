@@ -924,6 +924,37 @@ static void settle_replay(struct node *n, struct conn *c, uint64_t rid, uint32_t
     conn_reply_end(c, &w);
 }
 
+/* What an ACK (arg: the result key), NACK (arg: the reason) or EXTEND (by
+ * vis ms, with progress if given) makes of job j's record. true: a NACK
+ * that puts the job back in the queue. */
+static bool settle_record(struct job *j, uint32_t kind, const char *arg, uint64_t vis, bool progress, uint64_t prows,
+                          uint64_t ppct)
+{
+    bool requeue = false, dead = false;
+    if (kind == DDKV_MSG_JOB_ACK) {
+        snprintf(j->state, sizeof j->state, "done");
+        if (j->has_progress)
+            j->progress_pct = 100;
+        snprintf(j->result, sizeof j->result, "%s", arg);
+        j->deadline_ms = 0;
+    } else if (kind == DDKV_MSG_JOB_NACK) {
+        dead = j->attempts >= j->max_attempts;
+        requeue = !dead;
+        snprintf(j->state, sizeof j->state, dead ? "dead" : "queued");
+        snprintf(j->error, sizeof j->error, "%s", arg[0] ? arg : "refused by the worker");
+        j->deadline_ms = 0;
+        j->worker[0] = 0;
+    } else {
+        j->deadline_ms = clock_wall_ms() + vis;
+        if (progress) {
+            j->has_progress = true;
+            j->progress_rows = prows;
+            j->progress_pct = ppct;
+        }
+    }
+    return requeue;
+}
+
 static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uint32_t kind)
 {
     char id[JOB_ID_LEN], arg[JOB_KEY_MAX] = "";
@@ -1022,28 +1053,7 @@ static void jobs_settle(struct node *n, struct conn *c, const struct msg *m, uin
     snprintf(sc->data, sizeof sc->data, "%s", j.data);
     sc->attempts = j.attempts;
     uint64_t old_deadline = j.deadline_ms;
-    bool requeue = false, dead = false;
-    if (kind == DDKV_MSG_JOB_ACK) {
-        snprintf(j.state, sizeof j.state, "done");
-        if (j.has_progress)
-            j.progress_pct = 100;
-        snprintf(j.result, sizeof j.result, "%s", arg);
-        j.deadline_ms = 0;
-    } else if (kind == DDKV_MSG_JOB_NACK) {
-        dead = j.attempts >= j.max_attempts;
-        requeue = !dead;
-        snprintf(j.state, sizeof j.state, dead ? "dead" : "queued");
-        snprintf(j.error, sizeof j.error, "%s", arg[0] ? arg : "refused by the worker");
-        j.deadline_ms = 0;
-        j.worker[0] = 0;
-    } else {
-        j.deadline_ms = clock_wall_ms() + vis;
-        if (progress) {
-            j.has_progress = true;
-            j.progress_rows = prows;
-            j.progress_pct = ppct;
-        }
-    }
+    bool requeue = settle_record(&j, kind, arg, vis, progress, prows, ppct);
     snprintf(sc->state, sizeof sc->state, "%s", j.state);
     struct job_txn t;
     if (jt_begin(&t, &j, token) != ERR_OK) {
