@@ -6,7 +6,7 @@
  *       [--query-rate 20] [--query-threads 2] [--retention-s 3600]
  *       [--presence-ttl-s 10] [--pid NAME=PID ...] [-o json]
  *
- * The agents (sim-000, sim-001, ...) are what src/agent/agent.c keeps in the
+ * The agents (sim-000, sim-001, ...) are what src/apps/agent/agent.c keeps in the
  * cluster, built by the agent's own JSON functions (sample_to_json,
  * host_info_to_json), so the hub reads byte for byte what it reads from real
  * agents:

@@ -1,5 +1,5 @@
 /* The series load test (issue 23 item 3): simulated agents writing named
- * series as `ddkv agent` does (src/agent/agent_series.c), and chart queries
+ * series as `ddkv agent` does (src/apps/agent/agent_series.c), and chart queries
  * of the hub for 1-hour and 24-hour windows, timed.
  *
  *   ddkv-bench-series --endpoints EPS --hub HOST:PORT [--agents 1000]

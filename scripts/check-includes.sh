@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The node's parts must not depend on each other in a circle (issue 17).
 # Usage: scripts/check-includes.sh [SRC_DIR [OBJ_DIR]]
-#   SRC_DIR  default src/node: every #include "node/..." between its files
+#   SRC_DIR  default src/core/node: every #include "node/..." between its files
 #            (recursively) is an edge; any cycle of includes fails.
 #   OBJ_DIR  the compiled objects of SRC_DIR (the ddkv_node target's, e.g.
-#            build-asan/CMakeFiles/ddkv_node.dir/src/node): file A calls file
+#            build-asan/CMakeFiles/ddkv_node.dir/src/core/node): file A calls file
 #            B when A's object uses a global symbol B's object defines (nm).
 #            Any circle of calls fails: two files calling each other, or a
 #            longer loop (a part calls another back only through hooks, the
@@ -12,7 +12,7 @@
 # Exit 0 clean, 1 a cycle found, 2 bad usage.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-src=${1:-$here/../src/node}
+src=${1:-$here/../src/core/node}
 obj=${2:-}
 [ -d "$src" ] || { echo "check-includes: no directory $src" >&2; exit 2; }
 [ -z "$obj" ] || [ -d "$obj" ] || { echo "check-includes: no directory $obj" >&2; exit 2; }

@@ -59,7 +59,7 @@ enum ddkv_msg_type {
     DDKV_MSG_LEADER_TRANSFER = 25, /* [name] ("": the leader picks a voter) -> LEADER_TRANSFERRING */
     DDKV_MSG_LEADER_TRANSFERRING = 26, /* [name, term]: handing leadership to name has begun */
 
-    /* The job queue (src/node/mod/jobs.c): jobs live in ordinary keys
+    /* The job queue (src/core/node/mod/jobs.c): jobs live in ordinary keys
      * (jobs/<id>, indexes jobq/ and jobc/), changed by transactions. */
     DDKV_MSG_JOB_PUT = 27,       /* [data_key, max_attempts, client_id, seq] -> JOB */
     DDKV_MSG_JOB = 28,           /* [id, revision] */
@@ -70,14 +70,14 @@ enum ddkv_msg_type {
     DDKV_MSG_JOB_EXTEND = 33,    /* [id, token, visibility_ms, client_id, seq] -> JOB_CLAIMED (a new token) */
     DDKV_MSG_JOB_SETTLED = 34,   /* [state]: "done", "queued" (to retry) or "dead" */
 
-    /* Backups (src/node/mod/backup.c): a consistent image of the state
+    /* Backups (src/core/node/mod/backup.c): a consistent image of the state
      * machine, streamed from the leader in order. The chunks are written as
      * the client reads them (TCP backpressure): the node never holds more
      * than about 1 MiB of one in memory. */
     DDKV_MSG_SNAPSHOT_SAVE = 35,  /* [] -> SNAPSHOT_META, then SNAPSHOT_CHUNK... (same request id) */
     DDKV_MSG_SNAPSHOT_META = 36,  /* [cluster_id, index, term, revision, lamport, keys, image_bytes, members] */
     DDKV_MSG_SNAPSHOT_CHUNK = 37, /* [offset, data, last]: image bytes, in order, until last */
-    /* Authentication and permissions (src/node/mod/auth.c; docs/wire-format.md). */
+    /* Authentication and permissions (src/core/node/mod/auth.c; docs/wire-format.md). */
     DDKV_MSG_AUTH = 40,          /* [user, password] -> AUTHED: this connection's identity */
     DDKV_MSG_AUTHED = 41,        /* [user, root, auth_enabled] */
     DDKV_MSG_AUTH_CHANGE = 42,   /* [op (enum ddkv_auth_op), name, arg, perm, client_id, seq] -> AUTH_CHANGED */
@@ -95,12 +95,12 @@ enum ddkv_msg_type {
      * per request, all at one revision (needs cluster version 0.2.0):
      * [prefix, limit, client_id, seq] -> DELETED [lamport, revision, count, more]. */
     DDKV_MSG_DELETE_PREFIX = 50,
-    /* A job's cancel or removal (src/node/mod/jobs.c): [id, what (0 cancel,
+    /* A job's cancel or removal (src/core/node/mod/jobs.c): [id, what (0 cancel,
      * 1 delete the job and its result, 2 delete the result), client_id, seq]
      * -> JOB_SETTLED [state]: "cancelled", "deleted" or "done". */
     DDKV_MSG_JOB_CANCEL = 51,
 
-    /* Peer protocol: Raft messages (layout in src/consensus/README.md). */
+    /* Peer protocol: Raft messages (layout in src/core/consensus/README.md). */
     DDKV_MSG_RAFT_APP = 64,             /* AppendEntries */
     DDKV_MSG_RAFT_APP_RESP = 65,
     DDKV_MSG_RAFT_VOTE = 66,
@@ -212,7 +212,7 @@ enum ddkv_consistency {
 #define DDKV_FRAME_HEADER_BYTES 4u
 
 /* Lamport times at or above this are refused as bad input, so that
- * max(local, received) + 1 can never wrap (see src/proto/lamport.c). */
+ * max(local, received) + 1 can never wrap (see src/core/proto/lamport.c). */
 #define DDKV_LAMPORT_MAX (UINT64_C(1) << 62)
 
 #endif

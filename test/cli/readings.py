@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Readings files for the job tests, and an independent computation of their
-statistics (written from the rules in src/jobs/csvstats.h, sharing no code
+statistics (written from the rules in src/apps/jobs/csvstats.h, sharing no code
 with it), to check a job's result against.
 
   readings.py make FILE BYTES     a deterministic file of at least BYTES

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Mutation check for the Raft core: break one rule at a time in a *copy* of
-src/consensus, build the simulator against the copy, and count how many seeds
+src/core/consensus, build the simulator against the copy, and count how many seeds
 it takes the simulator to notice. The source tree is never modified.
 
   test/consensus/mutate.py [--build DIR] [--seeds N] [a|b|c ...]
@@ -29,13 +29,13 @@ MUTATIONS = {
 
 
 def build(tmp, build_dir):
-    srcs = [os.path.join(tmp, "src", "consensus", f)
-            for f in sorted(os.listdir(os.path.join(tmp, "src", "consensus"))) if f.endswith(".c")]
+    srcs = [os.path.join(tmp, "src", "core", "consensus", f)
+            for f in sorted(os.listdir(os.path.join(tmp, "src", "core", "consensus"))) if f.endswith(".c")]
     msgpack = subprocess.check_output(["pkg-config", "--cflags", "--libs", "msgpack"], text=True).split()
     exe = os.path.join(tmp, "sim")
     cmd = (["cc", "-std=c11", "-O1", "-g", "-D_POSIX_C_SOURCE=200809L", "-D_DEFAULT_SOURCE",
             "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-            "-I", os.path.join(tmp, "src"), "-I", os.path.join(ROOT, "src"),
+            "-I", os.path.join(tmp, "src", "core"), "-I", os.path.join(ROOT, "src", "core"),
             "-I", os.path.join(ROOT, "include"), "-o", exe]
            + srcs + [os.path.join(ROOT, "test", "consensus", "sim.c"),
                      os.path.join(build_dir, "libddkv_proto.a")] + msgpack)
@@ -55,8 +55,8 @@ def main():
         what, fname, old, new = MUTATIONS[key]
         tmp = tempfile.mkdtemp(prefix="raft-mutant-")
         try:
-            shutil.copytree(os.path.join(ROOT, "src", "consensus"), os.path.join(tmp, "src", "consensus"))
-            path = os.path.join(tmp, "src", "consensus", fname)
+            shutil.copytree(os.path.join(ROOT, "src", "core", "consensus"), os.path.join(tmp, "src", "core", "consensus"))
+            path = os.path.join(tmp, "src", "core", "consensus", fname)
             text = open(path).read()
             if text.count(old) != 1:
                 sys.exit("mutation %s: pattern not found exactly once in %s" % (key, fname))

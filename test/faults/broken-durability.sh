@@ -34,10 +34,10 @@ def mutate(path, old, new):
         sys.exit("broken-durability.sh: %s changed; update mutation %s" % (path, what))
     open(p, "w").write(s.replace(old, new, 1))
 if what == "a":
-    mutate("src/node/logsync.c", "int rc = store_sync_wal(ls->st, &eb);",
+    mutate("src/core/node/logsync.c", "int rc = store_sync_wal(ls->st, &eb);",
            "int rc = ERR_OK; /* MUTATION a: no sync */")
 elif what == "b":
-    mutate("src/node/logsync.c",
+    mutate("src/core/node/logsync.c",
            "    ls->in_flight = true;\n    ls->finished = false;\n    ls->requested = true;\n",
            "    ls->in_flight = true;\n"
            "    /* MUTATION b: reported done at once; the thread syncs behind */\n"
@@ -45,8 +45,8 @@ elif what == "b":
            "    uint64_t one = 1;\n    ssize_t w = write(ls->efd, &one, sizeof one);\n    (void)w;\n"
            "    ls->requested = true;\n")
 elif what == "c":
-    mutate("src/kv/snapshot.c", "if (!rc && fsync(w.fd) != 0)", "if (!rc && 0) /* MUTATION c: no fsync */")
-    mutate("src/kv/snapshot.c", "    if (fsync(r->fd) != 0) {", "    if (0) { /* MUTATION c: no fsync */")
+    mutate("src/core/kv/snapshot.c", "if (!rc && fsync(w.fd) != 0)", "if (!rc && 0) /* MUTATION c: no fsync */")
+    mutate("src/core/kv/snapshot.c", "    if (fsync(r->fd) != 0) {", "    if (0) { /* MUTATION c: no fsync */")
 else:
     sys.exit("broken-durability.sh: a, b or c")
 PY

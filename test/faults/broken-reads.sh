@@ -22,7 +22,7 @@ n=${1:-4} secs=${2:-30}
 copy=$(mktemp -d "${TMPDIR:-/tmp}/ddkv-broken.XXXXXX")
 trap 'rm -rf "$copy"' EXIT
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$copy"
-python3 - "$copy/src/node/replica.c" "$what" <<'PY'
+python3 - "$copy/src/core/node/replica.c" "$what" <<'PY'
 import sys
 p, what = sys.argv[1], sys.argv[2]
 s = open(p).read()

@@ -2,7 +2,7 @@
  * frame body a member sends. First the decoders alone (message, Raft message,
  * each appended entry as a kv command: whatever decodes must re-encode to
  * bytes that decode the same); then the same bytes as a frame on a real peer
- * transport (src/node/peer.c) over a socketpair, after a complete cluster
+ * transport (src/core/node/peer.c) over a socketpair, after a complete cluster
  * token handshake as member 1, so they reach the transport's Raft intake and,
  * when they are a Raft message from member 1 to member 2, a Raft core (member
  * 2 of {1, 2, 3}) stepped with it and driven through ready/advance. Nothing

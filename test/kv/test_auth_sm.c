@@ -1,4 +1,4 @@
-/* Users, roles and the auth switch in the state machine (kv/auth.c through
+/* Users, roles and the auth switch in the state machine (kv/authdb.c through
  * sm_stage): applied as commands, refused without changing anything,
  * committed atomically, persisted across a restart, carried by a snapshot
  * image, and encoded in the log without the password. */

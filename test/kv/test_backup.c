@@ -1,4 +1,4 @@
-/* Backup files (kv/backup.c) around a real snapshot image: written through the
+/* Backup files (kv/backup_file.c) around a real snapshot image: written through the
  * checksumming writer they verify and extract byte for byte; any one flipped
  * byte anywhere in the file, a truncation, or extra bytes are refused as
  * corrupt; a writer fed a damaged or short image leaves no file. */
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "kv/backup.h"
+#include "kv/backup_file.h"
 #include "kv/sm.h"
 #include "kv/snapshot.h"
 #include "kv/store.h"

@@ -1,7 +1,7 @@
 /* The write-ahead log at open: a damaged record with whole records after it
  * is refused (ERR_CORRUPT, naming the file), a torn tail is dropped, and
  * after a clean stop (store_close_clean) any damage is refused, the last
- * record's included (src/kv/store.c, store_wal_check). */
+ * record's included (src/core/kv/store.c, store_wal_check). */
 #define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -572,7 +572,7 @@ Test(leases, members_batching_differently_end_with_identical_bytes_and_events)
     cr_assert_eq(m0.sm.applied_index, N_ENTRIES);
 }
 
-/* --- owners (src/node/access.c decides who may use a lease by them) --- */
+/* --- owners (src/core/node/access.c decides who may use a lease by them) --- */
 
 static struct sm_result grant_as(struct member *m, uint64_t ttl_ms, const char *owner)
 {

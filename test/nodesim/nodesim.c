@@ -37,7 +37,7 @@
 #include "consensus/raft.h"
 #include "ddkv/wire.h"
 #include "proto/version.h"
-#include "kv/auth.h"
+#include "kv/authdb.h"
 #include "kv/memdisk.h"
 #include "kv/sm.h"
 #include "kv/store.h"

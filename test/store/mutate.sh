@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Each mutation breaks one promise of the simulated disk (src/kv/store_mem.c);
+# Each mutation breaks one promise of the simulated disk (src/core/kv/store_mem.c);
 # the store contract and memdisk suites must catch every one. Not part of the
 # test command (it builds once per mutation, ~20 s each):
 #
@@ -13,7 +13,7 @@ scratch=$(mktemp -d /tmp/ddkv-store-mutate.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 tar -C "$ROOT" --exclude='./build*' --exclude=./var --exclude=node_modules --exclude=./.git -cf - . | tar -C "$scratch" -xf -
 orig="$scratch/store_mem.c.orig"
-cp "$scratch/src/kv/store_mem.c" "$orig"
+cp "$scratch/src/core/kv/store_mem.c" "$orig"
 cmake -S "$scratch" -B "$scratch/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 
 # name | python expression applied to the source text s
@@ -32,7 +32,7 @@ mutations=(
 survived=0
 for m in "${mutations[@]}"; do
     name=${m%%|*} expr=${m#*|}
-    python3 - "$orig" "$scratch/src/kv/store_mem.c" "$expr" <<'EOF'
+    python3 - "$orig" "$scratch/src/core/kv/store_mem.c" "$expr" <<'EOF'
 import sys
 s = open(sys.argv[1]).read()
 t = eval(sys.argv[3])
@@ -54,6 +54,6 @@ EOF
         survived=$((survived + 1))
     fi
 done
-cp "$orig" "$scratch/src/kv/store_mem.c"
+cp "$orig" "$scratch/src/core/kv/store_mem.c"
 ((survived == 0)) || { echo "$survived mutation(s) survived"; exit 1; }
 echo "all ${#mutations[@]} mutations caught"

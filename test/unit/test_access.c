@@ -1,11 +1,11 @@
-/* The permission table and prefix matching (node/access.c, kv/auth.c) on an
+/* The permission table and prefix matching (node/access.c, kv/authdb.c) on an
  * auth_db built in memory, and password hashing (kv/passwd.c). */
 #include <criterion/criterion.h>
 #include <stdarg.h>
 #include <string.h>
 
 #include "ddkv/wire.h"
-#include "kv/auth.h"
+#include "kv/authdb.h"
 #include "kv/passwd.h"
 #include "node/access.h"
 #include "proto/msg.h"

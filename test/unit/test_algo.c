@@ -1,4 +1,4 @@
-/* The algorithm registry (src/jobs/algo.c): the downsampled chart's buckets
+/* The algorithm registry (src/apps/jobs/algo.c): the downsampled chart's buckets
  * double and merge exactly, a file without timestamps is charted by row,
  * vitals without a heart or breath column says so, an unknown name is
  * refused, and a memory cap bounds what a long file holds. */

@@ -1,4 +1,4 @@
-/* The client core (src/client/core.h) alone: no sockets, no clock. Each test
+/* The client core (src/lib/client/core.h) alone: no sockets, no clock. Each test
  * plays the driver: it reports connections, scripted reply frames and the
  * time, and checks what the core does next and what it sends. One test per
  * retry rule. */

@@ -1,4 +1,4 @@
-/* The job-file statistics engine (src/jobs/csvstats.c): figures checked
+/* The job-file statistics engine (src/apps/jobs/csvstats.c): figures checked
  * against answers worked out by hand, every kind of bad row counted at its
  * line, duplicates, CSV quoting, chunked input at every split point, a
  * 200,000-row file checked against a separate computation, and garbage that

@@ -1,4 +1,4 @@
-/* Unit tests for the durable-creation helpers (src/util/file.c): what they
+/* Unit tests for the durable-creation helpers (src/core/util/file.c): what they
  * create and refuse. That they make it durable is what the power tests on
  * lossyfs check (test/power/). */
 #include <criterion/criterion.h>

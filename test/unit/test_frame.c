@@ -1,4 +1,4 @@
-/* Unit tests for the streaming frame decoder (src/proto/frame.c): splitting, limits, sticky errors, memory. */
+/* Unit tests for the streaming frame decoder (src/core/proto/frame.c): splitting, limits, sticky errors, memory. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Unit tests for the frame decoder when memory runs out (src/proto/frame.c): ERR_NOMEM is sticky. */
+/* Unit tests for the frame decoder when memory runs out (src/core/proto/frame.c): ERR_NOMEM is sticky. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* Unit tests for the Lamport clock (src/proto/lamport.c): tick, receive rule, range checks, happened-before. */
+/* Unit tests for the Lamport clock (src/core/proto/lamport.c): tick, receive rule, range checks, happened-before. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* Unit tests for the msgpack bounds check (src/proto/mpcheck.c): lying lengths, depth, object count, every format. */
+/* Unit tests for the msgpack bounds check (src/core/proto/mpcheck.c): lying lengths, depth, object count, every format. */
 #include <criterion/criterion.h>
 #include <msgpack.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* Unit tests for message encode/decode and accessors (src/proto/msg.c): round trips, header rules, ERROR layout. */
+/* Unit tests for message encode/decode and accessors (src/core/proto/msg.c): round trips, header rules, ERROR layout. */
 #include <criterion/criterion.h>
 #include <msgpack.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* The CLI's escaping of user data in text output (src/cli/output.c,
+/* The CLI's escaping of user data in text output (src/apps/cli/output.c,
  * out_text): the result holds no control byte, no C1 control and nothing
  * that is not UTF-8, and unescaping it gives back the input exactly, for
  * every 1- and 2-byte input and for random ones; UTF-8 text passes as it is. */
@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* The CLI is not a library: compile its output module in. */
-#include "../../src/cli/output.c"
+#include "../../src/apps/cli/output.c"
 
 #include "util/rng.h"
 

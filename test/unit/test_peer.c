@@ -1,4 +1,4 @@
-/* The peer transport (src/node/peer.c) in-process on 127.0.0.1: delivery, reconnects, hellos, bad input, priority, queue bounds. */
+/* The peer transport (src/core/node/peer.c) in-process on 127.0.0.1: delivery, reconnects, hellos, bad input, priority, queue bounds. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <event2/event.h>

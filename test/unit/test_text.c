@@ -1,4 +1,4 @@
-/* Unit tests for UTF-8 validation and base64 (src/util/text.c), checked against RFC vectors and a reference. */
+/* Unit tests for UTF-8 validation and base64 (src/core/util/text.c), checked against RFC vectors and a reference. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -297,7 +297,7 @@ PY
 }
 
 # ============================================================================
-# The versioning (src/proto/version.h, README Upgrading):
+# The versioning (src/core/proto/version.h, README Upgrading):
 #   - ddkv status -o json: per member "version" ("0.1.0" for v0.1.0 members,
 #     the new build's otherwise) and "cluster_version";
 #   - cluster_version is 0.1.0 while any member runs v0.1.0, 0.2.0 once all
