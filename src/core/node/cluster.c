@@ -20,6 +20,7 @@
 #include <string.h>
 
 
+#include "kv/cmd.h"
 #include "kv/store.h"
 #include "node/peer.h"
 #include "node/node_int.h"
@@ -764,7 +765,9 @@ bool cluster_may_send(struct node *n, const struct raft_msg *m)
     } else if (m->type == RAFT_MSG_APP) {
         for (uint32_t i = 0; i < m->n_entries; i++) {
             const struct raft_entry *e = &m->entries[i];
-            if (e->type == RAFT_ENTRY_NORMAL && e->len >= 2 && e->data[1] >= SM_OP_CLUSTER_VERSION) {
+            /* A kind 0.1 has no op for, or a write in a format-3 envelope. */
+            if (e->type == RAFT_ENTRY_NORMAL && e->len >= 2 &&
+                (e->data[1] >= SM_OP_CLUSTER_VERSION || e->data[0] == CMD_FORMAT_AUTH_REV)) {
                 need = DDKV_VERSION_0_2_0;
                 break;
             }
