@@ -912,7 +912,7 @@ static void replica_read_answer(struct node *n, struct pending_read *r)
 {
     if (r->done) {
         if (conn_is_open(r->c))
-            r->done(n, r->c, r->request_id);
+            r->done(n, r->c, r->request_id, r->done_arg);
         return;
     }
     if (conn_is_open(r->c))
@@ -1030,15 +1030,18 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
 }
 
 void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
-                          void (*done)(struct node *n, struct conn *c, uint64_t request_id))
+                          void (*done)(struct node *n, struct conn *c, uint64_t request_id, uint64_t arg),
+                          uint64_t arg)
 {
     ASSERT(!n->storage_failed && !n->installing);
     static const struct read_target nothing = {0};
     size_t before = n->nreads;
     replica_read(n, c, request_id, &nothing, DDKV_CONSISTENCY_LINEARIZABLE, 0);
     /* Parked (or refused with an error, and then there is nothing to do). */
-    if (n->nreads > before)
+    if (n->nreads > before) {
         n->reads[n->nreads - 1].done = done;
+        n->reads[n->nreads - 1].done_arg = arg;
+    }
 }
 
 /* Every tick: time out reads and writes that can no longer be settled here

@@ -65,7 +65,8 @@ struct pending_read {
     uint8_t *buf;         /* owned copy of the key, then a LIST's start_after */
     /* A barrier (replica_read_barrier): called instead of answering t, with
      * the connection still open, once the read could be answered. */
-    void (*done)(struct node *n, struct conn *c, uint64_t request_id);
+    void (*done)(struct node *n, struct conn *c, uint64_t request_id, uint64_t arg);
+    uint64_t done_arg; /* handed to done */
 };
 
 /* The Raft driver (replica.c). */
@@ -99,7 +100,8 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
  * answered to c as a read's would be, and done is not called. Not while
  * storage_failed or installing. */
 void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
-                          void (*done)(struct node *n, struct conn *c, uint64_t request_id));
+                          void (*done)(struct node *n, struct conn *c, uint64_t request_id, uint64_t arg),
+                          uint64_t arg);
 /* Propose a change for c, answered by reply (NULL: reply_kind [lamport,
  * revision]) when it applies, or with the error it met (see replica_propose);
  * refusals (fenced storage, not the leader, backpressure) are answered at once. */

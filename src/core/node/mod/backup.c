@@ -223,8 +223,9 @@ static void backup_poll_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The ReadIndex round completed and the state machine caught up: image it
  * now, at exactly the applied index. */
-static void backup_on_barrier(struct node *n, struct conn *c, uint64_t request_id)
+static void backup_on_barrier(struct node *n, struct conn *c, uint64_t request_id, uint64_t arg)
 {
+    (void)arg;
     struct backups *b = n->backups;
     struct errbuf eb;
     uint64_t index = n->sm.applied_index, term = 0;
@@ -283,7 +284,7 @@ static void backup_save(void *ctx, struct conn *c, const struct msg *m)
                          BACKUP_MAX_ACTIVE);
         return;
     }
-    replica_read_barrier(n, c, m->request_id, backup_on_barrier);
+    replica_read_barrier(n, c, m->request_id, backup_on_barrier, 0);
 }
 
 /* Drop the saves whose connection closed while the list was being walked. */

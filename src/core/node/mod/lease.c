@@ -245,7 +245,53 @@ static void lease_revoke(void *ctx, struct conn *c, const struct msg *m)
     replica_propose_reply(n, c, m->request_id, DDKV_MSG_LEASE, lease_answer, &op);
 }
 
-/* LEASE_KEEPALIVE [lease_id]: the leader restarts the countdown. */
+/* Whether this member may extend lease id now, as its leader; if not, c is
+ * answered why. The slot, or NULL. */
+static struct lease_slot *lease_extendable(struct node *n, struct conn *c, uint64_t rid, uint64_t id)
+{
+    /* A leader whose storage failed takes no part in consensus: it no longer
+     * ticks, so it never learns that another member leads now and expires
+     * the lease on its own countdown. It must not extend one. */
+    if (!replica_lead_or_refuse(n, c, rid, true))
+        return NULL;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (!n->leases || n->leases->term != st.term) {
+        conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "a new leader is catching up; retry");
+        return NULL;
+    }
+    struct lease_slot *s = lt_find(n->leases, id);
+    /* A lease whose revoke this leader has proposed is gone, though the
+     * revoke has not applied yet: a keepalive answered now would promise a
+     * ttl the revoke is about to break. */
+    if (!s || s->revoking_until_ms) {
+        conn_reply_error(c, rid, DDKV_WERR_NOT_FOUND, "lease %llu not found (expired or revoked)",
+                         (unsigned long long)id);
+        return NULL;
+    }
+    return s;
+}
+
+/* The barrier passed: a quorum still followed this member after the
+ * keepalive arrived, so no other member can lead yet, and one elected later
+ * starts its countdowns later than the ttl from now. */
+static void lease_keepalive_confirmed(struct node *n, struct conn *c, uint64_t rid, uint64_t id)
+{
+    struct lease_slot *s = lease_extendable(n, c, rid, id);
+    if (!s)
+        return;
+    s->deadline_ms = clock_mono_ms() + s->ttl_ms;
+    struct msg_writer w;
+    conn_reply_begin(c, &w, DDKV_MSG_LEASE, rid, 2);
+    mw_u64(&w, id);
+    mw_u64(&w, s->ttl_ms);
+    conn_reply_end(c, &w);
+}
+
+/* LEASE_KEEPALIVE [lease_id]: the leader restarts the countdown, once a
+ * ReadIndex round has shown it still leads. Without it a deposed leader that
+ * does not know it yet (cut off, its term not yet over) would promise a ttl
+ * the new leader's countdown, started at its election, does not honour. */
 static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
@@ -254,32 +300,13 @@ static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
         conn_reply_error(c, m->request_id, DDKV_WERR_BAD_REQUEST, "LEASE_KEEPALIVE wants [lease_id]");
         return;
     }
-    /* A leader whose storage failed takes no part in consensus: it no longer
-     * ticks, so it never learns that another member leads now and expires
-     * the lease on its own countdown. It must not extend one. */
-    if (!replica_lead_or_refuse(n, c, m->request_id, true))
+    if (!lease_extendable(n, c, m->request_id, id))
         return;
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    if (!n->leases || n->leases->term != st.term) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "a new leader is catching up; retry");
+    if (n->installing) {
+        conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "installing a snapshot; retry");
         return;
     }
-    struct lease_slot *s = lt_find(n->leases, id);
-    /* A lease whose revoke this leader has proposed is gone, though the
-     * revoke has not applied yet: a keepalive answered now would promise a
-     * ttl the revoke is about to break. */
-    if (!s || s->revoking_until_ms) {
-        conn_reply_error(c, m->request_id, DDKV_WERR_NOT_FOUND, "lease %llu not found (expired or revoked)",
-                         (unsigned long long)id);
-        return;
-    }
-    s->deadline_ms = clock_mono_ms() + s->ttl_ms;
-    struct msg_writer w;
-    conn_reply_begin(c, &w, DDKV_MSG_LEASE, m->request_id, 2);
-    mw_u64(&w, id);
-    mw_u64(&w, s->ttl_ms);
-    conn_reply_end(c, &w);
+    replica_read_barrier(n, c, m->request_id, lease_keepalive_confirmed, id);
     node_observe(n, DDKV_MSG_LEASE_KEEPALIVE, n->req_t0_ns);
 }
 
