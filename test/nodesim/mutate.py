@@ -24,8 +24,9 @@ Regressions: the node bugs nodesim found, each put back:
   memberlead MEMBER_ADD's "already done" answered by any member
   leaserevoke a keepalive answered for a lease whose revoke is proposed
   leasefence  a keepalive answered by a leader whose storage failed
-  authrev     a write carries no auth rev: admitted under permissions a
-          revoke (or a leader's unapplied change) has replaced, it applies
+  authrev     a client's write carries no auth rev (no envelope)
+  authcheck   a write admitted under permissions a revoke (or a leader's
+          unapplied change) has replaced applies all the same
   takeprops   stale proposals answered (running completions that propose
           again) before the new proposal is queued: the queue loses its order
 
@@ -75,8 +76,11 @@ MUTATIONS = {
                   ("    struct proposal *old = replica_take(n, keep, stale);\n"
                    "    replica_fail_props(n, old, stale, DDKV_WERR_UNAVAILABLE, \"leadership changed\");\n",
                    "}")),
-    "authrev": ("(regression) a write admitted under old permissions applied", "src/core/node/replica.c",
+    "authrev": ("(regression) a client's write without its auth rev", "src/core/node/replica.c",
                 "        o.auth_checked = true;\n", "        o.auth_checked = false;\n"),
+    "authcheck": ("(regression) a write admitted under old permissions applied", "src/core/kv/sm.c",
+                  "    if (apply && op->auth_checked && adb->enabled && adb->rev > op->auth_rev) {",
+                  "    if (apply && op->auth_checked && adb->enabled && adb->rev > op->auth_rev && 0) {"),
     "memberlead": ("(regression) MEMBER_ADD done answered by a follower", "src/core/node/mod/members.c",
                    "    if (!replica_lead_or_refuse(n, c, m->request_id, true))\n        return;\n"
                    "    uint64_t id = cluster_node_id(name);\n    if (raft_conf_has(",

@@ -694,6 +694,8 @@ static struct {
     bool on;           /* this seed runs with auth */
     bool enabled;      /* ENABLE was acknowledged */
     uint64_t intrusions, denied, toggles;
+    uint64_t cv_index;  /* where the cluster version 0.2 entry applied (0: not yet) */
+    uint64_t enveloped; /* client writes applied with their auth rev (on any member) */
     char bad[200];
 } AU;
 static const struct {
@@ -730,8 +732,15 @@ static void sim_log_reloaded(struct node *n)
 static void sim_applied(struct node *n, const struct raft_entry *e, const struct sm_op *op,
                         const struct sm_result *res)
 {
-    if (!AU.on || AU.bad[0] || op->kind != SM_OP_PUT || op->client_id != NS_INTRUDER + 1 || res->error ||
-        res->stale || !res->revision)
+    if (op->kind == SM_OP_CLUSTER_VERSION && !AU.cv_index)
+        AU.cv_index = e->index;
+    if (op->client_id && op->auth_checked)
+        AU.enveloped++;
+    /* Only a write in an envelope is checked where it applies: one a leader
+     * at cluster version 0.1 proposed (while a member was down, say) is
+     * checked at admission alone, as 0.1 members would have it. */
+    if (!AU.on || AU.bad[0] || op->kind != SM_OP_PUT || op->client_id != NS_INTRUDER + 1 || !op->auth_checked ||
+        res->error || res->stale || !res->revision)
         return;
     const struct auth_db *db = n->sm.st_auth_open ? &n->sm.st_auth : &n->sm.auth;
     const struct auth_user *u = auth_user_find(db, "ro");
@@ -2376,6 +2385,11 @@ static bool run_seed(uint64_t seed)
         ok = fail(seed, "auth: %s", AU.bad);
     if (ok && AU.on && !AU.enabled)
         ok = fail(seed, "auth: the setup was never acknowledged");
+    /* From cluster version 0.2 on, clients' writes carry their auth rev. */
+    if (ok && AU.cv_index && applied_max() > AU.cv_index + 100 && !AU.enveloped)
+        ok = fail(seed, "auth: the cluster version is 0.2 from index %" PRIu64 " to %" PRIu64
+                        ", yet no client write carried the auth rev it was admitted under",
+                  AU.cv_index, applied_max());
     totals.intrusions_denied += AU.denied;
     if (ok && LS.bad[0])
         ok = fail(seed, "lease expired early: %s", LS.bad);
