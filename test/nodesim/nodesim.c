@@ -740,8 +740,8 @@ static void sim_applied(struct node *n, const struct raft_entry *e, const struct
      * at cluster version 0.1 proposed (while a member was down, say) is
      * checked at admission alone, as 0.1 members would have it. */
     if (!AU.on || AU.bad[0] || op->kind != SM_OP_PUT || op->client_id != NS_INTRUDER + 1 || !op->auth_checked ||
-        res->error || res->stale || !res->revision)
-        return;
+        res->error || res->stale || res->duplicate || !res->revision)
+        return; /* a retry the session answers with the first result applies nothing */
     const struct auth_db *db = n->sm.st_auth_open ? &n->sm.st_auth : &n->sm.auth;
     const struct auth_user *u = auth_user_find(db, "ro");
     if (db->enabled && !(u && auth_may(db, u, op->key, op->klen, DDKV_PERM_READWRITE)))
