@@ -62,7 +62,9 @@ expect_exit() {
 free_port_block() {
   local base ok off
   for _ in $(seq 50); do
-    base=$((20000 + (RANDOM % 120) * 100))
+    # 300 apart: a block spans base+1..203 (hub +80), so no two blocks overlap
+    # even when two tests pick at the same moment, before either listens.
+    base=$((20000 + (RANDOM % 40) * 300))
     ok=1
     for off in 1 2 3 101 102 103 201 202 203; do
       if (exec 3<>"/dev/tcp/127.0.0.1/$((base + off))") 2>/dev/null; then ok=0; break; fi
