@@ -36,14 +36,6 @@ int passwd_hash(const void *pw, size_t n, uint32_t iterations, uint8_t rec[PASSW
     return 0;
 }
 
-bool passwd_record_ok(const uint8_t *rec, size_t rec_len)
-{
-    if (rec_len != PASSWD_RECORD_BYTES || rec[0] != PASSWD_ALG_PBKDF2_SHA256)
-        return false;
-    uint32_t it = get_be32(rec + 1);
-    return it >= PASSWD_ITERATIONS_MIN && it <= PASSWD_ITERATIONS_MAX;
-}
-
 bool passwd_verify(const void *pw, size_t n, const uint8_t *rec, size_t rec_len)
 {
     if (!passwd_record_ok(rec, rec_len))

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/buf.h"
+
 #define PASSWD_ALG_PBKDF2_SHA256 1
 #define PASSWD_SALT_BYTES 16
 #define PASSWD_KEY_BYTES 32
@@ -33,7 +35,14 @@ int passwd_hash(const void *pw, size_t n, uint32_t iterations, uint8_t rec[PASSW
 /* Whether pw matches the record (constant time in the key comparison). A
  * malformed record matches nothing. */
 bool passwd_verify(const void *pw, size_t n, const uint8_t *rec, size_t rec_len);
-/* Whether rec is a record passwd_verify can use. */
-bool passwd_record_ok(const uint8_t *rec, size_t rec_len);
+/* Whether rec is a record passwd_verify can use (inline: the simulator's
+ * stand-in for passwd.c, test/nodesim/passwd_sim.c, shares it). */
+static inline bool passwd_record_ok(const uint8_t *rec, size_t rec_len)
+{
+    if (rec_len != PASSWD_RECORD_BYTES || rec[0] != PASSWD_ALG_PBKDF2_SHA256)
+        return false;
+    uint32_t it = get_be32(rec + 1);
+    return it >= PASSWD_ITERATIONS_MIN && it <= PASSWD_ITERATIONS_MAX;
+}
 
 #endif
