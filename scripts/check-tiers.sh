@@ -18,7 +18,11 @@
 #   c. a function is over 150 lines (from the line of its name to its closing
 #      brace, as ctags counts) and ALLOWLIST has no line for it with a reason;
 #      a line of ALLOWLIST for a function that is not over 150 lines fails too;
-#   d. two .c or .h files under SRC_DIR share a name.
+#   d. two .c or .h files under SRC_DIR share a name;
+#   e. a part's private state is seen outside the part: a struct listed in
+#      PRIVATE below is defined in a file other than its owner's, or a
+#      private header is included by a file that is not one of its part's;
+#   f. headers include each other in a cycle.
 # ALLOWLIST: "PATH:FUNCTION REASON" a line, PATH under SRC_DIR; # comments.
 # Exit 0 clean, 1 a rule broken, 2 bad usage or a file the scanner cannot read.
 set -euo pipefail
@@ -39,6 +43,12 @@ ORDER = ['core/util', 'core/proto', 'core/consensus', 'core/kv', 'core/node',
 RANK = {c: i for i, c in enumerate(ORDER)}
 BY_NAME = {c.split('/')[1]: c for c in ORDER}  # "node" -> "core/node": the include roots
 PUBLIC = {'ddkv/wire.h': 'core/proto'}         # include/ddkv/*; any other: lib/client
+# The node's parts (ARCHITECTURE.md, "The node's parts"): each struct's
+# definition lives in one file, and only the part's files include it.
+PRIVATE_STRUCTS = {'replica': 'core/node/replica.c', 'cluster': 'core/node/cluster.c',
+                   'conn_server': 'core/node/conn_int.h'}
+PRIVATE_HEADERS = {'core/node/conn_int.h': {'core/node/conn.c', 'core/node/node_tls.c',
+                                            'core/node/addrtab.c'}}
 INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
 
 def blank(s):
@@ -232,9 +242,56 @@ for base, where in sorted(basenames.items()):
     if len(where) > 1:
         problems['d'].append('%s: %d files of that name (%s)' % (base, len(where), ', '.join(where)))
 
+# e. private state stays in its part
+def resolve(rel, target):
+    """The file under SRC_DIR an include names, or None (a system or generated one)."""
+    if '/' not in target:
+        cand = os.path.join(os.path.dirname(rel), target)
+        return cand if cand in texts else None
+    first = target.split('/')[0]
+    if first in BY_NAME:
+        cand = BY_NAME[first].split('/')[0] + '/' + target
+        return cand if cand in texts else None
+    return None
+includes = {rel: [(resolve(rel, m.group(1)), texts[rel].count('\n', 0, m.start()) + 1)
+                  for m in INCLUDE.finditer(texts[rel])] for rel in files}
+for rel in files:
+    stripped = strip(texts[rel])
+    for name, owner in sorted(PRIVATE_STRUCTS.items()):
+        for m in re.finditer(r'\bstruct\s+%s\s*\{' % name, stripped):
+            if rel != owner:
+                problems['e'].append('%s:%d: defines struct %s, private to %s'
+                                     % (rel, stripped.count('\n', 0, m.start()) + 1, name, owner))
+    for target, line in includes[rel]:
+        if target in PRIVATE_HEADERS and rel not in PRIVATE_HEADERS[target]:
+            problems['e'].append('%s:%d: includes %s, private to %s'
+                                 % (rel, line, target, ', '.join(sorted(PRIVATE_HEADERS[target]))))
+for name, owner in sorted(PRIVATE_STRUCTS.items()):
+    if owner not in texts or not re.search(r'\bstruct\s+%s\s*\{' % name, strip(texts[owner])):
+        problems['e'].append('%s: should define struct %s (or PRIVATE in this script is stale)' % (owner, name))
+
+# f. no include cycles among headers
+graph = {rel: sorted({t for t, _ in includes[rel] if t and t.endswith('.h')}) for rel in files if rel.endswith('.h')}
+state, stack = {}, []
+def visit(h):
+    state[h] = 1
+    stack.append(h)
+    for t in graph.get(h, []):
+        if state.get(t) == 1:
+            cyc = stack[stack.index(t):] + [t]
+            problems['f'].append('headers include each other: %s' % ' -> '.join(cyc))
+        elif t not in state:
+            visit(t)
+    stack.pop()
+    state[h] = 2
+for h in sorted(graph):
+    if h not in state:
+        visit(h)
+
 RULES = {'a': 'includes point down', 'b': 'files of at most %d lines' % MAX_FILE_LINES,
-         'c': 'functions of at most %d lines' % MAX_FUNCTION_LINES, 'd': 'one file per name'}
-for r in 'abcd':
+         'c': 'functions of at most %d lines' % MAX_FUNCTION_LINES, 'd': 'one file per name',
+         'e': 'private state stays in its part', 'f': 'no include cycles'}
+for r in 'abcdef':
     for p in problems[r]:
         print('%s (%s): %s' % (r, RULES[r], p))
 if problems['a']:

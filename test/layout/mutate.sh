@@ -108,4 +108,16 @@ expect "an allowlist line for a short function" fail 'buf_free is not over 150 l
 fresh; echo 'int x;' >"$tmp/src/apps/cli/store.c"
 expect "two files named store.c" fail 'store\.c: 2 files of that name'
 
+# e. a part's private state stays in it
+fresh; add_include core/node/mod/kv.c node/conn_int.h
+expect "a module includes the connection server's private header" fail 'core/node/mod/kv\.c:.*conn_int\.h, private to'
+fresh; printf 'struct replica {\n    int x;\n};\n' >>"$tmp/src/core/node/node_int.h"
+expect "struct replica defined outside replica.c" fail 'core/node/node_int\.h:[0-9]+: defines struct replica'
+fresh; add_include core/node/addrtab.c node/conn_int.h
+expect "a part's own file includes its private header" pass
+
+# f. no include cycles
+fresh; add_include core/node/replica.h node/node_int.h
+expect "replica.h includes node_int.h (which includes it)" fail 'include each other: .*replica\.h -> core/node/node_int\.h'
+
 exit $failed

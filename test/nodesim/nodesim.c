@@ -244,11 +244,13 @@ static void durable_check(struct simnode *sn)
     raft_status(n->raft, &st);
     /* The proposals waiting for their entries stay in index order (what
      * replica_track and the apply loop rely on). */
-    for (size_t i = 1; i < n->nprop; i++)
-        if (n->prop[i - 1].index >= n->prop[i].index) {
+    size_t nprop;
+    const struct proposal *prop = replica_proposals(n, &nprop);
+    for (size_t i = 1; i < nprop; i++)
+        if (prop[i - 1].index >= prop[i].index) {
             snprintf(durable_bad, sizeof durable_bad,
                      "proposal queue: %s's is out of order: index %" PRIu64 " before %" PRIu64, sn->name,
-                     n->prop[i - 1].index, n->prop[i].index);
+                     prop[i - 1].index, prop[i].index);
             return;
         }
     uint64_t covered = sn->durable > st.snap_index ? sn->durable : st.snap_index;
@@ -288,9 +290,10 @@ static void sio_sync_submit(struct node *n)
     ASSERT(!sn->sync_in_flight);
     /* The batch written for this sync: entries from its first index replace
      * what the log held there, unsynced until the sync completes. */
-    if (n->pending.n_entries && n->pending.entries[0].index <= sn->durable)
-        sn->durable = n->pending.entries[0].index - 1;
-    sn->sub_last = n->pending.n_entries ? n->pending.entries[n->pending.n_entries - 1].index : sn->durable;
+    const struct raft_ready *pend = replica_pending(n);
+    if (pend->n_entries && pend->entries[0].index <= sn->durable)
+        sn->durable = pend->entries[0].index - 1;
+    sn->sub_last = pend->n_entries ? pend->entries[pend->n_entries - 1].index : sn->durable;
     sn->sync_in_flight = true;
     sn->sync_finished = false;
     uint64_t lat = 50000 + below(1500000);
@@ -376,7 +379,7 @@ static int sio_send(struct node *n, const struct raft_msg *m)
         ASSERT(d);
         memcpy(d, sendbuf.data, sendbuf.len);
         ev_push((struct ev){.t = now_ns + lat, .kind = EV_MSG, .node = to->idx, .from = from->idx, .data = d,
-                            .len = sendbuf.len, .token = n->incarnation});
+                            .len = sendbuf.len, .token = cluster_incarnation(n)});
     }
     return ERR_OK;
 }
@@ -399,7 +402,7 @@ static uint64_t sio_peer_incarnation(struct node *n, uint64_t id)
     struct simnode *me = SN(n), *p = node_by_id(id);
     if (!p || !p->n || cut[p->idx][me->idx] || cut[me->idx][p->idx])
         return 0;
-    return p->n->incarnation;
+    return cluster_incarnation(p->n);
 }
 
 /* Every member runs this build: a member that is up has said so. */
@@ -1506,7 +1509,7 @@ static void node_free(struct simnode *sn)
     struct node *n = sn->n;
     totals.snapshots += n->stats.snapshots_taken;
     totals.installs += n->stats.snapshots_installed;
-    totals.rejoins += n->storage_recoveries;
+    totals.rejoins += replica_recoveries(n);
     totals.duplicates += n->stats.duplicates;
     client_close_node(sn->idx);
     node_free_parts(n, false); /* a crash: the store closed as after a kill */
@@ -1539,7 +1542,10 @@ static int node_start(struct simnode *sn, struct errbuf *eb)
     n->modules = sim_modules;
     n->nmodules = sizeof sim_modules / sizeof sim_modules[0];
     n->started_ms = clock_wall_ms();
-    hist_init(&n->h_commit);
+    if (node_parts_new(n) != ERR_OK) {
+        fprintf(stderr, "nodesim: out of memory\n");
+        abort();
+    }
     for (int i = 0; i < DDKV_MSG_TYPE_MAX; i++)
         hist_init(&n->h_req[i]);
     sn->n = n;
@@ -2175,7 +2181,7 @@ static bool members_caught_up(void)
         struct node *n = nodes[i].n;
         if (nodes[i].refused)
             continue;
-        if (!n || n->storage_failed || n->sm.applied_index < st.commit || n->syncing || n->installing)
+        if (!n || replica_fenced(n) || n->sm.applied_index < st.commit || replica_syncing(n) || replica_installing(n))
             return false;
     }
     return W.open && W.c && nodes[W.node].n;
@@ -2200,7 +2206,7 @@ static bool fail(uint64_t seed, const char *fmt, ...)
                 "\n  %s: %s term %" PRIu64 " commit %" PRIu64 " applied %" PRIu64 " (sm %" PRIu64 ") log %" PRIu64
                 "..%" PRIu64 " storage_failed %d syncing %d installing %d",
                 nodes[i].name, raft_role_name(st.role), st.term, st.commit, st.applied, n->sm.applied_index,
-                st.first_index, st.last_index, n->storage_failed, n->syncing, n->installing);
+                st.first_index, st.last_index, replica_fenced(n), replica_syncing(n), replica_installing(n));
     }
     fprintf(stderr, "\n  replay: DDKV_SEED=%" PRIu64 " DDKV_NODESIM_TRACE=1 nodesim --nodes %d\n", seed, nnodes);
     va_end(ap);
@@ -2349,7 +2355,7 @@ static bool run_seed(uint64_t seed)
         struct simnode *l = leader_node();
         for (int i = 0; l && i < nnodes; i++) {
             struct node *m = nodes[i].n;
-            if (!m || &nodes[i] == l || cluster_incarnation_ok(m, l->id, l->name, l->n->incarnation))
+            if (!m || &nodes[i] == l || cluster_incarnation_ok(m, l->id, l->name, cluster_incarnation(l->n)))
                 continue;
             for (int j = 0; j < nnodes; j++)
                 if (&nodes[j] != l && j != i && nodes[j].n &&

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "node/node_int.h"
+#include "node/conn_int.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -50,7 +51,7 @@ static int addr_grow(struct addr_table *t)
 
 struct addr_entry *addr_get(struct node *n, const char *ip)
 {
-    struct addr_table *t = &n->addrs;
+    struct addr_table *t = &n->srv->addrs;
     if (t->nb) {
         for (struct addr_entry *e = t->b[addr_hash(ip) & (t->nb - 1)]; e; e = e->next)
             if (strcmp(e->ip, ip) == 0)
@@ -83,7 +84,7 @@ double addr_auth_score(struct addr_entry *e, uint64_t now_ms)
 
 void addr_sweep(struct node *n)
 {
-    struct addr_table *t = &n->addrs;
+    struct addr_table *t = &n->srv->addrs;
     uint64_t now = clock_mono_ms();
     for (size_t i = 0; i < t->nb; i++) {
         struct addr_entry **pp = &t->b[i];
@@ -103,7 +104,7 @@ void addr_sweep(struct node *n)
 
 void addr_free_all(struct node *n)
 {
-    struct addr_table *t = &n->addrs;
+    struct addr_table *t = &n->srv->addrs;
     for (size_t i = 0; i < t->nb; i++) {
         while (t->b[i]) {
             struct addr_entry *e = t->b[i];

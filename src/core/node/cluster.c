@@ -40,6 +40,60 @@ static const char RS_TOKEN_FP[] = "cluster_token_fp";  /* a hash of the founding
 
 #define FNV_BASIS UINT64_C(0xcbf29ce484222325)
 
+/* The cluster part's state: nothing outside cluster.c reads or writes it but
+ * through cluster.h. */
+struct cluster {
+    struct member members[RAFT_MAX_NODES * 2]; /* the configuration's, plus addresses learned */
+    size_t nmembers;
+    uint64_t incarnation;         /* this data dir's, random at creation */
+    bool founding;                /* bootstrapped this run: the log starts with our --cluster */
+    struct peer_transport *peers; /* NULL for a one-node cluster without --peer-addr */
+    char peer_addr[64];           /* as bound */
+    char client_addr[64];         /* this member's client port as bound ("" before it listens) */
+};
+
+struct cluster *cluster_new(void)
+{
+    return calloc(1, sizeof(struct cluster));
+}
+
+void cluster_free(struct node *n)
+{
+    free(n->cl);
+    n->cl = NULL;
+}
+
+struct member *cluster_members(struct node *n, size_t *count)
+{
+    *count = n->cl->nmembers;
+    return n->cl->members;
+}
+
+uint64_t cluster_incarnation(const struct node *n)
+{
+    return n->cl->incarnation;
+}
+
+bool cluster_founding(const struct node *n)
+{
+    return n->cl->founding;
+}
+
+const char *cluster_peer_addr(const struct node *n)
+{
+    return n->cl->peer_addr;
+}
+
+struct peer_transport *cluster_peers(const struct node *n)
+{
+    return n->cl->peers;
+}
+
+void cluster_set_client_addr(struct node *n, const char *addr)
+{
+    snprintf(n->cl->client_addr, sizeof n->cl->client_addr, "%s", addr);
+}
+
 /* 64-bit FNV-1a over n bytes, continuing from h. */
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
@@ -159,9 +213,9 @@ uint64_t cluster_token_fp(const char *token)
 
 struct member *cluster_member(struct node *n, uint64_t id)
 {
-    for (size_t i = 0; i < n->nmembers; i++)
-        if (n->members[i].id == id)
-            return &n->members[i];
+    for (size_t i = 0; i < n->cl->nmembers; i++)
+        if (n->cl->members[i].id == id)
+            return &n->cl->members[i];
     return NULL;
 }
 
@@ -174,7 +228,7 @@ const char *cluster_leader_client_addr(struct node *n)
     if (!st.leader)
         return NULL;
     if (st.leader == n->self_id)
-        return n->client_addr;
+        return n->cl->client_addr;
     const struct member *m = cluster_member(n, st.leader);
     return m && m->client_addr[0] ? m->client_addr : NULL;
 }
@@ -213,11 +267,11 @@ static struct member *cluster_learn(struct node *n, uint64_t id, const char *nam
 {
     struct member *m = cluster_member(n, id);
     if (!m) {
-        if (n->nmembers == RAFT_MAX_NODES * 2) {
+        if (n->cl->nmembers == RAFT_MAX_NODES * 2) {
             log_warn("member table full; ignoring %s", name);
             return NULL;
         }
-        m = &n->members[n->nmembers++];
+        m = &n->cl->members[n->cl->nmembers++];
         memset(m, 0, sizeof *m);
         m->id = id;
     }
@@ -225,28 +279,28 @@ static struct member *cluster_learn(struct node *n, uint64_t id, const char *nam
         snprintf(m->name, sizeof m->name, "%s", name);
     if (peer_addr && peer_addr[0] && strcmp(m->peer_addr, peer_addr) != 0) {
         snprintf(m->peer_addr, sizeof m->peer_addr, "%s", peer_addr);
-        if (n->peers && id != n->self_id) {
-            peer_remove(n->peers, id);
-            if (peer_add(n->peers, id, m->peer_addr) == ERR_OK)
-                peer_dial(n->peers, id);
+        if (n->cl->peers && id != n->self_id) {
+            peer_remove(n->cl->peers, id);
+            if (peer_add(n->cl->peers, id, m->peer_addr) == ERR_OK)
+                peer_dial(n->cl->peers, id);
             else
                 log_warn("member %s: cannot use peer address %s", m->name, m->peer_addr);
         }
     }
     if (id == n->self_id)
-        snprintf(m->client_addr, sizeof m->client_addr, "%s", n->client_addr);
+        snprintf(m->client_addr, sizeof m->client_addr, "%s", n->cl->client_addr);
     return m;
 }
 
 static void cluster_forget(struct node *n, uint64_t id)
 {
-    for (size_t i = 0; i < n->nmembers; i++) {
-        if (n->members[i].id != id)
+    for (size_t i = 0; i < n->cl->nmembers; i++) {
+        if (n->cl->members[i].id != id)
             continue;
-        log_info("member %s left the cluster", n->members[i].name);
-        n->members[i] = n->members[--n->nmembers];
-        if (n->peers)
-            peer_remove(n->peers, id);
+        log_info("member %s left the cluster", n->cl->members[i].name);
+        n->cl->members[i] = n->cl->members[--n->cl->nmembers];
+        if (n->cl->peers)
+            peer_remove(n->cl->peers, id);
         return;
     }
 }
@@ -306,7 +360,7 @@ void cluster_on_applied(struct node *n, const struct raft_entry *e, struct store
             cluster_forget(n, id);
         else
             log_warn("this member was removed from the cluster: it takes no part until it is "
-                     "added again (ddkv members add %s %s) or stopped", n->cfg.name, n->peer_addr);
+                     "added again (ddkv members add %s %s) or stopped", n->cfg.name, n->cl->peer_addr);
     }
 }
 
@@ -431,8 +485,8 @@ static bool cluster_hello(void *ud, const struct peer_hello *h)
     /* Answer with our own hello (a no-op when our connection to it is up):
      * a member that restarted learns where every other member's clients
      * connect, not only the leader's. */
-    if (n->peers)
-        peer_dial(n->peers, h->from);
+    if (n->cl->peers)
+        peer_dial(n->cl->peers, h->from);
     return true;
 }
 
@@ -505,7 +559,7 @@ static bool cluster_book_agrees(struct node *n, const struct member *list, size_
  * derivation: its id came from the cluster's first hello. */
 static int cluster_check_identity(struct node *n, struct errbuf *eb)
 {
-    if (!n->founding || n->cluster_id == 0)
+    if (!n->cl->founding || n->cluster_id == 0)
         return ERR_OK;
     uint64_t seed, fp;
     int rc;
@@ -545,14 +599,14 @@ static int cluster_load_identity(struct node *n, struct errbuf *eb);
  * before the node serves anything. */
 static int cluster_load_incarnation(struct node *n, struct errbuf *eb)
 {
-    int rc = rs_get_u64(n, RS_INCARNATION, &n->incarnation, eb);
+    int rc = rs_get_u64(n, RS_INCARNATION, &n->cl->incarnation, eb);
     if (rc != ERR_NOT_FOUND)
         return rc;
     do {
-        if (n->io->random(n, &n->incarnation) != ERR_OK)
+        if (n->io->random(n, &n->cl->incarnation) != ERR_OK)
             return errf(eb, ERR_IO, "no random bytes for this data dir's incarnation");
-    } while (n->incarnation == 0);
-    return rs_put_u64(n, RS_INCARNATION, n->incarnation, eb);
+    } while (n->cl->incarnation == 0);
+    return rs_put_u64(n, RS_INCARNATION, n->cl->incarnation, eb);
 }
 
 int cluster_load(struct node *n, struct errbuf *eb)
@@ -564,7 +618,7 @@ int cluster_load(struct node *n, struct errbuf *eb)
 static int cluster_load_identity(struct node *n, struct errbuf *eb)
 {
     n->self_id = cluster_node_id(n->cfg.name);
-    n->nmembers = 0;
+    n->cl->nmembers = 0;
     uint64_t self = 0;
     int rc = rs_get_u64(n, RS_SELF_ID, &self, eb);
     if (rc && rc != ERR_NOT_FOUND)
@@ -577,7 +631,7 @@ static int cluster_load_identity(struct node *n, struct errbuf *eb)
                     (unsigned long long)n->self_id);
     if (fresh && n->cfg.join) {
         /* Joining: no members, no cluster id until the leader's hello. */
-        n->founding = false;
+        n->cl->founding = false;
         n->cluster_id = 0;
         cluster_learn(n, n->self_id, n->cfg.name, n->cfg.peer_addr);
         if ((rc = rs_put_u64(n, RS_JOINING, 1, eb)))
@@ -606,7 +660,7 @@ static int cluster_load_identity(struct node *n, struct errbuf *eb)
         for (size_t i = 0; i < nm; i++)
             cluster_learn(n, tmp[i].id, tmp[i].name, tmp[i].peer_addr);
         n->cluster_id = cluster_derive_id(tmp, nm, n->cfg.cluster_token, 0);
-        n->founding = true;
+        n->cl->founding = true;
         struct store_batch *b = store_batch_new(n->st);
         cluster_stage_identity(b, n->self_id, n->cluster_id, 0, cluster_token_fp(n->cfg.cluster_token));
         rc = store_write(n->st, b, true, eb);
@@ -620,7 +674,7 @@ static int cluster_load_identity(struct node *n, struct errbuf *eb)
     rc = rs_get_u64(n, RS_JOINING, &joining, eb);
     if (rc && rc != ERR_NOT_FOUND)
         return rc;
-    n->founding = !joining;
+    n->cl->founding = !joining;
     rc = rs_get_u64(n, RS_CLUSTER_ID, &n->cluster_id, eb);
     if (rc == ERR_NOT_FOUND)
         n->cluster_id = 0; /* joined, but never heard from the cluster */
@@ -642,47 +696,12 @@ static int cluster_load_identity(struct node *n, struct errbuf *eb)
     return ERR_OK;
 }
 
-/* A follower whose leader's address refuses connections knows the leader's
- * process is gone (a crash, kill -9, a stop): rather than wait out the
- * election timeout (1-2 s by default), it leaves the leader's lease and
- * campaigns after a short random delay, by which time the other followers,
- * whose connections broke at the same moment, know it too and grant their
- * votes. A machine that vanishes or a partition refuse nothing: those still
- * take the timeout. Only liveness is at stake (raft_leader_lost). */
-static void cluster_campaign_cb(struct node *n)
-{
-    if (n->raft && !n->storage_failed && !n->installing)
-        raft_campaign(n->raft);
-}
-
-static void cluster_refused(void *ud, uint64_t id)
-{
-    struct node *n = ud;
-    if (!n->raft || n->storage_failed || n->installing)
-        return;
-    if (raft_leader_lost(n->raft, id) != ERR_OK)
-        return; /* not our leader (or we are not a follower) */
-    n->leader_lost++;
-    uint32_t hb = n->cfg.heartbeat_ms ? n->cfg.heartbeat_ms : 100;
-    uint64_t r;
-    if (n->io->random(n, &r) != ERR_OK)
-        r = clock_mono_ns() ^ n->self_id;
-    uint32_t delay = 20 + (uint32_t)(r % hb);
-    const struct member *m = cluster_member(n, id);
-    log_info("leader %s refuses connections (its process is gone): campaigning in %u ms", m ? m->name : "?",
-             delay);
-    if (!n->campaign_soon)
-        n->campaign_soon = n->io->timer_new(n, cluster_campaign_cb);
-    if (n->campaign_soon)
-        n->io->timer_arm(n, n->campaign_soon, delay, false);
-}
-
-int cluster_start(struct node *n, struct errbuf *eb)
+int cluster_start(struct node *n, void (*leader_refused)(void *node, uint64_t id), struct errbuf *eb)
 {
     struct member *self = cluster_member(n, n->self_id);
     const char *advertised = n->cfg.peer_addr ? n->cfg.peer_addr : self->peer_addr;
     const char *listen = n->cfg.listen_peer_addr ? n->cfg.listen_peer_addr : advertised;
-    if (n->nmembers == 1 && !listen[0])
+    if (n->cl->nmembers == 1 && !listen[0])
         return ERR_OK; /* one node, no peer port */
     /* A plain peer port beyond loopback without a token: anyone who reaches
      * it could pose as a member. Refused before anything is bound, unless the
@@ -703,18 +722,18 @@ int cluster_start(struct node *n, struct errbuf *eb)
     pc.cluster_id = n->cluster_id;
     pc.max_frame_bytes = n->cfg.max_frame_bytes + (64u << 10);
     snprintf(pc.self_name, sizeof pc.self_name, "%s", n->cfg.name);
-    snprintf(pc.self_client_addr, sizeof pc.self_client_addr, "%s", n->client_addr);
+    snprintf(pc.self_client_addr, sizeof pc.self_client_addr, "%s", n->cl->client_addr);
     pc.tls = n->tls_peer;
     pc.id_of_name = cluster_node_id;
     pc.token = n->cfg.cluster_token;
-    pc.self_incarnation = n->incarnation;
-    int rc = peer_transport_new(n->base, &pc, &n->clock, cluster_deliver, n, &n->peers, eb);
+    pc.self_incarnation = n->cl->incarnation;
+    int rc = peer_transport_new(n->base, &pc, &n->clock, cluster_deliver, n, &n->cl->peers, eb);
     if (rc)
         return rc;
-    peer_set_hello_cb(n->peers, cluster_hello);
-    peer_set_refused_cb(n->peers, cluster_refused);
+    peer_set_hello_cb(n->cl->peers, cluster_hello);
+    peer_set_refused_cb(n->cl->peers, leader_refused);
     char bound[64];
-    if ((rc = peer_listen(n->peers, listen, bound, sizeof bound, eb)))
+    if ((rc = peer_listen(n->cl->peers, listen, bound, sizeof bound, eb)))
         return rc;
     if (beyond && !n->tls_peer && !token)
         log_warn("peer port %s is reachable beyond loopback without TLS or a cluster token "
@@ -727,32 +746,28 @@ int cluster_start(struct node *n, struct errbuf *eb)
                  bound);
     /* What peers dial: the bound address (with the port the kernel picked),
      * unless the node is reached elsewhere (--listen-peer-addr). */
-    snprintf(n->peer_addr, sizeof n->peer_addr, "%s", n->cfg.listen_peer_addr ? advertised : bound);
-    peer_set_self_peer_addr(n->peers, n->peer_addr);
-    snprintf(self->peer_addr, sizeof self->peer_addr, "%s", n->peer_addr);
-    for (size_t i = 0; i < n->nmembers; i++) {
-        struct member *m = &n->members[i];
+    snprintf(n->cl->peer_addr, sizeof n->cl->peer_addr, "%s", n->cfg.listen_peer_addr ? advertised : bound);
+    peer_set_self_peer_addr(n->cl->peers, n->cl->peer_addr);
+    snprintf(self->peer_addr, sizeof self->peer_addr, "%s", n->cl->peer_addr);
+    for (size_t i = 0; i < n->cl->nmembers; i++) {
+        struct member *m = &n->cl->members[i];
         if (m->id == n->self_id || !m->peer_addr[0])
             continue;
-        if ((rc = peer_add(n->peers, m->id, m->peer_addr)) != ERR_OK)
+        if ((rc = peer_add(n->cl->peers, m->id, m->peer_addr)) != ERR_OK)
             return errf(eb, rc, "cannot add peer %s at %s", m->name, m->peer_addr);
         /* Dial at once: our hello tells every member where our clients
          * connect, so any of them can name us in NOT_LEADER. */
-        peer_dial(n->peers, m->id);
+        peer_dial(n->cl->peers, m->id);
     }
-    log_info("peer listening on %s, cluster id %016llx, %zu members known", n->peer_addr,
-             (unsigned long long)n->cluster_id, n->nmembers);
+    log_info("peer listening on %s, cluster id %016llx, %zu members known", n->cl->peer_addr,
+             (unsigned long long)n->cluster_id, n->cl->nmembers);
     return ERR_OK;
 }
 
 void cluster_stop(struct node *n)
 {
-    if (n->campaign_soon) {
-        n->io->timer_free(n, n->campaign_soon);
-        n->campaign_soon = NULL;
-    }
-    peer_transport_free(n->peers);
-    n->peers = NULL;
+    peer_transport_free(n->cl->peers);
+    n->cl->peers = NULL;
 }
 
 /* Every tick on the leader: promote a learner that has caught up. */
@@ -773,9 +788,9 @@ bool cluster_may_send(struct node *n, const struct raft_msg *m)
             }
         }
     }
-    if (!need || !n->peers)
+    if (!need || !n->cl->peers)
         return true;
-    uint64_t have = peer_version_of(n->peers, m->to);
+    uint64_t have = peer_version_of(n->cl->peers, m->to);
     if (have >= need)
         return true;
     struct member *mb = cluster_member(n, m->to);
@@ -797,8 +812,8 @@ uint64_t cluster_transfer_target(struct node *n)
         if (id == n->self_id || ((conf->learners >> i) & 1u))
             continue;
         struct peer_stats ps = {0};
-        if (n->peers)
-            peer_get_stats(n->peers, id, &ps);
+        if (n->cl->peers)
+            peer_get_stats(n->cl->peers, id, &ps);
         if (ps.connects > ps.disconnects)
             return id;
     }

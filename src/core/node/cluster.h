@@ -13,6 +13,8 @@ struct store;
 struct store_batch;
 struct raft_entry;
 struct raft_msg;
+struct cluster;
+struct peer_transport;
 
 /* A member of the cluster as this node knows it. */
 struct member {
@@ -24,6 +26,23 @@ struct member {
     uint64_t inc_logged_ms;   /* a refusal of its incarnation was last logged then */
     uint64_t ver_logged_ms;   /* a refusal or hold-back for its release version was last logged then */
 };
+
+/* The part's state (cluster.c): made before anything runs (NULL: out of
+ * memory), freed after cluster_stop. */
+struct cluster *cluster_new(void);
+void cluster_free(struct node *n);
+/* What the others may know of it. The members known (the configuration's
+ * and the addresses learned; *count of them); this data dir's incarnation;
+ * whether this run founded the cluster; the peer address as bound ("" for
+ * none); the peer transport (NULL: a one-node cluster without a peer port). */
+struct member *cluster_members(struct node *n, size_t *count);
+uint64_t cluster_incarnation(const struct node *n);
+bool cluster_founding(const struct node *n);
+const char *cluster_peer_addr(const struct node *n);
+struct peer_transport *cluster_peers(const struct node *n);
+/* This member's client port as bound, for its hello and its own entry
+ * (node.c, once it listens). */
+void cluster_set_client_addr(struct node *n, const char *addr);
 
 /* Cluster identity and peers (cluster.c). */
 uint64_t cluster_node_id(const char *name);
@@ -45,8 +64,10 @@ void cluster_stage_identity(struct store_batch *b, uint64_t self_id, uint64_t cl
 int cluster_replace_book(struct store *st, const struct member *m, size_t nm, struct errbuf *eb);
 /* Members, self id and cluster id from the config and the data dir. */
 int cluster_load(struct node *n, struct errbuf *eb);
-/* Peer transport: listen and add every other member. After the client listener. */
-int cluster_start(struct node *n, struct errbuf *eb);
+/* Peer transport: listen and add every other member. After the client
+ * listener. leader_refused(n, id): member id's address refused a connection
+ * (its process is gone; the replica's replica_leader_refused). */
+int cluster_start(struct node *n, void (*leader_refused)(void *node, uint64_t id), struct errbuf *eb);
 void cluster_stop(struct node *n);
 struct member *cluster_member(struct node *n, uint64_t id);
 /* A voter to hand leadership to: the first other one whose connection is up

@@ -1,6 +1,7 @@
 /* The connection server: the client port's listener and connections (TLS in
  * node_tls.c), their limits, frame intake to the dispatcher, and replies. */
 #include "node/node_int.h"
+#include "node/conn_int.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -74,7 +75,7 @@ static bool conn_over(const struct conn *c)
     size_t out = conn_out_len(c);
     uint32_t fl = conn_inflight(c);
     return out > n->cfg.conn_output_bytes || fl >= n->cfg.conn_inflight_max ||
-           (n->out_total > n->cfg.node_output_bytes && (out > 0 || fl > 0));
+           (n->srv->out_total > n->cfg.node_output_bytes && (out > 0 || fl > 0));
 }
 
 /* Back under the limits, with some room (hysteresis). */
@@ -84,7 +85,7 @@ static bool conn_under(const struct conn *c)
     size_t out = conn_out_len(c);
     uint32_t fl = conn_inflight(c);
     return out <= n->cfg.conn_output_bytes / 4 && fl < n->cfg.conn_inflight_max &&
-           !((n->out_over || n->out_total > n->cfg.node_output_bytes / 2) && (out > 0 || fl > 0));
+           !((n->srv->out_over || n->srv->out_total > n->cfg.node_output_bytes / 2) && (out > 0 || fl > 0));
 }
 
 static void conn_pause(struct conn *c)
@@ -93,9 +94,9 @@ static void conn_pause(struct conn *c)
     if (c->read_paused)
         return;
     c->read_paused = true;
-    n->npaused++;
-    if (n->out_total > n->cfg.node_output_bytes)
-        n->out_over = true;
+    n->srv->npaused++;
+    if (n->srv->out_total > n->cfg.node_output_bytes)
+        n->srv->out_over = true;
     bufferevent_disable(c->bev, EV_READ);
 }
 
@@ -106,7 +107,7 @@ static void conn_resume_check(struct conn *c)
     if (!c->bev || !c->read_paused || c->close_after_flush || !conn_under(c))
         return;
     c->read_paused = false;
-    c->node->npaused--;
+    c->node->srv->npaused--;
     c->partial_since_ms = 0; /* a half-in frame's deadline counts from now */
     bufferevent_enable(c->bev, EV_READ);
     bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -132,14 +133,14 @@ static void conn_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
     struct conn *c = arg;
     struct node *n = c->node;
     (void)b;
-    n->out_total += info->n_added;
-    n->out_total -= info->n_deleted < n->out_total ? info->n_deleted : n->out_total;
+    n->srv->out_total += info->n_added;
+    n->srv->out_total -= info->n_deleted < n->srv->out_total ? info->n_deleted : n->srv->out_total;
     if (info->n_deleted > 0 || info->orig_size == 0)
         c->drained_ms = clock_mono_ms(); /* the client reads (or has just been given something to read) */
-    if (n->out_over && n->out_total <= n->cfg.node_output_bytes / 2) {
-        n->out_over = false;
-        if (n->npaused)
-            event_active(n->conn_resume, EV_TIMEOUT, 0);
+    if (n->srv->out_over && n->srv->out_total <= n->cfg.node_output_bytes / 2) {
+        n->srv->out_over = false;
+        if (n->srv->npaused)
+            event_active(n->srv->conn_resume, EV_TIMEOUT, 0);
     }
 }
 
@@ -167,20 +168,20 @@ static void conn_resume_all_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     uint64_t cut = conn_cut_bytes(n);
-    for (struct conn *c = n->conns, *next; c; c = next) {
+    for (struct conn *c = n->srv->conns, *next; c; c = next) {
         next = c->next;
         size_t len = conn_out_len(c);
         if (len > cut) {
-            n->conns_cut_output++;
+            n->srv->conns_cut_output++;
             log_warn("conn %llu from %s: client not reading its replies: %zu bytes unsent, over %llu; closing",
                      (unsigned long long)c->id, c->peer, len, (unsigned long long)cut);
             conn_close(c, "replies not read");
         }
     }
-    while (n->out_total > 2 * (uint64_t)n->cfg.node_output_bytes) {
+    while (n->srv->out_total > 2 * (uint64_t)n->cfg.node_output_bytes) {
         struct conn *worst = NULL;
         size_t most = 0;
-        for (struct conn *c = n->conns; c; c = c->next) {
+        for (struct conn *c = n->srv->conns; c; c = c->next) {
             size_t len = conn_out_len(c);
             if (len > most) {
                 most = len;
@@ -189,14 +190,14 @@ static void conn_resume_all_cb(evutil_socket_t fd, short what, void *arg)
         }
         if (!worst)
             break;
-        n->conns_cut_output++;
+        n->srv->conns_cut_output++;
         log_warn("conn %llu from %s: the node's unsent replies are %llu bytes, over twice %u; closing the "
                  "connection with the most (%zu bytes unsent)",
-                 (unsigned long long)worst->id, worst->peer, (unsigned long long)n->out_total,
+                 (unsigned long long)worst->id, worst->peer, (unsigned long long)n->srv->out_total,
                  (unsigned)n->cfg.node_output_bytes, most);
         conn_close(worst, "replies not read");
     }
-    for (struct conn *c = n->conns, *next; c && n->npaused; c = next) {
+    for (struct conn *c = n->srv->conns, *next; c && n->srv->npaused; c = next) {
         next = c->next;
         conn_resume_check(c);
     }
@@ -208,29 +209,29 @@ static void conn_list_unlink(struct node *n, struct conn *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        n->conns = c->next;
+        n->srv->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     else
-        n->conns_tail = c->prev;
+        n->srv->conns_tail = c->prev;
     c->prev = c->next = NULL;
 }
 
 static void conn_list_push(struct node *n, struct conn *c)
 {
     c->prev = NULL;
-    c->next = n->conns;
-    if (n->conns)
-        n->conns->prev = c;
+    c->next = n->srv->conns;
+    if (n->srv->conns)
+        n->srv->conns->prev = c;
     else
-        n->conns_tail = c;
-    n->conns = c;
+        n->srv->conns_tail = c;
+    n->srv->conns = c;
 }
 
 static void conn_touch(struct conn *c, uint64_t now_ms)
 {
     c->active_ms = now_ms;
-    if (c->node->conns != c) {
+    if (c->node->srv->conns != c) {
         conn_list_unlink(c->node, c);
         conn_list_push(c->node, c);
     }
@@ -263,17 +264,17 @@ static void conn_close(struct conn *c, const char *why)
         log_debug("conn %llu from %s closed (%s)", (unsigned long long)c->id, c->peer, why);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t unsent = evbuffer_get_length(out);
-    n->out_total -= unsent < n->out_total ? unsent : n->out_total;
+    n->srv->out_total -= unsent < n->srv->out_total ? unsent : n->srv->out_total;
     evbuffer_remove_cb(out, conn_out_cb, c);
     bufferevent_free(c->bev);
     c->bev = NULL;
     frame_decoder_free(&c->dec);
     if (c->read_paused) {
         c->read_paused = false;
-        n->npaused--;
+        n->srv->npaused--;
     }
     conn_list_unlink(n, c);
-    n->nconns--;
+    n->srv->nconns--;
     if (c->addr) {
         ASSERT(c->addr->nconns > 0);
         c->addr->nconns--;
@@ -313,8 +314,8 @@ void conn_reply_end(struct conn *c, struct msg_writer *w)
     /* Cutting is left to a callback of its own: the caller may be walking
      * watchers or reads that a close would change under it. */
     if (evbuffer_get_length(out) > conn_cut_bytes(n) ||
-        n->out_total > 2 * (uint64_t)n->cfg.node_output_bytes)
-        event_active(n->conn_resume, EV_TIMEOUT, 0);
+        n->srv->out_total > 2 * (uint64_t)n->cfg.node_output_bytes)
+        event_active(n->srv->conn_resume, EV_TIMEOUT, 0);
     if (!c->read_paused && conn_over(c))
         conn_pause(c);
 }
@@ -332,7 +333,7 @@ void conn_reply_error(struct conn *c, uint64_t request_id, uint32_t code, const 
     mw_str(&w, text);
     /* NOT_LEADER names the leader's client address when this node knows it. */
     const char *leader = code == DDKV_WERR_NOT_LEADER ? cluster_leader_client_addr(c->node) : NULL;
-    if (leader && strcmp(leader, c->node->client_addr) != 0)
+    if (leader && strcmp(leader, c->node->srv->client_addr) != 0)
         mw_str(&w, leader);
     else
         mw_nil(&w);
@@ -444,7 +445,7 @@ struct conn *conn_open_detached(struct node *n, const char *peer, conn_out_fn ou
     if (!c)
         return NULL;
     c->node = n;
-    c->id = ++n->next_conn_id;
+    c->id = ++n->srv->next_conn_id;
     c->refs = 1;
     c->out = out;
     c->out_ctx = ctx;
@@ -586,13 +587,13 @@ static void conn_tls_failed(struct conn *c, const char *why, bool plain)
     n->stats.tls_handshake_failures++;
     /* A misconfigured client retries in a loop: one line a second is enough. */
     uint64_t now = clock_mono_ms();
-    if (n->tls_fail_logged_ms && now - n->tls_fail_logged_ms < 1000) {
-        n->tls_fail_unlogged++;
+    if (n->srv->tls_fail_logged_ms && now - n->srv->tls_fail_logged_ms < 1000) {
+        n->srv->tls_fail_unlogged++;
     } else {
         log_info("conn %llu from %s: TLS handshake failed: %s (%llu more failed since the last such line)",
-                 (unsigned long long)c->id, c->peer, why, (unsigned long long)n->tls_fail_unlogged);
-        n->tls_fail_logged_ms = now;
-        n->tls_fail_unlogged = 0;
+                 (unsigned long long)c->id, c->peer, why, (unsigned long long)n->srv->tls_fail_unlogged);
+        n->srv->tls_fail_logged_ms = now;
+        n->srv->tls_fail_unlogged = 0;
     }
     if (plain)
         conn_say_plain(c->node, bufferevent_getfd(c->bev), DDKV_WERR_UNAVAILABLE,
@@ -648,10 +649,10 @@ static void accept_refuse(struct node *n, evutil_socket_t fd, const char *why)
 static bool accept_evict(struct node *n, const struct addr_entry *to)
 {
     uint32_t seen = 0;
-    for (struct conn *c = n->conns_tail; c && seen < CONN_EVICT_SCAN; c = c->prev, seen++) {
+    for (struct conn *c = n->srv->conns_tail; c && seen < CONN_EVICT_SCAN; c = c->prev, seen++) {
         if (!conn_idle(c) || !c->addr || c->addr == to || c->addr->nconns <= to->nconns + 1)
             continue;
-        n->conns_evicted++;
+        n->srv->conns_evicted++;
         log_info("conn %llu from %s: idle, closed at the connection limit (%u) for a connection from %s, "
                  "which holds fewer (%u against %u)",
                  (unsigned long long)c->id, c->peer, (unsigned)n->cfg.max_connections, to->ip,
@@ -694,7 +695,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         accept_refuse(n, fd, why);
         return;
     }
-    if (n->nconns >= n->cfg.max_connections && !accept_evict(n, a)) {
+    if (n->srv->nconns >= n->cfg.max_connections && !accept_evict(n, a)) {
         accept_refuse(n, fd, "too many connections");
         return;
     }
@@ -709,7 +710,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->node = n;
-    c->id = ++n->next_conn_id;
+    c->id = ++n->srv->next_conn_id;
     c->bev = bev;
     c->refs = 1;
     c->addr = a;
@@ -718,7 +719,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     frame_decoder_init(&c->dec, n->cfg.max_frame_bytes);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     conn_list_push(n, c);
-    n->nconns++;
+    n->srv->nconns++;
     n->stats.conns_accepted++;
     bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     /* The write callback, which lets a paused connection go on, runs once
@@ -741,23 +742,23 @@ static void conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
     if (idle) {
         /* A client that has not taken a byte of its replies (or of a
          * stream: WATCH, SNAPSHOT_SAVE) for as long is not reading. */
-        for (struct conn *c = n->conns, *next; c; c = next) {
+        for (struct conn *c = n->srv->conns, *next; c; c = next) {
             next = c->next;
             if (conn_out_len(c) > 0 && now - c->drained_ms >= idle) {
-                n->conns_cut_output++;
+                n->srv->conns_cut_output++;
                 log_warn("conn %llu from %s: %zu bytes unsent and none taken for %llu ms (--idle-timeout-ms); closing",
                          (unsigned long long)c->id, c->peer, conn_out_len(c),
                          (unsigned long long)(now - c->drained_ms));
                 conn_close(c, "replies not read");
             }
         }
-        for (struct conn *c = n->conns_tail, *prev; c; c = prev) {
+        for (struct conn *c = n->srv->conns_tail, *prev; c; c = prev) {
             prev = c->prev;
             if (now - c->active_ms < idle)
                 break;
             if (!conn_idle(c))
                 continue;
-            n->conns_idle_closed++;
+            n->srv->conns_idle_closed++;
             log_info("conn %llu from %s: idle for %llu ms (--idle-timeout-ms %u); closing",
                      (unsigned long long)c->id, c->peer, (unsigned long long)(now - c->active_ms), (unsigned)idle);
             conn_close(c, "idle");
@@ -772,7 +773,7 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (!n->stopping)
-        evconnlistener_enable(n->listener);
+        evconnlistener_enable(n->srv->listener);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -784,7 +785,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_warn("accept failed: %s; pausing accepts for 100 ms", evutil_socket_error_to_string(e));
     evconnlistener_disable(l);
     struct timeval tv = {0, 100000};
-    evtimer_add(n->accept_retry, &tv);
+    evtimer_add(n->srv->accept_retry, &tv);
 }
 
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns)
@@ -825,58 +826,87 @@ int conn_listen(struct node *n, struct errbuf *eb)
     socklen_t sslen;
     if (net_parse_addr(n->cfg.client_addr, &ss, &sslen) != ERR_OK)
         return errf(eb, ERR_BAD_INPUT, "bad --client-addr '%s' (want host:port)", n->cfg.client_addr);
-    n->listener = evconnlistener_new_bind(n->base, accept_cb, n,
+    n->srv->listener = evconnlistener_new_bind(n->base, accept_cb, n,
                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                               LEV_OPT_CLOSE_ON_EXEC,
                                           1024, (struct sockaddr *)&ss, (int)sslen);
-    if (!n->listener)
+    if (!n->srv->listener)
         return errf(eb, ERR_IO, "cannot listen on %s: %s", n->cfg.client_addr, strerror(errno));
-    evconnlistener_set_error_cb(n->listener, accept_error_cb);
+    evconnlistener_set_error_cb(n->srv->listener, accept_error_cb);
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
-    getsockname(evconnlistener_get_fd(n->listener), (struct sockaddr *)&bound, &blen);
-    net_format_addr((struct sockaddr *)&bound, n->client_addr, sizeof n->client_addr);
-    if (!net_is_loopback((struct sockaddr *)&bound) && !n->tls_client)
+    getsockname(evconnlistener_get_fd(n->srv->listener), (struct sockaddr *)&bound, &blen);
+    net_format_addr((struct sockaddr *)&bound, n->srv->client_addr, sizeof n->srv->client_addr);
+    if (!net_is_loopback((struct sockaddr *)&bound) && !n->srv->tls_client)
         log_warn("client port %s is reachable beyond loopback without TLS: anyone who reaches it reads "
                  "and writes in clear (see --tls-cert, --tls-key, --tls-ca)",
-                 n->client_addr);
+                 n->srv->client_addr);
     return ERR_OK;
+}
+
+struct conn_server *conn_server_new(void)
+{
+    return calloc(1, sizeof(struct conn_server));
+}
+
+void conn_server_free(struct node *n)
+{
+    free(n->srv);
+    n->srv = NULL;
+}
+
+const char *conn_server_addr(const struct node *n)
+{
+    return n->srv->client_addr;
+}
+
+void conn_server_stats(const struct node *n, struct conn_server_stats *out)
+{
+    const struct conn_server *s = n->srv;
+    *out = (struct conn_server_stats){
+        .conns = s->nconns,
+        .waiting = s->npaused,
+        .out_bytes = s->out_total,
+        .idle_closed = s->conns_idle_closed,
+        .cut_output = s->conns_cut_output,
+        .evicted = s->conns_evicted,
+    };
 }
 
 int conn_server_start(struct node *n)
 {
-    n->accept_retry = evtimer_new(n->base, accept_retry_cb, n);
-    n->conn_resume = event_new(n->base, -1, 0, conn_resume_all_cb, n);
-    n->conn_sweep = event_new(n->base, -1, EV_PERSIST, conn_sweep_cb, n);
-    if (!n->accept_retry || !n->conn_resume || !n->conn_sweep)
+    n->srv->accept_retry = evtimer_new(n->base, accept_retry_cb, n);
+    n->srv->conn_resume = event_new(n->base, -1, 0, conn_resume_all_cb, n);
+    n->srv->conn_sweep = event_new(n->base, -1, EV_PERSIST, conn_sweep_cb, n);
+    if (!n->srv->accept_retry || !n->srv->conn_resume || !n->srv->conn_sweep)
         return ERR_NOMEM;
     struct timeval sweep_tv = {1, 0};
-    event_add(n->conn_sweep, &sweep_tv);
+    event_add(n->srv->conn_sweep, &sweep_tv);
     conn_fd_room(n);
     return ERR_OK;
 }
 
 void conn_listen_stop(struct node *n)
 {
-    if (n->listener)
-        evconnlistener_free(n->listener);
-    n->listener = NULL;
+    if (n->srv->listener)
+        evconnlistener_free(n->srv->listener);
+    n->srv->listener = NULL;
 }
 
 void conn_server_stop(struct node *n)
 {
-    while (n->conns) {
-        struct conn *c = n->conns;
+    while (n->srv->conns) {
+        struct conn *c = n->srv->conns;
         /* Best effort: push out replies already queued. */
         if (c->bev)
             bufferevent_flush(c->bev, EV_WRITE, BEV_FINISHED);
         conn_close(c, "node stopping");
     }
-    if (n->accept_retry)
-        event_free(n->accept_retry);
-    if (n->conn_resume)
-        event_free(n->conn_resume);
-    if (n->conn_sweep)
-        event_free(n->conn_sweep);
-    n->accept_retry = n->conn_resume = n->conn_sweep = NULL;
+    if (n->srv->accept_retry)
+        event_free(n->srv->accept_retry);
+    if (n->srv->conn_resume)
+        event_free(n->srv->conn_resume);
+    if (n->srv->conn_sweep)
+        event_free(n->srv->conn_sweep);
+    n->srv->accept_retry = n->srv->conn_resume = n->srv->conn_sweep = NULL;
 }

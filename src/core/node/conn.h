@@ -17,6 +17,7 @@
 struct node;
 struct bufferevent;
 struct conn;
+struct conn_server;
 
 /* Where a detached connection's replies go (the whole-node simulator): each
  * call is one whole frame, its length prefix included, borrowed for the call. */
@@ -143,9 +144,25 @@ void conn_close_detached(struct conn *c);
 /* Record a request's latency from n->req_t0_ns (or t0_ns) to now. */
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns);
 
+/* The part's state (conn_int.h): made before anything runs (NULL: out of
+ * memory), freed after conn_server_stop. */
+struct conn_server *conn_server_new(void);
+void conn_server_free(struct node *n);
+/* The client port's address as bound, with the real port ("" before
+ * conn_listen, or without a listener). */
+const char *conn_server_addr(const struct node *n);
+/* What /metrics and STATUS show of the connections. */
+struct conn_server_stats {
+    uint32_t conns;      /* open client connections */
+    uint32_t waiting;    /* over a limit, not being read */
+    uint64_t out_bytes;  /* unsent reply bytes of all of them */
+    uint64_t idle_closed, cut_output, evicted; /* closed: idle, not reading replies, for another address */
+};
+void conn_server_stats(const struct node *n, struct conn_server_stats *out);
+
 /* Start and stop (node.c): the timers (resume, sweep, accept retry) and the
  * open-file room; the listener on --client-addr (its bound address in
- * n->client_addr); closing the listener; closing every connection. */
+ * conn_server_addr); closing the listener; closing every connection. */
 int conn_server_start(struct node *n);
 int conn_listen(struct node *n, struct errbuf *eb);
 void conn_listen_stop(struct node *n);

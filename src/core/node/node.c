@@ -68,16 +68,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct node *n = arg;
     (void)what;
-    struct raft_status st;
-    raft_status(n->raft, &st);
-    if (!n->handoff_deadline_ms && st.role == RAFT_LEADER && !n->storage_failed) {
-        uint64_t to = cluster_transfer_target(n);
-        if (to && raft_transfer_leadership(n->raft, to) == ERR_OK) {
-            const struct member *m = cluster_member(n, to);
-            log_info("signal %d: handing leadership to %s before stopping", (int)sig, m ? m->name : "?");
-            n->handoff_deadline_ms = clock_mono_ms() + n->cfg.election_timeout_ms;
-            return;
-        }
+    if (replica_handoff(n)) {
+        log_info("signal %d: stopping once leadership has moved", (int)sig);
+        return;
     }
     log_info("signal %d: stopping", (int)sig);
     n->stopping = true;
@@ -88,56 +81,52 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
  * the state machine, and close the store (clean: mark its log whole). The
  * connections are closed already. node_teardown's, and the simulator's at a
  * member's crash. */
+int node_parts_new(struct node *n)
+{
+    n->srv = conn_server_new();
+    n->rep = replica_new();
+    n->cl = cluster_new();
+    return n->srv && n->rep && n->cl ? ERR_OK : ERR_NOMEM;
+}
+
 void node_free_parts(struct node *n, bool clean)
 {
-    struct sm_result none = {0};
-    /* Answer from the queue swapped out whole: a module's completion may
-     * propose again, appending to (and moving) the queue; until it is empty. */
-    while (n->nprop) {
-        struct proposal *props = n->prop;
-        size_t count = n->nprop;
-        n->prop = NULL;
-        n->nprop = n->capprop = 0;
-        for (size_t i = 0; i < count; i++) {
-            if (props[i].done) /* a module's: it frees what it holds */
-                props[i].done(n, &props[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
-            conn_unref(props[i].c); /* their connections are closed */
-        }
-        free(props);
-    }
-    free(n->prop);
+    if (n->rep)
+        replica_fail_all(n);
     modules_free(n); /* before the address table: a queued AUTH refers to its entry */
-    addr_free_all(n);
-    for (size_t i = 0; i < n->nreads; i++) {
-        conn_unref(n->reads[i].c);
-        free(n->reads[i].buf);
-    }
-    free(n->reads);
-    cluster_stop(n);
-    buf_free(&n->cmdbuf);
-    replica_stop(n);
+    if (n->srv)
+        addr_free_all(n);
+    if (n->cl)
+        cluster_stop(n);
+    if (n->rep)
+        replica_stop(n);
     if (n->sm.batch)
         sm_close(&n->sm);
     /* A clean stop with a healthy store marks its log whole (store.h). */
-    if (clean && !n->storage_failed)
+    if (clean && !replica_fenced(n))
         store_close_clean(n->st);
     else
         store_close(n->st);
     n->st = NULL;
     buf_free(&n->scratch);
+    replica_free(n);
+    cluster_free(n);
+    conn_server_free(n);
 }
 
 static void node_teardown(struct node *n)
 {
-    bool clean = n->stopping && n->raft != NULL; /* a stop asked for, after a start */
-    conn_listen_stop(n);
-    if (n->raft) {
+    bool clean = n->stopping && n->rep && n->raft != NULL; /* a stop asked for, after a start */
+    if (n->srv)
+        conn_listen_stop(n);
+    if (n->rep && n->raft) {
         replica_flush(n);
         replica_drive(n);
         replica_flush(n);
     }
     ops_http_stop(n);
-    conn_server_stop(n);
+    if (n->srv)
+        conn_server_stop(n);
     if (n->sig_term)
         event_free(n->sig_term);
     if (n->sig_int)
@@ -205,21 +194,29 @@ int node_run(const struct node_config *cfg)
                   cfg->max_frame_bytes, cfg->max_key_bytes, cfg->max_value_bytes);
         return 2;
     }
+    if (node_parts_new(n) != ERR_OK) {
+        log_error("out of memory");
+        node_free_parts(n, false);
+        free(n);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     n->started_ms = clock_wall_ms();
-    hist_init(&n->h_commit);
     for (int i = 0; i < DDKV_MSG_TYPE_MAX; i++)
         hist_init(&n->h_req[i]);
     /* The data dir (and any missing parent) is durable before anything in
      * it is relied on: a power cut must not take it (util/file.h). */
     if (file_mkdir_durable(cfg->data_dir, 0700, &eb) != ERR_OK) {
         log_error("cannot create data dir %s: %s", cfg->data_dir, eb.msg);
+        node_free_parts(n, false);
+        free(n);
         return 1;
     }
     struct store_options so = {0};
     int rc = store_open(&n->st, cfg->data_dir, &so, &eb);
     if (rc) {
         log_error("cannot open data dir %s: %s", cfg->data_dir, eb.msg);
+        node_free_parts(n, false);
         free(n);
         return node_exit_damaged(cfg, rc);
     }
@@ -264,7 +261,11 @@ int node_run(const struct node_config *cfg)
     event_add(n->sig_int, NULL);
     /* Listeners first (nothing is served before the loop runs): the peer
      * hello carries the client address as bound. */
-    if ((rc = conn_listen(n, &eb)) || (rc = cluster_start(n, &eb))) {
+    if ((rc = conn_listen(n, &eb)) == ERR_OK) {
+        cluster_set_client_addr(n, conn_server_addr(n));
+        rc = cluster_start(n, replica_leader_refused, &eb);
+    }
+    if (rc) {
         log_error("%s", eb.msg);
         exit_code = rc == ERR_BAD_INPUT ? 2 : 1;
         goto out;
@@ -283,8 +284,8 @@ int node_run(const struct node_config *cfg)
              "raft log to %llu",
              cfg->data_dir, (unsigned long long)n->sm.applied_index,
              (unsigned long long)n->sm.revision, (unsigned long long)n->sm.applied_lamport,
-             (unsigned long long)n->sm.keys, (unsigned long long)n->log_last);
-    log_info("client listening on %s", n->client_addr);
+             (unsigned long long)n->sm.keys, (unsigned long long)replica_log_last(n));
+    log_info("client listening on %s", conn_server_addr(n));
 
     /* One loop turn, then one group commit: the libevent 2.1 stand-in for a
      * before-sleep hook (see ARCHITECTURE.md). */

@@ -121,7 +121,7 @@ struct node_io {
 /* Today's: the log syncer thread (logsync.c) woken through an eventfd, the
  * peer transport (peer.c), libevent timers on n->base, kv/snapshot.c's
  * threads, the work pool's threads (pool.c), OpenSSL's RAND_bytes. n->io_ctx
- * unused. */
+ * is its log syncer (struct logsync, between sync_start and sync_stop). */
 extern const struct node_io node_io_event;
 
 #endif

@@ -15,60 +15,68 @@
 
 static int nie_sync_start(struct node *n, struct errbuf *eb)
 {
-    return logsync_start(n->base, n->st, &n->logsync, eb);
+    struct logsync *ls = NULL;
+    int rc = logsync_start(n->base, n->st, &ls, eb);
+    n->io_ctx = ls;
+    return rc;
 }
 
 static void nie_sync_stop(struct node *n)
 {
-    logsync_stop(n->logsync); /* waits for a sync in flight */
-    n->logsync = NULL;
+    logsync_stop(n->io_ctx); /* waits for a sync in flight */
+    n->io_ctx = NULL;
 }
 
 static void nie_sync_submit(struct node *n)
 {
-    logsync_submit(n->logsync);
+    logsync_submit(n->io_ctx);
 }
 
 static bool nie_sync_poll(struct node *n, int *rc, uint64_t *ns, struct errbuf *eb)
 {
-    return logsync_poll(n->logsync, rc, ns, eb);
+    return logsync_poll(n->io_ctx, rc, ns, eb);
 }
 
 static void nie_sync_wait(struct node *n, int *rc, uint64_t *ns, struct errbuf *eb)
 {
-    logsync_wait(n->logsync, rc, ns, eb);
+    logsync_wait(n->io_ctx, rc, ns, eb);
 }
 
 static int nie_send(struct node *n, const struct raft_msg *m)
 {
-    return n->peers ? peer_send(n->peers, m) : ERR_NOT_FOUND;
+    struct peer_transport *pt = cluster_peers(n);
+    return pt ? peer_send(pt, m) : ERR_NOT_FOUND;
 }
 
 static void nie_flush(struct node *n)
 {
-    if (n->peers)
-        peer_flush(n->peers);
+    struct peer_transport *pt = cluster_peers(n);
+    if (pt)
+        peer_flush(pt);
 }
 
 static uint64_t nie_peer_version(struct node *n, uint64_t id)
 {
-    return n->peers ? peer_version_of(n->peers, id) : 0;
+    struct peer_transport *pt = cluster_peers(n);
+    return pt ? peer_version_of(pt, id) : 0;
 }
 
 static bool nie_has_peers(struct node *n)
 {
-    return n->peers != NULL;
+    return cluster_peers(n) != NULL;
 }
 
 static uint64_t nie_peer_incarnation(struct node *n, uint64_t id)
 {
-    return n->peers ? peer_incarnation_of(n->peers, id) : 0;
+    struct peer_transport *pt = cluster_peers(n);
+    return pt ? peer_incarnation_of(pt, id) : 0;
 }
 
 static void nie_peer_refuse(struct node *n, uint64_t id, const char *why)
 {
-    if (n->peers)
-        peer_drop_inbound(n->peers, id, why);
+    struct peer_transport *pt = cluster_peers(n);
+    if (pt)
+        peer_drop_inbound(pt, id, why);
 }
 
 struct node_timer {

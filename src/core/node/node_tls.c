@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "node/node_int.h"
+#include "node/conn_int.h"
 #include "util/log.h"
 
 static const char *const node_client_cert_names[] = {"", "none", "optional", "required"};
@@ -46,7 +47,7 @@ int node_tls_init(struct node *n, struct errbuf *eb)
     enum tls_peer_cert want = cc == NODE_CLIENT_CERT_REQUIRED   ? TLS_PEER_CERT_REQUIRED
                               : cc == NODE_CLIENT_CERT_OPTIONAL ? TLS_PEER_CERT_OPTIONAL
                                                                 : TLS_PEER_CERT_NONE;
-    if ((rc = tls_server_ctx(&n->tls_client, cfg->tls_cert, cfg->tls_key, ca, want, eb)))
+    if ((rc = tls_server_ctx(&n->srv->tls_client, cfg->tls_cert, cfg->tls_key, ca, want, eb)))
         return rc;
     bool peers = cfg->peer_tls != NODE_PEER_TLS_OFF;
     if (peers &&
@@ -59,16 +60,16 @@ int node_tls_init(struct node *n, struct errbuf *eb)
 
 void node_tls_free(struct node *n)
 {
-    SSL_CTX_free(n->tls_client);
+    SSL_CTX_free(n->srv->tls_client);
     SSL_CTX_free(n->tls_peer);
-    n->tls_client = n->tls_peer = NULL;
+    n->srv->tls_client = n->tls_peer = NULL;
 }
 
 struct bufferevent *node_tls_accept(struct node *n, struct conn *c, int fd)
 {
-    if (!n->tls_client)
+    if (!n->srv->tls_client)
         return bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    SSL *ssl = SSL_new(n->tls_client);
+    SSL *ssl = SSL_new(n->srv->tls_client);
     if (!ssl)
         return NULL;
     struct bufferevent *bev =

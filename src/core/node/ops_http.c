@@ -48,7 +48,7 @@ static void http_health(struct evhttp_request *req, void *arg)
     snprintf(body, sizeof body,
              "{\"healthy\":%s,\"name\":\"%s\",\"storage_failed\":%s,\"sees_leader\":%s,"
              "\"lag_entries\":%llu,\"lag_ms\":%llu}",
-             ok ? "true" : "false", n->cfg.name, n->storage_failed ? "true" : "false",
+             ok ? "true" : "false", n->cfg.name, replica_fenced(n) ? "true" : "false",
              h.sees_leader ? "true" : "false", (unsigned long long)h.lag_entries, (unsigned long long)h.lag_ms);
     http_reply(req, ok ? 200 : 503, "application/json", body);
 }
@@ -101,17 +101,19 @@ static void http_metrics(struct evhttp_request *req, void *arg)
         return;
     }
     const struct node_stats *s = &n->stats;
-    metric(b, "ddkv_connections", "gauge", "Open client connections.", n->nconns);
+    struct conn_server_stats cs;
+    conn_server_stats(n, &cs);
+    metric(b, "ddkv_connections", "gauge", "Open client connections.", cs.conns);
     metric(b, "ddkv_connections_accepted_total", "counter", "Client connections accepted.", s->conns_accepted);
     metric(b, "ddkv_connections_refused_total", "counter", "Connections refused over the limit.", s->conns_refused);
     metric(b, "ddkv_connections_idle_closed_total", "counter", "Client connections closed for idleness.",
-           n->conns_idle_closed);
+           cs.idle_closed);
     metric(b, "ddkv_connections_evicted_total", "counter",
-           "Idle client connections closed at the limit for an address holding fewer.", n->conns_evicted);
+           "Idle client connections closed at the limit for an address holding fewer.", cs.evicted);
     metric(b, "ddkv_connections_cut_output_total", "counter",
-           "Client connections closed for not reading their replies.", n->conns_cut_output);
-    metric(b, "ddkv_connections_waiting", "gauge", "Client connections over a limit, not being read.", n->npaused);
-    metric(b, "ddkv_output_bytes", "gauge", "Unsent reply bytes of all client connections.", n->out_total);
+           "Client connections closed for not reading their replies.", cs.cut_output);
+    metric(b, "ddkv_connections_waiting", "gauge", "Client connections over a limit, not being read.", cs.waiting);
+    metric(b, "ddkv_output_bytes", "gauge", "Unsent reply bytes of all client connections.", cs.out_bytes);
     metric(b, "ddkv_auth_throttled_total", "counter", "AUTHs refused because their address failed recently.",
            s->auth_throttled);
     metric(b, "ddkv_tls_handshake_failures_total", "counter",
@@ -128,11 +130,11 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_commit_entries_total", "counter", "Entries written by group commits.", s->commit_entries);
     metric(b, "ddkv_commit_errors_total", "counter", "Group commits that failed.", s->commit_errors);
     metric(b, "ddkv_storage_failed", "gauge", "1 while a storage failure fences this member.",
-           n->storage_failed != 0);
+           replica_fenced(n) != 0);
     metric(b, "ddkv_storage_recoveries_total", "counter",
-           "Times this member rejoined after its disk took writes again.", n->storage_recoveries);
+           "Times this member rejoined after its disk took writes again.", replica_recoveries(n));
     metric(b, "ddkv_leader_lost_total", "counter",
-           "Times the leader's address refused a connection and this member campaigned early.", n->leader_lost);
+           "Times the leader's address refused a connection and this member campaigned early.", replica_leader_lost(n));
     metric(b, "ddkv_applied_index", "gauge", "Last applied index.", n->sm.applied_index);
     struct raft_status rs;
     raft_status(n->raft, &rs);
@@ -212,9 +214,9 @@ static void http_metrics(struct evhttp_request *req, void *arg)
             }
         }
     }
-    if (n->peers) {
+    if (cluster_peers(n)) {
         struct peer_stats ps;
-        peer_get_stats(n->peers, 0, &ps);
+        peer_get_stats(cluster_peers(n), 0, &ps);
         metric(b, "ddkv_peer_frames_sent_total", "counter", "Peer frames sent.", ps.sent);
         metric(b, "ddkv_peer_frames_received_total", "counter", "Peer frames received.", ps.received);
         metric(b, "ddkv_peer_frames_dropped_total", "counter", "Peer frames dropped (queue full).", ps.dropped);
@@ -225,7 +227,7 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_revision", "gauge", "Current revision.", n->sm.revision);
     metric(b, "ddkv_lamport", "gauge", "Lamport clock.", n->clock.now);
     metric(b, "ddkv_keys", "gauge", "Live keys.", n->sm.keys);
-    metric_hist(b, "ddkv_commit_fsync_seconds", "Synced group commit duration.", NULL, &n->h_commit, true);
+    metric_hist(b, "ddkv_commit_fsync_seconds", "Synced group commit duration.", NULL, replica_commit_hist(n), true);
     static const uint32_t req_types[] = {DDKV_MSG_READ, DDKV_MSG_WRITE, DDKV_MSG_DELETE, DDKV_MSG_LIST};
     for (size_t i = 0; i < sizeof req_types / sizeof req_types[0]; i++) {
         char label[48];

@@ -19,6 +19,67 @@
 #include "util/file.h"
 #include "util/log.h"
 
+/* The replica's state: nothing outside replica.c reads or writes it but
+ * through replica.h. */
+struct replica {
+    struct node_timer *tick;      /* raft_tick every heartbeat_ms */
+    uint64_t last_leader;         /* to count leader changes */
+    /* Writes waiting for their entries (in index order) and reads waiting
+     * for their turn (in arrival order). */
+    struct proposal *prop;
+    size_t nprop, capprop;
+    struct buf cmdbuf;            /* proposal encoding */
+    struct pending_read *reads;
+    size_t nreads, capreads;
+    uint64_t read_ctx;            /* last ctx handed to raft_read_index */
+    /* The Raft log: its writes, the indexes it holds, the hard state last
+     * made durable, and the ready batch waiting for its sync. */
+    struct store_batch *logb;
+    uint64_t log_first, log_last; /* indexes stored in the raft_log column family */
+    struct raft_hard_state hs_synced;
+    struct raft_ready pending;    /* the ready batch a sync or an install holds open */
+    bool syncing;                 /* pending waits for its sync */
+    size_t sync_applied;          /* of pending's committed entries, those applied already */
+    struct hist h_commit;         /* synced group commit, ns */
+    struct lag lag;               /* when each commit index was first known (lag.h) */
+    uint64_t regressions_seen;    /* followers found behind what they acknowledged, logged */
+    /* Snapshots: one being written, one being received or installed. */
+    struct node_job *snap_job;
+    uint64_t snap_index_taking;
+    char snap_taking[600];
+    uint64_t snap_newest;         /* the newest image written (the log is compacted to the one before) */
+    char snap_newest_path[600];
+    struct snap_recv srecv;
+    char recv_done[600];          /* the last fully received image, "" if none */
+    struct node_job *install_job;
+    struct store_batch *install_batch;
+    bool installing;              /* an image is being installed: the state machine is off limits */
+    /* An image a follower needs could not be read: take a fresh one now and
+     * compact the log to it, instead of retrying the bad one. */
+    bool snap_force;
+    bool snap_forcing;            /* the snapshot being taken replaces an unreadable image */
+    uint64_t snap_bad_index;      /* the last image reported unreadable (logged once) */
+    uint64_t snap_verified_index, snap_verified_term; /* the image last checked whole */
+    /* The storage fence: set when a storage write failed, the member stops
+     * driving Raft and refuses writes; reads keep being served. A full disk
+     * (ERR_NOSPACE) or an I/O error (a failed fsync: ERR_IO) clears by
+     * itself once the store takes synced writes again (replica_rejoin, after
+     * reopening the store for an I/O error); any other failure waits for an
+     * operator's restart. Every second a timer checks. */
+    int storage_failed;
+    bool store_reopened;          /* since the fence (ERR_IO): the store was reopened */
+    struct node_timer *storage_retry;
+    uint64_t storage_failed_ms;   /* when the fence began (monotonic) */
+    uint64_t storage_note_ms;     /* when the wait was last logged */
+    uint64_t storage_recoveries;  /* times it rejoined (/metrics) */
+    /* SIGTERM to a leader: leadership is handed over first, and the loop
+     * stops once another member leads or at this deadline (0: not stopping). */
+    uint64_t handoff_deadline_ms;
+    /* The leader's address refused a connection: campaign soon. */
+    struct node_timer *campaign_soon;
+    uint64_t leader_lost;         /* times that happened (/metrics) */
+};
+
 static void replica_sweep(struct node *n);
 
 /* Where commands are decoded: 18 KiB with a transaction's room, too big for
@@ -62,9 +123,9 @@ void replica_note_commit(struct node *n)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
-    lag_note(&n->lag, st.leader_commit > st.commit ? st.leader_commit : st.commit, clock_mono_ms());
-    if (st.regressions > n->regressions_seen) {
-        n->regressions_seen = st.regressions;
+    lag_note(&n->rep->lag, st.leader_commit > st.commit ? st.leader_commit : st.commit, clock_mono_ms());
+    if (st.regressions > n->rep->regressions_seen) {
+        n->rep->regressions_seen = st.regressions;
         log_warn("a follower holds less of the log than it had acknowledged (its disk lost entries, or it "
                  "came back empty): replicating to it again from what it holds");
     }
@@ -74,12 +135,12 @@ void replica_note_commit(struct node *n)
  * member leads, or at the deadline. */
 static void replica_handoff_check(struct node *n)
 {
-    if (!n->handoff_deadline_ms || n->stopping)
+    if (!n->rep->handoff_deadline_ms || n->stopping)
         return;
     struct raft_status st;
     raft_status(n->raft, &st);
     bool moved = st.role != RAFT_LEADER;
-    if (!moved && clock_mono_ms() < n->handoff_deadline_ms)
+    if (!moved && clock_mono_ms() < n->rep->handoff_deadline_ms)
         return;
     const struct member *m = st.leader ? cluster_member(n, st.leader) : NULL;
     if (moved)
@@ -93,7 +154,7 @@ static void replica_handoff_check(struct node *n)
 
 static void replica_tick_cb(struct node *n)
 {
-    if (!n->storage_failed) {
+    if (!n->rep->storage_failed) {
         replica_note_commit(n);
         raft_tick(n->raft);
         modules_on_tick(n);
@@ -151,20 +212,22 @@ static int replica_core_open(struct node *n, struct raft **out, struct errbuf *e
                         "(made by a pre-release ddkv): start from an empty data dir",
                         (unsigned long long)n->sm.applied_index);
         }
-        if (!n->founding) {
+        if (!cluster_founding(n)) {
             /* Joining: an empty log and configuration; the leader that adds
              * us sends the log (or a snapshot) with the configuration in it. */
             log_info("waiting to be added to a cluster (ddkv members add %s %s)", n->cfg.name,
-                     n->peer_addr[0] ? n->peer_addr : "PEER_ADDR");
-            n->log_first = n->log_last = 0;
+                     cluster_peer_addr(n)[0] ? cluster_peer_addr(n) : "PEER_ADDR");
+            n->rep->log_first = n->rep->log_last = 0;
             goto create;
         }
         /* A founding member: its configuration is the first entries of its
          * log, made durable before the core is created. Each carries the
          * member's "name=peer_addr", so the address book is in the log too. */
-        struct raft_conf conf = {.n = (uint32_t)n->nmembers};
-        for (size_t i = 0; i < n->nmembers; i++)
-            conf.ids[i] = n->members[i].id;
+        size_t nm;
+        const struct member *members = cluster_members(n, &nm);
+        struct raft_conf conf = {.n = (uint32_t)nm};
+        for (size_t i = 0; i < nm; i++)
+            conf.ids[i] = members[i].id;
         rc = raft_bootstrap(&conf, &bb, &p);
         ASSERT(rc == ERR_OK);
         static char ctxbuf[RAFT_MAX_NODES][RAFT_CC_BYTES + 130];
@@ -188,19 +251,19 @@ static int replica_core_open(struct node *n, struct raft **out, struct errbuf *e
             raftlog_loaded_free(&l);
             return rc;
         }
-        n->log_last = p.entries[p.n_entries - 1].index;
-        log_info("bootstrapped a new %zu-member cluster", n->nmembers);
+        n->rep->log_last = p.entries[p.n_entries - 1].index;
+        log_info("bootstrapped a new %zu-member cluster", nm);
     } else {
         p.hs = l.hs;
         p.snap = l.snap;
         p.entries = l.entries;
         p.n_entries = l.n_entries;
-        n->log_last = l.n_entries ? l.entries[l.n_entries - 1].index : l.snap.index;
+        n->rep->log_last = l.n_entries ? l.entries[l.n_entries - 1].index : l.snap.index;
     }
-    n->log_first = l.snap.index + 1;
+    n->rep->log_first = l.snap.index + 1;
 create:
     p.applied = n->sm.applied_index;
-    n->hs_synced = p.hs;
+    n->rep->hs_synced = p.hs;
     uint64_t log_lamport = replica_log_lamport(&l, p.applied);
     lamport_raise(&n->clock, log_lamport);
     lamport_budget_init(&n->clock, clock_mono_ms());
@@ -231,7 +294,7 @@ static void replica_campaign_if_alone(struct node *n)
 
 int replica_start(struct node *n, struct errbuf *eb)
 {
-    snap_recv_init(&n->srecv);
+    snap_recv_init(&n->rep->srecv);
     char sdir[512];
     replica_snap_dir(n, sdir, sizeof sdir);
     int rc = file_mkdir_durable(sdir, 0700, eb); /* its images are relied on */
@@ -239,12 +302,12 @@ int replica_start(struct node *n, struct errbuf *eb)
         return rc;
     if ((rc = replica_core_open(n, &n->raft, eb)))
         return rc;
-    n->logb = store_batch_new(n->st);
+    n->rep->logb = store_batch_new(n->st);
     if ((rc = n->io->sync_start(n, eb)))
         return rc;
-    if (!(n->tick = n->io->timer_new(n, replica_tick_cb)))
+    if (!(n->rep->tick = n->io->timer_new(n, replica_tick_cb)))
         return errf(eb, ERR_NOMEM, "out of memory");
-    n->io->timer_arm(n, n->tick, n->cfg.heartbeat_ms, true);
+    n->io->timer_arm(n, n->rep->tick, n->cfg.heartbeat_ms, true);
     replica_campaign_if_alone(n);
     replica_drive(n);
     return ERR_OK;
@@ -254,35 +317,187 @@ int replica_start(struct node *n, struct errbuf *eb)
  * way out, so the writes it commits are answered. */
 void replica_flush(struct node *n)
 {
-    if (n->syncing)
+    if (n->rep->syncing)
         (void)replica_sync_end(n, true);
+}
+
+struct replica *replica_new(void)
+{
+    struct replica *r = calloc(1, sizeof *r);
+    if (r)
+        hist_init(&r->h_commit);
+    return r;
+}
+
+void replica_free(struct node *n)
+{
+    free(n->rep);
+    n->rep = NULL;
+}
+
+void replica_fail_all(struct node *n)
+{
+    struct sm_result none = {0};
+    /* Answer from the queue swapped out whole: a module's completion may
+     * propose again, appending to (and moving) the queue; until it is empty. */
+    while (n->rep->nprop) {
+        struct proposal *props = n->rep->prop;
+        size_t count = n->rep->nprop;
+        n->rep->prop = NULL;
+        n->rep->nprop = n->rep->capprop = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (props[i].done) /* a module's: it frees what it holds */
+                props[i].done(n, &props[i], &none, DDKV_WERR_UNAVAILABLE, "node stopping");
+            conn_unref(props[i].c); /* their connections are closed */
+        }
+        free(props);
+    }
+    free(n->rep->prop);
+    n->rep->prop = NULL;
+    n->rep->capprop = 0;
 }
 
 void replica_stop(struct node *n)
 {
     n->io->sync_stop(n); /* waits for a sync in flight */
-    n->syncing = false;
-    if (n->snap_job)
-        n->io->snap_job_free(n, n->snap_job); /* cancels a running write */
-    n->snap_job = NULL;
-    if (n->install_job)
-        n->io->snap_job_free(n, n->install_job); /* waits: an install is finished, or recovered at start */
-    n->install_job = NULL;
-    store_batch_free(n->install_batch);
-    n->install_batch = NULL;
+    n->rep->syncing = false;
+    if (n->rep->snap_job)
+        n->io->snap_job_free(n, n->rep->snap_job); /* cancels a running write */
+    n->rep->snap_job = NULL;
+    if (n->rep->install_job)
+        n->io->snap_job_free(n, n->rep->install_job); /* waits: an install is finished, or recovered at start */
+    n->rep->install_job = NULL;
+    store_batch_free(n->rep->install_batch);
+    n->rep->install_batch = NULL;
     char sdir[512];
     replica_snap_dir(n, sdir, sizeof sdir);
-    snap_recv_reset(&n->srecv, sdir);
-    n->io->timer_free(n, n->tick);
-    n->tick = NULL;
-    n->io->timer_free(n, n->storage_retry);
-    n->storage_retry = NULL;
-    store_batch_free(n->logb);
-    n->logb = NULL;
+    snap_recv_reset(&n->rep->srecv, sdir);
+    n->io->timer_free(n, n->rep->tick);
+    n->rep->tick = NULL;
+    n->io->timer_free(n, n->rep->storage_retry);
+    n->rep->storage_retry = NULL;
+    n->io->timer_free(n, n->rep->campaign_soon);
+    n->rep->campaign_soon = NULL;
+    store_batch_free(n->rep->logb);
+    n->rep->logb = NULL;
     if (n->raft)
         raft_destroy(n->raft);
     n->raft = NULL;
+    for (size_t i = 0; i < n->rep->nreads; i++) {
+        conn_unref(n->rep->reads[i].c);
+        free(n->rep->reads[i].buf);
+    }
+    free(n->rep->reads);
+    n->rep->reads = NULL;
+    n->rep->nreads = n->rep->capreads = 0;
+    buf_free(&n->rep->cmdbuf);
 }
+
+int replica_fenced(const struct node *n)
+{
+    return n->rep->storage_failed;
+}
+
+bool replica_installing(const struct node *n)
+{
+    return n->rep->installing;
+}
+
+uint64_t replica_log_last(const struct node *n)
+{
+    return n->rep->log_last;
+}
+
+const struct lag *replica_lag(const struct node *n)
+{
+    return &n->rep->lag;
+}
+
+const struct hist *replica_commit_hist(const struct node *n)
+{
+    return &n->rep->h_commit;
+}
+
+uint64_t replica_recoveries(const struct node *n)
+{
+    return n->rep->storage_recoveries;
+}
+
+bool replica_syncing(const struct node *n)
+{
+    return n->rep->syncing;
+}
+
+const struct raft_ready *replica_pending(const struct node *n)
+{
+    return &n->rep->pending;
+}
+
+const struct proposal *replica_proposals(const struct node *n, size_t *count)
+{
+    *count = n->rep->nprop;
+    return n->rep->prop;
+}
+
+/* A follower whose leader's address refuses connections knows the leader's
+ * process is gone (a crash, kill -9, a stop): rather than wait out the
+ * election timeout (1-2 s by default), it leaves the leader's lease and
+ * campaigns after a short random delay, by which time the other followers,
+ * whose connections broke at the same moment, know it too and grant their
+ * votes. A machine that vanishes or a partition refuse nothing: those still
+ * take the timeout. Only liveness is at stake (raft_leader_lost). */
+static void replica_campaign_cb(struct node *n)
+{
+    if (n->raft && !n->rep->storage_failed && !n->rep->installing)
+        raft_campaign(n->raft);
+}
+
+void replica_leader_refused(void *node, uint64_t id)
+{
+    struct node *n = node;
+    struct replica *r = n->rep;
+    if (!n->raft || r->storage_failed || r->installing)
+        return;
+    if (raft_leader_lost(n->raft, id) != ERR_OK)
+        return; /* not our leader (or we are not a follower) */
+    r->leader_lost++;
+    uint32_t hb = n->cfg.heartbeat_ms ? n->cfg.heartbeat_ms : 100;
+    uint64_t rnd;
+    if (n->io->random(n, &rnd) != ERR_OK)
+        rnd = clock_mono_ns() ^ n->self_id;
+    uint32_t delay = 20 + (uint32_t)(rnd % hb);
+    const struct member *m = cluster_member(n, id);
+    log_info("leader %s refuses connections (its process is gone): campaigning in %u ms", m ? m->name : "?",
+             delay);
+    if (!r->campaign_soon)
+        r->campaign_soon = n->io->timer_new(n, replica_campaign_cb);
+    if (r->campaign_soon)
+        n->io->timer_arm(n, r->campaign_soon, delay, false);
+}
+
+uint64_t replica_leader_lost(const struct node *n)
+{
+    return n->rep->leader_lost;
+}
+
+bool replica_handoff(struct node *n)
+{
+    struct replica *r = n->rep;
+    if (!n->raft || r->handoff_deadline_ms || r->storage_failed)
+        return false;
+    struct raft_status st;
+    raft_status(n->raft, &st);
+    if (st.role != RAFT_LEADER)
+        return false;
+    uint64_t to = cluster_transfer_target(n);
+    if (!to || raft_transfer_leadership(n->raft, to) != ERR_OK)
+        return false;
+    const struct member *m = cluster_member(n, to);
+    log_info("handing leadership to %s before stopping", m ? m->name : "?");
+    r->handoff_deadline_ms = clock_mono_ms() + n->cfg.election_timeout_ms;
+    return true;
+}
+
 
 int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_t reply_kind,
                     const struct sm_op *op)
@@ -299,12 +514,12 @@ int replica_propose(struct node *n, struct conn *c, uint64_t request_id, uint32_
         o.auth_checked = true;
         o.auth_rev = n->sm.auth.rev;
     }
-    buf_reset(&n->cmdbuf);
-    int erc = cmd_encode_op(&o, lamport_tick(&n->clock), &n->cmdbuf);
+    buf_reset(&n->rep->cmdbuf);
+    int erc = cmd_encode_op(&o, lamport_tick(&n->clock), &n->rep->cmdbuf);
     if (erc != ERR_OK)
         return erc;
     uint64_t index, term;
-    int rc = raft_propose(n->raft, n->cmdbuf.data, n->cmdbuf.len, &index, &term);
+    int rc = raft_propose(n->raft, n->rep->cmdbuf.data, n->rep->cmdbuf.len, &index, &term);
     if (rc) {
         n->stats.proposals_refused++;
         return rc;
@@ -331,35 +546,35 @@ void replica_refuse(struct conn *c, uint64_t rid, int rc)
 void replica_propose_reply(struct node *n, struct conn *c, uint64_t rid, uint32_t reply_kind,
                            replica_reply_fn reply, const struct sm_op *op)
 {
-    if (n->storage_failed) {
-        if (n->storage_failed == ERR_NOSPACE)
+    if (n->rep->storage_failed) {
+        if (n->rep->storage_failed == ERR_NOSPACE)
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused: disk full on this member; it rejoins by itself once space returns");
-        else if (n->storage_failed == ERR_CORRUPT)
+        else if (n->rep->storage_failed == ERR_CORRUPT)
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused: this member's data dir is damaged; ask another member");
-        else if (n->storage_failed == ERR_IO)
+        else if (n->rep->storage_failed == ERR_IO)
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused: an I/O error (a failed fsync) on this member's disk; it rejoins by "
                              "itself once synced writes work again");
         else
             conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE,
                              "writes refused since a storage failure (%s); restart the node",
-                             err_str(n->storage_failed));
+                             err_str(n->rep->storage_failed));
         return;
     }
     int rc = replica_propose(n, c, rid, reply_kind, op);
     if (rc)
         replica_refuse(c, rid, rc);
     else
-        n->prop[n->nprop - 1].reply = reply;
+        n->rep->prop[n->rep->nprop - 1].reply = reply;
 }
 
 bool replica_lead_or_refuse(struct node *n, struct conn *c, uint64_t rid, bool writable)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.role == RAFT_LEADER && !(writable && n->storage_failed))
+    if (st.role == RAFT_LEADER && !(writable && n->rep->storage_failed))
         return true;
     conn_reply_not_leader(c, rid);
     return false;
@@ -372,8 +587,8 @@ int replica_propose_done(struct node *n, struct conn *c, uint64_t request_id, co
 {
     int rc = replica_propose(n, c, request_id, 0, op);
     if (rc == ERR_OK) {
-        n->prop[n->nprop - 1].done = done;
-        n->prop[n->nprop - 1].done_ctx = done_ctx;
+        n->rep->prop[n->rep->nprop - 1].done = done;
+        n->rep->prop[n->rep->nprop - 1].done_ctx = done_ctx;
     }
     return rc;
 }
@@ -407,14 +622,14 @@ static void replica_answer(struct node *n, struct proposal *p, const struct sm_r
  * behind a proposal still waiting to be answered). */
 static struct proposal *replica_take(struct node *n, size_t from, size_t count)
 {
-    ASSERT(from + count <= n->nprop);
+    ASSERT(from + count <= n->rep->nprop);
     if (!count)
         return NULL;
     struct proposal *out = malloc(count * sizeof *out);
     ASSERT(out != NULL);
-    memcpy(out, n->prop + from, count * sizeof *out);
-    memmove(n->prop + from, n->prop + from + count, (n->nprop - from - count) * sizeof *n->prop);
-    n->nprop -= count;
+    memcpy(out, n->rep->prop + from, count * sizeof *out);
+    memmove(n->rep->prop + from, n->rep->prop + from + count, (n->rep->nprop - from - count) * sizeof *n->rep->prop);
+    n->rep->nprop -= count;
     return out;
 }
 
@@ -438,19 +653,19 @@ void replica_track(struct node *n, struct conn *c, uint64_t request_id, uint32_t
      * now this leader has another entry at that index, so by leader
      * completeness the old entry was never committed and never will be. It
      * was not applied: say so (the client may retry; a session dedups). */
-    size_t keep = n->nprop;
-    while (keep > 0 && n->prop[keep - 1].index >= index) {
-        ASSERT(n->prop[keep - 1].term < term);
+    size_t keep = n->rep->nprop;
+    while (keep > 0 && n->rep->prop[keep - 1].index >= index) {
+        ASSERT(n->rep->prop[keep - 1].term < term);
         keep--;
     }
-    size_t stale = n->nprop - keep;
+    size_t stale = n->rep->nprop - keep;
     struct proposal *old = replica_take(n, keep, stale);
     /* The new one first: a completion run by the answers below proposes
      * after it, at a higher index. */
-    if (n->nprop == n->capprop)
-        n->prop = replica_grow(n->prop, &n->capprop, sizeof *n->prop);
+    if (n->rep->nprop == n->rep->capprop)
+        n->rep->prop = replica_grow(n->rep->prop, &n->rep->capprop, sizeof *n->rep->prop);
     conn_ref(c);
-    n->prop[n->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind, .reply = reply,
+    n->rep->prop[n->rep->nprop++] = (struct proposal){.c = c, .request_id = request_id, .kind = reply_kind, .reply = reply,
                                             .index = index, .term = term, .t0_ns = n->req_t0_ns};
     replica_fail_props(n, old, stale, DDKV_WERR_UNAVAILABLE,
                        "leadership changed before this write committed; it was not applied");
@@ -518,11 +733,11 @@ static bool replica_heals(int rc)
 
 static void replica_fence(struct node *n, int rc, const char *what, const char *detail)
 {
-    bool again = n->storage_failed != 0;
-    n->storage_failed = rc;
+    bool again = n->rep->storage_failed != 0;
+    n->rep->storage_failed = rc;
     n->stats.commit_errors++;
     if (!again)
-        n->storage_failed_ms = clock_mono_ms();
+        n->rep->storage_failed_ms = clock_mono_ms();
     log_error("%s failed: %s; this node stops taking part in consensus and refuses writes %s", what,
               detail,
               replica_heals(rc) ? "until the disk takes synced writes again (checked every second; it "
@@ -532,17 +747,17 @@ static void replica_fence(struct node *n, int rc, const char *what, const char *
                                   : "(fix the cause, then restart it)");
     char text[96];
     snprintf(text, sizeof text, "storage failure (%s)", rc == ERR_NOSPACE ? "disk full" : err_str(rc));
-    size_t count = n->nprop;
+    size_t count = n->rep->nprop;
     replica_fail_props(n, replica_take(n, 0, count), count, DDKV_WERR_INTERNAL, text);
-    n->store_reopened = false;
-    if (replica_heals(rc) && n->tick) {
-        if (!n->storage_retry)
-            n->storage_retry = n->io->timer_new(n, replica_retry_cb);
-        if (n->storage_retry && !n->io->timer_armed(n, n->storage_retry))
-            n->io->timer_arm(n, n->storage_retry, REPLICA_RETRY_MS, true);
-        n->storage_note_ms = 0;
-    } else if (n->storage_retry) {
-        n->io->timer_cancel(n, n->storage_retry);
+    n->rep->store_reopened = false;
+    if (replica_heals(rc) && n->rep->tick) {
+        if (!n->rep->storage_retry)
+            n->rep->storage_retry = n->io->timer_new(n, replica_retry_cb);
+        if (n->rep->storage_retry && !n->io->timer_armed(n, n->rep->storage_retry))
+            n->io->timer_arm(n, n->rep->storage_retry, REPLICA_RETRY_MS, true);
+        n->rep->storage_note_ms = 0;
+    } else if (n->rep->storage_retry) {
+        n->io->timer_cancel(n, n->rep->storage_retry);
     }
 }
 
@@ -589,9 +804,9 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
     replica_flush(n);
     /* A snapshot write in progress reads the old state through a RocksDB
      * snapshot; a restart would not have it either. */
-    if (n->snap_job)
-        n->io->snap_job_free(n, n->snap_job); /* cancels it; its .tmp file goes */
-    n->snap_job = NULL;
+    if (n->rep->snap_job)
+        n->io->snap_job_free(n, n->rep->snap_job); /* cancels it; its .tmp file goes */
+    n->rep->snap_job = NULL;
     int rc = replica_load_state(n, eb);
     if (rc)
         return rc;
@@ -607,13 +822,13 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
      * image written this run, the leader's lease countdowns. */
     char sdir[512];
     replica_snap_dir(n, sdir, sizeof sdir);
-    snap_recv_reset(&n->srecv, sdir);
-    n->recv_done[0] = 0;
-    n->snap_newest = 0;
-    n->snap_newest_path[0] = 0;
-    n->installing = false;
-    memset(&n->pending, 0, sizeof n->pending);
-    store_batch_clear(n->logb);
+    snap_recv_reset(&n->rep->srecv, sdir);
+    n->rep->recv_done[0] = 0;
+    n->rep->snap_newest = 0;
+    n->rep->snap_newest_path[0] = 0;
+    n->rep->installing = false;
+    memset(&n->rep->pending, 0, sizeof n->rep->pending);
+    store_batch_clear(n->rep->logb);
     modules_on_rejoin(n);
     if (n->sm.applied_index != applied_before)
         modules_on_state_replaced(n, n->sm.applied_index);
@@ -621,10 +836,10 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
      * will never complete: answer them now. Causal ones wait for the applied
      * Lamport time and stay. */
     size_t keep = 0;
-    for (size_t i = 0; i < n->nreads; i++) {
-        struct pending_read *r = &n->reads[i];
+    for (size_t i = 0; i < n->rep->nreads; i++) {
+        struct pending_read *r = &n->rep->reads[i];
         if (r->ctx == 0) {
-            n->reads[keep++] = *r;
+            n->rep->reads[keep++] = *r;
             continue;
         }
         replica_read_fail(n, r, DDKV_WERR_UNAVAILABLE,
@@ -632,23 +847,23 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
         conn_unref(r->c);
         free(r->buf);
     }
-    n->nreads = keep;
+    n->rep->nreads = keep;
     /* Writes proposed on the fenced core (a membership change) never reach
      * the new one: their outcome is not known here. */
-    size_t count = n->nprop;
+    size_t count = n->rep->nprop;
     replica_fail_props(n, replica_take(n, 0, count), count, DDKV_WERR_UNAVAILABLE,
                        "this member restarted its Raft state after a storage failure; the write's "
                        "outcome is unknown");
-    uint64_t fenced_ms = clock_mono_ms() - n->storage_failed_ms;
-    n->storage_failed = 0;
-    n->storage_recoveries++;
+    uint64_t fenced_ms = clock_mono_ms() - n->rep->storage_failed_ms;
+    n->rep->storage_failed = 0;
+    n->rep->storage_recoveries++;
     struct raft_status st;
     raft_status(n->raft, &st);
     log_info("storage writable again: rejoining after %llu ms fenced, from the durable state "
              "(term %llu, applied index %llu, raft log %llu..%llu)",
              (unsigned long long)fenced_ms, (unsigned long long)st.term,
-             (unsigned long long)n->sm.applied_index, (unsigned long long)n->log_first,
-             (unsigned long long)n->log_last);
+             (unsigned long long)n->sm.applied_index, (unsigned long long)n->rep->log_first,
+             (unsigned long long)n->rep->log_last);
     replica_campaign_if_alone(n);
     return ERR_OK;
 }
@@ -659,14 +874,14 @@ static int replica_rejoin(struct node *n, struct errbuf *eb)
  * after space returns), and the node rejoins. */
 static void replica_retry_cb(struct node *n)
 {
-    if (!replica_heals(n->storage_failed) || n->stopping) {
-        n->io->timer_cancel(n, n->storage_retry);
+    if (!replica_heals(n->rep->storage_failed) || n->stopping) {
+        n->io->timer_cancel(n, n->rep->storage_retry);
         return;
     }
-    if (n->installing)
+    if (n->rep->installing)
         return; /* replica_drive finishes the install first */
     struct errbuf eb;
-    if (n->storage_failed == ERR_IO && !n->store_reopened) {
+    if (n->rep->storage_failed == ERR_IO && !n->rep->store_reopened) {
         /* RocksDB keeps a failed sync's error and refuses writes until it is
          * reopened. Nothing may use the store meanwhile: the sync in flight
          * ends first, a snapshot being written is cancelled (its .tmp goes),
@@ -675,16 +890,16 @@ static void replica_retry_cb(struct node *n)
         snprintf(probe, sizeof probe, "%s/ddkv-sync-probe", n->cfg.data_dir);
         if (file_write_durable(probe, "ok\n", 3, 0600, &eb) != ERR_OK) {
             uint64_t now = clock_mono_ms();
-            if (n->storage_note_ms == 0 || now - n->storage_note_ms >= REPLICA_RETRY_NOTE_MS) {
-                n->storage_note_ms = now;
+            if (n->rep->storage_note_ms == 0 || now - n->rep->storage_note_ms >= REPLICA_RETRY_NOTE_MS) {
+                n->rep->storage_note_ms = now;
                 log_warn("the disk does not sync yet (%s); still fenced, retrying every second", eb.msg);
             }
             return; /* the store is reopened only on a disk that syncs: its recovery syncs */
         }
         unlink(probe);
         replica_flush(n);
-        n->io->snap_job_free(n, n->snap_job);
-        n->snap_job = NULL;
+        n->io->snap_job_free(n, n->rep->snap_job);
+        n->rep->snap_job = NULL;
         int rc = store_reopen(n->st, n->cfg.data_dir, &eb);
         if (rc == ERR_AGAIN)
             return;
@@ -693,11 +908,11 @@ static void replica_retry_cb(struct node *n)
                       "again, or says what is wrong with it)", n->cfg.data_dir, eb.msg);
             abort();
         }
-        n->store_reopened = true;
+        n->rep->store_reopened = true;
         log_info("store reopened after an I/O error: RocksDB recovered it from its log");
     }
     uint64_t now = clock_mono_ms();
-    bool note = n->storage_note_ms == 0 || now - n->storage_note_ms >= REPLICA_RETRY_NOTE_MS;
+    bool note = n->rep->storage_note_ms == 0 || now - n->rep->storage_note_ms >= REPLICA_RETRY_NOTE_MS;
     struct statvfs sv;
     if (statvfs(n->cfg.data_dir, &sv) == 0) {
         uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
@@ -705,7 +920,7 @@ static void replica_retry_cb(struct node *n)
                         store_memtable_bytes(n->st);
         if (avail < need) {
             if (note) {
-                n->storage_note_ms = now;
+                n->rep->storage_note_ms = now;
                 log_warn("disk full: %llu KiB free in %s, waiting for %llu KiB before rejoining",
                          (unsigned long long)(avail >> 10), n->cfg.data_dir,
                          (unsigned long long)(need >> 10));
@@ -719,18 +934,18 @@ static void replica_retry_cb(struct node *n)
             /* A sync failed (whatever fenced the node first, a full disk
              * too): the store refuses writes until it is reopened, so the
              * fence is an I/O error's from now on, reopened at the next try. */
-            n->storage_failed = ERR_IO;
-            n->store_reopened = false;
+            n->rep->storage_failed = ERR_IO;
+            n->rep->store_reopened = false;
         }
         if (note) {
-            n->storage_note_ms = now;
+            n->rep->storage_note_ms = now;
             log_warn("the store does not take writes yet (%s); still fenced, retrying every second",
                      eb.msg);
         }
         return;
     }
     if ((rc = replica_rejoin(n, &eb)) != ERR_OK && note) {
-        n->storage_note_ms = now;
+        n->rep->storage_note_ms = now;
         log_error("the store takes writes again, but the node cannot reload its state from it: %s; "
                   "still fenced, retrying every second", eb.msg);
     }
@@ -785,12 +1000,12 @@ static int replica_apply(struct node *n, const struct raft_entry *ents, size_t c
         /* Match the proposal waiting for this index, if any. */
         /* Proposals below this index that no entry settled cannot exist while
          * entries apply in order; if one did, it never committed. */
-        while (settled < n->nprop && n->prop[settled].index < e->index) {
-            memset(&n->prop[settled].res, 0, sizeof n->prop[settled].res);
-            n->prop[settled++].lost = true;
+        while (settled < n->rep->nprop && n->rep->prop[settled].index < e->index) {
+            memset(&n->rep->prop[settled].res, 0, sizeof n->rep->prop[settled].res);
+            n->rep->prop[settled++].lost = true;
         }
-        if (settled < n->nprop && n->prop[settled].index == e->index) {
-            struct proposal *p = &n->prop[settled];
+        if (settled < n->rep->nprop && n->rep->prop[settled].index == e->index) {
+            struct proposal *p = &n->rep->prop[settled];
             p->res = res;
             /* A different term at this index: the proposal was overwritten by
              * another leader's entry and will never commit. */
@@ -933,12 +1148,12 @@ static void replica_reads_settle(struct node *n, bool expire)
 {
     uint64_t now = expire ? clock_mono_ms() : 0;
     size_t keep = 0;
-    for (size_t i = 0; i < n->nreads; i++) {
-        struct pending_read *r = &n->reads[i];
+    for (size_t i = 0; i < n->rep->nreads; i++) {
+        struct pending_read *r = &n->rep->reads[i];
         bool done = true;
         if (r->ctx == 0 && n->sm.applied_lamport >= r->after_lamport) {
             replica_read_answer(n, r);
-        } else if (n->installing && !expire) {
+        } else if (n->rep->installing && !expire) {
             done = false; /* the state machine is being replaced */
         } else if (r->ctx != 0 && r->ready && n->sm.applied_index >= r->index) {
             replica_read_answer(n, r);
@@ -955,22 +1170,22 @@ static void replica_reads_settle(struct node *n, bool expire)
             conn_unref(r->c);
             free(r->buf);
         } else {
-            n->reads[keep++] = *r;
+            n->rep->reads[keep++] = *r;
         }
     }
-    n->nreads = keep;
+    n->rep->nreads = keep;
 }
 
 void replica_read(struct node *n, struct conn *c, uint64_t request_id, const struct read_target *t,
                   uint32_t consistency, uint64_t after_lamport)
 {
     uint32_t type = t->list ? DDKV_MSG_LIST : DDKV_MSG_READ;
-    if (n->storage_failed == ERR_CORRUPT) {
+    if (n->rep->storage_failed == ERR_CORRUPT) {
         conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
                          "this member's data dir is damaged (fenced); ask another member");
         return;
     }
-    if (n->installing) {
+    if (n->rep->installing) {
         conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE,
                          "this member is installing a snapshot; ask another or retry");
         return;
@@ -987,7 +1202,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
     }
     uint64_t ctx = 0;
     if (consistency == DDKV_CONSISTENCY_LINEARIZABLE) {
-        if (n->storage_failed) {
+        if (n->rep->storage_failed) {
             /* Fenced: alone in its configuration, nobody else can have
              * committed anything, so its state is the latest; with peers, a
              * newer leader may have, and another member must answer. */
@@ -1002,7 +1217,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
             }
             return;
         }
-        ctx = ++n->read_ctx;
+        ctx = ++n->rep->read_ctx;
         if (raft_read_index(n->raft, ctx) != ERR_OK) {
             conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE, "no leader known (an election?); retry");
             return;
@@ -1011,8 +1226,8 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
     } else {
         n->stats.reads_causal++;
     }
-    if (n->nreads == n->capreads)
-        n->reads = replica_grow(n->reads, &n->capreads, sizeof *n->reads);
+    if (n->rep->nreads == n->rep->capreads)
+        n->rep->reads = replica_grow(n->rep->reads, &n->rep->capreads, sizeof *n->rep->reads);
     uint8_t *k = malloc(t->klen + t->alen + 1);
     ASSERT(k != NULL);
     if (t->klen)
@@ -1023,7 +1238,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
     own.key = k;
     own.after = k + t->klen;
     conn_ref(c);
-    n->reads[n->nreads++] = (struct pending_read){
+    n->rep->reads[n->rep->nreads++] = (struct pending_read){
         .c = c, .request_id = request_id, .ctx = ctx, .after_lamport = after_lamport,
         .deadline_ms = clock_mono_ms() + 2 * (uint64_t)n->cfg.election_timeout_ms,
         .t0_ns = n->req_t0_ns, .t = own, .buf = k};
@@ -1033,14 +1248,14 @@ void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
                           void (*done)(struct node *n, struct conn *c, uint64_t request_id, uint64_t arg),
                           uint64_t arg)
 {
-    ASSERT(!n->storage_failed && !n->installing);
+    ASSERT(!n->rep->storage_failed && !n->rep->installing);
     static const struct read_target nothing = {0};
-    size_t before = n->nreads;
+    size_t before = n->rep->nreads;
     replica_read(n, c, request_id, &nothing, DDKV_CONSISTENCY_LINEARIZABLE, 0);
     /* Parked (or refused with an error, and then there is nothing to do). */
-    if (n->nreads > before) {
-        n->reads[n->nreads - 1].done = done;
-        n->reads[n->nreads - 1].done_arg = arg;
+    if (n->rep->nreads > before) {
+        n->rep->reads[n->rep->nreads - 1].done = done;
+        n->rep->reads[n->rep->nreads - 1].done_arg = arg;
     }
 }
 
@@ -1053,19 +1268,19 @@ static void replica_sweep(struct node *n)
         return;
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.leader && st.leader != n->last_leader) {
+    if (st.leader && st.leader != n->rep->last_leader) {
         n->stats.leader_changes++;
         modules_on_leader(n, st.leader, st.term);
     }
     if (st.leader)
-        n->last_leader = st.leader;
+        n->rep->last_leader = st.leader;
     /* A write waits for its entry to apply here; if this member is cut off
      * it may never learn the outcome. Give up on it after a long while:
      * outcome unknown (the client's session makes its retry safe). */
     uint64_t limit_ns = (uint64_t)n->cfg.election_timeout_ms * 10 * 1000000u;
     uint64_t now = clock_mono_ns();
     size_t k = 0;
-    while (k < n->nprop && now - n->prop[k].t0_ns > limit_ns)
+    while (k < n->rep->nprop && now - n->rep->prop[k].t0_ns > limit_ns)
         k++;
     replica_fail_props(n, replica_take(n, 0, k), k, DDKV_WERR_TIMEOUT,
                        "the write was not seen to commit in time; its outcome is unknown");
@@ -1110,14 +1325,14 @@ static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64
         /* A send starts at offset 0: check the whole image once (its CRCs
          * and length) so a damaged one is replaced instead of being sent
          * again and again to a follower that refuses it. */
-        if (offset == 0 && (n->snap_verified_index != meta->index || n->snap_verified_term != meta->term)) {
+        if (offset == 0 && (n->rep->snap_verified_index != meta->index || n->rep->snap_verified_term != meta->term)) {
             rc = n->io->snap_verify(n, path, &eb);
             if (rc == ERR_NOT_FOUND)
                 continue;
             if (rc != ERR_OK)
                 break;
-            n->snap_verified_index = meta->index;
-            n->snap_verified_term = meta->term;
+            n->rep->snap_verified_index = meta->index;
+            n->rep->snap_verified_term = meta->term;
         }
         rc = n->io->snap_read(n, path, offset, buf, cap, len, last, &eb);
     }
@@ -1125,15 +1340,15 @@ static int replica_snap_read(void *ud, const struct raft_snap_meta *meta, uint64
         return ERR_OK;
     /* The image a follower needs cannot be read: say so once, count it,
      * and take a fresh snapshot to send instead (replica_snap_tick). */
-    if (n->snap_bad_index != meta->index || !n->snap_force) {
-        n->snap_bad_index = meta->index;
+    if (n->rep->snap_bad_index != meta->index || !n->rep->snap_force) {
+        n->rep->snap_bad_index = meta->index;
         n->stats.snap_image_errors++;
-        n->snap_verified_index = 0;
+        n->rep->snap_verified_index = 0;
         log_error("snapshot image for index %llu (term %llu) cannot be sent: %s; taking a fresh snapshot "
                   "to send instead",
                   (unsigned long long)meta->index, (unsigned long long)meta->term, eb.msg);
     }
-    n->snap_force = true;
+    n->rep->snap_force = true;
     return ERR_NOT_FOUND;
 }
 
@@ -1150,30 +1365,30 @@ static void replica_snap_tick(struct node *n)
     struct errbuf eb;
     char dir[512];
     replica_snap_dir(n, dir, sizeof dir);
-    if (n->snap_job) {
+    if (n->rep->snap_job) {
         int rc;
-        if (!n->io->snap_job_done(n, n->snap_job, &rc, &eb))
+        if (!n->io->snap_job_done(n, n->rep->snap_job, &rc, &eb))
             return;
-        n->io->snap_job_free(n, n->snap_job);
-        n->snap_job = NULL;
+        n->io->snap_job_free(n, n->rep->snap_job);
+        n->rep->snap_job = NULL;
         if (rc) {
-            log_error("snapshot at %llu failed: %s", (unsigned long long)n->snap_index_taking, eb.msg);
+            log_error("snapshot at %llu failed: %s", (unsigned long long)n->rep->snap_index_taking, eb.msg);
             return;
         }
         n->stats.snapshots_taken++;
-        uint64_t prev = n->snap_newest;
+        uint64_t prev = n->rep->snap_newest;
         char prev_path[600];
-        snprintf(prev_path, sizeof prev_path, "%s", n->snap_newest_path);
-        n->snap_newest = n->snap_index_taking;
-        snprintf(n->snap_newest_path, sizeof n->snap_newest_path, "%s", n->snap_taking);
+        snprintf(prev_path, sizeof prev_path, "%s", n->rep->snap_newest_path);
+        n->rep->snap_newest = n->rep->snap_index_taking;
+        snprintf(n->rep->snap_newest_path, sizeof n->rep->snap_newest_path, "%s", n->rep->snap_taking);
         uint64_t first = raft_get_snap(n->raft)->index + 1;
-        if (n->snap_forcing) {
+        if (n->rep->snap_forcing) {
             /* Taken to replace an image that could not be read: compact to
              * this one, so it is what followers are sent from now on. */
-            n->snap_forcing = false;
-            n->snap_verified_index = 0;
-            prev = n->snap_newest;
-            snprintf(prev_path, sizeof prev_path, "%s", n->snap_newest_path);
+            n->rep->snap_forcing = false;
+            n->rep->snap_verified_index = 0;
+            prev = n->rep->snap_newest;
+            snprintf(prev_path, sizeof prev_path, "%s", n->rep->snap_newest_path);
             if (prev < first) { /* the same index: its file was rewritten in place */
                 (void)snap_prune(dir, prev_path, &eb);
                 log_info("snapshot at index %llu written again, replacing the unreadable image",
@@ -1182,7 +1397,7 @@ static void replica_snap_tick(struct node *n)
             }
         }
         if (prev < first || raft_compact(n->raft, prev) != ERR_OK) {
-            log_info("snapshot at index %llu written", (unsigned long long)n->snap_newest);
+            log_info("snapshot at index %llu written", (unsigned long long)n->rep->snap_newest);
             return;
         }
         /* The image is durable (fsynced, renamed) before its metadata is
@@ -1196,37 +1411,37 @@ static void replica_snap_tick(struct node *n)
             replica_fence(n, rc, "recording a snapshot", eb.msg);
             return;
         }
-        n->log_first = prev + 1;
+        n->rep->log_first = prev + 1;
         (void)snap_prune(dir, prev_path, &eb);
         log_info("snapshot at index %llu written; log compacted up to the one before, at %llu",
-                 (unsigned long long)n->snap_newest, (unsigned long long)prev);
+                 (unsigned long long)n->rep->snap_newest, (unsigned long long)prev);
         return;
     }
     uint64_t applied = n->sm.applied_index;
     uint64_t base = raft_get_snap(n->raft)->index;
-    if (n->snap_newest > base)
-        base = n->snap_newest;
-    bool force = n->snap_force && !n->installing && applied > 0;
+    if (n->rep->snap_newest > base)
+        base = n->rep->snap_newest;
+    bool force = n->rep->snap_force && !n->rep->installing && applied > 0;
     if (force) {
-        n->snap_force = false;
-        n->snap_forcing = true;
-    } else if (n->installing || applied < base + n->cfg.snapshot_entries) {
+        n->rep->snap_force = false;
+        n->rep->snap_forcing = true;
+    } else if (n->rep->installing || applied < base + n->cfg.snapshot_entries) {
         return;
     }
     uint64_t term;
     if (!raft_log_term(n->raft, applied, &term)) {
-        n->snap_force |= force;
-        n->snap_forcing = false;
+        n->rep->snap_force |= force;
+        n->rep->snap_forcing = false;
         return;
     }
-    if (snap_path(n->snap_taking, sizeof n->snap_taking, dir, applied, term, "snap", &eb) != ERR_OK ||
-        n->io->snap_write_start(n, n->snap_taking, applied, term, &n->snap_job, &eb) != ERR_OK) {
+    if (snap_path(n->rep->snap_taking, sizeof n->rep->snap_taking, dir, applied, term, "snap", &eb) != ERR_OK ||
+        n->io->snap_write_start(n, n->rep->snap_taking, applied, term, &n->rep->snap_job, &eb) != ERR_OK) {
         log_error("cannot start a snapshot at %llu: %s", (unsigned long long)applied, eb.msg);
-        n->snap_force |= force;
-        n->snap_forcing = false;
+        n->rep->snap_force |= force;
+        n->rep->snap_forcing = false;
         return;
     }
-    n->snap_index_taking = applied;
+    n->rep->snap_index_taking = applied;
 }
 
 /* A snapshot image arrived: install it in the background, keeping the ready
@@ -1235,27 +1450,27 @@ static bool replica_install_begin(struct node *n, const struct raft_ready *rd)
 {
     struct errbuf eb;
     const struct raft_snap_meta *m = rd->install;
-    if (!n->recv_done[0]) {
+    if (!n->rep->recv_done[0]) {
         replica_fence(n, ERR_IO, "installing a snapshot", "the image for it was not received");
         return false;
     }
     struct store_batch *b = store_batch_new(n->st);
     raftlog_stage_snapshot(b, m);
-    if (n->log_last >= n->log_first)
-        raftlog_stage_compact(b, n->log_first, n->log_last);
+    if (n->rep->log_last >= n->rep->log_first)
+        raftlog_stage_compact(b, n->rep->log_first, n->rep->log_last);
     if (rd->hs_changed)
         raftlog_stage_hard_state(b, &rd->hs);
-    int rc = n->io->snap_install_start(n, n->recv_done, b, &n->install_job, &eb);
+    int rc = n->io->snap_install_start(n, n->rep->recv_done, b, &n->rep->install_job, &eb);
     if (rc) {
         store_batch_free(b);
         replica_fence(n, rc, "installing a snapshot", eb.msg);
         return false;
     }
-    n->install_batch = b;
-    n->installing = true;
-    n->pending = *rd;
+    n->rep->install_batch = b;
+    n->rep->installing = true;
+    n->rep->pending = *rd;
     log_info("installing snapshot at index %llu (term %llu) from %s", (unsigned long long)m->index,
-             (unsigned long long)m->term, n->recv_done);
+             (unsigned long long)m->term, n->rep->recv_done);
     return true;
 }
 
@@ -1264,18 +1479,18 @@ static bool replica_install_end(struct node *n)
 {
     struct errbuf eb;
     int rc;
-    if (!n->io->snap_job_done(n, n->install_job, &rc, &eb))
+    if (!n->io->snap_job_done(n, n->rep->install_job, &rc, &eb))
         return false;
-    n->io->snap_job_free(n, n->install_job);
-    n->install_job = NULL;
-    store_batch_free(n->install_batch);
-    n->install_batch = NULL;
-    n->installing = false;
+    n->io->snap_job_free(n, n->rep->install_job);
+    n->rep->install_job = NULL;
+    store_batch_free(n->rep->install_batch);
+    n->rep->install_batch = NULL;
+    n->rep->installing = false;
     if (rc) {
         replica_fence(n, rc, "installing a snapshot", eb.msg);
         return true;
     }
-    const struct raft_snap_meta *m = n->pending.install;
+    const struct raft_snap_meta *m = n->rep->pending.install;
     sm_close(&n->sm);
     if ((rc = sm_open(&n->sm, n->st, &eb)) || (rc = cluster_reload(n, &eb))) {
         replica_fence(n, rc, "reopening the state machine after a snapshot", eb.msg);
@@ -1285,26 +1500,26 @@ static bool replica_install_end(struct node *n)
     modules_on_state_replaced(n, n->sm.applied_index);
     /* The image came from a member: its time is a member's, budgeted. */
     (void)lamport_observe_member(&n->clock, n->sm.applied_lamport, clock_mono_ms());
-    n->log_first = m->index + 1;
-    n->log_last = m->index;
-    n->snap_newest = 0; /* the received image is the base now */
-    n->snap_newest_path[0] = 0;
-    if (n->pending.hs_changed)
-        n->hs_synced = n->pending.hs;
+    n->rep->log_first = m->index + 1;
+    n->rep->log_last = m->index;
+    n->rep->snap_newest = 0; /* the received image is the base now */
+    n->rep->snap_newest_path[0] = 0;
+    if (n->rep->pending.hs_changed)
+        n->rep->hs_synced = n->rep->pending.hs;
     n->stats.snapshots_installed++;
     log_info("installed snapshot at index %llu: %llu keys", (unsigned long long)m->index,
              (unsigned long long)n->sm.keys);
     /* Writes this member proposed as leader that the image covers: their
      * fate is not known here (the client's session makes a retry safe). */
     size_t k = 0;
-    while (k < n->nprop && n->prop[k].index <= m->index)
+    while (k < n->rep->nprop && n->rep->prop[k].index <= m->index)
         k++;
     replica_fail_props(n, replica_take(n, 0, k), k, DDKV_WERR_TIMEOUT,
                        "a snapshot replaced this member's log; the write's outcome is unknown");
     char dir[512];
     replica_snap_dir(n, dir, sizeof dir);
-    (void)snap_prune(dir, n->recv_done, &eb);
-    n->recv_done[0] = 0;
+    (void)snap_prune(dir, n->rep->recv_done, &eb);
+    n->rep->recv_done[0] = 0;
     return true;
 }
 
@@ -1313,10 +1528,10 @@ static bool replica_install_end(struct node *n)
 static void replica_reads_ready(struct node *n, const struct raft_ready *rd)
 {
     for (size_t i = 0; i < rd->n_reads; i++) {
-        for (size_t j = 0; j < n->nreads; j++) {
-            if (n->reads[j].ctx == rd->reads[i].ctx) {
-                n->reads[j].ready = true;
-                n->reads[j].index = rd->reads[i].index;
+        for (size_t j = 0; j < n->rep->nreads; j++) {
+            if (n->rep->reads[j].ctx == rd->reads[i].ctx) {
+                n->rep->reads[j].ready = true;
+                n->rep->reads[j].index = rd->reads[i].index;
                 break;
             }
         }
@@ -1332,7 +1547,7 @@ static void replica_complete(struct node *n, const struct raft_ready *rd, size_t
         replica_apply(n, rd->committed + done, rd->n_committed - done) != ERR_OK)
         return;
     replica_reads_ready(n, rd);
-    if (n->nreads)
+    if (n->rep->nreads)
         replica_reads_settle(n, false);
     raft_advance(n->raft, rd);
 }
@@ -1343,7 +1558,7 @@ static void replica_complete(struct node *n, const struct raft_ready *rd, size_t
  * applied while the batch's own sync runs. */
 static size_t replica_durable_committed(const struct node *n, const struct raft_ready *rd)
 {
-    uint64_t bound = n->log_last;
+    uint64_t bound = n->rep->log_last;
     if (rd->n_entries && rd->entries[0].index - 1 < bound)
         bound = rd->entries[0].index - 1;
     size_t k = 0;
@@ -1356,11 +1571,11 @@ static size_t replica_durable_committed(const struct node *n, const struct raft_
  * are durable; finish the batch. */
 static void replica_sync_done(struct node *n, int rc, uint64_t ns, const char *detail)
 {
-    const struct raft_ready *rd = &n->pending;
-    n->syncing = false;
-    if (n->storage_failed)
+    const struct raft_ready *rd = &n->rep->pending;
+    n->rep->syncing = false;
+    if (n->rep->storage_failed)
         return; /* fenced meanwhile: rejoining rebuilds from the store */
-    hist_record(&n->h_commit, ns);
+    hist_record(&n->rep->h_commit, ns);
     n->stats.commits++;
     n->stats.commit_entries += rd->n_entries;
     if (rc) {
@@ -1368,13 +1583,13 @@ static void replica_sync_done(struct node *n, int rc, uint64_t ns, const char *d
         return;
     }
     if (rd->n_entries) {
-        n->log_last = rd->entries[rd->n_entries - 1].index;
+        n->rep->log_last = rd->entries[rd->n_entries - 1].index;
         for (size_t i = 0; i < rd->n_entries; i++)
             modules_on_appended(n, &rd->entries[i]);
     }
     if (rd->hs_changed)
-        n->hs_synced = rd->hs;
-    replica_complete(n, rd, n->sync_applied);
+        n->rep->hs_synced = rd->hs;
+    replica_complete(n, rd, n->rep->sync_applied);
 }
 
 /* Wait for (block) or check the sync in flight; true once it is finished
@@ -1406,13 +1621,13 @@ static bool replica_sync_end(struct node *n, bool block)
 static void replica_finish(struct node *n, const struct raft_ready *rd)
 {
     struct errbuf eb;
-    bool sync = rd->n_entries > 0 || rd->hs.term != n->hs_synced.term ||
-                rd->hs.vote != n->hs_synced.vote;
+    bool sync = rd->n_entries > 0 || rd->hs.term != n->rep->hs_synced.term ||
+                rd->hs.vote != n->rep->hs_synced.vote;
     if (!sync) {
         if (rd->hs_changed && rd->n_committed == 0) {
-            store_batch_clear(n->logb);
-            raftlog_stage_hard_state(n->logb, &rd->hs);
-            int rc = store_write(n->st, n->logb, false, &eb);
+            store_batch_clear(n->rep->logb);
+            raftlog_stage_hard_state(n->rep->logb, &rd->hs);
+            int rc = store_write(n->st, n->rep->logb, false, &eb);
             if (rc) {
                 replica_fence(n, rc, "writing the Raft hard state", eb.msg);
                 return;
@@ -1423,11 +1638,11 @@ static void replica_finish(struct node *n, const struct raft_ready *rd)
         replica_complete(n, rd, 0);
         return;
     }
-    store_batch_clear(n->logb);
-    raftlog_stage_entries(n->logb, rd->entries, rd->n_entries, n->log_last);
+    store_batch_clear(n->rep->logb);
+    raftlog_stage_entries(n->rep->logb, rd->entries, rd->n_entries, n->rep->log_last);
     if (rd->hs_changed)
-        raftlog_stage_hard_state(n->logb, &rd->hs);
-    int rc = store_write(n->st, n->logb, false, &eb);
+        raftlog_stage_hard_state(n->rep->logb, &rd->hs);
+    int rc = store_write(n->st, n->rep->logb, false, &eb);
     if (rc) {
         replica_fence(n, rc, "writing the Raft log", eb.msg);
         return;
@@ -1437,11 +1652,11 @@ static void replica_finish(struct node *n, const struct raft_ready *rd)
     if (k && replica_apply(n, rd->committed, k) != ERR_OK)
         return;
     replica_reads_ready(n, rd);
-    if (n->nreads)
+    if (n->rep->nreads)
         replica_reads_settle(n, false);
-    n->pending = *rd;
-    n->sync_applied = k;
-    n->syncing = true;
+    n->rep->pending = *rd;
+    n->rep->sync_applied = k;
+    n->rep->syncing = true;
     n->io->sync_submit(n);
 }
 
@@ -1451,21 +1666,21 @@ void replica_drive(struct node *n)
      * background compaction) fences the member: what else on its disk
      * changed is not known, so it neither votes, acknowledges nor serves. */
     const char *why;
-    if (n->storage_failed != ERR_CORRUPT && store_corruption(n->st, &why))
+    if (n->rep->storage_failed != ERR_CORRUPT && store_corruption(n->st, &why))
         replica_fence(n, ERR_CORRUPT, "reading the store", why);
-    if (!n->storage_failed)
+    if (!n->rep->storage_failed)
         replica_note_commit(n);
-    if (n->syncing && !replica_sync_end(n, false))
+    if (n->rep->syncing && !replica_sync_end(n, false))
         return;
-    if (n->installing) {
+    if (n->rep->installing) {
         if (!replica_install_end(n))
             return;
-        if (n->storage_failed)
+        if (n->rep->storage_failed)
             return;
-        struct raft_ready rd = n->pending;
+        struct raft_ready rd = n->rep->pending;
         replica_finish(n, &rd);
     }
-    while (!n->storage_failed && !n->syncing && raft_has_ready(n->raft)) {
+    while (!n->rep->storage_failed && !n->rep->syncing && raft_has_ready(n->raft)) {
         struct raft_ready rd;
         raft_ready(n->raft, &rd);
         /* 1. send: messages that need durable state are held by the core
@@ -1489,9 +1704,9 @@ void replica_drive(struct node *n)
             struct errbuf eb;
             replica_snap_dir(n, dir, sizeof dir);
             if (ch->offset == 0)
-                n->recv_done[0] = 0;
-            int rc = snap_recv_chunk(&n->srecv, dir, ch->meta.index, ch->meta.term, ch->offset, ch->data,
-                                     ch->len, ch->last, n->recv_done, sizeof n->recv_done, &eb);
+                n->rep->recv_done[0] = 0;
+            int rc = snap_recv_chunk(&n->rep->srecv, dir, ch->meta.index, ch->meta.term, ch->offset, ch->data,
+                                     ch->len, ch->last, n->rep->recv_done, sizeof n->rep->recv_done, &eb);
             if (rc) {
                 replica_fence(n, rc, "receiving a snapshot", eb.msg);
                 return;

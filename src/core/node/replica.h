@@ -14,6 +14,11 @@
 
 struct node;
 struct conn;
+struct hist;
+struct lag;
+struct raft;
+struct raft_ready;
+struct replica;
 
 struct proposal;
 /* How a module answers its write once the entry applied cleanly (no error,
@@ -69,9 +74,17 @@ struct pending_read {
     uint64_t done_arg; /* handed to done */
 };
 
-/* The Raft driver (replica.c). */
+/* The Raft driver (replica.c). replica_new makes the part's state (NULL: out
+ * of memory), replica_free frees it after replica_stop. replica_start opens
+ * the core from the store and starts ticking; replica_stop stops the log
+ * syncer and the snapshot jobs, frees the core and drops the reads still
+ * waiting (their connections are closed). replica_fail_all answers every
+ * proposal still waiting "unavailable" (a stop, a crash). */
+struct replica *replica_new(void);
+void replica_free(struct node *n);
 int replica_start(struct node *n, struct errbuf *eb);
 void replica_stop(struct node *n);
+void replica_fail_all(struct node *n);
 /* Run the core's ready batches: send, persist (written at once, fsynced by
  * the log syncer thread while the loop goes on), apply, answer. Called after
  * every loop turn and when a sync finishes: the group commit. */
@@ -98,7 +111,7 @@ void replica_read(struct node *n, struct conn *c, uint64_t request_id, const str
  * leader) after the call, and has applied everything committed before it,
  * the moment a read would be answered. Failures (no leader in time) are
  * answered to c as a read's would be, and done is not called. Not while
- * storage_failed or installing. */
+ * the storage is fenced or an image is being installed. */
 void replica_read_barrier(struct node *n, struct conn *c, uint64_t request_id,
                           void (*done)(struct node *n, struct conn *c, uint64_t request_id, uint64_t arg),
                           uint64_t arg);
@@ -130,5 +143,37 @@ void replica_sm_hooks(struct node *n);
  * at start (node_run) and when a node fenced by a full disk rejoins. n->sm is
  * replaced only on success; eb says which step failed. */
 int replica_load_state(struct node *n, struct errbuf *eb);
+
+/* What the others may know of the replica. */
+/* The storage fence: 0, or the error that stopped this member's writes (a
+ * full disk or a failed sync clears by itself). */
+int replica_fenced(const struct node *n);
+/* An image is being installed: the state machine is off limits. */
+bool replica_installing(const struct node *n);
+/* The last index the Raft log holds. */
+uint64_t replica_log_last(const struct node *n);
+/* When each commit index was first known, for this member's lag (lag.h). */
+const struct lag *replica_lag(const struct node *n);
+/* Synced group commits, ns (/metrics). */
+const struct hist *replica_commit_hist(const struct node *n);
+/* Times the member rejoined after its disk took writes again. */
+uint64_t replica_recoveries(const struct node *n);
+/* The peer transport found member id's address refusing connections
+ * (cluster_start's leader_refused; node is the struct node): when id is this
+ * follower's leader, its process is gone, and rather than wait out the
+ * election timeout the member campaigns after a short random delay. Only
+ * liveness is at stake (raft_leader_lost). replica_leader_lost: times. */
+void replica_leader_refused(void *node, uint64_t id);
+uint64_t replica_leader_lost(const struct node *n);
+/* A SIGTERM'd leader: hand leadership to a reachable voter and stop once
+ * another member leads (or after an election timeout). False when this
+ * member does not lead, its storage is fenced, a handoff already runs, or no
+ * voter can take it: stop at once. */
+bool replica_handoff(struct node *n);
+/* For the whole-node simulator's checks: whether a log sync is in flight,
+ * the ready batch it holds open, and the proposals waiting (index order). */
+bool replica_syncing(const struct node *n);
+const struct raft_ready *replica_pending(const struct node *n);
+const struct proposal *replica_proposals(const struct node *n, size_t *count);
 
 #endif

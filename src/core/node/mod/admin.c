@@ -39,10 +39,10 @@ struct node_health node_health(struct node *n)
     struct node_health h;
     uint64_t now = clock_mono_ms();
     uint64_t have = n->sm.applied_index;
-    h.lag_entries = lag_entries(&n->lag, have);
-    h.lag_ms = lag_age_ms(&n->lag, have, now);
+    h.lag_entries = lag_entries(replica_lag(n), have);
+    h.lag_ms = lag_age_ms(replica_lag(n), have, now);
     h.sees_leader = node_has_leader(n);
-    h.healthy = h.sees_leader && !n->storage_failed && h.lag_entries <= n->cfg.health_max_lag_entries &&
+    h.healthy = h.sees_leader && !replica_fenced(n) && h.lag_entries <= n->cfg.health_max_lag_entries &&
                 h.lag_ms <= n->cfg.health_max_lag_ms;
     return h;
 }
@@ -54,8 +54,8 @@ bool node_member_lag(struct node *n, uint64_t id, uint64_t *match, uint64_t *ent
     if (raft_progress_get(n->raft, id, &pi) != ERR_OK)
         return false;
     *match = pi.match;
-    *entries = lag_entries(&n->lag, pi.match);
-    *ms = lag_age_ms(&n->lag, pi.match, clock_mono_ms());
+    *entries = lag_entries(replica_lag(n), pi.match);
+    *ms = lag_age_ms(replica_lag(n), pi.match, clock_mono_ms());
     return true;
 }
 
@@ -86,8 +86,8 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "term"); mw_u64(w, v.term);
     mw_str(w, "leader"); mw_str(w, v.leader);
     mw_str(w, "leader_client_addr"); mw_str(w, leader_addr);
-    mw_str(w, "client_addr"); mw_str(w, n->client_addr);
-    mw_str(w, "peer_addr"); mw_str(w, n->peer_addr[0] ? n->peer_addr : NULL);
+    mw_str(w, "client_addr"); mw_str(w, conn_server_addr(n));
+    mw_str(w, "peer_addr"); mw_str(w, cluster_peer_addr(n)[0] ? cluster_peer_addr(n) : NULL);
     mw_str(w, "commit"); mw_u64(w, v.commit);
     mw_str(w, "applied"); mw_u64(w, n->sm.applied_index);
     mw_str(w, "lamport"); mw_u64(w, n->clock.now);
@@ -95,13 +95,15 @@ void node_pack_status(struct node *n, struct msg_writer *w)
     mw_str(w, "revision"); mw_u64(w, n->sm.revision);
     mw_str(w, "keys"); mw_u64(w, n->sm.keys);
     mw_str(w, "leases"); mw_u64(w, n->sm.leases);
-    mw_str(w, "connections"); mw_u64(w, n->nconns);
+    struct conn_server_stats cs;
+    conn_server_stats(n, &cs);
+    mw_str(w, "connections"); mw_u64(w, cs.conns);
     mw_str(w, "uptime_ms"); mw_u64(w, clock_wall_ms() - n->started_ms);
     mw_str(w, "version"); mw_str(w, version_string());
     mw_str(w, "git_rev"); mw_str(w, version_git_rev());
     mw_str(w, "cluster_version"); mw_str(w, version_text(n->sm.cluster_version, ver, sizeof ver));
     mw_str(w, "healthy"); mw_bool(w, health.healthy);
-    snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)n->incarnation);
+    snprintf(cluster_id, sizeof cluster_id, "%016llx", (unsigned long long)cluster_incarnation(n));
     mw_str(w, "incarnation"); mw_str(w, cluster_id);
     mw_str(w, "lag_entries"); mw_u64(w, health.lag_entries);
     mw_str(w, "lag_ms"); mw_u64(w, health.lag_ms);
@@ -115,9 +117,9 @@ void node_pack_status(struct node *n, struct msg_writer *w)
         bool learner = (conf->learners >> i) & 1u;
         bool self = id == n->self_id;
         bool reachable = self;
-        if (!self && n->peers) {
+        if (!self && cluster_peers(n)) {
             struct peer_stats ps;
-            peer_get_stats(n->peers, id, &ps);
+            peer_get_stats(cluster_peers(n), id, &ps);
             reachable = ps.connects > ps.disconnects;
         }
         /* A leader knows how far each member is behind; others say nil. */
@@ -132,7 +134,7 @@ void node_pack_status(struct node *n, struct msg_writer *w)
             inc = 0;
         snprintf(inc_hex, sizeof inc_hex, "%016llx", (unsigned long long)inc);
         /* Its release: ours, or what its hello said (nil: not connected to us). */
-        uint64_t mv = self ? DDKV_RELEASE_VERSION : n->peers ? peer_version_of(n->peers, id) : 0;
+        uint64_t mv = self ? DDKV_RELEASE_VERSION : cluster_peers(n) ? peer_version_of(cluster_peers(n), id) : 0;
         mw_map(w, 11);
         mw_str(w, "name"); mw_str(w, m ? m->name : NULL);
         mw_str(w, "version"); mw_str(w, mv ? version_text(mv, ver, sizeof ver) : NULL);

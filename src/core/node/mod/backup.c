@@ -229,7 +229,7 @@ static void backup_on_barrier(struct node *n, struct conn *c, uint64_t request_i
     struct backups *b = n->backups;
     struct errbuf eb;
     uint64_t index = n->sm.applied_index, term = 0;
-    if (n->storage_failed || n->installing || !raft_log_term(n->raft, index, &term)) {
+    if (replica_fenced(n) || replica_installing(n) || !raft_log_term(n->raft, index, &term)) {
         conn_reply_error(c, request_id, DDKV_WERR_UNAVAILABLE, "cannot image the state now; retry");
         return;
     }
@@ -273,7 +273,7 @@ static void backup_on_barrier(struct node *n, struct conn *c, uint64_t request_i
 static void backup_save(void *ctx, struct conn *c, const struct msg *m)
 {
     struct node *n = ctx;
-    if (n->storage_failed || n->installing) {
+    if (replica_fenced(n) || replica_installing(n)) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "this member cannot image its state now; retry");
         return;
     }

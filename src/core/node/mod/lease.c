@@ -130,7 +130,7 @@ static void lease_tick(struct node *n)
 {
     struct raft_status st;
     raft_status(n->raft, &st);
-    if (st.role != RAFT_LEADER || n->storage_failed || n->installing) {
+    if (st.role != RAFT_LEADER || replica_fenced(n) || replica_installing(n)) {
         if (n->leases)
             lease_free(n);
         return;
@@ -302,7 +302,7 @@ static void lease_keepalive(void *ctx, struct conn *c, const struct msg *m)
     }
     if (!lease_extendable(n, c, m->request_id, id))
         return;
-    if (n->installing) {
+    if (replica_installing(n)) {
         conn_reply_error(c, m->request_id, DDKV_WERR_UNAVAILABLE, "installing a snapshot; retry");
         return;
     }

@@ -32,18 +32,20 @@ static void members_tick_incarnations(struct node *n, bool leader)
     const struct raft_conf *conf = raft_get_conf(n->raft);
     uint64_t now = clock_mono_ms();
     struct errbuf eb;
-    for (size_t i = 0; i < n->nmembers; i++) {
-        struct member *m = &n->members[i];
+    size_t nm;
+    struct member *members = cluster_members(n, &nm);
+    for (size_t i = 0; i < nm; i++) {
+        struct member *m = &members[i];
         uint64_t rec = 0;
         if (sm_member_incarnation(&n->sm, n->cluster_id, m->id, &rec, &eb) != ERR_OK)
             continue;
         bool self = m->id == n->self_id;
-        uint64_t have = self ? n->incarnation : n->io->peer_incarnation(n, m->id);
-        if (self && rec && rec != n->incarnation && !n->mstate->inc_self_logged) {
+        uint64_t have = self ? cluster_incarnation(n) : n->io->peer_incarnation(n, m->id);
+        if (self && rec && rec != cluster_incarnation(n) && !n->mstate->inc_self_logged) {
             n->mstate->inc_self_logged = true;
             log_error("this member's data dir is not the one the cluster knows (incarnation %016llx, recorded "
                       "%016llx): the other members refuse it until it is removed and added again",
-                      (unsigned long long)n->incarnation, (unsigned long long)rec);
+                      (unsigned long long)cluster_incarnation(n), (unsigned long long)rec);
         }
         if (!self && have && rec && rec != have && !cluster_incarnation_ok(n, m->id, m->name, have))
             n->io->peer_refuse(n, m->id, "its data dir is not the one the cluster knows");
@@ -163,7 +165,7 @@ static void members_change(struct node *n, struct conn *c, uint64_t rid, enum ra
                            uint64_t id, const char *ctx, size_t ctx_len)
 {
     uint64_t index, term;
-    if (n->storage_failed) {
+    if (replica_fenced(n)) {
         conn_reply_error(c, rid, DDKV_WERR_UNAVAILABLE, "this member's storage failed; ask another");
         return;
     }

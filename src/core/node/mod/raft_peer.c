@@ -5,7 +5,7 @@
 static void raft_peer_step(void *ctx, const struct raft_msg *m)
 {
     struct node *n = ctx;
-    if (!n->raft || n->storage_failed)
+    if (!n->raft || replica_fenced(n))
         return; /* a fenced node takes no part (ARCHITECTURE.md) */
     if (raft_step(n->raft, m) != ERR_OK)
         n->stats.peer_rejected++;
