@@ -51,6 +51,7 @@
 enum workload { WL_WRITE, WL_READ, WL_MIXED, WL_CAS };
 static const char *const workload_names[] = {"write", "read", "mixed", "cas", NULL};
 static const char *const consistency_names[] = {"linearizable", "causal", "stale", NULL};
+static const char *const onoff_names[] = {"off", "on", NULL};
 
 #define BENCH_MAX_CLIENTS 4096
 #define BENCH_COUNTER "bench/counter"
@@ -604,6 +605,7 @@ static const struct opt_def bench_opts[] = {
     {"key-size", 0, OPT_ARG, "16", "BYTES", "key length (at least 8)"},
     {"value-size", 0, OPT_ARG, "256", "BYTES", "value length"},
     {"keys", 0, OPT_ARG, "10000", "N", "key space (read and mixed write every key first)"},
+    {"prefill", 0, OPT_ARG, "on", "on|off", "read and mixed: write every key first (off: they exist already)"},
     {"consistency", 0, OPT_ARG, "linearizable", "LEVEL", "reads: linearizable | causal | stale"},
     {"read-ratio", 0, OPT_ARG, "0.9", "R", "mixed: share of reads, 0..1"},
     {"rate", 0, OPT_ARG, "0", "OPS", "open loop: this many operations per second in all (0: closed loop)"},
@@ -667,9 +669,10 @@ static int bench_run(struct cli_ctx *ctx)
     static struct bench bench;
     struct bench *b = &bench;
     memset(b, 0, sizeof *b);
-    int wl = 0, cons = 0;
+    int wl = 0, cons = 0, prefill = 1;
     uint64_t ops = 0;
     if (opts_get_choice(o, "workload", workload_names, &wl) != 0 ||
+        opts_get_choice(o, "prefill", onoff_names, &prefill) != 0 ||
         opts_get_choice(o, "consistency", consistency_names, &cons) != 0 ||
         opts_get_u32(o, "clients", 1, BENCH_MAX_CLIENTS, &b->clients) != 0 ||
         opts_get_u64(o, "ops", 0, UINT64_MAX / 2, &ops) != 0 ||
@@ -729,7 +732,7 @@ static int bench_run(struct cli_ctx *ctx)
     for (uint32_t i = 0; i < b->value_size; i++)
         b->value[i] = (uint8_t)('a' + bench_rand(b) % 26);
     hist_init(&b->lat);
-    b->prefilling = b->wl != WL_WRITE;
+    b->prefilling = b->wl != WL_WRITE && (prefill || b->wl == WL_CAS);
     uint64_t now = clock_mono_ns();
     b->start_ns = b->progress_ns = now;
     b->measure_ns = now + (uint64_t)(b->warmup_s * 1e9);

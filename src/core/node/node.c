@@ -109,6 +109,8 @@ void node_free_parts(struct node *n, bool clean)
         store_close(n->st);
     n->st = NULL;
     buf_free(&n->scratch);
+    if (n->srv)
+        node_tls_free(n); /* the connections and the peer transport are gone */
     replica_free(n);
     cluster_free(n);
     conn_server_free(n);
@@ -134,7 +136,6 @@ static void node_teardown(struct node *n)
     node_free_parts(n, clean);
     if (n->base)
         event_base_free(n->base);
-    node_tls_free(n);
 }
 
 /* The exit status of a start refused with rc: 4 when the data dir is
