@@ -68,10 +68,15 @@
     s.n = buckets.map((b) => b.n);
     s.points = buckets.reduce((a, b) => a + b.n, 0);
     if (buckets.length) s.last = buckets[buckets.length - 1].avg;
+    s.loading = false;
   }
 
   // One live point into its bucket (the same arithmetic as the hub's).
   function addPoint(s, t, v) {
+    // While the window's buckets are fetched: they hold the point (one that
+    // came after the hub read them is missed until the next reload, as one
+    // older than the newest bucket is).
+    if (s.loading) return;
     const bucket = BUCKET_MS[view.window];
     const bt = Math.floor(t / bucket) * bucket;
     const [mx, av, mn] = s.chart.data.datasets;
@@ -135,7 +140,10 @@
       const now = document.createElement('span'); now.className = 'now'; h.append(now);
       const canvas = document.createElement('canvas');
       div.append(h, canvas); box.append(div);
-      view.series.set(m.name, { meta: m, chart: makeChart(canvas, m.unit), now, n: [], points: 0, last: null });
+      // loading: until the hub's buckets arrive, live points wait for them
+      // (a point drawn first would stand alone on an empty chart).
+      view.series.set(m.name, { meta: m, chart: makeChart(canvas, m.unit), now, n: [], points: 0, last: null,
+        loading: true });
     }
     await Promise.all([...view.series.entries()].filter(([, s]) => !s.disk).map(async ([name, s]) => {
       const b = await api(`/api/clients/${enc(id)}/series/${enc(name)}?window=${view.window}`);

@@ -24,6 +24,8 @@ Regressions: the node bugs nodesim found, each put back:
   memberlead MEMBER_ADD's "already done" answered by any member
   leaserevoke a keepalive answered for a lease whose revoke is proposed
   leasefence  a keepalive answered by a leader whose storage failed
+  keepalive   a keepalive answered at once, without the ReadIndex round that
+          shows this member still leads (a deposed leader extends a lease)
   authrev     a client's write carries no auth rev (no envelope)
   authcheck   a write admitted under permissions a revoke (or a leader's
           unapplied change) has replaced applies all the same
@@ -39,8 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 MUTATIONS = {
     "answer": ("an answer sent before its entry's sync completes", "src/core/node/replica.c",
-               "    n->syncing = true;\n    n->io->sync_submit(n);",
-               "    n->syncing = true;\n    replica_sync_done(n, ERR_OK, 0, \"\");"),
+               "    n->rep->syncing = true;\n    n->io->sync_submit(n);",
+               "    n->rep->syncing = true;\n    replica_sync_done(n, ERR_OK, 0, \"\");"),
     "apply": ("an entry applied before it is durable locally", "src/core/node/replica.c",
               "    size_t k = replica_durable_committed(n, rd);",
               "    size_t k = rd->n_committed + 0 * replica_durable_committed(n, rd);"),
@@ -59,16 +61,19 @@ MUTATIONS = {
              ("    if (strcmp(j.state, \"claimed\") != 0) {",
               "    if (jt_begin(&t, &j, j.mod_rev) != ERR_OK) {")),
     "fence": ("(regression) a fence that meets EIO in its probe", "src/core/node/replica.c",
-              "            n->storage_failed = ERR_IO;\n            n->store_reopened = false;",
-              "            if (n->storage_failed == ERR_IO)\n                n->store_reopened = false;"),
+              "            n->rep->storage_failed = ERR_IO;\n            n->rep->store_reopened = false;",
+              "            if (n->rep->storage_failed == ERR_IO)\n                n->rep->store_reopened = false;"),
     "watchfrom": ("(regression) WATCH sends below its from_rev", "src/core/node/mod/watch.c",
                   "        if (e->mod_rev < w->from_rev || e->klen < w->plen ||",
                   "        if (e->klen < w->plen ||"),
     "leaserevoke": ("(regression) keepalive of a lease being revoked", "src/core/node/mod/lease.c",
                     "    if (!s || s->revoking_until_ms) {", "    if (!s) {"),
     "leasefence": ("(regression) keepalive answered by a fenced leader", "src/core/node/mod/lease.c",
-                   "    if (!replica_lead_or_refuse(n, c, m->request_id, true))\n        return;\n    struct raft_status st;",
-                   "    if (!replica_lead_or_refuse(n, c, m->request_id, false))\n        return;\n    struct raft_status st;"),
+                   "    if (!replica_lead_or_refuse(n, c, rid, true))\n        return NULL;\n    struct raft_status st;",
+                   "    if (!replica_lead_or_refuse(n, c, rid, false))\n        return NULL;\n    struct raft_status st;"),
+    "keepalive": ("(regression) keepalive answered without a ReadIndex round", "src/core/node/mod/lease.c",
+                  "    replica_read_barrier(n, c, m->request_id, lease_keepalive_confirmed, id);",
+                  "    lease_keepalive_confirmed(n, c, m->request_id, id);"),
     "takeprops": ("(regression) stale proposals answered before the new one is queued", "src/core/node/replica.c",
                   ("    struct proposal *old = replica_take(n, keep, stale);\n",
                    "    replica_fail_props(n, old, stale, DDKV_WERR_UNAVAILABLE,\n"
