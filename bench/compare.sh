@@ -57,122 +57,11 @@ done
 case $only in "" | ddkv | etcd) ;; *) die "--only takes ddkv or etcd" ;; esac
 want() { [[ -z $only || $only == "$1" ]]; }
 
-# --- what it needs ---------------------------------------------------------
-SUDO=()
-[ "$(id -u)" -eq 0 ] || SUDO=(sudo)
-# The project's build dependencies; a failure there (a package this script does
-# not need) is not fatal if the build below still works.
-scripts/deps.sh || say "scripts/deps.sh failed; building with what is installed"
-tool=""
-if want etcd; then
-    tool=$(bench/etcd-benchmark.sh) # also installs etcd-server and etcd-client
-fi
-if ! command -v gnuplot >/dev/null; then
-    say "installing gnuplot-nox"
-    "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends gnuplot-nox \
-        >/dev/null 2>&1 || die "apt-get install gnuplot-nox failed"
-fi
-if ! scripts/build.sh release >/dev/null; then
-    say "build failed; trying once more in 60 s (the tree may be mid-edit)"
-    sleep 60
-    scripts/build.sh release >/dev/null || die "scripts/build.sh release failed"
-fi
-DDKV=$ROOT/build/ddkv
+# --- what it needs (bench/lib.sh) -----------------------------------------------
+source "$ROOT/bench/lib.sh"
+bench_needs # sets tool (etcd's load tool, when etcd runs) and DDKV
 
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-day=$(date -u +%Y-%m-%d)
-RUN=var/compare/$stamp
-mkdir -p "$RUN/raw" bench/results
-OUT=bench/results/compare-$day
-((quick)) && OUT+=-quick
-META=$RUN/meta.json
-RESULTS=$RUN/results.jsonl
-: >"$RESULTS"
-
-# --- servers, stopped by PID whatever happens -----------------------------
-ETCD_PIDS=()
-cleanup() {
-    set +e
-    if [[ -n ${DDKV_CLUSTER_DIR:-} ]]; then deploy/cluster.sh stop >/dev/null 2>&1; fi
-    etcd_stop
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-is_our_etcd() { grep -q "etcd" "/proc/$1/cmdline" 2>/dev/null && grep -q "$ROOT/$RUN" "/proc/$1/cmdline" 2>/dev/null; }
-
-etcd_stop() {
-    local pid t
-    for pid in "${ETCD_PIDS[@]}"; do is_our_etcd "$pid" && kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${ETCD_PIDS[@]}"; do
-        for ((t = 0; t < 100; t++)); do is_our_etcd "$pid" || break; sleep 0.1; done
-        is_our_etcd "$pid" && kill -KILL "$pid" 2>/dev/null
-    done
-    ETCD_PIDS=()
-    return 0
-}
-
-# etcd_start NAME N: a fresh N-member etcd cluster in $RUN/NAME; sets ETCD_EPS.
-etcd_start() {
-    local name=$1 n=$2 i base ic="" eps=""
-    local dir=$ROOT/$RUN/$name
-    mkdir -p "$dir"
-    base=${ETCD_PORT_BASE:-$("${BT[@]}" free-base 32000 32280 20 1 2 3 4 5 11 12 13 14 15)}
-    for ((i = 1; i <= n; i++)); do
-        ic+="${ic:+,}e$i=http://127.0.0.1:$((base + 10 + i))"
-        eps+="${eps:+,}127.0.0.1:$((base + i))"
-    done
-    for ((i = 1; i <= n; i++)); do
-        etcd --name "e$i" --data-dir "$dir/e$i" \
-            --listen-client-urls "http://127.0.0.1:$((base + i))" \
-            --advertise-client-urls "http://127.0.0.1:$((base + i))" \
-            --listen-peer-urls "http://127.0.0.1:$((base + 10 + i))" \
-            --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 + i))" \
-            --initial-cluster "$ic" --initial-cluster-state new --initial-cluster-token "compare-$stamp-$name" \
-            --heartbeat-interval 100 --election-timeout 1000 --pre-vote=true \
-            --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) \
-            --logger zap --log-outputs stderr --log-level warn >>"$dir/e$i.log" 2>&1 </dev/null &
-        ETCD_PIDS+=($!)
-    done
-    ETCD_EPS=$eps
-    "${BT[@]}" wait-etcd-healthy etcdctl "$ETCD_EPS" 60 || { tail -3 "$dir"/e*.log >&2; die "etcd $name did not come up"; }
-}
-
-lead_first() { # lead_first ddkv|etcd: make the first endpoint's member the leader
-    if [[ $1 == etcd ]]; then
-        "${BT[@]}" etcd-lead-first etcdctl "$ETCD_EPS" || say "etcd: the first member does not lead"
-        return 0
-    fi
-    local t lead
-    for ((t = 0; t < 20; t++)); do
-        read -r lead _ < <("${BT[@]}" ddkv-leader "$DDKV" "$DDKV_EPS" 2>/dev/null) || lead=""
-        [[ $lead == n1 ]] && return 0
-        "$DDKV" members transfer n1 --endpoints "$DDKV_EPS" >/dev/null 2>&1 || true
-        sleep 0.2
-    done
-    say "ddkv: n1 does not lead"
-}
-
-etcd_finish() { # stop, and drop the data (the logs stay)
-    etcd_stop
-    rm -rf "${RUN:?}/$1"/e[0-9]
-}
-
-ddkv_start() { # ddkv_start NAME N: a fresh N-member ddkv cluster; sets DDKV_EPS
-    export DDKV_CLUSTER_DIR=$ROOT/$RUN/$1
-    local user_base=${USER_DDKV_PORT_BASE:-}
-    export DDKV_PORT_BASE=${user_base:-$("${BT[@]}" free-base 32300 32560 10 1 2 3 4 5 101 102 103 104 105 201 202 203 204 205)}
-    deploy/cluster.sh start "$2" >"$DDKV_CLUSTER_DIR.start.log" 2>&1 || { cat "$DDKV_CLUSTER_DIR.start.log" >&2; die "ddkv $1 did not come up"; }
-    DDKV_EPS=$(deploy/cluster.sh endpoints)
-}
-USER_DDKV_PORT_BASE=${DDKV_PORT_BASE:-}
-
-ddkv_finish() {
-    deploy/cluster.sh stop >/dev/null
-    rm -rf "${DDKV_CLUSTER_DIR:?}"/n[0-9]
-    unset DDKV_CLUSTER_DIR
-}
+bench_run_dir compare # sets stamp, RUN (var/compare/STAMP), OUT, META, RESULTS
 
 show() { # one progress line from the last results line
     tail -1 "$RESULTS" | python3 -c '
@@ -186,17 +75,6 @@ else:
           ", %d errors" % r["errors"] if r.get("errors") else ""))' >&2
 }
 
-first_leads() { # first_leads ddkv|etcd: yes/no, is the first endpoint (client 0's) the leader
-    local ep lead
-    if [[ $1 == ddkv ]]; then
-        ep=${DDKV_EPS%%,*}
-        read -r _ lead < <("${BT[@]}" ddkv-leader "$DDKV" "$DDKV_EPS" 2>/dev/null) || { echo unknown; return; }
-    else
-        ep=${ETCD_EPS%%,*}
-        read -r lead _ < <("${BT[@]}" etcd-leader etcdctl "$ETCD_EPS" 2>/dev/null) || { echo unknown; return; }
-    fi
-    [[ $lead == "$ep" ]] && echo yes || echo no
-}
 
 # run_ddkv NODES WORKLOAD CLIENTS BENCH-ARGS...
 # ddkv bench first writes every key of --keys for read (and cas) workloads,
@@ -264,15 +142,6 @@ etcd_compact() { # keep etcd's history from growing from one run into the next
 READ_KEY=bench/0000000001 # 16 bytes, ddkv bench's own key format
 VALUE=$(head -c 256 /dev/zero | tr '\0' v)
 
-ceiling() { # synced 4 KiB writes per second on the disk under var/
-    local f=$RUN/dd.tmp out secs
-    out=$(LC_ALL=C dd if=/dev/zero of="$f" bs=4k count="$dd_count" oflag=dsync 2>&1 >/dev/null) || true
-    rm -f "$f"
-    secs=$(sed -n 's/.* copied, \([0-9.e+-]*\) s,.*/\1/p' <<<"$out")
-    [[ -n $secs ]] || { say "dd said: $out"; return 0; }
-    "${BT[@]}" meta "$META" "ceilings:=$(awk -v n="$dd_count" -v s="$secs" -v w="$1" \
-        'BEGIN { printf "{\"when\": \"%s\", \"count\": %d, \"seconds\": %g, \"writes_per_s\": %.1f}", w, n, s, n / s }')"
-}
 
 # --- the machine, the ceilings ---------------------------------------------
 load=$(cut -d' ' -f1-3 /proc/loadavg)

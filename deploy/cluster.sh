@@ -69,12 +69,20 @@ client_flags() {
     return 0
 }
 
+# Whether PID runs: a process that exited but is not reaped yet (a zombie,
+# until its parent or init collects it, which some inits do only every
+# second or so) has stopped.
+running() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [[ $(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null) != Z ]]
+}
+
 pid_of() {
     local f="$DIR/$1.pid"
     [[ -f $f ]] || return 1
     local pid
     pid=$(cat "$f")
-    kill -0 "$pid" 2>/dev/null || return 1
+    running "$pid" || return 1
     # The PID must still be our node, not a recycled number.
     grep -q "ddkv" "/proc/$pid/cmdline" 2>/dev/null || return 1
     echo "$pid"
@@ -114,7 +122,7 @@ start_one() {
             echo "n$i started (pid $!, client $(client_addr "$i"), http $(http_addr "$i"))"
             return 0
         fi
-        kill -0 $! 2>/dev/null || { tail -5 "$DIR/n$i.log" >&2; die "n$i did not start"; }
+        running $! || { tail -5 "$DIR/n$i.log" >&2; die "n$i did not start"; }
         sleep 0.1
     done
     die "n$i did not report its port within 10 s (see $DIR/n$i.log)"
@@ -164,7 +172,7 @@ stop)
         [[ -f $f ]] || continue
         pid=$(cat "$f")
         kill -TERM "$pid" 2>/dev/null || true
-        for ((t = 0; t < 50; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for ((t = 0; t < 50; t++)); do running "$pid" || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
         rm -f "$f"
         echo "$p stopped"
@@ -179,8 +187,8 @@ stop)
         f="$DIR/n$i.pid"
         [[ -f $f ]] || continue
         pid=$(cat "$f")
-        for ((t = 0; t < 100; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "n$i killed (did not stop in 10 s)"; fi
+        for ((t = 0; t < 100; t++)); do running "$pid" || break; sleep 0.1; done
+        if running "$pid"; then kill -KILL "$pid"; echo "n$i killed (did not stop in 10 s)"; fi
         rm -f "$f"
         echo "n$i stopped"
     done
@@ -226,7 +234,7 @@ restart)
     i=$(index_of "${2:-}")
     if pid=$(pid_of "n$i"); then
         kill -TERM "$pid"
-        for ((t = 0; t < 100; t++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for ((t = 0; t < 100; t++)); do running "$pid" || break; sleep 0.1; done
     fi
     mark_start "$i"
     start_one "$i"

@@ -507,6 +507,13 @@ static void sio_snap_job_free(struct node *n, struct node_job *j)
     free(j);
 }
 
+static uint64_t sio_snap_bytes(struct node *n, const char *path)
+{
+    (void)n;
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 static int sio_snap_verify(struct node *n, const char *path, struct errbuf *eb)
 {
     (void)n;
@@ -611,6 +618,7 @@ static const struct node_io sim_io = {
     .snap_job_done = sio_snap_job_done,
     .snap_job_free = sio_snap_job_free,
     .snap_verify = sio_snap_verify,
+    .snap_bytes = sio_snap_bytes,
     .snap_read = sio_snap_read,
     .pool_start = sio_pool_start,
     .pool_submit = sio_pool_submit,

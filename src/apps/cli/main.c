@@ -63,7 +63,7 @@ static struct opt_def serve_opts[] = {
     {"frame-timeout-ms", 0, OPT_ARG, NULL, "MS", "a frame that has begun arriving must complete within this"},
     {"heartbeat-ms", 0, OPT_ARG, NULL, "MS", "Raft heartbeat interval (one tick)"},
     {"election-timeout-ms", 0, OPT_ARG, NULL, "MS", "Raft election timeout (at least 2 heartbeats)"},
-    {"snapshot-entries", 0, OPT_ARG, NULL, "N", "snapshot and compact the Raft log every N applied entries"},
+    {"snapshot-entries", 0, OPT_ARG, NULL, "N", "snapshot and compact the Raft log after N applied entries (and at least half the last image's bytes of log)"},
     {"watch-history-bytes", 0, OPT_ARG, NULL, "N", "bytes of recent changes kept for watchers to resume from"},
     {"log-level", 0, OPT_ARG, NULL, "LEVEL", "debug | info | warn | error"},
     {"tls-cert", 0, OPT_ARG, NULL, "FILE", "the node's certificate (PEM, chain allowed): the client port speaks TLS only"},

@@ -89,7 +89,8 @@ struct node_io {
      * borrowed until the job reports, as snap_install_start), asking whether
      * a job has finished (never blocks), and freeing it (a running write is
      * cancelled, an install waited for). Reading an image's chunks for a
-     * follower: snap_verify (the whole file, once per send) and snap_read. */
+     * follower: snap_verify (the whole file, once per send) and snap_read;
+     * snap_bytes, an image's size (it paces the next snapshot). */
     int (*snap_write_start)(struct node *n, const char *path, uint64_t index, uint64_t term,
                             struct node_job **out, struct errbuf *eb);
     int (*snap_install_start)(struct node *n, const char *path, struct store_batch *raft_side,
@@ -97,6 +98,7 @@ struct node_io {
     bool (*snap_job_done)(struct node *n, struct node_job *j, int *rc, struct errbuf *eb);
     void (*snap_job_free)(struct node *n, struct node_job *j); /* NULL is fine */
     int (*snap_verify)(struct node *n, const char *path, struct errbuf *eb);
+    uint64_t (*snap_bytes)(struct node *n, const char *path); /* an image's size, 0: unknown */
     int (*snap_read)(struct node *n, const char *path, uint64_t offset, uint8_t *buf, size_t cap,
                      size_t *len, bool *last, struct errbuf *eb);
 

@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "kv/snapshot.h"
 #include "node/logsync.h"
@@ -167,6 +168,13 @@ static void nie_snap_job_free(struct node *n, struct node_job *j)
         snap_job_free((struct snap_job *)j);
 }
 
+static uint64_t nie_snap_bytes(struct node *n, const char *path)
+{
+    (void)n;
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 static int nie_snap_verify(struct node *n, const char *path, struct errbuf *eb)
 {
     (void)n;
@@ -213,6 +221,7 @@ const struct node_io node_io_event = {
     .snap_job_done = nie_snap_job_done,
     .snap_job_free = nie_snap_job_free,
     .snap_verify = nie_snap_verify,
+    .snap_bytes = nie_snap_bytes,
     .snap_read = nie_snap_read,
     .pool_start = pool_start,
     .pool_submit = pool_submit,
