@@ -58,7 +58,12 @@ pass "pause/resume show in status; an unknown member is a usage error"
 
 pids=$(cat "$DDKV_CLUSTER_DIR"/n*.pid)
 expect_exit 0 "$CL" stop
-for p in $pids; do kill -0 "$p" 2>/dev/null && fail "pid $p still running after stop"; done
+# Stopped: gone, or exited and not reaped yet (a zombie: init reaps it later).
+for p in $pids; do
+    if kill -0 "$p" 2>/dev/null && [[ $(awk '/^State:/ { print $2 }' "/proc/$p/status" 2>/dev/null) != Z ]]; then
+        fail "pid $p still running after stop"
+    fi
+done
 grep -q "stopped cleanly" "$DDKV_CLUSTER_DIR/n1.log" || fail "n1 did not stop cleanly"
 pass "stop ends every member by PID, cleanly"
 echo "all $PASSED cluster.sh checks passed"
