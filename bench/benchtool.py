@@ -745,12 +745,18 @@ def plot(run_dir, prefix, meta, results):
                               % (p, st, ds, lbl) for p, lbl, st, ds in lines))
         a("set format y '%.0s%c'")
     a("unset multiplot")
+    gnuplot(run_dir, g, "benchtool")
+
+
+def gnuplot(run_dir, lines, who):
+    """Write the script lines to RUN_DIR/plot.gp and run gnuplot on it (a failure is
+    reported on stderr, not fatal: the .md and .json stand without the plot)."""
     gp = os.path.join(run_dir, "plot.gp")
     with open(gp, "w") as fh:
-        fh.write("\n".join(g) + "\n")
+        fh.write("\n".join(lines) + "\n")
     r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
     if r.returncode != 0:
-        print("benchtool: gnuplot failed:\n" + r.stderr, file=sys.stderr)
+        print("%s: gnuplot failed:\n%s" % (who, r.stderr), file=sys.stderr)
 
 
 COMMANDS = {

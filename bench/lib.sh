@@ -72,7 +72,7 @@ etcd_stop() {
 # ETCD_EXTRA (an array, may be unset) adds flags to every member.
 etcd_start() {
     local name=$1 n=$2 i
-    ETCD_DIR=$ROOT/$RUN/$name ETCD_N=$n ETCD_IC="" ETCD_EPS="" ETCD_TOKEN="bench-$stamp-$name"
+    ETCD_DIR=$ROOT/$RUN/$name ETCD_IC="" ETCD_EPS="" ETCD_TOKEN="bench-$stamp-$name"
     mkdir -p "$ETCD_DIR"
     ETCD_BASE=${ETCD_PORT_BASE:-$("${BT[@]}" free-base 32000 32280 20 1 2 3 4 5 11 12 13 14 15)}
     for ((i = 1; i <= n; i++)); do

@@ -75,8 +75,9 @@ curve() { [[ " $curves " == *" $1 "* ]]; }
 source "$ROOT/bench/lib.sh"
 bench_needs # sets tool (etcd's load tool, when etcd runs) and DDKV
 # Room for the idle connections: the nodes, etcd and the holder inherit it.
-want_fds=$((${conns// /+} + 0)) && want_fds=$((want_fds > 0 ? 65536 : 4096))
-ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+if curve conns; then
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+fi
 
 bench_run_dir scale # sets stamp, RUN (var/scale/STAMP), OUT, META, RESULTS
 HOLDER=""

@@ -27,7 +27,6 @@ import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 
@@ -241,13 +240,13 @@ def cmd_show(_):
 
 
 def size_cols(r):
-    rss = r.get("rss_kb") or {}
+    rss = r.get("rss_kb")
     disk = r.get("disk_bytes") or {}
     return {
         "write": ops(r, "write"), "write_p99": (r.get("write") or {}).get("p99_ms"),
         "read": ops(r, "read"), "read_p99": (r.get("read") or {}).get("p99_ms"),
         "load": r["point"] / r["load_s"] if r.get("load_s") else None,
-        "rss_mib": rss.get("sum_kb", 0) / 1024 / rss["n"] if rss.get("n") else None,
+        "rss_mib": per_member_mib(rss),
         "disk_x": disk["sum_bytes"] / disk["n"] / r["live_bytes"] if disk.get("n") and r.get("live_bytes") else None,
         "disk_mib": disk["sum_bytes"] / disk["n"] / 1048576 if disk.get("n") else None,
         "restart": r.get("restart_s"),
@@ -398,12 +397,7 @@ def plot(run_dir, prefix, meta, size, conns):
         g.append("plot " + ", ".join("'%s' using 1:2 with linespoints lw 2 ps 1.3 %s title '%s'"
                                      % (p, styles[sys_], sys_) for p, sys_ in lines))
     g.append("unset multiplot")
-    gp = os.path.join(run_dir, "plot.gp")
-    with open(gp, "w") as fh:
-        fh.write("\n".join(g) + "\n")
-    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
-    if r.returncode != 0:
-        print("scaletool: gnuplot failed:\n" + r.stderr, file=sys.stderr)
+    benchtool.gnuplot(run_dir, g, "scaletool")
 
 
 COMMANDS = {"rss": cmd_rss, "du": cmd_du, "hold": cmd_hold, "wait-held": cmd_wait_held, "row": cmd_row,
