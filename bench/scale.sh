@@ -3,10 +3,13 @@
 # point (issue 19's scale curves). Writes bench/results/scale-DATE.md, .json
 # and .png.
 #
-#   bench/scale.sh [--curves "size conns"] [--sizes "10000 100000 1000000"]
-#                  [--conns "0 1000 10000"] [--duration-s S] [--quick] [--only ddkv|etcd]
+#   bench/scale.sh [--curves "size conns watch"] [--sizes "10000 100000 1000000"]
+#                  [--conns "0 1000 10000"] [--watchers "1 100 1000 10000"]
+#                  [--duration-s S] [--minutes M]
+#                  [--quick] [--only ddkv|etcd]
 #
-#   --curves LIST    which curves (default "size conns"):
+#   --curves LIST    which curves (default "size conns watch"; "time" runs an hour per
+#                    system, so it is asked for by name):
 #                    size   a 3-member cluster grown to each of --sizes keys of 256 B:
 #                           load rate, 64-client write and linearizable-read throughput,
 #                           members' RSS, disk bytes per live byte, and the time for a
@@ -14,19 +17,36 @@
 #                    conns  --conns idle client connections held open (spread over the
 #                           members) on a fresh cluster: the members' RSS with them, then
 #                           while 64 clients write: throughput, p99, RSS
+#                    watch  --watchers watches of one prefix (100 to a connection,
+#                           spread over the members) while 16 clients write new
+#                           keys of it at 1,000/s (32-byte values): events delivered
+#                           per second, latency from write to event (ddkv) and from
+#                           the write's acknowledgement to the event (both; what
+#                           etcd's benchmark watch-latency measures: its writer
+#                           waits for every watcher before the next put), the
+#                           members' CPU
+#                    time   a fresh 3-member cluster written at half its peak rate
+#                           (64 clients, open loop: latency counts from when each
+#                           write was due) for --minutes minutes: throughput, p50,
+#                           p99 and max per minute, members' RSS and disk, and the
+#                           storage engine's flushes, compactions and write stalls
+#                           (ddkv's /metrics; etcd's bbolt has neither)
 #   --sizes LIST     key counts of the size curve, growing (default "10000 100000
 #                    1000000"; add 10000000 for the 10^7 point, about an hour more)
 #   --conns LIST     idle connections of the conns curve (default "0 1000 10000")
+#   --watchers LIST  watches of the watch curve (default "1 100 1000 10000")
 #   --duration-s S   measured seconds per throughput run (default 10)
+#   --minutes M      length of the time curve (default 60)
 #   --quick          smoke run of the script itself: sizes "1000 5000", conns "0 200",
-#                    2 s runs; writes scale-DATE-quick.*
+#                    2 s runs, watchers "1 50", 3 "minutes" of 5 s; writes
+#                    scale-DATE-quick.*
 #   --only SYSTEM    run ddkv or etcd alone
 #
 # The same machine, one system at a time, fresh clusters for each curve, under
 # var/scale/STAMP/ (raw outputs, logs); every server is stopped by PID on exit,
 # failure included. Ports as bench/compare.sh's (bench/lib.sh). Not here yet
-# (issue 19): the watch fan-out, the silent-leader failover and the one-hour
-# curves, and the snapshot catch-up rate of a new member.
+# (issue 19): the snapshot catch-up rate of a new member (the silent-leader
+# failover is bench/failover.sh --fault silent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,13 +57,15 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "scale.sh: $*" >&2; exit 1; }
 say() { echo "scale: $*" >&2; }
 
-curves="size conns" sizes="" conns="" duration="" only="" quick=0
+curves="size conns watch" sizes="" conns="" duration="" only="" quick=0 minutes="" watchers=""
 while (($#)); do
     case $1 in
     --curves) curves=${2:?}; shift 2 ;;
     --sizes) sizes=${2:?}; shift 2 ;;
     --conns) conns=${2:?}; shift 2 ;;
+    --watchers) watchers=${2:?}; shift 2 ;;
     --duration-s) duration=${2:?}; shift 2 ;;
+    --minutes) minutes=${2:?}; shift 2 ;;
     --quick) quick=1; shift ;;
     --only) only=${2:?}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
@@ -52,20 +74,26 @@ while (($#)); do
 done
 if ((quick)); then
     sizes=${sizes:-"1000 5000"} conns=${conns:-"0 200"} duration=${duration:-2} warmup=0.5 dd_count=300
+    minutes=${minutes:-3} minute_s=5 watchers=${watchers:-"1 50"}
 else
     sizes=${sizes:-"10000 100000 1000000"} conns=${conns:-"0 1000 10000"} duration=${duration:-10} warmup=1 dd_count=2000
+    minutes=${minutes:-60} minute_s=60 watchers=${watchers:-"1 100 1000 10000"}
 fi
+[[ $minutes =~ ^[0-9]+$ ]] && ((minutes >= 1 && minutes <= 1440)) || die "--minutes wants 1..1440, not '$minutes'"
 [[ $duration =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--duration-s wants seconds, not '$duration'"
 prev=0
 for s in $sizes; do
     [[ $s =~ ^[0-9]+$ ]] && ((s > prev && s <= 100000000)) || die "--sizes wants growing key counts up to 10^8, not '$s'"
     prev=$s
 done
+for w in $watchers; do
+    [[ $w =~ ^[0-9]+$ ]] && ((w >= 1 && w <= 100000)) || die "--watchers wants counts from 1 to 100000, not '$w'"
+done
 for k in $conns; do
     [[ $k =~ ^[0-9]+$ ]] && ((k <= 30000)) || die "--conns wants counts up to 30000, not '$k'"
 done
 for c in $curves; do
-    case $c in size | conns) ;; *) die "unknown curve '$c' (size, conns)" ;; esac
+    case $c in size | conns | watch | time) ;; *) die "unknown curve '$c' (size, conns, watch, time)" ;; esac
 done
 case $only in "" | ddkv | etcd) ;; *) die "--only takes ddkv or etcd" ;; esac
 want() { [[ -z $only || $only == "$1" ]]; }
@@ -80,6 +108,8 @@ if curve conns; then
 fi
 
 bench_run_dir scale # sets stamp, RUN (var/scale/STAMP), OUT, META, RESULTS
+# Other curves than the default ones: their own report (the day's default one stays).
+[[ $curves == "size conns watch" ]] || OUT+=-${curves// /-}
 HOLDER=""
 trap 'holder_stop; cleanup' EXIT
 
@@ -243,6 +273,80 @@ conns_point() {
     fi
 }
 
+# --- the watch curve ------------------------------------------------------------------
+# One cluster per system; a point per --watchers count.
+watch_ddkv() {
+    ddkv_start "ddkv-watch" 3
+    lead_first ddkv
+    local w f c0 t0
+    for w in $watchers; do
+        f=$RUN/raw/ddkv-watch-$w
+        c0=$("${ST[@]}" cpu $(ddkv_pids)) t0=$(date +%s.%N)
+        ddkv_bench "$f.json" --workload watch --watchers "$w" --watches-per-conn 100 --rate 1000 --clients 16 \
+            --value-size 32 --duration-s "$duration" --warmup-s "$warmup"
+        row watch ddkv "$w" "watch=$f.json" "node_cpu_pct=$("${ST[@]}" cpu-pct "$c0" "$t0" $(ddkv_pids))"
+    done
+    ddkv_finish
+}
+
+watch_etcd() {
+    etcd_start "etcd-watch" 3
+    lead_first etcd
+    local w f c0 t0
+    for w in $watchers; do
+        f=$RUN/raw/etcd-watch-$w
+        c0=$("${ST[@]}" cpu $(etcd_pids)) t0=$(date +%s.%N)
+        # --total puts at up to 1,000/s; each put waits for all watchers.
+        "$tool" --endpoints "$ETCD_EPS" --conns $(((w + 99) / 100)) --clients "$w" --precise watch-latency \
+            --put-rate 1000 --total "$(awk -v d="$duration" 'BEGIN { printf "%d", d * 1000 }')" \
+            --key-size 32 --val-size 32 >"$f.txt" 2>"$f.txt.err" || say "etcd watch-latency exited $? (see $f.txt.err)"
+        row watch etcd "$w" "watch=$f.txt" "node_cpu_pct=$("${ST[@]}" cpu-pct "$c0" "$t0" $(etcd_pids))"
+    done
+    etcd_finish "etcd-watch"
+}
+
+# --- the time curve ------------------------------------------------------------------
+# time_ddkv / time_etcd: the peak (closed loop, 64 clients), then --minutes
+# back-to-back open-loop runs of minute_s seconds at half of it, one row each.
+time_ddkv() {
+    ddkv_start "ddkv-time" 3
+    lead_first ddkv
+    local f=$RUN/raw/ddkv-time m rate http="" i
+    for i in 1 2 3; do http+="${http:+,}127.0.0.1:$((DDKV_PORT_BASE + 200 + i))"; done
+    ddkv_bench "$f-peak.json" --workload write --keys 10000 --clients 64 --duration-s "$duration" --warmup-s "$warmup"
+    rate=$("${ST[@]}" half-rate "$f-peak.json") || die "ddkv: no peak rate (see $f-peak.json.err)"
+    say "ddkv time: peak $((rate * 2)) writes/s; $minutes runs of $minute_s s at $rate/s"
+    for ((m = 1; m <= minutes; m++)); do
+        ddkv_bench "$f-$m.json" --workload write --keys 10000 --clients 64 --rate "$rate" \
+            --duration-s "$minute_s" --warmup-s 0
+        row time ddkv "$m" "write=$f-$m.json" "rate=$rate" "rss_kb=$("${ST[@]}" rss $(ddkv_pids))" \
+            "disk_bytes=$("${ST[@]}" du "$DDKV_CLUSTER_DIR"/n1 "$DDKV_CLUSTER_DIR"/n2 "$DDKV_CLUSTER_DIR"/n3)" \
+            "engine=$("${ST[@]}" engine "$http")"
+    done
+    ddkv_finish
+}
+
+time_etcd() {
+    # An hour of overwrites: etcd keeps every revision until compacted, so
+    # compact as its operators are told to (every 5 minutes).
+    ETCD_EXTRA=(--auto-compaction-mode periodic --auto-compaction-retention 5m)
+    etcd_start "etcd-time" 3
+    ETCD_EXTRA=()
+    lead_first etcd
+    local f=$RUN/raw/etcd-time m rate
+    etcd_bench "$f-peak.txt" "$duration" put --key-size 16 --val-size 256 --key-space-size 10000
+    rate=$("${ST[@]}" half-rate "$f-peak.txt") || die "etcd: no peak rate (see $f-peak.txt.err)"
+    say "etcd time: peak $((rate * 2)) writes/s; $minutes runs of $minute_s s at $rate/s"
+    for ((m = 1; m <= minutes; m++)); do
+        "$tool" --endpoints "$ETCD_EPS" --conns 64 --clients 64 --precise put --key-size 16 --val-size 256 \
+            --key-space-size 10000 --rate "$rate" --total $((rate * minute_s)) >"$f-$m.txt" 2>"$f-$m.txt.err" ||
+            say "etcd benchmark exited $? (see $f-$m.txt.err)"
+        row time etcd "$m" "write=$f-$m.txt" "rate=$rate" "rss_kb=$("${ST[@]}" rss $(etcd_pids))" \
+            "disk_bytes=$("${ST[@]}" du "$ETCD_DIR"/e1 "$ETCD_DIR"/e2 "$ETCD_DIR"/e3)"
+    done
+    etcd_finish "etcd-time"
+}
+
 # --- the run -----------------------------------------------------------------------
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 warning=""
@@ -250,13 +354,13 @@ warning=""
 if awk -v l="${load%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
     warning+="${warning:+ }Load average ${load%% *} on $(nproc) cores at the start: other processes were using the CPU, so these figures are contaminated."
 fi
-args="--curves \"$curves\" --sizes \"$sizes\" --conns \"$conns\" --duration-s $duration${only:+ --only $only}"
+args="--curves \"$curves\" --sizes \"$sizes\" --conns \"$conns\" --watchers \"$watchers\" --duration-s $duration --minutes $minutes${only:+ --only $only}"
 ((quick)) && args="--quick $args"
 "${BT[@]}" meta "$META" "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "args=$args" "nproc=$(nproc)" "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" \
     "mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)" "kernel=$(uname -srm)" \
     "disk=$(df -h var | awk 'NR == 2 { print $1 ", " $2 " total, " $4 " free" }') ($(findmnt -n -o FSTYPE -T var 2>/dev/null || echo ?))" \
-    "loadavg=$load" "duration_s=$duration" "run_dir=$RUN" "warning=$warning" "ceilings:=[]" \
+    "loadavg=$load" "duration_s=$duration" "minute_s=$minute_s" "run_dir=$RUN" "warning=$warning" "ceilings:=[]" \
     "quick:=$( ((quick)) && echo true || echo false)"
 if want etcd; then
     "${BT[@]}" meta "$META" "etcd_version=$(etcd --version | sed -n 's/^etcd Version: //p') (Debian etcd-server $(dpkg-query -W -f='${Version}' etcd-server))"
@@ -266,6 +370,14 @@ ceiling start
 if curve size; then
     if want ddkv; then size_ddkv; fi
     if want etcd; then size_etcd; fi
+fi
+if curve watch; then
+    if want ddkv; then watch_ddkv; fi
+    if want etcd; then watch_etcd; fi
+fi
+if curve time; then
+    if want ddkv; then time_ddkv; fi
+    if want etcd; then time_etcd; fi
 fi
 if curve conns; then
     for k in $conns; do

@@ -15,6 +15,14 @@ bench/benchtool.py's readers).
                                             count still open
   scaletool.py wait-held FILE TIMEOUT_S     until FILE holds a count (exit 1: a failure or
                                             the timeout)
+  scaletool.py half-rate FILE               half the ops/s of a ddkv bench (.json) or etcd
+                                            benchmark output, as a whole number (exit 1: none)
+  scaletool.py engine HOST:PORT,...         the members' storage engine counters summed from
+                                            their /metrics (JSON: flushes, compactions, stalls,
+                                            stall_s, n)
+  scaletool.py cpu PID...                   CPU seconds the processes used so far (user + system)
+  scaletool.py cpu-pct CPU0 T0 PID...       their CPU since CPU0 (from cpu) and T0 (date +%s.%N),
+                                            in percent of one core
   scaletool.py row CURVE SYSTEM POINT k=v.. one line of results.jsonl (write=FILE and
                                             read=FILE are parsed; rss_kb, disk_bytes JSON)
   scaletool.py show                         a progress line from a results line (stdin)
@@ -182,6 +190,82 @@ def cmd_wait_held(args):
     sys.exit(1)
 
 
+def cmd_half_rate(args):
+    p = perf(args[0])
+    if not p or not p.get("ops_per_s"):
+        sys.exit(1)
+    print(max(1, int(p["ops_per_s"] / 2)))
+
+
+ENGINE = {"ddkv_store_flushes_total": "flushes", "ddkv_store_compactions_total": "compactions",
+          "ddkv_store_write_stalls_total": "stalls", "ddkv_store_write_stall_seconds_total": "stall_s"}
+
+
+def cmd_engine(args):
+    import urllib.request
+    out = {v: 0 for v in ENGINE.values()}
+    out["n"] = 0
+    for addr in args[0].split(","):
+        try:
+            text = urllib.request.urlopen("http://%s/metrics" % addr, timeout=5).read().decode()
+        except OSError as e:
+            print("scaletool: %s/metrics: %s" % (addr, e), file=sys.stderr)
+            continue
+        seen = 0
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ENGINE:
+                out[ENGINE[parts[0]]] += float(parts[1])
+                seen += 1
+        out["n"] += seen == len(ENGINE)
+    print(json.dumps(out))
+
+
+def proc_cpu(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            f = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def cmd_cpu(args):
+    print("%.2f" % proc_cpu(args))
+
+
+def cmd_cpu_pct(args):
+    c0, t0 = float(args[0]), float(args[1])
+    dt = time.time() - t0
+    print("%.1f" % (100.0 * (proc_cpu(args[2:]) - c0) / dt if dt > 0 else 0))
+
+
+def watch_perf(path):
+    """A watch point: ddkv bench's JSON (its "watch" object) or etcd's watch-latency report."""
+    if not path or not os.path.exists(path):
+        return None
+    if path.endswith(".json"):
+        lines = [x for x in open(path).read().splitlines() if x.startswith("{")]
+        if not lines:
+            return None
+        j = json.loads(lines[-1])
+        w = j.get("watch") or {}
+        el, al = w.get("event_latency_ms") or {}, w.get("ack_to_event_ms") or {}
+        return {"events_per_s": w.get("events_per_s"), "writes_per_s": j.get("ops_per_s"),
+                "events": w.get("events"), "missing": w.get("events_missing"), "lost": w.get("watches_lost"),
+                "p50_ms": el.get("p50"), "p99_ms": el.get("p99"), "ack_p50_ms": al.get("p50"),
+                "ack_p99_ms": al.get("p99"), "driver_cpu_pct": j.get("driver_cpu_pct"),
+                "write_p99_ms": (j.get("latency_ms") or {}).get("p99")}
+    r = benchtool.etcd_parse(path)
+    if not r.get("ops_per_s"):
+        return {"failed": r.get("failed")}
+    # Each result is one watcher's event of one put.
+    return {"events_per_s": r["ops_per_s"], "events": r.get("ops"), "ack_p50_ms": r.get("p50_ms"),
+            "ack_p99_ms": r.get("p99_ms")}
+
 # --- results ---------------------------------------------------------------------
 
 def perf(path):
@@ -191,7 +275,8 @@ def perf(path):
         r = benchtool.ddkv_parse(path) if path.endswith(".json") else benchtool.etcd_parse(path)
     except SystemExit:
         return None
-    return {k: r.get(k) for k in ("ops_per_s", "p50_ms", "p99_ms", "errors", "failed") if r.get(k) is not None}
+    return {k: r.get(k) for k in ("ops_per_s", "p50_ms", "p99_ms", "p99_9_ms", "errors", "failed")
+            if r.get(k) is not None}
 
 
 def cmd_row(args):
@@ -201,6 +286,9 @@ def cmd_row(args):
         k, v = a.split("=", 1)
         if k in ("write", "read"):
             out[k] = perf(v)
+            out[k + "_raw"] = v
+        elif k == "watch":
+            out[k] = watch_perf(v)
             out[k + "_raw"] = v
         elif v.startswith("{"):
             out[k] = json.loads(v)
@@ -234,6 +322,18 @@ def cmd_show(_):
         parts.append("disk %.2f x live" % (r["disk_bytes"]["sum_bytes"] / r["disk_bytes"]["n"] / r["live_bytes"]))
     if "restart_s" in r:
         parts.append("restart %.2f s" % r["restart_s"])
+    if r.get("watch"):
+        w = r["watch"]
+        parts.append("events %s/s, write to event p50/p99 %s/%s ms, ack to event p50/p99 %s/%s ms, node CPU %s%%"
+                     % (fmt(w.get("events_per_s")), fmt(w.get("p50_ms"), "%.2f"), fmt(w.get("p99_ms"), "%.2f"),
+                        fmt(w.get("ack_p50_ms"), "%.2f"), fmt(w.get("ack_p99_ms"), "%.2f"),
+                        fmt(r.get("node_cpu_pct"))))
+    elif "watch_raw" in r:
+        parts.append("watch FAILED")
+    if r.get("engine"):
+        e = r["engine"]
+        parts.append("engine: %d flushes, %d compactions, %d stalls (%.1f s)"
+                     % (e["flushes"], e["compactions"], e["stalls"], e["stall_s"]))
     if "load_s" in r and r["load_s"]:
         parts.append("load %.0f keys/s" % (r["point"] / r["load_s"]))
     print("scale: %s %s %d: %s" % (r["curve"], r["system"], r["point"], ", ".join(parts)))
@@ -339,14 +439,112 @@ def cmd_report(args):
                               "connections)." % (system, (b - a) * 1024 * 3 / (pts[-1]["point"] - pts[0]["point"]),
                                                  "{:,}".format(pts[-1]["point"]), "{:,}".format(pts[0]["point"])))
         md.append("")
-    md += ["Not measured yet (issue 19): watch fan-out, failover when the leader vanishes silently, the "
-           "one-hour run, a new member's catch-up by snapshot.", ""]
+    wt = [r for r in rows if r["curve"] == "watch"]
+    if wt:
+        md += watch_section(wt, meta)
+    tm = [r for r in rows if r["curve"] == "time"]
+    if tm:
+        md += time_section(tm, meta)
+    md += ["Not measured here: failover when the leader vanishes silently (bench/failover.sh --fault silent), "
+           "a new member's catch-up by snapshot (not yet).", ""]
     with open(prefix + ".md", "w") as fh:
         fh.write("\n".join(md))
-    plot(run_dir, prefix, meta, size, conns)
+    plot(run_dir, prefix, meta, size, conns, tm, wt)
 
 
-def plot(run_dir, prefix, meta, size, conns):
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def watch_section(wt, meta):
+    md = ["## Watch fan-out", "",
+          "Watches of one prefix (ddkv: 100 to a connection, the connections spread over the three "
+          "members; etcd: --clients watchers over --conns = watchers/100 gRPC connections, one stream "
+          "each) while writes of new keys of it (32-byte values) are due at 1,000/s. ddkv: `ddkv bench "
+          "--workload watch`, 16 writers in open loop for %s s; *write → event*: from when the write "
+          "was due to the event's arrival at each watcher. etcd: `benchmark watch-latency --put-rate "
+          "1000`, which puts one key and waits until every watcher has its event before the next put "
+          "(so its put rate falls as watchers grow); it measures *ack → event* only: from the put's "
+          "acknowledgement to each event (0 when the event came first), which ddkv bench reports too. "
+          "*Node CPU*: the three members' CPU over the run, in percent of one core (this machine has "
+          "%s). *Missing*: events owed for the measured writes that had not arrived 3 s after the "
+          "writers stopped." % (meta.get("duration_s"), meta.get("nproc")), "",
+          "| watchers | system | writes/s | events/s | write → event p50 / p99 ms | ack → event p50 / p99 ms "
+          "| missing | node CPU % | bench CPU % |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(wt, key=lambda r: (r["point"], r["system"])):
+        w = r.get("watch") or {}
+        ev = w.get("events_per_s")
+        md.append("| %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s |" % (
+            "{:,}".format(r["point"]), r["system"],
+            fmt(w.get("writes_per_s") if r["system"] == "ddkv" else (ev / r["point"] if ev else None)),
+            fmt(ev), fmt(w.get("p50_ms"), "%.2f"), fmt(w.get("p99_ms"), "%.2f"), fmt(w.get("ack_p50_ms"), "%.2f"),
+            fmt(w.get("ack_p99_ms"), "%.2f"), fmt(w.get("missing")), fmt(r.get("node_cpu_pct")),
+            fmt(w.get("driver_cpu_pct"))))
+    return md + [""]
+
+
+def time_section(tm, meta):
+    secs = meta.get("minute_s") or 60
+    md = ["## Time", "",
+          "A fresh 3-member cluster written at half its peak rate (the peak: 64 clients, closed loop, "
+          "%s s) by 64 clients in open loop (latency counts from when each write was due, so a stall "
+          "shows in full), 16-byte keys over a space of 10,000, 256-byte values, in back-to-back runs "
+          "of %s s (\"minutes\"). Engine: ddkv's storage engine (RocksDB) counters from the members' "
+          "`/metrics`, summed over the three: memtable flushes, compactions, write stalls (slowdowns "
+          "and stops) and the time writes were held; etcd's bbolt has none of these (etcd was run with "
+          "--auto-compaction-mode periodic --auto-compaction-retention 5m)." % (meta.get("duration_s"), secs), ""]
+    for system in ("ddkv", "etcd"):
+        pts = sorted((r for r in tm if r["system"] == system), key=lambda r: r["point"])
+        if not pts:
+            continue
+        w = [r.get("write") or {} for r in pts]
+        p99 = [x.get("p99_ms") for x in w]
+        ops_ = [x.get("ops_per_s") for x in w]
+        k = max(1, len(pts) // 6)
+        first, last = median(p99[:k]), median(p99[-k:])
+        worst = max(range(len(pts)), key=lambda i: p99[i] if p99[i] is not None else -1)
+        rss0, rss1 = per_member_mib(pts[0].get("rss_kb")), per_member_mib(pts[-1].get("rss_kb"))
+        d0, d1 = pts[0].get("disk_bytes") or {}, pts[-1].get("disk_bytes") or {}
+        line = ("- **%s**, %d runs at %s writes/s: throughput %s–%s ops/s (median %s); p99 per run median "
+                "%s ms (first %d: %s ms, last %d: %s ms), worst %s ms in run %d; errors %d; RSS per member "
+                "%s → %s MiB; data dir per member %s → %s MiB" % (
+                    system, len(pts), "{:,}".format(pts[0].get("rate", 0)), fmt(min(o for o in ops_ if o) if any(ops_) else None),
+                    fmt(max(o for o in ops_ if o) if any(ops_) else None), fmt(median(ops_)),
+                    fmt(median(p99), "%.2f"), k, fmt(first, "%.2f"), k, fmt(last, "%.2f"),
+                    fmt(p99[worst], "%.2f"), pts[worst]["point"], sum(x.get("errors") or 0 for x in w),
+                    fmt(rss0), fmt(rss1),
+                    fmt(d0["sum_bytes"] / d0["n"] / 1048576 if d0.get("n") else None, "%.1f"),
+                    fmt(d1["sum_bytes"] / d1["n"] / 1048576 if d1.get("n") else None, "%.1f")))
+        e = pts[-1].get("engine")
+        if e and e.get("n"):
+            stalled = [r["point"] for i, r in enumerate(pts)
+                       if (r.get("engine") or {}).get("stalls", 0) > ((pts[i - 1].get("engine") or {}).get("stalls", 0) if i else 0)]
+            line += ("; engine over the run: %d flushes, %d compactions, %d write stalls (%.2f s held)%s"
+                     % (e["flushes"], e["compactions"], e["stalls"], e["stall_s"],
+                        ", in runs " + ", ".join(map(str, stalled)) if stalled else ""))
+        md.append(line + ".")
+    md.append("")
+    md += ["| run | system | ops/s | p50 ms | p99 ms | p99.9 ms | RSS MiB | compactions | stalls |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    n = max(r["point"] for r in tm)
+    step = max(1, n // 12)
+    for r in sorted(tm, key=lambda r: (r["point"], r["system"])):
+        if r["point"] % step and r["point"] not in (1, n):
+            continue
+        w, e = r.get("write") or {}, r.get("engine") or {}
+        md.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["point"], r["system"], fmt(w.get("ops_per_s")), fmt(w.get("p50_ms"), "%.2f"),
+            fmt(w.get("p99_ms"), "%.2f"), fmt(w.get("p99_9_ms"), "%.2f"), fmt(per_member_mib(r.get("rss_kb"))),
+            fmt(e.get("compactions") if e.get("n") else None), fmt(e.get("stalls") if e.get("n") else None)))
+    md += ["", "(every %d%s run shown; all in the .json)" % (step, {1: "st", 2: "nd", 3: "rd"}.get(step, "th")), ""]
+    return md
+
+
+def plot(run_dir, prefix, meta, size, conns, tm, wt):
     panels = []
 
     def series(rows, curve, key, get):
@@ -375,6 +573,25 @@ def plot(run_dir, prefix, meta, size, conns):
         s = series(conns, "conns", "rss", lambda r: per_member_mib(r.get("rss_idle_kb")))
         if s:
             panels.append(("RSS per member holding idle connections", "idle connections", "MiB", False, s))
+    if wt:
+        s = series(wt, "watch", "events", lambda r: (r.get("watch") or {}).get("events_per_s"))
+        if s:
+            panels.append(("Watch events delivered per second", "watchers (log scale)", "events/s", True, s))
+        s = series(wt, "watch", "ackp99", lambda r: (r.get("watch") or {}).get("ack_p99_ms"))
+        if s:
+            panels.append(("Watch: acknowledgement to event, p99", "watchers (log scale)", "ms", True, s))
+    if tm:
+        run = "run (%s s each)" % meta.get("minute_s", 60)
+        s = series(tm, "time", "p99", lambda r: (r.get("write") or {}).get("p99_ms"))
+        if s:
+            panels.append(("Write p99 per run, half the peak rate", run, "ms", False, s))
+        s = series(tm, "time", "rss", lambda r: per_member_mib(r.get("rss_kb")))
+        if s:
+            panels.append(("RSS per member over time", run, "MiB", False, s))
+        s = series(tm, "time", "compactions", lambda r: (r.get("engine") or {}).get("compactions")
+                   if (r.get("engine") or {}).get("n") else None)
+        if s:
+            panels.append(("Engine compactions (cumulative, 3 members)", run, "compactions", False, s))
     if not panels:
         return
     styles = {"ddkv": 'lc rgb "#1f77b4" pt 7', "etcd": 'lc rgb "#d62728" pt 5'}
@@ -400,7 +617,7 @@ def plot(run_dir, prefix, meta, size, conns):
     benchtool.gnuplot(run_dir, g, "scaletool")
 
 
-COMMANDS = {"rss": cmd_rss, "du": cmd_du, "hold": cmd_hold, "wait-held": cmd_wait_held, "row": cmd_row,
+COMMANDS = {"cpu": cmd_cpu, "cpu-pct": cmd_cpu_pct, "half-rate": cmd_half_rate, "engine": cmd_engine, "rss": cmd_rss, "du": cmd_du, "hold": cmd_hold, "wait-held": cmd_wait_held, "row": cmd_row,
             "show": cmd_show, "report": cmd_report}
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 # ddkv bench against a one-node cluster: each workload completes operations
 # with no error, the JSON has every figure, the cas workload's counter ends at
 # exactly the number of increments it reported, an unreachable cluster ends the run
-# with exit 3, and a bad flag is a usage error.
+# with exit 3, and a bad flag is a usage error. Open loop (--rate) keeps its
+# rate and never counts a negative latency; the watch workload receives every
+# event it is owed, once per watch.
 source "$(dirname "$0")/lib.sh"
 start_node n1 "$WORK/d1"
 EP="127.0.0.1:$PORT_n1"
@@ -23,6 +25,39 @@ assert 0 < l["p50"] <= l["p90"] <= l["p99"] <= l["p99_9"] <= l["max"], l
 ' "$wl" || fail "bench $wl: $OUT"
 done
 pass "write, read, mixed and cas each complete operations without error; the JSON is complete"
+
+# Open loop: the rate is kept, and no latency is out of this world (a timer
+# that fired early once made one wrap around to 1.8e13 ms).
+expect_exit 0 "$DDKV" bench --endpoints "$EP" --workload write --clients 8 --rate 400 --duration-s 1.5 \
+  --warmup-s 0.2 -o json
+echo "$OUT" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+assert 340 <= r["ops_per_s"] <= 460, r
+l = r["latency_ms"]
+assert 0 < l["p50"] <= l["p99"] <= l["p99_9"] <= l["max"] < 10000, l
+' || fail "open loop: $OUT"
+pass "open loop at 400/s: the rate is kept and every latency is sane"
+
+# Watch: 30 watches, 7 to a connection (5 connections, the last with 2);
+# every measured write's event reaches every watch, none twice.
+expect_exit 0 "$DDKV" bench --endpoints "$EP" --workload watch --watchers 30 --watches-per-conn 7 \
+  --clients 4 --rate 300 --duration-s 1 --warmup-s 0.3 --value-size 20 -o json
+echo "$OUT" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+w = r["watch"]
+assert r["workload"] == "watch" and r["errors"] == 0 and r["unknown"] == 0, r
+assert w["watchers"] == 30 and w["connections"] == 5, w
+assert w["events_expected"] == 30 * r["ops"] > 0, (r["ops"], w)
+assert w["events"] == w["events_expected"] and w["events_missing"] == 0, w
+assert w["watches_lost"] == 0 and w["other_frames"] == 0, w
+for k in ("event_latency_ms", "ack_to_event_ms"):
+    l = w[k]
+    assert 0 <= l["p50"] <= l["p99"] <= l["max"] < 10000, (k, l)
+assert w["event_latency_ms"]["p50"] > 0, w
+' || fail "watch: $OUT"
+pass "watch: 30 watches on 5 connections receive each measured write's event exactly once"
 
 # The counter: prefilled to 0, then one increment per reported op (no
 # warm-up, and the run settles every increment in flight before it ends).

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "kv/store.h"
@@ -422,5 +423,40 @@ Test(store, random_operations_match_a_model)
     }
     for (int cf = 1; cf < STORE_CF__COUNT; cf++)
         model_check_scan(st, &m, (enum store_cf)cf, 0);
+    store_close(st);
+}
+
+/* The engine's account of its background work (kv/store.h): on RocksDB,
+ * enough small memtables filled make flushes, and the level-0 files they
+ * leave make compactions; the simulated disk has no engine and says 0. */
+Test(store, engine_stats_count_background_work)
+{
+    struct store *st = NULL;
+    struct errbuf eb;
+    struct store_options o = {.write_buffer_bytes = 64u << 10};
+    cr_assert_eq(store_open(&st, dir, &o, &eb), ERR_OK, "%s", eb.msg);
+    struct store_engine_stats es;
+    store_engine_stats(st, &es);
+    cr_assert_eq(es.flushes + es.compactions + es.stalls + es.stall_us, 0, "a fresh store did nothing yet");
+    char k[32], v[512];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = 0;
+    for (int i = 0; i < 8000; i++) {
+        snprintf(k, sizeof k, "key-%05d", i % 2000);
+        put(st, STORE_CF_DATA, k, v, false);
+    }
+    for (int t = 0; t < 200; t++) { /* background work: up to 10 s */
+        store_engine_stats(st, &es);
+        if (es.flushes >= 4 && es.compactions >= 1)
+            break;
+        usleep(50 * 1000);
+    }
+#ifdef STORE_MEM
+    cr_assert_eq(es.flushes + es.compactions + es.stalls + es.stall_us, 0);
+#else
+    cr_assert_geq(es.flushes, 4, "4 MiB through 64 KiB memtables: %llu flushes", (unsigned long long)es.flushes);
+    cr_assert_geq(es.compactions, 1, "%llu flushes left level-0 files: %llu compactions",
+                  (unsigned long long)es.flushes, (unsigned long long)es.compactions);
+#endif
     store_close(st);
 }

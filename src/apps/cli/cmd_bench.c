@@ -14,7 +14,15 @@
  * Workloads: write; read (at --consistency); mixed (--read-ratio of reads);
  * cas (every client increments one counter: a linearizable read, then a
  * transaction that writes the value + 1 if the value is still what was read,
- * retried until it holds; the latency is that of a whole increment).
+ * retried until it holds; the latency is that of a whole increment);
+ * watch (--watchers watches of one fresh prefix, --watches-per-conn to a
+ * connection, the connections spread over the members like the writers;
+ * once every watch is sent the writers start, each write a new key of the
+ * prefix named by its number; for each event: the time from when its write
+ * was due to the event's arrival, and from the write's acknowledgement to
+ * the event's arrival, 0 if the event came first (what etcd's benchmark
+ * watch-latency measures); after the writers stop, the events still owed
+ * are waited for up to 3 s, then counted missing).
  * Latency goes into a log-linear histogram (util/hist.h). */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -48,15 +56,19 @@
 #include "util/rng.h"
 #include "util/tls.h"
 
-enum workload { WL_WRITE, WL_READ, WL_MIXED, WL_CAS };
-static const char *const workload_names[] = {"write", "read", "mixed", "cas", NULL};
+enum workload { WL_WRITE, WL_READ, WL_MIXED, WL_CAS, WL_WATCH };
+static const char *const workload_names[] = {"write", "read", "mixed", "cas", "watch", NULL};
 static const char *const consistency_names[] = {"linearizable", "causal", "stale", NULL};
 static const char *const onoff_names[] = {"off", "on", NULL};
 
 #define BENCH_MAX_CLIENTS 4096
 #define BENCH_COUNTER "bench/counter"
+#define BENCH_MAX_WATCHERS 100000u
+/* Writes of the watch workload remembered by number (mod this): when due,
+ * when acknowledged. Events come within seconds; 2^20 writes is minutes. */
+#define WRING (1u << 20)
 
-enum bstate { B_IDLE, B_READ, B_WRITE, B_CAS_READ, B_CAS_TXN };
+enum bstate { B_IDLE, B_READ, B_WRITE, B_CAS_READ, B_CAS_TXN, B_WATCH_GREET, B_WATCHING };
 
 struct bench;
 
@@ -79,6 +91,8 @@ struct bconn {
     bool prefill;           /* the operation belongs to the prefill phase */
     uint64_t due_ns;        /* when the operation was due: latency counts from here */
     uint32_t key_no;
+    uint64_t wseq;          /* watch workload: the write's number */
+    uint32_t nwatch;        /* a watch connection: the watches it carries */
     uint64_t counter;       /* cas: the value read */
     uint64_t seen;          /* Lamport time of the newest data this session saw (causal reads) */
     struct event *wait;     /* open loop: the next operation is not due yet */
@@ -114,6 +128,20 @@ struct bench {
     char last_error[160];
     const char *user, *password; /* credentials (NULL user: none) */
     bool auth_refused;           /* a login was refused: the run stops */
+    /* The watch workload: b->c[clients .. clients + nwc) are the watch
+     * connections, after the writers. */
+    uint32_t nconns;             /* writers and watch connections */
+    uint32_t watchers, per_conn, nwc;
+    uint32_t armed;              /* watch connections whose WATCHes are sent */
+    bool arming;                 /* the writers wait for every watch */
+    char wprefix[32];
+    size_t wplen;
+    uint64_t wseq;               /* the next write's number */
+    uint64_t *w_due, *w_ack, *w_tag; /* by number % WRING; w_tag: the number held there */
+    uint8_t *w_meas;             /* that write is measured */
+    struct hist elat, alat;      /* due -> event; acknowledged -> event */
+    uint64_t ev_expected, ev_got, ev_other, watch_lost, drain_end_ns;
+    uint64_t exit_ns;            /* the loop's end (after the watch drain) */
 };
 
 static uint64_t bench_rand(struct bench *b)
@@ -129,10 +157,11 @@ static void bench_key(struct bench *b, uint32_t k, char *out)
 
 static void bconn_start(struct bconn *c);
 static void bconn_drive(struct bconn *c, enum cc_do d);
+static void watch_arm(struct bconn *c);
 
 static bool bench_measuring(struct bench *b, uint64_t now)
 {
-    return !b->prefilling && now >= b->measure_ns;
+    return !b->prefilling && !b->arming && now >= b->measure_ns;
 }
 
 /* Past the end, no operation starts; the run ends when every one in flight
@@ -142,7 +171,7 @@ static void bench_maybe_stop(struct bench *b)
 {
     uint64_t now = clock_mono_ns();
     /* The clock starts when the prefill is done, however long it took. */
-    if (!b->stopping && !b->prefilling &&
+    if (!b->stopping && !b->prefilling && !b->arming &&
         ((b->ops_target && b->ops >= b->ops_target) || (!b->ops_target && now >= b->end_ns)))
         b->stopping = true;
     if (!b->stopping)
@@ -150,10 +179,21 @@ static void bench_maybe_stop(struct bench *b)
     bool idle = true;
     for (uint32_t i = 0; i < b->clients && idle; i++)
         idle = b->c[i].op == B_IDLE;
-    if (idle) {
+    if (!idle)
+        return;
+    if (b->wl == WL_WATCH && !b->gave_up) {
+        /* The writers are done: wait (a bounded while) for the events owed. */
+        if (!b->drain_end_ns) {
+            b->end_ns = now;
+            b->drain_end_ns = now + 3000000000u;
+        }
+        if (b->ev_got < b->ev_expected && now < b->drain_end_ns)
+            return;
+    } else {
         b->end_ns = now;
-        event_base_loopexit(b->base, NULL);
     }
+    b->exit_ns = now;
+    event_base_loopexit(b->base, NULL);
 }
 
 static void bconn_close(struct bconn *c)
@@ -164,6 +204,20 @@ static void bconn_close(struct bconn *c)
     cc_lost(&c->cc);
     frame_decoder_free(&c->dec);
     frame_decoder_init(&c->dec, DDKV_DEFAULT_MAX_FRAME_BYTES);
+}
+
+/* Open loop: arm the wait for c's next operation if it is not due at now.
+ * Returns true if it waits. */
+static bool bconn_wait_due(struct bconn *c, uint64_t now)
+{
+    if (c->due_ns <= now)
+        return false;
+    uint64_t d = c->due_ns - now;
+    /* Rounded up to the timer's microseconds: never early by the rounding. */
+    d += 999;
+    struct timeval tv = {(time_t)(d / 1000000000u), (suseconds_t)(d % 1000000000u / 1000)};
+    evtimer_add(c->wait, &tv);
+    return true;
 }
 
 /* The operation is over (answered, or given up on). */
@@ -217,12 +271,8 @@ static void bconn_done(struct bconn *c, bool ok, bool unknown)
         /* Open loop: the next one is due a fixed interval after this one was. */
         uint64_t interval = (uint64_t)(1e9 * b->clients / b->rate);
         c->due_ns += interval;
-        if (c->due_ns > now) {
-            uint64_t d = c->due_ns - now;
-            struct timeval tv = {(time_t)(d / 1000000000u), (suseconds_t)(d % 1000000000u / 1000)};
-            evtimer_add(c->wait, &tv);
+        if (bconn_wait_due(c, now))
             return;
-        }
     } else {
         c->due_ns = 0;
     }
@@ -233,7 +283,13 @@ static void wait_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    bconn_start(arg);
+    struct bconn *c = arg;
+    /* libevent times a timer from the loop's cached clock, which can be a
+     * little behind: it may fire before the operation is due. Not sent early
+     * (and its latency, counted from when it was due, never negative). */
+    if (c->b->rate > 0 && bconn_wait_due(c, clock_mono_ns()))
+        return;
+    bconn_start(c);
 }
 
 /* Describe the operation c->op to the core and start it. Writes take the
@@ -245,6 +301,8 @@ static void bconn_request(struct bconn *c)
                                        (c->prefill && c->key_no == b->keys));
     if (counter)
         snprintf(c->key, sizeof c->key, "%s", BENCH_COUNTER);
+    else if (b->wl == WL_WATCH)
+        snprintf(c->key, sizeof c->key, "%s%010llu", b->wprefix, (unsigned long long)c->wseq);
     else
         bench_key(b, c->key_no, c->key);
     size_t kl = strlen(c->key);
@@ -253,9 +311,12 @@ static void bconn_request(struct bconn *c)
     switch (c->op) {
     case B_READ:
     case B_CAS_READ:
+    case B_WATCH_GREET: /* a stale read: the connection greeted (and logged in) by the core */
         c->f[0] = (struct cc_field){.kind = CC_BIN, .p = c->key, .n = kl};
         c->f[1] = (struct cc_field){.kind = CC_U64,
-                                    .u = c->op == B_CAS_READ ? DDKV_CONSISTENCY_LINEARIZABLE : (uint64_t)b->consistency};
+                                    .u = c->op == B_CAS_READ      ? DDKV_CONSISTENCY_LINEARIZABLE
+                                         : c->op == B_WATCH_GREET ? DDKV_CONSISTENCY_STALE
+                                                                  : (uint64_t)b->consistency};
         c->f[2] = (struct cc_field){.kind = CC_U64, .u = c->seen};
         c->k.type = DDKV_MSG_READ;
         c->k.reply_type = DDKV_MSG_VALUE;
@@ -304,8 +365,17 @@ static void bconn_start(struct bconn *c)
     if (b->stopping)
         return;
     uint64_t now = clock_mono_ns();
-    if (!c->due_ns || b->rate <= 0)
+    if (!c->due_ns || b->rate <= 0) {
         c->due_ns = now;
+        if (b->rate > 0 && !b->prefilling) {
+            /* Open loop, the first operation: the clients' schedules spread
+             * evenly over one interval, not all due at the same instants. */
+            uint64_t interval = (uint64_t)(1e9 * b->clients / b->rate);
+            c->due_ns = now + interval * (uint64_t)(c - b->c) / b->clients;
+            if (bconn_wait_due(c, now))
+                return;
+        }
+    }
     if (b->prefilling) {
         if (b->prefill_next >= b->keys + (b->wl == WL_CAS))
             return;
@@ -320,6 +390,16 @@ static void bconn_start(struct bconn *c)
             c->op = (double)(bench_rand(b) % 1000000) < b->read_ratio * 1e6 ? B_READ : B_WRITE;
             break;
         case WL_CAS: c->op = B_CAS_READ; break;
+        case WL_WATCH: {
+            c->op = B_WRITE;
+            c->wseq = b->wseq++;
+            uint32_t i = (uint32_t)(c->wseq % WRING);
+            b->w_tag[i] = c->wseq;
+            b->w_due[i] = c->due_ns;
+            b->w_ack[i] = 0;
+            b->w_meas[i] = bench_measuring(b, c->due_ns);
+            break;
+        }
         }
         c->key_no = (uint32_t)(bench_rand(b) % b->keys);
     }
@@ -375,6 +455,73 @@ static int bconn_connect(struct bconn *c)
     return 0;
 }
 
+/* A watch connection is greeted: send its WATCHes (from now on, the prefix);
+ * when every connection has, the writers start and the clock with them. */
+static void watch_arm(struct bconn *c)
+{
+    struct bench *b = c->b;
+    struct cc_field f[2] = {{.kind = CC_BIN, .p = b->wprefix, .n = b->wplen}, {.kind = CC_U64, .u = 0}};
+    for (uint32_t j = 0; j < c->nwatch; j++) {
+        struct cc_call k = {.type = DDKV_MSG_WATCH, .reply_type = DDKV_MSG_EVENT, .f = f, .nf = 2};
+        if (cc_encode(&c->cc, &k) != ERR_OK || bufferevent_write(c->bev, c->cc.out.data, c->cc.out.len) != 0) {
+            snprintf(b->last_error, sizeof b->last_error, "out of memory sending WATCH");
+            b->stopping = b->gave_up = true;
+            event_base_loopexit(b->base, NULL);
+            return;
+        }
+    }
+    c->op = B_WATCHING;
+    if (++b->armed < b->nwc)
+        return;
+    b->arming = false;
+    uint64_t now = clock_mono_ns();
+    b->start_ns = b->progress_ns = now;
+    b->measure_ns = now + (uint64_t)(b->warmup_s * 1e9);
+    b->end_ns = b->measure_ns + (uint64_t)(b->duration_s * 1e9);
+    for (uint32_t i = 0; i < b->clients; i++)
+        bconn_start(&b->c[i]);
+}
+
+/* A frame on a watch connection: an EVENT of one of the writes, or an ERROR
+ * (a refused or cut-off watch). */
+static void watch_frame(struct bconn *c, const uint8_t *body, size_t len)
+{
+    struct bench *b = c->b;
+    uint64_t now = clock_mono_ns();
+    struct msg m;
+    if (cc_decode(&c->cc, body, len, &m) != ERR_OK) {
+        b->ev_other++;
+        return;
+    }
+    const uint8_t *kp;
+    size_t kn;
+    if (m.type == DDKV_MSG_EVENT && msg_bytes(&m, 1, &kp, &kn) == ERR_OK && kn == b->wplen + 10 &&
+        memcmp(kp, b->wprefix, b->wplen) == 0) {
+        uint64_t seq = 0;
+        for (size_t i = b->wplen; i < kn; i++)
+            seq = seq * 10 + (uint64_t)(kp[i] - '0');
+        uint32_t i = (uint32_t)(seq % WRING);
+        if (b->w_tag[i] == seq && b->w_meas[i]) {
+            b->ev_got++;
+            hist_record(&b->elat, now > b->w_due[i] ? now - b->w_due[i] : 0);
+            hist_record(&b->alat, b->w_ack[i] && now > b->w_ack[i] ? now - b->w_ack[i] : 0);
+        }
+    } else if (m.type == DDKV_MSG_ERROR) {
+        const uint8_t *t;
+        size_t tn;
+        if (msg_bytes(&m, 1, &t, &tn) != ERR_OK)
+            tn = 0;
+        snprintf(b->last_error, sizeof b->last_error, "a watch on %s ended: %.*s", cc_cur_text(&c->cc),
+                 (int)(tn > 100 ? 100 : tn), tn ? (const char *)t : "");
+        b->watch_lost++;
+    } else if (m.type != DDKV_MSG_EVENT) {
+        b->ev_other++;
+    }
+    msg_free(&m);
+    if (b->stopping && b->ev_got >= b->ev_expected)
+        bench_maybe_stop(b);
+}
+
 /* The core settled the request: count it, or go on with the increment. */
 static void bconn_settled(struct bconn *c)
 {
@@ -390,6 +537,16 @@ static void bconn_settled(struct bconn *c)
         }
         if (k->err == DDKV_ERR_NOT_FOUND && c->op == B_READ) {
             bconn_done(c, true, false);
+            return;
+        }
+        if (k->err == DDKV_ERR_NOT_FOUND && c->op == B_WATCH_GREET) {
+            watch_arm(c);
+            return;
+        }
+        if (c->op == B_WATCH_GREET) {
+            snprintf(b->last_error, sizeof b->last_error, "watch connection: %.130s", c->cc.errmsg);
+            b->stopping = b->gave_up = true;
+            event_base_loopexit(b->base, NULL);
             return;
         }
         snprintf(b->last_error, sizeof b->last_error, "%.150s", c->cc.errmsg);
@@ -411,7 +568,19 @@ static void bconn_settled(struct bconn *c)
     case B_WRITE:
         b->writes += !c->prefill && bench_measuring(b, c->due_ns);
         msg_free(m);
+        if (b->wl == WL_WATCH) {
+            uint32_t i = (uint32_t)(c->wseq % WRING);
+            if (b->w_tag[i] == c->wseq) {
+                b->w_ack[i] = clock_mono_ns();
+                if (b->w_meas[i])
+                    b->ev_expected += b->watchers;
+            }
+        }
         bconn_done(c, true, false);
+        return;
+    case B_WATCH_GREET:
+        msg_free(m);
+        watch_arm(c);
         return;
     case B_CAS_READ: {
         const uint8_t *p;
@@ -507,7 +676,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
     evbuffer_drain(in, n);
     if (rc != ERR_OK) {
         cc_fail(&c->cc, DDKV_ERR_PROTOCOL, "%s sent a frame the bench cannot read", cc_cur_text(&c->cc));
-        if (c->act == CC_DO_RECV && c->op != B_IDLE)
+        if (c->op == B_WATCHING) {
+            c->b->watch_lost += c->nwatch;
+            c->op = B_IDLE;
+            bconn_close(c);
+        } else if (c->act == CC_DO_RECV && c->op != B_IDLE)
             bconn_drive(c, cc_failed(&c->cc, &c->k, CC_IO_GARBLED, clock_mono_ms()));
         else
             bconn_close(c);
@@ -516,6 +689,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
     const uint8_t *body;
     size_t len;
     while (c->bev == bev && frame_decoder_next(&c->dec, &body, &len) == ERR_OK) {
+        if (c->op == B_WATCHING) {
+            watch_frame(c, body, len);
+            continue;
+        }
         if (c->act != CC_DO_RECV || c->op == B_IDLE)
             continue; /* nothing asked: a stale answer */
         enum cc_do d = cc_frame(&c->cc, &c->k, body, len, clock_mono_ms());
@@ -533,6 +710,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (c->act == CC_DO_CONNECT && c->op != B_IDLE)
             bconn_drive(c, cc_connected(&c->cc, &c->k, clock_mono_ms()));
+        return;
+    }
+    if (c->op == B_WATCHING) {
+        /* Not followed elsewhere: the events it owed count as missing. */
+        snprintf(b->last_error, sizeof b->last_error, "watch connection to %s lost", cc_cur_text(&c->cc));
+        b->watch_lost += c->nwatch;
+        c->op = B_IDLE;
+        bconn_close(c);
         return;
     }
     bool connecting = c->act == CC_DO_CONNECT;
@@ -578,9 +763,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
      * stop rather than wait for --ops forever. */
     if (!b->stopping && now - b->progress_ns > (uint64_t)b->timeout_ms * 1000000u)
         b->stopping = b->gave_up = true;
-    for (uint32_t i = 0; i < b->clients; i++) {
+    for (uint32_t i = 0; i < b->nconns; i++) {
         struct bconn *c = &b->c[i];
-        if (c->op == B_IDLE || now_ms < c->k.until_ms)
+        if (c->op == B_IDLE || c->op == B_WATCHING || now_ms < c->k.until_ms)
             continue;
         if (c->act == CC_DO_CONNECT) {
             cc_fail(&c->cc, DDKV_ERR_UNAVAILABLE, "connect %s: timed out", cc_cur_text(&c->cc));
@@ -597,7 +782,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 /* --- the command --- */
 
 static const struct opt_def bench_opts[] = {
-    {"workload", 0, OPT_ARG, "write", "NAME", "write | read | mixed | cas (one contended counter)"},
+    {"workload", 0, OPT_ARG, "write", "NAME",
+     "write | read | mixed | cas (one contended counter) | watch (event delivery to --watchers)"},
     {"clients", 0, OPT_ARG, "64", "N", "connections, each a client session with one operation in flight"},
     {"ops", 0, OPT_ARG, "0", "N", "stop after N measured operations (0: run --duration-s)"},
     {"duration-s", 0, OPT_ARG, "10", "S", "measure for S seconds (after --warmup-s)"},
@@ -609,6 +795,8 @@ static const struct opt_def bench_opts[] = {
     {"consistency", 0, OPT_ARG, "linearizable", "LEVEL", "reads: linearizable | causal | stale"},
     {"read-ratio", 0, OPT_ARG, "0.9", "R", "mixed: share of reads, 0..1"},
     {"rate", 0, OPT_ARG, "0", "OPS", "open loop: this many operations per second in all (0: closed loop)"},
+    {"watchers", 0, OPT_ARG, "100", "N", "watch: watches of the writes' prefix"},
+    {"watches-per-conn", 0, OPT_ARG, "100", "N", "watch: watches one connection carries (at most 1024)"},
 };
 
 static int bench_parse_double(struct opts *o, const char *name, double min, double max, double *out)
@@ -634,7 +822,9 @@ static void bench_print(struct bench *b, enum out_format fmt, double cpu_s)
     double ms[6] = {hist_quantile(&b->lat, 0.50) / 1e6, hist_quantile(&b->lat, 0.90) / 1e6,
                     hist_quantile(&b->lat, 0.99) / 1e6, hist_quantile(&b->lat, 0.999) / 1e6,
                     (double)b->lat.max / 1e6, b->lat.total ? (double)b->lat.sum / (double)b->lat.total / 1e6 : 0};
-    double cpu_pct = 100.0 * cpu_s / ((double)(b->end_ns - b->start_ns) / 1e9);
+    /* Over the whole loop: the watch drain after the writers is work too. */
+    uint64_t ran_ns = (b->exit_ns > b->end_ns ? b->exit_ns : b->end_ns) - b->start_ns;
+    double cpu_pct = 100.0 * cpu_s / ((double)(ran_ns ? ran_ns : 1) / 1e9);
     const char *cons = b->wl == WL_READ || b->wl == WL_MIXED ? consistency_names[b->consistency] : NULL;
     if (fmt == OUT_JSON) {
         json_t *o = json_pack("{s:s, s:s?, s:i, s:f, s:I, s:f, s:{s:f, s:f, s:f, s:f, s:f, s:f}, s:I, s:I, "
@@ -645,6 +835,24 @@ static void bench_print(struct bench *b, enum out_format fmt, double cpu_s)
                               "errors", (json_int_t)b->errors, "unknown", (json_int_t)b->unknown, "redirects",
                               (json_int_t)b->redirects, "cas_attempts", (json_int_t)b->cas_attempts,
                               "driver_cpu_pct", cpu_pct, "last_error", b->last_error[0] ? b->last_error : NULL);
+        if (o && b->wl == WL_WATCH) {
+            json_t *w = json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f}", "watchers", (int)b->watchers,
+                                  "connections", (int)b->nwc, "events", (json_int_t)b->ev_got, "events_expected",
+                                  (json_int_t)b->ev_expected, "events_missing",
+                                  (json_int_t)(b->ev_expected > b->ev_got ? b->ev_expected - b->ev_got : 0),
+                                  "watches_lost", (json_int_t)b->watch_lost, "other_frames", (json_int_t)b->ev_other,
+                                  "events_per_s", (double)b->ev_got / secs);
+            const struct hist *hs[2] = {&b->elat, &b->alat};
+            const char *names[2] = {"event_latency_ms", "ack_to_event_ms"};
+            for (int i = 0; w && i < 2; i++)
+                json_object_set_new(w, names[i],
+                                    json_pack("{s:f, s:f, s:f, s:f, s:f}", "p50", hist_quantile(hs[i], 0.5) / 1e6,
+                                              "p90", hist_quantile(hs[i], 0.9) / 1e6, "p99",
+                                              hist_quantile(hs[i], 0.99) / 1e6, "p99_9",
+                                              hist_quantile(hs[i], 0.999) / 1e6, "max", (double)hs[i]->max / 1e6));
+            if (w)
+                json_object_set_new(o, "watch", w);
+        }
         if (o)
             out_json_line(o);
         return;
@@ -659,8 +867,63 @@ static void bench_print(struct bench *b, enum out_format fmt, double cpu_s)
         printf(", %.2f attempts per increment",
                b->ops ? (double)b->cas_attempts / (double)b->ops : 0.0);
     printf("; driver cpu %.0f%% of one core\n", cpu_pct);
+    if (b->wl == WL_WATCH) {
+        printf("watch: %u watches on %u connections: %llu events of %llu owed (%.0f/s), %llu watches lost\n",
+               b->watchers, b->nwc, (unsigned long long)b->ev_got, (unsigned long long)b->ev_expected,
+               (double)b->ev_got / secs, (unsigned long long)b->watch_lost);
+        printf("event latency ms (write due to event): p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+               hist_quantile(&b->elat, 0.5) / 1e6, hist_quantile(&b->elat, 0.99) / 1e6,
+               hist_quantile(&b->elat, 0.999) / 1e6, (double)b->elat.max / 1e6);
+        printf("ack to event ms (0 when the event came first): p50 %.3f  p99 %.3f  max %.3f\n",
+               hist_quantile(&b->alat, 0.5) / 1e6, hist_quantile(&b->alat, 0.99) / 1e6,
+               (double)b->alat.max / 1e6);
+    }
     if (b->last_error[0])
         printf("last error: %s\n", b->last_error);
+}
+
+/* The watch workload's connections and the record of its writes. False:
+ * out of memory. */
+static bool watch_setup(struct bench *b)
+{
+    b->nwc = (b->watchers + b->per_conn - 1) / b->per_conn;
+    b->nconns += b->nwc;
+    b->wplen = (size_t)snprintf(b->wprefix, sizeof b->wprefix, "bench/w/%08llx/",
+                                (unsigned long long)(bench_rand(b) & 0xffffffffu));
+    b->w_due = calloc(WRING, sizeof *b->w_due);
+    b->w_ack = calloc(WRING, sizeof *b->w_ack);
+    b->w_tag = malloc(WRING * sizeof *b->w_tag);
+    b->w_meas = calloc(WRING, 1);
+    if (b->w_tag)
+        memset(b->w_tag, 0xff, WRING * sizeof *b->w_tag); /* no write has a number yet */
+    b->arming = true;
+    return b->w_due && b->w_ack && b->w_tag && b->w_meas;
+}
+
+/* Everything bench_run made. */
+static void bench_free(struct bench *b)
+{
+    for (uint32_t i = 0; i < b->nconns; i++) {
+        struct bconn *c = &b->c[i];
+        bconn_close(c);
+        frame_decoder_free(&c->dec);
+        if (c->op != B_IDLE && c->k.phase == CC_P_DONE && c->k.err == DDKV_OK)
+            msg_free(&c->k.reply);
+        cc_free(&c->cc);
+        if (c->wait)
+            event_free(c->wait);
+        if (c->nap)
+            event_free(c->nap);
+    }
+    event_free(b->tick);
+    event_base_free(b->base);
+    SSL_CTX_free(b->tls);
+    free(b->c);
+    free(b->value);
+    free(b->w_due);
+    free(b->w_ack);
+    free(b->w_tag);
+    free(b->w_meas);
 }
 
 static int bench_run(struct cli_ctx *ctx)
@@ -678,7 +941,9 @@ static int bench_run(struct cli_ctx *ctx)
         opts_get_u64(o, "ops", 0, UINT64_MAX / 2, &ops) != 0 ||
         opts_get_u32(o, "key-size", 8, 100, &b->key_size) != 0 ||
         opts_get_u32(o, "value-size", 0, 1u << 20, &b->value_size) != 0 ||
-        opts_get_u32(o, "keys", 1, 100000000, &b->keys) != 0) {
+        opts_get_u32(o, "keys", 1, 100000000, &b->keys) != 0 ||
+        opts_get_u32(o, "watchers", 1, BENCH_MAX_WATCHERS, &b->watchers) != 0 ||
+        opts_get_u32(o, "watches-per-conn", 1, 1024, &b->per_conn) != 0) {
         out_error("bench: %s", o->err);
         return EXIT_USAGE;
     }
@@ -723,21 +988,25 @@ static int bench_run(struct cli_ctx *ctx)
     if (getrandom(&b->rng, sizeof b->rng, 0) != (ssize_t)sizeof b->rng || !b->rng)
         b->rng = clock_mono_ns() | 1;
     b->value = malloc(b->value_size + 1);
-    b->c = calloc(b->clients, sizeof *b->c);
+    b->nconns = b->clients;
+    bool watch_ok = b->wl != WL_WATCH || watch_setup(b);
+    b->c = calloc(b->nconns, sizeof *b->c);
     b->base = event_base_new();
-    if (!b->value || !b->c || !b->base) {
+    if (!b->value || !b->c || !b->base || !watch_ok) {
         out_error("bench: out of memory");
         return EXIT_UNAVAILABLE;
     }
     for (uint32_t i = 0; i < b->value_size; i++)
         b->value[i] = (uint8_t)('a' + bench_rand(b) % 26);
     hist_init(&b->lat);
+    hist_init(&b->elat);
+    hist_init(&b->alat);
     b->prefilling = b->wl != WL_WRITE && (prefill || b->wl == WL_CAS);
     uint64_t now = clock_mono_ns();
     b->start_ns = b->progress_ns = now;
     b->measure_ns = now + (uint64_t)(b->warmup_s * 1e9);
     b->end_ns = b->measure_ns + (uint64_t)(b->duration_s * 1e9);
-    for (uint32_t i = 0; i < b->clients; i++) {
+    for (uint32_t i = 0; i < b->nconns; i++) {
         struct bconn *c = &b->c[i];
         c->b = b;
         c->id = (int)i;
@@ -749,12 +1018,24 @@ static int bench_run(struct cli_ctx *ctx)
             return EXIT_USAGE;
         }
         c->cc.cur = c->home_ep = i % b->neps; /* spread; writes follow NOT_LEADER */
+        if (i >= b->clients) { /* a watch connection */
+            c->cc.cur = c->home_ep = (i - b->clients) % b->neps;
+            uint32_t j = i - b->clients;
+            c->nwatch = j + 1 < b->nwc ? b->per_conn : b->watchers - j * b->per_conn;
+        }
         frame_decoder_init(&c->dec, DDKV_DEFAULT_MAX_FRAME_BYTES);
         c->wait = evtimer_new(b->base, wait_cb, c);
         c->nap = evtimer_new(b->base, nap_cb, c);
     }
-    for (uint32_t i = 0; i < b->clients; i++)
-        bconn_start(&b->c[i]);
+    if (b->wl == WL_WATCH) {
+        for (uint32_t i = b->clients; i < b->nconns; i++) { /* the writers start once these are armed */
+            b->c[i].op = B_WATCH_GREET;
+            bconn_request(&b->c[i]);
+        }
+    } else {
+        for (uint32_t i = 0; i < b->clients; i++)
+            bconn_start(&b->c[i]);
+    }
     b->tick = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
     struct timeval tv = {0, 50000};
     event_add(b->tick, &tv);
@@ -781,23 +1062,7 @@ static int bench_run(struct cli_ctx *ctx)
         else if (!b->ops)
             out_error("bench: no operation completed%s%s", b->last_error[0] ? ": " : "", b->last_error);
     }
-    for (uint32_t i = 0; i < b->clients; i++) {
-        struct bconn *c = &b->c[i];
-        bconn_close(c);
-        frame_decoder_free(&c->dec);
-        if (c->op != B_IDLE && c->k.phase == CC_P_DONE && c->k.err == DDKV_OK)
-            msg_free(&c->k.reply);
-        cc_free(&c->cc);
-        if (c->wait)
-            event_free(c->wait);
-        if (c->nap)
-            event_free(c->nap);
-    }
-    event_free(b->tick);
-    event_base_free(b->base);
-    SSL_CTX_free(b->tls);
-    free(b->c);
-    free(b->value);
+    bench_free(b);
     return rc;
 }
 

@@ -751,6 +751,21 @@ uint64_t store_memtable_bytes(struct store *s)
     return sum;
 }
 
+void store_engine_stats(struct store *s, struct store_engine_stats *out)
+{
+    *out = (struct store_engine_stats){0};
+    if (!s->db)
+        return; /* closed by a reopen that failed: the node is stopping */
+    for (int i = 0; i < STORE_CF__COUNT; i++) {
+        char *t = rocksdb_property_value_cf(s->db, s->cf[i], "rocksdb.cfstats-no-file-histogram");
+        store_parse_cfstats(t, out);
+        free(t);
+    }
+    char *t = rocksdb_property_value(s->db, "rocksdb.dbstats");
+    store_parse_dbstats(t, out);
+    free(t);
+}
+
 static struct store_iter *iter_make(struct store *s, enum store_cf cf, const struct store_snapshot *snap,
                                     bool fill_cache, const void *upper, size_t upper_n)
 {

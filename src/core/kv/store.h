@@ -105,6 +105,23 @@ int store_reopen(struct store *s, const char *dir, struct errbuf *eb);
  * does first. */
 uint64_t store_memtable_bytes(struct store *s);
 
+/* What the storage engine did in the background since the store opened, as
+ * RocksDB counts it (all column families): memtable flushes, compactions,
+ * write stalls (slowdowns and stops, each cause counted) and the time writes
+ * spent stalled. All 0 on the simulated disk, which has no engine. */
+struct store_engine_stats {
+    uint64_t flushes, compactions, stalls, stall_us;
+};
+void store_engine_stats(struct store *s, struct store_engine_stats *out);
+/* The parsers behind it (kv/engine_stats.c, pure text): one column family's
+ * "rocksdb.cfstats-no-file-histogram" (flushes: the High priority row's
+ * Comp(cnt); compactions: the Low row's; stalls: the causes of the
+ * Stalls(count) line) and the "rocksdb.dbstats" text ("Cumulative stall:
+ * H:M:S"). Each adds to *out and returns false, adding nothing, when the
+ * text lacks a line it should have (another RocksDB's format). */
+bool store_parse_cfstats(const char *text, struct store_engine_stats *out);
+bool store_parse_dbstats(const char *text, struct store_engine_stats *out);
+
 /* Forward iteration over keys >= start within [lower, upper) (bounds optional). */
 struct store_iter *store_iter_new(struct store *s, enum store_cf cf, const void *upper, size_t upper_n);
 /* The same over the store as the batch overlay would leave it: the batch's

@@ -732,6 +732,12 @@ uint64_t store_memtable_bytes(struct store *s)
     return sum;
 }
 
+void store_engine_stats(struct store *s, struct store_engine_stats *out)
+{
+    (void)s;
+    *out = (struct store_engine_stats){0}; /* no engine: nothing runs in the background */
+}
+
 /* --- iterators and snapshots ------------------------------------------------ */
 
 struct store_iter {

@@ -92,6 +92,22 @@ static void metric_hist(struct evbuffer *b, const char *name, const char *help, 
                         (unsigned long long)h->total);
 }
 
+/* The storage engine's background work (kv/store.h). */
+static void metrics_store(struct evbuffer *b, struct store *st)
+{
+    struct store_engine_stats es;
+    store_engine_stats(st, &es);
+    metric(b, "ddkv_store_flushes_total", "counter", "Memtable flushes RocksDB finished (all column families).",
+           es.flushes);
+    metric(b, "ddkv_store_compactions_total", "counter", "Compactions RocksDB finished (all column families).",
+           es.compactions);
+    metric(b, "ddkv_store_write_stalls_total", "counter",
+           "Times RocksDB slowed or stopped writes (each cause counted once).", es.stalls);
+    evbuffer_add_printf(b, "# HELP ddkv_store_write_stall_seconds_total Time RocksDB held writes stalled.\n"
+                           "# TYPE ddkv_store_write_stall_seconds_total counter\n"
+                           "ddkv_store_write_stall_seconds_total %.6f\n", (double)es.stall_us / 1e6);
+}
+
 static void http_metrics(struct evhttp_request *req, void *arg)
 {
     struct node *n = arg;
@@ -227,6 +243,7 @@ static void http_metrics(struct evhttp_request *req, void *arg)
     metric(b, "ddkv_revision", "gauge", "Current revision.", n->sm.revision);
     metric(b, "ddkv_lamport", "gauge", "Lamport clock.", n->clock.now);
     metric(b, "ddkv_keys", "gauge", "Live keys.", n->sm.keys);
+    metrics_store(b, n->st);
     metric_hist(b, "ddkv_commit_fsync_seconds", "Synced group commit duration.", NULL, replica_commit_hist(n), true);
     static const uint32_t req_types[] = {DDKV_MSG_READ, DDKV_MSG_WRITE, DDKV_MSG_DELETE, DDKV_MSG_LIST};
     for (size_t i = 0; i < sizeof req_types / sizeof req_types[0]; i++) {
