@@ -19,6 +19,11 @@
  *   ddkv-bench-ack-loop kill PID                   SIGKILL PID; print the time just
  *                                                  before (monotonic ns, then
  *                                                  realtime ns, to match logs)
+ *   ddkv-bench-ack-loop stamp CMD [ARG...]         print the time as kill does (monotonic
+ *                                                  ns, realtime ns), then run CMD (its
+ *                                                  stdout to stderr) and exit with its
+ *                                                  status (failover.sh --fault silent:
+ *                                                  the leader's link going down)
  *   ddkv-bench-ack-loop now                        print the time
  *
  * Options: --threads N (4), --value-size BYTES (256), --max-s S (stop by
@@ -59,6 +64,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -335,11 +341,30 @@ static void *run_etcd(void *arg)
     return NULL;
 }
 
+/* The time of a fault: monotonic (the acks' clock), and realtime, to match
+ * the members' logs. */
+struct stamp {
+    uint64_t mono, real;
+};
+
+static struct stamp stamp_now(void)
+{
+    struct timespec real;
+    clock_gettime(CLOCK_REALTIME, &real);
+    return (struct stamp){clock_mono_ns(), (uint64_t)real.tv_sec * 1000000000u + (uint64_t)real.tv_nsec};
+}
+
+static void stamp_print(struct stamp st)
+{
+    printf("%llu %llu\n", (unsigned long long)st.mono, (unsigned long long)st.real);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: ddkv-bench-ack-loop ddkv|etcd ENDPOINTS [--threads N] [--value-size BYTES]\n"
                     "                           [--timeout-ms MS] [--max-s S]\n"
                     "       ddkv-bench-ack-loop kill PID\n"
+                    "       ddkv-bench-ack-loop stamp CMD [ARG...]\n"
                     "       ddkv-bench-ack-loop now\n");
     return 2;
 }
@@ -355,16 +380,38 @@ int main(int argc, char **argv)
         long pid = strtol(argv[2], &end, 10);
         if (*end || pid <= 1)
             return usage();
-        struct timespec real;
-        clock_gettime(CLOCK_REALTIME, &real);
-        uint64_t t = clock_mono_ns();
+        struct stamp st = stamp_now();
         if (kill((pid_t)pid, SIGKILL) != 0) {
             perror("kill");
             return 1;
         }
-        printf("%llu %llu\n", (unsigned long long)t,
-               (unsigned long long)real.tv_sec * 1000000000u + (unsigned long long)real.tv_nsec);
+        stamp_print(st);
         return 0;
+    }
+    if (argc >= 3 && strcmp(argv[1], "stamp") == 0) {
+        /* The stamp first (stdout flushed before the command can print),
+         * then the command: the fault it makes takes effect a few ms after
+         * the stamp, never before it. */
+        stamp_print(stamp_now());
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("fork");
+            return 1;
+        }
+        if (pid == 0) {
+            dup2(2, 1); /* stdout holds the stamp alone */
+            execvp(argv[2], argv + 2);
+            perror(argv[2]);
+            _exit(127);
+        }
+        int st;
+        while (waitpid(pid, &st, 0) < 0)
+            if (errno != EINTR) {
+                perror("waitpid");
+                return 1;
+            }
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     }
     if (argc < 3 || (strcmp(argv[1], "ddkv") != 0 && strcmp(argv[1], "etcd") != 0))
         return usage();

@@ -17,11 +17,16 @@
   benchtool.py ddkv-leader DDKV EPS            name and client address of the leader
   benchtool.py wait-ddkv-healthy DDKV EPS TIMEOUT_S
   benchtool.py wait-acks ACKS TIMEOUT_S        wait for the first ack line
-  benchtool.py wait-resumed SYSTEM ACKS T_NS KILLED TIMEOUT_S
-                                               wait for an ack from a new leader after T_NS
-  benchtool.py gaps SYSTEM NODES ACKS KILLS [LOG...]
-                                               per-kill gaps, median and max (and when the
-                                               members' logs show the new leader)
+  benchtool.py wait-resumed SYSTEM ACKS T_NS KILLED TIMEOUT_S [QUIET_MS]
+                                               wait for an ack from a new leader after T_NS;
+                                               with QUIET_MS, exit 3 at once if the old leader
+                                               acknowledged a write later than T_NS + QUIET_MS
+                                               (it was not cut off)
+  benchtool.py gaps [--fault kill|silent] [--json FILE] [--quiet-ms MS]
+                    SYSTEM NODES ACKS KILLS [LOG...]
+                                               per-round gaps, median, p99 and max (and when
+                                               the members' logs show the new leader); --json
+                                               appends one summary line to FILE
   benchtool.py report RUN_DIR OUT_PREFIX       .md, .json and .png from a compare run
 """
 import json
@@ -318,15 +323,32 @@ def from_new_leader(system, who, killed):
     return who.isdigit() and int(who) > int(killed)
 
 
+def from_old_leader(system, who, killed):
+    """Whether an ack came from the leader that was cut off: for ddkv its address,
+    for etcd its term (acks of a later term come from a later leader)."""
+    return who == killed
+
+
 def cmd_wait_resumed(args):
-    """wait-resumed SYSTEM ACKS T_NS KILLED TIMEOUT_S: until a new leader acknowledged a write."""
+    """wait-resumed SYSTEM ACKS T_NS KILLED TIMEOUT_S [QUIET_MS]: until a new leader
+    acknowledged a write. With QUIET_MS (a leader cut off silently): an ack of the
+    old leader more than QUIET_MS after T_NS means it was not cut off at all; that
+    ends the wait at once, with exit status 3."""
     system, path, t, killed, timeout = args[0], args[1], int(args[2]), args[3], float(args[4])
+    quiet = int(args[5]) * 1000000 if len(args) > 5 else None
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if any(ns > t and from_new_leader(system, who, killed) for ns, who in read_acks(path, 1 << 16)):
+        acks = read_acks(path, 1 << 16)
+        if quiet is not None:
+            late = [ns for ns, who in acks if ns > t + quiet and from_old_leader(system, who, killed)]
+            if late:
+                print("benchtool: the old leader (%s) acknowledged a write %.0f ms after it was cut off: "
+                      "it was not isolated" % (killed, (late[-1] - t) / 1e6), file=sys.stderr)
+                sys.exit(3)
+        if any(ns > t and from_new_leader(system, who, killed) for ns, who in acks):
             return
         time.sleep(0.01)
-    die("no write acknowledged by a new leader within %.0f s of the kill" % timeout)
+    die("no write acknowledged by a new leader within %.0f s of the fault" % timeout)
 
 
 def cmd_wait_acks(args):
@@ -365,24 +387,62 @@ def leader_events(system, logs):
     return sorted(ev)
 
 
+def p99(xs):
+    """The 99th percentile by nearest rank: the smallest value with at least 99% of
+    the values at or below it (over fewer than 100 values, the largest)."""
+    import math
+    v = sorted(xs)
+    return v[max(0, math.ceil(0.99 * len(v)) - 1)]
+
+
 def cmd_gaps(args):
-    """gaps SYSTEM NODES ACKS KILLS [LOG...]: KILLS has "T_NS MEMBER WHO REAL_NS" per kill."""
+    """gaps [--fault kill|silent] [--json FILE] [--quiet-ms MS] SYSTEM NODES ACKS KILLS [LOG...]:
+    KILLS has "T_NS MEMBER WHO REAL_NS [END_NS]" per round (T_NS: the kill, or the
+    leader's link going down; END_NS: the end of that isolation, when the member was
+    killed and its link brought up again). A round in which the old leader still
+    acknowledged writes more than MS (500) after T_NS and before END_NS was no
+    isolation: it is reported and left out."""
     import bisect
+    fault, json_path, quiet_ms = "kill", None, 500
+    while args and args[0].startswith("--"):
+        if args[0] == "--fault":
+            fault = args[1]
+        elif args[0] == "--json":
+            json_path = args[1]
+        elif args[0] == "--quiet-ms":
+            quiet_ms = int(args[1])
+        else:
+            die("gaps: unknown option " + args[0])
+        args = args[2:]
     system, nodes, acks_path, kills_path = args[0], args[1], args[2], args[3]
+    verb = {"kill": "killed", "silent": "isolated"}.get(fault, fault)
+    what = {"kill": "the kill", "silent": "the isolation"}.get(fault, "the fault")
     events = leader_events(system, args[4:])
     acks = sorted(read_acks(acks_path))
     times = [ns for ns, _ in acks]
-    gaps, firsts, elected = [], [], []
+    gaps, firsts, elected, bad = [], [], [], 0
+    rounds = 0
     for i, line in enumerate(open(kills_path).read().splitlines()):
         f = line.split()
         if len(f) < 3:
             continue
+        rounds += 1
         t, member, killed = int(f[0]), f[1], f[2]
         k = bisect.bisect_right(times, t)
+        if len(f) > 4:
+            t_end = int(f[4])
+            late = [ns for ns, who in acks[k:bisect.bisect_left(times, t_end)]
+                    if ns > t + quiet_ms * 1000000 and from_old_leader(system, who, killed)]
+            if late:
+                bad += 1
+                print("%s %s nodes round %2d: %s leader %s: NOT ISOLATED: it acknowledged %d writes from %.0f "
+                      "to %.0f ms after its link went down; no gap"
+                      % (system, nodes, i + 1, verb, member, len(late), (late[0] - t) / 1e6, (late[-1] - t) / 1e6))
+                continue
         j = next((j for j in range(k, len(acks)) if from_new_leader(system, acks[j][1], killed)), None)
         if k == 0 or j is None:
-            print("%s %s nodes round %2d: killed leader %s: no ack on one side of the kill"
-                  % (system, nodes, i + 1, member))
+            print("%s %s nodes round %2d: %s leader %s: no ack on one side of %s"
+                  % (system, nodes, i + 1, verb, member, what))
             continue
         gap = (times[j] - times[k - 1]) / 1e6
         first = (times[j] - t) / 1e6
@@ -396,19 +456,39 @@ def cmd_gaps(args):
                       (e[1] != member if system == "ddkv" else e[2] > int(killed))), None)
             if e:
                 elected.append((e[0] - treal) / 1e6)
-                el = ", new leader in the logs %.0f ms after the kill" % elected[-1]
-        print("%s %s nodes round %2d: killed leader %s: gap %.0f ms (last ack %.0f ms before the kill, first "
-              "from the new leader %.0f ms after%s; %d acks of the old leader arrived after the kill)"
-              % (system, nodes, i + 1, member, gap, (t - times[k - 1]) / 1e6, first, el, j - k))
+                el = ", new leader in the logs %.0f ms after %s" % (elected[-1], what)
+        print("%s %s nodes round %2d: %s leader %s: gap %.0f ms (last ack %.0f ms before %s, first "
+              "from the new leader %.0f ms after%s; %d acks of the old leader arrived after %s)"
+              % (system, nodes, i + 1, verb, member, gap, (t - times[k - 1]) / 1e6, what, first, el, j - k,
+                 what))
+    noun = {"kill": "kills", "silent": "isolations"}.get(fault, "rounds")
+    to_first = {"kill": "kill", "silent": "link down"}.get(fault, "fault")
     if gaps:
         extra = ""
         if elected:
             extra = "; new leader logged: median %.0f ms, max %.0f ms" % (statistics.median(elected), max(elected))
-        print("%s %s nodes: median %.0f ms, max %.0f ms over %d kills (kill to first ack: median %.0f ms, "
-              "max %.0f ms%s)" % (system, nodes, statistics.median(gaps), max(gaps), len(gaps),
-                                  statistics.median(firsts), max(firsts), extra))
+        lost = ""
+        if len(gaps) < rounds:
+            lost = " of %d" % rounds
+        print("%s %s nodes (%s): median %.0f ms, p99 %.0f ms, max %.0f ms over %d%s %s (%s to first ack: "
+              "median %.0f ms, p99 %.0f ms, max %.0f ms%s)"
+              % (system, nodes, fault, statistics.median(gaps), p99(gaps), max(gaps), len(gaps), lost, noun,
+                 to_first, statistics.median(firsts), p99(firsts), max(firsts), extra))
     else:
-        print("%s %s nodes: no kill measured" % (system, nodes))
+        print("%s %s nodes (%s): no %s measured" % (system, nodes, fault, noun[:-1]))
+    if json_path:
+        r2 = lambda x: round(x, 1)
+        row = {"system": system, "nodes": int(nodes), "fault": fault, "rounds": rounds,
+               "measured": len(gaps), "not_isolated": bad,
+               "median_ms": r2(statistics.median(gaps)) if gaps else None,
+               "p99_ms": r2(p99(gaps)) if gaps else None, "max_ms": r2(max(gaps)) if gaps else None,
+               "gaps": [r2(g) for g in gaps],
+               "to_first_ack_ms": [r2(x) for x in firsts],
+               "new_leader_logged_ms": [r2(x) for x in elected]}
+        with open(json_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+    if bad:
+        sys.exit(3)
 
 
 # --- compare report ----------------------------------------------------------

@@ -27,6 +27,18 @@
 # The member count is remembered there, so stop/status/restart need no N, and so
 # is the cluster's --cluster-token (random, made when the cluster is created), so
 # two clusters made here never share a cluster id.
+#
+# Members on hosts of their own (bench/failover.sh --fault silent puts each in
+# a network namespace), both printf formats in which %d is the member's index:
+#   DDKV_MEMBER_HOST  the IPv4 address member i listens on and is reached at
+#                     (client, peer and HTTP), e.g. 10.77.0.%d; default 127.0.0.1
+#   DDKV_MEMBER_EXEC  a command prefix member i runs under, e.g.
+#                     "ip netns exec fo%d" (it must exec the server, so the PID
+#                     stays the server's); default none
+# Given at start, each is remembered in the cluster dir like the member count,
+# so the other commands (endpoints, status, restart, stop...) need them no more;
+# given to a later command, it wins over the remembered one. (A TLS cluster
+# there needs those addresses in its certificates: DDKV_CERT_IPS, deploy/certs.sh.)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DDKV=${DDKV_BIN:-$ROOT/build/ddkv}
@@ -37,9 +49,18 @@ TLSDIR=$DIR/tls
 die() { echo "cluster.sh: $*" >&2; exit 2; }
 
 members() { cat "$DIR/size" 2>/dev/null || echo 0; }
-client_addr() { echo "127.0.0.1:$((BASE + $1))"; }
-peer_addr() { echo "127.0.0.1:$((BASE + 100 + $1))"; }
-http_addr() { echo "127.0.0.1:$((BASE + 200 + $1))"; }
+remembered() { cat "$DIR/$1" 2>/dev/null || true; }
+HOST_FMT=${DDKV_MEMBER_HOST:-$(remembered member-host)}
+HOST_FMT=${HOST_FMT:-127.0.0.1}
+EXEC_FMT=${DDKV_MEMBER_EXEC:-$(remembered member-exec)}
+# shellcheck disable=SC2059 # the formats are meant to be formats
+member_host() { printf "$HOST_FMT" "$1"; }
+client_addr() { echo "$(member_host "$1"):$((BASE + $1))"; }
+peer_addr() { echo "$(member_host "$1"):$((BASE + 100 + $1))"; }
+http_addr() { echo "$(member_host "$1"):$((BASE + 200 + $1))"; }
+# The command prefix of member $1 (words split on blanks; none: empty).
+# shellcheck disable=SC2059
+member_exec() { [[ -z $EXEC_FMT ]] || printf "$EXEC_FMT" "$1"; }
 
 spec() {
     local n=$1 s="" i
@@ -104,12 +125,13 @@ start_one() {
         return 0
     fi
     mkdir -p "$DIR"
-    local tls=()
+    local tls=() pre=()
     tls_on && tls=(--tls-cert "$TLSDIR/n$i.pem" --tls-key "$TLSDIR/n$i.key" --tls-ca "$TLSDIR/ca.pem")
+    read -ra pre <<<"$(member_exec "$i")"
     # A shell set up for a TLS client (DDKV_TLS_CERT is then the client's
     # certificate) must not hand its settings to the nodes.
     env -u DDKV_TLS_CERT -u DDKV_TLS_KEY -u DDKV_TLS_CA -u DDKV_PEER_TLS -u DDKV_CLUSTER_TOKEN $(token_env) \
-        "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
+        "${pre[@]}" "$DDKV" serve --name "n$i" --data-dir "$DIR/n$i" \
         --client-addr "$(client_addr "$i")" --peer-addr "$(peer_addr "$i")" \
         --http-addr "$(http_addr "$i")" --cluster "$(spec "$n")" "${tls[@]}" "$@" \
         >>"$DIR/n$i.log" 2>&1 </dev/null &
@@ -143,6 +165,8 @@ start)
     fi
     ((old != 0)) || new_token
     echo "$n" >"$DIR/size"
+    if [[ -n ${DDKV_MEMBER_HOST:-} ]]; then echo "$DDKV_MEMBER_HOST" >"$DIR/member-host"; fi
+    if [[ -n ${DDKV_MEMBER_EXEC:-} ]]; then echo "$DDKV_MEMBER_EXEC" >"$DIR/member-exec"; fi
     if [[ ${DDKV_TLS:-0} == 1 ]]; then
         names=()
         for ((i = 1; i <= n; i++)); do names+=("n$i"); done
@@ -271,7 +295,7 @@ logs)
     exec tail -f "$DIR/n$i.log"
     ;;
 *)
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
     [[ -z $cmd || $cmd == help || $cmd == -h || $cmd == --help ]] && exit 0
     exit 2
     ;;
