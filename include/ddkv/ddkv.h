@@ -11,10 +11,14 @@
  * Writes and deletes carry (client_id, seq): seq grows by one per logical write
  * and stays the same across that write's retries. The cluster keeps a session
  * per client id and applies a (client_id, seq) once, answering a retry with the
- * original result. So when a connection dies after a write left, or the node
- * answers TIMEOUT, the client sends the same write to another member until the
- * deadline; only if the deadline passes with the write still in doubt does the
- * call return DDKV_ERR_UNKNOWN_OUTCOME (read the key to find out). Sessions
+ * original result. So when a connection dies after a write left, no reply
+ * comes within 1.5 s (a leader whose machine vanished without a reset looks
+ * like this; the connection is then closed), or the node answers TIMEOUT, the
+ * client sends the same write to another member until the deadline; only if
+ * the deadline passes with the write still in doubt does the call return
+ * DDKV_ERR_UNKNOWN_OUTCOME (read the key to find out). Reads are asked again
+ * elsewhere the same way. After an operation that ran out of time waiting on
+ * a member, the next one starts at another member. Sessions
  * idle for more than 10 minutes are forgotten, so a client should not sit on
  * an unanswered write that long.
  *
@@ -79,7 +83,10 @@ struct ddkv_options {
     /* "host:port[,host:port...]"; IPv6 hosts in brackets ("[::1]:7001").
      * Borrowed by ddkv_client_new (which copies it). */
     const char *endpoints;
-    /* Deadline of one whole operation, retries and redirects included. */
+    /* Deadline of one whole operation, retries and redirects included. Each
+     * attempt waits for its reply 1.5 s at most (never past this deadline;
+     * ddkv_snapshot_save's imaging waits until it), then goes to the next
+     * member. */
     uint32_t timeout_ms;
     /* Deadline of one connection attempt (never past the operation's). */
     uint32_t connect_timeout_ms;

@@ -1,7 +1,8 @@
 /* libddkv's retry rules against scripted fake members on 127.0.0.1: a write
- * whose connection dies after it left is sent again under the same (client_id,
- * seq) to another member; a write that stays in doubt until the deadline is
- * UNKNOWN_OUTCOME; NOT_LEADER is followed to the named address. */
+ * whose connection dies after it left, or that a member leaves unanswered for
+ * an attempt, is sent again under the same (client_id, seq) to another member;
+ * a write that stays in doubt until the deadline is UNKNOWN_OUTCOME; NOT_LEADER
+ * is followed to the named address. */
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -16,7 +17,7 @@
 #include "util/clock.h"
 
 /* What a fake member does with each WRITE it receives. */
-enum script { CLOSE_AFTER_READ, ANSWER_WRITTEN, ANSWER_TIMEOUT, ANSWER_NOT_LEADER };
+enum script { CLOSE_AFTER_READ, ANSWER_WRITTEN, ANSWER_TIMEOUT, ANSWER_NOT_LEADER, SILENT };
 
 struct fake {
     int lfd, port;
@@ -25,6 +26,7 @@ struct fake {
     pthread_t th;
     volatile int stop;
     int writes;              /* WRITEs seen */
+    volatile int closed_by_client; /* SILENT: connections the client gave up (closed) */
     uint64_t client_id[16], seq[16];
 };
 
@@ -61,6 +63,16 @@ static void *fake_main(void *arg)
                 }
                 switch (f->script) {
                 case CLOSE_AFTER_READ:
+                    close_now = true;
+                    break;
+                case SILENT:
+                    /* As a member whose machine vanished: nothing comes
+                     * back, and the connection stays until the client
+                     * closes it. */
+                    while (!f->stop && !wait_closed(fd, 100))
+                        ;
+                    if (!f->stop)
+                        f->closed_by_client++;
                     close_now = true;
                     break;
                 case ANSWER_WRITTEN:
@@ -123,14 +135,20 @@ static ddkv_client *client(const char *eps, uint32_t timeout_ms)
     return c;
 }
 
+/* A client of two fake members, a first. */
+static ddkv_client *client_of_two(const struct fake *a, const struct fake *b, uint32_t timeout_ms)
+{
+    char eps[64];
+    snprintf(eps, sizeof eps, "127.0.0.1:%d,127.0.0.1:%d", a->port, b->port);
+    return client(eps, timeout_ms);
+}
+
 Test(client, a_write_cut_off_after_sending_is_retried_elsewhere_under_the_same_session)
 {
     struct fake dying, good;
     fake_start(&dying, CLOSE_AFTER_READ);
     fake_start(&good, ANSWER_WRITTEN);
-    char eps[64];
-    snprintf(eps, sizeof eps, "127.0.0.1:%d,127.0.0.1:%d", dying.port, good.port);
-    ddkv_client *c = client(eps, 5000);
+    ddkv_client *c = client_of_two(&dying, &good, 5000);
     struct ddkv_write_result r;
     cr_assert_eq(ddkv_write(c, "k", 1, "v", 1, 0, &r), DDKV_OK, "%s", ddkv_client_errmsg(c));
     cr_assert_eq(r.revision, 7);
@@ -171,9 +189,7 @@ Test(client, a_node_timeout_answer_is_retried_and_a_read_is_never_unknown)
     struct fake slow, good;
     fake_start(&slow, ANSWER_TIMEOUT);
     fake_start(&good, ANSWER_WRITTEN);
-    char eps[64];
-    snprintf(eps, sizeof eps, "127.0.0.1:%d,127.0.0.1:%d", slow.port, good.port);
-    ddkv_client *c = client(eps, 5000);
+    ddkv_client *c = client_of_two(&slow, &good, 5000);
     struct ddkv_write_result r;
     cr_assert_eq(ddkv_write(c, "k", 1, "v", 1, 0, &r), DDKV_OK, "%s", ddkv_client_errmsg(c));
     cr_assert_eq(slow.writes, 1);
@@ -198,4 +214,55 @@ Test(client, not_leader_is_followed_to_the_named_leader)
     ddkv_client_free(c);
     fake_stop(&follower);
     fake_stop(&leader);
+}
+
+/* A member that reads the write and never answers (a leader whose machine
+ * vanished without a reset): after one attempt (1.5 s) libddkv closes that
+ * connection and sends the write to the next member under the same session,
+ * well before the call's 5 s deadline. */
+Test(client, a_silent_member_is_given_up_after_one_attempt_and_the_write_resent)
+{
+    struct fake silent, good;
+    fake_start(&silent, SILENT);
+    fake_start(&good, ANSWER_WRITTEN);
+    ddkv_client *c = client_of_two(&silent, &good, 5000);
+    struct ddkv_write_result r;
+    uint64_t t0 = clock_mono_ms();
+    cr_assert_eq(ddkv_write(c, "k", 1, "v", 1, 0, &r), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    uint64_t took = clock_mono_ms() - t0;
+    cr_assert_geq(took, 1400, "the silent member had its attempt (%llu ms)", (unsigned long long)took);
+    cr_assert_lt(took, 4000, "resent after one attempt, not at the deadline (%llu ms)", (unsigned long long)took);
+    cr_assert_eq(silent.writes, 1);
+    cr_assert_eq(good.writes, 1);
+    cr_assert_eq(good.client_id[0], silent.client_id[0], "the resend keeps the client id");
+    cr_assert_eq(good.seq[0], silent.seq[0], "the resend keeps the sequence number");
+    for (int i = 0; i < 50 && !silent.closed_by_client; i++)
+        usleep(20 * 1000);
+    cr_assert_eq(silent.closed_by_client, 1, "the abandoned connection was closed");
+    ddkv_client_free(c);
+    fake_stop(&silent);
+    fake_stop(&good);
+}
+
+/* A call that runs out of time on a silent member (the deadline, 1 s, is
+ * shorter than an attempt): UNKNOWN_OUTCOME, and the next call starts at the
+ * next member instead of waiting on the silent one again. */
+Test(client, after_a_call_times_out_on_a_member_the_next_starts_at_another)
+{
+    struct fake silent, good;
+    fake_start(&silent, SILENT);
+    fake_start(&good, ANSWER_WRITTEN);
+    ddkv_client *c = client_of_two(&silent, &good, 1000);
+    struct ddkv_write_result r;
+    cr_assert_eq(ddkv_write(c, "k", 1, "v", 1, 0, &r), DDKV_ERR_UNKNOWN_OUTCOME, "%s", ddkv_client_errmsg(c));
+    cr_assert_eq(silent.writes, 1);
+    cr_assert_eq(good.writes, 0);
+    uint64_t t0 = clock_mono_ms();
+    cr_assert_eq(ddkv_write(c, "k", 1, "w", 1, 0, &r), DDKV_OK, "%s", ddkv_client_errmsg(c));
+    cr_assert_lt(clock_mono_ms() - t0, 900, "went to the other member first");
+    cr_assert_eq(silent.writes, 1, "not sent to the silent member again");
+    cr_assert_eq(good.writes, 1);
+    ddkv_client_free(c);
+    fake_stop(&silent);
+    fake_stop(&good);
 }

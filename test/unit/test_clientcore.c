@@ -369,16 +369,18 @@ Test(clientcore, sessionless_write_never_resent)
     cr_assert_eq(K.err, DDKV_ERR_UNKNOWN_OUTCOME);
 }
 
-/* A write whose reply never came by the deadline: UNKNOWN_OUTCOME, not
- * retried. The node's TIMEOUT answer: a session write is retried elsewhere
- * under its session, a write without one is not resent (the claim expires);
- * a write
- * still in doubt at the deadline is UNKNOWN_OUTCOME, never "unavailable". */
+/* A write whose reply never came by the call's deadline (sent with less than
+ * an attempt left): UNKNOWN_OUTCOME, not retried. The node's TIMEOUT answer:
+ * a session write is retried elsewhere under its session, a write without one
+ * is not resent (the claim expires); a write still in doubt at the deadline
+ * is UNKNOWN_OUTCOME, never "unavailable". */
 Test(clientcore, write_timeout_unknown_outcome)
 {
     write_call(false);
     connect_greet(cc_start(&C, &K, now));
+    now = K.deadline_ms - 100;
     cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(K.until_ms, K.deadline_ms);
     now = K.until_ms;
     cr_assert_eq(cc_failed(&C, &K, CC_IO_TIMEOUT, now), CC_DO_DONE);
     cr_assert_eq(K.err, DDKV_ERR_UNKNOWN_OUTCOME);
@@ -418,7 +420,7 @@ Test(clientcore, write_timeout_unknown_outcome)
 }
 
 /* A read changes nothing: one whose connection broke after it left is asked
- * again elsewhere; one with no reply by its deadline is TIMEOUT (not
+ * again elsewhere; one with no reply by the call's deadline is TIMEOUT (not
  * UNKNOWN_OUTCOME). */
 Test(clientcore, read_retried_elsewhere)
 {
@@ -429,6 +431,7 @@ Test(clientcore, read_retried_elsewhere)
     connect_greet(sleep_out(d));
     cr_assert_eq(C.cur, 1);
     cr_assert_eq(sent_type(), DDKV_MSG_READ);
+    now = K.deadline_ms - 100;
     cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
     now = K.until_ms;
     cr_assert_eq(cc_failed(&C, &K, CC_IO_TIMEOUT, now), CC_DO_DONE);
@@ -477,4 +480,195 @@ Test(clientcore, relogin_once)
     cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
     cr_assert_eq(reply_error(K.rid, DDKV_WERR_UNAUTHENTICATED, NULL), CC_DO_DONE);
     cr_assert_eq(K.err, DDKV_ERR_PERMISSION_DENIED);
+}
+
+/* --- the attempt's deadline: a member that goes silent after a frame left
+ * (its machine died without a reset) is given up on after attempt_ms, as if
+ * the connection had broken. setup3: timeout 2000 ms, attempt 1500 ms. --- */
+
+/* The driver's side of an attempt that timed out: until_ms passed. */
+static enum cc_do attempt_times_out(void)
+{
+    cr_assert_lt(K.until_ms, K.deadline_ms, "the attempt ends before the call");
+    now = K.until_ms;
+    cc_no_reply(&C, &K);
+    return cc_failed(&C, &K, CC_IO_TIMEOUT, now);
+}
+
+/* A session write sent to a member that never answers: after attempt_ms the
+ * connection is given up (the driver closes it), and the write is resent to
+ * the next member with the same (client_id, seq) and a new request id; that
+ * member's answer is the call's. */
+Test(clientcore, attempt_timeout_resends_write_elsewhere)
+{
+    cr_assert_eq(C.attempt_ms, CC_DEFAULT_ATTEMPT_MS);
+    write_call(false);
+    uint64_t seq = C.seq;
+    connect_greet(cc_start(&C, &K, now));
+    cr_assert_eq(sent_u64(3), C.client_id);
+    cr_assert_eq(sent_u64(4), seq);
+    uint64_t rid1 = K.rid;
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(K.until_ms, now + CC_DEFAULT_ATTEMPT_MS, "the reply is awaited one attempt, not the whole call");
+    enum cc_do d = attempt_times_out();
+    cr_assert(strstr(C.errmsg, "no reply from 127.0.0.1:1 within 1500 ms"), "%s", C.errmsg);
+    cr_assert_eq(d, CC_DO_SLEEP, "%s", C.errmsg);
+    cr_assert(K.in_doubt);
+    cr_assert(!C.up, "the silent connection is given up");
+    cr_assert_eq(C.cur, 1);
+    connect_greet(sleep_out(d));
+    cr_assert_eq(sent_type(), DDKV_MSG_WRITE);
+    cr_assert_eq(sent_u64(3), C.client_id, "the same session");
+    cr_assert_eq(sent_u64(4), seq, "the same sequence number");
+    cr_assert_neq(K.rid, rid1);
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_leq(K.until_ms, K.deadline_ms);
+    cr_assert_eq(written(), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_OK, "%s", C.errmsg);
+    cr_assert_eq(C.answered, 1);
+}
+
+/* A read whose attempt timed out is asked again at the next member. */
+Test(clientcore, attempt_timeout_retries_read_elsewhere)
+{
+    read_call();
+    connect_greet(cc_start(&C, &K, now));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    enum cc_do d = attempt_times_out();
+    cr_assert_eq(d, CC_DO_SLEEP, "%d %s", K.err, C.errmsg);
+    cr_assert(!C.up);
+    cr_assert(!K.in_doubt);
+    connect_greet(sleep_out(d));
+    cr_assert_eq(C.cur, 1);
+    cr_assert_eq(sent_type(), DDKV_MSG_READ);
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    uint64_t v[1] = {1};
+    cr_assert_eq(reply_plain(K.rid, DDKV_MSG_VALUE, 1, v), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_OK);
+}
+
+/* A write without a session is never resent once it left: when its attempt
+ * times out it is UNKNOWN_OUTCOME at once, before the call's deadline; the
+ * next call starts at another member. */
+Test(clientcore, attempt_timeout_once_write_unknown_outcome)
+{
+    write_call(true);
+    connect_greet(cc_start(&C, &K, now));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(attempt_times_out(), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_ERR_UNKNOWN_OUTCOME);
+    cr_assert_lt(now, K.deadline_ms);
+    cr_assert(strstr(C.errmsg, "outcome is unknown") && strstr(C.errmsg, "no reply from 127.0.0.1:1"), "%s",
+              C.errmsg);
+    cr_assert(!C.up);
+    read_call();
+    cr_assert_eq(cc_start(&C, &K, now), CC_DO_CONNECT);
+    cr_assert_eq(C.cur, 1);
+}
+
+/* The attempt's deadline is never past the call's: not when less than an
+ * attempt is left, not for a slow call (the whole deadline), not with
+ * attempt_ms 0 (none of its own); and at the call's deadline a session write
+ * still unanswered is UNKNOWN_OUTCOME, not resent. Greetings are bounded by
+ * the attempt too. */
+Test(clientcore, attempt_never_past_call_deadline)
+{
+    write_call(false);
+    cr_assert_eq(cc_start(&C, &K, now), CC_DO_CONNECT);
+    cr_assert_eq(cc_connected(&C, &K, now), CC_DO_SEND);
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV); /* HELLO */
+    cr_assert_eq(K.until_ms, now + CC_DEFAULT_ATTEMPT_MS);
+    cr_assert_eq(welcome(), CC_DO_SEND);
+    now = K.deadline_ms - 300;
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(K.until_ms, K.deadline_ms, "less than an attempt left: the call's deadline");
+    now = K.until_ms;
+    cr_assert_eq(cc_failed(&C, &K, CC_IO_TIMEOUT, now), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_ERR_UNKNOWN_OUTCOME);
+
+    /* A slow call (SNAPSHOT_SAVE) waits for its reply until the deadline. */
+    memset(&K, 0, sizeof K);
+    K.type = DDKV_MSG_SNAPSHOT_SAVE;
+    K.reply_type = DDKV_MSG_SNAPSHOT_META;
+    K.slow = true;
+    connect_greet(cc_start(&C, &K, now));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(K.until_ms, K.deadline_ms);
+
+    /* attempt_ms 0: no deadline of its own. */
+    C.attempt_ms = 0;
+    read_call();
+    cr_assert_eq(cc_start(&C, &K, now), CC_DO_SEND);
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(K.until_ms, K.deadline_ms);
+
+    /* An attempt longer than the whole call: the call's deadline. */
+    C.attempt_ms = 10 * C.timeout_ms;
+    read_call();
+    cr_assert_eq(cc_start(&C, &K, now), CC_DO_SEND);
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(K.until_ms, K.deadline_ms);
+}
+
+/* The reply to the abandoned attempt, arriving late, is not the answer of
+ * the resent request (another request id): dropped, whether it says
+ * WRITTEN_AT or an error. The resent request's own answer is the call's. */
+Test(clientcore, late_reply_to_abandoned_attempt_ignored)
+{
+    write_call(false);
+    connect_greet(cc_start(&C, &K, now));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    uint64_t rid1 = K.rid;
+    enum cc_do d = attempt_times_out();
+    cr_assert(!C.up, "the driver closes the connection the late reply would come on");
+    connect_greet(sleep_out(d));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_neq(K.rid, rid1);
+    uint64_t late[2] = {99, 99};
+    cr_assert_eq(reply_plain(rid1, DDKV_MSG_WRITTEN_AT, 2, late), CC_DO_RECV);
+    cr_assert_eq(reply_error(rid1, DDKV_WERR_NOT_LEADER, "127.0.0.1:3"), CC_DO_RECV);
+    cr_assert_eq(C.cur, 1);
+    cr_assert_eq(K.phase, CC_P_REQUEST);
+    uint64_t v[2] = {40, 7};
+    cr_assert_eq(reply_plain(K.rid, DDKV_MSG_WRITTEN_AT, 2, v), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_OK);
+    uint64_t rev = 0;
+    cr_assert_eq(msg_u64(&K.reply, 1, &rev), ERR_OK);
+    cr_assert_eq(rev, 7, "the resent request's answer, not the late one");
+}
+
+/* A call that ends waiting on a member (the call's deadline passed with no
+ * reply) leaves the client on the next member: the next call does not start
+ * at the one that went silent. Likewise a send that did not finish, which
+ * for a write still in doubt from an earlier attempt is UNKNOWN_OUTCOME. */
+Test(clientcore, next_call_after_timeout_starts_elsewhere)
+{
+    read_call();
+    connect_greet(cc_start(&C, &K, now));
+    now = K.deadline_ms - 10;
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    now = K.until_ms;
+    cc_no_reply(&C, &K);
+    cr_assert_eq(cc_failed(&C, &K, CC_IO_TIMEOUT, now), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_ERR_TIMEOUT);
+    cr_assert(!C.up);
+    cr_assert_eq(C.cur, 1);
+    write_call(false);
+    cr_assert_eq(cc_start(&C, &K, now), CC_DO_CONNECT);
+    cr_assert_eq(C.cur, 1, "the next call goes to another member first");
+    connect_greet(CC_DO_CONNECT);
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    enum cc_do d = attempt_times_out();
+    cr_assert(K.in_doubt);
+    connect_greet(sleep_out(d));
+    cr_assert_eq(C.cur, 2);
+    /* The resend still unfinished at the deadline. */
+    now = K.deadline_ms;
+    cc_fail(&C, DDKV_ERR_TIMEOUT, "timed out sending to %s", cc_cur_text(&C));
+    cr_assert_eq(cc_failed(&C, &K, CC_IO_TIMEOUT, now), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_ERR_UNKNOWN_OUTCOME, "%s", C.errmsg);
+    cr_assert_eq(C.cur, 0);
+    read_call();
+    cr_assert_eq(cc_start(&C, &K, now), CC_DO_CONNECT);
+    cr_assert_eq(C.cur, 0);
 }

@@ -6,10 +6,10 @@
  * with --rate, operations are due on a fixed schedule and latency counts from
  * when each was due (so a stall is not hidden by the operations it delayed).
  * Each connection runs libddkv's client core (client/core.h) on this event
- * loop: the same greeting, login, leader-following, resends under the session
- * and in-doubt rules as the blocking library; a write still in doubt after
- * --timeout-ms counts as an unknown outcome. With --user a refused login stops
- * the run (exit 2).
+ * loop: the same greeting, login, leader-following, per-attempt reply deadline,
+ * resends under the session and in-doubt rules as the blocking library; a
+ * write still in doubt after --timeout-ms counts as an unknown outcome. With
+ * --user a refused login stops the run (exit 2).
  *
  * Workloads: write; read (at --consistency); mixed (--read-ratio of reads);
  * cas (every client increments one counter: a linearizable read, then a
@@ -772,7 +772,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             bconn_close(c);
             bconn_drive(c, cc_connect_failed(&c->cc, &c->k, now_ms));
         } else if (c->act == CC_DO_RECV) {
-            cc_fail(&c->cc, DDKV_ERR_TIMEOUT, "no reply from %s within %u ms", cc_cur_text(&c->cc), b->timeout_ms);
+            cc_no_reply(&c->cc, &c->k); /* until_ms is the attempt's deadline: the core resends */
             bconn_drive(c, cc_failed(&c->cc, &c->k, CC_IO_TIMEOUT, now_ms));
         }
     }

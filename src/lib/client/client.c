@@ -622,10 +622,9 @@ static enum cc_do client_wait(struct ddkv_client *c, struct cc_call *k)
             client_fail(c, DDKV_ERR_PROTOCOL, "reading from %s: %s", cc_cur_text(&c->cc), err_str(rc));
             return cc_failed(&c->cc, k, rc == ERR_NOMEM ? CC_IO_NOMEM : CC_IO_GARBLED, clock_mono_ms());
         }
-        uint64_t left = ms_left(k->until_ms);
+        uint64_t left = ms_left(k->until_ms); /* the attempt's deadline (the core's) */
         if (left == 0) {
-            client_fail(c, DDKV_ERR_TIMEOUT, "no reply from %s within %u ms", cc_cur_text(&c->cc),
-                        (unsigned)c->cc.timeout_ms);
+            cc_no_reply(&c->cc, k);
             return cc_failed(&c->cc, k, CC_IO_TIMEOUT, clock_mono_ms());
         }
         if (client_fill(c, left, &how) < 0)
@@ -1229,7 +1228,9 @@ static ddkv_err snapshot_chunk(struct ddkv_client *c, const struct msg *m, struc
 ddkv_err ddkv_snapshot_save(ddkv_client *c, ddkv_snapshot_sink sink, void *ud, struct ddkv_snapshot_meta *out)
 {
     memset(out, 0, sizeof *out);
-    struct cc_call k = {.type = DDKV_MSG_SNAPSHOT_SAVE, .reply_type = DDKV_MSG_SNAPSHOT_META};
+    /* Slow: the leader images its state before it answers, which takes as
+     * long as the state is large; the call's deadline bounds it. */
+    struct cc_call k = {.type = DDKV_MSG_SNAPSHOT_SAVE, .reply_type = DDKV_MSG_SNAPSHOT_META, .slow = true};
     ddkv_err rc = client_call(c, &k);
     if (rc != DDKV_OK)
         return rc;

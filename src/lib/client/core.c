@@ -116,6 +116,7 @@ ddkv_err cc_init(struct cc *c, const char *endpoints, uint64_t client_id, uint32
     c->rng = c->client_id;
     c->timeout_ms = timeout_ms ? timeout_ms : DDKV_DEFAULT_TIMEOUT_MS;
     c->connect_timeout_ms = connect_timeout_ms ? connect_timeout_ms : DDKV_DEFAULT_CONNECT_TIMEOUT_MS;
+    c->attempt_ms = CC_DEFAULT_ATTEMPT_MS;
     const char *s = endpoints ? endpoints : DDKV_DEFAULT_ENDPOINTS;
     for (;;) {
         const char *comma = strchr(s, ',');
@@ -348,6 +349,12 @@ static enum cc_do out_of_time(struct cc *c, struct cc_call *k)
     return done(k, DDKV_ERR_UNAVAILABLE);
 }
 
+/* ms from now (0: no bound of its own), never past the call's deadline. */
+static uint64_t within_deadline(const struct cc_call *k, uint64_t now, uint32_t ms)
+{
+    return ms && now + ms < k->deadline_ms ? now + ms : k->deadline_ms;
+}
+
 /* The next frame to send on the connection, or the connection to make. */
 static enum cc_do next(struct cc *c, struct cc_call *k, uint64_t now)
 {
@@ -356,7 +363,7 @@ static enum cc_do next(struct cc *c, struct cc_call *k, uint64_t now)
     k->sent = false;
     if (!c->up) {
         k->phase = CC_P_CONNECT;
-        k->until_ms = now + c->connect_timeout_ms < k->deadline_ms ? now + c->connect_timeout_ms : k->deadline_ms;
+        k->until_ms = within_deadline(k, now, c->connect_timeout_ms);
         return CC_DO_CONNECT;
     }
     k->until_ms = k->deadline_ms;
@@ -448,13 +455,20 @@ enum cc_do cc_connect_failed(struct cc *c, struct cc_call *k, uint64_t now_ms)
     return next(c, k, now_ms);
 }
 
+/* From now the node may act on the frame: its reply is awaited for one
+ * attempt (see cc_failed for when that passes). */
 enum cc_do cc_sent(struct cc *c, struct cc_call *k, uint64_t now_ms)
 {
-    (void)c;
-    (void)now_ms;
     k->sent = true;
-    k->until_ms = k->deadline_ms;
+    k->sent_ms = now_ms;
+    k->until_ms = within_deadline(k, now_ms, k->slow ? 0 : c->attempt_ms);
     return CC_DO_RECV;
+}
+
+void cc_no_reply(struct cc *c, const struct cc_call *k)
+{
+    cc_fail(c, DDKV_ERR_TIMEOUT, "no reply from %s within %llu ms", cc_cur_text(c),
+            (unsigned long long)(k->until_ms > k->sent_ms ? k->until_ms - k->sent_ms : 0));
 }
 
 enum cc_do cc_failed(struct cc *c, struct cc_call *k, enum cc_io how, uint64_t now_ms)
@@ -472,13 +486,22 @@ enum cc_do cc_failed(struct cc *c, struct cc_call *k, enum cc_io how, uint64_t n
     if (k->phase != CC_P_REQUEST)
         return done(k, k->err ? k->err : DDKV_ERR_USAGE);
     if (!k->sent) {
-        /* Not wholly sent: a node never acts on a partial frame. */
+        /* Not wholly sent: a node never acts on a partial frame. A send
+         * waits until the deadline; the next call starts elsewhere. */
         if (how == CC_IO_TIMEOUT) {
-            cc_lost(c);
-            return done(k, DDKV_ERR_TIMEOUT);
+            cc_rotate(c);
+            return k->in_doubt ? unknown_outcome(c, k) : done(k, DDKV_ERR_TIMEOUT);
         }
         return rotate_backoff(c, k, now_ms);
     }
+    /* No reply in time: the member is taken as gone (a leader whose machine
+     * died without a reset looks just like this). Before the call's deadline
+     * (the attempt's passed) that is as if the connection had broken. Either
+     * way what comes next, in this call or the next one, goes to another
+     * member first. */
+    bool silent = how == CC_IO_TIMEOUT;
+    if (silent && now_ms < k->deadline_ms)
+        how = CC_IO_BROKEN;
     cc_lost(c);
     if (how == CC_IO_REFUSED)
         return done(k, DDKV_ERR_UNAVAILABLE); /* a TLS port never read the request */
@@ -492,14 +515,14 @@ enum cc_do cc_failed(struct cc *c, struct cc_call *k, enum cc_io how, uint64_t n
         k->in_doubt = true;
         return rotate_backoff(c, k, now_ms);
     }
+    /* A read that lost its connection is safe to ask elsewhere. */
+    if (!k->mutates && how == CC_IO_BROKEN)
+        return rotate_backoff(c, k, now_ms);
+    if (silent)
+        cc_rotate(c); /* the call ends here: the next starts at another member */
     if (k->mutates)
         return unknown_outcome(c, k);
-    if (how == CC_IO_TIMEOUT)
-        return done(k, DDKV_ERR_TIMEOUT);
-    if (how == CC_IO_GARBLED)
-        return done(k, DDKV_ERR_PROTOCOL);
-    /* A read that lost its connection is safe to ask elsewhere. */
-    return rotate_backoff(c, k, now_ms);
+    return done(k, how == CC_IO_TIMEOUT ? DDKV_ERR_TIMEOUT : DDKV_ERR_PROTOCOL);
 }
 
 /* HELLO -> WELCOME. A 0.1.0 node does not know HELLO: it answers BAD_REQUEST

@@ -24,14 +24,25 @@
  *    spin the client, and the deadline bounds it.
  *  - UNAVAILABLE: not acted on; next member after a backoff.
  *  - A request not wholly sent was never acted on: retried elsewhere.
- *  - A read whose connection broke after it left: retried elsewhere.
- *  - A write (mutates) whose connection broke or that the node answered
- *    TIMEOUT after it left is in doubt. With a session (not once) it is
- *    resent, to another member, with the same (client_id, seq): the cluster
- *    applies it once. Without one it is UNKNOWN_OUTCOME at once. A write
- *    still in doubt at the deadline is UNKNOWN_OUTCOME, never "unavailable".
+ *  - A read whose connection broke or whose attempt timed out after it left:
+ *    retried elsewhere.
+ *  - Once a frame has been sent, its reply is awaited for attempt_ms at most
+ *    (never past the call's deadline; a slow call waits until the deadline).
+ *    When that passes first, the member is taken as gone, as if the
+ *    connection had broken: the driver closes it (a late reply can only
+ *    arrive on that closed connection, and would carry an old request id
+ *    anyway), and the next attempt goes to the next member.
+ *  - A write (mutates) whose connection broke, whose attempt timed out, or
+ *    that the node answered TIMEOUT after it left is in doubt. With a session
+ *    (not once) it is resent, to another member, with the same (client_id,
+ *    seq): the cluster applies it once. Without one it is UNKNOWN_OUTCOME at
+ *    once. A write still in doubt at the deadline is UNKNOWN_OUTCOME, never
+ *    "unavailable".
  *  - UNAUTHENTICATED with credentials: log in again once and resend.
- *  - Every wait is bounded by the call's deadline (timeout_ms from start). */
+ *  - Every wait is bounded by the call's deadline (timeout_ms from start).
+ *    A call that ends waiting on a member (no reply, or a send that did not
+ *    finish, by the deadline) leaves the client on the next member: the next
+ *    call does not start at the one that went silent. */
 #ifndef DDKV_CLIENT_CORE_H
 #define DDKV_CLIENT_CORE_H
 
@@ -48,6 +59,15 @@
 #define CC_BACKOFF_MIN_MS 10u
 #define CC_BACKOFF_MAX_MS 500u
 #define CC_FREE_REDIRECTS 3u
+/* The default attempt_ms: how long a sent frame waits for its reply before
+ * the member is given up on. Above a node's default election timeout (1000
+ * ms, randomized up to twice that; heartbeats every 100 ms): by then a leader
+ * that went silent has been replaced, or is being, and a live leader answers
+ * well within it (a commit is a few round trips, a linearizable read one
+ * heartbeat round). Below the default call deadline (DDKV_DEFAULT_TIMEOUT_MS),
+ * so a write sent to a leader that vanished without a reset is resent to the
+ * new leader instead of waiting out the whole call. */
+#define CC_DEFAULT_ATTEMPT_MS 1500u
 
 struct cc_endpoint {
     char *text; /* "host:port" as written, for messages and comparisons */
@@ -73,7 +93,8 @@ struct cc_field {
 enum cc_do {
     CC_DO_CONNECT, /* close any connection; connect to eps[cur] until k->until_ms */
     CC_DO_SEND,    /* send cc->out (by k->until_ms), report cc_sent or cc_failed */
-    CC_DO_RECV,    /* wait for frames until k->until_ms, report each with cc_frame */
+    CC_DO_RECV,    /* wait for frames until k->until_ms (the attempt's deadline), report each with
+                    * cc_frame; when it passes, cc_no_reply and cc_failed(CC_IO_TIMEOUT) */
     CC_DO_SLEEP,   /* nothing until k->until_ms, then cc_woke */
     CC_DO_DONE,    /* k->err (DDKV_OK: k->reply holds the reply; caller msg_frees) */
 };
@@ -95,12 +116,15 @@ struct cc_call {
     uint32_t reply_type;
     bool mutates; /* a write: resent after it left only under its session (client_id, seq) */
     bool once;    /* a write without a session: never resent once it left (unknown outcome) */
+    bool slow;    /* the node may work long before it answers (SNAPSHOT_SAVE images the state):
+                   * the reply is awaited until the call's deadline, not attempt_ms */
     const struct cc_field *f;
     uint32_t nf;
     /* Kept by the core. */
     enum cc_phase phase;
     enum cc_phase ended_in; /* the phase the call was in when it ended (CC_P_LOGIN: a refused login) */
     bool sent;       /* cc->out was wholly handed over: the node may act on it */
+    uint64_t sent_ms; /* when it was */
     uint64_t rid;    /* of the frame in flight */
     uint64_t deadline_ms, until_ms;
     uint32_t backoff_ms;
@@ -128,6 +152,7 @@ struct cc {
     uint64_t client_id, seq;
     uint64_t rng;      /* backoff jitter only */
     uint32_t timeout_ms, connect_timeout_ms;
+    uint32_t attempt_ms; /* the longest wait for one reply (CC_DEFAULT_ATTEMPT_MS; 0: the call's deadline) */
     char *user, *password; /* owned; NULL user: no credentials */
     uint64_t redirects_total; /* NOT_LEADER answers followed, for statistics */
     struct buf out;    /* the frame to send */
@@ -177,6 +202,9 @@ enum cc_do cc_connected(struct cc *c, struct cc_call *k, uint64_t now_ms);
 enum cc_do cc_connect_failed(struct cc *c, struct cc_call *k, uint64_t now_ms); /* errmsg set */
 enum cc_do cc_sent(struct cc *c, struct cc_call *k, uint64_t now_ms);
 enum cc_do cc_failed(struct cc *c, struct cc_call *k, enum cc_io how, uint64_t now_ms); /* errmsg set */
+/* The errmsg of a CC_DO_RECV whose k->until_ms passed ("no reply from ...
+ * within N ms"), for the driver to report with cc_failed(CC_IO_TIMEOUT). */
+void cc_no_reply(struct cc *c, const struct cc_call *k);
 enum cc_do cc_frame(struct cc *c, struct cc_call *k, const uint8_t *body, size_t len, uint64_t now_ms);
 enum cc_do cc_woke(struct cc *c, struct cc_call *k, uint64_t now_ms);
 
