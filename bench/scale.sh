@@ -3,12 +3,13 @@
 # point (issue 19's scale curves). Writes bench/results/scale-DATE.md, .json
 # and .png.
 #
-#   bench/scale.sh [--curves "size conns watch"] [--sizes "10000 100000 1000000"]
+#   bench/scale.sh [--curves "size conns watch catchup"] [--sizes "10000 100000 1000000"]
 #                  [--conns "0 1000 10000"] [--watchers "1 100 1000 10000"]
+#                  [--catchup-sizes "100000 1000000"]
 #                  [--duration-s S] [--minutes M]
 #                  [--quick] [--only ddkv|etcd]
 #
-#   --curves LIST    which curves (default "size conns watch"; "time" runs an hour per
+#   --curves LIST    which curves (default "size conns watch catchup"; "time" runs an hour per
 #                    system, so it is asked for by name):
 #                    size   a 3-member cluster grown to each of --sizes keys of 256 B:
 #                           load rate, 64-client write and linearizable-read throughput,
@@ -25,6 +26,14 @@
 #                           etcd's benchmark watch-latency measures: its writer
 #                           waits for every watcher before the next put), the
 #                           members' CPU
+#                    catchup  at each of --catchup-sizes keys (256 B values), a member
+#                           that lost its data catches up by snapshot (ddkv:
+#                           deploy/cluster.sh rejoin: wiped, started to join, added
+#                           again; etcd: member remove, wipe, member add, start):
+#                           the time until every member has applied what the leader
+#                           had committed, in MB/s of live data and of the member's
+#                           data dir, against the disk's sequential write rate
+#                           (dd, 1 MiB blocks, O_DIRECT) measured in the same run
 #                    time   a fresh 3-member cluster written at half its peak rate
 #                           (64 clients, open loop: latency counts from when each
 #                           write was due) for --minutes minutes: throughput, p50,
@@ -35,6 +44,7 @@
 #                    1000000"; add 10000000 for the 10^7 point, about an hour more)
 #   --conns LIST     idle connections of the conns curve (default "0 1000 10000")
 #   --watchers LIST  watches of the watch curve (default "1 100 1000 10000")
+#   --catchup-sizes LIST  key counts of the catchup curve (default "100000 1000000")
 #   --duration-s S   measured seconds per throughput run (default 10)
 #   --minutes M      length of the time curve (default 60)
 #   --quick          smoke run of the script itself: sizes "1000 5000", conns "0 200",
@@ -45,8 +55,8 @@
 # The same machine, one system at a time, fresh clusters for each curve, under
 # var/scale/STAMP/ (raw outputs, logs); every server is stopped by PID on exit,
 # failure included. Ports as bench/compare.sh's (bench/lib.sh). Not here yet
-# (issue 19): the snapshot catch-up rate of a new member (the silent-leader
-# failover is bench/failover.sh --fault silent).
+# (issue 19): the 10^7 point and 64 KiB values (the silent-leader failover is
+# bench/failover.sh --fault silent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -57,13 +67,14 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { echo "scale.sh: $*" >&2; exit 1; }
 say() { echo "scale: $*" >&2; }
 
-curves="size conns watch" sizes="" conns="" duration="" only="" quick=0 minutes="" watchers=""
+curves="size conns watch catchup" sizes="" conns="" duration="" only="" quick=0 minutes="" watchers="" csizes=""
 while (($#)); do
     case $1 in
     --curves) curves=${2:?}; shift 2 ;;
     --sizes) sizes=${2:?}; shift 2 ;;
     --conns) conns=${2:?}; shift 2 ;;
     --watchers) watchers=${2:?}; shift 2 ;;
+    --catchup-sizes) csizes=${2:?}; shift 2 ;;
     --duration-s) duration=${2:?}; shift 2 ;;
     --minutes) minutes=${2:?}; shift 2 ;;
     --quick) quick=1; shift ;;
@@ -74,16 +85,22 @@ while (($#)); do
 done
 if ((quick)); then
     sizes=${sizes:-"1000 5000"} conns=${conns:-"0 200"} duration=${duration:-2} warmup=0.5 dd_count=300
-    minutes=${minutes:-3} minute_s=5 watchers=${watchers:-"1 50"}
+    minutes=${minutes:-3} minute_s=5 watchers=${watchers:-"1 50"} csizes=${csizes:-"2000 8000"}
 else
     sizes=${sizes:-"10000 100000 1000000"} conns=${conns:-"0 1000 10000"} duration=${duration:-10} warmup=1 dd_count=2000
     minutes=${minutes:-60} minute_s=60 watchers=${watchers:-"1 100 1000 10000"}
+    csizes=${csizes:-"100000 1000000"}
 fi
 [[ $minutes =~ ^[0-9]+$ ]] && ((minutes >= 1 && minutes <= 1440)) || die "--minutes wants 1..1440, not '$minutes'"
 [[ $duration =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--duration-s wants seconds, not '$duration'"
 prev=0
 for s in $sizes; do
     [[ $s =~ ^[0-9]+$ ]] && ((s > prev && s <= 100000000)) || die "--sizes wants growing key counts up to 10^8, not '$s'"
+    prev=$s
+done
+prev=0
+for s in $csizes; do
+    [[ $s =~ ^[0-9]+$ ]] && ((s > prev && s <= 100000000)) || die "--catchup-sizes wants growing key counts up to 10^8, not '$s'"
     prev=$s
 done
 for w in $watchers; do
@@ -93,7 +110,7 @@ for k in $conns; do
     [[ $k =~ ^[0-9]+$ ]] && ((k <= 30000)) || die "--conns wants counts up to 30000, not '$k'"
 done
 for c in $curves; do
-    case $c in size | conns | watch | time) ;; *) die "unknown curve '$c' (size, conns, watch, time)" ;; esac
+    case $c in size | conns | watch | catchup | time) ;; *) die "unknown curve '$c' (size, conns, watch, catchup, time)" ;; esac
 done
 case $only in "" | ddkv | etcd) ;; *) die "--only takes ddkv or etcd" ;; esac
 want() { [[ -z $only || $only == "$1" ]]; }
@@ -109,7 +126,7 @@ fi
 
 bench_run_dir scale # sets stamp, RUN (var/scale/STAMP), OUT, META, RESULTS
 # Other curves than the default ones: their own report (the day's default one stays).
-[[ $curves == "size conns watch" ]] || OUT+=-${curves// /-}
+[[ $curves == "size conns watch catchup" ]] || OUT+=-${curves// /-}
 HOLDER=""
 trap 'holder_stop; cleanup' EXIT
 
@@ -307,6 +324,64 @@ watch_etcd() {
     etcd_finish "etcd-watch"
 }
 
+# --- the catch-up curve ---------------------------------------------------------------
+# seq_mib_s: the disk's sequential write rate, MiB/s (dd, 1 MiB blocks, O_DIRECT).
+seq_mib_s() {
+    local f=$RUN/dd.seq out
+    out=$(LC_ALL=C dd if=/dev/zero of="$f" bs=1M count=256 oflag=direct conv=fdatasync 2>&1 | tail -1)
+    rm -f "$f"
+    awk -v l="$out" 'BEGIN { n = split(l, a, " "); for (i = 1; i < n; i++) if (a[i] == "bytes") b = a[i - 1];
+        for (i = 1; i < n; i++) if (a[i] == "s,") s = a[i - 1]; if (s > 0) printf "%.1f", b / s / 1048576; else print 0 }'
+}
+
+catchup_ddkv() {
+    ddkv_start "ddkv-catchup" 3
+    lead_first ddkv
+    local n f t0 secs seq
+    for n in $csizes; do
+        f=$RUN/raw/ddkv-catchup-$n
+        # Every key of 0..n-1 written (the prefill of a read run of one op).
+        ddkv_bench "$f-load.json" --workload read --keys "$n" --clients 64 --ops 1 --warmup-s 0
+        # Each member has a snapshot of the loaded state to send: the same
+        # pacing as in use (a log of half an image's bytes after the last).
+        seq=$(seq_mib_s)
+        t0=$(date +%s.%N)
+        deploy/cluster.sh rejoin n3 >"$f.rejoin.log" 2>&1 || say "ddkv: rejoin n3 failed (see $f.rejoin.log)"
+        "${BT[@]}" wait-ddkv-healthy "$DDKV" "$DDKV_EPS" 900 || say "ddkv: n3 did not catch up"
+        secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+        row catchup ddkv "$n" "catchup_s=$secs" "member_bytes=$("${ST[@]}" du "$DDKV_CLUSTER_DIR"/n3)" \
+            "live_bytes=$((n * (16 + 256)))" "seq_mib_s=$seq"
+    done
+    ddkv_finish
+}
+
+catchup_etcd() {
+    etcd_start "etcd-catchup" 3
+    lead_first etcd
+    local n f t0 secs seq id
+    for n in $csizes; do
+        f=$RUN/raw/etcd-catchup-$n
+        "$tool" --endpoints "$ETCD_EPS" --conns 64 --clients 64 put --key-size 16 --val-size 256 \
+            --sequential-keys --key-space-size "$n" --total "$n" >"$f-load.txt" 2>"$f-load.err" ||
+            say "etcd load exited $? (see $f-load.err)"
+        etcd_compact # the snapshot a new member gets is then of the live keys
+        seq=$(seq_mib_s)
+        t0=$(date +%s.%N)
+        id=$(etcdctl --endpoints "$ETCD_EPS" member list | awk -F', ' '$3 == "e3" { print $1 }')
+        etcd_member_stop 3
+        etcdctl --endpoints "$ETCD_EPS" member remove "$id" >"$f.rejoin.log" 2>&1 || say "etcd: member remove e3 failed"
+        rm -rf "$ETCD_DIR/e3"
+        etcdctl --endpoints "$ETCD_EPS" member add e3 --peer-urls "http://127.0.0.1:$((ETCD_BASE + 13))" \
+            >>"$f.rejoin.log" 2>&1 || say "etcd: member add e3 failed"
+        etcd_member_start 3 existing
+        "${BT[@]}" wait-etcd-healthy etcdctl "$ETCD_EPS" 900 || say "etcd: e3 did not catch up"
+        secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+        row catchup etcd "$n" "catchup_s=$secs" "member_bytes=$("${ST[@]}" du "$ETCD_DIR"/e3)" \
+            "live_bytes=$((n * (16 + 256)))" "seq_mib_s=$seq"
+    done
+    etcd_finish "etcd-catchup"
+}
+
 # --- the time curve ------------------------------------------------------------------
 # time_ddkv / time_etcd: the peak (closed loop, 64 clients), then --minutes
 # back-to-back open-loop runs of minute_s seconds at half of it, one row each.
@@ -356,7 +431,7 @@ warning=""
 if awk -v l="${load%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > 0.5 * n) }'; then
     warning+="${warning:+ }Load average ${load%% *} on $(nproc) cores at the start: other processes were using the CPU, so these figures are contaminated."
 fi
-args="--curves \"$curves\" --sizes \"$sizes\" --conns \"$conns\" --watchers \"$watchers\" --duration-s $duration --minutes $minutes${only:+ --only $only}"
+args="--curves \"$curves\" --sizes \"$sizes\" --conns \"$conns\" --watchers \"$watchers\" --catchup-sizes \"$csizes\" --duration-s $duration --minutes $minutes${only:+ --only $only}"
 ((quick)) && args="--quick $args"
 "${BT[@]}" meta "$META" "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     "args=$args" "nproc=$(nproc)" "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" \
@@ -376,6 +451,10 @@ fi
 if curve watch; then
     if want ddkv; then watch_ddkv; fi
     if want etcd; then watch_etcd; fi
+fi
+if curve catchup; then
+    if want ddkv; then catchup_ddkv; fi
+    if want etcd; then catchup_etcd; fi
 fi
 if curve time; then
     if want ddkv; then time_ddkv; fi

@@ -330,6 +330,9 @@ def cmd_show(_):
                         fmt(r.get("node_cpu_pct"))))
     elif "watch_raw" in r:
         parts.append("watch FAILED")
+    if "catchup_s" in r:
+        parts.append("caught up in %.2f s: %s MB/s of live data (disk sequential %s MiB/s)"
+                     % (r["catchup_s"], fmt(catchup_mbs(r), "%.1f"), fmt(r.get("seq_mib_s"), "%.0f")))
     if r.get("engine"):
         e = r["engine"]
         parts.append("engine: %d flushes, %d compactions, %d stalls (%.1f s)"
@@ -442,14 +445,16 @@ def cmd_report(args):
     wt = [r for r in rows if r["curve"] == "watch"]
     if wt:
         md += watch_section(wt, meta)
+    cu = [r for r in rows if r["curve"] == "catchup"]
+    if cu:
+        md += catchup_section(cu, meta)
     tm = [r for r in rows if r["curve"] == "time"]
     if tm:
         md += time_section(tm, meta)
-    md += ["Not measured here: failover when the leader vanishes silently (bench/failover.sh --fault silent), "
-           "a new member's catch-up by snapshot (not yet).", ""]
+    md += ["Not measured here: failover when the leader vanishes silently (bench/failover.sh --fault silent).", ""]
     with open(prefix + ".md", "w") as fh:
         fh.write("\n".join(md))
-    plot(run_dir, prefix, meta, size, conns, tm, wt)
+    plot(run_dir, prefix, meta, size, conns, tm, wt, cu)
 
 
 def median(xs):
@@ -458,6 +463,33 @@ def median(xs):
         return None
     n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def catchup_mbs(r, key="live_bytes"):
+    v = r.get(key)
+    if isinstance(v, dict):
+        v = v["sum_bytes"] / v["n"] if v.get("n") else None
+    return v / 1e6 / r["catchup_s"] if v and r.get("catchup_s") else None
+
+
+def catchup_section(cu, meta):
+    md = ["## A new member's catch-up by snapshot", "",
+          "A 3-member cluster loaded with each key count (16-byte keys, 256-byte values), then one member "
+          "loses its data and comes back as a new one: ddkv `deploy/cluster.sh rejoin n3` (data dir wiped, "
+          "started to join, `members add` again: it catches up by snapshot as a learner, then votes); etcd: "
+          "`member remove`, data dir wiped, `member add`, started with `--initial-cluster-state existing` "
+          "(after a compaction, so its snapshot is of the live keys). *Time*: from the start of the rejoin "
+          "until every member has applied what the leader had committed. *MB/s*: live bytes (keys + values) "
+          "over that time, and the new member's data dir over it; *disk*: `dd` sequential writes (1 MiB "
+          "blocks, O_DIRECT, fdatasync) just before, MiB/s.", "",
+          "| keys | system | time s | live MB/s | data dir MB (MB/s) | disk MiB/s |", "|---|---|---|---|---|---|"]
+    for r in sorted(cu, key=lambda r: (r["point"], r["system"])):
+        d = r.get("member_bytes") or {}
+        md.append("| %s | %s | %s | %s | %s (%s) | %s |" % (
+            "{:,}".format(r["point"]), r["system"], fmt(r.get("catchup_s"), "%.2f"), fmt(catchup_mbs(r), "%.1f"),
+            fmt(d["sum_bytes"] / d["n"] / 1e6 if d.get("n") else None, "%.0f"),
+            fmt(catchup_mbs(r, "member_bytes"), "%.1f"), fmt(r.get("seq_mib_s"), "%.0f")))
+    return md + [""]
 
 
 def watch_section(wt, meta):
@@ -544,7 +576,7 @@ def time_section(tm, meta):
     return md
 
 
-def plot(run_dir, prefix, meta, size, conns, tm, wt):
+def plot(run_dir, prefix, meta, size, conns, tm, wt, cu):
     panels = []
 
     def series(rows, curve, key, get):
@@ -580,6 +612,10 @@ def plot(run_dir, prefix, meta, size, conns, tm, wt):
         s = series(wt, "watch", "ackp99", lambda r: (r.get("watch") or {}).get("ack_p99_ms"))
         if s:
             panels.append(("Watch: acknowledgement to event, p99", "watchers (log scale)", "ms", True, s))
+    if cu:
+        s = series(cu, "catchup", "mbs", lambda r: catchup_mbs(r))
+        if s:
+            panels.append(("New member's catch-up by snapshot", "keys (log scale)", "MB/s of live data", True, s))
     if tm:
         run = "run (%s s each)" % meta.get("minute_s", 60)
         s = series(tm, "time", "p99", lambda r: (r.get("write") or {}).get("p99_ms"))
