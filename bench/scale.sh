@@ -371,8 +371,14 @@ catchup_etcd() {
         etcd_member_stop 3
         etcdctl --endpoints "$ETCD_EPS" member remove "$id" >"$f.rejoin.log" 2>&1 || say "etcd: member remove e3 failed"
         rm -rf "$ETCD_DIR/e3"
-        etcdctl --endpoints "$ETCD_EPS" member add e3 --peer-urls "http://127.0.0.1:$((ETCD_BASE + 13))" \
-            >>"$f.rejoin.log" 2>&1 || say "etcd: member add e3 failed"
+        # Right after a removal etcd refuses an add ("unhealthy cluster") for a while.
+        local t
+        for ((t = 0; t < 100; t++)); do
+            etcdctl --endpoints "$ETCD_EPS" member add e3 --peer-urls "http://127.0.0.1:$((ETCD_BASE + 13))" \
+                >>"$f.rejoin.log" 2>&1 && break
+            sleep 0.2
+        done
+        ((t < 100)) || die "etcd: member add e3 refused for 20 s (see $f.rejoin.log)"
         etcd_member_start 3 existing
         "${BT[@]}" wait-etcd-healthy etcdctl "$ETCD_EPS" 900 || say "etcd: e3 did not catch up"
         secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
