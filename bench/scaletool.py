@@ -615,7 +615,7 @@ def plot(run_dir, prefix, meta, size, conns, tm, wt, cu):
     if cu:
         s = series(cu, "catchup", "mbs", lambda r: catchup_mbs(r))
         if s:
-            panels.append(("New member's catch-up by snapshot", "keys (log scale)", "MB/s of live data", True, s))
+            panels.append(("A new member catching up by snapshot", "keys (log scale)", "MB/s of live data", True, s))
     if tm:
         run = "run (%s s each)" % meta.get("minute_s", 60)
         s = series(tm, "time", "p99", lambda r: (r.get("write") or {}).get("p99_ms"))
