@@ -450,22 +450,13 @@ if want etcd; then
 fi
 say "run in $RUN; load average $load"
 ceiling start
-if curve size; then
-    if want ddkv; then size_ddkv; fi
-    if want etcd; then size_etcd; fi
-fi
-if curve watch; then
-    if want ddkv; then watch_ddkv; fi
-    if want etcd; then watch_etcd; fi
-fi
-if curve catchup; then
-    if want ddkv; then catchup_ddkv; fi
-    if want etcd; then catchup_etcd; fi
-fi
-if curve time; then
-    if want ddkv; then time_ddkv; fi
-    if want etcd; then time_etcd; fi
-fi
+# The curves with one cluster per system: CURVE_SYSTEM runs it.
+for c in size watch catchup time; do
+    curve "$c" || continue
+    for sys in ddkv etcd; do
+        if want "$sys"; then "${c}_$sys"; fi
+    done
+done
 if curve conns; then
     for k in $conns; do
         if want ddkv; then conns_point ddkv "$k"; fi
