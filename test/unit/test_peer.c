@@ -145,6 +145,11 @@ static bool has_n(void *arg)
     return w->mb->n >= w->n;
 }
 
+static bool has_n_2(void *arg)
+{
+    return ((struct member *)arg)->n >= 2;
+}
+
 static bool wait_n(struct event_base *base, struct member *mb, size_t n, uint64_t ms)
 {
     struct want w = {mb, n};
@@ -255,6 +260,40 @@ Test(peer, queued_messages_arrive_after_the_peer_comes_up)
     member_free(a);
     member_free(b);
     event_base_free(base);
+}
+
+/* peer_flush writes what is queued at once: the frames reach the other
+ * member while the sender's loop does not turn again (the leader's append
+ * goes out before its own fsync, not after the loop's next turn). */
+Test(peer, flush_writes_without_the_senders_loop)
+{
+    struct event_base *ba = event_base_new(), *bb = event_base_new();
+    struct peer_config ca = config(1, 42), cb = config(2, 42);
+    struct member *a = member_new(ba, &ca), *b = member_new(bb, &cb);
+    member_listen(b, "127.0.0.1:0");
+    cr_assert_eq(peer_add(a->t, 2, b->addr), ERR_OK);
+    struct raft_msg hb = heartbeat(1, 2, 3, 1);
+    cr_assert_eq(peer_send(a->t, &hb), ERR_OK);
+    /* Both loops, until the connection is up both ways and one frame is in. */
+    uint64_t deadline = clock_mono_ms() + 5000;
+    while ((b->n < 1 || stats(a, 2).connects < 1) && clock_mono_ms() < deadline) {
+        event_base_loop(ba, EVLOOP_NONBLOCK);
+        event_base_loop(bb, EVLOOP_NONBLOCK);
+    }
+    cr_assert_eq(b->n, 1);
+    /* Let a's loop finish what the first frame left (its write events). */
+    for (int i = 0; i < 10; i++)
+        event_base_loop(ba, EVLOOP_NONBLOCK);
+    hb = heartbeat(1, 2, 3, 2);
+    cr_assert_eq(peer_send(a->t, &hb), ERR_OK);
+    peer_flush(a->t);
+    /* Only b's loop from here on. */
+    cr_assert(run_until(bb, has_n_2, b, 2000), "the flushed frame did not arrive: %zu of 2", b->n);
+    cr_assert_eq(b->got[1].commit, 2);
+    member_free(a);
+    member_free(b);
+    event_base_free(ba);
+    event_base_free(bb);
 }
 
 static bool refused_twice(void *arg)

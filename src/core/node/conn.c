@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "node/evframe.h"
+#include "node/evwrite.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -311,6 +312,12 @@ void conn_reply_end(struct conn *c, struct msg_writer *w)
         return;
     }
     conn_touch(c, clock_mono_ms()); /* a connection being answered is not idle */
+    if (!c->flush_queued && !n->srv->tls_client) {
+        conn_ref(c);
+        c->flush_queued = true;
+        c->flush_next = n->srv->flushq;
+        n->srv->flushq = c;
+    }
     /* Cutting is left to a callback of its own: the caller may be walking
      * watchers or reads that a close would change under it. */
     if (evbuffer_get_length(out) > conn_cut_bytes(n) ||
@@ -559,6 +566,33 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     }
     conn_resume_check(c);
     modules_on_conn_writable(c->node, c);
+}
+
+/* Write what c's plain socket has queued now (evwrite.h). The write
+ * callback's follow-ups run here when what is left is down to its low
+ * watermark, as they would have after the bufferevent's own write. */
+static void conn_write_now(struct conn *c)
+{
+    if (evwrite_now(c->bev) > 0 &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) <= c->node->cfg.conn_output_bytes / 4)
+        conn_write_cb(c->bev, c);
+}
+
+void conn_flush_replies(struct node *n)
+{
+    /* Replies given meanwhile (a writable connection's module refilling its
+     * stream) wait for the next call. */
+    struct conn *q = n->srv->flushq;
+    n->srv->flushq = NULL;
+    while (q) {
+        struct conn *c = q;
+        q = c->flush_next;
+        c->flush_queued = false;
+        c->flush_next = NULL;
+        if (c->bev && !c->tls_pending)
+            conn_write_now(c);
+        conn_unref(c);
+    }
 }
 
 /* Best effort, on a fresh socket: one plain ERROR frame, then what the client
@@ -895,13 +929,10 @@ void conn_listen_stop(struct node *n)
 
 void conn_server_stop(struct node *n)
 {
-    while (n->srv->conns) {
-        struct conn *c = n->srv->conns;
-        /* Best effort: push out replies already queued. */
-        if (c->bev)
-            bufferevent_flush(c->bev, EV_WRITE, BEV_FINISHED);
-        conn_close(c, "node stopping");
-    }
+    conn_flush_replies(n); /* best effort: push out replies already given */
+    while (n->srv->conns)
+        conn_close(n->srv->conns, "node stopping");
+    conn_flush_replies(n); /* the references of any queued by the closes */
     if (n->srv->accept_retry)
         event_free(n->srv->accept_retry);
     if (n->srv->conn_resume)

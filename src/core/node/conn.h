@@ -55,6 +55,8 @@ struct conn {
     uint64_t drained_ms;     /* the client last took reply bytes (or output appeared) */
     uint32_t watches;        /* WATCH streams on it (watch.c), each holding a reference */
     bool in_read;            /* conn_read_cb runs (and holds a reference) */
+    bool flush_queued;       /* on the server's flush queue (conn_flush_replies) */
+    struct conn *flush_next;
     /* A detached connection (conn_open_detached): no socket, replies to out. */
     conn_out_fn out;         /* NULL once closed, or for a socket's */
     void *out_ctx;
@@ -140,6 +142,11 @@ static inline bool conn_is_open(const struct conn *c)
 struct conn *conn_open_detached(struct node *n, const char *peer, conn_out_fn out, void *ctx);
 void conn_take_frame(struct conn *c, const uint8_t *body, size_t len);
 void conn_close_detached(struct conn *c);
+
+/* Write the replies given since the last call to their sockets now, instead
+ * of on the loop's next turn (node.c calls it after each turn's group
+ * commit). */
+void conn_flush_replies(struct node *n);
 
 /* Record a request's latency from n->req_t0_ns (or t0_ns) to now. */
 void node_observe(struct node *n, uint32_t req_type, uint64_t t0_ns);

@@ -28,6 +28,7 @@ struct conn_server {
     uint32_t npaused;             /* connections whose requests wait (read_paused) */
     struct event *conn_resume;    /* out_total fell back: look at the waiting connections */
     struct event *conn_sweep;     /* every second: idle timeout, address table */
+    struct conn *flushq;          /* given replies since the last conn_flush_replies (each holds a reference) */
     uint64_t conns_idle_closed, conns_cut_output, conns_evicted; /* /metrics */
     uint64_t next_conn_id;
 };

@@ -296,6 +296,7 @@ int node_run(const struct node_config *cfg)
             goto out;
         }
         replica_drive(n);
+        conn_flush_replies(n);
     }
     exit_code = 0;
     log_info("stopped cleanly");

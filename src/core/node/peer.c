@@ -24,6 +24,7 @@
 
 #include "ddkv/wire.h"
 #include "node/evframe.h"
+#include "node/evwrite.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "proto/version.h"
@@ -1196,11 +1197,9 @@ void peer_flush(struct peer_transport *t)
         /* With TLS the filter has already encrypted what fits into the
          * socket's bufferevent underneath: write that one. */
         struct bufferevent *sock = bufferevent_get_underlying(p->bev);
-        struct evbuffer *out = bufferevent_get_output(sock ? sock : p->bev);
-        if (evbuffer_get_length(out) == 0)
-            continue;
         /* Errors (EAGAIN, a reset) are left for the bufferevent to find. */
-        (void)evbuffer_write(out, bufferevent_getfd(p->bev));
+        if (evwrite_now(sock ? sock : p->bev) == 0)
+            continue;
         peer_pump(p);
     }
 }
