@@ -672,3 +672,66 @@ Test(clientcore, next_call_after_timeout_starts_elsewhere)
     cr_assert_eq(cc_start(&C, &K, now), CC_DO_CONNECT);
     cr_assert_eq(C.cur, 0);
 }
+
+/* The member given up on for silence is shunned for CC_SHUN_MS: the others,
+ * which have not elected a new leader yet, still name it, and following them
+ * back would cost a connect timeout to a machine that answers nothing. The
+ * hint is not followed and the rotation passes it by; after the shun (or a
+ * reply from it) it is a member like the others again. */
+Test(clientcore, silent_member_is_not_followed_back)
+{
+    write_call(false);
+    uint64_t seq = C.seq;
+    connect_greet(cc_start(&C, &K, now));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    uint64_t t_silent = K.until_ms;
+    enum cc_do d = attempt_times_out();
+    cr_assert_eq(C.cur, 1);
+    connect_greet(sleep_out(d));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    /* :2 has not seen the new leader yet: it names the silent one. */
+    d = reply_error(K.rid, DDKV_WERR_NOT_LEADER, "127.0.0.1:1");
+    cr_assert_eq(d, CC_DO_SLEEP, "the hint back to the silent member is not followed");
+    cr_assert_eq(C.cur, 2, "on to the next member instead");
+    cr_assert_eq(C.redirects_total, 0);
+    connect_greet(sleep_out(d));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    /* :3 cannot serve either: the rotation passes :1 by, back to :2. */
+    d = reply_error(K.rid, DDKV_WERR_UNAVAILABLE, NULL);
+    cr_assert_eq(C.cur, 1, "the rotation skips the shunned member");
+    connect_greet(sleep_out(d));
+    cr_assert_eq(sent_u64(4), seq, "still the same write");
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(written(), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_OK, "%s", C.errmsg);
+
+    /* Once the shun is over a hint naming :1 is followed again. */
+    now = t_silent + CC_SHUN_MS;
+    read_call();
+    cr_assert_eq(cc_start(&C, &K, now), CC_DO_SEND, "still connected to :2");
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(reply_error(K.rid, DDKV_WERR_NOT_LEADER, "127.0.0.1:1"), CC_DO_CONNECT);
+    cr_assert_eq(C.cur, 0);
+    cr_assert_eq(C.redirects_total, 1);
+}
+
+/* With a single endpoint there is nowhere else to go: the silent member is
+ * tried again, and its reply ends the shun (it was slow, not gone). */
+Test(clientcore, single_endpoint_is_never_shunned_away)
+{
+    cc_free(&C);
+    char why[200];
+    cr_assert_eq(cc_init(&C, "127.0.0.1:1", 77, 2000, 500, why, sizeof why), DDKV_OK, "%s", why);
+    read_call();
+    connect_greet(cc_start(&C, &K, now));
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    enum cc_do d = attempt_times_out();
+    cr_assert_eq(C.shunned, 0);
+    cr_assert_eq(C.cur, 0, "one endpoint: nowhere else to go");
+    connect_greet(sleep_out(d));
+    cr_assert_eq(C.cur, 0);
+    cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
+    cr_assert_eq(reply_error(K.rid, DDKV_WERR_NOT_FOUND, NULL), CC_DO_DONE);
+    cr_assert_eq(K.err, DDKV_ERR_NOT_FOUND);
+    cr_assert_eq(C.shunned, -1, "its answer ends the shun");
+}

@@ -112,6 +112,7 @@ ddkv_err cc_init(struct cc *c, const char *endpoints, uint64_t client_id, uint32
 {
     memset(c, 0, sizeof *c);
     c->answered = -1;
+    c->shunned = -1;
     c->client_id = client_id ? client_id : 1; /* 0 reads as "no session" on the wire */
     c->rng = c->client_id;
     c->timeout_ms = timeout_ms ? timeout_ms : DDKV_DEFAULT_TIMEOUT_MS;
@@ -193,6 +194,22 @@ void cc_rotate(struct cc *c)
     cc_lost(c);
     if (c->n_eps)
         c->cur = (c->cur + 1) % c->n_eps;
+    if (c->n_eps > 1 && (int)c->cur == c->shunned)
+        c->cur = (c->cur + 1) % c->n_eps;
+}
+
+/* The current endpoint did not answer within an attempt. */
+static void shun(struct cc *c, uint64_t now_ms)
+{
+    c->shunned = (int)c->cur;
+    c->shunned_until_ms = now_ms + CC_SHUN_MS;
+}
+
+/* The shun ends when its time is up or the member answers. */
+static void shun_check(struct cc *c, uint64_t now_ms)
+{
+    if (c->shunned >= 0 && (now_ms >= c->shunned_until_ms || c->answered == c->shunned))
+        c->shunned = -1;
 }
 
 static int endpoint_find(const struct cc *c, const char *text)
@@ -210,7 +227,7 @@ bool cc_redirect(struct cc *c, const uint8_t *addr, size_t n)
     if (n == 0 || cc_endpoint_parse(&e, (const char *)addr, n, why, sizeof why) != 0)
         return false;
     int i = endpoint_find(c, e.text);
-    if (i == (int)c->cur) {
+    if (i == (int)c->cur || (i >= 0 && i == c->shunned)) {
         cc_endpoint_free(&e);
         return false;
     }
@@ -232,6 +249,8 @@ bool cc_redirect(struct cc *c, const uint8_t *addr, size_t n)
         c->eps[slot] = e;
         if (c->answered == (int)slot)
             c->answered = -1;
+        if (c->shunned == (int)slot)
+            c->shunned = -1;
         i = (int)slot;
     }
     cc_lost(c);
@@ -428,7 +447,10 @@ enum cc_do cc_start(struct cc *c, struct cc_call *k, uint64_t now_ms)
     k->err = DDKV_OK;
     memset(&k->reply, 0, sizeof k->reply);
     c->errmsg[0] = 0;
+    shun_check(c, now_ms);
     c->answered = -1;
+    if (c->shunned >= 0 && (int)c->cur == c->shunned && c->n_eps > 1)
+        cc_rotate(c);
     return next(c, k, now_ms);
 }
 
@@ -500,6 +522,8 @@ enum cc_do cc_failed(struct cc *c, struct cc_call *k, enum cc_io how, uint64_t n
      * way what comes next, in this call or the next one, goes to another
      * member first. */
     bool silent = how == CC_IO_TIMEOUT;
+    if (silent)
+        shun(c, now_ms);
     if (silent && now_ms < k->deadline_ms)
         how = CC_IO_BROKEN;
     cc_lost(c);
@@ -714,6 +738,7 @@ enum cc_do cc_frame(struct cc *c, struct cc_call *k, const uint8_t *body, size_t
         return k->phase == CC_P_DONE ? CC_DO_DONE : CC_DO_CONNECT;
     }
     c->answered = (int)c->cur;
+    shun_check(c, now_ms);
     if (m.type == DDKV_MSG_ERROR)
         return error_reply(c, k, &m, now_ms);
     if (m.type == k->reply_type) {

@@ -68,6 +68,13 @@
  * so a write sent to a leader that vanished without a reset is resent to the
  * new leader instead of waiting out the whole call. */
 #define CC_DEFAULT_ATTEMPT_MS 1500u
+/* A member whose reply did not come within an attempt is shunned this long:
+ * neither a leader hint naming it nor the rotation leads back to it (unless
+ * it is the only endpoint). The others go on naming a leader whose machine
+ * died until they elect another, an election timeout or two (1-2 s by
+ * default); following them back would cost a connect timeout to a machine
+ * that answers nothing. A reply from it ends the shun. */
+#define CC_SHUN_MS 3000u
 
 struct cc_endpoint {
     char *text; /* "host:port" as written, for messages and comparisons */
@@ -154,6 +161,8 @@ struct cc {
     uint32_t timeout_ms, connect_timeout_ms;
     uint32_t attempt_ms; /* the longest wait for one reply (CC_DEFAULT_ATTEMPT_MS; 0: the call's deadline) */
     char *user, *password; /* owned; NULL user: no credentials */
+    int shunned;                /* endpoint given up on for silence (CC_SHUN_MS), or -1 */
+    uint64_t shunned_until_ms;
     uint64_t redirects_total; /* NOT_LEADER answers followed, for statistics */
     struct buf out;    /* the frame to send */
     char errmsg[256];
@@ -176,10 +185,11 @@ ddkv_err cc_fail(struct cc *c, ddkv_err code, const char *fmt, ...) __attribute_
 const char *cc_cur_text(const struct cc *c);
 /* The connection is gone (closed by the driver or the node). */
 void cc_lost(struct cc *c);
-/* Give up on the current endpoint: the next attempt goes to the next one. */
+/* Give up on the current endpoint: the next attempt goes to the next one
+ * (past a shunned one). */
 void cc_rotate(struct cc *c);
 /* Follow a leader hint (NOT_LEADER's address): false if there is nothing to
- * follow (none, unparsable, or the current endpoint itself). */
+ * follow (none, unparsable, the current endpoint itself, or a shunned one). */
 bool cc_redirect(struct cc *c, const uint8_t *addr, size_t n);
 /* Encode k with a fresh request id and Lamport time into c->out. */
 int cc_encode(struct cc *c, struct cc_call *k);
