@@ -4,6 +4,7 @@
   benchtool.py free-base LO HI STEP OFF...     first BASE in LO..HI (by STEP) with every
                                                BASE+OFF unused by any TCP socket
   benchtool.py rtt [N]                         loopback TCP ping-pong, N round trips (JSON)
+  benchtool.py syncfloor DIR [ROUNDS]          synced 4 KiB appends: one writer, and three released together (JSON)
   benchtool.py parse ddkv|etcd FILE NODES WORKLOAD CLIENTS [cpu=FILE] [key=value...]
                                                one result (ddkv bench -o json, or etcd
                                                benchmark's text report) -> one JSON line
@@ -70,6 +71,62 @@ def cmd_free_base(args):
             print(base)
             return
     die("no free port block in %d..%d" % (lo, hi))
+
+
+# --- the commit floor on one disk ----------------------------------------
+
+def cmd_syncfloor(args):
+    """syncfloor DIR [ROUNDS]: three writers, each appending 4 KiB to its own
+    file and fdatasync'ing it, released together each round (as three
+    members' log syncs of one entry fall together on a shared disk), and one
+    writer alone. A 3-member commit needs two members' syncs (the leader's and
+    one follower's): the second of the three completions is the floor one
+    synced write costs a 3-node cluster whose members share this disk."""
+    import threading
+    d, rounds = args[0], int(args[1]) if len(args) > 1 else 1000
+    block = b"x" * 4096
+
+    def run(nw):
+        fds = [os.open(os.path.join(d, "syncfloor.%d" % i), os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_APPEND,
+                       0o600) for i in range(nw)]
+        done = [[0.0] * nw for _ in range(rounds)]
+        start = [0.0] * rounds
+        bar = threading.Barrier(nw)
+
+        def worker(i):
+            for r in range(rounds):
+                if bar.wait() == 0:
+                    start[r] = time.perf_counter()
+                bar.wait()  # start[r] is set before anyone writes
+                os.write(fds[i], block)
+                os.fdatasync(fds[i])
+                done[r][i] = time.perf_counter()
+
+        th = [threading.Thread(target=worker, args=(i,)) for i in range(nw)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+        for i, fd in enumerate(fds):
+            os.close(fd)
+            os.unlink(os.path.join(d, "syncfloor.%d" % i))
+        # per round, the k-th completion after the release (µs); the first
+        # 5% warm up
+        skip = rounds // 20
+        return [sorted((t - start[r]) * 1e6 for t in done[r]) for r in range(skip, rounds)]
+
+    def pct(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+    one = run(1)
+    three = run(3)
+    out = {"rounds": rounds, "method": "python threads, 4 KiB O_APPEND write + fdatasync, own file each",
+           "single_p50_us": pct([x[0] for x in one], 0.5), "single_p99_us": pct([x[0] for x in one], 0.99)}
+    for k, name in ((0, "first"), (1, "second"), (2, "third")):
+        out["%s_of_three_p50_us" % name] = pct([x[k] for x in three], 0.5)
+        out["%s_of_three_p99_us" % name] = pct([x[k] for x in three], 0.99)
+    print(json.dumps(out))
 
 
 # --- loopback round trip --------------------------------------------------
@@ -625,6 +682,60 @@ def lat_pair(r):
     return "%s / %s" % (fmt_ms(r.get("p50_ms")), fmt_ms(r.get("p99_ms")))
 
 
+def targets(w, m, rows):
+    """The three targets of the performance issue, judged on this run's rows."""
+    def row(wl, c):
+        for r in rows:
+            if r["nodes"] == 3 and r["workload"] == wl and r["clients"] == c:
+                return r
+        return None
+
+    def ok(x):
+        return "**met**" if x else "**not met**"
+
+    lines = []
+    r = row("write", 64)
+    if r and r["ddkv"] and not r["ddkv"].get("failed"):
+        d, e = r["ddkv"], r["etcd"]
+        ratio = d["ops_per_s"] / e["ops_per_s"] if e and not e.get("failed") and e.get("ops_per_s") else None
+        good = d["ops_per_s"] >= 10000 and (d.get("p99_ms") or 1e9) < 20 and ratio is not None and ratio >= 2.5
+        lines.append("1. 3-node synced writes at 64 clients ≥ 2.5× etcd and ≥ 10,000 ops/s, p99 < 20 ms: "
+                     "%s ops/s, %s× etcd, p99 %s ms: %s." % (fmt_num(d["ops_per_s"]),
+                                                             "%.2f" % ratio if ratio else "–",
+                                                             fmt_ms(d.get("p99_ms")), ok(good)))
+    r = row("write", 1)
+    ceil = m.get("ceilings") or []
+    rtt = m.get("rtt")
+    if r and r["ddkv"] and not r["ddkv"].get("failed") and ceil and rtt:
+        sync_ms = 1e3 / ceil[0]["writes_per_s"]
+        rtt_ms = rtt["median_us"] / 1e3
+        bound = 1.5 * (sync_ms + rtt_ms)
+        p50 = r["ddkv"].get("p50_ms")
+        text = ("2. single-client 3-node write p50 ≤ 1.5 × (one synced 4 KiB write + one loopback round trip) "
+                "= 1.5 × (%.3f + %.3f) = %.3f ms: p50 %.3f ms: %s." % (sync_ms, rtt_ms, bound, p50, ok(p50 <= bound)))
+        sf = m.get("syncfloor")
+        if sf:
+            floor = sf["second_of_three_p50_us"] / 1e3 + 2 * rtt_ms
+            text += (" On one shared disk a commit waits for two of three members' syncs that fall together: "
+                     "the second of three synced appends released at once finishes after %.3f ms (one alone: "
+                     "%.3f ms), so no 3-node write here can beat %.3f ms (that plus the client's and the "
+                     "follower's round trips); ddkv's p50 is %.2f× that floor."
+                     % (sf["second_of_three_p50_us"] / 1e3, sf["single_p50_us"] / 1e3, floor, p50 / floor))
+        lines.append(text)
+    r = row("read-linearizable", 64)
+    if r and r["ddkv"] and r["etcd"] and not r["ddkv"].get("failed") and not r["etcd"].get("failed"):
+        ratio = r["ddkv"]["ops_per_s"] / r["etcd"]["ops_per_s"]
+        lines.append("3. linearizable reads at 64 clients ≥ 5× etcd: %.2f×: %s." % (ratio, ok(ratio >= 5)))
+    if lines:
+        w("## Targets")
+        w("")
+        w("The performance issue's three targets, judged on the rows above:")
+        w("")
+        for x in lines:
+            w(x)
+        w("")
+
+
 def cmd_report(args):
     run_dir, prefix = args[0], args[1]
     meta = json.load(open(os.path.join(run_dir, "meta.json")))
@@ -693,6 +804,13 @@ def cmd_report(args):
     if m.get("rtt"):
         w("| loopback TCP round trip (%s, %d round trips) | median %.1f µs, p99 %.1f µs |"
           % (m["rtt"]["method"], m["rtt"]["round_trips"], m["rtt"]["median_us"], m["rtt"]["p99_us"]))
+    sf = m.get("syncfloor")
+    if sf:
+        w("| synced 4 KiB append, one writer (`benchtool.py syncfloor`, %d rounds) | median %.0f µs, p99 %.0f µs |"
+          % (sf["rounds"], sf["single_p50_us"], sf["single_p99_us"]))
+        w("| the same, three writers released together (three members' log syncs on this one disk): "
+          "first / second / third to finish | medians %.0f / %.0f / %.0f µs |"
+          % (sf["first_of_three_p50_us"], sf["second_of_three_p50_us"], sf["third_of_three_p50_us"]))
     w("| etcd | %s |" % m.get("etcd_version", "not run"))
     w("| load tools | ddkv: `ddkv bench` (one libevent thread); etcd: its `tools/benchmark` built from "
       "Debian's source of the same version (`bench/etcd-benchmark.sh`), Go/gRPC |")
@@ -751,6 +869,7 @@ def cmd_report(args):
                                                   fmt_num(e.get("driver_cpu_pct")) if e else "–")
                     for c, wl, d, e in cpu if wl != "read-causal") + ".")
                 w("")
+    targets(w, m, rows)
     if os.path.exists(prefix + ".png"):
         w("Plot: `%s.png` (three nodes: throughput and p99 against clients)." % os.path.basename(prefix))
         w("")
@@ -840,7 +959,7 @@ def gnuplot(run_dir, lines, who):
 
 
 COMMANDS = {
-    "free-base": cmd_free_base, "rtt": cmd_rtt, "parse": cmd_parse, "etcd-rate": cmd_etcd_rate,
+    "free-base": cmd_free_base, "rtt": cmd_rtt, "syncfloor": cmd_syncfloor, "parse": cmd_parse, "etcd-rate": cmd_etcd_rate,
     "ddkv-rate": cmd_ddkv_rate,
     "etcd-revision": cmd_etcd_revision, "meta": cmd_meta,
     "etcd-leader": cmd_etcd_leader, "etcd-lead-first": cmd_etcd_lead_first, "wait-etcd-healthy": cmd_wait_etcd_healthy,

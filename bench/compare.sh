@@ -45,10 +45,10 @@ while (($#)); do
 done
 if ((quick)); then
     duration=${duration:-2} clients=${clients:-"1 16"} one_clients="1 16"
-    warmup=0.5 dd_count=300 rtt_n=2000 cal_min_s=0.3
+    warmup=0.5 dd_count=300 rtt_n=2000 cal_min_s=0.3 sf_rounds=200
 else
     duration=${duration:-10} clients=${clients:-"1 16 64 256"} one_clients="1 64"
-    warmup=1 dd_count=2000 rtt_n=10000 cal_min_s=1
+    warmup=1 dd_count=2000 rtt_n=10000 cal_min_s=1 sf_rounds=2000
 fi
 [[ $duration =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--duration-s wants seconds, not '$duration'"
 for c in $clients; do
@@ -167,6 +167,7 @@ fi
 say "run in $RUN; load average $load"
 ceiling start
 "${BT[@]}" meta "$META" "rtt:=$("${BT[@]}" rtt "$rtt_n")"
+"${BT[@]}" meta "$META" "syncfloor:=$("${BT[@]}" syncfloor "$RUN" "$sf_rounds")"
 
 # --- three nodes -------------------------------------------------------------
 for wl in write read-linearizable read-stale read-causal counter; do
