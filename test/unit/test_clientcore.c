@@ -704,6 +704,7 @@ Test(clientcore, silent_member_is_not_followed_back)
     cr_assert_eq(cc_sent(&C, &K, now), CC_DO_RECV);
     cr_assert_eq(written(), CC_DO_DONE);
     cr_assert_eq(K.err, DDKV_OK, "%s", C.errmsg);
+    msg_free(&K.reply);
 
     /* Once the shun is over a hint naming :1 is followed again. */
     now = t_silent + CC_SHUN_MS;
