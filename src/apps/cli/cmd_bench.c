@@ -206,6 +206,12 @@ static void bconn_close(struct bconn *c)
     frame_decoder_init(&c->dec, DDKV_DEFAULT_MAX_FRAME_BYTES);
 }
 
+/* Open loop: the time between one client's operations. */
+static uint64_t bench_interval_ns(const struct bench *b)
+{
+    return (uint64_t)(1e9 * b->clients / b->rate);
+}
+
 /* Open loop: arm the wait for c's next operation if it is not due at now.
  * Returns true if it waits. */
 static bool bconn_wait_due(struct bconn *c, uint64_t now)
@@ -269,8 +275,7 @@ static void bconn_done(struct bconn *c, bool ok, bool unknown)
         return; /* wait for the others' prefill writes */
     if (b->rate > 0 && !prefill) {
         /* Open loop: the next one is due a fixed interval after this one was. */
-        uint64_t interval = (uint64_t)(1e9 * b->clients / b->rate);
-        c->due_ns += interval;
+        c->due_ns += bench_interval_ns(b);
         if (bconn_wait_due(c, now))
             return;
     } else {
@@ -370,8 +375,7 @@ static void bconn_start(struct bconn *c)
         if (b->rate > 0 && !b->prefilling) {
             /* Open loop, the first operation: the clients' schedules spread
              * evenly over one interval, not all due at the same instants. */
-            uint64_t interval = (uint64_t)(1e9 * b->clients / b->rate);
-            c->due_ns = now + interval * (uint64_t)(c - b->c) / b->clients;
+            c->due_ns = now + bench_interval_ns(b) * (uint64_t)(c - b->c) / b->clients;
             if (bconn_wait_due(c, now))
                 return;
         }

@@ -69,6 +69,13 @@ static size_t conn_out_len(const struct conn *c)
     return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* Unsent bytes at or below which a connection counts as drained: its write
+ * callback's low watermark, and the output bound of conn_under. */
+static size_t conn_out_low(const struct node *n)
+{
+    return n->cfg.conn_output_bytes / 4;
+}
+
 /* Over a limit: take no more of its requests. */
 static bool conn_over(const struct conn *c)
 {
@@ -85,7 +92,7 @@ static bool conn_under(const struct conn *c)
     const struct node *n = c->node;
     size_t out = conn_out_len(c);
     uint32_t fl = conn_inflight(c);
-    return out <= n->cfg.conn_output_bytes / 4 && fl < n->cfg.conn_inflight_max &&
+    return out <= conn_out_low(n) && fl < n->cfg.conn_inflight_max &&
            !((n->srv->out_over || n->srv->out_total > n->cfg.node_output_bytes / 2) && (out > 0 || fl > 0));
 }
 
@@ -573,8 +580,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
  * watermark, as they would have after the bufferevent's own write. */
 static void conn_write_now(struct conn *c)
 {
-    if (evwrite_now(c->bev) > 0 &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) <= c->node->cfg.conn_output_bytes / 4)
+    if (evwrite_now(c->bev) > 0 && conn_out_len(c) <= conn_out_low(c->node))
         conn_write_cb(c->bev, c);
 }
 
@@ -589,7 +595,7 @@ void conn_flush_replies(struct node *n)
         q = c->flush_next;
         c->flush_queued = false;
         c->flush_next = NULL;
-        if (c->bev && !c->tls_pending)
+        if (c->bev) /* plain sockets only: TLS connections are never queued */
             conn_write_now(c);
         conn_unref(c);
     }
@@ -758,7 +764,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     /* The write callback, which lets a paused connection go on, runs once
      * its unsent replies are down to a quarter of the bound. */
-    bufferevent_setwatermark(bev, EV_WRITE, n->cfg.conn_output_bytes / 4, 0);
+    bufferevent_setwatermark(bev, EV_WRITE, conn_out_low(n), 0);
     evbuffer_add_cb(bufferevent_get_output(bev), conn_out_cb, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }

@@ -449,8 +449,8 @@ enum cc_do cc_start(struct cc *c, struct cc_call *k, uint64_t now_ms)
     c->errmsg[0] = 0;
     shun_check(c, now_ms);
     c->answered = -1;
-    if (c->shunned >= 0 && (int)c->cur == c->shunned && c->n_eps > 1)
-        cc_rotate(c);
+    if ((int)c->cur == c->shunned && c->n_eps > 1)
+        cc_rotate(c); /* which passes the shunned one by */
     return next(c, k, now_ms);
 }
 
