@@ -498,6 +498,96 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
+/* The state machine caches what the staged view says of sessions and keys
+ * (sm.h). A batch dropped with sm_discard takes its sessions and records out
+ * of the caches too: the same write staged again is new, not a duplicate,
+ * and the key it made is made again (version 1). */
+Test(sessions, a_discarded_batch_leaves_nothing_in_the_caches)
+{
+    put("a", "1", 31, 1, 100);
+    commit();
+    struct sm_result r = put("a", "2", 31, 2, 100);
+    cr_assert(!r.duplicate);
+    put("b", "1", 32, 1, 100);
+    del("a", 33, 1, 100);
+    sm_discard(&m0.sm);
+    r = put("a", "2", 31, 2, 100);
+    cr_assert(!r.duplicate, "seq 2 of client 31 was dropped with its batch; staged again it applies");
+    r = put("b", "1", 32, 1, 100);
+    cr_assert(!r.duplicate, "client 32's session was dropped with its batch");
+    commit();
+    struct kv_record rec;
+    struct buf val = BUF_INIT;
+    cr_assert(get("a", &rec, &val), "a was deleted only in the dropped batch");
+    cr_assert_eq(rec.version, 2, "a: version %llu, want 2 (put twice)", (unsigned long long)rec.version);
+    cr_assert(get("b", &rec, &val));
+    cr_assert_eq(rec.version, 1, "b: version %llu, want 1 (the dropped put made nothing)",
+                 (unsigned long long)rec.version);
+    cr_assert(!has_session(&m0, 33, NULL));
+    buf_free(&val);
+    check_session_counts(&m0);
+}
+
+/* sm_session_get reads what is committed, not the open batch. */
+Test(sessions, a_committed_view_read_does_not_see_the_open_batch)
+{
+    put("a", "1", 41, 1, 100);
+    commit();
+    put("a", "2", 41, 2, 200);
+    put("b", "1", 42, 1, 200);
+    struct sm_session s;
+    cr_assert(has_session(&m0, 41, &s));
+    cr_assert_eq(s.last_seq, 1, "the committed session has seq 1, the open batch's seq 2 is not committed");
+    cr_assert(!has_session(&m0, 42, NULL), "client 42's session is only in the open batch");
+    commit();
+    cr_assert(has_session(&m0, 41, &s));
+    cr_assert_eq(s.last_seq, 2);
+    cr_assert(has_session(&m0, 42, NULL));
+}
+
+/* Many more keys and clients than the caches have slots, so that slots are
+ * shared: every key's version counts its puts, and every client's retry is
+ * found, whichever key or client used the slot last. */
+Test(sessions, keys_and_clients_sharing_cache_slots_keep_their_own_records)
+{
+    enum { KEYS = 3 * SM_KEY_CACHE, CLIENTS = 3 * SM_SESS_CACHE };
+    static uint8_t puts[KEYS];
+    uint64_t s = 777, t = 1000;
+    char k[16];
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < KEYS; i++) {
+            int key = (int)(rng_next(&s) % KEYS);
+            uint64_t client = 1 + (uint64_t)i % CLIENTS;
+            uint64_t seq = (uint64_t)round * 4 + 1 + (uint64_t)i / CLIENTS;
+            snprintf(k, sizeof k, "key%d", key);
+            struct sm_result r = put(k, "v", client, seq, t);
+            cr_assert(!r.duplicate && !r.stale, "round %d put %d: a fresh seq was taken for a retry", round, i);
+            puts[key]++;
+            if (rng_next(&s) % 8 == 0) {
+                r = put(k, "v", client, seq, t); /* a retry: found in the session */
+                cr_assert(r.duplicate, "round %d put %d: the retry was not found", round, i);
+            }
+            if (i % 500 == 499)
+                commit();
+        }
+        commit();
+    }
+    struct kv_record rec;
+    struct buf val = BUF_INIT;
+    for (int key = 0; key < KEYS; key++) {
+        snprintf(k, sizeof k, "key%d", key);
+        if (!puts[key]) {
+            cr_assert(!get(k, &rec, &val));
+            continue;
+        }
+        cr_assert(get(k, &rec, &val), "%s is missing", k);
+        cr_assert_eq(rec.version, puts[key], "%s: version %llu after %u puts", k, (unsigned long long)rec.version,
+                     puts[key]);
+    }
+    buf_free(&val);
+    check_session_counts(&m0);
+}
+
 struct entry {
     enum sm_op_kind kind;
     char key[8];

@@ -108,47 +108,93 @@ static int exp_cmp(struct sm_exp_key a, struct sm_exp_key b)
     return 0;
 }
 
-/* Read a session, through overlay if non-NULL. ERR_OK, ERR_NOT_FOUND or an error. */
+/* Decode a stored session record (both formats). */
+static int sess_decode(const uint8_t *p, size_t n, uint64_t client_id, struct sm_session *s,
+                       struct errbuf *eb)
+{
+    bool ok;
+    if (n == SM_SESSION_RECORD) {
+        uint8_t kind = p[16];
+        ok = kind != SM_OP_NOOP && kind >= SM_OP_PUT && kind <= SM_OP__MAX && kind != SM_OP_MEMBER_INC &&
+             kind != SM_OP_CLUSTER_VERSION &&
+             p[17] <= (SESS_FLAG_FOUND | SESS_FLAG_SUCCEEDED) && p[34] <= SM_ERR__MAX;
+    } else {
+        /* format 1: puts and deletes only, byte 17 is found */
+        ok = n == SM_SESSION_RECORD_V1 && (p[16] == SM_OP_PUT || p[16] == SM_OP_DELETE) && p[17] <= 1;
+    }
+    if (!ok)
+        return errf(eb, ERR_CORRUPT, "session record of client %llx is malformed",
+                    (unsigned long long)client_id);
+    memset(s, 0, sizeof *s);
+    s->last_seq = get_be64(p);
+    s->last_used_ms = get_be64(p + 8);
+    s->kind = (enum sm_op_kind)p[16];
+    s->found = (p[17] & SESS_FLAG_FOUND) != 0;
+    s->succeeded = (p[17] & SESS_FLAG_SUCCEEDED) != 0;
+    s->revision = get_be64(p + 18);
+    s->lamport = get_be64(p + 26);
+    if (n == SM_SESSION_RECORD) {
+        s->error = p[34];
+        s->lease_id = get_be64(p + 35);
+        s->lease_ttl_ms = get_be64(p + 43);
+    }
+    return ERR_OK;
+}
+
+/* The cache slot a client's session goes in. */
+static struct sm_sess_slot *sess_slot(struct sm *sm, uint64_t client_id)
+{
+    uint64_t h = client_id * 0x9e3779b97f4a7c15ull; /* ids are random or small: spread them */
+    return &sm->sess_cache[(h >> 32) & (SM_SESS_CACHE - 1)];
+}
+
+/* The staged view's word on a client's session is now this (s NULL: none). */
+static void sess_cache_set(struct sm *sm, uint64_t client_id, const struct sm_session *s)
+{
+    struct sm_sess_slot *slot = sess_slot(sm, client_id);
+    slot->client_id = client_id;
+    slot->valid = true;
+    slot->present = s != NULL;
+    if (s)
+        slot->s = *s;
+}
+
+/* Forget what the caches hold: staged changes they may hold are dropped. */
+static void caches_clear(struct sm *sm)
+{
+    if (sm->sess_cache)
+        memset(sm->sess_cache, 0, SM_SESS_CACHE * sizeof *sm->sess_cache);
+    if (sm->key_cache)
+        memset(sm->key_cache, 0, SM_KEY_CACHE * sizeof *sm->key_cache);
+}
+
+/* Read a session: the staged view (overlay is the open batch; the cache
+ * answers first) or, with overlay NULL, the committed one. ERR_OK,
+ * ERR_NOT_FOUND or an error. */
 static int sess_read(struct sm *sm, uint64_t client_id, struct store_batch *overlay,
                      struct sm_session *s, struct errbuf *eb)
 {
+    ASSERT(overlay == NULL || overlay == sm->batch);
+    struct sm_sess_slot *slot = overlay ? sess_slot(sm, client_id) : NULL;
+    if (slot && slot->valid && slot->client_id == client_id) {
+        if (!slot->present)
+            return ERR_NOT_FOUND;
+        *s = slot->s;
+        return ERR_OK;
+    }
     uint8_t k[SESS_KEY_LEN];
     sess_key(k, client_id);
     struct store_val v;
     int rc = store_get(sm->st, STORE_CF_META, k, sizeof k, overlay, &v, eb);
+    if (rc == ERR_NOT_FOUND && slot)
+        sess_cache_set(sm, client_id, NULL);
     if (rc)
         return rc;
-    bool ok;
-    if (v.n == SM_SESSION_RECORD) {
-        uint8_t kind = v.p[16];
-        ok = kind != SM_OP_NOOP && kind >= SM_OP_PUT && kind <= SM_OP__MAX && kind != SM_OP_MEMBER_INC &&
-             kind != SM_OP_CLUSTER_VERSION &&
-             v.p[17] <= (SESS_FLAG_FOUND | SESS_FLAG_SUCCEEDED) && v.p[34] <= SM_ERR__MAX;
-    } else {
-        /* format 1: puts and deletes only, byte 17 is found */
-        ok = v.n == SM_SESSION_RECORD_V1 && (v.p[16] == SM_OP_PUT || v.p[16] == SM_OP_DELETE) &&
-             v.p[17] <= 1;
-    }
-    if (!ok) {
-        store_val_release(&v);
-        return errf(eb, ERR_CORRUPT, "session record of client %llx is malformed",
-                    (unsigned long long)client_id);
-    }
-    memset(s, 0, sizeof *s);
-    s->last_seq = get_be64(v.p);
-    s->last_used_ms = get_be64(v.p + 8);
-    s->kind = (enum sm_op_kind)v.p[16];
-    s->found = (v.p[17] & SESS_FLAG_FOUND) != 0;
-    s->succeeded = (v.p[17] & SESS_FLAG_SUCCEEDED) != 0;
-    s->revision = get_be64(v.p + 18);
-    s->lamport = get_be64(v.p + 26);
-    if (v.n == SM_SESSION_RECORD) {
-        s->error = v.p[34];
-        s->lease_id = get_be64(v.p + 35);
-        s->lease_ttl_ms = get_be64(v.p + 43);
-    }
+    rc = sess_decode(v.p, v.n, client_id, s, eb);
     store_val_release(&v);
-    return ERR_OK;
+    if (rc == ERR_OK && slot)
+        sess_cache_set(sm, client_id, s);
+    return rc;
 }
 
 /* Whether a session last used at used_ms has expired at time now. */
@@ -230,6 +276,7 @@ static void sess_remove(struct sm *sm, struct sm_exp_key e)
     exp_key(ek, e);
     store_batch_delete(sm->batch, STORE_CF_META, sk, sizeof sk);
     store_batch_delete(sm->batch, STORE_CF_META, ek, sizeof ek);
+    sess_cache_set(sm, e.client_id, NULL);
     sm->st_sessions_delta--;
 }
 
@@ -333,6 +380,11 @@ static void sess_record(struct sm *sm, const struct sm_op *op, const struct sm_r
     put_be64(rec + 43, res->lease_ttl_ms);
     sess_key(sk, op->client_id);
     store_batch_put(sm->batch, STORE_CF_META, sk, sizeof sk, rec, sizeof rec);
+    /* The cache holds what a read of rec would give. */
+    struct sm_session now_s;
+    struct errbuf eb;
+    ASSERT(sess_decode(rec, sizeof rec, op->client_id, &now_s, &eb) == ERR_OK);
+    sess_cache_set(sm, op->client_id, &now_s);
     struct sm_exp_key e = {.ms = now, .client_id = op->client_id, .removed = false};
     if (old) {
         if (old->last_used_ms == now)
@@ -376,6 +428,10 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb)
     memset(sm, 0, sizeof *sm);
     sm->st = st;
     sm->session_ttl_ms = SM_SESSION_TTL_MS;
+    sm->sess_cache = calloc(SM_SESS_CACHE, sizeof *sm->sess_cache);
+    sm->key_cache = calloc(SM_KEY_CACHE, sizeof *sm->key_cache);
+    if (!sm->sess_cache || !sm->key_cache)
+        return errf(eb, ERR_NOMEM, "out of memory for the session and key caches");
     uint64_t format = 0;
     int rc = meta_get_u64(sm, META_FORMAT, &format, eb);
     if (rc)
@@ -417,6 +473,10 @@ void sm_close(struct sm *sm)
 {
     store_batch_free(sm->batch);
     sm->batch = NULL;
+    free(sm->sess_cache);
+    sm->sess_cache = NULL;
+    free(sm->key_cache);
+    sm->key_cache = NULL;
     free(sm->st_new);
     sm->st_new = NULL;
     sm->st_new_head = sm->st_new_n = sm->st_new_cap = 0;
@@ -431,7 +491,8 @@ void sm_close(struct sm *sm)
     sm->st_auth_open = false;
 }
 
-void sm_discard(struct sm *sm)
+/* Empty the open batch: the staged state becomes the durable state again. */
+static void staged_reset(struct sm *sm)
 {
     store_batch_clear(sm->batch);
     sm->st_index = sm->applied_index;
@@ -450,6 +511,12 @@ void sm_discard(struct sm *sm)
     if (sm->st_auth_open)
         auth_db_free(&sm->st_auth);
     sm->st_auth_open = false;
+}
+
+void sm_discard(struct sm *sm)
+{
+    caches_clear(sm); /* they may hold staged changes */
+    staged_reset(sm);
 }
 
 /* --- leases and their attached keys --- */
@@ -546,15 +613,61 @@ static int att_del(struct sm *sm, uint64_t lease, const uint8_t *key, size_t kle
 
 /* A key's record in the staged view; *exists false if absent. The value is
  * not kept (r->value NULL). */
+/* The key cache's slot for a key, NULL when the key is too long for one. */
+static struct sm_key_slot *key_slot(struct sm *sm, const uint8_t *key, size_t klen)
+{
+    if (klen > SM_KEY_CACHE_KEY)
+        return NULL;
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ key[i]) * 0x100000001b3ull;
+    return &sm->key_cache[(h ^ (h >> 29)) & (SM_KEY_CACHE - 1)];
+}
+
+/* The staged view's word on key is now this record (r NULL: absent). */
+static void key_cache_set(struct sm *sm, const uint8_t *key, size_t klen, const struct kv_record *r)
+{
+    struct sm_key_slot *slot = key_slot(sm, key, klen);
+    if (!slot)
+        return;
+    slot->valid = true;
+    slot->exists = r != NULL;
+    slot->klen = (uint8_t)klen;
+    memcpy(slot->key, key, klen);
+    if (r) {
+        slot->create_rev = r->create_rev;
+        slot->mod_rev = r->mod_rev;
+        slot->version = r->version;
+        slot->lamport = r->lamport;
+        slot->lease = r->lease;
+    }
+}
+
+/* A key's record header (value NULL) in the staged view; *exists false when
+ * there is none. The key cache answers first. */
 static int rec_read(struct sm *sm, const uint8_t *key, size_t klen, bool *exists, struct kv_record *r,
                     struct errbuf *eb)
 {
-    struct store_val v;
     memset(r, 0, sizeof *r);
-    int rc = store_get(sm->st, STORE_CF_DATA, key, klen, sm->batch, &v, eb);
     *exists = false;
-    if (rc == ERR_NOT_FOUND)
+    struct sm_key_slot *slot = key_slot(sm, key, klen);
+    if (slot && slot->valid && slot->klen == klen && memcmp(slot->key, key, klen) == 0) {
+        if (slot->exists) {
+            r->create_rev = slot->create_rev;
+            r->mod_rev = slot->mod_rev;
+            r->version = slot->version;
+            r->lamport = slot->lamport;
+            r->lease = slot->lease;
+            *exists = true;
+        }
         return ERR_OK;
+    }
+    struct store_val v;
+    int rc = store_get(sm->st, STORE_CF_DATA, key, klen, sm->batch, &v, eb);
+    if (rc == ERR_NOT_FOUND) {
+        key_cache_set(sm, key, klen, NULL);
+        return ERR_OK;
+    }
     if (rc)
         return rc;
     rc = kv_record_decode(v.p, v.n, r);
@@ -564,6 +677,7 @@ static int rec_read(struct sm *sm, const uint8_t *key, size_t klen, bool *exists
     r->value = NULL;
     r->vlen = 0;
     *exists = true;
+    key_cache_set(sm, key, klen, r);
     return ERR_OK;
 }
 
@@ -599,6 +713,9 @@ static int key_put(struct sm *sm, uint64_t index, uint64_t lamport, const uint8_
     put_be64(hdr + 25, ev.lamport);
     put_be64(hdr + 33, ev.lease);
     store_batch_put2(sm->batch, STORE_CF_DATA, key, klen, hdr, sizeof hdr, val, vlen);
+    struct kv_record now_r = {.create_rev = ev.create_rev, .mod_rev = ev.mod_rev, .version = ev.version,
+                              .lamport = ev.lamport, .lease = ev.lease};
+    key_cache_set(sm, key, klen, &now_r);
     if (!exists)
         sm->st_keys_delta++;
     sm->st_revision = index;
@@ -621,6 +738,7 @@ static int key_delete(struct sm *sm, uint64_t index, uint64_t lamport, const uin
     if (prev.lease != 0 && (rc = att_del(sm, prev.lease, key, klen, eb)))
         return rc;
     store_batch_delete(sm->batch, STORE_CF_DATA, key, klen);
+    key_cache_set(sm, key, klen, NULL);
     sm->st_keys_delta--;
     sm->st_revision = index;
     *deleted = true;
@@ -1181,7 +1299,7 @@ int sm_commit(struct sm *sm, bool sync, struct errbuf *eb)
         memset(&sm->st_auth, 0, sizeof sm->st_auth);
         sm->st_auth_open = false;
     }
-    sm_discard(sm); /* the staged state now equals the durable state */
+    staged_reset(sm); /* the staged state now equals the durable state (so does the cache) */
     return ERR_OK;
 }
 

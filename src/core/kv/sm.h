@@ -258,6 +258,28 @@ struct sm_session {
     uint64_t lease_id, lease_ttl_ms;
 };
 
+/* The session cache: SM_SESS_CACHE slots (a power of two), direct-mapped by
+ * client id, each holding what the staged view (the open batch over the
+ * store) says of one client's session, present or not. */
+#define SM_SESS_CACHE 4096
+struct sm_sess_slot {
+    uint64_t client_id;
+    bool valid, present;
+    struct sm_session s;
+};
+
+/* The key cache: SM_KEY_CACHE slots (a power of two), direct-mapped by a
+ * hash of the key, each holding what the staged view says of one key of at
+ * most SM_KEY_CACHE_KEY bytes: absent, or its record's header (no value). */
+#define SM_KEY_CACHE 16384
+#define SM_KEY_CACHE_KEY 48
+struct sm_key_slot {
+    bool valid, exists;
+    uint8_t klen;
+    uint8_t key[SM_KEY_CACHE_KEY];
+    uint64_t create_rev, mod_rev, version, lamport, lease;
+};
+
 /* A lease attachment staged in the open batch: key bytes at off in st_att_keys. */
 struct sm_attach {
     uint64_t lease;
@@ -300,6 +322,17 @@ struct sm {
     struct sm_exp_key st_cursor;
     struct sm_exp_key *st_new;
     size_t st_new_head, st_new_n, st_new_cap;
+    /* Every write reads its client's session: this cache answers from memory
+     * what the staged view holds (sess_read with the open batch). Written
+     * through by every change of a session key (sess_record, sess_remove),
+     * kept by a commit (the staged view becomes the durable one), and
+     * emptied whenever staged changes are dropped instead (sm_discard, which
+     * a failed sm_commit calls and a failed sm_stage's caller must). In
+     * memory only; a committed-view read (sm_session_get) goes to the store. */
+    struct sm_sess_slot *sess_cache;
+    /* Every put and delete reads the key's record first (its create
+     * revision, version and lease): the same kind of cache, for keys. */
+    struct sm_key_slot *key_cache;
     /* leases */
     uint64_t leases; /* live leases (for status) */
     int64_t st_leases_delta;
