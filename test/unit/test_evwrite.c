@@ -1,6 +1,7 @@
-/* evwrite_now (node/evwrite.h): a socket bufferevent's queued output reaches
+/* evwrite_now (util/evwrite.h): a socket bufferevent's queued output reaches
  * the socket at once, without the loop turning, and the bufferevent goes on
- * working after it. */
+ * working after it; evwrite_idle takes the write event off the loop only
+ * when nothing is left. The loop is evbase_new's (epoll's change list). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -10,7 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "node/evwrite.h"
+#include "util/evwrite.h"
 
 struct pair {
     struct event_base *base;
@@ -23,7 +24,7 @@ static struct pair pair_new(void)
     struct pair p;
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    p.base = event_base_new();
+    p.base = evbase_new();
     cr_assert_not_null(p.base);
     p.bev = bufferevent_socket_new(p.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
     cr_assert_not_null(p.bev);
@@ -80,6 +81,8 @@ Test(evwrite, what_the_socket_cannot_take_stays_queued_in_order)
     int wr = evwrite_now(p.bev);
     cr_assert_gt(wr, 0);
     cr_assert_lt((size_t)wr, sizeof big, "a 1 MiB write fits no socket buffer here");
+    evwrite_idle(p.bev);
+    cr_assert(event_pending(&p.bev->ev_write, EV_WRITE, NULL), "bytes are left: the write event stays");
     size_t left = evbuffer_get_length(bufferevent_get_output(p.bev));
     cr_assert_eq(left, sizeof big - (size_t)wr);
     /* The rest goes out through the bufferevent, after what was written. */
@@ -93,5 +96,30 @@ Test(evwrite, what_the_socket_cannot_take_stays_queued_in_order)
     }
     cr_assert_eq(have, sizeof big);
     cr_assert_arr_eq(got, big, sizeof big);
+    pair_free(&p);
+}
+
+Test(evwrite, an_emptied_output_leaves_the_loop_and_comes_back_with_new_bytes)
+{
+    struct pair p = pair_new();
+    char got[64];
+    cr_assert_eq(bufferevent_write(p.bev, "one", 3), 0);
+    cr_assert(event_pending(&p.bev->ev_write, EV_WRITE, NULL), "queuing bytes adds the write event");
+    cr_assert_eq(evwrite_now(p.bev), 3);
+    evwrite_idle(p.bev);
+    cr_assert(!event_pending(&p.bev->ev_write, EV_WRITE, NULL), "nothing left: no write event");
+    cr_assert_eq(take(p.far, got, sizeof got), 3);
+    /* The next bytes add it again, and the loop writes them on its own. */
+    cr_assert_eq(bufferevent_write(p.bev, "two", 3), 0);
+    cr_assert(event_pending(&p.bev->ev_write, EV_WRITE, NULL));
+    for (int i = 0; i < 10 && evbuffer_get_length(bufferevent_get_output(p.bev)) > 0; i++)
+        event_base_loop(p.base, EVLOOP_NONBLOCK);
+    cr_assert_eq(take(p.far, got, sizeof got), 3);
+    cr_assert_arr_eq(got, "two", 3);
+    /* And reading still works on the same bufferevent. */
+    cr_assert_eq(send(p.far, "in", 2, 0), 2);
+    for (int i = 0; i < 10 && evbuffer_get_length(bufferevent_get_input(p.bev)) == 0; i++)
+        event_base_loop(p.base, EVLOOP_NONBLOCK);
+    cr_assert_eq(evbuffer_get_length(bufferevent_get_input(p.bev)), 2);
     pair_free(&p);
 }

@@ -51,6 +51,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/evwrite.h"
 #include "util/hist.h"
 #include "util/net.h"
 #include "util/rng.h"
@@ -663,6 +664,10 @@ static void bconn_drive(struct bconn *c, enum cc_do d)
                 d = cc_failed(&c->cc, &c->k, CC_IO_BROKEN, clock_mono_ms());
                 continue;
             }
+            /* Sent now rather than when the loop next polls (util/evwrite.h):
+             * the core sends only on a connected socket. */
+            if (!c->b->tls && evwrite_now(c->bev) > 0)
+                evwrite_idle(c->bev);
             d = cc_sent(&c->cc, &c->k, clock_mono_ms());
             continue;
         case CC_DO_RECV:
@@ -995,7 +1000,7 @@ static int bench_run(struct cli_ctx *ctx)
     b->nconns = b->clients;
     bool watch_ok = b->wl != WL_WATCH || watch_setup(b);
     b->c = calloc(b->nconns, sizeof *b->c);
-    b->base = event_base_new();
+    b->base = evbase_new();
     if (!b->value || !b->c || !b->base || !watch_ok) {
         out_error("bench: out of memory");
         return EXIT_UNAVAILABLE;

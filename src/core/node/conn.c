@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 
 #include "node/evframe.h"
-#include "node/evwrite.h"
+#include "util/evwrite.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/net.h"
@@ -580,7 +580,10 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
  * watermark, as they would have after the bufferevent's own write. */
 static void conn_write_now(struct conn *c)
 {
-    if (evwrite_now(c->bev) > 0 && conn_out_len(c) <= conn_out_low(c->node))
+    if (evwrite_now(c->bev) <= 0)
+        return;
+    evwrite_idle(c->bev);
+    if (conn_out_len(c) <= conn_out_low(c->node))
         conn_write_cb(c->bev, c);
 }
 

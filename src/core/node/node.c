@@ -15,6 +15,7 @@
 #include "node/replica.h"
 #include "util/clock.h"
 #include "util/file.h"
+#include "util/evwrite.h"
 #include "util/log.h"
 
 void node_config_defaults(struct node_config *cfg)
@@ -230,7 +231,7 @@ int node_run(const struct node_config *cfg)
         exit_code = node_exit_damaged(cfg, rc);
         goto out;
     }
-    n->base = event_base_new();
+    n->base = evbase_new();
     if (!n->base) {
         log_error("cannot create event loop");
         goto out;

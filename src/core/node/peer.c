@@ -24,7 +24,7 @@
 
 #include "ddkv/wire.h"
 #include "node/evframe.h"
-#include "node/evwrite.h"
+#include "util/evwrite.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "proto/version.h"
@@ -1200,6 +1200,8 @@ void peer_flush(struct peer_transport *t)
         /* Errors (EAGAIN, a reset) are left for the bufferevent to find. */
         if (evwrite_now(sock ? sock : p->bev) == 0)
             continue;
+        if (!sock)
+            evwrite_idle(p->bev);
         peer_pump(p);
     }
 }
