@@ -153,19 +153,22 @@ static void sess_cache_set(struct sm *sm, uint64_t client_id, const struct sm_se
 {
     struct sm_sess_slot *slot = sess_slot(sm, client_id);
     slot->client_id = client_id;
-    slot->valid = true;
+    slot->gen = sm->cache_gen;
     slot->present = s != NULL;
     if (s)
         slot->s = *s;
 }
 
-/* Forget what the caches hold: staged changes they may hold are dropped. */
+/* Forget what the caches hold: staged changes they may hold are dropped. A
+ * new generation does it without touching the slots (a fresh state
+ * machine's are never written before use, so opening one costs no page). */
 static void caches_clear(struct sm *sm)
 {
-    if (sm->sess_cache)
-        memset(sm->sess_cache, 0, SM_SESS_CACHE * sizeof *sm->sess_cache);
-    if (sm->key_cache)
-        memset(sm->key_cache, 0, SM_KEY_CACHE * sizeof *sm->key_cache);
+    if (++sm->cache_gen != 0)
+        return;
+    memset(sm->sess_cache, 0, SM_SESS_CACHE * sizeof *sm->sess_cache);
+    memset(sm->key_cache, 0, SM_KEY_CACHE * sizeof *sm->key_cache);
+    sm->cache_gen = 1;
 }
 
 /* Read a session: the staged view (overlay is the open batch; the cache
@@ -176,7 +179,7 @@ static int sess_read(struct sm *sm, uint64_t client_id, struct store_batch *over
 {
     ASSERT(overlay == NULL || overlay == sm->batch);
     struct sm_sess_slot *slot = overlay ? sess_slot(sm, client_id) : NULL;
-    if (slot && slot->valid && slot->client_id == client_id) {
+    if (slot && slot->gen == sm->cache_gen && slot->client_id == client_id) {
         if (!slot->present)
             return ERR_NOT_FOUND;
         *s = slot->s;
@@ -430,6 +433,7 @@ int sm_open(struct sm *sm, struct store *st, struct errbuf *eb)
     sm->session_ttl_ms = SM_SESSION_TTL_MS;
     sm->sess_cache = calloc(SM_SESS_CACHE, sizeof *sm->sess_cache);
     sm->key_cache = calloc(SM_KEY_CACHE, sizeof *sm->key_cache);
+    sm->cache_gen = 1; /* calloc'd slots have gen 0: empty */
     if (!sm->sess_cache || !sm->key_cache)
         return errf(eb, ERR_NOMEM, "out of memory for the session and key caches");
     uint64_t format = 0;
@@ -630,7 +634,7 @@ static void key_cache_set(struct sm *sm, const uint8_t *key, size_t klen, const 
     struct sm_key_slot *slot = key_slot(sm, key, klen);
     if (!slot)
         return;
-    slot->valid = true;
+    slot->gen = sm->cache_gen;
     slot->exists = r != NULL;
     slot->klen = (uint8_t)klen;
     memcpy(slot->key, key, klen);
@@ -651,7 +655,7 @@ static int rec_read(struct sm *sm, const uint8_t *key, size_t klen, bool *exists
     memset(r, 0, sizeof *r);
     *exists = false;
     struct sm_key_slot *slot = key_slot(sm, key, klen);
-    if (slot && slot->valid && slot->klen == klen && memcmp(slot->key, key, klen) == 0) {
+    if (slot && slot->gen == sm->cache_gen && slot->klen == klen && memcmp(slot->key, key, klen) == 0) {
         if (slot->exists) {
             r->create_rev = slot->create_rev;
             r->mod_rev = slot->mod_rev;

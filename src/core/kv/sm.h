@@ -264,7 +264,8 @@ struct sm_session {
 #define SM_SESS_CACHE 4096
 struct sm_sess_slot {
     uint64_t client_id;
-    bool valid, present;
+    uint32_t gen; /* holds something iff this is sm->cache_gen */
+    bool present;
     struct sm_session s;
 };
 
@@ -274,7 +275,8 @@ struct sm_sess_slot {
 #define SM_KEY_CACHE 16384
 #define SM_KEY_CACHE_KEY 48
 struct sm_key_slot {
-    bool valid, exists;
+    uint32_t gen; /* holds something iff this is sm->cache_gen */
+    bool exists;
     uint8_t klen;
     uint8_t key[SM_KEY_CACHE_KEY];
     uint64_t create_rev, mod_rev, version, lamport, lease;
@@ -333,6 +335,7 @@ struct sm {
     /* Every put and delete reads the key's record first (its create
      * revision, version and lease): the same kind of cache, for keys. */
     struct sm_key_slot *key_cache;
+    uint32_t cache_gen; /* emptying both caches moves it on (no memset) */
     /* leases */
     uint64_t leases; /* live leases (for status) */
     int64_t st_leases_delta;
